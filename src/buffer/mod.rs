@@ -1,0 +1,1 @@
+//! Allocation-free buffers for tapping streams.
