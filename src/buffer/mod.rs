@@ -4,6 +4,13 @@
 //! storage once, at construction, with a capacity the caller chooses; after that nothing in
 //! this module allocates.
 //!
+//! * [`Ring`]: the last N bytes of a stream.
+//! * [`HeadTail`]: the first H and last T bytes of a stream.
 //! * [`logfmt`]: deterministic `msg key=value` log lines written into any `fmt::Write`.
 
+mod head_tail;
 pub mod logfmt;
+mod ring;
+
+pub use head_tail::HeadTail;
+pub use ring::Ring;
