@@ -6,11 +6,14 @@
 //!
 //! * [`Ring`]: the last N bytes of a stream.
 //! * [`HeadTail`]: the first H and last T bytes of a stream.
+//! * [`SseParser`]: server-sent events, parsed incrementally into fixed storage.
 //! * [`logfmt`]: deterministic `msg key=value` log lines written into any `fmt::Write`.
 
 mod head_tail;
 pub mod logfmt;
 mod ring;
+mod sse;
 
 pub use head_tail::HeadTail;
 pub use ring::Ring;
+pub use sse::{Event, SseParser};

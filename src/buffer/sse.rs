@@ -1,0 +1,531 @@
+//! [`SseParser`]: an incremental, allocation-free server-sent events parser.
+//!
+//! It follows the WHATWG HTML "event stream" interpretation rules:
+//!
+//! * lines end in CRLF, LF or CR, and a CRLF split across two chunks is still one line end;
+//! * one leading byte order mark (EF BB BF) is ignored, even when split across chunks;
+//! * a line starting with `:` is a comment;
+//! * `field:value` drops one optional space after the colon; a line without a colon is a field
+//!   with an empty value;
+//! * `event` sets the type of the event being built; `data` appends a line to its data (lines
+//!   joined by `\n`); `id` sets the last event id unless the value contains NUL (the id then
+//!   stays on every later event until changed); `retry` sets the reconnection time when the
+//!   value is one or more ASCII digits; other fields are ignored;
+//! * a blank line dispatches the event, unless no `data` line was seen, and then resets the
+//!   data and the event type (an empty type reads as `message`);
+//! * an event still open when the input ends is never dispatched.
+//!
+//! Bytes are passed through as they are: the parser never decodes UTF-8 (so a chunk may end in
+//! the middle of a character), and [`Event::data_str`] checks it on demand.
+//!
+//! Storage is fixed at construction by [`SseParser::with_capacity`]. A value that does not fit
+//! is cut and the event is reported with [`Event::truncated`] set; the next event starts clean.
+//!
+//! ```
+//! use jisr::buffer::SseParser;
+//!
+//! let mut parser = SseParser::with_capacity(64, 1024);
+//! let mut seen = Vec::new();
+//! for chunk in ["event: greet\r", "\ndata: hel", "lo\ndata:world\n", "\n"] {
+//!     parser.feed(chunk.as_bytes(), |event| {
+//!         seen.push((event.event_type.to_vec(), event.data.to_vec()));
+//!     });
+//! }
+//! assert_eq!(seen, [(b"greet".to_vec(), b"hello\nworld".to_vec())]);
+//! ```
+
+use memchr::{memchr, memchr2, memchr3};
+
+const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+
+/// One dispatched event. It borrows the parser's storage and lives for one callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Event<'a> {
+    /// The `event` field, or `message` when the event had none.
+    pub event_type: &'a [u8],
+    /// The `data` lines joined by `\n` (no trailing newline).
+    pub data: &'a [u8],
+    /// The last event id seen on the stream (empty if none).
+    pub last_event_id: &'a [u8],
+    /// The `retry` value given inside this event, if a valid one was.
+    pub retry: Option<u64>,
+    /// Some value of this event did not fit: `data` or `event_type` was cut at capacity, or a
+    /// too long `id` was ignored.
+    pub truncated: bool,
+}
+
+impl<'a> Event<'a> {
+    /// The data as UTF-8, or `None` if it is not valid UTF-8.
+    ///
+    /// ```
+    /// # let mut p = jisr::buffer::SseParser::with_capacity(8, 8);
+    /// p.feed(b"data: hi\n\n", |e| assert_eq!(e.data_str(), Some("hi")));
+    /// ```
+    pub fn data_str(&self) -> Option<&'a str> {
+        core::str::from_utf8(self.data).ok()
+    }
+
+    /// True when the event type equals `name`.
+    ///
+    /// ```
+    /// # let mut p = jisr::buffer::SseParser::with_capacity(8, 8);
+    /// p.feed(b"data: hi\n\n", |e| assert!(e.is_type("message")));
+    /// ```
+    pub fn is_type(&self, name: &str) -> bool {
+        self.event_type == name.as_bytes()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Event,
+    Data,
+    Id,
+    Retry,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Line {
+    /// At the first byte of a line.
+    Start,
+    /// Reading a field name; `len` counts its bytes (only 5 are kept, no known name is longer).
+    Name { buf: [u8; 5], len: usize },
+    /// Reading the value of a known field; `first` is true right after the colon.
+    Value { field: Field, first: bool },
+    /// Skipping the rest of a comment, unknown field or resync line.
+    Ignore,
+}
+
+/// An incremental server-sent events parser with storage fixed at construction.
+///
+/// Feed it chunks split anywhere; it calls back once per dispatched [`Event`], exactly as if
+/// the whole stream had been fed at once. See the [module docs](self) for the rules.
+///
+/// ```
+/// use jisr::buffer::SseParser;
+///
+/// let mut parser = SseParser::with_capacity(32, 8);
+/// let mut events = 0;
+/// parser.feed(b": comment\nid: 7\ndata: far too long for eight\n\ndata: ok\n\n", |e| {
+///     events += 1;
+///     assert_eq!(e.last_event_id, b"7");
+///     if events == 1 {
+///         assert!(e.truncated);
+///         assert_eq!(e.data, b"far too ");
+///     } else {
+///         assert!(!e.truncated);
+///         assert_eq!(e.data, b"ok");
+///     }
+/// });
+/// assert_eq!(events, 2);
+/// ```
+#[derive(Clone)]
+pub struct SseParser {
+    data: Box<[u8]>,
+    data_len: usize,
+    has_data: bool,
+    event: Box<[u8]>,
+    event_len: usize,
+    id: Box<[u8]>,
+    id_len: usize,
+    id_stage: Box<[u8]>,
+    id_stage_len: usize,
+    id_rejected: bool,
+    id_too_long: bool,
+    retry_acc: u64,
+    retry_digits: usize,
+    retry_valid: bool,
+    event_retry: Option<u64>,
+    reconnection_time: Option<u64>,
+    truncated: bool,
+    line: Line,
+    after_cr: bool,
+    /// BOM bytes matched so far at the start of the stream; `None` once decided.
+    bom: Option<usize>,
+    resyncing: bool,
+}
+
+impl SseParser {
+    /// A parser for typical LLM streams: 256-byte event types and ids, 64 KiB of data.
+    ///
+    /// ```
+    /// let parser = jisr::buffer::SseParser::new();
+    /// assert_eq!(parser.data_capacity(), 64 * 1024);
+    /// ```
+    pub fn new() -> Self {
+        Self::with_capacity(256, 64 * 1024)
+    }
+
+    /// A parser keeping at most `field_cap` bytes of event type and of id, and `data_cap` bytes
+    /// of data per event. All its storage is allocated here, once.
+    ///
+    /// ```
+    /// let parser = jisr::buffer::SseParser::with_capacity(64, 4096);
+    /// assert_eq!(parser.field_capacity(), 64);
+    /// ```
+    pub fn with_capacity(field_cap: usize, data_cap: usize) -> Self {
+        SseParser {
+            data: vec![0; data_cap].into_boxed_slice(),
+            data_len: 0,
+            has_data: false,
+            event: vec![0; field_cap].into_boxed_slice(),
+            event_len: 0,
+            id: vec![0; field_cap].into_boxed_slice(),
+            id_len: 0,
+            id_stage: vec![0; field_cap].into_boxed_slice(),
+            id_stage_len: 0,
+            id_rejected: false,
+            id_too_long: false,
+            retry_acc: 0,
+            retry_digits: 0,
+            retry_valid: false,
+            event_retry: None,
+            reconnection_time: None,
+            truncated: false,
+            line: Line::Start,
+            after_cr: false,
+            bom: Some(0),
+            resyncing: false,
+        }
+    }
+
+    /// Most bytes of data kept per event.
+    ///
+    /// ```
+    /// assert_eq!(jisr::buffer::SseParser::with_capacity(1, 2).data_capacity(), 2);
+    /// ```
+    pub fn data_capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Most bytes kept of an event type or an id.
+    ///
+    /// ```
+    /// assert_eq!(jisr::buffer::SseParser::with_capacity(1, 2).field_capacity(), 1);
+    /// ```
+    pub fn field_capacity(&self) -> usize {
+        self.event.len()
+    }
+
+    /// The last event id set on the stream (empty if none).
+    ///
+    /// ```
+    /// let mut p = jisr::buffer::SseParser::new();
+    /// p.feed(b"id: 42\n", |_| {});
+    /// assert_eq!(p.last_event_id(), b"42");
+    /// ```
+    pub fn last_event_id(&self) -> &[u8] {
+        &self.id[..self.id_len]
+    }
+
+    /// The last valid `retry` value seen, dispatched or not.
+    ///
+    /// ```
+    /// let mut p = jisr::buffer::SseParser::new();
+    /// p.feed(b"retry: 1500\n\n", |_| {});
+    /// assert_eq!(p.reconnection_time(), Some(1500));
+    /// ```
+    pub fn reconnection_time(&self) -> Option<u64> {
+        self.reconnection_time
+    }
+
+    /// Returns to the state of a new parser (start of a stream); the storage is kept.
+    ///
+    /// ```
+    /// let mut p = jisr::buffer::SseParser::new();
+    /// p.feed(b"id: 1\ndata: x", |_| {});
+    /// p.reset();
+    /// assert!(p.last_event_id().is_empty());
+    /// ```
+    pub fn reset(&mut self) {
+        self.clear_event();
+        self.id_len = 0;
+        self.reconnection_time = None;
+        self.line = Line::Start;
+        self.after_cr = false;
+        self.bom = Some(0);
+        self.resyncing = false;
+    }
+
+    /// Declares that bytes were lost before the next chunk: drops the partial event and skips
+    /// input up to and including the next blank line, so parsing resumes at an event start.
+    ///
+    /// The first blank line seen after the call is taken as the boundary; a partial line at
+    /// the cut is ignored, so the event right after the cut may be skipped, never misparsed.
+    ///
+    /// ```
+    /// let mut p = jisr::buffer::SseParser::new();
+    /// let mut got = Vec::new();
+    /// p.feed(b"data: first\n\ndata: sec", |e| got.push(e.data.to_vec()));
+    /// p.resync();
+    /// p.feed(b"nd\n\ndata: third\n\n", |e| got.push(e.data.to_vec()));
+    /// assert_eq!(got, [b"first".to_vec(), b"third".to_vec()]);
+    /// ```
+    pub fn resync(&mut self) {
+        self.clear_event();
+        self.line = Line::Ignore;
+        self.after_cr = false;
+        self.bom = None;
+        self.resyncing = true;
+    }
+
+    /// Parses `chunk`, calling `on_event` for every event it completes.
+    ///
+    /// ```
+    /// let mut p = jisr::buffer::SseParser::new();
+    /// let mut n = 0;
+    /// p.feed(b"data: a\n\ndata: b\n", |_| n += 1);
+    /// p.feed(b"\n", |_| n += 1);
+    /// assert_eq!(n, 2);
+    /// ```
+    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(&Event<'_>)) {
+        let rest = self.skip_bom(chunk, &mut on_event);
+        self.process(rest, &mut on_event);
+    }
+
+    /// Consumes a leading BOM, possibly over several chunks; returns what is left to parse.
+    fn skip_bom<'c>(&mut self, chunk: &'c [u8], on_event: &mut impl FnMut(&Event<'_>)) -> &'c [u8] {
+        let Some(mut matched) = self.bom else {
+            return chunk;
+        };
+        let mut used = 0;
+        while matched < BOM.len() {
+            match chunk.get(used) {
+                None => {
+                    self.bom = Some(matched);
+                    return &[];
+                }
+                Some(&b) if b == BOM[matched] => {
+                    matched += 1;
+                    used += 1;
+                }
+                Some(_) => {
+                    // Not a BOM after all: the bytes held back are ordinary input.
+                    self.bom = None;
+                    self.process(&BOM[..matched], on_event);
+                    return &chunk[used..];
+                }
+            }
+        }
+        self.bom = None;
+        &chunk[used..]
+    }
+
+    fn process(&mut self, chunk: &[u8], on_event: &mut impl FnMut(&Event<'_>)) {
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.after_cr {
+                self.after_cr = false;
+                if chunk[i] == b'\n' {
+                    i += 1;
+                    continue;
+                }
+            }
+            match self.line {
+                Line::Start => match chunk[i] {
+                    b @ (b'\r' | b'\n') => {
+                        i += 1;
+                        self.after_cr = b == b'\r';
+                        self.dispatch(on_event);
+                    }
+                    b':' => {
+                        i += 1;
+                        self.line = Line::Ignore;
+                    }
+                    _ if self.resyncing => self.line = Line::Ignore,
+                    _ => {
+                        self.line = Line::Name {
+                            buf: [0; 5],
+                            len: 0,
+                        }
+                    }
+                },
+                Line::Name { mut buf, mut len } => {
+                    let rest = &chunk[i..];
+                    let end = memchr3(b':', b'\r', b'\n', rest);
+                    let name = &rest[..end.unwrap_or(rest.len())];
+                    let start = len.min(buf.len());
+                    let keep = name.len().min(buf.len() - start);
+                    buf[start..start + keep].copy_from_slice(&name[..keep]);
+                    len = len.saturating_add(name.len());
+                    let Some(end) = end else {
+                        self.line = Line::Name { buf, len };
+                        return;
+                    };
+                    i += end + 1;
+                    let field = field_named(&buf, len);
+                    if let Some(field) = field {
+                        self.start_value(field);
+                    }
+                    if rest[end] == b':' {
+                        self.line =
+                            field.map_or(Line::Ignore, |field| Line::Value { field, first: true });
+                    } else {
+                        if let Some(field) = field {
+                            self.finish_value(field);
+                        }
+                        self.after_cr = rest[end] == b'\r';
+                        self.line = Line::Start;
+                    }
+                }
+                Line::Value { field, first } => {
+                    if first {
+                        self.line = Line::Value {
+                            field,
+                            first: false,
+                        };
+                        if chunk[i] == b' ' {
+                            i += 1;
+                        }
+                        continue;
+                    }
+                    let rest = &chunk[i..];
+                    let end = memchr2(b'\r', b'\n', rest);
+                    self.push_value(field, &rest[..end.unwrap_or(rest.len())]);
+                    let Some(end) = end else {
+                        return;
+                    };
+                    i += end + 1;
+                    self.finish_value(field);
+                    self.after_cr = rest[end] == b'\r';
+                    self.line = Line::Start;
+                }
+                Line::Ignore => {
+                    let rest = &chunk[i..];
+                    let Some(end) = memchr2(b'\r', b'\n', rest) else {
+                        return;
+                    };
+                    i += end + 1;
+                    self.after_cr = rest[end] == b'\r';
+                    self.line = Line::Start;
+                }
+            }
+        }
+    }
+
+    fn start_value(&mut self, field: Field) {
+        match field {
+            Field::Data => {
+                if self.has_data {
+                    self.truncated |= !push(&mut self.data, &mut self.data_len, b"\n");
+                }
+                self.has_data = true;
+            }
+            Field::Event => self.event_len = 0,
+            Field::Id => {
+                self.id_stage_len = 0;
+                self.id_rejected = false;
+                self.id_too_long = false;
+            }
+            Field::Retry => {
+                self.retry_acc = 0;
+                self.retry_digits = 0;
+                self.retry_valid = true;
+            }
+        }
+    }
+
+    fn push_value(&mut self, field: Field, bytes: &[u8]) {
+        match field {
+            Field::Data => self.truncated |= !push(&mut self.data, &mut self.data_len, bytes),
+            Field::Event => self.truncated |= !push(&mut self.event, &mut self.event_len, bytes),
+            Field::Id => {
+                self.id_rejected |= memchr(0, bytes).is_some();
+                self.id_too_long |= !push(&mut self.id_stage, &mut self.id_stage_len, bytes);
+            }
+            Field::Retry => {
+                for &b in bytes {
+                    if b.is_ascii_digit() {
+                        let digit = u64::from(b - b'0');
+                        self.retry_acc = self.retry_acc.saturating_mul(10).saturating_add(digit);
+                        self.retry_digits += 1;
+                    } else {
+                        self.retry_valid = false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish_value(&mut self, field: Field) {
+        match field {
+            Field::Id if self.id_rejected => {}
+            Field::Id if self.id_too_long => self.truncated = true,
+            Field::Id => {
+                core::mem::swap(&mut self.id, &mut self.id_stage);
+                self.id_len = self.id_stage_len;
+            }
+            Field::Retry if self.retry_valid && self.retry_digits > 0 => {
+                self.reconnection_time = Some(self.retry_acc);
+                self.event_retry = Some(self.retry_acc);
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, on_event: &mut impl FnMut(&Event<'_>)) {
+        if self.resyncing {
+            self.resyncing = false;
+        } else if self.has_data {
+            let event_type = match self.event_len {
+                0 => &b"message"[..],
+                n => &self.event[..n],
+            };
+            on_event(&Event {
+                event_type,
+                data: &self.data[..self.data_len],
+                last_event_id: &self.id[..self.id_len],
+                retry: self.event_retry,
+                truncated: self.truncated,
+            });
+        }
+        self.clear_event();
+    }
+
+    /// Forgets the event being built (not the last event id or reconnection time).
+    fn clear_event(&mut self) {
+        self.data_len = 0;
+        self.has_data = false;
+        self.event_len = 0;
+        self.event_retry = None;
+        self.truncated = false;
+    }
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for SseParser {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SseParser")
+            .field("field_capacity", &self.field_capacity())
+            .field("data_capacity", &self.data_capacity())
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Appends as much of `bytes` as fits; returns false if some did not.
+fn push(buf: &mut [u8], len: &mut usize, bytes: &[u8]) -> bool {
+    let n = bytes.len().min(buf.len() - *len);
+    buf[*len..*len + n].copy_from_slice(&bytes[..n]);
+    *len += n;
+    n == bytes.len()
+}
+
+fn field_named(buf: &[u8; 5], len: usize) -> Option<Field> {
+    match buf.get(..len)? {
+        b"event" => Some(Field::Event),
+        b"data" => Some(Field::Data),
+        b"id" => Some(Field::Id),
+        b"retry" => Some(Field::Retry),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
