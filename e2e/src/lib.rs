@@ -1,1 +1,31 @@
-//! e2e harness
+//! End-to-end harness for jisr: real Envoy (from PyPI), the example modules, a real upstream
+//! server and a small HTTP/1.1 client, all on 127.0.0.1.
+//!
+//! ```no_run
+//! use jisr_e2e::{Envoy, EnvoyConfig, Listener, Upstream, client, module_filter};
+//! let up = Upstream::start("echo");
+//! let cfg = EnvoyConfig::new()
+//!     .listener(Listener::new("main").filter(module_filter("hello", "hello", None)))
+//!     .upstream(up.port());
+//! let envoy = Envoy::start(&cfg);
+//! let resp = client::get(envoy.listener_port("main"), "/");
+//! assert_eq!(resp.json().get("headers").get("x-hello").as_str(), Some("from-jisr"));
+//! ```
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod envoy;
+pub mod install;
+pub mod json;
+pub mod modules;
+pub mod paths;
+pub mod upstream;
+mod wire;
+
+pub use config::{Cluster, EnvoyConfig, HttpFilter, Listener, Route, module_filter};
+pub use envoy::{Envoy, module_stat, wait_until};
+pub use install::{ENVOY_VERSION, envoy_bin};
+pub use json::Json;
+pub use modules::{module_path, modules_dir};
+pub use upstream::{ResponseWriter, Upstream, UpstreamRequest};

@@ -1,0 +1,477 @@
+//! A small builder for `envoy.yaml`: listeners with HTTP filters and routes, clusters, admin,
+//! access log. Ports are filled in by [`crate::Envoy::start`].
+
+use crate::json::quote;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// The prefix of every access-log line Envoy writes to stdout.
+pub const ACCESS_MARKER: &str = "ACCESS ";
+
+const DM_FILTER: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+
+/// A whole Envoy configuration plus how to run Envoy with it.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    pub(crate) listeners: Vec<Listener>,
+    pub(crate) clusters: Vec<Cluster>,
+    pub(crate) concurrency: usize,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) raw_top_level: Vec<String>,
+}
+
+impl Default for EnvoyConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EnvoyConfig {
+    /// An empty config (admin only), `--concurrency 2`.
+    pub fn new() -> Self {
+        EnvoyConfig {
+            listeners: Vec::new(),
+            clusters: Vec::new(),
+            concurrency: 2,
+            args: Vec::new(),
+            env: Vec::new(),
+            raw_top_level: Vec::new(),
+        }
+    }
+
+    /// Adds a listener.
+    pub fn listener(mut self, l: Listener) -> Self {
+        self.listeners.push(l);
+        self
+    }
+
+    /// Adds a cluster.
+    pub fn cluster(mut self, c: Cluster) -> Self {
+        self.clusters.push(c);
+        self
+    }
+
+    /// Adds the cluster named `upstream` (the default route target) pointing at `port`.
+    pub fn upstream(self, port: u16) -> Self {
+        self.cluster(Cluster::new("upstream", port))
+    }
+
+    /// Envoy worker threads (`--concurrency`).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// An extra command-line argument for Envoy.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// An extra environment variable for Envoy.
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Raw YAML appended at the top level (e.g. `layered_runtime: ...`).
+    pub fn raw_top_level(mut self, yaml: impl Into<String>) -> Self {
+        self.raw_top_level.push(yaml.into());
+        self
+    }
+
+    /// True if any listener uses a dynamic-module filter (the harness then builds the modules).
+    pub fn uses_modules(&self) -> bool {
+        self.listeners
+            .iter()
+            .any(|l| l.filters.iter().any(|f| f.is_module))
+    }
+
+    /// Renders the YAML with the given admin port and listener ports (by listener name).
+    pub fn render(&self, admin_port: u16, ports: &HashMap<String, u16>) -> String {
+        let mut y = String::new();
+        y.push_str("stats_flush_interval: 1s\n");
+        let _ = writeln!(
+            y,
+            "admin:\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}"
+        );
+        y.push_str("static_resources:\n  listeners:");
+        if self.listeners.is_empty() {
+            y.push_str(" []");
+        }
+        y.push('\n');
+        for l in &self.listeners {
+            let port = ports.get(&l.name).copied().unwrap_or(0);
+            l.render(&mut y, port);
+        }
+        y.push_str("  clusters:");
+        if self.clusters.is_empty() {
+            y.push_str(" []");
+        }
+        y.push('\n');
+        for c in &self.clusters {
+            c.render(&mut y);
+        }
+        for raw in &self.raw_top_level {
+            y.push_str(&indent(raw, 0));
+        }
+        y
+    }
+}
+
+/// One listener with an HTTP connection manager.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub(crate) name: String,
+    pub(crate) filters: Vec<HttpFilter>,
+    routes: Vec<Route>,
+    log_format: Option<String>,
+    log_fields: Vec<String>,
+    hcm_extra: Vec<String>,
+}
+
+impl Listener {
+    /// A listener named `name`; without routes it routes everything to cluster `upstream`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Listener {
+            name: name.into(),
+            filters: Vec::new(),
+            routes: Vec::new(),
+            log_format: None,
+            log_fields: Vec::new(),
+            hcm_extra: Vec::new(),
+        }
+    }
+
+    /// Appends an HTTP filter (the router is always added last).
+    pub fn filter(mut self, f: HttpFilter) -> Self {
+        self.filters.push(f);
+        self
+    }
+
+    /// Appends a route (first match wins).
+    pub fn route(mut self, r: Route) -> Self {
+        self.routes.push(r);
+        self
+    }
+
+    /// Replaces the access-log format after the marker. The default is
+    /// `listener=<name> method=%REQ(:METHOD)% path=%REQ(:PATH)% code=%RESPONSE_CODE% details=%RESPONSE_CODE_DETAILS%`.
+    pub fn access_log_format(mut self, fmt: impl Into<String>) -> Self {
+        self.log_format = Some(fmt.into());
+        self
+    }
+
+    /// Appends ` <key>=<operator>` to the access-log format, e.g. `("user", "%REQ(x-user-id)%")`.
+    pub fn log_field(mut self, key: &str, operator: &str) -> Self {
+        self.log_fields.push(format!("{key}={operator}"));
+        self
+    }
+
+    /// Appends ` <ns>:<key>=%DYNAMIC_METADATA(<ns>:<key>)%` to the access-log format.
+    pub fn log_metadata(self, ns: &str, key: &str) -> Self {
+        let op = format!("%DYNAMIC_METADATA({ns}:{key})%");
+        self.log_field(&format!("{ns}:{key}"), &op)
+    }
+
+    /// Raw YAML added to the HttpConnectionManager's typed_config (e.g. `stream_idle_timeout: 2s`).
+    pub fn hcm_yaml(mut self, yaml: impl Into<String>) -> Self {
+        self.hcm_extra.push(yaml.into());
+        self
+    }
+
+    fn render(&self, y: &mut String, port: u16) {
+        let fmt = self.log_format.clone().unwrap_or_else(|| {
+            format!(
+                "listener={} method=%REQ(:METHOD)% path=%REQ(:PATH)% code=%RESPONSE_CODE% details=%RESPONSE_CODE_DETAILS%",
+                self.name
+            )
+        });
+        let mut fmt = format!("{ACCESS_MARKER}{fmt}");
+        for f in &self.log_fields {
+            fmt.push(' ');
+            fmt.push_str(f);
+        }
+        fmt.push('\n');
+        let _ = write!(
+            y,
+            "  - name: {name}
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                text_format_source:
+                  inline_string: {fmt}
+",
+            name = quote(&self.name),
+            fmt = quote(&fmt),
+        );
+        for raw in &self.hcm_extra {
+            y.push_str(&indent(raw, 10));
+        }
+        y.push_str(
+            "          route_config:
+            name: local
+            virtual_hosts:
+            - name: all
+              domains: [\"*\"]
+              routes:
+",
+        );
+        if self.routes.is_empty() {
+            Route::to("/", "upstream").render(y);
+        }
+        for r in &self.routes {
+            r.render(y);
+        }
+        y.push_str("          http_filters:\n");
+        for f in &self.filters {
+            let _ = writeln!(
+                y,
+                "          - name: {}\n            typed_config:",
+                quote(&f.name)
+            );
+            y.push_str(&indent(&f.typed_config, 14));
+        }
+        y.push_str(
+            "          - name: envoy.filters.http.router
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+",
+        );
+    }
+}
+
+/// One route of the listener's single virtual host.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// `prefix` → cluster.
+    Cluster {
+        /// Path prefix to match.
+        prefix: String,
+        /// Target cluster.
+        cluster: String,
+    },
+    /// `prefix` → the cluster named by request header `header`.
+    ClusterHeader {
+        /// Path prefix to match.
+        prefix: String,
+        /// Request header holding the cluster name.
+        header: String,
+    },
+    /// `prefix` → a `direct_response` from Envoy itself.
+    Direct {
+        /// Path prefix to match.
+        prefix: String,
+        /// Status code.
+        status: u16,
+        /// Inline body.
+        body: String,
+    },
+    /// One raw YAML route entry (starting with `- match:`).
+    Raw(String),
+}
+
+impl Route {
+    /// `prefix` → `cluster`.
+    pub fn to(prefix: &str, cluster: &str) -> Route {
+        Route::Cluster {
+            prefix: prefix.into(),
+            cluster: cluster.into(),
+        }
+    }
+
+    /// `prefix` → cluster named by request header `header`.
+    pub fn cluster_header(prefix: &str, header: &str) -> Route {
+        Route::ClusterHeader {
+            prefix: prefix.into(),
+            header: header.into(),
+        }
+    }
+
+    /// `prefix` → Envoy answers `status` with `body` itself.
+    pub fn direct(prefix: &str, status: u16, body: &str) -> Route {
+        Route::Direct {
+            prefix: prefix.into(),
+            status,
+            body: body.into(),
+        }
+    }
+
+    fn render(&self, y: &mut String) {
+        let _ = match self {
+            Route::Cluster { prefix, cluster } => writeln!(
+                y,
+                "              - match: {{ prefix: {} }}\n                route: {{ cluster: {}, timeout: 30s }}",
+                quote(prefix),
+                quote(cluster)
+            ),
+            Route::ClusterHeader { prefix, header } => writeln!(
+                y,
+                "              - match: {{ prefix: {} }}\n                route: {{ cluster_header: {}, timeout: 30s }}",
+                quote(prefix),
+                quote(header)
+            ),
+            Route::Direct {
+                prefix,
+                status,
+                body,
+            } => writeln!(
+                y,
+                "              - match: {{ prefix: {} }}\n                direct_response: {{ status: {status}, body: {{ inline_string: {} }} }}",
+                quote(prefix),
+                quote(body)
+            ),
+            Route::Raw(raw) => {
+                y.push_str(&indent(raw, 14));
+                Ok(())
+            }
+        };
+    }
+}
+
+/// One entry of `http_filters` (before the router).
+#[derive(Debug, Clone)]
+pub struct HttpFilter {
+    name: String,
+    typed_config: String,
+    is_module: bool,
+}
+
+impl HttpFilter {
+    /// Any filter: `typed_config_yaml` is the body of `typed_config` (starting with `"@type": ...`).
+    pub fn raw(name: &str, typed_config_yaml: &str) -> HttpFilter {
+        HttpFilter {
+            name: name.into(),
+            typed_config: typed_config_yaml.into(),
+            is_module: false,
+        }
+    }
+
+    /// Marks a raw filter as a dynamic module (so the harness builds the modules).
+    pub fn as_module(mut self) -> HttpFilter {
+        self.is_module = true;
+        self
+    }
+}
+
+/// A dynamic-module filter: `lib<module>.so`, `filter_name`, and `config` passed to the module
+/// as raw bytes (wrapped in `google.protobuf.StringValue`). No config → zero-length bytes.
+pub fn module_filter(module: &str, filter_name: &str, config: Option<&str>) -> HttpFilter {
+    let mut t = format!(
+        "\"@type\": {DM_FILTER}\ndynamic_module_config:\n  name: {}\nfilter_name: {}\n",
+        quote(module),
+        quote(filter_name)
+    );
+    if let Some(c) = config {
+        let _ = write!(
+            t,
+            "filter_config:\n  \"@type\": type.googleapis.com/google.protobuf.StringValue\n  value: {}\n",
+            quote(c)
+        );
+    }
+    HttpFilter {
+        name: format!("{module}.{filter_name}"),
+        typed_config: t,
+        is_module: true,
+    }
+}
+
+/// A STATIC loopback cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    name: String,
+    port: u16,
+    http2: bool,
+    connect_timeout: String,
+    raw: Vec<String>,
+}
+
+impl Cluster {
+    /// Cluster `name` → 127.0.0.1:`port`, HTTP/1.1, 1 s connect timeout.
+    pub fn new(name: &str, port: u16) -> Cluster {
+        Cluster {
+            name: name.into(),
+            port,
+            http2: false,
+            connect_timeout: "1s".into(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// Speak HTTP/2 (prior knowledge) to this upstream.
+    pub fn http2(mut self) -> Cluster {
+        self.http2 = true;
+        self
+    }
+
+    /// Connect timeout, as an Envoy duration (`"0.25s"`).
+    pub fn connect_timeout(mut self, d: &str) -> Cluster {
+        self.connect_timeout = d.into();
+        self
+    }
+
+    /// Raw YAML added to the cluster entry (e.g. `circuit_breakers: ...`).
+    pub fn raw_yaml(mut self, yaml: &str) -> Cluster {
+        self.raw.push(yaml.into());
+        self
+    }
+
+    fn render(&self, y: &mut String) {
+        let _ = write!(
+            y,
+            "  - name: {name}
+    connect_timeout: {ct}
+    type: STATIC
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+",
+            name = quote(&self.name),
+            ct = self.connect_timeout,
+            port = self.port
+        );
+        if self.http2 {
+            y.push_str(
+                "    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+",
+            );
+        }
+        for raw in &self.raw {
+            y.push_str(&indent(raw, 4));
+        }
+    }
+}
+
+/// Indents every line of `text` by `n` spaces; ensures a trailing newline.
+fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    let mut out = String::new();
+    for line in text.lines() {
+        if !line.trim().is_empty() {
+            out.push_str(&pad);
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}

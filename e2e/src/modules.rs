@@ -1,0 +1,71 @@
+//! Building the jisr example modules (`lib<name>.so`) once per process.
+
+use crate::paths::{target_dir, workspace_root};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Longest time a module build may take before the harness gives up.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Directory holding the example `.so` files, for `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+///
+/// `JISR_MODULES_DIR` overrides it (no build). Otherwise the first call runs
+/// `cargo build --examples -p jisr --target-dir target/e2e-modules` (same cargo as the caller);
+/// later calls reuse the result. Panics with cargo's output if the build fails.
+pub fn modules_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("JISR_MODULES_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        build_examples()
+    })
+    .clone()
+}
+
+/// Path of `lib<name>.so` in [`modules_dir`].
+pub fn module_path(name: &str) -> PathBuf {
+    modules_dir().join(format!("lib{name}.so"))
+}
+
+fn build_examples() -> PathBuf {
+    // A separate target dir: `cargo test` holds the lock on the main one while tests run.
+    let target = target_dir().join("e2e-modules");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let log = crate::paths::log_dir().join(format!("modules-build-{}.log", std::process::id()));
+    let log_file = std::fs::File::create(&log).expect("create module build log");
+    let started = Instant::now();
+    let mut child = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--examples", "-p", "jisr", "--target-dir"])
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("dup log"))
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for cargo") {
+            break s;
+        }
+        if started.elapsed() > BUILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "building the example modules took longer than {BUILD_TIMEOUT:?}; log: {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "`cargo build --examples -p jisr` failed ({status}):\n{output}"
+    );
+    eprintln!("jisr-e2e: example modules built in {:?}", started.elapsed());
+    target.join("debug").join("examples")
+}
