@@ -7,13 +7,18 @@
 //! * [`Ring`]: the last N bytes of a stream.
 //! * [`HeadTail`]: the first H and last T bytes of a stream.
 //! * [`SseParser`]: server-sent events, parsed incrementally into fixed storage.
+//! * [`UsageTracker`]: token usage of streamed OpenAI and Anthropic responses.
+//! * [`json`]: find one value by key path in JSON text, without a JSON library.
 //! * [`logfmt`]: deterministic `msg key=value` log lines written into any `fmt::Write`.
 
 mod head_tail;
+pub mod json;
 pub mod logfmt;
 mod ring;
 mod sse;
+mod usage;
 
 pub use head_tail::HeadTail;
 pub use ring::Ring;
 pub use sse::{Event, SseParser};
+pub use usage::{Provider, Usage, UsageTracker};
