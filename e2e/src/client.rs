@@ -37,6 +37,11 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body parsed as JSON, or `None` if it is not JSON.
+    pub fn try_json(&self) -> Option<Json> {
+        Json::parse(&self.text()).ok()
+    }
+
     /// The body parsed as JSON; panics with the body if it is not JSON.
     pub fn json(&self) -> Json {
         Json::parse(&self.text()).unwrap_or_else(|e| {

@@ -200,3 +200,20 @@ fn client_disconnect_mid_request_keeps_envoy_ready() {
     envoy.assert_ready();
     assert_eq!(client::get(port, "/").status, 200);
 }
+
+#[test]
+fn example_modules_build() {
+    // Builds (or confirms fresh) the jisr examples; fails if they do not compile.
+    let dir = jisr_e2e::modules_dir();
+    assert!(dir.is_dir(), "{} is not a directory", dir.display());
+}
+
+#[test]
+#[should_panic(expected = "Envoy exited during startup")]
+fn start_panics_with_log_when_envoy_exits() {
+    let cfg = EnvoyConfig::new().listener(Listener::new("main").filter(HttpFilter::raw(
+        "bogus",
+        "\"@type\": type.googleapis.com/envoy.extensions.filters.http.does_not_exist.v3.Nope",
+    )));
+    let _ = Envoy::start(&cfg);
+}
