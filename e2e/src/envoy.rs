@@ -10,6 +10,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A running Envoy. Dropping it stops Envoy (and prints its log if the thread is panicking).
 pub struct Envoy {
-    child: Child,
+    child: Mutex<Child>,
     admin_port: u16,
     ports: HashMap<String, u16>,
     log_path: PathBuf,
@@ -146,12 +147,23 @@ impl Envoy {
     /// Starts Envoy with `cfg` and waits until admin `/ready` says `LIVE`. Builds the example
     /// modules first if `cfg` uses any. Panics with Envoy's log if Envoy exits or is not ready
     /// within [`READY_TIMEOUT`].
+    /// A port taken between picking and Envoy binding it is retried with fresh ports (twice).
     pub fn start(cfg: &EnvoyConfig) -> Envoy {
+        let mut attempt = 0;
         let mut l = launch(cfg);
         let deadline = l.started + READY_TIMEOUT;
         loop {
             if let Some(status) = l.child.try_wait().expect("poll envoy") {
                 let log = std::fs::read_to_string(&l.log_path).unwrap_or_default();
+                if log.contains("Address already in use") && attempt < 2 {
+                    attempt += 1;
+                    eprintln!(
+                        "jisr-e2e: port clash, restarting Envoy with fresh ports ({})",
+                        l.log_path.display()
+                    );
+                    l = launch(cfg);
+                    continue;
+                }
                 panic!(
                     "Envoy exited during startup ({status}). config: {}\n--- Envoy log (tail) ---\n{}",
                     l.config_path.display(),
@@ -175,7 +187,7 @@ impl Envoy {
         }
         let ready_after = l.started.elapsed();
         Envoy {
-            child: l.child,
+            child: Mutex::new(l.child),
             admin_port: l.admin_port,
             ports: l.ports,
             log_path: l.log_path,
@@ -330,17 +342,22 @@ impl Envoy {
     }
 
     /// The exit status if Envoy has exited.
-    pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_wait()
+            .ok()
+            .flatten()
     }
 
     /// True if Envoy runs and admin `/ready` says `LIVE`.
-    pub fn is_ready(&mut self) -> bool {
+    pub fn is_ready(&self) -> bool {
         self.exit_status().is_none() && admin_ready(self.admin_port)
     }
 
     /// Panics (with the log) unless Envoy is still running and ready, e.g. after a fault test.
-    pub fn assert_ready(&mut self) {
+    pub fn assert_ready(&self) {
         if let Some(s) = self.exit_status() {
             panic!(
                 "Envoy exited ({s})\n--- Envoy log (tail) ---\n{}",
@@ -355,19 +372,20 @@ impl Envoy {
     }
 
     /// Asks Envoy to exit (`/quitquitquit`), waits up to 5 s, then kills it. Returns the status.
-    pub fn stop(&mut self) -> Option<ExitStatus> {
+    pub fn stop(&self) -> Option<ExitStatus> {
         if let Some(s) = self.exit_status() {
             return Some(s);
         }
         let _ = client::try_request(self.admin_port, "POST", "/quitquitquit", &[], b"");
         let mut status = None;
         wait_until(Duration::from_secs(5), || {
-            status = self.child.try_wait().ok().flatten();
+            status = self.exit_status();
             status.is_some()
         });
         if status.is_none() {
-            let _ = self.child.kill();
-            status = self.child.wait().ok();
+            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = child.kill();
+            status = child.wait().ok();
         }
         status
     }
@@ -397,6 +415,12 @@ pub fn module_stat(name: &str, labels: &[(&str, &str)]) -> String {
         s.push_str(v);
     }
     s
+}
+
+/// Value of `key=value` in an access-log line (values must not contain spaces).
+pub fn access_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn stat_line<'a>(text: &'a str, name: &str) -> Option<&'a str> {

@@ -24,7 +24,7 @@ pub mod upstream;
 mod wire;
 
 pub use config::{Cluster, EnvoyConfig, HttpFilter, Listener, Route, module_filter};
-pub use envoy::{Envoy, module_stat, wait_until};
+pub use envoy::{Envoy, access_field, free_port, module_stat, wait_until};
 pub use install::{ENVOY_VERSION, envoy_bin};
 pub use json::Json;
 pub use modules::{module_path, modules_dir};

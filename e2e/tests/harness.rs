@@ -151,7 +151,7 @@ fn direct_response_route() {
 #[test]
 fn admin_stats_readable() {
     let up = Upstream::start("stats");
-    let mut envoy = Envoy::start(&plain(&up));
+    let envoy = Envoy::start(&plain(&up));
     for _ in 0..3 {
         assert_eq!(client::get(envoy.listener_port("main"), "/").status, 200);
     }
@@ -186,7 +186,7 @@ fn broken_config_is_refused() {
 #[test]
 fn client_disconnect_mid_request_keeps_envoy_ready() {
     let up = Upstream::start("disc");
-    let mut envoy = Envoy::start(&plain(&up));
+    let envoy = Envoy::start(&plain(&up));
     let port = envoy.listener_port("main");
     let raw = b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\npartial";
     client::send_and_disconnect(port, raw, Duration::from_millis(100)).unwrap();
