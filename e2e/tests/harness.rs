@@ -110,6 +110,11 @@ fn upstream_custom_handler_trailers_and_reset() {
             w.finish();
         }
         "/reset" => w.reset(),
+        "/sse" => {
+            w.header("content-type", "text/event-stream");
+            w.sse_event(Some("greeting"), "hello\nworld");
+            w.sse_event(None, "{}");
+        }
         _ => jisr_e2e::upstream::echo(req, w),
     });
     // Direct: the client against the upstream itself.
@@ -120,6 +125,11 @@ fn upstream_custom_handler_trailers_and_reset() {
         Some("42")
     );
     assert!(client::try_request(up.port(), "GET", "/reset", &[], b"").is_err());
+    let r = client::get(up.port(), "/sse");
+    assert_eq!(
+        r.text(),
+        "event: greeting\ndata: hello\ndata: world\n\ndata: {}\n\n"
+    );
     let r = client::request(up.port(), "GET", "/x", &[("connection", "close")], b"");
     assert_eq!(r.json().get("server").as_str(), Some("custom"));
 
