@@ -1,4 +1,82 @@
-//! jisr: Envoy HTTP filters as plain `async fn` handlers.
+//! # jisr
+//!
+//! Envoy HTTP filters as plain `async fn` handlers, shipped as an Envoy *dynamic module*
+//! (a `cdylib` Envoy loads with `dlopen`).
+//!
+//! A handler is a `Future` that jisr polls **inline on the Envoy worker thread**, inside Envoy's
+//! own hooks. A handler that never awaits completes inside the hook that started it; one that
+//! awaits (body bytes, a value from another thread) makes the hook return a stop status, and a
+//! waker brings the stream back through Envoy's per-filter scheduler. No threads, no runtime,
+//! and the handler's future lives inline in a pooled per-stream slot.
+//!
+//! ```
+//! use jisr::{chain, Level, LogValue, Next, Registry, Request, ResponseWriter};
+//!
+//! async fn log_requests(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
+//!     let method = req.method().unwrap_or("-").to_owned();
+//!     w.log_attrs(Level::Info, "request", &[("method", LogValue::Str(&method))]);
+//!     next.run(&mut req, &mut w).await;
+//! }
+//!
+//! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+//!     req.skip_body();
+//!     req.set_header("x-hello", "from-jisr");
+//! }
+//!
+//! fn register(r: &mut Registry) {
+//!     r.register("hello", chain(log_requests, hello));
+//! }
+//!
+//! // In a `cdylib` crate: generates the symbols Envoy looks up.
+//! jisr::export!(register);
+//! ```
+//!
+//! Layers, top to bottom: the API ([`Request`], [`ResponseWriter`], [`Registry`], ...), the
+//! per-stream state machine that decides every status returned to Envoy, the executor (waker
+//! and inline poll loop), the host (real Envoy or the simulated stream of [`testing`]), and the
+//! ABI declarations. `unsafe` lives only in the ABI, host and executor layers.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
+#[doc(hidden)]
+pub mod abi;
+mod api;
 pub mod buffer;
+mod executor;
+mod filter;
+mod host;
+pub mod testing;
+
+pub use api::attr::Attr;
+pub use api::body::{BodyError, ReadBody};
+pub use api::config::{ConfigError, ConfigHandle};
+pub use api::handler::{
+    Chain, Chained, Handler, IntoService, Middleware, Next, NextFuture, StateHandler, chain,
+};
+pub use api::log::{Level, LogValue};
+pub use api::metrics::{Counter, Gauge, Histogram, MetricError};
+pub use api::raw::{
+    BodyStatus, HeadersStatus, RawFactory, RawFilter, RawScheduler, RawStream, TrailersStatus,
+};
+pub use api::registry::{Bound, Registry, bind};
+pub use api::request::{HeaderValues, Request};
+pub use api::writer::ResponseWriter;
+pub use filter::hooks::PANIC_DETAILS;
+
+/// Exports the Envoy hooks from a `cdylib` crate and registers its filters.
+///
+/// `register` is a `fn(&mut Registry)` called once when Envoy loads the module. Envoy then picks
+/// a filter by the `filter_name` of each `DynamicModuleFilter` config; an unknown name makes
+/// Envoy refuse that config, and the module logs the names it knows.
+///
+/// ```
+/// fn register(r: &mut jisr::Registry) {
+///     r.register("noop", |_req: jisr::Request<'_>, _w: jisr::ResponseWriter<'_>| async {});
+/// }
+/// jisr::export!(register);
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($register:path) => {
+        $crate::__export_hooks!($register);
+    };
+}

@@ -1,0 +1,323 @@
+//! Declarations of the Envoy dynamic-module C ABI used by jisr.
+//!
+//! Written from the project's ABI notes (types, enum values and signatures checked against
+//! Envoy 1.38–1.40). Every callback declared here exists in Envoy 1.38.3 and later; the
+//! `abi_symbols_exist_in_envoy_1_38` test in `e2e/` keeps that true. Newer callbacks must be
+//! looked up at run time instead of being declared here, because cdylibs are linked with
+//! `BIND_NOW` and one missing symbol makes `dlopen` fail.
+
+use core::ffi::c_void;
+
+/// Envoy-owned filter object (`E` in the notes): valid from `on_http_filter_new` until
+/// `on_http_filter_stream_complete` returns.
+pub type EnvoyFilterPtr = *mut c_void;
+/// Envoy-owned filter-config object, valid during `on_http_filter_config_new` and until
+/// `on_http_filter_config_destroy`.
+pub type EnvoyConfigPtr = *mut c_void;
+/// Envoy-allocated scheduler; the module frees it with `scheduler_delete`.
+pub type SchedulerPtr = *mut c_void;
+
+/// A pointer and a length; used both for Envoy-owned and module-owned bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Buf {
+    /// First byte (may be null when `len` is 0).
+    pub ptr: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+impl Buf {
+    /// The empty buffer (null pointer, zero length).
+    pub const EMPTY: Buf = Buf {
+        ptr: core::ptr::null(),
+        len: 0,
+    };
+
+    /// A buffer viewing `bytes`; Envoy copies what it keeps.
+    pub fn of(bytes: &[u8]) -> Buf {
+        Buf {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+}
+
+/// One header as four words: key pointer and length, value pointer and length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderPair {
+    /// Key bytes.
+    pub key_ptr: *const u8,
+    /// Key length.
+    pub key_len: usize,
+    /// Value bytes.
+    pub value_ptr: *const u8,
+    /// Value length.
+    pub value_len: usize,
+}
+
+impl HeaderPair {
+    /// An empty pair, used to size arrays before Envoy fills them.
+    pub const EMPTY: HeaderPair = HeaderPair {
+        key_ptr: core::ptr::null(),
+        key_len: 0,
+        value_ptr: core::ptr::null(),
+        value_len: 0,
+    };
+
+    /// A module-owned pair viewing `key` and `value`.
+    pub fn of(key: &[u8], value: &[u8]) -> HeaderPair {
+        HeaderPair {
+            key_ptr: key.as_ptr(),
+            key_len: key.len(),
+            value_ptr: value.as_ptr(),
+            value_len: value.len(),
+        }
+    }
+}
+
+// Headers status (request and response).
+pub const HEADERS_CONTINUE: u32 = 0;
+pub const HEADERS_STOP_ITERATION: u32 = 1;
+
+// Body status (request and response).
+pub const BODY_CONTINUE: u32 = 0;
+pub const BODY_STOP_AND_BUFFER: u32 = 1;
+pub const BODY_STOP_AND_WATERMARK: u32 = 2;
+pub const BODY_STOP_NO_BUFFER: u32 = 3;
+
+// Trailers status.
+pub const TRAILERS_CONTINUE: u32 = 0;
+pub const TRAILERS_STOP_ITERATION: u32 = 1;
+
+// Local-reply hook status.
+pub const LOCAL_REPLY_CONTINUE: u32 = 0;
+
+// Main-stream reset reason.
+pub const RESET_LOCAL: u32 = 0;
+
+// Metadata source.
+pub const METADATA_DYNAMIC: u32 = 0;
+
+unsafe extern "C" {
+    pub fn envoy_dynamic_module_callback_log(level: u32, message: Buf);
+    pub fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
+
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: EnvoyConfigPtr,
+        name: Buf,
+        label_names: *const Buf,
+        label_names_len: usize,
+        id_out: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        config: EnvoyConfigPtr,
+        name: Buf,
+        label_names: *const Buf,
+        label_names_len: usize,
+        id_out: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        config: EnvoyConfigPtr,
+        name: Buf,
+        label_names: *const Buf,
+        label_names_len: usize,
+        id_out: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: EnvoyFilterPtr,
+        id: usize,
+        label_values: *const Buf,
+        label_values_len: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_increment_gauge(
+        filter: EnvoyFilterPtr,
+        id: usize,
+        label_values: *const Buf,
+        label_values_len: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_decrement_gauge(
+        filter: EnvoyFilterPtr,
+        id: usize,
+        label_values: *const Buf,
+        label_values_len: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_set_gauge(
+        filter: EnvoyFilterPtr,
+        id: usize,
+        label_values: *const Buf,
+        label_values_len: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
+        filter: EnvoyFilterPtr,
+        id: usize,
+        label_values: *const Buf,
+        label_values_len: usize,
+        value: u64,
+    ) -> u32;
+
+    pub fn envoy_dynamic_module_callback_http_get_header(
+        filter: EnvoyFilterPtr,
+        map: u32,
+        key: Buf,
+        out: *mut Buf,
+        index: usize,
+        count_out: *mut usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_headers_size(
+        filter: EnvoyFilterPtr,
+        map: u32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_headers(
+        filter: EnvoyFilterPtr,
+        map: u32,
+        out: *mut HeaderPair,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_add_header(
+        filter: EnvoyFilterPtr,
+        map: u32,
+        key: Buf,
+        value: Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_set_header(
+        filter: EnvoyFilterPtr,
+        map: u32,
+        key: Buf,
+        value: Buf,
+    ) -> bool;
+
+    pub fn envoy_dynamic_module_callback_http_send_response(
+        filter: EnvoyFilterPtr,
+        status: u32,
+        headers: *const HeaderPair,
+        headers_len: usize,
+        body: Buf,
+        details: Buf,
+    );
+    pub fn envoy_dynamic_module_callback_http_send_response_headers(
+        filter: EnvoyFilterPtr,
+        headers: *const HeaderPair,
+        headers_len: usize,
+        end_stream: bool,
+    );
+    pub fn envoy_dynamic_module_callback_http_send_response_data(
+        filter: EnvoyFilterPtr,
+        data: Buf,
+        end_stream: bool,
+    );
+    pub fn envoy_dynamic_module_callback_http_send_response_trailers(
+        filter: EnvoyFilterPtr,
+        trailers: *const HeaderPair,
+        trailers_len: usize,
+    );
+
+    pub fn envoy_dynamic_module_callback_http_get_body_size(
+        filter: EnvoyFilterPtr,
+        kind: u32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(
+        filter: EnvoyFilterPtr,
+        kind: u32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks(
+        filter: EnvoyFilterPtr,
+        kind: u32,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_append_body(
+        filter: EnvoyFilterPtr,
+        kind: u32,
+        data: Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_drain_body(
+        filter: EnvoyFilterPtr,
+        kind: u32,
+        n: usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_received_buffered_request_body(
+        filter: EnvoyFilterPtr,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_received_buffered_response_body(
+        filter: EnvoyFilterPtr,
+    ) -> bool;
+
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+        filter: EnvoyFilterPtr,
+        ns: Buf,
+        key: Buf,
+        value: f64,
+    );
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter: EnvoyFilterPtr,
+        ns: Buf,
+        key: Buf,
+        value: Buf,
+    );
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(
+        filter: EnvoyFilterPtr,
+        ns: Buf,
+        key: Buf,
+        value: bool,
+    );
+    pub fn envoy_dynamic_module_callback_http_get_metadata_string(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+        key: Buf,
+        out: *mut Buf,
+    ) -> bool;
+
+    pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
+        filter: EnvoyFilterPtr,
+        key: Buf,
+        value: Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
+        filter: EnvoyFilterPtr,
+        key: Buf,
+        out: *mut Buf,
+    ) -> bool;
+
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(
+        filter: EnvoyFilterPtr,
+    ) -> SchedulerPtr;
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
+        scheduler: SchedulerPtr,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
+
+    pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: EnvoyFilterPtr);
+
+    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter: EnvoyFilterPtr,
+        id: u32,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_int(
+        filter: EnvoyFilterPtr,
+        id: u32,
+        out: *mut u64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_bool(
+        filter: EnvoyFilterPtr,
+        id: u32,
+        out: *mut bool,
+    ) -> bool;
+
+    pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: EnvoyFilterPtr);
+    pub fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter: EnvoyFilterPtr);
+    pub fn envoy_dynamic_module_callback_http_filter_get_worker_index(
+        filter: EnvoyFilterPtr,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_reset_stream(
+        filter: EnvoyFilterPtr,
+        reason: u32,
+        details: Buf,
+    );
+}

@@ -1,0 +1,392 @@
+//! Entry points for Envoy's hooks. The [`export!`](crate::export) macro generates the
+//! `#[no_mangle]` symbols in the user's crate and forwards each to a function here.
+//!
+//! Not part of the public API.
+#![allow(missing_docs, clippy::missing_safety_doc)]
+
+use crate::abi::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr};
+use crate::api::config::ConfigHandle;
+use crate::api::registry::Registry;
+use crate::filter::hooks::{ConfigHooks, StreamHooks};
+use crate::host::envoy::{EnvoyConfigHost, EnvoyHost, global_log};
+use core::ffi::{c_char, c_void};
+use std::sync::OnceLock;
+
+/// The ABI version string returned to Envoy (Envoy 1.40's; 1.38/1.39 log a harmless
+/// "deprecated" warning and load the module).
+pub const ABI_VERSION: &core::ffi::CStr = c"v0.2.0";
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// `on_program_init`: builds the registry once and returns the ABI version.
+pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
+    let built = crate::executor::catch(|| {
+        REGISTRY.get_or_init(|| {
+            let mut r = Registry::default();
+            register(&mut r);
+            r
+        });
+    });
+    match built {
+        Ok(()) => ABI_VERSION.as_ptr(),
+        Err(msg) => {
+            global_log(
+                4,
+                format!("jisr: registering filters panicked: {msg}").as_bytes(),
+            );
+            core::ptr::null()
+        }
+    }
+}
+
+/// # Safety
+/// `b` is a buffer Envoy passed to the current hook.
+unsafe fn bytes<'a>(b: Buf) -> &'a [u8] {
+    if b.ptr.is_null() || b.len == 0 {
+        &[]
+    } else {
+        // SAFETY: Envoy guarantees `len` readable bytes for the duration of the hook.
+        unsafe { core::slice::from_raw_parts(b.ptr, b.len) }
+    }
+}
+
+/// Builds a config through `registry`, turning every failure into a message.
+pub(crate) fn build_config(
+    registry: &Registry,
+    handle: &mut ConfigHandle<'_>,
+) -> Result<Box<dyn ConfigHooks>, String> {
+    let name = handle.filter_name().to_string();
+    match crate::executor::catch(|| registry.build(handle)) {
+        Ok(Ok(Some(c))) => Ok(c),
+        Ok(Ok(None)) => {
+            let known: Vec<&str> = registry.names().collect();
+            Err(format!(
+                "jisr: unknown filter name '{name}'; this module registers: {}",
+                if known.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        }
+        Ok(Err(e)) => Err(format!("jisr: filter '{name}' rejected its config: {e}")),
+        Err(panic) => Err(format!(
+            "jisr: filter '{name}' config factory panicked: {panic}"
+        )),
+    }
+}
+
+/// `on_http_filter_config_new`.
+///
+/// # Safety
+/// Arguments as Envoy passes them to the hook.
+pub unsafe fn config_new(config: EnvoyConfigPtr, name: Buf, cfg: Buf) -> *const c_void {
+    // SAFETY: buffers valid during this hook.
+    let (name, cfg) = unsafe { (bytes(name), bytes(cfg)) };
+    let name = String::from_utf8_lossy(name);
+    let Some(registry) = REGISTRY.get() else {
+        global_log(
+            4,
+            b"jisr: module not initialised (on_program_init did not run)",
+        );
+        return core::ptr::null();
+    };
+    let host = EnvoyConfigHost::new(config);
+    let mut handle = ConfigHandle {
+        name: &name,
+        bytes: cfg,
+        host: &host,
+    };
+    match build_config(registry, &mut handle) {
+        Ok(c) => Box::into_raw(Box::new(c)) as *const c_void,
+        Err(msg) => {
+            global_log(4, msg.as_bytes());
+            core::ptr::null()
+        }
+    }
+}
+
+/// # Safety
+/// `ptr` is a config pointer returned by `config_new`.
+unsafe fn config<'a>(ptr: *const c_void) -> &'a dyn ConfigHooks {
+    // SAFETY: `ptr` came from `Box::into_raw(Box<Box<dyn ConfigHooks>>)` and is live.
+    unsafe { &**(ptr as *const Box<dyn ConfigHooks>) }
+}
+
+/// `on_http_filter_config_destroy`.
+///
+/// # Safety
+/// `ptr` is a config pointer returned by `config_new`, not used afterwards.
+pub unsafe fn config_destroy(ptr: *const c_void) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: see `config`; Envoy calls destroy once, after all its streams are gone.
+    drop(unsafe { Box::from_raw(ptr as *mut Box<dyn ConfigHooks>) });
+}
+
+/// `on_http_filter_new`.
+///
+/// # Safety
+/// Arguments as Envoy passes them.
+pub unsafe fn filter_new(cfg: *const c_void, filter: EnvoyFilterPtr) -> *const c_void {
+    if cfg.is_null() {
+        return core::ptr::null();
+    }
+    let host = EnvoyHost::new(filter);
+    // SAFETY: `cfg` is a live config pointer.
+    unsafe { config(cfg) }.new_stream(&host)
+}
+
+/// # Safety
+/// `m` is a module filter pointer from `filter_new`, still live.
+unsafe fn stream<'a>(m: *const c_void) -> &'a dyn StreamHooks {
+    // SAFETY: every slot type is `#[repr(C)]` with a `*const dyn StreamHooks` to itself first.
+    unsafe { &**(m as *const *const dyn StreamHooks) }
+}
+
+macro_rules! forward {
+    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident) => {
+        $(#[$doc])*
+        /// # Safety
+        /// Arguments as Envoy passes them to the hook.
+        pub unsafe fn $name(e: EnvoyFilterPtr, m: *const c_void $(, $arg: $ty)*) -> $ret {
+            let host = EnvoyHost::new(e);
+            // SAFETY: `m` is the live module pointer Envoy passes with this hook.
+            unsafe { stream(m) }.$method(&host $(, $arg)*)
+        }
+    };
+}
+
+forward!(request_headers(eos: bool) -> u32 => request_headers);
+forward!(request_body(eos: bool) -> u32 => request_body);
+forward!(request_trailers() -> u32 => request_trailers);
+forward!(response_headers(eos: bool) -> u32 => response_headers);
+forward!(response_body(eos: bool) -> u32 => response_body);
+forward!(response_trailers() -> u32 => response_trailers);
+forward!(stream_complete() -> () => stream_complete);
+forward!(scheduled(event: u64) -> () => scheduled);
+
+/// `on_http_filter_downstream_above_write_buffer_high_watermark` and the low one.
+///
+/// # Safety
+/// Arguments as Envoy passes them.
+pub unsafe fn watermark(e: EnvoyFilterPtr, m: *const c_void, above: bool) {
+    let host = EnvoyHost::new(e);
+    // SAFETY: live module pointer.
+    unsafe { stream(m) }.watermark(&host, above)
+}
+
+/// `on_http_filter_local_reply`.
+///
+/// # Safety
+/// Arguments as Envoy passes them.
+pub unsafe fn local_reply(
+    e: EnvoyFilterPtr,
+    m: *const c_void,
+    status: u32,
+    _details: Buf,
+    reset: bool,
+) -> u32 {
+    let host = EnvoyHost::new(e);
+    // SAFETY: live module pointer.
+    unsafe { stream(m) }.local_reply(&host, status, reset)
+}
+
+/// `on_http_filter_destroy`.
+///
+/// # Safety
+/// `m` is a live module pointer, not used afterwards.
+pub unsafe fn destroy(m: *const c_void) {
+    if m.is_null() {
+        return;
+    }
+    // SAFETY: live module pointer; `destroyer` consumes it exactly once.
+    unsafe {
+        let d = stream(m).destroyer();
+        d(m)
+    }
+}
+
+/// Generates the `#[no_mangle]` hooks Envoy looks up, forwarding to jisr. See
+/// [`export!`](crate::export).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_hooks {
+    ($register:path) => {
+        const _: () = {
+            use ::core::ffi::{c_char, c_void};
+            use $crate::abi::hooks as h;
+            type Buf = h::EnvoyBuf;
+            type HeaderPair = h::EnvoyHeader;
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+                h::program_init($register)
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+                c: *mut c_void, name: Buf, cfg: Buf,
+            ) -> *const c_void {
+                unsafe { h::config_new(c, name, cfg) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(p: *const c_void) {
+                unsafe { h::config_destroy(p) }
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+                _name: Buf, _cfg: Buf,
+            ) -> *const c_void {
+                ::core::ptr::null()
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_p: *const c_void) {}
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
+                c: *const c_void, e: *mut c_void,
+            ) -> *const c_void {
+                unsafe { h::filter_new(c, e) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+                e: *mut c_void, m: *const c_void, eos: bool,
+            ) -> u32 {
+                unsafe { h::request_headers(e, m, eos) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+                e: *mut c_void, m: *const c_void, eos: bool,
+            ) -> u32 {
+                unsafe { h::request_body(e, m, eos) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+                e: *mut c_void, m: *const c_void,
+            ) -> u32 {
+                unsafe { h::request_trailers(e, m) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+                e: *mut c_void, m: *const c_void, eos: bool,
+            ) -> u32 {
+                unsafe { h::response_headers(e, m, eos) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+                e: *mut c_void, m: *const c_void, eos: bool,
+            ) -> u32 {
+                unsafe { h::response_body(e, m, eos) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+                e: *mut c_void, m: *const c_void,
+            ) -> u32 {
+                unsafe { h::response_trailers(e, m) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+                e: *mut c_void, m: *const c_void,
+            ) {
+                unsafe { h::stream_complete(e, m) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(m: *const c_void) {
+                unsafe { h::destroy(m) }
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+                _e: *mut c_void, _m: *const c_void, _id: u64, _result: u32,
+                _headers: *const HeaderPair, _n: usize, _chunks: *const Buf, _nc: usize,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+                _e: *mut c_void, _m: *const c_void, _id: u64, _h: *const HeaderPair, _n: usize, _eos: bool,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+                _e: *mut c_void, _m: *const c_void, _id: u64, _d: *const Buf, _n: usize, _eos: bool,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+                _e: *mut c_void, _m: *const c_void, _id: u64, _t: *const HeaderPair, _n: usize,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+                _e: *mut c_void, _m: *const c_void, _id: u64,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+                _e: *mut c_void, _m: *const c_void, _id: u64, _reason: u32,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+                e: *mut c_void, m: *const c_void, event: u64,
+            ) {
+                unsafe { h::scheduled(e, m, event) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+                e: *mut c_void, m: *const c_void,
+            ) {
+                unsafe { h::watermark(e, m, true) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+                e: *mut c_void, m: *const c_void,
+            ) {
+                unsafe { h::watermark(e, m, false) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
+                e: *mut c_void, m: *const c_void, status: u32, details: Buf, reset: bool,
+            ) -> u32 {
+                unsafe { h::local_reply(e, m, status, details, reset) }
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+                _c: *mut c_void, _p: *const c_void, _event: u64,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+                _c: *mut c_void, _p: *const c_void, _id: u64, _result: u32,
+                _headers: *const HeaderPair, _n: usize, _chunks: *const Buf, _nc: usize,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
+                _c: *mut c_void, _p: *const c_void, _id: u64, _h: *const HeaderPair, _n: usize, _eos: bool,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
+                _c: *mut c_void, _p: *const c_void, _id: u64, _d: *const Buf, _n: usize, _eos: bool,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers(
+                _c: *mut c_void, _p: *const c_void, _id: u64, _t: *const HeaderPair, _n: usize,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
+                _c: *mut c_void, _p: *const c_void, _id: u64,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
+                _c: *mut c_void, _p: *const c_void, _id: u64, _reason: u32,
+            ) {
+            }
+        };
+    };
+}
+
+pub use crate::abi::ffi::{Buf as EnvoyBuf, HeaderPair as EnvoyHeader};

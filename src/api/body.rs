@@ -1,0 +1,53 @@
+//! Reading a body from a handler.
+
+use crate::filter::core::StreamCore;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Why a body read failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// The stream ended (reset or disconnect) before the body was complete.
+    Aborted,
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Aborted => f.write_str("stream ended before the body was complete"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// Future of one body read; see [`Request::read`](crate::Request::read).
+pub struct ReadBody<'r> {
+    pub(crate) core: &'r StreamCore,
+    pub(crate) request: bool,
+    pub(crate) buf: &'r mut [u8],
+}
+
+impl Future for ReadBody<'_> {
+    type Output = Result<usize, BodyError>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let core = this.core;
+        if core.ended.get() {
+            return Poll::Ready(Err(BodyError::Aborted));
+        }
+        let cursor = if this.request {
+            &core.req_body
+        } else {
+            &core.resp_body
+        };
+        // No waker is registered: every body hook of this stream polls the handler again.
+        match core.with_host(|h| cursor.read(h, this.request, this.buf)) {
+            Some(Some(n)) => Poll::Ready(Ok(n)),
+            _ => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Handler and middleware traits, and how they compose without allocating.
+//!
+//! Users write plain `async fn`s; the blanket impls below make them handlers. The future of each
+//! request is stored inline in the stream's pooled slot (its type is known at registration), so
+//! no request allocates a `Box<dyn Future>`.
+
+use crate::api::request::Request;
+use crate::api::writer::ResponseWriter;
+use crate::executor::task::TaskCell;
+use crate::filter::core::StreamCore;
+use std::cell::Cell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A request handler without per-config state: `async fn(Request<'_>, ResponseWriter<'_>)`.
+///
+/// Implemented for every such function; you never implement it by hand.
+pub trait Handler<'a>: Send + Sync + 'static {
+    /// The handler's future.
+    type Future: Future<Output = ()> + 'a;
+    /// Starts handling one request.
+    fn call(&self, req: Request<'a>, w: ResponseWriter<'a>) -> Self::Future;
+}
+
+impl<'a, F, Fut> Handler<'a> for F
+where
+    F: Fn(Request<'a>, ResponseWriter<'a>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'a,
+{
+    type Future = Fut;
+    fn call(&self, req: Request<'a>, w: ResponseWriter<'a>) -> Fut {
+        self(req, w)
+    }
+}
+
+/// A request handler that receives its config's state:
+/// `async fn(&State, Request<'_>, ResponseWriter<'_>)`.
+pub trait StateHandler<'a, S: 'a>: Send + Sync + 'static {
+    /// The handler's future.
+    type Future: Future<Output = ()> + 'a;
+    /// Starts handling one request.
+    fn call(&self, state: &'a S, req: Request<'a>, w: ResponseWriter<'a>) -> Self::Future;
+}
+
+impl<'a, S: 'a, F, Fut> StateHandler<'a, S> for F
+where
+    F: Fn(&'a S, Request<'a>, ResponseWriter<'a>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'a,
+{
+    type Future = Fut;
+    fn call(&self, state: &'a S, req: Request<'a>, w: ResponseWriter<'a>) -> Fut {
+        self(state, req, w)
+    }
+}
+
+/// Request middleware: `async fn(Request<'_>, ResponseWriter<'_>, Next<'_>)`.
+///
+/// Call [`Next::run`] to pass the request on, or don't (short-circuit, e.g. after a 401).
+pub trait Middleware<'a>: Send + Sync + 'static {
+    /// The middleware's future.
+    type Future: Future<Output = ()> + 'a;
+    /// Runs the middleware for one request.
+    fn call(&self, req: Request<'a>, w: ResponseWriter<'a>, next: Next<'a>) -> Self::Future;
+}
+
+impl<'a, F, Fut> Middleware<'a> for F
+where
+    F: Fn(Request<'a>, ResponseWriter<'a>, Next<'a>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'a,
+{
+    type Future = Fut;
+    fn call(&self, req: Request<'a>, w: ResponseWriter<'a>, next: Next<'a>) -> Fut {
+        self(req, w, next)
+    }
+}
+
+/// The rest of the chain, handed to a [`Middleware`].
+pub struct Next<'a> {
+    inner: &'a dyn NextRun,
+    core: &'a StreamCore,
+}
+
+impl<'a> Next<'a> {
+    /// Runs the rest of the chain; the request and writer are lent to it until it completes.
+    pub fn run<'r>(
+        self,
+        req: &'r mut Request<'a>,
+        w: &'r mut ResponseWriter<'a>,
+    ) -> NextFuture<'r> {
+        let _ = (&req, &w);
+        self.inner.start(self.core);
+        NextFuture {
+            inner: self.inner,
+            done: false,
+            _lent: PhantomData,
+        }
+    }
+}
+
+/// Future of [`Next::run`].
+pub struct NextFuture<'r> {
+    inner: &'r dyn NextRun,
+    done: bool,
+    _lent: PhantomData<&'r mut ()>,
+}
+
+impl Future for NextFuture<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        let r = self.inner.poll(cx);
+        if r.is_ready() {
+            self.done = true;
+        }
+        r
+    }
+}
+
+impl Drop for NextFuture<'_> {
+    fn drop(&mut self) {
+        // The inner handler's handles must not outlive the loan: drop its future now.
+        self.inner.clear();
+    }
+}
+
+/// Type-erased access to the inner part of a chain (lives in the stream slot).
+pub trait NextRun {
+    fn start(&self, core: &StreamCore);
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()>;
+    fn clear(&self);
+}
+
+/// A compiled request pipeline (handler, or middleware around one) for config state `S`.
+///
+/// Implementation detail of registration; it appears in bounds only.
+#[doc(hidden)]
+pub trait Service<S: 'static>: Send + Sync + 'static {
+    /// Per-stream storage for the pipeline's futures.
+    type Storage: Default + 'static;
+    /// Starts the pipeline for one request.
+    fn start(
+        &'static self,
+        storage: &'static Self::Storage,
+        state: &'static S,
+        core: &'static StreamCore,
+    );
+    /// Polls the pipeline.
+    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<()>;
+    /// Drops whatever the pipeline holds; false if it is being polled right now.
+    fn clear(storage: &Self::Storage) -> bool;
+}
+
+/// A stateless handler as a pipeline.
+#[doc(hidden)]
+pub struct Plain<H>(pub(crate) H);
+
+impl<S: 'static, H> Service<S> for Plain<H>
+where
+    H: for<'a> Handler<'a>,
+{
+    type Storage = TaskCell<<H as Handler<'static>>::Future>;
+
+    fn start(
+        &'static self,
+        storage: &'static Self::Storage,
+        _state: &'static S,
+        core: &'static StreamCore,
+    ) {
+        storage.set(self.0.call(Request::new(core), ResponseWriter::new(core)));
+    }
+    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<()> {
+        storage.poll(cx)
+    }
+    fn clear(storage: &Self::Storage) -> bool {
+        storage.clear()
+    }
+}
+
+/// A state-receiving handler as a pipeline.
+#[doc(hidden)]
+pub struct WithState<H>(pub(crate) H);
+
+impl<S: 'static, H> Service<S> for WithState<H>
+where
+    H: for<'a> StateHandler<'a, S>,
+{
+    type Storage = TaskCell<<H as StateHandler<'static, S>>::Future>;
+
+    fn start(
+        &'static self,
+        storage: &'static Self::Storage,
+        state: &'static S,
+        core: &'static StreamCore,
+    ) {
+        storage.set(
+            self.0
+                .call(state, Request::new(core), ResponseWriter::new(core)),
+        );
+    }
+    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<()> {
+        storage.poll(cx)
+    }
+    fn clear(storage: &Self::Storage) -> bool {
+        storage.clear()
+    }
+}
+
+/// Middleware `M` in front of pipeline `I`; built by [`chain`].
+pub struct Chain<M, I> {
+    mw: M,
+    inner: I,
+}
+
+/// Storage of a [`Chain`]: the middleware's future and the inner pipeline's storage.
+#[doc(hidden)]
+pub struct ChainStorage<F, S: 'static, I: Service<S>> {
+    outer: TaskCell<F>,
+    inner: InnerSlot<S, I>,
+}
+
+impl<F, S: 'static, I: Service<S>> Default for ChainStorage<F, S, I> {
+    fn default() -> Self {
+        ChainStorage {
+            outer: TaskCell::default(),
+            inner: InnerSlot::default(),
+        }
+    }
+}
+
+/// The inner pipeline of a chain, started lazily by [`Next::run`].
+#[doc(hidden)]
+pub struct InnerSlot<S: 'static, I: Service<S>> {
+    svc: Cell<Option<&'static I>>,
+    state: Cell<Option<&'static S>>,
+    storage: I::Storage,
+}
+
+impl<S: 'static, I: Service<S>> Default for InnerSlot<S, I> {
+    fn default() -> Self {
+        InnerSlot {
+            svc: Cell::new(None),
+            state: Cell::new(None),
+            storage: I::Storage::default(),
+        }
+    }
+}
+
+impl<S: 'static, I: Service<S>> NextRun for InnerSlot<S, I> {
+    fn start(&self, core: &StreamCore) {
+        let (Some(svc), Some(state)) = (self.svc.get(), self.state.get()) else {
+            return;
+        };
+        if !I::clear(&self.storage) {
+            return;
+        }
+        crate::executor::slot::start_inner(svc, &self.storage, state, core);
+    }
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        I::poll(&self.storage, cx)
+    }
+    fn clear(&self) {
+        I::clear(&self.storage);
+    }
+}
+
+impl<S: 'static, M, I> Service<S> for Chain<M, I>
+where
+    M: for<'a> Middleware<'a>,
+    I: Service<S>,
+{
+    type Storage = ChainStorage<<M as Middleware<'static>>::Future, S, I>;
+
+    fn start(
+        &'static self,
+        storage: &'static Self::Storage,
+        state: &'static S,
+        core: &'static StreamCore,
+    ) {
+        storage.inner.svc.set(Some(&self.inner));
+        storage.inner.state.set(Some(state));
+        let next = Next {
+            inner: &storage.inner,
+            core,
+        };
+        storage.outer.set(
+            self.mw
+                .call(Request::new(core), ResponseWriter::new(core), next),
+        );
+    }
+    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<()> {
+        storage.outer.poll(cx)
+    }
+    fn clear(storage: &Self::Storage) -> bool {
+        // Outer first: its `NextFuture` refers to the inner storage.
+        storage.outer.clear() && I::clear(&storage.inner.storage)
+    }
+}
+
+/// Converts handlers, state handlers and chains into a pipeline.
+///
+/// `Marker` only disambiguates the blanket impls; it is inferred.
+pub trait IntoService<S: 'static, Marker> {
+    /// The pipeline type.
+    #[doc(hidden)]
+    type Service: Service<S>;
+    /// Converts.
+    #[doc(hidden)]
+    fn into_service(self) -> Self::Service;
+}
+
+/// Marker: a stateless `async fn(Request, ResponseWriter)`.
+#[doc(hidden)]
+pub struct PlainMarker;
+/// Marker: an `async fn(&S, Request, ResponseWriter)`.
+#[doc(hidden)]
+pub struct StateMarker;
+/// Marker: a chain.
+#[doc(hidden)]
+pub struct ChainMarker<T>(PhantomData<T>);
+
+impl<S: 'static, H> IntoService<S, PlainMarker> for H
+where
+    H: for<'a> Handler<'a>,
+{
+    type Service = Plain<H>;
+    fn into_service(self) -> Plain<H> {
+        Plain(self)
+    }
+}
+
+impl<S: 'static, H> IntoService<S, StateMarker> for H
+where
+    H: for<'a> StateHandler<'a, S>,
+{
+    type Service = WithState<H>;
+    fn into_service(self) -> WithState<H> {
+        WithState(self)
+    }
+}
+
+/// Middleware in front of a handler (or another chain), before conversion.
+pub struct Chained<M, I> {
+    mw: M,
+    inner: I,
+}
+
+impl<S: 'static, M, I, K> IntoService<S, ChainMarker<K>> for Chained<M, I>
+where
+    M: for<'a> Middleware<'a>,
+    I: IntoService<S, K>,
+{
+    type Service = Chain<M, I::Service>;
+    fn into_service(self) -> Self::Service {
+        Chain {
+            mw: self.mw,
+            inner: self.inner.into_service(),
+        }
+    }
+}
+
+/// Puts middleware `mw` in front of `inner` (a handler or another chain). The first middleware
+/// is the outermost: `chain(log, chain(auth, handler))` runs `log`, then `auth`, then `handler`.
+///
+/// ```
+/// use jisr::{chain, Next, Request, ResponseWriter};
+///
+/// async fn require_key(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
+///     if req.header("x-api-key").is_none() {
+///         w.send(401, b"missing key"); // short-circuit: `next` is not called
+///         return;
+///     }
+///     next.run(&mut req, &mut w).await;
+/// }
+/// async fn hello(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+///
+/// let _pipeline = chain(require_key, hello);
+/// ```
+pub fn chain<M, I>(mw: M, inner: I) -> Chained<M, I>
+where
+    M: for<'a> Middleware<'a>,
+{
+    Chained { mw, inner }
+}

@@ -1,0 +1,152 @@
+//! Logging through Envoy's `dynamic_modules` logger.
+
+use crate::buffer::logfmt;
+use std::cell::RefCell;
+use std::fmt;
+
+/// Log severity, matching Envoy's levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Trace.
+    Trace = 0,
+    /// Debug.
+    Debug = 1,
+    /// Info.
+    Info = 2,
+    /// Warning.
+    Warn = 3,
+    /// Error.
+    Error = 4,
+    /// Critical.
+    Critical = 5,
+}
+
+/// A value in a structured log line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LogValue<'v> {
+    /// Text (quoted when needed).
+    Str(&'v str),
+    /// Bytes, shown as UTF-8 with invalid sequences replaced.
+    Bytes(&'v [u8]),
+    /// Signed integer.
+    I64(i64),
+    /// Unsigned integer.
+    U64(u64),
+    /// Float.
+    F64(f64),
+    /// Boolean.
+    Bool(bool),
+}
+
+impl<'v> From<&'v str> for LogValue<'v> {
+    fn from(v: &'v str) -> Self {
+        LogValue::Str(v)
+    }
+}
+impl<'v> From<&'v String> for LogValue<'v> {
+    fn from(v: &'v String) -> Self {
+        LogValue::Str(v)
+    }
+}
+impl<'v> From<&'v [u8]> for LogValue<'v> {
+    fn from(v: &'v [u8]) -> Self {
+        LogValue::Bytes(v)
+    }
+}
+impl From<i64> for LogValue<'_> {
+    fn from(v: i64) -> Self {
+        LogValue::I64(v)
+    }
+}
+impl From<u64> for LogValue<'_> {
+    fn from(v: u64) -> Self {
+        LogValue::U64(v)
+    }
+}
+impl From<usize> for LogValue<'_> {
+    fn from(v: usize) -> Self {
+        LogValue::U64(v as u64)
+    }
+}
+impl From<u32> for LogValue<'_> {
+    fn from(v: u32) -> Self {
+        LogValue::U64(v.into())
+    }
+}
+impl From<i32> for LogValue<'_> {
+    fn from(v: i32) -> Self {
+        LogValue::I64(v.into())
+    }
+}
+impl From<f64> for LogValue<'_> {
+    fn from(v: f64) -> Self {
+        LogValue::F64(v)
+    }
+}
+impl From<bool> for LogValue<'_> {
+    fn from(v: bool) -> Self {
+        LogValue::Bool(v)
+    }
+}
+
+thread_local! {
+    // One reusable line buffer per worker: formatting never allocates after warm-up.
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
+/// Formats a line into the thread's reusable buffer and hands it to `emit`.
+pub(crate) fn with_line(build: impl FnOnce(&mut String) -> fmt::Result, emit: impl FnOnce(&[u8])) {
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            let _ = build(&mut line);
+            emit(line.as_bytes());
+        }
+        // A Display impl that logs while being formatted: use a temporary buffer.
+        Err(_) => {
+            let mut line = String::new();
+            let _ = build(&mut line);
+            emit(line.as_bytes());
+        }
+    })
+}
+
+/// Writes `msg filter=<name> key=value ...` as deterministic logfmt.
+pub(crate) fn write_attrs(
+    out: &mut String,
+    filter: &str,
+    msg: &str,
+    attrs: &[(&str, LogValue<'_>)],
+) -> fmt::Result {
+    logfmt::write_msg(out, msg)?;
+    logfmt::write_pair(out, "filter", filter)?;
+    for (k, v) in attrs {
+        match *v {
+            LogValue::Str(s) => logfmt::write_pair(out, k, s)?,
+            LogValue::Bytes(b) => match core::str::from_utf8(b) {
+                Ok(s) => logfmt::write_pair(out, k, s)?,
+                Err(_) => logfmt::write_pair_display(out, k, Lossy(b))?,
+            },
+            LogValue::I64(n) => logfmt::write_pair_display(out, k, n)?,
+            LogValue::U64(n) => logfmt::write_pair_display(out, k, n)?,
+            LogValue::F64(n) => logfmt::write_pair_display(out, k, n)?,
+            LogValue::Bool(b) => logfmt::write_pair_display(out, k, b)?,
+        }
+    }
+    Ok(())
+}
+
+/// Shows bytes as UTF-8, replacing invalid sequences, without allocating.
+pub(crate) struct Lossy<'b>(pub(crate) &'b [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        Ok(())
+    }
+}

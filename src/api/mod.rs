@@ -1,0 +1,12 @@
+//! The handler-facing API.
+
+pub(crate) mod attr;
+pub(crate) mod body;
+pub(crate) mod config;
+pub(crate) mod handler;
+pub(crate) mod log;
+pub(crate) mod metrics;
+pub(crate) mod raw;
+pub(crate) mod registry;
+pub(crate) mod request;
+pub(crate) mod writer;

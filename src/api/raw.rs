@@ -1,0 +1,302 @@
+//! The escape hatch: filters written directly against Envoy's hooks.
+
+use crate::api::log::{self, Level};
+use crate::api::metrics::{Counter, MetricError};
+use crate::filter::core::FilterMeta;
+use crate::host::{BodyKind, Committer, Host, Map, MetadataValue, MetricOp};
+use std::fmt;
+use std::sync::Arc;
+
+/// What a request/response headers hook returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadersStatus {
+    /// Pass the headers on.
+    Continue,
+    /// Hold the headers (resume with `continue_decoding`/`continue_encoding`).
+    StopIteration,
+    /// Hold headers and buffer the body with flow control.
+    StopAllIterationAndWatermark,
+}
+
+/// What a body hook returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyStatus {
+    /// Pass the data on.
+    Continue,
+    /// Hold and buffer the data.
+    StopIterationAndBuffer,
+    /// Hold and buffer the data with flow control.
+    StopIterationAndWatermark,
+    /// Hold without buffering.
+    StopIterationNoBuffer,
+}
+
+/// What a trailers hook returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrailersStatus {
+    /// Pass the trailers on.
+    Continue,
+    /// Hold them.
+    StopIteration,
+}
+
+impl HeadersStatus {
+    pub(crate) fn abi(self) -> u32 {
+        match self {
+            HeadersStatus::Continue => 0,
+            HeadersStatus::StopIteration => 1,
+            HeadersStatus::StopAllIterationAndWatermark => 4,
+        }
+    }
+}
+
+impl BodyStatus {
+    pub(crate) fn abi(self) -> u32 {
+        match self {
+            BodyStatus::Continue => 0,
+            BodyStatus::StopIterationAndBuffer => 1,
+            BodyStatus::StopIterationAndWatermark => 2,
+            BodyStatus::StopIterationNoBuffer => 3,
+        }
+    }
+}
+
+impl TrailersStatus {
+    pub(crate) fn abi(self) -> u32 {
+        match self {
+            TrailersStatus::Continue => 0,
+            TrailersStatus::StopIteration => 1,
+        }
+    }
+}
+
+/// A filter implemented directly against Envoy's per-stream hooks. Every method has a default
+/// that lets the stream through. Registered with [`Registry::register_raw`] beside jisr
+/// filters in the same module.
+///
+/// ```
+/// use jisr::{HeadersStatus, RawFactory, RawFilter, RawStream};
+///
+/// struct DenyAll;
+/// impl RawFilter for DenyAll {
+///     fn on_request_headers(&mut self, s: &RawStream<'_>, _eos: bool) -> HeadersStatus {
+///         s.send_response(403, &[], b"denied", "raw_deny");
+///         HeadersStatus::StopIteration
+///     }
+/// }
+/// struct Factory;
+/// impl RawFactory for Factory {
+///     type Filter = DenyAll;
+///     fn new_filter(&self) -> DenyAll { DenyAll }
+/// }
+/// # let mut r = jisr::Registry::default();
+/// # r.register_raw("deny", |_cfg| Ok(Factory));
+/// ```
+///
+/// [`Registry::register_raw`]: crate::Registry::register_raw
+pub trait RawFilter: 'static {
+    /// Request headers arrived.
+    fn on_request_headers(&mut self, s: &RawStream<'_>, end_of_stream: bool) -> HeadersStatus {
+        let _ = (s, end_of_stream);
+        HeadersStatus::Continue
+    }
+    /// A request body chunk arrived.
+    fn on_request_body(&mut self, s: &RawStream<'_>, end_of_stream: bool) -> BodyStatus {
+        let _ = (s, end_of_stream);
+        BodyStatus::Continue
+    }
+    /// Request trailers arrived.
+    fn on_request_trailers(&mut self, s: &RawStream<'_>) -> TrailersStatus {
+        let _ = s;
+        TrailersStatus::Continue
+    }
+    /// Response headers arrived.
+    fn on_response_headers(&mut self, s: &RawStream<'_>, end_of_stream: bool) -> HeadersStatus {
+        let _ = (s, end_of_stream);
+        HeadersStatus::Continue
+    }
+    /// A response body chunk arrived.
+    fn on_response_body(&mut self, s: &RawStream<'_>, end_of_stream: bool) -> BodyStatus {
+        let _ = (s, end_of_stream);
+        BodyStatus::Continue
+    }
+    /// Response trailers arrived.
+    fn on_response_trailers(&mut self, s: &RawStream<'_>) -> TrailersStatus {
+        let _ = s;
+        TrailersStatus::Continue
+    }
+    /// A scheduler event committed through [`RawStream::scheduler`] is delivered.
+    fn on_scheduled(&mut self, s: &RawStream<'_>, event: u64) {
+        let _ = (s, event);
+    }
+    /// The stream is complete (last hook with a usable stream).
+    fn on_stream_complete(&mut self, s: &RawStream<'_>) {
+        let _ = s;
+    }
+}
+
+/// Creates one [`RawFilter`] per stream; one factory per Envoy filter config.
+pub trait RawFactory: Send + Sync + 'static {
+    /// The per-stream filter.
+    type Filter: RawFilter;
+    /// Creates the filter of a new stream (on the worker thread).
+    fn new_filter(&self) -> Self::Filter;
+}
+
+/// The stream as a raw filter sees it during one hook.
+pub struct RawStream<'h> {
+    pub(crate) host: &'h dyn Host,
+    pub(crate) meta: &'h Arc<FilterMeta>,
+}
+
+/// Commits events to a stream's scheduler from any thread; see [`RawStream::scheduler`].
+pub struct RawScheduler(Committer);
+
+impl RawScheduler {
+    /// Asks Envoy to call `on_scheduled(event)` on the stream's worker. A no-op once the stream
+    /// is gone.
+    pub fn commit(&self, event: u64) {
+        self.0.commit(event)
+    }
+}
+
+fn map(response: bool) -> Map {
+    if response {
+        Map::ResponseHeaders
+    } else {
+        Map::RequestHeaders
+    }
+}
+
+impl<'h> RawStream<'h> {
+    /// First value of a request header.
+    pub fn request_header(&self, name: &str) -> Option<&[u8]> {
+        let key = crate::api::request::lower(name);
+        self.host
+            .header(Map::RequestHeaders, &key, 0)
+            .0
+            .map(|r| r.view(self))
+    }
+
+    /// First value of a response header.
+    pub fn response_header(&self, name: &str) -> Option<&[u8]> {
+        let key = crate::api::request::lower(name);
+        self.host
+            .header(Map::ResponseHeaders, &key, 0)
+            .0
+            .map(|r| r.view(self))
+    }
+
+    /// Sets (or with `None` removes) a request or response header.
+    pub fn set_header(&mut self, response: bool, name: &str, value: Option<&[u8]>) -> bool {
+        let key = crate::api::request::lower(name);
+        self.host.set_header(map(response), &key, value)
+    }
+
+    /// Adds a request or response header value.
+    pub fn add_header(&mut self, response: bool, name: &str, value: &[u8]) -> bool {
+        let key = crate::api::request::lower(name);
+        self.host.add_header(map(response), &key, value)
+    }
+
+    /// Sends a local reply. Return a stop status from the hook afterwards.
+    pub fn send_response(
+        &self,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        details: &str,
+    ) {
+        let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> = arrayvec::ArrayVec::new();
+        for (k, v) in headers.iter().take(32) {
+            pairs.push((k.as_bytes(), v));
+        }
+        self.host
+            .send_response(u32::from(status), &pairs, body, details.as_bytes());
+    }
+
+    /// Resumes a stopped request.
+    pub fn continue_decoding(&self) {
+        self.host.continue_decoding()
+    }
+
+    /// Resumes a stopped response.
+    pub fn continue_encoding(&self) {
+        self.host.continue_encoding()
+    }
+
+    /// Size of the buffered request (or response) body.
+    pub fn buffered_body_len(&self, response: bool) -> usize {
+        let kind = if response {
+            BodyKind::BufferedResponse
+        } else {
+            BodyKind::BufferedRequest
+        };
+        self.host.body_len(kind)
+    }
+
+    /// Size of the body chunk of the current body hook.
+    pub fn received_body_len(&self, response: bool) -> usize {
+        let kind = if response {
+            BodyKind::ReceivedResponse
+        } else {
+            BodyKind::ReceivedRequest
+        };
+        self.host.body_len(kind)
+    }
+
+    /// Sets string dynamic metadata.
+    pub fn set_metadata_str(&self, ns: &str, key: &str, value: &str) {
+        self.host.set_metadata(
+            ns.as_bytes(),
+            key.as_bytes(),
+            MetadataValue::Str(value.as_bytes()),
+        )
+    }
+
+    /// Adds to a counter defined on the config.
+    pub fn counter_add(&self, c: Counter, labels: &[&str], n: u64) -> Result<(), MetricError> {
+        if labels.len() != c.labels {
+            return Err(MetricError::LabelCount {
+                expected: c.labels,
+                got: labels.len(),
+            });
+        }
+        let mut vals: arrayvec::ArrayVec<&[u8], 16> = arrayvec::ArrayVec::new();
+        for l in labels.iter().take(16) {
+            vals.push(l.as_bytes());
+        }
+        match self.host.metric(MetricOp::CounterAdd, c.id, &vals, n) {
+            0 => Ok(()),
+            1 => Err(MetricError::NotFound),
+            2 => Err(MetricError::LabelCount {
+                expected: c.labels,
+                got: labels.len(),
+            }),
+            rc => Err(MetricError::Rejected(rc)),
+        }
+    }
+
+    /// Logs a line (nothing is formatted when the level is disabled).
+    pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        if self.host.log_enabled(level as u32) {
+            log::with_line(
+                |s| fmt::write(s, args),
+                |line| self.host.log(level as u32, line),
+            );
+        }
+    }
+
+    /// Creates a scheduler for this stream (call once, keep it); its commits arrive as
+    /// [`RawFilter::on_scheduled`].
+    pub fn scheduler(&self) -> RawScheduler {
+        RawScheduler(self.host.new_scheduler())
+    }
+
+    /// The `filter_name` this filter was configured with.
+    pub fn filter_name(&self) -> &str {
+        &self.meta.name
+    }
+}
+
+pub(crate) use crate::executor::raw_slot::RawConfig;

@@ -1,0 +1,238 @@
+//! The request as a handler sees it.
+
+use crate::api::attr::Attr;
+use crate::api::body::{BodyError, ReadBody};
+use crate::filter::core::StreamCore;
+use crate::host::Map;
+use arrayvec::ArrayVec;
+
+/// The downstream request, handed to a request handler.
+///
+/// Header and attribute getters return zero-copy views of Envoy's memory, borrowed from the
+/// `Request`. Header mutations take `&mut self`, so the borrow checker guarantees no view is held
+/// across a change that could invalidate it. The `'a` lifetime ties the handle to the stream: it
+/// cannot be moved to another thread or kept after the handler returns.
+///
+/// ```
+/// use jisr::{Request, ResponseWriter};
+///
+/// async fn handler(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let is_admin = req.header("x-role") == Some(b"admin".as_slice());
+///     if !is_admin {
+///         w.send(403, b"forbidden");
+///         return;
+///     }
+///     req.set_header("x-checked", "1");
+/// }
+/// # let _ = handler;
+/// ```
+pub struct Request<'a> {
+    pub(crate) core: &'a StreamCore,
+}
+
+/// Lower-cases `name` into a stack buffer when needed (Envoy keys are lower case).
+pub(crate) fn lower(name: &str) -> ArrayVec<u8, 128> {
+    let mut out = ArrayVec::new();
+    for b in name.bytes().take(128) {
+        out.push(b.to_ascii_lowercase());
+    }
+    out
+}
+
+pub(crate) fn header_get<'s, T: ?Sized>(
+    core: &StreamCore,
+    anchor: &'s T,
+    map: Map,
+    name: &str,
+    index: usize,
+) -> (Option<&'s [u8]>, usize) {
+    let key = lower(name);
+    let key: &[u8] = if name.len() <= 128 {
+        &key
+    } else {
+        name.as_bytes()
+    };
+    core.with_host(|h| {
+        let (raw, n) = h.header(map, key, index);
+        (raw.map(|r| r.view(anchor)), n)
+    })
+    .unwrap_or((None, 0))
+}
+
+pub(crate) fn header_each<T: ?Sized>(
+    core: &StreamCore,
+    anchor: &T,
+    map: Map,
+    mut f: impl FnMut(&[u8], &[u8]),
+) {
+    core.with_host(|h| h.for_each_header(map, &mut |k, v| f(k.view(anchor), v.view(anchor))));
+}
+
+/// All values of one header, in order.
+pub struct HeaderValues<'r> {
+    pub(crate) core: &'r StreamCore,
+    pub(crate) map: Map,
+    pub(crate) name: &'r str,
+    pub(crate) index: usize,
+    pub(crate) count: usize,
+}
+
+impl<'r> Iterator for HeaderValues<'r> {
+    type Item = &'r [u8];
+
+    fn next(&mut self) -> Option<&'r [u8]> {
+        if self.index >= self.count {
+            return None;
+        }
+        let (v, n) = header_get(self.core, self.core, self.map, self.name, self.index);
+        self.count = n;
+        self.index += 1;
+        v
+    }
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(core: &'a StreamCore) -> Request<'a> {
+        Request { core }
+    }
+
+    /// The first value of header `name` (case-insensitive), as raw bytes.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        header_get(self.core, self, Map::RequestHeaders, name, 0).0
+    }
+
+    /// The first value of header `name` if it is valid UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| core::str::from_utf8(v).ok())
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn header_values<'r>(&'r self, name: &'r str) -> HeaderValues<'r> {
+        let (_, count) = header_get(self.core, self, Map::RequestHeaders, name, 0);
+        HeaderValues {
+            core: self.core,
+            map: Map::RequestHeaders,
+            name,
+            index: 0,
+            count,
+        }
+    }
+
+    /// Calls `f` with every header (name, value), pseudo-headers included, in order.
+    pub fn for_each_header(&self, f: impl FnMut(&[u8], &[u8])) {
+        header_each(self.core, self, Map::RequestHeaders, f)
+    }
+
+    /// `:path` (path and query).
+    pub fn path(&self) -> Option<&str> {
+        self.header_str(":path")
+    }
+
+    /// `:method`.
+    pub fn method(&self) -> Option<&str> {
+        self.header_str(":method")
+    }
+
+    /// `:authority` (the host).
+    pub fn authority(&self) -> Option<&str> {
+        self.header_str(":authority")
+    }
+
+    /// `:scheme`.
+    pub fn scheme(&self) -> Option<&str> {
+        self.header_str(":scheme")
+    }
+
+    /// Replaces all values of request header `name` with `value`. Applied at once.
+    pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> bool {
+        let key = lower(name);
+        self.core
+            .with_host(|h| h.set_header(Map::RequestHeaders, &key, Some(value.as_ref())))
+            .unwrap_or(false)
+    }
+
+    /// Adds a value to request header `name`. Applied at once.
+    pub fn add_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> bool {
+        let key = lower(name);
+        self.core
+            .with_host(|h| h.add_header(Map::RequestHeaders, &key, value.as_ref()))
+            .unwrap_or(false)
+    }
+
+    /// Removes request header `name`. Applied at once.
+    pub fn remove_header(&mut self, name: &str) -> bool {
+        let key = lower(name);
+        self.core
+            .with_host(|h| h.set_header(Map::RequestHeaders, &key, None))
+            .unwrap_or(false)
+    }
+
+    /// A string attribute of the stream (see [`Attr`]).
+    pub fn attr_str(&self, attr: Attr) -> Option<&[u8]> {
+        self.core
+            .with_host(|h| h.attr_str(attr.0).map(|r| r.view(self)))
+            .flatten()
+    }
+
+    /// An integer attribute of the stream (see [`Attr`]).
+    pub fn attr_int(&self, attr: Attr) -> Option<u64> {
+        self.core.with_host(|h| h.attr_int(attr.0)).flatten()
+    }
+
+    /// A boolean attribute of the stream (see [`Attr`]).
+    pub fn attr_bool(&self, attr: Attr) -> Option<bool> {
+        self.core.with_host(|h| h.attr_bool(attr.0)).flatten()
+    }
+
+    /// The `filter_name` this filter was configured with.
+    pub fn filter_name(&self) -> &str {
+        self.core.name()
+    }
+
+    /// Request trailers value, once trailers arrived (case-insensitive name).
+    pub fn trailer(&self, name: &str) -> Option<&[u8]> {
+        header_get(self.core, self, Map::RequestTrailers, name, 0).0
+    }
+
+    /// Reads the next bytes of the request body into `buf`; `Ok(0)` means end of body (or the
+    /// [`limit_body`](Self::limit_body) was reached).
+    ///
+    /// Body bytes stay in Envoy's buffer and are forwarded unchanged; reading only copies them.
+    pub fn read<'r>(&'r mut self, buf: &'r mut [u8]) -> ReadBody<'r> {
+        ReadBody {
+            core: self.core,
+            request: true,
+            buf,
+        }
+    }
+
+    /// Reads the rest of the body (up to the limit) into `out`; returns how many bytes.
+    pub async fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<usize, BodyError> {
+        let mut total = 0;
+        let mut chunk = [0u8; 2048];
+        loop {
+            let n = self.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            out.extend_from_slice(&chunk[..n]);
+            total += n;
+        }
+    }
+
+    /// The handler will not read the body: it flows on as soon as the handler is done.
+    pub fn skip_body(&mut self) {
+        self.core.req_body.skipped.set(true);
+    }
+
+    /// The handler sees at most `n` body bytes; after that reads return end of body. The whole
+    /// body is still forwarded upstream.
+    pub fn limit_body(&mut self, n: usize) {
+        self.core.req_body.limit.set(n);
+    }
+
+    /// Bytes of the body read so far.
+    pub fn body_read(&self) -> usize {
+        self.core.req_body.offset.get()
+    }
+}

@@ -1,0 +1,240 @@
+//! Effects a handler has on the stream: replies, metadata, metrics, logs.
+
+use crate::api::log::{self, Level, LogValue};
+use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
+use crate::filter::core::StreamCore;
+use crate::host::{MetadataValue, MetricOp};
+use std::fmt;
+
+/// What a handler uses to answer or annotate the request.
+///
+/// Every call takes effect at once: the handler runs on Envoy's worker thread inside one of
+/// Envoy's hooks, so there is no queue to flush and nothing done before or after a
+/// [`send`](Self::send) is lost.
+///
+/// ```
+/// use jisr::{Level, Request, ResponseWriter};
+///
+/// async fn deny(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     w.set_metadata_str("jisr", "decision", "deny");
+///     w.log(Level::Info, format_args!("denied"));
+///     w.send_with(403, &[("content-type", b"text/plain".as_slice())], b"no", "policy_deny");
+/// }
+/// # let _ = deny;
+/// ```
+pub struct ResponseWriter<'a> {
+    pub(crate) core: &'a StreamCore,
+}
+
+fn metric_result(rc: Option<u32>, expected: usize, got: usize) -> Result<(), MetricError> {
+    match rc {
+        None => Err(MetricError::Detached),
+        Some(0) => Ok(()),
+        Some(1) => Err(MetricError::NotFound),
+        Some(2) => Err(MetricError::LabelCount { expected, got }),
+        Some(rc) => Err(MetricError::Rejected(rc)),
+    }
+}
+
+impl<'a> ResponseWriter<'a> {
+    pub(crate) fn new(core: &'a StreamCore) -> ResponseWriter<'a> {
+        ResponseWriter { core }
+    }
+
+    /// Sends a local reply with `status` and `body`; the request is not forwarded upstream.
+    pub fn send(&self, status: u16, body: &[u8]) {
+        self.send_with(status, &[], body, "");
+    }
+
+    /// Sends a local reply with headers and a details string (shown by the access log's
+    /// `%RESPONSE_CODE_DETAILS%`; empty means Envoy's default, `dynamic_module`).
+    ///
+    /// Only the first reply of a stream is sent; later calls are ignored (and logged at debug).
+    pub fn send_with(&self, status: u16, headers: &[(&str, &[u8])], body: &[u8], details: &str) {
+        if self.core.replied.get() || self.core.resp_headers_sent.get() {
+            self.debug_ignored("send");
+            return;
+        }
+        let sent = self.core.with_host(|h| {
+            let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> = arrayvec::ArrayVec::new();
+            for (k, v) in headers.iter().take(32) {
+                pairs.push((k.as_bytes(), v));
+            }
+            self.core.replied.set(true);
+            h.send_response(u32::from(status), &pairs, body, details.as_bytes());
+        });
+        if sent.is_none() {
+            self.debug_ignored("send");
+        }
+    }
+
+    fn debug_ignored(&self, what: &str) {
+        self.log(
+            Level::Debug,
+            format_args!("jisr: {what} ignored: a reply was already sent or the stream ended"),
+        );
+    }
+
+    /// Whether this filter already sent a reply on this stream.
+    pub fn replied(&self) -> bool {
+        self.core.replied.get()
+    }
+
+    /// Sets dynamic metadata `ns:key` to a string (see `%DYNAMIC_METADATA(ns:key)%`).
+    pub fn set_metadata_str(&self, ns: &str, key: &str, value: &str) {
+        self.core.with_host(|h| {
+            h.set_metadata(
+                ns.as_bytes(),
+                key.as_bytes(),
+                MetadataValue::Str(value.as_bytes()),
+            )
+        });
+    }
+
+    /// Sets dynamic metadata `ns:key` to a number.
+    pub fn set_metadata_num(&self, ns: &str, key: &str, value: f64) {
+        self.core.with_host(|h| {
+            h.set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Num(value))
+        });
+    }
+
+    /// Sets dynamic metadata `ns:key` to a boolean.
+    pub fn set_metadata_bool(&self, ns: &str, key: &str, value: bool) {
+        self.core.with_host(|h| {
+            h.set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Bool(value))
+        });
+    }
+
+    /// Stores bytes in Envoy's filter state under `key` (readable by later filters).
+    pub fn set_filter_state(&self, key: &str, value: &[u8]) -> bool {
+        self.core
+            .with_host(|h| h.set_filter_state(key.as_bytes(), value))
+            .unwrap_or(false)
+    }
+
+    /// Reads bytes from Envoy's filter state, copied into `out`; returns the length copied.
+    pub fn filter_state(&self, key: &str, out: &mut Vec<u8>) -> Option<usize> {
+        self.core
+            .with_host(|h| {
+                h.filter_state(key.as_bytes()).map(|raw| {
+                    let v = raw.view(self);
+                    out.extend_from_slice(v);
+                    v.len()
+                })
+            })
+            .flatten()
+    }
+
+    /// Makes Envoy pick the route again (call it after changing a header the route matches on).
+    pub fn clear_route_cache(&self) {
+        self.core.with_host(|h| h.clear_route_cache());
+    }
+
+    fn metric(
+        &self,
+        op: MetricOp,
+        id: usize,
+        expected: usize,
+        labels: &[&str],
+        v: u64,
+    ) -> Result<(), MetricError> {
+        if labels.len() != expected {
+            let err = MetricError::LabelCount {
+                expected,
+                got: labels.len(),
+            };
+            self.log(
+                Level::Debug,
+                format_args!("jisr: metric update dropped: {err}"),
+            );
+            return Err(err);
+        }
+        let mut vals: arrayvec::ArrayVec<&[u8], 16> = arrayvec::ArrayVec::new();
+        for l in labels.iter().take(16) {
+            vals.push(l.as_bytes());
+        }
+        let r = metric_result(
+            self.core.with_host(|h| h.metric(op, id, &vals, v)),
+            expected,
+            labels.len(),
+        );
+        if let Err(err) = r {
+            self.log(
+                Level::Debug,
+                format_args!("jisr: metric update dropped: {err}"),
+            );
+        }
+        r
+    }
+
+    /// Adds `n` to a counter; `labels` are the values, in definition order.
+    pub fn counter_add(&self, c: Counter, labels: &[&str], n: u64) -> Result<(), MetricError> {
+        self.metric(MetricOp::CounterAdd, c.id, c.labels, labels, n)
+    }
+
+    /// Increments a counter by one.
+    pub fn counter_inc(&self, c: Counter, labels: &[&str]) -> Result<(), MetricError> {
+        self.counter_add(c, labels, 1)
+    }
+
+    /// Sets a gauge.
+    pub fn gauge_set(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
+        self.metric(MetricOp::GaugeSet, g.id, g.labels, labels, v)
+    }
+
+    /// Adds to a gauge.
+    pub fn gauge_add(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
+        self.metric(MetricOp::GaugeAdd, g.id, g.labels, labels, v)
+    }
+
+    /// Subtracts from a gauge.
+    pub fn gauge_sub(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
+        self.metric(MetricOp::GaugeSub, g.id, g.labels, labels, v)
+    }
+
+    /// Records a histogram value.
+    pub fn histogram_record(
+        &self,
+        h: Histogram,
+        labels: &[&str],
+        v: u64,
+    ) -> Result<(), MetricError> {
+        self.metric(MetricOp::HistogramRecord, h.id, h.labels, labels, v)
+    }
+
+    /// Whether a log line at `level` would be emitted (Envoy's `dynamic_modules` logger level).
+    pub fn log_enabled(&self, level: Level) -> bool {
+        self.core
+            .with_host(|h| h.log_enabled(level as u32))
+            .unwrap_or(false)
+    }
+
+    /// Logs a formatted line. Nothing is formatted when the level is disabled.
+    pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        self.core.with_host(|h| {
+            if h.log_enabled(level as u32) {
+                log::with_line(|s| fmt::write(s, args), |line| h.log(level as u32, line));
+            }
+        });
+    }
+
+    /// Logs a structured line as logfmt: `msg filter=<name> key=value ...`. Values with spaces,
+    /// `"` or `=` are quoted and escaped; an empty value is `""`. Nothing is formatted when the
+    /// level is disabled.
+    pub fn log_attrs(&self, level: Level, msg: &str, attrs: &[(&str, LogValue<'_>)]) {
+        let name = self.core.name();
+        self.core.with_host(|h| {
+            if h.log_enabled(level as u32) {
+                log::with_line(
+                    |s| log::write_attrs(s, name, msg, attrs),
+                    |line| h.log(level as u32, line),
+                );
+            }
+        });
+    }
+
+    /// The `filter_name` this filter was configured with.
+    pub fn filter_name(&self) -> &str {
+        self.core.name()
+    }
+}

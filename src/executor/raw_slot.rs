@@ -1,0 +1,129 @@
+//! Pooled slots for raw filters.
+
+use crate::api::raw::{RawFactory, RawFilter, RawStream};
+use crate::executor::pool::Pool;
+use crate::filter::core::FilterMeta;
+use crate::filter::hooks::{ConfigHooks, StreamHooks};
+use crate::host::Host;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// Per-config state of a raw filter.
+pub(crate) struct RawConfig<F: RawFactory> {
+    meta: Arc<FilterMeta>,
+    factory: F,
+    pool: Pool<RawSlot<F>>,
+}
+
+impl<F: RawFactory> RawConfig<F> {
+    pub(crate) fn new(meta: Arc<FilterMeta>, factory: F) -> RawConfig<F> {
+        RawConfig {
+            meta,
+            factory,
+            pool: Pool::default(),
+        }
+    }
+}
+
+/// One raw stream; hooks pointer first (see `Slot`).
+#[repr(C)]
+pub(crate) struct RawSlot<F: RawFactory> {
+    hooks: *const dyn StreamHooks,
+    cfg: *const RawConfig<F>,
+    filter: RefCell<Option<F::Filter>>,
+}
+
+impl<F: RawFactory> ConfigHooks for RawConfig<F> {
+    fn new_stream(&self, _host: &dyn Host) -> *const core::ffi::c_void {
+        let slot = match self.pool.take() {
+            Some(slot) => slot,
+            None => {
+                let mut slot = Box::new(RawSlot {
+                    hooks: core::ptr::null::<RawSlot<F>>() as *const dyn StreamHooks,
+                    cfg: self,
+                    filter: RefCell::new(None),
+                });
+                let this: &RawSlot<F> = &slot;
+                slot.hooks = this as &dyn StreamHooks as *const dyn StreamHooks;
+                slot
+            }
+        };
+        *slot.filter.borrow_mut() = Some(self.factory.new_filter());
+        Pool::into_raw(slot) as *const core::ffi::c_void
+    }
+
+    fn name(&self) -> &str {
+        &self.meta.name
+    }
+}
+
+impl<F: RawFactory> RawSlot<F> {
+    fn cfg(&self) -> &RawConfig<F> {
+        // SAFETY: the config outlives its streams (Envoy destroys configs after their streams).
+        unsafe { &*self.cfg }
+    }
+
+    fn with<R>(
+        &self,
+        host: &dyn Host,
+        default: R,
+        f: impl FnOnce(&mut F::Filter, &RawStream<'_>) -> R,
+    ) -> R {
+        let cfg = self.cfg();
+        let s = RawStream {
+            host,
+            meta: &cfg.meta,
+        };
+        match self.filter.try_borrow_mut() {
+            Ok(mut g) => match g.as_mut() {
+                Some(filter) => f(filter, &s),
+                None => default,
+            },
+            // Re-entered from inside one of its own hooks (e.g. a local reply): let it pass.
+            Err(_) => default,
+        }
+    }
+
+    unsafe fn destroy(ptr: *const core::ffi::c_void) {
+        // SAFETY: guaranteed by the caller (pointer from `new_stream`, used once).
+        let slot = unsafe { Pool::<RawSlot<F>>::from_raw(ptr as *const RawSlot<F>) };
+        drop(slot.filter.borrow_mut().take());
+        // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
+        let cfg = unsafe { &*slot.cfg };
+        cfg.pool.put(slot);
+    }
+}
+
+impl<F: RawFactory> StreamHooks for RawSlot<F> {
+    fn request_headers(&self, host: &dyn Host, eos: bool) -> u32 {
+        self.with(host, 0, |f, s| f.on_request_headers(s, eos).abi())
+    }
+    fn request_body(&self, host: &dyn Host, eos: bool) -> u32 {
+        self.with(host, 0, |f, s| f.on_request_body(s, eos).abi())
+    }
+    fn request_trailers(&self, host: &dyn Host) -> u32 {
+        self.with(host, 0, |f, s| f.on_request_trailers(s).abi())
+    }
+    fn response_headers(&self, host: &dyn Host, eos: bool) -> u32 {
+        self.with(host, 0, |f, s| f.on_response_headers(s, eos).abi())
+    }
+    fn response_body(&self, host: &dyn Host, eos: bool) -> u32 {
+        self.with(host, 0, |f, s| f.on_response_body(s, eos).abi())
+    }
+    fn response_trailers(&self, host: &dyn Host) -> u32 {
+        self.with(host, 0, |f, s| f.on_response_trailers(s).abi())
+    }
+    fn stream_complete(&self, host: &dyn Host) {
+        self.with(host, (), |f, s| f.on_stream_complete(s))
+    }
+    fn scheduled(&self, host: &dyn Host, event: u64) {
+        self.with(host, (), |f, s| f.on_scheduled(s, event))
+    }
+    fn watermark(&self, _host: &dyn Host, _above: bool) {}
+    fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {
+        0
+    }
+    fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
+        Self::destroy
+    }
+}

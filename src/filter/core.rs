@@ -1,0 +1,198 @@
+//! Per-stream state shared by the state machine and the handler-facing handles.
+
+use crate::executor::HostSlot;
+use crate::executor::waker::WakeCell;
+use crate::host::{BodyKind, Host};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Facts about one registered filter config, shared by its streams.
+#[derive(Debug)]
+pub(crate) struct FilterMeta {
+    pub(crate) name: String,
+    pub(crate) stats: FilterStats,
+}
+
+/// Introspection counters of one filter config.
+#[derive(Debug, Default)]
+pub(crate) struct FilterStats {
+    pub(crate) streams: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+    pub(crate) polls: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) slots_allocated: AtomicU64,
+}
+
+impl FilterStats {
+    pub(crate) fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a handler is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not started.
+    Idle,
+    /// Started and pending.
+    Running,
+    /// Completed, panicked or cancelled.
+    Done,
+}
+
+/// Read position and limits of one body (request or response).
+#[derive(Debug)]
+pub(crate) struct BodyCursor {
+    /// Bytes the handler has read so far.
+    pub(crate) offset: Cell<usize>,
+    /// End of stream has been seen (end flag or trailers).
+    pub(crate) eos: Cell<bool>,
+    /// The handler sees at most this many bytes.
+    pub(crate) limit: Cell<usize>,
+    /// The handler said it won't read (more of) the body.
+    pub(crate) skipped: Cell<bool>,
+    /// Inside a body hook: the received chunk is not yet part of the buffered body.
+    pub(crate) in_hook: Cell<bool>,
+}
+
+impl Default for BodyCursor {
+    fn default() -> Self {
+        BodyCursor {
+            offset: Cell::new(0),
+            eos: Cell::new(false),
+            limit: Cell::new(usize::MAX),
+            skipped: Cell::new(false),
+            in_hook: Cell::new(false),
+        }
+    }
+}
+
+impl BodyCursor {
+    pub(crate) fn reset(&self) {
+        self.offset.set(0);
+        self.eos.set(false);
+        self.limit.set(usize::MAX);
+        self.skipped.set(false);
+        self.in_hook.set(false);
+    }
+
+    /// Whether the handler is done reading (skipped or limit reached).
+    pub(crate) fn done_reading(&self) -> bool {
+        self.skipped.get() || self.offset.get() >= self.limit.get()
+    }
+
+    /// Copies the next bytes of the body into `dst`.
+    ///
+    /// Returns `Some(n)` with `n > 0` for data, `Some(0)` at end of body (or limit), and `None`
+    /// when more data may still arrive.
+    pub(crate) fn read(&self, host: &dyn Host, request: bool, dst: &mut [u8]) -> Option<usize> {
+        let (buffered, received) = if request {
+            (BodyKind::BufferedRequest, BodyKind::ReceivedRequest)
+        } else {
+            (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
+        };
+        if self.skipped.get() {
+            return Some(0);
+        }
+        let offset = self.offset.get();
+        let room = self.limit.get().saturating_sub(offset);
+        if room == 0 {
+            return Some(0);
+        }
+        if dst.is_empty() {
+            return Some(0);
+        }
+        let dst_len = dst.len().min(room);
+        let dst = &mut dst[..dst_len];
+        let buffered_len = host.body_len(buffered);
+        let with_received = self.in_hook.get() && !host.received_is_buffered(request);
+        let mut n = 0;
+        if offset < buffered_len {
+            n = host.copy_body(buffered, offset, dst);
+        }
+        if with_received && n < dst.len() {
+            let recv_offset = (offset + n).saturating_sub(buffered_len);
+            n += host.copy_body(received, recv_offset, &mut dst[n..]);
+        }
+        if n > 0 {
+            self.offset.set(offset + n);
+            return Some(n);
+        }
+        if self.eos.get() { Some(0) } else { None }
+    }
+}
+
+/// The non-generic part of a stream slot.
+pub struct StreamCore {
+    pub(crate) host: HostSlot,
+    pub(crate) meta: Arc<FilterMeta>,
+    pub(crate) wake: Arc<WakeCell>,
+    pub(crate) req_phase: Cell<Phase>,
+    /// A request hook returned a stop status, so completion must resume decoding.
+    pub(crate) req_stopped: Cell<bool>,
+    pub(crate) resp_phase: Cell<Phase>,
+    pub(crate) resp_stopped: Cell<bool>,
+    /// This filter sent a local reply or started a streamed reply.
+    pub(crate) replied: Cell<bool>,
+    /// Response headers went downstream (a panic then resets instead of replying).
+    pub(crate) resp_headers_sent: Cell<bool>,
+    /// Envoy reported the stream complete while a poll was running; finish after it.
+    pub(crate) complete_pending: Cell<bool>,
+    /// The stream is over: no more polls or callbacks.
+    pub(crate) ended: Cell<bool>,
+    pub(crate) req_body: BodyCursor,
+    pub(crate) resp_body: BodyCursor,
+    /// Downstream write buffer is above its high watermark.
+    pub(crate) above_high_watermark: Cell<bool>,
+}
+
+impl StreamCore {
+    pub(crate) fn new(meta: Arc<FilterMeta>) -> StreamCore {
+        StreamCore {
+            host: HostSlot::default(),
+            meta,
+            wake: Arc::new(WakeCell::default()),
+            req_phase: Cell::new(Phase::Idle),
+            req_stopped: Cell::new(false),
+            resp_phase: Cell::new(Phase::Idle),
+            resp_stopped: Cell::new(false),
+            replied: Cell::new(false),
+            resp_headers_sent: Cell::new(false),
+            complete_pending: Cell::new(false),
+            ended: Cell::new(false),
+            req_body: BodyCursor::default(),
+            resp_body: BodyCursor::default(),
+            above_high_watermark: Cell::new(false),
+        }
+    }
+
+    /// Readies the core for a new stream.
+    pub(crate) fn reset(&mut self) {
+        crate::executor::waker::recycle(&mut self.wake);
+        self.req_phase.set(Phase::Idle);
+        self.req_stopped.set(false);
+        self.resp_phase.set(Phase::Idle);
+        self.resp_stopped.set(false);
+        self.replied.set(false);
+        self.resp_headers_sent.set(false);
+        self.complete_pending.set(false);
+        self.ended.set(false);
+        self.req_body.reset();
+        self.resp_body.reset();
+        self.above_high_watermark.set(false);
+    }
+
+    /// Runs `f` with the current host, if a hook is running and the stream is live.
+    pub(crate) fn with_host<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
+        if self.ended.get() {
+            return None;
+        }
+        self.host.with(f)
+    }
+
+    /// The filter's configured name.
+    pub(crate) fn name(&self) -> &str {
+        &self.meta.name
+    }
+}

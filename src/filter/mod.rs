@@ -1,0 +1,4 @@
+//! The per-stream state machine: every status returned to Envoy is decided here.
+
+pub(crate) mod core;
+pub(crate) mod hooks;

@@ -1,0 +1,589 @@
+//! The real host: each method is one or two Envoy callbacks.
+
+use super::{BodyKind, Committer, ConfigHost, Host, Map, MetadataValue, MetricKind, MetricOp, Raw};
+use crate::abi::ffi::{self, Buf, EnvoyConfigPtr, EnvoyFilterPtr, HeaderPair, SchedulerPtr};
+use arrayvec::ArrayVec;
+use std::cell::RefCell;
+
+/// Most headers a local reply or label list can carry without spilling to the thread scratch.
+const INLINE: usize = 16;
+
+thread_local! {
+    // Reused arrays handed to Envoy (body chunk lists, header lists): grown once per worker,
+    // never per request.
+    static CHUNKS: RefCell<Vec<Buf>> = const { RefCell::new(Vec::new()) };
+    static PAIRS: RefCell<Vec<HeaderPair>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The Envoy side of one stream, valid for the duration of one hook.
+pub(crate) struct EnvoyHost {
+    filter: EnvoyFilterPtr,
+}
+
+impl EnvoyHost {
+    /// Wraps the filter pointer Envoy passed to the current hook.
+    pub(crate) fn new(filter: EnvoyFilterPtr) -> EnvoyHost {
+        EnvoyHost { filter }
+    }
+}
+
+fn with_pairs<R>(pairs: &[(&[u8], &[u8])], f: impl FnOnce(*const HeaderPair, usize) -> R) -> R {
+    if pairs.len() <= INLINE {
+        let arr: ArrayVec<HeaderPair, INLINE> =
+            pairs.iter().map(|(k, v)| HeaderPair::of(k, v)).collect();
+        f(arr.as_ptr(), arr.len())
+    } else {
+        PAIRS.with(|cell| {
+            let mut v = cell.borrow_mut();
+            v.clear();
+            v.extend(pairs.iter().map(|(k, v)| HeaderPair::of(k, v)));
+            f(v.as_ptr(), v.len())
+        })
+    }
+}
+
+fn label_bufs(labels: &[&[u8]]) -> ArrayVec<Buf, INLINE> {
+    labels.iter().take(INLINE).map(|l| Buf::of(l)).collect()
+}
+
+impl Host for EnvoyHost {
+    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize) {
+        let mut out = Buf::EMPTY;
+        let mut count = 0usize;
+        // SAFETY: `filter` is the live filter of the current hook; `out` and `count` are valid
+        // for writes; `key` outlives the call.
+        let found = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_header(
+                self.filter,
+                map as u32,
+                Buf::of(key),
+                &mut out,
+                index,
+                &mut count,
+            )
+        };
+        let raw = (found && !out.ptr.is_null()).then(|| Raw::new(out.ptr, out.len));
+        (raw, count)
+    }
+
+    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw, Raw)) {
+        // SAFETY: live filter pointer.
+        let n = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_headers_size(self.filter, map as u32)
+        };
+        if n == 0 {
+            return;
+        }
+        // Take the scratch out so `f` may itself iterate headers (it then allocates once).
+        let mut v = PAIRS.with(|cell| core::mem::take(&mut *cell.borrow_mut()));
+        v.clear();
+        v.resize(n, HeaderPair::EMPTY);
+        // SAFETY: `v` has room for the `n` entries Envoy writes.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_headers(
+                self.filter,
+                map as u32,
+                v.as_mut_ptr(),
+            )
+        };
+        if ok {
+            for p in v.iter() {
+                f(
+                    Raw::new(p.key_ptr, p.key_len),
+                    Raw::new(p.value_ptr, p.value_len),
+                );
+            }
+        }
+        PAIRS.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.capacity() < v.capacity() {
+                *slot = v;
+            }
+        });
+    }
+
+    fn set_header(&self, map: Map, key: &[u8], value: Option<&[u8]>) -> bool {
+        let value = value.map_or(Buf::EMPTY, Buf::of);
+        // SAFETY: live filter pointer; buffers outlive the call (a null value removes).
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_set_header(
+                self.filter,
+                map as u32,
+                Buf::of(key),
+                value,
+            )
+        }
+    }
+
+    fn add_header(&self, map: Map, key: &[u8], value: &[u8]) -> bool {
+        // SAFETY: live filter pointer; buffers outlive the call.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_add_header(
+                self.filter,
+                map as u32,
+                Buf::of(key),
+                Buf::of(value),
+            )
+        }
+    }
+
+    fn body_len(&self, kind: BodyKind) -> usize {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_get_body_size(self.filter, kind as u32) }
+    }
+
+    fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize {
+        if dst.is_empty() {
+            return 0;
+        }
+        // SAFETY: live filter pointer.
+        let n = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, kind as u32)
+        };
+        if n == 0 {
+            return 0;
+        }
+        CHUNKS.with(|cell| {
+            let mut chunks = cell.borrow_mut();
+            chunks.clear();
+            chunks.resize(n, Buf::EMPTY);
+            // SAFETY: `chunks` has room for the `n` views Envoy writes.
+            let ok = unsafe {
+                ffi::envoy_dynamic_module_callback_http_get_body_chunks(
+                    self.filter,
+                    kind as u32,
+                    chunks.as_mut_ptr(),
+                )
+            };
+            if !ok {
+                return 0;
+            }
+            let mut skip = offset;
+            let mut written = 0;
+            for c in chunks.iter() {
+                if c.ptr.is_null() || c.len == 0 {
+                    continue;
+                }
+                if skip >= c.len {
+                    skip -= c.len;
+                    continue;
+                }
+                // SAFETY: Envoy's chunk views are valid during this hook and unmodified here.
+                let bytes = unsafe { core::slice::from_raw_parts(c.ptr, c.len) };
+                let bytes = &bytes[skip..];
+                skip = 0;
+                let take = bytes.len().min(dst.len() - written);
+                dst[written..written + take].copy_from_slice(&bytes[..take]);
+                written += take;
+                if written == dst.len() {
+                    break;
+                }
+            }
+            written
+        })
+    }
+
+    fn received_is_buffered(&self, request: bool) -> bool {
+        // SAFETY: live filter pointer.
+        unsafe {
+            if request {
+                ffi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.filter)
+            } else {
+                ffi::envoy_dynamic_module_callback_http_received_buffered_response_body(self.filter)
+            }
+        }
+    }
+
+    fn drain_body(&self, kind: BodyKind, n: usize) -> bool {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_drain_body(self.filter, kind as u32, n) }
+    }
+
+    fn append_body(&self, kind: BodyKind, data: &[u8]) -> bool {
+        // SAFETY: live filter pointer; Envoy copies `data`.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_append_body(
+                self.filter,
+                kind as u32,
+                Buf::of(data),
+            )
+        }
+    }
+
+    fn send_response(&self, status: u32, headers: &[(&[u8], &[u8])], body: &[u8], details: &[u8]) {
+        with_pairs(headers, |ptr, n| {
+            let details = if details.is_empty() {
+                Buf::EMPTY
+            } else {
+                Buf::of(details)
+            };
+            // SAFETY: live filter pointer; every pointer stays valid for the call and Envoy
+            // copies what it keeps.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_send_response(
+                    self.filter,
+                    status,
+                    ptr,
+                    n,
+                    Buf::of(body),
+                    details,
+                )
+            }
+        })
+    }
+
+    fn send_response_headers(&self, headers: &[(&[u8], &[u8])], end_stream: bool) {
+        with_pairs(headers, |ptr, n| {
+            // SAFETY: as in `send_response`.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_send_response_headers(
+                    self.filter,
+                    ptr,
+                    n,
+                    end_stream,
+                )
+            }
+        })
+    }
+
+    fn send_response_data(&self, data: &[u8], end_stream: bool) {
+        // SAFETY: live filter pointer; Envoy copies `data`.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_send_response_data(
+                self.filter,
+                Buf::of(data),
+                end_stream,
+            )
+        }
+    }
+
+    fn send_response_trailers(&self, trailers: &[(&[u8], &[u8])]) {
+        with_pairs(trailers, |ptr, n| {
+            // SAFETY: as in `send_response`.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_send_response_trailers(self.filter, ptr, n)
+            }
+        })
+    }
+
+    fn reset_stream(&self, details: &[u8]) {
+        // SAFETY: live filter pointer.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_reset_stream(
+                self.filter,
+                ffi::RESET_LOCAL,
+                Buf::of(details),
+            )
+        }
+    }
+
+    fn continue_decoding(&self) {
+        // SAFETY: live filter pointer, called on its worker.
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_continue_decoding(self.filter) }
+    }
+
+    fn continue_encoding(&self) {
+        // SAFETY: live filter pointer, called on its worker.
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_continue_encoding(self.filter) }
+    }
+
+    fn set_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) {
+        let (ns, key) = (Buf::of(ns), Buf::of(key));
+        // SAFETY: live filter pointer; Envoy copies the buffers.
+        unsafe {
+            match value {
+                MetadataValue::Str(s) => {
+                    ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                        self.filter,
+                        ns,
+                        key,
+                        Buf::of(s),
+                    )
+                }
+                MetadataValue::Num(n) => {
+                    ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+                        self.filter,
+                        ns,
+                        key,
+                        n,
+                    )
+                }
+                MetadataValue::Bool(b) => {
+                    ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(
+                        self.filter,
+                        ns,
+                        key,
+                        b,
+                    )
+                }
+            }
+        }
+    }
+
+    fn metadata_str(&self, ns: &[u8], key: &[u8]) -> Option<Raw> {
+        let mut out = Buf::EMPTY;
+        // SAFETY: live filter pointer; `out` valid for writes.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_metadata_string(
+                self.filter,
+                ffi::METADATA_DYNAMIC,
+                Buf::of(ns),
+                Buf::of(key),
+                &mut out,
+            )
+        };
+        ok.then(|| Raw::new(out.ptr, out.len))
+    }
+
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
+        // SAFETY: live filter pointer; Envoy copies the buffers.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
+                self.filter,
+                Buf::of(key),
+                Buf::of(value),
+            )
+        }
+    }
+
+    fn filter_state(&self, key: &[u8]) -> Option<Raw> {
+        let mut out = Buf::EMPTY;
+        // SAFETY: live filter pointer; `out` valid for writes.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_filter_state_bytes(
+                self.filter,
+                Buf::of(key),
+                &mut out,
+            )
+        };
+        ok.then(|| Raw::new(out.ptr, out.len))
+    }
+
+    fn clear_route_cache(&self) {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cache(self.filter) }
+    }
+
+    fn attr_str(&self, id: u32) -> Option<Raw> {
+        let mut out = Buf::EMPTY;
+        // SAFETY: live filter pointer; `out` valid for writes.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.filter,
+                id,
+                &mut out,
+            )
+        };
+        ok.then(|| Raw::new(out.ptr, out.len))
+    }
+
+    fn attr_int(&self, id: u32) -> Option<u64> {
+        let mut out = 0u64;
+        // SAFETY: live filter pointer; `out` valid for writes.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_get_attribute_int(
+                self.filter,
+                id,
+                &mut out,
+            )
+        };
+        ok.then_some(out)
+    }
+
+    fn attr_bool(&self, id: u32) -> Option<bool> {
+        let mut out = false;
+        // SAFETY: live filter pointer; `out` valid for writes.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_get_attribute_bool(
+                self.filter,
+                id,
+                &mut out,
+            )
+        };
+        ok.then_some(out)
+    }
+
+    fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> u32 {
+        let bufs = label_bufs(labels);
+        let (ptr, n) = if bufs.is_empty() {
+            (core::ptr::null(), 0)
+        } else {
+            (bufs.as_ptr(), bufs.len())
+        };
+        // SAFETY: live filter pointer; `ptr` points at `n` label buffers valid for the call.
+        unsafe {
+            match op {
+                MetricOp::CounterAdd => {
+                    ffi::envoy_dynamic_module_callback_http_filter_increment_counter(
+                        self.filter,
+                        id,
+                        ptr,
+                        n,
+                        value,
+                    )
+                }
+                MetricOp::GaugeAdd => {
+                    ffi::envoy_dynamic_module_callback_http_filter_increment_gauge(
+                        self.filter,
+                        id,
+                        ptr,
+                        n,
+                        value,
+                    )
+                }
+                MetricOp::GaugeSub => {
+                    ffi::envoy_dynamic_module_callback_http_filter_decrement_gauge(
+                        self.filter,
+                        id,
+                        ptr,
+                        n,
+                        value,
+                    )
+                }
+                MetricOp::GaugeSet => ffi::envoy_dynamic_module_callback_http_filter_set_gauge(
+                    self.filter,
+                    id,
+                    ptr,
+                    n,
+                    value,
+                ),
+                MetricOp::HistogramRecord => {
+                    ffi::envoy_dynamic_module_callback_http_filter_record_histogram_value(
+                        self.filter,
+                        id,
+                        ptr,
+                        n,
+                        value,
+                    )
+                }
+            }
+        }
+    }
+
+    fn log_enabled(&self, level: u32) -> bool {
+        global_log_enabled(level)
+    }
+
+    fn log(&self, level: u32, msg: &[u8]) {
+        global_log(level, msg)
+    }
+
+    fn new_scheduler(&self) -> Committer {
+        // SAFETY: live filter pointer, called on its worker inside a hook.
+        let ptr =
+            unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.filter) };
+        Committer::Envoy(Scheduler { ptr })
+    }
+
+    fn worker_index(&self) -> u32 {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_get_worker_index(self.filter) }
+    }
+}
+
+/// Envoy's `dynamic_modules` logger: is `level` enabled?
+pub(crate) fn global_log_enabled(level: u32) -> bool {
+    // SAFETY: a plain query, callable from any thread once the module is loaded.
+    unsafe { ffi::envoy_dynamic_module_callback_log_enabled(level) }
+}
+
+/// Writes one line to Envoy's `dynamic_modules` logger.
+pub(crate) fn global_log(level: u32, msg: &[u8]) {
+    // SAFETY: Envoy copies the message during the call.
+    unsafe { ffi::envoy_dynamic_module_callback_log(level, Buf::of(msg)) }
+}
+
+/// An Envoy per-stream scheduler. Deleted on drop.
+pub(crate) struct Scheduler {
+    ptr: SchedulerPtr,
+}
+
+// SAFETY: Envoy documents scheduler_commit as callable from any thread, and delete happens once,
+// under the wake cell's lock, after which no commit can start.
+unsafe impl Send for Scheduler {}
+// SAFETY: see `Send`; `commit` takes `&self` and Envoy synchronises internally.
+unsafe impl Sync for Scheduler {}
+
+impl Scheduler {
+    pub(crate) fn commit(&self, event: u64) {
+        // SAFETY: `ptr` came from scheduler_new and is not yet deleted (we own it until drop).
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_commit(self.ptr, event) }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from scheduler_new; it is deleted exactly once, here.
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_delete(self.ptr) }
+    }
+}
+
+/// The Envoy side of a filter config during `on_http_filter_config_new`.
+pub(crate) struct EnvoyConfigHost {
+    config: EnvoyConfigPtr,
+}
+
+impl EnvoyConfigHost {
+    pub(crate) fn new(config: EnvoyConfigPtr) -> EnvoyConfigHost {
+        EnvoyConfigHost { config }
+    }
+}
+
+impl ConfigHost for EnvoyConfigHost {
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
+        let bufs: ArrayVec<Buf, INLINE> = labels
+            .iter()
+            .take(INLINE)
+            .map(|l| Buf::of(l.as_bytes()))
+            .collect();
+        let (ptr, n) = if bufs.is_empty() {
+            (core::ptr::null(), 0)
+        } else {
+            (bufs.as_ptr(), bufs.len())
+        };
+        let mut id = 0usize;
+        let name = Buf::of(name.as_bytes());
+        // SAFETY: `config` is the Envoy config of the running config_new; buffers and `id` are
+        // valid for the call.
+        let rc = unsafe {
+            match kind {
+                MetricKind::Counter => {
+                    ffi::envoy_dynamic_module_callback_http_filter_config_define_counter(
+                        self.config,
+                        name,
+                        ptr,
+                        n,
+                        &mut id,
+                    )
+                }
+                MetricKind::Gauge => {
+                    ffi::envoy_dynamic_module_callback_http_filter_config_define_gauge(
+                        self.config,
+                        name,
+                        ptr,
+                        n,
+                        &mut id,
+                    )
+                }
+                MetricKind::Histogram => {
+                    ffi::envoy_dynamic_module_callback_http_filter_config_define_histogram(
+                        self.config,
+                        name,
+                        ptr,
+                        n,
+                        &mut id,
+                    )
+                }
+            }
+        };
+        if rc == 0 { Ok(id) } else { Err(rc) }
+    }
+
+    fn log_enabled(&self, level: u32) -> bool {
+        global_log_enabled(level)
+    }
+
+    fn log(&self, level: u32, msg: &[u8]) {
+        global_log(level, msg)
+    }
+}

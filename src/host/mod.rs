@@ -1,0 +1,181 @@
+//! The host: a thin, safe interface over what Envoy offers a stream, with two implementations.
+//!
+//! [`envoy::EnvoyHost`] calls the real callbacks; [`sim::SimHost`] is an in-memory stream used by
+//! [`crate::testing`]. Everything above this layer talks to `&dyn Host` only, so handler
+//! signatures never become generic over the host.
+//!
+//! Byte views returned by a host (`Raw`) follow Envoy's rule: they stay valid until the same
+//! header map or body is modified, or the stream ends. The API layer ties them to borrows that
+//! enforce this (see `Request::header`).
+
+pub(crate) mod envoy;
+pub(crate) mod sim;
+
+use std::sync::Arc;
+
+/// Header map selector (values are the ABI's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Map {
+    RequestHeaders = 0,
+    RequestTrailers = 1,
+    ResponseHeaders = 2,
+    ResponseTrailers = 3,
+}
+
+/// Body selector (values are the ABI's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    ReceivedRequest = 0,
+    BufferedRequest = 1,
+    ReceivedResponse = 2,
+    BufferedResponse = 3,
+}
+
+/// Which metric operation to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetricOp {
+    CounterAdd,
+    GaugeAdd,
+    GaugeSub,
+    GaugeSet,
+    HistogramRecord,
+}
+
+/// Metric kinds defined at config time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Bytes owned by the host; see the module docs for how long they stay valid.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Raw {
+    ptr: *const u8,
+    len: usize,
+}
+
+impl Raw {
+    pub(crate) fn new(ptr: *const u8, len: usize) -> Raw {
+        Raw { ptr, len }
+    }
+
+    /// Views the bytes for as long as `anchor` is borrowed.
+    ///
+    /// The caller picks an anchor whose borrow cannot outlive the host's validity rule: the API
+    /// layer uses `&Request`/`&Response`, whose mutation methods take `&mut self`, and whose
+    /// lifetime brand ends before the stream does.
+    pub(crate) fn view<'a, T: ?Sized>(self, _anchor: &'a T) -> &'a [u8] {
+        if self.ptr.is_null() || self.len == 0 {
+            return &[];
+        }
+        // SAFETY: a non-null `Raw` comes from a host that guarantees `len` readable bytes until
+        // the map/body is modified or the stream ends; the anchor's borrow ends before either
+        // can happen through safe code (see the doc comment above).
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// What a stream's host can do. All methods run on the worker thread inside a hook.
+pub(crate) trait Host {
+    /// The `index`-th value of `key` and how many values `key` has.
+    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize);
+    /// Calls `f` for every header of `map`, in order.
+    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw, Raw));
+    /// Replaces all values of `key`; `None` removes the header.
+    fn set_header(&self, map: Map, key: &[u8], value: Option<&[u8]>) -> bool;
+    /// Appends a value to `key`.
+    fn add_header(&self, map: Map, key: &[u8], value: &[u8]) -> bool;
+
+    /// Number of bytes in a body buffer.
+    fn body_len(&self, kind: BodyKind) -> usize;
+    /// Copies bytes of a body buffer from `offset` into `dst`; returns how many.
+    fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize;
+    /// Whether the data of the current request body event is the buffered body itself.
+    fn received_is_buffered(&self, request: bool) -> bool;
+    /// Drains `n` bytes from the front of a body buffer.
+    fn drain_body(&self, kind: BodyKind, n: usize) -> bool;
+    /// Appends bytes to a body buffer.
+    fn append_body(&self, kind: BodyKind, data: &[u8]) -> bool;
+
+    /// Sends a complete local reply.
+    fn send_response(&self, status: u32, headers: &[(&[u8], &[u8])], body: &[u8], details: &[u8]);
+    /// Sends response headers of a module-generated (streaming) reply.
+    fn send_response_headers(&self, headers: &[(&[u8], &[u8])], end_stream: bool);
+    /// Sends response data of a module-generated reply.
+    fn send_response_data(&self, data: &[u8], end_stream: bool);
+    /// Sends response trailers of a module-generated reply (ends the stream).
+    fn send_response_trailers(&self, trailers: &[(&[u8], &[u8])]);
+    /// Resets the downstream stream.
+    fn reset_stream(&self, details: &[u8]);
+
+    /// Resumes a stopped request.
+    fn continue_decoding(&self);
+    /// Resumes a stopped response.
+    fn continue_encoding(&self);
+
+    /// Sets dynamic metadata.
+    fn set_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>);
+    /// Reads a dynamic metadata string.
+    fn metadata_str(&self, ns: &[u8], key: &[u8]) -> Option<Raw>;
+    /// Sets filter-state bytes.
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool;
+    /// Reads filter-state bytes.
+    fn filter_state(&self, key: &[u8]) -> Option<Raw>;
+    /// Clears the route cache so the next route lookup sees current headers.
+    fn clear_route_cache(&self);
+
+    /// Stream attributes.
+    fn attr_str(&self, id: u32) -> Option<Raw>;
+    fn attr_int(&self, id: u32) -> Option<u64>;
+    fn attr_bool(&self, id: u32) -> Option<bool>;
+
+    /// Applies a metric operation; returns the ABI metrics result (0 = success).
+    fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> u32;
+
+    /// Whether `level` (0 trace .. 5 critical) is emitted.
+    fn log_enabled(&self, level: u32) -> bool;
+    /// Emits one log line.
+    fn log(&self, level: u32, msg: &[u8]);
+
+    /// Creates this stream's scheduler (once; the caller keeps it).
+    fn new_scheduler(&self) -> Committer;
+    /// Index of the worker running this stream.
+    fn worker_index(&self) -> u32;
+}
+
+/// A metadata value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum MetadataValue<'a> {
+    Str(&'a [u8]),
+    Num(f64),
+    Bool(bool),
+}
+
+/// What a filter config needs from its host at load time (main thread).
+pub(crate) trait ConfigHost {
+    /// Defines a metric; returns its id or the ABI metrics result on failure.
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32>;
+    /// Whether `level` is emitted.
+    fn log_enabled(&self, level: u32) -> bool;
+    /// Emits one log line.
+    fn log(&self, level: u32, msg: &[u8]);
+}
+
+/// Commits scheduler events for one stream; callable from any thread.
+pub(crate) enum Committer {
+    /// A real Envoy scheduler.
+    Envoy(envoy::Scheduler),
+    /// The simulated stream's queue.
+    Sim(Arc<sim::SimQueue>),
+}
+
+impl Committer {
+    pub(crate) fn commit(&self, event: u64) {
+        match self {
+            Committer::Envoy(s) => s.commit(event),
+            Committer::Sim(q) => q.push(event),
+        }
+    }
+}

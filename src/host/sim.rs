@@ -1,0 +1,455 @@
+//! The simulated host: an in-memory stream that records every effect a filter has.
+//!
+//! Byte views follow the same rule as Envoy's: values are boxed individually and stay put until
+//! that entry is replaced or removed.
+
+use super::{BodyKind, Committer, ConfigHost, Host, Map, MetadataValue, MetricKind, MetricOp, Raw};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+type Pairs = Vec<(Box<[u8]>, Box<[u8]>)>;
+
+/// A recorded metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetaValue {
+    /// A string.
+    Str(String),
+    /// A number.
+    Num(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// A recorded complete local reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReply {
+    /// Status code.
+    pub status: u32,
+    /// Headers, in the order given.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// Response code details (empty means Envoy's default).
+    pub details: String,
+}
+
+/// A recorded module-generated streaming reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamedReply {
+    /// Headers sent (with `:status`).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Data frames, in order.
+    pub data: Vec<Vec<u8>>,
+    /// Trailers, if sent.
+    pub trailers: Option<Vec<(String, Vec<u8>)>>,
+    /// Whether end of stream was signalled.
+    pub ended: bool,
+}
+
+/// Metric definitions and values shared by one simulated config and its streams.
+#[derive(Debug, Default)]
+pub struct SimMetrics {
+    pub(crate) defs: RefCell<Vec<(MetricKind, String, usize)>>,
+    pub(crate) values: RefCell<BTreeMap<String, i64>>,
+    pub(crate) histograms: RefCell<BTreeMap<String, Vec<u64>>>,
+}
+
+impl SimMetrics {
+    fn key(name: &str, labels: &[&[u8]]) -> String {
+        let mut k = name.to_string();
+        for l in labels {
+            k.push('.');
+            k.push_str(&String::from_utf8_lossy(l));
+        }
+        k
+    }
+}
+
+/// Log lines shared by a simulated config and its streams.
+pub type SimLogs = Rc<RefCell<Vec<(u32, String)>>>;
+
+/// Scheduler events committed for one simulated stream (any thread may push).
+#[derive(Debug, Default)]
+pub struct SimQueue {
+    events: Mutex<Vec<u64>>,
+    cv: Condvar,
+}
+
+impl SimQueue {
+    pub(crate) fn push(&self, event: u64) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event);
+        self.cv.notify_all();
+    }
+
+    /// Takes all pending events.
+    pub(crate) fn take(&self) -> Vec<u64> {
+        core::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits until at least one event is pending or `timeout` passes.
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        let g = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, timeout, |ev| ev.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        !g.is_empty()
+    }
+
+    /// Number of pending events.
+    pub(crate) fn len(&self) -> usize {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// One simulated stream.
+#[derive(Debug, Default)]
+pub(crate) struct SimHost {
+    pub(crate) maps: [RefCell<Pairs>; 4],
+    pub(crate) bodies: [RefCell<Vec<Box<[u8]>>>; 4],
+    pub(crate) received_is_buffered: Cell<bool>,
+    pub(crate) local_reply: RefCell<Option<LocalReply>>,
+    pub(crate) streamed: RefCell<Option<StreamedReply>>,
+    pub(crate) reset: RefCell<Option<String>>,
+    pub(crate) continue_decoding: Cell<u32>,
+    pub(crate) continue_encoding: Cell<u32>,
+    pub(crate) metadata: RefCell<BTreeMap<(String, String), MetaValue>>,
+    pub(crate) filter_state: RefCell<Vec<(Vec<u8>, Box<[u8]>)>>,
+    pub(crate) route_cache_cleared: Cell<u32>,
+    pub(crate) attrs_str: RefCell<Vec<(u32, Box<[u8]>)>>,
+    pub(crate) attrs_int: RefCell<Vec<(u32, u64)>>,
+    pub(crate) attrs_bool: RefCell<Vec<(u32, bool)>>,
+    pub(crate) metrics: Rc<SimMetrics>,
+    pub(crate) logs: SimLogs,
+    pub(crate) log_level: Cell<u32>,
+    pub(crate) queue: Arc<SimQueue>,
+    pub(crate) schedulers_created: Cell<u32>,
+}
+
+fn owned(pairs: &[(&[u8], &[u8])]) -> Vec<(String, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
+        .collect()
+}
+
+fn raw(b: &[u8]) -> Raw {
+    Raw::new(b.as_ptr(), b.len())
+}
+
+impl Host for SimHost {
+    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize) {
+        let m = self.maps[map as usize].borrow();
+        let mut count = 0;
+        let mut found = None;
+        for (k, v) in m.iter() {
+            if k.eq_ignore_ascii_case(key) {
+                if count == index {
+                    found = Some(raw(v));
+                }
+                count += 1;
+            }
+        }
+        (found, count)
+    }
+
+    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw, Raw)) {
+        let list: Vec<(Raw, Raw)> = self.maps[map as usize]
+            .borrow()
+            .iter()
+            .map(|(k, v)| (raw(k), raw(v)))
+            .collect();
+        for (k, v) in list {
+            f(k, v);
+        }
+    }
+
+    fn set_header(&self, map: Map, key: &[u8], value: Option<&[u8]>) -> bool {
+        let mut m = self.maps[map as usize].borrow_mut();
+        let lower = key.to_ascii_lowercase().into_boxed_slice();
+        match value {
+            None => m.retain(|(k, _)| !k.eq_ignore_ascii_case(key)),
+            Some(v) => {
+                if let Some(pos) = m.iter().position(|(k, _)| k.eq_ignore_ascii_case(key)) {
+                    m[pos].1 = v.into();
+                    let mut i = pos + 1;
+                    while i < m.len() {
+                        if m[i].0.eq_ignore_ascii_case(key) {
+                            m.remove(i);
+                        } else {
+                            i += 1;
+                        }
+                    }
+                } else {
+                    m.push((lower, v.into()));
+                }
+            }
+        }
+        true
+    }
+
+    fn add_header(&self, map: Map, key: &[u8], value: &[u8]) -> bool {
+        self.maps[map as usize]
+            .borrow_mut()
+            .push((key.to_ascii_lowercase().into_boxed_slice(), value.into()));
+        true
+    }
+
+    fn body_len(&self, kind: BodyKind) -> usize {
+        self.bodies[kind as usize]
+            .borrow()
+            .iter()
+            .map(|c| c.len())
+            .sum()
+    }
+
+    fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize {
+        let chunks = self.bodies[kind as usize].borrow();
+        let mut skip = offset;
+        let mut written = 0;
+        for c in chunks.iter() {
+            if skip >= c.len() {
+                skip -= c.len();
+                continue;
+            }
+            let bytes = &c[skip..];
+            skip = 0;
+            let take = bytes.len().min(dst.len() - written);
+            dst[written..written + take].copy_from_slice(&bytes[..take]);
+            written += take;
+            if written == dst.len() {
+                break;
+            }
+        }
+        written
+    }
+
+    fn received_is_buffered(&self, _request: bool) -> bool {
+        self.received_is_buffered.get()
+    }
+
+    fn drain_body(&self, kind: BodyKind, n: usize) -> bool {
+        let mut chunks = self.bodies[kind as usize].borrow_mut();
+        let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let rest = all[n.min(all.len())..].to_vec();
+        chunks.clear();
+        if !rest.is_empty() {
+            chunks.push(rest.into_boxed_slice());
+        }
+        true
+    }
+
+    fn append_body(&self, kind: BodyKind, data: &[u8]) -> bool {
+        self.bodies[kind as usize].borrow_mut().push(data.into());
+        true
+    }
+
+    fn send_response(&self, status: u32, headers: &[(&[u8], &[u8])], body: &[u8], details: &[u8]) {
+        *self.local_reply.borrow_mut() = Some(LocalReply {
+            status,
+            headers: owned(headers),
+            body: body.to_vec(),
+            details: String::from_utf8_lossy(details).into_owned(),
+        });
+    }
+
+    fn send_response_headers(&self, headers: &[(&[u8], &[u8])], end_stream: bool) {
+        let mut s = self.streamed.borrow_mut();
+        let r = s.get_or_insert_with(StreamedReply::default);
+        r.headers = owned(headers);
+        r.ended |= end_stream;
+    }
+
+    fn send_response_data(&self, data: &[u8], end_stream: bool) {
+        let mut s = self.streamed.borrow_mut();
+        let r = s.get_or_insert_with(StreamedReply::default);
+        r.data.push(data.to_vec());
+        r.ended |= end_stream;
+    }
+
+    fn send_response_trailers(&self, trailers: &[(&[u8], &[u8])]) {
+        let mut s = self.streamed.borrow_mut();
+        let r = s.get_or_insert_with(StreamedReply::default);
+        r.trailers = Some(owned(trailers));
+        r.ended = true;
+    }
+
+    fn reset_stream(&self, details: &[u8]) {
+        *self.reset.borrow_mut() = Some(String::from_utf8_lossy(details).into_owned());
+    }
+
+    fn continue_decoding(&self) {
+        self.continue_decoding.set(self.continue_decoding.get() + 1);
+    }
+
+    fn continue_encoding(&self) {
+        self.continue_encoding.set(self.continue_encoding.get() + 1);
+    }
+
+    fn set_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) {
+        let v = match value {
+            MetadataValue::Str(s) => MetaValue::Str(String::from_utf8_lossy(s).into_owned()),
+            MetadataValue::Num(n) => MetaValue::Num(n),
+            MetadataValue::Bool(b) => MetaValue::Bool(b),
+        };
+        self.metadata.borrow_mut().insert(
+            (
+                String::from_utf8_lossy(ns).into_owned(),
+                String::from_utf8_lossy(key).into_owned(),
+            ),
+            v,
+        );
+    }
+
+    fn metadata_str(&self, ns: &[u8], key: &[u8]) -> Option<Raw> {
+        let _ = (ns, key);
+        None
+    }
+
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
+        let mut fs = self.filter_state.borrow_mut();
+        fs.retain(|(k, _)| k != key);
+        fs.push((key.to_vec(), value.into()));
+        true
+    }
+
+    fn filter_state(&self, key: &[u8]) -> Option<Raw> {
+        self.filter_state
+            .borrow()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| raw(v))
+    }
+
+    fn clear_route_cache(&self) {
+        self.route_cache_cleared
+            .set(self.route_cache_cleared.get() + 1);
+    }
+
+    fn attr_str(&self, id: u32) -> Option<Raw> {
+        if let Some((_, v)) = self.attrs_str.borrow().iter().find(|(i, _)| *i == id) {
+            return Some(raw(v));
+        }
+        // Like Envoy, derive the request-line attributes from the request headers.
+        let key: &[u8] = match id {
+            0 => b":path",
+            2 => b":authority",
+            3 => b":scheme",
+            4 => b":method",
+            6 => b"referer",
+            7 => b"user-agent",
+            9 => b"x-request-id",
+            _ => return None,
+        };
+        self.header(Map::RequestHeaders, key, 0).0
+    }
+
+    fn attr_int(&self, id: u32) -> Option<u64> {
+        self.attrs_int
+            .borrow()
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| *v)
+    }
+
+    fn attr_bool(&self, id: u32) -> Option<bool> {
+        self.attrs_bool
+            .borrow()
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| *v)
+    }
+
+    fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> u32 {
+        let defs = self.metrics.defs.borrow();
+        let Some((kind, name, n_labels)) = defs.get(id) else {
+            return 1;
+        };
+        let kind_ok = matches!(
+            (kind, op),
+            (MetricKind::Counter, MetricOp::CounterAdd)
+                | (
+                    MetricKind::Gauge,
+                    MetricOp::GaugeAdd | MetricOp::GaugeSub | MetricOp::GaugeSet
+                )
+                | (MetricKind::Histogram, MetricOp::HistogramRecord)
+        );
+        if !kind_ok {
+            return 1;
+        }
+        if *n_labels != labels.len() {
+            return 2;
+        }
+        let key = SimMetrics::key(name, labels);
+        if op == MetricOp::HistogramRecord {
+            self.metrics
+                .histograms
+                .borrow_mut()
+                .entry(key)
+                .or_default()
+                .push(value);
+            return 0;
+        }
+        let mut values = self.metrics.values.borrow_mut();
+        let e = values.entry(key).or_insert(0);
+        match op {
+            MetricOp::CounterAdd | MetricOp::GaugeAdd => *e += value as i64,
+            MetricOp::GaugeSub => *e -= value as i64,
+            MetricOp::GaugeSet => *e = value as i64,
+            MetricOp::HistogramRecord => {}
+        }
+        0
+    }
+
+    fn log_enabled(&self, level: u32) -> bool {
+        level >= self.log_level.get()
+    }
+
+    fn log(&self, level: u32, msg: &[u8]) {
+        self.logs
+            .borrow_mut()
+            .push((level, String::from_utf8_lossy(msg).into_owned()));
+    }
+
+    fn new_scheduler(&self) -> Committer {
+        self.schedulers_created
+            .set(self.schedulers_created.get() + 1);
+        Committer::Sim(self.queue.clone())
+    }
+
+    fn worker_index(&self) -> u32 {
+        0
+    }
+}
+
+/// The simulated side of a filter config at load time.
+#[derive(Debug, Default)]
+pub(crate) struct SimConfigHost {
+    pub(crate) metrics: Rc<SimMetrics>,
+    pub(crate) logs: SimLogs,
+    pub(crate) log_level: Cell<u32>,
+}
+
+impl ConfigHost for SimConfigHost {
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
+        let mut defs = self.metrics.defs.borrow_mut();
+        defs.push((kind, name.to_string(), labels.len()));
+        Ok(defs.len() - 1)
+    }
+
+    fn log_enabled(&self, level: u32) -> bool {
+        level >= self.log_level.get()
+    }
+
+    fn log(&self, level: u32, msg: &[u8]) {
+        self.logs
+            .borrow_mut()
+            .push((level, String::from_utf8_lossy(msg).into_owned()));
+    }
+}
