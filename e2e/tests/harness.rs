@@ -96,6 +96,12 @@ fn chunked_request_keepalive_and_streamed_response() {
         first < Duration::from_millis(400),
         "first byte after {first:?}"
     );
+
+    // Reading slowly still gets every byte, in order.
+    let mut s = client::stream(port, "GET", "/bytes/300000", &[], b"").unwrap();
+    let body = s.read_slowly(64 * 1024, Duration::from_millis(5)).unwrap();
+    assert_eq!(body.len(), 300_000);
+    assert!(body == pattern(0, 300_000));
 }
 
 #[test]
