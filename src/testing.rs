@@ -1,1 +1,453 @@
-//! Placeholder
+//! Run filters without Envoy: a simulated stream that records everything Envoy would see.
+//!
+//! Build a [`TestFilter`] from the same `register` function the module exports, open streams
+//! on it, drive them hook by hook, and inspect every status returned and every effect (headers,
+//! local reply, metadata, metrics, logs, scheduler events).
+//!
+//! ```
+//! use jisr::testing::TestFilter;
+//! use jisr::{HeadersStatus, Registry, Request, ResponseWriter};
+//!
+//! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+//!     req.set_header("x-hello", "from-jisr");
+//! }
+//! fn register(r: &mut Registry) {
+//!     r.register("hello", hello);
+//! }
+//!
+//! let filter = TestFilter::new(register, "hello", b"").unwrap();
+//! let mut s = filter.stream();
+//! assert_eq!(s.request_headers(&[(":path", "/")], true), HeadersStatus::Continue);
+//! assert_eq!(s.request_header("x-hello").as_deref(), Some("from-jisr"));
+//! ```
+
+use crate::abi::hooks::build_config;
+use crate::api::config::ConfigHandle;
+use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
+use crate::api::registry::Registry;
+use crate::filter::hooks::{ConfigHooks, StreamHooks};
+use crate::host::sim::{SimConfigHost, SimHost, SimLogs, SimMetrics};
+use crate::host::{BodyKind, Map};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub use crate::host::sim::{LocalReply, MetaValue, StreamedReply};
+
+/// A filter config loaded from a `register` function, as Envoy would load it.
+pub struct TestFilter {
+    config: Box<dyn ConfigHooks>,
+    metrics: Rc<SimMetrics>,
+    logs: SimLogs,
+    log_level: u32,
+}
+
+/// One hook call and what it returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `on_request_headers`.
+    RequestHeaders(HeadersStatus),
+    /// `on_request_body`.
+    RequestBody(BodyStatus),
+    /// `on_request_trailers`.
+    RequestTrailers(TrailersStatus),
+    /// `on_response_headers`.
+    ResponseHeaders(HeadersStatus),
+    /// `on_response_body`.
+    ResponseBody(BodyStatus),
+    /// `on_response_trailers`.
+    ResponseTrailers(TrailersStatus),
+    /// `on_scheduled` (an event was delivered).
+    Scheduled,
+}
+
+impl TestFilter {
+    /// Loads `filter_name` from `register` with `config` as its `filter_config` bytes. An error
+    /// is the message Envoy's log would show (and the config would be refused).
+    pub fn new(
+        register: fn(&mut Registry),
+        filter_name: &str,
+        config: &[u8],
+    ) -> Result<TestFilter, String> {
+        let mut registry = Registry::default();
+        register(&mut registry);
+        TestFilter::from_registry(&registry, filter_name, config)
+    }
+
+    /// Like [`TestFilter::new`], from a filled registry.
+    pub fn from_registry(
+        registry: &Registry,
+        filter_name: &str,
+        config: &[u8],
+    ) -> Result<TestFilter, String> {
+        let host = SimConfigHost::default();
+        host.log_level.set(0);
+        let mut handle = ConfigHandle {
+            name: filter_name,
+            bytes: config,
+            host: &host,
+        };
+        let config = build_config(registry, &mut handle)?;
+        Ok(TestFilter {
+            config,
+            metrics: host.metrics.clone(),
+            logs: host.logs.clone(),
+            log_level: 0,
+        })
+    }
+
+    /// Sets the simulated `dynamic_modules` log level for streams opened afterwards
+    /// (0 trace … 5 critical; default 0: everything is logged).
+    pub fn set_log_level(&mut self, level: crate::Level) {
+        self.log_level = level as u32;
+    }
+
+    /// Opens a new stream (`on_http_filter_new`).
+    pub fn stream(&self) -> TestStream<'_> {
+        let host = Box::new(SimHost {
+            metrics: self.metrics.clone(),
+            logs: self.logs.clone(),
+            ..SimHost::default()
+        });
+        host.log_level.set(self.log_level);
+        let m = self.config.new_stream(&*host);
+        TestStream {
+            _filter: self,
+            host,
+            m,
+            hooks: Vec::new(),
+            forwarded_body: Vec::new(),
+            destroyed: false,
+            completed: false,
+        }
+    }
+
+    /// Value of a counter or gauge; labelled ones as `name.value1.value2`.
+    pub fn metric(&self, key: &str) -> Option<i64> {
+        self.metrics.values.borrow().get(key).copied()
+    }
+
+    /// Values recorded into a histogram (key as in [`TestFilter::metric`]).
+    pub fn histogram(&self, key: &str) -> Vec<u64> {
+        self.metrics
+            .histograms
+            .borrow()
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every log line so far (config and streams), with its level (0 trace … 5 critical).
+    pub fn logs(&self) -> Vec<(u32, String)> {
+        self.logs.borrow().clone()
+    }
+}
+
+/// A simulated stream. Dropping it destroys the stream (completing it first if needed).
+pub struct TestStream<'f> {
+    _filter: &'f TestFilter,
+    host: Box<SimHost>,
+    m: *const core::ffi::c_void,
+    hooks: Vec<Hook>,
+    forwarded_body: Vec<u8>,
+    destroyed: bool,
+    completed: bool,
+}
+
+fn set_pairs(cell: &RefCell<Vec<(Box<[u8]>, Box<[u8]>)>>, pairs: &[(&str, &str)]) {
+    *cell.borrow_mut() = pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase().into_bytes().into_boxed_slice(),
+                v.as_bytes().into(),
+            )
+        })
+        .collect();
+}
+
+impl TestStream<'_> {
+    fn hooks_obj(&self) -> &dyn StreamHooks {
+        assert!(!self.destroyed, "stream already destroyed");
+        // SAFETY: `m` came from `new_stream` and is live until `destroy`.
+        unsafe { &**(self.m as *const *const dyn StreamHooks) }
+    }
+
+    fn settle_request(&mut self, before: u32) {
+        if self.host.continue_decoding.get() > before {
+            self.flush_request();
+        }
+    }
+
+    fn flush_request(&mut self) {
+        let mut bodies = self.host.bodies[BodyKind::BufferedRequest as usize].borrow_mut();
+        for c in bodies.drain(..) {
+            self.forwarded_body.extend_from_slice(&c);
+        }
+    }
+
+    /// Delivers request headers (`:method`, `:path`, … included) and returns the status.
+    pub fn request_headers(
+        &mut self,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> HeadersStatus {
+        set_pairs(&self.host.maps[Map::RequestHeaders as usize], headers);
+        let before = self.host.continue_decoding.get();
+        let s =
+            HeadersStatus::from_abi(self.hooks_obj().request_headers(&*self.host, end_of_stream));
+        self.hooks.push(Hook::RequestHeaders(s));
+        self.settle_request(before);
+        s
+    }
+
+    /// Delivers one request body chunk and returns the status; the simulated Envoy buffers,
+    /// forwards or drops it accordingly.
+    pub fn request_body(&mut self, chunk: &[u8], end_of_stream: bool) -> BodyStatus {
+        *self.host.bodies[BodyKind::ReceivedRequest as usize].borrow_mut() = vec![chunk.into()];
+        let before = self.host.continue_decoding.get();
+        let s = BodyStatus::from_abi(self.hooks_obj().request_body(&*self.host, end_of_stream));
+        self.hooks.push(Hook::RequestBody(s));
+        self.host.bodies[BodyKind::ReceivedRequest as usize]
+            .borrow_mut()
+            .clear();
+        match s {
+            BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark => {
+                self.host.bodies[BodyKind::BufferedRequest as usize]
+                    .borrow_mut()
+                    .push(chunk.into());
+            }
+            BodyStatus::Continue => {
+                self.flush_request();
+                self.forwarded_body.extend_from_slice(chunk);
+            }
+            BodyStatus::StopIterationNoBuffer => {}
+        }
+        self.settle_request(before);
+        s
+    }
+
+    /// Delivers request trailers (end of the request) and returns the status.
+    pub fn request_trailers(&mut self, trailers: &[(&str, &str)]) -> TrailersStatus {
+        set_pairs(&self.host.maps[Map::RequestTrailers as usize], trailers);
+        let before = self.host.continue_decoding.get();
+        let s = TrailersStatus::from_abi(self.hooks_obj().request_trailers(&*self.host));
+        self.hooks.push(Hook::RequestTrailers(s));
+        if s == TrailersStatus::Continue {
+            self.flush_request();
+        }
+        self.settle_request(before);
+        s
+    }
+
+    /// Delivers response headers (`:status` included) and returns the status.
+    pub fn response_headers(
+        &mut self,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> HeadersStatus {
+        set_pairs(&self.host.maps[Map::ResponseHeaders as usize], headers);
+        let s = HeadersStatus::from_abi(
+            self.hooks_obj()
+                .response_headers(&*self.host, end_of_stream),
+        );
+        self.hooks.push(Hook::ResponseHeaders(s));
+        s
+    }
+
+    /// Delivers one response body chunk and returns the status.
+    pub fn response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> BodyStatus {
+        *self.host.bodies[BodyKind::ReceivedResponse as usize].borrow_mut() = vec![chunk.into()];
+        let s = BodyStatus::from_abi(self.hooks_obj().response_body(&*self.host, end_of_stream));
+        self.hooks.push(Hook::ResponseBody(s));
+        self.host.bodies[BodyKind::ReceivedResponse as usize]
+            .borrow_mut()
+            .clear();
+        if matches!(
+            s,
+            BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark
+        ) {
+            self.host.bodies[BodyKind::BufferedResponse as usize]
+                .borrow_mut()
+                .push(chunk.into());
+        }
+        s
+    }
+
+    /// Delivers response trailers and returns the status.
+    pub fn response_trailers(&mut self, trailers: &[(&str, &str)]) -> TrailersStatus {
+        set_pairs(&self.host.maps[Map::ResponseTrailers as usize], trailers);
+        let s = TrailersStatus::from_abi(self.hooks_obj().response_trailers(&*self.host));
+        self.hooks.push(Hook::ResponseTrailers(s));
+        s
+    }
+
+    /// Delivers every scheduler event committed so far (as Envoy's dispatcher would); returns
+    /// how many.
+    pub fn run_scheduled(&mut self) -> usize {
+        let events = self.host.queue.take();
+        for &e in &events {
+            if self.destroyed || self.completed {
+                break;
+            }
+            let before = self.host.continue_decoding.get();
+            self.hooks_obj().scheduled(&*self.host, e);
+            self.hooks.push(Hook::Scheduled);
+            self.settle_request(before);
+        }
+        events.len()
+    }
+
+    /// Waits up to `timeout` for a scheduler event (e.g. a wake from another thread), then
+    /// delivers what is pending. Returns whether any event arrived.
+    pub fn wait_scheduled(&mut self, timeout: Duration) -> bool {
+        let got = self.host.queue.wait(timeout);
+        self.run_scheduled();
+        got
+    }
+
+    /// Scheduler events committed and not yet delivered.
+    pub fn pending_events(&self) -> usize {
+        self.host.queue.len()
+    }
+
+    /// How many schedulers the filter created on this stream (0 for handlers that never wait).
+    pub fn schedulers_created(&self) -> u32 {
+        self.host.schedulers_created.get()
+    }
+
+    /// Ends the stream normally (`on_stream_complete`).
+    pub fn complete(&mut self) {
+        if !self.completed && !self.destroyed {
+            self.completed = true;
+            self.hooks_obj().stream_complete(&*self.host);
+        }
+    }
+
+    /// The client went away: Envoy completes and destroys the stream.
+    pub fn disconnect(mut self) {
+        self.complete();
+        self.destroy_now();
+    }
+
+    fn destroy_now(&mut self) {
+        if !self.destroyed {
+            let d = self.hooks_obj().destroyer();
+            self.destroyed = true;
+            // SAFETY: `m` came from `new_stream`; it is not used after this.
+            unsafe { d(self.m) };
+        }
+    }
+
+    /// Every hook called so far with its status, in order.
+    pub fn hooks(&self) -> &[Hook] {
+        &self.hooks
+    }
+
+    /// A request header as the upstream would see it now.
+    pub fn request_header(&self, name: &str) -> Option<String> {
+        self.header(Map::RequestHeaders, name)
+    }
+
+    /// All request headers now, in order.
+    pub fn request_headers_now(&self) -> Vec<(String, String)> {
+        self.host.maps[Map::RequestHeaders as usize]
+            .borrow()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// A response header as the client would see it now.
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        self.header(Map::ResponseHeaders, name)
+    }
+
+    fn header(&self, map: Map, name: &str) -> Option<String> {
+        self.host.maps[map as usize]
+            .borrow()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The local reply sent, if any.
+    pub fn local_reply(&self) -> Option<LocalReply> {
+        self.host.local_reply.borrow().clone()
+    }
+
+    /// The streamed (module-generated) reply, if any.
+    pub fn streamed_reply(&self) -> Option<StreamedReply> {
+        self.host.streamed.borrow().clone()
+    }
+
+    /// Details of a stream reset by the filter, if any.
+    pub fn reset_details(&self) -> Option<String> {
+        self.host.reset.borrow().clone()
+    }
+
+    /// Dynamic metadata `ns:key`.
+    pub fn metadata(&self, ns: &str, key: &str) -> Option<MetaValue> {
+        self.host
+            .metadata
+            .borrow()
+            .get(&(ns.to_string(), key.to_string()))
+            .cloned()
+    }
+
+    /// How often the filter called `continue_decoding`.
+    pub fn continue_decoding_calls(&self) -> u32 {
+        self.host.continue_decoding.get()
+    }
+
+    /// How often the filter cleared the route cache.
+    pub fn route_cache_clears(&self) -> u32 {
+        self.host.route_cache_cleared.get()
+    }
+
+    /// The request body bytes forwarded upstream so far.
+    pub fn forwarded_request_body(&self) -> &[u8] {
+        &self.forwarded_body
+    }
+
+    /// Bytes of request body Envoy holds buffered for this filter.
+    pub fn buffered_request_body(&self) -> usize {
+        self.host.bodies[BodyKind::BufferedRequest as usize]
+            .borrow()
+            .iter()
+            .map(|c| c.len())
+            .sum()
+    }
+
+    /// Sets a string attribute the filter can read (e.g. [`Attr::SOURCE_ADDRESS`]).
+    ///
+    /// [`Attr::SOURCE_ADDRESS`]: crate::Attr::SOURCE_ADDRESS
+    pub fn set_attr_str(&mut self, attr: crate::Attr, value: &str) {
+        self.host
+            .attrs_str
+            .borrow_mut()
+            .push((attr.0, value.as_bytes().into()));
+    }
+
+    /// Sets an integer attribute.
+    pub fn set_attr_int(&mut self, attr: crate::Attr, value: u64) {
+        self.host.attrs_int.borrow_mut().push((attr.0, value));
+    }
+
+    /// Sets a boolean attribute.
+    pub fn set_attr_bool(&mut self, attr: crate::Attr, value: bool) {
+        self.host.attrs_bool.borrow_mut().push((attr.0, value));
+    }
+}
+
+impl Drop for TestStream<'_> {
+    fn drop(&mut self) {
+        self.complete();
+        self.destroy_now();
+    }
+}

@@ -343,6 +343,7 @@ where
 }
 
 /// Middleware in front of a handler (or another chain), before conversion.
+#[derive(Clone, Copy)]
 pub struct Chained<M, I> {
     mw: M,
     inner: I,

@@ -14,6 +14,10 @@ pub enum HeadersStatus {
     Continue,
     /// Hold the headers (resume with `continue_decoding`/`continue_encoding`).
     StopIteration,
+    /// Pass the headers on without ending the stream.
+    ContinueAndDontEndStream,
+    /// Hold headers and buffer the whole body.
+    StopAllIterationAndBuffer,
     /// Hold headers and buffer the body with flow control.
     StopAllIterationAndWatermark,
 }
@@ -45,7 +49,19 @@ impl HeadersStatus {
         match self {
             HeadersStatus::Continue => 0,
             HeadersStatus::StopIteration => 1,
+            HeadersStatus::ContinueAndDontEndStream => 2,
+            HeadersStatus::StopAllIterationAndBuffer => 3,
             HeadersStatus::StopAllIterationAndWatermark => 4,
+        }
+    }
+
+    pub(crate) fn from_abi(v: u32) -> HeadersStatus {
+        match v {
+            0 => HeadersStatus::Continue,
+            2 => HeadersStatus::ContinueAndDontEndStream,
+            3 => HeadersStatus::StopAllIterationAndBuffer,
+            4 => HeadersStatus::StopAllIterationAndWatermark,
+            _ => HeadersStatus::StopIteration,
         }
     }
 }
@@ -59,6 +75,15 @@ impl BodyStatus {
             BodyStatus::StopIterationNoBuffer => 3,
         }
     }
+
+    pub(crate) fn from_abi(v: u32) -> BodyStatus {
+        match v {
+            0 => BodyStatus::Continue,
+            1 => BodyStatus::StopIterationAndBuffer,
+            2 => BodyStatus::StopIterationAndWatermark,
+            _ => BodyStatus::StopIterationNoBuffer,
+        }
+    }
 }
 
 impl TrailersStatus {
@@ -66,6 +91,14 @@ impl TrailersStatus {
         match self {
             TrailersStatus::Continue => 0,
             TrailersStatus::StopIteration => 1,
+        }
+    }
+
+    pub(crate) fn from_abi(v: u32) -> TrailersStatus {
+        if v == 0 {
+            TrailersStatus::Continue
+        } else {
+            TrailersStatus::StopIteration
         }
     }
 }

@@ -21,7 +21,7 @@
 //! assert_eq!(json::find(doc, &["usage"]), Some(&br#"{"prompt_tokens":12}"#[..]));
 //! ```
 
-use memchr::{memchr, memchr2};
+use memchr::{memchr, memchr2, memchr3};
 
 /// Returns the raw text of the value at `path`, or `None` if absent or malformed.
 ///
@@ -135,44 +135,47 @@ fn string_end(s: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-/// With `i` at a value, returns the index just past it. Iterative: depth costs no stack.
-fn skip_value(s: &[u8], mut i: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    loop {
-        i = skip_ws(s, i);
-        match *s.get(i)? {
-            b'"' => i = string_end(s, i)?,
-            b'{' | b'[' => {
-                depth += 1;
-                i += 1;
-                continue;
-            }
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                i += 1;
-            }
-            b',' | b':' if depth > 0 => {
-                i += 1;
-                continue;
-            }
-            _ => {
-                let start = i;
-                while let Some(b) = s.get(i) {
-                    if matches!(b, b',' | b':' | b'}' | b']' | b'"' | b'{' | b'[')
-                        || b.is_ascii_whitespace()
-                    {
-                        break;
-                    }
-                    i += 1;
-                }
-                // A number running to the end of the input may have been cut: not trusted.
-                if i == start || i == s.len() {
-                    return None;
-                }
+/// With `i` at a value, returns the index just past it.
+fn skip_value(s: &[u8], i: usize) -> Option<usize> {
+    match *s.get(i)? {
+        b'"' => string_end(s, i),
+        b'{' => skip_container(s, i, b'{', b'}'),
+        b'[' => skip_container(s, i, b'[', b']'),
+        b'}' | b']' | b',' | b':' => None,
+        _ => {
+            let len = s[i..].iter().position(|&b| {
+                matches!(b, b',' | b':' | b'}' | b']' | b'"' | b'{' | b'[')
+                    || b.is_ascii_whitespace()
+            });
+            // A number running to the end of the input may have been cut: not trusted.
+            match len {
+                Some(0) | None => None,
+                Some(len) => Some(i + len),
             }
         }
-        if depth == 0 {
-            return Some(i);
+    }
+}
+
+/// With `i` at `open`, returns the index just past the matching `close`. In valid JSON each
+/// bracket kind balances on its own once strings are skipped, so only `open`, `close` and `"`
+/// need looking at: a `memchr3` jump each, and nesting depth costs no stack.
+fn skip_container(s: &[u8], mut i: usize, open: u8, close: u8) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        let at = i + memchr3(b'"', open, close, s.get(i..)?)?;
+        match s[at] {
+            b'"' => i = string_end(s, at)?,
+            b if b == open => {
+                depth += 1;
+                i = at + 1;
+            }
+            _ => {
+                depth -= 1;
+                i = at + 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
         }
     }
 }

@@ -335,9 +335,16 @@ impl SseParser {
                     }
                     _ if self.resyncing => self.line = Line::Ignore,
                     _ => {
-                        self.line = Line::Name {
-                            buf: [0; 5],
-                            len: 0,
+                        // Fast path: a whole known `name:` in this chunk skips the name state.
+                        if let Some((field, used)) = known_prefix(&chunk[i..]) {
+                            i += used;
+                            self.start_value(field);
+                            self.line = Line::Value { field, first: true };
+                        } else {
+                            self.line = Line::Name {
+                                buf: [0; 5],
+                                len: 0,
+                            }
                         }
                     }
                 },
@@ -378,7 +385,6 @@ impl SseParser {
                         if chunk[i] == b' ' {
                             i += 1;
                         }
-                        continue;
                     }
                     let rest = &chunk[i..];
                     let end = memchr2(b'\r', b'\n', rest);
@@ -515,6 +521,23 @@ fn push(buf: &mut [u8], len: &mut usize, bytes: &[u8]) -> bool {
     buf[*len..*len + n].copy_from_slice(&bytes[..n]);
     *len += n;
     n == bytes.len()
+}
+
+/// Recognises a complete `data:`, `event:`, `id:` or `retry:` at the start of `line`.
+fn known_prefix(line: &[u8]) -> Option<(Field, usize)> {
+    let field = match line.first()? {
+        b'd' if line.starts_with(b"data:") => Field::Data,
+        b'e' if line.starts_with(b"event:") => Field::Event,
+        b'i' if line.starts_with(b"id:") => Field::Id,
+        b'r' if line.starts_with(b"retry:") => Field::Retry,
+        _ => return None,
+    };
+    let used = match field {
+        Field::Data => 5,
+        Field::Id => 3,
+        Field::Event | Field::Retry => 6,
+    };
+    Some((field, used))
 }
 
 fn field_named(buf: &[u8; 5], len: usize) -> Option<Field> {

@@ -207,36 +207,41 @@ impl Default for UsageTracker {
 impl State {
     fn observe(&mut self, event: &Event<'_>) {
         let data = event.data;
-        // Streams without `event:` lines still name the type inside the JSON.
-        let json_type = json::find(data, &["type"]).and_then(json::string_body);
-        let kind = if event.is_type("message") {
-            json_type.unwrap_or(b"")
-        } else {
-            event.event_type
+        if !event.is_type("message") {
+            self.on_kind(event.event_type, data);
+            return;
+        }
+        // No `event:` line: a chat completion chunk, or a stream whose type is in the JSON.
+        let is_chat = || {
+            json::find(data, &["object"])
+                .is_some_and(|o| json::string_eq(o, "chat.completion.chunk"))
         };
+        if data == b"[DONE]" || is_chat() {
+            self.provider = Provider::OpenAi;
+        } else if let Some(kind) = json::find(data, &["type"]).and_then(json::string_body) {
+            self.on_kind(kind, data);
+            return;
+        }
+        self.take(data, &["usage"], "prompt_tokens", "completion_tokens");
+    }
+
+    fn on_kind(&mut self, kind: &[u8], data: &[u8]) {
         match kind {
             b"message_start" => {
                 self.provider = Provider::Anthropic;
-                self.take(
-                    data,
-                    &["message", "usage", "input_tokens"],
-                    &["message", "usage", "output_tokens"],
-                );
+                self.take(data, &["message", "usage"], "input_tokens", "output_tokens");
             }
             b"message_delta" => {
                 self.provider = Provider::Anthropic;
-                self.take(
-                    data,
-                    &["usage", "input_tokens"],
-                    &["usage", "output_tokens"],
-                );
+                self.take(data, &["usage"], "input_tokens", "output_tokens");
             }
             b"response.completed" | b"response.incomplete" | b"response.failed" => {
                 self.provider = Provider::OpenAi;
                 self.take(
                     data,
-                    &["response", "usage", "input_tokens"],
-                    &["response", "usage", "output_tokens"],
+                    &["response", "usage"],
+                    "input_tokens",
+                    "output_tokens",
                 );
             }
             k if k.starts_with(b"response.") => self.provider = Provider::OpenAi,
@@ -244,29 +249,20 @@ impl State {
             | b"content_block_start"
             | b"content_block_delta"
             | b"content_block_stop" => self.provider = Provider::Anthropic,
-            _ if event.is_type("message") => {
-                if data == b"[DONE]"
-                    || json::find(data, &["object"])
-                        .is_some_and(|o| json::string_eq(o, "chat.completion.chunk"))
-                {
-                    self.provider = Provider::OpenAi;
-                }
-                self.take(
-                    data,
-                    &["usage", "prompt_tokens"],
-                    &["usage", "completion_tokens"],
-                );
-            }
             _ => {}
         }
     }
 
-    /// Records the counts found at the two paths; a missing one leaves the old value.
-    fn take(&mut self, data: &[u8], input: &[&str], output: &[&str]) {
-        if let Some(n) = json::find_u64(data, input) {
+    /// Records the counts named `input` and `output` in the object at `usage`; a count that
+    /// is missing (or `null`) leaves the old value.
+    fn take(&mut self, data: &[u8], usage: &[&str], input: &str, output: &str) {
+        let Some(usage) = json::find(data, usage) else {
+            return;
+        };
+        if let Some(n) = json::find_u64(usage, &[input]) {
             self.input = Some(n);
         }
-        if let Some(n) = json::find_u64(data, output) {
+        if let Some(n) = json::find_u64(usage, &[output]) {
             self.output = Some(n);
         }
     }
