@@ -126,6 +126,14 @@ fn find_key(s: &[u8], mut i: usize, key: &[u8]) -> Option<usize> {
 /// With `i` at a string's opening quote, returns the index just past its closing quote.
 fn string_end(s: &[u8], mut i: usize) -> Option<usize> {
     i += 1;
+    // Most strings are short: a plain loop beats a memchr call for the first bytes.
+    for (k, &b) in s.get(i..)?.iter().take(16).enumerate() {
+        match b {
+            b'"' => return Some(i + k + 1),
+            b'\\' => break,
+            _ => {}
+        }
+    }
     loop {
         let at = i + memchr2(b'"', b'\\', s.get(i..)?)?;
         if s[at] == b'"' {
@@ -182,6 +190,12 @@ fn skip_container(s: &[u8], mut i: usize, open: u8, close: u8) -> Option<usize> 
 
 /// Compares a string body (escapes undecoded) with `expected` bytes.
 fn decoded_eq(mut raw: &[u8], mut expected: &[u8]) -> bool {
+    // Every escape is longer than what it decodes to, so equal lengths mean no escapes.
+    match raw.len().cmp(&expected.len()) {
+        core::cmp::Ordering::Less => return false,
+        core::cmp::Ordering::Equal => return raw == expected,
+        core::cmp::Ordering::Greater => {}
+    }
     while !raw.is_empty() {
         let run = memchr(b'\\', raw).unwrap_or(raw.len());
         let Some(rest) = expected.strip_prefix(&raw[..run]) else {
