@@ -1,0 +1,208 @@
+//! The `auth` example module in real Envoy: 401 local replies with details, allowed keys,
+//! labelled counters, and one `.so` serving two listeners with different key sets.
+
+use jisr_e2e::client;
+use jisr_e2e::{Envoy, EnvoyConfig, Listener, Upstream, access_field, module_filter, module_stat};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(5);
+const KEYS_A: &str = r#"{"allowed_keys":["key-1","key-2"]}"#;
+const KEYS_B: &str = r#"{"allowed_keys":["key-3","key-1"]}"#;
+
+fn auth_listener(name: &str, config: &str) -> Listener {
+    Listener::new(name)
+        .filter(module_filter("auth", "auth", Some(config)))
+        .log_field("user", "%REQ(x-user-id)%")
+        .log_field("key", "%REQ(x-api-key)%")
+}
+
+fn upstream_header(r: &client::Response, name: &str) -> Option<String> {
+    r.json()
+        .get("headers")
+        .get(name)
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn missing_and_unknown_keys_get_401_with_details_allowed_key_passes() {
+    let up = Upstream::start("auth-up");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(auth_listener("a", KEYS_A))
+            .upstream(up.port()),
+    );
+    let port = envoy.listener_port("a");
+
+    let r = client::get(port, "/missing");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.text(), r#"{"error":"missing api key"}"#);
+
+    let r = client::request(port, "GET", "/unknown", &[("x-api-key", "key-9")], b"");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.text(), r#"{"error":"unknown api key"}"#);
+
+    // Neither reached the upstream.
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+
+    let r = client::request(port, "GET", "/ok", &[("x-api-key", "key-2")], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(upstream_header(&r, "x-user-id").as_deref(), Some("user-2"));
+    assert_eq!(upstream_header(&r, "x-api-key"), None);
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/ok");
+    assert_eq!(seen[0].header("x-api-key"), None, "{:?}", seen[0].headers);
+    assert_eq!(seen[0].header("x-user-id"), Some("user-2"));
+
+    // A client-supplied x-user-id is replaced, not appended.
+    let r = client::request(
+        port,
+        "GET",
+        "/spoof",
+        &[("x-api-key", "key-1"), ("x-user-id", "admin")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(upstream_header(&r, "x-user-id").as_deref(), Some("user-1"));
+
+    // Access log: %RESPONSE_CODE_DETAILS% carries the handler's details; the request headers
+    // the log sees are the mutated ones.
+    let lines = envoy.wait_for_access_lines(4, WAIT);
+    assert_eq!(lines.len(), 4, "{}", envoy.log());
+    let by_path = |p: &str| {
+        lines
+            .iter()
+            .find(|l| access_field(l, "path") == Some(p))
+            .unwrap_or_else(|| panic!("no access line for {p}: {lines:?}"))
+    };
+    let l = by_path("/missing");
+    assert_eq!(access_field(l, "code"), Some("401"), "{l}");
+    assert_eq!(
+        access_field(l, "details"),
+        Some("jisr_auth_missing_key"),
+        "{l}"
+    );
+    let l = by_path("/unknown");
+    assert_eq!(access_field(l, "code"), Some("401"), "{l}");
+    assert_eq!(
+        access_field(l, "details"),
+        Some("jisr_auth_unknown_key"),
+        "{l}"
+    );
+    assert_eq!(access_field(l, "user"), Some("-"), "{l}");
+    let l = by_path("/ok");
+    assert_eq!(access_field(l, "code"), Some("200"), "{l}");
+    assert_eq!(access_field(l, "details"), Some("via_upstream"), "{l}");
+    assert_eq!(access_field(l, "user"), Some("user-2"), "{l}");
+    assert_eq!(access_field(l, "key"), Some("-"), "{l}");
+}
+
+#[test]
+fn labelled_counters_count_exactly() {
+    let up = Upstream::start("auth-count-up");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(auth_listener("a", KEYS_A))
+            .upstream(up.port()),
+    );
+    let port = envoy.listener_port("a");
+    let allowed = module_stat("auth_requests_total", &[("result", "allowed")]);
+    let missing = module_stat("auth_requests_total", &[("result", "missing")]);
+    let unknown = module_stat("auth_requests_total", &[("result", "unknown")]);
+    assert_eq!(
+        allowed,
+        "dynamicmodulescustom.auth_requests_total.result.allowed"
+    );
+
+    for _ in 0..3 {
+        let r = client::request(port, "GET", "/", &[("x-api-key", "key-1")], b"");
+        assert_eq!(r.status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(client::get(port, "/").status, 401);
+    }
+    for k in ["nope", "KEY-1", "key-10", "key-"] {
+        let r = client::request(port, "GET", "/", &[("x-api-key", k)], b"");
+        assert_eq!(r.status, 401, "key {k:?}");
+    }
+    // Counters are visible in /stats right away (no flush needed for counters).
+    assert_eq!(envoy.wait_for_counter(&unknown, 4, WAIT), Some(4));
+    assert_eq!(envoy.counter(&allowed), Some(3));
+    assert_eq!(envoy.counter(&missing), Some(2));
+    // Prometheus output names the same counter with the label as a tag.
+    let prom = envoy.admin_get("/stats/prometheus").text();
+    assert!(
+        prom.lines()
+            .any(|l| l.contains("auth_requests_total") && l.contains("allowed")),
+        "{prom}"
+    );
+}
+
+/// Two listeners, one `.so`, two filter configs with different key sets: each config keeps its
+/// own keys (and its own user numbering).
+#[test]
+fn two_listeners_share_the_module_but_not_the_keys() {
+    let up = Upstream::start("auth-iso-up");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(auth_listener("a", KEYS_A))
+            .listener(auth_listener("b", KEYS_B))
+            .upstream(up.port()),
+    );
+    let (a, b) = (envoy.listener_port("a"), envoy.listener_port("b"));
+    let call = |port: u16, key: &str| {
+        client::request(port, "GET", &format!("/{key}"), &[("x-api-key", key)], b"")
+    };
+
+    let r = call(a, "key-1");
+    assert_eq!(r.status, 200);
+    assert_eq!(upstream_header(&r, "x-user-id").as_deref(), Some("user-1"));
+    let r = call(a, "key-2");
+    assert_eq!(r.status, 200);
+    assert_eq!(upstream_header(&r, "x-user-id").as_deref(), Some("user-2"));
+    assert_eq!(call(a, "key-3").status, 401);
+
+    let r = call(b, "key-3");
+    assert_eq!(r.status, 200);
+    assert_eq!(upstream_header(&r, "x-user-id").as_deref(), Some("user-1"));
+    let r = call(b, "key-1");
+    assert_eq!(r.status, 200);
+    assert_eq!(upstream_header(&r, "x-user-id").as_deref(), Some("user-2"));
+    assert_eq!(call(b, "key-2").status, 401);
+
+    // The module was loaded (and its ABI checked) once for both configs.
+    let matched = envoy
+        .log()
+        .lines()
+        .filter(|l| l.contains("ABI version v0.2.0 matched"))
+        .count();
+    assert_eq!(matched, 1);
+
+    // Both configs define `auth_requests_total`: Envoy gives them one stat name, so the
+    // counts add up across listeners (4 allowed, 2 unknown).
+    let allowed = module_stat("auth_requests_total", &[("result", "allowed")]);
+    let unknown = module_stat("auth_requests_total", &[("result", "unknown")]);
+    assert_eq!(envoy.wait_for_counter(&allowed, 4, WAIT), Some(4));
+    assert_eq!(envoy.counter(&unknown), Some(2));
+
+    let lines = envoy.wait_for_access_lines(6, WAIT);
+    let details: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                access_field(l, "listener").unwrap(),
+                access_field(l, "details").unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        details.contains(&("a", "jisr_auth_unknown_key")),
+        "{lines:?}"
+    );
+    assert!(
+        details.contains(&("b", "jisr_auth_unknown_key")),
+        "{lines:?}"
+    );
+}
