@@ -26,7 +26,7 @@ use crate::api::config::ConfigHandle;
 use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
 use crate::filter::hooks::{ConfigHooks, StreamHooks};
-use crate::host::sim::{SimConfigHost, SimHost, SimLogs, SimMetrics};
+use crate::host::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
 use crate::host::{BodyKind, Map};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -137,6 +137,16 @@ impl TestFilter {
             .unwrap_or_default()
     }
 
+    /// The filter's name.
+    pub fn name(&self) -> &str {
+        self.config.name()
+    }
+
+    /// Idle stream slots the config keeps for reuse (see the pool policy in the crate docs).
+    pub fn idle_slots(&self) -> usize {
+        self.config.idle_slots()
+    }
+
     /// Every log line so far (config and streams), with its level (0 trace … 5 critical).
     pub fn logs(&self) -> Vec<(u32, String)> {
         self.logs.borrow().clone()
@@ -154,7 +164,7 @@ pub struct TestStream<'f> {
     completed: bool,
 }
 
-fn set_pairs(cell: &RefCell<Vec<(Box<[u8]>, Box<[u8]>)>>, pairs: &[(&str, &str)]) {
+fn set_pairs(cell: &RefCell<Pairs>, pairs: &[(&str, &str)]) {
     *cell.borrow_mut() = pairs
         .iter()
         .map(|(k, v)| {

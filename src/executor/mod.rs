@@ -97,6 +97,10 @@ pub(crate) fn drive(
                 return Driven::Panicked(panic_message(payload.as_ref()));
             }
         }
+        if cell.woken_during_poll() {
+            // Woken while polling (e.g. a yield): poll again before leaving the hook.
+            continue;
+        }
         if !cell.has_scheduler() {
             cell.set_scheduler(host.new_scheduler());
         }
@@ -105,6 +109,10 @@ pub(crate) fn drive(
         }
     }
     // Still waking itself: let the scheduler bring us back after other work ran.
+    if !cell.has_scheduler() {
+        cell.set_scheduler(host.new_scheduler());
+    }
+    cell.end_poll();
     cell.commit();
     Driven::Pending
 }

@@ -55,6 +55,10 @@ impl<F: RawFactory> ConfigHooks for RawConfig<F> {
     fn name(&self) -> &str {
         &self.meta.name
     }
+
+    fn idle_slots(&self) -> usize {
+        self.pool.idle()
+    }
 }
 
 impl<F: RawFactory> RawSlot<F> {

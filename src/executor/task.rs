@@ -36,15 +36,6 @@ impl<F: Future<Output = ()>> TaskCell<F> {
         self.busy.set(false);
     }
 
-    /// Whether a future is stored.
-    pub(crate) fn is_set(&self) -> bool {
-        if self.busy.get() {
-            return true;
-        }
-        // SAFETY: not busy: nothing else references the contents during this read.
-        unsafe { (*self.fut.get()).is_some() }
-    }
-
     /// Polls the stored future; an empty cell is ready. A re-entrant poll (from inside the
     /// future's own poll) reports pending without touching the future.
     pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
@@ -91,10 +82,5 @@ impl<F: Future<Output = ()>> TaskCell<F> {
         let taken = unsafe { &mut *self.fut.get() };
         *taken = None;
         true
-    }
-
-    /// Whether the cell is being polled or cleared right now.
-    pub(crate) fn is_busy(&self) -> bool {
-        self.busy.get()
     }
 }

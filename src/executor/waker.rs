@@ -44,6 +44,11 @@ impl WakeCell {
             });
     }
 
+    /// Whether a wake arrived during the current poll (the poll flag stays set).
+    pub(crate) fn woken_during_poll(&self) -> bool {
+        self.state.load(Ordering::Acquire) & WOKEN != 0
+    }
+
     /// Marks the end of a poll that returned `Pending`; true if a wake arrived during it.
     pub(crate) fn end_poll(&self) -> bool {
         self.state.fetch_and(!POLLING, Ordering::AcqRel) & WOKEN != 0

@@ -32,6 +32,8 @@ pub(crate) trait ConfigHooks: Send + Sync {
     fn new_stream(&self, host: &dyn Host) -> *const core::ffi::c_void;
     /// The configured filter name.
     fn name(&self) -> &str;
+    /// Idle stream slots kept for reuse.
+    fn idle_slots(&self) -> usize;
 }
 
 impl<S: Send + Sync + 'static, Svc: Service<S>> ConfigHooks for JisrConfig<S, Svc> {
@@ -40,6 +42,9 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> ConfigHooks for JisrConfig<S, Sv
     }
     fn name(&self) -> &str {
         &self.meta.name
+    }
+    fn idle_slots(&self) -> usize {
+        self.pool.idle()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The real host: each method is one or two Envoy callbacks.
 
 use super::{BodyKind, Committer, ConfigHost, Host, Map, MetadataValue, MetricKind, MetricOp, Raw};
-use crate::abi::ffi::{self, Buf, EnvoyConfigPtr, EnvoyFilterPtr, HeaderPair, SchedulerPtr};
+use crate::abi::ffi::{self, Buf, EnvoyConfigPtr, EnvoyFilterPtr, HeaderPair};
 use arrayvec::ArrayVec;
 use std::cell::RefCell;
 
@@ -472,7 +472,9 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer, called on its worker inside a hook.
         let ptr =
             unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.filter) };
-        Committer::Envoy(Scheduler { ptr })
+        // SAFETY: Envoy documents commit as callable from any thread until delete, and the
+        // committer deletes exactly once, on drop.
+        unsafe { Committer::new(ptr, scheduler_commit, scheduler_delete) }
     }
 
     fn worker_index(&self) -> u32 {
@@ -493,29 +495,22 @@ pub(crate) fn global_log(level: u32, msg: &[u8]) {
     unsafe { ffi::envoy_dynamic_module_callback_log(level, Buf::of(msg)) }
 }
 
-/// An Envoy per-stream scheduler. Deleted on drop.
-pub(crate) struct Scheduler {
-    ptr: SchedulerPtr,
+/// Commits an event on an Envoy scheduler.
+///
+/// # Safety
+/// `ptr` came from `scheduler_new` and is not yet deleted.
+unsafe fn scheduler_commit(ptr: *mut core::ffi::c_void, event: u64) {
+    // SAFETY: guaranteed by the caller; Envoy allows commits from any thread.
+    unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_commit(ptr, event) }
 }
 
-// SAFETY: Envoy documents scheduler_commit as callable from any thread, and delete happens once,
-// under the wake cell's lock, after which no commit can start.
-unsafe impl Send for Scheduler {}
-// SAFETY: see `Send`; `commit` takes `&self` and Envoy synchronises internally.
-unsafe impl Sync for Scheduler {}
-
-impl Scheduler {
-    pub(crate) fn commit(&self, event: u64) {
-        // SAFETY: `ptr` came from scheduler_new and is not yet deleted (we own it until drop).
-        unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_commit(self.ptr, event) }
-    }
-}
-
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from scheduler_new; it is deleted exactly once, here.
-        unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_delete(self.ptr) }
-    }
+/// Deletes an Envoy scheduler.
+///
+/// # Safety
+/// `ptr` came from `scheduler_new`; called once.
+unsafe fn scheduler_delete(ptr: *mut core::ffi::c_void) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_delete(ptr) }
 }
 
 /// The Envoy side of a filter config during `on_http_filter_config_new`.

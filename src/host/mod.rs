@@ -11,8 +11,6 @@
 pub(crate) mod envoy;
 pub(crate) mod sim;
 
-use std::sync::Arc;
-
 /// Header map selector (values are the ABI's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Map {
@@ -66,7 +64,7 @@ impl Raw {
     /// The caller picks an anchor whose borrow cannot outlive the host's validity rule: the API
     /// layer uses `&Request`/`&Response`, whose mutation methods take `&mut self`, and whose
     /// lifetime brand ends before the stream does.
-    pub(crate) fn view<'a, T: ?Sized>(self, _anchor: &'a T) -> &'a [u8] {
+    pub(crate) fn view<T: ?Sized>(self, _anchor: &T) -> &[u8] {
         if self.ptr.is_null() || self.len == 0 {
             return &[];
         }
@@ -78,6 +76,7 @@ impl Raw {
 }
 
 /// What a stream's host can do. All methods run on the worker thread inside a hook.
+#[allow(dead_code)] // Body rewriting, streamed replies and worker sharding use the rest.
 pub(crate) trait Host {
     /// The `index`-th value of `key` and how many values `key` has.
     fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize);
@@ -163,19 +162,49 @@ pub(crate) trait ConfigHost {
     fn log(&self, level: u32, msg: &[u8]);
 }
 
-/// Commits scheduler events for one stream; callable from any thread.
-pub(crate) enum Committer {
-    /// A real Envoy scheduler.
-    Envoy(envoy::Scheduler),
-    /// The simulated stream's queue.
-    Sim(Arc<sim::SimQueue>),
+/// Commits scheduler events for one stream; callable from any thread. Releases the scheduler
+/// when dropped.
+///
+/// Built from plain function pointers rather than an enum or a trait object: only the host that
+/// creates a committer references its functions, so test binaries never link Envoy's symbols,
+/// and creating one never allocates.
+pub(crate) struct Committer {
+    ptr: *mut core::ffi::c_void,
+    commit: unsafe fn(*mut core::ffi::c_void, u64),
+    release: unsafe fn(*mut core::ffi::c_void),
 }
 
+// SAFETY: each host guarantees its `commit` is callable from any thread and that `release` runs
+// once (from `Drop`); `ptr` is only used through those functions.
+unsafe impl Send for Committer {}
+// SAFETY: see `Send`; `commit` takes the pointer by value and the hosts synchronise internally.
+unsafe impl Sync for Committer {}
+
 impl Committer {
-    pub(crate) fn commit(&self, event: u64) {
-        match self {
-            Committer::Envoy(s) => s.commit(event),
-            Committer::Sim(q) => q.push(event),
+    /// # Safety
+    /// `commit` must be safe to call with `ptr` from any thread until `release(ptr)` runs, and
+    /// `release` must free whatever `ptr` owns.
+    pub(crate) unsafe fn new(
+        ptr: *mut core::ffi::c_void,
+        commit: unsafe fn(*mut core::ffi::c_void, u64),
+        release: unsafe fn(*mut core::ffi::c_void),
+    ) -> Committer {
+        Committer {
+            ptr,
+            commit,
+            release,
         }
+    }
+
+    pub(crate) fn commit(&self, event: u64) {
+        // SAFETY: upheld by the constructor's contract; `release` has not run (we are alive).
+        unsafe { (self.commit)(self.ptr, event) }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // SAFETY: runs once; the constructor's contract says `release` frees `ptr`.
+        unsafe { (self.release)(self.ptr) }
     }
 }

@@ -10,7 +10,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-type Pairs = Vec<(Box<[u8]>, Box<[u8]>)>;
+pub(crate) type Pairs = Vec<(Box<[u8]>, Box<[u8]>)>;
+type Bytes = Box<[u8]>;
 
 /// A recorded metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,7 +121,7 @@ pub(crate) struct SimHost {
     pub(crate) continue_decoding: Cell<u32>,
     pub(crate) continue_encoding: Cell<u32>,
     pub(crate) metadata: RefCell<BTreeMap<(String, String), MetaValue>>,
-    pub(crate) filter_state: RefCell<Vec<(Vec<u8>, Box<[u8]>)>>,
+    pub(crate) filter_state: RefCell<Vec<(Vec<u8>, Bytes)>>,
     pub(crate) route_cache_cleared: Cell<u32>,
     pub(crate) attrs_str: RefCell<Vec<(u32, Box<[u8]>)>>,
     pub(crate) attrs_int: RefCell<Vec<(u32, u64)>>,
@@ -420,7 +421,10 @@ impl Host for SimHost {
     fn new_scheduler(&self) -> Committer {
         self.schedulers_created
             .set(self.schedulers_created.get() + 1);
-        Committer::Sim(self.queue.clone())
+        let ptr = Arc::into_raw(self.queue.clone()) as *mut core::ffi::c_void;
+        // SAFETY: `ptr` owns one strong count of the queue until `queue_release` drops it;
+        // `SimQueue::push` is thread-safe.
+        unsafe { Committer::new(ptr, queue_commit, queue_release) }
     }
 
     fn worker_index(&self) -> u32 {
@@ -452,4 +456,18 @@ impl ConfigHost for SimConfigHost {
             .borrow_mut()
             .push((level, String::from_utf8_lossy(msg).into_owned()));
     }
+}
+
+/// # Safety
+/// `ptr` is a live pointer from `Arc::into_raw` of a `SimQueue`.
+unsafe fn queue_commit(ptr: *mut core::ffi::c_void, event: u64) {
+    // SAFETY: guaranteed by the caller; the committer holds a strong count.
+    unsafe { &*(ptr as *const SimQueue) }.push(event);
+}
+
+/// # Safety
+/// `ptr` came from `Arc::into_raw` of a `SimQueue`; called once.
+unsafe fn queue_release(ptr: *mut core::ffi::c_void) {
+    // SAFETY: guaranteed by the caller: gives back the strong count taken at creation.
+    drop(unsafe { Arc::from_raw(ptr as *const SimQueue) });
 }
