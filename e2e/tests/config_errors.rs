@@ -1,0 +1,85 @@
+//! Filter configs Envoy must refuse at startup because a jisr module rejects them, with the
+//! module's reason in Envoy's log.
+
+use jisr_e2e::{Envoy, EnvoyConfig, Listener, module_filter};
+
+fn refused(module: &str, filter: &str, config: Option<&str>) -> String {
+    let cfg = EnvoyConfig::new()
+        .listener(Listener::new("main").filter(module_filter(module, filter, config)))
+        .upstream(1);
+    let (status, log) = Envoy::start_expect_failure(&cfg);
+    assert!(!status.success(), "exit {status}\n{log}");
+    // Envoy's own line names neither the filter nor the reason; the module's line does.
+    assert_logged(
+        &log,
+        "Failed to create filter config: Failed to initialize dynamic module",
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("[error][dynamic_modules]") && l.contains("jisr: ")),
+        "no jisr error line from the dynamic_modules logger:\n{log}"
+    );
+    log
+}
+
+fn assert_logged(log: &str, needle: &str) {
+    assert!(log.contains(needle), "no {needle:?} in Envoy's log:\n{log}");
+}
+
+#[test]
+fn malformed_auth_json_is_refused_with_the_parse_error() {
+    let log = refused("auth", "auth", Some(r#"{"allowed_keys": ["key-1",]"#));
+    assert_logged(
+        &log,
+        "jisr: filter 'auth' rejected its config: invalid JSON: ",
+    );
+    // serde_json's position information reaches the log.
+    assert_logged(&log, "at line 1 column");
+}
+
+#[test]
+fn auth_config_with_wrong_shape_is_refused() {
+    let log = refused("auth", "auth", Some(r#"{"keys":["key-1"]}"#));
+    assert_logged(
+        &log,
+        "jisr: filter 'auth' rejected its config: missing field \"allowed_keys\"",
+    );
+    let log = refused("auth", "auth", Some(r#"{"allowed_keys":["key-1",7]}"#));
+    assert_logged(&log, "\"allowed_keys\"[1] must be a string");
+    // No filter_config at all: an empty StringValue is not JSON either.
+    let log = refused("auth", "auth", None);
+    assert_logged(
+        &log,
+        "jisr: filter 'auth' rejected its config: invalid JSON",
+    );
+}
+
+#[test]
+fn body_limit_that_is_not_a_number_is_refused() {
+    let log = refused("async_demo", "body", Some("lots"));
+    assert_logged(
+        &log,
+        "jisr: filter 'body' rejected its config: limit must be a byte count",
+    );
+}
+
+#[test]
+fn unknown_filter_name_is_refused_with_the_registered_names() {
+    let log = refused("auth", "autth", None);
+    assert_logged(
+        &log,
+        "jisr: unknown filter name 'autth'; this module registers: auth",
+    );
+    let log = refused("async_demo", "sleep", None);
+    assert_logged(
+        &log,
+        "jisr: unknown filter name 'sleep'; this module registers: ",
+    );
+    let names = log
+        .lines()
+        .find_map(|l| l.split("this module registers: ").nth(1))
+        .unwrap();
+    for n in ["wait", "body", "panic"] {
+        assert!(names.contains(n), "{names}");
+    }
+}
