@@ -4,6 +4,7 @@
 //! 1 when a check failed, and panics (non-zero, with Envoy's log) when Envoy fails to start.
 
 use jisr_e2e::client::{self, Response};
+use jisr_e2e::upstream::{fnv1a64, pattern};
 use jisr_e2e::{
     ENVOY_VERSION, Envoy, EnvoyConfig, Listener, Upstream, envoy_bin, module_filter, module_path,
 };
@@ -131,6 +132,7 @@ fn main() {
                 .filter(module_filter("async_demo", "wait", None))
                 .filter(module_filter("async_demo", "body", None)),
         )
+        .listener(Listener::new("body").filter(module_filter("async_demo", "body", None)))
         .upstream(up.port());
     let envoy = Envoy::start(&cfg);
     println!(
@@ -196,18 +198,35 @@ fn main() {
             == Some(4096),
         "upstream got all 4096 bytes",
     );
-    let big = vec![b'y'; 8 * 1024 * 1024];
+    let port = envoy.listener_port("body");
+    println!(
+        "\n== body alone (127.0.0.1:{port}): reads the first 1024 bytes, forwards the whole body"
+    );
+    let big = pattern(0, 1024 * 1024);
     let r = d.send(
         port,
         "POST",
         "/upload",
-        &[("content-type", "text/plain")],
+        &[("content-type", "application/octet-stream")],
         &big,
     );
-    d.check(status(&r) == 413, "body: 8 MiB is over the limit (413)");
+    d.check(status(&r) == 200, "body: 1 MiB upload passes");
+    let echo = r.as_ref().and_then(|r| r.try_json());
+    d.check(
+        echo.as_ref().and_then(|j| j.get("body_len").as_u64()) == Some(big.len() as u64)
+            && echo
+                .as_ref()
+                .and_then(|j| j.get("body_fnv").as_str().map(str::to_string))
+                == Some(format!("{:016x}", fnv1a64(&big))),
+        "upstream got the 1 MiB body intact (length and FNV-1a match)",
+    );
+    d.check(
+        upstream_header(&r, "x-body-seen").as_deref() == Some("1024"),
+        "the handler read 1024 bytes (x-body-seen)",
+    );
 
     println!("\n== access log");
-    for l in envoy.wait_for_access_lines(9, Duration::from_secs(3)) {
+    for l in envoy.wait_for_access_lines(7, Duration::from_secs(3)) {
         println!("   {l}");
     }
     println!("\n== module log lines (dynamic_modules)");
@@ -222,10 +241,11 @@ fn main() {
 
     if serve_secs > 0 {
         println!(
-            "\n== serving for {serve_secs} s: hello :{}, auth :{}, async :{} (Ctrl-C to stop)",
+            "\n== serving for {serve_secs} s: hello :{}, auth :{}, async :{}, body :{} (Ctrl-C to stop)",
             envoy.listener_port("hello"),
             envoy.listener_port("auth"),
-            envoy.listener_port("async")
+            envoy.listener_port("async"),
+            envoy.listener_port("body")
         );
         std::thread::sleep(Duration::from_secs(serve_secs));
     }
