@@ -1,0 +1,158 @@
+//! Shared pieces of the fuzz targets: an input reader and a plain reference SSE parser.
+
+/// Reads small numbers off the front of the fuzz input.
+pub struct Input<'a> {
+    /// What is left of the input.
+    pub rest: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    /// Wraps the raw fuzz input.
+    pub fn new(data: &'a [u8]) -> Self {
+        Input { rest: data }
+    }
+
+    /// The next byte, or 0 once the input is used up.
+    pub fn byte(&mut self) -> u8 {
+        match self.rest.split_first() {
+            Some((&b, rest)) => {
+                self.rest = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    /// Up to `n` next bytes.
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.rest.split_at(n.min(self.rest.len()));
+        self.rest = b;
+        a
+    }
+}
+
+/// Splits `data` into chunks of pseudo-random lengths 0..=max (empty chunks included).
+pub fn chunk_lengths(data: &[u8], seed: u8, max: usize) -> Vec<&[u8]> {
+    let mut state = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let n = (state as usize % (max + 1)).min(rest.len());
+        let (a, b) = rest.split_at(n);
+        out.push(a);
+        rest = b;
+    }
+    out
+}
+
+/// An event as the reference parser reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefEvent {
+    /// Event type (`message` when none).
+    pub kind: Vec<u8>,
+    /// Data lines joined by `\n`, cut at the data capacity.
+    pub data: Vec<u8>,
+    /// Last event id.
+    pub id: Vec<u8>,
+    /// `retry` given in this event.
+    pub retry: Option<u64>,
+    /// Something did not fit.
+    pub truncated: bool,
+}
+
+/// The WHATWG event-stream rules written as plainly as possible: split the whole input into
+/// lines, then interpret each line. Capacities mirror `SseParser::with_capacity`.
+pub fn reference_parse(input: &[u8], field_cap: usize, data_cap: usize) -> Vec<RefEvent> {
+    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'\n' => {
+                lines.push(&input[start..i]);
+                i += 1;
+                start = i;
+            }
+            b'\r' => {
+                lines.push(&input[start..i]);
+                i += 1;
+                if input.get(i) == Some(&b'\n') {
+                    i += 1;
+                }
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    // A last line without a line end is never interpreted.
+
+    let mut events = Vec::new();
+    let mut data_lines: Vec<&[u8]> = Vec::new();
+    let mut kind = Vec::new();
+    let mut last_id = Vec::new();
+    let mut retry = None;
+    let mut truncated = false;
+    for line in lines {
+        if line.is_empty() {
+            if !data_lines.is_empty() {
+                let mut d = data_lines.join(&b'\n');
+                data_lines.clear();
+                if d.len() > data_cap {
+                    truncated = true;
+                    d.truncate(data_cap);
+                }
+                events.push(RefEvent {
+                    kind: if kind.is_empty() { b"message".to_vec() } else { kind.clone() },
+                    data: d,
+                    id: last_id.clone(),
+                    retry,
+                    truncated,
+                });
+            }
+            kind.clear();
+            retry = None;
+            truncated = false;
+            continue;
+        }
+        if line[0] == b':' {
+            continue;
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(p) => {
+                let v = &line[p + 1..];
+                (&line[..p], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"event" => {
+                truncated |= value.len() > field_cap;
+                kind = value[..value.len().min(field_cap)].to_vec();
+            }
+            b"data" => data_lines.push(value),
+            b"id" => {
+                if value.contains(&0) {
+                    // ignored, as the spec says
+                } else if value.len() > field_cap {
+                    truncated = true;
+                } else {
+                    last_id = value.to_vec();
+                }
+            }
+            b"retry" => {
+                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
+                    let n = value.iter().fold(0u64, |n, &d| {
+                        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                    });
+                    retry = Some(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    events
+}
