@@ -392,3 +392,68 @@ fn handler_panic_is_a_500_and_the_next_request_succeeds() {
     assert_eq!(r.status, 200);
     assert_eq!(up.requests().len(), 4);
 }
+
+/// Many short waits from several client threads: the wake often races the hook's return
+/// (delay 0–2 ms), on two workers. Every request completes once with its own value.
+#[test]
+fn many_short_waits_race_the_scheduler() {
+    let up = Upstream::start("race-up");
+    let envoy = async_envoy(&up, 2);
+    let port = envoy.listener_port("wait");
+
+    const THREADS: u64 = 6;
+    const PER_THREAD: u64 = 40;
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Connection::open(port).unwrap();
+                for i in 0..PER_THREAD {
+                    let delay = (t + i) % 3;
+                    let r = c
+                        .request(
+                            "GET",
+                            &format!("/r{t}-{i}"),
+                            &[("x-delay-ms", &delay.to_string())],
+                            b"",
+                        )
+                        .unwrap_or_else(|e| panic!("request {t}-{i}: {e}"));
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    assert_eq!(
+                        up_header(&r, "x-async-value"),
+                        Some((delay + 1000).to_string())
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(up.requests().len(), (THREADS * PER_THREAD) as usize);
+    assert!(!envoy.log().contains(DROP_LINE));
+    envoy.assert_ready();
+}
+
+/// The client leaves in the middle of an upload that `body` is reading (the handler awaits
+/// more bytes): the future is dropped, Envoy stays ready, the next upload works.
+#[test]
+fn client_disconnect_mid_body_read_keeps_envoy_ready() {
+    let up = Upstream::start("midbody-up");
+    let envoy = async_envoy(&up, 1);
+    for listener in ["body", "chain"] {
+        let port = envoy.listener_port(listener);
+        let mut raw =
+            b"POST /partial HTTP/1.1\r\nhost: x\r\nx-delay-ms: 20\r\ncontent-length: 10000\r\n\r\n"
+                .to_vec();
+        raw.extend_from_slice(&pattern(0, 300));
+        let got = client::send_and_disconnect(port, &raw, Duration::from_millis(80)).unwrap();
+        assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+        let l = access_line_for(&envoy, listener, "/partial");
+        assert_eq!(access_field(&l, "code"), Some("0"), "{l}");
+        envoy.assert_ready();
+        let body = pattern(1, 5000);
+        let r = client::request(port, "POST", "/whole", &[("x-delay-ms", "0")], &body);
+        assert_body_intact(&r, &body);
+    }
+    assert!(up.requests().iter().all(|q| q.path != "/partial"));
+}

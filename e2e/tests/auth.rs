@@ -1,7 +1,7 @@
 //! The `auth` example module in real Envoy: 401 local replies with details, allowed keys,
 //! labelled counters, and one `.so` serving two listeners with different key sets.
 
-use jisr_e2e::client;
+use jisr_e2e::client::{self, Connection};
 use jisr_e2e::{Envoy, EnvoyConfig, Listener, Upstream, access_field, module_filter, module_stat};
 use std::time::Duration;
 
@@ -205,4 +205,35 @@ fn two_listeners_share_the_module_but_not_the_keys() {
         details.contains(&("b", "jisr_auth_unknown_key")),
         "{lines:?}"
     );
+}
+
+/// A 401 local reply on a keep-alive connection, also for a request with a body: the body is
+/// not forwarded and the same connection then carries an allowed request.
+#[test]
+fn local_reply_keeps_the_connection_usable() {
+    let up = Upstream::start("auth-ka-up");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(auth_listener("a", KEYS_A))
+            .upstream(up.port()),
+    );
+    let mut c = Connection::open(envoy.listener_port("a")).unwrap();
+    let r = c.request("GET", "/no-key", &[], b"").unwrap();
+    assert_eq!(r.status, 401);
+    let body = jisr_e2e::upstream::pattern(0, 20_000);
+    let r = c.request("POST", "/no-key-body", &[], &body).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.text(), r#"{"error":"missing api key"}"#);
+    // Envoy answered before reading the request body, so it closes this connection
+    // (`connection: close`) rather than drain the body.
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+    let mut c = Connection::open(envoy.listener_port("a")).unwrap();
+    let r = c
+        .request("POST", "/ok", &[("x-api-key", "key-1")], &body)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().get("body_len").as_u64(), Some(20_000));
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "/ok");
 }
