@@ -116,6 +116,10 @@ fn labelled_counters_count_exactly() {
         "dynamicmodulescustom.auth_requests_total.result.allowed"
     );
 
+    // A labelled counter has no stat until a label value is first used.
+    assert_eq!(envoy.counter(&allowed), None);
+    assert!(!envoy.stats().contains("auth_requests_total"));
+
     for _ in 0..3 {
         let r = client::request(port, "GET", "/", &[("x-api-key", "key-1")], b"");
         assert_eq!(r.status, 200);
@@ -133,11 +137,14 @@ fn labelled_counters_count_exactly() {
     assert_eq!(envoy.counter(&missing), Some(2));
     // Prometheus output names the same counter with the label as a tag.
     let prom = envoy.admin_get("/stats/prometheus").text();
-    assert!(
-        prom.lines()
-            .any(|l| l.contains("auth_requests_total") && l.contains("allowed")),
-        "{prom}"
-    );
+    for line in [
+        "# TYPE envoy_dynamicmodulescustom_auth_requests_total counter",
+        "envoy_dynamicmodulescustom_auth_requests_total{result=\"allowed\"} 3",
+        "envoy_dynamicmodulescustom_auth_requests_total{result=\"missing\"} 2",
+        "envoy_dynamicmodulescustom_auth_requests_total{result=\"unknown\"} 4",
+    ] {
+        assert!(prom.lines().any(|l| l == line), "no {line:?} in\n{prom}");
+    }
 }
 
 /// Two listeners, one `.so`, two filter configs with different key sets: each config keeps its

@@ -28,6 +28,11 @@ fn hello_injects_header_logs_sets_metadata_and_counts() {
     let envoy = hello_envoy(&up);
     let port = envoy.listener_port("hello");
 
+    // Defined at config load: present at 0 before any request.
+    let name = module_stat("hello_requests_total", &[]);
+    assert_eq!(name, "dynamicmodulescustom.hello_requests_total");
+    assert_eq!(envoy.counter(&name), Some(0));
+
     const N: u64 = 5;
     for i in 0..N {
         let r = client::request(
@@ -85,8 +90,6 @@ fn hello_injects_header_logs_sets_metadata_and_counts() {
     assert!(line.contains("[info][dynamic_modules]"), "{line}");
 
     // Exact counter value: one per request, nothing else.
-    let name = module_stat("hello_requests_total", &[]);
-    assert_eq!(name, "dynamicmodulescustom.hello_requests_total");
     assert_eq!(envoy.wait_for_counter(&name, N + 1, WAIT), Some(N + 1));
     // Stays exact (not counted twice, e.g. on response hooks).
     std::thread::sleep(Duration::from_millis(100));
