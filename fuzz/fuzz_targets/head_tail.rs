@@ -1,8 +1,8 @@
 //! `HeadTail` against a `Vec` model: head, tail, overlap, dropped and reassembly.
 #![no_main]
 
-use jisr::buffer::HeadTail;
 use jisr_fuzz::Input;
+use jisr_fuzz::buffer::HeadTail;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

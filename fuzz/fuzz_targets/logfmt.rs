@@ -2,7 +2,7 @@
 //! `Display` variant writes the same bytes; `parse_value` never panics on any text.
 #![no_main]
 
-use jisr::buffer::logfmt;
+use jisr_fuzz::buffer::logfmt;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
 
     let mut encoded = String::new();
     logfmt::write_value(&mut encoded, value).unwrap();
-    assert!(!encoded.contains(['\n', '\r']), "a value broke the line: {encoded:?}");
+    assert!(
+        !encoded.contains(['\n', '\r']),
+        "a value broke the line: {encoded:?}"
+    );
     let mut decoded = String::new();
     let rest = logfmt::parse_value(&encoded, &mut decoded).unwrap();
     assert_eq!(decoded, value);

@@ -1,8 +1,8 @@
 //! `Ring` against a `Vec` model: contents, totals and copies after every write.
 #![no_main]
 
-use jisr::buffer::Ring;
 use jisr_fuzz::Input;
+use jisr_fuzz::buffer::Ring;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

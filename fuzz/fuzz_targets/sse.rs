@@ -2,7 +2,7 @@
 //! plain reference parser; capacities are small so truncation is exercised too.
 #![no_main]
 
-use jisr::buffer::{Event, SseParser};
+use jisr_fuzz::buffer::{Event, SseParser};
 use jisr_fuzz::{Input, RefEvent, chunk_lengths, reference_parse};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +17,11 @@ fn owned(e: &Event<'_>) -> RefEvent {
 }
 
 fn cap(b: u8, small: u8, large: usize) -> usize {
-    if b & 0x80 != 0 { large } else { usize::from(b % small) }
+    if b & 0x80 != 0 {
+        large
+    } else {
+        usize::from(b % small)
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -37,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
         parser.feed(chunk, |e| chunked.push(owned(e)));
     }
     assert_eq!(whole, chunked, "chunked feed differs");
-    assert_eq!(whole, reference_parse(stream, field_cap, data_cap), "differs from reference");
+    assert_eq!(
+        whole,
+        reference_parse(stream, field_cap, data_cap),
+        "differs from reference"
+    );
 
     // Resync never panics and never reports more events than the stream holds.
     let mut parser = SseParser::with_capacity(field_cap, data_cap);

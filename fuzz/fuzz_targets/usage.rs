@@ -2,7 +2,7 @@
 //! chunking, and a complete head+tail capture gives the same answer as the whole stream.
 #![no_main]
 
-use jisr::buffer::{HeadTail, UsageTracker, json};
+use jisr_fuzz::buffer::{HeadTail, UsageTracker, json};
 use jisr_fuzz::{Input, chunk_lengths};
 use libfuzzer_sys::fuzz_target;
 
@@ -30,7 +30,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(got, whole.usage());
     }
 
-    for path in [&["usage", "prompt_tokens"][..], &["type"], &[], &["a", "b", "c"]] {
+    for path in [
+        &["usage", "prompt_tokens"][..],
+        &["type"],
+        &[],
+        &["a", "b", "c"],
+    ] {
         if let Some(v) = json::find(stream, path) {
             assert!(json::find(v, &[]).is_none() || json::find(v, &[]) == Some(v));
         }

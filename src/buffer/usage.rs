@@ -180,6 +180,10 @@ impl UsageTracker {
 
     /// [`UsageTracker::scan_capture`] over a [`HeadTail`] capture of the response body.
     ///
+    /// Size the capture for the events that carry usage: the head must hold the first event
+    /// (Anthropic `message_start`), the tail the last ones (OpenAI's usage chunk, Anthropic's
+    /// `message_delta`, or the whole `response.completed`, which repeats the full output).
+    ///
     /// ```
     /// use jisr::buffer::{HeadTail, UsageTracker};
     ///
