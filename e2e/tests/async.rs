@@ -179,6 +179,8 @@ fn client_disconnect_while_waiting_drops_the_handler() {
         Some("downstream_remote_disconnect"),
         "{l}"
     );
+    // Metadata never set: the access log prints `-`.
+    assert_eq!(access_field(&l, "jisr:async_value"), Some("-"), "{l}");
 
     // Let the producer thread finish and wake a waker whose stream is gone.
     std::thread::sleep(Duration::from_millis(550).saturating_sub(t.elapsed()));

@@ -120,9 +120,10 @@ fn labelled_counters_count_exactly() {
     assert_eq!(envoy.counter(&allowed), None);
     assert!(!envoy.stats().contains("auth_requests_total"));
 
-    for _ in 0..3 {
-        let r = client::request(port, "GET", "/", &[("x-api-key", "key-1")], b"");
-        assert_eq!(r.status, 200);
+    // Envoy's HTTP/1 codec trims trailing whitespace from header values: "key-1 " is key-1.
+    for key in ["key-1", "key-2", "key-1 "] {
+        let r = client::request(port, "GET", "/", &[("x-api-key", key)], b"");
+        assert_eq!(r.status, 200, "key {key:?}");
     }
     for _ in 0..2 {
         assert_eq!(client::get(port, "/").status, 401);
@@ -131,8 +132,8 @@ fn labelled_counters_count_exactly() {
         let r = client::request(port, "GET", "/", &[("x-api-key", k)], b"");
         assert_eq!(r.status, 401, "key {k:?}");
     }
-    // Counters are visible in /stats right away (no flush needed for counters).
-    assert_eq!(envoy.wait_for_counter(&unknown, 4, WAIT), Some(4));
+    // Counters are in /stats as soon as the responses are back (no stats flush involved).
+    assert_eq!(envoy.counter(&unknown), Some(4));
     assert_eq!(envoy.counter(&allowed), Some(3));
     assert_eq!(envoy.counter(&missing), Some(2));
     // Prometheus output names the same counter with the label as a tag.
