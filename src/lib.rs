@@ -57,8 +57,14 @@ pub use api::metrics::{Counter, Gauge, Histogram, MetricError};
 pub use api::raw::{
     BodyStatus, HeadersStatus, RawFactory, RawFilter, RawScheduler, RawStream, TrailersStatus,
 };
-pub use api::registry::{Bound, Registry, bind};
+pub use api::registry::{Bound, BoundResponse, Registry, bind, bind_response};
 pub use api::request::{HeaderValues, Request};
+pub use api::response::{Response, ResponseError, ResponseMode};
+pub use api::response_handler::{
+    IntoResponseService, ResponseChained, ResponseHandler, ResponseMiddleware, ResponseNext,
+    ResponseNextFuture, StateResponseHandler, response_chain,
+};
+pub use api::stream::{SendData, StreamError, StreamWriter};
 pub use api::writer::ResponseWriter;
 pub use filter::hooks::PANIC_DETAILS;
 

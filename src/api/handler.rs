@@ -14,20 +14,23 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// A request handler without per-config state: `async fn(Request<'_>, ResponseWriter<'_>)`.
+/// A request handler without per-config state:
+/// `async fn(Request<'_>, ResponseWriter<'_>) -> T`.
 ///
-/// Implemented for every such function; you never implement it by hand.
-pub trait Handler<'a>: Send + Sync + 'static {
+/// Implemented for every such function; you never implement it by hand. `T` is `()` for a
+/// filter without a response handler; otherwise the value is handed to the response handler of
+/// the same request (it cannot borrow from the request).
+pub trait Handler<'a, T: 'static = ()>: Send + Sync + 'static {
     /// The handler's future.
-    type Future: Future<Output = ()> + 'a;
+    type Future: Future<Output = T> + 'a;
     /// Starts handling one request.
     fn call(&self, req: Request<'a>, w: ResponseWriter<'a>) -> Self::Future;
 }
 
-impl<'a, F, Fut> Handler<'a> for F
+impl<'a, T: 'static, F, Fut> Handler<'a, T> for F
 where
     F: Fn(Request<'a>, ResponseWriter<'a>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + 'a,
+    Fut: Future<Output = T> + 'a,
 {
     type Future = Fut;
     fn call(&self, req: Request<'a>, w: ResponseWriter<'a>) -> Fut {
@@ -36,18 +39,18 @@ where
 }
 
 /// A request handler that receives its config's state:
-/// `async fn(&State, Request<'_>, ResponseWriter<'_>)`.
-pub trait StateHandler<'a, S: 'a>: Send + Sync + 'static {
+/// `async fn(&State, Request<'_>, ResponseWriter<'_>) -> T`.
+pub trait StateHandler<'a, S: 'a, T: 'static = ()>: Send + Sync + 'static {
     /// The handler's future.
-    type Future: Future<Output = ()> + 'a;
+    type Future: Future<Output = T> + 'a;
     /// Starts handling one request.
     fn call(&self, state: &'a S, req: Request<'a>, w: ResponseWriter<'a>) -> Self::Future;
 }
 
-impl<'a, S: 'a, F, Fut> StateHandler<'a, S> for F
+impl<'a, S: 'a, T: 'static, F, Fut> StateHandler<'a, S, T> for F
 where
     F: Fn(&'a S, Request<'a>, ResponseWriter<'a>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + 'a,
+    Fut: Future<Output = T> + 'a,
 {
     type Future = Fut;
     fn call(&self, state: &'a S, req: Request<'a>, w: ResponseWriter<'a>) -> Fut {
@@ -112,11 +115,13 @@ impl Future for NextFuture<'_> {
         if self.done {
             return Poll::Ready(());
         }
-        let r = self.inner.poll(cx);
-        if r.is_ready() {
-            self.done = true;
+        match self.inner.poll(cx) {
+            Poll::Ready(()) => {
+                self.done = true;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
         }
-        r
     }
 }
 
@@ -139,6 +144,8 @@ pub trait NextRun {
 /// Implementation detail of registration; it appears in bounds only.
 #[doc(hidden)]
 pub trait Service<S: 'static>: Send + Sync + 'static {
+    /// What the request pipeline hands to the response phase.
+    type Output: 'static;
     /// Per-stream storage for the pipeline's futures.
     type Storage: Default + 'static;
     /// Starts the pipeline for one request.
@@ -148,21 +155,22 @@ pub trait Service<S: 'static>: Send + Sync + 'static {
         state: &'static S,
         core: &'static StreamCore,
     );
-    /// Polls the pipeline.
-    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<()>;
+    /// Polls the pipeline; `Ready(None)` if nothing was running.
+    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<Self::Output>>;
     /// Drops whatever the pipeline holds; false if it is being polled right now.
     fn clear(storage: &Self::Storage) -> bool;
 }
 
 /// A stateless handler as a pipeline.
 #[doc(hidden)]
-pub struct Plain<H>(pub(crate) H);
+pub struct Plain<H, T>(pub(crate) H, PhantomData<fn() -> T>);
 
-impl<S: 'static, H> Service<S> for Plain<H>
+impl<S: 'static, T: 'static, H> Service<S> for Plain<H, T>
 where
-    H: for<'a> Handler<'a>,
+    H: for<'a> Handler<'a, T>,
 {
-    type Storage = TaskCell<<H as Handler<'static>>::Future>;
+    type Output = T;
+    type Storage = TaskCell<<H as Handler<'static, T>>::Future>;
 
     fn start(
         &'static self,
@@ -172,7 +180,7 @@ where
     ) {
         storage.set(self.0.call(Request::new(core), ResponseWriter::new(core)));
     }
-    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<T>> {
         storage.poll(cx)
     }
     fn clear(storage: &Self::Storage) -> bool {
@@ -182,13 +190,14 @@ where
 
 /// A state-receiving handler as a pipeline.
 #[doc(hidden)]
-pub struct WithState<H>(pub(crate) H);
+pub struct WithState<H, T>(pub(crate) H, PhantomData<fn() -> T>);
 
-impl<S: 'static, H> Service<S> for WithState<H>
+impl<S: 'static, T: 'static, H> Service<S> for WithState<H, T>
 where
-    H: for<'a> StateHandler<'a, S>,
+    H: for<'a> StateHandler<'a, S, T>,
 {
-    type Storage = TaskCell<<H as StateHandler<'static, S>>::Future>;
+    type Output = T;
+    type Storage = TaskCell<<H as StateHandler<'static, S, T>>::Future>;
 
     fn start(
         &'static self,
@@ -201,7 +210,7 @@ where
                 .call(state, Request::new(core), ResponseWriter::new(core)),
         );
     }
-    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<T>> {
         storage.poll(cx)
     }
     fn clear(storage: &Self::Storage) -> bool {
@@ -260,7 +269,8 @@ impl<S: 'static, I: Service<S>> NextRun for InnerSlot<S, I> {
         crate::executor::slot::start_inner(svc, &self.storage, state, core);
     }
     fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        I::poll(&self.storage, cx)
+        // A chain's inner output is not passed through middleware: chains produce `()`.
+        I::poll(&self.storage, cx).map(|_| ())
     }
     fn clear(&self) {
         I::clear(&self.storage);
@@ -272,6 +282,7 @@ where
     M: for<'a> Middleware<'a>,
     I: Service<S>,
 {
+    type Output = ();
     type Storage = ChainStorage<<M as Middleware<'static>>::Future, S, I>;
 
     fn start(
@@ -291,7 +302,7 @@ where
                 .call(Request::new(core), ResponseWriter::new(core), next),
         );
     }
-    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<()>> {
         storage.outer.poll(cx)
     }
     fn clear(storage: &Self::Storage) -> bool {
@@ -300,13 +311,13 @@ where
     }
 }
 
-/// Converts handlers, state handlers and chains into a pipeline.
+/// Converts handlers, state handlers and chains into a pipeline producing `T`.
 ///
 /// `Marker` only disambiguates the blanket impls; it is inferred.
-pub trait IntoService<S: 'static, Marker> {
+pub trait IntoService<S: 'static, T: 'static, Marker> {
     /// The pipeline type.
     #[doc(hidden)]
-    type Service: Service<S>;
+    type Service: Service<S, Output = T>;
     /// Converts.
     #[doc(hidden)]
     fn into_service(self) -> Self::Service;
@@ -322,23 +333,23 @@ pub struct StateMarker;
 #[doc(hidden)]
 pub struct ChainMarker<T>(PhantomData<T>);
 
-impl<S: 'static, H> IntoService<S, PlainMarker> for H
+impl<S: 'static, T: 'static, H> IntoService<S, T, PlainMarker> for H
 where
-    H: for<'a> Handler<'a>,
+    H: for<'a> Handler<'a, T>,
 {
-    type Service = Plain<H>;
-    fn into_service(self) -> Plain<H> {
-        Plain(self)
+    type Service = Plain<H, T>;
+    fn into_service(self) -> Plain<H, T> {
+        Plain(self, PhantomData)
     }
 }
 
-impl<S: 'static, H> IntoService<S, StateMarker> for H
+impl<S: 'static, T: 'static, H> IntoService<S, T, StateMarker> for H
 where
-    H: for<'a> StateHandler<'a, S>,
+    H: for<'a> StateHandler<'a, S, T>,
 {
-    type Service = WithState<H>;
-    fn into_service(self) -> WithState<H> {
-        WithState(self)
+    type Service = WithState<H, T>;
+    fn into_service(self) -> WithState<H, T> {
+        WithState(self, PhantomData)
     }
 }
 
@@ -349,10 +360,10 @@ pub struct Chained<M, I> {
     inner: I,
 }
 
-impl<S: 'static, M, I, K> IntoService<S, ChainMarker<K>> for Chained<M, I>
+impl<S: 'static, M, I, K> IntoService<S, (), ChainMarker<K>> for Chained<M, I>
 where
     M: for<'a> Middleware<'a>,
-    I: IntoService<S, K>,
+    I: IntoService<S, (), K>,
 {
     type Service = Chain<M, I::Service>;
     fn into_service(self) -> Self::Service {

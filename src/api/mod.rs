@@ -9,4 +9,7 @@ pub(crate) mod metrics;
 pub(crate) mod raw;
 pub(crate) mod registry;
 pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod response_handler;
+pub(crate) mod stream;
 pub(crate) mod writer;

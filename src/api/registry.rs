@@ -3,6 +3,8 @@
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::api::handler::{IntoService, Service};
 use crate::api::raw::{RawConfig, RawFactory};
+use crate::api::response::ResponseMode;
+use crate::api::response_handler::{IntoResponseService, NoResponse, ResponseService};
 use crate::executor::pool::Pool;
 use crate::executor::slot::JisrConfig;
 use crate::filter::core::{FilterMeta, FilterStats};
@@ -54,17 +56,44 @@ fn meta(name: &str) -> Arc<FilterMeta> {
     })
 }
 
-fn config_box<S, Svc>(name: &str, state: S, svc: Svc) -> Box<dyn ConfigHooks>
+fn config_box<S, Q, R>(
+    name: &str,
+    state: S,
+    req: Q,
+    resp: R,
+    mode: ResponseMode,
+) -> Box<dyn ConfigHooks>
 where
     S: Send + Sync + 'static,
-    Svc: Service<S>,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
 {
     Box::new(JisrConfig {
         meta: meta(name),
         state,
-        svc,
+        req,
+        resp,
+        mode,
         pool: Pool::default(),
     })
+}
+
+/// Request and response handlers bound to their config's state; returned by a response
+/// factory (see [`Registry::register_response_factory`]).
+pub struct BoundResponse<S, Q, R> {
+    state: S,
+    request: Q,
+    response: R,
+}
+
+/// Binds a request handler (`async fn(&S, Request, ResponseWriter) -> T`) and a response
+/// handler (`async fn(&S, T, Response, ResponseWriter)`) to `state`.
+pub fn bind_response<S, Q, R>(state: S, request: Q, response: R) -> BoundResponse<S, Q, R> {
+    BoundResponse {
+        state,
+        request,
+        response,
+    }
 }
 
 impl Registry {
@@ -74,25 +103,28 @@ impl Registry {
         self
     }
 
-    /// Registers a stateless handler (or a chain ending in one) under `name`.
+    /// Registers a stateless request handler (or a chain ending in one) under `name`.
     pub fn register<H, M>(&mut self, name: &str, handler: H) -> &mut Self
     where
-        H: IntoService<(), M> + Clone + Send + Sync + 'static,
+        H: IntoService<(), (), M> + Clone + Send + Sync + 'static,
     {
         self.push(
             name,
             Box::new(move |cfg| {
+                let req = handler.clone().into_service();
                 Ok(config_box(
                     cfg.filter_name(),
                     (),
-                    handler.clone().into_service(),
+                    req,
+                    NoResponse,
+                    ResponseMode::Passthrough,
                 ))
             }),
         )
     }
 
-    /// Registers a handler whose config is built once per Envoy filter config by `config_fn`
-    /// (parse `filter_config`, define metrics); the handler receives `&S`.
+    /// Registers a request handler whose state is built once per Envoy filter config by
+    /// `config_fn` (parse `filter_config`, define metrics); the handler receives `&S`.
     pub fn register_with_config<S, C, H, M>(
         &mut self,
         name: &str,
@@ -102,16 +134,19 @@ impl Registry {
     where
         S: Send + Sync + 'static,
         C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
-        H: IntoService<S, M> + Clone + Send + Sync + 'static,
+        H: IntoService<S, (), M> + Clone + Send + Sync + 'static,
     {
         self.push(
             name,
             Box::new(move |cfg| {
                 let state = config_fn(cfg)?;
+                let req = handler.clone().into_service();
                 Ok(config_box(
                     cfg.filter_name(),
                     state,
-                    handler.clone().into_service(),
+                    req,
+                    NoResponse,
+                    ResponseMode::Passthrough,
                 ))
             }),
         )
@@ -124,13 +159,123 @@ impl Registry {
     where
         S: Send + Sync + 'static,
         F: Fn(&mut ConfigHandle<'_>) -> Result<Bound<S, H>, ConfigError> + Send + Sync + 'static,
-        H: IntoService<S, M>,
+        H: IntoService<S, (), M>,
     {
         self.push(
             name,
             Box::new(move |cfg| {
                 let Bound { state, handler } = factory(cfg)?;
-                Ok(config_box(cfg.filter_name(), state, handler.into_service()))
+                let req = handler.into_service();
+                Ok(config_box(
+                    cfg.filter_name(),
+                    state,
+                    req,
+                    NoResponse,
+                    ResponseMode::Passthrough,
+                ))
+            }),
+        )
+    }
+
+    /// Registers a filter with a request handler (`async fn(Request, ResponseWriter) -> T`) and
+    /// a response handler (`async fn(T, Response, ResponseWriter)`) that receives the request
+    /// handler's value for the same request. `mode` fixes how the response handler sees the
+    /// response.
+    ///
+    /// ```
+    /// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+    ///
+    /// async fn remember(req: Request<'_>, _w: ResponseWriter<'_>) -> bool {
+    ///     req.header("x-debug").is_some()
+    /// }
+    /// async fn stamp(debug: bool, mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+    ///     if debug {
+    ///         let _ = resp.set_header("x-debug-status", resp.status().unwrap_or(0).to_string());
+    ///     }
+    /// }
+    /// let mut r = Registry::default();
+    /// r.register_response("stamp", ResponseMode::Passthrough, remember, stamp);
+    /// ```
+    pub fn register_response<T, Q, R, MQ, MR>(
+        &mut self,
+        name: &str,
+        mode: ResponseMode,
+        request: Q,
+        response: R,
+    ) -> &mut Self
+    where
+        T: 'static,
+        Q: IntoService<(), T, MQ> + Clone + Send + Sync + 'static,
+        R: IntoResponseService<(), T, MR> + Clone + Send + Sync + 'static,
+    {
+        self.push(
+            name,
+            Box::new(move |cfg| {
+                let req = request.clone().into_service();
+                let resp = response.clone().into_response_service();
+                Ok(config_box(cfg.filter_name(), (), req, resp, mode))
+            }),
+        )
+    }
+
+    /// Like [`register_response`](Self::register_response), with per-config state built by
+    /// `config_fn`; both handlers receive `&S` first.
+    pub fn register_response_with_config<S, T, C, Q, R, MQ, MR>(
+        &mut self,
+        name: &str,
+        mode: ResponseMode,
+        config_fn: C,
+        request: Q,
+        response: R,
+    ) -> &mut Self
+    where
+        S: Send + Sync + 'static,
+        T: 'static,
+        C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
+        Q: IntoService<S, T, MQ> + Clone + Send + Sync + 'static,
+        R: IntoResponseService<S, T, MR> + Clone + Send + Sync + 'static,
+    {
+        self.push(
+            name,
+            Box::new(move |cfg| {
+                let state = config_fn(cfg)?;
+                let req = request.clone().into_service();
+                let resp = response.clone().into_response_service();
+                Ok(config_box(cfg.filter_name(), state, req, resp, mode))
+            }),
+        )
+    }
+
+    /// Factory form of [`register_response`](Self::register_response): once per Envoy filter
+    /// config, `factory` returns both handlers bound to that config's state
+    /// ([`bind_response`]).
+    pub fn register_response_factory<S, T, F, Q, R, MQ, MR>(
+        &mut self,
+        name: &str,
+        mode: ResponseMode,
+        factory: F,
+    ) -> &mut Self
+    where
+        S: Send + Sync + 'static,
+        T: 'static,
+        F: Fn(&mut ConfigHandle<'_>) -> Result<BoundResponse<S, Q, R>, ConfigError>
+            + Send
+            + Sync
+            + 'static,
+        Q: IntoService<S, T, MQ>,
+        R: IntoResponseService<S, T, MR>,
+    {
+        self.push(
+            name,
+            Box::new(move |cfg| {
+                let BoundResponse {
+                    state,
+                    request,
+                    response,
+                } = factory(cfg)?;
+                let req = request.into_service();
+                let resp = response.into_response_service();
+                Ok(config_box(cfg.filter_name(), state, req, resp, mode))
             }),
         )
     }

@@ -2,6 +2,7 @@
 
 use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
+use crate::api::stream::StreamWriter;
 use crate::filter::core::StreamCore;
 use crate::host::{MetadataValue, MetricOp};
 use std::fmt;
@@ -73,6 +74,48 @@ impl<'a> ResponseWriter<'a> {
             Level::Debug,
             format_args!("jisr: {what} ignored: a reply was already sent or the stream ended"),
         );
+    }
+
+    /// Starts a reply the filter streams itself (from a request handler; the request is then
+    /// not forwarded upstream). `None` if a reply was already started or the stream is over.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn events(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let Some(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else {
+    ///         return;
+    ///     };
+    ///     for i in 0..3u8 {
+    ///         if out.send(&[b'd', b'a', b't', b'a', b':', b'0' + i, b'\n', b'\n']).await.is_err() {
+    ///             return; // client gone
+    ///         }
+    ///     }
+    ///     out.finish();
+    /// }
+    /// # let _ = events;
+    /// ```
+    pub fn stream(&self, status: u16, headers: &[(&str, &[u8])]) -> Option<StreamWriter<'_>> {
+        if self.core.replied.get() || self.core.resp_headers_sent.get() {
+            self.debug_ignored("stream");
+            return None;
+        }
+        let mut code = arrayvec::ArrayString::<8>::new();
+        let _ = fmt::write(&mut code, format_args!("{status}"));
+        let started = self.core.with_host(|h| {
+            let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 33> = arrayvec::ArrayVec::new();
+            pairs.push((b":status", code.as_bytes()));
+            for (k, v) in headers.iter().take(32) {
+                pairs.push((k.as_bytes(), v));
+            }
+            self.core.replied.set(true);
+            self.core.resp_headers_sent.set(true);
+            h.send_response_headers(&pairs, false);
+        });
+        started.map(|()| StreamWriter {
+            core: self.core,
+            done: false,
+        })
     }
 
     /// Whether this filter already sent a reply on this stream.

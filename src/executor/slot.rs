@@ -1,36 +1,60 @@
 //! A stream slot: the pooled, never-moving home of one stream's state and handler futures.
 
 use crate::api::handler::Service;
+use crate::api::response::ResponseMode;
+use crate::api::response_handler::ResponseService;
 use crate::executor::pool::Pool;
 use crate::filter::core::{FilterMeta, FilterStats, StreamCore};
 use crate::filter::hooks::StreamHooks;
+use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-/// Per-config state of a jisr filter: the pipeline, the user's state and the slot pool.
-pub(crate) struct JisrConfig<S: Send + Sync + 'static, Svc: Service<S>> {
+/// Per-config state of a jisr filter: pipelines, the user's state and the slot pool.
+pub(crate) struct JisrConfig<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
+{
     pub(crate) meta: Arc<FilterMeta>,
     pub(crate) state: S,
-    pub(crate) svc: Svc,
-    pub(crate) pool: Pool<Slot<S, Svc>>,
+    pub(crate) req: Q,
+    pub(crate) resp: R,
+    pub(crate) mode: ResponseMode,
+    pub(crate) pool: Pool<Slot<S, Q, R>>,
 }
 
 /// One stream. `#[repr(C)]` with the hooks pointer first, so the thin pointer Envoy holds can be
 /// turned back into `&dyn StreamHooks` without knowing the types.
 #[repr(C)]
-pub(crate) struct Slot<S: Send + Sync + 'static, Svc: Service<S>> {
+pub(crate) struct Slot<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
+{
     hooks: *const dyn StreamHooks,
-    cfg: *const JisrConfig<S, Svc>,
+    cfg: *const JisrConfig<S, Q, R>,
     pub(crate) core: StreamCore,
-    storage: Svc::Storage,
+    req: Q::Storage,
+    resp: R::Storage,
+    /// What the request handler returned, until the response handler takes it.
+    value: RefCell<Option<Q::Output>>,
 }
 
-impl<S: Send + Sync + 'static, Svc: Service<S>> JisrConfig<S, Svc> {
+impl<S, Q, R> JisrConfig<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
+{
     /// Takes a slot from the pool (or allocates one) and hands it out as Envoy's module
     /// filter pointer.
     pub(crate) fn new_stream(&self) -> *const core::ffi::c_void
     where
-        Slot<S, Svc>: StreamHooks,
+        Slot<S, Q, R>: StreamHooks,
     {
         let slot = match self.pool.take() {
             Some(mut slot) => {
@@ -40,70 +64,105 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> JisrConfig<S, Svc> {
             None => {
                 FilterStats::bump(&self.meta.stats.slots_allocated);
                 let mut slot = Box::new(Slot {
-                    hooks: core::ptr::null::<Slot<S, Svc>>() as *const dyn StreamHooks,
+                    hooks: core::ptr::null::<Slot<S, Q, R>>() as *const dyn StreamHooks,
                     cfg: self,
                     core: StreamCore::new(self.meta.clone()),
-                    storage: Svc::Storage::default(),
+                    req: Q::Storage::default(),
+                    resp: R::Storage::default(),
+                    value: RefCell::new(None),
                 });
-                let this: &Slot<S, Svc> = &slot;
+                let this: &Slot<S, Q, R> = &slot;
                 slot.hooks = this as &dyn StreamHooks as *const dyn StreamHooks;
                 slot
             }
         };
         FilterStats::bump(&self.meta.stats.streams);
-        self.meta
-            .stats
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.meta.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         Pool::into_raw(slot) as *const core::ffi::c_void
     }
 }
 
-impl<S: Send + Sync + 'static, Svc: Service<S>> Slot<S, Svc> {
-    fn cfg(&self) -> &JisrConfig<S, Svc> {
+impl<S, Q, R> Slot<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
+{
+    pub(crate) fn cfg(&self) -> &JisrConfig<S, Q, R> {
         // SAFETY: Envoy destroys a filter config only after every stream created from it is
         // destroyed, and slots are returned to (or freed with) that config's pool, so the config
         // outlives the slot.
         unsafe { &*self.cfg }
     }
 
-    fn statics(
-        &self,
-    ) -> (
-        &'static Svc,
-        &'static Svc::Storage,
-        &'static S,
-        &'static StreamCore,
-    ) {
-        let cfg = self.cfg();
+    /// `'static` views of the config and of this slot's storage, for starting pipelines.
+    fn statics(&self) -> (&'static JisrConfig<S, Q, R>, &'static Self) {
         // SAFETY: the slot is boxed and does not move while the stream lives; every future
-        // created here is dropped (`clear_request`) before the slot is reused or freed, and the
-        // config outlives the slot (see `cfg`). Handler code is generic over these lifetimes,
-        // so it cannot rely on them being `'static`.
+        // created from these references is dropped (`clear_*`) before the slot is reused or
+        // freed, and the config outlives the slot (see `cfg`). Handler code is generic over
+        // the lifetimes it receives, so it cannot rely on them being `'static`.
         unsafe {
             (
-                &*(&cfg.svc as *const Svc),
-                &*(&self.storage as *const Svc::Storage),
-                &*(&cfg.state as *const S),
-                &*(&self.core as *const StreamCore),
+                &*(self.cfg() as *const JisrConfig<S, Q, R>),
+                &*(self as *const Self),
             )
         }
     }
 
     /// Starts the request pipeline.
     pub(crate) fn start_request(&self) {
-        let (svc, storage, state, core) = self.statics();
-        svc.start(storage, state, core);
+        let (cfg, this) = self.statics();
+        cfg.req.start(&this.req, &cfg.state, &this.core);
     }
 
-    /// Polls the request pipeline.
+    /// Polls the request pipeline; its value is kept for the response handler.
     pub(crate) fn poll_request(&self, cx: &mut Context<'_>) -> Poll<()> {
-        Svc::poll(&self.storage, cx)
+        match Q::poll(&self.req, cx) {
+            Poll::Ready(Some(v)) => {
+                if R::PRESENT {
+                    *self.value.borrow_mut() = Some(v);
+                }
+                Poll::Ready(())
+            }
+            Poll::Ready(None) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
-    /// Drops the request pipeline's futures; false while they are being polled.
-    pub(crate) fn clear_request(&self) -> bool {
-        Svc::clear(&self.storage)
+    /// Whether the filter has a response handler.
+    pub(crate) fn has_response(&self) -> bool {
+        R::PRESENT
+    }
+
+    /// Starts the response pipeline with the request handler's value; false if there is none
+    /// (the request handler did not complete).
+    pub(crate) fn start_response(&self) -> bool {
+        let Some(value) = self.value.borrow_mut().take() else {
+            return false;
+        };
+        let (cfg, this) = self.statics();
+        cfg.resp
+            .start(&this.resp, &cfg.state, value, cfg.mode, &this.core);
+        true
+    }
+
+    /// Polls the response pipeline.
+    pub(crate) fn poll_response(&self, cx: &mut Context<'_>) -> Poll<()> {
+        R::poll(&self.resp, cx).map(|_| ())
+    }
+
+    /// The response mode the filter was registered with.
+    pub(crate) fn mode(&self) -> ResponseMode {
+        self.cfg().mode
+    }
+
+    /// Drops both pipelines' futures and the pending value; false while one is being polled.
+    pub(crate) fn clear(&self) -> bool {
+        let cleared = R::clear(&self.resp) && Q::clear(&self.req);
+        if cleared {
+            drop(self.value.borrow_mut().take());
+        }
+        cleared
     }
 
     /// The function Envoy's destroy hook calls with this slot's pointer.
@@ -117,15 +176,12 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> Slot<S, Svc> {
     /// `ptr` is a pointer from `new_stream` of this slot type, not used afterwards.
     unsafe fn destroy(ptr: *const core::ffi::c_void) {
         // SAFETY: guaranteed by the caller.
-        let slot = unsafe { Pool::<Slot<S, Svc>>::from_raw(ptr as *const Slot<S, Svc>) };
+        let slot = unsafe { Pool::<Self>::from_raw(ptr as *const Self) };
         slot.finish();
-        let clean = slot.clear_request();
+        let clean = slot.clear();
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
         let cfg = unsafe { &*slot.cfg };
-        cfg.meta
-            .stats
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        cfg.meta.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         if clean {
             cfg.pool.put(slot);
         }
@@ -133,10 +189,13 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> Slot<S, Svc> {
 
     /// Marks the stream over: no more polls, wakes are no-ops, futures dropped.
     pub(crate) fn finish(&self) {
+        if self.core.ended.get() {
+            return;
+        }
         self.core.ended.set(true);
         self.core.wake.kill();
         // Drop impls of user futures run with no host: nothing can reach the stream anymore.
-        let _ = crate::executor::catch(|| self.clear_request());
+        let _ = crate::executor::catch(|| self.clear());
     }
 }
 
@@ -157,4 +216,23 @@ pub(crate) fn start_inner<S: 'static, I: Service<S>>(
         )
     };
     svc.start(storage, state, core);
+}
+
+/// Starts an inner response pipeline from `ResponseNext::run`.
+pub(crate) fn start_response_inner<S: 'static, T: 'static, I: ResponseService<S, T>>(
+    svc: &'static I,
+    storage: &I::Storage,
+    state: &'static S,
+    value: T,
+    mode: ResponseMode,
+    core: &StreamCore,
+) {
+    // SAFETY: as in `start_inner`.
+    let (storage, core): (&'static I::Storage, &'static StreamCore) = unsafe {
+        (
+            &*(storage as *const I::Storage),
+            &*(core as *const StreamCore),
+        )
+    };
+    svc.start(storage, state, value, mode, core);
 }

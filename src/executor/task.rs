@@ -23,7 +23,7 @@ impl<F> Default for TaskCell<F> {
     }
 }
 
-impl<F: Future<Output = ()>> TaskCell<F> {
+impl<F: Future> TaskCell<F> {
     /// Stores a new future (dropping any old one). Ignored while the cell is being polled.
     pub(crate) fn set(&self, f: F) {
         if self.busy.get() {
@@ -36,9 +36,9 @@ impl<F: Future<Output = ()>> TaskCell<F> {
         self.busy.set(false);
     }
 
-    /// Polls the stored future; an empty cell is ready. A re-entrant poll (from inside the
-    /// future's own poll) reports pending without touching the future.
-    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Polls the stored future; `Ready(None)` for an empty cell. A re-entrant poll (from inside
+    /// the future's own poll) reports pending without touching the future.
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         if self.busy.get() {
             return Poll::Pending;
         }
@@ -54,15 +54,17 @@ impl<F: Future<Output = ()>> TaskCell<F> {
         // future never moves while stored (see the type docs), so pinning it here is sound.
         let slot = unsafe { &mut *self.fut.get() };
         let Some(fut) = slot.as_mut() else {
-            return Poll::Ready(());
+            return Poll::Ready(None);
         };
         // SAFETY: see above: the value stays at this address until dropped in place.
         let fut = unsafe { Pin::new_unchecked(fut) };
-        let r = fut.poll(cx);
-        if r.is_ready() {
-            *slot = None;
+        match fut.poll(cx) {
+            Poll::Ready(v) => {
+                *slot = None;
+                Poll::Ready(Some(v))
+            }
+            Poll::Pending => Poll::Pending,
         }
-        r
     }
 
     /// Drops the stored future. Returns false (and does nothing) while the cell is being polled.

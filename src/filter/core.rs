@@ -41,9 +41,28 @@ pub(crate) enum Phase {
     Done,
 }
 
+/// Where a body's bytes are while the handler reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retention {
+    /// Held by Envoy (request body, Buffer mode): buffered body + current chunk.
+    Held,
+    /// Passing through (Observe mode): only the current chunk, during its hook.
+    Passing,
+    /// Not given to the handler (Passthrough mode).
+    Hidden,
+}
+
 /// Read position and limits of one body (request or response).
 #[derive(Debug)]
 pub(crate) struct BodyCursor {
+    /// How the body is retained.
+    pub(crate) retention: Cell<Retention>,
+    /// Passing mode: bytes of the stream before the current chunk.
+    pub(crate) base: Cell<usize>,
+    /// The stream ended before the body did; reads fail.
+    pub(crate) aborted: Cell<bool>,
+    /// A read returned pending (the handler is waiting for body bytes).
+    pub(crate) waiting: Cell<bool>,
     /// Bytes the handler has read so far.
     pub(crate) offset: Cell<usize>,
     /// End of stream has been seen (end flag or trailers).
@@ -59,6 +78,10 @@ pub(crate) struct BodyCursor {
 impl Default for BodyCursor {
     fn default() -> Self {
         BodyCursor {
+            retention: Cell::new(Retention::Held),
+            base: Cell::new(0),
+            aborted: Cell::new(false),
+            waiting: Cell::new(false),
             offset: Cell::new(0),
             eos: Cell::new(false),
             limit: Cell::new(usize::MAX),
@@ -70,6 +93,10 @@ impl Default for BodyCursor {
 
 impl BodyCursor {
     pub(crate) fn reset(&self) {
+        self.retention.set(Retention::Held);
+        self.base.set(0);
+        self.aborted.set(false);
+        self.waiting.set(false);
         self.offset.set(0);
         self.eos.set(false);
         self.limit.set(usize::MAX);
@@ -92,8 +119,11 @@ impl BodyCursor {
         } else {
             (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
         };
-        if self.skipped.get() {
+        if self.skipped.get() || self.retention.get() == Retention::Hidden {
             return Some(0);
+        }
+        if self.retention.get() == Retention::Passing {
+            return self.read_passing(host, received, dst);
         }
         let offset = self.offset.get();
         let room = self.limit.get().saturating_sub(offset);
@@ -119,6 +149,29 @@ impl BodyCursor {
             self.offset.set(offset + n);
             return Some(n);
         }
+        if self.eos.get() { Some(0) } else { None }
+    }
+
+    /// Observe mode: only the chunk of the current hook is readable; bytes the handler did not
+    /// read while they passed are skipped.
+    fn read_passing(&self, host: &dyn Host, received: BodyKind, dst: &mut [u8]) -> Option<usize> {
+        let base = self.base.get();
+        let mut offset = self.offset.get().max(base);
+        let room = self.limit.get().saturating_sub(offset);
+        if room == 0 || dst.is_empty() {
+            return Some(0);
+        }
+        if self.in_hook.get() {
+            let len = host.body_len(received);
+            if offset < base + len {
+                let want = dst.len().min(room);
+                let n = host.copy_body(received, offset - base, &mut dst[..want]);
+                offset += n;
+                self.offset.set(offset);
+                return Some(n);
+            }
+        }
+        self.offset.set(offset);
         if self.eos.get() { Some(0) } else { None }
     }
 }

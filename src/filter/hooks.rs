@@ -1,12 +1,14 @@
-//! The request-phase state machine: what each hook returns, decided from the stream's state.
+//! The per-stream state machine: what each hook returns, decided from the stream's state.
 
 use crate::abi::ffi;
 use crate::api::handler::Service;
 use crate::api::log::Level;
+use crate::api::response::ResponseMode;
+use crate::api::response_handler::ResponseService;
 use crate::executor::slot::{JisrConfig, Slot};
 use crate::executor::{self, Driven};
-use crate::filter::core::{FilterStats, Phase, StreamCore};
-use crate::host::Host;
+use crate::filter::core::{FilterStats, Phase, Retention, StreamCore};
+use crate::host::{BodyKind, Host};
 
 /// Details of the 500 sent when a handler panics.
 pub const PANIC_DETAILS: &str = "jisr_handler_panic";
@@ -36,7 +38,12 @@ pub(crate) trait ConfigHooks: Send + Sync {
     fn idle_slots(&self) -> usize;
 }
 
-impl<S: Send + Sync + 'static, Svc: Service<S>> ConfigHooks for JisrConfig<S, Svc> {
+impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
+{
     fn new_stream(&self, _host: &dyn Host) -> *const core::ffi::c_void {
         JisrConfig::new_stream(self)
     }
@@ -60,21 +67,46 @@ pub(crate) fn log_line(core: &StreamCore, level: Level, args: core::fmt::Argumen
     });
 }
 
-impl<S: Send + Sync + 'static, Svc: Service<S>> Slot<S, Svc> {
-    /// Polls the request pipeline until it completes or waits.
-    fn drive_request(&self, host: &dyn Host) -> Driven {
+/// Which pipeline a drive concerns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
+impl<S, Q, R> Slot<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
+{
+    /// Polls one pipeline until it completes or waits.
+    fn drive(&self, host: &dyn Host, side: Side) -> Driven {
         let core = &self.core;
         FilterStats::bump(&core.meta.stats.polls);
-        let d = executor::drive(&core.wake, host, &mut |cx| self.poll_request(cx));
+        let d = match side {
+            Side::Request => executor::drive(&core.wake, host, &mut |cx| self.poll_request(cx)),
+            Side::Response => executor::drive(&core.wake, host, &mut |cx| self.poll_response(cx)),
+        };
+        let phase = match side {
+            Side::Request => &core.req_phase,
+            Side::Response => &core.resp_phase,
+        };
         match &d {
-            Driven::Ready => core.req_phase.set(Phase::Done),
+            Driven::Ready => {
+                phase.set(Phase::Done);
+                if side == Side::Response {
+                    // Whatever was held now goes downstream.
+                    core.resp_headers_sent.set(true);
+                }
+            }
             Driven::Pending => {}
             Driven::Panicked(msg) => self.fail(msg),
         }
         d
     }
 
-    /// A handler panicked: fail closed.
+    /// A handler panicked: fail closed (500 if the client saw nothing yet, else reset).
     fn fail(&self, msg: &str) {
         let core = &self.core;
         FilterStats::bump(&core.meta.stats.panics);
@@ -85,20 +117,21 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> Slot<S, Svc> {
             Level::Error,
             format_args!("jisr: handler of filter '{}' panicked: {msg}", core.name()),
         );
-        if let Err(m) = executor::catch(|| self.clear_request()) {
+        if let Err(m) = executor::catch(|| self.clear()) {
             log_line(
                 core,
                 Level::Error,
                 format_args!(
-                    "jisr: filter '{}': drop after panic panicked too: {m}",
+                    "jisr: filter '{}': dropping after a panic panicked too: {m}",
                     core.name()
                 ),
             );
         }
-        if core.resp_headers_sent.get() || (core.replied.get()) {
-            if core.resp_headers_sent.get() {
-                core.with_host(|h| h.reset_stream(PANIC_DETAILS.as_bytes()));
-            }
+        if core.resp_headers_sent.get() {
+            core.with_host(|h| h.reset_stream(PANIC_DETAILS.as_bytes()));
+            return;
+        }
+        if core.replied.get() {
             return;
         }
         core.replied.set(true);
@@ -112,34 +145,59 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> Slot<S, Svc> {
         });
     }
 
-    /// After a hook, finish a stream completion that arrived while we were polling.
-    fn after_hook(&self) {
-        if self.core.complete_pending.get() && !self.core.ended.get() {
+    /// Runs `f` with `host` current; finishes a stream completion that arrived meanwhile.
+    fn enter<T>(&self, host: &dyn Host, f: impl FnOnce() -> T) -> T {
+        let r = self.core.host.enter(host, f);
+        if self.core.complete_pending.get() {
             self.finish();
         }
-    }
-
-    fn enter<R>(&self, host: &dyn Host, f: impl FnOnce() -> R) -> R {
-        let r = self.core.host.enter(host, f);
-        self.after_hook();
         r
     }
 
-    /// Status for a request headers hook after driving.
-    fn headers_status(&self, d: Driven) -> u32 {
+    /// A pipeline completed outside the hook that stopped the stream: resume Envoy.
+    fn resume(&self, host: &dyn Host, side: Side) {
         let core = &self.core;
-        match d {
-            Driven::Ready if !core.replied.get() => ffi::HEADERS_CONTINUE,
-            Driven::Pending => {
-                core.req_stopped.set(true);
-                ffi::HEADERS_STOP_ITERATION
-            }
-            _ => ffi::HEADERS_STOP_ITERATION,
+        if core.replied.get() {
+            return;
+        }
+        match side {
+            Side::Request if core.req_stopped.get() => host.continue_decoding(),
+            Side::Response if core.resp_stopped.get() => host.continue_encoding(),
+            _ => {}
+        }
+    }
+
+    /// Drives whichever pipeline is running (after a wake or a watermark change).
+    fn drive_running(&self, host: &dyn Host) {
+        let core = &self.core;
+        let side = if core.req_phase.get() == Phase::Running {
+            Side::Request
+        } else if core.resp_phase.get() == Phase::Running {
+            Side::Response
+        } else {
+            return;
+        };
+        if let Driven::Ready = self.drive(host, side) {
+            self.resume(host, side);
+        }
+    }
+
+    /// The response handler is about to see the body: how it is retained depends on the mode.
+    fn retention(&self) -> Retention {
+        match self.mode() {
+            ResponseMode::Passthrough => Retention::Hidden,
+            ResponseMode::Observe => Retention::Passing,
+            ResponseMode::Buffer => Retention::Held,
         }
     }
 }
 
-impl<S: Send + Sync + 'static, Svc: Service<S>> StreamHooks for Slot<S, Svc> {
+impl<S, Q, R> StreamHooks for Slot<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
+{
     fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
         self.enter(host, || {
             let core = &self.core;
@@ -149,8 +207,14 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> StreamHooks for Slot<S, Svc> {
                 self.fail(&msg);
                 return ffi::HEADERS_STOP_ITERATION;
             }
-            let d = self.drive_request(host);
-            self.headers_status(d)
+            match self.drive(host, Side::Request) {
+                Driven::Ready if !core.replied.get() => ffi::HEADERS_CONTINUE,
+                Driven::Pending => {
+                    core.req_stopped.set(true);
+                    ffi::HEADERS_STOP_ITERATION
+                }
+                _ => ffi::HEADERS_STOP_ITERATION,
+            }
         })
     }
 
@@ -163,7 +227,7 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> StreamHooks for Slot<S, Svc> {
             match core.req_phase.get() {
                 Phase::Running => {
                     core.req_body.in_hook.set(true);
-                    let d = self.drive_request(host);
+                    let d = self.drive(host, Side::Request);
                     core.req_body.in_hook.set(false);
                     match d {
                         Driven::Ready if !core.replied.get() => ffi::BODY_CONTINUE,
@@ -185,7 +249,7 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> StreamHooks for Slot<S, Svc> {
             let core = &self.core;
             core.req_body.eos.set(true);
             match core.req_phase.get() {
-                Phase::Running => match self.drive_request(host) {
+                Phase::Running => match self.drive(host, Side::Request) {
                     Driven::Ready if !core.replied.get() => ffi::TRAILERS_CONTINUE,
                     _ => ffi::TRAILERS_STOP_ITERATION,
                 },
@@ -195,49 +259,132 @@ impl<S: Send + Sync + 'static, Svc: Service<S>> StreamHooks for Slot<S, Svc> {
         })
     }
 
-    fn response_headers(&self, host: &dyn Host, _end_of_stream: bool) -> u32 {
-        self.enter(host, || {
-            self.core.resp_headers_sent.set(true);
-            ffi::HEADERS_CONTINUE
-        })
-    }
-
-    fn response_body(&self, _host: &dyn Host, _end_of_stream: bool) -> u32 {
-        ffi::BODY_CONTINUE
-    }
-
-    fn response_trailers(&self, _host: &dyn Host) -> u32 {
-        ffi::TRAILERS_CONTINUE
-    }
-
-    fn stream_complete(&self, host: &dyn Host) {
-        let _ = host;
-        if self.core.host.is_set() {
-            // Completed from inside one of our own polls (e.g. a local reply finished the
-            // stream synchronously): finish when that hook unwinds.
-            self.core.complete_pending.set(true);
-            return;
-        }
-        self.finish();
-    }
-
-    fn scheduled(&self, host: &dyn Host, _event: u64) {
-        self.core.wake.delivered();
+    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
         self.enter(host, || {
             let core = &self.core;
-            if core.req_phase.get() != Phase::Running {
-                return;
+            // Our own replies, responses to requests our handler never finished, and filters
+            // without a response handler: let it through.
+            if core.replied.get()
+                || !self.has_response()
+                || core.req_phase.get() != Phase::Done
+                || core.resp_phase.get() != Phase::Idle
+            {
+                core.resp_headers_sent.set(true);
+                return ffi::HEADERS_CONTINUE;
             }
-            if let Driven::Ready = self.drive_request(host) {
-                if core.req_stopped.get() && !core.replied.get() {
-                    host.continue_decoding();
+            let mode = self.mode();
+            core.resp_body.eos.set(end_of_stream);
+            core.resp_body.retention.set(self.retention());
+            if mode == ResponseMode::Observe {
+                core.resp_headers_sent.set(true);
+            }
+            core.resp_phase.set(Phase::Running);
+            match executor::catch(|| self.start_response()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    core.resp_phase.set(Phase::Done);
+                    core.resp_headers_sent.set(true);
+                    return ffi::HEADERS_CONTINUE;
+                }
+                Err(msg) => {
+                    self.fail(&msg);
+                    return ffi::HEADERS_STOP_ITERATION;
+                }
+            }
+            match (self.drive(host, Side::Response), mode) {
+                (Driven::Panicked(_), _) => ffi::HEADERS_STOP_ITERATION,
+                (_, ResponseMode::Observe) => ffi::HEADERS_CONTINUE,
+                (Driven::Ready, _) if !core.replied.get() => ffi::HEADERS_CONTINUE,
+                (Driven::Ready, _) => ffi::HEADERS_STOP_ITERATION,
+                (Driven::Pending, _) => {
+                    core.resp_stopped.set(true);
+                    ffi::HEADERS_STOP_ITERATION
                 }
             }
         })
     }
 
-    fn watermark(&self, _host: &dyn Host, above: bool) {
+    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+        self.enter(host, || {
+            let core = &self.core;
+            if end_of_stream {
+                core.resp_body.eos.set(true);
+            }
+            if core.resp_phase.get() != Phase::Running {
+                return ffi::BODY_CONTINUE;
+            }
+            let cursor = &core.resp_body;
+            cursor.in_hook.set(true);
+            let d = self.drive(host, Side::Response);
+            cursor.in_hook.set(false);
+            if cursor.retention.get() == Retention::Passing {
+                let len = host.body_len(BodyKind::ReceivedResponse);
+                cursor.base.set(cursor.base.get() + len);
+            }
+            match (d, self.mode()) {
+                (Driven::Panicked(_), _) => ffi::BODY_STOP_NO_BUFFER,
+                (_, ResponseMode::Observe) => ffi::BODY_CONTINUE,
+                (Driven::Ready, _) if !core.replied.get() => ffi::BODY_CONTINUE,
+                (Driven::Ready, _) => ffi::BODY_STOP_NO_BUFFER,
+                (Driven::Pending, ResponseMode::Buffer) if !cursor.skipped.get() => {
+                    ffi::BODY_STOP_AND_BUFFER
+                }
+                (Driven::Pending, _) => ffi::BODY_STOP_AND_WATERMARK,
+            }
+        })
+    }
+
+    fn response_trailers(&self, host: &dyn Host) -> u32 {
+        self.enter(host, || {
+            let core = &self.core;
+            core.resp_body.eos.set(true);
+            if core.resp_phase.get() != Phase::Running {
+                return ffi::TRAILERS_CONTINUE;
+            }
+            match (self.drive(host, Side::Response), self.mode()) {
+                (Driven::Panicked(_), _) => ffi::TRAILERS_STOP_ITERATION,
+                (_, ResponseMode::Observe) => ffi::TRAILERS_CONTINUE,
+                (Driven::Ready, _) => ffi::TRAILERS_CONTINUE,
+                (Driven::Pending, _) => ffi::TRAILERS_STOP_ITERATION,
+            }
+        })
+    }
+
+    fn stream_complete(&self, host: &dyn Host) {
+        let core = &self.core;
+        if core.host.is_set() {
+            // Completed from inside one of our own polls (e.g. a local reply finished the
+            // stream synchronously): finish when that hook unwinds.
+            core.complete_pending.set(true);
+            return;
+        }
+        // A handler blocked in a body read learns that the body will never complete: one last
+        // poll in which the read fails, while metrics, metadata and logs still work.
+        self.enter(host, || {
+            for (side, phase, cursor) in [
+                (Side::Request, &core.req_phase, &core.req_body),
+                (Side::Response, &core.resp_phase, &core.resp_body),
+            ] {
+                if phase.get() == Phase::Running && cursor.waiting.get() && !cursor.eos.get() {
+                    cursor.aborted.set(true);
+                    let _ = self.drive(host, side);
+                }
+            }
+        });
+        self.finish();
+    }
+
+    fn scheduled(&self, host: &dyn Host, _event: u64) {
+        self.core.wake.delivered();
+        self.enter(host, || self.drive_running(host))
+    }
+
+    fn watermark(&self, host: &dyn Host, above: bool) {
         self.core.above_high_watermark.set(above);
+        if !above {
+            // A streaming reply waiting for the client to drain can go on.
+            self.enter(host, || self.drive_running(host))
+        }
     }
 
     fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {

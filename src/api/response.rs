@@ -1,0 +1,244 @@
+//! The upstream response as a response handler sees it.
+
+use crate::api::body::{BodyError, ReadBody};
+use crate::api::log::Level;
+use crate::api::request::{HeaderValues, header_each, header_get, lower};
+use crate::filter::core::StreamCore;
+use crate::host::{BodyKind, Map};
+use std::fmt;
+
+/// How a filter's response handler sees the response; fixed at registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Response headers are held while the handler runs (it may change them); the body is not
+    /// given to the handler ([`Response::read`] returns end of body at once) and is not
+    /// forwarded before the handler is done.
+    Passthrough,
+    /// Headers and body flow to the client immediately. The handler reads body chunks as they
+    /// pass: each chunk is readable during the hook that delivers it, and bytes the handler has
+    /// not read by then are skipped (a handler that stops reading never stalls the stream).
+    /// Headers can no longer be changed.
+    Observe,
+    /// Headers and body are held until the handler is done; the handler can read the whole body,
+    /// change headers and replace the body (content-length is kept right).
+    Buffer,
+}
+
+/// Why a response change was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseError {
+    /// The response headers already went to the client ([`ResponseMode::Observe`]).
+    HeadersSent,
+    /// Only [`ResponseMode::Buffer`] can replace the body.
+    NotBuffered,
+    /// The body is not complete yet (read it to the end first).
+    BodyIncomplete,
+    /// The stream is over.
+    Detached,
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResponseError::HeadersSent => "response headers already sent downstream",
+            ResponseError::NotBuffered => "the response body is only replaceable in Buffer mode",
+            ResponseError::BodyIncomplete => "the response body is not complete yet",
+            ResponseError::Detached => "stream is not active",
+        })
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
+/// The upstream (or locally generated) response, handed to a response handler.
+///
+/// ```
+/// use jisr::{Response, ResponseWriter};
+///
+/// async fn stamp(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+///     let status = resp.status().unwrap_or(0);
+///     let _ = resp.set_header("x-jisr-stamp", status.to_string());
+/// }
+/// # let _ = stamp;
+/// ```
+pub struct Response<'a> {
+    pub(crate) core: &'a StreamCore,
+    pub(crate) mode: ResponseMode,
+}
+
+impl<'a> Response<'a> {
+    pub(crate) fn new(core: &'a StreamCore, mode: ResponseMode) -> Response<'a> {
+        Response { core, mode }
+    }
+
+    /// The mode the filter was registered with.
+    pub fn mode(&self) -> ResponseMode {
+        self.mode
+    }
+
+    /// The status code (`:status`).
+    pub fn status(&self) -> Option<u16> {
+        self.header_str(":status").and_then(|s| s.parse().ok())
+    }
+
+    /// First value of response header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        header_get(self.core, self, Map::ResponseHeaders, name, 0).0
+    }
+
+    /// First value of response header `name` if it is UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| core::str::from_utf8(v).ok())
+    }
+
+    /// Every value of response header `name`.
+    pub fn header_values<'r>(&'r self, name: &'r str) -> HeaderValues<'r> {
+        let (_, count) = header_get(self.core, self, Map::ResponseHeaders, name, 0);
+        HeaderValues {
+            core: self.core,
+            map: Map::ResponseHeaders,
+            name,
+            index: 0,
+            count,
+        }
+    }
+
+    /// Calls `f` with every response header.
+    pub fn for_each_header(&self, f: impl FnMut(&[u8], &[u8])) {
+        header_each(self.core, self, Map::ResponseHeaders, f)
+    }
+
+    /// A response trailer, once trailers arrived.
+    pub fn trailer(&self, name: &str) -> Option<&[u8]> {
+        header_get(self.core, self, Map::ResponseTrailers, name, 0).0
+    }
+
+    fn writable(&self) -> Result<(), ResponseError> {
+        if self.mode == ResponseMode::Observe || self.core.resp_headers_sent.get() {
+            log_debug(
+                self.core,
+                "response header change refused: headers already sent downstream",
+            );
+            return Err(ResponseError::HeadersSent);
+        }
+        Ok(())
+    }
+
+    /// Replaces response header `name` ([`Passthrough`](ResponseMode::Passthrough) and
+    /// [`Buffer`](ResponseMode::Buffer); in [`Observe`](ResponseMode::Observe) the headers are
+    /// already gone and this returns [`ResponseError::HeadersSent`]).
+    pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), ResponseError> {
+        self.writable()?;
+        let key = lower(name);
+        self.core
+            .with_host(|h| h.set_header(Map::ResponseHeaders, &key, Some(value.as_ref())))
+            .map(|_| ())
+            .ok_or(ResponseError::Detached)
+    }
+
+    /// Adds a response header value (see [`Response::set_header`] for when it works).
+    pub fn add_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), ResponseError> {
+        self.writable()?;
+        let key = lower(name);
+        self.core
+            .with_host(|h| h.add_header(Map::ResponseHeaders, &key, value.as_ref()))
+            .map(|_| ())
+            .ok_or(ResponseError::Detached)
+    }
+
+    /// Removes a response header (see [`Response::set_header`] for when it works).
+    pub fn remove_header(&mut self, name: &str) -> Result<(), ResponseError> {
+        self.writable()?;
+        let key = lower(name);
+        self.core
+            .with_host(|h| h.set_header(Map::ResponseHeaders, &key, None))
+            .map(|_| ())
+            .ok_or(ResponseError::Detached)
+    }
+
+    /// Reads the next response body bytes into `buf`; `Ok(0)` is end of body. Always `Ok(0)` in
+    /// [`Passthrough`](ResponseMode::Passthrough). `Err(BodyError::Aborted)` if the stream ends
+    /// before the body does (upstream reset, client gone).
+    pub fn read<'r>(&'r mut self, buf: &'r mut [u8]) -> ReadBody<'r> {
+        ReadBody {
+            core: self.core,
+            request: false,
+            buf,
+        }
+    }
+
+    /// Reads the rest of the body into `out`; returns how many bytes.
+    pub async fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<usize, BodyError> {
+        let mut total = 0;
+        let mut chunk = [0u8; 2048];
+        loop {
+            let n = self.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            out.extend_from_slice(&chunk[..n]);
+            total += n;
+        }
+    }
+
+    /// Stops reading the body: in Observe the tap ends; in Buffer the body is released as soon
+    /// as the handler is done.
+    pub fn skip_body(&mut self) {
+        self.core.resp_body.skipped.set(true);
+    }
+
+    /// Whether the whole body has arrived.
+    pub fn body_complete(&self) -> bool {
+        self.core.resp_body.eos.get()
+    }
+
+    /// Replaces the response body ([`Buffer`](ResponseMode::Buffer) only, once the body is
+    /// complete). `content-length` is set to the new length when the response had one; a
+    /// response without it (chunked) stays chunked.
+    pub fn replace_body(&mut self, body: &[u8]) -> Result<(), ResponseError> {
+        if self.mode != ResponseMode::Buffer {
+            return Err(ResponseError::NotBuffered);
+        }
+        if !self.core.resp_body.eos.get() {
+            return Err(ResponseError::BodyIncomplete);
+        }
+        if self.core.resp_headers_sent.get() {
+            return Err(ResponseError::HeadersSent);
+        }
+        let in_hook = self.core.resp_body.in_hook.get();
+        self.core
+            .with_host(|h| {
+                h.drain_body(BodyKind::BufferedResponse, usize::MAX);
+                if in_hook {
+                    h.drain_body(BodyKind::ReceivedResponse, usize::MAX);
+                    h.append_body(BodyKind::ReceivedResponse, body);
+                } else {
+                    h.append_body(BodyKind::BufferedResponse, body);
+                }
+                if h.header(Map::ResponseHeaders, b"content-length", 0).1 > 0 {
+                    let mut digits = itoa(body.len());
+                    h.set_header(
+                        Map::ResponseHeaders,
+                        b"content-length",
+                        Some(digits.as_bytes()),
+                    );
+                    digits.clear();
+                }
+            })
+            .ok_or(ResponseError::Detached)
+    }
+}
+
+fn itoa(n: usize) -> arrayvec::ArrayString<20> {
+    let mut s = arrayvec::ArrayString::new();
+    let _ = fmt::write(&mut s, format_args!("{n}"));
+    s
+}
+
+pub(crate) fn log_debug(core: &StreamCore, msg: &str) {
+    core.with_host(|h| {
+        if h.log_enabled(Level::Debug as u32) {
+            h.log(Level::Debug as u32, msg.as_bytes());
+        }
+    });
+}
