@@ -117,6 +117,7 @@ impl TestFilter {
             m,
             hooks: Vec::new(),
             forwarded_body: Vec::new(),
+            forwarded_response: Vec::new(),
             destroyed: false,
             completed: false,
         }
@@ -160,6 +161,7 @@ pub struct TestStream<'f> {
     m: *const core::ffi::c_void,
     hooks: Vec<Hook>,
     forwarded_body: Vec<u8>,
+    forwarded_response: Vec<u8>,
     destroyed: bool,
     completed: bool,
 }
@@ -183,9 +185,26 @@ impl TestStream<'_> {
         unsafe { &**(self.m as *const *const dyn StreamHooks) }
     }
 
-    fn settle_request(&mut self, before: u32) {
-        if self.host.continue_decoding.get() > before {
+    fn settle(&mut self, before: (u32, u32)) {
+        if self.host.continue_decoding.get() > before.0 {
             self.flush_request();
+        }
+        if self.host.continue_encoding.get() > before.1 {
+            self.flush_response();
+        }
+    }
+
+    fn counts(&self) -> (u32, u32) {
+        (
+            self.host.continue_decoding.get(),
+            self.host.continue_encoding.get(),
+        )
+    }
+
+    fn flush_response(&mut self) {
+        let mut bodies = self.host.bodies[BodyKind::BufferedResponse as usize].borrow_mut();
+        for c in bodies.drain(..) {
+            self.forwarded_response.extend_from_slice(&c);
         }
     }
 
@@ -203,11 +222,11 @@ impl TestStream<'_> {
         end_of_stream: bool,
     ) -> HeadersStatus {
         set_pairs(&self.host.maps[Map::RequestHeaders as usize], headers);
-        let before = self.host.continue_decoding.get();
+        let before = self.counts();
         let s =
             HeadersStatus::from_abi(self.hooks_obj().request_headers(&*self.host, end_of_stream));
         self.hooks.push(Hook::RequestHeaders(s));
-        self.settle_request(before);
+        self.settle(before);
         s
     }
 
@@ -215,7 +234,7 @@ impl TestStream<'_> {
     /// forwards or drops it accordingly.
     pub fn request_body(&mut self, chunk: &[u8], end_of_stream: bool) -> BodyStatus {
         *self.host.bodies[BodyKind::ReceivedRequest as usize].borrow_mut() = vec![chunk.into()];
-        let before = self.host.continue_decoding.get();
+        let before = self.counts();
         let s = BodyStatus::from_abi(self.hooks_obj().request_body(&*self.host, end_of_stream));
         self.hooks.push(Hook::RequestBody(s));
         self.host.bodies[BodyKind::ReceivedRequest as usize]
@@ -233,20 +252,20 @@ impl TestStream<'_> {
             }
             BodyStatus::StopIterationNoBuffer => {}
         }
-        self.settle_request(before);
+        self.settle(before);
         s
     }
 
     /// Delivers request trailers (end of the request) and returns the status.
     pub fn request_trailers(&mut self, trailers: &[(&str, &str)]) -> TrailersStatus {
         set_pairs(&self.host.maps[Map::RequestTrailers as usize], trailers);
-        let before = self.host.continue_decoding.get();
+        let before = self.counts();
         let s = TrailersStatus::from_abi(self.hooks_obj().request_trailers(&*self.host));
         self.hooks.push(Hook::RequestTrailers(s));
         if s == TrailersStatus::Continue {
             self.flush_request();
         }
-        self.settle_request(before);
+        self.settle(before);
         s
     }
 
@@ -268,28 +287,54 @@ impl TestStream<'_> {
     /// Delivers one response body chunk and returns the status.
     pub fn response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> BodyStatus {
         *self.host.bodies[BodyKind::ReceivedResponse as usize].borrow_mut() = vec![chunk.into()];
+        let before = self.counts();
         let s = BodyStatus::from_abi(self.hooks_obj().response_body(&*self.host, end_of_stream));
         self.hooks.push(Hook::ResponseBody(s));
-        self.host.bodies[BodyKind::ReceivedResponse as usize]
+        // The filter may have rewritten the current chunk.
+        let current: Vec<u8> = self.host.bodies[BodyKind::ReceivedResponse as usize]
             .borrow_mut()
-            .clear();
-        if matches!(
-            s,
-            BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark
-        ) {
-            self.host.bodies[BodyKind::BufferedResponse as usize]
-                .borrow_mut()
-                .push(chunk.into());
+            .drain(..)
+            .flat_map(|c| c.into_vec())
+            .collect();
+        match s {
+            BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark => {
+                self.host.bodies[BodyKind::BufferedResponse as usize]
+                    .borrow_mut()
+                    .push(current.into());
+            }
+            BodyStatus::Continue => {
+                self.flush_response();
+                self.forwarded_response.extend_from_slice(&current);
+            }
+            BodyStatus::StopIterationNoBuffer => {}
         }
+        self.settle(before);
         s
     }
 
     /// Delivers response trailers and returns the status.
     pub fn response_trailers(&mut self, trailers: &[(&str, &str)]) -> TrailersStatus {
         set_pairs(&self.host.maps[Map::ResponseTrailers as usize], trailers);
+        let before = self.counts();
         let s = TrailersStatus::from_abi(self.hooks_obj().response_trailers(&*self.host));
         self.hooks.push(Hook::ResponseTrailers(s));
+        if s == TrailersStatus::Continue {
+            self.flush_response();
+        }
+        self.settle(before);
         s
+    }
+
+    /// Envoy's downstream write buffer went above its high watermark.
+    pub fn watermark_above(&mut self) {
+        self.hooks_obj().watermark(&*self.host, true);
+    }
+
+    /// Envoy's downstream write buffer drained below its low watermark.
+    pub fn watermark_below(&mut self) {
+        let before = self.counts();
+        self.hooks_obj().watermark(&*self.host, false);
+        self.settle(before);
     }
 
     /// Delivers every scheduler event committed so far (as Envoy's dispatcher would); returns
@@ -300,10 +345,10 @@ impl TestStream<'_> {
             if self.destroyed || self.completed {
                 break;
             }
-            let before = self.host.continue_decoding.get();
+            let before = self.counts();
             self.hooks_obj().scheduled(&*self.host, e);
             self.hooks.push(Hook::Scheduled);
-            self.settle_request(before);
+            self.settle(before);
         }
         events.len()
     }
@@ -413,6 +458,16 @@ impl TestStream<'_> {
     /// How often the filter called `continue_decoding`.
     pub fn continue_decoding_calls(&self) -> u32 {
         self.host.continue_decoding.get()
+    }
+
+    /// How often the filter called `continue_encoding`.
+    pub fn continue_encoding_calls(&self) -> u32 {
+        self.host.continue_encoding.get()
+    }
+
+    /// The response body bytes forwarded to the client so far.
+    pub fn forwarded_response_body(&self) -> &[u8] {
+        &self.forwarded_response
     }
 
     /// How often the filter cleared the route cache.

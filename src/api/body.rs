@@ -36,18 +36,25 @@ impl Future for ReadBody<'_> {
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let core = this.core;
-        if core.ended.get() {
-            return Poll::Ready(Err(BodyError::Aborted));
-        }
         let cursor = if this.request {
             &core.req_body
         } else {
             &core.resp_body
         };
+        if core.ended.get() || cursor.aborted.get() {
+            cursor.waiting.set(false);
+            return Poll::Ready(Err(BodyError::Aborted));
+        }
         // No waker is registered: every body hook of this stream polls the handler again.
         match core.with_host(|h| cursor.read(h, this.request, this.buf)) {
-            Some(Some(n)) => Poll::Ready(Ok(n)),
-            _ => Poll::Pending,
+            Some(Some(n)) => {
+                cursor.waiting.set(false);
+                Poll::Ready(Ok(n))
+            }
+            _ => {
+                cursor.waiting.set(true);
+                Poll::Pending
+            }
         }
     }
 }

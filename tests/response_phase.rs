@@ -1,0 +1,483 @@
+//! Every status the response phase returns, per mode, through the simulated stream.
+
+mod common;
+
+use common::{GET, Oneshot};
+use jisr::testing::{MetaValue, TestFilter};
+use jisr::{
+    BodyError, BodyStatus, ConfigError, ConfigHandle, Counter, HeadersStatus, Registry, Request,
+    Response, ResponseError, ResponseMode, ResponseNext, ResponseWriter, TrailersStatus,
+    bind_response, response_chain,
+};
+use std::cell::RefCell;
+
+thread_local! {
+    static ONESHOT: RefCell<Option<Oneshot>> = const { RefCell::new(None) };
+    static ORDER: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+}
+
+fn oneshot() -> Oneshot {
+    ONESHOT.with(|o| o.borrow_mut().get_or_insert_with(Oneshot::default).clone())
+}
+
+fn fresh() {
+    ONESHOT.with(|o| *o.borrow_mut() = None);
+}
+
+async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+
+async fn method_of(req: Request<'_>, _w: ResponseWriter<'_>) -> String {
+    req.method().unwrap_or("-").to_owned()
+}
+
+async fn stamp(method: String, mut resp: Response<'_>, w: ResponseWriter<'_>) {
+    let status = resp.status().unwrap_or(0);
+    resp.set_header("x-stamp", format!("{method} {status}"))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(resp.read(&mut buf).await, Ok(0), "no body in Passthrough");
+    w.set_metadata_str("resp", "stamped", "yes");
+}
+
+async fn stamp_later(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+    let v = oneshot().recv().await;
+    resp.set_header("x-later", v.to_string()).unwrap();
+}
+
+async fn tap(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+    let refused = resp.set_header("x-too-late", "1");
+    w.set_metadata_str("tap", "set_header", &format!("{refused:?}"));
+    let mut total = 0usize;
+    let mut buf = [0u8; 3];
+    loop {
+        match resp.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => {
+                w.set_metadata_str("tap", "error", &e.to_string());
+                return;
+            }
+        }
+    }
+    w.set_metadata_num("tap", "bytes", total as f64);
+}
+
+async fn tap_then_wait(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+    let mut buf = [0u8; 2];
+    let n = resp.read(&mut buf).await.unwrap();
+    w.set_metadata_num("tap", "first", n as f64);
+    oneshot().recv().await;
+    // Everything that passed meanwhile is gone; reading resumes with the current chunk.
+    let mut rest = Vec::new();
+    resp.read_to_end(&mut rest).await.unwrap();
+    w.set_metadata_str("tap", "rest", &String::from_utf8_lossy(&rest));
+}
+
+async fn rewrite(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+    let mut body = Vec::new();
+    resp.read_to_end(&mut body).await.unwrap();
+    let mut new = b"<<".to_vec();
+    new.extend_from_slice(&body);
+    new.extend_from_slice(b">>");
+    resp.replace_body(&new).unwrap();
+    resp.set_header("x-rewritten", "1").unwrap();
+}
+
+async fn early_replace(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+    let r = resp.replace_body(b"x");
+    w.set_metadata_str("t", "early", &format!("{r:?}"));
+    let mut body = Vec::new();
+    resp.read_to_end(&mut body).await.unwrap();
+    let trailer = resp
+        .trailer("grpc-status")
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    w.set_metadata_str("t", "trailer", &trailer.unwrap_or_default());
+    w.set_metadata_num("t", "len", body.len() as f64);
+}
+
+async fn resp_boom(_: (), _resp: Response<'_>, _w: ResponseWriter<'_>) {
+    panic!("response boom");
+}
+
+async fn deny(_req: Request<'_>, w: ResponseWriter<'_>) {
+    w.send(403, b"no");
+}
+
+async fn never_called(_: (), _resp: Response<'_>, w: ResponseWriter<'_>) {
+    w.set_metadata_bool("t", "ran", true);
+}
+
+async fn streamer(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut out = w
+        .stream(200, &[("content-type", b"text/event-stream")])
+        .unwrap();
+    for chunk in [&b"data: 1\n\n"[..], b"data: 2\n\n", b"data: 3\n\n"] {
+        if out.send(chunk).await.is_err() {
+            return;
+        }
+    }
+    out.finish_with_trailers(&[("x-done", b"1")]);
+}
+
+async fn outer(mut resp: Response<'_>, mut w: ResponseWriter<'_>, next: ResponseNext<'_>) {
+    ORDER.with(|o| o.borrow_mut().push("outer-in"));
+    next.run(&mut resp, &mut w).await;
+    ORDER.with(|o| o.borrow_mut().push("outer-out"));
+    resp.set_header("x-outer", "1").unwrap();
+}
+
+async fn inner(v: String, mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+    ORDER.with(|o| o.borrow_mut().push("inner"));
+    resp.set_header("x-inner", v).unwrap();
+}
+
+struct Counted {
+    responses: Counter,
+}
+
+fn counted_config(cfg: &mut ConfigHandle<'_>) -> Result<Counted, ConfigError> {
+    Ok(Counted {
+        responses: cfg.counter("responses_total", &["code"])?,
+    })
+}
+
+async fn counted_req(_s: &Counted, _req: Request<'_>, _w: ResponseWriter<'_>) -> u32 {
+    7
+}
+
+async fn counted_resp(s: &Counted, seven: u32, resp: Response<'_>, w: ResponseWriter<'_>) {
+    let code = resp.status().unwrap_or(0).to_string();
+    w.counter_add(s.responses, &[&code], u64::from(seven))
+        .unwrap();
+}
+
+fn register(r: &mut Registry) {
+    r.register_response("stamp", ResponseMode::Passthrough, method_of, stamp);
+    r.register_response("stamp_later", ResponseMode::Passthrough, pass, stamp_later);
+    r.register_response("tap", ResponseMode::Observe, pass, tap);
+    r.register_response("tap_then_wait", ResponseMode::Observe, pass, tap_then_wait);
+    r.register_response("rewrite", ResponseMode::Buffer, pass, rewrite);
+    r.register_response("early_replace", ResponseMode::Buffer, pass, early_replace);
+    r.register_response(
+        "boom_passthrough",
+        ResponseMode::Passthrough,
+        pass,
+        resp_boom,
+    );
+    r.register_response("boom_observe", ResponseMode::Observe, pass, resp_boom);
+    r.register_response("deny", ResponseMode::Passthrough, deny, never_called);
+    r.register("streamer", streamer);
+    r.register_response(
+        "chain",
+        ResponseMode::Passthrough,
+        method_of,
+        response_chain(outer, inner),
+    );
+    r.register_response_with_config(
+        "counted",
+        ResponseMode::Passthrough,
+        counted_config,
+        counted_req,
+        counted_resp,
+    );
+    r.register_response_factory("counted_factory", ResponseMode::Passthrough, |cfg| {
+        Ok(bind_response(
+            counted_config(cfg)?,
+            counted_req,
+            counted_resp,
+        ))
+    });
+}
+
+fn filter(name: &str) -> TestFilter {
+    TestFilter::new(register, name, b"").unwrap()
+}
+
+const OK: &[(&str, &str)] = &[(":status", "200"), ("content-length", "6")];
+
+#[test]
+fn passthrough_sets_headers_inline_with_the_request_value() {
+    let f = filter("stamp");
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::Continue);
+    assert_eq!(s.response_header("x-stamp").as_deref(), Some("GET 200"));
+    assert_eq!(
+        s.metadata("resp", "stamped"),
+        Some(MetaValue::Str("yes".into()))
+    );
+    assert_eq!(s.response_body(b"abcdef", true), BodyStatus::Continue);
+    assert_eq!(s.forwarded_response_body(), b"abcdef");
+    assert_eq!(s.schedulers_created(), 0);
+}
+
+#[test]
+fn passthrough_holds_headers_and_body_until_the_handler_is_done() {
+    fresh();
+    let f = filter("stamp_later");
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+    assert_eq!(
+        s.response_body(b"abc", false),
+        BodyStatus::StopIterationAndWatermark
+    );
+    assert_eq!(
+        s.response_body(b"def", true),
+        BodyStatus::StopIterationAndWatermark
+    );
+    assert!(
+        s.forwarded_response_body().is_empty(),
+        "nothing forwarded before the handler is done"
+    );
+    oneshot().send(3);
+    assert_eq!(s.run_scheduled(), 1);
+    assert_eq!(s.response_header("x-later").as_deref(), Some("3"));
+    assert_eq!(s.continue_encoding_calls(), 1);
+    assert_eq!(s.forwarded_response_body(), b"abcdef");
+}
+
+#[test]
+fn observe_taps_chunks_as_they_pass_and_refuses_header_changes() {
+    let f = filter("tap");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::Continue);
+    assert_eq!(
+        s.metadata("tap", "set_header"),
+        Some(MetaValue::Str(format!(
+            "{:?}",
+            Err::<(), _>(ResponseError::HeadersSent)
+        )))
+    );
+    assert!(
+        f.logs()
+            .iter()
+            .any(|(l, m)| *l == 1 && m.contains("headers already sent"))
+    );
+    assert_eq!(s.response_body(b"abcd", false), BodyStatus::Continue);
+    assert_eq!(s.response_body(b"efghij", false), BodyStatus::Continue);
+    assert_eq!(s.response_body(b"", true), BodyStatus::Continue);
+    assert_eq!(s.metadata("tap", "bytes"), Some(MetaValue::Num(10.0)));
+    assert_eq!(s.forwarded_response_body(), b"abcdefghij");
+}
+
+#[test]
+fn observe_handler_that_stops_reading_never_stalls_the_stream() {
+    fresh();
+    let f = filter("tap_then_wait");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::Continue);
+    assert_eq!(s.response_body(b"1234", false), BodyStatus::Continue);
+    assert_eq!(s.metadata("tap", "first"), Some(MetaValue::Num(2.0)));
+    assert_eq!(s.response_body(b"5678", false), BodyStatus::Continue);
+    oneshot().send(1);
+    s.run_scheduled();
+    assert_eq!(s.response_body(b"9", true), BodyStatus::Continue);
+    assert_eq!(s.metadata("tap", "rest"), Some(MetaValue::Str("9".into())));
+    assert_eq!(s.forwarded_response_body(), b"123456789");
+    assert_eq!(
+        s.continue_encoding_calls(),
+        0,
+        "Observe never stops the response"
+    );
+}
+
+#[test]
+fn buffer_holds_everything_and_replaces_the_body_with_right_content_length() {
+    let f = filter("rewrite");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+    assert_eq!(
+        s.response_body(b"abc", false),
+        BodyStatus::StopIterationAndBuffer
+    );
+    assert_eq!(s.response_body(b"def", true), BodyStatus::Continue);
+    assert_eq!(s.forwarded_response_body(), b"<<abcdef>>");
+    assert_eq!(s.response_header("content-length").as_deref(), Some("10"));
+    assert_eq!(s.response_header("x-rewritten").as_deref(), Some("1"));
+}
+
+#[test]
+fn buffer_without_content_length_stays_chunked() {
+    let f = filter("rewrite");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(
+        s.response_headers(&[(":status", "200")], false),
+        HeadersStatus::StopIteration
+    );
+    assert_eq!(s.response_body(b"x", true), BodyStatus::Continue);
+    assert_eq!(s.forwarded_response_body(), b"<<x>>");
+    assert_eq!(s.response_header("content-length"), None);
+}
+
+#[test]
+fn buffer_with_trailers_completes_at_trailers_and_keeps_them() {
+    let f = filter("early_replace");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(
+        s.response_headers(&[(":status", "200")], false),
+        HeadersStatus::StopIteration
+    );
+    assert_eq!(
+        s.metadata("t", "early"),
+        Some(MetaValue::Str(format!(
+            "{:?}",
+            Err::<(), _>(ResponseError::BodyIncomplete)
+        )))
+    );
+    assert_eq!(
+        s.response_body(b"grpc", false),
+        BodyStatus::StopIterationAndBuffer
+    );
+    assert_eq!(
+        s.response_body(b"-frames", false),
+        BodyStatus::StopIterationAndBuffer
+    );
+    assert_eq!(
+        s.response_trailers(&[("grpc-status", "0")]),
+        TrailersStatus::Continue
+    );
+    assert_eq!(s.metadata("t", "len"), Some(MetaValue::Num(11.0)));
+    assert_eq!(s.metadata("t", "trailer"), Some(MetaValue::Str("0".into())));
+    assert_eq!(s.forwarded_response_body(), b"grpc-frames");
+}
+
+#[test]
+fn response_panic_before_headers_left_is_a_500() {
+    let f = filter("boom_passthrough");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+    let reply = s.local_reply().unwrap();
+    assert_eq!(
+        (reply.status, reply.details.as_str()),
+        (500, jisr::PANIC_DETAILS)
+    );
+    assert!(
+        f.logs()
+            .iter()
+            .any(|(l, m)| *l == 4 && m.contains("filter 'boom_passthrough' panicked"))
+    );
+}
+
+#[test]
+fn response_panic_after_headers_left_resets_the_stream() {
+    let f = filter("boom_observe");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+    assert!(s.local_reply().is_none());
+    assert_eq!(s.reset_details().as_deref(), Some(jisr::PANIC_DETAILS));
+}
+
+#[test]
+fn own_local_reply_skips_the_response_handler() {
+    let f = filter("deny");
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    assert_eq!(
+        s.response_headers(&[(":status", "403")], false),
+        HeadersStatus::Continue
+    );
+    assert_eq!(s.response_body(b"no", true), BodyStatus::Continue);
+    assert_eq!(s.metadata("t", "ran"), None);
+}
+
+#[test]
+fn upstream_reset_mid_body_is_seen_by_the_reader() {
+    let f = filter("tap");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    s.response_headers(OK, false);
+    assert_eq!(s.response_body(b"abc", false), BodyStatus::Continue);
+    s.complete();
+    assert_eq!(
+        s.metadata("tap", "error"),
+        Some(MetaValue::Str(BodyError::Aborted.to_string()))
+    );
+}
+
+#[test]
+fn disconnect_while_response_handler_waits_drops_it() {
+    fresh();
+    let f = filter("stamp_later");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+    let waker = oneshot().waker().unwrap();
+    s.disconnect();
+    waker.wake();
+    assert_eq!(f.idle_slots(), 1);
+}
+
+#[test]
+fn streaming_reply_honours_backpressure() {
+    let f = filter("streamer");
+    let mut s = f.stream();
+    s.watermark_above();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    let r = s.streamed_reply().unwrap();
+    assert_eq!(r.headers[0], (":status".to_string(), b"200".to_vec()));
+    assert!(r.data.is_empty(), "nothing sent above the high watermark");
+    s.watermark_below();
+    let r = s.streamed_reply().unwrap();
+    assert_eq!(
+        r.data,
+        vec![
+            b"data: 1\n\n".to_vec(),
+            b"data: 2\n\n".to_vec(),
+            b"data: 3\n\n".to_vec()
+        ]
+    );
+    assert_eq!(
+        r.trailers,
+        Some(vec![("x-done".to_string(), b"1".to_vec())])
+    );
+    assert!(r.ended);
+    assert_eq!(
+        s.continue_decoding_calls(),
+        0,
+        "a streamed reply never goes upstream"
+    );
+    // Envoy runs our encoder hooks for our own reply: they let it through.
+    assert_eq!(
+        s.response_headers(&[(":status", "200")], false),
+        HeadersStatus::Continue
+    );
+}
+
+#[test]
+fn response_middleware_runs_outermost_first() {
+    ORDER.with(|o| o.borrow_mut().clear());
+    let f = filter("chain");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.response_headers(OK, true), HeadersStatus::Continue);
+    assert_eq!(
+        ORDER.with(|o| o.borrow().clone()),
+        ["outer-in", "inner", "outer-out"]
+    );
+    assert_eq!(s.response_header("x-inner").as_deref(), Some("GET"));
+    assert_eq!(s.response_header("x-outer").as_deref(), Some("1"));
+}
+
+#[test]
+fn state_forms_count_in_the_response_phase() {
+    for name in ["counted", "counted_factory"] {
+        let f = filter(name);
+        for _ in 0..2 {
+            let mut s = f.stream();
+            s.request_headers(GET, true);
+            assert_eq!(
+                s.response_headers(&[(":status", "204")], true),
+                HeadersStatus::Continue
+            );
+        }
+        assert_eq!(f.metric("responses_total.204"), Some(14), "{name}");
+    }
+}
