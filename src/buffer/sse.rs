@@ -1,38 +1,4 @@
 //! [`SseParser`]: an incremental, allocation-free server-sent events parser.
-//!
-//! It follows the WHATWG HTML "event stream" interpretation rules:
-//!
-//! * lines end in CRLF, LF or CR, and a CRLF split across two chunks is still one line end;
-//! * one leading byte order mark (EF BB BF) is ignored, even when split across chunks;
-//! * a line starting with `:` is a comment;
-//! * `field:value` drops one optional space after the colon; a line without a colon is a field
-//!   with an empty value;
-//! * `event` sets the type of the event being built; `data` appends a line to its data (lines
-//!   joined by `\n`); `id` sets the last event id unless the value contains NUL (the id then
-//!   stays on every later event until changed); `retry` sets the reconnection time when the
-//!   value is one or more ASCII digits; other fields are ignored;
-//! * a blank line dispatches the event, unless no `data` line was seen, and then resets the
-//!   data and the event type (an empty type reads as `message`);
-//! * an event still open when the input ends is never dispatched.
-//!
-//! Bytes are passed through as they are: the parser never decodes UTF-8 (so a chunk may end in
-//! the middle of a character), and [`Event::data_str`] checks it on demand.
-//!
-//! Storage is fixed at construction by [`SseParser::with_capacity`]. A value that does not fit
-//! is cut and the event is reported with [`Event::truncated`] set; the next event starts clean.
-//!
-//! ```
-//! use jisr::buffer::SseParser;
-//!
-//! let mut parser = SseParser::with_capacity(64, 1024);
-//! let mut seen = Vec::new();
-//! for chunk in ["event: greet\r", "\ndata: hel", "lo\ndata:world\n", "\n"] {
-//!     parser.feed(chunk.as_bytes(), |event| {
-//!         seen.push((event.event_type.to_vec(), event.data.to_vec()));
-//!     });
-//! }
-//! assert_eq!(seen, [(b"greet".to_vec(), b"hello\nworld".to_vec())]);
-//! ```
 
 use memchr::{memchr, memchr2, memchr3};
 
@@ -100,7 +66,41 @@ enum Line {
 /// An incremental server-sent events parser with storage fixed at construction.
 ///
 /// Feed it chunks split anywhere; it calls back once per dispatched [`Event`], exactly as if
-/// the whole stream had been fed at once. See the [module docs](self) for the rules.
+/// the whole stream had been fed at once.
+///
+/// It follows the WHATWG HTML "event stream" interpretation rules:
+///
+/// * lines end in CRLF, LF or CR, and a CRLF split across two chunks is still one line end;
+/// * one leading byte order mark (EF BB BF) is ignored, even when split across chunks;
+/// * a line starting with `:` is a comment;
+/// * `field:value` drops one optional space after the colon; a line without a colon is a field
+///   with an empty value;
+/// * `event` sets the type of the event being built; `data` appends a line to its data (lines
+///   joined by `\n`); `id` sets the last event id unless the value contains NUL (the id then
+///   stays on every later event until changed); `retry` sets the reconnection time when the
+///   value is one or more ASCII digits; other fields are ignored;
+/// * a blank line dispatches the event, unless no `data` line was seen, and then resets the
+///   data and the event type (an empty type reads as `message`);
+/// * an event still open when the input ends is never dispatched.
+///
+/// Bytes are passed through as they are: the parser never decodes UTF-8 (so a chunk may end in
+/// the middle of a character), and [`Event::data_str`] checks it on demand.
+///
+/// Storage is fixed at construction by [`SseParser::with_capacity`]. A value that does not fit
+/// is cut and the event is reported with [`Event::truncated`] set; the next event starts clean.
+///
+/// ```
+/// use jisr::buffer::SseParser;
+///
+/// let mut parser = SseParser::with_capacity(64, 1024);
+/// let mut seen = Vec::new();
+/// for chunk in ["event: greet\r", "\ndata: hel", "lo\ndata:world\n", "\n"] {
+///     parser.feed(chunk.as_bytes(), |event| {
+///         seen.push((event.event_type.to_vec(), event.data.to_vec()));
+///     });
+/// }
+/// assert_eq!(seen, [(b"greet".to_vec(), b"hello\nworld".to_vec())]);
+/// ```
 ///
 /// ```
 /// use jisr::buffer::SseParser;

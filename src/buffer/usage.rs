@@ -1,22 +1,4 @@
 //! [`UsageTracker`]: token usage from streamed LLM responses (server-sent events).
-//!
-//! Understood streams, detected from the events themselves:
-//!
-//! * **OpenAI Chat Completions** (`stream_options.include_usage`): the last chunk before
-//!   `data: [DONE]` carries top-level `usage.prompt_tokens` / `usage.completion_tokens`
-//!   (earlier chunks have `"usage": null`).
-//! * **OpenAI Responses**: `response.completed` (or `response.incomplete` / `response.failed`)
-//!   carries `response.usage.input_tokens` / `response.usage.output_tokens`.
-//! * **Anthropic Messages**: `message_start` carries `message.usage.input_tokens` (and a first
-//!   `output_tokens`); each `message_delta` carries a cumulative `usage.output_tokens`, so the
-//!   last one wins, and may also carry `usage.input_tokens`, which then wins too.
-//!
-//! Usage is read with the path-exact [`json`](super::json) scanner, so a `"usage"` inside
-//! generated text or another object is never mistaken for the real one.
-//!
-//! When only a [`HeadTail`] capture of the response is available,
-//! [`UsageTracker::scan_head_tail`] parses the head, skips the dropped middle by resyncing at
-//! the next event boundary in the tail, and parses the rest.
 
 use super::{Event, HeadTail, SseParser, json};
 
@@ -44,6 +26,24 @@ pub enum Provider {
 
 /// Follows a streamed LLM response and extracts its token usage, without allocating after
 /// construction.
+///
+/// Understood streams, detected from the events themselves:
+///
+/// * **OpenAI Chat Completions** (`stream_options.include_usage`): the last chunk before
+///   `data: [DONE]` carries top-level `usage.prompt_tokens` / `usage.completion_tokens`
+///   (earlier chunks have `"usage": null`).
+/// * **OpenAI Responses**: `response.completed` (or `response.incomplete` / `response.failed`)
+///   carries `response.usage.input_tokens` / `response.usage.output_tokens`.
+/// * **Anthropic Messages**: `message_start` carries `message.usage.input_tokens` (and a first
+///   `output_tokens`); each `message_delta` carries a cumulative `usage.output_tokens`, so the
+///   last one wins, and may also carry `usage.input_tokens`, which then wins too.
+///
+/// Usage is read with the path-exact [`json`](super::json) scanner, so a `"usage"` inside
+/// generated text or another object is never mistaken for the real one.
+///
+/// When only a [`HeadTail`] capture of the response is available,
+/// [`UsageTracker::scan_head_tail`] parses the head, skips the dropped middle by resyncing at
+/// the next event boundary in the tail, and parses the rest.
 ///
 /// ```
 /// use jisr::buffer::{Provider, Usage, UsageTracker};
