@@ -153,13 +153,11 @@ pub fn reference_parse(input: &[u8], field_cap: usize, data_cap: usize) -> Vec<R
                     last_id = value.to_vec();
                 }
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    let n = value.iter().fold(0u64, |n, &d| {
-                        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-                    });
-                    retry = Some(n);
-                }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                let n = value.iter().fold(0u64, |n, &d| {
+                    n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                });
+                retry = Some(n);
             }
             _ => {}
         }

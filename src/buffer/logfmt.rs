@@ -407,7 +407,15 @@ mod tests {
 
     #[test]
     fn write_errors_propagate() {
-        let mut small = arrayvec::ArrayString::<4>::new();
-        assert!(write_value(&mut small, "a b c d").is_err());
+        /// Accepts four bytes, then fails.
+        struct Small(usize);
+        impl Write for Small {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0 += s.len();
+                if self.0 > 4 { Err(fmt::Error) } else { Ok(()) }
+            }
+        }
+        assert!(write_value(&mut Small(0), "a b c d").is_err());
+        assert!(write_pair_display(&mut Small(0), "key", 12345).is_err());
     }
 }
