@@ -48,10 +48,12 @@ pub mod testing;
 
 pub use api::attr::Attr;
 pub use api::body::{BodyError, ReadBody};
+pub use api::callout::{CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse};
 pub use api::config::{ConfigError, ConfigHandle};
 pub use api::handler::{
     Chain, Chained, Handler, IntoService, Middleware, Next, NextFuture, StateHandler, chain,
 };
+pub use api::join::{join, join3};
 pub use api::log::{Level, LogValue};
 pub use api::metrics::{Counter, Gauge, Histogram, MetricError};
 pub use api::raw::{
@@ -66,6 +68,7 @@ pub use api::response_handler::{
 };
 pub use api::stream::{SendData, StreamError, StreamWriter};
 pub use api::writer::ResponseWriter;
+pub use executor::callout::Callout;
 pub use filter::hooks::PANIC_DETAILS;
 
 /// Exports the Envoy hooks from a `cdylib` crate and registers its filters.

@@ -21,6 +21,7 @@
 //! assert_eq!(s.request_header("x-hello").as_deref(), Some("from-jisr"));
 //! ```
 
+use crate::abi::ffi::{Buf, HeaderPair};
 use crate::abi::hooks::build_config;
 use crate::api::config::ConfigHandle;
 use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
@@ -32,7 +33,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use crate::host::sim::{LocalReply, MetaValue, StreamedReply};
+pub use crate::host::sim::{LocalReply, MetaValue, SimCallout, StreamedReply};
 
 /// A filter config loaded from a `register` function, as Envoy would load it.
 pub struct TestFilter {
@@ -392,6 +393,49 @@ impl TestStream<'_> {
             // SAFETY: `m` came from `new_stream`; it is not used after this.
             unsafe { d(self.m) };
         }
+    }
+
+    /// Callouts the filter started so far (completed ones included).
+    pub fn callouts(&self) -> Vec<SimCallout> {
+        self.host.callouts.borrow().clone()
+    }
+
+    /// Makes callouts to `cluster` fail with "cluster not found".
+    pub fn set_unknown_cluster(&mut self, cluster: &str) {
+        self.host
+            .unknown_clusters
+            .borrow_mut()
+            .push(cluster.to_string());
+    }
+
+    /// Completes callout `id` with a response (as Envoy's callout-done hook would).
+    pub fn complete_callout(
+        &mut self,
+        id: u64,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) {
+        let code = status.to_string();
+        let mut pairs = vec![HeaderPair::of(b":status", code.as_bytes())];
+        pairs.extend(
+            headers
+                .iter()
+                .map(|(k, v)| HeaderPair::of(k.as_bytes(), v.as_bytes())),
+        );
+        let chunks: Vec<Buf> = body.chunks(7).map(Buf::of).collect();
+        let before = self.counts();
+        self.hooks_obj()
+            .callout_done(&*self.host, id, 0, &pairs, &chunks);
+        self.settle(before);
+    }
+
+    /// Fails callout `id`: `reset` for a reset stream, otherwise "response too large".
+    pub fn fail_callout(&mut self, id: u64, reset: bool) {
+        let before = self.counts();
+        self.hooks_obj()
+            .callout_done(&*self.host, id, if reset { 1 } else { 2 }, &[], &[]);
+        self.settle(before);
     }
 
     /// Every hook called so far with its status, in order.

@@ -320,4 +320,22 @@ unsafe extern "C" {
         reason: u32,
         details: Buf,
     );
+
+    pub fn envoy_dynamic_module_callback_http_filter_http_callout(
+        filter: EnvoyFilterPtr,
+        id_out: *mut u64,
+        cluster: Buf,
+        headers: *const HeaderPair,
+        headers_len: usize,
+        body: Buf,
+        timeout_ms: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_get_most_specific_route_config(
+        filter: EnvoyFilterPtr,
+    ) -> *const core::ffi::c_void;
+    pub fn envoy_dynamic_module_callback_http_set_upstream_override_host(
+        filter: EnvoyFilterPtr,
+        host: Buf,
+        strict: bool,
+    ) -> bool;
 }

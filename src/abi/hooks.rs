@@ -193,6 +193,41 @@ pub unsafe fn local_reply(
     unsafe { stream(m) }.local_reply(&host, status, reset)
 }
 
+/// `on_http_filter_http_callout_done`.
+///
+/// # Safety
+/// Arguments as Envoy passes them: `headers`/`chunks` point at `n`/`nc` entries (or are null).
+#[allow(clippy::too_many_arguments)] // Mirrors Envoy's hook signature.
+pub unsafe fn callout_done(
+    e: EnvoyFilterPtr,
+    m: *const c_void,
+    id: u64,
+    result: u32,
+    headers: *const crate::abi::ffi::HeaderPair,
+    n: usize,
+    chunks: *const Buf,
+    nc: usize,
+) {
+    // SAFETY: Envoy passes arrays of `n`/`nc` entries valid during this hook (or null).
+    let (headers, chunks) = unsafe {
+        (
+            if headers.is_null() {
+                &[][..]
+            } else {
+                core::slice::from_raw_parts(headers, n)
+            },
+            if chunks.is_null() {
+                &[][..]
+            } else {
+                core::slice::from_raw_parts(chunks, nc)
+            },
+        )
+    };
+    let host = EnvoyHost::new(e);
+    // SAFETY: live module pointer.
+    unsafe { stream(m) }.callout_done(&host, id, result, headers, chunks)
+}
+
 /// `on_http_filter_destroy`.
 ///
 /// # Safety
@@ -295,10 +330,11 @@ macro_rules! __export_hooks {
                 unsafe { h::destroy(m) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-                _e: *mut c_void, _m: *const c_void, _id: u64, _result: u32,
-                _headers: *const HeaderPair, _n: usize, _chunks: *const Buf, _nc: usize,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+                e: *mut c_void, m: *const c_void, id: u64, result: u32,
+                headers: *const HeaderPair, n: usize, chunks: *const Buf, nc: usize,
             ) {
+                unsafe { h::callout_done(e, m, id, result, headers, n, chunks, nc) }
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(

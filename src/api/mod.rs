@@ -2,8 +2,10 @@
 
 pub(crate) mod attr;
 pub(crate) mod body;
+pub(crate) mod callout;
 pub(crate) mod config;
 pub(crate) mod handler;
+pub(crate) mod join;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod raw;

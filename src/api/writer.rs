@@ -1,8 +1,10 @@
 //! Effects a handler has on the stream: replies, metadata, metrics, logs.
 
+use crate::api::callout::CalloutRequest;
 use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
 use crate::api::stream::StreamWriter;
+use crate::executor::callout::Callout;
 use crate::filter::core::StreamCore;
 use crate::host::{MetadataValue, MetricOp};
 use std::fmt;
@@ -116,6 +118,42 @@ impl<'a> ResponseWriter<'a> {
             core: self.core,
             done: false,
         })
+    }
+
+    /// Sends an HTTP request to `req.cluster` and waits for the answer; the response body is
+    /// appended to `body` (the only allocation is yours: reuse the buffer to avoid it).
+    ///
+    /// The request starts when the future is first polled. Several callouts can be in flight
+    /// at once (e.g. with [`join`](crate::join)); dropping the future abandons the callout and
+    /// its late completion is ignored.
+    ///
+    /// ```
+    /// use jisr::{CalloutRequest, Request, ResponseWriter};
+    ///
+    /// async fn check(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let key = req.header("x-api-key").unwrap_or_default();
+    ///     let mut body = Vec::new();
+    ///     let verdict = w
+    ///         .callout(CalloutRequest::get("auth", "/check", "auth").header("x-api-key", key), &mut body)
+    ///         .await;
+    ///     match verdict {
+    ///         Ok(r) if r.status == 200 => {}
+    ///         Ok(_) => w.send(403, b"denied"),
+    ///         Err(e) => w.send(503, e.to_string().as_bytes()),
+    ///     }
+    /// }
+    /// # let _ = check;
+    /// ```
+    pub fn callout<'c>(&'c self, req: CalloutRequest<'c>, body: &'c mut Vec<u8>) -> Callout<'c> {
+        Callout::new(self.core, req, body)
+    }
+
+    /// Overrides the upstream host the router picks (`ip:port`); with `strict`, fails the
+    /// request when that host is not available instead of falling back to load balancing.
+    pub fn set_upstream_override_host(&self, host: &str, strict: bool) -> bool {
+        self.core
+            .with_host(|h| h.set_upstream_override_host(host.as_bytes(), strict))
+            .unwrap_or(false)
     }
 
     /// Whether this filter already sent a reply on this stream.

@@ -122,6 +122,35 @@ pub fn write_pair_display(
     }
 }
 
+/// Like [`write_pair`], for bytes that may not be UTF-8 (header values, paths): each invalid
+/// sequence is written as U+FFFD, as `String::from_utf8_lossy` would, without allocating.
+///
+/// ```
+/// use jisr::buffer::logfmt::write_pair_bytes;
+///
+/// let mut out = String::new();
+/// write_pair_bytes(&mut out, "ua", b"curl/8.5 \xff").unwrap();
+/// assert_eq!(out, " ua=\"curl/8.5 \u{FFFD}\"");
+/// ```
+pub fn write_pair_bytes(out: &mut impl Write, key: &str, value: &[u8]) -> fmt::Result {
+    write_pair_display(out, key, Lossy(value))
+}
+
+/// Displays bytes as UTF-8 with U+FFFD for each invalid sequence.
+struct Lossy<'a>(&'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_char(char::REPLACEMENT_CHARACTER)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes a key, replacing characters that would break the pair by `_`; empty becomes `_`.
 ///
 /// ```
@@ -369,6 +398,16 @@ mod tests {
             write_pair_display(&mut b, "k", v).unwrap();
             assert_eq!(a, b);
         }
+    }
+
+    #[test]
+    fn bytes_are_written_lossily() {
+        let mut s = String::new();
+        write_pair_bytes(&mut s, "a", b"ok").unwrap();
+        write_pair_bytes(&mut s, "b", b"").unwrap();
+        write_pair_bytes(&mut s, "c", b"\xc3(\"x\"").unwrap();
+        write_pair_bytes(&mut s, "d", "é\n".as_bytes()).unwrap();
+        assert_eq!(s, " a=ok b=\"\" c=\"\u{FFFD}(\\\"x\\\"\" d=\"é\\n\"");
     }
 
     #[test]

@@ -131,6 +131,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         "non-string panic payload".to_string()
     }
 }
+pub(crate) mod callout;
 pub(crate) mod raw_slot;
 pub(crate) mod slot;
 pub(crate) mod task;

@@ -127,6 +127,16 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
     fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {
         0
     }
+    fn callout_done(
+        &self,
+        _host: &dyn Host,
+        _id: u64,
+        _result: u32,
+        _headers: &[crate::abi::ffi::HeaderPair],
+        _chunks: &[crate::abi::ffi::Buf],
+    ) {
+    }
+
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
         Self::destroy
     }

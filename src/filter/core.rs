@@ -198,6 +198,8 @@ pub struct StreamCore {
     pub(crate) resp_body: BodyCursor,
     /// Downstream write buffer is above its high watermark.
     pub(crate) above_high_watermark: Cell<bool>,
+    /// Callouts in flight.
+    pub(crate) callouts: std::cell::RefCell<crate::executor::callout::Registrations>,
 }
 
 impl StreamCore {
@@ -217,6 +219,7 @@ impl StreamCore {
             req_body: BodyCursor::default(),
             resp_body: BodyCursor::default(),
             above_high_watermark: Cell::new(false),
+            callouts: std::cell::RefCell::new(arrayvec::ArrayVec::new()),
         }
     }
 
@@ -234,6 +237,7 @@ impl StreamCore {
         self.req_body.reset();
         self.resp_body.reset();
         self.above_high_watermark.set(false);
+        self.callouts.get_mut().clear();
     }
 
     /// Runs `f` with the current host, if a hook is running and the stream is live.

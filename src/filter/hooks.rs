@@ -1,6 +1,6 @@
 //! The per-stream state machine: what each hook returns, decided from the stream's state.
 
-use crate::abi::ffi;
+use crate::abi::ffi::{self, Buf, HeaderPair};
 use crate::api::handler::Service;
 use crate::api::log::Level;
 use crate::api::response::ResponseMode;
@@ -8,7 +8,7 @@ use crate::api::response_handler::ResponseService;
 use crate::executor::slot::{JisrConfig, Slot};
 use crate::executor::{self, Driven};
 use crate::filter::core::{FilterStats, Phase, Retention, StreamCore};
-use crate::host::{BodyKind, Host};
+use crate::host::{BodyKind, Host, Raw};
 
 /// Details of the 500 sent when a handler panics.
 pub const PANIC_DETAILS: &str = "jisr_handler_panic";
@@ -25,6 +25,14 @@ pub(crate) trait StreamHooks {
     fn scheduled(&self, host: &dyn Host, event: u64);
     fn watermark(&self, host: &dyn Host, above: bool);
     fn local_reply(&self, host: &dyn Host, status: u32, reset_imminent: bool) -> u32;
+    fn callout_done(
+        &self,
+        host: &dyn Host,
+        id: u64,
+        result: u32,
+        headers: &[HeaderPair],
+        chunks: &[Buf],
+    );
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void);
 }
 
@@ -389,6 +397,36 @@ where
 
     fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {
         ffi::LOCAL_REPLY_CONTINUE
+    }
+
+    fn callout_done(
+        &self,
+        host: &dyn Host,
+        id: u64,
+        result: u32,
+        headers: &[HeaderPair],
+        chunks: &[Buf],
+    ) {
+        self.enter(host, || {
+            let core = &self.core;
+            let anchor = &();
+            let delivered = crate::executor::callout::deliver(
+                core,
+                id,
+                result,
+                headers.iter().map(|p| {
+                    (
+                        Raw::new(p.key_ptr, p.key_len).view(anchor),
+                        Raw::new(p.value_ptr, p.value_len).view(anchor),
+                    )
+                }),
+                chunks.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
+            );
+            // A callout whose future was dropped: nothing waits for it.
+            if delivered {
+                self.drive_running(host);
+            }
+        })
     }
 
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {

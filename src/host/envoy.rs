@@ -477,6 +477,47 @@ impl Host for EnvoyHost {
         unsafe { Committer::new(ptr, scheduler_commit, scheduler_delete) }
     }
 
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let mut id = 0u64;
+        let rc = with_pairs(headers, |ptr, n| {
+            // SAFETY: live filter pointer; all buffers valid for the call, Envoy copies them.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_http_callout(
+                    self.filter,
+                    &mut id,
+                    Buf::of(cluster),
+                    ptr,
+                    n,
+                    Buf::of(body),
+                    timeout_ms,
+                )
+            }
+        });
+        if rc == 0 { Ok(id) } else { Err(rc) }
+    }
+
+    fn route_config(&self) -> *const core::ffi::c_void {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_get_most_specific_route_config(self.filter) }
+    }
+
+    fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool {
+        // SAFETY: live filter pointer; Envoy copies the host string.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_set_upstream_override_host(
+                self.filter,
+                Buf::of(host),
+                strict,
+            )
+        }
+    }
+
     fn worker_index(&self) -> u32 {
         // SAFETY: live filter pointer.
         unsafe { ffi::envoy_dynamic_module_callback_http_filter_get_worker_index(self.filter) }

@@ -140,6 +140,19 @@ pub(crate) trait Host {
 
     /// Creates this stream's scheduler (once; the caller keeps it).
     fn new_scheduler(&self) -> Committer;
+
+    /// Starts an HTTP callout; returns its id, or the ABI init result on failure.
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32>;
+    /// The per-route config pointer of the most specific route (null if none).
+    fn route_config(&self) -> *const core::ffi::c_void;
+    /// Overrides the upstream host for this request.
+    fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool;
     /// Index of the worker running this stream.
     fn worker_index(&self) -> u32;
 }

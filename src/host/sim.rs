@@ -131,6 +131,26 @@ pub(crate) struct SimHost {
     pub(crate) log_level: Cell<u32>,
     pub(crate) queue: Arc<SimQueue>,
     pub(crate) schedulers_created: Cell<u32>,
+    pub(crate) callouts: RefCell<Vec<SimCallout>>,
+    pub(crate) next_callout: Cell<u64>,
+    pub(crate) unknown_clusters: RefCell<Vec<String>>,
+    pub(crate) route_config: Cell<*const core::ffi::c_void>,
+    pub(crate) override_host: RefCell<Option<(String, bool)>>,
+}
+
+/// A callout the filter started on a simulated stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimCallout {
+    /// Envoy's callout id.
+    pub id: u64,
+    /// Target cluster.
+    pub cluster: String,
+    /// Request headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Timeout in milliseconds.
+    pub timeout_ms: u64,
 }
 
 fn owned(pairs: &[(&[u8], &[u8])]) -> Vec<(String, Vec<u8>)> {
@@ -425,6 +445,51 @@ impl Host for SimHost {
         // SAFETY: `ptr` owns one strong count of the queue until `queue_release` drops it;
         // `SimQueue::push` is thread-safe.
         unsafe { Committer::new(ptr, queue_commit, queue_release) }
+    }
+
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let has = |k: &[u8]| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k));
+        if !(has(b":method") && has(b":path") && has(b"host")) {
+            return Err(1);
+        }
+        if cluster.is_empty()
+            || self
+                .unknown_clusters
+                .borrow()
+                .iter()
+                .any(|c| c.as_bytes() == cluster)
+        {
+            return Err(2);
+        }
+        let id = self.next_callout.get() + 1;
+        self.next_callout.set(id);
+        self.callouts.borrow_mut().push(SimCallout {
+            id,
+            cluster: String::from_utf8_lossy(cluster).into_owned(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
+                .collect(),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        Ok(id)
+    }
+
+    fn route_config(&self) -> *const core::ffi::c_void {
+        self.route_config.get()
+    }
+
+    fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool {
+        *self.override_host.borrow_mut() =
+            Some((String::from_utf8_lossy(host).into_owned(), strict));
+        true
     }
 
     fn worker_index(&self) -> u32 {
