@@ -35,6 +35,12 @@ fuzz_target!(|data: &[u8]| {
     let rest = logfmt::parse_value(&pair[2 + written_key.len()..], &mut decoded).unwrap();
     assert_eq!((decoded.as_str(), rest), (value, ""));
 
+    let mut lossy = String::new();
+    logfmt::write_pair_bytes(&mut lossy, "k", data).unwrap();
+    let mut expected = String::new();
+    logfmt::write_pair(&mut expected, "k", &text).unwrap();
+    assert_eq!(lossy, expected);
+
     let mut msg = String::new();
     logfmt::write_msg(&mut msg, &text).unwrap();
     assert!(!msg.contains(['\n', '\r']));
