@@ -62,7 +62,7 @@ async fn abandon(mut req: Request<'_>, w: ResponseWriter<'_>) {
     let mut body = Vec::new();
     let call = w.callout(CalloutRequest::get("slow", "/", "h"), &mut body);
     // Give up on the callout after one poll: start it, then drop it.
-    let mut call = std::pin::pin!(call);
+    let mut call = Box::pin(call);
     let waker = std::task::Waker::noop();
     let _ = call
         .as_mut()
