@@ -36,8 +36,12 @@ trap 'rm -rf "$scratch"' EXIT
 
 for target in $targets; do
     mkdir -p "$scratch/$target"
+    dict=()
+    if [ -f "dict/$target.dict" ]; then
+        dict=(-dict="dict/$target.dict")
+    fi
     echo "fuzz-smoke: running $target"
     cargo "${toolchain[@]}" fuzz run -s "$sanitizer" "$target" "$scratch/$target" "corpus/$target" \
-        -- -max_total_time="$seconds" -print_final_stats=1
+        -- -max_total_time="$seconds" -print_final_stats=1 "${dict[@]}"
 done
 echo "fuzz-smoke: no findings"
