@@ -38,6 +38,9 @@ pub use crate::host::sim::{LocalReply, MetaValue, SimCallout, StreamedReply};
 /// A filter config loaded from a `register` function, as Envoy would load it.
 pub struct TestFilter {
     config: Box<dyn ConfigHooks>,
+    registry: Option<Registry>,
+    #[allow(clippy::vec_box)] // Boxed so handed-out pointers survive the vec growing.
+    routes: RefCell<Vec<Box<crate::host::route::RouteConfigBox>>>,
     metrics: Rc<SimMetrics>,
     logs: SimLogs,
     log_level: u32,
@@ -72,7 +75,23 @@ impl TestFilter {
     ) -> Result<TestFilter, String> {
         let mut registry = Registry::default();
         register(&mut registry);
-        TestFilter::from_registry(&registry, filter_name, config)
+        let mut f = TestFilter::from_registry(&registry, filter_name, config)?;
+        f.registry = Some(registry);
+        Ok(f)
+    }
+
+    /// Parses a per-route config named `name` (as Envoy would for a route's
+    /// `typed_per_filter_config`); returns its index for [`TestStream::use_route_config`], or
+    /// the error line Envoy's log would show.
+    pub fn add_route_config(&self, name: &str, config: &[u8]) -> Result<usize, String> {
+        let registry = self
+            .registry
+            .as_ref()
+            .ok_or("built from_registry: no route configs")?;
+        let b = registry.build_route(name, config)?;
+        let mut routes = self.routes.borrow_mut();
+        routes.push(Box::new(b));
+        Ok(routes.len() - 1)
     }
 
     /// Like [`TestFilter::new`], from a filled registry.
@@ -91,6 +110,8 @@ impl TestFilter {
         let config = build_config(registry, &mut handle)?;
         Ok(TestFilter {
             config,
+            registry: None,
+            routes: RefCell::new(Vec::new()),
             metrics: host.metrics.clone(),
             logs: host.logs.clone(),
             log_level: 0,
@@ -436,6 +457,14 @@ impl TestStream<'_> {
         self.hooks_obj()
             .callout_done(&*self.host, id, if reset { 1 } else { 2 }, &[], &[]);
         self.settle(before);
+    }
+
+    /// Makes the stream's route carry the per-route config `index` from
+    /// [`TestFilter::add_route_config`].
+    pub fn use_route_config(&mut self, index: usize) {
+        let routes = self._filter.routes.borrow();
+        let ptr: *const crate::host::route::RouteConfigBox = &*routes[index];
+        self.host.route_config.set(ptr as *const core::ffi::c_void);
     }
 
     /// Every hook called so far with its status, in order.

@@ -20,6 +20,8 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
 /// `on_program_init`: builds the registry once and returns the ABI version.
 pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
+    #[cfg(feature = "log")]
+    crate::host::envoy_log::install();
     let built = crate::executor::catch(|| {
         REGISTRY.get_or_init(|| {
             let mut r = Registry::default();
@@ -103,6 +105,37 @@ pub unsafe fn config_new(config: EnvoyConfigPtr, name: Buf, cfg: Buf) -> *const 
             global_log(4, msg.as_bytes());
             core::ptr::null()
         }
+    }
+}
+
+/// `on_http_filter_per_route_config_new`.
+///
+/// # Safety
+/// Arguments as Envoy passes them.
+pub unsafe fn route_config_new(name: Buf, cfg: Buf) -> *const c_void {
+    // SAFETY: buffers valid during this hook.
+    let (name, cfg) = unsafe { (bytes(name), bytes(cfg)) };
+    let name = String::from_utf8_lossy(name);
+    let Some(registry) = REGISTRY.get() else {
+        return core::ptr::null();
+    };
+    match registry.build_route(&name, cfg) {
+        Ok(b) => Box::into_raw(Box::new(b)) as *const c_void,
+        Err(msg) => {
+            global_log(4, msg.as_bytes());
+            core::ptr::null()
+        }
+    }
+}
+
+/// `on_http_filter_per_route_config_destroy`.
+///
+/// # Safety
+/// `ptr` came from `route_config_new`; not used afterwards.
+pub unsafe fn route_config_destroy(ptr: *const c_void) {
+    if !ptr.is_null() {
+        // SAFETY: see above.
+        drop(unsafe { Box::from_raw(ptr as *mut crate::host::route::RouteConfigBox) });
     }
 }
 
@@ -270,13 +303,15 @@ macro_rules! __export_hooks {
                 unsafe { h::config_destroy(p) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
-                _name: Buf, _cfg: Buf,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+                name: Buf, cfg: Buf,
             ) -> *const c_void {
-                ::core::ptr::null()
+                unsafe { h::route_config_new(name, cfg) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_p: *const c_void) {}
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(p: *const c_void) {
+                unsafe { h::route_config_destroy(p) }
+            }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
                 c: *const c_void, e: *mut c_void,

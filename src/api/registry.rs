@@ -34,7 +34,11 @@ type Build =
 #[derive(Default)]
 pub struct Registry {
     entries: Vec<(String, Build)>,
+    routes: Vec<(String, RouteBuild)>,
 }
+
+type RouteBuild =
+    Box<dyn Fn(&[u8]) -> Result<Box<dyn std::any::Any + Send + Sync>, ConfigError> + Send + Sync>;
 
 /// A handler bound to its config's state; returned by a factory (see
 /// [`Registry::register_factory`]).
@@ -295,6 +299,54 @@ impl Registry {
                 Ok(Box::new(RawConfig::new(meta(cfg.filter_name()), f)) as Box<dyn ConfigHooks>)
             }),
         )
+    }
+
+    /// Declares how per-route configs named `name` are parsed: `parse` runs once per route
+    /// (on Envoy's main thread) with the route's `filter_config` bytes; handlers read the
+    /// result with [`Request::route_config`](crate::Request::route_config). An error refuses
+    /// that route configuration with the message in Envoy's log.
+    ///
+    /// In Envoy, the route's `typed_per_filter_config` entry is a
+    /// `DynamicModuleFilterPerRoute` whose `per_route_config_name` is `name`.
+    pub fn route_config<R, F>(&mut self, name: &str, parse: F) -> &mut Self
+    where
+        R: Send + Sync + 'static,
+        F: Fn(&[u8]) -> Result<R, ConfigError> + Send + Sync + 'static,
+    {
+        self.routes.retain(|(n, _)| n != name);
+        self.routes.push((
+            name.to_string(),
+            Box::new(move |bytes| {
+                parse(bytes).map(|r| Box::new(r) as Box<dyn std::any::Any + Send + Sync>)
+            }),
+        ));
+        self
+    }
+
+    /// Parses a per-route config; the error is the line for Envoy's log.
+    pub(crate) fn build_route(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<crate::host::route::RouteConfigBox, String> {
+        let Some((_, parse)) = self.routes.iter().find(|(n, _)| n == name) else {
+            let known: Vec<&str> = self.routes.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(format!(
+                "jisr: no per-route config named '{name}'; this module declares: {}",
+                if known.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        };
+        match crate::executor::catch(|| parse(bytes)) {
+            Ok(Ok(value)) => Ok(crate::host::route::RouteConfigBox { value }),
+            Ok(Err(e)) => Err(format!("jisr: per-route config '{name}' rejected: {e}")),
+            Err(panic) => Err(format!(
+                "jisr: per-route config '{name}' parser panicked: {panic}"
+            )),
+        }
     }
 
     /// The registered names, in registration order.

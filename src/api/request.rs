@@ -184,6 +184,17 @@ impl<'a> Request<'a> {
         self.core.with_host(|h| h.attr_bool(attr.0)).flatten()
     }
 
+    /// This filter's per-route config for the request's route (the most specific one: route,
+    /// then virtual host, then route table), parsed by the function given to
+    /// [`Registry::route_config`](crate::Registry::route_config). `None` when the route has
+    /// none or it is of another type.
+    pub fn route_config<R: 'static>(&self) -> Option<&R> {
+        let ptr = self.core.with_host(|h| h.route_config())?;
+        crate::host::route::deref(ptr, self)?
+            .value
+            .downcast_ref::<R>()
+    }
+
     /// The `filter_name` this filter was configured with.
     pub fn filter_name(&self) -> &str {
         self.core.name()

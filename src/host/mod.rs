@@ -9,6 +9,9 @@
 //! enforce this (see `Request::header`).
 
 pub(crate) mod envoy;
+#[cfg(feature = "log")]
+pub(crate) mod envoy_log;
+pub(crate) mod route;
 pub(crate) mod sim;
 
 /// Header map selector (values are the ABI's).

@@ -1,0 +1,67 @@
+//! Per-route config, filter state and route-cache clearing, through the simulated stream.
+
+mod common;
+
+use common::GET;
+use jisr::testing::TestFilter;
+use jisr::{ConfigError, HeadersStatus, Registry, Request, ResponseWriter};
+
+#[derive(Debug)]
+struct Tier(String);
+
+fn parse_tier(bytes: &[u8]) -> Result<Tier, ConfigError> {
+    let s = std::str::from_utf8(bytes).map_err(|e| ConfigError::new(e.to_string()))?;
+    if s.is_empty() {
+        return Err(ConfigError::new("tier must not be empty"));
+    }
+    Ok(Tier(s.to_string()))
+}
+
+async fn tiered(mut req: Request<'_>, w: ResponseWriter<'_>) {
+    let tier = req
+        .route_config::<Tier>()
+        .map(|t| t.0.clone())
+        .unwrap_or_else(|| "default".into());
+    req.set_header("x-tier", &tier);
+    req.set_header("x-cluster", format!("pool-{tier}"));
+    w.clear_route_cache();
+    w.set_filter_state("jisr.tier", tier.as_bytes());
+    let mut back = Vec::new();
+    w.filter_state("jisr.tier", &mut back);
+    req.set_header("x-state", back);
+}
+
+fn register(r: &mut Registry) {
+    r.register("tiered", tiered);
+    r.route_config("tiered", parse_tier);
+}
+
+#[test]
+fn most_specific_route_config_is_read_by_the_handler() {
+    let f = TestFilter::new(register, "tiered", b"").unwrap();
+    let gold = f.add_route_config("tiered", b"gold").unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    assert_eq!(s.request_header("x-tier").as_deref(), Some("default"));
+    drop(s);
+    let mut s = f.stream();
+    s.use_route_config(gold);
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    assert_eq!(s.request_header("x-tier").as_deref(), Some("gold"));
+    assert_eq!(s.request_header("x-cluster").as_deref(), Some("pool-gold"));
+    assert_eq!(s.request_header("x-state").as_deref(), Some("gold"));
+    assert_eq!(s.route_cache_clears(), 1);
+}
+
+#[test]
+fn bad_route_config_is_refused_with_a_clear_message() {
+    let f = TestFilter::new(register, "tiered", b"").unwrap();
+    assert_eq!(
+        f.add_route_config("tiered", b"").unwrap_err(),
+        "jisr: per-route config 'tiered' rejected: tier must not be empty"
+    );
+    assert_eq!(
+        f.add_route_config("other", b"x").unwrap_err(),
+        "jisr: no per-route config named 'other'; this module declares: tiered"
+    );
+}
