@@ -182,3 +182,19 @@ fn head_tail_captures() {
         }
     }
 }
+
+#[test]
+fn oversized_final_event_loses_only_its_own_counts() {
+    // response.completed is ~900 bytes: with 512 bytes of data capacity it is cut before
+    // `usage`, so the counts are unknown, never wrong; a bigger capacity finds them.
+    let mut small = UsageTracker::with_capacity(64, 512);
+    small.feed(OPENAI_RESPONSES.as_bytes());
+    assert_eq!((small.provider(), small.usage()), (Provider::OpenAi, None));
+    let mut big = UsageTracker::with_capacity(64, 1024);
+    big.feed(OPENAI_RESPONSES.as_bytes());
+    assert_eq!(big.usage(), usage(37, 11));
+    // A cut message_start loses the input count; the later message_delta still counts.
+    let mut small = UsageTracker::with_capacity(64, 200);
+    small.feed(ANTHROPIC.as_bytes());
+    assert_eq!(small.usage(), usage(0, 15));
+}
