@@ -27,7 +27,9 @@ struct Asked {
 async fn remember(mut req: Request<'_>, _w: ResponseWriter<'_>) -> Asked {
     req.skip_body();
     Asked {
-        delay_ms: req.header_str("x-stamp-delay-ms").and_then(|v| v.parse().ok()),
+        delay_ms: req
+            .header_str("x-stamp-delay-ms")
+            .and_then(|v| v.parse().ok()),
         panic: req.header("x-resp-panic").is_some(),
     }
 }

@@ -23,7 +23,8 @@ const INDEX: &[u8] = b"<!doctype html>
 <body><div id=\"app\">loading</div><script src=\"/app.js\"></script></body>
 </html>
 ";
-const APP_JS: &[u8] = b"document.getElementById('app').textContent = 'served by jisr at ' + location.pathname;\n";
+const APP_JS: &[u8] =
+    b"document.getElementById('app').textContent = 'served by jisr at ' + location.pathname;\n";
 const STYLE_CSS: &[u8] = b"body { font-family: sans-serif; margin: 2em; }\n#app { color: #246; }\n";
 
 const HTML: &[u8] = b"text/html; charset=utf-8";
@@ -106,10 +107,8 @@ async fn serve(spa: &Spa, mut req: Request<'_>, w: ResponseWriter<'_>) {
     let not_modified = req
         .header("if-none-match")
         .is_some_and(|v| v == f.etag.as_bytes());
-    let mut headers: Vec<(&str, &[u8])> = vec![
-        ("cache-control", f.cache),
-        ("etag", f.etag.as_bytes()),
-    ];
+    let mut headers: Vec<(&str, &[u8])> =
+        vec![("cache-control", f.cache), ("etag", f.etag.as_bytes())];
     if fallback {
         headers.push(("x-spa-fallback", b"1"));
     }
