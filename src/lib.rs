@@ -49,6 +49,7 @@ pub mod testing;
 pub use api::attr::Attr;
 pub use api::body::{BodyError, ReadBody};
 pub use api::callout::{CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse};
+pub use api::callout_stream::{CalloutHead, CalloutStream};
 pub use api::config::{ConfigError, ConfigHandle};
 pub use api::handler::{
     Chain, Chained, Handler, IntoService, Middleware, Next, NextFuture, StateHandler, chain,

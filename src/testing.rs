@@ -451,6 +451,67 @@ impl TestStream<'_> {
         self.settle(before);
     }
 
+    /// What the filter sent on its streaming callouts: `(id, "start …" | "data …" | "trailers n" |
+    /// "reset")`, in order.
+    pub fn stream_callout_log(&self) -> Vec<(u64, String)> {
+        self.host.stream_log.borrow().clone()
+    }
+
+    fn stream_event(&mut self, id: u64, event: crate::filter::hooks::RawStreamEvent<'_>) {
+        let before = self.counts();
+        self.hooks_obj().http_stream(&*self.host, id, event);
+        self.settle(before);
+    }
+
+    /// Delivers response headers of streaming callout `id`.
+    pub fn stream_callout_headers(
+        &mut self,
+        id: u64,
+        status: u16,
+        headers: &[(&str, &str)],
+        end_stream: bool,
+    ) {
+        let code = status.to_string();
+        let mut pairs = vec![HeaderPair::of(b":status", code.as_bytes())];
+        pairs.extend(
+            headers
+                .iter()
+                .map(|(k, v)| HeaderPair::of(k.as_bytes(), v.as_bytes())),
+        );
+        self.stream_event(
+            id,
+            crate::filter::hooks::RawStreamEvent::Headers(&pairs, end_stream),
+        );
+    }
+
+    /// Delivers response data of streaming callout `id`.
+    pub fn stream_callout_data(&mut self, id: u64, data: &[u8], end_stream: bool) {
+        let chunks = [Buf::of(data)];
+        self.stream_event(
+            id,
+            crate::filter::hooks::RawStreamEvent::Data(&chunks, end_stream),
+        );
+    }
+
+    /// Delivers response trailers of streaming callout `id`.
+    pub fn stream_callout_trailers(&mut self, id: u64, trailers: &[(&str, &str)]) {
+        let pairs: Vec<HeaderPair> = trailers
+            .iter()
+            .map(|(k, v)| HeaderPair::of(k.as_bytes(), v.as_bytes()))
+            .collect();
+        self.stream_event(id, crate::filter::hooks::RawStreamEvent::Trailers(&pairs));
+    }
+
+    /// Completes streaming callout `id`.
+    pub fn stream_callout_complete(&mut self, id: u64) {
+        self.stream_event(id, crate::filter::hooks::RawStreamEvent::Complete);
+    }
+
+    /// Resets streaming callout `id` (ABI reason code).
+    pub fn stream_callout_reset(&mut self, id: u64, reason: u32) {
+        self.stream_event(id, crate::filter::hooks::RawStreamEvent::Reset(reason));
+    }
+
     /// Fails callout `id`: `reset` for a reset stream, otherwise "response too large".
     pub fn fail_callout(&mut self, id: u64, reset: bool) {
         let before = self.counts();

@@ -205,3 +205,98 @@ fn disconnect_with_callout_in_flight_is_safe() {
     s.request_headers(GET, true);
     assert_eq!(s.callouts().len(), 1);
 }
+
+async fn streamed(mut req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut s = w
+        .stream_callout(CalloutRequest::post("llm", "/v1", "llm", b"{\"a\":"), false)
+        .unwrap();
+    s.send(b"1}", true).unwrap();
+    let head = s.head().await.unwrap();
+    let mut body = Vec::new();
+    let mut reads = 0;
+    while s.read(&mut body).await.unwrap() > 0 {
+        reads += 1;
+    }
+    let t = s.trailers();
+    req.set_header(
+        "x-stream",
+        format!(
+            "{} {} {} reads={reads} trailer={}",
+            head.status,
+            String::from_utf8_lossy(head.headers.get("content-type").unwrap_or_default()),
+            String::from_utf8_lossy(&body),
+            String::from_utf8_lossy(t.get("x-tokens").unwrap_or_default())
+        ),
+    );
+}
+
+async fn streamed_reset(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut s = w
+        .stream_callout(CalloutRequest::get("llm", "/", "llm"), true)
+        .unwrap();
+    let r = s.head().await;
+    w.set_metadata_str("t", "head", &format!("{:?}", r.err()));
+}
+
+fn register_streams(r: &mut Registry) {
+    r.register("streamed", streamed);
+    r.register("streamed_reset", streamed_reset);
+    r.register("abandon_stream", abandon_stream);
+}
+
+#[test]
+fn streaming_callout_sends_chunks_and_reads_events_as_they_come() {
+    let f = TestFilter::new(register_streams, "streamed", b"").unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    let id = s.callouts()[0].id;
+    assert_eq!(
+        s.stream_callout_log(),
+        vec![
+            (id, "start body=5 end=false".to_string()),
+            (id, "data 1} end=true".to_string())
+        ]
+    );
+    s.stream_callout_headers(id, 200, &[("content-type", "text/event-stream")], false);
+    s.stream_callout_data(id, b"data: a\n\n", false);
+    s.stream_callout_data(id, b"data: b\n\n", false);
+    assert_eq!(s.continue_decoding_calls(), 0);
+    s.stream_callout_trailers(id, &[("x-tokens", "42")]);
+    s.stream_callout_complete(id);
+    assert_eq!(
+        s.request_header("x-stream").as_deref(),
+        Some("200 text/event-stream data: a\n\ndata: b\n\n reads=2 trailer=42")
+    );
+    assert_eq!(s.continue_decoding_calls(), 1);
+}
+
+#[test]
+fn streaming_callout_reset_is_an_error_and_drop_resets() {
+    let f = TestFilter::new(register_streams, "streamed_reset", b"").unwrap();
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    let id = s.callouts()[0].id;
+    s.stream_callout_reset(id, 0);
+    assert_eq!(
+        s.metadata("t", "head"),
+        Some(MetaValue::Str("Some(Reset)".into()))
+    );
+    drop(s);
+
+    let f = TestFilter::new(register_streams, "abandon_stream", b"").unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    let id = s.callouts()[0].id;
+    assert_eq!(
+        s.stream_callout_log().last(),
+        Some(&(id, "reset".to_string()))
+    );
+    // Events for the abandoned stream are ignored.
+    s.stream_callout_data(id, b"late", true);
+}
+
+async fn abandon_stream(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let _s = w
+        .stream_callout(CalloutRequest::get("llm", "/", "llm"), true)
+        .unwrap();
+}

@@ -338,4 +338,30 @@ unsafe extern "C" {
         host: Buf,
         strict: bool,
     ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_filter_start_http_stream(
+        filter: EnvoyFilterPtr,
+        id_out: *mut u64,
+        cluster: Buf,
+        headers: *const HeaderPair,
+        headers_len: usize,
+        body: Buf,
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_stream_send_data(
+        filter: EnvoyFilterPtr,
+        id: u64,
+        data: Buf,
+        end_stream: bool,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_stream_send_trailers(
+        filter: EnvoyFilterPtr,
+        id: u64,
+        trailers: *const HeaderPair,
+        trailers_len: usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_filter_reset_http_stream(
+        filter: EnvoyFilterPtr,
+        id: u64,
+    );
 }

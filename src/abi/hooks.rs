@@ -7,6 +7,7 @@
 use crate::abi::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr};
 use crate::api::config::ConfigHandle;
 use crate::api::registry::Registry;
+pub use crate::filter::hooks::RawStreamEvent;
 use crate::filter::hooks::{ConfigHooks, StreamHooks};
 use crate::host::envoy::{EnvoyConfigHost, EnvoyHost, global_log};
 use core::ffi::{c_char, c_void};
@@ -261,6 +262,63 @@ pub unsafe fn callout_done(
     unsafe { stream(m) }.callout_done(&host, id, result, headers, chunks)
 }
 
+/// Turns an ABI array into a slice (null → empty).
+///
+/// # Safety
+/// `ptr` is null or points at `n` entries valid for the current hook.
+unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
+    if ptr.is_null() || n == 0 {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { core::slice::from_raw_parts(ptr, n) }
+    }
+}
+
+/// `on_http_filter_http_stream_*`: one streaming-callout event.
+///
+/// # Safety
+/// `e`/`m` as Envoy passes them; arrays inside `event` valid for this hook.
+pub unsafe fn http_stream(e: EnvoyFilterPtr, m: *const c_void, id: u64, event: RawStreamEvent<'_>) {
+    let host = EnvoyHost::new(e);
+    // SAFETY: live module pointer.
+    unsafe { stream(m) }.http_stream(&host, id, event)
+}
+
+/// Builds a headers event.
+///
+/// # Safety
+/// `h` null or `n` valid entries for this hook.
+pub unsafe fn stream_headers<'a>(
+    h: *const crate::abi::ffi::HeaderPair,
+    n: usize,
+    eos: bool,
+) -> RawStreamEvent<'a> {
+    // SAFETY: guaranteed by the caller.
+    RawStreamEvent::Headers(unsafe { slice(h, n) }, eos)
+}
+
+/// Builds a data event.
+///
+/// # Safety
+/// `d` null or `n` valid entries for this hook.
+pub unsafe fn stream_data<'a>(d: *const Buf, n: usize, eos: bool) -> RawStreamEvent<'a> {
+    // SAFETY: guaranteed by the caller.
+    RawStreamEvent::Data(unsafe { slice(d, n) }, eos)
+}
+
+/// Builds a trailers event.
+///
+/// # Safety
+/// `t` null or `n` valid entries for this hook.
+pub unsafe fn stream_trailers<'a>(
+    t: *const crate::abi::ffi::HeaderPair,
+    n: usize,
+) -> RawStreamEvent<'a> {
+    // SAFETY: guaranteed by the caller.
+    RawStreamEvent::Trailers(unsafe { slice(t, n) })
+}
+
 /// `on_http_filter_destroy`.
 ///
 /// # Safety
@@ -372,29 +430,34 @@ macro_rules! __export_hooks {
                 unsafe { h::callout_done(e, m, id, result, headers, n, chunks, nc) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
-                _e: *mut c_void, _m: *const c_void, _id: u64, _h: *const HeaderPair, _n: usize, _eos: bool,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+                e: *mut c_void, m: *const c_void, id: u64, hd: *const HeaderPair, n: usize, eos: bool,
             ) {
+                unsafe { h::http_stream(e, m, id, h::stream_headers(hd, n, eos)) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
-                _e: *mut c_void, _m: *const c_void, _id: u64, _d: *const Buf, _n: usize, _eos: bool,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+                e: *mut c_void, m: *const c_void, id: u64, d: *const Buf, n: usize, eos: bool,
             ) {
+                unsafe { h::http_stream(e, m, id, h::stream_data(d, n, eos)) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
-                _e: *mut c_void, _m: *const c_void, _id: u64, _t: *const HeaderPair, _n: usize,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+                e: *mut c_void, m: *const c_void, id: u64, t: *const HeaderPair, n: usize,
             ) {
+                unsafe { h::http_stream(e, m, id, h::stream_trailers(t, n)) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
-                _e: *mut c_void, _m: *const c_void, _id: u64,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+                e: *mut c_void, m: *const c_void, id: u64,
             ) {
+                unsafe { h::http_stream(e, m, id, h::RawStreamEvent::Complete) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
-                _e: *mut c_void, _m: *const c_void, _id: u64, _reason: u32,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+                e: *mut c_void, m: *const c_void, id: u64, reason: u32,
             ) {
+                unsafe { h::http_stream(e, m, id, h::RawStreamEvent::Reset(reason)) }
             }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(

@@ -3,6 +3,7 @@
 pub(crate) mod attr;
 pub(crate) mod body;
 pub(crate) mod callout;
+pub(crate) mod callout_stream;
 pub(crate) mod config;
 pub(crate) mod handler;
 pub(crate) mod join;

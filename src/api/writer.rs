@@ -1,6 +1,7 @@
 //! Effects a handler has on the stream: replies, metadata, metrics, logs.
 
-use crate::api::callout::CalloutRequest;
+use crate::api::callout::{CalloutError, CalloutRequest};
+use crate::api::callout_stream::CalloutStream;
 use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
 use crate::api::stream::StreamWriter;
@@ -146,6 +147,18 @@ impl<'a> ResponseWriter<'a> {
     /// ```
     pub fn callout<'c>(&'c self, req: CalloutRequest<'c>, body: &'c mut Vec<u8>) -> Callout<'c> {
         Callout::new(self.core, req, body)
+    }
+
+    /// Opens a streaming callout: sends the request headers (and `req`'s body, ending the
+    /// request if `end_stream`); then send more body with [`CalloutStream::send`] and read the
+    /// response as it arrives with [`CalloutStream::head`] and [`CalloutStream::read`]. At most
+    /// two are open at once per stream.
+    pub fn stream_callout(
+        &self,
+        req: CalloutRequest<'_>,
+        end_stream: bool,
+    ) -> Result<CalloutStream<'_>, CalloutError> {
+        CalloutStream::open(self.core, &req, end_stream)
     }
 
     /// Overrides the upstream host the router picks (`ip:port`); with `strict`, fails the

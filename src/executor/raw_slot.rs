@@ -137,6 +137,14 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
     ) {
     }
 
+    fn http_stream(
+        &self,
+        _host: &dyn Host,
+        _id: u64,
+        _event: crate::filter::hooks::RawStreamEvent<'_>,
+    ) {
+    }
+
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
         Self::destroy
     }

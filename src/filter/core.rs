@@ -200,6 +200,9 @@ pub struct StreamCore {
     pub(crate) above_high_watermark: Cell<bool>,
     /// Callouts in flight.
     pub(crate) callouts: std::cell::RefCell<crate::executor::callout::Registrations>,
+    /// Streaming callouts (buffers reused across streams of this slot).
+    pub(crate) streams: [std::cell::RefCell<crate::api::callout_stream::StreamState>;
+        crate::api::callout_stream::MAX_STREAMS],
 }
 
 impl StreamCore {
@@ -220,6 +223,7 @@ impl StreamCore {
             resp_body: BodyCursor::default(),
             above_high_watermark: Cell::new(false),
             callouts: std::cell::RefCell::new(arrayvec::ArrayVec::new()),
+            streams: Default::default(),
         }
     }
 
@@ -238,6 +242,9 @@ impl StreamCore {
         self.resp_body.reset();
         self.above_high_watermark.set(false);
         self.callouts.get_mut().clear();
+        for s in &mut self.streams {
+            s.get_mut().id = None;
+        }
     }
 
     /// Runs `f` with the current host, if a hook is running and the stream is live.

@@ -10,6 +10,20 @@ use crate::executor::{self, Driven};
 use crate::filter::core::{FilterStats, Phase, Retention, StreamCore};
 use crate::host::{BodyKind, Host, Raw};
 
+/// A streaming-callout event as the ABI delivers it.
+pub enum RawStreamEvent<'h> {
+    /// Response headers (and whether they end the response).
+    Headers(&'h [HeaderPair], bool),
+    /// Response data chunks (and whether they end the response).
+    Data(&'h [Buf], bool),
+    /// Response trailers.
+    Trailers(&'h [HeaderPair]),
+    /// The stream completed.
+    Complete,
+    /// The stream was reset (ABI reason code).
+    Reset(u32),
+}
+
 /// Details of the 500 sent when a handler panics.
 pub const PANIC_DETAILS: &str = "jisr_handler_panic";
 
@@ -33,6 +47,7 @@ pub(crate) trait StreamHooks {
         headers: &[HeaderPair],
         chunks: &[Buf],
     );
+    fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>);
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void);
 }
 
@@ -424,6 +439,44 @@ where
             );
             // A callout whose future was dropped: nothing waits for it.
             if delivered {
+                self.drive_running(host);
+            }
+        })
+    }
+
+    fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>) {
+        use crate::api::callout_stream::{StreamEvent, record};
+        self.enter(host, || {
+            let anchor = &();
+            let pair = |p: &HeaderPair| {
+                (
+                    Raw::new(p.key_ptr, p.key_len).view(anchor),
+                    Raw::new(p.value_ptr, p.value_len).view(anchor),
+                )
+            };
+            let recorded = match event {
+                RawStreamEvent::Headers(h, eos) => record(
+                    &self.core,
+                    id,
+                    StreamEvent::Headers(&mut h.iter().map(pair), eos),
+                ),
+                RawStreamEvent::Data(d, eos) => record(
+                    &self.core,
+                    id,
+                    StreamEvent::Data(
+                        &mut d.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
+                        eos,
+                    ),
+                ),
+                RawStreamEvent::Trailers(t) => record(
+                    &self.core,
+                    id,
+                    StreamEvent::Trailers(&mut t.iter().map(pair)),
+                ),
+                RawStreamEvent::Complete => record(&self.core, id, StreamEvent::Complete),
+                RawStreamEvent::Reset(r) => record(&self.core, id, StreamEvent::Reset(r)),
+            };
+            if recorded {
                 self.drive_running(host);
             }
         })

@@ -502,6 +502,64 @@ impl Host for EnvoyHost {
         if rc == 0 { Ok(id) } else { Err(rc) }
     }
 
+    fn start_stream(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let mut id = 0u64;
+        let rc = with_pairs(headers, |ptr, n| {
+            // SAFETY: live filter pointer; all buffers valid for the call, Envoy copies them.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_start_http_stream(
+                    self.filter,
+                    &mut id,
+                    Buf::of(cluster),
+                    ptr,
+                    n,
+                    Buf::of(body),
+                    end_stream,
+                    timeout_ms,
+                )
+            }
+        });
+        if rc == 0 { Ok(id) } else { Err(rc) }
+    }
+
+    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
+        // SAFETY: live filter pointer; Envoy copies the data.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_stream_send_data(
+                self.filter,
+                id,
+                Buf::of(data),
+                end_stream,
+            )
+        }
+    }
+
+    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
+        with_pairs(trailers, |ptr, n| {
+            // SAFETY: live filter pointer; Envoy copies the trailers.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_stream_send_trailers(
+                    self.filter,
+                    id,
+                    ptr,
+                    n,
+                )
+            }
+        })
+    }
+
+    fn stream_reset(&self, id: u64) {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_reset_http_stream(self.filter, id) }
+    }
+
     fn route_config(&self) -> *const core::ffi::c_void {
         // SAFETY: live filter pointer.
         unsafe { ffi::envoy_dynamic_module_callback_get_most_specific_route_config(self.filter) }

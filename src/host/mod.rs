@@ -152,6 +152,21 @@ pub(crate) trait Host {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, u32>;
+    /// Starts a streaming callout; returns its id, or the ABI init result on failure.
+    fn start_stream(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> Result<u64, u32>;
+    /// Sends data on a streaming callout.
+    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool;
+    /// Sends trailers on a streaming callout (ends its request).
+    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool;
+    /// Resets a streaming callout.
+    fn stream_reset(&self, id: u64);
     /// The per-route config pointer of the most specific route (null if none).
     fn route_config(&self) -> *const core::ffi::c_void;
     /// Overrides the upstream host for this request.

@@ -136,6 +136,7 @@ pub(crate) struct SimHost {
     pub(crate) unknown_clusters: RefCell<Vec<String>>,
     pub(crate) route_config: Cell<*const core::ffi::c_void>,
     pub(crate) override_host: RefCell<Option<(String, bool)>>,
+    pub(crate) stream_log: RefCell<Vec<(u64, String)>>,
 }
 
 /// A callout the filter started on a simulated stream.
@@ -480,6 +481,40 @@ impl Host for SimHost {
             timeout_ms,
         });
         Ok(id)
+    }
+
+    fn start_stream(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let id = self.callout(cluster, headers, body, timeout_ms)?;
+        self.stream_log
+            .borrow_mut()
+            .push((id, format!("start body={} end={end_stream}", body.len())));
+        Ok(id)
+    }
+
+    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
+        self.stream_log.borrow_mut().push((
+            id,
+            format!("data {} end={end_stream}", String::from_utf8_lossy(data)),
+        ));
+        true
+    }
+
+    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
+        self.stream_log
+            .borrow_mut()
+            .push((id, format!("trailers {}", trailers.len())));
+        true
+    }
+
+    fn stream_reset(&self, id: u64) {
+        self.stream_log.borrow_mut().push((id, "reset".to_string()));
     }
 
     fn route_config(&self) -> *const core::ffi::c_void {
