@@ -97,7 +97,7 @@ fn spa_serves_files_with_types_and_cache_headers_and_falls_back_to_index() {
     assert_eq!(r.header("allow"), Some("GET"));
 
     assert!(up.requests().is_empty(), "{:?}", up.requests());
-    let lines = envoy.wait_for_access_lines(12, WAIT);
+    let lines = envoy.wait_for_access_lines(10, WAIT);
     let l = lines
         .iter()
         .find(|l| access_field(l, "path") == Some("/app.js"))
