@@ -425,6 +425,11 @@ fn streaming_reply_honours_backpressure() {
     assert_eq!(r.headers[0], (":status".to_string(), b"200".to_vec()));
     assert!(r.data.is_empty(), "nothing sent above the high watermark");
     s.watermark_below();
+    assert!(
+        s.streamed_reply().unwrap().data.is_empty(),
+        "resumes from the scheduler, not inside the watermark callback"
+    );
+    assert_eq!(s.run_scheduled(), 1);
     let r = s.streamed_reply().unwrap();
     assert_eq!(
         r.data,
