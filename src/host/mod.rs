@@ -8,6 +8,7 @@
 //! header map or body is modified, or the stream ends. The API layer ties them to borrows that
 //! enforce this (see `Request::header`).
 
+pub(crate) mod bench;
 pub(crate) mod envoy;
 #[cfg(feature = "log")]
 pub(crate) mod envoy_log;

@@ -21,6 +21,8 @@
 //! assert_eq!(s.request_header("x-hello").as_deref(), Some("from-jisr"));
 //! ```
 
+pub mod bench;
+
 use crate::abi::ffi::{Buf, HeaderPair};
 use crate::abi::hooks::build_config;
 use crate::api::config::ConfigHandle;

@@ -1,0 +1,236 @@
+//! An allocation-free simulated stream for benchmarks and allocation tests.
+//!
+//! [`BenchFilter`] loads a filter like [`TestFilter`](super::TestFilter), but its sessions drive
+//! streams against a host that never allocates: headers and bodies are `'static` data, changes
+//! live in fixed-capacity storage, effects are counted ([`BenchEffects`]). One session reuses
+//! one host for any number of requests, so every allocation measured around a request comes
+//! from jisr (or the handler).
+//!
+//! ```
+//! use jisr::testing::bench::BenchFilter;
+//! use jisr::{HeadersStatus, Registry, Request, ResponseWriter};
+//!
+//! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+//!     req.set_header("x-hello", "1");
+//! }
+//! fn register(r: &mut Registry) {
+//!     r.register("hello", hello);
+//! }
+//! let f = BenchFilter::new(register, "hello", b"").unwrap();
+//! let mut s = f.session();
+//! for _ in 0..3 {
+//!     s.begin(&[(":method", "GET"), (":path", "/")]);
+//!     assert_eq!(s.request_headers(true), HeadersStatus::Continue);
+//!     s.end();
+//! }
+//! assert_eq!(s.effects().header_changes, 1);
+//! ```
+
+use crate::abi::ffi::{Buf, HeaderPair};
+use crate::abi::hooks::build_config;
+use crate::api::config::ConfigHandle;
+use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
+use crate::api::registry::Registry;
+use crate::filter::hooks::{ConfigHooks, StreamHooks};
+use crate::host::bench::BenchHost;
+use crate::host::sim::SimConfigHost;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use crate::host::bench::BenchEffects;
+
+type Static = &'static [(&'static str, &'static str)];
+
+/// A filter config loaded for benchmarking.
+pub struct BenchFilter {
+    config: Box<dyn ConfigHooks>,
+}
+
+impl BenchFilter {
+    /// Loads `filter_name` from `register` with `config` as its `filter_config`.
+    pub fn new(
+        register: fn(&mut Registry),
+        filter_name: &str,
+        config: &[u8],
+    ) -> Result<BenchFilter, String> {
+        let mut registry = Registry::default();
+        register(&mut registry);
+        let host = SimConfigHost::default();
+        host.log_level.set(2);
+        let mut handle = ConfigHandle {
+            name: filter_name,
+            bytes: config,
+            host: &host,
+        };
+        Ok(BenchFilter {
+            config: build_config(&registry, &mut handle)?,
+        })
+    }
+
+    /// A session: one reusable host for a series of streams.
+    pub fn session(&self) -> BenchSession<'_> {
+        // One counter per session, leaked so schedulers can point at it from any thread.
+        let events: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+        BenchSession {
+            filter: self,
+            host: Box::new(BenchHost::new(events)),
+            m: core::ptr::null(),
+            last_effects: BenchEffects::default(),
+        }
+    }
+
+    /// Idle stream slots kept by the config's pool.
+    pub fn idle_slots(&self) -> usize {
+        self.config.idle_slots()
+    }
+}
+
+/// A series of streams on one allocation-free host.
+pub struct BenchSession<'f> {
+    filter: &'f BenchFilter,
+    host: Box<BenchHost>,
+    m: *const core::ffi::c_void,
+    last_effects: BenchEffects,
+}
+
+impl BenchSession<'_> {
+    fn hooks(&self) -> &dyn StreamHooks {
+        assert!(!self.m.is_null(), "no stream: call begin() first");
+        // SAFETY: `m` came from `new_stream` and is live until `end`.
+        unsafe { &**(self.m as *const *const dyn StreamHooks) }
+    }
+
+    /// Ends the current stream (if any) and opens a new one with these request headers.
+    pub fn begin(&mut self, request_headers: Static) {
+        self.end();
+        self.host.reset();
+        self.host.req.set(request_headers);
+        self.m = self.filter.config.new_stream(&*self.host);
+    }
+
+    fn settle_request(&self, before: u32) {
+        if self.host.effects.get().continue_decoding > before {
+            self.host.req_buffered.borrow_mut().clear();
+        }
+    }
+
+    /// Request headers hook.
+    pub fn request_headers(&mut self, end_of_stream: bool) -> HeadersStatus {
+        let before = self.host.effects.get().continue_decoding;
+        let s = HeadersStatus::from_abi(self.hooks().request_headers(&*self.host, end_of_stream));
+        self.settle_request(before);
+        s
+    }
+
+    /// Request body hook with one chunk (buffered or forwarded as Envoy would).
+    pub fn request_body(&mut self, chunk: &'static [u8], end_of_stream: bool) -> BodyStatus {
+        self.host.req_received.set(chunk);
+        let before = self.host.effects.get().continue_decoding;
+        let s = BodyStatus::from_abi(self.hooks().request_body(&*self.host, end_of_stream));
+        self.host.req_received.set(&[]);
+        match s {
+            BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark => {
+                let mut b = self.host.req_buffered.borrow_mut();
+                if !b.is_full() {
+                    b.push(chunk);
+                }
+            }
+            BodyStatus::Continue => self.host.req_buffered.borrow_mut().clear(),
+            BodyStatus::StopIterationNoBuffer => {}
+        }
+        self.settle_request(before);
+        s
+    }
+
+    /// Request trailers hook.
+    pub fn request_trailers(&mut self) -> TrailersStatus {
+        TrailersStatus::from_abi(self.hooks().request_trailers(&*self.host))
+    }
+
+    /// Response headers hook.
+    pub fn response_headers(&mut self, headers: Static, end_of_stream: bool) -> HeadersStatus {
+        self.host.resp.set(headers);
+        HeadersStatus::from_abi(self.hooks().response_headers(&*self.host, end_of_stream))
+    }
+
+    /// Response body hook with one chunk.
+    pub fn response_body(&mut self, chunk: &'static [u8], end_of_stream: bool) -> BodyStatus {
+        self.host.resp_received.set(chunk);
+        let s = BodyStatus::from_abi(self.hooks().response_body(&*self.host, end_of_stream));
+        self.host.resp_received.set(&[]);
+        match s {
+            BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark => {
+                let mut b = self.host.resp_buffered.borrow_mut();
+                if !b.is_full() {
+                    b.push(chunk);
+                }
+            }
+            BodyStatus::Continue => self.host.resp_buffered.borrow_mut().clear(),
+            BodyStatus::StopIterationNoBuffer => {}
+        }
+        s
+    }
+
+    /// Delivers pending scheduler events; returns how many.
+    pub fn run_scheduled(&mut self) -> u64 {
+        let n = self.host.events.swap(0, Ordering::AcqRel);
+        for _ in 0..n {
+            if self.m.is_null() {
+                break;
+            }
+            let before = self.host.effects.get().continue_decoding;
+            self.hooks().scheduled(&*self.host, 1);
+            self.settle_request(before);
+        }
+        n
+    }
+
+    /// Waits (spinning, without allocating) up to `timeout` for a scheduler event, then
+    /// delivers what is pending.
+    pub fn wait_scheduled(&mut self, timeout: Duration) -> u64 {
+        let start = Instant::now();
+        while self.host.events.load(Ordering::Acquire) == 0 && start.elapsed() < timeout {
+            std::hint::spin_loop();
+        }
+        self.run_scheduled()
+    }
+
+    /// Completes the most recent callout with `status` and `body`.
+    pub fn complete_callout(&mut self, status: &'static str, body: &'static [u8]) {
+        let id = self.host.next_callout.get();
+        let headers = [HeaderPair::of(b":status", status.as_bytes())];
+        let chunks = [Buf::of(body)];
+        let before = self.host.effects.get().continue_decoding;
+        self.hooks()
+            .callout_done(&*self.host, id, 0, &headers, &chunks);
+        self.settle_request(before);
+    }
+
+    /// Completes and destroys the current stream (the slot goes back to the pool).
+    pub fn end(&mut self) {
+        if self.m.is_null() {
+            return;
+        }
+        self.hooks().stream_complete(&*self.host);
+        let d = self.hooks().destroyer();
+        self.last_effects = self.host.effects.get();
+        let m = core::mem::replace(&mut self.m, core::ptr::null());
+        // SAFETY: `m` came from `new_stream` and is not used after this.
+        unsafe { d(m) };
+    }
+
+    /// Effects of the current stream (or of the last ended one).
+    pub fn effects(&self) -> BenchEffects {
+        if self.m.is_null() {
+            self.last_effects
+        } else {
+            self.host.effects.get()
+        }
+    }
+}
+
+impl Drop for BenchSession<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
