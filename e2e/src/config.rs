@@ -10,6 +10,7 @@ pub const ACCESS_MARKER: &str = "ACCESS ";
 
 const DM_FILTER: &str =
     "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+const DM_PER_ROUTE: &str = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute";
 
 /// A whole Envoy configuration plus how to run Envoy with it.
 #[derive(Debug, Clone)]
@@ -309,6 +310,46 @@ impl Route {
         }
     }
 
+    /// `prefix` → `cluster`, with a `DynamicModuleFilterPerRoute` for the HTTP filter named
+    /// `filter_key` (for [`module_filter`] that is `<module>.<filter_name>`): the module's
+    /// per-route config `config_name`, given `config` as a `google.protobuf.StringValue` (none:
+    /// no `filter_config`, the module gets zero-length bytes).
+    pub fn with_module_config(
+        prefix: &str,
+        cluster: &str,
+        filter_key: &str,
+        module: &str,
+        config_name: &str,
+        config: Option<&str>,
+    ) -> Route {
+        let mut y = format!(
+            "- match: {{ prefix: {} }}
+  route: {{ cluster: {}, timeout: 30s }}
+  typed_per_filter_config:
+    {}:
+      \"@type\": {DM_PER_ROUTE}
+      dynamic_module_config: {{ name: {} }}
+      per_route_config_name: {}
+",
+            quote(prefix),
+            quote(cluster),
+            quote(filter_key),
+            quote(module),
+            quote(config_name)
+        );
+        if let Some(c) = config {
+            let _ = write!(
+                y,
+                "      filter_config:
+        \"@type\": type.googleapis.com/google.protobuf.StringValue
+        value: {}
+",
+                quote(c)
+            );
+        }
+        Route::Raw(y)
+    }
+
     fn render(&self, y: &mut String) {
         let _ = match self {
             Route::Cluster { prefix, cluster } => writeln!(
@@ -393,6 +434,7 @@ pub fn module_filter(module: &str, filter_name: &str, config: Option<&str>) -> H
 pub struct Cluster {
     name: String,
     port: u16,
+    more_ports: Vec<u16>,
     http2: bool,
     connect_timeout: String,
     raw: Vec<String>,
@@ -404,10 +446,17 @@ impl Cluster {
         Cluster {
             name: name.into(),
             port,
+            more_ports: Vec::new(),
             http2: false,
             connect_timeout: "1s".into(),
             raw: Vec::new(),
         }
+    }
+
+    /// Adds another endpoint, 127.0.0.1:`port`, to the cluster (round robin between them).
+    pub fn endpoint(mut self, port: u16) -> Cluster {
+        self.more_ports.push(port);
+        self
     }
 
     /// Speak HTTP/2 (prior knowledge) to this upstream.
@@ -446,6 +495,15 @@ impl Cluster {
             ct = self.connect_timeout,
             port = self.port
         );
+        for port in &self.more_ports {
+            let _ = write!(
+                y,
+                "        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"
+            );
+        }
         if self.http2 {
             y.push_str(
                 "    typed_extension_protocol_options:
