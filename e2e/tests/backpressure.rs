@@ -30,7 +30,11 @@ fn run(size: usize, stall: Option<Duration>) {
     }
     let r = s.read_to_end();
     let ok = r.as_ref().map(|b| b.len() == size).unwrap_or(false);
-    assert!(ok, "size {size} stall {stall:?}: got {:?}", r.map(|b| b.len()));
+    assert!(
+        ok,
+        "size {size} stall {stall:?}: got {:?}",
+        r.map(|b| b.len())
+    );
     assert!(e.is_ready(), "Envoy still ready");
     assert!(!e.log().contains("Segmentation fault"));
 }
