@@ -13,7 +13,7 @@ struct RawAuth {
 }
 
 impl RawFilter for RawAuth {
-    fn on_request_headers(&mut self, s: &RawStream<'_>, _eos: bool) -> HeadersStatus {
+    fn on_request_headers(&mut self, s: &mut RawStream<'_>, _eos: bool) -> HeadersStatus {
         self.seen += 1;
         if s.request_header("x-api-key").is_none() {
             s.send_response(

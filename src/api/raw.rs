@@ -112,7 +112,7 @@ impl TrailersStatus {
 ///
 /// struct DenyAll;
 /// impl RawFilter for DenyAll {
-///     fn on_request_headers(&mut self, s: &RawStream<'_>, _eos: bool) -> HeadersStatus {
+///     fn on_request_headers(&mut self, s: &mut RawStream<'_>, _eos: bool) -> HeadersStatus {
 ///         s.send_response(403, &[], b"denied", "raw_deny");
 ///         HeadersStatus::StopIteration
 ///     }
@@ -129,41 +129,41 @@ impl TrailersStatus {
 /// [`Registry::register_raw`]: crate::Registry::register_raw
 pub trait RawFilter: 'static {
     /// Request headers arrived.
-    fn on_request_headers(&mut self, s: &RawStream<'_>, end_of_stream: bool) -> HeadersStatus {
+    fn on_request_headers(&mut self, s: &mut RawStream<'_>, end_of_stream: bool) -> HeadersStatus {
         let _ = (s, end_of_stream);
         HeadersStatus::Continue
     }
     /// A request body chunk arrived.
-    fn on_request_body(&mut self, s: &RawStream<'_>, end_of_stream: bool) -> BodyStatus {
+    fn on_request_body(&mut self, s: &mut RawStream<'_>, end_of_stream: bool) -> BodyStatus {
         let _ = (s, end_of_stream);
         BodyStatus::Continue
     }
     /// Request trailers arrived.
-    fn on_request_trailers(&mut self, s: &RawStream<'_>) -> TrailersStatus {
+    fn on_request_trailers(&mut self, s: &mut RawStream<'_>) -> TrailersStatus {
         let _ = s;
         TrailersStatus::Continue
     }
     /// Response headers arrived.
-    fn on_response_headers(&mut self, s: &RawStream<'_>, end_of_stream: bool) -> HeadersStatus {
+    fn on_response_headers(&mut self, s: &mut RawStream<'_>, end_of_stream: bool) -> HeadersStatus {
         let _ = (s, end_of_stream);
         HeadersStatus::Continue
     }
     /// A response body chunk arrived.
-    fn on_response_body(&mut self, s: &RawStream<'_>, end_of_stream: bool) -> BodyStatus {
+    fn on_response_body(&mut self, s: &mut RawStream<'_>, end_of_stream: bool) -> BodyStatus {
         let _ = (s, end_of_stream);
         BodyStatus::Continue
     }
     /// Response trailers arrived.
-    fn on_response_trailers(&mut self, s: &RawStream<'_>) -> TrailersStatus {
+    fn on_response_trailers(&mut self, s: &mut RawStream<'_>) -> TrailersStatus {
         let _ = s;
         TrailersStatus::Continue
     }
     /// A scheduler event committed through [`RawStream::scheduler`] is delivered.
-    fn on_scheduled(&mut self, s: &RawStream<'_>, event: u64) {
+    fn on_scheduled(&mut self, s: &mut RawStream<'_>, event: u64) {
         let _ = (s, event);
     }
     /// The stream is complete (last hook with a usable stream).
-    fn on_stream_complete(&mut self, s: &RawStream<'_>) {
+    fn on_stream_complete(&mut self, s: &mut RawStream<'_>) {
         let _ = s;
     }
 }
@@ -276,6 +276,30 @@ impl<'h> RawStream<'h> {
             BodyKind::ReceivedRequest
         };
         self.host.body_len(kind)
+    }
+
+    /// Copies body bytes from `offset` of the buffered body (`buffered`) or of the current
+    /// hook's chunk into `dst`; returns how many were copied.
+    pub fn copy_body(
+        &self,
+        response: bool,
+        buffered: bool,
+        offset: usize,
+        dst: &mut [u8],
+    ) -> usize {
+        let kind = match (response, buffered) {
+            (false, true) => BodyKind::BufferedRequest,
+            (false, false) => BodyKind::ReceivedRequest,
+            (true, true) => BodyKind::BufferedResponse,
+            (true, false) => BodyKind::ReceivedResponse,
+        };
+        self.host.copy_body(kind, offset, dst)
+    }
+
+    /// Sets numeric dynamic metadata.
+    pub fn set_metadata_num(&self, ns: &str, key: &str, value: f64) {
+        self.host
+            .set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Num(value))
     }
 
     /// Sets string dynamic metadata.

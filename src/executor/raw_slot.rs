@@ -71,16 +71,16 @@ impl<F: RawFactory> RawSlot<F> {
         &self,
         host: &dyn Host,
         default: R,
-        f: impl FnOnce(&mut F::Filter, &RawStream<'_>) -> R,
+        f: impl FnOnce(&mut F::Filter, &mut RawStream<'_>) -> R,
     ) -> R {
         let cfg = self.cfg();
-        let s = RawStream {
+        let mut s = RawStream {
             host,
             meta: &cfg.meta,
         };
         match self.filter.try_borrow_mut() {
             Ok(mut g) => match g.as_mut() {
-                Some(filter) => f(filter, &s),
+                Some(filter) => f(filter, &mut s),
                 None => default,
             },
             // Re-entered from inside one of its own hooks (e.g. a local reply): let it pass.
