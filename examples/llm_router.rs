@@ -13,9 +13,11 @@
 //!   counter `llm_router_requests_total{cluster}`.
 //! - **Optional auth callout.** With `filter_config` `{"auth_cluster": "<name>"}`, the filter
 //!   first sends `GET /auth` to that cluster with the caller's `authorization` (or, if absent,
-//!   `x-api-key`) header. A non-2xx answer is a local `403` (details `llm_router_denied`); a
-//!   failed callout (unknown cluster, timeout, reset) is a local `503` (details
-//!   `llm_router_auth_unavailable`). An empty `filter_config` means no auth.
+//!   `x-api-key`) header. A 2xx answer lets the request on; a 5xx answer or a failed callout
+//!   (unknown cluster, timeout, reset) is a local `503` (details `llm_router_auth_unavailable`):
+//!   Envoy itself answers a callout whose connection was refused or reset with a 503, so a 5xx
+//!   says the verdict is missing, not negative; any other answer is a local `403` (details
+//!   `llm_router_denied`). An empty `filter_config` means no auth.
 //! - **Response.** The request handler hands the cluster and its start time to the response
 //!   handler. Histogram `llm_router_ttfb_ms{cluster}` records the time from the request's
 //!   headers to the response's headers (it includes the auth callout and the body prefix
@@ -114,6 +116,17 @@ async fn authorized(cluster: &str, req: &Request<'_>, w: &ResponseWriter<'_>) ->
     let mut body = Vec::new();
     match w.callout(call, &mut body).await {
         Ok(r) if (200..300).contains(&r.status) => true,
+        // Envoy answers a callout it could not deliver (connection refused, reset before
+        // headers, timeout) with its own 5xx, so a 5xx means "no verdict", not "denied".
+        Ok(r) if r.status >= 500 => {
+            w.send_with(
+                503,
+                &[("content-type", b"text/plain")],
+                format!("auth service unavailable ({})\n", r.status).as_bytes(),
+                "llm_router_auth_unavailable",
+            );
+            false
+        }
         Ok(r) => {
             w.send_with(
                 403,
