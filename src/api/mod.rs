@@ -14,5 +14,6 @@ pub(crate) mod registry;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod response_handler;
+pub(crate) mod stats;
 pub(crate) mod stream;
 pub(crate) mod writer;

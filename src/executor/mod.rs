@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use waker::WakeCell;
 
 /// How many times a future that keeps waking itself during its own poll is re-polled inline
@@ -82,7 +82,7 @@ pub(crate) fn drive(
     host: &dyn Host,
     poll: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>,
 ) -> Driven {
-    let waker = Waker::from(cell.clone());
+    let waker = waker::waker_ref(cell);
     let mut cx = Context::from_waker(&waker);
     for _ in 0..MAX_INLINE_POLLS {
         cell.begin_poll();

@@ -9,36 +9,87 @@ use std::sync::Mutex;
 /// after a burst).
 pub(crate) const MAX_IDLE: usize = 1024;
 
+/// Counts kept with the idle list, under the same lock (no extra atomics per request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PoolStats {
+    /// Streams started.
+    pub(crate) streams: u64,
+    /// Streams not yet destroyed.
+    pub(crate) in_flight: u64,
+    /// Polls of destroyed streams.
+    pub(crate) polls: u64,
+    /// Slots ever allocated.
+    pub(crate) allocated: u64,
+    /// Idle slots.
+    pub(crate) idle: u64,
+}
+
+struct Inner<T> {
+    idle: Vec<Box<T>>,
+    stats: PoolStats,
+}
+
 /// Idle slots of one filter config.
 pub(crate) struct Pool<T> {
-    idle: Mutex<Vec<Box<T>>>,
+    inner: Mutex<Inner<T>>,
 }
 
 impl<T> Default for Pool<T> {
     fn default() -> Self {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            inner: Mutex::new(Inner {
+                idle: Vec::new(),
+                stats: PoolStats::default(),
+            }),
         }
     }
 }
 
 impl<T> Pool<T> {
-    /// Takes an idle slot, if any.
-    pub(crate) fn take(&self) -> Option<Box<T>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Returns a slot for reuse (or frees it when the pool is full).
-    pub(crate) fn put(&self, slot: Box<T>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(slot);
+    /// Takes an idle slot, or makes one with `new`; counts a started stream.
+    pub(crate) fn take_or(&self, new: impl FnOnce() -> Box<T>) -> Box<T> {
+        let taken = {
+            let mut g = self.lock();
+            g.stats.streams += 1;
+            g.stats.in_flight += 1;
+            let slot = g.idle.pop();
+            if slot.is_none() {
+                g.stats.allocated += 1;
+            }
+            slot
+        };
+        taken.unwrap_or_else(new)
+    }
+
+    /// Ends a stream: returns its slot for reuse (or frees it when the pool is full, or drops
+    /// nothing when `slot` is `None`, i.e. the slot could not be cleaned and is leaked).
+    pub(crate) fn put(&self, slot: Option<Box<T>>, polls: u64) {
+        let mut g = self.lock();
+        g.stats.in_flight = g.stats.in_flight.saturating_sub(1);
+        g.stats.polls += polls;
+        if let Some(slot) = slot {
+            if g.idle.len() < MAX_IDLE {
+                g.idle.push(slot);
+            }
         }
     }
 
     /// Number of idle slots.
     pub(crate) fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().idle.len()
+    }
+
+    /// The counts, with the idle size.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let g = self.lock();
+        PoolStats {
+            idle: g.idle.len() as u64,
+            ..g.stats
+        }
     }
 
     /// Hands a slot to Envoy as a thin pointer.

@@ -35,19 +35,16 @@ pub(crate) struct RawSlot<F: RawFactory> {
 
 impl<F: RawFactory> ConfigHooks for RawConfig<F> {
     fn new_stream(&self, _host: &dyn Host) -> *const core::ffi::c_void {
-        let slot = match self.pool.take() {
-            Some(slot) => slot,
-            None => {
-                let mut slot = Box::new(RawSlot {
-                    hooks: core::ptr::null::<RawSlot<F>>() as *const dyn StreamHooks,
-                    cfg: self,
-                    filter: RefCell::new(None),
-                });
-                let this: &RawSlot<F> = &slot;
-                slot.hooks = this as &dyn StreamHooks as *const dyn StreamHooks;
-                slot
-            }
-        };
+        let slot = self.pool.take_or(|| {
+            let mut slot = Box::new(RawSlot {
+                hooks: core::ptr::null::<RawSlot<F>>() as *const dyn StreamHooks,
+                cfg: self,
+                filter: RefCell::new(None),
+            });
+            let this: &RawSlot<F> = &slot;
+            slot.hooks = this as &dyn StreamHooks as *const dyn StreamHooks;
+            slot
+        });
         *slot.filter.borrow_mut() = Some(self.factory.new_filter());
         Pool::into_raw(slot) as *const core::ffi::c_void
     }
@@ -58,6 +55,10 @@ impl<F: RawFactory> ConfigHooks for RawConfig<F> {
 
     fn idle_slots(&self) -> usize {
         self.pool.idle()
+    }
+
+    fn stats(&self) -> crate::api::stats::FilterStatsSnapshot {
+        crate::api::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
     }
 }
 
@@ -94,7 +95,7 @@ impl<F: RawFactory> RawSlot<F> {
         drop(slot.filter.borrow_mut().take());
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
         let cfg = unsafe { &*slot.cfg };
-        cfg.pool.put(slot);
+        cfg.pool.put(Some(slot), 0);
     }
 }
 

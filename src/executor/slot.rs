@@ -4,11 +4,10 @@ use crate::api::handler::Service;
 use crate::api::response::ResponseMode;
 use crate::api::response_handler::ResponseService;
 use crate::executor::pool::Pool;
-use crate::filter::core::{FilterMeta, FilterStats, StreamCore};
+use crate::filter::core::{FilterMeta, StreamCore};
 use crate::filter::hooks::StreamHooks;
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 /// Per-config state of a jisr filter: pipelines, the user's state and the slot pool.
@@ -56,28 +55,20 @@ where
     where
         Slot<S, Q, R>: StreamHooks,
     {
-        let slot = match self.pool.take() {
-            Some(mut slot) => {
-                slot.core.reset();
-                slot
-            }
-            None => {
-                FilterStats::bump(&self.meta.stats.slots_allocated);
-                let mut slot = Box::new(Slot {
-                    hooks: core::ptr::null::<Slot<S, Q, R>>() as *const dyn StreamHooks,
-                    cfg: self,
-                    core: StreamCore::new(self.meta.clone()),
-                    req: Q::Storage::default(),
-                    resp: R::Storage::default(),
-                    value: RefCell::new(None),
-                });
-                let this: &Slot<S, Q, R> = &slot;
-                slot.hooks = this as &dyn StreamHooks as *const dyn StreamHooks;
-                slot
-            }
-        };
-        FilterStats::bump(&self.meta.stats.streams);
-        self.meta.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut slot = self.pool.take_or(|| {
+            let mut slot = Box::new(Slot {
+                hooks: core::ptr::null::<Slot<S, Q, R>>() as *const dyn StreamHooks,
+                cfg: self,
+                core: StreamCore::new(self.meta.clone()),
+                req: Q::Storage::default(),
+                resp: R::Storage::default(),
+                value: RefCell::new(None),
+            });
+            let this: &Slot<S, Q, R> = &slot;
+            slot.hooks = this as &dyn StreamHooks as *const dyn StreamHooks;
+            slot
+        });
+        slot.core.reset();
         Pool::into_raw(slot) as *const core::ffi::c_void
     }
 }
@@ -181,10 +172,8 @@ where
         let clean = slot.clear();
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
         let cfg = unsafe { &*slot.cfg };
-        cfg.meta.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if clean {
-            cfg.pool.put(slot);
-        }
+        let polls = slot.core.polls.get();
+        cfg.pool.put(if clean { Some(slot) } else { None }, polls);
     }
 
     /// Marks the stream over: no more polls, wakes are no-ops, futures dropped.
@@ -193,7 +182,7 @@ where
             return;
         }
         self.core.ended.set(true);
-        self.core.wake.kill();
+        crate::executor::waker::kill(&self.core.wake);
         // Drop impls of user futures run with no host: nothing can reach the stream anymore.
         let _ = crate::executor::catch(|| self.clear());
     }

@@ -7,7 +7,6 @@
 use crate::host::Committer;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Wake;
 
 /// The future is being polled on the worker right now.
 const POLLING: u32 = 1;
@@ -17,6 +16,8 @@ const WOKEN: u32 = 2;
 const COMMITTED: u32 = 4;
 /// The stream has ended; wakes do nothing.
 const DEAD: u32 = 8;
+/// A scheduler is installed (so `kill` must release it).
+const HAS_SCHED: u32 = 16;
 
 /// Event id used for wake-ups (the only scheduler event jisr commits).
 pub(crate) const WAKE_EVENT: u64 = 1;
@@ -61,7 +62,7 @@ impl WakeCell {
 
     /// Whether a scheduler exists for this stream.
     pub(crate) fn has_scheduler(&self) -> bool {
-        self.lock().is_some()
+        self.state.load(Ordering::Acquire) & HAS_SCHED != 0
     }
 
     /// Installs the stream's scheduler (created lazily by the caller, on the worker).
@@ -69,6 +70,7 @@ impl WakeCell {
         let mut g = self.lock();
         if self.state.load(Ordering::Acquire) & DEAD == 0 {
             *g = Some(committer);
+            self.state.fetch_or(HAS_SCHED, Ordering::AcqRel);
         }
     }
 
@@ -100,16 +102,11 @@ impl WakeCell {
 
     /// The stream ended: later wakes are no-ops and the scheduler is released.
     pub(crate) fn kill(&self) {
-        let mut g = self.lock();
-        self.state.fetch_or(DEAD, Ordering::AcqRel);
-        drop(g.take());
-    }
-
-    /// Readies a cell for a new stream. Only valid when nobody else holds the cell.
-    pub(crate) fn reset(&mut self) {
-        *self.state.get_mut() = 0;
-        *self.commits.get_mut() = 0;
-        *self.scheduler.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        let prev = self.state.fetch_or(DEAD, Ordering::AcqRel);
+        if prev & HAS_SCHED != 0 {
+            // Under the lock, so no commit is using the scheduler while it is released.
+            drop(self.lock().take());
+        }
     }
 
     fn wake_inner(&self) {
@@ -122,22 +119,70 @@ impl WakeCell {
     }
 }
 
-impl Wake for WakeCell {
-    fn wake(self: Arc<Self>) {
-        self.wake_inner();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wake_inner();
+/// Returns a cell ready for a new stream, reusing `cell` when no stale waker holds it.
+pub(crate) fn recycle(cell: &mut Arc<WakeCell>) {
+    // jisr never makes `Weak`s of a cell, so one strong reference means nobody else holds it
+    // (and nobody can start holding it: cloning needs a reference). Plain loads and stores
+    // suffice then; `kill` already released any scheduler.
+    if Arc::strong_count(cell) == 1 {
+        cell.state.store(0, Ordering::Relaxed);
+        cell.commits.store(0, Ordering::Relaxed);
+    } else {
+        // A waker from the previous stream is still out there: leave that cell to it (it is
+        // dead, so its wakes are no-ops) and start a fresh one. Rare; allocates once.
+        *cell = Arc::new(WakeCell::default());
     }
 }
 
-/// Returns a cell ready for a new stream, reusing `cell` when no stale waker holds it.
-pub(crate) fn recycle(cell: &mut Arc<WakeCell>) {
-    match Arc::get_mut(cell) {
-        Some(c) => c.reset(),
-        // A waker from the previous stream is still out there: leave that cell to it (it is
-        // dead, so its wakes are no-ops) and start a fresh one. Rare; allocates once.
-        None => *cell = Arc::new(WakeCell::default()),
+/// Ends the stream's wakes: later wakes are no-ops and the scheduler is released.
+pub(crate) fn kill(cell: &Arc<WakeCell>) {
+    // Nobody else holds the cell and no scheduler exists: nothing can wake it, nothing to free.
+    if Arc::strong_count(cell) == 1 && !cell.has_scheduler() {
+        return;
     }
+    cell.kill();
+}
+
+/// A waker for `cell` that borrows the caller's reference instead of cloning the `Arc`; clones
+/// made from it (e.g. by a future that stores its waker) hold their own reference.
+pub(crate) fn waker_ref(cell: &Arc<WakeCell>) -> std::mem::ManuallyDrop<std::task::Waker> {
+    let raw = std::task::RawWaker::new(Arc::as_ptr(cell) as *const (), &VTABLE);
+    // SAFETY: the vtable below treats the data pointer as an `Arc<WakeCell>` pointer, which it
+    // is; the returned waker is never dropped (`ManuallyDrop`), so it does not give back the
+    // reference it never took, and it cannot outlive `cell`'s borrow at its use sites (it lives
+    // on the stack of one `drive`).
+    std::mem::ManuallyDrop::new(unsafe { std::task::Waker::from_raw(raw) })
+}
+
+static VTABLE: std::task::RawWakerVTable =
+    std::task::RawWakerVTable::new(raw_clone, raw_wake, raw_wake_by_ref, raw_drop);
+
+/// # Safety
+/// `p` is an `Arc<WakeCell>` pointer with a live strong reference.
+unsafe fn raw_clone(p: *const ()) -> std::task::RawWaker {
+    // SAFETY: see above; the clone owns one new strong reference.
+    unsafe { Arc::increment_strong_count(p as *const WakeCell) };
+    std::task::RawWaker::new(p, &VTABLE)
+}
+
+/// # Safety
+/// `p` owns one strong reference (a cloned waker being consumed).
+unsafe fn raw_wake(p: *const ()) {
+    // SAFETY: takes over the waker's reference and releases it after waking.
+    let cell = unsafe { Arc::from_raw(p as *const WakeCell) };
+    cell.wake_inner();
+}
+
+/// # Safety
+/// `p` is a live `Arc<WakeCell>` pointer.
+unsafe fn raw_wake_by_ref(p: *const ()) {
+    // SAFETY: the waker holds (or borrows) a live reference for this call.
+    unsafe { &*(p as *const WakeCell) }.wake_inner();
+}
+
+/// # Safety
+/// `p` owns one strong reference (a cloned waker being dropped).
+unsafe fn raw_drop(p: *const ()) {
+    // SAFETY: releases the waker's reference.
+    unsafe { Arc::decrement_strong_count(p as *const WakeCell) };
 }

@@ -14,14 +14,10 @@ pub(crate) struct FilterMeta {
     pub(crate) stats: FilterStats,
 }
 
-/// Introspection counters of one filter config.
+/// Introspection counters of one filter config that are not kept by its slot pool.
 #[derive(Debug, Default)]
 pub(crate) struct FilterStats {
-    pub(crate) streams: AtomicU64,
-    pub(crate) in_flight: AtomicU64,
-    pub(crate) polls: AtomicU64,
     pub(crate) panics: AtomicU64,
-    pub(crate) slots_allocated: AtomicU64,
 }
 
 impl FilterStats {
@@ -198,6 +194,8 @@ pub struct StreamCore {
     pub(crate) resp_body: BodyCursor,
     /// Downstream write buffer is above its high watermark.
     pub(crate) above_high_watermark: Cell<bool>,
+    /// Polls of this stream (added to the filter's stats when the stream ends).
+    pub(crate) polls: Cell<u64>,
     /// Callouts in flight.
     pub(crate) callouts: std::cell::RefCell<crate::executor::callout::Registrations>,
     /// Streaming callouts (buffers reused across streams of this slot).
@@ -222,6 +220,7 @@ impl StreamCore {
             req_body: BodyCursor::default(),
             resp_body: BodyCursor::default(),
             above_high_watermark: Cell::new(false),
+            polls: Cell::new(0),
             callouts: std::cell::RefCell::new(arrayvec::ArrayVec::new()),
             streams: Default::default(),
         }
@@ -241,6 +240,7 @@ impl StreamCore {
         self.req_body.reset();
         self.resp_body.reset();
         self.above_high_watermark.set(false);
+        self.polls.set(0);
         self.callouts.get_mut().clear();
         for s in &mut self.streams {
             s.get_mut().id = None;

@@ -59,6 +59,8 @@ pub(crate) trait ConfigHooks: Send + Sync {
     fn name(&self) -> &str;
     /// Idle stream slots kept for reuse.
     fn idle_slots(&self) -> usize;
+    /// Introspection figures.
+    fn stats(&self) -> crate::api::stats::FilterStatsSnapshot;
 }
 
 impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
@@ -75,6 +77,9 @@ where
     }
     fn idle_slots(&self) -> usize {
         self.pool.idle()
+    }
+    fn stats(&self) -> crate::api::stats::FilterStatsSnapshot {
+        crate::api::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
     }
 }
 
@@ -106,7 +111,7 @@ where
     /// Polls one pipeline until it completes or waits.
     fn drive(&self, host: &dyn Host, side: Side) -> Driven {
         let core = &self.core;
-        FilterStats::bump(&core.meta.stats.polls);
+        core.polls.set(core.polls.get() + 1);
         let d = match side {
             Side::Request => executor::drive(&core.wake, host, &mut |cx| self.poll_request(cx)),
             Side::Response => executor::drive(&core.wake, host, &mut |cx| self.poll_response(cx)),

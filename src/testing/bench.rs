@@ -79,6 +79,11 @@ impl BenchFilter {
         }
     }
 
+    /// The config's introspection figures.
+    pub fn stats(&self) -> crate::FilterStatsSnapshot {
+        self.config.stats()
+    }
+
     /// Idle stream slots kept by the config's pool.
     pub fn idle_slots(&self) -> usize {
         self.config.idle_slots()

@@ -167,6 +167,11 @@ impl TestFilter {
         self.config.name()
     }
 
+    /// The config's introspection figures (streams, in flight, polls, slots, panics).
+    pub fn stats(&self) -> crate::FilterStatsSnapshot {
+        self.config.stats()
+    }
+
     /// Idle stream slots the config keeps for reuse (see the pool policy in the crate docs).
     pub fn idle_slots(&self) -> usize {
         self.config.idle_slots()
