@@ -14,11 +14,15 @@ pub enum CalloutError {
     DuplicateCalloutId,
     /// Envoy could not create the request.
     CannotCreateRequest,
-    /// The callout's stream was reset (connection refused or closed, upstream reset).
+    /// The callout's stream was reset after response headers arrived (e.g. the upstream closed
+    /// mid-body). Note: when the connection is refused or reset *before* any headers, Envoy
+    /// answers the callout itself with a 503 (body `upstream connect error or disconnect/reset
+    /// before headers…`), which arrives as `Ok` with status 503: treat 5xx as "no answer".
     Reset,
     /// The response body exceeded Envoy's buffer limit.
     ResponseTooLarge,
-    /// No response within the timeout.
+    /// No response within the timeout (Envoy's own 504 `upstream request timeout` answer, or a
+    /// reset at the timeout); the 504 body is not appended to the caller's buffer.
     Timeout,
     /// More callouts in flight on this stream than jisr tracks (16).
     TooManyInFlight,

@@ -24,6 +24,10 @@ pub(crate) struct Delivery {
     body_len: Cell<usize>,
 }
 
+/// How much earlier than the timeout (by jisr's clock) a 504 or reset still counts as Envoy's
+/// timeout (capped at a tenth of the timeout).
+const TIMEOUT_SLACK: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Most callouts tracked in flight per stream.
 pub(crate) const MAX_IN_FLIGHT: usize = 16;
 
@@ -179,12 +183,24 @@ impl Future for Callout<'_> {
         }
         this.finished = true;
         this.id = None;
+        // Envoy's timer starts a little before ours and fires a few ms "early" by our clock;
+        // allow for that.
+        let slack = TIMEOUT_SLACK.min(this.req.timeout / 10);
         let timed_out = this
             .started
-            .is_some_and(|t| t.elapsed() >= this.req.timeout);
+            .is_some_and(|t| t.elapsed() + slack >= this.req.timeout);
         let status = this.delivery.status.get();
+        let body_len = this.delivery.body_len.get();
+        let body_start = this.body_out.len().saturating_sub(body_len);
+        // When no response headers arrived in time, Envoy answers the callout itself: a 504
+        // whose body is exactly this.
+        let envoy_timeout =
+            status == 504 && this.body_out[body_start..] == *b"upstream request timeout";
         let r = match this.delivery.result.get() {
-            0 if timed_out && status == 504 => Err(CalloutError::Timeout),
+            0 if envoy_timeout || (timed_out && status == 504) => {
+                this.body_out.truncate(body_start);
+                Err(CalloutError::Timeout)
+            }
             0 => Ok(CalloutResponse {
                 status,
                 headers: core::mem::take(this.delivery.headers.get_mut()),

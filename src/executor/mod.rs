@@ -101,7 +101,11 @@ pub(crate) fn drive(
             // Woken while polling (e.g. a yield): poll again before leaving the hook.
             continue;
         }
-        if !cell.has_scheduler() {
+        // Only a cloned waker can wake the stream from outside a hook; body data, callouts and
+        // watermarks arrive in hooks that poll anyway. So the scheduler is created the first
+        // time a pending poll leaves a cloned waker behind (before `POLLING` is cleared, so no
+        // wake can slip between).
+        if cell.was_cloned() && !cell.has_scheduler() {
             cell.set_scheduler(host.new_scheduler());
         }
         if !cell.end_poll() {

@@ -18,6 +18,8 @@ const COMMITTED: u32 = 4;
 const DEAD: u32 = 8;
 /// A scheduler is installed (so `kill` must release it).
 const HAS_SCHED: u32 = 16;
+/// The waker was cloned: someone may wake the stream later, from anywhere.
+const CLONED: u32 = 32;
 
 /// Event id used for wake-ups (the only scheduler event jisr commits).
 pub(crate) const WAKE_EVENT: u64 = 1;
@@ -58,6 +60,11 @@ impl WakeCell {
     /// Marks the end of a poll that completed.
     pub(crate) fn end_poll_ready(&self) {
         self.state.fetch_and(!POLLING, Ordering::AcqRel);
+    }
+
+    /// Whether a waker of this stream was ever cloned (so a wake can come from outside a hook).
+    pub(crate) fn was_cloned(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLONED != 0
     }
 
     /// Whether a scheduler exists for this stream.
@@ -162,6 +169,11 @@ static VTABLE: std::task::RawWakerVTable =
 unsafe fn raw_clone(p: *const ()) -> std::task::RawWaker {
     // SAFETY: see above; the clone owns one new strong reference.
     unsafe { Arc::increment_strong_count(p as *const WakeCell) };
+    // SAFETY: the reference is live (we just added one).
+    let cell = unsafe { &*(p as *const WakeCell) };
+    if cell.state.load(Ordering::Relaxed) & CLONED == 0 {
+        cell.state.fetch_or(CLONED, Ordering::AcqRel);
+    }
     std::task::RawWaker::new(p, &VTABLE)
 }
 

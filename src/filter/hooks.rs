@@ -407,9 +407,13 @@ where
         self.enter(host, || self.drive_running(host))
     }
 
-    fn watermark(&self, _host: &dyn Host, above: bool) {
+    fn watermark(&self, host: &dyn Host, above: bool) {
         self.core.above_high_watermark.set(above);
         if !above && !self.core.ended.get() {
+            let wake = &self.core.wake;
+            if !wake.has_scheduler() {
+                wake.set_scheduler(host.new_scheduler());
+            }
             // A streaming reply waiting for the client to drain can go on — but not from inside
             // this callout of Envoy's codec (writing from here re-enters it): resume through the
             // scheduler, right after.
