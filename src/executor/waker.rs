@@ -40,11 +40,17 @@ impl WakeCell {
 
     /// Marks the start of a poll and forgets earlier wakes (this poll observes them).
     pub(crate) fn begin_poll(&self) {
-        let _ = self
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                Some((s & !WOKEN) | POLLING)
-            });
+        let s = self.state.load(Ordering::Acquire);
+        if s & CLONED == 0 {
+            // No waker left the worker, so no other thread can touch the state: a plain store.
+            self.state.store((s & !WOKEN) | POLLING, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .state
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                    Some((s & !WOKEN) | POLLING)
+                });
+        }
     }
 
     /// Whether a wake arrived during the current poll (the poll flag stays set).
@@ -54,12 +60,18 @@ impl WakeCell {
 
     /// Marks the end of a poll that returned `Pending`; true if a wake arrived during it.
     pub(crate) fn end_poll(&self) -> bool {
+        // A clone made during this poll set `CLONED` on this thread, so this load sees it.
+        let s = self.state.load(Ordering::Acquire);
+        if s & CLONED == 0 {
+            self.state.store(s & !POLLING, Ordering::Relaxed);
+            return s & WOKEN != 0;
+        }
         self.state.fetch_and(!POLLING, Ordering::AcqRel) & WOKEN != 0
     }
 
     /// Marks the end of a poll that completed.
     pub(crate) fn end_poll_ready(&self) {
-        self.state.fetch_and(!POLLING, Ordering::AcqRel);
+        self.end_poll();
     }
 
     /// Whether a waker of this stream was ever cloned (so a wake can come from outside a hook).

@@ -196,6 +196,8 @@ pub struct StreamCore {
     pub(crate) above_high_watermark: Cell<bool>,
     /// Polls of this stream (added to the filter's stats when the stream ends).
     pub(crate) polls: Cell<u64>,
+    /// The request pipeline is to be started by the next poll.
+    pub(crate) req_start: Cell<bool>,
     /// Callouts in flight.
     pub(crate) callouts: std::cell::RefCell<crate::executor::callout::Registrations>,
     /// Streaming callouts (buffers reused across streams of this slot).
@@ -221,6 +223,7 @@ impl StreamCore {
             resp_body: BodyCursor::default(),
             above_high_watermark: Cell::new(false),
             polls: Cell::new(0),
+            req_start: Cell::new(false),
             callouts: std::cell::RefCell::new(arrayvec::ArrayVec::new()),
             streams: Default::default(),
         }
@@ -241,6 +244,7 @@ impl StreamCore {
         self.resp_body.reset();
         self.above_high_watermark.set(false);
         self.polls.set(0);
+        self.req_start.set(false);
         self.callouts.get_mut().clear();
         for s in &mut self.streams {
             s.get_mut().id = None;

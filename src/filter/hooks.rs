@@ -113,7 +113,12 @@ where
         let core = &self.core;
         core.polls.set(core.polls.get() + 1);
         let d = match side {
-            Side::Request => executor::drive(&core.wake, host, &mut |cx| self.poll_request(cx)),
+            Side::Request => executor::drive(&core.wake, host, &mut |cx| {
+                if core.req_start.replace(false) {
+                    self.start_request();
+                }
+                self.poll_request(cx)
+            }),
             Side::Response => executor::drive(&core.wake, host, &mut |cx| self.poll_response(cx)),
         };
         let phase = match side {
@@ -231,10 +236,8 @@ where
             let core = &self.core;
             core.req_body.eos.set(end_of_stream);
             core.req_phase.set(Phase::Running);
-            if let Err(msg) = executor::catch(|| self.start_request()) {
-                self.fail(&msg);
-                return ffi::HEADERS_STOP_ITERATION;
-            }
+            // Started inside the first poll, under the same panic guard.
+            core.req_start.set(true);
             match self.drive(host, Side::Request) {
                 Driven::Ready if !core.replied.get() => ffi::HEADERS_CONTINUE,
                 Driven::Pending => {
