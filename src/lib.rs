@@ -67,7 +67,7 @@ pub use api::response_handler::{
     IntoResponseService, ResponseChained, ResponseHandler, ResponseMiddleware, ResponseNext,
     ResponseNextFuture, StateResponseHandler, response_chain,
 };
-pub use api::stats::FilterStatsSnapshot;
+pub use api::stats::{FilterStatsSnapshot, INTROSPECTION_FILTER, filter_stats};
 pub use api::stream::{SendData, StreamError, StreamWriter};
 pub use api::writer::ResponseWriter;
 pub use executor::callout::Callout;

@@ -96,6 +96,7 @@ pub unsafe fn config_new(config: EnvoyConfigPtr, name: Buf, cfg: Buf) -> *const 
     };
     let host = EnvoyConfigHost::new(config);
     let mut handle = ConfigHandle {
+        envoy_stats: true,
         name: &name,
         bytes: cfg,
         host: &host,

@@ -58,6 +58,7 @@ impl From<&str> for ConfigError {
 /// # let _ = load;
 /// ```
 pub struct ConfigHandle<'c> {
+    pub(crate) envoy_stats: bool,
     pub(crate) name: &'c str,
     pub(crate) bytes: &'c [u8],
     pub(crate) host: &'c dyn ConfigHost,

@@ -5,7 +5,6 @@ use crate::api::handler::{IntoService, Service};
 use crate::api::raw::{RawConfig, RawFactory};
 use crate::api::response::ResponseMode;
 use crate::api::response_handler::{IntoResponseService, NoResponse, ResponseService};
-use crate::executor::pool::Pool;
 use crate::executor::slot::JisrConfig;
 use crate::filter::core::{FilterMeta, FilterStats};
 use crate::filter::hooks::ConfigHooks;
@@ -31,10 +30,20 @@ type Build =
 /// # register(&mut r);
 /// # assert_eq!(r.names().collect::<Vec<_>>(), ["hello"]);
 /// ```
-#[derive(Default)]
 pub struct Registry {
     entries: Vec<(String, Build)>,
     routes: Vec<(String, RouteBuild)>,
+    envoy_stats: bool,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            entries: Vec::new(),
+            routes: Vec::new(),
+            envoy_stats: true,
+        }
+    }
 }
 
 type RouteBuild =
@@ -53,15 +62,16 @@ pub fn bind<S, H>(state: S, handler: H) -> Bound<S, H> {
     Bound { state, handler }
 }
 
-fn meta(name: &str) -> Arc<FilterMeta> {
+fn meta(name: &str, envoy: Option<crate::api::stats::EnvoyStats>) -> Arc<FilterMeta> {
     Arc::new(FilterMeta {
         name: name.to_string(),
         stats: FilterStats::default(),
+        envoy,
     })
 }
 
 fn config_box<S, Q, R>(
-    name: &str,
+    cfg: &mut ConfigHandle<'_>,
     state: S,
     req: Q,
     resp: R,
@@ -72,14 +82,30 @@ where
     Q: Service<S>,
     R: ResponseService<S, Q::Output>,
 {
-    Box::new(JisrConfig {
-        meta: meta(name),
+    let envoy = if cfg.envoy_stats {
+        match crate::api::stats::EnvoyStats::define(cfg) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                cfg.log(
+                    crate::Level::Warn,
+                    format_args!("jisr: filter '{}': no Envoy stats: {e}", cfg.filter_name()),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let config = JisrConfig {
+        meta: meta(cfg.filter_name(), envoy),
         state,
         req,
         resp,
         mode,
-        pool: Pool::default(),
-    })
+        pool: std::sync::Arc::default(),
+    };
+    crate::api::stats::register_live(&config.meta, config.pool.clone());
+    Box::new(config)
 }
 
 /// Request and response handlers bound to their config's state; returned by a response
@@ -117,7 +143,7 @@ impl Registry {
             Box::new(move |cfg| {
                 let req = handler.clone().into_service();
                 Ok(config_box(
-                    cfg.filter_name(),
+                    cfg,
                     (),
                     req,
                     NoResponse,
@@ -146,7 +172,7 @@ impl Registry {
                 let state = config_fn(cfg)?;
                 let req = handler.clone().into_service();
                 Ok(config_box(
-                    cfg.filter_name(),
+                    cfg,
                     state,
                     req,
                     NoResponse,
@@ -171,7 +197,7 @@ impl Registry {
                 let Bound { state, handler } = factory(cfg)?;
                 let req = handler.into_service();
                 Ok(config_box(
-                    cfg.filter_name(),
+                    cfg,
                     state,
                     req,
                     NoResponse,
@@ -217,7 +243,7 @@ impl Registry {
             Box::new(move |cfg| {
                 let req = request.clone().into_service();
                 let resp = response.clone().into_response_service();
-                Ok(config_box(cfg.filter_name(), (), req, resp, mode))
+                Ok(config_box(cfg, (), req, resp, mode))
             }),
         )
     }
@@ -245,7 +271,7 @@ impl Registry {
                 let state = config_fn(cfg)?;
                 let req = request.clone().into_service();
                 let resp = response.clone().into_response_service();
-                Ok(config_box(cfg.filter_name(), state, req, resp, mode))
+                Ok(config_box(cfg, state, req, resp, mode))
             }),
         )
     }
@@ -279,7 +305,7 @@ impl Registry {
                 } = factory(cfg)?;
                 let req = request.into_service();
                 let resp = response.into_response_service();
-                Ok(config_box(cfg.filter_name(), state, req, resp, mode))
+                Ok(config_box(cfg, state, req, resp, mode))
             }),
         )
     }
@@ -296,7 +322,8 @@ impl Registry {
             name,
             Box::new(move |cfg| {
                 let f = factory(cfg)?;
-                Ok(Box::new(RawConfig::new(meta(cfg.filter_name()), f)) as Box<dyn ConfigHooks>)
+                Ok(Box::new(RawConfig::new(meta(cfg.filter_name(), None), f))
+                    as Box<dyn ConfigHooks>)
             }),
         )
     }
@@ -349,6 +376,14 @@ impl Registry {
         }
     }
 
+    /// Whether jisr's own figures per filter (streams, polls, wakes, panics, in-flight streams,
+    /// idle slots) are also published as Envoy stats `dynamicmodulescustom.jisr_*` labelled
+    /// with the filter name (default: on; updated every 16 finished streams).
+    pub fn envoy_stats(&mut self, on: bool) -> &mut Self {
+        self.envoy_stats = on;
+        self
+    }
+
     /// The registered names, in registration order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(n, _)| n.as_str())
@@ -359,7 +394,18 @@ impl Registry {
         &self,
         cfg: &mut ConfigHandle<'_>,
     ) -> Result<Option<Box<dyn ConfigHooks>>, ConfigError> {
+        cfg.envoy_stats = self.envoy_stats;
         match self.entries.iter().find(|(n, _)| n == cfg.filter_name()) {
+            None if cfg.filter_name() == crate::api::stats::INTROSPECTION_FILTER => {
+                let req = IntoService::<(), (), _>::into_service(crate::api::stats::introspection);
+                Ok(Some(config_box(
+                    cfg,
+                    (),
+                    req,
+                    NoResponse,
+                    ResponseMode::Passthrough,
+                )))
+            }
             None => Ok(None),
             Some((_, build)) => build(cfg).map(Some),
         }

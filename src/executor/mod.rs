@@ -79,6 +79,7 @@ pub(crate) enum Driven {
 /// scheduler the first time it returns pending.
 pub(crate) fn drive(
     cell: &Arc<WakeCell>,
+    repolls: &Cell<u64>,
     host: &dyn Host,
     poll: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>,
 ) -> Driven {
@@ -99,6 +100,7 @@ pub(crate) fn drive(
         }
         if cell.woken_during_poll() {
             // Woken while polling (e.g. a yield): poll again before leaving the hook.
+            repolls.set(repolls.get() + 1);
             continue;
         }
         // Only a cloned waker can wake the stream from outside a hook; body data, callouts and
@@ -111,6 +113,7 @@ pub(crate) fn drive(
         if !cell.end_poll() {
             return Driven::Pending;
         }
+        repolls.set(repolls.get() + 1);
     }
     // Still waking itself: let the scheduler bring us back after other work ran.
     if !cell.has_scheduler() {

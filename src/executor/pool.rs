@@ -22,6 +22,29 @@ pub(crate) struct PoolStats {
     pub(crate) allocated: u64,
     /// Idle slots.
     pub(crate) idle: u64,
+    /// Re-polls inline because a wake arrived during a poll.
+    pub(crate) wakes_inline: u64,
+    /// Wakes that went through Envoy's scheduler.
+    pub(crate) wakes_scheduled: u64,
+}
+
+/// What one finished stream adds to its pool's counts.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StreamTotals {
+    pub(crate) polls: u64,
+    pub(crate) wakes_inline: u64,
+    pub(crate) wakes_scheduled: u64,
+}
+
+/// Anything that can report pool counts (type-erased pools, for introspection).
+pub(crate) trait StatsSource: Send + Sync {
+    fn stats(&self) -> PoolStats;
+}
+
+impl<T> StatsSource for Pool<T> {
+    fn stats(&self) -> PoolStats {
+        Pool::stats(self)
+    }
 }
 
 struct Inner<T> {
@@ -67,10 +90,12 @@ impl<T> Pool<T> {
 
     /// Ends a stream: returns its slot for reuse (or frees it when the pool is full, or drops
     /// nothing when `slot` is `None`, i.e. the slot could not be cleaned and is leaked).
-    pub(crate) fn put(&self, slot: Option<Box<T>>, polls: u64) {
+    pub(crate) fn put(&self, slot: Option<Box<T>>, totals: StreamTotals) {
         let mut g = self.lock();
         g.stats.in_flight = g.stats.in_flight.saturating_sub(1);
-        g.stats.polls += polls;
+        g.stats.polls += totals.polls;
+        g.stats.wakes_inline += totals.wakes_inline;
+        g.stats.wakes_scheduled += totals.wakes_scheduled;
         if let Some(slot) = slot {
             if g.idle.len() < MAX_IDLE {
                 g.idle.push(slot);

@@ -12,15 +12,17 @@ use std::sync::Arc;
 pub(crate) struct RawConfig<F: RawFactory> {
     meta: Arc<FilterMeta>,
     factory: F,
-    pool: Pool<RawSlot<F>>,
+    pool: std::sync::Arc<Pool<RawSlot<F>>>,
 }
 
 impl<F: RawFactory> RawConfig<F> {
     pub(crate) fn new(meta: Arc<FilterMeta>, factory: F) -> RawConfig<F> {
+        let pool: Arc<Pool<RawSlot<F>>> = Arc::default();
+        crate::api::stats::register_live(&meta, pool.clone());
         RawConfig {
             meta,
             factory,
-            pool: Pool::default(),
+            pool,
         }
     }
 }
@@ -95,7 +97,7 @@ impl<F: RawFactory> RawSlot<F> {
         drop(slot.filter.borrow_mut().take());
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
         let cfg = unsafe { &*slot.cfg };
-        cfg.pool.put(Some(slot), 0);
+        cfg.pool.put(Some(slot), Default::default());
     }
 }
 

@@ -22,7 +22,7 @@ where
     pub(crate) req: Q,
     pub(crate) resp: R,
     pub(crate) mode: ResponseMode,
-    pub(crate) pool: Pool<Slot<S, Q, R>>,
+    pub(crate) pool: std::sync::Arc<Pool<Slot<S, Q, R>>>,
 }
 
 /// One stream. `#[repr(C)]` with the hooks pointer first, so the thin pointer Envoy holds can be
@@ -172,8 +172,17 @@ where
         let clean = slot.clear();
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
         let cfg = unsafe { &*slot.cfg };
-        let polls = slot.core.polls.get();
-        cfg.pool.put(if clean { Some(slot) } else { None }, polls);
+        let totals = crate::executor::pool::StreamTotals {
+            polls: slot.core.polls.get(),
+            wakes_inline: slot.core.repolls.get(),
+            wakes_scheduled: u64::from(
+                slot.core
+                    .wake
+                    .commits
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        };
+        cfg.pool.put(if clean { Some(slot) } else { None }, totals);
     }
 
     /// Marks the stream over: no more polls, wakes are no-ops, futures dropped.

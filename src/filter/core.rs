@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Facts about one registered filter config, shared by its streams.
-#[derive(Debug)]
 pub(crate) struct FilterMeta {
     pub(crate) name: String,
     pub(crate) stats: FilterStats,
+    /// Envoy metrics mirroring the stats (absent when opted out, and for raw filters).
+    pub(crate) envoy: Option<crate::api::stats::EnvoyStats>,
 }
 
 /// Introspection counters of one filter config that are not kept by its slot pool.
@@ -196,6 +197,8 @@ pub struct StreamCore {
     pub(crate) above_high_watermark: Cell<bool>,
     /// Polls of this stream (added to the filter's stats when the stream ends).
     pub(crate) polls: Cell<u64>,
+    /// Re-polls inline after a wake during a poll.
+    pub(crate) repolls: Cell<u64>,
     /// The request pipeline is to be started by the next poll.
     pub(crate) req_start: Cell<bool>,
     /// Callouts in flight.
@@ -224,6 +227,7 @@ impl StreamCore {
             above_high_watermark: Cell::new(false),
             polls: Cell::new(0),
             req_start: Cell::new(false),
+            repolls: Cell::new(0),
             callouts: std::cell::RefCell::new(arrayvec::ArrayVec::new()),
             streams: Default::default(),
         }
@@ -245,6 +249,7 @@ impl StreamCore {
         self.above_high_watermark.set(false);
         self.polls.set(0);
         self.req_start.set(false);
+        self.repolls.set(0);
         self.callouts.get_mut().clear();
         for s in &mut self.streams {
             s.get_mut().id = None;

@@ -113,13 +113,15 @@ where
         let core = &self.core;
         core.polls.set(core.polls.get() + 1);
         let d = match side {
-            Side::Request => executor::drive(&core.wake, host, &mut |cx| {
+            Side::Request => executor::drive(&core.wake, &core.repolls, host, &mut |cx| {
                 if core.req_start.replace(false) {
                     self.start_request();
                 }
                 self.poll_request(cx)
             }),
-            Side::Response => executor::drive(&core.wake, host, &mut |cx| self.poll_response(cx)),
+            Side::Response => executor::drive(&core.wake, &core.repolls, host, &mut |cx| {
+                self.poll_response(cx)
+            }),
         };
         let phase = match side {
             Side::Request => &core.req_phase,
@@ -402,6 +404,19 @@ where
                 }
             }
         });
+        if let Some(envoy) = &core.meta.envoy {
+            let pool = &self.cfg().pool;
+            envoy.on_stream_end(host, &core.meta.name, || {
+                let mut now =
+                    crate::api::stats::FilterStatsSnapshot::new(pool.stats(), &core.meta.stats);
+                // This stream's own figures reach the pool only when it is destroyed.
+                now.polls += core.polls.get();
+                now.wakes_inline += core.repolls.get();
+                now.wakes_scheduled +=
+                    u64::from(core.wake.commits.load(std::sync::atomic::Ordering::Relaxed));
+                now
+            });
+        }
         self.finish();
     }
 

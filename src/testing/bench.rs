@@ -58,6 +58,7 @@ impl BenchFilter {
         let host = SimConfigHost::default();
         host.log_level.set(2);
         let mut handle = ConfigHandle {
+            envoy_stats: true,
             name: filter_name,
             bytes: config,
             host: &host,

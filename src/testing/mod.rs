@@ -105,6 +105,7 @@ impl TestFilter {
         let host = SimConfigHost::default();
         host.log_level.set(0);
         let mut handle = ConfigHandle {
+            envoy_stats: true,
             name: filter_name,
             bytes: config,
             host: &host,

@@ -1,0 +1,108 @@
+//! Introspection: per-filter figures, the built-in filter, and the Envoy stats mirror.
+
+mod common;
+
+use common::{GET, Oneshot};
+use jisr::testing::TestFilter;
+use jisr::{HeadersStatus, Registry, Request, ResponseWriter, filter_stats};
+use std::cell::RefCell;
+
+thread_local! {
+    static ONESHOT: RefCell<Option<Oneshot>> = const { RefCell::new(None) };
+}
+
+async fn waits(_req: Request<'_>, _w: ResponseWriter<'_>) {
+    let o = ONESHOT.with(|o| o.borrow_mut().get_or_insert_with(Oneshot::default).clone());
+    o.recv().await;
+}
+
+async fn boom(_req: Request<'_>, _w: ResponseWriter<'_>) {
+    panic!("boom");
+}
+
+fn register(r: &mut Registry) {
+    r.register("introspected_waits", waits);
+    r.register("introspected_boom", boom);
+}
+
+#[test]
+fn figures_count_streams_polls_wakes_slots_and_panics() {
+    let f = TestFilter::new(register, "introspected_waits", b"").unwrap();
+    for _ in 0..3 {
+        ONESHOT.with(|o| *o.borrow_mut() = None);
+        let mut s = f.stream();
+        assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+        let tx = ONESHOT.with(|o| o.borrow().clone().unwrap());
+        std::thread::spawn(move || tx.send(1)).join().unwrap();
+        assert_eq!(s.run_scheduled(), 1);
+    }
+    let open = f.stream();
+    let st = f.stats();
+    assert_eq!(st.streams, 4);
+    assert_eq!(st.in_flight, 1);
+    assert_eq!(st.polls, 6, "two polls per finished stream");
+    assert_eq!(st.wakes_scheduled, 3);
+    assert_eq!(
+        st.slots_allocated, 1,
+        "one slot serves every stream, the open one included"
+    );
+    assert_eq!(st.idle_slots, 0);
+    drop(open);
+    assert_eq!(f.stats().idle_slots, 1);
+    assert!(
+        filter_stats()
+            .iter()
+            .any(|(n, s)| n == "introspected_waits" && s.streams == 4)
+    );
+
+    let b = TestFilter::new(register, "introspected_boom", b"").unwrap();
+    let _ = b.stream().request_headers(GET, true);
+    assert_eq!(b.stats().panics, 1);
+}
+
+#[test]
+fn builtin_filter_answers_health_version_and_stats() {
+    let f = TestFilter::new(register, jisr::INTROSPECTION_FILTER, b"").unwrap();
+    let _other = TestFilter::new(register, "introspected_boom", b"").unwrap();
+    let ask = |path: &str| {
+        let mut s = f.stream();
+        let st = s.request_headers(&[(":method", "GET"), (":path", path)], true);
+        (st, s.local_reply())
+    };
+    let (st, reply) = ask("/jisr/healthz");
+    assert_eq!(st, HeadersStatus::StopIteration);
+    assert_eq!(reply.unwrap().body, b"ok\n");
+    let body = String::from_utf8(ask("/jisr/version").1.unwrap().body).unwrap();
+    assert_eq!(
+        body,
+        format!(
+            "{{\"jisr\":\"{}\",\"envoy_abi\":\"v0.2.0\"}}\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let body = String::from_utf8(ask("/jisr/stats?x=1").1.unwrap().body).unwrap();
+    assert!(body.starts_with("{\"filters\":["), "{body}");
+    assert!(
+        body.contains("{\"filter\":\"introspected_boom\",\"streams\":0,"),
+        "{body}"
+    );
+    let (st, reply) = ask("/anything/else");
+    assert_eq!((st, reply), (HeadersStatus::Continue, None));
+}
+
+#[test]
+fn figures_are_mirrored_into_envoy_stats_every_16_streams() {
+    let f = TestFilter::new(register, "introspected_boom", b"").unwrap();
+    for _ in 0..17 {
+        let mut s = f.stream();
+        s.request_headers(GET, true);
+    }
+    // Flushed at the 1st and the 17th finished stream.
+    assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(17));
+    assert_eq!(f.metric("jisr_panics_total.introspected_boom"), Some(17));
+    assert_eq!(
+        f.metric("jisr_streams_in_flight.introspected_boom"),
+        Some(0)
+    );
+    assert_eq!(f.metric("jisr_idle_slots.introspected_boom"), Some(0));
+}
