@@ -394,6 +394,8 @@ struct Run {
     cpu_us_per_req: f64,
     /// Envoy's CPU time over wall time.
     busy: f64,
+    /// wrk's CPU time over wall time.
+    wrk_busy: f64,
 }
 
 fn to_us(v: &str) -> Option<f64> {
@@ -443,16 +445,19 @@ fn parse_wrk(out: &str) -> Option<Run> {
     (have == (true, true, true)).then_some(r)
 }
 
-/// Envoy's utime + stime in seconds.
-fn cpu_secs(pid: u32, tick: f64) -> f64 {
+/// CPU seconds from `/proc/<pid>/stat`: utime + stime of the process, or with `children`
+/// cutime + cstime (its reaped children).
+fn cpu_secs(pid: &str, children: bool, tick: f64) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
     let f: Vec<f64> = after
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(0.0))
         .collect();
-    // After the comm field: state is [0], utime is field 14 overall = [11], stime [12].
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / tick
+    // After the comm field: state is [0]; utime (field 14 overall) is [11], stime [12],
+    // cutime [13], cstime [14].
+    let i = if children { 13 } else { 11 };
+    (f.get(i).copied().unwrap_or(0.0) + f.get(i + 1).copied().unwrap_or(0.0)) / tick
 }
 
 struct Load<'a> {
@@ -478,7 +483,9 @@ impl Load<'_> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let cpu0 = cpu_secs(self.envoy_pid, self.tick);
+        let envoy = self.envoy_pid.to_string();
+        let cpu0 = cpu_secs(&envoy, false, self.tick);
+        let wrk0 = cpu_secs("self", true, self.tick);
         let t0 = Instant::now();
         let mut child = cmd.spawn().map_err(|e| format!("cannot run wrk: {e}"))?;
         let deadline = t0 + Duration::from_secs(secs + 20);
@@ -494,8 +501,9 @@ impl Load<'_> {
             std::thread::sleep(Duration::from_millis(20));
         }
         let wall = t0.elapsed().as_secs_f64();
-        let cpu = cpu_secs(self.envoy_pid, self.tick) - cpu0;
+        let cpu = cpu_secs(&envoy, false, self.tick) - cpu0;
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let wrk_cpu = cpu_secs("self", true, self.tick) - wrk0;
         let text = String::from_utf8_lossy(&out.stdout);
         let mut r = parse_wrk(&text).ok_or_else(|| {
             format!(
@@ -509,6 +517,7 @@ impl Load<'_> {
             r.cpu_us_per_req = cpu * 1e6 / r.requests;
         }
         r.busy = cpu / wall;
+        r.wrk_busy = wrk_cpu / wall;
         Ok(r)
     }
 }
@@ -621,7 +630,7 @@ fn scenario(
 fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str)]) -> String {
     let med = |i: usize, f: fn(&Run) -> f64| median(runs[i].iter().map(f).collect());
     let mut s = format!(
-        "\n### {title}\n\n| variant | req/s | req/s min–max | p50 | p99 | Envoy CPU per request | Envoy CPU busy |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        "\n### {title}\n\n| variant | req/s | req/s min–max | p50 | p99 | Envoy CPU per request | Envoy CPU busy | wrk CPU busy |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for (i, v) in vs.iter().enumerate() {
         let rps: Vec<f64> = runs[i].iter().map(|r| r.rps).collect();
@@ -629,7 +638,7 @@ fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str
         let max = rps.iter().copied().fold(0.0, f64::max);
         let _ = writeln!(
             s,
-            "| {} ({}) | {:.0} | {:.0}–{:.0} | {:.0} µs | {:.0} µs | {:.2} µs | {:.0} % |",
+            "| {} ({}) | {:.0} | {:.0}–{:.0} | {:.0} µs | {:.0} µs | {:.2} µs | {:.0} % | {:.0} % |",
             v.name,
             v.what,
             med(i, |r| r.rps),
@@ -639,6 +648,7 @@ fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str
             med(i, |r| r.p99_us),
             med(i, |r| r.cpu_us_per_req),
             med(i, |r| r.busy) * 100.0,
+            med(i, |r| r.wrk_busy) * 100.0,
         );
     }
     let idx = |n: &str| vs.iter().position(|v| v.name == n);
