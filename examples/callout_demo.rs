@@ -248,7 +248,77 @@ async fn override_host(o: &Override, mut req: Request<'_>, w: ResponseWriter<'_>
     );
 }
 
+/// Streaming callout: sends the request body to the target in three chunks, then reads the
+/// answer as it arrives; forwards what it saw as `x-stream-*` request headers.
+async fn stream(t: &Target, mut req: Request<'_>, w: ResponseWriter<'_>) {
+    req.skip_body();
+    let call = CalloutRequest::new(&t.cluster, "POST", &t.path, "svc")
+        .header("content-type", b"text/plain")
+        .timeout(t.timeout);
+    let mut s = match w.stream_callout(call, false) {
+        Ok(s) => s,
+        Err(e) => {
+            w.send_with(
+                503,
+                &[("x-callout-error", kind(e).as_bytes())],
+                b"",
+                "callout_failed",
+            );
+            return;
+        }
+    };
+    for part in [&b"alpha-"[..], b"beta-", b"gamma"] {
+        if let Err(e) = s.send(part, false) {
+            w.send_with(
+                503,
+                &[("x-callout-error", kind(e).as_bytes())],
+                b"",
+                "callout_failed",
+            );
+            return;
+        }
+    }
+    let _ = s.send(b"", true);
+    let head = match s.head().await {
+        Ok(h) => h,
+        Err(e) => {
+            w.send_with(
+                503,
+                &[("x-callout-error", kind(e).as_bytes())],
+                b"",
+                "callout_failed",
+            );
+            return;
+        }
+    };
+    let mut body = Vec::new();
+    let mut reads = 0u32;
+    loop {
+        match s.read(&mut body).await {
+            Ok(0) => break,
+            Ok(_) => reads += 1,
+            Err(e) => {
+                w.send_with(
+                    503,
+                    &[("x-callout-error", kind(e).as_bytes())],
+                    b"",
+                    "callout_failed",
+                );
+                return;
+            }
+        }
+    }
+    req.set_header("x-stream-status", head.status.to_string());
+    req.set_header("x-stream-reads", reads.to_string());
+    req.set_header("x-stream-body-len", body.len().to_string());
+    // The echo target reports what it received; keep its `body_len` for the test.
+    if let Some(n) = jisr::buffer::json::find(&body, &["body_len"]) {
+        req.set_header("x-stream-sent-len", n);
+    }
+}
+
 fn register(r: &mut Registry) {
+    r.register_with_config("stream", load_target, stream);
     r.register_with_config("callout", load_target, callout);
     r.route_config("callout", parse_override);
     r.register_with_config("parallel", load_target, parallel);

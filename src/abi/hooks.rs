@@ -180,6 +180,21 @@ unsafe fn stream<'a>(m: *const c_void) -> &'a dyn StreamHooks {
     unsafe { &**(m as *const *const dyn StreamHooks) }
 }
 
+/// Runs a hook body; a panic in jisr itself (handlers are guarded closer to them) is logged and
+/// the hook returns its default (`Continue`) instead of unwinding into Envoy, which would abort.
+fn guarded<R: Default>(hook: &str, f: impl FnOnce() -> R) -> R {
+    match crate::executor::catch(f) {
+        Ok(r) => r,
+        Err(msg) => {
+            global_log(
+                4,
+                format!("jisr: internal panic in {hook}: {msg}").as_bytes(),
+            );
+            R::default()
+        }
+    }
+}
+
 macro_rules! forward {
     ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident) => {
         $(#[$doc])*
@@ -188,7 +203,8 @@ macro_rules! forward {
         pub unsafe fn $name(e: EnvoyFilterPtr, m: *const c_void $(, $arg: $ty)*) -> $ret {
             let host = EnvoyHost::new(e);
             // SAFETY: `m` is the live module pointer Envoy passes with this hook.
-            unsafe { stream(m) }.$method(&host $(, $arg)*)
+            let hooks = unsafe { stream(m) };
+            guarded(stringify!($name), || hooks.$method(&host $(, $arg)*))
         }
     };
 }
@@ -209,7 +225,8 @@ forward!(scheduled(event: u64) -> () => scheduled);
 pub unsafe fn watermark(e: EnvoyFilterPtr, m: *const c_void, above: bool) {
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer.
-    unsafe { stream(m) }.watermark(&host, above)
+    let hooks = unsafe { stream(m) };
+    guarded("watermark", || hooks.watermark(&host, above))
 }
 
 /// `on_http_filter_local_reply`.
@@ -225,7 +242,8 @@ pub unsafe fn local_reply(
 ) -> u32 {
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer.
-    unsafe { stream(m) }.local_reply(&host, status, reset)
+    let hooks = unsafe { stream(m) };
+    guarded("local_reply", || hooks.local_reply(&host, status, reset))
 }
 
 /// `on_http_filter_http_callout_done`.
@@ -260,7 +278,10 @@ pub unsafe fn callout_done(
     };
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer.
-    unsafe { stream(m) }.callout_done(&host, id, result, headers, chunks)
+    let hooks = unsafe { stream(m) };
+    guarded("callout_done", || {
+        hooks.callout_done(&host, id, result, headers, chunks)
+    })
 }
 
 /// Turns an ABI array into a slice (null → empty).
@@ -283,7 +304,8 @@ unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
 pub unsafe fn http_stream(e: EnvoyFilterPtr, m: *const c_void, id: u64, event: RawStreamEvent<'_>) {
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer.
-    unsafe { stream(m) }.http_stream(&host, id, event)
+    let hooks = unsafe { stream(m) };
+    guarded("http_stream", || hooks.http_stream(&host, id, event))
 }
 
 /// Builds a headers event.
@@ -329,10 +351,9 @@ pub unsafe fn destroy(m: *const c_void) {
         return;
     }
     // SAFETY: live module pointer; `destroyer` consumes it exactly once.
-    unsafe {
-        let d = stream(m).destroyer();
-        d(m)
-    }
+    let d = unsafe { stream(m).destroyer() };
+    // SAFETY: as above.
+    guarded("destroy", || unsafe { d(m) })
 }
 
 /// Generates the `#[no_mangle]` hooks Envoy looks up, forwarding to jisr. See

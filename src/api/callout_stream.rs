@@ -50,8 +50,13 @@ pub(crate) enum StreamEvent<'h> {
 
 /// Records an event for the streaming callout `id`; false if no such stream is open.
 pub(crate) fn record(core: &StreamCore, id: u64, event: StreamEvent<'_>) -> bool {
+    let mut overflow = false;
     for cell in core.streams.iter() {
-        let mut st = cell.borrow_mut();
+        // A report arriving while the state is borrowed (a re-entrant call from Envoy) has no
+        // stream to update.
+        let Ok(mut st) = cell.try_borrow_mut() else {
+            continue;
+        };
         if st.id != Some(id) {
             continue;
         }
@@ -74,7 +79,7 @@ pub(crate) fn record(core: &StreamCore, id: u64, event: StreamEvent<'_>) -> bool
                 for c in it {
                     if st.data.len() + c.len() > MAX_BUFFERED {
                         st.reset = Some(u32::MAX);
-                        core.with_host(|h| h.stream_reset(id));
+                        overflow = true;
                         break;
                     }
                     st.data.extend_from_slice(c);
@@ -92,6 +97,11 @@ pub(crate) fn record(core: &StreamCore, id: u64, event: StreamEvent<'_>) -> bool
                 st.ended = true;
             }
             StreamEvent::Reset(reason) => st.reset = Some(reason),
+        }
+        drop(st);
+        if overflow {
+            // Outside the borrow: Envoy may report the reset synchronously.
+            core.with_host(|h| h.stream_reset(id));
         }
         return true;
     }
@@ -242,12 +252,18 @@ impl<'w> CalloutStream<'w> {
 
 impl Drop for CalloutStream<'_> {
     fn drop(&mut self) {
-        let mut st = self.core.streams[self.idx].borrow_mut();
-        if st.id == Some(self.id) {
-            if !st.complete && st.reset.is_none() {
-                self.core.with_host(|h| h.stream_reset(self.id));
+        let open = {
+            let mut st = self.core.streams[self.idx].borrow_mut();
+            if st.id != Some(self.id) {
+                return;
             }
+            // Forget the stream before resetting it: Envoy reports the reset synchronously,
+            // and that report must find nothing (and no borrowed state).
             st.id = None;
+            !st.complete && st.reset.is_none()
+        };
+        if open {
+            self.core.with_host(|h| h.stream_reset(self.id));
         }
     }
 }
