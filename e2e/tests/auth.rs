@@ -184,7 +184,7 @@ fn two_listeners_share_the_module_but_not_the_keys() {
     let matched = envoy
         .log()
         .lines()
-        .filter(|l| l.contains("ABI version v0.2.0 matched"))
+        .filter(|l| l.contains(jisr_e2e::abi_load_line()))
         .count();
     assert_eq!(matched, 1);
 

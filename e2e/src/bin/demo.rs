@@ -6,7 +6,7 @@
 use jisr_e2e::client::{self, Response};
 use jisr_e2e::upstream::{fnv1a64, pattern};
 use jisr_e2e::{
-    ENVOY_VERSION, Envoy, EnvoyConfig, Listener, Upstream, envoy_bin, module_filter, module_path,
+    Envoy, EnvoyConfig, Listener, Upstream, envoy_bin, envoy_version, module_filter, module_path,
 };
 use std::time::{Duration, Instant};
 
@@ -99,7 +99,7 @@ fn main() {
         }
     };
 
-    println!("== jisr demo: example modules in Envoy {ENVOY_VERSION}");
+    println!("== jisr demo: example modules in Envoy {}", envoy_version());
     let t = Instant::now();
     let bin = envoy_bin();
     println!("   envoy: {} ({:?})", bin.display(), t.elapsed());

