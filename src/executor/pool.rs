@@ -118,7 +118,7 @@ impl<T> Pool<T> {
     }
 
     /// Hands a slot to Envoy as a thin pointer.
-    pub(crate) fn into_raw(slot: Box<T>) -> *const T {
+    pub(crate) fn into_raw(slot: Box<T>) -> *mut T {
         Box::into_raw(slot)
     }
 

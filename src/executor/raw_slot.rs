@@ -38,17 +38,17 @@ pub(crate) struct RawSlot<F: RawFactory> {
 impl<F: RawFactory> ConfigHooks for RawConfig<F> {
     fn new_stream(&self, _host: &dyn Host) -> *const core::ffi::c_void {
         let slot = self.pool.take_or(|| {
-            let mut slot = Box::new(RawSlot {
+            Box::new(RawSlot {
                 hooks: core::ptr::null::<RawSlot<F>>() as *const dyn StreamHooks,
                 cfg: self,
                 filter: RefCell::new(None),
-            });
-            let this: &RawSlot<F> = &slot;
-            slot.hooks = this as &dyn StreamHooks as *const dyn StreamHooks;
-            slot
+            })
         });
         *slot.filter.borrow_mut() = Some(self.factory.new_filter());
-        Pool::into_raw(slot) as *const core::ffi::c_void
+        let raw = Pool::into_raw(slot);
+        // SAFETY: as for jisr slots: the self-pointer is derived from the released box.
+        unsafe { (*raw).hooks = raw as *const dyn StreamHooks };
+        raw as *const core::ffi::c_void
     }
 
     fn name(&self) -> &str {

@@ -56,20 +56,22 @@ where
         Slot<S, Q, R>: StreamHooks,
     {
         let mut slot = self.pool.take_or(|| {
-            let mut slot = Box::new(Slot {
+            Box::new(Slot {
                 hooks: core::ptr::null::<Slot<S, Q, R>>() as *const dyn StreamHooks,
                 cfg: self,
                 core: StreamCore::new(self.meta.clone()),
                 req: Q::Storage::default(),
                 resp: R::Storage::default(),
                 value: RefCell::new(None),
-            });
-            let this: &Slot<S, Q, R> = &slot;
-            slot.hooks = this as &dyn StreamHooks as *const dyn StreamHooks;
-            slot
+            })
         });
         slot.core.reset();
-        Pool::into_raw(slot) as *const core::ffi::c_void
+        let raw = Pool::into_raw(slot);
+        // SAFETY: `raw` is the live, uniquely owned slot we just released; the self-pointer is
+        // derived from it after every mutable access, so later uses through Envoy's copy of
+        // `raw` stay valid.
+        unsafe { (*raw).hooks = raw as *const dyn StreamHooks };
+        raw as *const core::ffi::c_void
     }
 }
 
