@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 versions=${JISR_MATRIX_VERSIONS:-"1.38.3 1.39.3"}
 subset=(--test hello --test auth --test async --test config_errors --test response
-    --test trailers --test callouts)
+    --test trailers --test callouts --test faults)
 # Known failures on 1.38.3 and 1.39.3, recorded in CONSTRAINTS.md ("Envoy versions"):
 # a callout that times out crashes those Envoys (SIGSEGV) at the next request.
 skip=(--skip callout_errors_are_typed)

@@ -227,6 +227,26 @@ impl Envoy {
         }
     }
 
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
+    /// Envoy's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`), if readable.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Streams in flight on listener `name`: gauge `http.<name>.downstream_rq_active` (the
+    /// harness uses the listener name as the HCM `stat_prefix`).
+    pub fn in_flight(&self, listener: &str) -> Option<u64> {
+        self.gauge(&format!("http.{listener}.downstream_rq_active"))
+    }
+
     /// The admin port.
     pub fn admin_port(&self) -> u16 {
         self.admin_port

@@ -20,6 +20,7 @@ pub mod install;
 pub mod json;
 pub mod modules;
 pub mod paths;
+pub mod soak;
 pub mod upstream;
 mod wire;
 

@@ -69,6 +69,7 @@ struct Shared {
     connections: Mutex<Vec<TcpStream>>,
     accepted: AtomicUsize,
     stop: AtomicBool,
+    record: AtomicBool,
 }
 
 /// A running upstream server; stops on drop.
@@ -98,6 +99,7 @@ impl Upstream {
             connections: Mutex::new(Vec::new()),
             accepted: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            record: AtomicBool::new(true),
         });
         let sh = shared.clone();
         let acceptor = std::thread::Builder::new()
@@ -141,6 +143,12 @@ impl Upstream {
         self.shared.requests.lock().unwrap().clone()
     }
 
+    /// Stops keeping received requests for [`Upstream::requests`] (long runs such as the soak
+    /// would otherwise hold every body in memory).
+    pub fn stop_recording(&self) {
+        self.shared.record.store(false, Ordering::SeqCst);
+    }
+
     /// Connections accepted so far.
     pub fn connections_accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
@@ -176,7 +184,9 @@ fn serve(sh: Arc<Shared>, stream: TcpStream, id: usize) {
         let wants_close = req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        sh.requests.lock().unwrap().push(req.clone());
+        if sh.record.load(Ordering::Relaxed) {
+            sh.requests.lock().unwrap().push(req.clone());
+        }
         let mut w = ResponseWriter {
             stream: &mut out,
             status: 200,
