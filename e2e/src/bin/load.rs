@@ -662,19 +662,25 @@ fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str
             .zip(&runs[b])
             .map(|(x, y)| x.rps / y.rps)
             .collect();
+        let paired_cpu: Vec<f64> = runs[a]
+            .iter()
+            .zip(&runs[b])
+            .map(|(x, y)| y.cpu_us_per_req / x.cpu_us_per_req)
+            .collect();
         let _ = writeln!(
             rows,
-            "| {} / {} | {:.3} | {:.3} | {:.3} |",
+            "| {} / {} | {:.3} | {:.3} | {:.3} | {:.3} |",
             vs[a].name,
             vs[b].name,
             med(a, |r| r.rps) / med(b, |r| r.rps),
             median(paired),
             med(b, |r| r.cpu_us_per_req) / med(a, |r| r.cpu_us_per_req),
+            median(paired_cpu),
         );
     }
     if !rows.is_empty() {
         s.push_str(
-            "\n| ratio | req/s, of medians | req/s, median of per-round ratios | inverse CPU per request, of medians |\n|---|---:|---:|---:|\n",
+            "\n| ratio | req/s, of medians | req/s, median of per-round ratios | inverse CPU per request, of medians | inverse CPU per request, median of per-round ratios |\n|---|---:|---:|---:|---:|\n",
         );
         s.push_str(&rows);
     }
