@@ -119,18 +119,26 @@ impl SoakReport {
 }
 
 /// The Envoy config of the soak: one listener per kind, all to `upstream_port`.
+/// Each access line also has `up=%UPSTREAM_HOST% flags=%RESPONSE_FLAGS% ms=%DURATION%`, so a
+/// failed request can be placed (held in a filter, or stuck upstream).
 pub fn soak_config(upstream_port: u16, workers: usize) -> EnvoyConfig {
+    let l = |name: &str| {
+        Listener::new(name)
+            .log_field("up", "%UPSTREAM_HOST%")
+            .log_field("flags", "%RESPONSE_FLAGS%")
+            .log_field("ms", "%DURATION%")
+    };
     EnvoyConfig::new()
         .concurrency(workers)
-        .listener(Listener::new("hello").filter(module_filter("hello", "hello", None)))
-        .listener(Listener::new("auth").filter(module_filter(
+        .listener(l("hello").filter(module_filter("hello", "hello", None)))
+        .listener(l("auth").filter(module_filter(
             "auth",
             "auth",
             Some(r#"{"allowed_keys":["key-1","key-2"]}"#),
         )))
-        .listener(Listener::new("body").filter(module_filter("async_demo", "body", Some("4096"))))
-        .listener(Listener::new("wait").filter(module_filter("async_demo", "wait", None)))
-        .listener(Listener::new("tap").filter(module_filter("resp_tap", "tap", None)))
+        .listener(l("body").filter(module_filter("async_demo", "body", Some("4096"))))
+        .listener(l("wait").filter(module_filter("async_demo", "wait", None)))
+        .listener(l("tap").filter(module_filter("resp_tap", "tap", None)))
         .upstream(upstream_port)
 }
 
