@@ -23,6 +23,15 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
     #[cfg(feature = "log")]
     crate::host::envoy_log::install();
+    if !crate::host::envoy::envoy_is_1_40_or_newer() {
+        crate::filter::core::set_legacy_envoy(true);
+        global_log(
+            3,
+            b"jisr: this Envoy predates 1.40: handlers resume after callouts through the scheduler, \
+and streamed replies (ResponseWriter::stream) are refused, because both crash Envoy 1.38/1.39 \
+otherwise (see the project's CONSTRAINTS.md)",
+        );
+    }
     let built = crate::executor::catch(|| {
         REGISTRY.get_or_init(|| {
             let mut r = Registry::default();

@@ -269,3 +269,17 @@ impl StreamCore {
         &self.meta.name
     }
 }
+
+/// The host Envoy predates 1.40 (set once when the module loads; simulated hosts keep the
+/// default `false`). Some paths that crash Envoy 1.38/1.39 are then avoided.
+static LEGACY_ENVOY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records whether the host Envoy predates 1.40.
+pub(crate) fn set_legacy_envoy(legacy: bool) {
+    LEGACY_ENVOY.store(legacy, Ordering::Relaxed);
+}
+
+/// Whether the host Envoy predates 1.40.
+pub(crate) fn legacy_envoy() -> bool {
+    LEGACY_ENVOY.load(Ordering::Relaxed)
+}

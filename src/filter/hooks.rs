@@ -468,7 +468,17 @@ where
             );
             // A callout whose future was dropped: nothing waits for it.
             if delivered {
-                self.drive_running(host);
+                if crate::filter::core::legacy_envoy() {
+                    // Envoy 1.38/1.39 crash when a handler replies from inside the callout
+                    // completion; resume from the scheduler instead.
+                    let wake = &self.core.wake;
+                    if !wake.has_scheduler() {
+                        wake.set_scheduler(host.new_scheduler());
+                    }
+                    wake.commit();
+                } else {
+                    self.drive_running(host);
+                }
             }
         })
     }
