@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 
 versions=${JISR_MATRIX_VERSIONS:-"1.38.3 1.39.3"}
 subset=(--test hello --test auth --test async --test config_errors --test response
-    --test trailers --test callouts --test faults)
-# Known failures on 1.38.3 and 1.39.3, recorded in CONSTRAINTS.md ("Envoy versions"):
-# a callout that times out crashes those Envoys (SIGSEGV) at the next request.
-skip=(--skip callout_errors_are_typed)
+    --test trailers --test callouts --test faults --test routing --test llm_router
+    --test introspection --test stream_callout --test sse_tap --test versions --test soak)
+# Known failure on 1.38.3 and 1.39.3, recorded in CONSTRAINTS.md ("Envoy versions"): a callout
+# that times out crashes those Envoys (SIGSEGV, inside Envoy, whatever the module does next).
+# Streamed replies are refused there by jisr (they crash them too); `versions` checks that.
+skip=(--skip callout_errors_are_typed --skip client_disconnect_during_a_streamed_local_reply)
 
 # Build the test binaries and the example modules once; every version reuses them.
 cargo test -p jisr-e2e "${subset[@]}" --no-run
