@@ -204,32 +204,24 @@ fn map(response: bool) -> Map {
 impl<'h> RawStream<'h> {
     /// First value of a request header.
     pub fn request_header(&self, name: &str) -> Option<&[u8]> {
-        let key = crate::api::request::lower(name);
-        self.host
-            .header(Map::RequestHeaders, &key, 0)
-            .0
+        crate::api::request::with_key(name, |key| self.host.header(Map::RequestHeaders, key, 0).0)
             .map(|r| r.view(self))
     }
 
     /// First value of a response header.
     pub fn response_header(&self, name: &str) -> Option<&[u8]> {
-        let key = crate::api::request::lower(name);
-        self.host
-            .header(Map::ResponseHeaders, &key, 0)
-            .0
+        crate::api::request::with_key(name, |key| self.host.header(Map::ResponseHeaders, key, 0).0)
             .map(|r| r.view(self))
     }
 
     /// Sets (or with `None` removes) a request or response header.
     pub fn set_header(&mut self, response: bool, name: &str, value: Option<&[u8]>) -> bool {
-        let key = crate::api::request::lower(name);
-        self.host.set_header(map(response), &key, value)
+        crate::api::request::with_key(name, |key| self.host.set_header(map(response), key, value))
     }
 
     /// Adds a request or response header value.
     pub fn add_header(&mut self, response: bool, name: &str, value: &[u8]) -> bool {
-        let key = crate::api::request::lower(name);
-        self.host.add_header(map(response), &key, value)
+        crate::api::request::with_key(name, |key| self.host.add_header(map(response), key, value))
     }
 
     /// Sends a local reply. Return a stop status from the hook afterwards.

@@ -39,6 +39,16 @@ pub(crate) fn lower(name: &str) -> ArrayVec<u8, 128> {
     out
 }
 
+/// Calls `f` with `name` as Envoy stores header keys (lower case), copying only when needed:
+/// names are usually written in lower case already.
+pub(crate) fn with_key<R>(name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+    if name.len() > 128 || !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        f(name.as_bytes())
+    } else {
+        f(&lower(name))
+    }
+}
+
 pub(crate) fn header_get<'s, T: ?Sized>(
     core: &StreamCore,
     anchor: &'s T,
@@ -46,17 +56,13 @@ pub(crate) fn header_get<'s, T: ?Sized>(
     name: &str,
     index: usize,
 ) -> (Option<&'s [u8]>, usize) {
-    let key = lower(name);
-    let key: &[u8] = if name.len() <= 128 {
-        &key
-    } else {
-        name.as_bytes()
-    };
-    core.with_host(|h| {
-        let (raw, n) = h.header(map, key, index);
-        (raw.map(|r| r.view(anchor)), n)
+    with_key(name, |key| {
+        core.with_host(|h| {
+            let (raw, n) = h.header(map, key, index);
+            (raw.map(|r| r.view(anchor)), n)
+        })
+        .unwrap_or((None, 0))
     })
-    .unwrap_or((None, 0))
 }
 
 pub(crate) fn header_each<T: ?Sized>(
@@ -145,26 +151,29 @@ impl<'a> Request<'a> {
 
     /// Replaces all values of request header `name` with `value`. Applied at once.
     pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> bool {
-        let key = lower(name);
-        self.core
-            .with_host(|h| h.set_header(Map::RequestHeaders, &key, Some(value.as_ref())))
-            .unwrap_or(false)
+        with_key(name, |key| {
+            self.core
+                .with_host(|h| h.set_header(Map::RequestHeaders, key, Some(value.as_ref())))
+        })
+        .unwrap_or(false)
     }
 
     /// Adds a value to request header `name`. Applied at once.
     pub fn add_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> bool {
-        let key = lower(name);
-        self.core
-            .with_host(|h| h.add_header(Map::RequestHeaders, &key, value.as_ref()))
-            .unwrap_or(false)
+        with_key(name, |key| {
+            self.core
+                .with_host(|h| h.add_header(Map::RequestHeaders, key, value.as_ref()))
+        })
+        .unwrap_or(false)
     }
 
     /// Removes request header `name`. Applied at once.
     pub fn remove_header(&mut self, name: &str) -> bool {
-        let key = lower(name);
-        self.core
-            .with_host(|h| h.set_header(Map::RequestHeaders, &key, None))
-            .unwrap_or(false)
+        with_key(name, |key| {
+            self.core
+                .with_host(|h| h.set_header(Map::RequestHeaders, key, None))
+        })
+        .unwrap_or(false)
     }
 
     /// A string attribute of the stream (see [`Attr`]).

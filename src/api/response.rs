@@ -2,7 +2,7 @@
 
 use crate::api::body::{BodyError, ReadBody};
 use crate::api::log::Level;
-use crate::api::request::{HeaderValues, header_each, header_get, lower};
+use crate::api::request::{HeaderValues, header_each, header_get, with_key};
 use crate::filter::core::StreamCore;
 use crate::host::{BodyKind, Map};
 use std::fmt;
@@ -129,31 +129,34 @@ impl<'a> Response<'a> {
     /// already gone and this returns [`ResponseError::HeadersSent`]).
     pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), ResponseError> {
         self.writable()?;
-        let key = lower(name);
-        self.core
-            .with_host(|h| h.set_header(Map::ResponseHeaders, &key, Some(value.as_ref())))
-            .map(|_| ())
-            .ok_or(ResponseError::Detached)
+        with_key(name, |key| {
+            self.core
+                .with_host(|h| h.set_header(Map::ResponseHeaders, key, Some(value.as_ref())))
+        })
+        .map(|_| ())
+        .ok_or(ResponseError::Detached)
     }
 
     /// Adds a response header value (see [`Response::set_header`] for when it works).
     pub fn add_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), ResponseError> {
         self.writable()?;
-        let key = lower(name);
-        self.core
-            .with_host(|h| h.add_header(Map::ResponseHeaders, &key, value.as_ref()))
-            .map(|_| ())
-            .ok_or(ResponseError::Detached)
+        with_key(name, |key| {
+            self.core
+                .with_host(|h| h.add_header(Map::ResponseHeaders, key, value.as_ref()))
+        })
+        .map(|_| ())
+        .ok_or(ResponseError::Detached)
     }
 
     /// Removes a response header (see [`Response::set_header`] for when it works).
     pub fn remove_header(&mut self, name: &str) -> Result<(), ResponseError> {
         self.writable()?;
-        let key = lower(name);
-        self.core
-            .with_host(|h| h.set_header(Map::ResponseHeaders, &key, None))
-            .map(|_| ())
-            .ok_or(ResponseError::Detached)
+        with_key(name, |key| {
+            self.core
+                .with_host(|h| h.set_header(Map::ResponseHeaders, key, None))
+        })
+        .map(|_| ())
+        .ok_or(ResponseError::Detached)
     }
 
     /// Reads the next response body bytes into `buf`; `Ok(0)` is end of body. Always `Ok(0)` in
