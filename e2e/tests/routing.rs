@@ -43,10 +43,7 @@ fn bad_per_route_config_is_refused_at_load_with_the_reason() {
     );
     // At error level, through the module's logger (1.40 prints `[:]` as the source location,
     // 1.38/1.39 the location of their log callback).
-    assert_logged(
-        &log,
-        "[error][dynamic_modules] [",
-    );
+    assert_logged(&log, "[error][dynamic_modules] [");
     assert_logged(
         &log,
         "Failed to create pre-route filter config: Failed to initialize per-route dynamic module",

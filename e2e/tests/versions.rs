@@ -27,5 +27,8 @@ fn streamed_replies_by_envoy_version() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     envoy.assert_ready();
-    assert_eq!(client::get(envoy.listener_port("sse"), "/events").status, 200);
+    assert_eq!(
+        client::get(envoy.listener_port("sse"), "/events").status,
+        200
+    );
 }
