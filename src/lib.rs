@@ -65,7 +65,7 @@ pub use api::request::{HeaderValues, Request};
 pub use api::response::{Response, ResponseError, ResponseMode};
 pub use api::response_handler::{
     IntoResponseService, ResponseChained, ResponseHandler, ResponseMiddleware, ResponseNext,
-    ResponseNextFuture, StateResponseHandler, response_chain,
+    StateResponseHandler, response_chain,
 };
 pub use api::stats::{FilterStatsSnapshot, INTROSPECTION_FILTER, filter_stats};
 pub use api::stream::{SendData, StreamError, StreamWriter};

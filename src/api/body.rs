@@ -58,3 +58,26 @@ impl Future for ReadBody<'_> {
         }
     }
 }
+
+/// Reads the rest of a body (up to its limit) into `out`; returns how many bytes.
+pub(crate) async fn read_to_end(
+    core: &StreamCore,
+    request: bool,
+    out: &mut Vec<u8>,
+) -> Result<usize, BodyError> {
+    let mut total = 0;
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = ReadBody {
+            core,
+            request,
+            buf: &mut chunk,
+        }
+        .await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        total += n;
+    }
+}

@@ -94,19 +94,25 @@ impl<'a> Next<'a> {
     ) -> NextFuture<'r> {
         let _ = (&req, &w);
         self.inner.start(self.core);
-        NextFuture {
-            inner: self.inner,
-            done: false,
-            _lent: PhantomData,
-        }
+        NextFuture::new(self.inner)
     }
 }
 
-/// Future of [`Next::run`].
+/// Future of [`Next::run`] and [`ResponseNext::run`](crate::ResponseNext::run).
 pub struct NextFuture<'r> {
     inner: &'r dyn NextRun,
     done: bool,
     _lent: PhantomData<&'r mut ()>,
+}
+
+impl<'r> NextFuture<'r> {
+    pub(crate) fn new(inner: &'r dyn NextRun) -> Self {
+        NextFuture {
+            inner,
+            done: false,
+            _lent: PhantomData,
+        }
+    }
 }
 
 impl Future for NextFuture<'_> {

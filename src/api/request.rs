@@ -228,16 +228,7 @@ impl<'a> Request<'a> {
 
     /// Reads the rest of the body (up to the limit) into `out`; returns how many bytes.
     pub async fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<usize, BodyError> {
-        let mut total = 0;
-        let mut chunk = [0u8; 2048];
-        loop {
-            let n = self.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            out.extend_from_slice(&chunk[..n]);
-            total += n;
-        }
+        crate::api::body::read_to_end(self.core, true, out).await
     }
 
     /// The handler will not read the body: it flows on as soon as the handler is done.

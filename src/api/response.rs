@@ -172,16 +172,7 @@ impl<'a> Response<'a> {
 
     /// Reads the rest of the body into `out`; returns how many bytes.
     pub async fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<usize, BodyError> {
-        let mut total = 0;
-        let mut chunk = [0u8; 2048];
-        loop {
-            let n = self.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            out.extend_from_slice(&chunk[..n]);
-            total += n;
-        }
+        crate::api::body::read_to_end(self.core, false, out).await
     }
 
     /// Stops reading the body: in Observe the tap ends; in Buffer the body is released as soon

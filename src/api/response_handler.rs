@@ -1,5 +1,6 @@
 //! Response handlers and response middleware, composed without allocating.
 
+use crate::api::handler::{NextFuture, NextRun};
 use crate::api::response::{Response, ResponseMode};
 use crate::api::writer::ResponseWriter;
 use crate::executor::task::TaskCell;
@@ -7,7 +8,6 @@ use crate::filter::core::StreamCore;
 use std::cell::Cell;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// A response handler without per-config state:
@@ -83,7 +83,7 @@ where
 
 /// The rest of a response chain, handed to a [`ResponseMiddleware`].
 pub struct ResponseNext<'a> {
-    inner: &'a dyn ResponseNextRun,
+    inner: &'a dyn NextRun,
     core: &'a StreamCore,
 }
 
@@ -93,51 +93,11 @@ impl<'a> ResponseNext<'a> {
         self,
         resp: &'r mut Response<'a>,
         w: &'r mut ResponseWriter<'a>,
-    ) -> ResponseNextFuture<'r> {
+    ) -> NextFuture<'r> {
         let _ = (&resp, &w);
         self.inner.start(self.core);
-        ResponseNextFuture {
-            inner: self.inner,
-            done: false,
-            _lent: PhantomData,
-        }
+        NextFuture::new(self.inner)
     }
-}
-
-/// Future of [`ResponseNext::run`].
-pub struct ResponseNextFuture<'r> {
-    inner: &'r dyn ResponseNextRun,
-    done: bool,
-    _lent: PhantomData<&'r mut ()>,
-}
-
-impl Future for ResponseNextFuture<'_> {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done {
-            return Poll::Ready(());
-        }
-        match self.inner.poll(cx) {
-            Poll::Ready(()) => {
-                self.done = true;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl Drop for ResponseNextFuture<'_> {
-    fn drop(&mut self) {
-        self.inner.clear();
-    }
-}
-
-/// Type-erased inner part of a response chain.
-pub trait ResponseNextRun {
-    fn start(&self, core: &StreamCore);
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()>;
-    fn clear(&self);
 }
 
 /// A compiled response pipeline for config state `S` and request value `T`.
@@ -293,7 +253,7 @@ impl<S: 'static, T: 'static, I: ResponseService<S, T>> Default for RespInnerSlot
     }
 }
 
-impl<S: 'static, T: 'static, I: ResponseService<S, T>> ResponseNextRun for RespInnerSlot<S, T, I> {
+impl<S: 'static, T: 'static, I: ResponseService<S, T>> NextRun for RespInnerSlot<S, T, I> {
     fn start(&self, core: &StreamCore) {
         let (Some(svc), Some(state), Some(mode)) =
             (self.svc.get(), self.state.get(), self.mode.get())

@@ -181,22 +181,7 @@ impl Host for BenchHost {
     }
 
     fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize {
-        let mut skip = offset;
-        let mut written = 0;
-        for c in self.chunks(kind) {
-            if skip >= c.len() {
-                skip -= c.len();
-                continue;
-            }
-            let take = (c.len() - skip).min(dst.len() - written);
-            dst[written..written + take].copy_from_slice(&c[skip..skip + take]);
-            written += take;
-            skip = 0;
-            if written == dst.len() {
-                break;
-            }
-        }
-        written
+        super::copy_from_chunks(self.chunks(kind), offset, dst)
     }
 
     fn received_is_buffered(&self, _request: bool) -> bool {

@@ -158,28 +158,9 @@ impl Host for EnvoyHost {
             if !ok {
                 return 0;
             }
-            let mut skip = offset;
-            let mut written = 0;
-            for c in chunks.iter() {
-                if c.ptr.is_null() || c.len == 0 {
-                    continue;
-                }
-                if skip >= c.len {
-                    skip -= c.len;
-                    continue;
-                }
-                // SAFETY: Envoy's chunk views are valid during this hook and unmodified here.
-                let bytes = unsafe { core::slice::from_raw_parts(c.ptr, c.len) };
-                let bytes = &bytes[skip..];
-                skip = 0;
-                let take = bytes.len().min(dst.len() - written);
-                dst[written..written + take].copy_from_slice(&bytes[..take]);
-                written += take;
-                if written == dst.len() {
-                    break;
-                }
-            }
-            written
+            let anchor = &();
+            let views = chunks.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor));
+            super::copy_from_chunks(views, offset, dst)
         })
     }
 

@@ -79,6 +79,30 @@ impl Raw {
     }
 }
 
+/// Copies the bytes of a body made of `chunks`, from `offset`, into `dst`; returns how many.
+pub(crate) fn copy_from_chunks<'c>(
+    chunks: impl IntoIterator<Item = &'c [u8]>,
+    offset: usize,
+    dst: &mut [u8],
+) -> usize {
+    let mut skip = offset;
+    let mut written = 0;
+    for c in chunks {
+        if written == dst.len() {
+            break;
+        }
+        if skip >= c.len() {
+            skip -= c.len();
+            continue;
+        }
+        let take = (c.len() - skip).min(dst.len() - written);
+        dst[written..written + take].copy_from_slice(&c[skip..skip + take]);
+        written += take;
+        skip = 0;
+    }
+    written
+}
+
 /// What a stream's host can do. All methods run on the worker thread inside a hook.
 #[allow(dead_code)] // Body rewriting, streamed replies and worker sharding use the rest.
 pub(crate) trait Host {

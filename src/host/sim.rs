@@ -233,23 +233,7 @@ impl Host for SimHost {
 
     fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize {
         let chunks = self.bodies[kind as usize].borrow();
-        let mut skip = offset;
-        let mut written = 0;
-        for c in chunks.iter() {
-            if skip >= c.len() {
-                skip -= c.len();
-                continue;
-            }
-            let bytes = &c[skip..];
-            skip = 0;
-            let take = bytes.len().min(dst.len() - written);
-            dst[written..written + take].copy_from_slice(&bytes[..take]);
-            written += take;
-            if written == dst.len() {
-                break;
-            }
-        }
-        written
+        super::copy_from_chunks(chunks.iter().map(|c| &c[..]), offset, dst)
     }
 
     fn received_is_buffered(&self, _request: bool) -> bool {
