@@ -170,8 +170,7 @@ where
     unsafe fn destroy(ptr: *const core::ffi::c_void) {
         // SAFETY: guaranteed by the caller.
         let slot = unsafe { Pool::<Self>::from_raw(ptr as *const Self) };
-        slot.finish();
-        let clean = slot.clear();
+        let clean = slot.finish();
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
         let cfg = unsafe { &*slot.cfg };
         let totals = crate::executor::pool::StreamTotals {
@@ -187,15 +186,18 @@ where
         cfg.pool.put(if clean { Some(slot) } else { None }, totals);
     }
 
-    /// Marks the stream over: no more polls, wakes are no-ops, futures dropped.
-    pub(crate) fn finish(&self) {
+    /// Marks the stream over: no more polls, wakes are no-ops, futures dropped. Returns whether
+    /// the slot is clean (its futures could be dropped), i.e. reusable.
+    pub(crate) fn finish(&self) -> bool {
         if self.core.ended.get() {
-            return;
+            return !self.core.dirty.get();
         }
         self.core.ended.set(true);
         crate::executor::waker::kill(&self.core.wake);
         // Drop impls of user futures run with no host: nothing can reach the stream anymore.
-        let _ = crate::executor::catch(|| self.clear());
+        let clean = crate::executor::catch(|| self.clear()).unwrap_or(false);
+        self.core.dirty.set(!clean);
+        clean
     }
 }
 

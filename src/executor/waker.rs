@@ -139,16 +139,27 @@ impl WakeCell {
 }
 
 /// Returns a cell ready for a new stream, reusing `cell` when no stale waker holds it.
-pub(crate) fn recycle(cell: &mut Arc<WakeCell>) {
+pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
     // jisr never makes `Weak`s of a cell, so one strong reference means nobody else holds it
     // (and nobody can start holding it: cloning needs a reference). Plain loads and stores
     // suffice then; `kill` already released any scheduler.
-    if Arc::strong_count(cell) == 1 {
+    fn reuse(cell: &Arc<WakeCell>) -> bool {
+        if Arc::strong_count(cell) != 1 {
+            return false;
+        }
         cell.state.store(0, Ordering::Relaxed);
         cell.commits.store(0, Ordering::Relaxed);
-    } else {
-        // A waker from the previous stream is still out there: leave that cell to it (it is
-        // dead, so its wakes are no-ops) and start a fresh one. Rare; allocates once.
+        true
+    }
+    if reuse(cell) {
+        return;
+    }
+    // A waker of the previous stream is still out there — typically another thread that just
+    // woke it and has not dropped it yet. Leave that cell to it (it is dead, its wakes are
+    // no-ops) and take the slot's spare, which an earlier stream used.
+    core::mem::swap(cell, spare);
+    if !reuse(cell) {
+        // Both are still held somewhere: rare; allocates once.
         *cell = Arc::new(WakeCell::default());
     }
 }

@@ -178,6 +178,8 @@ pub struct StreamCore {
     pub(crate) host: HostSlot,
     pub(crate) meta: Arc<FilterMeta>,
     pub(crate) wake: Arc<WakeCell>,
+    /// A second wake cell, swapped in when a waker of the previous stream is still held.
+    wake_spare: Arc<WakeCell>,
     pub(crate) req_phase: Cell<Phase>,
     /// A request hook returned a stop status, so completion must resume decoding.
     pub(crate) req_stopped: Cell<bool>,
@@ -191,6 +193,8 @@ pub struct StreamCore {
     pub(crate) complete_pending: Cell<bool>,
     /// The stream is over: no more polls or callbacks.
     pub(crate) ended: Cell<bool>,
+    /// Ending the stream could not drop its futures (the slot must not be reused).
+    pub(crate) dirty: Cell<bool>,
     pub(crate) req_body: BodyCursor,
     pub(crate) resp_body: BodyCursor,
     /// Downstream write buffer is above its high watermark.
@@ -214,6 +218,7 @@ impl StreamCore {
             host: HostSlot::default(),
             meta,
             wake: Arc::new(WakeCell::default()),
+            wake_spare: Arc::new(WakeCell::default()),
             req_phase: Cell::new(Phase::Idle),
             req_stopped: Cell::new(false),
             resp_phase: Cell::new(Phase::Idle),
@@ -222,6 +227,7 @@ impl StreamCore {
             resp_headers_sent: Cell::new(false),
             complete_pending: Cell::new(false),
             ended: Cell::new(false),
+            dirty: Cell::new(false),
             req_body: BodyCursor::default(),
             resp_body: BodyCursor::default(),
             above_high_watermark: Cell::new(false),
@@ -235,7 +241,7 @@ impl StreamCore {
 
     /// Readies the core for a new stream.
     pub(crate) fn reset(&mut self) {
-        crate::executor::waker::recycle(&mut self.wake);
+        crate::executor::waker::recycle(&mut self.wake, &mut self.wake_spare);
         self.req_phase.set(Phase::Idle);
         self.req_stopped.set(false);
         self.resp_phase.set(Phase::Idle);
@@ -244,6 +250,7 @@ impl StreamCore {
         self.resp_headers_sent.set(false);
         self.complete_pending.set(false);
         self.ended.set(false);
+        self.dirty.set(false);
         self.req_body.reset();
         self.resp_body.reset();
         self.above_high_watermark.set(false);

@@ -393,17 +393,17 @@ where
         }
         // A handler blocked in a body read learns that the body will never complete: one last
         // poll in which the read fails, while metrics, metadata and logs still work.
-        self.enter(host, || {
-            for (side, phase, cursor) in [
-                (Side::Request, &core.req_phase, &core.req_body),
-                (Side::Response, &core.resp_phase, &core.resp_body),
-            ] {
-                if phase.get() == Phase::Running && cursor.waiting.get() && !cursor.eos.get() {
-                    cursor.aborted.set(true);
+        for (side, phase, cursor) in [
+            (Side::Request, &core.req_phase, &core.req_body),
+            (Side::Response, &core.resp_phase, &core.resp_body),
+        ] {
+            if phase.get() == Phase::Running && cursor.waiting.get() && !cursor.eos.get() {
+                cursor.aborted.set(true);
+                self.enter(host, || {
                     let _ = self.drive(host, side);
-                }
+                });
             }
-        });
+        }
         if let Some(envoy) = &core.meta.envoy {
             let pool = &self.cfg().pool;
             envoy.on_stream_end(host, &core.meta.name, || {
