@@ -252,69 +252,45 @@ async fn override_host(o: &Override, mut req: Request<'_>, w: ResponseWriter<'_>
 /// answer as it arrives; forwards what it saw as `x-stream-*` request headers.
 async fn stream(t: &Target, mut req: Request<'_>, w: ResponseWriter<'_>) {
     req.skip_body();
+    match stream_exchange(t, &w).await {
+        Ok((status, reads, body)) => {
+            req.set_header("x-stream-status", status.to_string());
+            req.set_header("x-stream-reads", reads.to_string());
+            req.set_header("x-stream-body-len", body.len().to_string());
+            // The echo target reports what it received; keep its `body_len` for the test.
+            if let Some(n) = jisr::buffer::json::find(&body, &["body_len"]) {
+                req.set_header("x-stream-sent-len", n);
+            }
+        }
+        Err(e) => w.send_with(
+            503,
+            &[("x-callout-error", kind(e).as_bytes())],
+            b"",
+            "callout_failed",
+        ),
+    }
+}
+
+/// The exchange itself: the answer's status, how many reads it took, and its body.
+async fn stream_exchange(
+    t: &Target,
+    w: &ResponseWriter<'_>,
+) -> Result<(u16, u32, Vec<u8>), CalloutError> {
     let call = CalloutRequest::new(&t.cluster, "POST", &t.path, "svc")
         .header("content-type", b"text/plain")
         .timeout(t.timeout);
-    let mut s = match w.stream_callout(call, false) {
-        Ok(s) => s,
-        Err(e) => {
-            w.send_with(
-                503,
-                &[("x-callout-error", kind(e).as_bytes())],
-                b"",
-                "callout_failed",
-            );
-            return;
-        }
-    };
+    let mut s = w.stream_callout(call, false)?;
     for part in [&b"alpha-"[..], b"beta-", b"gamma"] {
-        if let Err(e) = s.send(part, false) {
-            w.send_with(
-                503,
-                &[("x-callout-error", kind(e).as_bytes())],
-                b"",
-                "callout_failed",
-            );
-            return;
-        }
+        s.send(part, false)?;
     }
-    let _ = s.send(b"", true);
-    let head = match s.head().await {
-        Ok(h) => h,
-        Err(e) => {
-            w.send_with(
-                503,
-                &[("x-callout-error", kind(e).as_bytes())],
-                b"",
-                "callout_failed",
-            );
-            return;
-        }
-    };
+    s.send(b"", true)?;
+    let head = s.head().await?;
     let mut body = Vec::new();
     let mut reads = 0u32;
-    loop {
-        match s.read(&mut body).await {
-            Ok(0) => break,
-            Ok(_) => reads += 1,
-            Err(e) => {
-                w.send_with(
-                    503,
-                    &[("x-callout-error", kind(e).as_bytes())],
-                    b"",
-                    "callout_failed",
-                );
-                return;
-            }
-        }
+    while s.read(&mut body).await? > 0 {
+        reads += 1;
     }
-    req.set_header("x-stream-status", head.status.to_string());
-    req.set_header("x-stream-reads", reads.to_string());
-    req.set_header("x-stream-body-len", body.len().to_string());
-    // The echo target reports what it received; keep its `body_len` for the test.
-    if let Some(n) = jisr::buffer::json::find(&body, &["body_len"]) {
-        req.set_header("x-stream-sent-len", n);
-    }
+    Ok((head.status, reads, body))
 }
 
 fn register(r: &mut Registry) {
