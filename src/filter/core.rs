@@ -70,6 +70,10 @@ pub(crate) struct BodyCursor {
     pub(crate) skipped: Cell<bool>,
     /// Inside a body hook: the received chunk is not yet part of the buffered body.
     pub(crate) in_hook: Cell<bool>,
+    /// Inside a body hook: bytes of the buffered body, and bytes readable in all (buffered plus
+    /// the received chunk when it is separate), measured once per hook by [`BodyCursor::enter_hook`].
+    hook_buffered: Cell<usize>,
+    hook_end: Cell<usize>,
 }
 
 impl Default for BodyCursor {
@@ -84,6 +88,8 @@ impl Default for BodyCursor {
             limit: Cell::new(usize::MAX),
             skipped: Cell::new(false),
             in_hook: Cell::new(false),
+            hook_buffered: Cell::new(0),
+            hook_end: Cell::new(0),
         }
     }
 }
@@ -99,6 +105,31 @@ impl BodyCursor {
         self.limit.set(usize::MAX);
         self.skipped.set(false);
         self.in_hook.set(false);
+    }
+
+    /// A body hook starts: measures what is readable during it (the body does not change while
+    /// the hook runs, except through the handler's own `replace_body`).
+    pub(crate) fn enter_hook(&self, host: &dyn Host, request: bool) {
+        let (buffered, received) = if request {
+            (BodyKind::BufferedRequest, BodyKind::ReceivedRequest)
+        } else {
+            (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
+        };
+        let received_len = host.body_len(received);
+        match self.retention.get() {
+            Retention::Passing => {
+                self.hook_buffered.set(0);
+                self.hook_end.set(self.base.get() + received_len);
+            }
+            _ => {
+                let b = host.body_len(buffered);
+                let separate = !host.received_is_buffered(request);
+                self.hook_buffered.set(b);
+                self.hook_end
+                    .set(b + if separate { received_len } else { 0 });
+            }
+        }
+        self.in_hook.set(true);
     }
 
     /// Whether the handler is done reading (skipped or limit reached).
@@ -132,8 +163,16 @@ impl BodyCursor {
         }
         let dst_len = dst.len().min(room);
         let dst = &mut dst[..dst_len];
-        let buffered_len = host.body_len(buffered);
-        let with_received = self.in_hook.get() && !host.received_is_buffered(request);
+        let (buffered_len, with_received) = if self.in_hook.get() {
+            if offset >= self.hook_end.get() {
+                // Everything readable in this hook was read: no need to ask Envoy again.
+                return if self.eos.get() { Some(0) } else { None };
+            }
+            let b = self.hook_buffered.get();
+            (b, self.hook_end.get() > b)
+        } else {
+            (host.body_len(buffered), false)
+        };
         let mut n = 0;
         if offset < buffered_len {
             n = host.copy_body(buffered, offset, dst);
@@ -158,15 +197,12 @@ impl BodyCursor {
         if room == 0 || dst.is_empty() {
             return Some(0);
         }
-        if self.in_hook.get() {
-            let len = host.body_len(received);
-            if offset < base + len {
-                let want = dst.len().min(room);
-                let n = host.copy_body(received, offset - base, &mut dst[..want]);
-                offset += n;
-                self.offset.set(offset);
-                return Some(n);
-            }
+        if self.in_hook.get() && offset < self.hook_end.get() {
+            let want = dst.len().min(room);
+            let n = host.copy_body(received, offset - base, &mut dst[..want]);
+            offset += n;
+            self.offset.set(offset);
+            return Some(n);
         }
         self.offset.set(offset);
         if self.eos.get() { Some(0) } else { None }

@@ -259,7 +259,7 @@ where
             }
             match core.req_phase.get() {
                 Phase::Running => {
-                    core.req_body.in_hook.set(true);
+                    core.req_body.enter_hook(host, true);
                     let d = self.drive(host, Side::Request);
                     core.req_body.in_hook.set(false);
                     match d {
@@ -347,7 +347,7 @@ where
                 return ffi::BODY_CONTINUE;
             }
             let cursor = &core.resp_body;
-            cursor.in_hook.set(true);
+            cursor.enter_hook(host, false);
             let d = self.drive(host, Side::Response);
             cursor.in_hook.set(false);
             if cursor.retention.get() == Retention::Passing {
