@@ -103,17 +103,6 @@ impl BenchHost {
             _ => &[],
         }
     }
-
-    fn chunks(&self, kind: BodyKind) -> ArrayVec<&'static [u8], 65> {
-        let mut out = ArrayVec::new();
-        match kind {
-            BodyKind::BufferedRequest => out.extend(self.req_buffered.borrow().iter().copied()),
-            BodyKind::ReceivedRequest => out.push(self.req_received.get()),
-            BodyKind::BufferedResponse => out.extend(self.resp_buffered.borrow().iter().copied()),
-            BodyKind::ReceivedResponse => out.push(self.resp_received.get()),
-        }
-        out
-    }
 }
 
 fn raw(b: &[u8]) -> Raw {
@@ -177,11 +166,29 @@ impl Host for BenchHost {
     }
 
     fn body_len(&self, kind: BodyKind) -> usize {
-        self.chunks(kind).iter().map(|c| c.len()).sum()
+        match kind {
+            BodyKind::BufferedRequest => self.req_buffered.borrow().iter().map(|c| c.len()).sum(),
+            BodyKind::ReceivedRequest => self.req_received.get().len(),
+            BodyKind::BufferedResponse => self.resp_buffered.borrow().iter().map(|c| c.len()).sum(),
+            BodyKind::ReceivedResponse => self.resp_received.get().len(),
+        }
     }
 
     fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize {
-        super::copy_from_chunks(self.chunks(kind), offset, dst)
+        match kind {
+            BodyKind::BufferedRequest => {
+                super::copy_from_chunks(self.req_buffered.borrow().iter().copied(), offset, dst)
+            }
+            BodyKind::ReceivedRequest => {
+                super::copy_from_chunks([self.req_received.get()], offset, dst)
+            }
+            BodyKind::BufferedResponse => {
+                super::copy_from_chunks(self.resp_buffered.borrow().iter().copied(), offset, dst)
+            }
+            BodyKind::ReceivedResponse => {
+                super::copy_from_chunks([self.resp_received.get()], offset, dst)
+            }
+        }
     }
 
     fn received_is_buffered(&self, _request: bool) -> bool {
