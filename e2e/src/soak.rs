@@ -119,14 +119,18 @@ impl SoakReport {
 }
 
 /// The Envoy config of the soak: one listener per kind, all to `upstream_port`.
-/// Each access line also has `up=%UPSTREAM_HOST% flags=%RESPONSE_FLAGS% ms=%DURATION%`, so a
-/// failed request can be placed (held in a filter, or stuck upstream).
+/// Each access line also has the upstream host, response flags, duration, bytes received from
+/// the client and wire bytes sent to / received from the upstream, so a failed request can be
+/// placed (held in a filter, or stuck upstream).
 pub fn soak_config(upstream_port: u16, workers: usize) -> EnvoyConfig {
     let l = |name: &str| {
         Listener::new(name)
             .log_field("up", "%UPSTREAM_HOST%")
             .log_field("flags", "%RESPONSE_FLAGS%")
             .log_field("ms", "%DURATION%")
+            .log_field("rx", "%BYTES_RECEIVED%")
+            .log_field("up_tx", "%UPSTREAM_WIRE_BYTES_SENT%")
+            .log_field("up_rx", "%UPSTREAM_WIRE_BYTES_RECEIVED%")
     };
     EnvoyConfig::new()
         .concurrency(workers)

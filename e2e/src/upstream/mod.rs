@@ -173,8 +173,19 @@ fn serve(sh: Arc<Shared>, stream: TcpStream, id: usize) {
     let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let Ok(mut out) = stream.try_clone() else {
+        let _ = stream.shutdown(Shutdown::Both);
         return;
     };
+    // However this ends (idle timeout, bad request, close), shut the socket down: the acceptor
+    // keeps a clone of every connection, and a socket left open with nobody reading it would
+    // take Envoy's next request on that pooled connection and never answer.
+    struct Close(TcpStream);
+    impl Drop for Close {
+        fn drop(&mut self) {
+            let _ = self.0.shutdown(Shutdown::Both);
+        }
+    }
+    let _close = stream.try_clone().map(Close);
     let mut wire = Wire::new(stream);
     while !sh.stop.load(Ordering::SeqCst) {
         let req = match read_request(&mut wire, id) {
