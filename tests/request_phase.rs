@@ -556,3 +556,22 @@ fn slots_are_reused_across_streams() {
     }
     assert_eq!(f.name(), "await_thread");
 }
+
+#[test]
+fn envoy_destroying_the_stream_inside_a_local_reply_is_deferred_until_the_hook_unwinds() {
+    let f = filter("deny");
+    let mut s = f.stream();
+    s.destroy_during_local_reply();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    assert!(s.is_destroyed(), "destroyed once the hook unwound");
+    assert_eq!(s.local_reply().unwrap().status, 403);
+    drop(s);
+    assert_eq!(
+        f.idle_slots(),
+        1,
+        "the slot went back to the pool, not freed under the hook"
+    );
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    assert_eq!(f.stats().in_flight, 1);
+}

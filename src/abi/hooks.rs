@@ -23,15 +23,6 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
     #[cfg(feature = "log")]
     crate::host::envoy_log::install();
-    if !crate::host::envoy::envoy_is_1_40_or_newer() {
-        crate::filter::core::set_legacy_envoy(true);
-        global_log(
-            3,
-            b"jisr: this Envoy predates 1.40: handlers resume after callouts through the scheduler, \
-and streamed replies (ResponseWriter::stream) are refused, because both crash Envoy 1.38/1.39 \
-otherwise (see the project's CONSTRAINTS.md)",
-        );
-    }
     let built = crate::executor::catch(|| {
         REGISTRY.get_or_init(|| {
             let mut r = Registry::default();
@@ -204,6 +195,28 @@ fn guarded<R: Default>(hook: &str, f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Runs a hook on the stream behind `m`, then finishes a destroy Envoy requested meanwhile
+/// (the slot is only freed once no hook of ours runs on it).
+///
+/// # Safety
+/// `m` is the live module pointer Envoy passes with the hook.
+unsafe fn on_stream<R: Default>(
+    m: *const c_void,
+    hook: &str,
+    f: impl FnOnce(&dyn StreamHooks) -> R,
+) -> R {
+    // SAFETY: guaranteed by the caller.
+    let hooks = unsafe { stream(m) };
+    let r = guarded(hook, || f(hooks));
+    if hooks.take_pending_destroy() {
+        let d = hooks.destroyer();
+        // SAFETY: Envoy already asked to destroy `m`; this is the one call that frees it, and
+        // nothing touches `hooks` afterwards.
+        guarded("destroy", || unsafe { d(m) });
+    }
+    r
+}
+
 macro_rules! forward {
     ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident) => {
         $(#[$doc])*
@@ -212,8 +225,7 @@ macro_rules! forward {
         pub unsafe fn $name(e: EnvoyFilterPtr, m: *const c_void $(, $arg: $ty)*) -> $ret {
             let host = EnvoyHost::new(e);
             // SAFETY: `m` is the live module pointer Envoy passes with this hook.
-            let hooks = unsafe { stream(m) };
-            guarded(stringify!($name), || hooks.$method(&host $(, $arg)*))
+            unsafe { on_stream(m, stringify!($name), |hooks| hooks.$method(&host $(, $arg)*)) }
         }
     };
 }
@@ -234,8 +246,7 @@ forward!(scheduled(event: u64) -> () => scheduled);
 pub unsafe fn watermark(e: EnvoyFilterPtr, m: *const c_void, above: bool) {
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer.
-    let hooks = unsafe { stream(m) };
-    guarded("watermark", || hooks.watermark(&host, above))
+    unsafe { on_stream(m, "watermark", |hooks| hooks.watermark(&host, above)) }
 }
 
 /// `on_http_filter_local_reply`.
@@ -251,8 +262,11 @@ pub unsafe fn local_reply(
 ) -> u32 {
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer.
-    let hooks = unsafe { stream(m) };
-    guarded("local_reply", || hooks.local_reply(&host, status, reset))
+    unsafe {
+        on_stream(m, "local_reply", |hooks| {
+            hooks.local_reply(&host, status, reset)
+        })
+    }
 }
 
 /// `on_http_filter_http_callout_done`.
@@ -287,10 +301,11 @@ pub unsafe fn callout_done(
     };
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer.
-    let hooks = unsafe { stream(m) };
-    guarded("callout_done", || {
-        hooks.callout_done(&host, id, result, headers, chunks)
-    })
+    unsafe {
+        on_stream(m, "callout_done", |hooks| {
+            hooks.callout_done(&host, id, result, headers, chunks)
+        })
+    }
 }
 
 /// Turns an ABI array into a slice (null → empty).
@@ -313,8 +328,11 @@ unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
 pub unsafe fn http_stream(e: EnvoyFilterPtr, m: *const c_void, id: u64, event: RawStreamEvent<'_>) {
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer.
-    let hooks = unsafe { stream(m) };
-    guarded("http_stream", || hooks.http_stream(&host, id, event))
+    unsafe {
+        on_stream(m, "http_stream", |hooks| {
+            hooks.http_stream(&host, id, event)
+        })
+    }
 }
 
 /// Builds a headers event.

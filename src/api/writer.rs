@@ -103,13 +103,6 @@ impl<'a> ResponseWriter<'a> {
             self.debug_ignored("stream");
             return None;
         }
-        if crate::filter::core::legacy_envoy() {
-            self.log(
-                Level::Error,
-                format_args!("jisr: streamed replies are refused on Envoy before 1.40 (they crash it); use send"),
-            );
-            return None;
-        }
         let mut code = arrayvec::ArrayString::<8>::new();
         let _ = fmt::write(&mut code, format_args!("{status}"));
         let started = self.core.with_host(|h| {

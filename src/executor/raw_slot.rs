@@ -33,6 +33,7 @@ pub(crate) struct RawSlot<F: RawFactory> {
     hooks: *const dyn StreamHooks,
     cfg: *const RawConfig<F>,
     filter: RefCell<Option<F::Filter>>,
+    destroy_pending: std::cell::Cell<bool>,
 }
 
 impl<F: RawFactory> ConfigHooks for RawConfig<F> {
@@ -42,6 +43,7 @@ impl<F: RawFactory> ConfigHooks for RawConfig<F> {
                 hooks: core::ptr::null::<RawSlot<F>>() as *const dyn StreamHooks,
                 cfg: self,
                 filter: RefCell::new(None),
+                destroy_pending: std::cell::Cell::new(false),
             })
         });
         *slot.filter.borrow_mut() = Some(self.factory.new_filter());
@@ -92,6 +94,13 @@ impl<F: RawFactory> RawSlot<F> {
     }
 
     unsafe fn destroy(ptr: *const core::ffi::c_void) {
+        // SAFETY: guaranteed by the caller: alive until this call frees it.
+        let this = unsafe { &*(ptr as *const RawSlot<F>) };
+        if this.filter.try_borrow_mut().is_err() {
+            // Destroyed from inside the filter's own hook: finish when that hook unwinds.
+            this.destroy_pending.set(true);
+            return;
+        }
         // SAFETY: guaranteed by the caller (pointer from `new_stream`, used once).
         let slot = unsafe { Pool::<RawSlot<F>>::from_raw(ptr as *const RawSlot<F>) };
         drop(slot.filter.borrow_mut().take());
@@ -150,5 +159,13 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
 
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
         Self::destroy
+    }
+
+    fn take_pending_destroy(&self) -> bool {
+        if self.destroy_pending.get() && self.filter.try_borrow_mut().is_ok() {
+            self.destroy_pending.set(false);
+            return true;
+        }
+        false
     }
 }

@@ -168,6 +168,15 @@ where
     /// # Safety
     /// `ptr` is a pointer from `new_stream` of this slot type, not used afterwards.
     unsafe fn destroy(ptr: *const core::ffi::c_void) {
+        // SAFETY: guaranteed by the caller: the slot is alive until this call frees it.
+        let this = unsafe { &*(ptr as *const Self) };
+        if this.core.host.is_set() {
+            // Envoy destroys the filter from inside one of our own hooks (an Envoy that tears
+            // the stream down synchronously, e.g. during a local reply): freeing now would pull
+            // the slot from under the running hook. The hook entry finishes it when it unwinds.
+            this.core.destroy_pending.set(true);
+            return;
+        }
         // SAFETY: guaranteed by the caller.
         let slot = unsafe { Pool::<Self>::from_raw(ptr as *const Self) };
         let clean = slot.finish();
@@ -183,7 +192,23 @@ where
                     .load(std::sync::atomic::Ordering::Relaxed),
             ),
         };
-        cfg.pool.put(if clean { Some(slot) } else { None }, totals);
+        if clean {
+            cfg.pool.put(Some(slot), totals);
+        } else {
+            // Its futures could not be dropped (still borrowed): never free or reuse it.
+            cfg.pool.put(None, totals);
+            Box::leak(slot);
+        }
+    }
+
+    /// Whether Envoy asked to destroy the stream while one of our hooks ran, and no hook is
+    /// running anymore: the hook entry must now call the destroyer.
+    pub(crate) fn take_pending_destroy(&self) -> bool {
+        if self.core.destroy_pending.get() && !self.core.host.is_set() {
+            self.core.destroy_pending.set(false);
+            return true;
+        }
+        false
     }
 
     /// Marks the stream over: no more polls, wakes are no-ops, futures dropped. Returns whether

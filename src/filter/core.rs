@@ -229,6 +229,8 @@ pub struct StreamCore {
     pub(crate) complete_pending: Cell<bool>,
     /// The stream is over: no more polls or callbacks.
     pub(crate) ended: Cell<bool>,
+    /// Envoy destroyed the filter while one of our hooks ran; finish when it unwinds.
+    pub(crate) destroy_pending: Cell<bool>,
     /// Ending the stream could not drop its futures (the slot must not be reused).
     pub(crate) dirty: Cell<bool>,
     pub(crate) req_body: BodyCursor,
@@ -263,6 +265,7 @@ impl StreamCore {
             resp_headers_sent: Cell::new(false),
             complete_pending: Cell::new(false),
             ended: Cell::new(false),
+            destroy_pending: Cell::new(false),
             dirty: Cell::new(false),
             req_body: BodyCursor::default(),
             resp_body: BodyCursor::default(),
@@ -286,6 +289,7 @@ impl StreamCore {
         self.resp_headers_sent.set(false);
         self.complete_pending.set(false);
         self.ended.set(false);
+        self.destroy_pending.set(false);
         self.dirty.set(false);
         self.req_body.reset();
         self.resp_body.reset();
@@ -311,18 +315,4 @@ impl StreamCore {
     pub(crate) fn name(&self) -> &str {
         &self.meta.name
     }
-}
-
-/// The host Envoy predates 1.40 (set once when the module loads; simulated hosts keep the
-/// default `false`). Some paths that crash Envoy 1.38/1.39 are then avoided.
-static LEGACY_ENVOY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Records whether the host Envoy predates 1.40.
-pub(crate) fn set_legacy_envoy(legacy: bool) {
-    LEGACY_ENVOY.store(legacy, Ordering::Relaxed);
-}
-
-/// Whether the host Envoy predates 1.40.
-pub(crate) fn legacy_envoy() -> bool {
-    LEGACY_ENVOY.load(Ordering::Relaxed)
 }

@@ -49,6 +49,9 @@ pub(crate) trait StreamHooks {
     );
     fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>);
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void);
+    /// Envoy destroyed the stream during one of our hooks and no hook runs anymore: the caller
+    /// must call the destroyer now.
+    fn take_pending_destroy(&self) -> bool;
 }
 
 /// What Envoy can do to a filter config, type-erased.
@@ -183,7 +186,9 @@ where
     /// Runs `f` with `host` current; finishes a stream completion that arrived meanwhile.
     fn enter<T>(&self, host: &dyn Host, f: impl FnOnce() -> T) -> T {
         let r = self.core.host.enter(host, f);
-        if self.core.complete_pending.get() {
+        // Only once the outermost of nested hooks unwinds.
+        if self.core.complete_pending.get() && !self.core.host.is_set() {
+            self.core.complete_pending.set(false);
             self.finish();
         }
         r
@@ -468,17 +473,7 @@ where
             );
             // A callout whose future was dropped: nothing waits for it.
             if delivered {
-                if crate::filter::core::legacy_envoy() {
-                    // Envoy 1.38/1.39 crash when a handler replies from inside the callout
-                    // completion; resume from the scheduler instead.
-                    let wake = &self.core.wake;
-                    if !wake.has_scheduler() {
-                        wake.set_scheduler(host.new_scheduler());
-                    }
-                    wake.commit();
-                } else {
-                    self.drive_running(host);
-                }
+                self.drive_running(host);
             }
         })
     }
@@ -523,5 +518,9 @@ where
 
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
         Slot::destroyer(self)
+    }
+
+    fn take_pending_destroy(&self) -> bool {
+        Slot::take_pending_destroy(self)
     }
 }

@@ -662,24 +662,3 @@ impl ConfigHost for EnvoyConfigHost {
         global_log(level, msg)
     }
 }
-
-unsafe extern "C" {
-    fn dlsym(
-        handle: *mut core::ffi::c_void,
-        symbol: *const core::ffi::c_char,
-    ) -> *mut core::ffi::c_void;
-}
-
-/// Whether the host Envoy is 1.40 or newer: it exports `log_v2`, added in 1.40. Looked up at
-/// run time, so one module binary serves 1.38 to 1.40.
-pub(crate) fn envoy_is_1_40_or_newer() -> bool {
-    // SAFETY: `dlsym` with the default handle (null on glibc) and a NUL-terminated name only
-    // looks the symbol up.
-    !unsafe {
-        dlsym(
-            core::ptr::null_mut(),
-            c"envoy_dynamic_module_callback_log_v2".as_ptr(),
-        )
-    }
-    .is_null()
-}

@@ -137,7 +137,15 @@ pub(crate) struct SimHost {
     pub(crate) route_config: Cell<*const core::ffi::c_void>,
     pub(crate) override_host: RefCell<Option<(String, bool)>>,
     pub(crate) stream_log: RefCell<Vec<(u64, String)>>,
+    /// Simulates an Envoy that destroys the filter synchronously inside a local reply.
+    pub(crate) destroy_during_reply: Cell<Option<DestroyHook>>,
 }
+
+/// The destroyer of a simulated stream and its module pointer.
+pub(crate) type DestroyHook = (
+    unsafe fn(*const core::ffi::c_void),
+    *const core::ffi::c_void,
+);
 
 /// A callout the filter started on a simulated stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,6 +271,11 @@ impl Host for SimHost {
             body: body.to_vec(),
             details: String::from_utf8_lossy(details).into_owned(),
         });
+        if let Some((destroy, m)) = self.destroy_during_reply.take() {
+            // SAFETY: `m` is the live stream this host serves and `destroy` its destroyer, as
+            // Envoy would call it; the stream must cope with being destroyed from here.
+            unsafe { destroy(m) };
+        }
     }
 
     fn send_response_headers(&self, headers: &[(&[u8], &[u8])], end_stream: bool) {

@@ -215,7 +215,30 @@ impl TestStream<'_> {
         unsafe { &**(self.m as *const *const dyn StreamHooks) }
     }
 
+    /// Finishes a destroy the stream asked for during its hook, as the real hook entry does.
+    fn settle_destroy(&mut self) {
+        if !self.destroyed && self.hooks_obj().take_pending_destroy() {
+            let d = self.hooks_obj().destroyer();
+            self.destroyed = true;
+            // SAFETY: `m` came from `new_stream`; it is not used after this.
+            unsafe { d(self.m) };
+        }
+    }
+
+    /// Makes the next local reply destroy the stream synchronously from inside it, as some
+    /// Envoy versions do; the stream must then be torn down only after its hook unwinds.
+    pub fn destroy_during_local_reply(&mut self) {
+        let d = self.hooks_obj().destroyer();
+        self.host.destroy_during_reply.set(Some((d, self.m)));
+    }
+
+    /// Whether the stream was destroyed (by the filter's own request during a hook, or at drop).
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed
+    }
+
     fn settle(&mut self, before: (u32, u32)) {
+        self.settle_destroy();
         if self.host.continue_decoding.get() > before.0 {
             self.flush_request();
         }
