@@ -245,3 +245,35 @@ fn local_reply_keeps_the_connection_usable() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].path, "/ok");
 }
+
+/// The raw escape hatch in real Envoy: `raw_auth` (a `RawFilter` on Envoy's hooks) sits in the
+/// same `.so` as the jisr `auth` filter and answers the same way, with its own counter.
+#[test]
+fn raw_filter_beside_jisr_filter_in_one_module() {
+    let up = Upstream::start("raw-auth-up");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(auth_listener("jisr", KEYS_A))
+            .listener(Listener::new("raw").filter(module_filter("auth", "raw_auth", Some(KEYS_A))))
+            .upstream(up.port()),
+    );
+    for listener in ["jisr", "raw"] {
+        let port = envoy.listener_port(listener);
+        let r = client::get(port, "/private");
+        assert_eq!(r.status, 401, "{listener}");
+        assert_eq!(r.text(), r#"{"error":"missing api key"}"#, "{listener}");
+        let r = client::request(port, "GET", "/private", &[("x-api-key", "key-2")], b"");
+        assert_eq!(r.status, 200, "{listener}: {}", r.text());
+        assert_eq!(
+            upstream_header(&r, "x-user-id").as_deref(),
+            Some("user-2"),
+            "{listener}"
+        );
+        assert_eq!(upstream_header(&r, "x-api-key"), None, "{listener}");
+    }
+    let raw_allowed = module_stat("raw_auth_requests_total", &[("result", "allowed")]);
+    assert_eq!(envoy.counter(&raw_allowed), Some(1), "{}", envoy.stats());
+    let jisr_allowed = module_stat("auth_requests_total", &[("result", "allowed")]);
+    assert_eq!(envoy.counter(&jisr_allowed), Some(1));
+    envoy.assert_ready();
+}
