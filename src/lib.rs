@@ -35,7 +35,12 @@
 //! per-stream state machine that decides every status returned to Envoy, the executor (waker
 //! and inline poll loop), the host (real Envoy or the simulated stream of [`testing`]), and the
 //! ABI declarations. `unsafe` lives only in the ABI, host and executor layers.
-#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![deny(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 
 #[doc(hidden)]
 pub mod abi;
@@ -48,6 +53,7 @@ pub mod testing;
 
 pub use api::attr::Attr;
 pub use api::body::{BodyError, ReadBody};
+pub use api::callout::Callout;
 pub use api::callout::{CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse};
 pub use api::callout_stream::{CalloutHead, CalloutStream};
 pub use api::config::{ConfigError, ConfigHandle};
@@ -70,7 +76,6 @@ pub use api::response_handler::{
 pub use api::stats::{FilterStatsSnapshot, INTROSPECTION_FILTER, filter_stats};
 pub use api::stream::{SendData, StreamError, StreamWriter};
 pub use api::writer::ResponseWriter;
-pub use executor::callout::Callout;
 pub use filter::hooks::PANIC_DETAILS;
 
 /// Exports the Envoy hooks from a `cdylib` crate and registers its filters.

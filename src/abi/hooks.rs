@@ -1,14 +1,31 @@
 //! Entry points for Envoy's hooks. The [`export!`](crate::export) macro generates the
 //! `#[no_mangle]` symbols in the user's crate and forwards each to a function here.
 //!
+//! No entry point unwinds into Envoy: everything that may run user code (registration, config
+//! factories and destructors, per-route parsers, filter factories, handlers, `Drop`s) runs under
+//! a panic guard, and a failure inside jisr on a stream fails that stream closed (a 500, or a
+//! reset once the response started), never lets it continue.
+//!
+//! Pointer contracts shared by the functions below (Envoy's dynamic-module ABI):
+//! - `e` (an Envoy filter pointer) is the filter of the stream the hook is about, valid for the
+//!   duration of the call and only on the calling worker thread;
+//! - `m` (a module filter pointer) is a value this module returned from [`filter_new`] for that
+//!   stream, and Envoy has not yet called [`destroy`] with it;
+//! - a config pointer is a value returned by [`config_new`] (or [`route_config_new`]) that has
+//!   not been destroyed; Envoy destroys a filter config only after all of its streams;
+//! - buffers and arrays Envoy passes (name, config bytes, headers, body chunks) are readable
+//!   for their given lengths until the call returns (or are null with length 0).
+//!
 //! Not part of the public API.
-#![allow(missing_docs, clippy::missing_safety_doc)]
+#![allow(missing_docs)]
 
 use crate::abi::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr};
 use crate::api::config::ConfigHandle;
 use crate::api::registry::Registry;
+use crate::executor::catch;
 pub use crate::filter::hooks::RawStreamEvent;
-use crate::filter::hooks::{ConfigHooks, StreamHooks};
+use crate::filter::hooks::{ConfigHooks, HookKind, StreamHooks};
+use crate::host::Host;
 use crate::host::envoy::{EnvoyConfigHost, EnvoyHost, global_log};
 use core::ffi::{c_char, c_void};
 use std::sync::OnceLock;
@@ -19,11 +36,16 @@ pub const ABI_VERSION: &core::ffi::CStr = c"v0.2.0";
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
+/// Logs an error line through Envoy's module logger (never unwinds).
+fn log_error(msg: &str) {
+    let _ = catch(|| global_log(4, msg.as_bytes()));
+}
+
 /// `on_program_init`: builds the registry once and returns the ABI version.
 pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
-    #[cfg(feature = "log")]
-    crate::host::envoy_log::install();
-    let built = crate::executor::catch(|| {
+    let built = catch(|| {
+        #[cfg(feature = "log")]
+        crate::host::envoy_log::install();
         REGISTRY.get_or_init(|| {
             let mut r = Registry::default();
             register(&mut r);
@@ -33,22 +55,20 @@ pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
     match built {
         Ok(()) => ABI_VERSION.as_ptr(),
         Err(msg) => {
-            global_log(
-                4,
-                format!("jisr: registering filters panicked: {msg}").as_bytes(),
-            );
+            log_error(&format!("jisr: registering filters panicked: {msg}"));
             core::ptr::null()
         }
     }
 }
 
 /// # Safety
-/// `b` is a buffer Envoy passed to the current hook.
+/// `b` is a buffer Envoy passed to the current hook (readable for `len` bytes, or null).
 unsafe fn bytes<'a>(b: Buf) -> &'a [u8] {
     if b.ptr.is_null() || b.len == 0 {
         &[]
     } else {
-        // SAFETY: Envoy guarantees `len` readable bytes for the duration of the hook.
+        // SAFETY: the caller guarantees `len` readable bytes for the duration of the hook, and
+        // the returned slice does not outlive it (callers copy what they keep).
         unsafe { core::slice::from_raw_parts(b.ptr, b.len) }
     }
 }
@@ -59,7 +79,7 @@ pub(crate) fn build_config(
     handle: &mut ConfigHandle<'_>,
 ) -> Result<Box<dyn ConfigHooks>, String> {
     let name = handle.filter_name().to_string();
-    match crate::executor::catch(|| registry.build(handle)) {
+    match catch(|| registry.build(handle)) {
         Ok(Ok(Some(c))) => Ok(c),
         Ok(Ok(None)) => {
             let known: Vec<&str> = registry.names().collect();
@@ -79,32 +99,63 @@ pub(crate) fn build_config(
     }
 }
 
+/// Drops a filter config (user state, handlers and their captures), catching a panicking
+/// `Drop`; returns its message.
+pub(crate) fn drop_config(config: Box<dyn ConfigHooks>) -> Result<(), String> {
+    let name = catch(|| config.name().to_string()).unwrap_or_default();
+    catch(move || drop(config))
+        .map_err(|m| format!("jisr: dropping filter '{name}' config panicked: {m}"))
+}
+
+/// Creates a stream on `config`; null (Envoy then fails the stream) when that panics, e.g. in a
+/// raw filter's factory, or when the config refuses new streams.
+pub(crate) fn new_stream(
+    config: &dyn ConfigHooks,
+    host: &dyn Host,
+) -> Result<*const c_void, String> {
+    match catch(|| config.new_stream(host)) {
+        Ok(m) if m.is_null() => Err(format!(
+            "jisr: filter '{}' refused a new stream (too many slots could not be cleaned)",
+            config.name()
+        )),
+        Ok(m) => Ok(m),
+        Err(msg) => Err(format!(
+            "jisr: filter '{}': creating a stream panicked: {msg}",
+            config.name()
+        )),
+    }
+}
+
 /// `on_http_filter_config_new`.
 ///
 /// # Safety
-/// Arguments as Envoy passes them to the hook.
+/// `config` is the Envoy config pointer of this call; `name` and `cfg` follow the buffer
+/// contract of the module docs.
 pub unsafe fn config_new(config: EnvoyConfigPtr, name: Buf, cfg: Buf) -> *const c_void {
-    // SAFETY: buffers valid during this hook.
+    // SAFETY: buffers valid during this hook (module docs); copied below.
     let (name, cfg) = unsafe { (bytes(name), bytes(cfg)) };
-    let name = String::from_utf8_lossy(name);
-    let Some(registry) = REGISTRY.get() else {
-        global_log(
-            4,
-            b"jisr: module not initialised (on_program_init did not run)",
-        );
-        return core::ptr::null();
-    };
-    let host = EnvoyConfigHost::new(config);
-    let mut handle = ConfigHandle {
-        envoy_stats: true,
-        name: &name,
-        bytes: cfg,
-        host: &host,
-    };
-    match build_config(registry, &mut handle) {
-        Ok(c) => Box::into_raw(Box::new(c)) as *const c_void,
+    let made = catch(|| {
+        let name = String::from_utf8_lossy(name);
+        let Some(registry) = REGISTRY.get() else {
+            return Err("jisr: module not initialised (on_program_init did not run)".to_string());
+        };
+        let host = EnvoyConfigHost::new(config);
+        let mut handle = ConfigHandle {
+            envoy_stats: true,
+            name: &name,
+            bytes: cfg,
+            host: &host,
+        };
+        build_config(registry, &mut handle)
+    });
+    match made {
+        Ok(Ok(c)) => Box::into_raw(Box::new(c)) as *const c_void,
+        Ok(Err(msg)) => {
+            log_error(&msg);
+            core::ptr::null()
+        }
         Err(msg) => {
-            global_log(4, msg.as_bytes());
+            log_error(&format!("jisr: loading a filter config panicked: {msg}"));
             core::ptr::null()
         }
     }
@@ -113,18 +164,21 @@ pub unsafe fn config_new(config: EnvoyConfigPtr, name: Buf, cfg: Buf) -> *const 
 /// `on_http_filter_per_route_config_new`.
 ///
 /// # Safety
-/// Arguments as Envoy passes them.
+/// `name` and `cfg` follow the buffer contract of the module docs.
 pub unsafe fn route_config_new(name: Buf, cfg: Buf) -> *const c_void {
-    // SAFETY: buffers valid during this hook.
+    // SAFETY: buffers valid during this hook (module docs); copied below.
     let (name, cfg) = unsafe { (bytes(name), bytes(cfg)) };
-    let name = String::from_utf8_lossy(name);
-    let Some(registry) = REGISTRY.get() else {
-        return core::ptr::null();
-    };
-    match registry.build_route(&name, cfg) {
-        Ok(b) => Box::into_raw(Box::new(b)) as *const c_void,
-        Err(msg) => {
-            global_log(4, msg.as_bytes());
+    let made = catch(|| {
+        let name = String::from_utf8_lossy(name);
+        let Some(registry) = REGISTRY.get() else {
+            return Err("jisr: module not initialised (on_program_init did not run)".to_string());
+        };
+        registry.build_route(&name, cfg).map(Box::new)
+    });
+    match made {
+        Ok(Ok(b)) => Box::into_raw(b) as *const c_void,
+        Ok(Err(msg)) | Err(msg) => {
+            log_error(&msg);
             core::ptr::null()
         }
     }
@@ -133,16 +187,22 @@ pub unsafe fn route_config_new(name: Buf, cfg: Buf) -> *const c_void {
 /// `on_http_filter_per_route_config_destroy`.
 ///
 /// # Safety
-/// `ptr` came from `route_config_new`; not used afterwards.
+/// `ptr` is null or came from `route_config_new` and is not used afterwards.
 pub unsafe fn route_config_destroy(ptr: *const c_void) {
-    if !ptr.is_null() {
-        // SAFETY: see above.
-        drop(unsafe { Box::from_raw(ptr as *mut crate::host::route::RouteConfigBox) });
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: `ptr` came from `Box::into_raw(Box<RouteConfigBox>)` and Envoy destroys it once.
+    let b = unsafe { Box::from_raw(ptr as *mut crate::host::route::RouteConfigBox) };
+    if let Err(msg) = catch(move || drop(b)) {
+        log_error(&format!(
+            "jisr: dropping a per-route config panicked: {msg}"
+        ));
     }
 }
 
 /// # Safety
-/// `ptr` is a config pointer returned by `config_new`.
+/// `ptr` is a config pointer returned by `config_new`, not yet destroyed.
 unsafe fn config<'a>(ptr: *const c_void) -> &'a dyn ConfigHooks {
     // SAFETY: `ptr` came from `Box::into_raw(Box<Box<dyn ConfigHooks>>)` and is live.
     unsafe { &**(ptr as *const Box<dyn ConfigHooks>) }
@@ -151,108 +211,131 @@ unsafe fn config<'a>(ptr: *const c_void) -> &'a dyn ConfigHooks {
 /// `on_http_filter_config_destroy`.
 ///
 /// # Safety
-/// `ptr` is a config pointer returned by `config_new`, not used afterwards.
+/// `ptr` is null or a config pointer returned by `config_new`, not used afterwards.
 pub unsafe fn config_destroy(ptr: *const c_void) {
     if ptr.is_null() {
         return;
     }
     // SAFETY: see `config`; Envoy calls destroy once, after all its streams are gone.
-    drop(unsafe { Box::from_raw(ptr as *mut Box<dyn ConfigHooks>) });
+    let c = unsafe { Box::from_raw(ptr as *mut Box<dyn ConfigHooks>) };
+    if let Err(msg) = drop_config(*c) {
+        log_error(&msg);
+    }
 }
 
 /// `on_http_filter_new`.
 ///
 /// # Safety
-/// Arguments as Envoy passes them.
+/// `cfg` is null or a live config pointer (module docs); `filter` is the new stream's Envoy
+/// filter pointer, valid for this call.
 pub unsafe fn filter_new(cfg: *const c_void, filter: EnvoyFilterPtr) -> *const c_void {
     if cfg.is_null() {
         return core::ptr::null();
     }
     let host = EnvoyHost::new(filter);
     // SAFETY: `cfg` is a live config pointer.
-    unsafe { config(cfg) }.new_stream(&host)
-}
-
-/// # Safety
-/// `m` is a module filter pointer from `filter_new`, still live.
-unsafe fn stream<'a>(m: *const c_void) -> &'a dyn StreamHooks {
-    // SAFETY: every slot type is `#[repr(C)]` with a `*const dyn StreamHooks` to itself first.
-    unsafe { &**(m as *const *const dyn StreamHooks) }
-}
-
-/// Runs a hook body; a panic in jisr itself (handlers are guarded closer to them) is logged and
-/// the hook returns its default (`Continue`) instead of unwinding into Envoy, which would abort.
-fn guarded<R: Default>(hook: &str, f: impl FnOnce() -> R) -> R {
-    match crate::executor::catch(f) {
-        Ok(r) => r,
+    match new_stream(unsafe { config(cfg) }, &host) {
+        Ok(m) => m,
         Err(msg) => {
-            global_log(
-                4,
-                format!("jisr: internal panic in {hook}: {msg}").as_bytes(),
-            );
-            R::default()
+            log_error(&msg);
+            core::ptr::null()
         }
     }
 }
 
-/// Runs a hook on the stream behind `m`, then finishes a destroy Envoy requested meanwhile
-/// (the slot is only freed once no hook of ours runs on it).
+/// # Safety
+/// `m` is a module filter pointer from `filter_new`, still live.
+pub(crate) unsafe fn stream<'a>(m: *const c_void) -> &'a dyn StreamHooks {
+    // SAFETY: every slot type is `#[repr(C)]` with a `*const dyn StreamHooks` to itself first,
+    // and the caller guarantees the slot is live.
+    unsafe { &**(m as *const *const dyn StreamHooks) }
+}
+
+/// Runs a hook on the stream behind `m`, the way every entry point does: a panic inside jisr
+/// (handlers are guarded closer to them) fails the stream closed and the hook returns `fail`;
+/// then a destroy Envoy requested meanwhile is finished (the slot is only freed once no hook of
+/// ours runs on it).
 ///
 /// # Safety
-/// `m` is the live module pointer Envoy passes with the hook.
-unsafe fn on_stream<R: Default>(
+/// `m` is a live module pointer (module docs) and `host` serves its stream for this call.
+pub(crate) unsafe fn on_stream<R>(
     m: *const c_void,
-    hook: &str,
+    host: &dyn Host,
+    kind: HookKind,
+    fail: R,
     f: impl FnOnce(&dyn StreamHooks) -> R,
 ) -> R {
     // SAFETY: guaranteed by the caller.
     let hooks = unsafe { stream(m) };
-    let r = guarded(hook, || f(hooks));
+    // Through the stream's host: the simulated host of `jisr::testing` has no process log.
+    let log = |msg: String| {
+        let _ = catch(|| host.log(4, msg.as_bytes()));
+    };
+    let r = match catch(|| f(hooks)) {
+        Ok(r) => r,
+        Err(msg) => {
+            if catch(|| hooks.fail_closed(host, kind, &msg)).is_err() {
+                log(format!(
+                    "jisr: failing a stream closed panicked after: {msg}"
+                ));
+            }
+            fail
+        }
+    };
     if hooks.take_pending_destroy() {
         let d = hooks.destroyer();
         // SAFETY: Envoy already asked to destroy `m`; this is the one call that frees it, and
         // nothing touches `hooks` afterwards.
-        guarded("destroy", || unsafe { d(m) });
+        if let Err(msg) = catch(|| unsafe { d(m) }) {
+            log(format!("jisr: destroying a stream panicked: {msg}"));
+        }
     }
     r
 }
 
 macro_rules! forward {
-    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident) => {
-        $(#[$doc])*
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident, $kind:expr, $fail:expr) => {
+        #[doc = concat!("`on_http_filter_", stringify!($name), "`.")]
+        ///
         /// # Safety
-        /// Arguments as Envoy passes them to the hook.
+        /// `e` and `m` follow the pointer contract of the module docs.
         pub unsafe fn $name(e: EnvoyFilterPtr, m: *const c_void $(, $arg: $ty)*) -> $ret {
             let host = EnvoyHost::new(e);
             // SAFETY: `m` is the live module pointer Envoy passes with this hook.
-            unsafe { on_stream(m, stringify!($name), |hooks| hooks.$method(&host $(, $arg)*)) }
+            unsafe { on_stream(m, &host, $kind, $fail, |hooks| hooks.$method(&host $(, $arg)*)) }
         }
     };
 }
 
-forward!(request_headers(eos: bool) -> u32 => request_headers);
-forward!(request_body(eos: bool) -> u32 => request_body);
-forward!(request_trailers() -> u32 => request_trailers);
-forward!(response_headers(eos: bool) -> u32 => response_headers);
-forward!(response_body(eos: bool) -> u32 => response_body);
-forward!(response_trailers() -> u32 => response_trailers);
-forward!(stream_complete() -> () => stream_complete);
-forward!(scheduled(event: u64) -> () => scheduled);
+use crate::abi::ffi::{BODY_STOP_NO_BUFFER, HEADERS_STOP_ITERATION, TRAILERS_STOP_ITERATION};
+
+forward!(request_headers(eos: bool) -> u32 => request_headers, HookKind::Request, HEADERS_STOP_ITERATION);
+forward!(request_body(eos: bool) -> u32 => request_body, HookKind::Request, BODY_STOP_NO_BUFFER);
+forward!(request_trailers() -> u32 => request_trailers, HookKind::Request, TRAILERS_STOP_ITERATION);
+forward!(response_headers(eos: bool) -> u32 => response_headers, HookKind::Response, HEADERS_STOP_ITERATION);
+forward!(response_body(eos: bool) -> u32 => response_body, HookKind::Response, BODY_STOP_NO_BUFFER);
+forward!(response_trailers() -> u32 => response_trailers, HookKind::Response, TRAILERS_STOP_ITERATION);
+forward!(stream_complete() -> () => stream_complete, HookKind::Other, ());
+forward!(scheduled(event: u64) -> () => scheduled, HookKind::Other, ());
 
 /// `on_http_filter_downstream_above_write_buffer_high_watermark` and the low one.
 ///
 /// # Safety
-/// Arguments as Envoy passes them.
+/// `e` and `m` follow the pointer contract of the module docs.
 pub unsafe fn watermark(e: EnvoyFilterPtr, m: *const c_void, above: bool) {
     let host = EnvoyHost::new(e);
-    // SAFETY: live module pointer.
-    unsafe { on_stream(m, "watermark", |hooks| hooks.watermark(&host, above)) }
+    // SAFETY: live module pointer (module docs).
+    unsafe {
+        on_stream(m, &host, HookKind::Other, (), |hooks| {
+            hooks.watermark(&host, above)
+        })
+    }
 }
 
 /// `on_http_filter_local_reply`.
 ///
 /// # Safety
-/// Arguments as Envoy passes them.
+/// `e` and `m` follow the pointer contract of the module docs.
 pub unsafe fn local_reply(
     e: EnvoyFilterPtr,
     m: *const c_void,
@@ -261,18 +344,23 @@ pub unsafe fn local_reply(
     reset: bool,
 ) -> u32 {
     let host = EnvoyHost::new(e);
-    // SAFETY: live module pointer.
+    // SAFETY: live module pointer (module docs).
     unsafe {
-        on_stream(m, "local_reply", |hooks| {
-            hooks.local_reply(&host, status, reset)
-        })
+        on_stream(
+            m,
+            &host,
+            HookKind::Other,
+            crate::abi::ffi::LOCAL_REPLY_CONTINUE,
+            |hooks| hooks.local_reply(&host, status, reset),
+        )
     }
 }
 
 /// `on_http_filter_http_callout_done`.
 ///
 /// # Safety
-/// Arguments as Envoy passes them: `headers`/`chunks` point at `n`/`nc` entries (or are null).
+/// `e` and `m` follow the pointer contract of the module docs; `headers`/`chunks` are null or
+/// point at `n`/`nc` entries readable for this call.
 #[allow(clippy::too_many_arguments)] // Mirrors Envoy's hook signature.
 pub unsafe fn callout_done(
     e: EnvoyFilterPtr,
@@ -284,25 +372,12 @@ pub unsafe fn callout_done(
     chunks: *const Buf,
     nc: usize,
 ) {
-    // SAFETY: Envoy passes arrays of `n`/`nc` entries valid during this hook (or null).
-    let (headers, chunks) = unsafe {
-        (
-            if headers.is_null() {
-                &[][..]
-            } else {
-                core::slice::from_raw_parts(headers, n)
-            },
-            if chunks.is_null() {
-                &[][..]
-            } else {
-                core::slice::from_raw_parts(chunks, nc)
-            },
-        )
-    };
+    // SAFETY: guaranteed by the caller (null or `n`/`nc` valid entries for this hook).
+    let (headers, chunks) = unsafe { (slice(headers, n), slice(chunks, nc)) };
     let host = EnvoyHost::new(e);
-    // SAFETY: live module pointer.
+    // SAFETY: live module pointer (module docs).
     unsafe {
-        on_stream(m, "callout_done", |hooks| {
+        on_stream(m, &host, HookKind::Other, (), |hooks| {
             hooks.callout_done(&host, id, result, headers, chunks)
         })
     }
@@ -324,12 +399,13 @@ unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
 /// `on_http_filter_http_stream_*`: one streaming-callout event.
 ///
 /// # Safety
-/// `e`/`m` as Envoy passes them; arrays inside `event` valid for this hook.
+/// `e` and `m` follow the pointer contract of the module docs; arrays inside `event` are
+/// readable for this call.
 pub unsafe fn http_stream(e: EnvoyFilterPtr, m: *const c_void, id: u64, event: RawStreamEvent<'_>) {
     let host = EnvoyHost::new(e);
-    // SAFETY: live module pointer.
+    // SAFETY: live module pointer (module docs).
     unsafe {
-        on_stream(m, "http_stream", |hooks| {
+        on_stream(m, &host, HookKind::Other, (), |hooks| {
             hooks.http_stream(&host, id, event)
         })
     }
@@ -372,7 +448,7 @@ pub unsafe fn stream_trailers<'a>(
 /// `on_http_filter_destroy`.
 ///
 /// # Safety
-/// `m` is a live module pointer, not used afterwards.
+/// `m` is null or a live module pointer (module docs), not used afterwards.
 pub unsafe fn destroy(m: *const c_void) {
     if m.is_null() {
         return;
@@ -380,7 +456,9 @@ pub unsafe fn destroy(m: *const c_void) {
     // SAFETY: live module pointer; `destroyer` consumes it exactly once.
     let d = unsafe { stream(m).destroyer() };
     // SAFETY: as above.
-    guarded("destroy", || unsafe { d(m) })
+    if let Err(msg) = catch(|| unsafe { d(m) }) {
+        log_error(&format!("jisr: destroying a stream panicked: {msg}"));
+    }
 }
 
 /// Generates the `#[no_mangle]` hooks Envoy looks up, forwarding to jisr. See

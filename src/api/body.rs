@@ -33,7 +33,7 @@ pub struct ReadBody<'r> {
 impl Future for ReadBody<'_> {
     type Output = Result<usize, BodyError>;
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let core = this.core;
         let cursor = if this.request {
@@ -45,7 +45,6 @@ impl Future for ReadBody<'_> {
             cursor.waiting.set(false);
             return Poll::Ready(Err(BodyError::Aborted));
         }
-        // No waker is registered: every body hook of this stream polls the handler again.
         match core.with_host(|h| cursor.read(h, this.request, this.buf)) {
             Some(Some(n)) => {
                 cursor.waiting.set(false);
@@ -53,6 +52,8 @@ impl Future for ReadBody<'_> {
             }
             _ => {
                 cursor.waiting.set(true);
+                // The next body hook (or the stream's end) wakes it.
+                cursor.waker.register(cx, |w| core.is_own_waker(w));
                 Poll::Pending
             }
         }

@@ -1,7 +1,12 @@
 //! HTTP callouts: requests to another cluster, awaited from any handler.
 
+use crate::filter::callouts::{State, Ticket};
+use crate::filter::core::StreamCore;
 use std::fmt;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// Why a callout failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +29,8 @@ pub enum CalloutError {
     /// No response within the timeout (Envoy's own 504 `upstream request timeout` answer, or a
     /// reset at the timeout); the 504 body is not appended to the caller's buffer.
     Timeout,
-    /// More callouts in flight on this stream than jisr tracks (16).
+    /// More callouts in flight on this stream than jisr tracks (16; a callout future that was
+    /// forgotten with `mem::forget` keeps its place until the stream ends).
     TooManyInFlight,
     /// Called outside a handler poll or after the stream ended.
     Detached,
@@ -196,4 +202,175 @@ pub struct CalloutResponse {
     pub headers: CalloutHeaders,
     /// Number of body bytes appended to the caller's buffer.
     pub body_len: usize,
+}
+
+/// How much earlier than the timeout (by jisr's clock) a 504 or reset still counts as Envoy's
+/// timeout (capped at a tenth of the timeout).
+const TIMEOUT_SLACK: Duration = Duration::from_millis(20);
+
+/// The request headers of a callout as Envoy takes them: the three required ones first.
+pub(crate) fn request_pairs<'r>(
+    r: &'r CalloutRequest<'_>,
+) -> arrayvec::ArrayVec<(&'r [u8], &'r [u8]), 11> {
+    let mut pairs = arrayvec::ArrayVec::new();
+    pairs.push((b":method".as_slice(), r.method.as_bytes()));
+    pairs.push((b":path".as_slice(), r.path.as_bytes()));
+    pairs.push((b"host".as_slice(), r.host.as_bytes()));
+    for (k, v) in &r.headers[..r.n_headers] {
+        pairs.push((k.as_bytes(), *v));
+    }
+    pairs
+}
+
+/// Future of [`ResponseWriter::callout`](crate::ResponseWriter::callout).
+///
+/// Envoy's answer is written into storage the stream owns and copied into your buffer when this
+/// future completes, so forgetting the future (`mem::forget`) is harmless: the callout keeps a
+/// place in the stream's table until the stream ends, and its answer is discarded.
+pub struct Callout<'w> {
+    core: &'w StreamCore,
+    req: CalloutRequest<'w>,
+    body_out: &'w mut Vec<u8>,
+    ticket: Option<Ticket>,
+    started: Option<Instant>,
+    finished: bool,
+}
+
+impl<'w> Callout<'w> {
+    pub(crate) fn new(
+        core: &'w StreamCore,
+        req: CalloutRequest<'w>,
+        body_out: &'w mut Vec<u8>,
+    ) -> Self {
+        Callout {
+            core,
+            req,
+            body_out,
+            ticket: None,
+            started: None,
+            finished: false,
+        }
+    }
+
+    /// Starts the callout; `Ok` once it is in flight or already answered.
+    fn start(&mut self) -> Result<Ticket, CalloutError> {
+        let core = self.core;
+        let r = &self.req;
+        let timeout_ms = u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX);
+        let pairs = request_pairs(r);
+        let ticket = core.callouts.open().ok_or(CalloutError::TooManyInFlight)?;
+        self.started = Some(Instant::now());
+        // No borrow of the table is held here: Envoy may answer inside this call.
+        let started = core
+            .with_host(|h| h.callout(r.cluster.as_bytes(), &pairs, r.body, timeout_ms))
+            .unwrap_or(Err(u32::MAX));
+        match core.callouts.opened(ticket, started) {
+            Ok(()) => Ok(ticket),
+            Err(u32::MAX) => Err(CalloutError::Detached),
+            Err(rc) => Err(CalloutError::from_init(rc)),
+        }
+    }
+
+    /// Turns the delivered answer into the future's output.
+    fn finish(&mut self, ticket: Ticket) -> Result<CalloutResponse, CalloutError> {
+        let timeout = self.req.timeout;
+        // Envoy's timer starts a little before ours and fires a few ms "early" by our clock;
+        // allow for that.
+        let slack = TIMEOUT_SLACK.min(timeout / 10);
+        let timed_out = self.started.is_some_and(|t| t.elapsed() + slack >= timeout);
+        let body_out = &mut *self.body_out;
+        let r = self
+            .core
+            .callouts
+            .with(ticket, |e| {
+                // When no response headers arrived in time, Envoy answers the callout itself:
+                // a 504 whose body is exactly this.
+                let envoy_timeout = e.status == 504 && e.body == b"upstream request timeout";
+                match e.result {
+                    0 if envoy_timeout || (timed_out && e.status == 504) => {
+                        Err(CalloutError::Timeout)
+                    }
+                    0 => {
+                        let mut headers = CalloutHeaders::default();
+                        for &(start, k, v) in &e.spans {
+                            let (s, k, v) = (start as usize, k as usize, v as usize);
+                            headers.push(&e.head[s..s + k], &e.head[s + k..s + k + v]);
+                        }
+                        body_out.extend_from_slice(&e.body);
+                        Ok(CalloutResponse {
+                            status: e.status,
+                            headers,
+                            body_len: e.body.len(),
+                        })
+                    }
+                    1 if timed_out => Err(CalloutError::Timeout),
+                    1 => Err(CalloutError::Reset),
+                    _ => Err(CalloutError::ResponseTooLarge),
+                }
+            })
+            .unwrap_or(Err(CalloutError::Detached));
+        self.core.callouts.release(ticket);
+        r
+    }
+}
+
+impl Future for Callout<'_> {
+    type Output = Result<CalloutResponse, CalloutError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(Err(CalloutError::Detached));
+        }
+        if this.core.ended.get() {
+            this.finished = true;
+            if let Some(t) = this.ticket.take() {
+                this.core.callouts.release(t);
+            }
+            return Poll::Ready(Err(CalloutError::Detached));
+        }
+        let ticket = match this.ticket {
+            Some(t) => t,
+            None => match this.start() {
+                Ok(t) => {
+                    this.ticket = Some(t);
+                    t
+                }
+                Err(e) => {
+                    this.finished = true;
+                    return Poll::Ready(Err(e));
+                }
+            },
+        };
+        let core = this.core;
+        let done = core.callouts.with(ticket, |e| {
+            if e.state == State::Done {
+                return true;
+            }
+            e.waker.register(cx, |w| core.is_own_waker(w));
+            false
+        });
+        match done {
+            Some(false) => Poll::Pending,
+            Some(true) => {
+                this.finished = true;
+                this.ticket = None;
+                Poll::Ready(this.finish(ticket))
+            }
+            None => {
+                this.finished = true;
+                this.ticket = None;
+                Poll::Ready(Err(CalloutError::Detached))
+            }
+        }
+    }
+}
+
+impl Drop for Callout<'_> {
+    fn drop(&mut self) {
+        // Abandons the callout: its late completion finds no entry and is ignored.
+        if let Some(t) = self.ticket.take() {
+            self.core.callouts.release(t);
+        }
+    }
 }

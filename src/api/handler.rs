@@ -6,7 +6,7 @@
 
 use crate::api::request::Request;
 use crate::api::writer::ResponseWriter;
-use crate::executor::task::TaskCell;
+use crate::executor::task::{Cleared, TaskCell};
 use crate::filter::core::StreamCore;
 use std::cell::Cell;
 use std::future::Future;
@@ -163,8 +163,8 @@ pub trait Service<S: 'static>: Send + Sync + 'static {
     );
     /// Polls the pipeline; `Ready(None)` if nothing was running.
     fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<Self::Output>>;
-    /// Drops whatever the pipeline holds; false if it is being polled right now.
-    fn clear(storage: &Self::Storage) -> bool;
+    /// Drops whatever the pipeline holds (not while it is being polled).
+    fn clear(storage: &Self::Storage) -> Cleared;
 }
 
 /// A stateless handler as a pipeline.
@@ -184,12 +184,12 @@ where
         _state: &'static S,
         core: &'static StreamCore,
     ) {
-        storage.set(self.0.call(Request::new(core), ResponseWriter::new(core)));
+        let _ = storage.set(self.0.call(Request::new(core), ResponseWriter::new(core)));
     }
     fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<T>> {
         storage.poll(cx)
     }
-    fn clear(storage: &Self::Storage) -> bool {
+    fn clear(storage: &Self::Storage) -> Cleared {
         storage.clear()
     }
 }
@@ -211,7 +211,7 @@ where
         state: &'static S,
         core: &'static StreamCore,
     ) {
-        storage.set(
+        let _ = storage.set(
             self.0
                 .call(state, Request::new(core), ResponseWriter::new(core)),
         );
@@ -219,7 +219,7 @@ where
     fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<T>> {
         storage.poll(cx)
     }
-    fn clear(storage: &Self::Storage) -> bool {
+    fn clear(storage: &Self::Storage) -> Cleared {
         storage.clear()
     }
 }
@@ -269,7 +269,7 @@ impl<S: 'static, I: Service<S>> NextRun for InnerSlot<S, I> {
         let (Some(svc), Some(state)) = (self.svc.get(), self.state.get()) else {
             return;
         };
-        if !I::clear(&self.storage) {
+        if I::clear(&self.storage) == Cleared::Busy {
             return;
         }
         crate::executor::slot::start_inner(svc, &self.storage, state, core);
@@ -279,7 +279,9 @@ impl<S: 'static, I: Service<S>> NextRun for InnerSlot<S, I> {
         I::poll(&self.storage, cx).map(|_| ())
     }
     fn clear(&self) {
-        I::clear(&self.storage);
+        // A panicking destructor is caught (and the storage emptied) inside; a `Drop` must not
+        // unwind, so the outcome is not passed on.
+        let _ = I::clear(&self.storage);
     }
 }
 
@@ -303,17 +305,21 @@ where
             inner: &storage.inner,
             core,
         };
-        storage.outer.set(
-            self.mw
-                .call(Request::new(core), ResponseWriter::new(core), next),
-        );
+        let _ = storage.outer.set(self.mw.call(
+            Request::new(core),
+            ResponseWriter::new(core),
+            next,
+        ));
     }
     fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<()>> {
         storage.outer.poll(cx)
     }
-    fn clear(storage: &Self::Storage) -> bool {
+    fn clear(storage: &Self::Storage) -> Cleared {
         // Outer first: its `NextFuture` refers to the inner storage.
-        storage.outer.clear() && I::clear(&storage.inner.storage)
+        match storage.outer.clear() {
+            Cleared::Busy => Cleared::Busy,
+            outer => outer.and(I::clear(&storage.inner.storage)),
+        }
     }
 }
 

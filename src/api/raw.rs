@@ -177,9 +177,47 @@ pub trait RawFactory: Send + Sync + 'static {
 }
 
 /// The stream as a raw filter sees it during one hook.
+///
+/// Views it returns (headers) point into Envoy's memory and borrow the `RawStream`; everything
+/// that may change or free that memory (a reply, a continue, a header change) takes
+/// `&mut self`, so the borrow checker rules out a view held across it:
+///
+/// ```compile_fail
+/// # use jisr::{HeadersStatus, RawStream};
+/// fn hook(s: &mut RawStream<'_>) -> HeadersStatus {
+///     let ct = s.response_header("content-type");
+///     s.send_response(502, &[], b"bad gateway", "replaced"); // frees the response headers
+///     let _ = ct; // error: `*s` is still borrowed by `ct`
+///     HeadersStatus::StopIteration
+/// }
+/// ```
+///
+/// ```compile_fail
+/// # use jisr::{HeadersStatus, RawStream};
+/// fn hook(s: &mut RawStream<'_>) -> HeadersStatus {
+///     let v = s.request_header("x-user");
+///     s.set_header(false, "x-user", Some(b"someone-else")); // may free the old value
+///     let _ = v; // error
+///     HeadersStatus::Continue
+/// }
+/// ```
+///
+/// ```compile_fail
+/// # use jisr::{BodyStatus, RawStream};
+/// fn hook(s: &mut RawStream<'_>) -> BodyStatus {
+///     let ct = s.response_header("content-type");
+///     s.continue_encoding(); // the headers go on to other filters and the codec
+///     let _ = ct; // error
+///     BodyStatus::Continue
+/// }
+/// ```
+///
+/// Once Envoy has destroyed the stream from inside one of the filter's own calls (some Envoy
+/// versions do during a local reply), every method is a no-op for the rest of the hook.
 pub struct RawStream<'h> {
     pub(crate) host: &'h dyn Host,
     pub(crate) meta: &'h Arc<FilterMeta>,
+    pub(crate) detached: &'h std::cell::Cell<bool>,
 }
 
 /// Commits events to a stream's scheduler from any thread; see [`RawStream::scheduler`].
@@ -202,52 +240,65 @@ fn map(response: bool) -> Map {
 }
 
 impl<'h> RawStream<'h> {
+    /// The host, unless Envoy destroyed the stream meanwhile.
+    fn host(&self) -> Option<&'h dyn Host> {
+        (!self.detached.get()).then_some(self.host)
+    }
+
     /// First value of a request header.
     pub fn request_header(&self, name: &str) -> Option<&[u8]> {
-        crate::api::request::with_key(name, |key| self.host.header(Map::RequestHeaders, key, 0).0)
+        let h = self.host()?;
+        crate::api::request::with_key(name, |key| h.header(Map::RequestHeaders, key, 0).0)
             .map(|r| r.view(self))
     }
 
     /// First value of a response header.
     pub fn response_header(&self, name: &str) -> Option<&[u8]> {
-        crate::api::request::with_key(name, |key| self.host.header(Map::ResponseHeaders, key, 0).0)
+        let h = self.host()?;
+        crate::api::request::with_key(name, |key| h.header(Map::ResponseHeaders, key, 0).0)
             .map(|r| r.view(self))
     }
 
     /// Sets (or with `None` removes) a request or response header.
     pub fn set_header(&mut self, response: bool, name: &str, value: Option<&[u8]>) -> bool {
-        crate::api::request::with_key(name, |key| self.host.set_header(map(response), key, value))
+        let Some(h) = self.host() else { return false };
+        crate::api::request::with_key(name, |key| h.set_header(map(response), key, value))
     }
 
     /// Adds a request or response header value.
     pub fn add_header(&mut self, response: bool, name: &str, value: &[u8]) -> bool {
-        crate::api::request::with_key(name, |key| self.host.add_header(map(response), key, value))
+        let Some(h) = self.host() else { return false };
+        crate::api::request::with_key(name, |key| h.add_header(map(response), key, value))
     }
 
     /// Sends a local reply. Return a stop status from the hook afterwards.
     pub fn send_response(
-        &self,
+        &mut self,
         status: u16,
         headers: &[(&str, &[u8])],
         body: &[u8],
         details: &str,
     ) {
+        let Some(h) = self.host() else { return };
         let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> = arrayvec::ArrayVec::new();
         for (k, v) in headers.iter().take(32) {
             pairs.push((k.as_bytes(), v));
         }
-        self.host
-            .send_response(u32::from(status), &pairs, body, details.as_bytes());
+        h.send_response(u32::from(status), &pairs, body, details.as_bytes());
     }
 
     /// Resumes a stopped request.
-    pub fn continue_decoding(&self) {
-        self.host.continue_decoding()
+    pub fn continue_decoding(&mut self) {
+        if let Some(h) = self.host() {
+            h.continue_decoding()
+        }
     }
 
     /// Resumes a stopped response.
-    pub fn continue_encoding(&self) {
-        self.host.continue_encoding()
+    pub fn continue_encoding(&mut self) {
+        if let Some(h) = self.host() {
+            h.continue_encoding()
+        }
     }
 
     /// Size of the buffered request (or response) body.
@@ -257,7 +308,7 @@ impl<'h> RawStream<'h> {
         } else {
             BodyKind::BufferedRequest
         };
-        self.host.body_len(kind)
+        self.host().map_or(0, |h| h.body_len(kind))
     }
 
     /// Size of the body chunk of the current body hook.
@@ -267,7 +318,7 @@ impl<'h> RawStream<'h> {
         } else {
             BodyKind::ReceivedRequest
         };
-        self.host.body_len(kind)
+        self.host().map_or(0, |h| h.body_len(kind))
     }
 
     /// Copies body bytes from `offset` of the buffered body (`buffered`) or of the current
@@ -285,22 +336,25 @@ impl<'h> RawStream<'h> {
             (true, true) => BodyKind::BufferedResponse,
             (true, false) => BodyKind::ReceivedResponse,
         };
-        self.host.copy_body(kind, offset, dst)
+        self.host().map_or(0, |h| h.copy_body(kind, offset, dst))
     }
 
     /// Sets numeric dynamic metadata.
     pub fn set_metadata_num(&self, ns: &str, key: &str, value: f64) {
-        self.host
-            .set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Num(value))
+        if let Some(h) = self.host() {
+            h.set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Num(value))
+        }
     }
 
     /// Sets string dynamic metadata.
     pub fn set_metadata_str(&self, ns: &str, key: &str, value: &str) {
-        self.host.set_metadata(
-            ns.as_bytes(),
-            key.as_bytes(),
-            MetadataValue::Str(value.as_bytes()),
-        )
+        if let Some(h) = self.host() {
+            h.set_metadata(
+                ns.as_bytes(),
+                key.as_bytes(),
+                MetadataValue::Str(value.as_bytes()),
+            )
+        }
     }
 
     /// Adds to a counter defined on the config.
@@ -311,11 +365,12 @@ impl<'h> RawStream<'h> {
                 got: labels.len(),
             });
         }
+        let h = self.host().ok_or(MetricError::Detached)?;
         let mut vals: arrayvec::ArrayVec<&[u8], 16> = arrayvec::ArrayVec::new();
         for l in labels.iter().take(16) {
             vals.push(l.as_bytes());
         }
-        match self.host.metric(MetricOp::CounterAdd, c.id, &vals, n) {
+        match h.metric(MetricOp::CounterAdd, c.id, &vals, n) {
             0 => Ok(()),
             1 => Err(MetricError::NotFound),
             2 => Err(MetricError::LabelCount {
@@ -328,18 +383,19 @@ impl<'h> RawStream<'h> {
 
     /// Logs a line (nothing is formatted when the level is disabled).
     pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
-        if self.host.log_enabled(level as u32) {
-            log::with_line(
-                |s| fmt::write(s, args),
-                |line| self.host.log(level as u32, line),
-            );
+        let Some(h) = self.host() else { return };
+        if h.log_enabled(level as u32) {
+            log::with_line(|s| fmt::write(s, args), |line| h.log(level as u32, line));
         }
     }
 
     /// Creates a scheduler for this stream (call once, keep it); its commits arrive as
-    /// [`RawFilter::on_scheduled`].
+    /// [`RawFilter::on_scheduled`]. Once Envoy destroyed the stream, its commits do nothing.
     pub fn scheduler(&self) -> RawScheduler {
-        RawScheduler(self.host.new_scheduler())
+        RawScheduler(match self.host() {
+            Some(h) => h.new_scheduler(),
+            None => Committer::inert(),
+        })
     }
 
     /// The `filter_name` this filter was configured with.

@@ -62,11 +62,12 @@ pub fn bind<S, H>(state: S, handler: H) -> Bound<S, H> {
     Bound { state, handler }
 }
 
-fn meta(name: &str, envoy: Option<crate::api::stats::EnvoyStats>) -> Arc<FilterMeta> {
+fn meta(cfg: &ConfigHandle<'_>, envoy: Option<crate::api::stats::EnvoyStats>) -> Arc<FilterMeta> {
     Arc::new(FilterMeta {
-        name: name.to_string(),
+        name: cfg.filter_name().to_string(),
         stats: FilterStats::default(),
         envoy,
+        process_log: cfg.host.process_log(),
     })
 }
 
@@ -97,7 +98,7 @@ where
         None
     };
     let config = JisrConfig {
-        meta: meta(cfg.filter_name(), envoy),
+        meta: meta(cfg, envoy),
         state,
         req,
         resp,
@@ -322,8 +323,7 @@ impl Registry {
             name,
             Box::new(move |cfg| {
                 let f = factory(cfg)?;
-                Ok(Box::new(RawConfig::new(meta(cfg.filter_name(), None), f))
-                    as Box<dyn ConfigHooks>)
+                Ok(Box::new(RawConfig::new(meta(cfg, None), f)) as Box<dyn ConfigHooks>)
             }),
         )
     }

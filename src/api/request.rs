@@ -49,9 +49,10 @@ pub(crate) fn with_key<R>(name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
     }
 }
 
-pub(crate) fn header_get<'s, T: ?Sized>(
-    core: &StreamCore,
-    anchor: &'s T,
+/// The `index`-th value of header `name` in `map`, copied into the stream's arena (so it stays
+/// valid whatever happens to Envoy's header map later), and how many values `name` has.
+pub(crate) fn header_get<'s>(
+    core: &'s StreamCore,
     map: Map,
     name: &str,
     index: usize,
@@ -59,19 +60,38 @@ pub(crate) fn header_get<'s, T: ?Sized>(
     with_key(name, |key| {
         core.with_host(|h| {
             let (raw, n) = h.header(map, key, index);
-            (raw.map(|r| r.view(anchor)), n)
+            // The view of Envoy's memory lives only inside this call; the handler gets a copy.
+            (raw.map(|r| core.arena.keep(r.view(&()))), n)
         })
         .unwrap_or((None, 0))
     })
 }
 
-pub(crate) fn header_each<T: ?Sized>(
-    core: &StreamCore,
-    anchor: &T,
-    map: Map,
-    mut f: impl FnMut(&[u8], &[u8]),
-) {
-    core.with_host(|h| h.for_each_header(map, &mut |k, v| f(k.view(anchor), v.view(anchor))));
+/// Calls `f` with every header of `map`. The headers are copied into the stream's scratch
+/// first, so `f` may do anything (even reply, which replaces the response header map).
+pub(crate) fn header_each(core: &StreamCore, map: Map, mut f: impl FnMut(&[u8], &[u8])) {
+    let mut buf = core.snapshot.take();
+    buf.clear();
+    core.with_host(|h| {
+        h.for_each_header(map, &mut |k, v| {
+            let (k, v) = (k.view(&()), v.view(&()));
+            buf.extend_from_slice(&(k.len() as u32).to_ne_bytes());
+            buf.extend_from_slice(&(v.len() as u32).to_ne_bytes());
+            buf.extend_from_slice(k);
+            buf.extend_from_slice(v);
+        })
+    });
+    let mut at = 0;
+    while at + 8 <= buf.len() {
+        let k = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        let v = u32::from_ne_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]]) as usize;
+        let key = &buf[at + 8..at + 8 + k];
+        let value = &buf[at + 8 + k..at + 8 + k + v];
+        f(key, value);
+        at += 8 + k + v;
+    }
+    // A nested iteration (from inside `f`) used a scratch of its own; keep ours.
+    core.snapshot.set(buf);
 }
 
 /// All values of one header, in order.
@@ -90,7 +110,7 @@ impl<'r> Iterator for HeaderValues<'r> {
         if self.index >= self.count {
             return None;
         }
-        let (v, n) = header_get(self.core, self.core, self.map, self.name, self.index);
+        let (v, n) = header_get(self.core, self.map, self.name, self.index);
         self.count = n;
         self.index += 1;
         v
@@ -104,7 +124,7 @@ impl<'a> Request<'a> {
 
     /// The first value of header `name` (case-insensitive), as raw bytes.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        header_get(self.core, self, Map::RequestHeaders, name, 0).0
+        header_get(self.core, Map::RequestHeaders, name, 0).0
     }
 
     /// The first value of header `name` if it is valid UTF-8.
@@ -114,7 +134,7 @@ impl<'a> Request<'a> {
 
     /// Every value of header `name`, in order.
     pub fn header_values<'r>(&'r self, name: &'r str) -> HeaderValues<'r> {
-        let (_, count) = header_get(self.core, self, Map::RequestHeaders, name, 0);
+        let (_, count) = header_get(self.core, Map::RequestHeaders, name, 0);
         HeaderValues {
             core: self.core,
             map: Map::RequestHeaders,
@@ -126,7 +146,7 @@ impl<'a> Request<'a> {
 
     /// Calls `f` with every header (name, value), pseudo-headers included, in order.
     pub fn for_each_header(&self, f: impl FnMut(&[u8], &[u8])) {
-        header_each(self.core, self, Map::RequestHeaders, f)
+        header_each(self.core, Map::RequestHeaders, f)
     }
 
     /// `:path` (path and query).
@@ -178,8 +198,8 @@ impl<'a> Request<'a> {
 
     /// A string attribute of the stream (see [`Attr`]).
     pub fn attr_str(&self, attr: Attr) -> Option<&[u8]> {
-        self.core
-            .with_host(|h| h.attr_str(attr.0).map(|r| r.view(self)))
+        let core = self.core;
+        core.with_host(|h| h.attr_str(attr.0).map(|r| core.arena.keep(r.view(&()))))
             .flatten()
     }
 
@@ -211,7 +231,7 @@ impl<'a> Request<'a> {
 
     /// Request trailers value, once trailers arrived (case-insensitive name).
     pub fn trailer(&self, name: &str) -> Option<&[u8]> {
-        header_get(self.core, self, Map::RequestTrailers, name, 0).0
+        header_get(self.core, Map::RequestTrailers, name, 0).0
     }
 
     /// Reads the next bytes of the request body into `buf`; `Ok(0)` means end of body (or the

@@ -83,7 +83,7 @@ impl<'a> Response<'a> {
 
     /// First value of response header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        header_get(self.core, self, Map::ResponseHeaders, name, 0).0
+        header_get(self.core, Map::ResponseHeaders, name, 0).0
     }
 
     /// First value of response header `name` if it is UTF-8.
@@ -93,7 +93,7 @@ impl<'a> Response<'a> {
 
     /// Every value of response header `name`.
     pub fn header_values<'r>(&'r self, name: &'r str) -> HeaderValues<'r> {
-        let (_, count) = header_get(self.core, self, Map::ResponseHeaders, name, 0);
+        let (_, count) = header_get(self.core, Map::ResponseHeaders, name, 0);
         HeaderValues {
             core: self.core,
             map: Map::ResponseHeaders,
@@ -105,12 +105,12 @@ impl<'a> Response<'a> {
 
     /// Calls `f` with every response header.
     pub fn for_each_header(&self, f: impl FnMut(&[u8], &[u8])) {
-        header_each(self.core, self, Map::ResponseHeaders, f)
+        header_each(self.core, Map::ResponseHeaders, f)
     }
 
     /// A response trailer, once trailers arrived.
     pub fn trailer(&self, name: &str) -> Option<&[u8]> {
-        header_get(self.core, self, Map::ResponseTrailers, name, 0).0
+        header_get(self.core, Map::ResponseTrailers, name, 0).0
     }
 
     fn writable(&self) -> Result<(), ResponseError> {

@@ -3,7 +3,7 @@
 use crate::api::handler::{NextFuture, NextRun};
 use crate::api::response::{Response, ResponseMode};
 use crate::api::writer::ResponseWriter;
-use crate::executor::task::TaskCell;
+use crate::executor::task::{Cleared, TaskCell};
 use crate::filter::core::StreamCore;
 use std::cell::Cell;
 use std::future::Future;
@@ -119,7 +119,7 @@ pub trait ResponseService<S: 'static, T: 'static>: Send + Sync + 'static {
     /// Polls it; `Ready(None)` if nothing was running.
     fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<()>>;
     /// Drops its futures; false while being polled.
-    fn clear(storage: &Self::Storage) -> bool;
+    fn clear(storage: &Self::Storage) -> Cleared;
 }
 
 /// No response handler: the response passes untouched.
@@ -141,8 +141,8 @@ impl<S: 'static, T: 'static> ResponseService<S, T> for NoResponse {
     fn poll(_: &(), _: &mut Context<'_>) -> Poll<Option<()>> {
         Poll::Ready(None)
     }
-    fn clear(_: &()) -> bool {
-        true
+    fn clear(_: &()) -> Cleared {
+        Cleared::Clean
     }
 }
 
@@ -163,15 +163,16 @@ where
         mode: ResponseMode,
         core: &'static StreamCore,
     ) {
-        storage.set(
-            self.0
-                .call(value, Response::new(core, mode), ResponseWriter::new(core)),
-        );
+        let _ = storage.set(self.0.call(
+            value,
+            Response::new(core, mode),
+            ResponseWriter::new(core),
+        ));
     }
     fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<()>> {
         storage.poll(cx)
     }
-    fn clear(storage: &Self::Storage) -> bool {
+    fn clear(storage: &Self::Storage) -> Cleared {
         storage.clear()
     }
 }
@@ -193,7 +194,7 @@ where
         mode: ResponseMode,
         core: &'static StreamCore,
     ) {
-        storage.set(self.0.call(
+        let _ = storage.set(self.0.call(
             state,
             value,
             Response::new(core, mode),
@@ -203,7 +204,7 @@ where
     fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<()>> {
         storage.poll(cx)
     }
-    fn clear(storage: &Self::Storage) -> bool {
+    fn clear(storage: &Self::Storage) -> Cleared {
         storage.clear()
     }
 }
@@ -263,7 +264,7 @@ impl<S: 'static, T: 'static, I: ResponseService<S, T>> NextRun for RespInnerSlot
         let Some(value) = self.value.take() else {
             return;
         };
-        if !I::clear(&self.storage) {
+        if I::clear(&self.storage) == Cleared::Busy {
             return;
         }
         crate::executor::slot::start_response_inner(svc, &self.storage, state, value, mode, core);
@@ -272,7 +273,8 @@ impl<S: 'static, T: 'static, I: ResponseService<S, T>> NextRun for RespInnerSlot
         I::poll(&self.storage, cx).map(|_| ())
     }
     fn clear(&self) {
-        I::clear(&self.storage);
+        // See `InnerSlot::clear`: never unwinds, so the outcome is not passed on.
+        let _ = I::clear(&self.storage);
     }
 }
 
@@ -296,20 +298,25 @@ where
         inner.value.set(Some(value));
         inner.mode.set(Some(mode));
         let next = ResponseNext { inner, core };
-        storage.outer.set(
-            self.mw
-                .call(Response::new(core, mode), ResponseWriter::new(core), next),
-        );
+        let _ = storage.outer.set(self.mw.call(
+            Response::new(core, mode),
+            ResponseWriter::new(core),
+            next,
+        ));
     }
     fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<()>> {
         storage.outer.poll(cx)
     }
-    fn clear(storage: &Self::Storage) -> bool {
-        let cleared = storage.outer.clear() && I::clear(&storage.inner.storage);
-        if cleared {
-            drop(storage.inner.value.take());
+    fn clear(storage: &Self::Storage) -> Cleared {
+        let cleared = match storage.outer.clear() {
+            Cleared::Busy => return Cleared::Busy,
+            outer => outer.and(I::clear(&storage.inner.storage)),
+        };
+        let value = storage.inner.value.take();
+        match crate::executor::catch(move || drop(value)) {
+            Ok(()) => cleared,
+            Err(msg) => cleared.and(Cleared::Panicked(msg)),
         }
-        cleared
     }
 }
 

@@ -36,6 +36,13 @@ pub struct FilterStatsSnapshot {
     pub wakes_inline: u64,
     /// Wakes that went through Envoy's scheduler.
     pub wakes_scheduled: u64,
+    /// Destructors of handler futures that panicked (caught; the slot was still reused).
+    pub drop_panics: u64,
+    /// Failures inside jisr itself, each failed closed (500 or reset).
+    pub internal_failures: u64,
+    /// Slots that could not be cleaned and were leaked (not expected; the config refuses new
+    /// streams after 64).
+    pub slots_leaked: u64,
 }
 
 impl FilterStatsSnapshot {
@@ -49,6 +56,9 @@ impl FilterStatsSnapshot {
             panics: stats.panics.load(Ordering::Relaxed),
             wakes_inline: pool.wakes_inline,
             wakes_scheduled: pool.wakes_scheduled,
+            drop_panics: stats.drop_panics.load(Ordering::Relaxed),
+            internal_failures: stats.internal_failures.load(Ordering::Relaxed),
+            slots_leaked: pool.leaked,
         }
     }
 }
@@ -194,7 +204,7 @@ pub(crate) async fn introspection(req: Request<'_>, w: ResponseWriter<'_>) {
                 }
                 let _ = write!(
                     body,
-                    "{{\"filter\":\"{}\",\"streams\":{},\"in_flight\":{},\"polls\":{},\"slots_allocated\":{},\"idle_slots\":{},\"panics\":{},\"wakes_inline\":{},\"wakes_scheduled\":{}}}",
+                    "{{\"filter\":\"{}\",\"streams\":{},\"in_flight\":{},\"polls\":{},\"slots_allocated\":{},\"idle_slots\":{},\"panics\":{},\"wakes_inline\":{},\"wakes_scheduled\":{},\"drop_panics\":{},\"internal_failures\":{},\"slots_leaked\":{}}}",
                     name.escape_default(),
                     s.streams,
                     s.in_flight,
@@ -203,7 +213,10 @@ pub(crate) async fn introspection(req: Request<'_>, w: ResponseWriter<'_>) {
                     s.idle_slots,
                     s.panics,
                     s.wakes_inline,
-                    s.wakes_scheduled
+                    s.wakes_scheduled,
+                    s.drop_panics,
+                    s.internal_failures,
+                    s.slots_leaked
                 );
             }
             body.push_str("]}\n");

@@ -43,13 +43,14 @@ pub struct SendData<'s> {
 
 impl Future for SendData<'_> {
     type Output = Result<(), StreamError>;
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let core = self.core;
         if core.ended.get() {
             return Poll::Ready(Err(StreamError::Closed));
         }
         if core.above_high_watermark.get() {
-            // The watermark hook polls the handler again once the client drained.
+            // Once the client drained, the scheduled event after the low watermark wakes it.
+            core.send_waker.register(cx, |w| core.is_own_waker(w));
             return Poll::Pending;
         }
         match core.with_host(|h| h.send_response_data(self.data, false)) {

@@ -1,11 +1,11 @@
 //! Effects a handler has on the stream: replies, metadata, metrics, logs.
 
+use crate::api::callout::Callout;
 use crate::api::callout::{CalloutError, CalloutRequest};
 use crate::api::callout_stream::CalloutStream;
 use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
 use crate::api::stream::StreamWriter;
-use crate::executor::callout::Callout;
 use crate::filter::core::StreamCore;
 use crate::host::{MetadataValue, MetricOp};
 use std::fmt;

@@ -3,17 +3,25 @@
 //! Rules (see the crate docs): a poll happens only inside a hook; a wake during a poll re-polls
 //! before the hook returns; a wake at any other time commits one scheduler event (coalesced);
 //! the scheduler is created the first time a hook returns with the future pending.
+//!
+//! A hook that Envoy runs re-entrantly while a poll of the same stream is on the stack (an event
+//! delivered inside a call the handler made into Envoy) never polls: it records its event and
+//! marks the running poll as woken, so the outer poll loop polls again before its hook returns.
 
+pub(crate) mod arena;
 pub(crate) mod pool;
+pub(crate) mod raw_slot;
+pub(crate) mod slot;
+pub(crate) mod task;
 pub(crate) mod waker;
 
-use crate::host::Host;
+use crate::host::{Committer, Host};
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use waker::WakeCell;
 
 /// How many times a future that keeps waking itself during its own poll is re-polled inline
@@ -21,9 +29,14 @@ use waker::WakeCell;
 const MAX_INLINE_POLLS: u32 = 32;
 
 /// The host of the hook currently running for one stream (empty between hooks).
+///
+/// Once Envoy has asked to destroy the stream (possibly from inside one of our own calls into
+/// it), the slot is *detached*: [`HostSlot::with`] returns `None` for the rest of the stream,
+/// so nothing more is called on Envoy's filter pointer.
 #[derive(Default)]
 pub(crate) struct HostSlot {
     current: Cell<Option<NonNull<dyn Host + 'static>>>,
+    detached: Cell<bool>,
 }
 
 impl HostSlot {
@@ -51,8 +64,11 @@ impl HostSlot {
     }
 
     /// Runs `f` with the current host; `None` outside hooks (e.g. while a future is dropped at
-    /// stream end), where nothing may be called on the stream.
+    /// stream end) and once the stream is detached, where nothing may be called on it.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
+        if self.detached.get() {
+            return None;
+        }
         let ptr = self.current.get()?;
         // SAFETY: a stored pointer is valid until `enter` returns (see `enter`); we are inside
         // that call on the same thread because `HostSlot` is `!Sync` and only set there.
@@ -63,70 +79,179 @@ impl HostSlot {
     pub(crate) fn is_set(&self) -> bool {
         self.current.get().is_some()
     }
+
+    /// Envoy asked to destroy the stream: no more calls on its filter pointer.
+    pub(crate) fn detach(&self) {
+        self.detached.set(true);
+    }
+
+    /// Readies the slot for a new stream.
+    pub(crate) fn reset(&mut self) {
+        *self.current.get_mut() = None;
+        *self.detached.get_mut() = false;
+    }
 }
 
 /// How one `drive` ended.
+#[derive(Debug)]
 pub(crate) enum Driven {
     /// The future completed.
     Ready,
     /// The future is waiting; a wake will commit a scheduler event.
     Pending,
+    /// A poll of this stream was already running further up the stack (a re-entrant hook):
+    /// nothing was polled; the running poll was marked woken and polls again.
+    Nested,
     /// The future panicked; the payload message is returned.
     Panicked(String),
 }
 
-/// Polls `poll` until it completes or waits without a pending wake, creating the stream's
-/// scheduler the first time it returns pending.
-pub(crate) fn drive(
-    cell: &Arc<WakeCell>,
-    repolls: &Cell<u64>,
-    host: &dyn Host,
-    poll: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>,
-) -> Driven {
-    let waker = waker::waker_ref(cell);
-    let mut cx = Context::from_waker(&waker);
-    for _ in 0..MAX_INLINE_POLLS {
-        cell.begin_poll();
-        match panic::catch_unwind(AssertUnwindSafe(|| poll(&mut cx))) {
-            Ok(Poll::Ready(())) => {
-                cell.end_poll_ready();
-                return Driven::Ready;
-            }
-            Ok(Poll::Pending) => {}
-            Err(payload) => {
-                cell.end_poll_ready();
-                return Driven::Panicked(panic_message(payload.as_ref()));
-            }
-        }
-        if cell.woken_during_poll() {
-            // Woken while polling (e.g. a yield): poll again before leaving the hook.
-            repolls.set(repolls.get() + 1);
-            continue;
-        }
-        // Only a cloned waker can wake the stream from outside a hook; body data, callouts and
-        // watermarks arrive in hooks that poll anyway. So the scheduler is created the first
-        // time a pending poll leaves a cloned waker behind (before `POLLING` is cleared, so no
-        // wake can slip between).
-        if cell.was_cloned() && !cell.has_scheduler() {
-            cell.set_scheduler(host.new_scheduler());
-        }
-        if !cell.end_poll() {
-            return Driven::Pending;
-        }
-        repolls.set(repolls.get() + 1);
-    }
-    // Still waking itself: let the scheduler bring us back after other work ran.
-    if !cell.has_scheduler() {
-        cell.set_scheduler(host.new_scheduler());
-    }
-    cell.end_poll();
-    cell.commit();
-    Driven::Pending
+/// The executor's per-stream state: the wake cell and the poll bookkeeping.
+pub(crate) struct Task {
+    /// The stream's wake cell (its `Arc` is what wakers hold).
+    pub(crate) wake: Arc<WakeCell>,
+    /// A second wake cell, swapped in when a waker of the previous stream is still held.
+    spare: Arc<WakeCell>,
+    /// A poll of this stream is on the stack.
+    polling: Cell<bool>,
+    /// Polls of this stream.
+    pub(crate) polls: Cell<u64>,
+    /// Re-polls inline after a wake during a poll.
+    pub(crate) repolls: Cell<u64>,
 }
 
-/// Runs `f`, turning a panic into its message.
+impl Default for Task {
+    fn default() -> Self {
+        Task {
+            wake: Arc::new(WakeCell::default()),
+            spare: Arc::new(WakeCell::default()),
+            polling: Cell::new(false),
+            polls: Cell::new(0),
+            repolls: Cell::new(0),
+        }
+    }
+}
+
+impl Task {
+    /// Readies the task for a new stream (no future of the previous stream is alive).
+    pub(crate) fn reset(&mut self) {
+        waker::recycle(&mut self.wake, &mut self.spare);
+        *self.polling.get_mut() = false;
+        *self.polls.get_mut() = 0;
+        *self.repolls.get_mut() = 0;
+    }
+
+    /// Whether `w` is this stream's own waker (the one every top-level poll passes), as opposed
+    /// to a waker made by a combinator inside the handler.
+    pub(crate) fn is_own_waker(&self, w: &Waker) -> bool {
+        w.will_wake(&waker::waker_ref(&self.wake))
+    }
+
+    /// Scheduler events committed for this stream so far.
+    pub(crate) fn commits(&self) -> u64 {
+        u64::from(self.wake.commits.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Polls `poll` until it completes or waits without a pending wake.
+    ///
+    /// `deliver` runs first, inside the poll window: wakes it makes (of wakers registered by the
+    /// handler's futures) coalesce into this drive instead of committing scheduler events.
+    /// `new_scheduler` creates the stream's scheduler the first time it is needed (`None` when
+    /// the stream can no longer be called).
+    pub(crate) fn drive(
+        &self,
+        new_scheduler: &dyn Fn() -> Option<Committer>,
+        deliver: impl FnOnce(),
+        poll: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>,
+    ) -> Driven {
+        let cell = &self.wake;
+        if self.polling.get() {
+            // Re-entered from inside our own poll: record, and let the running poll go again.
+            if let Err(msg) = catch(deliver) {
+                return Driven::Panicked(msg);
+            }
+            cell.wake_nested();
+            return Driven::Nested;
+        }
+        struct Idle<'a>(&'a Cell<bool>);
+        impl Drop for Idle<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        self.polling.set(true);
+        let _idle = Idle(&self.polling);
+        self.polls.set(self.polls.get() + 1);
+        let waker = waker::waker_ref(cell);
+        let mut cx = Context::from_waker(&waker);
+        cell.begin_poll();
+        if let Err(msg) = catch(deliver) {
+            cell.end_poll();
+            return Driven::Panicked(msg);
+        }
+        for round in 0..MAX_INLINE_POLLS {
+            if round > 0 {
+                cell.begin_poll();
+            }
+            match catch(|| poll(&mut cx)) {
+                Ok(Poll::Ready(())) => {
+                    cell.end_poll();
+                    return Driven::Ready;
+                }
+                Ok(Poll::Pending) => {}
+                Err(msg) => {
+                    cell.end_poll();
+                    return Driven::Panicked(msg);
+                }
+            }
+            if cell.woken_during_poll() {
+                // Woken while polling (a yield, or an event recorded by a nested hook): poll
+                // again before leaving the hook.
+                self.repolls.set(self.repolls.get() + 1);
+                continue;
+            }
+            // Only a cloned waker can wake the stream from outside a hook; body data, callouts
+            // and watermarks arrive in hooks that poll anyway. So the scheduler is created the
+            // first time a pending poll leaves a cloned waker behind (before `POLLING` is
+            // cleared, so no wake can slip between).
+            if cell.was_cloned() && !cell.has_scheduler() {
+                if let Some(c) = new_scheduler() {
+                    cell.set_scheduler(c);
+                }
+            }
+            if !cell.end_poll() {
+                return Driven::Pending;
+            }
+            self.repolls.set(self.repolls.get() + 1);
+        }
+        // Still waking itself: let the scheduler bring us back after other work ran.
+        if !cell.has_scheduler() {
+            if let Some(c) = new_scheduler() {
+                cell.set_scheduler(c);
+            }
+        }
+        cell.end_poll();
+        cell.commit();
+        Driven::Pending
+    }
+}
+
+/// Runs `f`, turning a panic into its message. Never unwinds: a panic payload whose own `Drop`
+/// panics is forgotten instead.
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let msg = panic_message(payload.as_ref());
+        drop_payload(payload);
+        msg
+    })
+}
+
+/// Drops a panic payload without letting a panicking `Drop` of it unwind further.
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        // The payload of the payload's panic may be just as hostile: leak it.
+        core::mem::forget(again);
+    }
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -138,7 +263,3 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         "non-string panic payload".to_string()
     }
 }
-pub(crate) mod callout;
-pub(crate) mod raw_slot;
-pub(crate) mod slot;
-pub(crate) mod task;

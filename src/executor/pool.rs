@@ -9,6 +9,10 @@ use std::sync::Mutex;
 /// after a burst).
 pub(crate) const MAX_IDLE: usize = 1024;
 
+/// Most slots a config may leak (slots whose futures could not be dropped; not expected to
+/// happen) before it refuses new streams instead of leaking more.
+pub(crate) const MAX_LEAKED: u64 = 64;
+
 /// Counts kept with the idle list, under the same lock (no extra atomics per request).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PoolStats {
@@ -26,6 +30,8 @@ pub(crate) struct PoolStats {
     pub(crate) wakes_inline: u64,
     /// Wakes that went through Envoy's scheduler.
     pub(crate) wakes_scheduled: u64,
+    /// Slots that could not be cleaned and were leaked instead of reused.
+    pub(crate) leaked: u64,
 }
 
 /// What one finished stream adds to its pool's counts.
@@ -41,7 +47,7 @@ pub(crate) trait StatsSource: Send + Sync {
     fn stats(&self) -> PoolStats;
 }
 
-impl<T> StatsSource for Pool<T> {
+impl<T: Idle> StatsSource for Pool<T> {
     fn stats(&self) -> PoolStats {
         Pool::stats(self)
     }
@@ -88,19 +94,42 @@ impl<T> Pool<T> {
         taken.unwrap_or_else(new)
     }
 
-    /// Ends a stream: returns its slot for reuse (or frees it when the pool is full, or drops
-    /// nothing when `slot` is `None`, i.e. the slot could not be cleaned and is leaked).
-    pub(crate) fn put(&self, slot: Option<Box<T>>, totals: StreamTotals) {
+    /// Ends a stream: returns its (idle) slot for reuse, or frees it when the pool is full.
+    pub(crate) fn put(&self, slot: Box<T>, totals: StreamTotals) {
         let mut g = self.lock();
         g.stats.in_flight = g.stats.in_flight.saturating_sub(1);
         g.stats.polls += totals.polls;
         g.stats.wakes_inline += totals.wakes_inline;
         g.stats.wakes_scheduled += totals.wakes_scheduled;
-        if let Some(slot) = slot {
-            if g.idle.len() < MAX_IDLE {
-                g.idle.push(slot);
-            }
+        if g.idle.len() < MAX_IDLE {
+            g.idle.push(slot);
+            return;
         }
+        drop(g);
+        drop(slot);
+    }
+
+    /// Ends a stream whose slot could not be cleaned (a future still borrowed): it is leaked,
+    /// never reused or freed, and counted. Returns how many this pool leaked so far.
+    pub(crate) fn leak(&self, slot: Box<T>, totals: StreamTotals) -> u64 {
+        let mut g = self.lock();
+        g.stats.in_flight = g.stats.in_flight.saturating_sub(1);
+        g.stats.polls += totals.polls;
+        g.stats.leaked += 1;
+        let n = g.stats.leaked;
+        drop(g);
+        Box::leak(slot);
+        n
+    }
+
+    /// Slots leaked so far.
+    pub(crate) fn leaked(&self) -> u64 {
+        self.lock().stats.leaked
+    }
+
+    /// Sum of `f` over the idle slots.
+    pub(crate) fn idle_sum(&self, f: impl Fn(&T) -> usize) -> usize {
+        self.lock().idle.iter().map(|s| f(s)).sum()
     }
 
     /// Number of idle slots.
@@ -132,9 +161,17 @@ impl<T> Pool<T> {
     }
 }
 
-// SAFETY: a slot is only moved between threads while idle in the pool: its handler futures
-// have been dropped (a slot whose futures could not be dropped is never returned) and its cells
-// are reset before reuse, so no thread-bound data crosses threads with it.
-unsafe impl<T> Send for Pool<T> {}
+/// Slot types that may wait in a pool shared by all workers.
+///
+/// # Safety
+/// A value handed to [`Pool::put`] must be idle: everything in it that is bound to one thread
+/// (handler futures, per-stream filters, anything holding references to the stream) has been
+/// dropped, so what remains (plain data, `Send` wakers, pointers to `Sync` config) may move to,
+/// and be dropped on, another thread.
+pub(crate) unsafe trait Idle {}
+
+// SAFETY: only idle values (see `Idle`) are ever stored, and a stored value is only touched by
+// the thread that takes it out.
+unsafe impl<T: Idle> Send for Pool<T> {}
 // SAFETY: all access to the idle list goes through the mutex; see `Send` for the contents.
-unsafe impl<T> Sync for Pool<T> {}
+unsafe impl<T: Idle> Sync for Pool<T> {}

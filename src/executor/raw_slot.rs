@@ -3,7 +3,7 @@
 use crate::api::raw::{RawFactory, RawFilter, RawStream};
 use crate::executor::pool::Pool;
 use crate::filter::core::FilterMeta;
-use crate::filter::hooks::{ConfigHooks, StreamHooks};
+use crate::filter::hooks::{ConfigHooks, HookKind, StreamHooks};
 use crate::host::Host;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub(crate) struct RawSlot<F: RawFactory> {
     cfg: *const RawConfig<F>,
     filter: RefCell<Option<F::Filter>>,
     destroy_pending: std::cell::Cell<bool>,
+    /// Envoy destroyed the stream during one of the filter's hooks: its pointer is dead.
+    detached: std::cell::Cell<bool>,
 }
 
 impl<F: RawFactory> ConfigHooks for RawConfig<F> {
@@ -44,9 +46,20 @@ impl<F: RawFactory> ConfigHooks for RawConfig<F> {
                 cfg: self,
                 filter: RefCell::new(None),
                 destroy_pending: std::cell::Cell::new(false),
+                detached: std::cell::Cell::new(false),
             })
         });
-        *slot.filter.borrow_mut() = Some(self.factory.new_filter());
+        slot.detached.set(false);
+        slot.destroy_pending.set(false);
+        // The user's factory may panic: hand the slot back first so it is not lost.
+        let filter = match crate::executor::catch(|| self.factory.new_filter()) {
+            Ok(f) => f,
+            Err(msg) => {
+                self.pool.put(slot, Default::default());
+                std::panic::resume_unwind(Box::new(msg));
+            }
+        };
+        *slot.filter.borrow_mut() = Some(filter);
         let raw = Pool::into_raw(slot);
         // SAFETY: as for jisr slots: the self-pointer is derived from the released box.
         unsafe { (*raw).hooks = raw as *const dyn StreamHooks };
@@ -63,6 +76,10 @@ impl<F: RawFactory> ConfigHooks for RawConfig<F> {
 
     fn stats(&self) -> crate::api::stats::FilterStatsSnapshot {
         crate::api::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
+    }
+
+    fn idle_retained_bytes(&self) -> usize {
+        0
     }
 }
 
@@ -82,6 +99,7 @@ impl<F: RawFactory> RawSlot<F> {
         let mut s = RawStream {
             host,
             meta: &cfg.meta,
+            detached: &self.detached,
         };
         match self.filter.try_borrow_mut() {
             Ok(mut g) => match g.as_mut() {
@@ -97,16 +115,20 @@ impl<F: RawFactory> RawSlot<F> {
         // SAFETY: guaranteed by the caller: alive until this call frees it.
         let this = unsafe { &*(ptr as *const RawSlot<F>) };
         if this.filter.try_borrow_mut().is_err() {
-            // Destroyed from inside the filter's own hook: finish when that hook unwinds.
+            // Destroyed from inside the filter's own hook: Envoy's pointer is dead from now on,
+            // and the slot is finished when that hook unwinds.
             this.destroy_pending.set(true);
+            this.detached.set(true);
             return;
         }
         // SAFETY: guaranteed by the caller (pointer from `new_stream`, used once).
         let slot = unsafe { Pool::<RawSlot<F>>::from_raw(ptr as *const RawSlot<F>) };
-        drop(slot.filter.borrow_mut().take());
+        let filter = slot.filter.borrow_mut().take();
+        // The user's `Drop` may panic; the slot is clean either way.
+        let _ = crate::executor::catch(move || drop(filter));
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
         let cfg = unsafe { &*slot.cfg };
-        cfg.pool.put(Some(slot), Default::default());
+        cfg.pool.put(slot, Default::default());
     }
 }
 
@@ -157,6 +179,34 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
     ) {
     }
 
+    fn fail_closed(&self, host: &dyn Host, kind: HookKind, msg: &str) {
+        // The raw filter (or jisr around it) panicked: its state is unknown, so it gets no
+        // more hooks, and the stream fails closed.
+        let poisoned = self.filter.try_borrow_mut().map(|mut f| f.take());
+        if let Ok(filter) = poisoned {
+            let _ = crate::executor::catch(move || drop(filter));
+        }
+        if self.detached.get() {
+            return;
+        }
+        if host.log_enabled(4) {
+            let line = format!(
+                "jisr: raw filter '{}' panicked: {msg}",
+                self.cfg().meta.name
+            );
+            host.log(4, line.as_bytes());
+        }
+        match kind {
+            HookKind::Request => host.send_response(
+                500,
+                &[(b"content-type".as_slice(), b"text/plain".as_slice())],
+                b"internal error\n",
+                crate::filter::hooks::PANIC_DETAILS.as_bytes(),
+            ),
+            _ => host.reset_stream(crate::filter::hooks::PANIC_DETAILS.as_bytes()),
+        }
+    }
+
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
         Self::destroy
     }
@@ -169,3 +219,8 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
         false
     }
 }
+
+// SAFETY: `destroy` hands a slot to the pool only after taking and dropping its filter (the
+// only user, possibly thread-bound, value); what remains are cells and pointers to the slot and
+// its `Sync` config.
+unsafe impl<F: RawFactory> crate::executor::pool::Idle for RawSlot<F> {}

@@ -4,7 +4,8 @@ use crate::api::handler::Service;
 use crate::api::response::ResponseMode;
 use crate::api::response_handler::ResponseService;
 use crate::executor::pool::Pool;
-use crate::filter::core::{FilterMeta, StreamCore};
+use crate::executor::task::Cleared;
+use crate::filter::core::{FilterMeta, FilterStats, StreamCore};
 use crate::filter::hooks::StreamHooks;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -55,7 +56,11 @@ where
     where
         Slot<S, Q, R>: StreamHooks,
     {
-        let mut slot = self.pool.take_or(|| {
+        if self.pool.leaked() >= crate::executor::pool::MAX_LEAKED {
+            // Refuse the stream (Envoy answers 500 or closes it) rather than leak without bound.
+            return core::ptr::null();
+        }
+        let slot = self.pool.take_or(|| {
             Box::new(Slot {
                 hooks: core::ptr::null::<Slot<S, Q, R>>() as *const dyn StreamHooks,
                 cfg: self,
@@ -65,7 +70,7 @@ where
                 value: RefCell::new(None),
             })
         });
-        slot.core.reset();
+        // A pooled slot was readied when its last stream ended (see `destroy`).
         let raw = Pool::into_raw(slot);
         // SAFETY: `raw` is the live, uniquely owned slot we just released; the self-pointer is
         // derived from it after every mutable access, so later uses through Envoy's copy of
@@ -149,13 +154,23 @@ where
         self.cfg().mode
     }
 
-    /// Drops both pipelines' futures and the pending value; false while one is being polled.
-    pub(crate) fn clear(&self) -> bool {
-        let cleared = R::clear(&self.resp) && Q::clear(&self.req);
-        if cleared {
-            drop(self.value.borrow_mut().take());
+    /// Drops both pipelines' futures and the pending value (not while one is being polled).
+    /// A destructor that panics is caught; everything is dropped anyway.
+    pub(crate) fn clear(&self) -> Cleared {
+        let resp = R::clear(&self.resp);
+        if resp == Cleared::Busy {
+            return resp;
         }
-        cleared
+        let req = Q::clear(&self.req);
+        if req == Cleared::Busy {
+            return req;
+        }
+        let value = self.value.borrow_mut().take();
+        let value = match crate::executor::catch(move || drop(value)) {
+            Ok(()) => Cleared::Clean,
+            Err(msg) => Cleared::Panicked(msg),
+        };
+        resp.and(req).and(value)
     }
 
     /// The function Envoy's destroy hook calls with this slot's pointer.
@@ -173,31 +188,29 @@ where
         if this.core.host.is_set() {
             // Envoy destroys the filter from inside one of our own hooks (an Envoy that tears
             // the stream down synchronously, e.g. during a local reply): freeing now would pull
-            // the slot from under the running hook. The hook entry finishes it when it unwinds.
+            // the slot from under the running hook, and Envoy's filter pointer is dead from now
+            // on. The hook entry finishes it when it unwinds.
             this.core.destroy_pending.set(true);
+            this.core.host.detach();
             return;
         }
+        let clean = this.finish();
         // SAFETY: guaranteed by the caller.
         let slot = unsafe { Pool::<Self>::from_raw(ptr as *const Self) };
-        let clean = slot.finish();
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.
         let cfg = unsafe { &*slot.cfg };
         let totals = crate::executor::pool::StreamTotals {
-            polls: slot.core.polls.get(),
-            wakes_inline: slot.core.repolls.get(),
-            wakes_scheduled: u64::from(
-                slot.core
-                    .wake
-                    .commits
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            ),
+            polls: slot.core.task.polls.get(),
+            wakes_inline: slot.core.task.repolls.get(),
+            wakes_scheduled: slot.core.task.commits(),
         };
         if clean {
-            cfg.pool.put(Some(slot), totals);
+            // Readied for the next stream now, so an idle slot holds only bounded buffers.
+            let mut slot = slot;
+            slot.core.reset();
+            cfg.pool.put(slot, totals);
         } else {
-            // Its futures could not be dropped (still borrowed): never free or reuse it.
-            cfg.pool.put(None, totals);
-            Box::leak(slot);
+            cfg.pool.leak(slot, totals);
         }
     }
 
@@ -211,18 +224,33 @@ where
         false
     }
 
-    /// Marks the stream over: no more polls, wakes are no-ops, futures dropped. Returns whether
-    /// the slot is clean (its futures could be dropped), i.e. reusable.
+    /// Marks the stream over: no more polls, wakes are no-ops, futures dropped (their `Drop`s
+    /// run with no host: nothing can reach the stream anymore).
     pub(crate) fn finish(&self) -> bool {
-        if self.core.ended.get() {
-            return !self.core.dirty.get();
+        if self.core.ended.replace(true) {
+            return !self.core.unclean.get();
         }
-        self.core.ended.set(true);
-        crate::executor::waker::kill(&self.core.wake);
-        // Drop impls of user futures run with no host: nothing can reach the stream anymore.
-        let clean = crate::executor::catch(|| self.clear()).unwrap_or(false);
-        self.core.dirty.set(!clean);
-        clean
+        crate::executor::waker::kill(&self.core.task.wake);
+        match self.clear() {
+            Cleared::Clean => true,
+            Cleared::Panicked(msg) => {
+                FilterStats::bump(&self.core.meta.stats.drop_panics);
+                self.core.log_always(
+                    4,
+                    format_args!(
+                        "jisr: filter '{}': dropping a handler's future panicked: {msg}",
+                        self.core.name()
+                    ),
+                );
+                true
+            }
+            // Not expected: `finish` runs only once no hook (so no poll) of the stream is on
+            // the stack. Should it happen, the slot is leaked, never reused (see `destroy`).
+            Cleared::Busy => {
+                self.core.unclean.set(true);
+                false
+            }
+        }
     }
 }
 
@@ -262,4 +290,16 @@ pub(crate) fn start_response_inner<S: 'static, T: 'static, I: ResponseService<S,
         )
     };
     svc.start(storage, state, value, mode, core);
+}
+
+// SAFETY: `destroy` hands a slot to the pool only after `finish` cleaned it: both pipelines'
+// futures and the request handler's value are dropped (a slot that could not be cleaned is
+// leaked instead). What remains is plain per-stream state (cells, buffers, the arena's heap
+// blocks, `Send` wakers) and pointers to the slot itself and its `Sync` config.
+unsafe impl<S, Q, R> crate::executor::pool::Idle for Slot<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Service<S>,
+    R: ResponseService<S, Q::Output>,
+{
 }

@@ -5,10 +5,33 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// How dropping a stored future went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cleared {
+    /// Dropped (or nothing was stored).
+    Clean,
+    /// Not dropped: the cell is being polled right now.
+    Busy,
+    /// Dropped, but its destructor panicked (the message); the cell is empty anyway.
+    Panicked(String),
+}
+
+impl Cleared {
+    /// Combines two outcomes, keeping the first that is not clean.
+    pub(crate) fn and(self, other: Cleared) -> Cleared {
+        match self {
+            Cleared::Clean => other,
+            first => first,
+        }
+    }
+}
+
 /// Holds at most one future in place and polls it there.
 ///
 /// A `TaskCell` lives inside a boxed stream slot that never moves while a stream uses it, so the
-/// future it holds is pinned from `set` until it is dropped by `clear`/`set`/drop.
+/// future it holds is pinned from `set` until it is dropped in place by `clear`/`set`/completion.
+/// A destructor that panics is caught and the cell is still left empty, never holding a value
+/// that was already dropped.
 pub struct TaskCell<F> {
     fut: UnsafeCell<Option<F>>,
     busy: Cell<bool>,
@@ -23,17 +46,63 @@ impl<F> Default for TaskCell<F> {
     }
 }
 
-impl<F: Future> TaskCell<F> {
-    /// Stores a new future (dropping any old one). Ignored while the cell is being polled.
-    pub(crate) fn set(&self, f: F) {
+/// Clears the busy flag when dropped (also on unwind).
+struct Busy<'a>(&'a Cell<bool>);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+impl<F> TaskCell<F> {
+    /// Drops the value in `slot` in place and leaves `None`, even if the destructor panics.
+    ///
+    /// # Safety
+    /// `slot` is the cell's storage, exclusively borrowed by the caller (the cell is busy).
+    unsafe fn empty(slot: *mut Option<F>) -> Cleared {
+        // SAFETY: guaranteed by the caller.
+        let Some(fut) = (unsafe { &mut *slot }).as_mut() else {
+            return Cleared::Clean;
+        };
+        let fut: *mut F = fut;
+        // SAFETY: `fut` is a live, pinned value; it is dropped in place (pinning allows that)
+        // exactly once: whether or not its destructor unwinds, the `Option` is overwritten with
+        // `None` below without running any destructor again. A destructor that unwinds has
+        // still dropped the rest of the value (Rust's drop glue continues on unwind).
+        let dropped = super::catch(|| unsafe { core::ptr::drop_in_place(fut) });
+        // SAFETY: `slot` is valid for writes (see above); the old value is already dropped.
+        unsafe { core::ptr::write(slot, None) };
+        match dropped {
+            Ok(()) => Cleared::Clean,
+            Err(msg) => Cleared::Panicked(msg),
+        }
+    }
+
+    /// Drops the stored future in place. Does nothing (`Busy`) while the cell is being polled.
+    pub(crate) fn clear(&self) -> Cleared {
         if self.busy.get() {
-            return;
+            return Cleared::Busy;
         }
         self.busy.set(true);
-        // SAFETY: not busy, so no `poll` or `clear` holds a reference into the cell; the old
-        // value is dropped in place, which is allowed for pinned data.
-        unsafe { *self.fut.get() = Some(f) };
-        self.busy.set(false);
+        let _busy = Busy(&self.busy);
+        // SAFETY: `busy` excludes every other access to the storage for this call.
+        unsafe { Self::empty(self.fut.get()) }
+    }
+}
+
+impl<F: Future> TaskCell<F> {
+    /// Stores a new future after dropping any old one. Ignored (`Busy`, and `f` is dropped)
+    /// while the cell is being polled.
+    pub(crate) fn set(&self, f: F) -> Cleared {
+        let cleared = self.clear();
+        if cleared == Cleared::Busy {
+            return cleared;
+        }
+        // SAFETY: not busy (checked by `clear` on this thread, nothing ran since), and the
+        // storage holds `None`, so nothing is dropped by the assignment.
+        unsafe { core::ptr::write(self.fut.get(), Some(f)) };
+        cleared
     }
 
     /// Polls the stored future; `Ready(None)` for an empty cell. A re-entrant poll (from inside
@@ -43,46 +112,24 @@ impl<F: Future> TaskCell<F> {
             return Poll::Pending;
         }
         self.busy.set(true);
-        struct Idle<'a>(&'a Cell<bool>);
-        impl Drop for Idle<'_> {
-            fn drop(&mut self) {
-                self.0.set(false);
-            }
-        }
-        let _idle = Idle(&self.busy);
-        // SAFETY: `busy` excludes every other access for the duration of this borrow; the
-        // future never moves while stored (see the type docs), so pinning it here is sound.
-        let slot = unsafe { &mut *self.fut.get() };
-        let Some(fut) = slot.as_mut() else {
+        let _busy = Busy(&self.busy);
+        let slot = self.fut.get();
+        // SAFETY: `busy` excludes every other access for the duration of this borrow.
+        let Some(fut) = (unsafe { &mut *slot }).as_mut() else {
             return Poll::Ready(None);
         };
-        // SAFETY: see above: the value stays at this address until dropped in place.
+        // SAFETY: the value stays at this address until dropped in place (see the type docs).
         let fut = unsafe { Pin::new_unchecked(fut) };
         match fut.poll(cx) {
             Poll::Ready(v) => {
-                *slot = None;
+                // SAFETY: still busy; the future is done and is dropped in place now.
+                if let Cleared::Panicked(msg) = unsafe { Self::empty(slot) } {
+                    drop(v);
+                    std::panic::resume_unwind(Box::new(msg));
+                }
                 Poll::Ready(Some(v))
             }
             Poll::Pending => Poll::Pending,
         }
-    }
-
-    /// Drops the stored future. Returns false (and does nothing) while the cell is being polled.
-    pub(crate) fn clear(&self) -> bool {
-        if self.busy.get() {
-            return false;
-        }
-        self.busy.set(true);
-        struct Idle<'a>(&'a Cell<bool>);
-        impl Drop for Idle<'_> {
-            fn drop(&mut self) {
-                self.0.set(false);
-            }
-        }
-        let _idle = Idle(&self.busy);
-        // SAFETY: `busy` excludes other accesses; dropping in place keeps the pin contract.
-        let taken = unsafe { &mut *self.fut.get() };
-        *taken = None;
-        true
     }
 }

@@ -69,9 +69,10 @@ impl WakeCell {
         self.state.fetch_and(!POLLING, Ordering::AcqRel) & WOKEN != 0
     }
 
-    /// Marks the end of a poll that completed.
-    pub(crate) fn end_poll_ready(&self) {
-        self.end_poll();
+    /// A hook re-entered during a poll of this stream recorded an event: the running poll must
+    /// go again before its hook returns.
+    pub(crate) fn wake_nested(&self) {
+        self.state.fetch_or(WOKEN, Ordering::AcqRel);
     }
 
     /// Whether a waker of this stream was ever cloned (so a wake can come from outside a hook).
@@ -140,15 +141,18 @@ impl WakeCell {
 
 /// Returns a cell ready for a new stream, reusing `cell` when no stale waker holds it.
 pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
-    // jisr never makes `Weak`s of a cell, so one strong reference means nobody else holds it
-    // (and nobody can start holding it: cloning needs a reference). Plain loads and stores
-    // suffice then; `kill` already released any scheduler.
-    fn reuse(cell: &Arc<WakeCell>) -> bool {
-        if Arc::strong_count(cell) != 1 {
+    // `Arc::get_mut` succeeds only when this is the last reference, and it synchronises with
+    // the release of every other one (an acquire on the counts), so the last wake of a stale
+    // waker on another thread happens before the reset below. jisr never makes `Weak`s of a
+    // cell, and nobody can start holding it meanwhile: cloning a waker needs a reference.
+    fn reuse(cell: &mut Arc<WakeCell>) -> bool {
+        let Some(c) = Arc::get_mut(cell) else {
             return false;
-        }
-        cell.state.store(0, Ordering::Relaxed);
-        cell.commits.store(0, Ordering::Relaxed);
+        };
+        *c.state.get_mut() = 0;
+        *c.commits.get_mut() = 0;
+        // `kill` released any scheduler; drop one left behind by a stream that never ended.
+        *c.scheduler.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         true
     }
     if reuse(cell) {
@@ -220,4 +224,54 @@ unsafe fn raw_wake_by_ref(p: *const ()) {
 unsafe fn raw_drop(p: *const ()) {
     // SAFETY: releases the waker's reference.
     unsafe { Arc::decrement_strong_count(p as *const WakeCell) };
+}
+
+/// Where a jisr future keeps the waker of the task that awaits it, when that is not the
+/// stream's own waker (e.g. a `FuturesUnordered` inside the handler): the event it waits for
+/// wakes it. With the stream's own waker nothing is stored, because the hook that delivers the
+/// event polls the stream anyway.
+#[derive(Default)]
+pub(crate) struct WakerSlot(std::cell::Cell<Option<std::task::Waker>>);
+
+impl std::fmt::Debug for WakerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WakerSlot")
+    }
+}
+
+impl WakerSlot {
+    /// Registers the waker of `cx` unless `own` says it is the stream's own.
+    pub(crate) fn register(
+        &self,
+        cx: &std::task::Context<'_>,
+        own: impl FnOnce(&std::task::Waker) -> bool,
+    ) {
+        let w = cx.waker();
+        let prev = self.0.take();
+        if own(w) {
+            drop(prev);
+            return;
+        }
+        match prev {
+            Some(p) if p.will_wake(w) => self.0.set(Some(p)),
+            _ => self.0.set(Some(w.clone())),
+        }
+    }
+
+    /// Wakes and forgets the registered waker, if any.
+    pub(crate) fn wake(&self) {
+        if let Some(w) = self.0.take() {
+            w.wake();
+        }
+    }
+
+    /// Takes the registered waker (to wake it once no borrow is held).
+    pub(crate) fn take(&self) -> Option<std::task::Waker> {
+        self.0.take()
+    }
+
+    /// Forgets the registered waker.
+    pub(crate) fn clear(&self) {
+        drop(self.0.take());
+    }
 }

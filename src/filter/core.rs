@@ -1,7 +1,10 @@
 //! Per-stream state shared by the state machine and the handler-facing handles.
 
-use crate::executor::HostSlot;
-use crate::executor::waker::WakeCell;
+use crate::executor::arena::Arena;
+use crate::executor::waker::WakerSlot;
+use crate::executor::{HostSlot, Task};
+use crate::filter::callouts::Callouts;
+use crate::filter::streams::Streams;
 use crate::host::{BodyKind, Host};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -13,12 +16,20 @@ pub(crate) struct FilterMeta {
     pub(crate) stats: FilterStats,
     /// Envoy metrics mirroring the stats (absent when opted out, and for raw filters).
     pub(crate) envoy: Option<crate::api::stats::EnvoyStats>,
+    /// The process-wide log of the host that loaded the config, for lines written when no
+    /// hook (so no stream host) is running, e.g. while a stream is destroyed.
+    pub(crate) process_log: Option<fn(u32, &[u8])>,
 }
 
 /// Introspection counters of one filter config that are not kept by its slot pool.
 #[derive(Debug, Default)]
 pub(crate) struct FilterStats {
     pub(crate) panics: AtomicU64,
+    /// Destructors of handler futures (or their values) that panicked; caught, and the slot
+    /// was still cleaned and reused.
+    pub(crate) drop_panics: AtomicU64,
+    /// Panics inside jisr itself, failed closed.
+    pub(crate) internal_failures: AtomicU64,
 }
 
 impl FilterStats {
@@ -74,6 +85,8 @@ pub(crate) struct BodyCursor {
     /// the received chunk when it is separate), measured once per hook by [`BodyCursor::enter_hook`].
     hook_buffered: Cell<usize>,
     hook_end: Cell<usize>,
+    /// The waker of a read waiting for body bytes (see `WakerSlot`).
+    pub(crate) waker: WakerSlot,
 }
 
 impl Default for BodyCursor {
@@ -90,6 +103,7 @@ impl Default for BodyCursor {
             in_hook: Cell::new(false),
             hook_buffered: Cell::new(0),
             hook_end: Cell::new(0),
+            waker: WakerSlot::default(),
         }
     }
 }
@@ -105,6 +119,7 @@ impl BodyCursor {
         self.limit.set(usize::MAX);
         self.skipped.set(false);
         self.in_hook.set(false);
+        self.waker.clear();
     }
 
     /// A body hook starts: measures what is readable during it (the body does not change while
@@ -213,9 +228,8 @@ impl BodyCursor {
 pub struct StreamCore {
     pub(crate) host: HostSlot,
     pub(crate) meta: Arc<FilterMeta>,
-    pub(crate) wake: Arc<WakeCell>,
-    /// A second wake cell, swapped in when a waker of the previous stream is still held.
-    wake_spare: Arc<WakeCell>,
+    /// The executor's side: wake cell and poll counts.
+    pub(crate) task: Task,
     pub(crate) req_phase: Cell<Phase>,
     /// A request hook returned a stop status, so completion must resume decoding.
     pub(crate) req_stopped: Cell<bool>,
@@ -231,23 +245,24 @@ pub struct StreamCore {
     pub(crate) ended: Cell<bool>,
     /// Envoy destroyed the filter while one of our hooks ran; finish when it unwinds.
     pub(crate) destroy_pending: Cell<bool>,
-    /// Ending the stream could not drop its futures (the slot must not be reused).
-    pub(crate) dirty: Cell<bool>,
+    /// Ending the stream could not drop its futures: the slot must never be reused.
+    pub(crate) unclean: Cell<bool>,
     pub(crate) req_body: BodyCursor,
     pub(crate) resp_body: BodyCursor,
     /// Downstream write buffer is above its high watermark.
     pub(crate) above_high_watermark: Cell<bool>,
-    /// Polls of this stream (added to the filter's stats when the stream ends).
-    pub(crate) polls: Cell<u64>,
-    /// Re-polls inline after a wake during a poll.
-    pub(crate) repolls: Cell<u64>,
+    /// The waker of a streamed-reply `send` waiting for the client to drain.
+    pub(crate) send_waker: WakerSlot,
     /// The request pipeline is to be started by the next poll.
     pub(crate) req_start: Cell<bool>,
-    /// Callouts in flight.
-    pub(crate) callouts: std::cell::RefCell<crate::executor::callout::Registrations>,
+    /// Unary callouts.
+    pub(crate) callouts: Callouts,
     /// Streaming callouts (buffers reused across streams of this slot).
-    pub(crate) streams: [std::cell::RefCell<crate::api::callout_stream::StreamState>;
-        crate::api::callout_stream::MAX_STREAMS],
+    pub(crate) streams: Streams,
+    /// Copies of the header values handed to handlers.
+    pub(crate) arena: Arena,
+    /// Scratch for iterating all headers of a map (taken out while in use).
+    pub(crate) snapshot: Cell<Vec<u8>>,
 }
 
 impl StreamCore {
@@ -255,8 +270,7 @@ impl StreamCore {
         StreamCore {
             host: HostSlot::default(),
             meta,
-            wake: Arc::new(WakeCell::default()),
-            wake_spare: Arc::new(WakeCell::default()),
+            task: Task::default(),
             req_phase: Cell::new(Phase::Idle),
             req_stopped: Cell::new(false),
             resp_phase: Cell::new(Phase::Idle),
@@ -266,21 +280,23 @@ impl StreamCore {
             complete_pending: Cell::new(false),
             ended: Cell::new(false),
             destroy_pending: Cell::new(false),
-            dirty: Cell::new(false),
+            unclean: Cell::new(false),
             req_body: BodyCursor::default(),
             resp_body: BodyCursor::default(),
             above_high_watermark: Cell::new(false),
-            polls: Cell::new(0),
+            send_waker: WakerSlot::default(),
             req_start: Cell::new(false),
-            repolls: Cell::new(0),
-            callouts: std::cell::RefCell::new(arrayvec::ArrayVec::new()),
-            streams: Default::default(),
+            callouts: Callouts::default(),
+            streams: Streams::default(),
+            arena: Arena::default(),
+            snapshot: Cell::new(Vec::new()),
         }
     }
 
-    /// Readies the core for a new stream.
+    /// Readies the core for a new stream (every future of the previous one is gone).
     pub(crate) fn reset(&mut self) {
-        crate::executor::waker::recycle(&mut self.wake, &mut self.wake_spare);
+        self.host.reset();
+        self.task.reset();
         self.req_phase.set(Phase::Idle);
         self.req_stopped.set(false);
         self.resp_phase.set(Phase::Idle);
@@ -290,16 +306,19 @@ impl StreamCore {
         self.complete_pending.set(false);
         self.ended.set(false);
         self.destroy_pending.set(false);
-        self.dirty.set(false);
+        self.unclean.set(false);
         self.req_body.reset();
         self.resp_body.reset();
         self.above_high_watermark.set(false);
-        self.polls.set(0);
+        self.send_waker.clear();
         self.req_start.set(false);
-        self.repolls.set(0);
-        self.callouts.get_mut().clear();
-        for s in &mut self.streams {
-            s.get_mut().id = None;
+        self.callouts.reset();
+        self.streams.reset();
+        self.arena.reset();
+        let snapshot = self.snapshot.get_mut();
+        snapshot.clear();
+        if snapshot.capacity() > RETAINED_SNAPSHOT {
+            *snapshot = Vec::new();
         }
     }
 
@@ -311,8 +330,39 @@ impl StreamCore {
         self.host.with(f)
     }
 
+    /// Logs a line even when no stream host can take it (the stream ended, or Envoy destroys
+    /// it): through the running hook's host if any, else the config's process-wide log.
+    pub(crate) fn log_always(&self, level: u32, args: core::fmt::Arguments<'_>) {
+        let mut line = String::new();
+        let _ = core::fmt::write(&mut line, args);
+        if self.host.with(|h| h.log(level, line.as_bytes())).is_none() {
+            if let Some(log) = self.meta.process_log {
+                log(level, line.as_bytes());
+            }
+        }
+    }
+
+    /// Whether `w` is the stream's own waker.
+    pub(crate) fn is_own_waker(&self, w: &std::task::Waker) -> bool {
+        self.task.is_own_waker(w)
+    }
+
     /// The filter's configured name.
     pub(crate) fn name(&self) -> &str {
         &self.meta.name
     }
+
+    /// Bytes of per-stream buffers this slot keeps allocated (bounded while idle; see
+    /// `RETAINED_*` in the arena, callout and stream tables).
+    pub(crate) fn retained_bytes(&self) -> usize {
+        self.arena.capacity() + self.callouts.capacity() + self.streams.capacity() + {
+            let v = self.snapshot.take();
+            let n = v.capacity();
+            self.snapshot.set(v);
+            n
+        }
+    }
 }
+
+/// Capacity the header-iteration scratch keeps for the slot's next streams.
+pub(crate) const RETAINED_SNAPSHOT: usize = 16 * 1024;

@@ -6,6 +6,7 @@ use crate::api::log::Level;
 use crate::api::response::ResponseMode;
 use crate::api::response_handler::ResponseService;
 use crate::executor::slot::{JisrConfig, Slot};
+use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
 use crate::filter::core::{FilterStats, Phase, Retention, StreamCore};
 use crate::host::{BodyKind, Host, Raw};
@@ -26,6 +27,20 @@ pub enum RawStreamEvent<'h> {
 
 /// Details of the 500 sent when a handler panics.
 pub const PANIC_DETAILS: &str = "jisr_handler_panic";
+
+/// Which hook an internal failure happened in (decides how the stream fails closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HookKind {
+    /// A request-path hook (headers, body, trailers): a 500 is still possible.
+    Request,
+    /// A response-path hook: the stream is reset unless nothing went downstream yet.
+    Response,
+    /// Any other hook (scheduled, callout events, watermarks, completion).
+    Other,
+}
+
+/// Details of the 500 sent when jisr itself fails on a stream.
+pub const INTERNAL_DETAILS: &str = "jisr_internal_error";
 
 /// What Envoy can do to a stream, type-erased (one implementation per filter type).
 pub(crate) trait StreamHooks {
@@ -48,6 +63,9 @@ pub(crate) trait StreamHooks {
         chunks: &[Buf],
     );
     fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>);
+    /// jisr itself panicked in hook `kind` (`msg`): fail the stream closed (a 500 while the
+    /// client has seen nothing, else a reset), never let it continue.
+    fn fail_closed(&self, host: &dyn Host, kind: HookKind, msg: &str);
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void);
     /// Envoy destroyed the stream during one of our hooks and no hook runs anymore: the caller
     /// must call the destroyer now.
@@ -64,6 +82,8 @@ pub(crate) trait ConfigHooks: Send + Sync {
     fn idle_slots(&self) -> usize;
     /// Introspection figures.
     fn stats(&self) -> crate::api::stats::FilterStatsSnapshot;
+    /// Bytes of per-stream buffers kept by the idle slots.
+    fn idle_retained_bytes(&self) -> usize;
 }
 
 impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
@@ -84,9 +104,12 @@ where
     fn stats(&self) -> crate::api::stats::FilterStatsSnapshot {
         crate::api::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
     }
+    fn idle_retained_bytes(&self) -> usize {
+        self.pool.idle_sum(|s| s.core.retained_bytes())
+    }
 }
 
-/// Logs through the stream's host at `level`.
+/// Logs through the stream's host at `level` (nothing once the stream ended or detached).
 pub(crate) fn log_line(core: &StreamCore, level: Level, args: core::fmt::Arguments<'_>) {
     core.with_host(|h| {
         if h.log_enabled(level as u32) {
@@ -111,20 +134,21 @@ where
     Q: Service<S>,
     R: ResponseService<S, Q::Output>,
 {
-    /// Polls one pipeline until it completes or waits.
-    fn drive(&self, host: &dyn Host, side: Side) -> Driven {
+    /// Polls one pipeline until it completes or waits; `deliver` runs first, inside the poll
+    /// window (it wakes the wakers of futures waiting for what this hook brings).
+    fn drive(&self, side: Side, deliver: impl FnOnce()) -> Driven {
         let core = &self.core;
-        core.polls.set(core.polls.get() + 1);
+        let new_scheduler = || core.with_host(|h| h.new_scheduler());
         let d = match side {
-            Side::Request => executor::drive(&core.wake, &core.repolls, host, &mut |cx| {
+            Side::Request => core.task.drive(&new_scheduler, deliver, &mut |cx| {
                 if core.req_start.replace(false) {
                     self.start_request();
                 }
                 self.poll_request(cx)
             }),
-            Side::Response => executor::drive(&core.wake, &core.repolls, host, &mut |cx| {
-                self.poll_response(cx)
-            }),
+            Side::Response => core
+                .task
+                .drive(&new_scheduler, deliver, &mut |cx| self.poll_response(cx)),
         };
         let phase = match side {
             Side::Request => &core.req_phase,
@@ -138,24 +162,41 @@ where
                     core.resp_headers_sent.set(true);
                 }
             }
-            Driven::Pending => {}
-            Driven::Panicked(msg) => self.fail(msg),
+            Driven::Pending | Driven::Nested => {}
+            Driven::Panicked(msg) => self.fail(msg, PANIC_DETAILS),
         }
         d
     }
 
-    /// A handler panicked: fail closed (500 if the client saw nothing yet, else reset).
-    fn fail(&self, msg: &str) {
+    /// A handler (or jisr itself) failed: fail closed (500 if the client saw nothing yet, else
+    /// reset). Never unwinds.
+    fn fail(&self, msg: &str, details: &str) {
         let core = &self.core;
-        FilterStats::bump(&core.meta.stats.panics);
+        if details == PANIC_DETAILS {
+            FilterStats::bump(&core.meta.stats.panics);
+        } else {
+            FilterStats::bump(&core.meta.stats.internal_failures);
+        }
         core.req_phase.set(Phase::Done);
         core.resp_phase.set(Phase::Done);
-        log_line(
-            core,
-            Level::Error,
-            format_args!("jisr: handler of filter '{}' panicked: {msg}", core.name()),
-        );
-        if let Err(m) = executor::catch(|| self.clear()) {
+        if details == PANIC_DETAILS {
+            log_line(
+                core,
+                Level::Error,
+                format_args!("jisr: handler of filter '{}' panicked: {msg}", core.name()),
+            );
+        } else {
+            log_line(
+                core,
+                Level::Error,
+                format_args!(
+                    "jisr: filter '{}': internal failure, failing the stream closed: {msg}",
+                    core.name()
+                ),
+            );
+        }
+        if let Cleared::Panicked(m) = self.clear() {
+            FilterStats::bump(&core.meta.stats.drop_panics);
             log_line(
                 core,
                 Level::Error,
@@ -166,59 +207,65 @@ where
             );
         }
         if core.resp_headers_sent.get() {
-            core.with_host(|h| h.reset_stream(PANIC_DETAILS.as_bytes()));
+            core.with_host(|h| h.reset_stream(details.as_bytes()));
             return;
         }
-        if core.replied.get() {
+        if core.replied.replace(true) {
             return;
         }
-        core.replied.set(true);
         core.with_host(|h| {
             h.send_response(
                 500,
                 &[(b"content-type".as_slice(), b"text/plain".as_slice())],
                 b"internal error\n",
-                PANIC_DETAILS.as_bytes(),
+                details.as_bytes(),
             )
         });
     }
 
-    /// Runs `f` with `host` current; finishes a stream completion that arrived meanwhile.
+    /// Runs `f` with `host` current; a stream completion that arrived during one of our own
+    /// hooks is finished once the outermost hook is done with it.
     fn enter<T>(&self, host: &dyn Host, f: impl FnOnce() -> T) -> T {
-        let r = self.core.host.enter(host, f);
-        // Only once the outermost of nested hooks unwinds.
-        if self.core.complete_pending.get() && !self.core.host.is_set() {
-            self.core.complete_pending.set(false);
-            self.finish();
-        }
-        r
+        let outermost = !self.core.host.is_set();
+        self.core.host.enter(host, || {
+            let r = f();
+            if outermost && self.core.complete_pending.replace(false) {
+                self.complete_now();
+            }
+            r
+        })
     }
 
     /// A pipeline completed outside the hook that stopped the stream: resume Envoy.
-    fn resume(&self, host: &dyn Host, side: Side) {
+    fn resume(&self, side: Side) {
         let core = &self.core;
         if core.replied.get() {
             return;
         }
         match side {
-            Side::Request if core.req_stopped.get() => host.continue_decoding(),
-            Side::Response if core.resp_stopped.get() => host.continue_encoding(),
+            Side::Request if core.req_stopped.get() => {
+                core.with_host(|h| h.continue_decoding());
+            }
+            Side::Response if core.resp_stopped.get() => {
+                core.with_host(|h| h.continue_encoding());
+            }
             _ => {}
         }
     }
 
-    /// Drives whichever pipeline is running (after a wake or a watermark change).
-    fn drive_running(&self, host: &dyn Host) {
+    /// Drives whichever pipeline is running after `deliver` recorded what this hook brings.
+    fn drive_running(&self, deliver: impl FnOnce()) {
         let core = &self.core;
         let side = if core.req_phase.get() == Phase::Running {
             Side::Request
         } else if core.resp_phase.get() == Phase::Running {
             Side::Response
         } else {
+            deliver();
             return;
         };
-        if let Driven::Ready = self.drive(host, side) {
-            self.resume(host, side);
+        if let Driven::Ready = self.drive(side, deliver) {
+            self.resume(side);
         }
     }
 
@@ -230,6 +277,47 @@ where
             ResponseMode::Buffer => Retention::Held,
         }
     }
+
+    /// The stream is complete (inside `enter`, no poll on the stack).
+    fn complete_now(&self) {
+        let core = &self.core;
+        // A handler blocked in a body read learns that the body will never complete: one last
+        // poll in which the read fails, while metrics, metadata and logs still work.
+        for (side, phase, cursor) in [
+            (Side::Request, &core.req_phase, &core.req_body),
+            (Side::Response, &core.resp_phase, &core.resp_body),
+        ] {
+            if phase.get() == Phase::Running && cursor.waiting.get() && !cursor.eos.get() {
+                cursor.aborted.set(true);
+                let _ = self.drive(side, || cursor.waker.wake());
+            }
+        }
+        if let Some(envoy) = &core.meta.envoy {
+            let pool = &self.cfg().pool;
+            core.with_host(|host| {
+                envoy.on_stream_end(host, &core.meta.name, || {
+                    let mut now =
+                        crate::api::stats::FilterStatsSnapshot::new(pool.stats(), &core.meta.stats);
+                    // This stream's own figures reach the pool only when it is destroyed.
+                    now.polls += core.task.polls.get();
+                    now.wakes_inline += core.task.repolls.get();
+                    now.wakes_scheduled += core.task.commits();
+                    now
+                })
+            });
+        }
+        self.finish();
+    }
+}
+
+/// Turns an ABI header array into views valid for the current hook.
+fn pairs<'h>(h: &'h [HeaderPair], anchor: &'h ()) -> impl Iterator<Item = (&'h [u8], &'h [u8])> {
+    h.iter().map(move |p| {
+        (
+            Raw::new(p.key_ptr, p.key_len).view(anchor),
+            Raw::new(p.value_ptr, p.value_len).view(anchor),
+        )
+    })
 }
 
 impl<S, Q, R> StreamHooks for Slot<S, Q, R>
@@ -245,9 +333,9 @@ where
             core.req_phase.set(Phase::Running);
             // Started inside the first poll, under the same panic guard.
             core.req_start.set(true);
-            match self.drive(host, Side::Request) {
+            match self.drive(Side::Request, || {}) {
                 Driven::Ready if !core.replied.get() => ffi::HEADERS_CONTINUE,
-                Driven::Pending => {
+                Driven::Pending | Driven::Nested => {
                     core.req_stopped.set(true);
                     ffi::HEADERS_STOP_ITERATION
                 }
@@ -264,15 +352,15 @@ where
             }
             match core.req_phase.get() {
                 Phase::Running => {
-                    core.req_body.enter_hook(host, true);
-                    let d = self.drive(host, Side::Request);
+                    core.with_host(|h| core.req_body.enter_hook(h, true));
+                    let d = self.drive(Side::Request, || core.req_body.waker.wake());
                     core.req_body.in_hook.set(false);
                     match d {
                         Driven::Ready if !core.replied.get() => ffi::BODY_CONTINUE,
-                        Driven::Pending if core.req_body.done_reading() => {
+                        Driven::Pending | Driven::Nested if core.req_body.done_reading() => {
                             ffi::BODY_STOP_AND_WATERMARK
                         }
-                        Driven::Pending => ffi::BODY_STOP_AND_BUFFER,
+                        Driven::Pending | Driven::Nested => ffi::BODY_STOP_AND_BUFFER,
                         _ => ffi::BODY_STOP_NO_BUFFER,
                     }
                 }
@@ -287,7 +375,7 @@ where
             let core = &self.core;
             core.req_body.eos.set(true);
             match core.req_phase.get() {
-                Phase::Running => match self.drive(host, Side::Request) {
+                Phase::Running => match self.drive(Side::Request, || core.req_body.waker.wake()) {
                     Driven::Ready if !core.replied.get() => ffi::TRAILERS_CONTINUE,
                     _ => ffi::TRAILERS_STOP_ITERATION,
                 },
@@ -325,16 +413,16 @@ where
                     return ffi::HEADERS_CONTINUE;
                 }
                 Err(msg) => {
-                    self.fail(&msg);
+                    self.fail(&msg, PANIC_DETAILS);
                     return ffi::HEADERS_STOP_ITERATION;
                 }
             }
-            match (self.drive(host, Side::Response), mode) {
+            match (self.drive(Side::Response, || {}), mode) {
                 (Driven::Panicked(_), _) => ffi::HEADERS_STOP_ITERATION,
                 (_, ResponseMode::Observe) => ffi::HEADERS_CONTINUE,
                 (Driven::Ready, _) if !core.replied.get() => ffi::HEADERS_CONTINUE,
                 (Driven::Ready, _) => ffi::HEADERS_STOP_ITERATION,
-                (Driven::Pending, _) => {
+                (Driven::Pending | Driven::Nested, _) => {
                     core.resp_stopped.set(true);
                     ffi::HEADERS_STOP_ITERATION
                 }
@@ -352,11 +440,13 @@ where
                 return ffi::BODY_CONTINUE;
             }
             let cursor = &core.resp_body;
-            cursor.enter_hook(host, false);
-            let d = self.drive(host, Side::Response);
+            core.with_host(|h| cursor.enter_hook(h, false));
+            let d = self.drive(Side::Response, || cursor.waker.wake());
             cursor.in_hook.set(false);
             if cursor.retention.get() == Retention::Passing {
-                let len = host.body_len(BodyKind::ReceivedResponse);
+                let len = core
+                    .with_host(|h| h.body_len(BodyKind::ReceivedResponse))
+                    .unwrap_or(0);
                 cursor.base.set(cursor.base.get() + len);
             }
             match (d, self.mode()) {
@@ -364,10 +454,12 @@ where
                 (_, ResponseMode::Observe) => ffi::BODY_CONTINUE,
                 (Driven::Ready, _) if !core.replied.get() => ffi::BODY_CONTINUE,
                 (Driven::Ready, _) => ffi::BODY_STOP_NO_BUFFER,
-                (Driven::Pending, ResponseMode::Buffer) if !cursor.skipped.get() => {
+                (Driven::Pending | Driven::Nested, ResponseMode::Buffer)
+                    if !cursor.skipped.get() =>
+                {
                     ffi::BODY_STOP_AND_BUFFER
                 }
-                (Driven::Pending, _) => ffi::BODY_STOP_AND_WATERMARK,
+                (Driven::Pending | Driven::Nested, _) => ffi::BODY_STOP_AND_WATERMARK,
             }
         })
     }
@@ -379,69 +471,57 @@ where
             if core.resp_phase.get() != Phase::Running {
                 return ffi::TRAILERS_CONTINUE;
             }
-            match (self.drive(host, Side::Response), self.mode()) {
+            match (
+                self.drive(Side::Response, || core.resp_body.waker.wake()),
+                self.mode(),
+            ) {
                 (Driven::Panicked(_), _) => ffi::TRAILERS_STOP_ITERATION,
                 (_, ResponseMode::Observe) => ffi::TRAILERS_CONTINUE,
                 (Driven::Ready, _) => ffi::TRAILERS_CONTINUE,
-                (Driven::Pending, _) => ffi::TRAILERS_STOP_ITERATION,
+                (Driven::Pending | Driven::Nested, _) => ffi::TRAILERS_STOP_ITERATION,
             }
         })
     }
 
     fn stream_complete(&self, host: &dyn Host) {
-        let core = &self.core;
-        if core.host.is_set() {
-            // Completed from inside one of our own polls (e.g. a local reply finished the
-            // stream synchronously): finish when that hook unwinds.
-            core.complete_pending.set(true);
+        if self.core.host.is_set() {
+            // Completed from inside one of our own hooks (e.g. a local reply finished the
+            // stream synchronously): finish when the outermost hook is done.
+            self.core.complete_pending.set(true);
             return;
         }
-        // A handler blocked in a body read learns that the body will never complete: one last
-        // poll in which the read fails, while metrics, metadata and logs still work.
-        for (side, phase, cursor) in [
-            (Side::Request, &core.req_phase, &core.req_body),
-            (Side::Response, &core.resp_phase, &core.resp_body),
-        ] {
-            if phase.get() == Phase::Running && cursor.waiting.get() && !cursor.eos.get() {
-                cursor.aborted.set(true);
-                self.enter(host, || {
-                    let _ = self.drive(host, side);
-                });
-            }
-        }
-        if let Some(envoy) = &core.meta.envoy {
-            let pool = &self.cfg().pool;
-            envoy.on_stream_end(host, &core.meta.name, || {
-                let mut now =
-                    crate::api::stats::FilterStatsSnapshot::new(pool.stats(), &core.meta.stats);
-                // This stream's own figures reach the pool only when it is destroyed.
-                now.polls += core.polls.get();
-                now.wakes_inline += core.repolls.get();
-                now.wakes_scheduled +=
-                    u64::from(core.wake.commits.load(std::sync::atomic::Ordering::Relaxed));
-                now
-            });
-        }
-        self.finish();
+        self.enter(host, || self.complete_now());
     }
 
     fn scheduled(&self, host: &dyn Host, _event: u64) {
-        self.core.wake.delivered();
-        self.enter(host, || self.drive_running(host))
+        let core = &self.core;
+        core.task.wake.delivered();
+        self.enter(host, || {
+            self.drive_running(|| {
+                if !core.above_high_watermark.get() {
+                    core.send_waker.wake();
+                }
+            })
+        })
     }
 
     fn watermark(&self, host: &dyn Host, above: bool) {
-        self.core.above_high_watermark.set(above);
-        if !above && !self.core.ended.get() {
-            let wake = &self.core.wake;
-            if !wake.has_scheduler() {
-                wake.set_scheduler(host.new_scheduler());
+        self.enter(host, || {
+            let core = &self.core;
+            core.above_high_watermark.set(above);
+            if !above && !core.ended.get() {
+                let wake = &core.task.wake;
+                if !wake.has_scheduler() {
+                    if let Some(c) = core.with_host(|h| h.new_scheduler()) {
+                        wake.set_scheduler(c);
+                    }
+                }
+                // A streaming reply waiting for the client to drain can go on — but not from
+                // inside this callout of Envoy's codec (writing from here re-enters it): resume
+                // through the scheduler, right after.
+                wake.commit();
             }
-            // A streaming reply waiting for the client to drain can go on — but not from inside
-            // this callout of Envoy's codec (writing from here re-enters it): resume through the
-            // scheduler, right after.
-            self.core.wake.commit();
-        }
+        })
     }
 
     fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {
@@ -459,61 +539,53 @@ where
         self.enter(host, || {
             let core = &self.core;
             let anchor = &();
-            let delivered = crate::executor::callout::deliver(
-                core,
-                id,
-                result,
-                headers.iter().map(|p| {
-                    (
-                        Raw::new(p.key_ptr, p.key_len).view(anchor),
-                        Raw::new(p.value_ptr, p.value_len).view(anchor),
-                    )
-                }),
-                chunks.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
-            );
-            // A callout whose future was dropped: nothing waits for it.
-            if delivered {
-                self.drive_running(host);
-            }
+            self.drive_running(|| {
+                // A callout whose future was dropped: nothing takes it.
+                core.callouts.deliver(
+                    id,
+                    result,
+                    pairs(headers, anchor),
+                    chunks.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
+                );
+            });
         })
     }
 
     fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>) {
-        use crate::api::callout_stream::{StreamEvent, record};
+        use crate::filter::streams::{Recorded, StreamEvent};
         self.enter(host, || {
+            let core = &self.core;
             let anchor = &();
-            let pair = |p: &HeaderPair| {
-                (
-                    Raw::new(p.key_ptr, p.key_len).view(anchor),
-                    Raw::new(p.value_ptr, p.value_len).view(anchor),
-                )
-            };
-            let recorded = match event {
-                RawStreamEvent::Headers(h, eos) => record(
-                    &self.core,
-                    id,
-                    StreamEvent::Headers(&mut h.iter().map(pair), eos),
-                ),
-                RawStreamEvent::Data(d, eos) => record(
-                    &self.core,
-                    id,
-                    StreamEvent::Data(
-                        &mut d.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
-                        eos,
+            self.drive_running(|| {
+                let recorded = match event {
+                    RawStreamEvent::Headers(h, eos) => core
+                        .streams
+                        .record(id, StreamEvent::Headers(&mut pairs(h, anchor), eos)),
+                    RawStreamEvent::Data(d, eos) => core.streams.record(
+                        id,
+                        StreamEvent::Data(
+                            &mut d.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
+                            eos,
+                        ),
                     ),
-                ),
-                RawStreamEvent::Trailers(t) => record(
-                    &self.core,
-                    id,
-                    StreamEvent::Trailers(&mut t.iter().map(pair)),
-                ),
-                RawStreamEvent::Complete => record(&self.core, id, StreamEvent::Complete),
-                RawStreamEvent::Reset(r) => record(&self.core, id, StreamEvent::Reset(r)),
-            };
-            if recorded {
-                self.drive_running(host);
-            }
+                    RawStreamEvent::Trailers(t) => core
+                        .streams
+                        .record(id, StreamEvent::Trailers(&mut pairs(t, anchor))),
+                    RawStreamEvent::Complete => core.streams.record(id, StreamEvent::Complete),
+                    RawStreamEvent::Reset(r) => core.streams.record(id, StreamEvent::Reset(r)),
+                };
+                if let Recorded::Overflow(id) = recorded {
+                    // Outside the table's borrow: Envoy may report the reset synchronously.
+                    core.with_host(|h| h.stream_reset(id));
+                }
+            });
         })
+    }
+
+    fn fail_closed(&self, host: &dyn Host, _kind: HookKind, msg: &str) {
+        self.core
+            .host
+            .enter(host, || self.fail(msg, INTERNAL_DETAILS));
     }
 
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {

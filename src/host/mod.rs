@@ -216,6 +216,9 @@ pub(crate) trait ConfigHost {
     fn log_enabled(&self, level: u32) -> bool;
     /// Emits one log line.
     fn log(&self, level: u32, msg: &[u8]);
+    /// A log usable from any thread at any time, for lines written when no stream host is at
+    /// hand (`None` where there is none).
+    fn process_log(&self) -> Option<fn(u32, &[u8])>;
 }
 
 /// Commits scheduler events for one stream; callable from any thread. Releases the scheduler
@@ -250,6 +253,14 @@ impl Committer {
             commit,
             release,
         }
+    }
+
+    /// A committer that does nothing (for a stream that can no longer be called).
+    pub(crate) fn inert() -> Committer {
+        unsafe fn nothing(_: *mut core::ffi::c_void, _: u64) {}
+        unsafe fn release(_: *mut core::ffi::c_void) {}
+        // SAFETY: both functions ignore the pointer, so any thread may call them any time.
+        unsafe { Committer::new(core::ptr::null_mut(), nothing, release) }
     }
 
     pub(crate) fn commit(&self, event: u64) {

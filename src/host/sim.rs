@@ -110,7 +110,7 @@ impl SimQueue {
 }
 
 /// One simulated stream.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct SimHost {
     pub(crate) maps: [RefCell<Pairs>; 4],
     pub(crate) bodies: [RefCell<Vec<Box<[u8]>>>; 4],
@@ -139,6 +139,35 @@ pub(crate) struct SimHost {
     pub(crate) stream_log: RefCell<Vec<(u64, String)>>,
     /// Simulates an Envoy that destroys the filter synchronously inside a local reply.
     pub(crate) destroy_during_reply: Cell<Option<DestroyHook>>,
+    /// Envoy destroyed the filter (from here on, nothing may be called on it).
+    pub(crate) destroy_requested: Cell<bool>,
+    /// Host calls made after the destroy (each a bug: Envoy's filter pointer is dead then).
+    pub(crate) calls_after_destroy: RefCell<Vec<&'static str>>,
+    /// A host method that panics when called (injects a failure inside jisr).
+    pub(crate) panic_in: Cell<Option<&'static str>>,
+    /// Delivers events to the stream's hooks from inside a host call, as Envoy does.
+    pub(crate) reenter: RefCell<Option<Reenter>>,
+    /// Clusters Envoy answers inside the call that starts a callout (status, body), like its own
+    /// 503 for a cluster without a healthy host.
+    pub(crate) inline_answers: RefCell<Vec<(String, u16, Vec<u8>)>>,
+    /// Events delivered inside the next `stream_send` call.
+    pub(crate) on_stream_send: RefCell<Vec<SimEvent>>,
+}
+
+/// Delivers a [`SimEvent`] to the stream's hooks (installed by the testing layer).
+pub(crate) type Reenter = std::rc::Rc<dyn Fn(&SimHost, SimEvent)>;
+
+/// An event the simulated Envoy delivers to the stream re-entrantly.
+#[derive(Clone, Debug)]
+pub(crate) enum SimEvent {
+    /// A unary callout completed.
+    CalloutDone { id: u64, status: u16, body: Vec<u8> },
+    /// Response headers of a streaming callout.
+    StreamHeaders { id: u64, status: u16, end: bool },
+    /// Response data of a streaming callout.
+    StreamData { id: u64, data: Vec<u8>, end: bool },
+    /// A streaming callout completed.
+    StreamComplete { id: u64 },
 }
 
 /// The destroyer of a simulated stream and its module pointer.
@@ -173,8 +202,42 @@ fn raw(b: &[u8]) -> Raw {
     Raw::new(b.as_ptr(), b.len())
 }
 
+impl SimHost {
+    /// Every host call goes through here: records calls made after the stream was destroyed and
+    /// injects a panic where asked.
+    fn touch(&self, what: &'static str) {
+        if self.destroy_requested.get() {
+            self.calls_after_destroy.borrow_mut().push(what);
+        }
+        if self.panic_in.get() == Some(what) {
+            panic!("simulated failure in host call {what}");
+        }
+    }
+
+    /// Moves every header value to a new allocation, as Envoy may between hooks: a view kept
+    /// from an earlier hook then points at freed memory (which Miri reports).
+    pub(crate) fn rebox(&self) {
+        for m in &self.maps {
+            for (_, v) in m.borrow_mut().iter_mut() {
+                *v = v.to_vec().into_boxed_slice();
+            }
+        }
+    }
+
+    fn deliver(&self, event: SimEvent) {
+        if self.destroy_requested.get() {
+            return;
+        }
+        let f = self.reenter.borrow().clone();
+        if let Some(f) = f {
+            f(self, event);
+        }
+    }
+}
+
 impl Host for SimHost {
     fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize) {
+        self.touch("header");
         let m = self.maps[map as usize].borrow();
         let mut count = 0;
         let mut found = None;
@@ -190,6 +253,7 @@ impl Host for SimHost {
     }
 
     fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw, Raw)) {
+        self.touch("for_each_header");
         let list: Vec<(Raw, Raw)> = self.maps[map as usize]
             .borrow()
             .iter()
@@ -201,6 +265,7 @@ impl Host for SimHost {
     }
 
     fn set_header(&self, map: Map, key: &[u8], value: Option<&[u8]>) -> bool {
+        self.touch("set_header");
         let mut m = self.maps[map as usize].borrow_mut();
         let lower = key.to_ascii_lowercase().into_boxed_slice();
         match value {
@@ -225,6 +290,7 @@ impl Host for SimHost {
     }
 
     fn add_header(&self, map: Map, key: &[u8], value: &[u8]) -> bool {
+        self.touch("add_header");
         self.maps[map as usize]
             .borrow_mut()
             .push((key.to_ascii_lowercase().into_boxed_slice(), value.into()));
@@ -232,6 +298,7 @@ impl Host for SimHost {
     }
 
     fn body_len(&self, kind: BodyKind) -> usize {
+        self.touch("body_len");
         self.bodies[kind as usize]
             .borrow()
             .iter()
@@ -240,15 +307,18 @@ impl Host for SimHost {
     }
 
     fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize {
+        self.touch("copy_body");
         let chunks = self.bodies[kind as usize].borrow();
         super::copy_from_chunks(chunks.iter().map(|c| &c[..]), offset, dst)
     }
 
     fn received_is_buffered(&self, _request: bool) -> bool {
+        self.touch("received_is_buffered");
         self.received_is_buffered.get()
     }
 
     fn drain_body(&self, kind: BodyKind, n: usize) -> bool {
+        self.touch("drain_body");
         let mut chunks = self.bodies[kind as usize].borrow_mut();
         let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         let rest = all[n.min(all.len())..].to_vec();
@@ -260,11 +330,21 @@ impl Host for SimHost {
     }
 
     fn append_body(&self, kind: BodyKind, data: &[u8]) -> bool {
+        self.touch("append_body");
         self.bodies[kind as usize].borrow_mut().push(data.into());
         true
     }
 
     fn send_response(&self, status: u32, headers: &[(&[u8], &[u8])], body: &[u8], details: &[u8]) {
+        self.touch("send_response");
+        // Like Envoy, the reply's headers replace the response header map: the old values are
+        // freed now.
+        let mut reply: Pairs = vec![(
+            b":status".to_vec().into_boxed_slice(),
+            status.to_string().into_bytes().into_boxed_slice(),
+        )];
+        reply.extend(headers.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        *self.maps[Map::ResponseHeaders as usize].borrow_mut() = reply;
         *self.local_reply.borrow_mut() = Some(LocalReply {
             status,
             headers: owned(headers),
@@ -272,6 +352,7 @@ impl Host for SimHost {
             details: String::from_utf8_lossy(details).into_owned(),
         });
         if let Some((destroy, m)) = self.destroy_during_reply.take() {
+            self.destroy_requested.set(true);
             // SAFETY: `m` is the live stream this host serves and `destroy` its destroyer, as
             // Envoy would call it; the stream must cope with being destroyed from here.
             unsafe { destroy(m) };
@@ -279,6 +360,7 @@ impl Host for SimHost {
     }
 
     fn send_response_headers(&self, headers: &[(&[u8], &[u8])], end_stream: bool) {
+        self.touch("send_response_headers");
         let mut s = self.streamed.borrow_mut();
         let r = s.get_or_insert_with(StreamedReply::default);
         r.headers = owned(headers);
@@ -286,6 +368,7 @@ impl Host for SimHost {
     }
 
     fn send_response_data(&self, data: &[u8], end_stream: bool) {
+        self.touch("send_response_data");
         let mut s = self.streamed.borrow_mut();
         let r = s.get_or_insert_with(StreamedReply::default);
         r.data.push(data.to_vec());
@@ -293,6 +376,7 @@ impl Host for SimHost {
     }
 
     fn send_response_trailers(&self, trailers: &[(&[u8], &[u8])]) {
+        self.touch("send_response_trailers");
         let mut s = self.streamed.borrow_mut();
         let r = s.get_or_insert_with(StreamedReply::default);
         r.trailers = Some(owned(trailers));
@@ -300,18 +384,22 @@ impl Host for SimHost {
     }
 
     fn reset_stream(&self, details: &[u8]) {
+        self.touch("reset_stream");
         *self.reset.borrow_mut() = Some(String::from_utf8_lossy(details).into_owned());
     }
 
     fn continue_decoding(&self) {
+        self.touch("continue_decoding");
         self.continue_decoding.set(self.continue_decoding.get() + 1);
     }
 
     fn continue_encoding(&self) {
+        self.touch("continue_encoding");
         self.continue_encoding.set(self.continue_encoding.get() + 1);
     }
 
     fn set_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) {
+        self.touch("set_metadata");
         let v = match value {
             MetadataValue::Str(s) => MetaValue::Str(String::from_utf8_lossy(s).into_owned()),
             MetadataValue::Num(n) => MetaValue::Num(n),
@@ -327,11 +415,13 @@ impl Host for SimHost {
     }
 
     fn metadata_str(&self, ns: &[u8], key: &[u8]) -> Option<Raw> {
+        self.touch("metadata_str");
         let _ = (ns, key);
         None
     }
 
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
+        self.touch("set_filter_state");
         let mut fs = self.filter_state.borrow_mut();
         fs.retain(|(k, _)| k != key);
         fs.push((key.to_vec(), value.into()));
@@ -339,6 +429,7 @@ impl Host for SimHost {
     }
 
     fn filter_state(&self, key: &[u8]) -> Option<Raw> {
+        self.touch("filter_state");
         self.filter_state
             .borrow()
             .iter()
@@ -347,11 +438,13 @@ impl Host for SimHost {
     }
 
     fn clear_route_cache(&self) {
+        self.touch("clear_route_cache");
         self.route_cache_cleared
             .set(self.route_cache_cleared.get() + 1);
     }
 
     fn attr_str(&self, id: u32) -> Option<Raw> {
+        self.touch("attr_str");
         if let Some((_, v)) = self.attrs_str.borrow().iter().find(|(i, _)| *i == id) {
             return Some(raw(v));
         }
@@ -370,6 +463,7 @@ impl Host for SimHost {
     }
 
     fn attr_int(&self, id: u32) -> Option<u64> {
+        self.touch("attr_int");
         self.attrs_int
             .borrow()
             .iter()
@@ -378,6 +472,7 @@ impl Host for SimHost {
     }
 
     fn attr_bool(&self, id: u32) -> Option<bool> {
+        self.touch("attr_bool");
         self.attrs_bool
             .borrow()
             .iter()
@@ -386,6 +481,7 @@ impl Host for SimHost {
     }
 
     fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> u32 {
+        self.touch("metric");
         let defs = self.metrics.defs.borrow();
         let Some((kind, name, n_labels)) = defs.get(id) else {
             return 1;
@@ -427,16 +523,19 @@ impl Host for SimHost {
     }
 
     fn log_enabled(&self, level: u32) -> bool {
+        self.touch("log_enabled");
         level >= self.log_level.get()
     }
 
     fn log(&self, level: u32, msg: &[u8]) {
+        self.touch("log");
         self.logs
             .borrow_mut()
             .push((level, String::from_utf8_lossy(msg).into_owned()));
     }
 
     fn new_scheduler(&self) -> Committer {
+        self.touch("new_scheduler");
         self.schedulers_created
             .set(self.schedulers_created.get() + 1);
         let ptr = Arc::into_raw(self.queue.clone()) as *mut core::ffi::c_void;
@@ -467,6 +566,18 @@ impl Host for SimHost {
         }
         let id = self.next_callout.get() + 1;
         self.next_callout.set(id);
+        let inline = self
+            .inline_answers
+            .borrow()
+            .iter()
+            .find(|(c, _, _)| c.as_bytes() == cluster)
+            .map(|(_, status, body)| (*status, body.clone()));
+        if let Some((status, body)) = inline {
+            // Envoy's async client answers inside `send` and then returns no request, so the
+            // filter reports "cannot create request" after the answer was delivered.
+            self.deliver(SimEvent::CalloutDone { id, status, body });
+            return Err(4);
+        }
         self.callouts.borrow_mut().push(SimCallout {
             id,
             cluster: String::from_utf8_lossy(cluster).into_owned(),
@@ -488,6 +599,33 @@ impl Host for SimHost {
         end_stream: bool,
         timeout_ms: u64,
     ) -> Result<u64, u32> {
+        let inline = self
+            .inline_answers
+            .borrow()
+            .iter()
+            .find(|(c, _, _)| c.as_bytes() == cluster)
+            .map(|(_, status, body)| (*status, body.clone()));
+        if let Some((status, answer)) = inline {
+            // Envoy writes the id, then sends the headers, and the router answers at once:
+            // headers, data and completion arrive inside this call, which still succeeds.
+            let id = self.next_callout.get() + 1;
+            self.next_callout.set(id);
+            self.stream_log
+                .borrow_mut()
+                .push((id, format!("start body={} end={end_stream}", body.len())));
+            self.deliver(SimEvent::StreamHeaders {
+                id,
+                status,
+                end: false,
+            });
+            self.deliver(SimEvent::StreamData {
+                id,
+                data: answer,
+                end: true,
+            });
+            self.deliver(SimEvent::StreamComplete { id });
+            return Ok(id);
+        }
         let id = self.callout(cluster, headers, body, timeout_ms)?;
         self.stream_log
             .borrow_mut()
@@ -496,14 +634,20 @@ impl Host for SimHost {
     }
 
     fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
+        self.touch("stream_send");
         self.stream_log.borrow_mut().push((
             id,
             format!("data {} end={end_stream}", String::from_utf8_lossy(data)),
         ));
+        let events: Vec<SimEvent> = self.on_stream_send.borrow_mut().drain(..).collect();
+        for e in events {
+            self.deliver(e);
+        }
         true
     }
 
     fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
+        self.touch("stream_trailers");
         self.stream_log
             .borrow_mut()
             .push((id, format!("trailers {}", trailers.len())));
@@ -511,20 +655,24 @@ impl Host for SimHost {
     }
 
     fn stream_reset(&self, id: u64) {
+        self.touch("stream_reset");
         self.stream_log.borrow_mut().push((id, "reset".to_string()));
     }
 
     fn route_config(&self) -> *const core::ffi::c_void {
+        self.touch("route_config");
         self.route_config.get()
     }
 
     fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool {
+        self.touch("set_upstream_override_host");
         *self.override_host.borrow_mut() =
             Some((String::from_utf8_lossy(host).into_owned(), strict));
         true
     }
 
     fn worker_index(&self) -> u32 {
+        self.touch("worker_index");
         0
     }
 }
@@ -538,6 +686,10 @@ pub(crate) struct SimConfigHost {
 }
 
 impl ConfigHost for SimConfigHost {
+    fn process_log(&self) -> Option<fn(u32, &[u8])> {
+        None
+    }
+
     fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
         let mut defs = self.metrics.defs.borrow_mut();
         defs.push((kind, name.to_string(), labels.len()));

@@ -23,13 +23,15 @@
 
 pub mod bench;
 
-use crate::abi::ffi::{Buf, HeaderPair};
-use crate::abi::hooks::build_config;
+use crate::abi::ffi::{self, Buf, HeaderPair};
+use crate::abi::hooks::{build_config, drop_config, on_stream};
 use crate::api::config::ConfigHandle;
 use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
+use crate::filter::hooks::HookKind;
 use crate::filter::hooks::{ConfigHooks, StreamHooks};
 use crate::host::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
+use crate::host::sim::{Reenter, SimEvent};
 use crate::host::{BodyKind, Map};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -39,7 +41,7 @@ pub use crate::host::sim::{LocalReply, MetaValue, SimCallout, StreamedReply};
 
 /// A filter config loaded from a `register` function, as Envoy would load it.
 pub struct TestFilter {
-    config: Box<dyn ConfigHooks>,
+    config: Option<Box<dyn ConfigHooks>>,
     registry: Option<Registry>,
     #[allow(clippy::vec_box)] // Boxed so handed-out pointers survive the vec growing.
     routes: RefCell<Vec<Box<crate::host::route::RouteConfigBox>>>,
@@ -112,7 +114,7 @@ impl TestFilter {
         };
         let config = build_config(registry, &mut handle)?;
         Ok(TestFilter {
-            config,
+            config: Some(config),
             registry: None,
             routes: RefCell::new(Vec::new()),
             metrics: host.metrics.clone(),
@@ -127,16 +129,44 @@ impl TestFilter {
         self.log_level = level as u32;
     }
 
-    /// Opens a new stream (`on_http_filter_new`).
+    fn config(&self) -> &dyn ConfigHooks {
+        self.config
+            .as_deref()
+            .expect("config is present until drop")
+    }
+
+    /// Opens a new stream (`on_http_filter_new`). Panics if the filter refuses it (see
+    /// [`TestFilter::try_stream`]).
     pub fn stream(&self) -> TestStream<'_> {
+        match self.try_stream() {
+            Ok(s) => s,
+            Err(msg) => panic!("the filter refused the stream: {msg}"),
+        }
+    }
+
+    /// Opens a new stream, or returns the error line Envoy's log would show when the filter
+    /// refuses it (Envoy then fails the stream), e.g. when a raw filter's factory panics.
+    pub fn try_stream(&self) -> Result<TestStream<'_>, String> {
         let host = Box::new(SimHost {
             metrics: self.metrics.clone(),
             logs: self.logs.clone(),
             ..SimHost::default()
         });
         host.log_level.set(self.log_level);
-        let m = self.config.new_stream(&*host);
-        TestStream {
+        let m = match crate::abi::hooks::new_stream(self.config(), &*host) {
+            Ok(m) => m,
+            Err(msg) => {
+                self.logs.borrow_mut().push((4, msg.clone()));
+                return Err(msg);
+            }
+        };
+        let reenter: Reenter = Rc::new(move |host: &SimHost, event: SimEvent| {
+            // SAFETY: the host (and so this closure) lives inside the `TestStream` that owns
+            // `m`, and it delivers nothing once the stream was destroyed.
+            unsafe { deliver_event(m, host, event) }
+        });
+        *host.reenter.borrow_mut() = Some(reenter);
+        Ok(TestStream {
             _filter: self,
             host,
             m,
@@ -145,7 +175,13 @@ impl TestFilter {
             forwarded_response: Vec::new(),
             destroyed: false,
             completed: false,
-        }
+        })
+    }
+
+    /// Bytes of per-stream buffers the config's idle slots keep for reuse (bounded per slot:
+    /// see `CONSTRAINTS.md`, "Soundness").
+    pub fn idle_retained_bytes(&self) -> usize {
+        self.config().idle_retained_bytes()
     }
 
     /// Value of a counter or gauge; labelled ones as `name.value1.value2`.
@@ -165,22 +201,77 @@ impl TestFilter {
 
     /// The filter's name.
     pub fn name(&self) -> &str {
-        self.config.name()
+        self.config().name()
     }
 
     /// The config's introspection figures (streams, in flight, polls, slots, panics).
     pub fn stats(&self) -> crate::FilterStatsSnapshot {
-        self.config.stats()
+        self.config().stats()
     }
 
     /// Idle stream slots the config keeps for reuse (see the pool policy in the crate docs).
     pub fn idle_slots(&self) -> usize {
-        self.config.idle_slots()
+        self.config().idle_slots()
     }
 
     /// Every log line so far (config and streams), with its level (0 trace … 5 critical).
     pub fn logs(&self) -> Vec<(u32, String)> {
         self.logs.borrow().clone()
+    }
+}
+
+impl Drop for TestFilter {
+    /// Destroys the config as Envoy would: a panicking `Drop` of user state is caught and
+    /// logged, never unwound.
+    fn drop(&mut self) {
+        if let Some(c) = self.config.take() {
+            if let Err(msg) = drop_config(c) {
+                self.logs.borrow_mut().push((4, msg));
+            }
+        }
+    }
+}
+
+/// Delivers a simulated Envoy event to the stream behind `m`.
+///
+/// # Safety
+/// `m` is a live module pointer of a stream served by `host`.
+unsafe fn deliver_event(m: *const core::ffi::c_void, host: &SimHost, event: SimEvent) {
+    let fire = |f: &dyn Fn(&dyn StreamHooks)| {
+        // SAFETY: guaranteed by the caller.
+        unsafe { on_stream(m, host, HookKind::Other, (), |h| f(h)) }
+    };
+    match event {
+        SimEvent::CalloutDone { id, status, body } => {
+            let code = status.to_string();
+            let pairs = [HeaderPair::of(b":status", code.as_bytes())];
+            let chunks: Vec<Buf> = body.chunks(7).map(Buf::of).collect();
+            fire(&|h| h.callout_done(host, id, 0, &pairs, &chunks));
+        }
+        SimEvent::StreamHeaders { id, status, end } => {
+            let code = status.to_string();
+            let pairs = [HeaderPair::of(b":status", code.as_bytes())];
+            fire(&|h| {
+                h.http_stream(
+                    host,
+                    id,
+                    crate::filter::hooks::RawStreamEvent::Headers(&pairs, end),
+                )
+            });
+        }
+        SimEvent::StreamData { id, data, end } => {
+            let chunks = [Buf::of(&data)];
+            fire(&|h| {
+                h.http_stream(
+                    host,
+                    id,
+                    crate::filter::hooks::RawStreamEvent::Data(&chunks, end),
+                )
+            });
+        }
+        SimEvent::StreamComplete { id } => {
+            fire(&|h| h.http_stream(host, id, crate::filter::hooks::RawStreamEvent::Complete));
+        }
     }
 }
 
@@ -212,17 +303,28 @@ impl TestStream<'_> {
     fn hooks_obj(&self) -> &dyn StreamHooks {
         assert!(!self.destroyed, "stream already destroyed");
         // SAFETY: `m` came from `new_stream` and is live until `destroy`.
-        unsafe { &**(self.m as *const *const dyn StreamHooks) }
+        unsafe { crate::abi::hooks::stream(self.m) }
     }
 
-    /// Finishes a destroy the stream asked for during its hook, as the real hook entry does.
-    fn settle_destroy(&mut self) {
-        if !self.destroyed && self.hooks_obj().take_pending_destroy() {
-            let d = self.hooks_obj().destroyer();
+    /// Runs one hook the way Envoy's entry points do (panic guard, fail-closed status, a
+    /// destroy requested meanwhile finished afterwards). Header values move to new memory
+    /// before every hook, as Envoy allows.
+    fn call<R>(
+        &mut self,
+        kind: HookKind,
+        fail: R,
+        f: impl FnOnce(&dyn StreamHooks, &SimHost) -> R,
+    ) -> R {
+        assert!(!self.destroyed, "stream already destroyed");
+        self.host.rebox();
+        let host: &SimHost = &self.host;
+        // SAFETY: `m` came from `new_stream` and was not destroyed (checked above).
+        let r = unsafe { on_stream(self.m, host, kind, fail, |h| f(h, host)) };
+        if self.host.destroy_requested.get() {
+            // `on_stream` finished the destroy Envoy requested during the hook.
             self.destroyed = true;
-            // SAFETY: `m` came from `new_stream`; it is not used after this.
-            unsafe { d(self.m) };
         }
+        r
     }
 
     /// Makes the next local reply destroy the stream synchronously from inside it, as some
@@ -232,13 +334,49 @@ impl TestStream<'_> {
         self.host.destroy_during_reply.set(Some((d, self.m)));
     }
 
+    /// Makes Envoy answer callouts and streaming callouts to `cluster` *inside* the call that
+    /// starts them (as Envoy's router does with its own 503 when the cluster has no healthy
+    /// host): a unary callout's completion arrives during the start call, which then reports
+    /// "cannot create request"; a stream's headers, data and completion arrive during the open
+    /// call, which still succeeds.
+    pub fn answer_inline(&mut self, cluster: &str, status: u16, body: &[u8]) {
+        self.host
+            .inline_answers
+            .borrow_mut()
+            .push((cluster.to_string(), status, body.to_vec()));
+    }
+
+    /// Makes the next data the filter sends on a streaming callout trigger a response data event
+    /// for stream `id` *inside* that send call (a hook re-entered during the handler's poll).
+    pub fn stream_data_during_next_send(&mut self, id: u64, data: &[u8], end_stream: bool) {
+        self.host
+            .on_stream_send
+            .borrow_mut()
+            .push(SimEvent::StreamData {
+                id,
+                data: data.to_vec(),
+                end: end_stream,
+            });
+    }
+
+    /// Makes the host call `name` (a method of jisr's host interface, e.g. `"body_len"`) panic,
+    /// to inject a failure inside jisr.
+    pub fn panic_in_host_call(&mut self, name: &'static str) {
+        self.host.panic_in.set(Some(name));
+    }
+
+    /// Host calls the filter made after Envoy destroyed the stream (each one a call on a dead
+    /// Envoy filter pointer).
+    pub fn calls_after_destroy(&self) -> Vec<&'static str> {
+        self.host.calls_after_destroy.borrow().clone()
+    }
+
     /// Whether the stream was destroyed (by the filter's own request during a hook, or at drop).
     pub fn is_destroyed(&self) -> bool {
         self.destroyed
     }
 
     fn settle(&mut self, before: (u32, u32)) {
-        self.settle_destroy();
         if self.host.continue_decoding.get() > before.0 {
             self.flush_request();
         }
@@ -276,8 +414,11 @@ impl TestStream<'_> {
     ) -> HeadersStatus {
         set_pairs(&self.host.maps[Map::RequestHeaders as usize], headers);
         let before = self.counts();
-        let s =
-            HeadersStatus::from_abi(self.hooks_obj().request_headers(&*self.host, end_of_stream));
+        let s = HeadersStatus::from_abi(self.call(
+            HookKind::Request,
+            ffi::HEADERS_STOP_ITERATION,
+            |h, host| h.request_headers(host, end_of_stream),
+        ));
         self.hooks.push(Hook::RequestHeaders(s));
         self.settle(before);
         s
@@ -288,7 +429,11 @@ impl TestStream<'_> {
     pub fn request_body(&mut self, chunk: &[u8], end_of_stream: bool) -> BodyStatus {
         *self.host.bodies[BodyKind::ReceivedRequest as usize].borrow_mut() = vec![chunk.into()];
         let before = self.counts();
-        let s = BodyStatus::from_abi(self.hooks_obj().request_body(&*self.host, end_of_stream));
+        let s = BodyStatus::from_abi(self.call(
+            HookKind::Request,
+            ffi::BODY_STOP_NO_BUFFER,
+            |h, host| h.request_body(host, end_of_stream),
+        ));
         self.hooks.push(Hook::RequestBody(s));
         self.host.bodies[BodyKind::ReceivedRequest as usize]
             .borrow_mut()
@@ -313,7 +458,11 @@ impl TestStream<'_> {
     pub fn request_trailers(&mut self, trailers: &[(&str, &str)]) -> TrailersStatus {
         set_pairs(&self.host.maps[Map::RequestTrailers as usize], trailers);
         let before = self.counts();
-        let s = TrailersStatus::from_abi(self.hooks_obj().request_trailers(&*self.host));
+        let s = TrailersStatus::from_abi(self.call(
+            HookKind::Request,
+            ffi::TRAILERS_STOP_ITERATION,
+            |h, host| h.request_trailers(host),
+        ));
         self.hooks.push(Hook::RequestTrailers(s));
         if s == TrailersStatus::Continue {
             self.flush_request();
@@ -329,10 +478,11 @@ impl TestStream<'_> {
         end_of_stream: bool,
     ) -> HeadersStatus {
         set_pairs(&self.host.maps[Map::ResponseHeaders as usize], headers);
-        let s = HeadersStatus::from_abi(
-            self.hooks_obj()
-                .response_headers(&*self.host, end_of_stream),
-        );
+        let s = HeadersStatus::from_abi(self.call(
+            HookKind::Response,
+            ffi::HEADERS_STOP_ITERATION,
+            |h, host| h.response_headers(host, end_of_stream),
+        ));
         self.hooks.push(Hook::ResponseHeaders(s));
         s
     }
@@ -341,7 +491,11 @@ impl TestStream<'_> {
     pub fn response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> BodyStatus {
         *self.host.bodies[BodyKind::ReceivedResponse as usize].borrow_mut() = vec![chunk.into()];
         let before = self.counts();
-        let s = BodyStatus::from_abi(self.hooks_obj().response_body(&*self.host, end_of_stream));
+        let s = BodyStatus::from_abi(self.call(
+            HookKind::Response,
+            ffi::BODY_STOP_NO_BUFFER,
+            |h, host| h.response_body(host, end_of_stream),
+        ));
         self.hooks.push(Hook::ResponseBody(s));
         // The filter may have rewritten the current chunk.
         let current: Vec<u8> = self.host.bodies[BodyKind::ReceivedResponse as usize]
@@ -369,7 +523,11 @@ impl TestStream<'_> {
     pub fn response_trailers(&mut self, trailers: &[(&str, &str)]) -> TrailersStatus {
         set_pairs(&self.host.maps[Map::ResponseTrailers as usize], trailers);
         let before = self.counts();
-        let s = TrailersStatus::from_abi(self.hooks_obj().response_trailers(&*self.host));
+        let s = TrailersStatus::from_abi(self.call(
+            HookKind::Response,
+            ffi::TRAILERS_STOP_ITERATION,
+            |h, host| h.response_trailers(host),
+        ));
         self.hooks.push(Hook::ResponseTrailers(s));
         if s == TrailersStatus::Continue {
             self.flush_response();
@@ -380,13 +538,13 @@ impl TestStream<'_> {
 
     /// Envoy's downstream write buffer went above its high watermark.
     pub fn watermark_above(&mut self) {
-        self.hooks_obj().watermark(&*self.host, true);
+        self.call(HookKind::Other, (), |h, host| h.watermark(host, true));
     }
 
     /// Envoy's downstream write buffer drained below its low watermark.
     pub fn watermark_below(&mut self) {
         let before = self.counts();
-        self.hooks_obj().watermark(&*self.host, false);
+        self.call(HookKind::Other, (), |h, host| h.watermark(host, false));
         self.settle(before);
     }
 
@@ -399,7 +557,7 @@ impl TestStream<'_> {
                 break;
             }
             let before = self.counts();
-            self.hooks_obj().scheduled(&*self.host, e);
+            self.call(HookKind::Other, (), |h, host| h.scheduled(host, e));
             self.hooks.push(Hook::Scheduled);
             self.settle(before);
         }
@@ -428,7 +586,7 @@ impl TestStream<'_> {
     pub fn complete(&mut self) {
         if !self.completed && !self.destroyed {
             self.completed = true;
-            self.hooks_obj().stream_complete(&*self.host);
+            self.call(HookKind::Other, (), |h, host| h.stream_complete(host));
         }
     }
 
@@ -477,8 +635,9 @@ impl TestStream<'_> {
         );
         let chunks: Vec<Buf> = body.chunks(7).map(Buf::of).collect();
         let before = self.counts();
-        self.hooks_obj()
-            .callout_done(&*self.host, id, 0, &pairs, &chunks);
+        self.call(HookKind::Other, (), |h, host| {
+            h.callout_done(host, id, 0, &pairs, &chunks)
+        });
         self.settle(before);
     }
 
@@ -490,7 +649,9 @@ impl TestStream<'_> {
 
     fn stream_event(&mut self, id: u64, event: crate::filter::hooks::RawStreamEvent<'_>) {
         let before = self.counts();
-        self.hooks_obj().http_stream(&*self.host, id, event);
+        self.call(HookKind::Other, (), |h, host| {
+            h.http_stream(host, id, event)
+        });
         self.settle(before);
     }
 
@@ -546,8 +707,9 @@ impl TestStream<'_> {
     /// Fails callout `id`: `reset` for a reset stream, otherwise "response too large".
     pub fn fail_callout(&mut self, id: u64, reset: bool) {
         let before = self.counts();
-        self.hooks_obj()
-            .callout_done(&*self.host, id, if reset { 1 } else { 2 }, &[], &[]);
+        self.call(HookKind::Other, (), |h, host| {
+            h.callout_done(host, id, if reset { 1 } else { 2 }, &[], &[])
+        });
         self.settle(before);
     }
 

@@ -1,0 +1,701 @@
+//! Soundness: one test per item of the soundness review, each written the way a user would
+//! write the handler, on a simulated host that behaves as hostile as Envoy may (header values
+//! move between hooks, a local reply frees the response header map, events arrive inside the
+//! calls that start callouts and streams, hooks re-enter during a poll, the stream is destroyed
+//! inside a reply). `.ci/miri.sh` runs this file under Miri, which turns any use-after-free
+//! into a failure even where the plain run would not notice.
+
+mod common;
+
+use common::GET;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use jisr::testing::{MetaValue, TestFilter};
+use jisr::{
+    BodyStatus, CalloutError, CalloutRequest, ConfigError, HeadersStatus, Level, RawFactory,
+    RawFilter, RawStream, Registry, Request, Response, ResponseMode, ResponseWriter,
+};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
+
+/// Polls `fut` once and reports whether it completed.
+async fn poll_once<F: Future>(mut fut: Pin<&mut F>) -> bool {
+    poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_ready())).await
+}
+
+// ---- 1. A forgotten callout must not write into memory its caller freed.
+
+async fn forgetful(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut body = Vec::with_capacity(16);
+    {
+        let mut first = Box::pin(w.callout(CalloutRequest::get("svc", "/1", "svc"), &mut body));
+        assert!(!poll_once(first.as_mut()).await, "callout 1 pending");
+        // Safe code may do this: the future (and its borrow of `body`) is gone without `Drop`.
+        std::mem::forget(first);
+    }
+    drop(body);
+    let mut second = Vec::new();
+    let r = w
+        .callout(CalloutRequest::get("svc", "/2", "svc"), &mut second)
+        .await;
+    let status = r.map(|r| r.status).unwrap_or(0);
+    w.send(
+        200,
+        format!("{status} {}", String::from_utf8_lossy(&second)).as_bytes(),
+    );
+}
+
+#[test]
+fn item01_forgotten_callout_cannot_write_freed_memory() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", forgetful);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let mut s = f.stream();
+        assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+        assert_eq!(s.callouts().len(), 2);
+        let (one, two) = (s.callouts()[0].id, s.callouts()[1].id);
+        // The forgotten callout's answer arrives: it lands in stream-owned storage.
+        s.complete_callout(one, 200, &[("x-a", "1")], &[b'x'; 4096]);
+        s.complete_callout(two, 201, &[], b"second");
+        let reply = s.local_reply().expect("answered");
+        assert_eq!(reply.body, b"201 second");
+    }
+    assert_eq!(f.stats().slots_allocated, 1, "the slot is reused");
+}
+
+// ---- 2. A header value read before something that frees Envoy's header map stays valid.
+
+async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+
+async fn reply_keeps_view(_: (), resp: Response<'_>, w: ResponseWriter<'_>) {
+    let ct = resp.header("content-type").unwrap_or_default();
+    // In Buffer mode, Envoy's local reply replaces (frees) the response header map.
+    w.send(502, b"replaced");
+    w.set_metadata_str("t", "ct", std::str::from_utf8(ct).unwrap_or("?"));
+}
+
+#[test]
+fn item02_view_survives_local_reply_in_buffer_mode() {
+    let f = TestFilter::new(
+        |r| {
+            r.register_response("r", ResponseMode::Buffer, pass, reply_keeps_view);
+        },
+        "r",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    let ct = "text/x-probe-0123456789abcdef0123456789abcdef";
+    s.response_headers(&[(":status", "200"), ("content-type", ct)], true);
+    assert_eq!(s.local_reply().unwrap().status, 502);
+    assert_eq!(s.metadata("t", "ct"), Some(MetaValue::Str(ct.to_string())));
+}
+
+async fn view_across_await(req: Request<'_>, w: ResponseWriter<'_>) {
+    let v = req.header("x-value").unwrap_or_default();
+    let mut body = Vec::new();
+    // The callout's answer comes in a later hook; Envoy's header memory may change meanwhile.
+    let _ = w
+        .callout(CalloutRequest::get("svc", "/", "svc"), &mut body)
+        .await;
+    w.set_metadata_str("t", "v", std::str::from_utf8(v).unwrap_or("?"));
+    let mut all = String::new();
+    req.for_each_header(|k, _| {
+        // Iterating is safe even when the callback replies (which frees the response map).
+        all.push_str(std::str::from_utf8(k).unwrap_or("?"));
+        all.push(',');
+    });
+    w.set_metadata_str("t", "all", &all);
+}
+
+#[test]
+fn item02_view_survives_await_across_hooks() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", view_across_await);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    let value = "a-value-long-enough-to-live-on-the-heap-0123456789";
+    let mut h = GET.to_vec();
+    h.push(("x-value", value));
+    assert_eq!(s.request_headers(&h, true), HeadersStatus::StopIteration);
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 200, &[], b"");
+    assert_eq!(
+        s.metadata("t", "v"),
+        Some(MetaValue::Str(value.to_string()))
+    );
+    let all = match s.metadata("t", "all") {
+        Some(MetaValue::Str(a)) => a,
+        other => panic!("{other:?}"),
+    };
+    assert!(all.contains("x-value,"), "{all}");
+}
+
+// ---- 3. Events Envoy delivers inside the call that opens a streaming callout are kept.
+
+async fn stream_nohost(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut s = match w.stream_callout(CalloutRequest::get("nohost", "/", "svc"), true) {
+        Ok(s) => s,
+        Err(e) => return w.send(500, e.to_string().as_bytes()),
+    };
+    let head = match s.head().await {
+        Ok(h) => h,
+        Err(e) => return w.send(500, e.to_string().as_bytes()),
+    };
+    let mut body = Vec::new();
+    while let Ok(n) = s.read(&mut body).await {
+        if n == 0 {
+            break;
+        }
+    }
+    w.send(
+        200,
+        format!(
+            "head={} body={}",
+            head.status,
+            String::from_utf8_lossy(&body)
+        )
+        .as_bytes(),
+    );
+}
+
+#[test]
+fn item03_stream_events_during_open_are_kept() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", stream_nohost);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.answer_inline("nohost", 503, b"no healthy upstream");
+    s.request_headers(GET, true);
+    let reply = s.local_reply().expect("the handler did not hang");
+    assert_eq!(reply.body, b"head=503 body=no healthy upstream");
+}
+
+// ---- 4. A hook re-entered during a poll must not lose the outer poll's wake.
+
+async fn nested_event(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut s = w
+        .stream_callout(CalloutRequest::get("svc", "/", "svc"), false)
+        .expect("open");
+    let mut sent = false;
+    poll_fn(|cx| {
+        if sent {
+            return Poll::Ready(());
+        }
+        sent = true;
+        // Wake ourselves, then call into Envoy, which delivers a stream event re-entrantly.
+        cx.waker().wake_by_ref();
+        let _ = s.send(b"ping", false);
+        Poll::Pending
+    })
+    .await;
+    let mut body = Vec::new();
+    let _ = s.read(&mut body).await;
+    w.send(200, &body);
+}
+
+#[test]
+fn item04_nested_hook_keeps_outer_wake() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", nested_event);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.stream_data_during_next_send(1, b"pong", false);
+    s.request_headers(GET, true);
+    assert_eq!(
+        s.local_reply().map(|r| r.body),
+        Some(b"pong".to_vec()),
+        "the handler hung: the self-wake was lost"
+    );
+    assert_eq!(s.pending_events(), 0);
+}
+
+// ---- 5. jisr's futures register the waker they are given (waker-precise combinators).
+
+async fn fu_body(mut req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut buf = [0u8; 64];
+    let n = {
+        let mut set = FuturesUnordered::new();
+        set.push(req.read(&mut buf));
+        set.next().await.expect("one").expect("read")
+    };
+    w.send(200, &buf[..n]);
+}
+
+#[test]
+fn item05_body_read_under_futures_unordered() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", fu_body);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, false), HeadersStatus::StopIteration);
+    s.request_body(b"hello", true);
+    s.run_scheduled();
+    assert_eq!(s.local_reply().map(|r| r.body), Some(b"hello".to_vec()));
+}
+
+async fn fu_callout(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut body = Vec::new();
+    let status = {
+        let mut set = FuturesUnordered::new();
+        set.push(w.callout(CalloutRequest::get("svc", "/", "svc"), &mut body));
+        set.next().await.expect("one").map(|r| r.status)
+    };
+    w.send(200, format!("{status:?}").as_bytes());
+}
+
+#[test]
+fn item05_callout_under_futures_unordered() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", fu_callout);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 204, &[], b"");
+    s.run_scheduled();
+    assert_eq!(s.local_reply().map(|r| r.body), Some(b"Ok(204)".to_vec()));
+}
+
+async fn fu_stream_send(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let Some(mut out) = w.stream(200, &[]) else {
+        return;
+    };
+    {
+        let mut set = FuturesUnordered::new();
+        set.push(out.send(b"chunk"));
+        let _ = set.next().await;
+    }
+    out.finish();
+}
+
+#[test]
+fn item05_streaming_send_under_futures_unordered() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", fu_stream_send);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.watermark_above();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    assert!(s.streamed_reply().unwrap().data.is_empty(), "held back");
+    s.watermark_below();
+    s.run_scheduled();
+    s.run_scheduled();
+    let r = s.streamed_reply().unwrap();
+    assert_eq!(r.data, vec![b"chunk".to_vec(), Vec::new()]);
+    assert!(r.ended);
+}
+
+async fn fu_stream_callout(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut s = w
+        .stream_callout(CalloutRequest::get("svc", "/", "svc"), true)
+        .expect("open");
+    let mut body = Vec::new();
+    let n = {
+        let mut set = FuturesUnordered::new();
+        set.push(s.read(&mut body));
+        set.next().await.expect("one")
+    };
+    w.send(
+        200,
+        format!("{n:?} {}", String::from_utf8_lossy(&body)).as_bytes(),
+    );
+}
+
+#[test]
+fn item05_stream_callout_read_under_futures_unordered() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", fu_stream_callout);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    s.stream_callout_headers(1, 200, &[], false);
+    s.stream_callout_data(1, b"data", false);
+    s.run_scheduled();
+    assert_eq!(
+        s.local_reply().map(|r| r.body),
+        Some(b"Ok(4) data".to_vec())
+    );
+}
+
+// ---- 6. Nothing unwinds into Envoy; failures inside jisr fail closed.
+
+struct PanickyFactory;
+struct NeverBuilt;
+impl RawFilter for NeverBuilt {}
+impl RawFactory for PanickyFactory {
+    type Filter = NeverBuilt;
+    fn new_filter(&self) -> NeverBuilt {
+        panic!("factory failed")
+    }
+}
+
+#[test]
+fn item06_raw_factory_panic_does_not_unwind() {
+    let f = TestFilter::new(
+        |r| {
+            r.register_raw("raw", |_| Ok(PanickyFactory));
+        },
+        "raw",
+        b"",
+    )
+    .unwrap();
+    let err = f.try_stream().err().expect("stream refused");
+    assert!(err.contains("factory failed"), "{err}");
+    assert!(
+        f.logs()
+            .iter()
+            .any(|(l, m)| *l == 4 && m.contains("factory failed"))
+    );
+}
+
+struct BombState;
+impl Drop for BombState {
+    fn drop(&mut self) {
+        panic!("state drop failed");
+    }
+}
+
+async fn with_state(_s: &BombState, _req: Request<'_>, _w: ResponseWriter<'_>) {}
+
+#[test]
+fn item06_config_drop_panic_does_not_unwind() {
+    let f = TestFilter::new(
+        |r| {
+            r.register_with_config("f", |_| Ok::<_, ConfigError>(BombState), with_state);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    drop(s);
+    // Dropping the config (Envoy's config destroy) runs the state's panicking `Drop`.
+    drop(f);
+}
+
+async fn body_reader(mut req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut buf = Vec::new();
+    let _ = req.read_to_end(&mut buf).await;
+    w.set_metadata_num("t", "n", buf.len() as f64);
+}
+
+#[test]
+fn item06_internal_failure_fails_closed() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", body_reader);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, false), HeadersStatus::StopIteration);
+    // jisr's own bookkeeping in the body hook fails (outside the handler's poll).
+    s.panic_in_host_call("body_len");
+    assert_eq!(
+        s.request_body(b"x", true),
+        BodyStatus::StopIterationNoBuffer
+    );
+    let reply = s.local_reply().expect("failed closed");
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.details, "jisr_internal_error");
+    assert_eq!(f.stats().internal_failures, 1);
+}
+
+struct PayloadBomb;
+impl Drop for PayloadBomb {
+    fn drop(&mut self) {
+        panic!("payload drop failed");
+    }
+}
+
+async fn panics_with_bomb(_req: Request<'_>, _w: ResponseWriter<'_>) {
+    std::panic::panic_any(PayloadBomb);
+}
+
+#[test]
+fn item06_panic_payload_with_panicking_drop_does_not_escape() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", panics_with_bomb);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    assert_eq!(s.local_reply().unwrap().status, 500);
+}
+
+// ---- 8. After Envoy destroyed the stream inside a reply, nothing more is called on it.
+
+async fn busy_after_reply(mut req: Request<'_>, w: ResponseWriter<'_>) {
+    w.send(401, b"no");
+    w.set_metadata_str("t", "after", "1");
+    req.set_header("x-after", "1");
+    let _ = req.header("x-after");
+    w.log(Level::Info, format_args!("after the reply"));
+}
+
+#[test]
+fn item08_nothing_called_after_deferred_destroy() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", busy_after_reply);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.destroy_during_local_reply();
+    s.request_headers(GET, true);
+    assert!(s.is_destroyed());
+    assert_eq!(s.local_reply().unwrap().status, 401);
+    assert_eq!(s.calls_after_destroy(), Vec::<&str>::new());
+}
+
+// ---- 9. A callout Envoy answers inside its start call reaches the handler as that answer.
+
+async fn callout_nohost(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut body = Vec::new();
+    match w
+        .callout(CalloutRequest::get("nohost", "/", "svc"), &mut body)
+        .await
+    {
+        Ok(r) => w.send(
+            200,
+            format!(
+                "status={} body={}",
+                r.status,
+                String::from_utf8_lossy(&body)
+            )
+            .as_bytes(),
+        ),
+        Err(e) => w.send(500, e.to_string().as_bytes()),
+    }
+}
+
+#[test]
+fn item09_inline_callout_answer() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", callout_nohost);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.answer_inline("nohost", 503, b"no healthy upstream");
+    s.request_headers(GET, true);
+    let reply = s.local_reply().expect("answered in the same hook");
+    assert_eq!(
+        String::from_utf8_lossy(&reply.body),
+        "status=503 body=no healthy upstream"
+    );
+    // A refusal without an answer is still an error.
+    let mut s = f.stream();
+    s.set_unknown_cluster("nohost");
+    s.request_headers(GET, true);
+    assert_eq!(
+        s.local_reply().unwrap().body,
+        CalloutError::ClusterNotFound.to_string().into_bytes()
+    );
+}
+
+// ---- 11. Idle slots keep a bounded amount of memory.
+
+async fn big_everything(req: Request<'_>, w: ResponseWriter<'_>) {
+    let _ = req.header("x-big");
+    let mut s = w
+        .stream_callout(CalloutRequest::get("svc", "/", "svc"), true)
+        .expect("open");
+    let mut body = Vec::new();
+    while let Ok(n) = s.read(&mut body).await {
+        if n == 0 {
+            break;
+        }
+    }
+    w.set_metadata_num("t", "n", body.len() as f64);
+}
+
+#[test]
+fn item11_idle_slot_retains_bounded_memory() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", big_everything);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let big = "b".repeat(200_000);
+    {
+        let mut s = f.stream();
+        let mut h = GET.to_vec();
+        h.push(("x-big", big.as_str()));
+        s.request_headers(&h, true);
+        s.stream_callout_headers(1, 200, &[], false);
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..3 {
+            s.stream_callout_data(1, &chunk, false);
+        }
+        s.stream_callout_data(1, b"", true);
+        assert_eq!(s.metadata("t", "n"), Some(MetaValue::Num((3 << 20) as f64)));
+    }
+    let kept = f.idle_retained_bytes();
+    assert!(kept <= 128 * 1024, "an idle slot keeps {kept} bytes");
+}
+
+// ---- 12. A future whose destructor panics does not cost a slot.
+
+struct DropBomb;
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        panic!("future drop failed");
+    }
+}
+
+async fn pending_with_bomb(_req: Request<'_>, _w: ResponseWriter<'_>) {
+    let _bomb = DropBomb;
+    std::future::pending::<()>().await;
+}
+
+#[test]
+fn item12_drop_panic_keeps_the_slot_clean() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", pending_with_bomb);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let mut s = f.stream();
+        assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+        s.disconnect();
+    }
+    let st = f.stats();
+    assert_eq!(st.drop_panics, 3);
+    assert_eq!(st.slots_leaked, 0);
+    assert_eq!(st.slots_allocated, 1, "the slot was cleaned and reused");
+    assert_eq!(st.idle_slots, 1);
+    assert!(
+        f.logs()
+            .iter()
+            .any(|(l, m)| *l == 4 && m.contains("future drop failed"))
+    );
+}
+
+// ---- 13. A stale waker from another thread cannot wake the slot's next stream.
+
+static STASH: Mutex<Option<Waker>> = Mutex::new(None);
+
+async fn stash_waker(_req: Request<'_>, _w: ResponseWriter<'_>) {
+    poll_fn(|cx| {
+        *STASH.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Ready(())
+    })
+    .await;
+}
+
+async fn wait_forever(_req: Request<'_>, _w: ResponseWriter<'_>) {
+    std::future::pending::<()>().await;
+}
+
+#[test]
+fn item13_stale_waker_cannot_wake_the_next_stream() {
+    let mut r = Registry::default();
+    r.register("stash", stash_waker);
+    let f = TestFilter::from_registry(&r, "stash", b"").unwrap();
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    drop(s);
+    let stale = STASH.lock().unwrap().take().expect("stashed");
+    std::thread::scope(|scope| {
+        let t = scope.spawn(move || {
+            stale.wake_by_ref();
+            stale
+        });
+        let stale = t.join().unwrap();
+        // The slot is reused while the other thread's waker may still be alive.
+        let mut s = f.stream();
+        s.request_headers(GET, true);
+        scope.spawn(move || {
+            stale.wake();
+        });
+        drop(s);
+    });
+    let g = TestFilter::new(
+        |r| {
+            r.register("w", wait_forever);
+        },
+        "w",
+        b"",
+    )
+    .unwrap();
+    let mut s = g.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.pending_events(), 0);
+}
+
+// Compile-time rules (handles cannot cross threads, header views cannot outlive the handler,
+// raw views cannot cross a reply, a continue or a header change) are `compile_fail` doctests
+// on `Request` and `RawStream`.
+
+#[allow(dead_code)]
+fn raw_is_usable(s: &mut RawStream<'_>) {
+    let ct = s.response_header("content-type").map(<[u8]>::to_vec);
+    s.send_response(502, &[], b"", "x");
+    let _ = ct;
+}
