@@ -21,6 +21,7 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
 /// `on_program_init`: builds the registry once and returns the ABI version.
 pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
+    crate::abi::panic_mode::check_at_load();
     #[cfg(feature = "log")]
     crate::host::envoy_log::install();
     let built = crate::executor::catch(|| {
