@@ -4,6 +4,7 @@
 use crate::json::quote;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 /// The prefix of every access-log line Envoy writes to stdout.
 pub const ACCESS_MARKER: &str = "ACCESS ";
@@ -21,6 +22,7 @@ pub struct EnvoyConfig {
     pub(crate) args: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) raw_top_level: Vec<String>,
+    pub(crate) modules_dir: Option<PathBuf>,
 }
 
 impl Default for EnvoyConfig {
@@ -39,6 +41,7 @@ impl EnvoyConfig {
             args: Vec::new(),
             env: Vec::new(),
             raw_top_level: Vec::new(),
+            modules_dir: None,
         }
     }
 
@@ -83,7 +86,15 @@ impl EnvoyConfig {
         self
     }
 
-    /// True if any listener uses a dynamic-module filter (the harness then builds the modules).
+    /// Loads the modules from `dir` (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`) instead of the
+    /// example modules of [`crate::modules_dir`], which are then not built.
+    pub fn modules_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.modules_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// True if any listener uses a dynamic-module filter (the harness then builds the example
+    /// modules, unless [`modules_dir`](Self::modules_dir) names another directory).
     pub fn uses_modules(&self) -> bool {
         self.listeners
             .iter()

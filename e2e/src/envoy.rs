@@ -104,7 +104,9 @@ fn launch(cfg: &EnvoyConfig) -> Launched {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("dup log"))
         .stderr(log);
-    if cfg.uses_modules() {
+    if let Some(dir) = &cfg.modules_dir {
+        cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+    } else if cfg.uses_modules() {
         cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", modules_dir());
     }
     for (k, v) in &cfg.env {
@@ -145,8 +147,8 @@ fn admin_ready(port: u16) -> bool {
 
 impl Envoy {
     /// Starts Envoy with `cfg` and waits until admin `/ready` says `LIVE`. Builds the example
-    /// modules first if `cfg` uses any. Panics with Envoy's log if Envoy exits or is not ready
-    /// within [`READY_TIMEOUT`].
+    /// modules first if `cfg` uses any and sets no [`EnvoyConfig::modules_dir`]. Panics with
+    /// Envoy's log if Envoy exits or is not ready within [`READY_TIMEOUT`].
     /// A port taken between picking and Envoy binding it is retried with fresh ports (twice).
     pub fn start(cfg: &EnvoyConfig) -> Envoy {
         let mut attempt = 0;

@@ -34,20 +34,63 @@ pub fn module_path(name: &str) -> PathBuf {
 }
 
 fn build_examples() -> PathBuf {
+    let started = Instant::now();
+    cargo_build(&["--examples"], "modules-build");
+    eprintln!("jisr-e2e: example modules built in {:?}", started.elapsed());
+    target_dir().join("debug").join("examples")
+}
+
+/// One example module built with a Cargo profile of the workspace: where it is, and what
+/// cargo printed (compiler warnings included).
+#[derive(Debug, Clone)]
+pub struct ProfileBuild {
+    /// `<target>/<profile>/examples`, for [`crate::EnvoyConfig::modules_dir`].
+    pub dir: PathBuf,
+    /// Cargo's output (stdout and stderr). Cargo replays cached warnings, so a warning is
+    /// here even when nothing was recompiled.
+    pub output: String,
+}
+
+/// Builds example `name` with the Cargo profile `profile` (`cargo build --example <name>
+/// --profile <profile> -p jisr`, same cargo and target dir as [`modules_dir`]). Each call
+/// runs cargo; a build that is already fresh takes well under a second. Panics with cargo's
+/// output if the build fails.
+pub fn build_example_with_profile(name: &str, profile: &str) -> ProfileBuild {
+    let started = Instant::now();
+    let output = cargo_build(
+        &["--example", name, "--profile", profile],
+        &format!("{name}-{profile}-build"),
+    );
+    eprintln!(
+        "jisr-e2e: example {name} (profile {profile}) built in {:?}",
+        started.elapsed()
+    );
+    ProfileBuild {
+        dir: target_dir().join(profile).join("examples"),
+        output,
+    }
+}
+
+/// Runs `cargo build <what> -p jisr` in the workspace with its output in a log file; returns
+/// the output, or panics with it if cargo fails or takes longer than [`BUILD_TIMEOUT`].
+fn cargo_build(what: &[&str], log_stem: &str) -> String {
     let target = target_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let log = crate::paths::log_dir().join(format!("modules-build-{}.log", std::process::id()));
+    let log = crate::paths::log_dir().join(format!("{log_stem}-{}.log", std::process::id()));
     let log_file = std::fs::File::create(&log).expect("create module build log");
     let started = Instant::now();
     let mut child = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--examples", "-p", "jisr", "--target-dir"])
+        .arg("build")
+        .args(what)
+        .args(["-p", "jisr", "--target-dir"])
         .arg(&target)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("dup log"))
         .stderr(log_file)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    let command = format!("cargo build {} -p jisr", what.join(" "));
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait for cargo") {
             break s;
@@ -56,17 +99,13 @@ fn build_examples() -> PathBuf {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "building the example modules took longer than {BUILD_TIMEOUT:?}; log: {}",
+                "`{command}` took longer than {BUILD_TIMEOUT:?}; log: {}",
                 log.display()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let output = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        status.success(),
-        "`cargo build --examples -p jisr` failed ({status}):\n{output}"
-    );
-    eprintln!("jisr-e2e: example modules built in {:?}", started.elapsed());
-    target.join("debug").join("examples")
+    assert!(status.success(), "`{command}` failed ({status}):\n{output}");
+    output
 }

@@ -44,6 +44,7 @@ fn log_error(msg: &str) {
 /// `on_program_init`: builds the registry once and returns the ABI version.
 pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
     let built = catch(|| {
+        crate::abi::panic_mode::check_at_load();
         #[cfg(feature = "log")]
         crate::host::envoy_log::install();
         REGISTRY.get_or_init(|| {

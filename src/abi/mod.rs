@@ -3,3 +3,4 @@
 #[allow(dead_code)] // A catalogue of the ABI: some declarations serve later features.
 pub(crate) mod ffi;
 pub mod hooks;
+pub(crate) mod panic_mode;
