@@ -444,8 +444,8 @@ pub fn module_filter(module: &str, filter_name: &str, config: Option<&str>) -> H
 #[derive(Debug, Clone)]
 pub struct Cluster {
     name: String,
-    port: u16,
-    more_ports: Vec<u16>,
+    /// Endpoint ports on 127.0.0.1; empty for a cluster without endpoints.
+    ports: Vec<u16>,
     http2: bool,
     connect_timeout: String,
     raw: Vec<String>,
@@ -456,17 +456,25 @@ impl Cluster {
     pub fn new(name: &str, port: u16) -> Cluster {
         Cluster {
             name: name.into(),
-            port,
-            more_ports: Vec::new(),
+            ports: vec![port],
             http2: false,
             connect_timeout: "1s".into(),
             raw: Vec::new(),
         }
     }
 
+    /// Cluster `name` with no endpoints at all: the router has no host to pick and answers
+    /// `503 no healthy upstream` at once, without any connection attempt.
+    pub fn without_endpoints(name: &str) -> Cluster {
+        Cluster {
+            ports: Vec::new(),
+            ..Cluster::new(name, 0)
+        }
+    }
+
     /// Adds another endpoint, 127.0.0.1:`port`, to the cluster (round robin between them).
     pub fn endpoint(mut self, port: u16) -> Cluster {
-        self.more_ports.push(port);
+        self.ports.push(port);
         self
     }
 
@@ -496,17 +504,16 @@ impl Cluster {
     type: STATIC
     load_assignment:
       cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
 ",
             name = quote(&self.name),
             ct = self.connect_timeout,
-            port = self.port
         );
-        for port in &self.more_ports {
+        if self.ports.is_empty() {
+            y.push_str("      endpoints: []\n");
+        } else {
+            y.push_str("      endpoints:\n      - lb_endpoints:\n");
+        }
+        for port in &self.ports {
             let _ = write!(
                 y,
                 "        - endpoint:
