@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Miri over the unsafe layers: the executor (waker, task cells, slots, pool, callouts) through
-# the simulated-stream tests, and the buffer unit tests. Miri needs a nightly toolchain with the
+# Miri over the unsafe layers: the executor (waker, task cells, slots, pool, header arena)
+# through the simulated-stream tests (the soundness tests among them), and unit tests. Miri
+# needs a nightly toolchain with the
 # `miri` and `rust-src` components; whatever is missing is installed through rustup. If Miri
 # cannot run, the script says why and fails: a skipped Miri run would pass without checking
 # anything.
@@ -46,7 +47,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/miri-target"
 cargo +nightly miri setup >/dev/null ||
     fail "'cargo +nightly miri setup' could not build Miri's standard library (see its output above)"
 cargo +nightly miri test -p jisr \
-    --test request_phase --test response_phase --test callouts --test routing --test raw_and_attrs
-# The buffer module has no `unsafe`; its quick tests still run under Miri (the SSE and usage
-# tests are too slow under the interpreter and are covered by fuzzing instead).
-cargo +nightly miri test -p jisr --lib -- buffer::ring buffer::head_tail buffer::logfmt
+    --test request_phase --test response_phase --test callouts --test routing --test raw_and_attrs \
+    --test soundness
+# Library unit tests of the unsafe pieces (the header-copy arena; the thread-local scratch
+# handed to Envoy), and the quick buffer tests: the buffer module has no `unsafe`, and the SSE
+# and usage tests are too slow under the interpreter and are covered by fuzzing instead.
+cargo +nightly miri test -p jisr --lib -- executor::arena host::envoy::tests \
+    buffer::ring buffer::head_tail buffer::logfmt

@@ -8,10 +8,67 @@ use arrayvec::ArrayVec;
 
 /// The downstream request, handed to a request handler.
 ///
-/// Header and attribute getters return zero-copy views of Envoy's memory, borrowed from the
-/// `Request`. Header mutations take `&mut self`, so the borrow checker guarantees no view is held
-/// across a change that could invalidate it. The `'a` lifetime ties the handle to the stream: it
-/// cannot be moved to another thread or kept after the handler returns.
+/// Header, trailer and attribute getters return values copied once into storage that belongs
+/// to the stream (no allocation per request: the storage is reused by the stream's slot), never
+/// Envoy's own memory: Envoy's buffers are valid only until the end of the current hook or the
+/// next change, and a value may be kept across an `.await`, a reply or a header change. A value
+/// borrows the `Request`, and the `'a` lifetime ties the handle to the stream, so neither can
+/// outlive the handler:
+///
+/// ```compile_fail
+/// # use jisr::Request;
+/// fn keep<'x>(req: Request<'_>) -> &'x [u8] {
+///     req.header("x-user").unwrap_or_default() // error: the value borrows `req`
+/// }
+/// ```
+///
+/// Handles belong to the worker thread that runs the stream; they cannot be sent or shared
+/// with another thread (Envoy's callbacks are only valid there):
+///
+/// ```compile_fail
+/// # use jisr::{Request, ResponseWriter};
+/// async fn handler(req: Request<'_>, _w: ResponseWriter<'_>) {
+///     std::thread::scope(|s| {
+///         s.spawn(|| req.header("x-user").map(<[u8]>::len)); // error: `Request` is not `Sync`
+///     });
+/// }
+/// ```
+///
+/// ```compile_fail
+/// # use jisr::{Request, ResponseWriter};
+/// async fn handler(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     std::thread::scope(|s| {
+///         s.spawn(move || w.send(500, b"from elsewhere")); // error: not `Send`
+///     });
+/// }
+/// ```
+///
+/// Header changes take `&mut self`, so a value read before a change of the same request is not
+/// mistaken for the current one:
+///
+/// ```compile_fail
+/// # use jisr::{Request, ResponseWriter};
+/// async fn handler(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     let user = req.header("x-user");
+///     req.set_header("x-user", "admin"); // error: `req` is borrowed by `user`
+///     let _ = user;
+/// }
+/// ```
+///
+/// Values stay valid across an `.await` (even one that crosses hooks) and across a reply:
+///
+/// ```
+/// use jisr::{CalloutRequest, Request, ResponseWriter};
+///
+/// async fn handler(req: Request<'_>, w: ResponseWriter<'_>) {
+///     let key = req.header("x-api-key").unwrap_or_default();
+///     let mut body = Vec::new();
+///     let _ = w.callout(CalloutRequest::get("auth", "/", "auth").header("x-api-key", key), &mut body).await;
+///     w.send(403, b"denied");
+///     w.set_metadata_str("auth", "key_len", &key.len().to_string());
+/// }
+/// # let _ = handler;
+/// ```
 ///
 /// ```
 /// use jisr::{Request, ResponseWriter};

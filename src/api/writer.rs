@@ -50,26 +50,27 @@ impl<'a> ResponseWriter<'a> {
         self.send_with(status, &[], body, "");
     }
 
-    /// Sends a local reply with headers and a details string (shown by the access log's
-    /// `%RESPONSE_CODE_DETAILS%`; empty means Envoy's default, `dynamic_module`).
+    /// Sends a local reply with headers (up to 32) and a details string (shown by the access
+    /// log's `%RESPONSE_CODE_DETAILS%`; empty means Envoy's default, `dynamic_module`).
+    ///
+    /// The reply reaches Envoy when the handler's current poll ends (at its next `.await` that
+    /// waits, or when it returns), after every other effect the handler made until then:
+    /// Envoy may complete the stream (and write the access log) inside the reply, so metadata,
+    /// metrics and logs made right after `send` are not lost.
     ///
     /// Only the first reply of a stream is sent; later calls are ignored (and logged at debug).
     pub fn send_with(&self, status: u16, headers: &[(&str, &[u8])], body: &[u8], details: &str) {
-        if self.core.replied.get() || self.core.resp_headers_sent.get() {
+        let core = self.core;
+        if core.replied.get() || core.resp_headers_sent.get() || core.with_host(|_| ()).is_none() {
             self.debug_ignored("send");
             return;
         }
-        let sent = self.core.with_host(|h| {
-            let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> = arrayvec::ArrayVec::new();
-            for (k, v) in headers.iter().take(32) {
-                pairs.push((k.as_bytes(), v));
-            }
-            self.core.replied.set(true);
-            h.send_response(u32::from(status), &pairs, body, details.as_bytes());
-        });
-        if sent.is_none() {
+        let Ok(mut reply) = core.reply.try_borrow_mut() else {
             self.debug_ignored("send");
-        }
+            return;
+        };
+        reply.stage(u32::from(status), headers, body, details);
+        core.replied.set(true);
     }
 
     fn debug_ignored(&self, what: &str) {

@@ -4,6 +4,7 @@ use crate::executor::arena::Arena;
 use crate::executor::waker::WakerSlot;
 use crate::executor::{HostSlot, Task};
 use crate::filter::callouts::Callouts;
+use crate::filter::reply::StagedReply;
 use crate::filter::streams::Streams;
 use crate::host::{BodyKind, Host};
 use std::cell::Cell;
@@ -263,6 +264,8 @@ pub struct StreamCore {
     pub(crate) arena: Arena,
     /// Scratch for iterating all headers of a map (taken out while in use).
     pub(crate) snapshot: Cell<Vec<u8>>,
+    /// A local reply made by the running poll, sent when the poll returns.
+    pub(crate) reply: std::cell::RefCell<StagedReply>,
 }
 
 impl StreamCore {
@@ -290,6 +293,7 @@ impl StreamCore {
             streams: Streams::default(),
             arena: Arena::default(),
             snapshot: Cell::new(Vec::new()),
+            reply: std::cell::RefCell::new(StagedReply::default()),
         }
     }
 
@@ -315,6 +319,7 @@ impl StreamCore {
         self.callouts.reset();
         self.streams.reset();
         self.arena.reset();
+        self.reply.get_mut().clear();
         let snapshot = self.snapshot.get_mut();
         snapshot.clear();
         if snapshot.capacity() > RETAINED_SNAPSHOT {
@@ -355,12 +360,16 @@ impl StreamCore {
     /// Bytes of per-stream buffers this slot keeps allocated (bounded while idle; see
     /// `RETAINED_*` in the arena, callout and stream tables).
     pub(crate) fn retained_bytes(&self) -> usize {
-        self.arena.capacity() + self.callouts.capacity() + self.streams.capacity() + {
-            let v = self.snapshot.take();
-            let n = v.capacity();
-            self.snapshot.set(v);
-            n
-        }
+        self.arena.capacity()
+            + self.callouts.capacity()
+            + self.streams.capacity()
+            + self.reply.try_borrow().map_or(0, |r| r.capacity())
+            + {
+                let v = self.snapshot.take();
+                let n = v.capacity();
+                self.snapshot.set(v);
+                n
+            }
     }
 }
 

@@ -150,6 +150,9 @@ where
                 .task
                 .drive(&new_scheduler, deliver, &mut |cx| self.poll_response(cx)),
         };
+        if !matches!(d, Driven::Nested) {
+            self.flush_reply();
+        }
         let phase = match side {
             Side::Request => &core.req_phase,
             Side::Response => &core.resp_phase,
@@ -166,6 +169,26 @@ where
             Driven::Panicked(msg) => self.fail(msg, PANIC_DETAILS),
         }
         d
+    }
+
+    /// Sends the local reply the last poll made, if any (no borrow is held while Envoy runs
+    /// the reply, which may re-enter our hooks or complete and destroy the stream).
+    fn flush_reply(&self) {
+        let core = &self.core;
+        let staged = match core.reply.try_borrow_mut() {
+            Ok(mut r) if r.armed => core::mem::take(&mut *r),
+            _ => return,
+        };
+        core.with_host(|h| {
+            staged.with_headers(|pairs| {
+                h.send_response(staged.status, pairs, &staged.body, &staged.details)
+            })
+        });
+        // Keep the buffers for the slot's next reply.
+        if let Ok(mut r) = core.reply.try_borrow_mut() {
+            *r = staged;
+            r.clear();
+        }
     }
 
     /// A handler (or jisr itself) failed: fail closed (500 if the client saw nothing yet, else
@@ -210,6 +233,8 @@ where
             core.with_host(|h| h.reset_stream(details.as_bytes()));
             return;
         }
+        // A reply the handler made before failing is still the answer.
+        self.flush_reply();
         if core.replied.replace(true) {
             return;
         }

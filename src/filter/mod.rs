@@ -3,4 +3,5 @@
 pub(crate) mod callouts;
 pub(crate) mod core;
 pub(crate) mod hooks;
+pub(crate) mod reply;
 pub(crate) mod streams;
