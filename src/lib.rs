@@ -31,10 +31,24 @@
 //! jisr::export!(register);
 //! ```
 //!
-//! Layers, top to bottom: the API ([`Request`], [`ResponseWriter`], [`Registry`], ...), the
-//! per-stream state machine that decides every status returned to Envoy, the executor (waker
-//! and inline poll loop), the host (real Envoy or the simulated stream of [`testing`]), and the
-//! ABI declarations. `unsafe` lives only in the ABI, host and executor layers.
+//! # Layers
+//!
+//! The crate is a stack; each folder of `src/` uses only itself and the layers below it
+//! (checked in CI by `.ci/layers.sh`):
+//!
+//! | layer | what it is |
+//! |---|---|
+//! | `entry` | the `extern "C"` hook entry points [`export!`] generates, dispatching into `filter` |
+//! | `api` | what handlers see: [`Request`], [`Response`], [`ResponseWriter`], [`Registry`], middleware, raw filters |
+//! | `filter` | the per-stream state machine: stream slots, every status returned to Envoy, callout and reply tables |
+//! | `host` | a safe interface over Envoy's callbacks: the real one, and the simulated stream of [`testing`] |
+//! | `executor` | generic: a task cell, its waker and scheduler handle, the poll loop, slot pools, the header arena |
+//! | `abi` | the C declarations of Envoy's dynamic-module ABI |
+//!
+//! [`testing`] sits on top with `entry`; [`buffer`] (ring and head-tail buffers, SSE, token
+//! usage, logfmt) stands alone. `unsafe` lives in `abi`, `entry`, `host` and `executor`, and
+//! in the two slot types (`filter/slot.rs`, `api/raw_slot.rs`: a stream's never-moving home,
+//! handed to Envoy as a thin pointer), each block with the contract it relies on.
 #![deny(
     missing_docs,
     unsafe_op_in_unsafe_fn,
@@ -42,10 +56,11 @@
     clippy::missing_safety_doc
 )]
 
-#[doc(hidden)]
-pub mod abi;
+mod abi;
 mod api;
 pub mod buffer;
+#[doc(hidden)]
+pub mod entry;
 mod executor;
 mod filter;
 mod host;

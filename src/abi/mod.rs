@@ -1,6 +1,8 @@
-//! The C ABI: declarations of Envoy's callbacks and the entry points of Envoy's hooks.
+//! The C ABI: declarations of Envoy's callbacks, enum values and the version string.
 
 #[allow(dead_code)] // A catalogue of the ABI: some declarations serve later features.
 pub(crate) mod ffi;
-pub mod hooks;
-pub(crate) mod panic_mode;
+
+/// The ABI version string returned to Envoy (Envoy 1.40's; 1.38/1.39 log a harmless
+/// "deprecated" warning and load the module).
+pub const ABI_VERSION: &core::ffi::CStr = c"v0.2.0";

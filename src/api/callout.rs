@@ -1,5 +1,6 @@
 //! HTTP callouts: requests to another cluster, awaited from any handler.
 
+pub use crate::filter::callouts::CalloutHeaders;
 use crate::filter::callouts::{State, Ticket};
 use crate::filter::core::StreamCore;
 use std::fmt;
@@ -136,59 +137,6 @@ impl<'r> CalloutRequest<'r> {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
-    }
-}
-
-/// Response headers of a callout, kept inline (no allocation): up to 32 headers and 2 KiB of
-/// names and values; what does not fit is dropped and [`truncated`](Self::truncated) says so.
-#[derive(Clone, Debug)]
-pub struct CalloutHeaders {
-    pub(crate) bytes: arrayvec::ArrayVec<u8, 2048>,
-    pub(crate) spans: arrayvec::ArrayVec<(u16, u16, u16), 32>,
-    pub(crate) truncated: bool,
-}
-
-impl Default for CalloutHeaders {
-    fn default() -> Self {
-        CalloutHeaders {
-            bytes: arrayvec::ArrayVec::new(),
-            spans: arrayvec::ArrayVec::new(),
-            truncated: false,
-        }
-    }
-}
-
-impl CalloutHeaders {
-    pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) {
-        let start = self.bytes.len();
-        if self.spans.is_full() || self.bytes.remaining_capacity() < key.len() + value.len() {
-            self.truncated = true;
-            return;
-        }
-        self.bytes.try_extend_from_slice(key).ok();
-        self.bytes.try_extend_from_slice(value).ok();
-        self.spans
-            .push((start as u16, key.len() as u16, value.len() as u16));
-    }
-
-    /// Every header (name, value), in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.spans.iter().map(|&(start, k, v)| {
-            let (s, k, v) = (start as usize, k as usize, v as usize);
-            (&self.bytes[s..s + k], &self.bytes[s + k..s + k + v])
-        })
-    }
-
-    /// The first value of `name` (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
-    }
-
-    /// Whether some headers did not fit.
-    pub fn truncated(&self) -> bool {
-        self.truncated
     }
 }
 

@@ -8,6 +8,7 @@ use crate::api::request::Request;
 use crate::api::writer::ResponseWriter;
 use crate::executor::task::{Cleared, TaskCell};
 use crate::filter::core::StreamCore;
+use crate::filter::pipeline::Pipeline;
 use std::cell::Cell;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -145,33 +146,11 @@ pub trait NextRun {
     fn clear(&self);
 }
 
-/// A compiled request pipeline (handler, or middleware around one) for config state `S`.
-///
-/// Implementation detail of registration; it appears in bounds only.
-#[doc(hidden)]
-pub trait Service<S: 'static>: Send + Sync + 'static {
-    /// What the request pipeline hands to the response phase.
-    type Output: 'static;
-    /// Per-stream storage for the pipeline's futures.
-    type Storage: Default + 'static;
-    /// Starts the pipeline for one request.
-    fn start(
-        &'static self,
-        storage: &'static Self::Storage,
-        state: &'static S,
-        core: &'static StreamCore,
-    );
-    /// Polls the pipeline; `Ready(None)` if nothing was running.
-    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<Self::Output>>;
-    /// Drops whatever the pipeline holds (not while it is being polled).
-    fn clear(storage: &Self::Storage) -> Cleared;
-}
-
 /// A stateless handler as a pipeline.
 #[doc(hidden)]
 pub struct Plain<H, T>(pub(crate) H, PhantomData<fn() -> T>);
 
-impl<S: 'static, T: 'static, H> Service<S> for Plain<H, T>
+impl<S: 'static, T: 'static, H> Pipeline<S, ()> for Plain<H, T>
 where
     H: for<'a> Handler<'a, T>,
 {
@@ -182,6 +161,7 @@ where
         &'static self,
         storage: &'static Self::Storage,
         _state: &'static S,
+        _input: (),
         core: &'static StreamCore,
     ) {
         let _ = storage.set(self.0.call(Request::new(core), ResponseWriter::new(core)));
@@ -198,7 +178,7 @@ where
 #[doc(hidden)]
 pub struct WithState<H, T>(pub(crate) H, PhantomData<fn() -> T>);
 
-impl<S: 'static, T: 'static, H> Service<S> for WithState<H, T>
+impl<S: 'static, T: 'static, H> Pipeline<S, ()> for WithState<H, T>
 where
     H: for<'a> StateHandler<'a, S, T>,
 {
@@ -209,6 +189,7 @@ where
         &'static self,
         storage: &'static Self::Storage,
         state: &'static S,
+        _input: (),
         core: &'static StreamCore,
     ) {
         let _ = storage.set(
@@ -232,12 +213,12 @@ pub struct Chain<M, I> {
 
 /// Storage of a [`Chain`]: the middleware's future and the inner pipeline's storage.
 #[doc(hidden)]
-pub struct ChainStorage<F, S: 'static, I: Service<S>> {
+pub struct ChainStorage<F, S: 'static, I: Pipeline<S, ()>> {
     outer: TaskCell<F>,
     inner: InnerSlot<S, I>,
 }
 
-impl<F, S: 'static, I: Service<S>> Default for ChainStorage<F, S, I> {
+impl<F, S: 'static, I: Pipeline<S, ()>> Default for ChainStorage<F, S, I> {
     fn default() -> Self {
         ChainStorage {
             outer: TaskCell::default(),
@@ -248,13 +229,13 @@ impl<F, S: 'static, I: Service<S>> Default for ChainStorage<F, S, I> {
 
 /// The inner pipeline of a chain, started lazily by [`Next::run`].
 #[doc(hidden)]
-pub struct InnerSlot<S: 'static, I: Service<S>> {
+pub struct InnerSlot<S: 'static, I: Pipeline<S, ()>> {
     svc: Cell<Option<&'static I>>,
     state: Cell<Option<&'static S>>,
     storage: I::Storage,
 }
 
-impl<S: 'static, I: Service<S>> Default for InnerSlot<S, I> {
+impl<S: 'static, I: Pipeline<S, ()>> Default for InnerSlot<S, I> {
     fn default() -> Self {
         InnerSlot {
             svc: Cell::new(None),
@@ -264,7 +245,7 @@ impl<S: 'static, I: Service<S>> Default for InnerSlot<S, I> {
     }
 }
 
-impl<S: 'static, I: Service<S>> NextRun for InnerSlot<S, I> {
+impl<S: 'static, I: Pipeline<S, ()>> NextRun for InnerSlot<S, I> {
     fn start(&self, core: &StreamCore) {
         let (Some(svc), Some(state)) = (self.svc.get(), self.state.get()) else {
             return;
@@ -272,7 +253,7 @@ impl<S: 'static, I: Service<S>> NextRun for InnerSlot<S, I> {
         if I::clear(&self.storage) == Cleared::Busy {
             return;
         }
-        crate::executor::slot::start_inner(svc, &self.storage, state, core);
+        crate::filter::slot::start_inner(svc, &self.storage, state, (), core);
     }
     fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
         // A chain's inner output is not passed through middleware: chains produce `()`.
@@ -285,10 +266,10 @@ impl<S: 'static, I: Service<S>> NextRun for InnerSlot<S, I> {
     }
 }
 
-impl<S: 'static, M, I> Service<S> for Chain<M, I>
+impl<S: 'static, M, I> Pipeline<S, ()> for Chain<M, I>
 where
     M: for<'a> Middleware<'a>,
-    I: Service<S>,
+    I: Pipeline<S, ()>,
 {
     type Output = ();
     type Storage = ChainStorage<<M as Middleware<'static>>::Future, S, I>;
@@ -297,6 +278,7 @@ where
         &'static self,
         storage: &'static Self::Storage,
         state: &'static S,
+        _input: (),
         core: &'static StreamCore,
     ) {
         storage.inner.svc.set(Some(&self.inner));
@@ -329,7 +311,7 @@ where
 pub trait IntoService<S: 'static, T: 'static, Marker> {
     /// The pipeline type.
     #[doc(hidden)]
-    type Service: Service<S, Output = T>;
+    type Service: Pipeline<S, (), Output = T>;
     /// Converts.
     #[doc(hidden)]
     fn into_service(self) -> Self::Service;

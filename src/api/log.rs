@@ -1,25 +1,10 @@
 //! Logging through Envoy's `dynamic_modules` logger.
 
-use crate::buffer::logfmt;
-use std::cell::RefCell;
-use std::fmt;
+pub use crate::host::log::Level;
+pub(crate) use crate::host::log::with_line;
 
-/// Log severity, matching Envoy's levels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Trace.
-    Trace = 0,
-    /// Debug.
-    Debug = 1,
-    /// Info.
-    Info = 2,
-    /// Warning.
-    Warn = 3,
-    /// Error.
-    Error = 4,
-    /// Critical.
-    Critical = 5,
-}
+use crate::buffer::logfmt;
+use std::fmt;
 
 /// A value in a structured log line.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -87,28 +72,6 @@ impl From<bool> for LogValue<'_> {
     fn from(v: bool) -> Self {
         LogValue::Bool(v)
     }
-}
-
-thread_local! {
-    // One reusable line buffer per worker: formatting never allocates after warm-up.
-    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
-}
-
-/// Formats a line into the thread's reusable buffer and hands it to `emit`.
-pub(crate) fn with_line(build: impl FnOnce(&mut String) -> fmt::Result, emit: impl FnOnce(&[u8])) {
-    LINE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut line) => {
-            line.clear();
-            let _ = build(&mut line);
-            emit(line.as_bytes());
-        }
-        // A Display impl that logs while being formatted: use a temporary buffer.
-        Err(_) => {
-            let mut line = String::new();
-            let _ = build(&mut line);
-            emit(line.as_bytes());
-        }
-    })
 }
 
 /// Writes `msg filter=<name> key=value ...` as deterministic logfmt.

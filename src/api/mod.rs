@@ -10,6 +10,7 @@ pub(crate) mod join;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod raw;
+pub(crate) mod raw_slot;
 pub(crate) mod registry;
 pub(crate) mod request;
 pub(crate) mod response;

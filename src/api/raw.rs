@@ -404,4 +404,4 @@ impl<'h> RawStream<'h> {
     }
 }
 
-pub(crate) use crate::executor::raw_slot::RawConfig;
+pub(crate) use crate::api::raw_slot::RawConfig;

@@ -1,13 +1,14 @@
 //! Registering named filters in one module.
 
 use crate::api::config::{ConfigError, ConfigHandle};
-use crate::api::handler::{IntoService, Service};
+use crate::api::handler::IntoService;
 use crate::api::raw::{RawConfig, RawFactory};
 use crate::api::response::ResponseMode;
-use crate::api::response_handler::{IntoResponseService, NoResponse, ResponseService};
-use crate::executor::slot::JisrConfig;
+use crate::api::response_handler::{IntoResponseService, NoResponse};
 use crate::filter::core::{FilterMeta, FilterStats};
 use crate::filter::hooks::ConfigHooks;
+use crate::filter::pipeline::Pipeline;
+use crate::filter::slot::JisrConfig;
 use std::sync::Arc;
 
 type Build =
@@ -62,9 +63,14 @@ pub fn bind<S, H>(state: S, handler: H) -> Bound<S, H> {
     Bound { state, handler }
 }
 
-fn meta(cfg: &ConfigHandle<'_>, envoy: Option<crate::api::stats::EnvoyStats>) -> Arc<FilterMeta> {
+fn meta(
+    cfg: &ConfigHandle<'_>,
+    envoy: Option<crate::filter::stats::EnvoyStats>,
+    mode: ResponseMode,
+) -> Arc<FilterMeta> {
     Arc::new(FilterMeta {
         name: cfg.filter_name().to_string(),
+        mode,
         stats: FilterStats::default(),
         envoy,
         process_log: cfg.host.process_log(),
@@ -80,11 +86,11 @@ fn config_box<S, Q, R>(
 ) -> Box<dyn ConfigHooks>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
     let envoy = if cfg.envoy_stats {
-        match crate::api::stats::EnvoyStats::define(cfg) {
+        match crate::filter::stats::EnvoyStats::define(cfg.host) {
             Ok(e) => Some(e),
             Err(e) => {
                 cfg.log(
@@ -98,14 +104,13 @@ where
         None
     };
     let config = JisrConfig {
-        meta: meta(cfg, envoy),
+        meta: meta(cfg, envoy, mode),
         state,
         req,
         resp,
-        mode,
         pool: std::sync::Arc::default(),
     };
-    crate::api::stats::register_live(&config.meta, config.pool.clone());
+    crate::filter::stats::register_live(&config.meta, config.pool.clone());
     Box::new(config)
 }
 
@@ -323,7 +328,10 @@ impl Registry {
             name,
             Box::new(move |cfg| {
                 let f = factory(cfg)?;
-                Ok(Box::new(RawConfig::new(meta(cfg, None), f)) as Box<dyn ConfigHooks>)
+                Ok(Box::new(RawConfig::new(
+                    meta(cfg, None, ResponseMode::Passthrough),
+                    f,
+                )) as Box<dyn ConfigHooks>)
             }),
         )
     }

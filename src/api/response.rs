@@ -7,22 +7,7 @@ use crate::filter::core::StreamCore;
 use crate::host::{BodyKind, Map};
 use std::fmt;
 
-/// How a filter's response handler sees the response; fixed at registration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResponseMode {
-    /// Response headers are held while the handler runs (it may change them); the body is not
-    /// given to the handler ([`Response::read`] returns end of body at once) and is not
-    /// forwarded before the handler is done.
-    Passthrough,
-    /// Headers and body flow to the client immediately. The handler reads body chunks as they
-    /// pass: each chunk is readable during the hook that delivers it, and bytes the handler has
-    /// not read by then are skipped (a handler that stops reading never stalls the stream).
-    /// Headers can no longer be changed.
-    Observe,
-    /// Headers and body are held until the handler is done; the handler can read the whole body,
-    /// change headers and replace the body (content-length is kept right).
-    Buffer,
-}
+pub use crate::filter::core::ResponseMode;
 
 /// Why a response change was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,10 +1,11 @@
 //! Response handlers and response middleware, composed without allocating.
 
 use crate::api::handler::{NextFuture, NextRun};
-use crate::api::response::{Response, ResponseMode};
+use crate::api::response::Response;
 use crate::api::writer::ResponseWriter;
 use crate::executor::task::{Cleared, TaskCell};
 use crate::filter::core::StreamCore;
+use crate::filter::pipeline::Pipeline;
 use std::cell::Cell;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -100,44 +101,15 @@ impl<'a> ResponseNext<'a> {
     }
 }
 
-/// A compiled response pipeline for config state `S` and request value `T`.
-#[doc(hidden)]
-pub trait ResponseService<S: 'static, T: 'static>: Send + Sync + 'static {
-    /// Whether there is a response handler at all.
-    const PRESENT: bool = true;
-    /// Per-stream storage.
-    type Storage: Default + 'static;
-    /// Starts the pipeline for one response.
-    fn start(
-        &'static self,
-        storage: &'static Self::Storage,
-        state: &'static S,
-        value: T,
-        mode: ResponseMode,
-        core: &'static StreamCore,
-    );
-    /// Polls it; `Ready(None)` if nothing was running.
-    fn poll(storage: &Self::Storage, cx: &mut Context<'_>) -> Poll<Option<()>>;
-    /// Drops its futures; false while being polled.
-    fn clear(storage: &Self::Storage) -> Cleared;
-}
-
 /// No response handler: the response passes untouched.
 #[doc(hidden)]
 pub struct NoResponse;
 
-impl<S: 'static, T: 'static> ResponseService<S, T> for NoResponse {
+impl<S: 'static, T: 'static> Pipeline<S, T> for NoResponse {
     const PRESENT: bool = false;
+    type Output = ();
     type Storage = ();
-    fn start(
-        &'static self,
-        _: &'static (),
-        _: &'static S,
-        _: T,
-        _: ResponseMode,
-        _: &'static StreamCore,
-    ) {
-    }
+    fn start(&'static self, _: &'static (), _: &'static S, _: T, _: &'static StreamCore) {}
     fn poll(_: &(), _: &mut Context<'_>) -> Poll<Option<()>> {
         Poll::Ready(None)
     }
@@ -150,22 +122,22 @@ impl<S: 'static, T: 'static> ResponseService<S, T> for NoResponse {
 #[doc(hidden)]
 pub struct RespPlain<H>(pub(crate) H);
 
-impl<S: 'static, T: 'static, H> ResponseService<S, T> for RespPlain<H>
+impl<S: 'static, T: 'static, H> Pipeline<S, T> for RespPlain<H>
 where
     H: for<'a> ResponseHandler<'a, T>,
 {
+    type Output = ();
     type Storage = TaskCell<<H as ResponseHandler<'static, T>>::Future>;
     fn start(
         &'static self,
         storage: &'static Self::Storage,
         _state: &'static S,
         value: T,
-        mode: ResponseMode,
         core: &'static StreamCore,
     ) {
         let _ = storage.set(self.0.call(
             value,
-            Response::new(core, mode),
+            Response::new(core, core.meta.mode),
             ResponseWriter::new(core),
         ));
     }
@@ -181,23 +153,23 @@ where
 #[doc(hidden)]
 pub struct RespWithState<H>(pub(crate) H);
 
-impl<S: 'static, T: 'static, H> ResponseService<S, T> for RespWithState<H>
+impl<S: 'static, T: 'static, H> Pipeline<S, T> for RespWithState<H>
 where
     H: for<'a> StateResponseHandler<'a, S, T>,
 {
+    type Output = ();
     type Storage = TaskCell<<H as StateResponseHandler<'static, S, T>>::Future>;
     fn start(
         &'static self,
         storage: &'static Self::Storage,
         state: &'static S,
         value: T,
-        mode: ResponseMode,
         core: &'static StreamCore,
     ) {
         let _ = storage.set(self.0.call(
             state,
             value,
-            Response::new(core, mode),
+            Response::new(core, core.meta.mode),
             ResponseWriter::new(core),
         ));
     }
@@ -218,12 +190,14 @@ pub struct RespChain<M, I> {
 
 /// Storage of a [`RespChain`].
 #[doc(hidden)]
-pub struct RespChainStorage<F, S: 'static, T: 'static, I: ResponseService<S, T>> {
+pub struct RespChainStorage<F, S: 'static, T: 'static, I: Pipeline<S, T, Output = ()>> {
     outer: TaskCell<F>,
     inner: RespInnerSlot<S, T, I>,
 }
 
-impl<F, S: 'static, T: 'static, I: ResponseService<S, T>> Default for RespChainStorage<F, S, T, I> {
+impl<F, S: 'static, T: 'static, I: Pipeline<S, T, Output = ()>> Default
+    for RespChainStorage<F, S, T, I>
+{
     fn default() -> Self {
         RespChainStorage {
             outer: TaskCell::default(),
@@ -234,31 +208,27 @@ impl<F, S: 'static, T: 'static, I: ResponseService<S, T>> Default for RespChainS
 
 /// The inner part of a response chain; holds the request value until the inner starts.
 #[doc(hidden)]
-pub struct RespInnerSlot<S: 'static, T: 'static, I: ResponseService<S, T>> {
+pub struct RespInnerSlot<S: 'static, T: 'static, I: Pipeline<S, T, Output = ()>> {
     svc: Cell<Option<&'static I>>,
     state: Cell<Option<&'static S>>,
     value: Cell<Option<T>>,
-    mode: Cell<Option<ResponseMode>>,
     storage: I::Storage,
 }
 
-impl<S: 'static, T: 'static, I: ResponseService<S, T>> Default for RespInnerSlot<S, T, I> {
+impl<S: 'static, T: 'static, I: Pipeline<S, T, Output = ()>> Default for RespInnerSlot<S, T, I> {
     fn default() -> Self {
         RespInnerSlot {
             svc: Cell::new(None),
             state: Cell::new(None),
             value: Cell::new(None),
-            mode: Cell::new(None),
             storage: I::Storage::default(),
         }
     }
 }
 
-impl<S: 'static, T: 'static, I: ResponseService<S, T>> NextRun for RespInnerSlot<S, T, I> {
+impl<S: 'static, T: 'static, I: Pipeline<S, T, Output = ()>> NextRun for RespInnerSlot<S, T, I> {
     fn start(&self, core: &StreamCore) {
-        let (Some(svc), Some(state), Some(mode)) =
-            (self.svc.get(), self.state.get(), self.mode.get())
-        else {
+        let (Some(svc), Some(state)) = (self.svc.get(), self.state.get()) else {
             return;
         };
         let Some(value) = self.value.take() else {
@@ -267,7 +237,7 @@ impl<S: 'static, T: 'static, I: ResponseService<S, T>> NextRun for RespInnerSlot
         if I::clear(&self.storage) == Cleared::Busy {
             return;
         }
-        crate::executor::slot::start_response_inner(svc, &self.storage, state, value, mode, core);
+        crate::filter::slot::start_inner(svc, &self.storage, state, value, core);
     }
     fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
         I::poll(&self.storage, cx).map(|_| ())
@@ -278,28 +248,27 @@ impl<S: 'static, T: 'static, I: ResponseService<S, T>> NextRun for RespInnerSlot
     }
 }
 
-impl<S: 'static, T: 'static, M, I> ResponseService<S, T> for RespChain<M, I>
+impl<S: 'static, T: 'static, M, I> Pipeline<S, T> for RespChain<M, I>
 where
     M: for<'a> ResponseMiddleware<'a>,
-    I: ResponseService<S, T>,
+    I: Pipeline<S, T, Output = ()>,
 {
+    type Output = ();
     type Storage = RespChainStorage<<M as ResponseMiddleware<'static>>::Future, S, T, I>;
     fn start(
         &'static self,
         storage: &'static Self::Storage,
         state: &'static S,
         value: T,
-        mode: ResponseMode,
         core: &'static StreamCore,
     ) {
         let inner = &storage.inner;
         inner.svc.set(Some(&self.inner));
         inner.state.set(Some(state));
         inner.value.set(Some(value));
-        inner.mode.set(Some(mode));
         let next = ResponseNext { inner, core };
         let _ = storage.outer.set(self.mw.call(
-            Response::new(core, mode),
+            Response::new(core, core.meta.mode),
             ResponseWriter::new(core),
             next,
         ));
@@ -324,7 +293,7 @@ where
 pub trait IntoResponseService<S: 'static, T: 'static, Marker> {
     /// The pipeline type.
     #[doc(hidden)]
-    type Service: ResponseService<S, T>;
+    type Service: Pipeline<S, T, Output = ()>;
     /// Converts.
     #[doc(hidden)]
     fn into_response_service(self) -> Self::Service;

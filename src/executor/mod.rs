@@ -10,16 +10,14 @@
 
 pub(crate) mod arena;
 pub(crate) mod pool;
-pub(crate) mod raw_slot;
-pub(crate) mod slot;
+pub(crate) mod sched;
 pub(crate) mod task;
 pub(crate) mod waker;
 
-use crate::host::{Committer, Host};
+use sched::Committer;
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use waker::WakeCell;
@@ -27,70 +25,6 @@ use waker::WakeCell;
 /// How many times a future that keeps waking itself during its own poll is re-polled inline
 /// before the rest is handed to the scheduler (so a busy future cannot pin the worker).
 const MAX_INLINE_POLLS: u32 = 32;
-
-/// The host of the hook currently running for one stream (empty between hooks).
-///
-/// Once Envoy has asked to destroy the stream (possibly from inside one of our own calls into
-/// it), the slot is *detached*: [`HostSlot::with`] returns `None` for the rest of the stream,
-/// so nothing more is called on Envoy's filter pointer.
-#[derive(Default)]
-pub(crate) struct HostSlot {
-    current: Cell<Option<NonNull<dyn Host + 'static>>>,
-    detached: Cell<bool>,
-}
-
-impl HostSlot {
-    /// Makes `host` current for the duration of `f` (re-entrant: restores the previous one).
-    pub(crate) fn enter<R>(&self, host: &dyn Host, f: impl FnOnce() -> R) -> R {
-        struct Restore<'a> {
-            slot: &'a HostSlot,
-            prev: Option<NonNull<dyn Host + 'static>>,
-        }
-        impl Drop for Restore<'_> {
-            fn drop(&mut self) {
-                self.slot.current.set(self.prev);
-            }
-        }
-        let ptr: NonNull<dyn Host + '_> = NonNull::from(host);
-        // SAFETY: only the lifetime bound changes. The pointer is stored for the duration of
-        // `f` and removed by `Restore` (also on unwind) before `host` can go away; `with` hands
-        // it out only inside a closure, so no reference escapes.
-        let ptr: NonNull<dyn Host + 'static> = unsafe { core::mem::transmute(ptr) };
-        let _restore = Restore {
-            slot: self,
-            prev: self.current.replace(Some(ptr)),
-        };
-        f()
-    }
-
-    /// Runs `f` with the current host; `None` outside hooks (e.g. while a future is dropped at
-    /// stream end) and once the stream is detached, where nothing may be called on it.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
-        if self.detached.get() {
-            return None;
-        }
-        let ptr = self.current.get()?;
-        // SAFETY: a stored pointer is valid until `enter` returns (see `enter`); we are inside
-        // that call on the same thread because `HostSlot` is `!Sync` and only set there.
-        Some(f(unsafe { ptr.as_ref() }))
-    }
-
-    /// Whether a hook is running for this stream.
-    pub(crate) fn is_set(&self) -> bool {
-        self.current.get().is_some()
-    }
-
-    /// Envoy asked to destroy the stream: no more calls on its filter pointer.
-    pub(crate) fn detach(&self) {
-        self.detached.set(true);
-    }
-
-    /// Readies the slot for a new stream.
-    pub(crate) fn reset(&mut self) {
-        *self.current.get_mut() = None;
-        *self.detached.get_mut() = false;
-    }
-}
 
 /// How one `drive` ended.
 #[derive(Debug)]

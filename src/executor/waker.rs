@@ -4,7 +4,7 @@
 //! (`std::task::Wake`), so cloning a waker never allocates and a waker may outlive its stream:
 //! once the stream ends the cell is marked dead and every later wake is a no-op.
 
-use crate::host::Committer;
+use crate::executor::sched::Committer;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -1,11 +1,12 @@
 //! Per-stream state shared by the state machine and the handler-facing handles.
 
+use crate::executor::Task;
 use crate::executor::arena::Arena;
 use crate::executor::waker::WakerSlot;
-use crate::executor::{HostSlot, Task};
 use crate::filter::callouts::Callouts;
 use crate::filter::reply::StagedReply;
 use crate::filter::streams::Streams;
+use crate::host::current::HostSlot;
 use crate::host::{BodyKind, Host};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Facts about one registered filter config, shared by its streams.
 pub(crate) struct FilterMeta {
     pub(crate) name: String,
+    /// How the response handler sees the response.
+    pub(crate) mode: ResponseMode,
     pub(crate) stats: FilterStats,
     /// Envoy metrics mirroring the stats (absent when opted out, and for raw filters).
-    pub(crate) envoy: Option<crate::api::stats::EnvoyStats>,
+    pub(crate) envoy: Option<crate::filter::stats::EnvoyStats>,
     /// The process-wide log of the host that loaded the config, for lines written when no
     /// hook (so no stream host) is running, e.g. while a stream is destroyed.
     pub(crate) process_log: Option<fn(u32, &[u8])>,
@@ -37,6 +40,23 @@ impl FilterStats {
     pub(crate) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// How a filter's response handler sees the response; fixed at registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Response headers are held while the handler runs (it may change them); the body is not
+    /// given to the handler ([`Response::read`] returns end of body at once) and is not
+    /// forwarded before the handler is done.
+    Passthrough,
+    /// Headers and body flow to the client immediately. The handler reads body chunks as they
+    /// pass: each chunk is readable during the hook that delivers it, and bytes the handler has
+    /// not read by then are skipped (a handler that stops reading never stalls the stream).
+    /// Headers can no longer be changed.
+    Observe,
+    /// Headers and body are held until the handler is done; the handler can read the whole body,
+    /// change headers and replace the body (content-length is kept right).
+    Buffer,
 }
 
 /// Where a handler is in its life.

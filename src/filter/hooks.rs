@@ -1,14 +1,12 @@
 //! The per-stream state machine: what each hook returns, decided from the stream's state.
 
 use crate::abi::ffi::{self, Buf, HeaderPair};
-use crate::api::handler::Service;
-use crate::api::log::Level;
-use crate::api::response::ResponseMode;
-use crate::api::response_handler::ResponseService;
-use crate::executor::slot::{JisrConfig, Slot};
 use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
-use crate::filter::core::{FilterStats, Phase, Retention, StreamCore};
+use crate::filter::core::{FilterStats, Phase, ResponseMode, Retention, StreamCore};
+use crate::filter::pipeline::Pipeline;
+use crate::filter::slot::{JisrConfig, Slot};
+use crate::host::log::Level;
 use crate::host::{BodyKind, Host, Raw};
 
 /// A streaming-callout event as the ABI delivers it.
@@ -81,7 +79,7 @@ pub(crate) trait ConfigHooks: Send + Sync {
     /// Idle stream slots kept for reuse.
     fn idle_slots(&self) -> usize;
     /// Introspection figures.
-    fn stats(&self) -> crate::api::stats::FilterStatsSnapshot;
+    fn stats(&self) -> crate::filter::stats::FilterStatsSnapshot;
     /// Bytes of per-stream buffers kept by the idle slots.
     fn idle_retained_bytes(&self) -> usize;
 }
@@ -89,8 +87,8 @@ pub(crate) trait ConfigHooks: Send + Sync {
 impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
     fn new_stream(&self, _host: &dyn Host) -> *const core::ffi::c_void {
         JisrConfig::new_stream(self)
@@ -101,8 +99,8 @@ where
     fn idle_slots(&self) -> usize {
         self.pool.idle()
     }
-    fn stats(&self) -> crate::api::stats::FilterStatsSnapshot {
-        crate::api::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
+    fn stats(&self) -> crate::filter::stats::FilterStatsSnapshot {
+        crate::filter::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
     }
     fn idle_retained_bytes(&self) -> usize {
         self.pool.idle_sum(|s| s.core.retained_bytes())
@@ -113,7 +111,7 @@ where
 pub(crate) fn log_line(core: &StreamCore, level: Level, args: core::fmt::Arguments<'_>) {
     core.with_host(|h| {
         if h.log_enabled(level as u32) {
-            crate::api::log::with_line(
+            crate::host::log::with_line(
                 |s| core::fmt::write(s, args),
                 |line| h.log(level as u32, line),
             );
@@ -131,8 +129,8 @@ enum Side {
 impl<S, Q, R> Slot<S, Q, R>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
     /// Polls one pipeline until it completes or waits; `deliver` runs first, inside the poll
     /// window (it wakes the wakers of futures waiting for what this hook brings).
@@ -321,8 +319,10 @@ where
             let pool = &self.cfg().pool;
             core.with_host(|host| {
                 envoy.on_stream_end(host, &core.meta.name, || {
-                    let mut now =
-                        crate::api::stats::FilterStatsSnapshot::new(pool.stats(), &core.meta.stats);
+                    let mut now = crate::filter::stats::FilterStatsSnapshot::new(
+                        pool.stats(),
+                        &core.meta.stats,
+                    );
                     // This stream's own figures reach the pool only when it is destroyed.
                     now.polls += core.task.polls.get();
                     now.wakes_inline += core.task.repolls.get();
@@ -348,8 +348,8 @@ fn pairs<'h>(h: &'h [HeaderPair], anchor: &'h ()) -> impl Iterator<Item = (&'h [
 impl<S, Q, R> StreamHooks for Slot<S, Q, R>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
     fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
         self.enter(host, || {

@@ -3,5 +3,8 @@
 pub(crate) mod callouts;
 pub(crate) mod core;
 pub(crate) mod hooks;
+pub(crate) mod pipeline;
 pub(crate) mod reply;
+pub(crate) mod slot;
+pub(crate) mod stats;
 pub(crate) mod streams;

@@ -6,8 +6,8 @@
 //! being opened is therefore marked, and events for an unknown id that arrive while an open is
 //! in progress belong to it.
 
-use crate::api::callout::CalloutHeaders;
 use crate::executor::waker::WakerSlot;
+use crate::filter::callouts::CalloutHeaders;
 use std::cell::{Cell, RefCell};
 
 /// Most streaming callouts open at once on one stream.

@@ -27,7 +27,7 @@ impl log::Log for EnvoyLogger {
         if !global_log_enabled(lvl) {
             return;
         }
-        crate::api::log::with_line(
+        super::log::with_line(
             |s| core::fmt::write(s, *record.args()),
             |line| global_log(lvl, line),
         );

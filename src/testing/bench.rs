@@ -27,10 +27,10 @@
 //! ```
 
 use crate::abi::ffi::{Buf, HeaderPair};
-use crate::abi::hooks::build_config;
 use crate::api::config::ConfigHandle;
 use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
+use crate::entry::build_config;
 use crate::filter::hooks::{ConfigHooks, StreamHooks};
 use crate::host::bench::BenchHost;
 use crate::host::sim::SimConfigHost;

@@ -24,10 +24,10 @@
 pub mod bench;
 
 use crate::abi::ffi::{self, Buf, HeaderPair};
-use crate::abi::hooks::{build_config, drop_config, on_stream};
 use crate::api::config::ConfigHandle;
 use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
+use crate::entry::{build_config, drop_config, on_stream};
 use crate::filter::hooks::HookKind;
 use crate::filter::hooks::{ConfigHooks, StreamHooks};
 use crate::host::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
@@ -153,7 +153,7 @@ impl TestFilter {
             ..SimHost::default()
         });
         host.log_level.set(self.log_level);
-        let m = match crate::abi::hooks::new_stream(self.config(), &*host) {
+        let m = match crate::entry::new_stream(self.config(), &*host) {
             Ok(m) => m,
             Err(msg) => {
                 self.logs.borrow_mut().push((4, msg.clone()));
@@ -303,7 +303,7 @@ impl TestStream<'_> {
     fn hooks_obj(&self) -> &dyn StreamHooks {
         assert!(!self.destroyed, "stream already destroyed");
         // SAFETY: `m` came from `new_stream` and is live until `destroy`.
-        unsafe { crate::abi::hooks::stream(self.m) }
+        unsafe { crate::entry::stream(self.m) }
     }
 
     /// Runs one hook the way Envoy's entry points do (panic guard, fail-closed status, a

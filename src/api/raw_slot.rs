@@ -18,7 +18,7 @@ pub(crate) struct RawConfig<F: RawFactory> {
 impl<F: RawFactory> RawConfig<F> {
     pub(crate) fn new(meta: Arc<FilterMeta>, factory: F) -> RawConfig<F> {
         let pool: Arc<Pool<RawSlot<F>>> = Arc::default();
-        crate::api::stats::register_live(&meta, pool.clone());
+        crate::filter::stats::register_live(&meta, pool.clone());
         RawConfig {
             meta,
             factory,
@@ -74,8 +74,8 @@ impl<F: RawFactory> ConfigHooks for RawConfig<F> {
         self.pool.idle()
     }
 
-    fn stats(&self) -> crate::api::stats::FilterStatsSnapshot {
-        crate::api::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
+    fn stats(&self) -> crate::filter::stats::FilterStatsSnapshot {
+        crate::filter::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
     }
 
     fn idle_retained_bytes(&self) -> usize {

@@ -1,12 +1,11 @@
 //! A stream slot: the pooled, never-moving home of one stream's state and handler futures.
 
-use crate::api::handler::Service;
-use crate::api::response::ResponseMode;
-use crate::api::response_handler::ResponseService;
 use crate::executor::pool::Pool;
 use crate::executor::task::Cleared;
+use crate::filter::core::ResponseMode;
 use crate::filter::core::{FilterMeta, FilterStats, StreamCore};
 use crate::filter::hooks::StreamHooks;
+use crate::filter::pipeline::Pipeline;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,14 +14,13 @@ use std::task::{Context, Poll};
 pub(crate) struct JisrConfig<S, Q, R>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
     pub(crate) meta: Arc<FilterMeta>,
     pub(crate) state: S,
     pub(crate) req: Q,
     pub(crate) resp: R,
-    pub(crate) mode: ResponseMode,
     pub(crate) pool: std::sync::Arc<Pool<Slot<S, Q, R>>>,
 }
 
@@ -32,8 +30,8 @@ where
 pub(crate) struct Slot<S, Q, R>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
     hooks: *const dyn StreamHooks,
     cfg: *const JisrConfig<S, Q, R>,
@@ -47,8 +45,8 @@ where
 impl<S, Q, R> JisrConfig<S, Q, R>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
     /// Takes a slot from the pool (or allocates one) and hands it out as Envoy's module
     /// filter pointer.
@@ -83,8 +81,8 @@ where
 impl<S, Q, R> Slot<S, Q, R>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
     pub(crate) fn cfg(&self) -> &JisrConfig<S, Q, R> {
         // SAFETY: Envoy destroys a filter config only after every stream created from it is
@@ -110,7 +108,7 @@ where
     /// Starts the request pipeline.
     pub(crate) fn start_request(&self) {
         let (cfg, this) = self.statics();
-        cfg.req.start(&this.req, &cfg.state, &this.core);
+        cfg.req.start(&this.req, &cfg.state, (), &this.core);
     }
 
     /// Polls the request pipeline; its value is kept for the response handler.
@@ -139,8 +137,7 @@ where
             return false;
         };
         let (cfg, this) = self.statics();
-        cfg.resp
-            .start(&this.resp, &cfg.state, value, cfg.mode, &this.core);
+        cfg.resp.start(&this.resp, &cfg.state, value, &this.core);
         true
     }
 
@@ -151,7 +148,7 @@ where
 
     /// The response mode the filter was registered with.
     pub(crate) fn mode(&self) -> ResponseMode {
-        self.cfg().mode
+        self.core.meta.mode
     }
 
     /// Drops both pipelines' futures and the pending value (not while one is being polled).
@@ -254,11 +251,12 @@ where
     }
 }
 
-/// Starts an inner pipeline from a chain's `Next::run`.
-pub(crate) fn start_inner<S: 'static, I: Service<S>>(
+/// Starts the inner pipeline of a chain (from `Next::run`).
+pub(crate) fn start_inner<S: 'static, In: 'static, I: Pipeline<S, In>>(
     svc: &'static I,
     storage: &I::Storage,
     state: &'static S,
+    input: In,
     core: &StreamCore,
 ) {
     // SAFETY: `storage` and `core` live in the same boxed slot as the chain that calls this;
@@ -270,26 +268,7 @@ pub(crate) fn start_inner<S: 'static, I: Service<S>>(
             &*(core as *const StreamCore),
         )
     };
-    svc.start(storage, state, core);
-}
-
-/// Starts an inner response pipeline from `ResponseNext::run`.
-pub(crate) fn start_response_inner<S: 'static, T: 'static, I: ResponseService<S, T>>(
-    svc: &'static I,
-    storage: &I::Storage,
-    state: &'static S,
-    value: T,
-    mode: ResponseMode,
-    core: &StreamCore,
-) {
-    // SAFETY: as in `start_inner`.
-    let (storage, core): (&'static I::Storage, &'static StreamCore) = unsafe {
-        (
-            &*(storage as *const I::Storage),
-            &*(core as *const StreamCore),
-        )
-    };
-    svc.start(storage, state, value, mode, core);
+    svc.start(storage, state, input, core);
 }
 
 // SAFETY: `destroy` hands a slot to the pool only after `finish` cleaned it: both pipelines'
@@ -299,7 +278,7 @@ pub(crate) fn start_response_inner<S: 'static, T: 'static, I: ResponseService<S,
 unsafe impl<S, Q, R> crate::executor::pool::Idle for Slot<S, Q, R>
 where
     S: Send + Sync + 'static,
-    Q: Service<S>,
-    R: ResponseService<S, Q::Output>,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
 {
 }

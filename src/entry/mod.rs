@@ -30,9 +30,9 @@ use crate::host::envoy::{EnvoyConfigHost, EnvoyHost, global_log};
 use core::ffi::{c_char, c_void};
 use std::sync::OnceLock;
 
-/// The ABI version string returned to Envoy (Envoy 1.40's; 1.38/1.39 log a harmless
-/// "deprecated" warning and load the module).
-pub const ABI_VERSION: &core::ffi::CStr = c"v0.2.0";
+pub(crate) mod panic_mode;
+
+pub use crate::abi::ABI_VERSION;
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
@@ -44,7 +44,7 @@ fn log_error(msg: &str) {
 /// `on_program_init`: builds the registry once and returns the ABI version.
 pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
     let built = catch(|| {
-        crate::abi::panic_mode::check_at_load();
+        panic_mode::check_at_load();
         #[cfg(feature = "log")]
         crate::host::envoy_log::install();
         REGISTRY.get_or_init(|| {
@@ -470,7 +470,7 @@ macro_rules! __export_hooks {
     ($register:path) => {
         const _: () = {
             use ::core::ffi::{c_char, c_void};
-            use $crate::abi::hooks as h;
+            use $crate::entry as h;
             type Buf = h::EnvoyBuf;
             type HeaderPair = h::EnvoyHeader;
 

@@ -1,0 +1,43 @@
+//! Log levels and line formatting shared by every host.
+
+use std::cell::RefCell;
+use std::fmt;
+
+/// Log severity, matching Envoy's levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Trace.
+    Trace = 0,
+    /// Debug.
+    Debug = 1,
+    /// Info.
+    Info = 2,
+    /// Warning.
+    Warn = 3,
+    /// Error.
+    Error = 4,
+    /// Critical.
+    Critical = 5,
+}
+
+thread_local! {
+    // One reusable line buffer per worker: formatting never allocates after warm-up.
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
+/// Formats a line into the thread's reusable buffer and hands it to `emit`.
+pub(crate) fn with_line(build: impl FnOnce(&mut String) -> fmt::Result, emit: impl FnOnce(&[u8])) {
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            let _ = build(&mut line);
+            emit(line.as_bytes());
+        }
+        // A Display impl that logs while being formatted: use a temporary buffer.
+        Err(_) => {
+            let mut line = String::new();
+            let _ = build(&mut line);
+            emit(line.as_bytes());
+        }
+    })
+}
