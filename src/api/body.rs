@@ -1,6 +1,7 @@
 //! Reading a body from a handler.
 
 use crate::filter::core::StreamCore;
+use crate::filter::state::BodyState;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -41,17 +42,17 @@ impl Future for ReadBody<'_> {
         } else {
             &core.resp_body
         };
-        if core.ended.get() || cursor.aborted.get() {
-            cursor.waiting.set(false);
+        if core.st().ended() || cursor.get().aborted() {
+            cursor.update(BodyState::woken);
             return Poll::Ready(Err(BodyError::Aborted));
         }
         match core.with_host(|h| cursor.read(h, this.request, this.buf)) {
             Some(Some(n)) => {
-                cursor.waiting.set(false);
+                cursor.update(BodyState::woken);
                 Poll::Ready(Ok(n))
             }
             _ => {
-                cursor.waiting.set(true);
+                cursor.update(BodyState::wait);
                 // The next body hook (or the stream's end) wakes it.
                 cursor.waker.register(cx, |w| core.is_own_waker(w));
                 Poll::Pending

@@ -270,7 +270,7 @@ impl Future for Callout<'_> {
         if this.finished {
             return Poll::Ready(Err(CalloutError::Detached));
         }
-        if this.core.ended.get() {
+        if this.core.st().ended() {
             this.finished = true;
             if let Some(t) = this.ticket.take() {
                 this.core.callouts.release(t);

@@ -101,7 +101,7 @@ impl<'w> CalloutStream<'w> {
         let core = self.core;
         let ticket = self.ticket;
         poll_fn(|cx| {
-            if core.ended.get() {
+            if core.st().ended() {
                 return Poll::Ready(Err(CalloutError::Detached));
             }
             core.streams
@@ -129,7 +129,7 @@ impl<'w> CalloutStream<'w> {
         let core = self.core;
         let ticket = self.ticket;
         poll_fn(|cx| {
-            if core.ended.get() {
+            if core.st().ended() {
                 return Poll::Ready(Err(CalloutError::Detached));
             }
             core.streams

@@ -3,6 +3,7 @@
 use crate::api::attr::Attr;
 use crate::api::body::{BodyError, ReadBody};
 use crate::filter::core::StreamCore;
+use crate::filter::state::BodyState;
 use crate::host::Map;
 use arrayvec::ArrayVec;
 
@@ -310,17 +311,17 @@ impl<'a> Request<'a> {
 
     /// The handler will not read the body: it flows on as soon as the handler is done.
     pub fn skip_body(&mut self) {
-        self.core.req_body.skipped.set(true);
+        self.core.req_body.update(BodyState::skip);
     }
 
     /// The handler sees at most `n` body bytes; after that reads return end of body. The whole
     /// body is still forwarded upstream.
     pub fn limit_body(&mut self, n: usize) {
-        self.core.req_body.limit.set(n);
+        self.core.req_body.update(|b| b.limit(n));
     }
 
     /// Bytes of the body read so far.
     pub fn body_read(&self) -> usize {
-        self.core.req_body.offset.get()
+        self.core.req_body.get().offset
     }
 }

@@ -4,6 +4,7 @@ use crate::api::body::{BodyError, ReadBody};
 use crate::api::log::Level;
 use crate::api::request::{HeaderValues, header_each, header_get, with_key};
 use crate::filter::core::StreamCore;
+use crate::filter::state::BodyState;
 use crate::host::{BodyKind, Map};
 use std::fmt;
 
@@ -99,7 +100,7 @@ impl<'a> Response<'a> {
     }
 
     fn writable(&self) -> Result<(), ResponseError> {
-        if self.mode == ResponseMode::Observe || self.core.resp_headers_sent.get() {
+        if self.mode == ResponseMode::Observe || self.core.st().response_sent() {
             log_debug(
                 self.core,
                 "response header change refused: headers already sent downstream",
@@ -163,12 +164,12 @@ impl<'a> Response<'a> {
     /// Stops reading the body: in Observe the tap ends; in Buffer the body is released as soon
     /// as the handler is done.
     pub fn skip_body(&mut self) {
-        self.core.resp_body.skipped.set(true);
+        self.core.resp_body.update(BodyState::skip);
     }
 
     /// Whether the whole body has arrived.
     pub fn body_complete(&self) -> bool {
-        self.core.resp_body.eos.get()
+        self.core.resp_body.get().eos()
     }
 
     /// Replaces the response body ([`Buffer`](ResponseMode::Buffer) only, once the body is
@@ -178,13 +179,13 @@ impl<'a> Response<'a> {
         if self.mode != ResponseMode::Buffer {
             return Err(ResponseError::NotBuffered);
         }
-        if !self.core.resp_body.eos.get() {
+        if !self.core.resp_body.get().eos() {
             return Err(ResponseError::BodyIncomplete);
         }
-        if self.core.resp_headers_sent.get() {
+        if self.core.st().response_sent() {
             return Err(ResponseError::HeadersSent);
         }
-        let in_hook = self.core.resp_body.in_hook.get();
+        let in_hook = self.core.resp_body.get().in_hook();
         self.core
             .with_host(|h| {
                 h.drain_body(BodyKind::BufferedResponse, usize::MAX);

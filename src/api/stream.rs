@@ -45,10 +45,10 @@ impl Future for SendData<'_> {
     type Output = Result<(), StreamError>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let core = self.core;
-        if core.ended.get() {
+        if core.st().ended() {
             return Poll::Ready(Err(StreamError::Closed));
         }
-        if core.above_high_watermark.get() {
+        if core.st().above_high_watermark() {
             // Once the client drained, the scheduled event after the low watermark wakes it.
             core.send_waker.register(cx, |w| core.is_own_waker(w));
             return Poll::Pending;

@@ -7,6 +7,7 @@ use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
 use crate::api::stream::StreamWriter;
 use crate::filter::core::StreamCore;
+use crate::filter::state::StreamState;
 use crate::host::{MetadataValue, MetricOp};
 use std::fmt;
 
@@ -61,7 +62,7 @@ impl<'a> ResponseWriter<'a> {
     /// Only the first reply of a stream is sent; later calls are ignored (and logged at debug).
     pub fn send_with(&self, status: u16, headers: &[(&str, &[u8])], body: &[u8], details: &str) {
         let core = self.core;
-        if core.replied.get() || core.resp_headers_sent.get() || core.with_host(|_| ()).is_none() {
+        if core.st().replied() || core.st().response_sent() || core.with_host(|_| ()).is_none() {
             self.debug_ignored("send");
             return;
         }
@@ -70,7 +71,7 @@ impl<'a> ResponseWriter<'a> {
             return;
         };
         reply.stage(u32::from(status), headers, body, details);
-        core.replied.set(true);
+        core.update(StreamState::reply);
     }
 
     fn debug_ignored(&self, what: &str) {
@@ -100,7 +101,7 @@ impl<'a> ResponseWriter<'a> {
     /// # let _ = events;
     /// ```
     pub fn stream(&self, status: u16, headers: &[(&str, &[u8])]) -> Option<StreamWriter<'_>> {
-        if self.core.replied.get() || self.core.resp_headers_sent.get() {
+        if self.core.st().replied() || self.core.st().response_sent() {
             self.debug_ignored("stream");
             return None;
         }
@@ -112,8 +113,7 @@ impl<'a> ResponseWriter<'a> {
             for (k, v) in headers.iter().take(32) {
                 pairs.push((k.as_bytes(), v));
             }
-            self.core.replied.set(true);
-            self.core.resp_headers_sent.set(true);
+            self.core.update(StreamState::stream_reply);
             h.send_response_headers(&pairs, false);
         });
         started.map(|()| StreamWriter {
@@ -172,7 +172,7 @@ impl<'a> ResponseWriter<'a> {
 
     /// Whether this filter already sent a reply on this stream.
     pub fn replied(&self) -> bool {
-        self.core.replied.get()
+        self.core.st().replied()
     }
 
     /// Sets dynamic metadata `ns:key` to a string (see `%DYNAMIC_METADATA(ns:key)%`).

@@ -5,6 +5,7 @@ use crate::executor::arena::Arena;
 use crate::executor::waker::WakerSlot;
 use crate::filter::callouts::Callouts;
 use crate::filter::reply::StagedReply;
+use crate::filter::state::{BodyState, Retention, StreamState};
 use crate::filter::streams::Streams;
 use crate::host::current::HostSlot;
 use crate::host::{BodyKind, Host};
@@ -46,7 +47,7 @@ impl FilterStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseMode {
     /// Response headers are held while the handler runs (it may change them); the body is not
-    /// given to the handler ([`Response::read`] returns end of body at once) and is not
+    /// given to the handler ([`Response::read`](crate::Response::read) returns end of body at once) and is not
     /// forwarded before the handler is done.
     Passthrough,
     /// Headers and body flow to the client immediately. The handler reads body chunks as they
@@ -59,53 +60,10 @@ pub enum ResponseMode {
     Buffer,
 }
 
-/// Where a handler is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Not started.
-    Idle,
-    /// Started and pending.
-    Running,
-    /// Completed, panicked or cancelled.
-    Done,
-}
-
-/// Where a body's bytes are while the handler reads them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Retention {
-    /// Held by Envoy (request body, Buffer mode): buffered body + current chunk.
-    Held,
-    /// Passing through (Observe mode): only the current chunk, during its hook.
-    Passing,
-    /// Not given to the handler (Passthrough mode).
-    Hidden,
-}
-
-/// Read position and limits of one body (request or response).
+/// One body direction: its state value and the waker of a read waiting for it.
 #[derive(Debug)]
 pub(crate) struct BodyCursor {
-    /// How the body is retained.
-    pub(crate) retention: Cell<Retention>,
-    /// Passing mode: bytes of the stream before the current chunk.
-    pub(crate) base: Cell<usize>,
-    /// The stream ended before the body did; reads fail.
-    pub(crate) aborted: Cell<bool>,
-    /// A read returned pending (the handler is waiting for body bytes).
-    pub(crate) waiting: Cell<bool>,
-    /// Bytes the handler has read so far.
-    pub(crate) offset: Cell<usize>,
-    /// End of stream has been seen (end flag or trailers).
-    pub(crate) eos: Cell<bool>,
-    /// The handler sees at most this many bytes.
-    pub(crate) limit: Cell<usize>,
-    /// The handler said it won't read (more of) the body.
-    pub(crate) skipped: Cell<bool>,
-    /// Inside a body hook: the received chunk is not yet part of the buffered body.
-    pub(crate) in_hook: Cell<bool>,
-    /// Inside a body hook: bytes of the buffered body, and bytes readable in all (buffered plus
-    /// the received chunk when it is separate), measured once per hook by [`BodyCursor::enter_hook`].
-    hook_buffered: Cell<usize>,
-    hook_end: Cell<usize>,
+    state: Cell<BodyState>,
     /// The waker of a read waiting for body bytes (see `WakerSlot`).
     pub(crate) waker: WakerSlot,
 }
@@ -113,33 +71,25 @@ pub(crate) struct BodyCursor {
 impl Default for BodyCursor {
     fn default() -> Self {
         BodyCursor {
-            retention: Cell::new(Retention::Held),
-            base: Cell::new(0),
-            aborted: Cell::new(false),
-            waiting: Cell::new(false),
-            offset: Cell::new(0),
-            eos: Cell::new(false),
-            limit: Cell::new(usize::MAX),
-            skipped: Cell::new(false),
-            in_hook: Cell::new(false),
-            hook_buffered: Cell::new(0),
-            hook_end: Cell::new(0),
+            state: Cell::new(BodyState::NEW),
             waker: WakerSlot::default(),
         }
     }
 }
 
 impl BodyCursor {
-    pub(crate) fn reset(&self) {
-        self.retention.set(Retention::Held);
-        self.base.set(0);
-        self.aborted.set(false);
-        self.waiting.set(false);
-        self.offset.set(0);
-        self.eos.set(false);
-        self.limit.set(usize::MAX);
-        self.skipped.set(false);
-        self.in_hook.set(false);
+    /// The body's state.
+    pub(crate) fn get(&self) -> BodyState {
+        self.state.get()
+    }
+
+    /// Applies a transition (see `filter::state`).
+    pub(crate) fn update(&self, f: impl FnOnce(BodyState) -> BodyState) {
+        self.state.set(f(self.state.get()));
+    }
+
+    pub(crate) fn reset(&mut self) {
+        *self.state.get_mut() = BodyState::NEW;
         self.waker.clear();
     }
 
@@ -152,25 +102,16 @@ impl BodyCursor {
             (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
         };
         let received_len = host.body_len(received);
-        match self.retention.get() {
-            Retention::Passing => {
-                self.hook_buffered.set(0);
-                self.hook_end.set(self.base.get() + received_len);
-            }
+        let b = self.get();
+        let (hook_buffered, hook_end) = match b.retention {
+            Retention::Passing => (0, b.base + received_len),
             _ => {
-                let b = host.body_len(buffered);
+                let buf = host.body_len(buffered);
                 let separate = !host.received_is_buffered(request);
-                self.hook_buffered.set(b);
-                self.hook_end
-                    .set(b + if separate { received_len } else { 0 });
+                (buf, buf + if separate { received_len } else { 0 })
             }
-        }
-        self.in_hook.set(true);
-    }
-
-    /// Whether the handler is done reading (skipped or limit reached).
-    pub(crate) fn done_reading(&self) -> bool {
-        self.skipped.get() || self.offset.get() >= self.limit.get()
+        };
+        self.update(|b| b.enter_hook(hook_buffered, hook_end));
     }
 
     /// Copies the next bytes of the body into `dst`.
@@ -183,29 +124,26 @@ impl BodyCursor {
         } else {
             (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
         };
-        if self.skipped.get() || self.retention.get() == Retention::Hidden {
+        let b = self.get();
+        if b.skipped() || b.retention == Retention::Hidden {
             return Some(0);
         }
-        if self.retention.get() == Retention::Passing {
+        if b.retention == Retention::Passing {
             return self.read_passing(host, received, dst);
         }
-        let offset = self.offset.get();
-        let room = self.limit.get().saturating_sub(offset);
-        if room == 0 {
-            return Some(0);
-        }
-        if dst.is_empty() {
+        let offset = b.offset;
+        let room = b.limit.saturating_sub(offset);
+        if room == 0 || dst.is_empty() {
             return Some(0);
         }
         let dst_len = dst.len().min(room);
         let dst = &mut dst[..dst_len];
-        let (buffered_len, with_received) = if self.in_hook.get() {
-            if offset >= self.hook_end.get() {
+        let (buffered_len, with_received) = if b.in_hook() {
+            if offset >= b.hook_end {
                 // Everything readable in this hook was read: no need to ask Envoy again.
-                return if self.eos.get() { Some(0) } else { None };
+                return if b.eos() { Some(0) } else { None };
             }
-            let b = self.hook_buffered.get();
-            (b, self.hook_end.get() > b)
+            (b.hook_buffered, b.hook_end > b.hook_buffered)
         } else {
             (host.body_len(buffered), false)
         };
@@ -218,30 +156,31 @@ impl BodyCursor {
             n += host.copy_body(received, recv_offset, &mut dst[n..]);
         }
         if n > 0 {
-            self.offset.set(offset + n);
+            self.update(|b| b.advance(offset + n));
             return Some(n);
         }
-        if self.eos.get() { Some(0) } else { None }
+        if b.eos() { Some(0) } else { None }
     }
 
     /// Observe mode: only the chunk of the current hook is readable; bytes the handler did not
     /// read while they passed are skipped.
     fn read_passing(&self, host: &dyn Host, received: BodyKind, dst: &mut [u8]) -> Option<usize> {
-        let base = self.base.get();
-        let mut offset = self.offset.get().max(base);
-        let room = self.limit.get().saturating_sub(offset);
+        let b = self.get();
+        let base = b.base;
+        let mut offset = b.offset.max(base);
+        let room = b.limit.saturating_sub(offset);
         if room == 0 || dst.is_empty() {
             return Some(0);
         }
-        if self.in_hook.get() && offset < self.hook_end.get() {
+        if b.in_hook() && offset < b.hook_end {
             let want = dst.len().min(room);
             let n = host.copy_body(received, offset - base, &mut dst[..want]);
             offset += n;
-            self.offset.set(offset);
+            self.update(|b| b.advance(offset));
             return Some(n);
         }
-        self.offset.set(offset);
-        if self.eos.get() { Some(0) } else { None }
+        self.update(|b| b.advance(offset));
+        if b.eos() { Some(0) } else { None }
     }
 }
 
@@ -251,31 +190,12 @@ pub struct StreamCore {
     pub(crate) meta: Arc<FilterMeta>,
     /// The executor's side: wake cell and poll counts.
     pub(crate) task: Task,
-    pub(crate) req_phase: Cell<Phase>,
-    /// A request hook returned a stop status, so completion must resume decoding.
-    pub(crate) req_stopped: Cell<bool>,
-    pub(crate) resp_phase: Cell<Phase>,
-    pub(crate) resp_stopped: Cell<bool>,
-    /// This filter sent a local reply or started a streamed reply.
-    pub(crate) replied: Cell<bool>,
-    /// Response headers went downstream (a panic then resets instead of replying).
-    pub(crate) resp_headers_sent: Cell<bool>,
-    /// Envoy reported the stream complete while a poll was running; finish after it.
-    pub(crate) complete_pending: Cell<bool>,
-    /// The stream is over: no more polls or callbacks.
-    pub(crate) ended: Cell<bool>,
-    /// Envoy destroyed the filter while one of our hooks ran; finish when it unwinds.
-    pub(crate) destroy_pending: Cell<bool>,
-    /// Ending the stream could not drop its futures: the slot must never be reused.
-    pub(crate) unclean: Cell<bool>,
+    /// The stream's state (see `filter::state`).
+    state: Cell<StreamState>,
     pub(crate) req_body: BodyCursor,
     pub(crate) resp_body: BodyCursor,
-    /// Downstream write buffer is above its high watermark.
-    pub(crate) above_high_watermark: Cell<bool>,
     /// The waker of a streamed-reply `send` waiting for the client to drain.
     pub(crate) send_waker: WakerSlot,
-    /// The request pipeline is to be started by the next poll.
-    pub(crate) req_start: Cell<bool>,
     /// Unary callouts.
     pub(crate) callouts: Callouts,
     /// Streaming callouts (buffers reused across streams of this slot).
@@ -294,21 +214,10 @@ impl StreamCore {
             host: HostSlot::default(),
             meta,
             task: Task::default(),
-            req_phase: Cell::new(Phase::Idle),
-            req_stopped: Cell::new(false),
-            resp_phase: Cell::new(Phase::Idle),
-            resp_stopped: Cell::new(false),
-            replied: Cell::new(false),
-            resp_headers_sent: Cell::new(false),
-            complete_pending: Cell::new(false),
-            ended: Cell::new(false),
-            destroy_pending: Cell::new(false),
-            unclean: Cell::new(false),
+            state: Cell::new(StreamState::NEW),
             req_body: BodyCursor::default(),
             resp_body: BodyCursor::default(),
-            above_high_watermark: Cell::new(false),
             send_waker: WakerSlot::default(),
-            req_start: Cell::new(false),
             callouts: Callouts::default(),
             streams: Streams::default(),
             arena: Arena::default(),
@@ -321,21 +230,10 @@ impl StreamCore {
     pub(crate) fn reset(&mut self) {
         self.host.reset();
         self.task.reset();
-        self.req_phase.set(Phase::Idle);
-        self.req_stopped.set(false);
-        self.resp_phase.set(Phase::Idle);
-        self.resp_stopped.set(false);
-        self.replied.set(false);
-        self.resp_headers_sent.set(false);
-        self.complete_pending.set(false);
-        self.ended.set(false);
-        self.destroy_pending.set(false);
-        self.unclean.set(false);
+        *self.state.get_mut() = StreamState::NEW;
         self.req_body.reset();
         self.resp_body.reset();
-        self.above_high_watermark.set(false);
         self.send_waker.clear();
-        self.req_start.set(false);
         self.callouts.reset();
         self.streams.reset();
         self.arena.reset();
@@ -347,9 +245,26 @@ impl StreamCore {
         }
     }
 
+    /// The stream's state.
+    pub(crate) fn st(&self) -> StreamState {
+        self.state.get()
+    }
+
+    /// Applies a transition (see `filter::state`).
+    pub(crate) fn update(&self, f: impl FnOnce(StreamState) -> StreamState) {
+        self.state.set(f(self.state.get()));
+    }
+
+    /// Applies a transition that also answers a question (e.g. "was a start pending?").
+    pub(crate) fn take(&self, f: impl FnOnce(StreamState) -> (bool, StreamState)) -> bool {
+        let (answer, next) = f(self.state.get());
+        self.state.set(next);
+        answer
+    }
+
     /// Runs `f` with the current host, if a hook is running and the stream is live.
     pub(crate) fn with_host<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
-        if self.ended.get() {
+        if self.st().ended() {
             return None;
         }
         self.host.with(f)

@@ -3,9 +3,10 @@
 use crate::abi::ffi::{self, Buf, HeaderPair};
 use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
-use crate::filter::core::{FilterStats, Phase, ResponseMode, Retention, StreamCore};
+use crate::filter::core::{FilterStats, ResponseMode, StreamCore};
 use crate::filter::pipeline::Pipeline;
 use crate::filter::slot::{JisrConfig, Slot};
+use crate::filter::state::{BodyState, Phase, Retention, StreamState};
 use crate::host::log::Level;
 use crate::host::{BodyKind, Host, Raw};
 
@@ -139,7 +140,7 @@ where
         let new_scheduler = || core.with_host(|h| h.new_scheduler());
         let d = match side {
             Side::Request => core.task.drive(&new_scheduler, deliver, &mut |cx| {
-                if core.req_start.replace(false) {
+                if core.take(StreamState::take_start) {
                     self.start_request();
                 }
                 self.poll_request(cx)
@@ -151,18 +152,12 @@ where
         if !matches!(d, Driven::Nested) {
             self.flush_reply();
         }
-        let phase = match side {
-            Side::Request => &core.req_phase,
-            Side::Response => &core.resp_phase,
-        };
         match &d {
-            Driven::Ready => {
-                phase.set(Phase::Done);
-                if side == Side::Response {
-                    // Whatever was held now goes downstream.
-                    core.resp_headers_sent.set(true);
-                }
-            }
+            Driven::Ready => match side {
+                Side::Request => core.update(StreamState::finish_request),
+                // Whatever was held now goes downstream.
+                Side::Response => core.update(StreamState::finish_response),
+            },
             Driven::Pending | Driven::Nested => {}
             Driven::Panicked(msg) => self.fail(msg, PANIC_DETAILS),
         }
@@ -198,8 +193,7 @@ where
         } else {
             FilterStats::bump(&core.meta.stats.internal_failures);
         }
-        core.req_phase.set(Phase::Done);
-        core.resp_phase.set(Phase::Done);
+        core.update(StreamState::fail);
         if details == PANIC_DETAILS {
             log_line(
                 core,
@@ -227,15 +221,16 @@ where
                 ),
             );
         }
-        if core.resp_headers_sent.get() {
+        if core.st().response_sent() {
             core.with_host(|h| h.reset_stream(details.as_bytes()));
             return;
         }
         // A reply the handler made before failing is still the answer.
         self.flush_reply();
-        if core.replied.replace(true) {
+        if core.st().replied() {
             return;
         }
+        core.update(StreamState::reply);
         core.with_host(|h| {
             h.send_response(
                 500,
@@ -252,7 +247,7 @@ where
         let outermost = !self.core.host.is_set();
         self.core.host.enter(host, || {
             let r = f();
-            if outermost && self.core.complete_pending.replace(false) {
+            if outermost && self.core.take(StreamState::take_completion) {
                 self.complete_now();
             }
             r
@@ -262,14 +257,14 @@ where
     /// A pipeline completed outside the hook that stopped the stream: resume Envoy.
     fn resume(&self, side: Side) {
         let core = &self.core;
-        if core.replied.get() {
+        if core.st().replied() {
             return;
         }
         match side {
-            Side::Request if core.req_stopped.get() => {
+            Side::Request if core.st().request_stopped() => {
                 core.with_host(|h| h.continue_decoding());
             }
-            Side::Response if core.resp_stopped.get() => {
+            Side::Response if core.st().response_stopped() => {
                 core.with_host(|h| h.continue_encoding());
             }
             _ => {}
@@ -279,9 +274,9 @@ where
     /// Drives whichever pipeline is running after `deliver` recorded what this hook brings.
     fn drive_running(&self, deliver: impl FnOnce()) {
         let core = &self.core;
-        let side = if core.req_phase.get() == Phase::Running {
+        let side = if core.st().request == Phase::Running {
             Side::Request
-        } else if core.resp_phase.get() == Phase::Running {
+        } else if core.st().response == Phase::Running {
             Side::Response
         } else {
             deliver();
@@ -307,11 +302,12 @@ where
         // A handler blocked in a body read learns that the body will never complete: one last
         // poll in which the read fails, while metrics, metadata and logs still work.
         for (side, phase, cursor) in [
-            (Side::Request, &core.req_phase, &core.req_body),
-            (Side::Response, &core.resp_phase, &core.resp_body),
+            (Side::Request, core.st().request, &core.req_body),
+            (Side::Response, core.st().response, &core.resp_body),
         ] {
-            if phase.get() == Phase::Running && cursor.waiting.get() && !cursor.eos.get() {
-                cursor.aborted.set(true);
+            let b = cursor.get();
+            if phase == Phase::Running && b.waiting() && !b.eos() {
+                cursor.update(BodyState::abort);
                 let _ = self.drive(side, || cursor.waker.wake());
             }
         }
@@ -354,14 +350,15 @@ where
     fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
         self.enter(host, || {
             let core = &self.core;
-            core.req_body.eos.set(end_of_stream);
-            core.req_phase.set(Phase::Running);
+            if end_of_stream {
+                core.req_body.update(BodyState::end_of_stream);
+            }
             // Started inside the first poll, under the same panic guard.
-            core.req_start.set(true);
+            core.update(StreamState::start_request);
             match self.drive(Side::Request, || {}) {
-                Driven::Ready if !core.replied.get() => ffi::HEADERS_CONTINUE,
+                Driven::Ready if !core.st().replied() => ffi::HEADERS_CONTINUE,
                 Driven::Pending | Driven::Nested => {
-                    core.req_stopped.set(true);
+                    core.update(StreamState::stop_request);
                     ffi::HEADERS_STOP_ITERATION
                 }
                 _ => ffi::HEADERS_STOP_ITERATION,
@@ -373,23 +370,23 @@ where
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {
-                core.req_body.eos.set(true);
+                core.req_body.update(BodyState::end_of_stream);
             }
-            match core.req_phase.get() {
+            match core.st().request {
                 Phase::Running => {
                     core.with_host(|h| core.req_body.enter_hook(h, true));
                     let d = self.drive(Side::Request, || core.req_body.waker.wake());
-                    core.req_body.in_hook.set(false);
+                    core.req_body.update(BodyState::leave_hook);
                     match d {
-                        Driven::Ready if !core.replied.get() => ffi::BODY_CONTINUE,
-                        Driven::Pending | Driven::Nested if core.req_body.done_reading() => {
+                        Driven::Ready if !core.st().replied() => ffi::BODY_CONTINUE,
+                        Driven::Pending | Driven::Nested if core.req_body.get().done_reading() => {
                             ffi::BODY_STOP_AND_WATERMARK
                         }
                         Driven::Pending | Driven::Nested => ffi::BODY_STOP_AND_BUFFER,
                         _ => ffi::BODY_STOP_NO_BUFFER,
                     }
                 }
-                _ if core.replied.get() => ffi::BODY_STOP_NO_BUFFER,
+                _ if core.st().replied() => ffi::BODY_STOP_NO_BUFFER,
                 _ => ffi::BODY_CONTINUE,
             }
         })
@@ -398,13 +395,13 @@ where
     fn request_trailers(&self, host: &dyn Host) -> u32 {
         self.enter(host, || {
             let core = &self.core;
-            core.req_body.eos.set(true);
-            match core.req_phase.get() {
+            core.req_body.update(BodyState::end_of_stream);
+            match core.st().request {
                 Phase::Running => match self.drive(Side::Request, || core.req_body.waker.wake()) {
-                    Driven::Ready if !core.replied.get() => ffi::TRAILERS_CONTINUE,
+                    Driven::Ready if !core.st().replied() => ffi::TRAILERS_CONTINUE,
                     _ => ffi::TRAILERS_STOP_ITERATION,
                 },
-                _ if core.replied.get() => ffi::TRAILERS_STOP_ITERATION,
+                _ if core.st().replied() => ffi::TRAILERS_STOP_ITERATION,
                 _ => ffi::TRAILERS_CONTINUE,
             }
         })
@@ -415,26 +412,25 @@ where
             let core = &self.core;
             // Our own replies, responses to requests our handler never finished, and filters
             // without a response handler: let it through.
-            if core.replied.get()
+            if core.st().replied()
                 || !self.has_response()
-                || core.req_phase.get() != Phase::Done
-                || core.resp_phase.get() != Phase::Idle
+                || core.st().request != Phase::Done
+                || core.st().response != Phase::Idle
             {
-                core.resp_headers_sent.set(true);
+                core.update(StreamState::pass_response);
                 return ffi::HEADERS_CONTINUE;
             }
             let mode = self.mode();
-            core.resp_body.eos.set(end_of_stream);
-            core.resp_body.retention.set(self.retention());
-            if mode == ResponseMode::Observe {
-                core.resp_headers_sent.set(true);
-            }
-            core.resp_phase.set(Phase::Running);
+            let retention = self.retention();
+            core.resp_body.update(|b| {
+                let b = b.retain(retention);
+                if end_of_stream { b.end_of_stream() } else { b }
+            });
+            core.update(|s| s.start_response(mode));
             match executor::catch(|| self.start_response()) {
                 Ok(true) => {}
                 Ok(false) => {
-                    core.resp_phase.set(Phase::Done);
-                    core.resp_headers_sent.set(true);
+                    core.update(StreamState::finish_response);
                     return ffi::HEADERS_CONTINUE;
                 }
                 Err(msg) => {
@@ -445,10 +441,10 @@ where
             match (self.drive(Side::Response, || {}), mode) {
                 (Driven::Panicked(_), _) => ffi::HEADERS_STOP_ITERATION,
                 (_, ResponseMode::Observe) => ffi::HEADERS_CONTINUE,
-                (Driven::Ready, _) if !core.replied.get() => ffi::HEADERS_CONTINUE,
+                (Driven::Ready, _) if !core.st().replied() => ffi::HEADERS_CONTINUE,
                 (Driven::Ready, _) => ffi::HEADERS_STOP_ITERATION,
                 (Driven::Pending | Driven::Nested, _) => {
-                    core.resp_stopped.set(true);
+                    core.update(StreamState::stop_response);
                     ffi::HEADERS_STOP_ITERATION
                 }
             }
@@ -459,28 +455,28 @@ where
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {
-                core.resp_body.eos.set(true);
+                core.resp_body.update(BodyState::end_of_stream);
             }
-            if core.resp_phase.get() != Phase::Running {
+            if core.st().response != Phase::Running {
                 return ffi::BODY_CONTINUE;
             }
             let cursor = &core.resp_body;
             core.with_host(|h| cursor.enter_hook(h, false));
             let d = self.drive(Side::Response, || cursor.waker.wake());
-            cursor.in_hook.set(false);
-            if cursor.retention.get() == Retention::Passing {
+            cursor.update(BodyState::leave_hook);
+            if cursor.get().retention == Retention::Passing {
                 let len = core
                     .with_host(|h| h.body_len(BodyKind::ReceivedResponse))
                     .unwrap_or(0);
-                cursor.base.set(cursor.base.get() + len);
+                cursor.update(|b| b.pass_chunk(len));
             }
             match (d, self.mode()) {
                 (Driven::Panicked(_), _) => ffi::BODY_STOP_NO_BUFFER,
                 (_, ResponseMode::Observe) => ffi::BODY_CONTINUE,
-                (Driven::Ready, _) if !core.replied.get() => ffi::BODY_CONTINUE,
+                (Driven::Ready, _) if !core.st().replied() => ffi::BODY_CONTINUE,
                 (Driven::Ready, _) => ffi::BODY_STOP_NO_BUFFER,
                 (Driven::Pending | Driven::Nested, ResponseMode::Buffer)
-                    if !cursor.skipped.get() =>
+                    if !cursor.get().skipped() =>
                 {
                     ffi::BODY_STOP_AND_BUFFER
                 }
@@ -492,8 +488,8 @@ where
     fn response_trailers(&self, host: &dyn Host) -> u32 {
         self.enter(host, || {
             let core = &self.core;
-            core.resp_body.eos.set(true);
-            if core.resp_phase.get() != Phase::Running {
+            core.resp_body.update(BodyState::end_of_stream);
+            if core.st().response != Phase::Running {
                 return ffi::TRAILERS_CONTINUE;
             }
             match (
@@ -512,7 +508,7 @@ where
         if self.core.host.is_set() {
             // Completed from inside one of our own hooks (e.g. a local reply finished the
             // stream synchronously): finish when the outermost hook is done.
-            self.core.complete_pending.set(true);
+            self.core.update(StreamState::defer_completion);
             return;
         }
         self.enter(host, || self.complete_now());
@@ -523,7 +519,7 @@ where
         core.task.wake.delivered();
         self.enter(host, || {
             self.drive_running(|| {
-                if !core.above_high_watermark.get() {
+                if !core.st().above_high_watermark() {
                     core.send_waker.wake();
                 }
             })
@@ -533,8 +529,8 @@ where
     fn watermark(&self, host: &dyn Host, above: bool) {
         self.enter(host, || {
             let core = &self.core;
-            core.above_high_watermark.set(above);
-            if !above && !core.ended.get() {
+            core.update(|s| s.watermark(above));
+            if !above && !core.st().ended() {
                 let wake = &core.task.wake;
                 if !wake.has_scheduler() {
                     if let Some(c) = core.with_host(|h| h.new_scheduler()) {

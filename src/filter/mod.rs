@@ -6,5 +6,6 @@ pub(crate) mod hooks;
 pub(crate) mod pipeline;
 pub(crate) mod reply;
 pub(crate) mod slot;
+pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod streams;

@@ -6,6 +6,7 @@ use crate::filter::core::ResponseMode;
 use crate::filter::core::{FilterMeta, FilterStats, StreamCore};
 use crate::filter::hooks::StreamHooks;
 use crate::filter::pipeline::Pipeline;
+use crate::filter::state::StreamState;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -187,7 +188,7 @@ where
             // the stream down synchronously, e.g. during a local reply): freeing now would pull
             // the slot from under the running hook, and Envoy's filter pointer is dead from now
             // on. The hook entry finishes it when it unwinds.
-            this.core.destroy_pending.set(true);
+            this.core.update(StreamState::defer_destroy);
             this.core.host.detach();
             return;
         }
@@ -214,19 +215,16 @@ where
     /// Whether Envoy asked to destroy the stream while one of our hooks ran, and no hook is
     /// running anymore: the hook entry must now call the destroyer.
     pub(crate) fn take_pending_destroy(&self) -> bool {
-        if self.core.destroy_pending.get() && !self.core.host.is_set() {
-            self.core.destroy_pending.set(false);
-            return true;
-        }
-        false
+        !self.core.host.is_set() && self.core.take(StreamState::take_destroy)
     }
 
     /// Marks the stream over: no more polls, wakes are no-ops, futures dropped (their `Drop`s
     /// run with no host: nothing can reach the stream anymore).
     pub(crate) fn finish(&self) -> bool {
-        if self.core.ended.replace(true) {
-            return !self.core.unclean.get();
+        if self.core.st().ended() {
+            return !self.core.st().unclean();
         }
+        self.core.update(StreamState::end);
         crate::executor::waker::kill(&self.core.task.wake);
         match self.clear() {
             Cleared::Clean => true,
@@ -244,7 +242,7 @@ where
             // Not expected: `finish` runs only once no hook (so no poll) of the stream is on
             // the stack. Should it happen, the slot is leaked, never reused (see `destroy`).
             Cleared::Busy => {
-                self.core.unclean.set(true);
+                self.core.update(StreamState::mark_unclean);
                 false
             }
         }
