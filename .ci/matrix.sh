@@ -13,9 +13,10 @@ subset=(--test hello --test auth --test async --test config_errors --test respon
     --test trailers --test callouts --test faults --test routing --test llm_router
     --test introspection --test stream_callout --test sse_tap --test versions --test soak
     --test streaming --test backpressure --test panic_abort --test soundness)
-# Build the test binaries and the example modules once; every version reuses them.
+# Build the test binaries and the modules (jisr examples, e2e fixtures) once; every version
+# reuses them.
 cargo test -p jisr-e2e "${subset[@]}" --no-run
-cargo build --examples -p jisr
+cargo build --examples -p jisr -p jisr-fixtures
 
 failed=()
 for v in $versions; do

@@ -8,10 +8,6 @@
 //! - `body`: reads at most `limit` bytes of the request body (`filter_config`, default 1024)
 //!   and forwards the whole body with `x-body-seen: <bytes read>` and `x-body-fnv` (FNV-1a of
 //!   the bytes read). Metadata `jisr:body_bytes`.
-//! - `panic`: panics when the request has `x-panic`; jisr answers 500 `jisr_handler_panic`.
-//! - `storm` (fault tests): hands its waker to a `std::thread` that wakes it 10 000 times. The
-//!   handler finishes (request goes upstream with `x-storm-wakes-seen`) once the thread passed
-//!   half-way; the rest of the wakes, and a last burst 200 ms later, hit a stream that ended.
 
 use jisr::{ConfigError, ConfigHandle, Level, Registry, Request, ResponseWriter};
 use std::future::Future;
@@ -131,76 +127,9 @@ async fn body(state: &BodyLimit, mut req: Request<'_>, w: ResponseWriter<'_>) {
     w.set_metadata_num("jisr", "body_bytes", seen as f64);
 }
 
-async fn panicky(req: Request<'_>, _w: ResponseWriter<'_>) {
-    if req.header("x-panic").is_some() {
-        panic!("asked to panic by x-panic");
-    }
-}
-
-/// Shared between the `storm` handler and its waking thread.
-struct Storm {
-    wakes: std::sync::atomic::AtomicU32,
-    waker: Mutex<Option<Waker>>,
-}
-
-/// Total wakes per request, and how many the handler waits for before it completes.
-const STORM_WAKES: u32 = 10_000;
-const STORM_DONE_AFTER: u32 = STORM_WAKES / 2;
-
-struct StormWait {
-    storm: Arc<Storm>,
-    started: bool,
-}
-
-impl Future for StormWait {
-    type Output = u32;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
-        use std::sync::atomic::Ordering;
-        let seen = self.storm.wakes.load(Ordering::Acquire);
-        if seen >= STORM_DONE_AFTER {
-            return Poll::Ready(seen);
-        }
-        *self.storm.waker.lock().unwrap() = Some(cx.waker().clone());
-        if !self.started {
-            self.started = true;
-            let storm = self.storm.clone();
-            std::thread::spawn(move || {
-                let waker = storm.waker.lock().unwrap().clone();
-                let Some(waker) = waker else { return };
-                for i in 1..=STORM_WAKES {
-                    storm.wakes.store(i, Ordering::Release);
-                    waker.wake_by_ref();
-                    if i == STORM_WAKES - 1000 {
-                        // The last 1000 wakes come long after the stream ended.
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-                waker.wake();
-            });
-        }
-        Poll::Pending
-    }
-}
-
-async fn storm(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-    req.skip_body();
-    let storm = Arc::new(Storm {
-        wakes: std::sync::atomic::AtomicU32::new(0),
-        waker: Mutex::new(None),
-    });
-    let seen = StormWait {
-        storm,
-        started: false,
-    }
-    .await;
-    req.set_header("x-storm-wakes-seen", seen.to_string());
-}
-
 fn register(r: &mut Registry) {
     r.register("wait", wait);
     r.register_with_config("body", load_body, body);
-    r.register("panic", panicky);
-    r.register("storm", storm);
 }
 
 jisr::export!(register);

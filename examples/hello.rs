@@ -6,10 +6,6 @@
 //!   `hello_requests_total`.
 //! - `attrs`: copies stream attributes into request headers (`x-attr-*`), so the upstream
 //!   shows what Envoy reported.
-//! - `hello_mw_panic` (fault tests): `hello` behind a middleware that panics when the request
-//!   has `x-mw-panic`, before calling the rest of the chain.
-//! - `hello_factory` (fault tests): `hello` whose factory panics when its `filter_config` is
-//!   `panic`, so a panicking factory can be observed at load.
 
 use jisr::{
     Attr, ConfigError, ConfigHandle, Counter, Level, LogValue, Next, Registry, Request,
@@ -74,27 +70,9 @@ async fn attrs(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     }
 }
 
-/// Middleware that panics on request (fault tests), else runs the rest of the chain.
-async fn panic_on_header(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
-    if req.header("x-mw-panic").is_some() {
-        panic!("middleware asked to panic by x-mw-panic");
-    }
-    next.run(&mut req, &mut w).await;
-}
-
-/// A factory that panics on the config `panic` (fault tests), else behaves like [`load`].
-fn load_or_panic(cfg: &mut ConfigHandle<'_>) -> Result<Hello, ConfigError> {
-    if cfg.config_str()?.trim() == "panic" {
-        panic!("hello_factory: asked to panic by its config");
-    }
-    load(cfg)
-}
-
 fn register(r: &mut Registry) {
     r.register_with_config("hello", load, chain(log_requests, hello));
     r.register("attrs", attrs);
-    r.register_with_config("hello_mw_panic", load, chain(panic_on_header, hello));
-    r.register_with_config("hello_factory", load_or_panic, hello);
 }
 
 jisr::export!(register);

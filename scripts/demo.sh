@@ -5,5 +5,7 @@
 # e.g. `scripts/demo.sh --serve 120` keeps Envoy up for two minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --examples -p jisr
+# The same build as the e2e harness runs on first use (examples and test fixtures), so the
+# demo's own build finds it fresh.
+cargo build --examples -p jisr -p jisr-fixtures
 exec cargo run --quiet -p jisr-e2e --bin demo -- "$@"

@@ -87,14 +87,14 @@ impl EnvoyConfig {
     }
 
     /// Loads the modules from `dir` (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`) instead of the
-    /// example modules of [`crate::modules_dir`], which are then not built.
+    /// modules of [`crate::modules_dir`], which are then not built.
     pub fn modules_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.modules_dir = Some(dir.as_ref().to_path_buf());
         self
     }
 
-    /// True if any listener uses a dynamic-module filter (the harness then builds the example
-    /// modules, unless [`modules_dir`](Self::modules_dir) names another directory).
+    /// True if any listener uses a dynamic-module filter (the harness then builds the modules,
+    /// unless [`modules_dir`](Self::modules_dir) names another directory).
     pub fn uses_modules(&self) -> bool {
         self.listeners
             .iter()

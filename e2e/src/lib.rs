@@ -1,5 +1,6 @@
-//! End-to-end harness for jisr: real Envoy (from PyPI), the example modules, a real upstream
-//! server and a small HTTP/1.1 client, all on 127.0.0.1.
+//! End-to-end harness for jisr: real Envoy (from PyPI), the example modules and the test
+//! fixtures (`e2e/fixtures/`), a real upstream server and a small HTTP/1.1 client, all on
+//! 127.0.0.1.
 //!
 //! ```no_run
 //! use jisr_e2e::{Envoy, EnvoyConfig, Listener, Upstream, client, module_filter};

@@ -1,5 +1,6 @@
 //! The `async_demo` example module in real Envoy: a handler resumed from another thread, body
-//! reads with a limit, chaining, client disconnects while pending, and panics.
+//! reads with a limit, chaining and client disconnects while pending; and a handler panic
+//! (the `panic` filter of the `fault_fixture` module, `e2e/fixtures/`).
 
 use jisr_e2e::client::{self, Connection, Response};
 use jisr_e2e::upstream::{fnv1a64, pattern};
@@ -10,7 +11,7 @@ const WAIT: Duration = Duration::from_secs(5);
 const DROP_LINE: &str = "wait: handler dropped before completion";
 
 /// Listeners: `wait`, `body` (limit 4096), `body_default` (no config: 1024), `chain`
-/// (`wait` then `body` with limit 1024), `panic`.
+/// (`wait` then `body` with limit 1024), `panic` (`fault_fixture`).
 fn async_envoy(up: &Upstream, concurrency: usize) -> Envoy {
     Envoy::start(
         &EnvoyConfig::new()
@@ -37,7 +38,7 @@ fn async_envoy(up: &Upstream, concurrency: usize) -> Envoy {
                     .log_metadata("jisr", "async_value")
                     .log_metadata("jisr", "body_bytes"),
             )
-            .listener(Listener::new("panic").filter(module_filter("async_demo", "panic", None)))
+            .listener(Listener::new("panic").filter(module_filter("fault_fixture", "panic", None)))
             .upstream(up.port()),
     )
 }

@@ -1,7 +1,8 @@
 //! Faults in real Envoy with the example modules: clients and upstreams that leave or misbehave
-//! at every phase, panics in middleware and factories, a waker woken thousands of times (also
-//! after its stream ended), and bad inputs (non-UTF-8 header bytes, very many headers, 60 KiB
-//! header values, bodies past Envoy's buffer limit).
+//! at every phase, and bad inputs (non-UTF-8 header bytes, very many headers, 60 KiB header
+//! values, bodies past Envoy's buffer limit). The `fault_fixture` module (`e2e/fixtures/`)
+//! adds the faults no example should carry: panics in middleware and factories, and a waker
+//! woken thousands of times (also after its stream ended).
 //!
 //! After every case: Envoy is still `/ready`, no stream is left in flight (admin gauge
 //! `http.<listener>.downstream_rq_active` back to 0) and the next request succeeds.
@@ -342,7 +343,11 @@ fn middleware_panic_is_a_500_and_the_chain_keeps_working() {
     let envoy = Envoy::start(
         &EnvoyConfig::new()
             .concurrency(1)
-            .listener(Listener::new("mw").filter(module_filter("hello", "hello_mw_panic", None)))
+            .listener(Listener::new("mw").filter(module_filter(
+                "fault_fixture",
+                "hello_mw_panic",
+                None,
+            )))
             .upstream(up.port()),
     );
     let port = envoy.listener_port("mw");
@@ -378,7 +383,7 @@ fn middleware_panic_is_a_500_and_the_chain_keeps_working() {
 fn factory_panic_refuses_the_config_without_a_crash() {
     let cfg = EnvoyConfig::new()
         .listener(Listener::new("main").filter(module_filter(
-            "hello",
+            "fault_fixture",
             "hello_factory",
             Some("panic"),
         )))
@@ -404,7 +409,7 @@ fn factory_panic_refuses_the_config_without_a_crash() {
     let envoy = Envoy::start(
         &EnvoyConfig::new()
             .listener(Listener::new("main").filter(module_filter(
-                "hello",
+                "fault_fixture",
                 "hello_factory",
                 Some("fine"),
             )))
@@ -422,8 +427,8 @@ fn waker_woken_ten_thousand_times_and_after_the_stream_ended() {
     let envoy = Envoy::start(
         &EnvoyConfig::new()
             .concurrency(1)
-            .listener(Listener::new("storm").filter(module_filter("async_demo", "storm", None)))
-            .listener(Listener::new("wait").filter(module_filter("async_demo", "wait", None)))
+            .listener(Listener::new("storm").filter(module_filter("fault_fixture", "storm", None)))
+            .listener(Listener::new("wait").filter(module_filter("fault_fixture", "wait", None)))
             .upstream(up.port()),
     );
     let port = envoy.listener_port("storm");

@@ -219,7 +219,8 @@ fn client_disconnect_mid_request_keeps_envoy_ready() {
 
 #[test]
 fn example_modules_build() {
-    // Builds (or confirms fresh) the jisr examples; fails if they do not compile.
+    // Builds (or confirms fresh) the jisr examples and the e2e fixtures; fails if they do not
+    // compile.
     let dir = jisr_e2e::modules_dir();
     assert!(dir.is_dir(), "{} is not a directory", dir.display());
 }

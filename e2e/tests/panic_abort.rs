@@ -2,8 +2,9 @@
 //! there, so it warns when the module is built and when Envoy loads it. A normal (unwind)
 //! build does not warn.
 //!
-//! The abort build is the `hello` example built with the workspace profile `panic-abort`
-//! (`cargo build --example hello --profile panic-abort`, into `target/panic-abort/`).
+//! The abort build is the `fault_fixture` module (`e2e/fixtures/`) built with the workspace
+//! profile `panic-abort` (`cargo build --example fault_fixture --profile panic-abort`, into
+//! `target/panic-abort/`). Its `hello_mw_panic` filter serves normally and panics on request.
 
 use jisr_e2e::{
     Envoy, EnvoyConfig, Listener, Upstream, abi_load_line, build_example_with_profile, client,
@@ -23,10 +24,13 @@ const LOAD_WARNING: &str = "jisr: this module was built with panic = \"abort\": 
 const BUILD_WARNING: &str = "jisr is built with panic = \"abort\": a panicking handler will \
                              abort Envoy instead of answering 500; build with panic = \"unwind\"";
 
-fn hello_config(up: &Upstream) -> EnvoyConfig {
+fn mw_config(up: &Upstream) -> EnvoyConfig {
     EnvoyConfig::new()
-        .listener(Listener::new("hello").filter(module_filter("hello", "hello", None)))
-        .listener(Listener::new("mw").filter(module_filter("hello", "hello_mw_panic", None)))
+        .listener(Listener::new("mw").filter(module_filter(
+            "fault_fixture",
+            "hello_mw_panic",
+            None,
+        )))
         .upstream(up.port())
 }
 
@@ -42,7 +46,7 @@ fn line_of(log: &str, needle: &str) -> usize {
 /// true.
 #[test]
 fn abort_build_warns_at_build_and_load_and_a_panic_aborts_envoy() {
-    let built = build_example_with_profile("hello", "panic-abort");
+    let built = build_example_with_profile("fault_fixture", "panic-abort");
     assert!(
         built.output.contains(BUILD_WARNING),
         "cargo printed no panic = \"abort\" warning:\n{}",
@@ -50,8 +54,8 @@ fn abort_build_warns_at_build_and_load_and_a_panic_aborts_envoy() {
     );
 
     let up = Upstream::start("abort-up");
-    let envoy = Envoy::start(&hello_config(&up).modules_dir(&built.dir));
-    let r = client::get(envoy.listener_port("hello"), "/greet");
+    let envoy = Envoy::start(&mw_config(&up).modules_dir(&built.dir));
+    let r = client::get(envoy.listener_port("mw"), "/greet");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json().get("headers").get("x-hello").as_str(),
@@ -91,7 +95,7 @@ fn abort_build_warns_at_build_and_load_and_a_panic_aborts_envoy() {
 #[test]
 fn unwind_build_does_not_warn() {
     let up = Upstream::start("unwind-up");
-    let envoy = Envoy::start(&hello_config(&up));
+    let envoy = Envoy::start(&mw_config(&up));
     let r = client::request(
         envoy.listener_port("mw"),
         "GET",
