@@ -1,9 +1,9 @@
-//! Soundness: one test per item of the soundness review, each written the way a user would
-//! write the handler, on a simulated host that behaves as hostile as Envoy may (header values
-//! move between hooks, a local reply frees the response header map, events arrive inside the
-//! calls that start callouts and streams, hooks re-enter during a poll, the stream is destroyed
-//! inside a reply). `.ci/miri.sh` runs this file under Miri, which turns any use-after-free
-//! into a failure even where the plain run would not notice.
+//! Soundness: tests for the rules of the "Soundness" table in CONSTRAINTS.md, each written the
+//! way a user would write the handler, on a simulated host that behaves as hostile as Envoy may
+//! (header values move between hooks, a local reply frees the response header map, events
+//! arrive inside the calls that start callouts and streams, hooks re-enter during a poll, the
+//! stream is destroyed inside a reply). `.ci/miri.sh` runs this file under Miri, which turns any
+//! use-after-free into a failure even where the plain run would not notice.
 
 mod common;
 
