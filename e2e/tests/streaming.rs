@@ -28,6 +28,8 @@ fn stream_envoy(up: &Upstream) -> Envoy {
 
 /// Files with their content types and cache headers, etags with 304, the index.html fallback,
 /// and 405; nothing reaches the upstream.
+///
+/// The local replies' details (`spa_file`) show in the access log.
 #[test]
 fn spa_serves_files_with_types_and_cache_headers_and_falls_back_to_index() {
     let up = Upstream::start("spa-up");
@@ -103,6 +105,10 @@ fn spa_serves_files_with_types_and_cache_headers_and_falls_back_to_index() {
 }
 
 /// Events arrive one by one as the other thread produces them, not all at the end.
+///
+/// The head arrives at once (under 120 ms), before the first event. Each event arrives when the
+/// other thread produces it (150 ms apart), chunked to an HTTP/1 client, and the text is exact. A
+/// client that leaves mid-stream ends the handler (its next `send` fails), and Envoy stays ready.
 #[test]
 fn sse_stream_is_paced_by_another_thread() {
     let up = Upstream::start("sse-up");
