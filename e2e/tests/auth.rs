@@ -269,6 +269,9 @@ fn local_reply_keeps_the_connection_usable() {
 
 /// The raw escape hatch in real Envoy: `raw_auth` (a `RawFilter` on Envoy's hooks) sits in the
 /// same `.so` as the jisr `auth` filter and answers the same way, with its own counter.
+///
+/// Without a key both answer 401 with the same JSON; with one, the upstream gets `x-user-id` and no
+/// `x-api-key`.
 #[test]
 fn raw_filter_beside_jisr_filter_in_one_module() {
     let up = Upstream::start("raw-auth-up");
