@@ -145,9 +145,10 @@ fn passthrough_stamps_the_status_and_can_hold_the_response() {
 /// and the metadata set at the end of the body is in the access log.
 ///
 /// The counter is exact in `/stats` and in Prometheus format
-/// (`envoy_dynamicmodulescustom_resp_tap_bytes_total{} 228456`). Metadata numbers use exponent form
-/// when that is shorter (Envoy's number format): 100000 logs as `1e+05`, while 123456, 5000 and 0
-/// log as they are. Use `set_metadata_str` when the exact digits matter.
+/// (`envoy_dynamicmodulescustom_resp_tap_bytes_total{} 228456`); the metadata shows through
+/// `%DYNAMIC_METADATA(..)%`. Metadata numbers use exponent form when that is shorter (Envoy's
+/// number format): 100000 logs as `1e+05`, while 123456, 5000 and 0 log as they are. Use
+/// `set_metadata_str` when the exact digits matter.
 #[test]
 fn observe_counts_response_bytes_into_stats_and_access_log() {
     let up = upstream("tap-up");
