@@ -1,9 +1,9 @@
-//! Soundness: one test per item of the soundness review, each written the way a user would
-//! write the handler, on a simulated host that behaves as hostile as Envoy may (header values
-//! move between hooks, a local reply frees the response header map, events arrive inside the
-//! calls that start callouts and streams, hooks re-enter during a poll, the stream is destroyed
-//! inside a reply). `.ci/miri.sh` runs this file under Miri, which turns any use-after-free
-//! into a failure even where the plain run would not notice.
+//! Soundness: tests for the rules of the "Soundness" table in CONSTRAINTS.md, each written the
+//! way a user would write the handler, on a simulated host that behaves as hostile as Envoy may
+//! (header values move between hooks, a local reply frees the response header map, events
+//! arrive inside the calls that start callouts and streams, hooks re-enter during a poll, the
+//! stream is destroyed inside a reply). `.ci/miri.sh` runs this file under Miri, which turns any
+//! use-after-free into a failure even where the plain run would not notice.
 
 mod common;
 
@@ -47,6 +47,9 @@ async fn forgetful(_req: Request<'_>, w: ResponseWriter<'_>) {
     );
 }
 
+/// `mem::forget` of a pending callout: Envoy writes callout answers and stream events into storage
+/// the stream slot owns, never into the caller's buffer, which gets a copy only when the future
+/// completes. A forgotten callout keeps its table entry until the stream ends.
 #[test]
 fn item01_forgotten_callout_cannot_write_freed_memory() {
     let f = TestFilter::new(
@@ -82,6 +85,11 @@ async fn reply_keeps_view(_: (), resp: Response<'_>, w: ResponseWriter<'_>) {
     w.set_metadata_str("t", "ct", std::str::from_utf8(ct).unwrap_or("?"));
 }
 
+/// A response-header value read before a local reply that frees Envoy's response header map (Buffer
+/// mode) is still the exact value after it. Handler header values (`header`, `trailer`, `attr_str`,
+/// `header_values`) are copies in a per-stream arena, reused by the slot (no allocation per
+/// request); repeats are deduplicated, and over 1 MiB of copies per stream is a handler panic. That
+/// they cannot outlive the handler is checked by the `compile_fail` doctests on `Request`.
 #[test]
 fn item02_view_survives_local_reply_in_buffer_mode() {
     let f = TestFilter::new(
@@ -117,6 +125,8 @@ async fn view_across_await(req: Request<'_>, w: ResponseWriter<'_>) {
     w.set_metadata_str("t", "all", &all);
 }
 
+/// A request-header value read before an `.await` (a callout answered in a later hook) is still
+/// valid after it, and `for_each_header` iterates a snapshot of the headers.
 #[test]
 fn item02_view_survives_await_across_hooks() {
     let f = TestFilter::new(
@@ -173,6 +183,9 @@ async fn stream_nohost(_req: Request<'_>, w: ResponseWriter<'_>) {
     );
 }
 
+/// A streaming callout whose head and body Envoy delivers inside the call that opens it: the entry
+/// being opened takes those events, and `head()` and `read()` return them instead of waiting for
+/// events that already came.
 #[test]
 fn item03_stream_events_during_open_are_kept() {
     let f = TestFilter::new(
@@ -213,6 +226,9 @@ async fn nested_event(_req: Request<'_>, w: ResponseWriter<'_>) {
     w.send(200, &body);
 }
 
+/// A hook Envoy runs while a poll of the same stream is on the stack records its event and marks
+/// that poll woken; the poll goes again before its hook returns, so the handler's own wake is not
+/// lost.
 #[test]
 fn item04_nested_hook_keeps_outer_wake() {
     let f = TestFilter::new(
@@ -246,6 +262,10 @@ async fn fu_body(mut req: Request<'_>, w: ResponseWriter<'_>) {
     w.send(200, &buf[..n]);
 }
 
+/// A body read polled inside `FuturesUnordered`. Every jisr future (body reads, callouts, streaming
+/// sends, streaming-callout reads: the `item05_*` tests) registers the waker it is polled with when
+/// that is not the stream's own, and the hook that delivers its event wakes it inside the poll
+/// window (no extra scheduler hop).
 #[test]
 fn item05_body_read_under_futures_unordered() {
     let f = TestFilter::new(
@@ -273,6 +293,7 @@ async fn fu_callout(_req: Request<'_>, w: ResponseWriter<'_>) {
     w.send(200, format!("{status:?}").as_bytes());
 }
 
+/// A callout polled inside `FuturesUnordered` (see `item05_body_read_under_futures_unordered`).
 #[test]
 fn item05_callout_under_futures_unordered() {
     let f = TestFilter::new(
@@ -303,6 +324,8 @@ async fn fu_stream_send(_req: Request<'_>, w: ResponseWriter<'_>) {
     out.finish();
 }
 
+/// A streaming send held back by the downstream watermark, polled inside `FuturesUnordered` (see
+/// `item05_body_read_under_futures_unordered`).
 #[test]
 fn item05_streaming_send_under_futures_unordered() {
     let f = TestFilter::new(
@@ -341,6 +364,8 @@ async fn fu_stream_callout(_req: Request<'_>, w: ResponseWriter<'_>) {
     );
 }
 
+/// A streaming-callout read polled inside `FuturesUnordered` (see
+/// `item05_body_read_under_futures_unordered`).
 #[test]
 fn item05_stream_callout_read_under_futures_unordered() {
     let f = TestFilter::new(
@@ -374,6 +399,10 @@ impl RawFactory for PanickyFactory {
     }
 }
 
+/// A raw filter factory that panics: the stream is refused and the panic logged; nothing unwinds
+/// into Envoy. Registration, config factories, per-route parsers, their drops, raw filter factories
+/// and every hook run guarded; a raw filter's panic in a hook answers 500, or resets once the
+/// response started.
 #[test]
 fn item06_raw_factory_panic_does_not_unwind() {
     let f = TestFilter::new(
@@ -402,6 +431,8 @@ impl Drop for BombState {
 
 async fn with_state(_s: &BombState, _req: Request<'_>, _w: ResponseWriter<'_>) {}
 
+/// A config state whose `Drop` panics: dropping the config (Envoy's config destroy) does not unwind
+/// into Envoy.
 #[test]
 fn item06_config_drop_panic_does_not_unwind() {
     let f = TestFilter::new(
@@ -425,6 +456,9 @@ async fn body_reader(mut req: Request<'_>, w: ResponseWriter<'_>) {
     w.set_metadata_num("t", "n", buf.len() as f64);
 }
 
+/// A panic inside jisr's own bookkeeping (outside the handler's poll) fails closed: the client gets
+/// 500 with details `jisr_internal_error` (a reset once the response started), and
+/// `internal_failures` counts it.
 #[test]
 fn item06_internal_failure_fails_closed() {
     let f = TestFilter::new(
@@ -460,6 +494,8 @@ async fn panics_with_bomb(_req: Request<'_>, _w: ResponseWriter<'_>) {
     std::panic::panic_any(PayloadBomb);
 }
 
+/// A handler panic whose payload's `Drop` panics too: the payload is forgotten and the client gets
+/// 500.
 #[test]
 fn item06_panic_payload_with_panicking_drop_does_not_escape() {
     let f = TestFilter::new(
@@ -485,6 +521,12 @@ async fn busy_after_reply(mut req: Request<'_>, w: ResponseWriter<'_>) {
     w.log(Level::Info, format_args!("after the reply"));
 }
 
+/// Envoy destroys the stream inside the local reply: nothing is called on the stream after that,
+/// although the handler goes on calling after `send` (metadata, a header, a log line). The reply is
+/// sent when the poll that made it ends, so effects made after `send` in the same poll reach Envoy
+/// before it. That matters because Envoy 1.40 ends the stream and writes the access log inside a
+/// reply sent from a Buffer response handler: effects after the next `.await` that waits would be
+/// lost.
 #[test]
 fn item08_nothing_called_after_deferred_destroy() {
     let f = TestFilter::new(
@@ -524,6 +566,9 @@ async fn callout_nohost(_req: Request<'_>, w: ResponseWriter<'_>) {
     }
 }
 
+/// A unary callout answered inside the call that starts it: the entry being opened takes the
+/// answer, so the handler gets it (`Ok(503)` with its body) and does not hang. A start refused
+/// without an answer (an unknown cluster) is still an error.
 #[test]
 fn item09_inline_callout_answer() {
     let f = TestFilter::new(
@@ -568,6 +613,8 @@ async fn big_everything(req: Request<'_>, w: ResponseWriter<'_>) {
     w.set_metadata_num("t", "n", body.len() as f64);
 }
 
+/// A stream with a 200 KB header copy and a 3 MiB streaming-callout body: once it ends, its idle
+/// slot keeps at most 128 KiB.
 #[test]
 fn item11_idle_slot_retains_bounded_memory() {
     let f = TestFilter::new(
@@ -610,6 +657,10 @@ async fn pending_with_bomb(_req: Request<'_>, _w: ResponseWriter<'_>) {
     std::future::pending::<()>().await;
 }
 
+/// A handler future whose `Drop` panics, dropped by three client disconnects: each time the slot is
+/// emptied and reused, `drop_panics` counts it and the panic is logged. A slot that cannot be
+/// cleaned is leaked and counted (`slots_leaked`), at most 64 per config; then new streams are
+/// refused.
 #[test]
 fn item12_drop_panic_keeps_the_slot_clean() {
     let f = TestFilter::new(
@@ -653,6 +704,8 @@ async fn wait_forever(_req: Request<'_>, _w: ResponseWriter<'_>) {
     std::future::pending::<()>().await;
 }
 
+/// A waker kept by another thread after its stream ended, woken while the slot serves the next
+/// stream: wake cells are recycled only through `Arc::get_mut`, so it cannot wake that stream.
 #[test]
 fn item13_stale_waker_cannot_wake_the_next_stream() {
     let mut r = Registry::default();

@@ -156,6 +156,12 @@ fn concurrent_waits_on_one_worker_all_complete() {
 
 /// The client leaves while `wait` is pending: the handler future is dropped, the other thread's
 /// later wake is harmless, Envoy stays ready and serves the next request.
+///
+/// Seen: the access log shows `code=0 details=downstream_remote_disconnect`, and the handler future
+/// is dropped at once, before the producer thread finishes; the next request succeeds. The
+/// example's drop message appears in Envoy's log file through stderr only: its `w.log(...)` inside
+/// `Drop` does not reach Envoy's logger, because the stream is being destroyed. Do not rely on
+/// stream-bound logging in `Drop`.
 #[test]
 fn client_disconnect_while_waiting_drops_the_handler() {
     let up = Upstream::start("disc-up");
@@ -195,6 +201,9 @@ fn client_disconnect_while_waiting_drops_the_handler() {
     assert!(envoy.log().matches(DROP_LINE).count() >= 1);
 }
 
+/// With limit 4096, a 1 MiB body and a 3 MiB body (larger than Envoy's buffer limit) both reach the
+/// upstream intact (`body_len` and FNV-1a match), with `x-body-seen: 4096` and `x-body-fnv` = the
+/// FNV-1a of the first 4096 bytes.
 #[test]
 fn body_limit_reads_a_prefix_and_forwards_one_mib_intact() {
     let up = Upstream::start("body-up");
@@ -217,6 +226,10 @@ fn body_limit_reads_a_prefix_and_forwards_one_mib_intact() {
     assert_eq!(up_header(&r, "x-body-seen").as_deref(), Some("4096"));
 }
 
+/// Bodies of 100 bytes and of exactly the limit are read whole, a GET without a body reads 0 bytes.
+/// The config reaches the module as the raw bytes of the `StringValue` (`body`'s `"4096"`); with no
+/// `filter_config` the module gets zero-length bytes and `body` falls back to its default limit of
+/// 1024.
 #[test]
 fn body_smaller_than_the_limit_is_read_whole() {
     let up = Upstream::start("small-up");
@@ -328,6 +341,13 @@ fn wait_then_body_chained_holds_and_forwards_the_body() {
 /// While a handler holds the request (here `wait`), Envoy buffers the body; past the buffer
 /// limit (1 MiB by default) Envoy answers 413 and closes. The client may see the 413 or, while
 /// still uploading, a connection reset.
+///
+/// The buffer limit is the listener's `per_connection_buffer_limit_bytes`. The access log shows
+/// `code=413 details=request_payload_too_large`, the handler future is dropped, and the upstream
+/// never sees the request. Envoy replies and closes while the client is still uploading: with 2 MiB
+/// on loopback (this test) the client read the 413; with 8 MiB it got `Connection reset by peer`.
+/// Handlers that must hold large uploads need a larger buffer limit, or they must read/limit the
+/// body instead of waiting first.
 #[test]
 fn body_beyond_buffer_limit_while_waiting_is_413() {
     let up = Upstream::start("413-up");
@@ -354,6 +374,11 @@ fn body_beyond_buffer_limit_while_waiting_is_413() {
     assert_eq!(r.status, 200);
 }
 
+/// A handler panic: the client gets 500, nothing goes upstream, the access log shows
+/// `details=jisr_handler_panic`, and Envoy's log has `[error][dynamic_modules] ... jisr: handler of
+/// filter 'panic' panicked: <message>`; Rust's default panic hook also prints `thread '<unnamed>'
+/// panicked at ...` on stderr. The same worker then serves the next requests, including another
+/// panic.
 #[test]
 fn handler_panic_is_a_500_and_the_next_request_succeeds() {
     let up = Upstream::start("panic-up");

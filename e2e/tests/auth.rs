@@ -24,6 +24,14 @@ fn upstream_header(r: &client::Response, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Missing and unknown keys get a 401 local reply; an allowed key passes with `x-user-id` set and
+/// `x-api-key` removed.
+///
+/// `%RESPONSE_CODE_DETAILS%` shows the details passed to the local reply (`jisr_auth_missing_key`,
+/// `jisr_auth_unknown_key`; a handler panic shows `jisr_handler_panic`, see
+/// `async::handler_panic_is_a_500_and_the_next_request_succeeds`). Requests that went upstream show
+/// `via_upstream`. Envoy's own decisions keep Envoy's details (`request_payload_too_large`,
+/// `downstream_remote_disconnect`).
 #[test]
 fn missing_and_unknown_keys_get_401_with_details_allowed_key_passes() {
     let up = Upstream::start("auth-up");
@@ -99,6 +107,12 @@ fn missing_and_unknown_keys_get_401_with_details_allowed_key_passes() {
     assert_eq!(access_field(l, "key"), Some("-"), "{l}");
 }
 
+/// The labelled counter `auth_requests_total` counts exactly, per `result`.
+///
+/// It shows in `/stats` as `dynamicmodulescustom.auth_requests_total.result.allowed`, and in
+/// Prometheus format as `envoy_dynamicmodulescustom_auth_requests_total{result="allowed"} 3`. N
+/// requests give N, right away (no flush interval needed). A labelled counter has no stat until a
+/// label value is first used.
 #[test]
 fn labelled_counters_count_exactly() {
     let up = Upstream::start("auth-count-up");
@@ -150,6 +164,9 @@ fn labelled_counters_count_exactly() {
 
 /// Two listeners, one `.so`, two filter configs with different key sets: each config keeps its
 /// own keys (and its own user numbering).
+///
+/// Envoy logs the ABI "matched" line once for both listeners: it loads and checks `libauth.so`
+/// once.
 #[test]
 fn two_listeners_share_the_module_but_not_the_keys() {
     let up = Upstream::start("auth-iso-up");
@@ -215,8 +232,12 @@ fn two_listeners_share_the_module_but_not_the_keys() {
     );
 }
 
-/// A 401 local reply on a keep-alive connection, also for a request with a body: the body is
-/// not forwarded and the same connection then carries an allowed request.
+/// A 401 local reply: the client gets the status, body and `content-type` the handler set, and the
+/// upstream never sees the request. After a bodiless GET the connection stays keep-alive and
+/// carries the next request. If the request has a body the handler never read, Envoy adds
+/// `connection: close` and closes the connection instead of draining the body (its HCM rule for a
+/// response sent before the request finished), so the client must reconnect; a new connection then
+/// carries an allowed request.
 #[test]
 fn local_reply_keeps_the_connection_usable() {
     let up = Upstream::start("auth-ka-up");
@@ -248,6 +269,9 @@ fn local_reply_keeps_the_connection_usable() {
 
 /// The raw escape hatch in real Envoy: `raw_auth` (a `RawFilter` on Envoy's hooks) sits in the
 /// same `.so` as the jisr `auth` filter and answers the same way, with its own counter.
+///
+/// Without a key both answer 401 with the same JSON; with one, the upstream gets `x-user-id` and no
+/// `x-api-key`.
 #[test]
 fn raw_filter_beside_jisr_filter_in_one_module() {
     let up = Upstream::start("raw-auth-up");

@@ -1,6 +1,15 @@
 //! Streamed replies larger than Envoy's downstream write buffer (1 MiB): they cross the high
-//! watermark, so `send().await` must wait and resume after the low watermark. Resuming from
-//! inside Envoy's watermark callback crashed Envoy; jisr now resumes through the scheduler.
+//! watermark, so `send().await` must wait and resume after the low watermark.
+//!
+//! Replies of 1.1 MiB, 2 MiB and 32 MiB arrived byte-exact, to a fast client and to one that stalls
+//! 500 ms first (the tests here keep 1.1 MiB and 32 MiB). While the client reads nothing,
+//! `send().await` stays pending: the handler stopped after 76 of 512 chunks of 64 KiB, and Envoy's
+//! heap grew only by about 1.1 MB. The stream completes once the client reads.
+//!
+//! Envoy calls the below-low-watermark hook from inside its codec while flushing. Writing response
+//! data from there re-enters the codec, and crashed Envoy (SIGSEGV) in an earlier build; jisr
+//! therefore only commits a scheduler event in that hook and resumes the handler from
+//! `on_scheduled`.
 use jisr_e2e::client;
 use jisr_e2e::{Envoy, EnvoyConfig, Listener, Upstream, module_filter};
 use jisr_e2e::{access_field, module_stat};

@@ -136,6 +136,12 @@ fn access_line(envoy: &Envoy, listener: &str, path: &str) -> String {
 
 /// A callout answered by the target: its header and JSON field reach the upstream request;
 /// the `log` crate's `info!` line is in Envoy's log at info in `[dynamic_modules]`.
+///
+/// The target gets `GET <path>` with `host: <cluster>` and the headers the handler added
+/// (`authorization`). The handler gets the status, the headers (`x-auth-user`) and the body (a JSON
+/// field read with `jisr::buffer::json`). A non-2xx answer (`418` here, or the target's own `504`
+/// well before the timeout in `callout_errors_are_typed`) is an answer, `Ok(status)`. The request
+/// goes upstream only after the callout finished.
 #[test]
 fn callout_answer_is_copied_into_the_request() {
     let s = setup();
@@ -219,6 +225,21 @@ fn timed_out(envoy: &Envoy, path: &str) {
 /// An unknown cluster is refused when the callout starts; a timeout is Envoy's 504 after the
 /// timeout (typed `Timeout`), while a real 504 answer before the timeout stays an answer; a
 /// stream reset after the answer began is `Reset`, or `Timeout` when the timeout cut it.
+///
+/// Envoy reports a timeout in two ways. If no response headers came in time, the callout
+/// **succeeds** with status `504` and body `upstream request timeout`. If headers came but the body
+/// stalled, the callout fails with result `Reset`. jisr types both as `CalloutError::Timeout`: the
+/// first by that exact 504 body (or a 504 at the timeout), the second by a reset at the timeout,
+/// with 20 ms of slack (capped at a tenth of the timeout), because Envoy's timer fires up to ~3 ms
+/// before jisr's clock says the timeout elapsed (197–199 ms for 200 ms; 997–999 ms for 1000 ms).
+///
+/// The paths (`/timeout`, `/unknown`, ...) choose the callout target through per-route configs. A
+/// route's `typed_per_filter_config` entry, keyed by the HTTP filter's `name`, is
+/// `type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute`.
+/// It has `dynamic_module_config: {name: <module>}`, `per_route_config_name: <name given to
+/// Registry::route_config>`, and `filter_config` (a `StringValue` whose bytes go to the parser).
+/// The handler reads the parsed value with `req.route_config::<T>()`. Routes without one get `None`
+/// (the filter-wide setting applies). Only route-level entries were tested, not virtual-host ones.
 #[test]
 fn callout_errors_are_typed() {
     let s = setup();
@@ -250,6 +271,10 @@ fn callout_errors_are_typed() {
 /// A callout whose connection is refused, or reset before any answer, is not an error in
 /// Envoy: the router answers it with its own 503, so the handler sees `Ok(503)` with Envoy's
 /// `upstream connect error ...` body.
+///
+/// The body is `upstream connect error or disconnect/reset before headers. reset reason: remote
+/// connection failure` (refused) or `... connection termination` (reset); the handler never sees
+/// `CalloutError::Reset`. Treat a 5xx answer as "no answer" (as `llm_router` does).
 #[test]
 fn refused_or_reset_before_headers_is_an_envoy_503_answer() {
     let s = setup();
@@ -294,6 +319,10 @@ fn joined_callouts_run_in_parallel() {
 
 /// The client leaves while the callout is in flight: the handler (and its callout) is dropped,
 /// the late answer does nothing, Envoy stays ready and the next request is served.
+///
+/// Seen: the access log shows `code=0 details=downstream_remote_disconnect`, and the request never
+/// goes upstream. 1.5 s later, when the target would have answered, nothing reached the handler (no
+/// "answered" log line). The next request (with a callout) is served in < 500 ms.
 #[test]
 fn client_disconnect_drops_the_callout() {
     let s = setup();

@@ -1,5 +1,11 @@
 //! Filter configs Envoy must refuse at startup because a jisr module rejects them, with the
 //! module's reason in Envoy's log.
+//!
+//! Envoy refuses to start and exits non-zero. The module's line is `[error][dynamic_modules] jisr:
+//! filter '<name>' rejected its config: <reason>`, e.g. `invalid JSON: trailing comma at line 1
+//! column 27` or `limit must be a byte count: invalid digit found in string`. Envoy's own line is
+//! generic: `Failed to create filter config: Failed to initialize dynamic module`. It names neither
+//! the filter nor the reason, so the reason is only visible through the module's log line.
 
 use jisr_e2e::{Envoy, EnvoyConfig, Listener, module_filter};
 
@@ -37,6 +43,10 @@ fn malformed_auth_json_is_refused_with_the_parse_error() {
     assert_logged(&log, "at line 1 column");
 }
 
+/// JSON of the wrong shape is refused with the reason. The module gets the raw bytes of the
+/// `google.protobuf.StringValue`'s `value` (here `auth`'s JSON); with no `filter_config` at all it
+/// gets zero-length bytes, and `auth` reports `invalid JSON: EOF while parsing a value at line 1
+/// column 0`.
 #[test]
 fn auth_config_with_wrong_shape_is_refused() {
     let log = refused("auth", "auth", Some(r#"{"keys":["key-1"]}"#));

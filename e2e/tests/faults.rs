@@ -379,6 +379,10 @@ fn middleware_panic_is_a_500_and_the_chain_keeps_working() {
 
 /// A factory that panics refuses the config: Envoy exits with an error status (not a signal)
 /// and the log names the filter and the panic message.
+///
+/// The log has `[error][dynamic_modules] [:] jisr: filter 'hello_factory' config factory panicked:
+/// <message>` and Envoy's generic `Failed to create filter config: Failed to initialize dynamic
+/// module`.
 #[test]
 fn factory_panic_refuses_the_config_without_a_crash() {
     let cfg = EnvoyConfig::new()
@@ -470,6 +474,9 @@ fn waker_woken_ten_thousand_times_and_after_the_stream_ended() {
 /// A body past Envoy's buffer limit (1 MiB by default): with `limit_body(4096)` the handler
 /// reads a prefix and the 3 MiB body streams through; with a limit above Envoy's buffer limit
 /// (8 MiB) the handler holds the body in Envoy's buffer, which overflows: Envoy's 413.
+///
+/// With the 8 MiB limit Envoy answers `413`, `details=request_payload_too_large` (or the client
+/// sees a reset while still uploading), the handler is dropped and nothing goes upstream.
 #[test]
 fn oversized_request_body_with_and_without_a_small_limit() {
     let up = Upstream::start("f-413-up");
@@ -528,6 +535,9 @@ fn raw_exchange(port: u16, raw: &[u8]) -> String {
 /// Header values with bytes that are not UTF-8 (obs-text), written on a raw socket: the
 /// module reads them as bytes (`auth` finds no such key: 401; `attrs` copies the user agent),
 /// and they reach the upstream.
+///
+/// `attrs` copies a `user-agent` of `caf\xe9 \xc3\x28` lossily, and the raw header reaches the
+/// upstream; `auth` answers `401 jisr_auth_unknown_key`.
 #[test]
 fn header_values_that_are_not_utf8() {
     let up = Upstream::start("f-utf8-up");
@@ -621,6 +631,8 @@ fn very_many_headers() {
 /// A 60 KiB header value: with Envoy's default `max_request_headers_kb` (60) the head is too
 /// big and Envoy answers 431; with `max_request_headers_kb: 96` on the HCM the value reaches
 /// the module (`auth` compares it: 401) and passes through `hello` to the upstream intact.
+///
+/// With the default the access log shows `details=http1.headers_too_large`.
 #[test]
 fn header_value_of_60_kib() {
     let up = Upstream::start("f-big-up");

@@ -22,6 +22,12 @@ fn hello_envoy(up: &Upstream) -> Envoy {
 
 /// One Envoy, several requests: what the upstream saw, the access log, the module log line and
 /// the exact counter value.
+///
+/// The counter `hello_requests_total` shows in `/stats` as
+/// `dynamicmodulescustom.hello_requests_total`, and in Prometheus format as
+/// `envoy_dynamicmodulescustom_hello_requests_total{} N`. It exists at 0 as soon as the config
+/// loads, and the count is exact: N requests give N, with no double count from response hooks,
+/// visible in `/stats` right away (no flush interval needed).
 #[test]
 fn hello_injects_header_logs_sets_metadata_and_counts() {
     let up = Upstream::start("hello-up");
@@ -100,8 +106,13 @@ fn hello_injects_header_logs_sets_metadata_and_counts() {
 }
 
 /// The ABI string matched Envoy 1.40 (info line once per `.so`; the deprecation warning on
-/// 1.38/1.39), and loading the module twice
-/// (two filter configs) initialised it once.
+/// 1.38/1.39), and loading the module twice (two filter configs) initialised it once.
+///
+/// The line is `Dynamic module ABI version v0.2.0 matched.`, at info in `[dynamic_modules]`. It
+/// appears once per `.so` per Envoy process, however many filter configs use the module: the two
+/// filters from `libhello.so` here (`hello` and `attrs`) give one line, and so do two `auth`
+/// listeners (`auth::two_listeners_share_the_module_but_not_the_keys`). Three modules give three
+/// lines (the `demo` binary loads three).
 #[test]
 fn abi_version_matched_once_per_module() {
     let up = Upstream::start("abi-up");
@@ -122,6 +133,11 @@ fn abi_version_matched_once_per_module() {
 
 /// The `attrs` filter copies what Envoy reports into request headers; compare with what the
 /// client did and what the upstream saw.
+///
+/// Seen: the path with its query (`/a/b?q=1`), the method, the host (`:authority`), scheme `http`,
+/// protocol `HTTP/1.1`, the user agent, source address `127.0.0.1:<client port>`, the source port,
+/// and the request id. The request id equals the `x-request-id` the upstream receives, and it
+/// changes per request on the same connection.
 #[test]
 fn attrs_report_path_method_host_scheme_protocol_source_and_request_id() {
     let up = Upstream::start("attrs-up");

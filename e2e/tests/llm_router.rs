@@ -176,6 +176,13 @@ fn requests(envoy: &Envoy, cluster: &str) -> Option<u64> {
 /// Each body lands on its model's cluster: 200 B and 64 KiB with `model` first, no `model`,
 /// `model` only after the first 8 KiB, `model` nested in another object, no body; a 1 MiB body
 /// is forwarded intact. Counters, access-log metadata and the TTFB histogram agree.
+///
+/// The handler reads the body, then sets `x-cluster` and clears the route cache; Envoy then routes
+/// to that cluster (`%UPSTREAM_CLUSTER%` matches), for bodies of 200 B to 1 MiB. Without the clear,
+/// Envoy answers `503`: the route was resolved before the header existed. That was checked once by
+/// removing the call; no standing test covers it. The labelled histogram shows in
+/// `/stats?type=Histograms` as `dynamicmodulescustom.llm_router_ttfb_ms.cluster.<c>` after the
+/// stats flush.
 #[test]
 fn model_picks_the_cluster_and_the_body_goes_through_intact() {
     let s = setup();
@@ -277,6 +284,10 @@ fn model_picks_the_cluster_and_the_body_goes_through_intact() {
 
 /// Streamed answers: token usage from OpenAI and Anthropic streams (never from the text of a
 /// delta) is added to the per-cluster token counters once each stream ends.
+///
+/// The counters (`llm_router_input_tokens{cluster}`, `llm_router_output_tokens{cluster}`), added
+/// when an Observe-mode SSE response ends, are exact: 2×11 and 2×7 for OpenAI, 25 and 15 for
+/// Anthropic. A labelled counter for a cluster whose stream reported no usage stays absent.
 #[test]
 fn sse_usage_feeds_the_token_counters() {
     let s = setup();

@@ -44,6 +44,12 @@ fn line_of(log: &str, needle: &str) -> usize {
 /// The abort build warns at build time, warns once at load (before Envoy's ABI line, at
 /// warning level), still serves, and a handler panic then takes Envoy down: the warning is
 /// true.
+///
+/// Building jisr with `panic = "abort"` (a profile or `-C panic=abort`) prints a compiler warning,
+/// and the loaded module logs once, before the ABI line: `[warning][dynamic_modules] [:] jisr: this
+/// module was built with panic = "abort": a panicking handler aborts Envoy instead of answering
+/// 500; build with panic = "unwind"`. The first handler panic aborts Envoy (`SIGABRT`); the
+/// client's connection closes without an answer.
 #[test]
 fn abort_build_warns_at_build_and_load_and_a_panic_aborts_envoy() {
     let built = build_example_with_profile("fault_fixture", "panic-abort");
@@ -92,6 +98,8 @@ fn abort_build_warns_at_build_and_load_and_a_panic_aborts_envoy() {
 }
 
 /// The normal build loads without the warning (and with the ABI line, so the module loaded).
+///
+/// A normal build logs no such line and answers a panic with `500`.
 #[test]
 fn unwind_build_does_not_warn() {
     let up = Upstream::start("unwind-up");

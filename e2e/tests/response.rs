@@ -95,6 +95,10 @@ fn access_line_for(envoy: &Envoy, listener: &str, path: &str) -> String {
 
 /// Passthrough: the status is stamped on upstream responses of any status, the metadata set in
 /// the response handler reaches the access log, and a waiting handler holds the response.
+///
+/// `x-jisr-stamp: <status>` reaches the client on 200 and 404 upstream answers. A handler that
+/// waits 200 ms for another thread holds the headers and the body: the client gets both after at
+/// least 200 ms, with the headers the handler set after the wait. A 300 KB body passes intact.
 #[test]
 fn passthrough_stamps_the_status_and_can_hold_the_response() {
     let up = upstream("stamp-up");
@@ -139,6 +143,12 @@ fn passthrough_stamps_the_status_and_can_hold_the_response() {
 
 /// Observe: the counter incremented chunk by chunk in the response handler is exact in /stats,
 /// and the metadata set at the end of the body is in the access log.
+///
+/// The counter is exact in `/stats` and in Prometheus format
+/// (`envoy_dynamicmodulescustom_resp_tap_bytes_total{} 228456`); the metadata shows through
+/// `%DYNAMIC_METADATA(..)%`. Metadata numbers use exponent form when that is shorter (Envoy's
+/// number format): 100000 logs as `1e+05`, while 123456, 5000 and 0 log as they are. Use
+/// `set_metadata_str` when the exact digits matter.
 #[test]
 fn observe_counts_response_bytes_into_stats_and_access_log() {
     let up = upstream("tap-up");
@@ -187,6 +197,9 @@ fn observe_counts_response_bytes_into_stats_and_access_log() {
 
 /// Buffer: JSON objects get `"x_jisr_rewritten": true` with a right content-length (or stay
 /// chunked); anything else passes byte for byte.
+///
+/// Non-JSON bodies and bodies that do not parse as JSON objects pass byte for byte with their
+/// original `content-length`. Keep-alive works across rewritten responses.
 #[test]
 fn buffer_rewrites_json_objects_and_leaves_the_rest() {
     let up = upstream("rewrite-up");
@@ -240,6 +253,10 @@ fn buffer_rewrites_json_objects_and_leaves_the_rest() {
 /// A response handler that panics before the headers left (Passthrough) gives a 500 with
 /// `jisr_handler_panic`; after the headers left (Observe, mid-body) the stream is reset. The
 /// same worker keeps serving.
+///
+/// In the Observe case the client gets the `200` head and then a cut body (stream reset), and the
+/// access log cannot tell this apart: it shows `code=200 details=via_upstream flags=-`. Only the
+/// module's error line (`handler of filter 'tap' panicked`) says what happened.
 #[test]
 fn response_phase_panic_fails_closed_and_envoy_keeps_serving() {
     let up = upstream("panic-up");
@@ -285,6 +302,10 @@ fn response_phase_panic_fails_closed_and_envoy_keeps_serving() {
 
 /// The client leaves while a Passthrough response handler waits: the handler is dropped at
 /// once, the late wake is harmless, and Envoy serves the next request.
+///
+/// The upstream answered, and the Passthrough handler was waiting 1 s: it is dropped in well under
+/// 0.8 s. The access log shows `code=200 details=downstream_remote_disconnect`: the code is the
+/// held upstream status, not 0. Metadata the handler would have set logs `-`. Envoy stays ready.
 #[test]
 fn client_disconnect_while_response_handler_pending() {
     let up = upstream("disc-up");
@@ -321,6 +342,12 @@ fn client_disconnect_while_response_handler_pending() {
 /// The upstream closes (FIN) or resets (RST) mid-body under an Observe tap: the handler's read
 /// ends with `BodyError::Aborted` (counted, and the bytes seen so far in the access log); a
 /// reset before any response is Envoy's 503; Envoy keeps serving.
+///
+/// The upstream announces 10 000 bytes and sends 3000 before a FIN, or sends one 4000-byte chunk
+/// before an RST. The client gets the `200` head and a body that does not end cleanly. Counter
+/// increments and metadata set during the last poll still land: `resp_tap_aborted_total` counts it,
+/// and the access log shows `resp_tap:aborted_after=3000` (or `4000`), with
+/// `details=upstream_reset_after_response_started{protocol_error} flags=UPE`.
 #[test]
 fn upstream_close_or_reset_mid_body_aborts_the_tap() {
     let up = upstream("cut-up");

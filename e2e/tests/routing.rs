@@ -34,6 +34,13 @@ fn assert_logged(log: &str, needle: &str) {
 
 /// A per-route config the module's parser rejects stops Envoy at load: the module's line gives
 /// the reason, Envoy's own line only says a per-route config failed (spelled `pre-route`).
+///
+/// Envoy exits non-zero. On 1.40 the module's line is `[error][dynamic_modules] [:] jisr: per-route
+/// config 'callout' rejected: "timeout_ms" must be a whole number of milliseconds` (or `invalid
+/// JSON: trailing comma ...`); 1.38/1.39 print `[error][dynamic_modules]
+/// [source/extensions/dynamic_modules/abi_impl.cc:60] jisr: ...` instead of `[:] jisr: ...`.
+/// Envoy's own line is generic, and misspelt: `Failed to create pre-route filter config: Failed to
+/// initialize per-route dynamic module`.
 #[test]
 fn bad_per_route_config_is_refused_at_load_with_the_reason() {
     let log = refused_route_config("callout", r#"{"timeout_ms": "soon"}"#);
@@ -73,6 +80,9 @@ fn server(r: &client::Response) -> String {
 /// `set_upstream_override_host` picks one endpoint of a two-endpoint cluster. Envoy accepts any
 /// address (the call returns true); only at load balancing does it matter whether the host is
 /// in the cluster: strict → `503 no_healthy_upstream`, not strict → normal load balancing.
+///
+/// `127.0.0.1:<port of B>` sends every request to B (and likewise for A). With `strict`, an address
+/// that is not in the cluster gets `503 no healthy upstream` (`details=no_healthy_upstream`).
 #[test]
 fn upstream_override_host_picks_the_endpoint() {
     let a = Upstream::start("a");

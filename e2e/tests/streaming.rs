@@ -1,18 +1,15 @@
-//! Replies the filter writes itself, in real Envoy: the `spa` static site (local replies, a
-//! large asset through the streaming writer with backpressure) and `stream_demo` (server-sent
-//! events paced by another thread).
+//! Replies the filter writes itself, in real Envoy: the `spa` static site (local replies with
+//! headers) and `stream_demo` (server-sent events paced by another thread).
 //!
-//! Not here yet: `/big.bin` streamed past Envoy's downstream high watermark (backpressure with
-//! a slow client). It crashes Envoy 1.40 with the current crate; the reproduction is kept out of
-//! the suite until that is fixed.
+//! The spa's large asset (`/big.bin`) streamed past Envoy's downstream high watermark, to fast,
+//! stalled and departing clients, is tested in `backpressure.rs`.
 
 use jisr_e2e::client;
 use jisr_e2e::{Envoy, EnvoyConfig, Listener, Upstream, access_field, module_filter};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(5);
-/// Size of the spa's `/big.bin` here. Streaming it whole is not tested yet: every streamed
-/// reply that crosses Envoy's 1 MiB downstream watermark crashes Envoy 1.40 (see the report).
+/// Size of the spa's `/big.bin` here. This file does not stream it; `backpressure.rs` does.
 const BIG: usize = 32 * 1024 * 1024;
 
 fn stream_envoy(up: &Upstream) -> Envoy {
@@ -31,6 +28,8 @@ fn stream_envoy(up: &Upstream) -> Envoy {
 
 /// Files with their content types and cache headers, etags with 304, the index.html fallback,
 /// and 405; nothing reaches the upstream.
+///
+/// The local replies' details (`spa_file`) show in the access log.
 #[test]
 fn spa_serves_files_with_types_and_cache_headers_and_falls_back_to_index() {
     let up = Upstream::start("spa-up");
@@ -106,6 +105,10 @@ fn spa_serves_files_with_types_and_cache_headers_and_falls_back_to_index() {
 }
 
 /// Events arrive one by one as the other thread produces them, not all at the end.
+///
+/// The head arrives at once (under 120 ms), before the first event. Each event arrives when the
+/// other thread produces it (150 ms apart), chunked to an HTTP/1 client, and the text is exact. A
+/// client that leaves mid-stream ends the handler (its next `send` fails), and Envoy stays ready.
 #[test]
 fn sse_stream_is_paced_by_another_thread() {
     let up = Upstream::start("sse-up");

@@ -75,6 +75,14 @@ fn trailer<'a>(r: &'a client::Response, name: &str) -> Option<&'a str> {
 
 /// Buffer mode completes at the trailers (the handler sees them) and forwards them unchanged;
 /// the JSON body is rewritten, a text body passes as is. Observe mode passes them too.
+///
+/// Without `http_protocol_options: { enable_trailers: true }` on the HCM, the client gets the
+/// chunked body but no trailers. With it on the HCM, and on the cluster
+/// (`HttpProtocolOptions.explicit_http_config.http_protocol_options`), `x-checksum: 42` and
+/// `x-other: a b` reach the client. The handler's `read_to_end` ends at the trailers and
+/// `resp.trailer("x-checksum")` is visible. Response header changes made after that still reach the
+/// client (`x-jisr-saw-trailers`), because the headers are still held. The rewritten body and the
+/// trailers are forwarded unchanged, and keep-alive works.
 #[test]
 fn buffer_mode_completes_at_response_trailers_and_forwards_them() {
     let up = upstream();
@@ -118,6 +126,10 @@ fn buffer_mode_completes_at_response_trailers_and_forwards_them() {
 
 /// A request handler reads the body to its end at the request trailers and sees them; the
 /// trailers still reach the upstream unchanged.
+///
+/// The handler reads `x-req-checksum`. Request headers it sets afterwards reach the upstream
+/// (`x-jisr-req-checksum`, `x-jisr-req-body-len: 11`), and metadata set then is in the access log.
+/// Without trailers, the read ends at the terminal chunk.
 #[test]
 fn request_trailers_are_readable_by_a_handler_and_forwarded() {
     let up = upstream();
