@@ -106,3 +106,68 @@ fn figures_are_mirrored_into_envoy_stats_every_16_streams() {
     );
     assert_eq!(f.metric("jisr_idle_slots.introspected_boom"), Some(0));
 }
+
+async fn wait_forever(_req: jisr::Request<'_>, _w: jisr::ResponseWriter<'_>) {
+    std::future::pending::<()>().await;
+}
+
+/// A worker's lane keeps at most 256 idle slots: a burst of 300 concurrent streams on one
+/// thread leaves 256 for reuse and frees the rest.
+#[test]
+fn a_lane_keeps_a_bounded_number_of_idle_slots() {
+    let f = jisr::testing::TestFilter::new(
+        |r| {
+            r.register("burst", wait_forever);
+        },
+        "burst",
+        b"",
+    )
+    .unwrap();
+    let mut streams: Vec<_> = (0..300).map(|_| f.stream()).collect();
+    for s in &mut streams {
+        s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    }
+    assert_eq!(f.stats().in_flight, 300);
+    drop(streams);
+    let st = f.stats();
+    assert_eq!(
+        (st.in_flight, st.slots_allocated, st.idle_slots),
+        (0, 300, 256)
+    );
+}
+
+async fn hello_header(mut req: jisr::Request<'_>, _w: jisr::ResponseWriter<'_>) {
+    req.set_header("x-hello", "1");
+}
+
+/// Two threads driving one config use separate lanes: both reuse their own slots and the
+/// totals add up.
+#[test]
+fn threads_use_their_own_lanes_and_totals_add_up() {
+    use jisr::testing::bench::BenchFilter;
+    let f = BenchFilter::new(
+        |r| {
+            r.register("hello", hello_header);
+        },
+        "hello",
+        b"",
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut session = f.session();
+                for _ in 0..1000 {
+                    session.begin(&[(":method", "GET"), (":path", "/")]);
+                    session.request_headers(true);
+                    session.end();
+                }
+            });
+        }
+    });
+    let st = f.stats();
+    assert_eq!(st.streams, 2000);
+    assert_eq!(st.in_flight, 0);
+    assert_eq!(st.slots_allocated, 2, "one slot per thread, reused");
+    assert_eq!(st.idle_slots, 2);
+}

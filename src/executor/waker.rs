@@ -141,18 +141,20 @@ impl WakeCell {
 
 /// Returns a cell ready for a new stream, reusing `cell` when no stale waker holds it.
 pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
-    // `Arc::get_mut` succeeds only when this is the last reference, and it synchronises with
-    // the release of every other one (an acquire on the counts), so the last wake of a stale
-    // waker on another thread happens before the reset below. jisr never makes `Weak`s of a
-    // cell, and nobody can start holding it meanwhile: cloning a waker needs a reference.
+    // Nobody can start holding the cell meanwhile: cloning a waker needs a reference.
     fn reuse(cell: &mut Arc<WakeCell>) -> bool {
-        let Some(c) = Arc::get_mut(cell) else {
+        // No read-modify-write on the stream path: a relaxed load of the count, then an acquire
+        // fence, which synchronises with the release decrement of every waker dropped on
+        // another thread (so its last wake happens before the reset below). jisr never makes
+        // `Weak`s of a cell, so a count of one means this is the only reference.
+        if Arc::strong_count(cell) != 1 {
             return false;
-        };
-        *c.state.get_mut() = 0;
-        *c.commits.get_mut() = 0;
-        // `kill` released any scheduler; drop one left behind by a stream that never ended.
-        *c.scheduler.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        // `kill` released any scheduler (it does whenever one was installed).
+        debug_assert!(cell.state.load(Ordering::Relaxed) & HAS_SCHED == 0 || cell.lock().is_none());
+        cell.state.store(0, Ordering::Relaxed);
+        cell.commits.store(0, Ordering::Relaxed);
         true
     }
     if reuse(cell) {

@@ -312,19 +312,14 @@ where
             }
         }
         if let Some(envoy) = &core.meta.envoy {
+            let this = crate::filter::stats::Finishing {
+                polls: core.task.polls.get(),
+                wakes_inline: core.task.repolls.get(),
+                wakes_scheduled: core.task.commits(),
+            };
             let pool = &self.cfg().pool;
             core.with_host(|host| {
-                envoy.on_stream_end(host, &core.meta.name, || {
-                    let mut now = crate::filter::stats::FilterStatsSnapshot::new(
-                        pool.stats(),
-                        &core.meta.stats,
-                    );
-                    // This stream's own figures reach the pool only when it is destroyed.
-                    now.polls += core.task.polls.get();
-                    now.wakes_inline += core.task.repolls.get();
-                    now.wakes_scheduled += core.task.commits();
-                    now
-                })
+                envoy.on_stream_end(host, &core.meta.name, pool, &core.meta.stats, this)
             });
         }
         self.finish();

@@ -1,9 +1,9 @@
 //! Per-config figures for introspection, and their mirror in Envoy stats.
 
-use crate::executor::pool::{PoolStats, StatsSource};
+use crate::executor::pool::{Idle, LANES, Pool, PoolStats, StatsSource, lane_index};
 use crate::filter::core::{FilterMeta, FilterStats};
 use crate::host::{ConfigHost, Host, MetricKind, MetricOp};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Figures of one filter config (all its workers).
@@ -17,7 +17,7 @@ pub struct FilterStatsSnapshot {
     pub polls: u64,
     /// Stream slots ever allocated (slots are reused; this grows only with concurrency).
     pub slots_allocated: u64,
-    /// Idle slots kept for reuse (at most 1024 per config).
+    /// Idle slots kept for reuse (at most 256 per worker and config).
     pub idle_slots: u64,
     /// Handler panics caught.
     pub panics: u64,
@@ -92,12 +92,37 @@ pub(crate) struct EnvoyStats {
     wakes: usize,
     in_flight: usize,
     idle: usize,
-    tick: AtomicU32,
-    last: Mutex<FilterStatsSnapshot>,
+    /// What each worker lane reported so far (written only by that lane's thread).
+    lanes: Box<[Reported]>,
+    /// Threads without a lane report the config's totals, under this lock.
+    shared: Mutex<FilterStatsSnapshot>,
+    /// Panics reported so far (panics are counted per config, not per lane).
+    panics_reported: AtomicU64,
 }
 
-/// Finished streams between two flushes to Envoy.
-const FLUSH_EVERY: u32 = 16;
+/// What one lane has reported to Envoy (single-writer atomics), on its own cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct Reported {
+    tick: AtomicU64,
+    streams: AtomicU64,
+    polls: AtomicU64,
+    wakes_inline: AtomicU64,
+    wakes_scheduled: AtomicU64,
+    in_flight: AtomicU64,
+    idle: AtomicU64,
+}
+
+/// Finished streams (per worker) between two flushes to Envoy.
+const FLUSH_EVERY: u64 = 16;
+
+/// This stream's own figures, which reach the pool only when it is destroyed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Finishing {
+    pub(crate) polls: u64,
+    pub(crate) wakes_inline: u64,
+    pub(crate) wakes_scheduled: u64,
+}
 
 impl EnvoyStats {
     /// Defines the metrics; the error names the metric Envoy refused and its result code.
@@ -113,25 +138,111 @@ impl EnvoyStats {
             wakes: def(MetricKind::Counter, "jisr_wakes_total", &["filter", "path"])?,
             in_flight: def(MetricKind::Gauge, "jisr_streams_in_flight", &["filter"])?,
             idle: def(MetricKind::Gauge, "jisr_idle_slots", &["filter"])?,
-            tick: AtomicU32::new(0),
-            last: Mutex::new(FilterStatsSnapshot::default()),
+            lanes: (0..LANES).map(|_| Reported::default()).collect(),
+            shared: Mutex::new(FilterStatsSnapshot::default()),
+            panics_reported: AtomicU64::new(0),
         })
     }
 
     /// Called when a stream finishes (on the worker, with its host): every `FLUSH_EVERY`
-    /// streams, adds what changed since the last flush.
-    pub(crate) fn on_stream_end(
+    /// streams of this worker, reports what changed on this worker since its last report.
+    ///
+    /// Each worker reports only its own lane's figures (counter increments, gauge changes),
+    /// so workers never read each other's counters or take a lock; Envoy's stats are the sums.
+    pub(crate) fn on_stream_end<T: Idle>(
         &self,
         host: &dyn Host,
         name: &str,
-        now: impl FnOnce() -> FilterStatsSnapshot,
+        pool: &Pool<T>,
+        stats: &FilterStats,
+        this: Finishing,
     ) {
-        if self.tick.fetch_add(1, Ordering::Relaxed) % FLUSH_EVERY != 0 {
+        let f = name.as_bytes();
+        let Some((lane, now)) = lane_index().zip(pool.own_lane()) else {
+            return self.report_shared(host, f, pool, stats, this);
+        };
+        let r = &self.lanes[lane];
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let tick = load(&r.tick);
+        r.tick.store(tick.wrapping_add(1), Ordering::Relaxed);
+        if tick % FLUSH_EVERY != 0 {
             return;
         }
-        let now = now();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let f = name.as_bytes();
+        let counter = |id: usize, labels: &[&[u8]], cell: &AtomicU64, value: u64| {
+            let d = value.wrapping_sub(load(cell));
+            if d != 0 {
+                host.metric(MetricOp::CounterAdd, id, labels, d);
+                cell.store(value, Ordering::Relaxed);
+            }
+        };
+        // The stream being finished counts as ended already.
+        counter(self.streams, &[f], &r.streams, now.started);
+        counter(
+            self.polls,
+            &[f],
+            &r.polls,
+            now.polls.wrapping_add(this.polls),
+        );
+        counter(
+            self.wakes,
+            &[f, b"inline"],
+            &r.wakes_inline,
+            now.wakes_inline.wrapping_add(this.wakes_inline),
+        );
+        counter(
+            self.wakes,
+            &[f, b"scheduler"],
+            &r.wakes_scheduled,
+            now.wakes_scheduled.wrapping_add(this.wakes_scheduled),
+        );
+        let gauge = |id: usize, cell: &AtomicU64, value: u64| {
+            let d = value.wrapping_sub(load(cell)) as i64;
+            if d >= 0 {
+                // Also when unchanged: the gauge then exists in Envoy's stats from the start.
+                host.metric(MetricOp::GaugeAdd, id, &[f], d as u64);
+            } else {
+                host.metric(MetricOp::GaugeSub, id, &[f], d.unsigned_abs());
+            }
+            cell.store(value, Ordering::Relaxed);
+        };
+        // A lane's own in-flight count may be "negative" (a stream started on another lane);
+        // the wrapping differences still add up to the config's count in Envoy.
+        gauge(
+            self.in_flight,
+            &r.in_flight,
+            now.started.wrapping_sub(now.ended).wrapping_sub(1),
+        );
+        gauge(self.idle, &r.idle, now.idle);
+        self.report_panics(host, f, stats);
+    }
+
+    /// Panics are counted per config: reported by whichever worker sees new ones (a
+    /// read-modify-write only when there are).
+    fn report_panics(&self, host: &dyn Host, f: &[u8], stats: &FilterStats) {
+        let panics = stats.panics.load(Ordering::Relaxed);
+        if panics != self.panics_reported.load(Ordering::Relaxed) {
+            let before = self.panics_reported.swap(panics, Ordering::Relaxed);
+            if panics > before {
+                host.metric(MetricOp::CounterAdd, self.panics, &[f], panics - before);
+            }
+        }
+    }
+
+    /// A thread without a lane of its own reports the config's totals against what was
+    /// reported that way before, under a lock.
+    fn report_shared<T: Idle>(
+        &self,
+        host: &dyn Host,
+        f: &[u8],
+        pool: &Pool<T>,
+        stats: &FilterStats,
+        this: Finishing,
+    ) {
+        let mut last = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = FilterStatsSnapshot::new(pool.stats(), stats);
+        now.polls += this.polls;
+        now.wakes_inline += this.wakes_inline;
+        now.wakes_scheduled += this.wakes_scheduled;
         let add = |id: usize, labels: &[&[u8]], d: u64| {
             if d > 0 {
                 host.metric(MetricOp::CounterAdd, id, labels, d);
@@ -139,7 +250,6 @@ impl EnvoyStats {
         };
         add(self.streams, &[f], now.streams.saturating_sub(last.streams));
         add(self.polls, &[f], now.polls.saturating_sub(last.polls));
-        add(self.panics, &[f], now.panics.saturating_sub(last.panics));
         add(
             self.wakes,
             &[f, b"inline"],
@@ -150,14 +260,8 @@ impl EnvoyStats {
             &[f, b"scheduler"],
             now.wakes_scheduled.saturating_sub(last.wakes_scheduled),
         );
-        // The stream being finished is still counted in flight; Envoy shows the settled value.
-        host.metric(
-            MetricOp::GaugeSet,
-            self.in_flight,
-            &[f],
-            now.in_flight.saturating_sub(1),
-        );
-        host.metric(MetricOp::GaugeSet, self.idle, &[f], now.idle_slots);
         *last = now;
+        drop(last);
+        self.report_panics(host, f, stats);
     }
 }
