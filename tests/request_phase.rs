@@ -223,7 +223,7 @@ fn local_reply_stops_and_effects_around_send_apply() {
     assert!(
         f.logs()
             .iter()
-            .any(|(l, m)| *l == 1 && m.contains("send ignored"))
+            .any(|(l, m)| *l == jisr::Level::Debug && m.contains("send ignored"))
     );
 }
 
@@ -334,7 +334,7 @@ fn panic_fails_closed_with_500_and_next_stream_works() {
     let reply = s.local_reply().unwrap();
     assert_eq!(reply.status, 500);
     assert_eq!(reply.details, jisr::PANIC_DETAILS);
-    assert!(f.logs().iter().any(|(l, m)| *l == 4
+    assert!(f.logs().iter().any(|(l, m)| *l == jisr::Level::Error
         && m.contains("filter 'boom' panicked")
         && m.contains("boom requested")));
     drop(s);
@@ -463,7 +463,7 @@ fn metrics_with_labels_and_label_mismatch_is_reported() {
     assert!(
         f.logs()
             .iter()
-            .any(|(l, m)| *l == 1 && m.contains("metric update dropped"))
+            .any(|(l, m)| *l == jisr::Level::Debug && m.contains("metric update dropped"))
     );
 }
 

@@ -418,7 +418,7 @@ fn item06_raw_factory_panic_does_not_unwind() {
     assert!(
         f.logs()
             .iter()
-            .any(|(l, m)| *l == 4 && m.contains("factory failed"))
+            .any(|(l, m)| *l == jisr::Level::Error && m.contains("factory failed"))
     );
 }
 
@@ -684,7 +684,7 @@ fn item12_drop_panic_keeps_the_slot_clean() {
     assert!(
         f.logs()
             .iter()
-            .any(|(l, m)| *l == 4 && m.contains("future drop failed"))
+            .any(|(l, m)| *l == jisr::Level::Error && m.contains("future drop failed"))
     );
 }
 

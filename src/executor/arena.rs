@@ -75,7 +75,8 @@ impl Arena {
         if bytes.is_empty() {
             return &[];
         }
-        for &(addr, len) in self.recent.get().iter() {
+        let recent = self.recent.get();
+        for &(addr, len) in recent.iter().take_while(|r| r.1 != 0) {
             if len == bytes.len() {
                 // SAFETY: a recent entry is a copy handed out earlier in this stream; its bytes
                 // stay valid and unchanged until `reset`, which needs `&mut self`.
@@ -98,7 +99,7 @@ impl Arena {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_ptr(), bytes.len()) };
         // SAFETY: the bytes were just written and are never written again before `reset`.
         let out = unsafe { core::slice::from_raw_parts(dst.as_ptr() as *const u8, bytes.len()) };
-        let mut recent = self.recent.get();
+        let mut recent = recent;
         recent.rotate_right(1);
         recent[0] = (out.as_ptr() as usize, out.len());
         self.recent.set(recent);
@@ -137,6 +138,9 @@ impl Arena {
     /// Forgets every copy (the caller holds `&mut`, so none is borrowed) and keeps at most
     /// [`RETAINED`] bytes of blocks for the next stream.
     pub(crate) fn reset(&mut self) {
+        if *self.total.get_mut() == 0 {
+            return;
+        }
         let blocks = self.blocks.get_mut();
         let mut kept = 0;
         let mut keep_n = 0;

@@ -133,9 +133,18 @@ impl<T> Default for Pool<T> {
 pub(crate) fn lane_index() -> Option<usize> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static LANE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        // `usize::MAX` until the thread first asks (a const initialiser keeps the access cheap).
+        static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
-    LANE.try_with(|l| *l).ok().filter(|&l| l < LANES)
+    let lane = LANE
+        .try_with(|l| {
+            if l.get() == usize::MAX {
+                l.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            l.get()
+        })
+        .ok()?;
+    (lane < LANES).then_some(lane)
 }
 
 impl<T> Pool<T> {

@@ -210,7 +210,9 @@ impl Callouts {
     /// Readies the table for a new stream (no future of the previous stream is alive).
     pub(crate) fn reset(&mut self) {
         for e in self.entries.get_mut().iter_mut() {
-            e.recycle();
+            if e.state != State::Free {
+                e.recycle();
+            }
         }
         *self.opening.get_mut() = None;
     }
@@ -245,6 +247,13 @@ impl Default for CalloutHeaders {
 }
 
 impl CalloutHeaders {
+    /// Forgets every header, in place.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+        self.truncated = false;
+    }
+
     pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) {
         let start = self.bytes.len();
         if self.spans.is_full() || self.bytes.remaining_capacity() < key.len() + value.len() {

@@ -237,7 +237,10 @@ impl StreamCore {
         self.callouts.reset();
         self.streams.reset();
         self.arena.reset();
-        self.reply.get_mut().clear();
+        let reply = self.reply.get_mut();
+        if reply.armed || reply.capacity() > 0 {
+            reply.clear();
+        }
         let snapshot = self.snapshot.get_mut();
         snapshot.clear();
         if snapshot.capacity() > RETAINED_SNAPSHOT {

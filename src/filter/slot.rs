@@ -163,10 +163,13 @@ where
         if req == Cleared::Busy {
             return req;
         }
-        let value = self.value.borrow_mut().take();
-        let value = match crate::executor::catch(move || drop(value)) {
-            Ok(()) => Cleared::Clean,
-            Err(msg) => Cleared::Panicked(msg),
+        let value = match self.value.borrow_mut().take() {
+            // Usually taken by the response handler already: nothing to drop.
+            None => Cleared::Clean,
+            Some(v) => match crate::executor::catch(move || drop(v)) {
+                Ok(()) => Cleared::Clean,
+                Err(msg) => Cleared::Panicked(msg),
+            },
         };
         resp.and(req).and(value)
     }

@@ -158,7 +158,7 @@ impl EnvoyStats {
         this: Finishing,
     ) {
         let f = name.as_bytes();
-        let Some((lane, now)) = lane_index().zip(pool.own_lane()) else {
+        let Some(lane) = lane_index() else {
             return self.report_shared(host, f, pool, stats, this);
         };
         let r = &self.lanes[lane];
@@ -168,6 +168,9 @@ impl EnvoyStats {
         if tick % FLUSH_EVERY != 0 {
             return;
         }
+        let Some(now) = pool.own_lane() else {
+            return;
+        };
         let counter = |id: usize, labels: &[&[u8]], cell: &AtomicU64, value: u64| {
             let d = value.wrapping_sub(load(cell));
             if d != 0 {

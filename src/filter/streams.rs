@@ -50,13 +50,13 @@ impl StreamState {
         self.slot = Slot::Free;
         self.generation = self.generation.wrapping_add(1);
         self.status = 0;
-        self.headers = CalloutHeaders::default();
+        self.headers.clear();
         self.got_headers = false;
         self.data.clear();
         if self.data.capacity() > RETAINED_DATA {
             self.data = Vec::new();
         }
-        self.trailers = CalloutHeaders::default();
+        self.trailers.clear();
         self.ended = false;
         self.complete = false;
         self.reset = None;
@@ -96,6 +96,8 @@ pub(crate) struct Ticket {
 pub(crate) struct Streams {
     entries: [RefCell<StreamState>; MAX_STREAMS],
     opening: Cell<Option<usize>>,
+    /// Whether any entry was opened since the last reset (most streams open none).
+    used: Cell<bool>,
 }
 
 impl Streams {
@@ -106,6 +108,7 @@ impl Streams {
                 continue;
             };
             if st.slot == Slot::Free {
+                self.used.set(true);
                 st.slot = Slot::Opening;
                 self.opening.set(Some(index));
                 return Some(Ticket {
@@ -221,6 +224,9 @@ impl Streams {
 
     /// Readies the table for a new stream (no future of the previous stream is alive).
     pub(crate) fn reset(&mut self) {
+        if !core::mem::take(self.used.get_mut()) {
+            return;
+        }
         for cell in self.entries.iter_mut() {
             cell.get_mut().recycle();
         }

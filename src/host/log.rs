@@ -20,6 +20,20 @@ pub enum Level {
     Critical = 5,
 }
 
+impl Level {
+    /// The level of an ABI log level number (above critical counts as critical).
+    pub(crate) fn from_abi(level: u32) -> Level {
+        match level {
+            0 => Level::Trace,
+            1 => Level::Debug,
+            2 => Level::Info,
+            3 => Level::Warn,
+            4 => Level::Error,
+            _ => Level::Critical,
+        }
+    }
+}
+
 thread_local! {
     // One reusable line buffer per worker: formatting never allocates after warm-up.
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));

@@ -214,9 +214,13 @@ impl TestFilter {
         self.config().idle_slots()
     }
 
-    /// Every log line so far (config and streams), with its level (0 trace … 5 critical).
-    pub fn logs(&self) -> Vec<(u32, String)> {
-        self.logs.borrow().clone()
+    /// Every log line so far (config and streams), with its level.
+    pub fn logs(&self) -> Vec<(crate::Level, String)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(l, m)| (crate::Level::from_abi(*l), m.clone()))
+            .collect()
     }
 }
 
