@@ -129,7 +129,7 @@ async fn body(state: &BodyLimit, mut req: Request<'_>, w: ResponseWriter<'_>) {
 
 fn register(r: &mut Registry) {
     r.register("wait", wait);
-    r.register_with_config("body", load_body, body);
+    r.filter("body").state(load_body).handle(body);
 }
 
 jisr::export!(register);

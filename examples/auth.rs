@@ -9,13 +9,13 @@
 //! Each Envoy filter config gets its own key set: two listeners can share this `.so` with
 //! different keys. A malformed config is refused at load with the parse error.
 //!
-//! `raw_auth` is the same check written against Envoy's hooks ([`jisr::RawFilter`]), for the
+//! `raw_auth` is the same check written against Envoy's hooks ([`jisr::raw::RawFilter`]), for the
 //! load comparison in BENCHMARKS.md: same config, same decision, same 401 replies and details,
 //! same header changes; its counter is `raw_auth_requests_total{result=...}`.
 
 use jisr::{
-    ConfigError, ConfigHandle, Counter, HeadersStatus, RawFactory, RawFilter, RawStream, Registry,
-    Request, ResponseWriter, bind,
+    ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter,
+    raw::{HeadersStatus, RawFactory, RawFilter, RawStream},
 };
 use std::sync::Arc;
 
@@ -117,11 +117,11 @@ impl RawFactory for RawAuthFactory {
 }
 
 fn register(r: &mut Registry) {
-    // The factory runs once per Envoy filter config and returns the handler bound to that
-    // config's own state.
-    r.register_factory("auth", |cfg| {
-        Ok(bind(load(cfg, "auth_requests_total")?, authorize))
-    });
+    // The state function is the filter's factory: it runs once per Envoy filter config, and
+    // `authorize` receives that config's own state.
+    r.filter("auth")
+        .state(|cfg| load(cfg, "auth_requests_total"))
+        .handle(authorize);
     r.register_raw("raw_auth", |cfg| {
         Ok(RawAuthFactory(Arc::new(load(
             cfg,

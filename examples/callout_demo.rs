@@ -28,7 +28,8 @@
 
 use jisr::buffer::json;
 use jisr::{
-    CalloutError, CalloutRequest, ConfigError, ConfigHandle, Registry, Request, ResponseWriter,
+    ConfigError, ConfigHandle, Registry, Request, ResponseWriter,
+    callout::{CalloutError, CalloutRequest},
     join,
 };
 use serde_json::Value;
@@ -199,7 +200,7 @@ async fn parallel(t: &Target, mut req: Request<'_>, w: ResponseWriter<'_>) {
     )
     .await;
     let ms = started.elapsed().as_millis().to_string();
-    let status = |r: Result<jisr::CalloutResponse, CalloutError>| match r {
+    let status = |r: Result<jisr::callout::CalloutResponse, CalloutError>| match r {
         Ok(r) => r.status.to_string(),
         Err(e) => kind(e).to_string(),
     };
@@ -294,13 +295,15 @@ async fn stream_exchange(
 }
 
 fn register(r: &mut Registry) {
-    r.register_with_config("stream", load_target, stream);
-    r.register_with_config("callout", load_target, callout);
+    r.filter("stream").state(load_target).handle(stream);
+    r.filter("callout").state(load_target).handle(callout);
     r.route_config("callout", parse_override);
-    r.register_with_config("parallel", load_target, parallel);
+    r.filter("parallel").state(load_target).handle(parallel);
     r.register("state_set", state_set);
     r.register("state_get", state_get);
-    r.register_with_config("override", load_override, override_host);
+    r.filter("override")
+        .state(load_override)
+        .handle(override_host);
 }
 
 jisr::export!(register);

@@ -71,7 +71,9 @@ async fn attrs(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 }
 
 fn register(r: &mut Registry) {
-    r.register_with_config("hello", load, chain(log_requests, hello));
+    r.filter("hello")
+        .state(load)
+        .handle(chain(log_requests, hello));
     r.register("attrs", attrs);
 }
 

@@ -36,8 +36,8 @@
 
 use jisr::buffer::{UsageTracker, json};
 use jisr::{
-    CalloutRequest, ConfigError, ConfigHandle, Counter, Histogram, Registry, Request, Response,
-    ResponseMode, ResponseWriter,
+    ConfigError, ConfigHandle, Counter, Histogram, Registry, Request, Response, ResponseMode,
+    ResponseWriter, callout::CalloutRequest,
 };
 use std::cell::RefCell;
 use std::time::Instant;
@@ -240,7 +240,9 @@ async fn observe(
 }
 
 fn register(r: &mut Registry) {
-    r.register_response_with_config("llm_router", ResponseMode::Observe, load, route, observe);
+    r.filter("llm_router")
+        .state(load)
+        .respond(ResponseMode::Observe, route, observe);
 }
 
 jisr::export!(register);

@@ -78,7 +78,8 @@ async fn req_trailers(mut req: Request<'_>, w: ResponseWriter<'_>) {
 }
 
 fn register(r: &mut Registry) {
-    r.register_response("rewrite", ResponseMode::Buffer, pass, rewrite);
+    r.filter("rewrite")
+        .respond(ResponseMode::Buffer, pass, rewrite);
     r.register("req_trailers", req_trailers);
 }
 

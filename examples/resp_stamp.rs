@@ -100,7 +100,8 @@ async fn stamp(asked: Asked, mut resp: Response<'_>, w: ResponseWriter<'_>) {
 }
 
 fn register(r: &mut Registry) {
-    r.register_response("stamp", ResponseMode::Passthrough, remember, stamp);
+    r.filter("stamp")
+        .respond(ResponseMode::Passthrough, remember, stamp);
 }
 
 jisr::export!(register);

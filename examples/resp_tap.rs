@@ -12,8 +12,8 @@
 //!   headers already went to the client, so jisr resets the stream.
 
 use jisr::{
-    BodyError, ConfigError, ConfigHandle, Counter, Registry, Request, Response, ResponseMode,
-    ResponseWriter,
+    ConfigError, ConfigHandle, Counter, Registry, Request, Response, ResponseMode, ResponseWriter,
+    handler::BodyError,
 };
 
 struct Tap {
@@ -58,7 +58,9 @@ async fn count(tap: &Tap, panic: bool, mut resp: Response<'_>, w: ResponseWriter
 }
 
 fn register(r: &mut Registry) {
-    r.register_response_with_config("tap", ResponseMode::Observe, load, remember, count);
+    r.filter("tap")
+        .state(load)
+        .respond(ResponseMode::Observe, remember, count);
 }
 
 jisr::export!(register);

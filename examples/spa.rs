@@ -7,7 +7,7 @@
 //!   `cache-control: public, max-age=31536000, immutable`;
 //! - every file has an `etag`; a matching `if-none-match` gets `304` without a body;
 //! - `/big.bin`: a large generated asset (`application/octet-stream`), streamed in 64 KiB
-//!   chunks through [`jisr::StreamWriter`], which waits while the client is not keeping up.
+//!   chunks through [`jisr::response::StreamWriter`], which waits while the client is not keeping up.
 //!   Its size is the `filter_config` (bytes; default 2 MiB). Byte `i` is [`big_byte`]`(i)`.
 //!   Counter `spa_big_chunks_total` counts the chunks handed to Envoy, so a stalled client
 //!   shows up as a count that stops growing;
@@ -145,7 +145,7 @@ async fn big(spa: &Spa, w: ResponseWriter<'_>) {
 }
 
 fn register(r: &mut Registry) {
-    r.register_with_config("spa", load, serve);
+    r.filter("spa").state(load).handle(serve);
 }
 
 jisr::export!(register);

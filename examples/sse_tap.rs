@@ -114,7 +114,9 @@ async fn tap(tap: &Tap, _: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
 }
 
 fn register(r: &mut Registry) {
-    r.register_response_with_config("sse_tap", ResponseMode::Observe, load, mark, tap);
+    r.filter("sse_tap")
+        .state(load)
+        .respond(ResponseMode::Observe, mark, tap);
 }
 
 jisr::export!(register);

@@ -66,32 +66,60 @@ mod filter;
 mod host;
 pub mod testing;
 
+// The everyday names: what a filter with handlers, state, metrics and logs needs.
 pub use api::attr::Attr;
-pub use api::body::{BodyError, ReadBody};
-pub use api::callout::Callout;
-pub use api::callout::{CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse};
-pub use api::callout_stream::{CalloutHead, CalloutStream};
 pub use api::config::{ConfigError, ConfigHandle};
-pub use api::handler::{
-    Chain, Chained, Handler, IntoService, Middleware, Next, NextFuture, StateHandler, chain,
-};
+pub use api::handler::{Next, chain};
 pub use api::join::{join, join3};
 pub use api::log::{Level, LogValue};
-pub use api::metrics::{Counter, Gauge, Histogram, MetricError};
-pub use api::raw::{
-    BodyStatus, HeadersStatus, RawFactory, RawFilter, RawScheduler, RawStream, TrailersStatus,
-};
-pub use api::registry::{Bound, BoundResponse, Registry, bind, bind_response};
-pub use api::request::{HeaderValues, Request};
-pub use api::response::{Response, ResponseError, ResponseMode};
-pub use api::response_handler::{
-    IntoResponseService, ResponseChained, ResponseHandler, ResponseMiddleware, ResponseNext,
-    StateResponseHandler, response_chain,
-};
-pub use api::stats::{FilterStatsSnapshot, INTROSPECTION_FILTER, filter_stats};
-pub use api::stream::{SendData, StreamError, StreamWriter};
+pub use api::metrics::{Counter, Gauge, Histogram};
+pub use api::registry::Registry;
+pub use api::request::Request;
+pub use api::response::{Response, ResponseMode};
 pub use api::writer::ResponseWriter;
-pub use filter::hooks::PANIC_DETAILS;
+
+/// Handler traits, composition and the types request methods return.
+pub mod handler {
+    pub use crate::api::body::{BodyError, ReadBody};
+    pub use crate::api::handler::{
+        Chain, Chained, Handler, IntoService, Middleware, NextFuture, StateHandler,
+    };
+    pub use crate::api::metrics::MetricError;
+    pub use crate::api::registry::FilterBuilder;
+    pub use crate::api::request::HeaderValues;
+}
+
+/// The response phase: response middleware and handler traits, errors, and replies the filter
+/// streams itself.
+pub mod response {
+    pub use crate::api::response::ResponseError;
+    pub use crate::api::response_handler::{
+        IntoResponseService, ResponseChained, ResponseHandler, ResponseMiddleware, ResponseNext,
+        StateResponseHandler, response_chain,
+    };
+    pub use crate::api::stream::{SendData, StreamError, StreamWriter};
+}
+
+/// HTTP callouts to other clusters, unary and streaming.
+pub mod callout {
+    pub use crate::api::callout::{
+        Callout, CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse,
+    };
+    pub use crate::api::callout_stream::{CalloutHead, CalloutStream};
+}
+
+/// The escape hatch: filters written directly against Envoy's hooks, beside jisr filters.
+pub mod raw {
+    pub use crate::api::raw::{
+        BodyStatus, HeadersStatus, RawFactory, RawFilter, RawScheduler, RawStream, TrailersStatus,
+    };
+}
+
+/// Introspection: per-filter figures and the built-in introspection filter.
+pub mod stats {
+    pub use crate::api::stats::{FilterStatsSnapshot, INTROSPECTION_FILTER, filter_stats};
+    pub use crate::filter::hooks::{INTERNAL_DETAILS, PANIC_DETAILS};
+}
 
 /// Exports the Envoy hooks from a `cdylib` crate and registers its filters.
 ///

@@ -5,8 +5,10 @@ mod common;
 use common::GET;
 use jisr::testing::{MetaValue, TestFilter};
 use jisr::{
-    CalloutError, CalloutRequest, HeadersStatus, Registry, Request, Response, ResponseMode,
-    ResponseWriter, join,
+    Registry, Request, Response, ResponseMode, ResponseWriter,
+    callout::{CalloutError, CalloutRequest},
+    join,
+    raw::HeadersStatus,
 };
 use std::time::Duration;
 
@@ -92,7 +94,8 @@ fn register(r: &mut Registry) {
     r.register("parallel", parallel);
     r.register("bad_headers", bad_headers);
     r.register("abandon", abandon);
-    r.register_response("in_response", ResponseMode::Passthrough, pass, in_response);
+    r.filter("in_response")
+        .respond(ResponseMode::Passthrough, pass, in_response);
 }
 
 #[test]

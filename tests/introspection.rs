@@ -4,7 +4,7 @@ mod common;
 
 use common::{GET, Oneshot};
 use jisr::testing::TestFilter;
-use jisr::{HeadersStatus, Registry, Request, ResponseWriter, filter_stats};
+use jisr::{Registry, Request, ResponseWriter, raw::HeadersStatus, stats::filter_stats};
 use std::cell::RefCell;
 
 thread_local! {
@@ -62,7 +62,7 @@ fn figures_count_streams_polls_wakes_slots_and_panics() {
 
 #[test]
 fn builtin_filter_answers_health_version_and_stats() {
-    let f = TestFilter::new(register, jisr::INTROSPECTION_FILTER, b"").unwrap();
+    let f = TestFilter::new(register, jisr::stats::INTROSPECTION_FILTER, b"").unwrap();
     let _other = TestFilter::new(register, "introspected_boom", b"").unwrap();
     let ask = |path: &str| {
         let mut s = f.stream();

@@ -5,7 +5,8 @@ mod common;
 use common::GET;
 use jisr::testing::TestFilter;
 use jisr::{
-    Attr, HeadersStatus, RawFactory, RawFilter, RawStream, Registry, Request, ResponseWriter,
+    Attr, Registry, Request, ResponseWriter,
+    raw::{HeadersStatus, RawFactory, RawFilter, RawStream},
 };
 
 struct RawAuth {

@@ -5,8 +5,9 @@ mod common;
 use common::{DropFlag, Forever, GET, Oneshot, YieldOnce};
 use jisr::testing::{Hook, MetaValue, TestFilter};
 use jisr::{
-    BodyStatus, ConfigError, ConfigHandle, Counter, HeadersStatus, Level, LogValue, Next, Registry,
-    Request, ResponseWriter, TrailersStatus, chain,
+    ConfigError, ConfigHandle, Counter, Level, LogValue, Next, Registry, Request, ResponseWriter,
+    chain,
+    raw::{BodyStatus, HeadersStatus, TrailersStatus},
 };
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -180,11 +181,13 @@ fn register(r: &mut Registry) {
     r.register("read_all", read_all);
     r.register("skip_then_wait", skip_then_wait);
     r.register("headers_api", headers_api);
-    r.register_with_config("metrics", metrics_config, metrics);
+    r.filter("metrics").state(metrics_config).handle(metrics);
     r.register("logs", logs);
     r.register("chain", chain(mw_outer, chain(mw_gate, mw_inner)));
-    r.register_with_config("bad_config", bad_config, noop);
-    r.register_with_config("panicking_config", panicking_config, noop);
+    r.filter("bad_config").state(bad_config).handle(noop);
+    r.filter("panicking_config")
+        .state(panicking_config)
+        .handle(noop);
 }
 
 fn filter(name: &str) -> TestFilter {
@@ -333,7 +336,7 @@ fn panic_fails_closed_with_500_and_next_stream_works() {
     assert_eq!(s.request_headers(&hdrs, true), HeadersStatus::StopIteration);
     let reply = s.local_reply().unwrap();
     assert_eq!(reply.status, 500);
-    assert_eq!(reply.details, jisr::PANIC_DETAILS);
+    assert_eq!(reply.details, jisr::stats::PANIC_DETAILS);
     assert!(f.logs().iter().any(|(l, m)| *l == jisr::Level::Error
         && m.contains("filter 'boom' panicked")
         && m.contains("boom requested")));

@@ -5,9 +5,10 @@ mod common;
 use common::{GET, Oneshot};
 use jisr::testing::{MetaValue, TestFilter};
 use jisr::{
-    BodyError, BodyStatus, ConfigError, ConfigHandle, Counter, HeadersStatus, Registry, Request,
-    Response, ResponseError, ResponseMode, ResponseNext, ResponseWriter, TrailersStatus,
-    bind_response, response_chain,
+    ConfigError, ConfigHandle, Counter, Registry, Request, Response, ResponseMode, ResponseWriter,
+    handler::BodyError,
+    raw::{BodyStatus, HeadersStatus, TrailersStatus},
+    response::{ResponseError, ResponseNext, response_chain},
 };
 use std::cell::RefCell;
 
@@ -152,41 +153,39 @@ async fn counted_resp(s: &Counted, seven: u32, resp: Response<'_>, w: ResponseWr
 }
 
 fn register(r: &mut Registry) {
-    r.register_response("stamp", ResponseMode::Passthrough, method_of, stamp);
-    r.register_response("stamp_later", ResponseMode::Passthrough, pass, stamp_later);
-    r.register_response("tap", ResponseMode::Observe, pass, tap);
-    r.register_response("tap_then_wait", ResponseMode::Observe, pass, tap_then_wait);
-    r.register_response("rewrite", ResponseMode::Buffer, pass, rewrite);
-    r.register_response("early_replace", ResponseMode::Buffer, pass, early_replace);
-    r.register_response(
-        "boom_passthrough",
-        ResponseMode::Passthrough,
-        pass,
-        resp_boom,
-    );
-    r.register_response("boom_observe", ResponseMode::Observe, pass, resp_boom);
-    r.register_response("deny", ResponseMode::Passthrough, deny, never_called);
+    r.filter("stamp")
+        .respond(ResponseMode::Passthrough, method_of, stamp);
+    r.filter("stamp_later")
+        .respond(ResponseMode::Passthrough, pass, stamp_later);
+    r.filter("tap").respond(ResponseMode::Observe, pass, tap);
+    r.filter("tap_then_wait")
+        .respond(ResponseMode::Observe, pass, tap_then_wait);
+    r.filter("rewrite")
+        .respond(ResponseMode::Buffer, pass, rewrite);
+    r.filter("early_replace")
+        .respond(ResponseMode::Buffer, pass, early_replace);
+    r.filter("boom_passthrough")
+        .respond(ResponseMode::Passthrough, pass, resp_boom);
+    r.filter("boom_observe")
+        .respond(ResponseMode::Observe, pass, resp_boom);
+    r.filter("deny")
+        .respond(ResponseMode::Passthrough, deny, never_called);
     r.register("streamer", streamer);
-    r.register_response(
-        "chain",
+    r.filter("chain").respond(
         ResponseMode::Passthrough,
         method_of,
         response_chain(outer, inner),
     );
-    r.register_response_with_config(
-        "counted",
+    r.filter("counted").state(counted_config).respond(
         ResponseMode::Passthrough,
-        counted_config,
         counted_req,
         counted_resp,
     );
-    r.register_response_factory("counted_factory", ResponseMode::Passthrough, |cfg| {
-        Ok(bind_response(
-            counted_config(cfg)?,
-            counted_req,
-            counted_resp,
-        ))
-    });
+    r.filter("counted_factory").state(counted_config).respond(
+        ResponseMode::Passthrough,
+        counted_req,
+        counted_resp,
+    );
 }
 
 fn filter(name: &str) -> TestFilter {
@@ -356,7 +355,7 @@ fn response_panic_before_headers_left_is_a_500() {
     let reply = s.local_reply().unwrap();
     assert_eq!(
         (reply.status, reply.details.as_str()),
-        (500, jisr::PANIC_DETAILS)
+        (500, jisr::stats::PANIC_DETAILS)
     );
     assert!(
         f.logs()
@@ -373,7 +372,10 @@ fn response_panic_after_headers_left_resets_the_stream() {
     s.request_headers(GET, true);
     assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
     assert!(s.local_reply().is_none());
-    assert_eq!(s.reset_details().as_deref(), Some(jisr::PANIC_DETAILS));
+    assert_eq!(
+        s.reset_details().as_deref(),
+        Some(jisr::stats::PANIC_DETAILS)
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use common::GET;
 use jisr::testing::TestFilter;
-use jisr::{ConfigError, HeadersStatus, Registry, Request, ResponseWriter};
+use jisr::{ConfigError, Registry, Request, ResponseWriter, raw::HeadersStatus};
 
 #[derive(Debug)]
 struct Tier(String);

@@ -12,8 +12,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use jisr::testing::{MetaValue, TestFilter};
 use jisr::{
-    BodyStatus, CalloutError, CalloutRequest, ConfigError, HeadersStatus, Level, RawFactory,
-    RawFilter, RawStream, Registry, Request, Response, ResponseMode, ResponseWriter,
+    ConfigError, Level, Registry, Request, Response, ResponseMode, ResponseWriter,
+    callout::{CalloutError, CalloutRequest},
+    raw::{BodyStatus, HeadersStatus, RawFactory, RawFilter, RawStream},
 };
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -94,7 +95,8 @@ async fn reply_keeps_view(_: (), resp: Response<'_>, w: ResponseWriter<'_>) {
 fn item02_view_survives_local_reply_in_buffer_mode() {
     let f = TestFilter::new(
         |r| {
-            r.register_response("r", ResponseMode::Buffer, pass, reply_keeps_view);
+            r.filter("r")
+                .respond(ResponseMode::Buffer, pass, reply_keeps_view);
         },
         "r",
         b"",
@@ -437,7 +439,9 @@ async fn with_state(_s: &BombState, _req: Request<'_>, _w: ResponseWriter<'_>) {
 fn item06_config_drop_panic_does_not_unwind() {
     let f = TestFilter::new(
         |r| {
-            r.register_with_config("f", |_| Ok::<_, ConfigError>(BombState), with_state);
+            r.filter("f")
+                .state(|_| Ok::<_, ConfigError>(BombState))
+                .handle(with_state);
         },
         "f",
         b"",

@@ -6,8 +6,11 @@
 
 use jisr::testing::bench::BenchFilter;
 use jisr::{
-    BodyStatus, CalloutRequest, ConfigError, ConfigHandle, Counter, HeadersStatus, Level, LogValue,
-    Next, Registry, Request, Response, ResponseMode, ResponseWriter, chain,
+    ConfigError, ConfigHandle, Counter, Level, LogValue, Next, Registry, Request, Response,
+    ResponseMode, ResponseWriter,
+    callout::CalloutRequest,
+    chain,
+    raw::{BodyStatus, HeadersStatus},
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
@@ -229,12 +232,15 @@ async fn callout(mut req: Request<'_>, w: ResponseWriter<'_>) {
 }
 
 fn register(r: &mut Registry) {
-    r.register_with_config("hello", hello_config, chain(log_requests, hello));
+    r.filter("hello")
+        .state(hello_config)
+        .handle(chain(log_requests, hello));
     r.register("auth", auth);
     r.register("body", body_limit);
     r.register("wait", wait_once);
-    r.register_response("tap", ResponseMode::Observe, pass, tap);
-    r.register_response("rewrite", ResponseMode::Buffer, pass, rewrite);
+    r.filter("tap").respond(ResponseMode::Observe, pass, tap);
+    r.filter("rewrite")
+        .respond(ResponseMode::Buffer, pass, rewrite);
     r.register("callout", callout);
 }
 

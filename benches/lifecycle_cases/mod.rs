@@ -5,8 +5,8 @@
 
 use jisr::testing::bench::BenchSession;
 use jisr::{
-    BodyStatus, ConfigError, ConfigHandle, Counter, HeadersStatus, RawFactory, RawFilter,
-    RawScheduler, RawStream, Registry, Request, Response, ResponseMode, ResponseWriter,
+    ConfigError, ConfigHandle, Counter, Registry, Request, Response, ResponseMode, ResponseWriter,
+    raw::{BodyStatus, HeadersStatus, RawFactory, RawFilter, RawScheduler, RawStream},
 };
 use std::future::Future;
 use std::hint::black_box;
@@ -215,11 +215,11 @@ impl<F: RawFilter> RawFactory for Make<F> {
 
 /// Registers every jisr handler and raw filter of [`CASES`].
 pub fn register(r: &mut Registry) {
-    r.register_with_config("accept", hits, accept);
+    r.filter("accept").state(hits).handle(accept);
     r.register("reject", reject);
     r.register("body", body);
     r.register("wake", wake);
-    r.register_response("tap", ResponseMode::Observe, pass, tap);
+    r.filter("tap").respond(ResponseMode::Observe, pass, tap);
     r.register_raw("raw_accept", |cfg| {
         let c = cfg.counter("hits", &[])?;
         Ok(RawAcceptFactory(c))

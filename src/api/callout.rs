@@ -72,7 +72,7 @@ impl CalloutError {
 /// Envoy), body and timeout.
 ///
 /// ```
-/// use jisr::CalloutRequest;
+/// use jisr::callout::CalloutRequest;
 /// use std::time::Duration;
 ///
 /// let req = CalloutRequest::get("auth", "/check", "auth.local")

@@ -108,7 +108,7 @@ impl TrailersStatus {
 /// filters in the same module.
 ///
 /// ```
-/// use jisr::{HeadersStatus, RawFactory, RawFilter, RawStream};
+/// use jisr::{raw::{HeadersStatus, RawFactory, RawFilter, RawStream}};
 ///
 /// struct DenyAll;
 /// impl RawFilter for DenyAll {
@@ -182,8 +182,8 @@ pub trait RawFactory: Send + Sync + 'static {
 /// that may change or free that memory (a reply, a continue, a header change) takes
 /// `&mut self`, so the borrow checker rules out a view held across it:
 ///
-/// ```compile_fail
-/// # use jisr::{HeadersStatus, RawStream};
+/// ```compile_fail,E0502
+/// # use jisr::{raw::{HeadersStatus, RawStream}};
 /// fn hook(s: &mut RawStream<'_>) -> HeadersStatus {
 ///     let ct = s.response_header("content-type");
 ///     s.send_response(502, &[], b"bad gateway", "replaced"); // frees the response headers
@@ -192,8 +192,8 @@ pub trait RawFactory: Send + Sync + 'static {
 /// }
 /// ```
 ///
-/// ```compile_fail
-/// # use jisr::{HeadersStatus, RawStream};
+/// ```compile_fail,E0502
+/// # use jisr::{raw::{HeadersStatus, RawStream}};
 /// fn hook(s: &mut RawStream<'_>) -> HeadersStatus {
 ///     let v = s.request_header("x-user");
 ///     s.set_header(false, "x-user", Some(b"someone-else")); // may free the old value
@@ -202,8 +202,8 @@ pub trait RawFactory: Send + Sync + 'static {
 /// }
 /// ```
 ///
-/// ```compile_fail
-/// # use jisr::{BodyStatus, RawStream};
+/// ```compile_fail,E0502
+/// # use jisr::{raw::{BodyStatus, RawStream}};
 /// fn hook(s: &mut RawStream<'_>) -> BodyStatus {
 ///     let ct = s.response_header("content-type");
 ///     s.continue_encoding(); // the headers go on to other filters and the codec

@@ -9,6 +9,7 @@ use crate::filter::core::{FilterMeta, FilterStats};
 use crate::filter::hooks::ConfigHooks;
 use crate::filter::pipeline::Pipeline;
 use crate::filter::slot::JisrConfig;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 type Build =
@@ -49,19 +50,6 @@ impl Default for Registry {
 
 type RouteBuild =
     Box<dyn Fn(&[u8]) -> Result<Box<dyn std::any::Any + Send + Sync>, ConfigError> + Send + Sync>;
-
-/// A handler bound to its config's state; returned by a factory (see
-/// [`Registry::register_factory`]).
-pub struct Bound<S, H> {
-    state: S,
-    handler: H,
-}
-
-/// Binds `handler` (an `async fn(&S, Request, ResponseWriter)` or a chain ending in one) to
-/// `state`.
-pub fn bind<S, H>(state: S, handler: H) -> Bound<S, H> {
-    Bound { state, handler }
-}
 
 fn meta(
     cfg: &ConfigHandle<'_>,
@@ -114,24 +102,6 @@ where
     Box::new(config)
 }
 
-/// Request and response handlers bound to their config's state; returned by a response
-/// factory (see [`Registry::register_response_factory`]).
-pub struct BoundResponse<S, Q, R> {
-    state: S,
-    request: Q,
-    response: R,
-}
-
-/// Binds a request handler (`async fn(&S, Request, ResponseWriter) -> T`) and a response
-/// handler (`async fn(&S, T, Response, ResponseWriter)`) to `state`.
-pub fn bind_response<S, Q, R>(state: S, request: Q, response: R) -> BoundResponse<S, Q, R> {
-    BoundResponse {
-        state,
-        request,
-        response,
-    }
-}
-
 impl Registry {
     fn push(&mut self, name: &str, build: Build) -> &mut Self {
         self.entries.retain(|(n, _)| n != name);
@@ -159,68 +129,21 @@ impl Registry {
         )
     }
 
-    /// Registers a request handler whose state is built once per Envoy filter config by
-    /// `config_fn` (parse `filter_config`, define metrics); the handler receives `&S`.
-    pub fn register_with_config<S, C, H, M>(
-        &mut self,
-        name: &str,
-        config_fn: C,
-        handler: H,
-    ) -> &mut Self
-    where
-        S: Send + Sync + 'static,
-        C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
-        H: IntoService<S, (), M> + Clone + Send + Sync + 'static,
-    {
-        self.push(
-            name,
-            Box::new(move |cfg| {
-                let state = config_fn(cfg)?;
-                let req = handler.clone().into_service();
-                Ok(config_box(
-                    cfg,
-                    state,
-                    req,
-                    NoResponse,
-                    ResponseMode::Passthrough,
-                ))
-            }),
-        )
-    }
-
-    /// Registers a factory: once per Envoy filter config it receives the [`ConfigHandle`] and
-    /// returns a handler bound to its own state ([`bind`]), or an error that makes Envoy refuse
-    /// the config.
-    pub fn register_factory<S, F, H, M>(&mut self, name: &str, factory: F) -> &mut Self
-    where
-        S: Send + Sync + 'static,
-        F: Fn(&mut ConfigHandle<'_>) -> Result<Bound<S, H>, ConfigError> + Send + Sync + 'static,
-        H: IntoService<S, (), M>,
-    {
-        self.push(
-            name,
-            Box::new(move |cfg| {
-                let Bound { state, handler } = factory(cfg)?;
-                let req = handler.into_service();
-                Ok(config_box(
-                    cfg,
-                    state,
-                    req,
-                    NoResponse,
-                    ResponseMode::Passthrough,
-                ))
-            }),
-        )
-    }
-
-    /// Registers a filter with a request handler (`async fn(Request, ResponseWriter) -> T`) and
-    /// a response handler (`async fn(T, Response, ResponseWriter)`) that receives the request
-    /// handler's value for the same request. `mode` fixes how the response handler sees the
-    /// response.
+    /// Starts registering a filter that has per-config state, a response handler, or both:
+    /// finish with [`FilterBuilder::handle`] (request handler only) or
+    /// [`FilterBuilder::respond`] (request and response handlers).
     ///
     /// ```
-    /// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+    /// use jisr::{ConfigError, ConfigHandle, Registry, Request, Response, ResponseMode, ResponseWriter};
     ///
+    /// struct Limits { max: usize }
+    /// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Limits, ConfigError> {
+    ///     let max = cfg.config_str()?.trim().parse().map_err(|e| ConfigError::new(format!("max: {e}")))?;
+    ///     Ok(Limits { max })
+    /// }
+    /// async fn check(lim: &Limits, mut req: Request<'_>, _w: ResponseWriter<'_>) {
+    ///     req.limit_body(lim.max);
+    /// }
     /// async fn remember(req: Request<'_>, _w: ResponseWriter<'_>) -> bool {
     ///     req.header("x-debug").is_some()
     /// }
@@ -229,96 +152,23 @@ impl Registry {
     ///         let _ = resp.set_header("x-debug-status", resp.status().unwrap_or(0).to_string());
     ///     }
     /// }
+    ///
     /// let mut r = Registry::default();
-    /// r.register_response("stamp", ResponseMode::Passthrough, remember, stamp);
+    /// r.filter("limits").state(load).handle(check);
+    /// r.filter("stamp").respond(ResponseMode::Passthrough, remember, stamp);
     /// ```
-    pub fn register_response<T, Q, R, MQ, MR>(
-        &mut self,
-        name: &str,
-        mode: ResponseMode,
-        request: Q,
-        response: R,
-    ) -> &mut Self
-    where
-        T: 'static,
-        Q: IntoService<(), T, MQ> + Clone + Send + Sync + 'static,
-        R: IntoResponseService<(), T, MR> + Clone + Send + Sync + 'static,
-    {
-        self.push(
-            name,
-            Box::new(move |cfg| {
-                let req = request.clone().into_service();
-                let resp = response.clone().into_response_service();
-                Ok(config_box(cfg, (), req, resp, mode))
-            }),
-        )
-    }
-
-    /// Like [`register_response`](Self::register_response), with per-config state built by
-    /// `config_fn`; both handlers receive `&S` first.
-    pub fn register_response_with_config<S, T, C, Q, R, MQ, MR>(
-        &mut self,
-        name: &str,
-        mode: ResponseMode,
-        config_fn: C,
-        request: Q,
-        response: R,
-    ) -> &mut Self
-    where
-        S: Send + Sync + 'static,
-        T: 'static,
-        C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
-        Q: IntoService<S, T, MQ> + Clone + Send + Sync + 'static,
-        R: IntoResponseService<S, T, MR> + Clone + Send + Sync + 'static,
-    {
-        self.push(
-            name,
-            Box::new(move |cfg| {
-                let state = config_fn(cfg)?;
-                let req = request.clone().into_service();
-                let resp = response.clone().into_response_service();
-                Ok(config_box(cfg, state, req, resp, mode))
-            }),
-        )
-    }
-
-    /// Factory form of [`register_response`](Self::register_response): once per Envoy filter
-    /// config, `factory` returns both handlers bound to that config's state
-    /// ([`bind_response`]).
-    pub fn register_response_factory<S, T, F, Q, R, MQ, MR>(
-        &mut self,
-        name: &str,
-        mode: ResponseMode,
-        factory: F,
-    ) -> &mut Self
-    where
-        S: Send + Sync + 'static,
-        T: 'static,
-        F: Fn(&mut ConfigHandle<'_>) -> Result<BoundResponse<S, Q, R>, ConfigError>
-            + Send
-            + Sync
-            + 'static,
-        Q: IntoService<S, T, MQ>,
-        R: IntoResponseService<S, T, MR>,
-    {
-        self.push(
-            name,
-            Box::new(move |cfg| {
-                let BoundResponse {
-                    state,
-                    request,
-                    response,
-                } = factory(cfg)?;
-                let req = request.into_service();
-                let resp = response.into_response_service();
-                Ok(config_box(cfg, state, req, resp, mode))
-            }),
-        )
+    pub fn filter(&mut self, name: &str) -> FilterBuilder<'_, (), NoState> {
+        FilterBuilder {
+            registry: self,
+            name: name.to_string(),
+            state: no_state,
+            _state: PhantomData,
+        }
     }
 
     /// Registers a raw filter, written directly against Envoy's hooks (see [`RawFilter`]).
     ///
-    /// [`RawFilter`]: crate::RawFilter
+    /// [`RawFilter`]: crate::raw::RawFilter
     pub fn register_raw<F, C>(&mut self, name: &str, factory: C) -> &mut Self
     where
         F: RawFactory,
@@ -417,5 +267,98 @@ impl Registry {
             None => Ok(None),
             Some((_, build)) => build(cfg).map(Some),
         }
+    }
+}
+
+/// The state function of a filter without per-config state.
+#[doc(hidden)]
+pub type NoState = fn(&mut ConfigHandle<'_>) -> Result<(), ConfigError>;
+
+fn no_state(_: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+/// A filter being registered (from [`Registry::filter`]): optional per-config state, then the
+/// handlers.
+pub struct FilterBuilder<'r, S, C> {
+    registry: &'r mut Registry,
+    name: String,
+    state: C,
+    _state: PhantomData<fn() -> S>,
+}
+
+impl<'r> FilterBuilder<'r, (), NoState> {
+    /// Per-config state: `config_fn` runs once per Envoy filter config (on Envoy's main thread)
+    /// with its [`ConfigHandle`] (parse `filter_config`, define metrics). It is the filter's
+    /// factory: an error refuses that config, with the message in Envoy's log. The handlers
+    /// then receive `&S` first: `async fn(&S, Request, ResponseWriter)`.
+    pub fn state<S, C>(self, config_fn: C) -> FilterBuilder<'r, S, C>
+    where
+        S: Send + Sync + 'static,
+        C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
+    {
+        FilterBuilder {
+            registry: self.registry,
+            name: self.name,
+            state: config_fn,
+            _state: PhantomData,
+        }
+    }
+}
+
+impl<'r, S, C> FilterBuilder<'r, S, C>
+where
+    S: Send + Sync + 'static,
+    C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
+{
+    /// Registers the filter with a request handler (or a chain ending in one); the response
+    /// passes untouched.
+    pub fn handle<H, M>(self, handler: H) -> &'r mut Registry
+    where
+        H: IntoService<S, (), M> + Clone + Send + Sync + 'static,
+    {
+        let state_fn = self.state;
+        self.registry.push(
+            &self.name,
+            Box::new(move |cfg| {
+                let state = state_fn(cfg)?;
+                let req = handler.clone().into_service();
+                Ok(config_box(
+                    cfg,
+                    state,
+                    req,
+                    NoResponse,
+                    ResponseMode::Passthrough,
+                ))
+            }),
+        )
+    }
+
+    /// Registers the filter with a request handler (`async fn(Request, ResponseWriter) -> T`)
+    /// and a response handler (`async fn(T, Response, ResponseWriter)`, or a response chain)
+    /// that receives the request handler's value for the same request; `mode` fixes how the
+    /// response handler sees the response. With [`state`](FilterBuilder::state), both
+    /// receive `&S` first.
+    pub fn respond<T, Q, R, MQ, MR>(
+        self,
+        mode: ResponseMode,
+        request: Q,
+        response: R,
+    ) -> &'r mut Registry
+    where
+        T: 'static,
+        Q: IntoService<S, T, MQ> + Clone + Send + Sync + 'static,
+        R: IntoResponseService<S, T, MR> + Clone + Send + Sync + 'static,
+    {
+        let state_fn = self.state;
+        self.registry.push(
+            &self.name,
+            Box::new(move |cfg| {
+                let state = state_fn(cfg)?;
+                let req = request.clone().into_service();
+                let resp = response.clone().into_response_service();
+                Ok(config_box(cfg, state, req, resp, mode))
+            }),
+        )
     }
 }

@@ -16,7 +16,7 @@ use arrayvec::ArrayVec;
 /// borrows the `Request`, and the `'a` lifetime ties the handle to the stream, so neither can
 /// outlive the handler:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0515
 /// # use jisr::Request;
 /// fn keep<'x>(req: Request<'_>) -> &'x [u8] {
 ///     req.header("x-user").unwrap_or_default() // error: the value borrows `req`
@@ -26,7 +26,7 @@ use arrayvec::ArrayVec;
 /// Handles belong to the worker thread that runs the stream; they cannot be sent or shared
 /// with another thread (Envoy's callbacks are only valid there):
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use jisr::{Request, ResponseWriter};
 /// async fn handler(req: Request<'_>, _w: ResponseWriter<'_>) {
 ///     std::thread::scope(|s| {
@@ -35,7 +35,7 @@ use arrayvec::ArrayVec;
 /// }
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use jisr::{Request, ResponseWriter};
 /// async fn handler(_req: Request<'_>, w: ResponseWriter<'_>) {
 ///     std::thread::scope(|s| {
@@ -47,7 +47,7 @@ use arrayvec::ArrayVec;
 /// Header changes take `&mut self`, so a value read before a change of the same request is not
 /// mistaken for the current one:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0502
 /// # use jisr::{Request, ResponseWriter};
 /// async fn handler(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 ///     let user = req.header("x-user");
@@ -59,7 +59,7 @@ use arrayvec::ArrayVec;
 /// Values stay valid across an `.await` (even one that crosses hooks) and across a reply:
 ///
 /// ```
-/// use jisr::{CalloutRequest, Request, ResponseWriter};
+/// use jisr::{Request, ResponseWriter, callout::CalloutRequest};
 ///
 /// async fn handler(req: Request<'_>, w: ResponseWriter<'_>) {
 ///     let key = req.header("x-api-key").unwrap_or_default();

@@ -355,7 +355,7 @@ where
 /// middleware is the outermost.
 ///
 /// ```
-/// use jisr::{response_chain, Response, ResponseNext, ResponseWriter};
+/// use jisr::{Response, ResponseWriter, response::{response_chain, ResponseNext}};
 ///
 /// async fn timing(mut resp: Response<'_>, mut w: ResponseWriter<'_>, next: ResponseNext<'_>) {
 ///     next.run(&mut resp, &mut w).await;

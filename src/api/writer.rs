@@ -130,7 +130,7 @@ impl<'a> ResponseWriter<'a> {
     /// its late completion is ignored.
     ///
     /// ```
-    /// use jisr::{CalloutRequest, Request, ResponseWriter};
+    /// use jisr::{Request, ResponseWriter, callout::CalloutRequest};
     ///
     /// async fn check(req: Request<'_>, w: ResponseWriter<'_>) {
     ///     let key = req.header("x-api-key").unwrap_or_default();

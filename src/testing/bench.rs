@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use jisr::testing::bench::BenchFilter;
-//! use jisr::{HeadersStatus, Registry, Request, ResponseWriter};
+//! use jisr::{Registry, Request, ResponseWriter, raw::HeadersStatus};
 //!
 //! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 //!     req.set_header("x-hello", "1");
@@ -81,7 +81,7 @@ impl BenchFilter {
     }
 
     /// The config's introspection figures.
-    pub fn stats(&self) -> crate::FilterStatsSnapshot {
+    pub fn stats(&self) -> crate::stats::FilterStatsSnapshot {
         self.config.stats()
     }
 

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use jisr::testing::TestFilter;
-//! use jisr::{HeadersStatus, Registry, Request, ResponseWriter};
+//! use jisr::{Registry, Request, ResponseWriter, raw::HeadersStatus};
 //!
 //! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 //!     req.set_header("x-hello", "from-jisr");
@@ -205,7 +205,7 @@ impl TestFilter {
     }
 
     /// The config's introspection figures (streams, in flight, polls, slots, panics).
-    pub fn stats(&self) -> crate::FilterStatsSnapshot {
+    pub fn stats(&self) -> crate::stats::FilterStatsSnapshot {
         self.config().stats()
     }
 
