@@ -69,10 +69,10 @@ pub mod testing;
 // The everyday names: what a filter with handlers, state, metrics and logs needs.
 pub use api::attr::Attr;
 pub use api::config::{ConfigError, ConfigHandle};
-pub use api::handler::{Next, chain};
 pub use api::join::{join, join3};
 pub use api::log::{Level, LogValue};
 pub use api::metrics::{Counter, Gauge, Histogram};
+pub use api::pipeline::{Next, chain};
 pub use api::registry::Registry;
 pub use api::request::Request;
 pub use api::response::{Response, ResponseMode};
@@ -81,10 +81,11 @@ pub use api::writer::ResponseWriter;
 /// Handler traits, composition and the types request methods return.
 pub mod handler {
     pub use crate::api::body::{BodyError, ReadBody};
-    pub use crate::api::handler::{
-        Chain, Chained, Handler, IntoService, Middleware, NextFuture, StateHandler,
-    };
     pub use crate::api::metrics::MetricError;
+    pub use crate::api::pipeline::{
+        Chained, Handler, IntoPipeline, Middleware, NextFuture, OnRequest, OnResponse, Phase, Req,
+        Resp, Side, StateHandler,
+    };
     pub use crate::api::registry::FilterBuilder;
     pub use crate::api::request::HeaderValues;
 }
@@ -92,11 +93,8 @@ pub mod handler {
 /// The response phase: response middleware and handler traits, errors, and replies the filter
 /// streams itself.
 pub mod response {
+    pub use crate::api::pipeline::{ResponseNext, response_chain};
     pub use crate::api::response::ResponseError;
-    pub use crate::api::response_handler::{
-        IntoResponseService, ResponseChained, ResponseHandler, ResponseMiddleware, ResponseNext,
-        StateResponseHandler, response_chain,
-    };
     pub use crate::api::stream::{SendData, StreamError, StreamWriter};
 }
 

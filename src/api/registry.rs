@@ -1,10 +1,9 @@
 //! Registering named filters in one module.
 
 use crate::api::config::{ConfigError, ConfigHandle};
-use crate::api::handler::IntoService;
+use crate::api::pipeline::{IntoPipeline, NoResponse, OnRequest, OnResponse};
 use crate::api::raw::{RawConfig, RawFactory};
 use crate::api::response::ResponseMode;
-use crate::api::response_handler::{IntoResponseService, NoResponse};
 use crate::filter::core::{FilterMeta, FilterStats};
 use crate::filter::hooks::ConfigHooks;
 use crate::filter::pipeline::Pipeline;
@@ -112,12 +111,12 @@ impl Registry {
     /// Registers a stateless request handler (or a chain ending in one) under `name`.
     pub fn register<H, M>(&mut self, name: &str, handler: H) -> &mut Self
     where
-        H: IntoService<(), (), M> + Clone + Send + Sync + 'static,
+        H: IntoPipeline<(), OnRequest<()>, M> + Clone + Send + Sync + 'static,
     {
         self.push(
             name,
             Box::new(move |cfg| {
-                let req = handler.clone().into_service();
+                let req = handler.clone().into_pipeline();
                 Ok(config_box(
                     cfg,
                     (),
@@ -255,7 +254,9 @@ impl Registry {
         cfg.envoy_stats = self.envoy_stats;
         match self.entries.iter().find(|(n, _)| n == cfg.filter_name()) {
             None if cfg.filter_name() == crate::api::stats::INTROSPECTION_FILTER => {
-                let req = IntoService::<(), (), _>::into_service(crate::api::stats::introspection);
+                let req = IntoPipeline::<(), OnRequest<()>, _>::into_pipeline(
+                    crate::api::stats::introspection,
+                );
                 Ok(Some(config_box(
                     cfg,
                     (),
@@ -315,14 +316,14 @@ where
     /// passes untouched.
     pub fn handle<H, M>(self, handler: H) -> &'r mut Registry
     where
-        H: IntoService<S, (), M> + Clone + Send + Sync + 'static,
+        H: IntoPipeline<S, OnRequest<()>, M> + Clone + Send + Sync + 'static,
     {
         let state_fn = self.state;
         self.registry.push(
             &self.name,
             Box::new(move |cfg| {
                 let state = state_fn(cfg)?;
-                let req = handler.clone().into_service();
+                let req = handler.clone().into_pipeline();
                 Ok(config_box(
                     cfg,
                     state,
@@ -347,16 +348,16 @@ where
     ) -> &'r mut Registry
     where
         T: 'static,
-        Q: IntoService<S, T, MQ> + Clone + Send + Sync + 'static,
-        R: IntoResponseService<S, T, MR> + Clone + Send + Sync + 'static,
+        Q: IntoPipeline<S, OnRequest<T>, MQ> + Clone + Send + Sync + 'static,
+        R: IntoPipeline<S, OnResponse<T>, MR> + Clone + Send + Sync + 'static,
     {
         let state_fn = self.state;
         self.registry.push(
             &self.name,
             Box::new(move |cfg| {
                 let state = state_fn(cfg)?;
-                let req = request.clone().into_service();
-                let resp = response.clone().into_response_service();
+                let req = request.clone().into_pipeline();
+                let resp = response.clone().into_pipeline();
                 Ok(config_box(cfg, state, req, resp, mode))
             }),
         )
