@@ -18,6 +18,7 @@ pub enum Cleared {
 
 impl Cleared {
     /// Combines two outcomes, keeping the first that is not clean.
+    #[inline]
     pub(crate) fn and(self, other: Cleared) -> Cleared {
         match self {
             Cleared::Clean => other,
@@ -80,10 +81,23 @@ impl<F> TaskCell<F> {
     }
 
     /// Drops the stored future in place. Does nothing (`Busy`) while the cell is being polled.
+    #[inline]
     pub(crate) fn clear(&self) -> Cleared {
         if self.busy.get() {
             return Cleared::Busy;
         }
+        // SAFETY: not busy, so no `&mut` to the storage exists (`poll` and `clear` hold one
+        // only while busy); this shared read ends before anything else runs.
+        if unsafe { (*self.fut.get()).is_none() } {
+            // Usually: the future completed (and was dropped) or never started.
+            return Cleared::Clean;
+        }
+        self.clear_stored()
+    }
+
+    /// `clear` of a cell that holds a future.
+    #[inline(never)]
+    fn clear_stored(&self) -> Cleared {
         self.busy.set(true);
         let _busy = Busy(&self.busy);
         // SAFETY: `busy` excludes every other access to the storage for this call.

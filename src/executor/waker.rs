@@ -140,6 +140,7 @@ impl WakeCell {
 }
 
 /// Returns a cell ready for a new stream, reusing `cell` when no stale waker holds it.
+#[inline]
 pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
     // Nobody can start holding the cell meanwhile: cloning a waker needs a reference.
     fn reuse(cell: &mut Arc<WakeCell>) -> bool {
@@ -171,6 +172,7 @@ pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
 }
 
 /// Ends the stream's wakes: later wakes are no-ops and the scheduler is released.
+#[inline]
 pub(crate) fn kill(cell: &Arc<WakeCell>) {
     // Nobody else holds the cell and no scheduler exists: nothing can wake it, nothing to free.
     if Arc::strong_count(cell) == 1 && !cell.has_scheduler() {
@@ -181,6 +183,7 @@ pub(crate) fn kill(cell: &Arc<WakeCell>) {
 
 /// A waker for `cell` that borrows the caller's reference instead of cloning the `Arc`; clones
 /// made from it (e.g. by a future that stores its waker) hold their own reference.
+#[inline]
 pub(crate) fn waker_ref(cell: &Arc<WakeCell>) -> std::mem::ManuallyDrop<std::task::Waker> {
     let raw = std::task::RawWaker::new(Arc::as_ptr(cell) as *const (), &VTABLE);
     // SAFETY: the vtable below treats the data pointer as an `Arc<WakeCell>` pointer, which it

@@ -238,7 +238,9 @@ impl StreamCore {
         self.streams.reset();
         self.arena.reset();
         let reply = self.reply.get_mut();
-        if reply.armed || reply.capacity() > 0 {
+        if reply.armed {
+            // Staged but never sent (the stream ended inside the poll that made it). A sent
+            // reply was cleared, and its buffers bounded, when it was sent.
             reply.clear();
         }
         let snapshot = self.snapshot.get_mut();

@@ -312,7 +312,7 @@ where
             }
         }
         if let Some(envoy) = &core.meta.envoy {
-            let this = crate::filter::stats::Finishing {
+            let this = || crate::filter::stats::Finishing {
                 polls: core.task.polls.get(),
                 wakes_inline: core.task.repolls.get(),
                 wakes_scheduled: core.task.commits(),
