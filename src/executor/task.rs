@@ -51,6 +51,7 @@ impl<F> Default for TaskCell<F> {
 struct Busy<'a>(&'a Cell<bool>);
 
 impl Drop for Busy<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.set(false);
     }
@@ -108,6 +109,7 @@ impl<F> TaskCell<F> {
 impl<F: Future> TaskCell<F> {
     /// Stores a new future after dropping any old one. Ignored (`Busy`, and `f` is dropped)
     /// while the cell is being polled.
+    #[inline]
     pub(crate) fn set(&self, f: F) -> Cleared {
         let cleared = self.clear();
         if cleared == Cleared::Busy {
@@ -121,6 +123,7 @@ impl<F: Future> TaskCell<F> {
 
     /// Polls the stored future; `Ready(None)` for an empty cell. A re-entrant poll (from inside
     /// the future's own poll) reports pending without touching the future.
+    #[inline]
     pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         if self.busy.get() {
             return Poll::Pending;
@@ -136,6 +139,16 @@ impl<F: Future> TaskCell<F> {
         let fut = unsafe { Pin::new_unchecked(fut) };
         match fut.poll(cx) {
             Poll::Ready(v) => {
+                if !core::mem::needs_drop::<F>() {
+                    // No drop glue, so dropping cannot panic: no guard needed.
+                    // SAFETY: still busy (no other access to the storage); the `Some` is
+                    // dropped in place (which runs no code for such an `F`) and overwritten.
+                    unsafe {
+                        core::ptr::drop_in_place(slot);
+                        core::ptr::write(slot, None);
+                    }
+                    return Poll::Ready(Some(v));
+                }
                 // SAFETY: still busy; the future is done and is dropped in place now.
                 if let Cleared::Panicked(msg) = unsafe { Self::empty(slot) } {
                     drop(v);

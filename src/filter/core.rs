@@ -79,11 +79,13 @@ impl Default for BodyCursor {
 
 impl BodyCursor {
     /// The body's state.
+    #[inline]
     pub(crate) fn get(&self) -> BodyState {
         self.state.get()
     }
 
     /// Applies a transition (see `filter::state`).
+    #[inline]
     pub(crate) fn update(&self, f: impl FnOnce(BodyState) -> BodyState) {
         self.state.set(f(self.state.get()));
     }
@@ -251,16 +253,19 @@ impl StreamCore {
     }
 
     /// The stream's state.
+    #[inline]
     pub(crate) fn st(&self) -> StreamState {
         self.state.get()
     }
 
     /// Applies a transition (see `filter::state`).
+    #[inline]
     pub(crate) fn update(&self, f: impl FnOnce(StreamState) -> StreamState) {
         self.state.set(f(self.state.get()));
     }
 
     /// Applies a transition that also answers a question (e.g. "was a start pending?").
+    #[inline]
     pub(crate) fn take(&self, f: impl FnOnce(StreamState) -> (bool, StreamState)) -> bool {
         let (answer, next) = f(self.state.get());
         self.state.set(next);
@@ -268,6 +273,7 @@ impl StreamCore {
     }
 
     /// Runs `f` with the current host, if a hook is running and the stream is live.
+    #[inline]
     pub(crate) fn with_host<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
         if self.st().ended() {
             return None;
@@ -288,11 +294,13 @@ impl StreamCore {
     }
 
     /// Whether `w` is the stream's own waker.
+    #[inline]
     pub(crate) fn is_own_waker(&self, w: &std::task::Waker) -> bool {
         self.task.is_own_waker(w)
     }
 
     /// The filter's configured name.
+    #[inline]
     pub(crate) fn name(&self) -> &str {
         &self.meta.name
     }

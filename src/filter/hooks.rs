@@ -135,11 +135,12 @@ where
 {
     /// Polls one pipeline until it completes or waits; `deliver` runs first, inside the poll
     /// window (it wakes the wakers of futures waiting for what this hook brings).
+    #[inline]
     fn drive(&self, side: Side, deliver: impl FnOnce()) -> Driven {
         let core = &self.core;
         let new_scheduler = || core.with_host(|h| h.new_scheduler());
         let d = match side {
-            Side::Request => core.task.drive(&new_scheduler, deliver, &mut |cx| {
+            Side::Request => core.task.drive(new_scheduler, deliver, |cx| {
                 if core.take(StreamState::take_start) {
                     self.start_request();
                 }
@@ -147,7 +148,7 @@ where
             }),
             Side::Response => core
                 .task
-                .drive(&new_scheduler, deliver, &mut |cx| self.poll_response(cx)),
+                .drive(new_scheduler, deliver, |cx| self.poll_response(cx)),
         };
         if !matches!(d, Driven::Nested) {
             self.flush_reply();
@@ -166,7 +167,16 @@ where
 
     /// Sends the local reply the last poll made, if any (no borrow is held while Envoy runs
     /// the reply, which may re-enter our hooks or complete and destroy the stream).
+    #[inline]
     fn flush_reply(&self) {
+        if matches!(self.core.reply.try_borrow(), Ok(r) if r.armed) {
+            self.send_staged();
+        }
+    }
+
+    /// `flush_reply` with a reply staged.
+    #[inline(never)]
+    fn send_staged(&self) {
         let core = &self.core;
         let staged = match core.reply.try_borrow_mut() {
             Ok(mut r) if r.armed => core::mem::take(&mut *r),
@@ -243,6 +253,7 @@ where
 
     /// Runs `f` with `host` current; a stream completion that arrived during one of our own
     /// hooks is finished once the outermost hook is done with it.
+    #[inline]
     fn enter<T>(&self, host: &dyn Host, f: impl FnOnce() -> T) -> T {
         let outermost = !self.core.host.is_set();
         self.core.host.enter(host, || {
