@@ -97,6 +97,7 @@ impl BodyCursor {
 
     /// A body hook starts: measures what is readable during it (the body does not change while
     /// the hook runs, except through the handler's own `replace_body`).
+    #[inline]
     pub(crate) fn enter_hook(&self, host: &dyn Host, request: bool) {
         let (buffered, received) = if request {
             (BodyKind::BufferedRequest, BodyKind::ReceivedRequest)
@@ -120,6 +121,7 @@ impl BodyCursor {
     ///
     /// Returns `Some(n)` with `n > 0` for data, `Some(0)` at end of body (or limit), and `None`
     /// when more data may still arrive.
+    #[inline]
     pub(crate) fn read(&self, host: &dyn Host, request: bool, dst: &mut [u8]) -> Option<usize> {
         let (buffered, received) = if request {
             (BodyKind::BufferedRequest, BodyKind::ReceivedRequest)
@@ -127,12 +129,24 @@ impl BodyCursor {
             (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
         };
         let b = self.get();
-        if b.skipped() || b.retention == Retention::Hidden {
-            return Some(0);
+        match b.retention {
+            _ if b.skipped() => Some(0),
+            Retention::Hidden => Some(0),
+            Retention::Passing => self.read_passing(b, host, received, dst),
+            Retention::Held => self.read_held(b, host, buffered, received, dst),
         }
-        if b.retention == Retention::Passing {
-            return self.read_passing(host, received, dst);
-        }
+    }
+
+    /// Held bodies: the buffered body, then the received chunk when it is separate.
+    #[inline]
+    fn read_held(
+        &self,
+        b: BodyState,
+        host: &dyn Host,
+        buffered: BodyKind,
+        received: BodyKind,
+        dst: &mut [u8],
+    ) -> Option<usize> {
         let offset = b.offset;
         let room = b.limit.saturating_sub(offset);
         if room == 0 || dst.is_empty() {
@@ -166,8 +180,14 @@ impl BodyCursor {
 
     /// Observe mode: only the chunk of the current hook is readable; bytes the handler did not
     /// read while they passed are skipped.
-    fn read_passing(&self, host: &dyn Host, received: BodyKind, dst: &mut [u8]) -> Option<usize> {
-        let b = self.get();
+    #[inline]
+    fn read_passing(
+        &self,
+        b: BodyState,
+        host: &dyn Host,
+        received: BodyKind,
+        dst: &mut [u8],
+    ) -> Option<usize> {
         let base = b.base;
         let mut offset = b.offset.max(base);
         let room = b.limit.saturating_sub(offset);
