@@ -262,7 +262,7 @@ impl StreamCore {
         let reply = self.reply.get_mut();
         if reply.armed {
             // Staged but never sent (the stream ended inside the poll that made it). A sent
-            // reply was cleared, and its buffers bounded, when it was sent.
+            // reply was disarmed, and its buffer bounded, when it was sent.
             reply.clear();
         }
         let snapshot = self.snapshot.get_mut();

@@ -165,8 +165,7 @@ where
         d
     }
 
-    /// Sends the local reply the last poll made, if any (no borrow is held while Envoy runs
-    /// the reply, which may re-enter our hooks or complete and destroy the stream).
+    /// Sends the local reply the last poll made, if any.
     #[inline]
     fn flush_reply(&self) {
         if matches!(self.core.reply.try_borrow(), Ok(r) if r.armed) {
@@ -174,23 +173,32 @@ where
         }
     }
 
-    /// `flush_reply` with a reply staged.
+    /// `flush_reply` with a reply staged: sends it from the slot's buffer.
+    ///
+    /// Envoy may re-enter our hooks inside the reply, or complete and destroy the stream (both
+    /// deferred while this hook runs, so the slot stays). The reply is disarmed first and only
+    /// a shared borrow is held while Envoy runs it: a re-entered hook finds nothing to send, and
+    /// cannot stage another reply (the stream counts as replied, and staging needs the buffer
+    /// mutably).
     #[inline(never)]
     fn send_staged(&self) {
         let core = &self.core;
-        let staged = match core.reply.try_borrow_mut() {
-            Ok(mut r) if r.armed => core::mem::take(&mut *r),
+        match core.reply.try_borrow_mut() {
+            Ok(mut r) if r.armed => r.armed = false,
             _ => return,
-        };
-        core.with_host(|h| {
-            staged.with_headers(|pairs| {
-                h.send_response(staged.status, pairs, &staged.body, &staged.details)
-            })
-        });
-        // Keep the buffers for the slot's next reply.
+        }
+        if let Ok(r) = core.reply.try_borrow() {
+            core.with_host(|h| {
+                r.with_parts(|status, headers, body, details| {
+                    h.send_response(status, headers, body, details)
+                })
+            });
+        }
+        // Keep a bounded buffer for the slot's next reply.
         if let Ok(mut r) = core.reply.try_borrow_mut() {
-            *r = staged;
-            r.clear();
+            if r.capacity() > crate::filter::reply::RETAINED {
+                r.clear();
+            }
         }
     }
 
