@@ -63,6 +63,8 @@ pub(crate) struct Arena {
     left: Cell<usize>,
     /// Bytes handed out in this stream.
     total: Cell<usize>,
+    /// Bytes of blocks held (reset keeps at most `RETAINED`).
+    held: Cell<usize>,
     /// The last copies (start, length), a ring written at `recent_at`; unused entries have
     /// length 0 (never a copy's: empty values are not copied).
     recent: [Cell<(*const u8, usize)>; RECENT],
@@ -77,6 +79,7 @@ impl Default for Arena {
             next: Cell::new(core::ptr::null_mut()),
             left: Cell::new(0),
             total: Cell::new(0),
+            held: Cell::new(0),
             recent: [const { Cell::new((core::ptr::null(), 0)) }; RECENT],
             recent_at: Cell::new(0),
         }
@@ -156,7 +159,9 @@ impl Arena {
                     let grow = blocks
                         .last()
                         .map_or(FIRST_BLOCK, |b| (b.len * 2).min(MAX_BLOCK));
-                    blocks.push(Block::new(grow.max(n)));
+                    let len = grow.max(n);
+                    blocks.push(Block::new(len));
+                    self.held.set(self.held.get() + len);
                     idx = blocks.len() - 1;
                 }
             }
@@ -177,16 +182,19 @@ impl Arena {
             return;
         }
         let blocks = self.blocks.get_mut();
-        let mut kept = 0;
-        let mut keep_n = 0;
-        for b in blocks.iter() {
-            if kept + b.len > RETAINED {
-                break;
+        if *self.held.get_mut() > RETAINED {
+            let mut kept = 0;
+            let mut keep_n = 0;
+            for b in blocks.iter() {
+                if kept + b.len > RETAINED {
+                    break;
+                }
+                kept += b.len;
+                keep_n += 1;
             }
-            kept += b.len;
-            keep_n += 1;
+            blocks.truncate(keep_n);
+            *self.held.get_mut() = kept;
         }
-        blocks.truncate(keep_n);
         let (next, left) = match blocks.first() {
             Some(b) => (b.ptr.as_ptr(), b.len),
             None => (core::ptr::null_mut(), 0),
@@ -203,7 +211,11 @@ impl Arena {
 
     /// Bytes of blocks held.
     pub(crate) fn capacity(&self) -> usize {
-        self.blocks.borrow().iter().map(|b| b.len).sum()
+        debug_assert_eq!(
+            self.held.get(),
+            self.blocks.borrow().iter().map(|b| b.len).sum::<usize>()
+        );
+        self.held.get()
     }
 }
 

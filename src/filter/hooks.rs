@@ -3,7 +3,7 @@
 use crate::abi::ffi::{self, Buf, HeaderPair};
 use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
-use crate::filter::core::{FilterStats, ResponseMode, StreamCore};
+use crate::filter::core::{BodyCursor, FilterStats, ResponseMode, StreamCore};
 use crate::filter::pipeline::Pipeline;
 use crate::filter::slot::{JisrConfig, Slot};
 use crate::filter::state::{BodyState, Phase, Retention, StreamState};
@@ -318,17 +318,13 @@ where
     /// The stream is complete (inside `enter`, no poll on the stack).
     fn complete_now(&self) {
         let core = &self.core;
-        // A handler blocked in a body read learns that the body will never complete: one last
-        // poll in which the read fails, while metrics, metadata and logs still work.
-        for (side, phase, cursor) in [
-            (Side::Request, core.st().request, &core.req_body),
-            (Side::Response, core.st().response, &core.resp_body),
-        ] {
+        let st = core.st();
+        let blocked = |phase: Phase, cursor: &BodyCursor| {
             let b = cursor.get();
-            if phase == Phase::Running && b.waiting() && !b.eos() {
-                cursor.update(BodyState::abort);
-                let _ = self.drive(side, || cursor.waker.wake());
-            }
+            phase == Phase::Running && b.waiting() && !b.eos()
+        };
+        if blocked(st.request, &core.req_body) || blocked(st.response, &core.resp_body) {
+            self.abort_reads(st.request, st.response);
         }
         if let Some(envoy) = &core.meta.envoy {
             let this = || crate::filter::stats::Finishing {
@@ -342,6 +338,25 @@ where
             });
         }
         self.finish();
+    }
+
+    /// A handler blocked in a body read learns that the body will never complete: one last
+    /// poll in which the read fails, while metrics, metadata and logs still work. `request` and
+    /// `response` are the phases when the stream completed.
+    #[cold]
+    #[inline(never)]
+    fn abort_reads(&self, request: Phase, response: Phase) {
+        let core = &self.core;
+        for (side, phase, cursor) in [
+            (Side::Request, request, &core.req_body),
+            (Side::Response, response, &core.resp_body),
+        ] {
+            let b = cursor.get();
+            if phase == Phase::Running && b.waiting() && !b.eos() {
+                cursor.update(BodyState::abort);
+                let _ = self.drive(side, || cursor.waker.wake());
+            }
+        }
     }
 }
 
