@@ -8,7 +8,7 @@ use crate::filter::pipeline::Pipeline;
 use crate::filter::slot::{JisrConfig, Slot};
 use crate::filter::state::{BodyState, Phase, Retention, StreamState};
 use crate::host::log::Level;
-use crate::host::{BodyKind, Host, Raw};
+use crate::host::{Host, Raw};
 
 /// A streaming-callout event as the ABI delivers it.
 pub enum RawStreamEvent<'h> {
@@ -494,8 +494,13 @@ where
             let d = self.drive(Side::Response, || cursor.waker.wake());
             cursor.update(BodyState::leave_hook);
             if cursor.get().retention == Retention::Passing {
+                // Measured when the hook started: nothing changes a chunk during an Observe
+                // hook (only Buffer mode replaces bodies).
                 let len = core
-                    .with_host(|h| h.body_len(BodyKind::ReceivedResponse))
+                    .with_host(|_| {
+                        let b = cursor.get();
+                        b.hook_end.saturating_sub(b.base)
+                    })
                     .unwrap_or(0);
                 cursor.update(|b| b.pass_chunk(len));
             }
