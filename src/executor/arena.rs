@@ -177,25 +177,15 @@ impl Arena {
 
     /// Forgets every copy (the caller holds `&mut`, so none is borrowed) and keeps at most
     /// [`RETAINED`] bytes of blocks for the next stream.
+    #[inline]
     pub(crate) fn reset(&mut self) {
         if *self.total.get_mut() == 0 {
             return;
         }
-        let blocks = self.blocks.get_mut();
         if *self.held.get_mut() > RETAINED {
-            let mut kept = 0;
-            let mut keep_n = 0;
-            for b in blocks.iter() {
-                if kept + b.len > RETAINED {
-                    break;
-                }
-                kept += b.len;
-                keep_n += 1;
-            }
-            blocks.truncate(keep_n);
-            *self.held.get_mut() = kept;
+            self.shrink();
         }
-        let (next, left) = match blocks.first() {
+        let (next, left) = match self.blocks.get_mut().first() {
             Some(b) => (b.ptr.as_ptr(), b.len),
             None => (core::ptr::null_mut(), 0),
         };
@@ -207,6 +197,24 @@ impl Arena {
             *r.get_mut() = (core::ptr::null(), 0);
         }
         *self.recent_at.get_mut() = 0;
+    }
+
+    /// Drops blocks beyond the first [`RETAINED`] bytes.
+    #[cold]
+    #[inline(never)]
+    fn shrink(&mut self) {
+        let blocks = self.blocks.get_mut();
+        let mut kept = 0;
+        let mut keep_n = 0;
+        for b in blocks.iter() {
+            if kept + b.len > RETAINED {
+                break;
+            }
+            kept += b.len;
+            keep_n += 1;
+        }
+        blocks.truncate(keep_n);
+        *self.held.get_mut() = kept;
     }
 
     /// Bytes of blocks held.

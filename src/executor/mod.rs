@@ -68,6 +68,7 @@ impl Default for Task {
 
 impl Task {
     /// Readies the task for a new stream (no future of the previous stream is alive).
+    #[inline]
     pub(crate) fn reset(&mut self) {
         waker::recycle(&mut self.wake, &mut self.spare);
         *self.polling.get_mut() = false;

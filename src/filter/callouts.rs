@@ -211,10 +211,17 @@ impl Callouts {
     }
 
     /// Readies the table for a new stream (no future of the previous stream is alive).
+    #[inline]
     pub(crate) fn reset(&mut self) {
         if !core::mem::take(self.used.get_mut()) {
             return;
         }
+        self.recycle_all();
+    }
+
+    /// `reset` of a table that was used.
+    #[inline(never)]
+    fn recycle_all(&mut self) {
         for e in self.entries.get_mut().iter_mut() {
             if e.state != State::Free {
                 e.recycle();

@@ -90,6 +90,7 @@ impl BodyCursor {
         self.state.set(f(self.state.get()));
     }
 
+    #[inline]
     pub(crate) fn reset(&mut self) {
         *self.state.get_mut() = BodyState::NEW;
         self.waker.clear();
@@ -249,6 +250,7 @@ impl StreamCore {
     }
 
     /// Readies the core for a new stream (every future of the previous one is gone).
+    #[inline]
     pub(crate) fn reset(&mut self) {
         self.host.reset();
         self.task.reset();

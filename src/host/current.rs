@@ -66,6 +66,7 @@ impl HostSlot {
     }
 
     /// Readies the slot for a new stream.
+    #[inline]
     pub(crate) fn reset(&mut self) {
         *self.current.get_mut() = None;
         *self.detached.get_mut() = false;
