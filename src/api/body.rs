@@ -34,6 +34,7 @@ pub struct ReadBody<'r> {
 impl Future for ReadBody<'_> {
     type Output = Result<usize, BodyError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let core = this.core;
@@ -46,7 +47,8 @@ impl Future for ReadBody<'_> {
             cursor.update(BodyState::woken);
             return Poll::Ready(Err(BodyError::Aborted));
         }
-        match core.with_host(|h| cursor.read(h, this.request, this.buf)) {
+        // Not ended (checked above): only the hook's host is needed.
+        match core.host.with(|h| cursor.read(h, this.request, this.buf)) {
             Some(Some(n)) => {
                 cursor.update(BodyState::woken);
                 Poll::Ready(Ok(n))

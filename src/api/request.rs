@@ -109,6 +109,7 @@ pub(crate) fn with_key<R>(name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
 
 /// The `index`-th value of header `name` in `map`, copied into the stream's arena (so it stays
 /// valid whatever happens to Envoy's header map later), and how many values `name` has.
+#[inline]
 pub(crate) fn header_get<'s>(
     core: &'s StreamCore,
     map: Map,
@@ -181,6 +182,7 @@ impl<'a> Request<'a> {
     }
 
     /// The first value of header `name` (case-insensitive), as raw bytes.
+    #[inline]
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         header_get(self.core, Map::RequestHeaders, name, 0).0
     }

@@ -53,94 +53,156 @@ impl Drop for Block {
 
 /// The arena. Hands out `&[u8]` tied to `&self`; resetting needs `&mut self`, so no copy handed
 /// out can outlive a reset.
-#[derive(Default)]
 pub(crate) struct Arena {
     blocks: RefCell<Vec<Block>>,
-    /// Index of the block being filled, and the bytes used in it.
+    /// Index of the block being filled.
     current: Cell<usize>,
-    used: Cell<usize>,
+    /// The unused bytes of the block being filled: `left` bytes from `next` (null and 0 before
+    /// a block is taken).
+    next: Cell<*mut u8>,
+    left: Cell<usize>,
     /// Bytes handed out in this stream.
     total: Cell<usize>,
-    /// The last copies (address, length), newest first.
-    recent: Cell<[(usize, usize); RECENT]>,
+    /// Bytes of blocks held (reset keeps at most `RETAINED`).
+    held: Cell<usize>,
+    /// The last copies (start, length), a ring written at `recent_at`; unused entries have
+    /// length 0 (never a copy's: empty values are not copied).
+    recent: [Cell<(*const u8, usize)>; RECENT],
+    recent_at: Cell<usize>,
+}
+
+impl Default for Arena {
+    fn default() -> Self {
+        Arena {
+            blocks: RefCell::new(Vec::new()),
+            current: Cell::new(0),
+            next: Cell::new(core::ptr::null_mut()),
+            left: Cell::new(0),
+            total: Cell::new(0),
+            held: Cell::new(0),
+            recent: [const { Cell::new((core::ptr::null(), 0)) }; RECENT],
+            recent_at: Cell::new(0),
+        }
+    }
 }
 
 // SAFETY: the blocks are plain heap memory owned by the arena (like a `Vec<Box<[u8]>>`); moving
-// the arena to another thread moves that ownership. `Arena` is not `Sync` (its cells are not).
+// the arena to another thread moves that ownership, and the cached pointers only point into
+// those blocks. `Arena` is not `Sync` (its cells are not).
 unsafe impl Send for Arena {}
 
 impl Arena {
     /// Copies `bytes` into the arena and returns the copy, valid as long as `&self` is borrowed.
+    #[inline]
     pub(crate) fn keep<'s>(&'s self, bytes: &[u8]) -> &'s [u8] {
-        if bytes.is_empty() {
+        let n = bytes.len();
+        if n == 0 {
             return &[];
         }
-        let recent = self.recent.get();
-        for &(addr, len) in recent.iter().take_while(|r| r.1 != 0) {
-            if len == bytes.len() {
-                // SAFETY: a recent entry is a copy handed out earlier in this stream; its bytes
-                // stay valid and unchanged until `reset`, which needs `&mut self`.
-                let old = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+        for r in &self.recent {
+            let (addr, len) = r.get();
+            if len == n {
+                // SAFETY: an entry of non-zero length is a copy handed out earlier in this
+                // stream; its bytes stay valid and unchanged until `reset`, which needs
+                // `&mut self`.
+                let old = unsafe { core::slice::from_raw_parts(addr, len) };
                 if old == bytes {
                     return old;
                 }
             }
         }
-        let total = self.total.get() + bytes.len();
+        let total = self.total.get() + n;
         assert!(
             total <= MAX_PER_STREAM,
             "jisr: a handler kept more than {MAX_PER_STREAM} bytes of header values in one stream"
         );
         self.total.set(total);
-        let dst = self.reserve(bytes.len());
-        // SAFETY: `reserve` returned `bytes.len()` bytes of a block that no earlier copy
-        // covers (the used offset only grows until `reset`); `bytes` is a different allocation
-        // (Envoy's or the caller's), so the ranges do not overlap.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_ptr(), bytes.len()) };
+        let (next, left) = (self.next.get(), self.left.get());
+        let dst = if left >= n {
+            // SAFETY: the `left` bytes from `next` are the unused end of the current block, so
+            // `next + n` stays inside (or one past) that allocation.
+            self.next.set(unsafe { next.add(n) });
+            self.left.set(left - n);
+            next
+        } else {
+            self.reserve(n)
+        };
+        // SAFETY: `dst` starts `n` unused bytes of a block that no earlier copy covers (the
+        // free range only shrinks until `reset`); `bytes` is a different allocation (Envoy's or
+        // the caller's), so the ranges do not overlap.
+        unsafe { copy_small(bytes.as_ptr(), dst, n) };
         // SAFETY: the bytes were just written and are never written again before `reset`.
-        let out = unsafe { core::slice::from_raw_parts(dst.as_ptr() as *const u8, bytes.len()) };
-        let mut recent = recent;
-        recent.rotate_right(1);
-        recent[0] = (out.as_ptr() as usize, out.len());
-        self.recent.set(recent);
+        let out = unsafe { core::slice::from_raw_parts(dst as *const u8, n) };
+        let at = self.recent_at.get();
+        self.recent[at % RECENT].set((out.as_ptr(), n));
+        self.recent_at.set((at + 1) % RECENT);
         out
     }
 
-    /// Finds `n` unused bytes, adding a block when the current one is full.
-    fn reserve(&self, n: usize) -> NonNull<u8> {
+    /// Finds `n` unused bytes past the current block (the next kept block with room, or a new
+    /// one), makes it current and returns where the bytes start.
+    #[cold]
+    #[inline(never)]
+    fn reserve(&self, n: usize) -> *mut u8 {
         let mut blocks = self.blocks.borrow_mut();
-        let mut idx = self.current.get();
-        let mut used = self.used.get();
+        // The current block is too small for `n` (or there is none yet).
+        let mut idx = if self.next.get().is_null() {
+            0
+        } else {
+            self.current.get() + 1
+        };
         loop {
             match blocks.get(idx) {
-                Some(b) if b.len - used >= n => break,
-                Some(_) => {
-                    idx += 1;
-                    used = 0;
-                }
+                Some(b) if b.len >= n => break,
+                Some(_) => idx += 1,
                 None => {
                     let grow = blocks
                         .last()
                         .map_or(FIRST_BLOCK, |b| (b.len * 2).min(MAX_BLOCK));
-                    blocks.push(Block::new(grow.max(n)));
+                    let len = grow.max(n);
+                    blocks.push(Block::new(len));
+                    self.held.set(self.held.get() + len);
                     idx = blocks.len() - 1;
-                    used = 0;
                 }
             }
         }
         let block = &blocks[idx];
+        let start = block.ptr.as_ptr();
         self.current.set(idx);
-        self.used.set(used + n);
-        // SAFETY: `used + n <= block.len`, so the offset stays inside the block's allocation.
-        unsafe { NonNull::new_unchecked(block.ptr.as_ptr().add(used)) }
+        // SAFETY: `n <= block.len`, so the offset stays inside (or one past) the block.
+        self.next.set(unsafe { start.add(n) });
+        self.left.set(block.len - n);
+        start
     }
 
     /// Forgets every copy (the caller holds `&mut`, so none is borrowed) and keeps at most
     /// [`RETAINED`] bytes of blocks for the next stream.
+    #[inline]
     pub(crate) fn reset(&mut self) {
         if *self.total.get_mut() == 0 {
             return;
         }
+        if *self.held.get_mut() > RETAINED {
+            self.shrink();
+        }
+        let (next, left) = match self.blocks.get_mut().first() {
+            Some(b) => (b.ptr.as_ptr(), b.len),
+            None => (core::ptr::null_mut(), 0),
+        };
+        *self.current.get_mut() = 0;
+        *self.next.get_mut() = next;
+        *self.left.get_mut() = left;
+        *self.total.get_mut() = 0;
+        for r in &mut self.recent {
+            *r.get_mut() = (core::ptr::null(), 0);
+        }
+        *self.recent_at.get_mut() = 0;
+    }
+
+    /// Drops blocks beyond the first [`RETAINED`] bytes.
+    #[cold]
+    #[inline(never)]
+    fn shrink(&mut self) {
         let blocks = self.blocks.get_mut();
         let mut kept = 0;
         let mut keep_n = 0;
@@ -152,15 +214,42 @@ impl Arena {
             keep_n += 1;
         }
         blocks.truncate(keep_n);
-        *self.current.get_mut() = 0;
-        *self.used.get_mut() = 0;
-        *self.total.get_mut() = 0;
-        *self.recent.get_mut() = [(0, 0); RECENT];
+        *self.held.get_mut() = kept;
     }
 
     /// Bytes of blocks held.
     pub(crate) fn capacity(&self) -> usize {
-        self.blocks.borrow().iter().map(|b| b.len).sum()
+        debug_assert_eq!(
+            self.held.get(),
+            self.blocks.borrow().iter().map(|b| b.len).sum::<usize>()
+        );
+        self.held.get()
+    }
+}
+
+/// Copies `n` bytes from `src` to `dst` without a call for short values (most header values).
+///
+/// # Safety
+/// `src` is valid for reading and `dst` for writing `n` bytes, and the ranges do not overlap.
+#[inline]
+unsafe fn copy_small(src: *const u8, dst: *mut u8, n: usize) {
+    // SAFETY: every access below stays within the first `n` bytes of `src` and `dst` (valid
+    // and disjoint, guaranteed by the caller); unaligned accesses are explicitly unaligned.
+    unsafe {
+        if (8..=16).contains(&n) {
+            // Two overlapping words cover 8..=16 bytes.
+            let a = core::ptr::read_unaligned(src as *const u64);
+            let b = core::ptr::read_unaligned(src.add(n - 8) as *const u64);
+            core::ptr::write_unaligned(dst as *mut u64, a);
+            core::ptr::write_unaligned(dst.add(n - 8) as *mut u64, b);
+        } else if (4..8).contains(&n) {
+            let a = core::ptr::read_unaligned(src as *const u32);
+            let b = core::ptr::read_unaligned(src.add(n - 4) as *const u32);
+            core::ptr::write_unaligned(dst as *mut u32, a);
+            core::ptr::write_unaligned(dst.add(n - 4) as *mut u32, b);
+        } else {
+            core::ptr::copy_nonoverlapping(src, dst, n);
+        }
     }
 }
 
@@ -201,6 +290,27 @@ mod tests {
         arena.reset();
         assert!(arena.capacity() <= RETAINED);
         assert_eq!(arena.keep(b"abc"), b"abc");
+    }
+
+    #[test]
+    fn every_short_length_is_copied_exactly_across_resets() {
+        let mut arena = Arena::default();
+        let src: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        for round in 0..3 {
+            let mut views = Vec::new();
+            for n in 1..=src.len() {
+                for start in 0..3 {
+                    let want = &src[start..(start + n).min(src.len())];
+                    views.push((want, arena.keep(want)));
+                }
+            }
+            for (want, got) in &views {
+                assert_eq!(want, got, "round {round}");
+            }
+            drop(views);
+            arena.reset();
+            assert!(arena.capacity() <= RETAINED);
+        }
     }
 
     #[test]

@@ -68,6 +68,7 @@ impl Default for Task {
 
 impl Task {
     /// Readies the task for a new stream (no future of the previous stream is alive).
+    #[inline]
     pub(crate) fn reset(&mut self) {
         waker::recycle(&mut self.wake, &mut self.spare);
         *self.polling.get_mut() = false;
@@ -92,23 +93,25 @@ impl Task {
     /// handler's futures) coalesce into this drive instead of committing scheduler events.
     /// `new_scheduler` creates the stream's scheduler the first time it is needed (`None` when
     /// the stream can no longer be called).
+    ///
+    /// Generic and inlined: each hook gets its own copy, with `deliver` and `poll` inlined into
+    /// it. `deliver` and the first poll run under one panic guard (a panic in either ends the
+    /// drive the same way); later polls of the same drive (rare) get one guard each. Scheduler
+    /// creation stays outside the guards, as a failure of jisr's rather than the handler's.
+    #[inline]
     pub(crate) fn drive(
         &self,
-        new_scheduler: &dyn Fn() -> Option<Committer>,
+        new_scheduler: impl Fn() -> Option<Committer>,
         deliver: impl FnOnce(),
-        poll: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>,
+        mut poll: impl FnMut(&mut Context<'_>) -> Poll<()>,
     ) -> Driven {
-        let cell = &self.wake;
         if self.polling.get() {
-            // Re-entered from inside our own poll: record, and let the running poll go again.
-            if let Err(msg) = catch(deliver) {
-                return Driven::Panicked(msg);
-            }
-            cell.wake_nested();
-            return Driven::Nested;
+            return self.drive_nested(deliver);
         }
+        let cell = &*self.wake;
         struct Idle<'a>(&'a Cell<bool>);
         impl Drop for Idle<'_> {
+            #[inline]
             fn drop(&mut self) {
                 self.0.set(false);
             }
@@ -116,18 +119,16 @@ impl Task {
         self.polling.set(true);
         let _idle = Idle(&self.polling);
         self.polls.set(self.polls.get() + 1);
-        let waker = waker::waker_ref(cell);
+        let waker = waker::waker_ref(&self.wake);
         let mut cx = Context::from_waker(&waker);
         cell.begin_poll();
-        if let Err(msg) = catch(deliver) {
-            cell.end_poll();
-            return Driven::Panicked(msg);
-        }
-        for round in 0..MAX_INLINE_POLLS {
-            if round > 0 {
-                cell.begin_poll();
-            }
-            match catch(|| poll(&mut cx)) {
+        let mut polled = catch(|| {
+            deliver();
+            poll(&mut cx)
+        });
+        let mut round = 0;
+        loop {
+            match polled {
                 Ok(Poll::Ready(())) => {
                     cell.end_poll();
                     return Driven::Ready;
@@ -142,21 +143,27 @@ impl Task {
                 // Woken while polling (a yield, or an event recorded by a nested hook): poll
                 // again before leaving the hook.
                 self.repolls.set(self.repolls.get() + 1);
-                continue;
-            }
-            // Only a cloned waker can wake the stream from outside a hook; body data, callouts
-            // and watermarks arrive in hooks that poll anyway. So the scheduler is created the
-            // first time a pending poll leaves a cloned waker behind (before `POLLING` is
-            // cleared, so no wake can slip between).
-            if cell.was_cloned() && !cell.has_scheduler() {
-                if let Some(c) = new_scheduler() {
-                    cell.set_scheduler(c);
+            } else {
+                // Only a cloned waker can wake the stream from outside a hook; body data,
+                // callouts and watermarks arrive in hooks that poll anyway. So the scheduler is
+                // created the first time a pending poll leaves a cloned waker behind (before
+                // `POLLING` is cleared, so no wake can slip between).
+                if cell.was_cloned() && !cell.has_scheduler() {
+                    if let Some(c) = new_scheduler() {
+                        cell.set_scheduler(c);
+                    }
                 }
+                if !cell.end_poll() {
+                    return Driven::Pending;
+                }
+                self.repolls.set(self.repolls.get() + 1);
             }
-            if !cell.end_poll() {
-                return Driven::Pending;
+            round += 1;
+            if round == MAX_INLINE_POLLS {
+                break;
             }
-            self.repolls.set(self.repolls.get() + 1);
+            cell.begin_poll();
+            polled = catch(|| poll(&mut cx));
         }
         // Still waking itself: let the scheduler bring us back after other work ran.
         if !cell.has_scheduler() {
@@ -168,16 +175,33 @@ impl Task {
         cell.commit();
         Driven::Pending
     }
+
+    /// `drive` re-entered from inside our own poll: record, and let the running poll go again.
+    #[cold]
+    #[inline(never)]
+    fn drive_nested(&self, deliver: impl FnOnce()) -> Driven {
+        if let Err(msg) = catch(deliver) {
+            return Driven::Panicked(msg);
+        }
+        self.wake.wake_nested();
+        Driven::Nested
+    }
 }
 
 /// Runs `f`, turning a panic into its message. Never unwinds: a panic payload whose own `Drop`
 /// panics is forgotten instead.
+#[inline]
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let msg = panic_message(payload.as_ref());
-        drop_payload(payload);
-        msg
-    })
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(caught)
+}
+
+/// The message of a caught panic; drops its payload.
+#[cold]
+#[inline(never)]
+fn caught(payload: Box<dyn Any + Send>) -> String {
+    let msg = panic_message(payload.as_ref());
+    drop_payload(payload);
+    msg
 }
 
 /// Drops a panic payload without letting a panicking `Drop` of it unwind further.

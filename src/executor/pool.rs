@@ -130,26 +130,40 @@ impl<T> Default for Pool<T> {
 }
 
 /// The calling thread's lane number (assigned once per thread), or `None` past [`LANES`].
+#[inline]
 pub(crate) fn lane_index() -> Option<usize> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        // `usize::MAX` until the thread first asks (a const initialiser keeps the access cheap).
-        static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    // A const-initialised cell without a destructor: every access is a plain thread-local load.
+    // `usize::MAX` until the thread first asks; `LANES` once it asked and got no lane.
+    let lane = LANE.with(|l| l.get());
+    if lane < LANES {
+        return Some(lane);
     }
-    let lane = LANE
-        .try_with(|l| {
-            if l.get() == usize::MAX {
-                l.set(NEXT.fetch_add(1, Ordering::Relaxed));
-            }
-            l.get()
-        })
-        .ok()?;
+    assign_lane(lane)
+}
+
+thread_local! {
+    static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// First call on a thread (gives it the next lane number, for good), and threads without a
+/// lane.
+#[cold]
+#[inline(never)]
+fn assign_lane(lane: usize) -> Option<usize> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    if lane != usize::MAX {
+        return None;
+    }
+    let next = NEXT.fetch_add(1, Ordering::Relaxed);
+    let lane = next.min(LANES);
+    LANE.with(|l| l.set(lane));
     (lane < LANES).then_some(lane)
 }
 
 impl<T> Pool<T> {
     /// Runs `f` on the calling thread's own idle list and counters, or on the shared overflow
     /// lane (under its lock) for threads without a lane.
+    #[inline]
     fn with_lane<R>(&self, f: impl FnOnce(&mut Vec<Box<T>>, LaneCounts<'_>) -> R) -> R {
         match lane_index() {
             Some(i) => {
@@ -169,16 +183,21 @@ impl<T> Pool<T> {
     }
 
     /// Takes an idle slot, or makes one with `new`; counts a started stream.
+    #[inline]
     pub(crate) fn take_or(&self, new: impl FnOnce() -> Box<T>) -> Box<T> {
         let taken = self.with_lane(|idle, counts| {
             let slot = idle.pop();
             counts.started(slot.is_none(), idle.len());
             slot
         });
-        taken.unwrap_or_else(new)
+        match taken {
+            Some(slot) => slot,
+            None => cold(new),
+        }
     }
 
     /// Ends a stream: returns its (idle) slot for reuse, or frees it when the lane is full.
+    #[inline]
     pub(crate) fn put(&self, slot: Box<T>, totals: StreamTotals) {
         let spill = self.with_lane(|idle, counts| {
             let spill = if idle.len() < MAX_IDLE {
@@ -281,6 +300,14 @@ impl<T> Pool<T> {
     }
 }
 
+/// Calls `f` out of line: for paths taken once per slot (allocating one), kept away from the
+/// per-stream code around them.
+#[cold]
+#[inline(never)]
+fn cold<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// The counters a lane operation updates.
 enum LaneCounts<'a> {
     /// The thread's own lane: single-writer atomics.
@@ -290,6 +317,7 @@ enum LaneCounts<'a> {
 }
 
 impl LaneCounts<'_> {
+    #[inline]
     fn started(self, allocated: bool, idle: usize) {
         match self {
             LaneCounts::Own(c) => {
@@ -305,6 +333,7 @@ impl LaneCounts<'_> {
         }
     }
 
+    #[inline]
     fn ended(self, t: StreamTotals, idle: usize) {
         match self {
             LaneCounts::Own(c) => {

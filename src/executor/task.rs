@@ -18,6 +18,7 @@ pub enum Cleared {
 
 impl Cleared {
     /// Combines two outcomes, keeping the first that is not clean.
+    #[inline]
     pub(crate) fn and(self, other: Cleared) -> Cleared {
         match self {
             Cleared::Clean => other,
@@ -50,6 +51,7 @@ impl<F> Default for TaskCell<F> {
 struct Busy<'a>(&'a Cell<bool>);
 
 impl Drop for Busy<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.set(false);
     }
@@ -80,10 +82,23 @@ impl<F> TaskCell<F> {
     }
 
     /// Drops the stored future in place. Does nothing (`Busy`) while the cell is being polled.
+    #[inline]
     pub(crate) fn clear(&self) -> Cleared {
         if self.busy.get() {
             return Cleared::Busy;
         }
+        // SAFETY: not busy, so no `&mut` to the storage exists (`poll` and `clear` hold one
+        // only while busy); this shared read ends before anything else runs.
+        if unsafe { (*self.fut.get()).is_none() } {
+            // Usually: the future completed (and was dropped) or never started.
+            return Cleared::Clean;
+        }
+        self.clear_stored()
+    }
+
+    /// `clear` of a cell that holds a future.
+    #[inline(never)]
+    fn clear_stored(&self) -> Cleared {
         self.busy.set(true);
         let _busy = Busy(&self.busy);
         // SAFETY: `busy` excludes every other access to the storage for this call.
@@ -94,6 +109,7 @@ impl<F> TaskCell<F> {
 impl<F: Future> TaskCell<F> {
     /// Stores a new future after dropping any old one. Ignored (`Busy`, and `f` is dropped)
     /// while the cell is being polled.
+    #[inline]
     pub(crate) fn set(&self, f: F) -> Cleared {
         let cleared = self.clear();
         if cleared == Cleared::Busy {
@@ -107,6 +123,7 @@ impl<F: Future> TaskCell<F> {
 
     /// Polls the stored future; `Ready(None)` for an empty cell. A re-entrant poll (from inside
     /// the future's own poll) reports pending without touching the future.
+    #[inline]
     pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         if self.busy.get() {
             return Poll::Pending;
@@ -122,6 +139,16 @@ impl<F: Future> TaskCell<F> {
         let fut = unsafe { Pin::new_unchecked(fut) };
         match fut.poll(cx) {
             Poll::Ready(v) => {
+                if !core::mem::needs_drop::<F>() {
+                    // No drop glue, so dropping cannot panic: no guard needed.
+                    // SAFETY: still busy (no other access to the storage); the `Some` is
+                    // dropped in place (which runs no code for such an `F`) and overwritten.
+                    unsafe {
+                        core::ptr::drop_in_place(slot);
+                        core::ptr::write(slot, None);
+                    }
+                    return Poll::Ready(Some(v));
+                }
                 // SAFETY: still busy; the future is done and is dropped in place now.
                 if let Cleared::Panicked(msg) = unsafe { Self::empty(slot) } {
                     drop(v);

@@ -39,6 +39,7 @@ impl WakeCell {
     }
 
     /// Marks the start of a poll and forgets earlier wakes (this poll observes them).
+    #[inline]
     pub(crate) fn begin_poll(&self) {
         let s = self.state.load(Ordering::Acquire);
         if s & CLONED == 0 {
@@ -54,11 +55,13 @@ impl WakeCell {
     }
 
     /// Whether a wake arrived during the current poll (the poll flag stays set).
+    #[inline]
     pub(crate) fn woken_during_poll(&self) -> bool {
         self.state.load(Ordering::Acquire) & WOKEN != 0
     }
 
     /// Marks the end of a poll that returned `Pending`; true if a wake arrived during it.
+    #[inline]
     pub(crate) fn end_poll(&self) -> bool {
         // A clone made during this poll set `CLONED` on this thread, so this load sees it.
         let s = self.state.load(Ordering::Acquire);
@@ -76,11 +79,13 @@ impl WakeCell {
     }
 
     /// Whether a waker of this stream was ever cloned (so a wake can come from outside a hook).
+    #[inline]
     pub(crate) fn was_cloned(&self) -> bool {
         self.state.load(Ordering::Acquire) & CLONED != 0
     }
 
     /// Whether a scheduler exists for this stream.
+    #[inline]
     pub(crate) fn has_scheduler(&self) -> bool {
         self.state.load(Ordering::Acquire) & HAS_SCHED != 0
     }
@@ -95,6 +100,7 @@ impl WakeCell {
     }
 
     /// A delivered scheduler event: later wakes may commit again.
+    #[inline]
     pub(crate) fn delivered(&self) {
         self.state.fetch_and(!COMMITTED, Ordering::AcqRel);
     }
@@ -140,6 +146,7 @@ impl WakeCell {
 }
 
 /// Returns a cell ready for a new stream, reusing `cell` when no stale waker holds it.
+#[inline]
 pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
     // Nobody can start holding the cell meanwhile: cloning a waker needs a reference.
     fn reuse(cell: &mut Arc<WakeCell>) -> bool {
@@ -171,6 +178,7 @@ pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
 }
 
 /// Ends the stream's wakes: later wakes are no-ops and the scheduler is released.
+#[inline]
 pub(crate) fn kill(cell: &Arc<WakeCell>) {
     // Nobody else holds the cell and no scheduler exists: nothing can wake it, nothing to free.
     if Arc::strong_count(cell) == 1 && !cell.has_scheduler() {
@@ -181,6 +189,7 @@ pub(crate) fn kill(cell: &Arc<WakeCell>) {
 
 /// A waker for `cell` that borrows the caller's reference instead of cloning the `Arc`; clones
 /// made from it (e.g. by a future that stores its waker) hold their own reference.
+#[inline]
 pub(crate) fn waker_ref(cell: &Arc<WakeCell>) -> std::mem::ManuallyDrop<std::task::Waker> {
     let raw = std::task::RawWaker::new(Arc::as_ptr(cell) as *const (), &VTABLE);
     // SAFETY: the vtable below treats the data pointer as an `Arc<WakeCell>` pointer, which it
@@ -243,6 +252,7 @@ impl std::fmt::Debug for WakerSlot {
 
 impl WakerSlot {
     /// Registers the waker of `cx` unless `own` says it is the stream's own.
+    #[inline]
     pub(crate) fn register(
         &self,
         cx: &std::task::Context<'_>,
@@ -261,6 +271,7 @@ impl WakerSlot {
     }
 
     /// Wakes and forgets the registered waker, if any.
+    #[inline]
     pub(crate) fn wake(&self) {
         if let Some(w) = self.0.take() {
             w.wake();
@@ -268,11 +279,13 @@ impl WakerSlot {
     }
 
     /// Takes the registered waker (to wake it once no borrow is held).
+    #[inline]
     pub(crate) fn take(&self) -> Option<std::task::Waker> {
         self.0.take()
     }
 
     /// Forgets the registered waker.
+    #[inline]
     pub(crate) fn clear(&self) {
         drop(self.0.take());
     }

@@ -91,6 +91,8 @@ pub(crate) struct Callouts {
     entries: RefCell<Vec<Entry>>,
     /// The entry whose start call is running, if any.
     opening: Cell<Option<usize>>,
+    /// Whether any callout was opened since the last reset (most streams open none).
+    used: Cell<bool>,
 }
 
 impl Callouts {
@@ -106,6 +108,7 @@ impl Callouts {
             None => return None,
         };
         entries[index].state = State::Opening;
+        self.used.set(true);
         self.opening.set(Some(index));
         Some(Ticket {
             index,
@@ -208,7 +211,17 @@ impl Callouts {
     }
 
     /// Readies the table for a new stream (no future of the previous stream is alive).
+    #[inline]
     pub(crate) fn reset(&mut self) {
+        if !core::mem::take(self.used.get_mut()) {
+            return;
+        }
+        self.recycle_all();
+    }
+
+    /// `reset` of a table that was used.
+    #[inline(never)]
+    fn recycle_all(&mut self) {
         for e in self.entries.get_mut().iter_mut() {
             if e.state != State::Free {
                 e.recycle();

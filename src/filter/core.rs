@@ -79,15 +79,18 @@ impl Default for BodyCursor {
 
 impl BodyCursor {
     /// The body's state.
+    #[inline]
     pub(crate) fn get(&self) -> BodyState {
         self.state.get()
     }
 
     /// Applies a transition (see `filter::state`).
+    #[inline]
     pub(crate) fn update(&self, f: impl FnOnce(BodyState) -> BodyState) {
         self.state.set(f(self.state.get()));
     }
 
+    #[inline]
     pub(crate) fn reset(&mut self) {
         *self.state.get_mut() = BodyState::NEW;
         self.waker.clear();
@@ -95,6 +98,7 @@ impl BodyCursor {
 
     /// A body hook starts: measures what is readable during it (the body does not change while
     /// the hook runs, except through the handler's own `replace_body`).
+    #[inline]
     pub(crate) fn enter_hook(&self, host: &dyn Host, request: bool) {
         let (buffered, received) = if request {
             (BodyKind::BufferedRequest, BodyKind::ReceivedRequest)
@@ -118,6 +122,7 @@ impl BodyCursor {
     ///
     /// Returns `Some(n)` with `n > 0` for data, `Some(0)` at end of body (or limit), and `None`
     /// when more data may still arrive.
+    #[inline]
     pub(crate) fn read(&self, host: &dyn Host, request: bool, dst: &mut [u8]) -> Option<usize> {
         let (buffered, received) = if request {
             (BodyKind::BufferedRequest, BodyKind::ReceivedRequest)
@@ -125,12 +130,24 @@ impl BodyCursor {
             (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
         };
         let b = self.get();
-        if b.skipped() || b.retention == Retention::Hidden {
-            return Some(0);
+        match b.retention {
+            _ if b.skipped() => Some(0),
+            Retention::Hidden => Some(0),
+            Retention::Passing => self.read_passing(b, host, received, dst),
+            Retention::Held => self.read_held(b, host, buffered, received, dst),
         }
-        if b.retention == Retention::Passing {
-            return self.read_passing(host, received, dst);
-        }
+    }
+
+    /// Held bodies: the buffered body, then the received chunk when it is separate.
+    #[inline]
+    fn read_held(
+        &self,
+        b: BodyState,
+        host: &dyn Host,
+        buffered: BodyKind,
+        received: BodyKind,
+        dst: &mut [u8],
+    ) -> Option<usize> {
         let offset = b.offset;
         let room = b.limit.saturating_sub(offset);
         if room == 0 || dst.is_empty() {
@@ -164,8 +181,14 @@ impl BodyCursor {
 
     /// Observe mode: only the chunk of the current hook is readable; bytes the handler did not
     /// read while they passed are skipped.
-    fn read_passing(&self, host: &dyn Host, received: BodyKind, dst: &mut [u8]) -> Option<usize> {
-        let b = self.get();
+    #[inline]
+    fn read_passing(
+        &self,
+        b: BodyState,
+        host: &dyn Host,
+        received: BodyKind,
+        dst: &mut [u8],
+    ) -> Option<usize> {
         let base = b.base;
         let mut offset = b.offset.max(base);
         let room = b.limit.saturating_sub(offset);
@@ -227,6 +250,7 @@ impl StreamCore {
     }
 
     /// Readies the core for a new stream (every future of the previous one is gone).
+    #[inline]
     pub(crate) fn reset(&mut self) {
         self.host.reset();
         self.task.reset();
@@ -238,7 +262,9 @@ impl StreamCore {
         self.streams.reset();
         self.arena.reset();
         let reply = self.reply.get_mut();
-        if reply.armed || reply.capacity() > 0 {
+        if reply.armed {
+            // Staged but never sent (the stream ended inside the poll that made it). A sent
+            // reply was disarmed, and its buffer bounded, when it was sent.
             reply.clear();
         }
         let snapshot = self.snapshot.get_mut();
@@ -249,16 +275,19 @@ impl StreamCore {
     }
 
     /// The stream's state.
+    #[inline]
     pub(crate) fn st(&self) -> StreamState {
         self.state.get()
     }
 
     /// Applies a transition (see `filter::state`).
+    #[inline]
     pub(crate) fn update(&self, f: impl FnOnce(StreamState) -> StreamState) {
         self.state.set(f(self.state.get()));
     }
 
     /// Applies a transition that also answers a question (e.g. "was a start pending?").
+    #[inline]
     pub(crate) fn take(&self, f: impl FnOnce(StreamState) -> (bool, StreamState)) -> bool {
         let (answer, next) = f(self.state.get());
         self.state.set(next);
@@ -266,6 +295,7 @@ impl StreamCore {
     }
 
     /// Runs `f` with the current host, if a hook is running and the stream is live.
+    #[inline]
     pub(crate) fn with_host<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
         if self.st().ended() {
             return None;
@@ -286,11 +316,13 @@ impl StreamCore {
     }
 
     /// Whether `w` is the stream's own waker.
+    #[inline]
     pub(crate) fn is_own_waker(&self, w: &std::task::Waker) -> bool {
         self.task.is_own_waker(w)
     }
 
     /// The filter's configured name.
+    #[inline]
     pub(crate) fn name(&self) -> &str {
         &self.meta.name
     }

@@ -3,12 +3,12 @@
 use crate::abi::ffi::{self, Buf, HeaderPair};
 use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
-use crate::filter::core::{FilterStats, ResponseMode, StreamCore};
+use crate::filter::core::{BodyCursor, FilterStats, ResponseMode, StreamCore};
 use crate::filter::pipeline::Pipeline;
 use crate::filter::slot::{JisrConfig, Slot};
 use crate::filter::state::{BodyState, Phase, Retention, StreamState};
 use crate::host::log::Level;
-use crate::host::{BodyKind, Host, Raw};
+use crate::host::{Host, Raw};
 
 /// A streaming-callout event as the ABI delivers it.
 pub enum RawStreamEvent<'h> {
@@ -135,11 +135,12 @@ where
 {
     /// Polls one pipeline until it completes or waits; `deliver` runs first, inside the poll
     /// window (it wakes the wakers of futures waiting for what this hook brings).
+    #[inline]
     fn drive(&self, side: Side, deliver: impl FnOnce()) -> Driven {
         let core = &self.core;
         let new_scheduler = || core.with_host(|h| h.new_scheduler());
         let d = match side {
-            Side::Request => core.task.drive(&new_scheduler, deliver, &mut |cx| {
+            Side::Request => core.task.drive(new_scheduler, deliver, |cx| {
                 if core.take(StreamState::take_start) {
                     self.start_request();
                 }
@@ -147,7 +148,7 @@ where
             }),
             Side::Response => core
                 .task
-                .drive(&new_scheduler, deliver, &mut |cx| self.poll_response(cx)),
+                .drive(new_scheduler, deliver, |cx| self.poll_response(cx)),
         };
         if !matches!(d, Driven::Nested) {
             self.flush_reply();
@@ -164,23 +165,40 @@ where
         d
     }
 
-    /// Sends the local reply the last poll made, if any (no borrow is held while Envoy runs
-    /// the reply, which may re-enter our hooks or complete and destroy the stream).
+    /// Sends the local reply the last poll made, if any.
+    #[inline]
     fn flush_reply(&self) {
+        if matches!(self.core.reply.try_borrow(), Ok(r) if r.armed) {
+            self.send_staged();
+        }
+    }
+
+    /// `flush_reply` with a reply staged: sends it from the slot's buffer.
+    ///
+    /// Envoy may re-enter our hooks inside the reply, or complete and destroy the stream (both
+    /// deferred while this hook runs, so the slot stays). The reply is disarmed first and only
+    /// a shared borrow is held while Envoy runs it: a re-entered hook finds nothing to send, and
+    /// cannot stage another reply (the stream counts as replied, and staging needs the buffer
+    /// mutably).
+    #[inline(never)]
+    fn send_staged(&self) {
         let core = &self.core;
-        let staged = match core.reply.try_borrow_mut() {
-            Ok(mut r) if r.armed => core::mem::take(&mut *r),
+        match core.reply.try_borrow_mut() {
+            Ok(mut r) if r.armed => r.armed = false,
             _ => return,
-        };
-        core.with_host(|h| {
-            staged.with_headers(|pairs| {
-                h.send_response(staged.status, pairs, &staged.body, &staged.details)
-            })
-        });
-        // Keep the buffers for the slot's next reply.
+        }
+        if let Ok(r) = core.reply.try_borrow() {
+            core.with_host(|h| {
+                r.with_parts(|status, headers, body, details| {
+                    h.send_response(status, headers, body, details)
+                })
+            });
+        }
+        // Keep a bounded buffer for the slot's next reply.
         if let Ok(mut r) = core.reply.try_borrow_mut() {
-            *r = staged;
-            r.clear();
+            if r.capacity() > crate::filter::reply::RETAINED {
+                r.clear();
+            }
         }
     }
 
@@ -243,6 +261,7 @@ where
 
     /// Runs `f` with `host` current; a stream completion that arrived during one of our own
     /// hooks is finished once the outermost hook is done with it.
+    #[inline]
     fn enter<T>(&self, host: &dyn Host, f: impl FnOnce() -> T) -> T {
         let outermost = !self.core.host.is_set();
         self.core.host.enter(host, || {
@@ -299,20 +318,16 @@ where
     /// The stream is complete (inside `enter`, no poll on the stack).
     fn complete_now(&self) {
         let core = &self.core;
-        // A handler blocked in a body read learns that the body will never complete: one last
-        // poll in which the read fails, while metrics, metadata and logs still work.
-        for (side, phase, cursor) in [
-            (Side::Request, core.st().request, &core.req_body),
-            (Side::Response, core.st().response, &core.resp_body),
-        ] {
+        let st = core.st();
+        let blocked = |phase: Phase, cursor: &BodyCursor| {
             let b = cursor.get();
-            if phase == Phase::Running && b.waiting() && !b.eos() {
-                cursor.update(BodyState::abort);
-                let _ = self.drive(side, || cursor.waker.wake());
-            }
+            phase == Phase::Running && b.waiting() && !b.eos()
+        };
+        if blocked(st.request, &core.req_body) || blocked(st.response, &core.resp_body) {
+            self.abort_reads(st.request, st.response);
         }
         if let Some(envoy) = &core.meta.envoy {
-            let this = crate::filter::stats::Finishing {
+            let this = || crate::filter::stats::Finishing {
                 polls: core.task.polls.get(),
                 wakes_inline: core.task.repolls.get(),
                 wakes_scheduled: core.task.commits(),
@@ -323,6 +338,25 @@ where
             });
         }
         self.finish();
+    }
+
+    /// A handler blocked in a body read learns that the body will never complete: one last
+    /// poll in which the read fails, while metrics, metadata and logs still work. `request` and
+    /// `response` are the phases when the stream completed.
+    #[cold]
+    #[inline(never)]
+    fn abort_reads(&self, request: Phase, response: Phase) {
+        let core = &self.core;
+        for (side, phase, cursor) in [
+            (Side::Request, request, &core.req_body),
+            (Side::Response, response, &core.resp_body),
+        ] {
+            let b = cursor.get();
+            if phase == Phase::Running && b.waiting() && !b.eos() {
+                cursor.update(BodyState::abort);
+                let _ = self.drive(side, || cursor.waker.wake());
+            }
+        }
     }
 }
 
@@ -460,8 +494,13 @@ where
             let d = self.drive(Side::Response, || cursor.waker.wake());
             cursor.update(BodyState::leave_hook);
             if cursor.get().retention == Retention::Passing {
+                // Measured when the hook started: nothing changes a chunk during an Observe
+                // hook (only Buffer mode replaces bodies).
                 let len = core
-                    .with_host(|h| h.body_len(BodyKind::ReceivedResponse))
+                    .with_host(|_| {
+                        let b = cursor.get();
+                        b.hook_end.saturating_sub(b.base)
+                    })
                     .unwrap_or(0);
                 cursor.update(|b| b.pass_chunk(len));
             }

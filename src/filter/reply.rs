@@ -6,24 +6,32 @@
 //! handler's own code is on the stack. So `send` only records the reply; the state machine
 //! sends it when the poll that made it returns, after every effect of that poll reached Envoy.
 
-/// Body bytes an idle slot keeps for the next stream's reply.
+use arrayvec::ArrayVec;
+
+/// Bytes an idle slot keeps for the next stream's reply.
 pub(crate) const RETAINED: usize = 16 * 1024;
 
-/// The recorded reply. Buffers are reused across streams of a slot (no allocation per
-/// request once they have grown).
+/// Most headers a reply carries; later ones are dropped.
+pub(crate) const MAX_HEADERS: usize = 32;
+
+/// The recorded reply, in one buffer reused across streams of a slot (no allocation per
+/// request once it has grown): header names and values back to back, then the body, then the
+/// details.
 #[derive(Default)]
 pub(crate) struct StagedReply {
     pub(crate) armed: bool,
     pub(crate) status: u32,
-    /// Header names and values back to back; `spans` are (name len, value len).
-    head: Vec<u8>,
-    spans: Vec<(u32, u32)>,
-    pub(crate) body: Vec<u8>,
-    pub(crate) details: Vec<u8>,
+    bytes: Vec<u8>,
+    /// (name len, value len) of each header, in order.
+    spans: ArrayVec<(u32, u32), MAX_HEADERS>,
+    body_len: usize,
+    details_len: usize,
 }
 
 impl StagedReply {
-    /// Records a reply (replacing nothing: the caller checks that none was made yet).
+    /// Records a reply (replacing nothing: the caller checks that none was made yet). Only the
+    /// first [`MAX_HEADERS`] headers are kept.
+    #[inline]
     pub(crate) fn stage(
         &mut self,
         status: u32,
@@ -31,50 +39,96 @@ impl StagedReply {
         body: &[u8],
         details: &str,
     ) {
-        self.clear();
-        self.armed = true;
-        self.status = status;
+        let headers = &headers[..headers.len().min(MAX_HEADERS)];
+        self.bytes.clear();
+        self.spans.clear();
+        let head: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.bytes.reserve(head + body.len() + details.len());
         for (k, v) in headers {
-            self.head.extend_from_slice(k.as_bytes());
-            self.head.extend_from_slice(v);
+            self.bytes.extend_from_slice(k.as_bytes());
+            self.bytes.extend_from_slice(v);
             self.spans.push((k.len() as u32, v.len() as u32));
         }
-        self.body.extend_from_slice(body);
-        self.details.extend_from_slice(details.as_bytes());
+        self.bytes.extend_from_slice(body);
+        self.bytes.extend_from_slice(details.as_bytes());
+        self.body_len = body.len();
+        self.details_len = details.len();
+        self.status = status;
+        self.armed = true;
     }
 
-    /// Calls `f` with the headers as (name, value) pairs, at most 32 of them.
-    pub(crate) fn with_headers<R>(&self, f: impl FnOnce(&[(&[u8], &[u8])]) -> R) -> R {
-        let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> = arrayvec::ArrayVec::new();
-        let mut at = 0;
-        for &(k, v) in self.spans.iter().take(32) {
-            let (k, v) = (k as usize, v as usize);
-            pairs.push((&self.head[at..at + k], &self.head[at + k..at + k + v]));
-            at += k + v;
+    /// Calls `f` with the status, the headers as (name, value) pairs, the body and the details.
+    #[inline]
+    pub(crate) fn with_parts<R>(
+        &self,
+        f: impl FnOnce(u32, &[(&[u8], &[u8])], &[u8], &[u8]) -> R,
+    ) -> R {
+        let mut pairs: ArrayVec<(&[u8], &[u8]), MAX_HEADERS> = ArrayVec::new();
+        let mut rest = self.bytes.as_slice();
+        for &(k, v) in &self.spans {
+            let (k, after) = rest.split_at(k as usize);
+            let (v, after) = after.split_at(v as usize);
+            pairs.push((k, v));
+            rest = after;
         }
-        f(&pairs)
+        let (body, details) = rest.split_at(self.body_len);
+        debug_assert_eq!(details.len(), self.details_len);
+        f(self.status, &pairs, body, details)
     }
 
-    /// Forgets the reply, keeping bounded buffers.
+    /// Forgets the reply, keeping a bounded buffer.
     pub(crate) fn clear(&mut self) {
         self.armed = false;
-        self.head.clear();
+        self.bytes.clear();
         self.spans.clear();
-        self.body.clear();
-        self.details.clear();
-        if self.body.capacity() > RETAINED {
-            self.body = Vec::new();
-        }
-        if self.head.capacity() > RETAINED {
-            self.head = Vec::new();
+        self.body_len = 0;
+        self.details_len = 0;
+        if self.bytes.capacity() > RETAINED {
+            self.bytes = Vec::new();
         }
     }
 
     /// Bytes kept allocated.
     pub(crate) fn capacity(&self) -> usize {
-        self.head.capacity()
-            + self.body.capacity()
-            + self.details.capacity()
-            + self.spans.capacity() * 8
+        self.bytes.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_come_back_as_staged() {
+        let mut r = StagedReply::default();
+        let many: Vec<(&str, &[u8])> = (0..40).map(|_| ("k", b"v".as_slice())).collect();
+        r.stage(401, &many, b"body", "details");
+        r.with_parts(|status, headers, body, details| {
+            assert_eq!(status, 401);
+            assert_eq!(headers.len(), MAX_HEADERS);
+            assert!(headers.iter().all(|&(k, v)| k == b"k" && v == b"v"));
+            assert_eq!(body, b"body");
+            assert_eq!(details, b"details");
+        });
+        r.stage(
+            200,
+            &[("content-type", b"text/plain"), ("x-a", b"")],
+            b"",
+            "",
+        );
+        r.with_parts(|status, headers, body, details| {
+            assert_eq!(status, 200);
+            assert_eq!(
+                headers,
+                &[
+                    (b"content-type".as_slice(), b"text/plain".as_slice()),
+                    (b"x-a".as_slice(), b"".as_slice())
+                ]
+            );
+            assert!(body.is_empty() && details.is_empty());
+        });
+        r.stage(500, &[], &vec![0u8; 2 * RETAINED], "big");
+        r.clear();
+        assert!(!r.armed && r.capacity() <= RETAINED);
     }
 }

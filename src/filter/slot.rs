@@ -163,6 +163,10 @@ where
         if req == Cleared::Busy {
             return req;
         }
+        if !R::PRESENT {
+            // No response pipeline: no value is ever kept.
+            return resp.and(req);
+        }
         let value = match self.value.borrow_mut().take() {
             // Usually taken by the response handler already: nothing to drop.
             None => Cleared::Clean,

@@ -149,25 +149,40 @@ impl EnvoyStats {
     ///
     /// Each worker reports only its own lane's figures (counter increments, gauge changes),
     /// so workers never read each other's counters or take a lock; Envoy's stats are the sums.
+    /// Between reports a stream costs one tick of its lane; `this` (the stream's own figures)
+    /// is read only when reporting.
+    #[inline]
     pub(crate) fn on_stream_end<T: Idle>(
         &self,
         host: &dyn Host,
         name: &str,
         pool: &Pool<T>,
         stats: &FilterStats,
-        this: Finishing,
+        this: impl FnOnce() -> Finishing,
     ) {
-        let f = name.as_bytes();
         let Some(lane) = lane_index() else {
-            return self.report_shared(host, f, pool, stats, this);
+            return self.report_shared(host, name.as_bytes(), pool, stats, this());
         };
         let r = &self.lanes[lane];
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let tick = load(&r.tick);
+        let tick = r.tick.load(Ordering::Relaxed);
         r.tick.store(tick.wrapping_add(1), Ordering::Relaxed);
-        if tick % FLUSH_EVERY != 0 {
-            return;
+        if tick % FLUSH_EVERY == 0 {
+            self.report_lane(host, name.as_bytes(), pool, stats, r, this());
         }
+    }
+
+    /// Reports this lane's changes since its last report.
+    #[inline(never)]
+    fn report_lane<T: Idle>(
+        &self,
+        host: &dyn Host,
+        f: &[u8],
+        pool: &Pool<T>,
+        stats: &FilterStats,
+        r: &Reported,
+        this: Finishing,
+    ) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let Some(now) = pool.own_lane() else {
             return;
         };
@@ -233,6 +248,8 @@ impl EnvoyStats {
 
     /// A thread without a lane of its own reports the config's totals against what was
     /// reported that way before, under a lock.
+    #[cold]
+    #[inline(never)]
     fn report_shared<T: Idle>(
         &self,
         host: &dyn Host,

@@ -223,10 +223,17 @@ impl Streams {
     }
 
     /// Readies the table for a new stream (no future of the previous stream is alive).
+    #[inline]
     pub(crate) fn reset(&mut self) {
         if !core::mem::take(self.used.get_mut()) {
             return;
         }
+        self.recycle_all();
+    }
+
+    /// `reset` of a table that was used.
+    #[inline(never)]
+    fn recycle_all(&mut self) {
         for cell in self.entries.iter_mut() {
             cell.get_mut().recycle();
         }

@@ -17,12 +17,14 @@ pub(crate) struct HostSlot {
 
 impl HostSlot {
     /// Makes `host` current for the duration of `f` (re-entrant: restores the previous one).
+    #[inline]
     pub(crate) fn enter<R>(&self, host: &dyn Host, f: impl FnOnce() -> R) -> R {
         struct Restore<'a> {
             slot: &'a HostSlot,
             prev: Option<NonNull<dyn Host + 'static>>,
         }
         impl Drop for Restore<'_> {
+            #[inline]
             fn drop(&mut self) {
                 self.slot.current.set(self.prev);
             }
@@ -41,6 +43,7 @@ impl HostSlot {
 
     /// Runs `f` with the current host; `None` outside hooks (e.g. while a future is dropped at
     /// stream end) and once the stream is detached, where nothing may be called on it.
+    #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
         if self.detached.get() {
             return None;
@@ -52,6 +55,7 @@ impl HostSlot {
     }
 
     /// Whether a hook is running for this stream.
+    #[inline]
     pub(crate) fn is_set(&self) -> bool {
         self.current.get().is_some()
     }
@@ -62,6 +66,7 @@ impl HostSlot {
     }
 
     /// Readies the slot for a new stream.
+    #[inline]
     pub(crate) fn reset(&mut self) {
         *self.current.get_mut() = None;
         *self.detached.get_mut() = false;
