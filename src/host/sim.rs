@@ -224,6 +224,15 @@ impl SimHost {
         }
     }
 
+    /// The answer Envoy gives inside the start call for `cluster`, if it is set up to.
+    fn inline_answer(&self, cluster: &[u8]) -> Option<(u16, Vec<u8>)> {
+        self.inline_answers
+            .borrow()
+            .iter()
+            .find(|(c, _, _)| c.as_bytes() == cluster)
+            .map(|(_, status, body)| (*status, body.clone()))
+    }
+
     fn deliver(&self, event: SimEvent) {
         if self.destroy_requested.get() {
             return;
@@ -566,12 +575,7 @@ impl Host for SimHost {
         }
         let id = self.next_callout.get() + 1;
         self.next_callout.set(id);
-        let inline = self
-            .inline_answers
-            .borrow()
-            .iter()
-            .find(|(c, _, _)| c.as_bytes() == cluster)
-            .map(|(_, status, body)| (*status, body.clone()));
+        let inline = self.inline_answer(cluster);
         if let Some((status, body)) = inline {
             // Envoy's async client answers inside `send` and then returns no request, so the
             // filter reports "cannot create request" after the answer was delivered.
@@ -599,12 +603,7 @@ impl Host for SimHost {
         end_stream: bool,
         timeout_ms: u64,
     ) -> Result<u64, u32> {
-        let inline = self
-            .inline_answers
-            .borrow()
-            .iter()
-            .find(|(c, _, _)| c.as_bytes() == cluster)
-            .map(|(_, status, body)| (*status, body.clone()));
+        let inline = self.inline_answer(cluster);
         if let Some((status, answer)) = inline {
             // Envoy writes the id, then sends the headers, and the router answers at once:
             // headers, data and completion arrive inside this call, which still succeeds.
