@@ -3,7 +3,7 @@
 mod common;
 
 use common::GET;
-use jisr::testing::TestFilter;
+use jisr::testing::{MetaValue, TestFilter};
 use jisr::{ConfigError, Registry, Request, ResponseWriter, raw::HeadersStatus};
 
 #[derive(Debug)]
@@ -63,5 +63,52 @@ fn bad_route_config_is_refused_with_a_clear_message() {
     assert_eq!(
         f.add_route_config("other", b"x").unwrap_err(),
         "jisr: no per-route config named 'other'; this module declares: tiered"
+    );
+}
+
+async fn read_metadata(_req: jisr::Request<'_>, w: jisr::ResponseWriter<'_>) {
+    use jisr::MetadataSource::{Cluster, Dynamic, Route};
+    let tier = w.metadata_str(Route, "acme", "tier").unwrap_or("-");
+    let weight = w.metadata_num(Route, "acme", "weight").unwrap_or(-1.0);
+    let canary = w.metadata_bool(Cluster, "acme", "canary");
+    let user = w.metadata_str(Dynamic, "jwt", "sub").unwrap_or("-");
+    // Asked with the wrong type, a value is absent.
+    let wrong = w.metadata_num(Route, "acme", "tier");
+    w.set_metadata_str("jisr", "seen", "1");
+    let own = w.metadata_str(Dynamic, "jisr", "seen").unwrap_or("-");
+    w.send(
+        200,
+        format!("{tier} {weight} {canary:?} {user} {wrong:?} {own}").as_bytes(),
+    );
+}
+
+/// Metadata from the route, the cluster and earlier filters, read as string, number and bool.
+#[test]
+fn metadata_is_read_from_every_source_by_type() {
+    use jisr::MetadataSource::{Cluster, Dynamic, Route};
+    let f = jisr::testing::TestFilter::new(
+        |r| {
+            r.register("md", read_metadata);
+        },
+        "md",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.set_source_metadata(Route, "acme", "tier", MetaValue::Str("gold".into()));
+    s.set_source_metadata(Route, "acme", "weight", MetaValue::Num(2.5));
+    s.set_source_metadata(Cluster, "acme", "canary", MetaValue::Bool(true));
+    s.set_source_metadata(Dynamic, "jwt", "sub", MetaValue::Str("alice".into()));
+    s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    assert_eq!(
+        String::from_utf8(s.local_reply().unwrap().body).unwrap(),
+        "gold 2.5 Some(true) alice None 1"
+    );
+    // Nothing set: every read is absent.
+    let mut s = f.stream();
+    s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    assert_eq!(
+        String::from_utf8(s.local_reply().unwrap().body).unwrap(),
+        "- -1 None - None 1"
     );
 }

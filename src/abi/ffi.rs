@@ -271,6 +271,20 @@ unsafe extern "C" {
         key: Buf,
         out: *mut Buf,
     ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_number(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+        key: Buf,
+        out: *mut f64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_bool(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+        key: Buf,
+        out: *mut bool,
+    ) -> bool;
 
     pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
         filter: EnvoyFilterPtr,

@@ -8,8 +8,24 @@ use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
 use crate::api::stream::StreamWriter;
 use crate::filter::core::StreamCore;
 use crate::filter::state::StreamState;
-use crate::host::{MetadataValue, MetricOp};
+use crate::host::{MetaKind, MetaRead, MetadataValue, MetricOp};
 use std::fmt;
+
+/// Where metadata is read from (see [`ResponseWriter::metadata_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataSource {
+    /// This stream's dynamic metadata: set by this filter or by earlier ones (e.g. Envoy's
+    /// `set_metadata` or `jwt_authn` filters).
+    Dynamic = 0,
+    /// The `metadata` of the matched route.
+    Route = 1,
+    /// The `metadata` of the upstream cluster.
+    Cluster = 2,
+    /// The `metadata` of the selected upstream host.
+    Host = 3,
+    /// The locality metadata of the selected upstream host.
+    HostLocality = 4,
+}
 
 /// What a handler uses to answer or annotate the request.
 ///
@@ -198,6 +214,59 @@ impl<'a> ResponseWriter<'a> {
         self.core.with_host(|h| {
             h.set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Bool(value))
         });
+    }
+
+    /// The string value of metadata `ns:key` from `source`, copied into the stream's storage
+    /// (valid for the whole handler); `None` when absent or not a string.
+    ///
+    /// ```
+    /// use jisr::{MetadataSource, Request, ResponseWriter};
+    ///
+    /// async fn tier(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     // `metadata: { filter_metadata: { acme: { tier: gold } } }` on the route.
+    ///     if w.metadata_str(MetadataSource::Route, "acme", "tier") != Some("gold") {
+    ///         w.send(403, b"gold only\n");
+    ///     }
+    /// }
+    /// # let _ = tier;
+    /// ```
+    pub fn metadata_str(&self, source: MetadataSource, ns: &str, key: &str) -> Option<&str> {
+        let core = self.core;
+        let bytes = core
+            .with_host(|h| {
+                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Str) {
+                    Some(MetaRead::Str(raw)) => Some(core.arena.keep(raw.view(&()))),
+                    _ => None,
+                }
+            })
+            .flatten()?;
+        core::str::from_utf8(bytes).ok()
+    }
+
+    /// The number value of metadata `ns:key` from `source`; `None` when absent or not a
+    /// number.
+    pub fn metadata_num(&self, source: MetadataSource, ns: &str, key: &str) -> Option<f64> {
+        self.core
+            .with_host(|h| {
+                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Num) {
+                    Some(MetaRead::Num(n)) => Some(n),
+                    _ => None,
+                }
+            })
+            .flatten()
+    }
+
+    /// The boolean value of metadata `ns:key` from `source`; `None` when absent or not a
+    /// boolean.
+    pub fn metadata_bool(&self, source: MetadataSource, ns: &str, key: &str) -> Option<bool> {
+        self.core
+            .with_host(|h| {
+                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Bool) {
+                    Some(MetaRead::Bool(b)) => Some(b),
+                    _ => None,
+                }
+            })
+            .flatten()
     }
 
     /// Stores bytes in Envoy's filter state under `key` (readable by later filters).

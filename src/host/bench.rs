@@ -249,7 +249,13 @@ impl Host for BenchHost {
         self.bump(|e| e.metadata += 1);
     }
 
-    fn metadata_str(&self, _ns: &[u8], _key: &[u8]) -> Option<Raw> {
+    fn metadata(
+        &self,
+        _source: u32,
+        _ns: &[u8],
+        _key: &[u8],
+        _kind: super::MetaKind,
+    ) -> Option<super::MetaRead> {
         None
     }
 

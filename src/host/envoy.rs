@@ -1,6 +1,9 @@
 //! The real host: each method is one or two Envoy callbacks.
 
-use super::{BodyKind, Committer, ConfigHost, Host, Map, MetadataValue, MetricKind, MetricOp, Raw};
+use super::{
+    BodyKind, Committer, ConfigHost, Host, Map, MetaKind, MetaRead, MetadataValue, MetricKind,
+    MetricOp, Raw,
+};
 use crate::abi::ffi::{self, Buf, EnvoyConfigPtr, EnvoyFilterPtr, HeaderPair};
 use arrayvec::ArrayVec;
 use std::cell::RefCell;
@@ -310,19 +313,53 @@ impl Host for EnvoyHost {
         }
     }
 
-    fn metadata_str(&self, ns: &[u8], key: &[u8]) -> Option<Raw> {
-        let mut out = Buf::EMPTY;
-        // SAFETY: live filter pointer; `out` valid for writes.
-        let ok = unsafe {
-            ffi::envoy_dynamic_module_callback_http_get_metadata_string(
-                self.filter,
-                ffi::METADATA_DYNAMIC,
-                Buf::of(ns),
-                Buf::of(key),
-                &mut out,
-            )
-        };
-        ok.then(|| Raw::new(out.ptr, out.len))
+    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead> {
+        let (ns, key) = (Buf::of(ns), Buf::of(key));
+        match kind {
+            MetaKind::Str => {
+                let mut out = Buf::EMPTY;
+                // SAFETY: live filter pointer; `out` valid for writes; Envoy reads the buffers
+                // during the call only.
+                let ok = unsafe {
+                    ffi::envoy_dynamic_module_callback_http_get_metadata_string(
+                        self.filter,
+                        source,
+                        ns,
+                        key,
+                        &mut out,
+                    )
+                };
+                ok.then(|| MetaRead::Str(Raw::new(out.ptr, out.len)))
+            }
+            MetaKind::Num => {
+                let mut out = 0f64;
+                // SAFETY: as above.
+                let ok = unsafe {
+                    ffi::envoy_dynamic_module_callback_http_get_metadata_number(
+                        self.filter,
+                        source,
+                        ns,
+                        key,
+                        &mut out,
+                    )
+                };
+                ok.then_some(MetaRead::Num(out))
+            }
+            MetaKind::Bool => {
+                let mut out = false;
+                // SAFETY: as above.
+                let ok = unsafe {
+                    ffi::envoy_dynamic_module_callback_http_get_metadata_bool(
+                        self.filter,
+                        source,
+                        ns,
+                        key,
+                        &mut out,
+                    )
+                };
+                ok.then_some(MetaRead::Bool(out))
+            }
+        }
     }
 
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {

@@ -146,8 +146,9 @@ pub(crate) trait Host {
 
     /// Sets dynamic metadata.
     fn set_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>);
-    /// Reads a dynamic metadata string.
-    fn metadata_str(&self, ns: &[u8], key: &[u8]) -> Option<Raw>;
+    /// Reads metadata `ns:key` of `source` (ABI metadata source: 0 dynamic, 1 route, 2 cluster,
+    /// 3 host, 4 host locality) as the type asked for; `None` when absent or of another type.
+    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead>;
     /// Sets filter-state bytes.
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool;
     /// Reads filter-state bytes.
@@ -200,6 +201,22 @@ pub(crate) trait Host {
     fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool;
     /// Index of the worker running this stream.
     fn worker_index(&self) -> u32;
+}
+
+/// The type of a metadata value to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetaKind {
+    Str,
+    Num,
+    Bool,
+}
+
+/// A metadata value read from the host (a string is valid as [`Raw`] says).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum MetaRead {
+    Str(Raw),
+    Num(f64),
+    Bool(bool),
 }
 
 /// A metadata value.

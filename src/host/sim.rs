@@ -3,7 +3,10 @@
 //! Byte views follow the same rule as Envoy's: values are boxed individually and stay put until
 //! that entry is replaced or removed.
 
-use super::{BodyKind, Committer, ConfigHost, Host, Map, MetadataValue, MetricKind, MetricOp, Raw};
+use super::{
+    BodyKind, Committer, ConfigHost, Host, Map, MetaKind, MetaRead, MetadataValue, MetricKind,
+    MetricOp, Raw,
+};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -121,6 +124,8 @@ pub(crate) struct SimHost {
     pub(crate) continue_decoding: Cell<u32>,
     pub(crate) continue_encoding: Cell<u32>,
     pub(crate) metadata: RefCell<BTreeMap<(String, String), MetaValue>>,
+    /// Route, cluster and host metadata (by ABI source), as Envoy's config would give them.
+    pub(crate) source_metadata: RefCell<BTreeMap<(u32, String, String), MetaValue>>,
     pub(crate) filter_state: RefCell<Vec<(Vec<u8>, Bytes)>>,
     pub(crate) route_cache_cleared: Cell<u32>,
     pub(crate) attrs_str: RefCell<Vec<(u32, Box<[u8]>)>>,
@@ -423,10 +428,25 @@ impl Host for SimHost {
         );
     }
 
-    fn metadata_str(&self, ns: &[u8], key: &[u8]) -> Option<Raw> {
-        self.touch("metadata_str");
-        let _ = (ns, key);
-        None
+    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead> {
+        self.touch("metadata");
+        let k = (
+            String::from_utf8_lossy(ns).into_owned(),
+            String::from_utf8_lossy(key).into_owned(),
+        );
+        let read = |v: &MetaValue| match (v, kind) {
+            (MetaValue::Str(s), MetaKind::Str) => Some(MetaRead::Str(raw(s.as_bytes()))),
+            (MetaValue::Num(n), MetaKind::Num) => Some(MetaRead::Num(*n)),
+            (MetaValue::Bool(b), MetaKind::Bool) => Some(MetaRead::Bool(*b)),
+            _ => None,
+        };
+        if source == 0 {
+            return self.metadata.borrow().get(&k).and_then(read);
+        }
+        self.source_metadata
+            .borrow()
+            .get(&(source, k.0, k.1))
+            .and_then(read)
     }
 
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {

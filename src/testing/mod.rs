@@ -820,6 +820,29 @@ impl TestStream<'_> {
             .sum()
     }
 
+    /// Gives the stream metadata `ns:key` from `source`, as Envoy's config (route, cluster,
+    /// host) or an earlier filter (dynamic metadata) would.
+    pub fn set_source_metadata(
+        &mut self,
+        source: crate::MetadataSource,
+        ns: &str,
+        key: &str,
+        value: MetaValue,
+    ) {
+        let (ns, key) = (ns.to_string(), key.to_string());
+        match source {
+            crate::MetadataSource::Dynamic => {
+                self.host.metadata.borrow_mut().insert((ns, key), value);
+            }
+            other => {
+                self.host
+                    .source_metadata
+                    .borrow_mut()
+                    .insert((other as u32, ns, key), value);
+            }
+        }
+    }
+
     /// Sets a string attribute the filter can read (e.g. [`Attr::SOURCE_ADDRESS`]).
     ///
     /// [`Attr::SOURCE_ADDRESS`]: crate::Attr::SOURCE_ADDRESS
