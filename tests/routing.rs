@@ -112,3 +112,33 @@ fn metadata_is_read_from_every_source_by_type() {
         "- -1 None - None 1"
     );
 }
+
+async fn flag_and_recluster(req: jisr::Request<'_>, w: jisr::ResponseWriter<'_>) {
+    if req.header("x-legacy").is_some() {
+        w.add_response_flag("LEGACY");
+    }
+    w.clear_route_cluster_cache();
+}
+
+/// Custom response flags and the route-cluster cache reach the host.
+#[test]
+fn response_flag_and_cluster_cache_reach_envoy() {
+    let f = jisr::testing::TestFilter::new(
+        |r| {
+            r.register("f", flag_and_recluster);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.request_headers(
+        &[(":method", "GET"), (":path", "/"), ("x-legacy", "1")],
+        true,
+    );
+    assert_eq!(s.response_flags(), vec!["LEGACY".to_string()]);
+    assert_eq!(s.route_cluster_cache_clears(), 1);
+    let mut s = f.stream();
+    s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    assert!(s.response_flags().is_empty());
+}

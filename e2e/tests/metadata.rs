@@ -4,7 +4,9 @@
 //! and Envoy logs `[error][dynamic_modules] ... key <key> is not a number` (1.40).
 
 use jisr_e2e::client;
-use jisr_e2e::{Cluster, Envoy, EnvoyConfig, HttpFilter, Listener, Route, Upstream, module_filter};
+use jisr_e2e::{
+    Cluster, Envoy, EnvoyConfig, HttpFilter, Listener, Route, Upstream, access_field, module_filter,
+};
 
 const SET_METADATA: &str = r#""@type": type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config
 metadata:
@@ -54,4 +56,123 @@ fn route_cluster_and_other_filters_metadata_reach_the_handler() {
     // Asked as the wrong type, Envoy also logs an error line (so ask for the type you set).
     let log = envoy.log();
     assert!(log.contains("key tier is not a number"), "{log}");
+}
+
+/// A custom response flag a handler adds shows in the access log's `%CUSTOM_FLAGS%` (empty
+/// without one); Envoy's own `%RESPONSE_FLAGS%` does not include it (`-`).
+#[test]
+fn custom_response_flag_shows_in_the_access_log() {
+    let up = Upstream::start("main");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(
+                Listener::new("flag")
+                    .filter(module_filter("metadata_fixture", "flag", None))
+                    .log_field("flags", "%RESPONSE_FLAGS%")
+                    .log_field("custom", "%CUSTOM_FLAGS%")
+                    .route(Route::to("/", "main")),
+            )
+            .cluster(Cluster::new("main", up.port())),
+    );
+    let port = envoy.listener_port("flag");
+    let r = client::request(port, "GET", "/a", &[("x-flag", "JISR_TEST")], b"");
+    assert_eq!(r.status, 200, "{}", envoy.log());
+    let r = client::get(port, "/b");
+    assert_eq!(r.status, 200, "{}", envoy.log());
+    let lines = envoy.wait_for_access_lines(2, std::time::Duration::from_secs(5));
+    let field = |path: &str, key: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(&format!("path={path} ")))
+            .and_then(|l| access_field(l, key))
+            .unwrap_or_else(|| panic!("no {key} in the access line for {path}: {lines:?}"))
+            .to_string()
+    };
+    assert_eq!(field("/a", "custom"), "JISR_TEST");
+    assert_eq!(field("/a", "flags"), "-");
+    assert_eq!(field("/b", "custom"), "");
+}
+
+/// A route whose cluster a `matcher` cluster specifier picks from request header `x-cluster`.
+const MATCHER_ROUTE: &str = r#"- match: { prefix: "/" }
+  route:
+    timeout: 30s
+    inline_cluster_specifier_plugin:
+      extension:
+        name: envoy.router.cluster_specifier_plugin.matcher
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.MatcherClusterSpecifier
+          cluster_matcher:
+            matcher_tree:
+              input:
+                name: x-cluster
+                typed_config:
+                  "@type": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput
+                  header_name: x-cluster
+              exact_match_map:
+                map:
+                  a:
+                    action:
+                      name: a
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction
+                        cluster: a
+                  b:
+                    action:
+                      name: b
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction
+                        cluster: b
+"#;
+
+/// Sends `headers` through a listener running the `recluster` filter in front of `route`;
+/// answers how many requests upstreams `a` and `b` saw after each of `requests`.
+fn recluster(route: Route, requests: &[&[(&str, &str)]]) -> Vec<(usize, usize)> {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(
+                Listener::new("recluster")
+                    .filter(module_filter("metadata_fixture", "recluster", None))
+                    .route(route),
+            )
+            .cluster(Cluster::new("a", a.port()))
+            .cluster(Cluster::new("b", b.port())),
+    );
+    let port = envoy.listener_port("recluster");
+    requests
+        .iter()
+        .map(|headers| {
+            let r = client::request(port, "GET", "/", headers, b"");
+            assert_eq!(r.status, 200, "{}", envoy.log());
+            (a.requests().len(), b.requests().len())
+        })
+        .collect()
+}
+
+/// With a cluster specifier plugin (here `matcher`), clearing the cached cluster after changing
+/// the header it reads sends the request to the new cluster; without the clear it goes where
+/// Envoy first picked.
+#[test]
+fn clearing_the_cluster_cache_reruns_the_cluster_specifier() {
+    let seen = recluster(
+        Route::Raw(MATCHER_ROUTE.into()),
+        &[
+            &[("x-cluster", "a"), ("x-want", "b"), ("x-clear", "1")],
+            &[("x-cluster", "a"), ("x-want", "b")],
+        ],
+    );
+    assert_eq!(seen, [(0, 1), (1, 1)]);
+}
+
+/// A plain `cluster_header` route keeps the cluster it picked even after the clear: only
+/// `clear_route_cache` (a new route lookup) reads the changed header.
+#[test]
+fn clearing_the_cluster_cache_keeps_a_cluster_header_pick() {
+    let seen = recluster(
+        Route::cluster_header("/", "x-cluster"),
+        &[&[("x-cluster", "a"), ("x-want", "b"), ("x-clear", "1")]],
+    );
+    assert_eq!(seen, [(1, 0)]);
 }

@@ -307,6 +307,8 @@ unsafe extern "C" {
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
 
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: EnvoyFilterPtr);
+    pub fn envoy_dynamic_module_callback_http_clear_route_cluster_cache(filter: EnvoyFilterPtr);
+    pub fn envoy_dynamic_module_callback_http_add_custom_flag(filter: EnvoyFilterPtr, flag: Buf);
 
     pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: EnvoyFilterPtr,

@@ -294,6 +294,31 @@ impl<'a> ResponseWriter<'a> {
         self.core.with_host(|h| h.clear_route_cache());
     }
 
+    /// Makes Envoy pick the route's cluster again, keeping the route: a route whose cluster a
+    /// cluster specifier plugin (e.g. `matcher`) or `weighted_clusters` chose re-runs that choice
+    /// on the current headers. A plain `cluster_header` route keeps its pick; call
+    /// [`clear_route_cache`](Self::clear_route_cache) for that.
+    pub fn clear_route_cluster_cache(&self) {
+        self.core.with_host(|h| h.clear_route_cluster_cache());
+    }
+
+    /// Adds a custom response flag to the stream: the access log's `%CUSTOM_FLAGS%` shows it
+    /// (Envoy's `%RESPONSE_FLAGS%` does not).
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn mark(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     if req.header("x-legacy-client").is_some() {
+    ///         w.add_response_flag("LEGACY");
+    ///     }
+    /// }
+    /// # let _ = mark;
+    /// ```
+    pub fn add_response_flag(&self, flag: &str) {
+        self.core.with_host(|h| h.add_custom_flag(flag.as_bytes()));
+    }
+
     fn metric(
         &self,
         op: MetricOp,

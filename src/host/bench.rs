@@ -269,6 +269,10 @@ impl Host for BenchHost {
 
     fn clear_route_cache(&self) {}
 
+    fn clear_route_cluster_cache(&self) {}
+
+    fn add_custom_flag(&self, _flag: &[u8]) {}
+
     fn attr_str(&self, _id: u32) -> Option<Raw> {
         None
     }

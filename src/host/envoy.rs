@@ -391,6 +391,18 @@ impl Host for EnvoyHost {
         unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cache(self.filter) }
     }
 
+    fn clear_route_cluster_cache(&self) {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cluster_cache(self.filter) }
+    }
+
+    fn add_custom_flag(&self, flag: &[u8]) {
+        // SAFETY: live filter pointer; Envoy copies the flag during the call.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_add_custom_flag(self.filter, Buf::of(flag))
+        }
+    }
+
     fn attr_str(&self, id: u32) -> Option<Raw> {
         let mut out = Buf::EMPTY;
         // SAFETY: live filter pointer; `out` valid for writes.

@@ -155,6 +155,10 @@ pub(crate) trait Host {
     fn filter_state(&self, key: &[u8]) -> Option<Raw>;
     /// Clears the route cache so the next route lookup sees current headers.
     fn clear_route_cache(&self);
+    /// Makes Envoy pick the route's cluster again (the route itself is kept).
+    fn clear_route_cluster_cache(&self);
+    /// Adds a custom response flag (shown by the access log's `%RESPONSE_FLAGS%`).
+    fn add_custom_flag(&self, flag: &[u8]);
 
     /// Stream attributes.
     fn attr_str(&self, id: u32) -> Option<Raw>;

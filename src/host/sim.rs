@@ -128,6 +128,8 @@ pub(crate) struct SimHost {
     pub(crate) source_metadata: RefCell<BTreeMap<(u32, String, String), MetaValue>>,
     pub(crate) filter_state: RefCell<Vec<(Vec<u8>, Bytes)>>,
     pub(crate) route_cache_cleared: Cell<u32>,
+    pub(crate) route_cluster_cache_cleared: Cell<u32>,
+    pub(crate) custom_flags: RefCell<Vec<String>>,
     pub(crate) attrs_str: RefCell<Vec<(u32, Box<[u8]>)>>,
     pub(crate) attrs_int: RefCell<Vec<(u32, u64)>>,
     pub(crate) attrs_bool: RefCell<Vec<(u32, bool)>>,
@@ -470,6 +472,19 @@ impl Host for SimHost {
         self.touch("clear_route_cache");
         self.route_cache_cleared
             .set(self.route_cache_cleared.get() + 1);
+    }
+
+    fn clear_route_cluster_cache(&self) {
+        self.touch("clear_route_cluster_cache");
+        self.route_cluster_cache_cleared
+            .set(self.route_cluster_cache_cleared.get() + 1);
+    }
+
+    fn add_custom_flag(&self, flag: &[u8]) {
+        self.touch("add_custom_flag");
+        self.custom_flags
+            .borrow_mut()
+            .push(String::from_utf8_lossy(flag).into_owned());
     }
 
     fn attr_str(&self, id: u32) -> Option<Raw> {

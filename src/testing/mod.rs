@@ -801,6 +801,16 @@ impl TestStream<'_> {
         &self.forwarded_response
     }
 
+    /// Custom response flags the filter added, in order.
+    pub fn response_flags(&self) -> Vec<String> {
+        self.host.custom_flags.borrow().clone()
+    }
+
+    /// How often the filter cleared the route's cluster cache.
+    pub fn route_cluster_cache_clears(&self) -> u32 {
+        self.host.route_cluster_cache_cleared.get()
+    }
+
     /// How often the filter cleared the route cache.
     pub fn route_cache_clears(&self) -> u32 {
         self.host.route_cache_cleared.get()
