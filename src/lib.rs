@@ -76,7 +76,7 @@ pub use api::pipeline::{Next, chain};
 pub use api::registry::Registry;
 pub use api::request::Request;
 pub use api::response::{Response, ResponseMode};
-pub use api::writer::{MetadataSource, ResponseWriter};
+pub use api::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 
 /// Handler traits, composition and the types request methods return.
 pub mod handler {

@@ -142,3 +142,47 @@ fn response_flag_and_cluster_cache_reach_envoy() {
     s.request_headers(&[(":method", "GET"), (":path", "/")], true);
     assert!(s.response_flags().is_empty());
 }
+
+async fn cluster_and_limit(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let before = w.buffer_limit();
+    w.set_buffer_limit(4 << 20);
+    let cluster = w.cluster_name().unwrap_or("-");
+    w.send(
+        200,
+        format!(
+            "before={before} cluster={cluster} p0={:?} p1={:?}",
+            w.cluster_hosts(0),
+            w.cluster_hosts(1)
+        )
+        .as_bytes(),
+    );
+}
+
+/// The routed cluster's name and host counts reach the handler; the buffer limit it sets
+/// reaches the host.
+#[test]
+fn cluster_info_and_buffer_limit_reach_the_handler() {
+    let f = jisr::testing::TestFilter::new(
+        |r| {
+            r.register("f", cluster_and_limit);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.set_cluster("main", &[[3, 2, 1]]);
+    s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    assert_eq!(
+        String::from_utf8(s.local_reply().unwrap().body).unwrap(),
+        "before=1048576 cluster=main p0=Some(ClusterHosts { total: 3, healthy: 2, degraded: 1 }) p1=None"
+    );
+    assert_eq!(s.buffer_limit(), 4 << 20);
+    // No routed cluster (e.g. a direct response route): no name, no hosts.
+    let mut s = f.stream();
+    s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    assert_eq!(
+        String::from_utf8(s.local_reply().unwrap().body).unwrap(),
+        "before=1048576 cluster=- p0=None p1=None"
+    );
+}

@@ -6,8 +6,8 @@
 
 use jisr::testing::bench::BenchFilter;
 use jisr::{
-    ConfigError, ConfigHandle, Counter, Level, LogValue, Next, Registry, Request, Response,
-    ResponseMode, ResponseWriter,
+    ConfigError, ConfigHandle, Counter, Level, LogValue, MetadataSource, Next, Registry, Request,
+    Response, ResponseMode, ResponseWriter,
     callout::CalloutRequest,
     chain,
     raw::{BodyStatus, HeadersStatus},
@@ -188,6 +188,21 @@ async fn wait_once(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 
 async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
 
+/// Reads metadata, the routed cluster and the buffer limit, raises the limit, flags the stream;
+/// answers 200 when every read saw the bench host's values.
+async fn stream_info(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let ok = w.metadata_str(MetadataSource::Route, "acme", "tier") == Some("bench")
+        && w.metadata_num(MetadataSource::Cluster, "acme", "weight") == Some(1.0)
+        && w.metadata_bool(MetadataSource::Dynamic, "acme", "canary") == Some(true)
+        && w.cluster_name() == Some("bench")
+        && w.cluster_hosts(0).is_some_and(|h| h.healthy == 1)
+        && w.buffer_limit() == 1 << 20;
+    w.set_buffer_limit(4 << 20);
+    w.add_response_flag("JISR");
+    w.clear_route_cluster_cache();
+    w.send(if ok { 200 } else { 500 }, b"");
+}
+
 async fn tap(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
     let mut buf = [0u8; 64];
     let mut total = 0u64;
@@ -242,6 +257,7 @@ fn register(r: &mut Registry) {
     r.filter("rewrite")
         .respond(ResponseMode::Buffer, pass, rewrite);
     r.register("callout", callout);
+    r.register("stream_info", stream_info);
 }
 
 const GET: &[(&str, &str)] = &[
@@ -290,6 +306,18 @@ fn zero_allocations_per_request_on_every_core_path() {
         }),
     ));
     assert_eq!(s.effects().reply_status, 401);
+
+    let f = BenchFilter::new(register, "stream_info", b"").unwrap();
+    let mut s = f.session();
+    report.push((
+        "metadata, cluster and buffer-limit reads and writes",
+        measure(|| {
+            s.begin(GET);
+            assert_eq!(s.request_headers(true), HeadersStatus::StopIteration);
+            s.end();
+        }),
+    ));
+    assert_eq!(s.effects().reply_status, 200);
 
     let f = BenchFilter::new(register, "body", b"").unwrap();
     let mut s = f.session();

@@ -176,3 +176,45 @@ fn clearing_the_cluster_cache_keeps_a_cluster_header_pick() {
     );
     assert_eq!(seen, [(1, 0)]);
 }
+
+/// The stream's buffer limit starts at the listener's 1 MiB: a 2 MiB upload the handler reads
+/// whole is a `413`. After the handler raises the limit to 4 MiB, the same upload is read in
+/// full. The handler also sees the routed cluster's name and its one healthy host at priority
+/// 0 (priority 1 does not exist).
+#[test]
+fn buffer_limit_and_cluster_info_reach_the_handler() {
+    let up = Upstream::start("main");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(
+                Listener::new("upload")
+                    .filter(module_filter("metadata_fixture", "upload", None))
+                    .route(Route::to("/", "main")),
+            )
+            .cluster(Cluster::new("main", up.port())),
+    );
+    let port = envoy.listener_port("upload");
+    let body = vec![b'x'; 2 << 20];
+    let r = client::request(port, "POST", "/big", &[("x-limit", "4194304")], &body);
+    assert_eq!(
+        r.text(),
+        "before=1048576 after=4194304 read=Ok(2097152) cluster=main p0=1/1/0 p1=-\n",
+        "{}",
+        envoy.log()
+    );
+    match client::try_request(port, "POST", "/big", &[], &body) {
+        Ok(r) => assert_eq!(r.status, 413, "{}", r.text()),
+        Err(e) => eprintln!("client saw {e} (Envoy answered 413 and closed mid-upload)"),
+    }
+    let r = client::request(port, "POST", "/small", &[], b"hi");
+    assert_eq!(
+        r.text(),
+        "before=1048576 after=1048576 read=Ok(2) cluster=main p0=1/1/0 p1=-\n"
+    );
+    let lines = envoy.wait_for_access_lines(3, std::time::Duration::from_secs(5));
+    let codes: Vec<_> = lines
+        .iter()
+        .filter_map(|l| access_field(l, "code"))
+        .collect();
+    assert_eq!(codes, ["200", "413", "200"], "{lines:?}");
+}

@@ -309,6 +309,19 @@ unsafe extern "C" {
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: EnvoyFilterPtr);
     pub fn envoy_dynamic_module_callback_http_clear_route_cluster_cache(filter: EnvoyFilterPtr);
     pub fn envoy_dynamic_module_callback_http_add_custom_flag(filter: EnvoyFilterPtr, flag: Buf);
+    pub fn envoy_dynamic_module_callback_http_get_cluster_name(
+        filter: EnvoyFilterPtr,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_cluster_host_count(
+        filter: EnvoyFilterPtr,
+        priority: u32,
+        total: *mut usize,
+        healthy: *mut usize,
+        degraded: *mut usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_buffer_limit(filter: EnvoyFilterPtr) -> u64;
+    pub fn envoy_dynamic_module_callback_http_set_buffer_limit(filter: EnvoyFilterPtr, limit: u64);
 
     pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: EnvoyFilterPtr,

@@ -11,6 +11,18 @@ use crate::filter::state::StreamState;
 use crate::host::{MetaKind, MetaRead, MetadataValue, MetricOp};
 use std::fmt;
 
+/// Host counts of the cluster a stream is routed to, at one priority (see
+/// [`ResponseWriter::cluster_hosts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterHosts {
+    /// Every host of the priority.
+    pub total: u64,
+    /// Hosts Envoy considers healthy.
+    pub healthy: u64,
+    /// Hosts Envoy considers degraded.
+    pub degraded: u64,
+}
+
 /// Where metadata is read from (see [`ResponseWriter::metadata_str`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetadataSource {
@@ -317,6 +329,54 @@ impl<'a> ResponseWriter<'a> {
     /// ```
     pub fn add_response_flag(&self, flag: &str) {
         self.core.with_host(|h| h.add_custom_flag(flag.as_bytes()));
+    }
+
+    /// The name of the cluster the stream is routed to, copied into the stream's arena; `None`
+    /// when the route has no cluster (e.g. a direct response) or no route matched.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn tag(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     if let Some(cluster) = w.cluster_name() {
+    ///         w.set_metadata_str("tag", "cluster", cluster);
+    ///     }
+    /// }
+    /// # let _ = tag;
+    /// ```
+    pub fn cluster_name(&self) -> Option<&str> {
+        let core = self.core;
+        let bytes = core
+            .with_host(|h| h.cluster_name().map(|raw| core.arena.keep(raw.view(&()))))
+            .flatten()?;
+        core::str::from_utf8(bytes).ok()
+    }
+
+    /// Host counts of the routed cluster at `priority` (0 is the highest); `None` without a
+    /// routed cluster or when the cluster has no such priority.
+    pub fn cluster_hosts(&self, priority: u32) -> Option<ClusterHosts> {
+        let [total, healthy, degraded] = self
+            .core
+            .with_host(|h| h.cluster_host_count(priority))
+            .flatten()?;
+        Some(ClusterHosts {
+            total,
+            healthy,
+            degraded,
+        })
+    }
+
+    /// The stream's buffer limit in bytes: how much Envoy buffers for it before flow control
+    /// (or a 413 when a filter buffers a whole body). Envoy starts from the listener's
+    /// `per_connection_buffer_limit_bytes` (1 MiB by default).
+    pub fn buffer_limit(&self) -> u64 {
+        self.core.with_host(|h| h.buffer_limit()).unwrap_or(0)
+    }
+
+    /// Sets the stream's buffer limit in bytes (see [`buffer_limit`](Self::buffer_limit)), e.g.
+    /// raising it for one route whose handler buffers large bodies.
+    pub fn set_buffer_limit(&self, bytes: u64) {
+        self.core.with_host(|h| h.set_buffer_limit(bytes));
     }
 
     fn metric(

@@ -46,6 +46,9 @@ pub struct BenchEffects {
     pub streamed_frames: u32,
 }
 
+/// The metadata string and cluster name every bench stream reads.
+const BENCH_NAME: &[u8] = b"bench";
+
 /// The bench host. Reused across requests with [`BenchHost::reset`].
 pub(crate) struct BenchHost {
     pub(crate) req: Cell<Static>,
@@ -254,9 +257,16 @@ impl Host for BenchHost {
         _source: u32,
         _ns: &[u8],
         _key: &[u8],
-        _kind: super::MetaKind,
+        kind: super::MetaKind,
     ) -> Option<super::MetaRead> {
-        None
+        // Fixed values, so reads exercise the copy into the stream's arena.
+        Some(match kind {
+            super::MetaKind::Str => {
+                super::MetaRead::Str(Raw::new(BENCH_NAME.as_ptr(), BENCH_NAME.len()))
+            }
+            super::MetaKind::Num => super::MetaRead::Num(1.0),
+            super::MetaKind::Bool => super::MetaRead::Bool(true),
+        })
     }
 
     fn set_filter_state(&self, _key: &[u8], _value: &[u8]) -> bool {
@@ -272,6 +282,20 @@ impl Host for BenchHost {
     fn clear_route_cluster_cache(&self) {}
 
     fn add_custom_flag(&self, _flag: &[u8]) {}
+
+    fn cluster_name(&self) -> Option<Raw> {
+        Some(Raw::new(BENCH_NAME.as_ptr(), BENCH_NAME.len()))
+    }
+
+    fn cluster_host_count(&self, priority: u32) -> Option<[u64; 3]> {
+        (priority == 0).then_some([1, 1, 0])
+    }
+
+    fn buffer_limit(&self) -> u64 {
+        1 << 20
+    }
+
+    fn set_buffer_limit(&self, _limit: u64) {}
 
     fn attr_str(&self, _id: u32) -> Option<Raw> {
         None

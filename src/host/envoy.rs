@@ -403,6 +403,41 @@ impl Host for EnvoyHost {
         }
     }
 
+    fn cluster_name(&self) -> Option<Raw> {
+        let mut out = Buf::EMPTY;
+        // SAFETY: live filter pointer; `out` is valid for writes. On success Envoy points `out`
+        // at its cluster info's name, which the caller copies before the next host call.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_cluster_name(self.filter, &mut out)
+        };
+        ok.then(|| Raw::new(out.ptr.cast(), out.len))
+    }
+
+    fn cluster_host_count(&self, priority: u32) -> Option<[u64; 3]> {
+        let (mut total, mut healthy, mut degraded) = (0usize, 0usize, 0usize);
+        // SAFETY: live filter pointer; the three counters are valid for writes.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_cluster_host_count(
+                self.filter,
+                priority,
+                &mut total,
+                &mut healthy,
+                &mut degraded,
+            )
+        };
+        ok.then_some([total as u64, healthy as u64, degraded as u64])
+    }
+
+    fn buffer_limit(&self) -> u64 {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_get_buffer_limit(self.filter) }
+    }
+
+    fn set_buffer_limit(&self, limit: u64) {
+        // SAFETY: live filter pointer.
+        unsafe { ffi::envoy_dynamic_module_callback_http_set_buffer_limit(self.filter, limit) }
+    }
+
     fn attr_str(&self, id: u32) -> Option<Raw> {
         let mut out = Buf::EMPTY;
         // SAFETY: live filter pointer; `out` valid for writes.

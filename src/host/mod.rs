@@ -157,8 +157,17 @@ pub(crate) trait Host {
     fn clear_route_cache(&self);
     /// Makes Envoy pick the route's cluster again (the route itself is kept).
     fn clear_route_cluster_cache(&self);
-    /// Adds a custom response flag (shown by the access log's `%RESPONSE_FLAGS%`).
+    /// Adds a custom response flag (shown by the access log's `%CUSTOM_FLAGS%`).
     fn add_custom_flag(&self, flag: &[u8]);
+    /// The name of the cluster the route picked; `None` without a routed cluster. A view into
+    /// Envoy's cluster info: copy it before the next host call.
+    fn cluster_name(&self) -> Option<Raw>;
+    /// `[total, healthy, degraded]` host counts of the routed cluster at `priority`.
+    fn cluster_host_count(&self, priority: u32) -> Option<[u64; 3]>;
+    /// The stream's buffer limit in bytes.
+    fn buffer_limit(&self) -> u64;
+    /// Sets the stream's buffer limit in bytes.
+    fn set_buffer_limit(&self, limit: u64);
 
     /// Stream attributes.
     fn attr_str(&self, id: u32) -> Option<Raw>;

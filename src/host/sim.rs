@@ -112,6 +112,9 @@ impl SimQueue {
     }
 }
 
+/// A routed cluster: its name and `[total, healthy, degraded]` hosts per priority.
+pub(crate) type SimCluster = (Box<[u8]>, Vec<[u64; 3]>);
+
 /// One simulated stream.
 #[derive(Default)]
 pub(crate) struct SimHost {
@@ -130,6 +133,10 @@ pub(crate) struct SimHost {
     pub(crate) route_cache_cleared: Cell<u32>,
     pub(crate) route_cluster_cache_cleared: Cell<u32>,
     pub(crate) custom_flags: RefCell<Vec<String>>,
+    /// The routed cluster's name and `[total, healthy, degraded]` per priority.
+    pub(crate) cluster: RefCell<Option<SimCluster>>,
+    /// The stream's buffer limit; `None` is Envoy's default of 1 MiB.
+    pub(crate) buffer_limit: Cell<Option<u64>>,
     pub(crate) attrs_str: RefCell<Vec<(u32, Box<[u8]>)>>,
     pub(crate) attrs_int: RefCell<Vec<(u32, u64)>>,
     pub(crate) attrs_bool: RefCell<Vec<(u32, bool)>>,
@@ -485,6 +492,27 @@ impl Host for SimHost {
         self.custom_flags
             .borrow_mut()
             .push(String::from_utf8_lossy(flag).into_owned());
+    }
+
+    fn cluster_name(&self) -> Option<Raw> {
+        self.touch("cluster_name");
+        self.cluster.borrow().as_ref().map(|(name, _)| raw(name))
+    }
+
+    fn cluster_host_count(&self, priority: u32) -> Option<[u64; 3]> {
+        self.touch("cluster_host_count");
+        let c = self.cluster.borrow();
+        c.as_ref()?.1.get(priority as usize).copied()
+    }
+
+    fn buffer_limit(&self) -> u64 {
+        self.touch("buffer_limit");
+        self.buffer_limit.get().unwrap_or(1 << 20)
+    }
+
+    fn set_buffer_limit(&self, limit: u64) {
+        self.touch("set_buffer_limit");
+        self.buffer_limit.set(Some(limit));
     }
 
     fn attr_str(&self, id: u32) -> Option<Raw> {

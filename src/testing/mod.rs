@@ -806,6 +806,18 @@ impl TestStream<'_> {
         self.host.custom_flags.borrow().clone()
     }
 
+    /// Routes the stream to cluster `name`, whose hosts per priority are
+    /// `[total, healthy, degraded]`.
+    pub fn set_cluster(&mut self, name: &str, hosts_per_priority: &[[u64; 3]]) {
+        *self.host.cluster.borrow_mut() =
+            Some((name.as_bytes().into(), hosts_per_priority.to_vec()));
+    }
+
+    /// The stream's buffer limit in bytes (Envoy's default, 1 MiB, unless the filter set one).
+    pub fn buffer_limit(&self) -> u64 {
+        self.host.buffer_limit.get().unwrap_or(1 << 20)
+    }
+
     /// How often the filter cleared the route's cluster cache.
     pub fn route_cluster_cache_clears(&self) -> u32 {
         self.host.route_cluster_cache_cleared.get()
