@@ -186,3 +186,46 @@ fn cluster_info_and_buffer_limit_reach_the_handler() {
         "before=1048576 cluster=- p0=None p1=None"
     );
 }
+
+async fn read_lists(_req: jisr::Request<'_>, w: jisr::ResponseWriter<'_>) {
+    use jisr::MetadataSource::{Dynamic, Host};
+    let n = w.metadata_list_len(Dynamic, "jwt", "aud");
+    let aud: Vec<_> = (0..3)
+        .map(|i| w.metadata_list_str(Dynamic, "jwt", "aud", i))
+        .collect();
+    let mixed = (
+        w.metadata_list_num(Host, "lb", "mixed", 0),
+        w.metadata_list_bool(Host, "lb", "mixed", 1),
+        w.metadata_list_bool(Host, "lb", "mixed", 0),
+    );
+    let scalar = w.metadata_list_len(Dynamic, "jwt", "sub");
+    w.send(
+        200,
+        format!("{n:?} {aud:?} {mixed:?} {scalar:?}").as_bytes(),
+    );
+}
+
+/// List metadata: its length, then each element by index and type; a scalar is not a list.
+#[test]
+fn metadata_lists_are_read_by_index_and_type() {
+    use jisr::MetadataSource::{Dynamic, Host};
+    let f = jisr::testing::TestFilter::new(
+        |r| {
+            r.register("lists", read_lists);
+        },
+        "lists",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    let aud = ["api", "web"].map(|a| MetaValue::Str(a.into())).to_vec();
+    s.set_source_metadata(Dynamic, "jwt", "aud", MetaValue::List(aud));
+    s.set_source_metadata(Dynamic, "jwt", "sub", MetaValue::Str("alice".into()));
+    let mixed = vec![MetaValue::Num(7.0), MetaValue::Bool(false)];
+    s.set_source_metadata(Host, "lb", "mixed", MetaValue::List(mixed));
+    s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    assert_eq!(
+        String::from_utf8(s.local_reply().unwrap().body).unwrap(),
+        r#"Some(2) [Some("api"), Some("web"), None] (Some(7.0), Some(false), None) None"#
+    );
+}

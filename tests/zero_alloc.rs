@@ -188,12 +188,15 @@ async fn wait_once(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 
 async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
 
-/// Reads metadata, the routed cluster and the buffer limit, raises the limit, flags the stream;
+/// Reads metadata (scalars and list elements), the routed cluster and the buffer limit, raises the limit, flags the stream;
 /// answers 200 when every read saw the bench host's values.
 async fn stream_info(_req: Request<'_>, w: ResponseWriter<'_>) {
     let ok = w.metadata_str(MetadataSource::Route, "acme", "tier") == Some("bench")
         && w.metadata_num(MetadataSource::Cluster, "acme", "weight") == Some(1.0)
         && w.metadata_bool(MetadataSource::Dynamic, "acme", "canary") == Some(true)
+        && w.metadata_list_len(MetadataSource::Dynamic, "jwt", "aud") == Some(1)
+        && w.metadata_list_str(MetadataSource::Dynamic, "jwt", "aud", 0) == Some("bench")
+        && w.metadata_list_num(MetadataSource::Dynamic, "jwt", "n", 0) == Some(1.0)
         && w.cluster_name() == Some("bench")
         && w.cluster_hosts(0).is_some_and(|h| h.healthy == 1)
         && w.buffer_limit() == 1 << 20;

@@ -11,10 +11,11 @@ use jisr_e2e::{
 const SET_METADATA: &str = r#""@type": type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config
 metadata:
 - metadata_namespace: acme.auth
-  value: { user: alice, level: 3 }"#;
+  value: { user: alice, level: 3, roles: [admin, ops] }"#;
 
-/// The route carries `acme: { tier, weight, canary }`, the cluster `acme: { region }`, and
-/// `set_metadata` runs before the module filter.
+/// The route carries `acme: { tier, weight, canary, zones: [..], mixed: [..] }`, the cluster
+/// `acme: { region }`, and `set_metadata` (writing `acme.auth`, with a list) runs before the
+/// module filter. List elements are read by index and type.
 #[test]
 fn route_cluster_and_other_filters_metadata_reach_the_handler() {
     let up = Upstream::start("main");
@@ -22,7 +23,7 @@ fn route_cluster_and_other_filters_metadata_reach_the_handler() {
         "- match: { prefix: \"/\" }
   metadata:
     filter_metadata:
-      acme: { tier: gold, weight: 3, canary: true }
+      acme: { tier: gold, weight: 3, canary: true, zones: [eu-1, eu-2], mixed: [x, 2, true] }
   route: { cluster: main, timeout: 30s }
 "
         .to_string(),
@@ -49,7 +50,9 @@ fn route_cluster_and_other_filters_metadata_reach_the_handler() {
     assert_eq!(r.status, 200, "{}", envoy.log());
     assert_eq!(
         String::from_utf8_lossy(&r.body),
-        "tier=gold weight=Some(3.0) canary=Some(true) region=eu-west user=alice level=Some(3.0) wrong_type=None\n",
+        "tier=gold weight=Some(3.0) canary=Some(true) region=eu-west user=alice level=Some(3.0) wrong_type=None\n\
+         zones=Some(2) [Some(\"eu-1\"), Some(\"eu-2\"), None] \
+         mixed=(Some(\"x\"), Some(2.0), Some(true), None) roles=Some(2) role1=Some(\"ops\") not_list=None\n",
         "{}",
         envoy.log()
     );

@@ -285,6 +285,37 @@ unsafe extern "C" {
         key: Buf,
         out: *mut bool,
     ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_list_size(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+        key: Buf,
+        out: *mut usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_list_string(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+        key: Buf,
+        index: usize,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_list_number(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+        key: Buf,
+        index: usize,
+        out: *mut f64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_list_bool(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+        key: Buf,
+        index: usize,
+        out: *mut bool,
+    ) -> bool;
 
     pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
         filter: EnvoyFilterPtr,

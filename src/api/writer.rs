@@ -281,6 +281,99 @@ impl<'a> ResponseWriter<'a> {
             .flatten()
     }
 
+    /// The number of elements of the list metadata `ns:key` from `source` (e.g. a JWT's
+    /// `aud` array that `jwt_authn` wrote); `None` when absent or not a list.
+    ///
+    /// ```
+    /// use jisr::{MetadataSource, Request, ResponseWriter};
+    ///
+    /// async fn audience(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let (src, ns, key) = (MetadataSource::Dynamic, "jwt", "aud");
+    ///     let n = w.metadata_list_len(src, ns, key).unwrap_or(0);
+    ///     if !(0..n).any(|i| w.metadata_list_str(src, ns, key, i) == Some("api")) {
+    ///         w.send(403, b"wrong audience\n");
+    ///     }
+    /// }
+    /// # let _ = audience;
+    /// ```
+    pub fn metadata_list_len(&self, source: MetadataSource, ns: &str, key: &str) -> Option<usize> {
+        self.core
+            .with_host(|h| h.metadata_list_len(source as u32, ns.as_bytes(), key.as_bytes()))
+            .flatten()
+    }
+
+    fn list_item(
+        &self,
+        source: MetadataSource,
+        ns: &str,
+        key: &str,
+        index: usize,
+        kind: MetaKind,
+    ) -> Option<MetaRead> {
+        self.core
+            .with_host(|h| {
+                h.metadata_list_item(source as u32, ns.as_bytes(), key.as_bytes(), index, kind)
+            })
+            .flatten()
+    }
+
+    /// Element `index` of the list metadata `ns:key` from `source`, copied into the stream's
+    /// arena; `None` when absent, out of range or not a string.
+    pub fn metadata_list_str(
+        &self,
+        source: MetadataSource,
+        ns: &str,
+        key: &str,
+        index: usize,
+    ) -> Option<&str> {
+        let core = self.core;
+        let bytes = core
+            .with_host(|h| {
+                match h.metadata_list_item(
+                    source as u32,
+                    ns.as_bytes(),
+                    key.as_bytes(),
+                    index,
+                    MetaKind::Str,
+                ) {
+                    Some(MetaRead::Str(raw)) => Some(core.arena.keep(raw.view(&()))),
+                    _ => None,
+                }
+            })
+            .flatten()?;
+        core::str::from_utf8(bytes).ok()
+    }
+
+    /// Element `index` of the list metadata `ns:key` from `source`; `None` when absent, out of
+    /// range or not a number.
+    pub fn metadata_list_num(
+        &self,
+        source: MetadataSource,
+        ns: &str,
+        key: &str,
+        index: usize,
+    ) -> Option<f64> {
+        match self.list_item(source, ns, key, index, MetaKind::Num)? {
+            MetaRead::Num(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Element `index` of the list metadata `ns:key` from `source`; `None` when absent, out of
+    /// range or not a boolean.
+    pub fn metadata_list_bool(
+        &self,
+        source: MetadataSource,
+        ns: &str,
+        key: &str,
+        index: usize,
+    ) -> Option<bool> {
+        match self.list_item(source, ns, key, index, MetaKind::Bool)? {
+            MetaRead::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
     /// Stores bytes in Envoy's filter state under `key` (readable by later filters).
     pub fn set_filter_state(&self, key: &str, value: &[u8]) -> bool {
         self.core

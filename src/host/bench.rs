@@ -283,6 +283,25 @@ impl Host for BenchHost {
 
     fn add_custom_flag(&self, _flag: &[u8]) {}
 
+    fn metadata_list_len(&self, _source: u32, _ns: &[u8], _key: &[u8]) -> Option<usize> {
+        Some(1)
+    }
+
+    fn metadata_list_item(
+        &self,
+        source: u32,
+        ns: &[u8],
+        key: &[u8],
+        index: usize,
+        kind: super::MetaKind,
+    ) -> Option<super::MetaRead> {
+        if index == 0 {
+            self.metadata(source, ns, key, kind)
+        } else {
+            None
+        }
+    }
+
     fn cluster_name(&self) -> Option<Raw> {
         Some(Raw::new(BENCH_NAME.as_ptr(), BENCH_NAME.len()))
     }

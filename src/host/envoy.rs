@@ -362,6 +362,82 @@ impl Host for EnvoyHost {
         }
     }
 
+    fn metadata_list_len(&self, source: u32, ns: &[u8], key: &[u8]) -> Option<usize> {
+        let mut out = 0usize;
+        // SAFETY: live filter pointer; `out` valid for writes; Envoy reads the buffers during the
+        // call only.
+        let ok = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_metadata_list_size(
+                self.filter,
+                source,
+                Buf::of(ns),
+                Buf::of(key),
+                &mut out,
+            )
+        };
+        ok.then_some(out)
+    }
+
+    fn metadata_list_item(
+        &self,
+        source: u32,
+        ns: &[u8],
+        key: &[u8],
+        index: usize,
+        kind: MetaKind,
+    ) -> Option<MetaRead> {
+        let (ns, key) = (Buf::of(ns), Buf::of(key));
+        match kind {
+            MetaKind::Str => {
+                let mut out = Buf::EMPTY;
+                // SAFETY: live filter pointer; `out` valid for writes; Envoy reads the buffers
+                // during the call only and points `out` into the metadata, which the caller
+                // copies before the next host call.
+                let ok = unsafe {
+                    ffi::envoy_dynamic_module_callback_http_get_metadata_list_string(
+                        self.filter,
+                        source,
+                        ns,
+                        key,
+                        index,
+                        &mut out,
+                    )
+                };
+                ok.then(|| MetaRead::Str(Raw::new(out.ptr, out.len)))
+            }
+            MetaKind::Num => {
+                let mut out = 0f64;
+                // SAFETY: live filter pointer; `out` valid for writes.
+                let ok = unsafe {
+                    ffi::envoy_dynamic_module_callback_http_get_metadata_list_number(
+                        self.filter,
+                        source,
+                        ns,
+                        key,
+                        index,
+                        &mut out,
+                    )
+                };
+                ok.then_some(MetaRead::Num(out))
+            }
+            MetaKind::Bool => {
+                let mut out = false;
+                // SAFETY: live filter pointer; `out` valid for writes.
+                let ok = unsafe {
+                    ffi::envoy_dynamic_module_callback_http_get_metadata_list_bool(
+                        self.filter,
+                        source,
+                        ns,
+                        key,
+                        index,
+                        &mut out,
+                    )
+                };
+                ok.then_some(MetaRead::Bool(out))
+            }
+        }
+    }
+
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
         // SAFETY: live filter pointer; Envoy copies the buffers.
         unsafe {

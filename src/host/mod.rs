@@ -149,6 +149,17 @@ pub(crate) trait Host {
     /// Reads metadata `ns:key` of `source` (ABI metadata source: 0 dynamic, 1 route, 2 cluster,
     /// 3 host, 4 host locality) as the type asked for; `None` when absent or of another type.
     fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead>;
+    /// Length of the list metadata `ns:key` from `source`; `None` when absent or not a list.
+    fn metadata_list_len(&self, source: u32, ns: &[u8], key: &[u8]) -> Option<usize>;
+    /// Element `index` of the list metadata `ns:key` from `source`, if it is of `kind`.
+    fn metadata_list_item(
+        &self,
+        source: u32,
+        ns: &[u8],
+        key: &[u8],
+        index: usize,
+        kind: MetaKind,
+    ) -> Option<MetaRead>;
     /// Sets filter-state bytes.
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool;
     /// Reads filter-state bytes.

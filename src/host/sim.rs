@@ -25,6 +25,8 @@ pub enum MetaValue {
     Num(f64),
     /// A boolean.
     Bool(bool),
+    /// A list of values.
+    List(Vec<MetaValue>),
 }
 
 /// A recorded complete local reply.
@@ -216,7 +218,39 @@ fn raw(b: &[u8]) -> Raw {
     Raw::new(b.as_ptr(), b.len())
 }
 
+/// Reads `v` as `kind`. A string is a view of the value's heap bytes, which stay put until the
+/// test changes that metadata entry.
+fn read_meta(v: &MetaValue, kind: MetaKind) -> Option<MetaRead> {
+    match (v, kind) {
+        (MetaValue::Str(s), MetaKind::Str) => Some(MetaRead::Str(raw(s.as_bytes()))),
+        (MetaValue::Num(n), MetaKind::Num) => Some(MetaRead::Num(*n)),
+        (MetaValue::Bool(b), MetaKind::Bool) => Some(MetaRead::Bool(*b)),
+        _ => None,
+    }
+}
+
 impl SimHost {
+    /// Runs `f` on metadata `ns:key` from `source` (0 is dynamic metadata), if set.
+    fn with_meta_value<R>(
+        &self,
+        source: u32,
+        ns: &[u8],
+        key: &[u8],
+        f: impl FnOnce(&MetaValue) -> Option<R>,
+    ) -> Option<R> {
+        let (ns, key) = (
+            String::from_utf8_lossy(ns).into_owned(),
+            String::from_utf8_lossy(key).into_owned(),
+        );
+        if source == 0 {
+            return self.metadata.borrow().get(&(ns, key)).and_then(f);
+        }
+        self.source_metadata
+            .borrow()
+            .get(&(source, ns, key))
+            .and_then(f)
+    }
+
     /// Every host call goes through here: records calls made after the stream was destroyed and
     /// injects a panic where asked.
     fn touch(&self, what: &'static str) {
@@ -439,23 +473,30 @@ impl Host for SimHost {
 
     fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead> {
         self.touch("metadata");
-        let k = (
-            String::from_utf8_lossy(ns).into_owned(),
-            String::from_utf8_lossy(key).into_owned(),
-        );
-        let read = |v: &MetaValue| match (v, kind) {
-            (MetaValue::Str(s), MetaKind::Str) => Some(MetaRead::Str(raw(s.as_bytes()))),
-            (MetaValue::Num(n), MetaKind::Num) => Some(MetaRead::Num(*n)),
-            (MetaValue::Bool(b), MetaKind::Bool) => Some(MetaRead::Bool(*b)),
+        self.with_meta_value(source, ns, key, |v| read_meta(v, kind))
+    }
+
+    fn metadata_list_len(&self, source: u32, ns: &[u8], key: &[u8]) -> Option<usize> {
+        self.touch("metadata_list_len");
+        self.with_meta_value(source, ns, key, |v| match v {
+            MetaValue::List(items) => Some(items.len()),
             _ => None,
-        };
-        if source == 0 {
-            return self.metadata.borrow().get(&k).and_then(read);
-        }
-        self.source_metadata
-            .borrow()
-            .get(&(source, k.0, k.1))
-            .and_then(read)
+        })
+    }
+
+    fn metadata_list_item(
+        &self,
+        source: u32,
+        ns: &[u8],
+        key: &[u8],
+        index: usize,
+        kind: MetaKind,
+    ) -> Option<MetaRead> {
+        self.touch("metadata_list_item");
+        self.with_meta_value(source, ns, key, |v| match v {
+            MetaValue::List(items) => read_meta(items.get(index)?, kind),
+            _ => None,
+        })
     }
 
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
