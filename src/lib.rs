@@ -88,6 +88,7 @@ pub mod handler {
     };
     pub use crate::api::registry::FilterBuilder;
     pub use crate::api::request::HeaderValues;
+    pub use crate::api::writer::MetadataNames;
 }
 
 /// The response phase: response middleware and handler traits, errors, and replies the filter

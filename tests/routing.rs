@@ -199,13 +199,17 @@ async fn read_lists(_req: jisr::Request<'_>, w: jisr::ResponseWriter<'_>) {
         w.metadata_list_bool(Host, "lb", "mixed", 0),
     );
     let scalar = w.metadata_list_len(Dynamic, "jwt", "sub");
+    let keys: Vec<_> = w.metadata_keys(Dynamic, "jwt").collect();
+    let host_ns: Vec<_> = w.metadata_namespaces(Host).collect();
+    let absent = w.metadata_keys(Host, "nope").len();
     w.send(
         200,
-        format!("{n:?} {aud:?} {mixed:?} {scalar:?}").as_bytes(),
+        format!("{n:?} {aud:?} {mixed:?} {scalar:?} {keys:?} {host_ns:?} {absent}").as_bytes(),
     );
 }
 
 /// List metadata: its length, then each element by index and type; a scalar is not a list.
+/// Keys of a namespace and the namespaces of a source are listed.
 #[test]
 fn metadata_lists_are_read_by_index_and_type() {
     use jisr::MetadataSource::{Dynamic, Host};
@@ -226,6 +230,41 @@ fn metadata_lists_are_read_by_index_and_type() {
     s.request_headers(&[(":method", "GET"), (":path", "/")], true);
     assert_eq!(
         String::from_utf8(s.local_reply().unwrap().body).unwrap(),
-        r#"Some(2) [Some("api"), Some("web"), None] (Some(7.0), Some(false), None) None"#
+        r#"Some(2) [Some("api"), Some("web"), None] (Some(7.0), Some(false), None) None ["aud", "sub"] ["lb"] 0"#
+    );
+}
+
+async fn count_keys(_req: jisr::Request<'_>, w: jisr::ResponseWriter<'_>) {
+    let keys = w.metadata_keys(jisr::MetadataSource::Dynamic, "many");
+    let n = keys.len();
+    let joined: Vec<_> = keys.collect();
+    w.send(200, format!("{n} {}", joined.join(",")).as_bytes());
+}
+
+/// More keys than the 32 held inline spill to the heap and are all listed, in order.
+#[test]
+fn metadata_keys_past_the_inline_capacity_are_all_listed() {
+    let f = jisr::testing::TestFilter::new(
+        |r| {
+            r.register("keys", count_keys);
+        },
+        "keys",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    let names: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+    for n in &names {
+        s.set_source_metadata(
+            jisr::MetadataSource::Dynamic,
+            "many",
+            n,
+            MetaValue::Num(1.0),
+        );
+    }
+    s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    assert_eq!(
+        String::from_utf8(s.local_reply().unwrap().body).unwrap(),
+        format!("40 {}", names.join(","))
     );
 }

@@ -197,6 +197,9 @@ async fn stream_info(_req: Request<'_>, w: ResponseWriter<'_>) {
         && w.metadata_list_len(MetadataSource::Dynamic, "jwt", "aud") == Some(1)
         && w.metadata_list_str(MetadataSource::Dynamic, "jwt", "aud", 0) == Some("bench")
         && w.metadata_list_num(MetadataSource::Dynamic, "jwt", "n", 0) == Some(1.0)
+        && w.metadata_keys(MetadataSource::Dynamic, "jwt")
+            .eq(["bench"])
+        && w.metadata_namespaces(MetadataSource::Route).len() == 1
         && w.cluster_name() == Some("bench")
         && w.cluster_hosts(0).is_some_and(|h| h.healthy == 1)
         && w.buffer_limit() == 1 << 20;

@@ -52,7 +52,9 @@ fn route_cluster_and_other_filters_metadata_reach_the_handler() {
         String::from_utf8_lossy(&r.body),
         "tier=gold weight=Some(3.0) canary=Some(true) region=eu-west user=alice level=Some(3.0) wrong_type=None\n\
          zones=Some(2) [Some(\"eu-1\"), Some(\"eu-2\"), None] \
-         mixed=(Some(\"x\"), Some(2.0), Some(true), None) roles=Some(2) role1=Some(\"ops\") not_list=None\n",
+         mixed=(Some(\"x\"), Some(2.0), Some(true), None) roles=Some(2) role1=Some(\"ops\") not_list=None\n\
+         keys=[\"canary\", \"mixed\", \"tier\", \"weight\", \"zones\"] route_ns=[\"acme\"] \
+         dynamic_ns=[\"acme.auth\"] auth_keys=3 none=0\n",
         "{}",
         envoy.log()
     );

@@ -285,6 +285,26 @@ unsafe extern "C" {
         key: Buf,
         out: *mut bool,
     ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_keys_count(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_keys(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        ns: Buf,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_namespaces_count(
+        filter: EnvoyFilterPtr,
+        source: u32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_metadata_namespaces(
+        filter: EnvoyFilterPtr,
+        source: u32,
+        out: *mut Buf,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_get_metadata_list_size(
         filter: EnvoyFilterPtr,
         source: u32,

@@ -23,6 +23,45 @@ pub struct ClusterHosts {
     pub degraded: u64,
 }
 
+/// Namespaces or keys of metadata (see [`ResponseWriter::metadata_keys`]), each copied into the
+/// stream's arena. Up to 32 names are held inline, more spill to the heap. The order is Envoy's
+/// (not sorted).
+#[derive(Debug, Default)]
+pub struct MetadataNames<'a> {
+    inline: arrayvec::ArrayVec<&'a str, 32>,
+    spill: Vec<&'a str>,
+    next: usize,
+}
+
+impl<'a> MetadataNames<'a> {
+    fn push(&mut self, name: &'a str) {
+        if let Err(e) = self.inline.try_push(name) {
+            self.spill.push(e.element());
+        }
+    }
+}
+
+impl<'a> Iterator for MetadataNames<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let i = self.next;
+        let name = match self.inline.get(i) {
+            Some(n) => *n,
+            None => *self.spill.get(i - self.inline.len())?,
+        };
+        self.next += 1;
+        Some(name)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.inline.len() + self.spill.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for MetadataNames<'_> {}
+
 /// Where metadata is read from (see [`ResponseWriter::metadata_str`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetadataSource {
@@ -279,6 +318,43 @@ impl<'a> ResponseWriter<'a> {
                 }
             })
             .flatten()
+    }
+
+    /// The keys of metadata namespace `ns` from `source` (e.g. every claim `jwt_authn` wrote);
+    /// empty when the namespace is absent.
+    ///
+    /// ```
+    /// use jisr::{MetadataSource, Request, ResponseWriter};
+    ///
+    /// async fn claims(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     for key in w.metadata_keys(MetadataSource::Dynamic, "jwt") {
+    ///         if let Some(v) = w.metadata_str(MetadataSource::Dynamic, "jwt", key) {
+    ///             w.set_metadata_str("claims", key, v);
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = claims;
+    /// ```
+    pub fn metadata_keys(&self, source: MetadataSource, ns: &str) -> MetadataNames<'_> {
+        self.names(source, Some(ns))
+    }
+
+    /// The metadata namespaces of `source` (e.g. which filters wrote dynamic metadata).
+    pub fn metadata_namespaces(&self, source: MetadataSource) -> MetadataNames<'_> {
+        self.names(source, None)
+    }
+
+    fn names(&self, source: MetadataSource, ns: Option<&str>) -> MetadataNames<'_> {
+        let core = self.core;
+        let mut names = MetadataNames::default();
+        core.with_host(|h| {
+            h.metadata_names(source as u32, ns.map(str::as_bytes), &mut |raw| {
+                if let Ok(name) = core::str::from_utf8(core.arena.keep(raw.view(&()))) {
+                    names.push(name);
+                }
+            })
+        });
+        names
     }
 
     /// The number of elements of the list metadata `ns:key` from `source` (e.g. a JWT's

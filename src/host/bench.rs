@@ -283,6 +283,10 @@ impl Host for BenchHost {
 
     fn add_custom_flag(&self, _flag: &[u8]) {}
 
+    fn metadata_names(&self, _source: u32, _ns: Option<&[u8]>, f: &mut dyn FnMut(Raw)) {
+        f(Raw::new(BENCH_NAME.as_ptr(), BENCH_NAME.len()));
+    }
+
     fn metadata_list_len(&self, _source: u32, _ns: &[u8], _key: &[u8]) -> Option<usize> {
         Some(1)
     }

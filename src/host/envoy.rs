@@ -362,6 +362,57 @@ impl Host for EnvoyHost {
         }
     }
 
+    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw)) {
+        // SAFETY: live filter pointer; Envoy reads `ns` during the call only.
+        let count = unsafe {
+            match ns {
+                Some(ns) => ffi::envoy_dynamic_module_callback_http_get_metadata_keys_count(
+                    self.filter,
+                    source,
+                    Buf::of(ns),
+                ),
+                None => ffi::envoy_dynamic_module_callback_http_get_metadata_namespaces_count(
+                    self.filter,
+                    source,
+                ),
+            }
+        };
+        if count == 0 {
+            return;
+        }
+        // Up to 32 names on the stack; more (rare) in a heap buffer.
+        let mut inline = [Buf::EMPTY; 32];
+        let mut heap = Vec::new();
+        let out: &mut [Buf] = if count <= inline.len() {
+            &mut inline[..count]
+        } else {
+            heap.resize(count, Buf::EMPTY);
+            &mut heap
+        };
+        // SAFETY: live filter pointer; `out` holds `count` writable entries, the number Envoy
+        // just reported for the same source and namespace on this thread (nothing ran between).
+        let ok = unsafe {
+            match ns {
+                Some(ns) => ffi::envoy_dynamic_module_callback_http_get_metadata_keys(
+                    self.filter,
+                    source,
+                    Buf::of(ns),
+                    out.as_mut_ptr(),
+                ),
+                None => ffi::envoy_dynamic_module_callback_http_get_metadata_namespaces(
+                    self.filter,
+                    source,
+                    out.as_mut_ptr(),
+                ),
+            }
+        };
+        if ok {
+            for b in out.iter() {
+                f(Raw::new(b.ptr, b.len));
+            }
+        }
+    }
+
     fn metadata_list_len(&self, source: u32, ns: &[u8], key: &[u8]) -> Option<usize> {
         let mut out = 0usize;
         // SAFETY: live filter pointer; `out` valid for writes; Envoy reads the buffers during the

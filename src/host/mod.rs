@@ -149,6 +149,9 @@ pub(crate) trait Host {
     /// Reads metadata `ns:key` of `source` (ABI metadata source: 0 dynamic, 1 route, 2 cluster,
     /// 3 host, 4 host locality) as the type asked for; `None` when absent or of another type.
     fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead>;
+    /// Calls `f` with each key of namespace `ns` (or, with `ns` `None`, each namespace) of
+    /// `source`'s metadata. The views are valid during the call only.
+    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw));
     /// Length of the list metadata `ns:key` from `source`; `None` when absent or not a list.
     fn metadata_list_len(&self, source: u32, ns: &[u8], key: &[u8]) -> Option<usize>;
     /// Element `index` of the list metadata `ns:key` from `source`, if it is of `kind`.

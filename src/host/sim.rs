@@ -476,6 +476,40 @@ impl Host for SimHost {
         self.with_meta_value(source, ns, key, |v| read_meta(v, kind))
     }
 
+    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw)) {
+        self.touch("metadata_names");
+        // Names in sorted order; Envoy gives protobuf map order, so callers must not rely on
+        // any order.
+        let mut names: Vec<&[u8]> = Vec::new();
+        let dynamic = self.metadata.borrow();
+        let other = self.source_metadata.borrow();
+        let entries: Vec<(&str, &str)> = if source == 0 {
+            dynamic
+                .keys()
+                .map(|(n, k)| (n.as_str(), k.as_str()))
+                .collect()
+        } else {
+            other
+                .keys()
+                .filter(|(s, _, _)| *s == source)
+                .map(|(_, n, k)| (n.as_str(), k.as_str()))
+                .collect()
+        };
+        for (n, k) in entries {
+            let name = match ns {
+                Some(ns) if n.as_bytes() == ns => k.as_bytes(),
+                Some(_) => continue,
+                None => n.as_bytes(),
+            };
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        for name in names {
+            f(raw(name));
+        }
+    }
+
     fn metadata_list_len(&self, source: u32, ns: &[u8], key: &[u8]) -> Option<usize> {
         self.touch("metadata_list_len");
         self.with_meta_value(source, ns, key, |v| match v {
