@@ -268,3 +268,46 @@ fn metadata_keys_past_the_inline_capacity_are_all_listed() {
         format!("40 {}", names.join(","))
     );
 }
+
+async fn append_lists(_req: jisr::Request<'_>, w: jisr::ResponseWriter<'_>) {
+    use jisr::MetadataSource::Dynamic;
+    let ok = [
+        w.append_metadata_str("audit", "reasons", "a"),
+        w.append_metadata_str("audit", "reasons", "b"),
+        w.append_metadata_num("audit", "mixed", 2.0),
+        w.append_metadata_bool("audit", "mixed", false),
+    ];
+    w.set_metadata_num("audit", "scalar", 1.0);
+    let refused = w.append_metadata_num("audit", "scalar", 2.0);
+    let n = w.metadata_list_len(Dynamic, "audit", "reasons");
+    let b = w.metadata_list_str(Dynamic, "audit", "reasons", 1);
+    let mixed = (
+        w.metadata_list_num(Dynamic, "audit", "mixed", 0),
+        w.metadata_list_bool(Dynamic, "audit", "mixed", 1),
+    );
+    let scalar = w.metadata_num(Dynamic, "audit", "scalar");
+    w.send(
+        200,
+        format!("{ok:?} {refused} {n:?} {b:?} {mixed:?} {scalar:?}").as_bytes(),
+    );
+}
+
+/// Appending builds dynamic-metadata lists the handler reads back; appending to a scalar is
+/// refused and keeps it.
+#[test]
+fn appended_metadata_lists_are_read_back() {
+    let f = jisr::testing::TestFilter::new(
+        |r| {
+            r.register("append", append_lists);
+        },
+        "append",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    assert_eq!(
+        String::from_utf8(s.local_reply().unwrap().body).unwrap(),
+        r#"[true, true, true, true] false Some(2) Some("b") (Some(2.0), Some(false)) Some(1.0)"#
+    );
+}

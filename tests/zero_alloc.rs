@@ -188,7 +188,7 @@ async fn wait_once(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 
 async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
 
-/// Reads metadata (scalars and list elements), the routed cluster and the buffer limit, raises the limit, flags the stream;
+/// Reads metadata (scalars, list elements, names), appends to lists, reads the routed cluster and the buffer limit, raises the limit, flags the stream;
 /// answers 200 when every read saw the bench host's values.
 async fn stream_info(_req: Request<'_>, w: ResponseWriter<'_>) {
     let ok = w.metadata_str(MetadataSource::Route, "acme", "tier") == Some("bench")
@@ -204,9 +204,12 @@ async fn stream_info(_req: Request<'_>, w: ResponseWriter<'_>) {
         && w.cluster_hosts(0).is_some_and(|h| h.healthy == 1)
         && w.buffer_limit() == 1 << 20;
     w.set_buffer_limit(4 << 20);
+    let appended = w.append_metadata_str("audit", "reasons", "bench")
+        && w.append_metadata_num("audit", "scores", 1.0)
+        && w.append_metadata_bool("audit", "flags", true);
     w.add_response_flag("JISR");
     w.clear_route_cluster_cache();
-    w.send(if ok { 200 } else { 500 }, b"");
+    w.send(if ok && appended { 200 } else { 500 }, b"");
 }
 
 async fn tap(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {

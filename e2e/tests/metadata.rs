@@ -223,3 +223,36 @@ fn buffer_limit_and_cluster_info_reach_the_handler() {
         .collect();
     assert_eq!(codes, ["200", "413", "200"], "{lines:?}");
 }
+
+/// A handler builds dynamic-metadata lists by appending; it reads them back, and the access
+/// log renders them. Appending to a key that holds a scalar is refused (`false`) and keeps the
+/// scalar.
+#[test]
+fn appended_metadata_lists_are_read_back_and_logged() {
+    let up = Upstream::start("main");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(
+                Listener::new("append")
+                    .filter(module_filter("metadata_fixture", "append", None))
+                    .log_metadata("audit", "reasons")
+                    .route(Route::to("/", "main")),
+            )
+            .cluster(Cluster::new("main", up.port())),
+    );
+    let r = client::get(envoy.listener_port("append"), "/");
+    assert_eq!(
+        r.text(),
+        "appended=[true, true, true, true, false] reasons=[Some(\"no-credentials\"), \
+         Some(\"no-user-agent\")] mixed=(Some(1.5), Some(true)) scalar=Some(\"x\")\n",
+        "{}",
+        envoy.log()
+    );
+    let lines = envoy.wait_for_access_lines(1, std::time::Duration::from_secs(5));
+    let logged = access_field(&lines[0], "audit:reasons");
+    assert_eq!(
+        logged,
+        Some(r#"["no-credentials","no-user-agent"]"#),
+        "{lines:?}"
+    );
+}

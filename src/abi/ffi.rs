@@ -285,6 +285,24 @@ unsafe extern "C" {
         key: Buf,
         out: *mut bool,
     ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_add_dynamic_metadata_list_string(
+        filter: EnvoyFilterPtr,
+        ns: Buf,
+        key: Buf,
+        value: Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_add_dynamic_metadata_list_number(
+        filter: EnvoyFilterPtr,
+        ns: Buf,
+        key: Buf,
+        value: f64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_add_dynamic_metadata_list_bool(
+        filter: EnvoyFilterPtr,
+        ns: Buf,
+        key: Buf,
+        value: bool,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_get_metadata_keys_count(
         filter: EnvoyFilterPtr,
         source: u32,

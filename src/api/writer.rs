@@ -242,6 +242,45 @@ impl<'a> ResponseWriter<'a> {
         self.core.st().replied()
     }
 
+    /// Appends `value` to the dynamic-metadata list `ns:key`, creating the list when absent.
+    /// `false` when Envoy refused (the key already holds a value that is not a list). Other
+    /// filters and the access log (`%DYNAMIC_METADATA(ns:key)%`) see the list.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn audit(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     if req.header("authorization").is_none() {
+    ///         w.append_metadata_str("audit", "reasons", "no-credentials");
+    ///     }
+    ///     if req.header("user-agent").is_none() {
+    ///         w.append_metadata_str("audit", "reasons", "no-user-agent");
+    ///     }
+    /// }
+    /// # let _ = audit;
+    /// ```
+    pub fn append_metadata_str(&self, ns: &str, key: &str, value: &str) -> bool {
+        self.append(ns, key, MetadataValue::Str(value.as_bytes()))
+    }
+
+    /// Appends a number to the dynamic-metadata list `ns:key` (see
+    /// [`append_metadata_str`](Self::append_metadata_str)).
+    pub fn append_metadata_num(&self, ns: &str, key: &str, value: f64) -> bool {
+        self.append(ns, key, MetadataValue::Num(value))
+    }
+
+    /// Appends a boolean to the dynamic-metadata list `ns:key` (see
+    /// [`append_metadata_str`](Self::append_metadata_str)).
+    pub fn append_metadata_bool(&self, ns: &str, key: &str, value: bool) -> bool {
+        self.append(ns, key, MetadataValue::Bool(value))
+    }
+
+    fn append(&self, ns: &str, key: &str, value: MetadataValue<'_>) -> bool {
+        self.core
+            .with_host(|h| h.append_metadata(ns.as_bytes(), key.as_bytes(), value))
+            .unwrap_or(false)
+    }
+
     /// Sets dynamic metadata `ns:key` to a string (see `%DYNAMIC_METADATA(ns:key)%`).
     pub fn set_metadata_str(&self, ns: &str, key: &str, value: &str) {
         self.core.with_host(|h| {

@@ -248,6 +248,11 @@ impl Host for BenchHost {
         self.bump(|e| e.continue_encoding += 1);
     }
 
+    fn append_metadata(&self, _ns: &[u8], _key: &[u8], _value: MetadataValue<'_>) -> bool {
+        self.bump(|e| e.metadata += 1);
+        true
+    }
+
     fn set_metadata(&self, _ns: &[u8], _key: &[u8], _value: MetadataValue<'_>) {
         self.bump(|e| e.metadata += 1);
     }

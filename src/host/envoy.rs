@@ -280,6 +280,39 @@ impl Host for EnvoyHost {
         unsafe { ffi::envoy_dynamic_module_callback_http_filter_continue_encoding(self.filter) }
     }
 
+    fn append_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) -> bool {
+        let (ns, key) = (Buf::of(ns), Buf::of(key));
+        // SAFETY: live filter pointer; Envoy copies the buffers during the call.
+        unsafe {
+            match value {
+                MetadataValue::Str(s) => {
+                    ffi::envoy_dynamic_module_callback_http_add_dynamic_metadata_list_string(
+                        self.filter,
+                        ns,
+                        key,
+                        Buf::of(s),
+                    )
+                }
+                MetadataValue::Num(n) => {
+                    ffi::envoy_dynamic_module_callback_http_add_dynamic_metadata_list_number(
+                        self.filter,
+                        ns,
+                        key,
+                        n,
+                    )
+                }
+                MetadataValue::Bool(b) => {
+                    ffi::envoy_dynamic_module_callback_http_add_dynamic_metadata_list_bool(
+                        self.filter,
+                        ns,
+                        key,
+                        b,
+                    )
+                }
+            }
+        }
+    }
+
     fn set_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) {
         let (ns, key) = (Buf::of(ns), Buf::of(key));
         // SAFETY: live filter pointer; Envoy copies the buffers.

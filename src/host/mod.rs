@@ -146,6 +146,9 @@ pub(crate) trait Host {
 
     /// Sets dynamic metadata.
     fn set_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>);
+    /// Appends `value` to the dynamic-metadata list `ns:key` (created when absent); `false`
+    /// when Envoy refused (e.g. the key holds a non-list value).
+    fn append_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) -> bool;
     /// Reads metadata `ns:key` of `source` (ABI metadata source: 0 dynamic, 1 route, 2 cluster,
     /// 3 host, 4 host locality) as the type asked for; `None` when absent or of another type.
     fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead>;

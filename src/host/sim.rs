@@ -218,6 +218,15 @@ fn raw(b: &[u8]) -> Raw {
     Raw::new(b.as_ptr(), b.len())
 }
 
+/// An owned copy of a value a filter writes.
+fn owned_meta(value: MetadataValue<'_>) -> MetaValue {
+    match value {
+        MetadataValue::Str(s) => MetaValue::Str(String::from_utf8_lossy(s).into_owned()),
+        MetadataValue::Num(n) => MetaValue::Num(n),
+        MetadataValue::Bool(b) => MetaValue::Bool(b),
+    }
+}
+
 /// Reads `v` as `kind`. A string is a view of the value's heap bytes, which stay put until the
 /// test changes that metadata entry.
 fn read_meta(v: &MetaValue, kind: MetaKind) -> Option<MetaRead> {
@@ -455,13 +464,25 @@ impl Host for SimHost {
         self.continue_encoding.set(self.continue_encoding.get() + 1);
     }
 
+    fn append_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) -> bool {
+        self.touch("append_metadata");
+        let k = (
+            String::from_utf8_lossy(ns).into_owned(),
+            String::from_utf8_lossy(key).into_owned(),
+        );
+        let mut md = self.metadata.borrow_mut();
+        match md.entry(k).or_insert_with(|| MetaValue::List(Vec::new())) {
+            MetaValue::List(items) => {
+                items.push(owned_meta(value));
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn set_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) {
         self.touch("set_metadata");
-        let v = match value {
-            MetadataValue::Str(s) => MetaValue::Str(String::from_utf8_lossy(s).into_owned()),
-            MetadataValue::Num(n) => MetaValue::Num(n),
-            MetadataValue::Bool(b) => MetaValue::Bool(b),
-        };
+        let v = owned_meta(value);
         self.metadata.borrow_mut().insert(
             (
                 String::from_utf8_lossy(ns).into_owned(),
