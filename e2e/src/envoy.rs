@@ -44,10 +44,21 @@ struct Launched {
 
 /// An unused loopback port (bound, read, released; Envoy binds it moments later).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("pick a free port")
+    // The kernel may hand the same ephemeral port out again once it is released, so two
+    // listeners of one config could get the same port (Envoy then refuses the config with
+    // "duplicate address"). Never give out a port twice in one test process.
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("pick a free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn label() -> String {
@@ -157,7 +168,9 @@ impl Envoy {
         loop {
             if let Some(status) = l.child.try_wait().expect("poll envoy") {
                 let log = std::fs::read_to_string(&l.log_path).unwrap_or_default();
-                if log.contains("Address already in use") && attempt < 2 {
+                if (log.contains("Address already in use") || log.contains("duplicate address"))
+                    && attempt < 2
+                {
                     attempt += 1;
                     eprintln!(
                         "jisr-e2e: port clash, restarting Envoy with fresh ports ({})",
