@@ -157,6 +157,62 @@ fn item02_view_survives_await_across_hooks() {
     assert!(all.contains("x-value,"), "{all}");
 }
 
+async fn metadata_views_across_await_and_reply(_req: Request<'_>, w: ResponseWriter<'_>) {
+    use jisr::MetadataSource::Route;
+    let tier = w.metadata_str(Route, "acme", "tier").unwrap_or("-");
+    let zone = w
+        .metadata_list_str(Route, "acme", "zones", 1)
+        .unwrap_or("-");
+    let keys = w.metadata_keys(Route, "acme");
+    let cluster = w.cluster_name().unwrap_or("-");
+    let mut body = Vec::new();
+    // Answered in a later hook; the test replaces Envoy's metadata and cluster meanwhile.
+    let _ = w
+        .callout(CalloutRequest::get("svc", "/", "svc"), &mut body)
+        .await;
+    let keys: Vec<&str> = keys.collect();
+    w.send(200, b"");
+    // After the reply, every view still holds what was read before the await.
+    w.set_metadata_str("t", "seen", &format!("{tier} {zone} {keys:?} {cluster}"));
+}
+
+/// Metadata, list items, key names and the cluster name read before an `.await` and a local
+/// reply are copies: they keep their values after Envoy's metadata and cluster info are
+/// replaced (under Miri, a view into the freed memory would fail).
+#[test]
+fn item02_metadata_views_survive_await_and_reply() {
+    use jisr::MetadataSource::Route;
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", metadata_views_across_await_and_reply);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    let long = |v: &str| format!("{v}-long-enough-to-live-on-the-heap-0123456789");
+    s.set_source_metadata(Route, "acme", "tier", MetaValue::Str(long("gold")));
+    let zones = vec![MetaValue::Str(long("z0")), MetaValue::Str(long("z1"))];
+    s.set_source_metadata(Route, "acme", "zones", MetaValue::List(zones));
+    s.set_cluster(&long("main"), &[[1, 1, 0]]);
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    // Envoy's memory behind every view changes before the handler resumes.
+    s.set_source_metadata(Route, "acme", "tier", MetaValue::Str(long("silver")));
+    s.set_source_metadata(Route, "acme", "zones", MetaValue::Num(0.0));
+    s.set_cluster(&long("other"), &[]);
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 200, &[], b"");
+    assert_eq!(s.local_reply().unwrap().status, 200);
+    let want = format!(
+        "{} {} [\"tier\", \"zones\"] {}",
+        long("gold"),
+        long("z1"),
+        long("main")
+    );
+    assert_eq!(s.metadata("t", "seen"), Some(MetaValue::Str(want)));
+}
+
 // ---- 3. Events Envoy delivers inside the call that opens a streaming callout are kept.
 
 async fn stream_nohost(_req: Request<'_>, w: ResponseWriter<'_>) {
