@@ -78,6 +78,18 @@ pub use api::request::Request;
 pub use api::response::{Response, ResponseMode};
 pub use api::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 
+/// Tracing from a handler: the active span and child spans.
+pub mod trace {
+    pub use crate::api::trace::Span;
+}
+
+/// Stream control beyond replies: socket options.
+pub mod control {
+    pub use crate::api::control::{SocketOption, SocketSide, SocketState};
+}
+
+pub use api::trace::Unsupported;
+
 /// Handler traits, composition and the types request methods return.
 pub mod handler {
     pub use crate::api::body::{BodyError, ReadBody};

@@ -812,3 +812,40 @@ fn raw_is_usable(s: &mut RawStream<'_>) {
     s.send_response(502, &[], b"", "x");
     let _ = ct;
 }
+
+// ---- 14. A child span is finished exactly once, whatever safe code does with its handle.
+
+async fn span_games(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let span = w.span().expect("traced");
+    // Leaked: finished when the stream completes.
+    std::mem::forget(span.child("forgotten").unwrap());
+    // Dropped: finished now, and not again at stream end.
+    drop(span.child("dropped").unwrap());
+    // Held across an await by a future that is cancelled by the stream's end.
+    let held = span.child("held").unwrap();
+    held.set_tag("k", "v");
+    common::Forever.await;
+    drop(held);
+}
+
+#[test]
+fn item14_child_spans_finish_exactly_once() {
+    let f = TestFilter::new(
+        |r: &mut Registry| {
+            r.register("spans", span_games);
+        },
+        "spans",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.enable_tracing("ingress");
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    let open: Vec<_> = s.spans().iter().map(|sp| sp.finished).collect();
+    assert_eq!(open, [false, false, true, false]);
+    s.complete();
+    let spans = s.spans();
+    assert!(spans[1..].iter().all(|sp| sp.finished), "{spans:?}");
+    // The held child's tag went in before the stream ended, and nothing after.
+    assert_eq!(spans[3].tags, [("k".to_string(), "v".to_string())]);
+}

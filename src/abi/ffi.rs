@@ -462,4 +462,101 @@ unsafe extern "C" {
         filter: EnvoyFilterPtr,
         id: u64,
     );
+
+    // Tracing (Envoy 1.38+). A span pointer from `get_active_span` lives as long as the stream;
+    // a child span is the module's until `child_span_finish`. Strings Envoy returns live in a
+    // thread-local buffer until the next tracing call on the thread.
+    pub fn envoy_dynamic_module_callback_http_get_active_span(
+        filter: EnvoyFilterPtr,
+    ) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_http_span_set_tag(span: *mut c_void, key: Buf, value: Buf);
+    pub fn envoy_dynamic_module_callback_http_span_set_operation(span: *mut c_void, op: Buf);
+    pub fn envoy_dynamic_module_callback_http_span_log(
+        filter: EnvoyFilterPtr,
+        span: *mut c_void,
+        event: Buf,
+    );
+    pub fn envoy_dynamic_module_callback_http_span_set_sampled(span: *mut c_void, sampled: bool);
+    pub fn envoy_dynamic_module_callback_http_span_get_baggage(
+        span: *mut c_void,
+        key: Buf,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_span_set_baggage(
+        span: *mut c_void,
+        key: Buf,
+        value: Buf,
+    );
+    pub fn envoy_dynamic_module_callback_http_span_get_trace_id(
+        span: *mut c_void,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_span_get_span_id(
+        span: *mut c_void,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_span_spawn_child(
+        filter: EnvoyFilterPtr,
+        span: *mut c_void,
+        op: Buf,
+    ) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_http_child_span_finish(span: *mut c_void);
+
+    // Socket options (Envoy 1.38+): state 0 prebind, 1 bound, 2 listening; direction 0
+    // upstream, 1 downstream.
+    pub fn envoy_dynamic_module_callback_http_get_socket_option_int(
+        filter: EnvoyFilterPtr,
+        level: i64,
+        name: i64,
+        state: u32,
+        direction: u32,
+        out: *mut i64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_socket_option_bytes(
+        filter: EnvoyFilterPtr,
+        level: i64,
+        name: i64,
+        state: u32,
+        direction: u32,
+        out: *mut Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_set_socket_option_int(
+        filter: EnvoyFilterPtr,
+        level: i64,
+        name: i64,
+        state: u32,
+        direction: u32,
+        value: i64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_set_socket_option_bytes(
+        filter: EnvoyFilterPtr,
+        level: i64,
+        name: i64,
+        state: u32,
+        direction: u32,
+        value: Buf,
+    ) -> bool;
+
+    // Stream control that may end the stream inside the call (staged by jisr).
+    pub fn envoy_dynamic_module_callback_http_filter_send_go_away_and_close(
+        filter: EnvoyFilterPtr,
+        graceful: bool,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_recreate_stream(
+        filter: EnvoyFilterPtr,
+        headers: *const HeaderPair,
+        headers_len: usize,
+    ) -> bool;
+
+    // Filter state through the object factory registered for the key (Envoy 1.38+).
+    pub fn envoy_dynamic_module_callback_http_set_filter_state_typed(
+        filter: EnvoyFilterPtr,
+        key: Buf,
+        value: Buf,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_filter_state_typed(
+        filter: EnvoyFilterPtr,
+        key: Buf,
+        out: *mut Buf,
+    ) -> bool;
 }

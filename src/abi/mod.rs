@@ -2,6 +2,7 @@
 
 #[allow(dead_code)] // A catalogue of the ABI: some declarations serve later features.
 pub(crate) mod ffi;
+pub(crate) mod late;
 
 /// The ABI version string returned to Envoy (Envoy 1.40's; 1.38/1.39 log a harmless
 /// "deprecated" warning and load the module).

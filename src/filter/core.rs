@@ -8,6 +8,7 @@ use crate::filter::reply::StagedReply;
 use crate::filter::state::{BodyState, Retention, StreamState};
 use crate::filter::streams::Streams;
 use crate::host::current::HostSlot;
+use crate::host::spans::ChildSpans;
 use crate::host::{BodyKind, Host};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -229,6 +230,10 @@ pub struct StreamCore {
     pub(crate) snapshot: Cell<Vec<u8>>,
     /// A local reply made by the running poll, sent when the poll returns.
     pub(crate) reply: std::cell::RefCell<StagedReply>,
+    /// Child spans started by handlers and not finished yet.
+    pub(crate) spans: ChildSpans,
+    /// GOAWAY-and-close asked for by the running poll (`Some(graceful)`), sent after its reply.
+    pub(crate) goaway: Cell<Option<bool>>,
 }
 
 impl StreamCore {
@@ -246,6 +251,8 @@ impl StreamCore {
             arena: Arena::default(),
             snapshot: Cell::new(Vec::new()),
             reply: std::cell::RefCell::new(StagedReply::default()),
+            spans: ChildSpans::default(),
+            goaway: Cell::new(None),
         }
     }
 
@@ -261,6 +268,8 @@ impl StreamCore {
         self.callouts.reset();
         self.streams.reset();
         self.arena.reset();
+        self.spans.finish_all();
+        self.goaway.set(None);
         let reply = self.reply.get_mut();
         if reply.armed {
             // Staged but never sent (the stream ended inside the poll that made it). A sent

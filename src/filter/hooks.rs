@@ -171,6 +171,9 @@ where
         if matches!(self.core.reply.try_borrow(), Ok(r) if r.armed) {
             self.send_staged();
         }
+        if let Some(graceful) = self.core.goaway.take() {
+            self.core.with_host(|h| h.goaway_and_close(graceful));
+        }
     }
 
     /// `flush_reply` with a reply staged: sends it from the slot's buffer.
@@ -183,9 +186,16 @@ where
     #[inline(never)]
     fn send_staged(&self) {
         let core = &self.core;
-        match core.reply.try_borrow_mut() {
-            Ok(mut r) if r.armed => r.armed = false,
+        let recreate = match core.reply.try_borrow_mut() {
+            Ok(mut r) if r.armed => {
+                r.armed = false;
+                r.recreate
+            }
             _ => return,
+        };
+        if recreate {
+            self.recreate();
+            return;
         }
         if let Ok(r) = core.reply.try_borrow() {
             core.with_host(|h| {
@@ -200,6 +210,34 @@ where
                 r.clear();
             }
         }
+    }
+
+    /// Runs a staged `recreate_stream`; when Envoy refuses, the stream fails closed (the
+    /// handler meant the request not to go on as it was).
+    #[cold]
+    #[inline(never)]
+    fn recreate(&self) {
+        let core = &self.core;
+        if core.with_host(|h| h.recreate_stream()) == Some(true) {
+            return;
+        }
+        log_line(
+            core,
+            Level::Warn,
+            format_args!(
+                "jisr: filter '{}': Envoy refused to recreate the stream (a request with a body, \
+                 or a response already started); answering 500",
+                core.name()
+            ),
+        );
+        core.with_host(|h| {
+            h.send_response(
+                500,
+                &[(b"content-type".as_slice(), b"text/plain".as_slice())],
+                b"internal error\n",
+                b"jisr_recreate_refused",
+            )
+        });
     }
 
     /// A handler (or jisr itself) failed: fail closed (500 if the client saw nothing yet, else
@@ -337,6 +375,7 @@ where
                 envoy.on_stream_end(host, &core.meta.name, pool, &core.meta.stats, this)
             });
         }
+        core.spans.finish_all();
         self.finish();
     }
 

@@ -20,6 +20,8 @@ pub(crate) const MAX_HEADERS: usize = 32;
 #[derive(Default)]
 pub(crate) struct StagedReply {
     pub(crate) armed: bool,
+    /// The staged answer is "restart the filter chain" (`recreate_stream`), not a reply.
+    pub(crate) recreate: bool,
     pub(crate) status: u32,
     bytes: Vec<u8>,
     /// (name len, value len) of each header, in order.
@@ -54,7 +56,14 @@ impl StagedReply {
         self.body_len = body.len();
         self.details_len = details.len();
         self.status = status;
+        self.recreate = false;
         self.armed = true;
+    }
+
+    /// Records a stream recreation instead of a reply.
+    pub(crate) fn stage_recreate(&mut self) {
+        self.stage(0, &[], b"", "");
+        self.recreate = true;
     }
 
     /// Calls `f` with the status, the headers as (name, value) pairs, the body and the details.
@@ -79,6 +88,7 @@ impl StagedReply {
     /// Forgets the reply, keeping a bounded buffer.
     pub(crate) fn clear(&mut self) {
         self.armed = false;
+        self.recreate = false;
         self.bytes.clear();
         self.spans.clear();
         self.body_len = 0;

@@ -44,6 +44,8 @@ pub struct BenchEffects {
     pub appended: u32,
     /// Streamed response data frames.
     pub streamed_frames: u32,
+    /// Changes to spans (tags, logs, ...).
+    pub span_edits: u32,
 }
 
 /// The metadata string and cluster name every bench stream reads.
@@ -414,3 +416,16 @@ unsafe fn bench_commit(ptr: *mut core::ffi::c_void, _event: u64) {
 /// # Safety
 /// Nothing to release: the counter is static.
 unsafe fn bench_release(_ptr: *mut core::ffi::c_void) {}
+
+impl super::extra::Extra for BenchHost {
+    fn active_span(&self) -> Option<super::extra::SpanPtr> {
+        // Any non-null address: the bench host never dereferences it.
+        Some(super::extra::SpanPtr(
+            core::ptr::NonNull::<u8>::dangling().as_ptr().cast(),
+        ))
+    }
+
+    fn span_edit(&self, _span: super::extra::SpanPtr, _edit: super::extra::SpanEdit<'_>) {
+        self.bump(|e| e.span_edits += 1);
+    }
+}

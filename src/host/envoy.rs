@@ -28,6 +28,11 @@ impl EnvoyHost {
     pub(crate) fn new(filter: EnvoyFilterPtr) -> EnvoyHost {
         EnvoyHost { filter }
     }
+
+    /// The filter pointer of the running hook.
+    pub(crate) fn filter(&self) -> EnvoyFilterPtr {
+        self.filter
+    }
 }
 
 /// Takes a thread's scratch vector out of `cell` for the duration of `f`, so that no borrow is

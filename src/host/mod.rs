@@ -11,11 +11,15 @@
 pub(crate) mod bench;
 pub(crate) mod current;
 pub(crate) mod envoy;
+mod envoy_extra;
 #[cfg(feature = "log")]
 pub(crate) mod envoy_log;
+pub(crate) mod extra;
 pub(crate) mod log;
 pub(crate) mod route;
 pub(crate) mod sim;
+pub(crate) mod sim_extra;
+pub(crate) mod spans;
 
 /// Header map selector (values are the ABI's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +111,7 @@ pub(crate) fn copy_from_chunks<'c>(
 
 /// What a stream's host can do. All methods run on the worker thread inside a hook.
 #[allow(dead_code)] // Body rewriting, streamed replies and worker sharding use the rest.
-pub(crate) trait Host {
+pub(crate) trait Host: extra::Extra {
     /// The `index`-th value of `key` and how many values `key` has.
     fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize);
     /// Calls `f` for every header of `map`, in order.

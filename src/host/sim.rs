@@ -168,6 +168,10 @@ pub(crate) struct SimHost {
     pub(crate) inline_answers: RefCell<Vec<(String, u16, Vec<u8>)>>,
     /// Events delivered inside the next `stream_send` call.
     pub(crate) on_stream_send: RefCell<Vec<SimEvent>>,
+    /// Tracing, socket options, stream control and typed filter state.
+    pub(crate) extra: super::sim_extra::SimExtra,
+    /// The simulated tracer's thread-local string (valid until the next tracing call).
+    pub(crate) span_scratch: RefCell<Box<[u8]>>,
 }
 
 /// Delivers a [`SimEvent`] to the stream's hooks (installed by the testing layer).
@@ -262,7 +266,7 @@ impl SimHost {
 
     /// Every host call goes through here: records calls made after the stream was destroyed and
     /// injects a panic where asked.
-    fn touch(&self, what: &'static str) {
+    pub(crate) fn touch(&self, what: &'static str) {
         if self.destroy_requested.get() {
             self.calls_after_destroy.borrow_mut().push(what);
         }

@@ -32,6 +32,7 @@ use crate::filter::hooks::HookKind;
 use crate::filter::hooks::{ConfigHooks, StreamHooks};
 use crate::host::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
 use crate::host::sim::{Reenter, SimEvent};
+pub use crate::host::sim_extra::SimSpan;
 use crate::host::{BodyKind, Map};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -811,6 +812,83 @@ impl TestStream<'_> {
     pub fn set_cluster(&mut self, name: &str, hosts_per_priority: &[[u64; 3]]) {
         *self.host.cluster.borrow_mut() =
             Some((name.as_bytes().into(), hosts_per_priority.to_vec()));
+    }
+
+    /// Turns tracing on for the stream: it gets an active span named `operation` (the first
+    /// entry of [`spans`](Self::spans)).
+    pub fn enable_tracing(&mut self, operation: &str) {
+        self.host.extra.enable_tracing(operation);
+    }
+
+    /// Every span of the stream: the active span first, then children in creation order.
+    pub fn spans(&self) -> Vec<SimSpan> {
+        self.host
+            .extra
+            .spans
+            .borrow()
+            .iter()
+            .map(|c| c.span.borrow().clone())
+            .collect()
+    }
+
+    /// Socket options the filter set, in order: `(option, Ok(int) or Err(bytes))`.
+    pub fn socket_options_set(&self) -> Vec<(crate::control::SocketOption, Result<i64, Vec<u8>>)> {
+        use crate::control::{SocketOption, SocketSide, SocketState};
+        self.host
+            .extra
+            .socket_options
+            .borrow()
+            .iter()
+            .map(|(o, v)| {
+                let opt = SocketOption {
+                    level: o.level,
+                    name: o.name,
+                    state: match o.state {
+                        0 => SocketState::Prebind,
+                        1 => SocketState::Bound,
+                        _ => SocketState::Listening,
+                    },
+                    side: if o.direction == 0 {
+                        SocketSide::Upstream
+                    } else {
+                        SocketSide::Downstream
+                    },
+                };
+                (opt, v.clone().map_err(|b| b.to_vec()))
+            })
+            .collect()
+    }
+
+    /// GOAWAY-and-close calls Envoy received (`graceful` of each).
+    pub fn goaways(&self) -> Vec<bool> {
+        self.host.extra.goaways.borrow().clone()
+    }
+
+    /// How often Envoy recreated the stream.
+    pub fn recreated(&self) -> u32 {
+        self.host.extra.recreated.get()
+    }
+
+    /// Makes Envoy refuse to recreate the stream, as it does for a request with a body.
+    pub fn refuse_recreate(&mut self) {
+        self.host.extra.refuse_recreate.set(true);
+    }
+
+    /// Gives Envoy an object factory for filter-state `key`, so typed sets of it succeed.
+    pub fn add_filter_state_factory(&mut self, key: &str) {
+        self.host
+            .extra
+            .factories
+            .borrow_mut()
+            .push(key.as_bytes().to_vec());
+    }
+
+    /// The serialized typed filter state under `key`, as Envoy's filters would read it.
+    pub fn typed_filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        let st = self.host.extra.typed_state.borrow();
+        st.iter()
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v.to_vec())
     }
 
     /// The stream's buffer limit in bytes (Envoy's default, 1 MiB, unless the filter set one).

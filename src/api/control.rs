@@ -1,0 +1,152 @@
+//! Stream control beyond replies: socket options, GOAWAY, recreating the stream, and filter
+//! state that Envoy's own filters understand.
+
+use crate::api::writer::ResponseWriter;
+use crate::filter::state::StreamState;
+use crate::host::extra::SockOpt;
+
+/// Which connection a socket option is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketSide {
+    /// The upstream connection Envoy opens for this request: the option is stored and applied
+    /// when that connection is created (an existing pooled connection is not changed).
+    Upstream = 0,
+    /// The client's connection: applied with `setsockopt` at once.
+    Downstream = 1,
+}
+
+/// The socket state an option applies in (Envoy's `SocketOption` states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketState {
+    /// Before `bind`.
+    Prebind = 0,
+    /// After `bind`.
+    Bound = 1,
+    /// After `listen`.
+    Listening = 2,
+}
+
+/// A socket option: `level` and `name` as for `setsockopt` (e.g. `libc::SOL_SOCKET`,
+/// `libc::SO_KEEPALIVE`), the state it applies in and the connection it is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOption {
+    /// Protocol level (`SOL_SOCKET` is 1 on Linux, `IPPROTO_TCP` 6).
+    pub level: i64,
+    /// Option name (`SO_KEEPALIVE` is 9, `TCP_NODELAY` 1).
+    pub name: i64,
+    /// When it applies.
+    pub state: SocketState,
+    /// Which connection.
+    pub side: SocketSide,
+}
+
+impl SocketOption {
+    fn abi(self) -> SockOpt {
+        SockOpt {
+            level: self.level,
+            name: self.name,
+            state: self.state as u32,
+            direction: self.side as u32,
+        }
+    }
+}
+
+impl<'w> ResponseWriter<'w> {
+    /// Sets an integer socket option (see [`SocketOption`]); `false` when Envoy refused it
+    /// (e.g. `setsockopt` failed on the client's socket).
+    pub fn set_socket_option_int(&self, opt: SocketOption, value: i64) -> bool {
+        self.core
+            .with_host(|h| h.set_socket_option_int(opt.abi(), value))
+            .unwrap_or(false)
+    }
+
+    /// Sets a bytes socket option (e.g. `TCP_CONGESTION`); `false` when Envoy refused it.
+    pub fn set_socket_option_bytes(&self, opt: SocketOption, value: &[u8]) -> bool {
+        self.core
+            .with_host(|h| h.set_socket_option_bytes(opt.abi(), value))
+            .unwrap_or(false)
+    }
+
+    /// The integer value this stream's filters set for `opt` (Envoy keeps what was set; it
+    /// does not read the socket); `None` when none was set.
+    pub fn socket_option_int(&self, opt: SocketOption) -> Option<i64> {
+        self.core
+            .with_host(|h| h.socket_option_int(opt.abi()))
+            .flatten()
+    }
+
+    /// The bytes value set for `opt`, copied into the stream's arena; `None` when none was set.
+    pub fn socket_option_bytes(&self, opt: SocketOption) -> Option<&[u8]> {
+        let core = self.core;
+        core.with_host(|h| {
+            h.socket_option_bytes(opt.abi())
+                .map(|raw| core.arena.keep(raw.view(&())))
+        })
+        .flatten()
+    }
+
+    /// Sends GOAWAY (HTTP/2 and HTTP/3) and closes the client's connection: at once, or, with
+    /// `graceful`, after a drain period in which streams already open may finish. Like a
+    /// reply, it takes effect when the handler's current poll ends, after a reply staged in
+    /// the same poll. The request itself goes on unless the handler also replies.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn shed(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     w.send(503, b"draining\n");
+    ///     w.goaway_and_close(true); // this client should reconnect elsewhere
+    /// }
+    /// # let _ = shed;
+    /// ```
+    pub fn goaway_and_close(&self, graceful: bool) {
+        if self.core.with_host(|_| ()).is_some() {
+            self.core.goaway.set(Some(graceful));
+        }
+    }
+
+    /// Restarts the request through the whole filter chain and routing, with its current
+    /// headers (change `:path` or a routing header first): Envoy's internal redirect. Like a
+    /// reply it takes effect when the handler's current poll ends, and it is the stream's
+    /// answer (a later `send` is ignored). The new pass runs every filter again, this one
+    /// included, so mark the request (e.g. a header) to avoid a loop.
+    ///
+    /// Envoy recreates only a request that is complete and has no body; it refuses otherwise,
+    /// and jisr then answers 500 (details `jisr_recreate_refused`) and logs a warning, rather
+    /// than forward a request the handler meant to restart. Returns `false` (and does nothing)
+    /// when the stream was already answered or is over.
+    pub fn recreate_stream(&self) -> bool {
+        let core = self.core;
+        if core.st().replied() || core.st().response_sent() || core.with_host(|_| ()).is_none() {
+            return false;
+        }
+        let Ok(mut reply) = core.reply.try_borrow_mut() else {
+            return false;
+        };
+        reply.stage_recreate();
+        core.update(StreamState::reply);
+        true
+    }
+
+    /// Sets filter state `key` through the object factory Envoy has for that key, so Envoy's
+    /// own filters and extensions can read it (e.g. `envoy.network.upstream_server_name`, or
+    /// any key read by `%FILTER_STATE(key)%` in an access log). `false` when Envoy has no
+    /// factory for `key` or the value does not parse. For plain bytes only other modules
+    /// read, use [`set_filter_state`](Self::set_filter_state).
+    pub fn set_filter_state_typed(&self, key: &str, value: &[u8]) -> bool {
+        self.core
+            .with_host(|h| h.set_filter_state_typed(key.as_bytes(), value))
+            .unwrap_or(false)
+    }
+
+    /// Any filter state object under `key` (set by any filter), serialized by its own type,
+    /// copied into the stream's arena; `None` when absent or not serializable.
+    pub fn filter_state_typed(&self, key: &str) -> Option<&[u8]> {
+        let core = self.core;
+        core.with_host(|h| {
+            h.filter_state_typed(key.as_bytes())
+                .map(|raw| core.arena.keep(raw.view(&())))
+        })
+        .flatten()
+    }
+}

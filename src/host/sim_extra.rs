@@ -1,0 +1,249 @@
+//! The simulated host's tracing, socket options, stream control and typed filter state.
+
+use super::Raw;
+use super::extra::{Extra, FinishSpan, SockOpt, SpanEdit, SpanField, SpanPtr};
+use super::sim::SimHost;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// A span recorded by the simulated tracer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimSpan {
+    /// Operation name.
+    pub operation: String,
+    /// Tags, in the order set (a tag set twice appears twice).
+    pub tags: Vec<(String, String)>,
+    /// Log events.
+    pub logs: Vec<String>,
+    /// Baggage set on this span.
+    pub baggage: Vec<(String, String)>,
+    /// The last sampling decision set, if any.
+    pub sampled: Option<bool>,
+    /// Whether the local sampling decision was disabled.
+    pub local_decision_disabled: bool,
+    /// Index of the parent in [`TestStream::spans`](crate::testing::TestStream::spans)
+    /// (`None` for the active span).
+    pub parent: Option<usize>,
+    /// Whether the span was finished (the active span never is: Envoy finishes it).
+    pub finished: bool,
+}
+
+type Bytes = Box<[u8]>;
+
+/// A socket option the filter set: its address and its int value or bytes.
+pub(crate) type SetOption = (SockOpt, Result<i64, Bytes>);
+
+/// One simulated span; its address is the span pointer handed to the filter.
+#[derive(Debug, Default)]
+pub(crate) struct SpanCell {
+    pub(crate) span: RefCell<SimSpan>,
+    index: Cell<usize>,
+}
+
+/// Tracing, socket options, stream control and typed filter state of a simulated stream.
+#[derive(Default)]
+pub(crate) struct SimExtra {
+    /// Every span; the first is the active span when tracing is on.
+    pub(crate) spans: RefCell<Vec<Rc<SpanCell>>>,
+    /// Socket options the filter set: (address, int value or bytes).
+    pub(crate) socket_options: RefCell<Vec<SetOption>>,
+    /// GOAWAY-and-close calls (`graceful` each).
+    pub(crate) goaways: RefCell<Vec<bool>>,
+    /// Stream recreations Envoy accepted.
+    pub(crate) recreated: Cell<u32>,
+    /// Whether Envoy refuses to recreate (as for a request with a body).
+    pub(crate) refuse_recreate: Cell<bool>,
+    /// Keys Envoy has an object factory for (typed filter state needs one).
+    pub(crate) factories: RefCell<Vec<Vec<u8>>>,
+    /// Typed filter state, as serialized bytes.
+    pub(crate) typed_state: RefCell<Vec<(Vec<u8>, Bytes)>>,
+}
+
+impl SimExtra {
+    /// Turns tracing on: the stream gets an active span named `operation`.
+    pub(crate) fn enable_tracing(&self, operation: &str) {
+        let mut spans = self.spans.borrow_mut();
+        if spans.is_empty() {
+            let cell = Rc::new(SpanCell::default());
+            cell.span.borrow_mut().operation = operation.to_string();
+            spans.push(cell);
+        }
+    }
+}
+
+fn cell(span: SpanPtr) -> &'static SpanCell {
+    // SAFETY: a simulated span pointer is the address of a `SpanCell` kept alive by an `Rc`:
+    // the active span by the host's list, a child by the strong count handed to the filter
+    // (released only by `finish_sim_child`, after which the filter no longer uses it; the
+    // host's list keeps another). Cells are never mutated through this reference except via
+    // their `RefCell`/`Cell`; the `'static` is only as long as the test keeps the host, which
+    // outlives every filter call.
+    unsafe { &*span.0.cast::<SpanCell>() }
+}
+
+/// Finishes a simulated child span and releases the filter's reference to it.
+///
+/// # Safety
+/// `span` must come from `SimHost::span_child` and not have been finished.
+unsafe fn finish_sim_child(span: SpanPtr) {
+    // SAFETY: per the contract, `span` is the pointer from `Rc::into_raw` in `span_child`
+    // whose count was not released yet.
+    let rc = unsafe { Rc::from_raw(span.0.cast::<SpanCell>().cast_const()) };
+    rc.span.borrow_mut().finished = true;
+}
+
+fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Extra for SimHost {
+    fn active_span(&self) -> Option<SpanPtr> {
+        self.touch("active_span");
+        let spans = self.extra.spans.borrow();
+        spans
+            .first()
+            .map(|c| SpanPtr(Rc::as_ptr(c).cast_mut().cast()))
+    }
+
+    fn span_edit(&self, span: SpanPtr, edit: SpanEdit<'_>) {
+        self.touch("span_edit");
+        let mut sp = cell(span).span.borrow_mut();
+        match edit {
+            SpanEdit::Tag(k, v) => sp.tags.push((s(k), s(v))),
+            SpanEdit::Log(e) => sp.logs.push(s(e)),
+            SpanEdit::Operation(op) => sp.operation = s(op),
+            SpanEdit::Sampled(b) => sp.sampled = Some(b),
+            SpanEdit::Baggage(k, v) => sp.baggage.push((s(k), s(v))),
+        }
+    }
+
+    fn span_tags(&self, span: SpanPtr, tags: &[(&[u8], &[u8])]) -> bool {
+        self.touch("span_tags");
+        let mut sp = cell(span).span.borrow_mut();
+        sp.tags.extend(tags.iter().map(|(k, v)| (s(k), s(v))));
+        true
+    }
+
+    fn span_disable_local_decision(&self, span: SpanPtr) -> bool {
+        self.touch("span_disable_local_decision");
+        cell(span).span.borrow_mut().local_decision_disabled = true;
+        true
+    }
+
+    fn span_read(&self, span: SpanPtr, field: SpanField<'_>) -> Option<Raw> {
+        self.touch("span_read");
+        let c = cell(span);
+        let value = match field {
+            SpanField::TraceId => "0000000000000abc".to_string(),
+            SpanField::SpanId => format!("{:016x}", 0x100 + c.index.get()),
+            SpanField::Baggage(k) => {
+                // Baggage is inherited from the parents, as in Envoy.
+                let spans = self.extra.spans.borrow();
+                let mut at = Some(c.index.get());
+                let mut found = None;
+                while let (Some(i), None) = (at, &found) {
+                    let sp = spans[i].span.borrow();
+                    found = sp
+                        .baggage
+                        .iter()
+                        .rev()
+                        .find(|(bk, _)| bk.as_bytes() == k)
+                        .map(|(_, v)| v.clone());
+                    at = sp.parent;
+                }
+                found?
+            }
+        };
+        // Like Envoy's thread-local buffer: valid until the next tracing call.
+        let mut buf = self.span_scratch.borrow_mut();
+        *buf = value.into_bytes().into_boxed_slice();
+        Some(Raw::new(buf.as_ptr(), buf.len()))
+    }
+
+    fn span_child(&self, span: SpanPtr, operation: &[u8]) -> Option<(SpanPtr, FinishSpan)> {
+        self.touch("span_child");
+        let parent = cell(span).index.get();
+        let mut spans = self.extra.spans.borrow_mut();
+        let child = Rc::new(SpanCell::default());
+        child.index.set(spans.len());
+        {
+            let mut sp = child.span.borrow_mut();
+            sp.operation = s(operation);
+            sp.parent = Some(parent);
+        }
+        spans.push(child.clone());
+        let ptr = Rc::into_raw(child).cast_mut().cast();
+        Some((SpanPtr(ptr), finish_sim_child as FinishSpan))
+    }
+
+    fn socket_option_int(&self, opt: SockOpt) -> Option<i64> {
+        self.touch("socket_option_int");
+        let opts = self.extra.socket_options.borrow();
+        opts.iter()
+            .rev()
+            .find(|(o, _)| *o == opt)
+            .and_then(|(_, v)| v.as_ref().ok().copied())
+    }
+
+    fn socket_option_bytes(&self, opt: SockOpt) -> Option<Raw> {
+        self.touch("socket_option_bytes");
+        let opts = self.extra.socket_options.borrow();
+        let (_, v) = opts.iter().rev().find(|(o, _)| *o == opt)?;
+        let b = v.as_ref().err()?;
+        Some(Raw::new(b.as_ptr(), b.len()))
+    }
+
+    fn set_socket_option_int(&self, opt: SockOpt, value: i64) -> bool {
+        self.touch("set_socket_option_int");
+        self.extra
+            .socket_options
+            .borrow_mut()
+            .push((opt, Ok(value)));
+        true
+    }
+
+    fn set_socket_option_bytes(&self, opt: SockOpt, value: &[u8]) -> bool {
+        self.touch("set_socket_option_bytes");
+        self.extra
+            .socket_options
+            .borrow_mut()
+            .push((opt, Err(value.into())));
+        true
+    }
+
+    fn goaway_and_close(&self, graceful: bool) {
+        self.touch("goaway_and_close");
+        self.extra.goaways.borrow_mut().push(graceful);
+    }
+
+    fn recreate_stream(&self) -> bool {
+        self.touch("recreate_stream");
+        if self.extra.refuse_recreate.get() {
+            return false;
+        }
+        self.extra.recreated.set(self.extra.recreated.get() + 1);
+        true
+    }
+
+    fn set_filter_state_typed(&self, key: &[u8], value: &[u8]) -> bool {
+        self.touch("set_filter_state_typed");
+        if !self.extra.factories.borrow().iter().any(|k| k == key) {
+            return false;
+        }
+        let mut st = self.extra.typed_state.borrow_mut();
+        st.retain(|(k, _)| k != key);
+        st.push((key.to_vec(), value.into()));
+        true
+    }
+
+    fn filter_state_typed(&self, key: &[u8]) -> Option<Raw> {
+        self.touch("filter_state_typed");
+        let st = self.extra.typed_state.borrow();
+        if let Some((_, v)) = st.iter().find(|(k, _)| k == key) {
+            return Some(Raw::new(v.as_ptr(), v.len()));
+        }
+        // Bytes set with `set_filter_state` serialize as themselves.
+        drop(st);
+        super::Host::filter_state(self, key)
+    }
+}
