@@ -6,7 +6,7 @@ mod common;
 use common::{Forever, GET, YieldOnce};
 use jisr::control::{SocketOption, SocketSide, SocketState};
 use jisr::raw::HeadersStatus;
-use jisr::testing::TestFilter;
+use jisr::testing::{MetaValue, TestFilter};
 use jisr::{Registry, Request, ResponseWriter};
 
 async fn traced(req: Request<'_>, w: ResponseWriter<'_>) {
@@ -44,6 +44,47 @@ fn register(r: &mut Registry) {
     r.register("recreate", recreate);
     r.register("typed_state", typed_state);
     r.register("child_then_hang", child_then_hang);
+    r.register("values", values);
+}
+
+async fn values(req: Request<'_>, w: ResponseWriter<'_>) {
+    let all: Vec<_> = req
+        .header_values("x-v")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let many = req.header_values("x-many").count();
+    w.set_metadata_strs(
+        "jisr.batch",
+        &[("first", &all[0]), ("n", "3"), ("n", "three")],
+    );
+    w.send(200, format!("{all:?} {many}").as_bytes());
+}
+
+#[test]
+fn header_values_come_in_one_batch() {
+    let f = TestFilter::new(register, "values", b"").unwrap();
+    let mut s = f.stream();
+    let mut headers = GET.to_vec();
+    headers.extend([("x-v", "a"), ("x-v", "b"), ("x-v", "c")]);
+    let many: Vec<_> = (0..12).map(|_| ("x-many", "m")).collect();
+    headers.extend(many);
+    s.request_headers(&headers, true);
+    assert_eq!(
+        String::from_utf8(s.local_reply().unwrap().body).unwrap(),
+        r#"["a", "b", "c"] 12"#
+    );
+    // `x-v` came in one batch; `x-many` has more values than a batch holds and was read one
+    // value per call (the batch call refused it before passing anything).
+    assert_eq!(s.header_batches(), 1);
+    assert_eq!(s.metadata_batches(), 1);
+    assert_eq!(
+        s.metadata("jisr.batch", "first"),
+        Some(MetaValue::Str("a".into()))
+    );
+    assert_eq!(
+        s.metadata("jisr.batch", "n"),
+        Some(MetaValue::Str("three".into()))
+    );
 }
 
 #[test]

@@ -259,3 +259,37 @@ fn newer_calls_report_unsupported_on_older_envoys() {
     };
     assert_eq!(r.text(), expected);
 }
+
+/// Every value of a multi-valued header, and several metadata strings set at once (one call
+/// each on 1.39+, one call per value on 1.38: the answer is the same).
+#[test]
+fn header_values_and_metadata_batches() {
+    let up = Upstream::start("main");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(
+                Listener::new("hv")
+                    .filter(module_filter("control_fixture", "values", None))
+                    .log_metadata("jisr.batch", "first")
+                    .log_metadata("jisr.batch", "n")
+                    .route(Route::to("/", "main")),
+            )
+            .cluster(Cluster::new("main", up.port())),
+    );
+    let mut headers = vec![("x-v", "a"), ("x-v", "b"), ("x-v", "c")];
+    headers.extend((0..20).map(|_| ("x-many", "m")));
+    let r = client::request(envoy.listener_port("hv"), "GET", "/", &headers, b"");
+    assert_eq!(r.status, 200, "{}", envoy.log());
+    assert_eq!(r.text(), "[\"a\", \"b\", \"c\"] 20\n");
+    let lines = envoy.wait_for_access_lines(1, Duration::from_secs(5));
+    assert_eq!(
+        access_field(&lines[0], "jisr.batch:first"),
+        Some("a"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        access_field(&lines[0], "jisr.batch:n"),
+        Some("three"),
+        "{lines:?}"
+    );
+}

@@ -153,13 +153,52 @@ pub(crate) fn header_each(core: &StreamCore, map: Map, mut f: impl FnMut(&[u8], 
     core.snapshot.set(buf);
 }
 
-/// All values of one header, in order.
+/// Values one batch call fetches; a header with more values is read one value per call.
+const BATCH: usize = 8;
+
+/// All values of one header, in order, each copied into the stream's arena. On Envoy 1.39+
+/// up to 8 values come from one call into Envoy; older Envoys (and more values) take one call
+/// per value.
 pub struct HeaderValues<'r> {
-    pub(crate) core: &'r StreamCore,
-    pub(crate) map: Map,
-    pub(crate) name: &'r str,
-    pub(crate) index: usize,
-    pub(crate) count: usize,
+    core: &'r StreamCore,
+    map: Map,
+    name: &'r str,
+    index: usize,
+    count: usize,
+    batch: arrayvec::ArrayVec<&'r [u8], BATCH>,
+}
+
+impl<'r> HeaderValues<'r> {
+    pub(crate) fn new(core: &'r StreamCore, map: Map, name: &'r str) -> HeaderValues<'r> {
+        let mut batch = arrayvec::ArrayVec::new();
+        let count = with_key(name, |key| {
+            core.with_host(|h| {
+                let mut over = false;
+                let n = h.header_values(map, key, BATCH, &mut |raw| {
+                    // The view lives only inside this call; keep a copy.
+                    if batch.try_push(core.arena.keep(raw.view(&()))).is_err() {
+                        over = true;
+                    }
+                });
+                match n {
+                    Some(n) if !over => n,
+                    _ => {
+                        batch.clear();
+                        h.header(map, key, 0).1
+                    }
+                }
+            })
+            .unwrap_or(0)
+        });
+        HeaderValues {
+            core,
+            map,
+            name,
+            index: 0,
+            count,
+            batch,
+        }
+    }
 }
 
 impl<'r> Iterator for HeaderValues<'r> {
@@ -168,6 +207,11 @@ impl<'r> Iterator for HeaderValues<'r> {
     fn next(&mut self) -> Option<&'r [u8]> {
         if self.index >= self.count {
             return None;
+        }
+        if !self.batch.is_empty() {
+            let v = self.batch.get(self.index).copied();
+            self.index += 1;
+            return v;
         }
         let (v, n) = header_get(self.core, self.map, self.name, self.index);
         self.count = n;
@@ -194,14 +238,7 @@ impl<'a> Request<'a> {
 
     /// Every value of header `name`, in order.
     pub fn header_values<'r>(&'r self, name: &'r str) -> HeaderValues<'r> {
-        let (_, count) = header_get(self.core, Map::RequestHeaders, name, 0);
-        HeaderValues {
-            core: self.core,
-            map: Map::RequestHeaders,
-            name,
-            index: 0,
-            count,
-        }
+        HeaderValues::new(self.core, Map::RequestHeaders, name)
     }
 
     /// Calls `f` with every header (name, value), pseudo-headers included, in order.

@@ -79,14 +79,7 @@ impl<'a> Response<'a> {
 
     /// Every value of response header `name`.
     pub fn header_values<'r>(&'r self, name: &'r str) -> HeaderValues<'r> {
-        let (_, count) = header_get(self.core, Map::ResponseHeaders, name, 0);
-        HeaderValues {
-            core: self.core,
-            map: Map::ResponseHeaders,
-            name,
-            index: 0,
-            count,
-        }
+        HeaderValues::new(self.core, Map::ResponseHeaders, name)
     }
 
     /// Calls `f` with every response header.

@@ -1,9 +1,13 @@
 //! The real host's tracing, socket-option, stream-control and typed filter-state calls.
 
-use super::Raw;
 use super::envoy::EnvoyHost;
 use super::extra::{Extra, FinishSpan, SockOpt, SpanEdit, SpanField, SpanPtr};
-use crate::abi::ffi::{self, Buf};
+use super::{Host, Map, Raw};
+use crate::abi::ffi::{self, Buf, HeaderPair};
+use crate::abi::late;
+
+/// Most values one `get_header_values` call fetches.
+const BATCH: usize = 16;
 
 /// Finishes a child span made by [`EnvoyHost::span_child`].
 ///
@@ -16,6 +20,57 @@ unsafe fn finish_child(span: SpanPtr) {
 }
 
 impl Extra for EnvoyHost {
+    fn header_values(
+        &self,
+        map: Map,
+        key: &[u8],
+        max: usize,
+        f: &mut dyn FnMut(Raw),
+    ) -> Option<usize> {
+        let batch = late::get().get_header_values?;
+        // One value (the common case) needs one call; more need the count first.
+        let (first, n) = self.header(map, key, 0);
+        if n > max || n > BATCH {
+            return None;
+        }
+        if n <= 1 {
+            if let Some(v) = first {
+                f(v);
+            }
+            return Some(n);
+        }
+        let mut out = [Buf::EMPTY; BATCH];
+        // SAFETY: `batch` is Envoy's `get_header_values` (resolved by name; signature per the
+        // ABI); live filter pointer; `out` has room for the `n` values Envoy just counted for
+        // this key, and the map cannot change between the two calls (nothing runs between
+        // them). The views are valid until the map changes; `f` copies them at once.
+        let ok = unsafe { batch(self.filter(), map as u32, Buf::of(key), out.as_mut_ptr()) };
+        if !ok {
+            return None;
+        }
+        for b in &out[..n] {
+            f(Raw::new(b.ptr, b.len));
+        }
+        Some(n)
+    }
+
+    fn set_metadata_strs(&self, ns: &[u8], pairs: &[(&[u8], &[u8])]) -> bool {
+        let Some(batch) = late::get().set_dynamic_metadata_string_batch else {
+            return false;
+        };
+        let mut kv = [HeaderPair::EMPTY; BATCH];
+        for chunk in pairs.chunks(BATCH) {
+            for (slot, (k, v)) in kv.iter_mut().zip(chunk) {
+                *slot = HeaderPair::of(k, v);
+            }
+            // SAFETY: `batch` is Envoy's `set_dynamic_metadata_string_batch` (resolved by name;
+            // its key/value pair has the layout of `HeaderPair`); live filter pointer; `kv`
+            // holds `chunk.len()` pairs viewing buffers that outlive the call; Envoy copies.
+            unsafe { batch(self.filter(), Buf::of(ns), kv.as_ptr(), chunk.len()) };
+        }
+        true
+    }
+
     fn active_span(&self) -> Option<SpanPtr> {
         // SAFETY: live filter pointer (the host exists only inside a hook of this stream).
         let p = unsafe { ffi::envoy_dynamic_module_callback_http_get_active_span(self.filter()) };
@@ -60,7 +115,7 @@ impl Extra for EnvoyHost {
     }
 
     fn span_disable_local_decision(&self, span: SpanPtr) -> bool {
-        let Some(f) = crate::abi::late::get().span_disable_local_decision else {
+        let Some(f) = late::get().span_disable_local_decision else {
             return false;
         };
         // SAFETY: `f` is Envoy's `span_disable_local_decision` (resolved by name, signature per

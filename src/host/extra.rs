@@ -44,6 +44,26 @@ pub(crate) struct SockOpt {
 
 #[allow(unused_variables)]
 pub(crate) trait Extra {
+    /// Calls `f` with every value of header `key` of `map` in one call into the host, when
+    /// the key has at most `max` values; returns how many values the key has. `None` when the
+    /// host has no batch call or the key has more than `max` values (nothing is passed to `f`
+    /// then); the caller reads value by value instead.
+    fn header_values(
+        &self,
+        map: super::Map,
+        key: &[u8],
+        max: usize,
+        f: &mut dyn FnMut(Raw),
+    ) -> Option<usize> {
+        None
+    }
+
+    /// Sets several string values of dynamic-metadata namespace `ns` in one call; `false` when
+    /// the host has no batch call (the caller sets them one by one).
+    fn set_metadata_strs(&self, ns: &[u8], pairs: &[(&[u8], &[u8])]) -> bool {
+        false
+    }
+
     /// The stream's active span; `None` without tracing.
     fn active_span(&self) -> Option<SpanPtr> {
         None

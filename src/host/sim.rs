@@ -172,6 +172,10 @@ pub(crate) struct SimHost {
     pub(crate) extra: super::sim_extra::SimExtra,
     /// The simulated tracer's thread-local string (valid until the next tracing call).
     pub(crate) span_scratch: RefCell<Box<[u8]>>,
+    /// Calls that fetched all values of a header at once.
+    pub(crate) header_batches: Cell<u32>,
+    /// Calls that set several metadata strings at once.
+    pub(crate) metadata_batches: Cell<u32>,
 }
 
 /// Delivers a [`SimEvent`] to the stream's hooks (installed by the testing layer).

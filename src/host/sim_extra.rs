@@ -97,6 +97,36 @@ fn s(b: &[u8]) -> String {
 }
 
 impl Extra for SimHost {
+    fn header_values(
+        &self,
+        map: super::Map,
+        key: &[u8],
+        max: usize,
+        f: &mut dyn FnMut(Raw),
+    ) -> Option<usize> {
+        self.touch("header_values");
+        let (_, n) = super::Host::header(self, map, key, 0);
+        if n > max {
+            return None;
+        }
+        for i in 0..n {
+            if let (Some(v), _) = super::Host::header(self, map, key, i) {
+                f(v);
+            }
+        }
+        self.header_batches.set(self.header_batches.get() + 1);
+        Some(n)
+    }
+
+    fn set_metadata_strs(&self, ns: &[u8], pairs: &[(&[u8], &[u8])]) -> bool {
+        self.touch("set_metadata_strs");
+        for (k, v) in pairs {
+            super::Host::set_metadata(self, ns, k, super::MetadataValue::Str(v));
+        }
+        self.metadata_batches.set(self.metadata_batches.get() + 1);
+        true
+    }
+
     fn active_span(&self) -> Option<SpanPtr> {
         self.touch("active_span");
         let spans = self.extra.spans.borrow();

@@ -859,6 +859,17 @@ impl TestStream<'_> {
             .collect()
     }
 
+    /// How often the filter fetched all values of a header in one call (Envoy 1.39+'s
+    /// `get_header_values`) instead of one call per value.
+    pub fn header_batches(&self) -> u32 {
+        self.host.header_batches.get()
+    }
+
+    /// How often the filter set several metadata strings in one call.
+    pub fn metadata_batches(&self) -> u32 {
+        self.host.metadata_batches.get()
+    }
+
     /// GOAWAY-and-close calls Envoy received (`graceful` of each).
     pub fn goaways(&self) -> Vec<bool> {
         self.host.extra.goaways.borrow().clone()
