@@ -76,6 +76,7 @@ pub use api::pipeline::{Next, chain};
 pub use api::registry::Registry;
 pub use api::request::Request;
 pub use api::response::{Response, ResponseMode};
+pub use api::secret::Secret;
 pub use api::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 
 /// Tracing from a handler: the active span and child spans.
@@ -83,9 +84,14 @@ pub mod trace {
     pub use crate::api::trace::Span;
 }
 
-/// Stream control beyond replies: socket options.
+/// What Envoy 1.40 knows about a stream: its timing.
+pub mod info {
+    pub use crate::api::info::{Timing, TimingPoint};
+}
+
+/// Stream control beyond replies: socket options and filter-state options.
 pub mod control {
-    pub use crate::api::control::{SocketOption, SocketSide, SocketState};
+    pub use crate::api::control::{SocketOption, SocketSide, SocketState, StateLife, StateSharing};
 }
 
 pub use api::trace::Unsupported;
@@ -94,6 +100,7 @@ pub use api::trace::Unsupported;
 pub mod handler {
     pub use crate::api::body::{BodyError, ReadBody};
     pub use crate::api::metrics::MetricError;
+    pub use crate::api::pb::{StructValue, TypedMetadata};
     pub use crate::api::pipeline::{
         Chained, Handler, IntoPipeline, Middleware, NextFuture, OnRequest, OnResponse, Phase, Req,
         Resp, Side, StateHandler,

@@ -849,3 +849,40 @@ fn item14_child_spans_finish_exactly_once() {
     // The held child's tag went in before the stream ended, and nothing after.
     assert_eq!(spans[3].tags, [("k".to_string(), "v".to_string())]);
 }
+
+// ---- 15. Filter-state objects: only values this module stored are read, each dropped once.
+
+async fn object_games(_req: Request<'_>, w: ResponseWriter<'_>) {
+    use jisr::control::StateLife;
+    use std::sync::Arc;
+    assert_eq!(
+        w.set_filter_state_object("k", vec![1u8, 2, 3], StateLife::Request),
+        Ok(true)
+    );
+    let held: Arc<Vec<u8>> = w.filter_state_object("k").unwrap().unwrap();
+    // Replacing the object frees Envoy's reference; ours stays valid (it is an `Arc`).
+    assert_eq!(
+        w.set_filter_state_object("k", String::from("x"), StateLife::Request),
+        Ok(true)
+    );
+    assert_eq!(*held, [1, 2, 3]);
+    // Asked as the old type, the new object is not read.
+    assert!(w.filter_state_object::<Vec<u8>>("k").unwrap().is_none());
+    std::mem::forget(w.filter_state_object::<String>("k").unwrap());
+    w.send(200, b"ok");
+}
+
+#[test]
+fn item15_filter_state_objects_are_typed_and_dropped_once() {
+    let f = TestFilter::new(
+        |r: &mut Registry| {
+            r.register("objects", object_games);
+        },
+        "objects",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    assert_eq!(s.local_reply().unwrap().status, 200);
+}

@@ -43,6 +43,26 @@ impl Buf {
     }
 }
 
+/// Envoy's timing facts of a stream (1.40's `timing_info_v2`): 19 nanosecond values, each with
+/// a flag saying whether Envoy has it. Value 0 is the start as a Unix time; the others are
+/// offsets from the start on Envoy's monotonic clock.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TimingInfo {
+    /// The values, in the ABI's order (see `api::info::Timing`).
+    pub ns: [i64; 19],
+    /// Whether each value is known.
+    pub has: [bool; 19],
+}
+
+impl TimingInfo {
+    /// Nothing known (what Envoy writes when the stream has no info).
+    pub const UNKNOWN: TimingInfo = TimingInfo {
+        ns: [-1; 19],
+        has: [false; 19],
+    };
+}
+
 /// One header as four words: key pointer and length, value pointer and length.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@
 //! scope (Envoy's own exports); a missing one is `None` and the API that needs it returns
 //! `jisr::Unsupported`.
 
-use super::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr, HeaderPair};
+use super::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr, HeaderPair, TimingInfo};
 use core::ffi::{CStr, c_char, c_void};
 use std::sync::OnceLock;
 
@@ -68,6 +68,66 @@ late! {
         c"envoy_dynamic_module_callback_http_filter_config_set_gauge",
     config_record_histogram_value: ConfigMetricFn =
         c"envoy_dynamic_module_callback_http_filter_config_record_histogram_value",
+    /// 1.40: several tags in one call.
+    span_set_tag_batch: unsafe extern "C" fn(*mut c_void, *const HeaderPair, usize) =
+        c"envoy_dynamic_module_callback_http_span_set_tag_batch",
+    /// 1.40: Envoy's timing of the stream.
+    get_timing_info: unsafe extern "C" fn(EnvoyFilterPtr, *mut TimingInfo) =
+        c"envoy_dynamic_module_callback_http_get_timing_info",
+    /// 1.40: the client's own address (`ip:port`, before XFF handling).
+    get_downstream_direct_remote_address: unsafe extern "C" fn(EnvoyFilterPtr, *mut Buf) -> bool =
+        c"envoy_dynamic_module_callback_http_get_downstream_direct_remote_address",
+    /// 1.40: the upstream host's address (`ip:port`).
+    get_upstream_remote_address: unsafe extern "C" fn(EnvoyFilterPtr, *mut Buf) -> bool =
+        c"envoy_dynamic_module_callback_http_get_upstream_remote_address",
+    /// 1.40: the upstream connection's id (0: none).
+    get_upstream_connection_id: unsafe extern "C" fn(EnvoyFilterPtr) -> u64 =
+        c"envoy_dynamic_module_callback_http_get_upstream_connection_id",
+    /// 1.40: hosts tried for the request.
+    get_upstream_hosts_attempted_size: unsafe extern "C" fn(EnvoyFilterPtr) -> usize =
+        c"envoy_dynamic_module_callback_http_get_upstream_hosts_attempted_size",
+    get_upstream_hosts_attempted: unsafe extern "C" fn(EnvoyFilterPtr, *mut Buf) -> bool =
+        c"envoy_dynamic_module_callback_http_get_upstream_hosts_attempted",
+    /// 1.40: upstream connection ids tried for the request.
+    get_upstream_connection_ids_attempted_size: unsafe extern "C" fn(EnvoyFilterPtr) -> usize =
+        c"envoy_dynamic_module_callback_http_get_upstream_connection_ids_attempted_size",
+    get_upstream_connection_ids_attempted: unsafe extern "C" fn(EnvoyFilterPtr, *mut u64) -> bool =
+        c"envoy_dynamic_module_callback_http_get_upstream_connection_ids_attempted",
+    /// 1.40: whether filter state has any object under a key.
+    has_filter_state: unsafe extern "C" fn(EnvoyFilterPtr, Buf) -> bool =
+        c"envoy_dynamic_module_callback_http_has_filter_state",
+    /// 1.40: a module object in filter state (Envoy calls the destructor when it drops it,
+    /// also when the set fails); life span 0 filter chain, 1 request, 2 connection.
+    set_filter_state_object: unsafe extern "C" fn(
+        EnvoyFilterPtr,
+        Buf,
+        *mut c_void,
+        Option<unsafe extern "C" fn(*mut c_void)>,
+        u32,
+    ) -> bool = c"envoy_dynamic_module_callback_http_set_filter_state_object",
+    /// 1.40: the module object stored under a key, or null.
+    get_filter_state_object: unsafe extern "C" fn(EnvoyFilterPtr, Buf) -> *mut c_void =
+        c"envoy_dynamic_module_callback_http_get_filter_state_object",
+    /// 1.40: typed filter state with life span and upstream sharing.
+    set_filter_state_value: unsafe extern "C" fn(EnvoyFilterPtr, Buf, Buf, u32, u32) -> bool =
+        c"envoy_dynamic_module_callback_http_set_filter_state_value",
+    /// 1.40: dynamic metadata from a serialized `google.protobuf.Struct`.
+    set_dynamic_metadata_struct: unsafe extern "C" fn(EnvoyFilterPtr, Buf, Buf) =
+        c"envoy_dynamic_module_callback_http_set_dynamic_metadata_struct",
+    /// 1.40: typed dynamic metadata from a serialized `google.protobuf.Any`.
+    set_dynamic_typed_metadata: unsafe extern "C" fn(EnvoyFilterPtr, Buf, Buf) =
+        c"envoy_dynamic_module_callback_http_set_dynamic_typed_metadata",
+    /// 1.40: typed metadata of a source: its type URL and serialized value.
+    get_typed_metadata: unsafe extern "C" fn(EnvoyFilterPtr, u32, Buf, *mut Buf, *mut Buf) -> bool =
+        c"envoy_dynamic_module_callback_http_get_typed_metadata",
+    /// 1.40: SDS generic secrets: subscribe at config load (returns a 1-based handle, 0 on
+    /// error), read from the config or a stream.
+    config_generic_secret_subscribe: unsafe extern "C" fn(EnvoyConfigPtr, Buf, Buf) -> u64 =
+        c"envoy_dynamic_module_callback_http_filter_config_generic_secret_subscribe",
+    config_get_generic_secret: unsafe extern "C" fn(EnvoyConfigPtr, u64, *mut Buf) -> bool =
+        c"envoy_dynamic_module_callback_http_filter_config_get_generic_secret",
+    filter_get_generic_secret: unsafe extern "C" fn(EnvoyFilterPtr, u64, *mut Buf) -> bool =
+        c"envoy_dynamic_module_callback_http_filter_get_generic_secret",
 }
 
 fn lookup(name: &CStr) -> *mut c_void {
@@ -90,7 +150,7 @@ mod tests {
     fn missing_callbacks_resolve_to_none_outside_envoy() {
         let late = get();
         assert!(late.get_header_values.is_none() && late.config_set_gauge.is_none());
-        assert_eq!(NAMES.len(), 8);
+        assert_eq!(NAMES.len(), 27);
         // The lookup itself works: a libc symbol is found.
         assert!(!lookup(c"malloc").is_null());
     }

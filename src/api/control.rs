@@ -1,9 +1,12 @@
 //! Stream control beyond replies: socket options, GOAWAY, recreating the stream, and filter
 //! state that Envoy's own filters understand.
 
+use crate::api::trace::Unsupported;
 use crate::api::writer::ResponseWriter;
 use crate::filter::state::StreamState;
 use crate::host::extra::SockOpt;
+use crate::host::objects;
+use std::sync::Arc;
 
 /// Which connection a socket option is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,5 +151,138 @@ impl<'w> ResponseWriter<'w> {
                 .map(|raw| core.arena.keep(raw.view(&())))
         })
         .flatten()
+    }
+}
+
+/// How long filter state lives (Envoy's `LifeSpan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateLife {
+    /// Until this filter chain is done (the default of the other setters).
+    FilterChain = 0,
+    /// For the whole request, across internal redirects.
+    Request = 1,
+    /// For the downstream connection (later requests on it see it).
+    Connection = 2,
+}
+
+/// Whether filter state is shared with the upstream connection (Envoy's
+/// `StreamSharingMayImpactPooling`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateSharing {
+    /// Not shared.
+    None = 0,
+    /// Shared with the upstream connection; connections are pooled per distinct value.
+    SharedWithUpstreamConnection = 1,
+    /// Shared with the upstream connection once.
+    SharedWithUpstreamConnectionOnce = 2,
+}
+
+impl<'w> ResponseWriter<'w> {
+    /// Whether any filter state object (set by any filter, of any type) is stored under `key`.
+    ///
+    /// # Errors
+    /// [`Unsupported`] before Envoy 1.40.
+    pub fn has_filter_state(&self, key: &str) -> Result<bool, Unsupported> {
+        self.core
+            .with_host(|h| h.has_filter_state(key.as_bytes()))
+            .flatten()
+            .ok_or(Unsupported {
+                callback: "envoy_dynamic_module_callback_http_has_filter_state",
+            })
+    }
+
+    /// Stores a Rust value in Envoy's filter state under `key` for `life`. Later handlers of
+    /// any jisr filter in this module read it back with
+    /// [`filter_state_object`](Self::filter_state_object) (as an `Arc<T>`, without copying);
+    /// Envoy drops it when its life ends. `Ok(false)` when Envoy refused (e.g. a read-only
+    /// object already holds `key`); the value is dropped then.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use jisr::control::StateLife;
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// struct Principal { user: String }
+    ///
+    /// async fn authn(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let user = req.header_str("x-user").unwrap_or("anonymous").to_string();
+    ///     let _ = w.set_filter_state_object("acme.principal", Principal { user }, StateLife::Request);
+    /// }
+    ///
+    /// async fn authz(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let who: Option<Arc<Principal>> = w.filter_state_object("acme.principal").ok().flatten();
+    ///     if who.is_none() {
+    ///         w.send(401, b"who are you?\n");
+    ///     }
+    /// }
+    /// # let _ = (authn, authz);
+    /// ```
+    ///
+    /// # Errors
+    /// [`Unsupported`] before Envoy 1.40 (the value is dropped).
+    pub fn set_filter_state_object<T: Send + Sync + 'static>(
+        &self,
+        key: &str,
+        value: T,
+        life: StateLife,
+    ) -> Result<bool, Unsupported> {
+        let unsupported = Unsupported {
+            callback: "envoy_dynamic_module_callback_http_set_filter_state_object",
+        };
+        let (ptr, dtor) = objects::into_object(Arc::new(value));
+        match self
+            .core
+            .with_host(|h| h.set_filter_state_object(key.as_bytes(), ptr, dtor, life as u32))
+        {
+            Some(Some(ok)) => Ok(ok),
+            // Envoy never took it.
+            _ => {
+                objects::reclaim(ptr);
+                Err(unsupported)
+            }
+        }
+    }
+
+    /// The value a jisr filter of this module stored under `key` with
+    /// [`set_filter_state_object`](Self::set_filter_state_object); `None` when absent, of
+    /// another type, or stored by something else (another module, Envoy).
+    ///
+    /// # Errors
+    /// [`Unsupported`] before Envoy 1.40.
+    pub fn filter_state_object<T: Send + Sync + 'static>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Arc<T>>, Unsupported> {
+        let ptr = self
+            .core
+            .with_host(|h| h.filter_state_object(key.as_bytes()))
+            .flatten()
+            .ok_or(Unsupported {
+                callback: "envoy_dynamic_module_callback_http_get_filter_state_object",
+            })?;
+        Ok(objects::get::<T>(ptr))
+    }
+
+    /// Like [`set_filter_state_typed`](Self::set_filter_state_typed), with the state's life
+    /// span and whether it is shared with the upstream connection (e.g. to pool upstream
+    /// connections per tenant).
+    ///
+    /// # Errors
+    /// [`Unsupported`] before Envoy 1.40.
+    pub fn set_filter_state_typed_with(
+        &self,
+        key: &str,
+        value: &[u8],
+        life: StateLife,
+        sharing: StateSharing,
+    ) -> Result<bool, Unsupported> {
+        self.core
+            .with_host(|h| {
+                h.set_filter_state_value(key.as_bytes(), value, life as u32, sharing as u32)
+            })
+            .flatten()
+            .ok_or(Unsupported {
+                callback: "envoy_dynamic_module_callback_http_set_filter_state_value",
+            })
     }
 }

@@ -34,7 +34,7 @@ pub struct MetadataNames<'a> {
 }
 
 impl<'a> MetadataNames<'a> {
-    fn push(&mut self, name: &'a str) {
+    pub(crate) fn push(&mut self, name: &'a str) {
         if let Err(e) = self.inline.try_push(name) {
             self.spill.push(e.element());
         }

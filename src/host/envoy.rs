@@ -39,7 +39,7 @@ impl EnvoyHost {
 /// held while `f` calls into Envoy: Envoy may run hooks of other jisr filters (on this thread)
 /// inside that call, and they may need the scratch too (they then get an empty one and
 /// allocate once). The larger of the two is kept.
-fn with_scratch<T, R>(
+pub(crate) fn with_scratch<T, R>(
     key: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
     f: impl FnOnce(&mut Vec<T>) -> R,
 ) -> R {
@@ -918,6 +918,22 @@ impl ConfigHost for EnvoyConfigHost {
 
     fn log(&self, level: u32, msg: &[u8]) {
         global_log(level, msg)
+    }
+
+    fn subscribe_secret(&self, name: &[u8], source: &[u8]) -> Option<u64> {
+        let f = crate::abi::late::get().config_generic_secret_subscribe?;
+        // SAFETY: Envoy's `generic_secret_subscribe` (resolved by name); the config pointer is
+        // live during config load, the only time jisr calls this; Envoy copies the buffers.
+        Some(unsafe { f(self.config, Buf::of(name), Buf::of(source)) })
+    }
+
+    fn secret(&self, handle: u64) -> Option<Vec<u8>> {
+        let f = crate::abi::late::get().config_get_generic_secret?;
+        let mut out = Buf::EMPTY;
+        // SAFETY: Envoy's `config_get_generic_secret` (resolved by name); live config pointer;
+        // Envoy refuses a bad handle; the bytes are copied before anything else runs.
+        let ok = unsafe { f(self.config, handle, &mut out) };
+        ok.then(|| Raw::new(out.ptr, out.len).view(&()).to_vec())
     }
 
     fn process_log(&self) -> Option<fn(u32, &[u8])> {

@@ -1,10 +1,19 @@
-//! The real host's tracing, socket-option, stream-control and typed filter-state calls.
+//! The real host's tracing, socket-option, stream-control, filter-state, upstream, timing and
+//! secret calls.
 
-use super::envoy::EnvoyHost;
-use super::extra::{Extra, FinishSpan, SockOpt, SpanEdit, SpanField, SpanPtr};
+use super::envoy::{EnvoyHost, with_scratch};
+use super::extra::{Addr, Extra, FinishSpan, ObjectDtor, SockOpt, SpanEdit, SpanField, SpanPtr};
 use super::{Host, Map, Raw};
-use crate::abi::ffi::{self, Buf, HeaderPair};
+use crate::abi::ffi::{self, Buf, HeaderPair, TimingInfo};
 use crate::abi::late;
+use core::ffi::c_void;
+use std::cell::RefCell;
+
+thread_local! {
+    // The array Envoy fills with the upstream hosts a request tried (grown once per worker).
+    static HOSTS: RefCell<Vec<Buf>> = const { RefCell::new(Vec::new()) };
+    static IDS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Most values one `get_header_values` call fetches.
 const BATCH: usize = 16;
@@ -110,8 +119,20 @@ impl Extra for EnvoyHost {
     }
 
     fn span_tags(&self, span: SpanPtr, tags: &[(&[u8], &[u8])]) -> bool {
-        let _ = (span, tags);
-        false
+        let Some(batch) = late::get().span_set_tag_batch else {
+            return false;
+        };
+        let mut kv = [HeaderPair::EMPTY; BATCH];
+        for chunk in tags.chunks(BATCH) {
+            for (slot, (k, v)) in kv.iter_mut().zip(chunk) {
+                *slot = HeaderPair::of(k, v);
+            }
+            // SAFETY: `batch` is Envoy's `span_set_tag_batch` (resolved by name; a tag is laid
+            // out like `HeaderPair`); `span` is live as in `span_edit`; `kv` holds
+            // `chunk.len()` pairs viewing buffers that outlive the call; Envoy copies them.
+            unsafe { batch(span.0, kv.as_ptr(), chunk.len()) };
+        }
+        true
     }
 
     fn span_disable_local_decision(&self, span: SpanPtr) -> bool {
@@ -267,5 +288,173 @@ impl Extra for EnvoyHost {
             )
         };
         ok.then(|| Raw::new(out.ptr, out.len))
+    }
+
+    fn timing(&self) -> Option<TimingInfo> {
+        let f = late::get().get_timing_info?;
+        let mut out = TimingInfo::UNKNOWN;
+        // SAFETY: `f` is Envoy's `get_timing_info` (resolved by name; `TimingInfo` is laid out
+        // as the ABI's `timing_info_v2`); live filter pointer; `out` is valid for writes.
+        unsafe { f(self.filter(), &mut out) };
+        Some(out)
+    }
+
+    fn address(&self, which: Addr) -> Option<Option<Raw>> {
+        let late = late::get();
+        let f = match which {
+            Addr::DownstreamDirectRemote => late.get_downstream_direct_remote_address?,
+            Addr::UpstreamRemote => late.get_upstream_remote_address?,
+        };
+        let mut out = Buf::EMPTY;
+        // SAFETY: `f` is Envoy's address getter (resolved by name; signature per the ABI);
+        // live filter pointer; `out` valid for writes. The string is owned by the address
+        // object, which the stream keeps; the caller copies it before the next host call.
+        let ok = unsafe { f(self.filter(), &mut out) };
+        Some(ok.then(|| Raw::new(out.ptr, out.len)))
+    }
+
+    fn upstream_connection_id(&self) -> Option<u64> {
+        let f = late::get().get_upstream_connection_id?;
+        // SAFETY: Envoy's `get_upstream_connection_id` (resolved by name); live filter pointer.
+        Some(unsafe { f(self.filter()) })
+    }
+
+    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw)) -> bool {
+        let late = late::get();
+        let (Some(size), Some(get)) = (
+            late.get_upstream_hosts_attempted_size,
+            late.get_upstream_hosts_attempted,
+        ) else {
+            return false;
+        };
+        // SAFETY: Envoy's `get_upstream_hosts_attempted_size` (resolved by name); live filter.
+        let n = unsafe { size(self.filter()) };
+        if n == 0 {
+            return true;
+        }
+        with_scratch(&HOSTS, |v| {
+            v.resize(n, Buf::EMPTY);
+            // SAFETY: Envoy's `get_upstream_hosts_attempted` (resolved by name); it writes
+            // one buffer per host it just counted, and `v` has that many; nothing runs between
+            // the two calls. The strings belong to the hosts' addresses, which the stream
+            // keeps; `f` copies each at once.
+            if unsafe { get(self.filter(), v.as_mut_ptr()) } {
+                for b in v.iter() {
+                    f(Raw::new(b.ptr, b.len));
+                }
+            }
+        });
+        true
+    }
+
+    fn upstream_connection_ids_attempted(&self, f: &mut dyn FnMut(u64)) -> bool {
+        let late = late::get();
+        let (Some(size), Some(get)) = (
+            late.get_upstream_connection_ids_attempted_size,
+            late.get_upstream_connection_ids_attempted,
+        ) else {
+            return false;
+        };
+        // SAFETY: Envoy's `get_upstream_connection_ids_attempted_size`; live filter pointer.
+        let n = unsafe { size(self.filter()) };
+        if n == 0 {
+            return true;
+        }
+        with_scratch(&IDS, |v| {
+            v.resize(n, 0);
+            // SAFETY: Envoy's `get_upstream_connection_ids_attempted`; it writes the `n` ids it
+            // just counted and `v` has that many; nothing runs between the two calls.
+            if unsafe { get(self.filter(), v.as_mut_ptr()) } {
+                v.iter().for_each(|id| f(*id));
+            }
+        });
+        true
+    }
+
+    fn has_filter_state(&self, key: &[u8]) -> Option<bool> {
+        let f = late::get().has_filter_state?;
+        // SAFETY: Envoy's `has_filter_state` (resolved by name); live filter pointer.
+        Some(unsafe { f(self.filter(), Buf::of(key)) })
+    }
+
+    fn set_filter_state_object(
+        &self,
+        key: &[u8],
+        object: *mut c_void,
+        dtor: ObjectDtor,
+        life_span: u32,
+    ) -> Option<bool> {
+        let f = late::get().set_filter_state_object?;
+        // SAFETY: Envoy's `set_filter_state_object` (resolved by name); live filter pointer;
+        // Envoy takes ownership of `object` and calls `dtor` exactly once (at once if the set
+        // fails); `life_span` is 0..=2.
+        Some(unsafe { f(self.filter(), Buf::of(key), object, Some(dtor), life_span) })
+    }
+
+    fn filter_state_object(&self, key: &[u8]) -> Option<*mut c_void> {
+        let f = late::get().get_filter_state_object?;
+        // SAFETY: Envoy's `get_filter_state_object` (resolved by name); live filter pointer.
+        Some(unsafe { f(self.filter(), Buf::of(key)) })
+    }
+
+    fn set_filter_state_value(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        life_span: u32,
+        sharing: u32,
+    ) -> Option<bool> {
+        let f = late::get().set_filter_state_value?;
+        // SAFETY: Envoy's `set_filter_state_value` (resolved by name); live filter pointer;
+        // both enums are in range; Envoy copies the buffers.
+        Some(unsafe {
+            f(
+                self.filter(),
+                Buf::of(key),
+                Buf::of(value),
+                life_span,
+                sharing,
+            )
+        })
+    }
+
+    fn set_metadata_struct(&self, ns: &[u8], serialized: &[u8]) -> bool {
+        let Some(f) = late::get().set_dynamic_metadata_struct else {
+            return false;
+        };
+        // SAFETY: Envoy's `set_dynamic_metadata_struct` (resolved by name); live filter
+        // pointer; Envoy parses (copies) the bytes during the call.
+        unsafe { f(self.filter(), Buf::of(ns), Buf::of(serialized)) };
+        true
+    }
+
+    fn set_typed_metadata(&self, ns: &[u8], serialized_any: &[u8]) -> bool {
+        let Some(f) = late::get().set_dynamic_typed_metadata else {
+            return false;
+        };
+        // SAFETY: Envoy's `set_dynamic_typed_metadata` (resolved by name); live filter pointer;
+        // Envoy parses (copies) the bytes during the call.
+        unsafe { f(self.filter(), Buf::of(ns), Buf::of(serialized_any)) };
+        true
+    }
+
+    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw, Raw)>> {
+        let f = late::get().get_typed_metadata?;
+        let (mut url, mut value) = (Buf::EMPTY, Buf::EMPTY);
+        // SAFETY: Envoy's `get_typed_metadata` (resolved by name); live filter pointer; `source`
+        // is 0..=4; both outputs are valid for writes and point into the metadata's `Any`,
+        // which the caller copies before the next host call.
+        let ok = unsafe { f(self.filter(), source, Buf::of(ns), &mut url, &mut value) };
+        Some(ok.then(|| (Raw::new(url.ptr, url.len), Raw::new(value.ptr, value.len))))
+    }
+
+    fn secret(&self, handle: u64) -> Option<Option<Raw>> {
+        let f = late::get().filter_get_generic_secret?;
+        let mut out = Buf::EMPTY;
+        // SAFETY: Envoy's `filter_get_generic_secret` (resolved by name); live filter pointer;
+        // a bad handle is refused by Envoy; `out` valid for writes. The bytes belong to the
+        // secret provider and are copied by the caller before the next host call.
+        let ok = unsafe { f(self.filter(), handle, &mut out) };
+        Some(ok.then(|| Raw::new(out.ptr, out.len)))
     }
 }

@@ -4,7 +4,18 @@
 //! host implements only what its allocation tests measure).
 
 use super::Raw;
+use crate::abi::ffi::TimingInfo;
 use core::ffi::c_void;
+
+/// Destroys a module object Envoy kept in filter state.
+pub(crate) type ObjectDtor = unsafe extern "C" fn(*mut c_void);
+
+/// An address of the stream Envoy 1.40 reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Addr {
+    DownstreamDirectRemote,
+    UpstreamRemote,
+}
 
 /// An Envoy span: the stream's active span (lives as long as the stream) or a child span the
 /// module owns until it is finished with the function that came with it.
@@ -121,6 +132,80 @@ pub(crate) trait Extra {
     /// Reads any filter state object serialized as bytes; the view lives until the next host
     /// call.
     fn filter_state_typed(&self, key: &[u8]) -> Option<Raw> {
+        None
+    }
+
+    // Envoy 1.40 only: `None` from these means this Envoy lacks the callback.
+
+    /// Envoy's timing facts of the stream.
+    fn timing(&self) -> Option<TimingInfo> {
+        None
+    }
+    /// An address of the stream (`Some(None)`: not known yet); the view lives until the next
+    /// host call.
+    fn address(&self, which: Addr) -> Option<Option<Raw>> {
+        None
+    }
+    /// The upstream connection's id (`Some(0)`: none yet).
+    fn upstream_connection_id(&self) -> Option<u64> {
+        None
+    }
+    /// Calls `f` with each upstream host tried (`ip:port`); `false` when unsupported.
+    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw)) -> bool {
+        false
+    }
+    /// Calls `f` with each upstream connection id tried; `false` when unsupported.
+    fn upstream_connection_ids_attempted(&self, f: &mut dyn FnMut(u64)) -> bool {
+        false
+    }
+    /// Whether any filter state object is stored under `key`.
+    fn has_filter_state(&self, key: &[u8]) -> Option<bool> {
+        None
+    }
+    /// Stores a module object under `key`; Envoy owns it from here on and calls `dtor` when
+    /// it drops it, also at once when the set fails. When unsupported (`None`) the caller
+    /// still owns it.
+    fn set_filter_state_object(
+        &self,
+        key: &[u8],
+        object: *mut c_void,
+        dtor: ObjectDtor,
+        life_span: u32,
+    ) -> Option<bool> {
+        None
+    }
+    /// The module object stored under `key` (`Some(null)`: none).
+    fn filter_state_object(&self, key: &[u8]) -> Option<*mut c_void> {
+        None
+    }
+    /// Sets filter state through Envoy's factory for `key`, with a life span and upstream
+    /// sharing mode.
+    fn set_filter_state_value(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        life_span: u32,
+        sharing: u32,
+    ) -> Option<bool> {
+        None
+    }
+    /// Sets dynamic metadata namespace `ns` from a serialized `google.protobuf.Struct`;
+    /// `false` when unsupported.
+    fn set_metadata_struct(&self, ns: &[u8], serialized: &[u8]) -> bool {
+        false
+    }
+    /// Sets typed dynamic metadata `ns` from a serialized `google.protobuf.Any`; `false` when
+    /// unsupported.
+    fn set_typed_metadata(&self, ns: &[u8], serialized_any: &[u8]) -> bool {
+        false
+    }
+    /// Typed metadata `ns` of `source`: its type URL and serialized value (`Some(None)`:
+    /// absent). Views live until the next host call.
+    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw, Raw)>> {
+        None
+    }
+    /// The current value of a subscribed SDS generic secret (`Some(None)`: not available).
+    fn secret(&self, handle: u64) -> Option<Option<Raw>> {
         None
     }
 }

@@ -16,6 +16,7 @@ mod envoy_extra;
 pub(crate) mod envoy_log;
 pub(crate) mod extra;
 pub(crate) mod log;
+pub(crate) mod objects;
 pub(crate) mod route;
 pub(crate) mod sim;
 pub(crate) mod sim_extra;
@@ -272,6 +273,18 @@ pub(crate) trait ConfigHost {
     /// A log usable from any thread at any time, for lines written when no stream host is at
     /// hand (`None` where there is none).
     fn process_log(&self) -> Option<fn(u32, &[u8])>;
+    /// Subscribes to SDS generic secret `name` (`source` empty: a static secret of the
+    /// bootstrap, else a `ConfigSource` as JSON). `None` when the host lacks the callback,
+    /// `Some(0)` when Envoy refused, else the handle.
+    fn subscribe_secret(&self, name: &[u8], source: &[u8]) -> Option<u64> {
+        let _ = (name, source);
+        None
+    }
+    /// The current value of a subscribed secret, copied.
+    fn secret(&self, handle: u64) -> Option<Vec<u8>> {
+        let _ = handle;
+        None
+    }
 }
 
 pub(crate) use crate::executor::sched::Committer;

@@ -852,6 +852,14 @@ pub(crate) struct SimConfigHost {
 }
 
 impl ConfigHost for SimConfigHost {
+    fn subscribe_secret(&self, name: &[u8], _source: &[u8]) -> Option<u64> {
+        Some(super::sim_extra::secret_handle(name))
+    }
+
+    fn secret(&self, handle: u64) -> Option<Vec<u8>> {
+        super::sim_extra::secret_value(handle)
+    }
+
     fn process_log(&self) -> Option<fn(u32, &[u8])> {
         None
     }

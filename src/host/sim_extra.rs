@@ -1,8 +1,10 @@
 //! The simulated host's tracing, socket options, stream control and typed filter state.
 
 use super::Raw;
-use super::extra::{Extra, FinishSpan, SockOpt, SpanEdit, SpanField, SpanPtr};
+use super::extra::{Addr, Extra, FinishSpan, ObjectDtor, SockOpt, SpanEdit, SpanField, SpanPtr};
 use super::sim::SimHost;
+use crate::abi::ffi::TimingInfo;
+use core::ffi::c_void;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -33,6 +35,12 @@ type Bytes = Box<[u8]>;
 /// A socket option the filter set: its address and its int value or bytes.
 pub(crate) type SetOption = (SockOpt, Result<i64, Bytes>);
 
+/// A module object in filter state: key, object, destructor, life span.
+pub(crate) type StoredObject = (Vec<u8>, *mut c_void, ObjectDtor, u32);
+
+/// Typed metadata of a source: (source, namespace, type URL, value).
+pub(crate) type SourceTyped = (u32, String, String, Vec<u8>);
+
 /// One simulated span; its address is the span pointer handed to the filter.
 #[derive(Debug, Default)]
 pub(crate) struct SpanCell {
@@ -57,6 +65,59 @@ pub(crate) struct SimExtra {
     pub(crate) factories: RefCell<Vec<Vec<u8>>>,
     /// Typed filter state, as serialized bytes.
     pub(crate) typed_state: RefCell<Vec<(Vec<u8>, Bytes)>>,
+    /// Whether the simulated Envoy is older than 1.40 (the 1.40-only calls are missing).
+    pub(crate) before_1_40: Cell<bool>,
+    /// Timing Envoy reports.
+    pub(crate) timing: Cell<Option<TimingInfo>>,
+    /// The client's direct address and the upstream host's address.
+    pub(crate) addresses: RefCell<[Option<Bytes>; 2]>,
+    /// Upstream hosts tried and the connection ids used.
+    pub(crate) attempts: RefCell<(Vec<Bytes>, Vec<u64>)>,
+    /// Module objects in filter state: key, object, destructor, life span.
+    pub(crate) objects: RefCell<Vec<StoredObject>>,
+    /// `(key, life span, sharing)` of each typed set with options.
+    pub(crate) state_options: RefCell<Vec<(Vec<u8>, u32, u32)>>,
+    /// Serialized `Struct` and `Any` metadata set per namespace, in order.
+    pub(crate) struct_metadata: RefCell<Vec<(String, Vec<u8>)>>,
+    pub(crate) typed_metadata: RefCell<Vec<(String, Vec<u8>)>>,
+    /// Typed metadata of route, cluster and host sources: (source, ns, type URL, value).
+    pub(crate) source_typed: RefCell<Vec<SourceTyped>>,
+}
+
+impl Drop for SimExtra {
+    fn drop(&mut self) {
+        // Envoy destroys filter state objects with the stream.
+        for (_, obj, dtor, _) in self.objects.get_mut().drain(..) {
+            // SAFETY: each object was handed over by `set_filter_state_object` with its
+            // destructor, and is destroyed only here (replaced ones were destroyed then).
+            unsafe { dtor(obj) };
+        }
+    }
+}
+
+/// Reads a serialized `google.protobuf.Any` (field 1 type URL, field 2 value).
+fn parse_any(mut b: &[u8]) -> Option<(String, Vec<u8>)> {
+    let (mut url, mut value) = (String::new(), Vec::new());
+    while let [tag, rest @ ..] = b {
+        let (mut len, mut shift, mut i) = (0usize, 0, 0);
+        loop {
+            let byte = *rest.get(i)?;
+            len |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            i += 1;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        let field = rest.get(i..i + len)?;
+        match tag {
+            0x0a => url = String::from_utf8(field.to_vec()).ok()?,
+            0x12 => value = field.to_vec(),
+            _ => return None,
+        }
+        b = &rest[i + len..];
+    }
+    Some((url, value))
 }
 
 impl SimExtra {
@@ -116,6 +177,19 @@ impl Extra for SimHost {
         }
         self.header_batches.set(self.header_batches.get() + 1);
         Some(n)
+    }
+
+    fn secret(&self, handle: u64) -> Option<Option<Raw>> {
+        self.touch("secret");
+        if self.extra.before_1_40.get() {
+            return None;
+        }
+        let Some(value) = secret_value(handle) else {
+            return Some(None);
+        };
+        let mut buf = self.span_scratch.borrow_mut();
+        *buf = value.into_boxed_slice();
+        Some(Some(Raw::new(buf.as_ptr(), buf.len())))
     }
 
     fn set_metadata_strs(&self, ns: &[u8], pairs: &[(&[u8], &[u8])]) -> bool {
@@ -276,4 +350,219 @@ impl Extra for SimHost {
         drop(st);
         super::Host::filter_state(self, key)
     }
+
+    fn timing(&self) -> Option<TimingInfo> {
+        self.touch("timing");
+        let x = &self.extra;
+        (!x.before_1_40.get()).then(|| x.timing.get().unwrap_or(TimingInfo::UNKNOWN))
+    }
+
+    fn address(&self, which: Addr) -> Option<Option<Raw>> {
+        self.touch("address");
+        if self.extra.before_1_40.get() {
+            return None;
+        }
+        let a = self.extra.addresses.borrow();
+        let v = match which {
+            Addr::DownstreamDirectRemote => &a[0],
+            Addr::UpstreamRemote => &a[1],
+        };
+        Some(v.as_ref().map(|b| Raw::new(b.as_ptr(), b.len())))
+    }
+
+    fn upstream_connection_id(&self) -> Option<u64> {
+        self.touch("upstream_connection_id");
+        let x = &self.extra;
+        (!x.before_1_40.get()).then(|| x.attempts.borrow().1.last().copied().unwrap_or(0))
+    }
+
+    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw)) -> bool {
+        self.touch("upstream_hosts_attempted");
+        if self.extra.before_1_40.get() {
+            return false;
+        }
+        for h in &self.extra.attempts.borrow().0 {
+            f(Raw::new(h.as_ptr(), h.len()));
+        }
+        true
+    }
+
+    fn upstream_connection_ids_attempted(&self, f: &mut dyn FnMut(u64)) -> bool {
+        self.touch("upstream_connection_ids_attempted");
+        if self.extra.before_1_40.get() {
+            return false;
+        }
+        self.extra.attempts.borrow().1.iter().for_each(|id| f(*id));
+        true
+    }
+
+    fn has_filter_state(&self, key: &[u8]) -> Option<bool> {
+        self.touch("has_filter_state");
+        if self.extra.before_1_40.get() {
+            return None;
+        }
+        let x = &self.extra;
+        Some(
+            super::Host::filter_state(self, key).is_some()
+                || x.typed_state.borrow().iter().any(|(k, _)| k == key)
+                || x.objects.borrow().iter().any(|(k, ..)| k == key),
+        )
+    }
+
+    fn set_filter_state_object(
+        &self,
+        key: &[u8],
+        object: *mut c_void,
+        dtor: ObjectDtor,
+        life_span: u32,
+    ) -> Option<bool> {
+        self.touch("set_filter_state_object");
+        if self.extra.before_1_40.get() {
+            return None;
+        }
+        let old = {
+            let mut objs = self.extra.objects.borrow_mut();
+            let old = objs
+                .iter()
+                .position(|(k, ..)| k == key)
+                .map(|i| objs.remove(i));
+            objs.push((key.to_vec(), object, dtor, life_span));
+            old
+        };
+        if let Some((_, obj, dtor, _)) = old {
+            // SAFETY: the replaced object was handed over with its destructor and left the
+            // table above, so this is its only destruction.
+            unsafe { dtor(obj) };
+        }
+        Some(true)
+    }
+
+    fn filter_state_object(&self, key: &[u8]) -> Option<*mut c_void> {
+        self.touch("filter_state_object");
+        if self.extra.before_1_40.get() {
+            return None;
+        }
+        let objs = self.extra.objects.borrow();
+        Some(
+            objs.iter()
+                .find(|(k, ..)| k == key)
+                .map_or(core::ptr::null_mut(), |(_, o, ..)| *o),
+        )
+    }
+
+    fn set_filter_state_value(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        life_span: u32,
+        sharing: u32,
+    ) -> Option<bool> {
+        self.touch("set_filter_state_value");
+        if self.extra.before_1_40.get() {
+            return None;
+        }
+        let ok = self.set_filter_state_typed(key, value);
+        if ok {
+            self.extra
+                .state_options
+                .borrow_mut()
+                .push((key.to_vec(), life_span, sharing));
+        }
+        Some(ok)
+    }
+
+    fn set_metadata_struct(&self, ns: &[u8], serialized: &[u8]) -> bool {
+        self.touch("set_metadata_struct");
+        if self.extra.before_1_40.get() {
+            return false;
+        }
+        self.extra
+            .struct_metadata
+            .borrow_mut()
+            .push((s(ns), serialized.to_vec()));
+        true
+    }
+
+    fn set_typed_metadata(&self, ns: &[u8], serialized_any: &[u8]) -> bool {
+        self.touch("set_typed_metadata");
+        if self.extra.before_1_40.get() {
+            return false;
+        }
+        self.extra
+            .typed_metadata
+            .borrow_mut()
+            .push((s(ns), serialized_any.to_vec()));
+        true
+    }
+
+    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw, Raw)>> {
+        self.touch("typed_metadata");
+        if self.extra.before_1_40.get() {
+            return None;
+        }
+        let found = if source == 0 {
+            let typed = self.extra.typed_metadata.borrow();
+            typed
+                .iter()
+                .rev()
+                .find(|(n, _)| n.as_bytes() == ns)
+                .and_then(|(_, any)| parse_any(any))
+        } else {
+            let typed = self.extra.source_typed.borrow();
+            typed
+                .iter()
+                .find(|(src, n, ..)| *src == source && n.as_bytes() == ns)
+                .map(|(_, _, url, v)| (url.clone(), v.clone()))
+        };
+        let Some((url, value)) = found else {
+            return Some(None);
+        };
+        // Both views must stay valid together until the next host call: keep them in the
+        // scratch, URL first.
+        let mut buf = self.span_scratch.borrow_mut();
+        *buf = [url.as_bytes(), &value].concat().into_boxed_slice();
+        let (u, v) = buf.split_at(url.len());
+        Some(Some((
+            Raw::new(u.as_ptr(), u.len()),
+            Raw::new(v.as_ptr(), v.len()),
+        )))
+    }
+}
+
+thread_local! {
+    /// Simulated SDS generic secrets of this thread: name and current value (`None`: not
+    /// available yet). Handles are 1-based indexes.
+    pub(crate) static SECRETS: RefCell<Vec<(String, Option<Vec<u8>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets (or rotates) a simulated secret.
+pub(crate) fn set_secret(name: &str, value: Option<&[u8]>) {
+    SECRETS.with(|s| {
+        let mut s = s.borrow_mut();
+        match s.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value.map(<[u8]>::to_vec),
+            None => s.push((name.to_string(), value.map(<[u8]>::to_vec))),
+        }
+    });
+}
+
+/// The handle of simulated secret `name` (0: unknown, as Envoy refuses an unknown static
+/// secret).
+pub(crate) fn secret_handle(name: &[u8]) -> u64 {
+    SECRETS.with(|s| {
+        s.borrow()
+            .iter()
+            .position(|(n, _)| n.as_bytes() == name)
+            .map_or(0, |i| i as u64 + 1)
+    })
+}
+
+/// The current value of simulated secret `handle`.
+pub(crate) fn secret_value(handle: u64) -> Option<Vec<u8>> {
+    SECRETS.with(|s| {
+        let s = s.borrow();
+        s.get(usize::try_from(handle).ok()?.checked_sub(1)?)?
+            .1
+            .clone()
+    })
 }

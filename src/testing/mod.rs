@@ -33,6 +33,13 @@ use crate::filter::hooks::{ConfigHooks, StreamHooks};
 use crate::host::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
 use crate::host::sim::{Reenter, SimEvent};
 pub use crate::host::sim_extra::SimSpan;
+
+/// Sets (or rotates) the simulated SDS generic secret `name` for filters tested on this
+/// thread; `None` makes it not available yet. Subscribing to an unknown name fails, as it does
+/// for an unknown static secret in Envoy.
+pub fn set_secret(name: &str, value: Option<&[u8]>) {
+    crate::host::sim_extra::set_secret(name, value);
+}
 use crate::host::{BodyKind, Map};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -868,6 +875,73 @@ impl TestStream<'_> {
     /// How often the filter set several metadata strings in one call.
     pub fn metadata_batches(&self) -> u32 {
         self.host.metadata_batches.get()
+    }
+
+    /// Makes the simulated Envoy older than 1.40: the calls it lacks return `Unsupported`.
+    pub fn simulate_envoy_before_1_40(&mut self) {
+        self.host.extra.before_1_40.set(true);
+    }
+
+    /// Sets Envoy's timing of the stream: the start (Unix ns) and points as offsets in ns.
+    pub fn set_timing(&mut self, start_unix_ns: i64, points: &[(crate::info::TimingPoint, i64)]) {
+        let mut t = crate::abi::ffi::TimingInfo::UNKNOWN;
+        t.ns[0] = start_unix_ns;
+        t.has[0] = true;
+        for (p, ns) in points {
+            t.ns[*p as usize] = *ns;
+            t.has[*p as usize] = true;
+        }
+        self.host.extra.timing.set(Some(t));
+    }
+
+    /// Sets the client's direct address and the upstream host's address (`ip:port`).
+    pub fn set_addresses(&mut self, direct: Option<&str>, upstream: Option<&str>) {
+        *self.host.extra.addresses.borrow_mut() = [
+            direct.map(|a| a.as_bytes().into()),
+            upstream.map(|a| a.as_bytes().into()),
+        ];
+    }
+
+    /// Sets the upstream hosts Envoy tried and the connection ids it used (the last is the
+    /// current upstream connection).
+    pub fn set_upstream_attempts(&mut self, hosts: &[&str], connection_ids: &[u64]) {
+        *self.host.extra.attempts.borrow_mut() = (
+            hosts.iter().map(|h| h.as_bytes().into()).collect(),
+            connection_ids.to_vec(),
+        );
+    }
+
+    /// Typed metadata of a route, cluster or host, as Envoy's config would give it.
+    pub fn set_source_typed_metadata(
+        &mut self,
+        source: crate::MetadataSource,
+        ns: &str,
+        type_url: &str,
+        value: &[u8],
+    ) {
+        self.host.extra.source_typed.borrow_mut().push((
+            source as u32,
+            ns.to_string(),
+            type_url.to_string(),
+            value.to_vec(),
+        ));
+    }
+
+    /// The serialized `google.protobuf.Struct`s the filter set for namespace `ns`, in order.
+    pub fn struct_metadata(&self, ns: &str) -> Vec<Vec<u8>> {
+        let all = self.host.extra.struct_metadata.borrow();
+        all.iter()
+            .filter(|(n, _)| n == ns)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// `(key, life span, sharing)` of each filter-state value set with options (ABI values).
+    pub fn filter_state_options(&self) -> Vec<(String, u32, u32)> {
+        let all = self.host.extra.state_options.borrow();
+        all.iter()
+            .map(|(k, l, sh)| (String::from_utf8_lossy(k).into_owned(), *l, *sh))
+            .collect()
     }
 
     /// GOAWAY-and-close calls Envoy received (`graceful` of each).
