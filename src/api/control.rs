@@ -219,7 +219,7 @@ impl<'w> ResponseWriter<'w> {
     /// ```
     ///
     /// # Errors
-    /// [`Unsupported`] before Envoy 1.40 (the value is dropped).
+    /// [`Unsupported`] on Envoy 1.38 (the value is dropped); it works from 1.39 on.
     pub fn set_filter_state_object<T: Send + Sync + 'static>(
         &self,
         key: &str,
@@ -248,7 +248,7 @@ impl<'w> ResponseWriter<'w> {
     /// another type, or stored by something else (another module, Envoy).
     ///
     /// # Errors
-    /// [`Unsupported`] before Envoy 1.40.
+    /// [`Unsupported`] on Envoy 1.38.
     pub fn filter_state_object<T: Send + Sync + 'static>(
         &self,
         key: &str,

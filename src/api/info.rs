@@ -148,7 +148,7 @@ impl<'w> ResponseWriter<'w> {
     /// one.
     ///
     /// # Errors
-    /// [`Unsupported`] before Envoy 1.40.
+    /// [`Unsupported`] on Envoy 1.38 (it exists from 1.39 on).
     pub fn upstream_connection_id(&self) -> Result<Option<u64>, Unsupported> {
         let id = self
             .core
