@@ -79,6 +79,14 @@ pub use api::response::{Response, ResponseMode};
 pub use api::secret::Secret;
 pub use api::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 
+/// Work a filter config owns, on Envoy's main thread: tasks, callouts, streams and metrics
+/// not tied to a request.
+pub mod background {
+    pub use crate::api::background::{
+        Background, BackgroundCallout, BackgroundEvent, BackgroundResponse, BackgroundStream,
+    };
+}
+
 /// Tracing from a handler: the active span and child spans.
 pub mod trace {
     pub use crate::api::trace::Span;

@@ -579,4 +579,51 @@ unsafe extern "C" {
         key: Buf,
         out: *mut Buf,
     ) -> bool;
+
+    // Config-level (Envoy 1.38+): run on the main thread, on behalf of a filter config.
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: EnvoyConfigPtr,
+    ) -> SchedulerPtr;
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: SchedulerPtr,
+        event: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: SchedulerPtr,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: EnvoyConfigPtr,
+        id_out: *mut u64,
+        cluster: Buf,
+        headers: *const HeaderPair,
+        headers_len: usize,
+        body: Buf,
+        timeout_ms: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_start_http_stream(
+        config: EnvoyConfigPtr,
+        id_out: *mut u64,
+        cluster: Buf,
+        headers: *const HeaderPair,
+        headers_len: usize,
+        body: Buf,
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_stream_send_data(
+        config: EnvoyConfigPtr,
+        id: u64,
+        data: Buf,
+        end_stream: bool,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_filter_config_stream_send_trailers(
+        config: EnvoyConfigPtr,
+        id: u64,
+        trailers: *const HeaderPair,
+        trailers_len: usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_filter_config_reset_http_stream(
+        config: EnvoyConfigPtr,
+        id: u64,
+    );
 }

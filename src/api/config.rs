@@ -62,6 +62,8 @@ pub struct ConfigHandle<'c> {
     pub(crate) name: &'c str,
     pub(crate) bytes: &'c [u8],
     pub(crate) host: &'c dyn ConfigHost,
+    /// The background runtime, once the filter asked for one.
+    pub(crate) background: Option<std::sync::Arc<crate::executor::background::Runtime>>,
 }
 
 impl<'c> ConfigHandle<'c> {

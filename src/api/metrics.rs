@@ -37,8 +37,11 @@ pub enum MetricError {
     NotFound,
     /// Envoy refused the update (its metrics result code).
     Rejected(u32),
-    /// Called outside a handler poll (e.g. from a `Drop` after the stream ended).
+    /// Called outside a handler poll (e.g. from a `Drop` after the stream ended), or, for
+    /// [`Background`](crate::background::Background) metrics, outside a background task.
     Detached,
+    /// This Envoy lacks the callback (config-level metrics need Envoy 1.39+).
+    Unsupported(crate::Unsupported),
 }
 
 impl fmt::Display for MetricError {
@@ -50,6 +53,7 @@ impl fmt::Display for MetricError {
             MetricError::NotFound => f.write_str("metric not found"),
             MetricError::Rejected(rc) => write!(f, "metric update rejected (result {rc})"),
             MetricError::Detached => f.write_str("stream is not active"),
+            MetricError::Unsupported(u) => u.fmt(f),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The handler-facing API.
 
 pub(crate) mod attr;
+pub(crate) mod background;
 pub(crate) mod body;
 pub(crate) mod callout;
 pub(crate) mod callout_stream;

@@ -92,6 +92,7 @@ where
     };
     let config = JisrConfig {
         meta: meta(cfg, envoy, mode),
+        background: crate::filter::background::BackgroundSlot(cfg.background.take()),
         state,
         req,
         resp,

@@ -23,6 +23,7 @@ use crate::abi::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr};
 use crate::api::config::ConfigHandle;
 use crate::api::registry::Registry;
 use crate::executor::catch;
+use crate::filter::background::{self, ConfigStreamEvent};
 pub use crate::filter::hooks::RawStreamEvent;
 use crate::filter::hooks::{ConfigHooks, HookKind, StreamHooks};
 use crate::host::Host;
@@ -146,6 +147,7 @@ pub unsafe fn config_new(config: EnvoyConfigPtr, name: Buf, cfg: Buf) -> *const 
             name: &name,
             bytes: cfg,
             host: &host,
+            background: None,
         };
         build_config(registry, &mut handle)
     });
@@ -384,6 +386,152 @@ pub unsafe fn callout_done(
     }
 }
 
+/// Runs `f` with a live config's hooks and an Envoy config host, catching panics (logged).
+///
+/// # Safety
+/// `p` is null or a config pointer returned by `config_new`, not yet destroyed.
+unsafe fn on_config(
+    c: EnvoyConfigPtr,
+    p: *const c_void,
+    f: impl FnOnce(&dyn ConfigHooks, &EnvoyConfigHost),
+) {
+    if p.is_null() {
+        return;
+    }
+    let host = EnvoyConfigHost::new(c);
+    // SAFETY: live config pointer (the caller's contract).
+    let hooks = unsafe { config(p) };
+    if let Err(msg) = catch(|| f(hooks, &host)) {
+        log_error(&format!(
+            "jisr: filter '{}': a background hook panicked: {msg}",
+            hooks.name()
+        ));
+    }
+}
+
+/// `on_http_filter_config_scheduled`: polls the config's ready background tasks.
+///
+/// # Safety
+/// `c` is the Envoy config pointer of this call; `p` as for [`on_config`].
+pub unsafe fn config_scheduled(c: EnvoyConfigPtr, p: *const c_void) {
+    // SAFETY: forwarded contract.
+    unsafe { on_config(c, p, |hooks, host| background::run(hooks, host)) }
+}
+
+/// `on_http_filter_config_http_callout_done`.
+///
+/// # Safety
+/// As [`config_scheduled`]; `headers`/`chunks` are null or point at `n`/`nc` entries readable
+/// for this call.
+#[allow(clippy::too_many_arguments)] // Mirrors Envoy's hook signature.
+pub unsafe fn config_callout_done(
+    c: EnvoyConfigPtr,
+    p: *const c_void,
+    id: u64,
+    result: u32,
+    headers: *const crate::abi::ffi::HeaderPair,
+    n: usize,
+    chunks: *const Buf,
+    nc: usize,
+) {
+    // SAFETY: guaranteed by the caller (null or valid entries for this hook).
+    let (headers, chunks) = unsafe { (slice(headers, n), slice(chunks, nc)) };
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_config(c, p, |hooks, host| {
+            background::callout_done(hooks, host, id, result, headers, chunks)
+        })
+    }
+}
+
+/// `on_http_filter_config_http_stream_headers`.
+///
+/// # Safety
+/// As [`config_callout_done`].
+pub unsafe fn config_stream_headers(
+    c: EnvoyConfigPtr,
+    p: *const c_void,
+    id: u64,
+    headers: *const crate::abi::ffi::HeaderPair,
+    n: usize,
+    eos: bool,
+) {
+    // SAFETY: guaranteed by the caller.
+    let headers = unsafe { slice(headers, n) };
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_config(c, p, |hooks, host| {
+            background::config_stream_event(
+                hooks,
+                host,
+                id,
+                ConfigStreamEvent::Headers(headers, eos),
+            )
+        })
+    }
+}
+
+/// `on_http_filter_config_http_stream_data`.
+///
+/// # Safety
+/// As [`config_callout_done`].
+pub unsafe fn config_stream_data(
+    c: EnvoyConfigPtr,
+    p: *const c_void,
+    id: u64,
+    data: *const Buf,
+    n: usize,
+    eos: bool,
+) {
+    // SAFETY: guaranteed by the caller.
+    let data = unsafe { slice(data, n) };
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_config(c, p, |hooks, host| {
+            background::config_stream_event(hooks, host, id, ConfigStreamEvent::Data(data, eos))
+        })
+    }
+}
+
+/// `on_http_filter_config_http_stream_trailers`.
+///
+/// # Safety
+/// As [`config_callout_done`].
+pub unsafe fn config_stream_trailers(
+    c: EnvoyConfigPtr,
+    p: *const c_void,
+    id: u64,
+    trailers: *const crate::abi::ffi::HeaderPair,
+    n: usize,
+) {
+    // SAFETY: guaranteed by the caller.
+    let trailers = unsafe { slice(trailers, n) };
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_config(c, p, |hooks, host| {
+            background::config_stream_event(hooks, host, id, ConfigStreamEvent::Trailers(trailers))
+        })
+    }
+}
+
+/// `on_http_filter_config_http_stream_complete` (`reset` false) and `_reset` (true).
+///
+/// # Safety
+/// As [`config_scheduled`].
+pub unsafe fn config_stream_end(c: EnvoyConfigPtr, p: *const c_void, id: u64, reset: bool) {
+    let ev = if reset {
+        ConfigStreamEvent::Reset
+    } else {
+        ConfigStreamEvent::Complete
+    };
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_config(c, p, |hooks, host| {
+            background::config_stream_event(hooks, host, id, ev)
+        })
+    }
+}
+
 /// Turns an ABI array into a slice (null → empty).
 ///
 /// # Safety
@@ -612,40 +760,47 @@ macro_rules! __export_hooks {
                 unsafe { h::local_reply(e, m, status, details, reset) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-                _c: *mut c_void, _p: *const c_void, _event: u64,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+                c: *mut c_void, p: *const c_void, _event: u64,
             ) {
+                unsafe { h::config_scheduled(c, p) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
-                _c: *mut c_void, _p: *const c_void, _id: u64, _result: u32,
-                _headers: *const HeaderPair, _n: usize, _chunks: *const Buf, _nc: usize,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+                c: *mut c_void, p: *const c_void, id: u64, result: u32,
+                headers: *const HeaderPair, n: usize, chunks: *const Buf, nc: usize,
             ) {
+                unsafe { h::config_callout_done(c, p, id, result, headers, n, chunks, nc) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
-                _c: *mut c_void, _p: *const c_void, _id: u64, _h: *const HeaderPair, _n: usize, _eos: bool,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
+                c: *mut c_void, p: *const c_void, id: u64, hs: *const HeaderPair, n: usize, eos: bool,
             ) {
+                unsafe { h::config_stream_headers(c, p, id, hs, n, eos) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
-                _c: *mut c_void, _p: *const c_void, _id: u64, _d: *const Buf, _n: usize, _eos: bool,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
+                c: *mut c_void, p: *const c_void, id: u64, d: *const Buf, n: usize, eos: bool,
             ) {
+                unsafe { h::config_stream_data(c, p, id, d, n, eos) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers(
-                _c: *mut c_void, _p: *const c_void, _id: u64, _t: *const HeaderPair, _n: usize,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers(
+                c: *mut c_void, p: *const c_void, id: u64, t: *const HeaderPair, n: usize,
             ) {
+                unsafe { h::config_stream_trailers(c, p, id, t, n) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
-                _c: *mut c_void, _p: *const c_void, _id: u64,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
+                c: *mut c_void, p: *const c_void, id: u64,
             ) {
+                unsafe { h::config_stream_end(c, p, id, false) }
             }
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
-                _c: *mut c_void, _p: *const c_void, _id: u64, _reason: u32,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
+                c: *mut c_void, p: *const c_void, id: u64, _reason: u32,
             ) {
+                unsafe { h::config_stream_end(c, p, id, true) }
             }
         };
     };

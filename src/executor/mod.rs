@@ -9,6 +9,7 @@
 //! marks the running poll as woken, so the outer poll loop polls again before its hook returns.
 
 pub(crate) mod arena;
+pub(crate) mod background;
 pub(crate) mod pool;
 pub(crate) mod sched;
 pub(crate) mod task;

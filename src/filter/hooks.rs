@@ -83,6 +83,10 @@ pub(crate) trait ConfigHooks: Send + Sync {
     fn stats(&self) -> crate::filter::stats::FilterStatsSnapshot;
     /// Bytes of per-stream buffers kept by the idle slots.
     fn idle_retained_bytes(&self) -> usize;
+    /// The config's background runtime, if it asked for one.
+    fn background(&self) -> Option<&std::sync::Arc<crate::executor::background::Runtime>> {
+        None
+    }
 }
 
 impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
@@ -93,6 +97,9 @@ where
 {
     fn new_stream(&self, _host: &dyn Host) -> *const core::ffi::c_void {
         JisrConfig::new_stream(self)
+    }
+    fn background(&self) -> Option<&std::sync::Arc<crate::executor::background::Runtime>> {
+        self.background.0.as_ref()
     }
     fn name(&self) -> &str {
         &self.meta.name
@@ -400,7 +407,10 @@ where
 }
 
 /// Turns an ABI header array into views valid for the current hook.
-fn pairs<'h>(h: &'h [HeaderPair], anchor: &'h ()) -> impl Iterator<Item = (&'h [u8], &'h [u8])> {
+pub(crate) fn pairs<'h>(
+    h: &'h [HeaderPair],
+    anchor: &'h (),
+) -> impl Iterator<Item = (&'h [u8], &'h [u8])> {
     h.iter().map(move |p| {
         (
             Raw::new(p.key_ptr, p.key_len).view(anchor),

@@ -1,5 +1,6 @@
 //! The per-stream state machine: every status returned to Envoy is decided here.
 
+pub(crate) mod background;
 pub(crate) mod callouts;
 pub(crate) mod core;
 pub(crate) mod hooks;

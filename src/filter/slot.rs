@@ -19,6 +19,8 @@ where
     R: Pipeline<S, Q::Output, Output = ()>,
 {
     pub(crate) meta: Arc<FilterMeta>,
+    /// Background tasks (dropped, and the runtime closed, before the state).
+    pub(crate) background: crate::filter::background::BackgroundSlot,
     pub(crate) state: S,
     pub(crate) req: Q,
     pub(crate) resp: R,

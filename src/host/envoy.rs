@@ -837,6 +837,16 @@ pub(crate) fn global_log(level: u32, msg: &[u8]) {
 ///
 /// # Safety
 /// `ptr` came from `scheduler_new` and is not yet deleted.
+unsafe fn config_scheduler_commit(ptr: *mut core::ffi::c_void, event: u64) {
+    // SAFETY: `ptr` is a live config scheduler (the committer has not deleted it yet).
+    unsafe { ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(ptr, event) }
+}
+
+unsafe fn config_scheduler_delete(ptr: *mut core::ffi::c_void) {
+    // SAFETY: called once, by the committer's drop.
+    unsafe { ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(ptr) }
+}
+
 unsafe fn scheduler_commit(ptr: *mut core::ffi::c_void, event: u64) {
     // SAFETY: guaranteed by the caller; Envoy allows commits from any thread.
     unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_commit(ptr, event) }
@@ -918,6 +928,123 @@ impl ConfigHost for EnvoyConfigHost {
 
     fn log(&self, level: u32, msg: &[u8]) {
         global_log(level, msg)
+    }
+
+    fn new_scheduler(&self) -> Committer {
+        // SAFETY: live config pointer, on the main thread (config load).
+        let ptr = unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.config)
+        };
+        // SAFETY: commit is callable from any thread until delete; the committer deletes
+        // exactly once, on drop (at config destroy, on the main thread).
+        unsafe { Committer::new(ptr, config_scheduler_commit, config_scheduler_delete) }
+    }
+
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let mut id = 0u64;
+        let rc = with_pairs(headers, |ptr, n| {
+            // SAFETY: live config pointer on the main thread; buffers valid for the call and
+            // copied by Envoy.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_config_http_callout(
+                    self.config,
+                    &mut id,
+                    Buf::of(cluster),
+                    ptr,
+                    n,
+                    Buf::of(body),
+                    timeout_ms,
+                )
+            }
+        });
+        if rc == 0 { Ok(id) } else { Err(rc) }
+    }
+
+    fn start_stream(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let mut id = 0u64;
+        let rc = with_pairs(headers, |ptr, n| {
+            // SAFETY: live config pointer on the main thread; buffers copied by Envoy.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_config_start_http_stream(
+                    self.config,
+                    &mut id,
+                    Buf::of(cluster),
+                    ptr,
+                    n,
+                    Buf::of(body),
+                    end_stream,
+                    timeout_ms,
+                )
+            }
+        });
+        if rc == 0 { Ok(id) } else { Err(rc) }
+    }
+
+    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
+        // SAFETY: live config pointer on the main thread; Envoy copies the data.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_config_stream_send_data(
+                self.config,
+                id,
+                Buf::of(data),
+                end_stream,
+            )
+        }
+    }
+
+    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
+        with_pairs(trailers, |ptr, n| {
+            // SAFETY: live config pointer on the main thread; Envoy copies the trailers.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_config_stream_send_trailers(
+                    self.config,
+                    id,
+                    ptr,
+                    n,
+                )
+            }
+        })
+    }
+
+    fn stream_reset(&self, id: u64) {
+        // SAFETY: live config pointer on the main thread.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_config_reset_http_stream(self.config, id)
+        }
+    }
+
+    fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> Option<u32> {
+        let late = crate::abi::late::get();
+        let f = match op {
+            MetricOp::CounterAdd => late.config_increment_counter,
+            MetricOp::GaugeAdd => late.config_increment_gauge,
+            MetricOp::GaugeSub => late.config_decrement_gauge,
+            MetricOp::GaugeSet => late.config_set_gauge,
+            MetricOp::HistogramRecord => late.config_record_histogram_value,
+        }?;
+        let bufs = label_bufs(labels);
+        let ptr = if bufs.is_empty() {
+            core::ptr::null()
+        } else {
+            bufs.as_ptr()
+        };
+        // SAFETY: `f` is Envoy's config-level metric update of this kind (resolved by name;
+        // signature per the ABI); live config pointer on the main thread; `ptr` points at
+        // `bufs.len()` label buffers valid for the call.
+        Some(unsafe { f(self.config, id, ptr, bufs.len(), value) })
     }
 
     fn subscribe_secret(&self, name: &[u8], source: &[u8]) -> Option<u64> {

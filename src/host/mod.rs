@@ -281,10 +281,39 @@ pub(crate) trait ConfigHost {
         None
     }
     /// The current value of a subscribed secret, copied.
-    fn secret(&self, handle: u64) -> Option<Vec<u8>> {
-        let _ = handle;
-        None
-    }
+    fn secret(&self, handle: u64) -> Option<Vec<u8>>;
+
+    // Work owned by the config (not a stream), on the main thread.
+
+    /// Creates the config's scheduler: events committed from any thread reach
+    /// `on_http_filter_config_scheduled` on the main thread.
+    fn new_scheduler(&self) -> Committer;
+    /// Starts an HTTP callout owned by the config; its id, or the ABI init result.
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32>;
+    /// Starts a streaming callout owned by the config; its id, or the ABI init result.
+    fn start_stream(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> Result<u64, u32>;
+    /// Sends data on a config streaming callout.
+    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool;
+    /// Sends trailers on a config streaming callout.
+    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool;
+    /// Resets a config streaming callout.
+    fn stream_reset(&self, id: u64);
+    /// Applies a metric operation through the config (Envoy 1.39+); the ABI metrics result,
+    /// or `None` when this Envoy lacks the callback.
+    fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> Option<u32>;
 }
 
 pub(crate) use crate::executor::sched::Committer;

@@ -64,6 +64,46 @@ pub struct SimMetrics {
 }
 
 impl SimMetrics {
+    /// Applies a metric operation as Envoy would; returns the ABI metrics result.
+    pub(crate) fn apply(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> u32 {
+        let defs = self.defs.borrow();
+        let Some((kind, name, n_labels)) = defs.get(id) else {
+            return 1;
+        };
+        let kind_ok = matches!(
+            (kind, op),
+            (MetricKind::Counter, MetricOp::CounterAdd)
+                | (
+                    MetricKind::Gauge,
+                    MetricOp::GaugeAdd | MetricOp::GaugeSub | MetricOp::GaugeSet
+                )
+                | (MetricKind::Histogram, MetricOp::HistogramRecord)
+        );
+        if !kind_ok {
+            return 1;
+        }
+        if *n_labels != labels.len() {
+            return 2;
+        }
+        let key = SimMetrics::key(name, labels);
+        if op == MetricOp::HistogramRecord {
+            self.histograms
+                .borrow_mut()
+                .entry(key)
+                .or_default()
+                .push(value);
+            return 0;
+        }
+        let mut values = self.values.borrow_mut();
+        let e = values.entry(key).or_insert(0);
+        match op {
+            MetricOp::CounterAdd | MetricOp::GaugeAdd => *e += value as i64,
+            MetricOp::GaugeSub => *e -= value as i64,
+            MetricOp::GaugeSet => *e = value as i64,
+            MetricOp::HistogramRecord => {}
+        }
+        0
+    }
     fn key(name: &str, labels: &[&[u8]]) -> String {
         let mut k = name.to_string();
         for l in labels {
@@ -658,44 +698,7 @@ impl Host for SimHost {
 
     fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> u32 {
         self.touch("metric");
-        let defs = self.metrics.defs.borrow();
-        let Some((kind, name, n_labels)) = defs.get(id) else {
-            return 1;
-        };
-        let kind_ok = matches!(
-            (kind, op),
-            (MetricKind::Counter, MetricOp::CounterAdd)
-                | (
-                    MetricKind::Gauge,
-                    MetricOp::GaugeAdd | MetricOp::GaugeSub | MetricOp::GaugeSet
-                )
-                | (MetricKind::Histogram, MetricOp::HistogramRecord)
-        );
-        if !kind_ok {
-            return 1;
-        }
-        if *n_labels != labels.len() {
-            return 2;
-        }
-        let key = SimMetrics::key(name, labels);
-        if op == MetricOp::HistogramRecord {
-            self.metrics
-                .histograms
-                .borrow_mut()
-                .entry(key)
-                .or_default()
-                .push(value);
-            return 0;
-        }
-        let mut values = self.metrics.values.borrow_mut();
-        let e = values.entry(key).or_insert(0);
-        match op {
-            MetricOp::CounterAdd | MetricOp::GaugeAdd => *e += value as i64,
-            MetricOp::GaugeSub => *e -= value as i64,
-            MetricOp::GaugeSet => *e = value as i64,
-            MetricOp::HistogramRecord => {}
-        }
-        0
+        self.metrics.apply(op, id, labels, value)
     }
 
     fn log_enabled(&self, level: u32) -> bool {
@@ -849,9 +852,107 @@ pub(crate) struct SimConfigHost {
     pub(crate) metrics: Rc<SimMetrics>,
     pub(crate) logs: SimLogs,
     pub(crate) log_level: Cell<u32>,
+    /// Events committed to the config's (main-thread) scheduler.
+    pub(crate) queue: Arc<SimQueue>,
+    /// Callouts and streaming callouts the config started, and what was sent on streams.
+    pub(crate) work: Rc<SimConfigWork>,
+    /// Whether the simulated Envoy lacks config-level metrics (before 1.39).
+    pub(crate) before_1_39: Cell<bool>,
+}
+
+/// Callouts and streams a simulated config started.
+#[derive(Debug, Default)]
+pub(crate) struct SimConfigWork {
+    pub(crate) callouts: RefCell<Vec<SimCallout>>,
+    /// Streaming callouts: the start, then data, trailers and resets sent, as log lines.
+    pub(crate) stream_log: RefCell<Vec<(u64, String)>>,
+    pub(crate) next_id: Cell<u64>,
+}
+
+impl SimConfigHost {
+    fn start(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let has = |k: &[u8]| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k));
+        if !(has(b":method") && has(b":path") && has(b"host")) {
+            return Err(1);
+        }
+        if cluster.is_empty() {
+            return Err(2);
+        }
+        let id = self.work.next_id.get() + 1;
+        self.work.next_id.set(id);
+        self.work.callouts.borrow_mut().push(SimCallout {
+            id,
+            cluster: String::from_utf8_lossy(cluster).into_owned(),
+            headers: owned(headers),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        Ok(id)
+    }
+
+    fn note(&self, id: u64, what: String) {
+        self.work.stream_log.borrow_mut().push((id, what));
+    }
 }
 
 impl ConfigHost for SimConfigHost {
+    fn new_scheduler(&self) -> Committer {
+        let ptr = Arc::into_raw(self.queue.clone()) as *mut core::ffi::c_void;
+        // SAFETY: `ptr` owns one strong count of the queue until `queue_release` drops it;
+        // `SimQueue::push` is thread-safe.
+        unsafe { Committer::new(ptr, queue_commit, queue_release) }
+    }
+
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        self.start(cluster, headers, body, timeout_ms)
+    }
+
+    fn start_stream(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let id = self.start(cluster, headers, body, timeout_ms)?;
+        self.note(id, format!("start end={end_stream}"));
+        Ok(id)
+    }
+
+    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
+        self.note(
+            id,
+            format!("data {:?} end={end_stream}", String::from_utf8_lossy(data)),
+        );
+        true
+    }
+
+    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
+        self.note(id, format!("trailers {}", trailers.len()));
+        true
+    }
+
+    fn stream_reset(&self, id: u64) {
+        self.note(id, "reset".to_string());
+    }
+
+    fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> Option<u32> {
+        (!self.before_1_39.get()).then(|| self.metrics.apply(op, id, labels, value))
+    }
+
     fn subscribe_secret(&self, name: &[u8], _source: &[u8]) -> Option<u64> {
         Some(super::sim_extra::secret_handle(name))
     }

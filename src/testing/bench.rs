@@ -62,6 +62,7 @@ impl BenchFilter {
             name: filter_name,
             bytes: config,
             host: &host,
+            background: None,
         };
         Ok(BenchFilter {
             config: build_config(&registry, &mut handle)?,

@@ -56,6 +56,8 @@ pub struct TestFilter {
     metrics: Rc<SimMetrics>,
     logs: SimLogs,
     log_level: u32,
+    /// The simulated config host: the config's background tasks run with it.
+    cfg_host: SimConfigHost,
 }
 
 /// One hook call and what it returned.
@@ -119,6 +121,7 @@ impl TestFilter {
             name: filter_name,
             bytes: config,
             host: &host,
+            background: None,
         };
         let config = build_config(registry, &mut handle)?;
         Ok(TestFilter {
@@ -128,6 +131,7 @@ impl TestFilter {
             metrics: host.metrics.clone(),
             logs: host.logs.clone(),
             log_level: 0,
+            cfg_host: host,
         })
     }
 
@@ -135,6 +139,72 @@ impl TestFilter {
     /// (0 trace … 5 critical; default 0: everything is logged).
     pub fn set_log_level(&mut self, level: crate::Level) {
         self.log_level = level as u32;
+    }
+
+    /// Runs the config's background tasks the way Envoy's main thread does when the config's
+    /// scheduler fires: polls every ready task. Returns how many scheduler events were
+    /// pending.
+    pub fn run_background(&self) -> usize {
+        let n = self.cfg_host.queue.take().len();
+        crate::filter::background::run(self.config(), &self.cfg_host);
+        n
+    }
+
+    /// Waits up to `timeout` for a background wake-up (e.g. from another thread).
+    pub fn wait_background(&self, timeout: Duration) -> bool {
+        self.cfg_host.queue.wait(timeout)
+    }
+
+    /// Callouts the config's background tasks started.
+    pub fn background_callouts(&self) -> Vec<SimCallout> {
+        self.cfg_host.work.callouts.borrow().clone()
+    }
+
+    /// Answers background callout `id` (as Envoy's main thread would), then polls the tasks.
+    pub fn complete_background_callout(&self, id: u64, status: u16, body: &[u8]) {
+        let status = status.to_string();
+        let headers = [HeaderPair::of(b":status", status.as_bytes())];
+        let chunks = [Buf::of(body)];
+        crate::filter::background::callout_done(
+            self.config(),
+            &self.cfg_host,
+            id,
+            0,
+            &headers,
+            &chunks,
+        );
+    }
+
+    /// Delivers response events of background stream `id`: headers with `status`, then each
+    /// data chunk (the last ends the response), then completion.
+    pub fn answer_background_stream(&self, id: u64, status: u16, chunks: &[&[u8]]) {
+        use crate::filter::background::{ConfigStreamEvent, config_stream_event};
+        let status = status.to_string();
+        let headers = [HeaderPair::of(b":status", status.as_bytes())];
+        let (cfg, host) = (self.config(), &self.cfg_host);
+        config_stream_event(
+            cfg,
+            host,
+            id,
+            ConfigStreamEvent::Headers(&headers, chunks.is_empty()),
+        );
+        for (i, c) in chunks.iter().enumerate() {
+            let data = [Buf::of(c)];
+            let end = i + 1 == chunks.len();
+            config_stream_event(cfg, host, id, ConfigStreamEvent::Data(&data, end));
+        }
+        config_stream_event(cfg, host, id, ConfigStreamEvent::Complete);
+    }
+
+    /// What background tasks sent on their streams: `(stream id, "start …" / "data …" /
+    /// "trailers n" / "reset")`, in order.
+    pub fn background_stream_log(&self) -> Vec<(u64, String)> {
+        self.cfg_host.work.stream_log.borrow().clone()
+    }
+
+    /// Makes config-level metrics unavailable, as on Envoy 1.38.
+    pub fn simulate_envoy_1_38(&self) {
+        self.cfg_host.before_1_39.set(true);
     }
 
     fn config(&self) -> &dyn ConfigHooks {

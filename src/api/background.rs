@@ -1,0 +1,402 @@
+//! Work a filter config owns, run on Envoy's main thread: tasks that outlive a request,
+//! callouts and streams not tied to any stream, and metrics updated without a stream.
+
+use crate::api::callout::{CalloutError, CalloutRequest, request_pairs};
+use crate::api::config::ConfigHandle;
+use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
+use crate::api::trace::Unsupported;
+use crate::executor::background::{OwnedHeaders, Runtime, StreamEvent};
+use crate::host::MetricOp;
+use crate::host::current::with_config;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The background runtime of a filter config ([`ConfigHandle::background`]).
+///
+/// Tasks run on Envoy's main thread, polled by jisr through the config's scheduler: no thread
+/// and no async runtime. A task can be spawned from anywhere (a request handler on a worker,
+/// the config loader, a thread of yours); it may outlive the request that spawned it, not the
+/// config: when Envoy drops the config, its tasks are dropped. A task that panics is dropped
+/// (and counted, see [`panics`](Self::panics)); Envoy and the other tasks go on.
+///
+/// Inside a task, [`callout`](Self::callout), [`stream`](Self::stream) and the metric calls
+/// work; outside one they return a `Detached` error (they need the main thread).
+///
+/// ```
+/// use jisr::background::Background;
+/// use jisr::callout::CalloutRequest;
+/// use jisr::{ConfigError, ConfigHandle, Counter, Request, ResponseWriter};
+///
+/// struct Audit { bg: Background, sent: Counter }
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Audit, ConfigError> {
+///     Ok(Audit { bg: cfg.background(), sent: cfg.counter("audit_sent", &[])? })
+/// }
+///
+/// async fn audited(audit: &Audit, req: Request<'_>, _w: ResponseWriter<'_>) {
+///     let path = req.path().unwrap_or("/").to_string();
+///     let (bg, sent) = (audit.bg.clone(), audit.sent);
+///     // Fire and forget: the request goes on at once; the audit call outlives it.
+///     audit.bg.spawn(async move {
+///         let req = CalloutRequest::post("audit", "/log", "audit.local", path.as_bytes());
+///         if bg.callout(req).await.is_ok() {
+///             let _ = bg.counter_add(sent, &[], 1);
+///         }
+///     });
+/// }
+/// # let _ = (load, audited);
+/// ```
+#[derive(Clone)]
+pub struct Background {
+    rt: Arc<Runtime>,
+}
+
+impl fmt::Debug for Background {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Background")
+            .field("tasks", &self.rt.live_tasks())
+            .finish()
+    }
+}
+
+impl ConfigHandle<'_> {
+    /// The config's background runtime (made on first use; later calls return the same).
+    pub fn background(&mut self) -> Background {
+        if let Some(rt) = &self.background {
+            return Background { rt: rt.clone() };
+        }
+        let rt = Runtime::new(self.host.new_scheduler());
+        self.background = Some(rt.clone());
+        Background { rt }
+    }
+}
+
+/// The answer to a background callout (owned: a task may keep it as long as it likes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackgroundResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl BackgroundResponse {
+    /// The first value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// An event of a background stream (see [`Background::stream`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackgroundEvent {
+    /// Response headers: status, headers, and whether the response ends here.
+    Headers(u16, Vec<(String, Vec<u8>)>, bool),
+    /// Response data, and whether the response ends here.
+    Data(Vec<u8>, bool),
+    /// Response trailers (the response ends).
+    Trailers(Vec<(String, Vec<u8>)>),
+    /// The stream completed.
+    Complete,
+    /// The stream was reset.
+    Reset,
+}
+
+fn unsupported_metric() -> MetricError {
+    MetricError::Unsupported(Unsupported {
+        callback: "envoy_dynamic_module_callback_http_filter_config_increment_counter",
+    })
+}
+
+impl Background {
+    /// Adds a task; `false` (and `task` is dropped) once the config is gone.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> bool {
+        self.rt.spawn(Box::pin(task))
+    }
+
+    /// Tasks alive now.
+    pub fn tasks(&self) -> usize {
+        self.rt.live_tasks()
+    }
+
+    /// Tasks that panicked so far (each was dropped).
+    pub fn panics(&self) -> u64 {
+        self.rt.panics()
+    }
+
+    /// Sends an HTTP callout owned by the config; resolves to its response. It starts when
+    /// first polled, which must be inside a background task (else `Err(Detached)`).
+    /// Dropping the future forgets the answer (Envoy still completes the request).
+    pub fn callout<'r>(&self, req: CalloutRequest<'r>) -> BackgroundCallout<'r> {
+        BackgroundCallout {
+            rt: self.rt.clone(),
+            req,
+            id: None,
+            done: false,
+        }
+    }
+
+    /// Opens a streaming HTTP callout owned by the config (inside a background task): the
+    /// request headers and `body` go at once (`end_stream` ends the request there); send more
+    /// with [`BackgroundStream::send`] and read the response with
+    /// [`BackgroundStream::next`].
+    ///
+    /// # Errors
+    /// Outside a background task (`Detached`), or when Envoy refuses the request.
+    pub fn stream(
+        &self,
+        req: CalloutRequest<'_>,
+        end_stream: bool,
+    ) -> Result<BackgroundStream, CalloutError> {
+        let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
+        let pairs = request_pairs(&req);
+        self.rt.stream_opening();
+        let started = with_config(|h| {
+            h.start_stream(
+                req.cluster.as_bytes(),
+                &pairs,
+                req.body,
+                end_stream,
+                timeout_ms,
+            )
+        })
+        .unwrap_or(Err(u32::MAX));
+        match self.rt.stream_opened(started) {
+            Ok(id) => Ok(BackgroundStream {
+                rt: self.rt.clone(),
+                id,
+                ended: false,
+            }),
+            Err(u32::MAX) => Err(CalloutError::Detached),
+            Err(rc) => Err(CalloutError::from_init(rc)),
+        }
+    }
+
+    fn metric(
+        &self,
+        op: MetricOp,
+        id: usize,
+        expected: usize,
+        labels: &[&str],
+        v: u64,
+    ) -> Result<(), MetricError> {
+        if labels.len() != expected {
+            return Err(MetricError::LabelCount {
+                expected,
+                got: labels.len(),
+            });
+        }
+        let bytes: arrayvec::ArrayVec<&[u8], 16> =
+            labels.iter().take(16).map(|l| l.as_bytes()).collect();
+        match with_config(|h| h.metric(op, id, &bytes, v)) {
+            None => Err(MetricError::Detached),
+            Some(None) => Err(unsupported_metric()),
+            Some(Some(0)) => Ok(()),
+            Some(Some(1)) => Err(MetricError::NotFound),
+            Some(Some(2)) => Err(MetricError::LabelCount {
+                expected,
+                got: labels.len(),
+            }),
+            Some(Some(rc)) => Err(MetricError::Rejected(rc)),
+        }
+    }
+
+    /// Adds `n` to a counter without a stream (inside a background task; Envoy 1.39+).
+    ///
+    /// # Errors
+    /// `Detached` outside a background task, `Unsupported` on Envoy 1.38, or Envoy's refusal.
+    pub fn counter_add(&self, c: Counter, labels: &[&str], n: u64) -> Result<(), MetricError> {
+        self.metric(MetricOp::CounterAdd, c.id, c.labels, labels, n)
+    }
+
+    /// Sets a gauge without a stream (as [`counter_add`](Self::counter_add)).
+    ///
+    /// # Errors
+    /// As [`counter_add`](Self::counter_add).
+    pub fn gauge_set(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
+        self.metric(MetricOp::GaugeSet, g.id, g.labels, labels, v)
+    }
+
+    /// Adds to a gauge without a stream.
+    ///
+    /// # Errors
+    /// As [`counter_add`](Self::counter_add).
+    pub fn gauge_add(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
+        self.metric(MetricOp::GaugeAdd, g.id, g.labels, labels, v)
+    }
+
+    /// Subtracts from a gauge without a stream.
+    ///
+    /// # Errors
+    /// As [`counter_add`](Self::counter_add).
+    pub fn gauge_sub(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
+        self.metric(MetricOp::GaugeSub, g.id, g.labels, labels, v)
+    }
+
+    /// Records a histogram value without a stream.
+    ///
+    /// # Errors
+    /// As [`counter_add`](Self::counter_add).
+    pub fn histogram_record(
+        &self,
+        h: Histogram,
+        labels: &[&str],
+        v: u64,
+    ) -> Result<(), MetricError> {
+        self.metric(MetricOp::HistogramRecord, h.id, h.labels, labels, v)
+    }
+}
+
+/// The future of [`Background::callout`].
+pub struct BackgroundCallout<'r> {
+    rt: Arc<Runtime>,
+    req: CalloutRequest<'r>,
+    id: Option<u64>,
+    done: bool,
+}
+
+fn owned(h: OwnedHeaders) -> Vec<(String, Vec<u8>)> {
+    h
+}
+
+impl Future for BackgroundCallout<'_> {
+    type Output = Result<BackgroundResponse, CalloutError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Err(CalloutError::Detached));
+        }
+        let id = match this.id {
+            Some(id) => id,
+            None => {
+                let r = &this.req;
+                let timeout_ms = u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX);
+                let pairs = request_pairs(r);
+                this.rt.callout_opening();
+                // No lock is held: Envoy may answer inside this call.
+                let started =
+                    with_config(|h| h.callout(r.cluster.as_bytes(), &pairs, r.body, timeout_ms))
+                        .unwrap_or(Err(u32::MAX));
+                match this.rt.callout_opened(started) {
+                    Ok(id) => {
+                        this.id = Some(id);
+                        id
+                    }
+                    Err(rc) => {
+                        this.done = true;
+                        return Poll::Ready(Err(if rc == u32::MAX {
+                            CalloutError::Detached
+                        } else {
+                            CalloutError::from_init(rc)
+                        }));
+                    }
+                }
+            }
+        };
+        let Some(outcome) = this.rt.callout_poll(id, cx.waker()) else {
+            return Poll::Pending;
+        };
+        this.done = true;
+        this.id = None;
+        Poll::Ready(match outcome {
+            Ok((504, _, body)) if body == b"upstream request timeout" => Err(CalloutError::Timeout),
+            Ok((status, headers, body)) => Ok(BackgroundResponse {
+                status,
+                headers: owned(headers),
+                body,
+            }),
+            Err(1) => Err(CalloutError::Reset),
+            Err(_) => Err(CalloutError::ResponseTooLarge),
+        })
+    }
+}
+
+impl Drop for BackgroundCallout<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.rt.callout_forget(id);
+        }
+    }
+}
+
+/// A streaming callout owned by a filter config (see [`Background::stream`]).
+pub struct BackgroundStream {
+    rt: Arc<Runtime>,
+    id: u64,
+    ended: bool,
+}
+
+impl BackgroundStream {
+    /// Sends request data (`end_stream` ends the request); `false` when Envoy refused (the
+    /// stream is over) or outside a background task.
+    pub fn send(&self, data: &[u8], end_stream: bool) -> bool {
+        with_config(|h| h.stream_send(self.id, data, end_stream)).unwrap_or(false)
+    }
+
+    /// Sends request trailers (ends the request).
+    pub fn send_trailers(&self, trailers: &[(&str, &[u8])]) -> bool {
+        let pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 16> = trailers
+            .iter()
+            .take(16)
+            .map(|(k, v)| (k.as_bytes(), *v))
+            .collect();
+        with_config(|h| h.stream_trailers(self.id, &pairs)).unwrap_or(false)
+    }
+
+    /// Resets the stream.
+    pub fn reset(mut self) {
+        with_config(|h| h.stream_reset(self.id));
+        self.ended = true;
+    }
+
+    /// The next response event; `None` after `Complete` or `Reset`.
+    pub fn next_event(&mut self) -> impl Future<Output = Option<BackgroundEvent>> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            match self.rt.stream_poll(self.id, cx.waker()) {
+                Err(()) => {
+                    self.ended = true;
+                    Poll::Ready(None)
+                }
+                Ok(None) => Poll::Pending,
+                Ok(Some(ev)) => {
+                    let ev = match ev {
+                        StreamEvent::Headers(s, h, end) => BackgroundEvent::Headers(s, h, end),
+                        StreamEvent::Data(d, end) => BackgroundEvent::Data(d, end),
+                        StreamEvent::Trailers(t) => BackgroundEvent::Trailers(t),
+                        StreamEvent::Complete => {
+                            self.ended = true;
+                            BackgroundEvent::Complete
+                        }
+                        StreamEvent::Reset => {
+                            self.ended = true;
+                            BackgroundEvent::Reset
+                        }
+                    };
+                    Poll::Ready(Some(ev))
+                }
+            }
+        })
+    }
+}
+
+impl Drop for BackgroundStream {
+    fn drop(&mut self) {
+        if !self.ended {
+            // Not finished: reset it if we can (inside a task), and forget its events.
+            with_config(|h| h.stream_reset(self.id));
+        }
+        self.rt.stream_forget(self.id);
+    }
+}
