@@ -2,9 +2,9 @@
 //!
 //! Written from the project's ABI notes (types, enum values and signatures checked against
 //! Envoy 1.38–1.40). Every callback declared here exists in Envoy 1.38.3 and later; the
-//! `abi_symbols_exist_in_envoy_1_38` test in `e2e/` keeps that true. Newer callbacks must be
-//! looked up at run time instead of being declared here, because cdylibs are linked with
-//! `BIND_NOW` and one missing symbol makes `dlopen` fail.
+//! `versions::every_callback_is_bound_and_the_table_matches_the_binary` e2e test keeps that
+//! true. Newer callbacks are looked up at run time instead (`super::late`), because cdylibs
+//! are linked with `BIND_NOW` and one missing symbol makes `dlopen` fail.
 
 use core::ffi::c_void;
 
@@ -116,9 +116,6 @@ pub const LOCAL_REPLY_CONTINUE: u32 = 0;
 
 // Main-stream reset reason.
 pub const RESET_LOCAL: u32 = 0;
-
-// Metadata source.
-pub const METADATA_DYNAMIC: u32 = 0;
 
 unsafe extern "C" {
     pub fn envoy_dynamic_module_callback_log(level: u32, message: Buf);

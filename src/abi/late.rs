@@ -23,7 +23,6 @@ pub(crate) type ConfigMetricFn =
 macro_rules! late {
     ($( $(#[$doc:meta])* $field:ident : $ty:ty = $name:literal ),* $(,)?) => {
         /// The late-bound callbacks; `None` where this Envoy does not export one.
-        #[allow(dead_code)] // Config metrics come next.
         #[derive(Debug)]
         pub(crate) struct Late {
             $( $(#[$doc])* pub(crate) $field: Option<$ty>, )*

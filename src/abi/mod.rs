@@ -1,6 +1,5 @@
 //! The C ABI: declarations of Envoy's callbacks, enum values and the version string.
 
-#[allow(dead_code)] // A catalogue of the ABI: some declarations serve later features.
 pub(crate) mod ffi;
 pub(crate) mod late;
 
