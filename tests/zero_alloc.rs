@@ -212,6 +212,42 @@ async fn stream_info(_req: Request<'_>, w: ResponseWriter<'_>) {
     w.send(if ok && appended { 200 } else { 500 }, b"");
 }
 
+async fn traced(_req: Request<'_>, w: ResponseWriter<'_>) {
+    use jisr::handler::StructValue::{List, Num, Str};
+    use jisr::info::TimingPoint;
+    let span = w.span().expect("bench streams are traced");
+    span.set_tag("tenant", "bench");
+    span.set_tags(&[("a", "1"), ("b", "2")]);
+    span.log("checked");
+    if let Some(child) = span.child("lookup") {
+        child.set_tag("step", "1");
+    }
+    let ttfb = w
+        .timing()
+        .ok()
+        .and_then(|t| t.since_start(TimingPoint::FirstUpstreamRxByteReceived));
+    w.set_metadata_strs("acme", &[("user", "bench"), ("tier", "gold")]);
+    let scopes = [Str("read"), Str("write")];
+    let ok = w
+        .set_metadata_struct(
+            "audit",
+            &[
+                ("user", Str("bench")),
+                ("scopes", List(&scopes)),
+                ("n", Num(1.0)),
+            ],
+        )
+        .is_ok();
+    w.send(
+        if ok && ttfb == Some(Duration::from_millis(1)) {
+            200
+        } else {
+            500
+        },
+        b"",
+    );
+}
+
 async fn tap(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
     let mut buf = [0u8; 64];
     let mut total = 0u64;
@@ -267,6 +303,7 @@ fn register(r: &mut Registry) {
         .respond(ResponseMode::Buffer, pass, rewrite);
     r.register("callout", callout);
     r.register("stream_info", stream_info);
+    r.register("traced", traced);
 }
 
 const GET: &[(&str, &str)] = &[
@@ -327,6 +364,19 @@ fn zero_allocations_per_request_on_every_core_path() {
         }),
     ));
     assert_eq!(s.effects().reply_status, 200);
+
+    let f = BenchFilter::new(register, "traced", b"").unwrap();
+    let mut s = f.session();
+    report.push((
+        "span tags and child span, timing, metadata batch and struct",
+        measure(|| {
+            s.begin(GET);
+            assert_eq!(s.request_headers(true), HeadersStatus::StopIteration);
+            s.end();
+        }),
+    ));
+    assert_eq!(s.effects().reply_status, 200);
+    assert!(s.effects().span_edits >= 5);
 
     let f = BenchFilter::new(register, "body", b"").unwrap();
     let mut s = f.session();

@@ -428,4 +428,39 @@ impl super::extra::Extra for BenchHost {
     fn span_edit(&self, _span: super::extra::SpanPtr, _edit: super::extra::SpanEdit<'_>) {
         self.bump(|e| e.span_edits += 1);
     }
+
+    fn span_tags(&self, _span: super::extra::SpanPtr, tags: &[(&[u8], &[u8])]) -> bool {
+        self.bump(|e| e.span_edits += tags.len() as u32);
+        true
+    }
+
+    fn span_child(
+        &self,
+        _span: super::extra::SpanPtr,
+        _operation: &[u8],
+    ) -> Option<(super::extra::SpanPtr, super::extra::FinishSpan)> {
+        /// Bench children own nothing.
+        unsafe fn finish(_: super::extra::SpanPtr) {}
+        let p = core::ptr::NonNull::<u16>::dangling().as_ptr().cast();
+        Some((super::extra::SpanPtr(p), finish as super::extra::FinishSpan))
+    }
+
+    fn timing(&self) -> Option<crate::abi::ffi::TimingInfo> {
+        let mut t = crate::abi::ffi::TimingInfo::UNKNOWN;
+        t.ns[0] = 1_700_000_000_000_000_000;
+        t.has[0] = true;
+        t.ns[11] = 1_000_000;
+        t.has[11] = true;
+        Some(t)
+    }
+
+    fn set_metadata_struct(&self, _ns: &[u8], serialized: &[u8]) -> bool {
+        self.bump(|e| e.metadata += u32::from(!serialized.is_empty()));
+        true
+    }
+
+    fn set_metadata_strs(&self, _ns: &[u8], pairs: &[(&[u8], &[u8])]) -> bool {
+        self.bump(|e| e.metadata += pairs.len() as u32);
+        true
+    }
 }
