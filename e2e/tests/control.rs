@@ -171,7 +171,7 @@ fn goaway_after_a_reply_closes_the_connection() {
         let r = c.read_response("GET");
         c.set_timeout(Duration::from_secs(5)).unwrap();
         let mut buf = [0u8; 64];
-        let after = std::io::Read::read(&mut &*c.stream(), &mut buf);
+        let after = std::io::Read::read(&mut c.stream(), &mut buf);
         (r.map(|r| (r.status, r.text())), after.map_err(|e| e.kind()))
     };
     // Graceful: the reply is delivered, then Envoy closes the connection (EOF) when the
