@@ -9,20 +9,33 @@
 //! Each Envoy filter config gets its own key set: two listeners can share this `.so` with
 //! different keys. A malformed config is refused at load with the parse error.
 //!
+//! The keys can instead come from an SDS generic secret (Envoy 1.40), so they rotate without a
+//! restart: `{"keys_secret": {"name": "api-keys", "path": "/etc/envoy/keys.yaml"}}` subscribes
+//! to secret `name` in that watched file (its value: keys separated by commas or newlines; the
+//! user id is again the key's position). The secret is read per request, so a rewrite of the
+//! file takes effect on the next request. Older Envoys refuse that config, naming the secret.
+//!
 //! `raw_auth` is the same check written against Envoy's hooks ([`jisr::raw::RawFilter`]), for the
 //! load comparison in BENCHMARKS.md: same config, same decision, same 401 replies and details,
 //! same header changes; its counter is `raw_auth_requests_total{result=...}`.
 
 use jisr::{
-    ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter,
+    ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter, Secret,
     raw::{HeadersStatus, RawFactory, RawFilter, RawStream},
 };
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 struct Auth {
-    /// Allowed keys with the user id each maps to.
-    keys: Vec<(String, String)>,
+    keys: Keys,
     requests: Counter,
+}
+
+enum Keys {
+    /// Allowed keys with the user id each maps to.
+    Listed(Vec<(String, String)>),
+    /// Keys read from an SDS secret on each request.
+    Secret(Secret),
 }
 
 fn parse_keys(text: &str) -> Result<Vec<(String, String)>, String> {
@@ -43,20 +56,67 @@ fn parse_keys(text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// `{"keys_secret": {"name": .., "path": ..}}`, if the config names a secret.
+fn secret_source(text: &str) -> Result<Option<(String, String)>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(s) = v.get("keys_secret") else {
+        return Ok(None);
+    };
+    let field = |k: &str| {
+        s.get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| format!("\"keys_secret\".\"{k}\" must be a string"))
+    };
+    Ok(Some((field("name")?, field("path")?)))
+}
+
 fn load(cfg: &mut ConfigHandle<'_>, counter: &str) -> Result<Auth, ConfigError> {
-    let keys = parse_keys(cfg.config_str()?).map_err(ConfigError::new)?;
+    let text = cfg.config_str()?.to_string();
+    let keys = match secret_source(&text).map_err(ConfigError::new)? {
+        Some((name, path)) => {
+            let source = serde_json::json!({
+                "path_config_source": { "path": path },
+                "resource_api_version": "V3",
+            });
+            Keys::Secret(cfg.sds_secret(&name, &source.to_string())?)
+        }
+        None => Keys::Listed(parse_keys(&text).map_err(ConfigError::new)?),
+    };
     let requests = cfg.counter(counter, &["result"])?;
     Ok(Auth { keys, requests })
 }
 
-/// The decision: counter label and, if allowed, the user id.
-fn check<'a>(state: &'a Auth, key: Option<&[u8]>) -> (&'static str, Option<&'a str>) {
-    match key {
-        None => ("missing", None),
-        Some(key) => match state.keys.iter().find(|(k, _)| k.as_bytes() == key) {
-            Some((_, user)) => ("allowed", Some(user.as_str())),
-            None => ("unknown", None),
-        },
+/// A user id `user-<n>`, formatted without allocating.
+type UserId = arrayvec::ArrayString<24>;
+
+/// The decision: counter label and, if allowed, the user id. `secret` is the current value of
+/// the keys secret (when the config uses one).
+fn check(
+    state: &Auth,
+    key: Option<&[u8]>,
+    secret: Option<&[u8]>,
+) -> (&'static str, Option<UserId>) {
+    let Some(key) = key else {
+        return ("missing", None);
+    };
+    let position = match &state.keys {
+        Keys::Listed(keys) => keys.iter().position(|(k, _)| k.as_bytes() == key),
+        Keys::Secret(_) => secret.and_then(|all| {
+            all.split(|b| *b == b',' || *b == b'\n')
+                .map(<[u8]>::trim_ascii)
+                .filter(|k| !k.is_empty())
+                .position(|k| k == key)
+        }),
+    };
+    match position {
+        Some(i) => {
+            let mut user = UserId::new();
+            let _ = write!(user, "user-{}", i + 1);
+            ("allowed", Some(user))
+        }
+        None => ("unknown", None),
     }
 }
 
@@ -71,12 +131,16 @@ fn rejection(result: &str) -> (&'static [u8], &'static str) {
 
 async fn authorize(state: &Auth, mut req: Request<'_>, w: ResponseWriter<'_>) {
     req.skip_body();
-    let (result, user) = check(state, req.header("x-api-key"));
+    let secret = match &state.keys {
+        Keys::Secret(s) => w.secret(*s),
+        Keys::Listed(_) => None,
+    };
+    let (result, user) = check(state, req.header("x-api-key"), secret);
     let _ = w.counter_inc(state.requests, &[result]);
     match user {
         Some(user) => {
             req.remove_header("x-api-key");
-            req.set_header("x-user-id", user);
+            req.set_header("x-user-id", user.as_str());
         }
         None => {
             let (body, details) = rejection(result);
@@ -90,7 +154,7 @@ struct RawAuth(Arc<Auth>);
 
 impl RawFilter for RawAuth {
     fn on_request_headers(&mut self, s: &mut RawStream<'_>, _eos: bool) -> HeadersStatus {
-        let (result, user) = check(&self.0, s.request_header("x-api-key"));
+        let (result, user) = check(&self.0, s.request_header("x-api-key"), None);
         let _ = s.counter_add(self.0.requests, &[result], 1);
         match user {
             Some(user) => {
@@ -123,10 +187,11 @@ fn register(r: &mut Registry) {
         .state(|cfg| load(cfg, "auth_requests_total"))
         .handle(authorize);
     r.register_raw("raw_auth", |cfg| {
-        Ok(RawAuthFactory(Arc::new(load(
-            cfg,
-            "raw_auth_requests_total",
-        )?)))
+        let auth = load(cfg, "raw_auth_requests_total")?;
+        if matches!(auth.keys, Keys::Secret(_)) {
+            return Err(ConfigError::new("raw_auth takes \"allowed_keys\" only"));
+        }
+        Ok(RawAuthFactory(Arc::new(auth)))
     });
 }
 

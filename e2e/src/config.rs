@@ -551,3 +551,25 @@ fn indent(text: &str, n: usize) -> String {
     }
     out
 }
+
+/// Writes an SDS file holding one generic secret `name` with value `value` (YAML), the way
+/// Envoy's file watch expects an update: written beside, then moved into place.
+pub fn write_generic_secret(path: &Path, name: &str, value: &str) {
+    let text = format!(
+        "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  \
+         name: {name}\n  generic_secret:\n    secret:\n      inline_string: \"{value}\"\n"
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write the secret file");
+    std::fs::rename(&tmp, path).expect("move the secret file into place");
+}
+
+impl EnvoyConfig {
+    /// Gives Envoy a node identity (`--service-node`/`--service-cluster`), which SDS needs.
+    pub fn node_identity(self) -> Self {
+        self.arg("--service-node")
+            .arg("jisr-e2e")
+            .arg("--service-cluster")
+            .arg("jisr-e2e")
+    }
+}

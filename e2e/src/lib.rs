@@ -25,7 +25,9 @@ pub mod soak;
 pub mod upstream;
 mod wire;
 
-pub use config::{Cluster, EnvoyConfig, HttpFilter, Listener, Route, module_filter};
+pub use config::{
+    Cluster, EnvoyConfig, HttpFilter, Listener, Route, module_filter, write_generic_secret,
+};
 pub use envoy::{Envoy, access_field, free_port, module_stat, wait_until};
 pub use install::{
     ENVOY_VERSION, ENVOY_VERSION_ENV, abi_load_line, envoy_bin, envoy_minor, envoy_version,

@@ -301,3 +301,50 @@ fn raw_filter_beside_jisr_filter_in_one_module() {
     assert_eq!(envoy.counter(&jisr_allowed), Some(1));
     envoy.assert_ready();
 }
+
+/// With `keys_secret`, the allowed keys come from an SDS generic secret in a watched file:
+/// rewriting the file changes them without a restart (Envoy 1.40; older Envoys refuse the
+/// config, naming the secret).
+#[test]
+fn keys_from_a_file_sds_secret_rotate_without_a_restart() {
+    let dir = std::env::temp_dir().join(format!("jisr-e2e-auth-sds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.yaml");
+    jisr_e2e::write_generic_secret(&path, "api-keys", "key-a, key-b");
+    let config = format!(
+        r#"{{"keys_secret": {{"name": "api-keys", "path": "{}"}}}}"#,
+        path.display()
+    );
+    let up = Upstream::start("auth-sds-up");
+    let cfg = EnvoyConfig::new()
+        .listener(auth_listener("s", &config))
+        .upstream(up.port())
+        .node_identity();
+    if jisr_e2e::envoy_minor() < (1, 40) {
+        let (status, log) = Envoy::start_expect_failure(&cfg);
+        assert!(!status.success());
+        assert!(
+            log.contains("jisr: filter 'auth' rejected its config: secret 'api-keys'"),
+            "{log}"
+        );
+        return;
+    }
+    let envoy = Envoy::start(&cfg);
+    let port = envoy.listener_port("s");
+    let get = |key: &str| client::request(port, "GET", "/", &[("x-api-key", key)], b"");
+    let r = get("key-b");
+    assert_eq!(r.status, 200, "{}", envoy.log());
+    assert_eq!(upstream_header(&r, "x-user-id").as_deref(), Some("user-2"));
+    assert_eq!(get("key-c").status, 401);
+    jisr_e2e::write_generic_secret(&path, "api-keys", "key-c");
+    assert!(
+        jisr_e2e::wait_until(std::time::Duration::from_secs(10), || get("key-c").status
+            == 200),
+        "rotation not seen: {}",
+        envoy.log()
+    );
+    assert_eq!(get("key-b").status, 401);
+    let r = get("key-c");
+    assert_eq!(upstream_header(&r, "x-user-id").as_deref(), Some("user-1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

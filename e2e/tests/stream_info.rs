@@ -5,7 +5,7 @@
 use jisr_e2e::client;
 use jisr_e2e::{
     Cluster, Envoy, EnvoyConfig, Listener, Route, Upstream, access_field, envoy_minor,
-    module_filter, wait_until,
+    module_filter, wait_until, write_generic_secret,
 };
 use std::time::Duration;
 
@@ -161,23 +161,12 @@ fn struct_and_typed_metadata() {
     assert!(!envoy.log().contains("failed to parse"), "{}", envoy.log());
 }
 
-fn write_secret(path: &std::path::Path, keys: &str) {
-    let text = format!(
-        "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  \
-         name: api-keys\n  generic_secret:\n    secret:\n      inline_string: \"{keys}\"\n"
-    );
-    // Envoy watches for the file being moved into place.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 #[test]
 fn sds_secret_from_a_file_rotates_without_a_restart() {
     let dir = std::env::temp_dir().join(format!("jisr-e2e-sds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("keys.yaml");
-    write_secret(&path, "k1,k2");
+    write_generic_secret(&path, "api-keys", "k1,k2");
     let up = Upstream::start("main");
     let config = EnvoyConfig::new()
         .listener(
@@ -190,11 +179,7 @@ fn sds_secret_from_a_file_rotates_without_a_restart() {
                 .route(Route::to("/", "main")),
         )
         .cluster(Cluster::new("main", up.port()))
-        // SDS needs a node identity.
-        .arg("--service-node")
-        .arg("jisr-e2e")
-        .arg("--service-cluster")
-        .arg("jisr-e2e");
+        .node_identity();
     if !is_1_40() {
         // The config is refused with the reason, naming the filter.
         let (status, err) = Envoy::start_expect_failure(&config);
@@ -214,7 +199,7 @@ fn sds_secret_from_a_file_rotates_without_a_restart() {
         envoy.log()
     );
     assert_eq!(status("k3"), 401);
-    write_secret(&path, "k1,k3");
+    write_generic_secret(&path, "api-keys", "k1,k3");
     assert!(
         wait_until(Duration::from_secs(10), || status("k3") == 200),
         "rotation not seen: {}",
