@@ -5,6 +5,7 @@ use crate::api::callout::{CalloutError, CalloutRequest, request_pairs};
 use crate::api::config::ConfigHandle;
 use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
 use crate::api::trace::Unsupported;
+use crate::api::writer::metric_result;
 use crate::executor::background::{OwnedHeaders, Runtime, StreamEvent};
 use crate::host::MetricOp;
 use crate::host::current::with_config;
@@ -197,15 +198,8 @@ impl Background {
         let bytes: arrayvec::ArrayVec<&[u8], 16> =
             labels.iter().take(16).map(|l| l.as_bytes()).collect();
         match with_config(|h| h.metric(op, id, &bytes, v)) {
-            None => Err(MetricError::Detached),
             Some(None) => Err(unsupported_metric()),
-            Some(Some(0)) => Ok(()),
-            Some(Some(1)) => Err(MetricError::NotFound),
-            Some(Some(2)) => Err(MetricError::LabelCount {
-                expected,
-                got: labels.len(),
-            }),
-            Some(Some(rc)) => Err(MetricError::Rejected(rc)),
+            rc => metric_result(rc.flatten(), expected, labels.len()),
         }
     }
 

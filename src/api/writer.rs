@@ -98,7 +98,11 @@ pub struct ResponseWriter<'a> {
     pub(crate) core: &'a StreamCore,
 }
 
-fn metric_result(rc: Option<u32>, expected: usize, got: usize) -> Result<(), MetricError> {
+pub(crate) fn metric_result(
+    rc: Option<u32>,
+    expected: usize,
+    got: usize,
+) -> Result<(), MetricError> {
     match rc {
         None => Err(MetricError::Detached),
         Some(0) => Ok(()),

@@ -359,6 +359,20 @@ impl Host for BenchHost {
         unsafe { Committer::new(ptr, bench_commit, bench_release) }
     }
 
+    fn route_config(&self) -> *const core::ffi::c_void {
+        core::ptr::null()
+    }
+
+    fn set_upstream_override_host(&self, _host: &[u8], _strict: bool) -> bool {
+        true
+    }
+
+    fn worker_index(&self) -> u32 {
+        0
+    }
+}
+
+impl super::Outbound for BenchHost {
     fn callout(
         &self,
         _cluster: &[u8],
@@ -392,18 +406,6 @@ impl Host for BenchHost {
     }
 
     fn stream_reset(&self, _id: u64) {}
-
-    fn route_config(&self) -> *const core::ffi::c_void {
-        core::ptr::null()
-    }
-
-    fn set_upstream_override_host(&self, _host: &[u8], _strict: bool) -> bool {
-        true
-    }
-
-    fn worker_index(&self) -> u32 {
-        0
-    }
 }
 
 /// # Safety

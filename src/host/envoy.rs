@@ -2,7 +2,7 @@
 
 use super::{
     BodyKind, Committer, ConfigHost, Host, Map, MetaKind, MetaRead, MetadataValue, MetricKind,
-    MetricOp, Raw,
+    MetricOp, Outbound, Raw,
 };
 use crate::abi::ffi::{self, Buf, EnvoyConfigPtr, EnvoyFilterPtr, HeaderPair};
 use arrayvec::ArrayVec;
@@ -716,89 +716,6 @@ impl Host for EnvoyHost {
         unsafe { Committer::new(ptr, scheduler_commit, scheduler_delete) }
     }
 
-    fn callout(
-        &self,
-        cluster: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        timeout_ms: u64,
-    ) -> Result<u64, u32> {
-        let mut id = 0u64;
-        let rc = with_pairs(headers, |ptr, n| {
-            // SAFETY: live filter pointer; all buffers valid for the call, Envoy copies them.
-            unsafe {
-                ffi::envoy_dynamic_module_callback_http_filter_http_callout(
-                    self.filter,
-                    &mut id,
-                    Buf::of(cluster),
-                    ptr,
-                    n,
-                    Buf::of(body),
-                    timeout_ms,
-                )
-            }
-        });
-        if rc == 0 { Ok(id) } else { Err(rc) }
-    }
-
-    fn start_stream(
-        &self,
-        cluster: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        end_stream: bool,
-        timeout_ms: u64,
-    ) -> Result<u64, u32> {
-        let mut id = 0u64;
-        let rc = with_pairs(headers, |ptr, n| {
-            // SAFETY: live filter pointer; all buffers valid for the call, Envoy copies them.
-            unsafe {
-                ffi::envoy_dynamic_module_callback_http_filter_start_http_stream(
-                    self.filter,
-                    &mut id,
-                    Buf::of(cluster),
-                    ptr,
-                    n,
-                    Buf::of(body),
-                    end_stream,
-                    timeout_ms,
-                )
-            }
-        });
-        if rc == 0 { Ok(id) } else { Err(rc) }
-    }
-
-    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
-        // SAFETY: live filter pointer; Envoy copies the data.
-        unsafe {
-            ffi::envoy_dynamic_module_callback_http_stream_send_data(
-                self.filter,
-                id,
-                Buf::of(data),
-                end_stream,
-            )
-        }
-    }
-
-    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
-        with_pairs(trailers, |ptr, n| {
-            // SAFETY: live filter pointer; Envoy copies the trailers.
-            unsafe {
-                ffi::envoy_dynamic_module_callback_http_stream_send_trailers(
-                    self.filter,
-                    id,
-                    ptr,
-                    n,
-                )
-            }
-        })
-    }
-
-    fn stream_reset(&self, id: u64) {
-        // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_filter_reset_http_stream(self.filter, id) }
-    }
-
     fn route_config(&self) -> *const core::ffi::c_void {
         // SAFETY: live filter pointer.
         unsafe { ffi::envoy_dynamic_module_callback_get_most_specific_route_config(self.filter) }
@@ -940,92 +857,6 @@ impl ConfigHost for EnvoyConfigHost {
         unsafe { Committer::new(ptr, config_scheduler_commit, config_scheduler_delete) }
     }
 
-    fn callout(
-        &self,
-        cluster: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        timeout_ms: u64,
-    ) -> Result<u64, u32> {
-        let mut id = 0u64;
-        let rc = with_pairs(headers, |ptr, n| {
-            // SAFETY: live config pointer on the main thread; buffers valid for the call and
-            // copied by Envoy.
-            unsafe {
-                ffi::envoy_dynamic_module_callback_http_filter_config_http_callout(
-                    self.config,
-                    &mut id,
-                    Buf::of(cluster),
-                    ptr,
-                    n,
-                    Buf::of(body),
-                    timeout_ms,
-                )
-            }
-        });
-        if rc == 0 { Ok(id) } else { Err(rc) }
-    }
-
-    fn start_stream(
-        &self,
-        cluster: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        end_stream: bool,
-        timeout_ms: u64,
-    ) -> Result<u64, u32> {
-        let mut id = 0u64;
-        let rc = with_pairs(headers, |ptr, n| {
-            // SAFETY: live config pointer on the main thread; buffers copied by Envoy.
-            unsafe {
-                ffi::envoy_dynamic_module_callback_http_filter_config_start_http_stream(
-                    self.config,
-                    &mut id,
-                    Buf::of(cluster),
-                    ptr,
-                    n,
-                    Buf::of(body),
-                    end_stream,
-                    timeout_ms,
-                )
-            }
-        });
-        if rc == 0 { Ok(id) } else { Err(rc) }
-    }
-
-    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
-        // SAFETY: live config pointer on the main thread; Envoy copies the data.
-        unsafe {
-            ffi::envoy_dynamic_module_callback_http_filter_config_stream_send_data(
-                self.config,
-                id,
-                Buf::of(data),
-                end_stream,
-            )
-        }
-    }
-
-    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
-        with_pairs(trailers, |ptr, n| {
-            // SAFETY: live config pointer on the main thread; Envoy copies the trailers.
-            unsafe {
-                ffi::envoy_dynamic_module_callback_http_filter_config_stream_send_trailers(
-                    self.config,
-                    id,
-                    ptr,
-                    n,
-                )
-            }
-        })
-    }
-
-    fn stream_reset(&self, id: u64) {
-        // SAFETY: live config pointer on the main thread.
-        unsafe {
-            ffi::envoy_dynamic_module_callback_http_filter_config_reset_http_stream(self.config, id)
-        }
-    }
-
     fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> Option<u32> {
         let late = crate::abi::late::get();
         let f = match op {
@@ -1105,3 +936,127 @@ mod tests {
         assert_eq!(chunks, 2);
     }
 }
+
+/// One family of Envoy's outbound calls: the stream's (`http_filter_*`) or the config's
+/// (`http_filter_config_*`); both take their owner's pointer first.
+struct OutboundFns {
+    callout: unsafe extern "C" fn(
+        *mut core::ffi::c_void,
+        *mut u64,
+        Buf,
+        *const HeaderPair,
+        usize,
+        Buf,
+        u64,
+    ) -> u32,
+    start: unsafe extern "C" fn(
+        *mut core::ffi::c_void,
+        *mut u64,
+        Buf,
+        *const HeaderPair,
+        usize,
+        Buf,
+        bool,
+        u64,
+    ) -> u32,
+    send: unsafe extern "C" fn(*mut core::ffi::c_void, u64, Buf, bool) -> bool,
+    trailers: unsafe extern "C" fn(*mut core::ffi::c_void, u64, *const HeaderPair, usize) -> bool,
+    reset: unsafe extern "C" fn(*mut core::ffi::c_void, u64),
+}
+
+const STREAM_OUTBOUND: OutboundFns = OutboundFns {
+    callout: ffi::envoy_dynamic_module_callback_http_filter_http_callout,
+    start: ffi::envoy_dynamic_module_callback_http_filter_start_http_stream,
+    send: ffi::envoy_dynamic_module_callback_http_stream_send_data,
+    trailers: ffi::envoy_dynamic_module_callback_http_stream_send_trailers,
+    reset: ffi::envoy_dynamic_module_callback_http_filter_reset_http_stream,
+};
+
+const CONFIG_OUTBOUND: OutboundFns = OutboundFns {
+    callout: ffi::envoy_dynamic_module_callback_http_filter_config_http_callout,
+    start: ffi::envoy_dynamic_module_callback_http_filter_config_start_http_stream,
+    send: ffi::envoy_dynamic_module_callback_http_filter_config_stream_send_data,
+    trailers: ffi::envoy_dynamic_module_callback_http_filter_config_stream_send_trailers,
+    reset: ffi::envoy_dynamic_module_callback_http_filter_config_reset_http_stream,
+};
+
+/// Implements `Outbound` for a host whose Envoy pointer is `$ptr` with the calls of `$fns`.
+/// The pointer must be live for the hook (a filter pointer on its worker, a config pointer on
+/// the main thread); Envoy copies every buffer during the call.
+macro_rules! outbound {
+    ($host:ty, $ptr:ident, $fns:expr) => {
+        impl Outbound for $host {
+            fn callout(
+                &self,
+                cluster: &[u8],
+                headers: &[(&[u8], &[u8])],
+                body: &[u8],
+                timeout_ms: u64,
+            ) -> Result<u64, u32> {
+                let mut id = 0u64;
+                let rc = with_pairs(headers, |ptr, n| {
+                    // SAFETY: live owner pointer (see the macro); buffers valid for the call.
+                    unsafe {
+                        ($fns.callout)(
+                            self.$ptr,
+                            &mut id,
+                            Buf::of(cluster),
+                            ptr,
+                            n,
+                            Buf::of(body),
+                            timeout_ms,
+                        )
+                    }
+                });
+                if rc == 0 { Ok(id) } else { Err(rc) }
+            }
+
+            fn start_stream(
+                &self,
+                cluster: &[u8],
+                headers: &[(&[u8], &[u8])],
+                body: &[u8],
+                end_stream: bool,
+                timeout_ms: u64,
+            ) -> Result<u64, u32> {
+                let mut id = 0u64;
+                let rc = with_pairs(headers, |ptr, n| {
+                    // SAFETY: live owner pointer (see the macro); buffers valid for the call.
+                    unsafe {
+                        ($fns.start)(
+                            self.$ptr,
+                            &mut id,
+                            Buf::of(cluster),
+                            ptr,
+                            n,
+                            Buf::of(body),
+                            end_stream,
+                            timeout_ms,
+                        )
+                    }
+                });
+                if rc == 0 { Ok(id) } else { Err(rc) }
+            }
+
+            fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
+                // SAFETY: live owner pointer (see the macro); Envoy copies the data.
+                unsafe { ($fns.send)(self.$ptr, id, Buf::of(data), end_stream) }
+            }
+
+            fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
+                with_pairs(trailers, |ptr, n| {
+                    // SAFETY: live owner pointer (see the macro); Envoy copies the trailers.
+                    unsafe { ($fns.trailers)(self.$ptr, id, ptr, n) }
+                })
+            }
+
+            fn stream_reset(&self, id: u64) {
+                // SAFETY: live owner pointer (see the macro).
+                unsafe { ($fns.reset)(self.$ptr, id) }
+            }
+        }
+    };
+}
+
+outbound!(EnvoyHost, filter, STREAM_OUTBOUND);
+outbound!(EnvoyConfigHost, config, CONFIG_OUTBOUND);

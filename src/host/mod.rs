@@ -110,9 +110,37 @@ pub(crate) fn copy_from_chunks<'c>(
     written
 }
 
+/// HTTP calls to other clusters, on behalf of a stream (`Host`, on its worker) or of a filter
+/// config (`ConfigHost`, on the main thread).
+pub(crate) trait Outbound {
+    /// Starts an HTTP callout; returns its id, or the ABI init result on failure.
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32>;
+    /// Starts a streaming callout; returns its id, or the ABI init result on failure.
+    fn start_stream(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        end_stream: bool,
+        timeout_ms: u64,
+    ) -> Result<u64, u32>;
+    /// Sends data on a streaming callout.
+    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool;
+    /// Sends trailers on a streaming callout (ends its request).
+    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool;
+    /// Resets a streaming callout.
+    fn stream_reset(&self, id: u64);
+}
+
 /// What a stream's host can do. All methods run on the worker thread inside a hook.
 #[allow(dead_code)] // Body rewriting, streamed replies and worker sharding use the rest.
-pub(crate) trait Host: extra::Extra {
+pub(crate) trait Host: extra::Extra + Outbound {
     /// The `index`-th value of `key` and how many values `key` has.
     fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize);
     /// Calls `f` for every header of `map`, in order.
@@ -207,29 +235,6 @@ pub(crate) trait Host: extra::Extra {
     /// Creates this stream's scheduler (once; the caller keeps it).
     fn new_scheduler(&self) -> Committer;
 
-    /// Starts an HTTP callout; returns its id, or the ABI init result on failure.
-    fn callout(
-        &self,
-        cluster: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        timeout_ms: u64,
-    ) -> Result<u64, u32>;
-    /// Starts a streaming callout; returns its id, or the ABI init result on failure.
-    fn start_stream(
-        &self,
-        cluster: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        end_stream: bool,
-        timeout_ms: u64,
-    ) -> Result<u64, u32>;
-    /// Sends data on a streaming callout.
-    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool;
-    /// Sends trailers on a streaming callout (ends its request).
-    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool;
-    /// Resets a streaming callout.
-    fn stream_reset(&self, id: u64);
     /// The per-route config pointer of the most specific route (null if none).
     fn route_config(&self) -> *const core::ffi::c_void;
     /// Overrides the upstream host for this request.
@@ -263,7 +268,7 @@ pub(crate) enum MetadataValue<'a> {
 }
 
 /// What a filter config needs from its host at load time (main thread).
-pub(crate) trait ConfigHost {
+pub(crate) trait ConfigHost: Outbound {
     /// Defines a metric; returns its id or the ABI metrics result on failure.
     fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32>;
     /// Whether `level` is emitted.
@@ -288,29 +293,6 @@ pub(crate) trait ConfigHost {
     /// Creates the config's scheduler: events committed from any thread reach
     /// `on_http_filter_config_scheduled` on the main thread.
     fn new_scheduler(&self) -> Committer;
-    /// Starts an HTTP callout owned by the config; its id, or the ABI init result.
-    fn callout(
-        &self,
-        cluster: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        timeout_ms: u64,
-    ) -> Result<u64, u32>;
-    /// Starts a streaming callout owned by the config; its id, or the ABI init result.
-    fn start_stream(
-        &self,
-        cluster: &[u8],
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-        end_stream: bool,
-        timeout_ms: u64,
-    ) -> Result<u64, u32>;
-    /// Sends data on a config streaming callout.
-    fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool;
-    /// Sends trailers on a config streaming callout.
-    fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool;
-    /// Resets a config streaming callout.
-    fn stream_reset(&self, id: u64);
     /// Applies a metric operation through the config (Envoy 1.39+); the ABI metrics result,
     /// or `None` when this Envoy lacks the callback.
     fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> Option<u32>;

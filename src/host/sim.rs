@@ -723,6 +723,25 @@ impl Host for SimHost {
         unsafe { Committer::new(ptr, queue_commit, queue_release) }
     }
 
+    fn route_config(&self) -> *const core::ffi::c_void {
+        self.touch("route_config");
+        self.route_config.get()
+    }
+
+    fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool {
+        self.touch("set_upstream_override_host");
+        *self.override_host.borrow_mut() =
+            Some((String::from_utf8_lossy(host).into_owned(), strict));
+        true
+    }
+
+    fn worker_index(&self) -> u32 {
+        self.touch("worker_index");
+        0
+    }
+}
+
+impl super::Outbound for SimHost {
     fn callout(
         &self,
         cluster: &[u8],
@@ -827,23 +846,6 @@ impl Host for SimHost {
         self.touch("stream_reset");
         self.stream_log.borrow_mut().push((id, "reset".to_string()));
     }
-
-    fn route_config(&self) -> *const core::ffi::c_void {
-        self.touch("route_config");
-        self.route_config.get()
-    }
-
-    fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool {
-        self.touch("set_upstream_override_host");
-        *self.override_host.borrow_mut() =
-            Some((String::from_utf8_lossy(host).into_owned(), strict));
-        true
-    }
-
-    fn worker_index(&self) -> u32 {
-        self.touch("worker_index");
-        0
-    }
 }
 
 /// The simulated side of a filter config at load time.
@@ -909,6 +911,40 @@ impl ConfigHost for SimConfigHost {
         unsafe { Committer::new(ptr, queue_commit, queue_release) }
     }
 
+    fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> Option<u32> {
+        (!self.before_1_39.get()).then(|| self.metrics.apply(op, id, labels, value))
+    }
+
+    fn subscribe_secret(&self, name: &[u8], _source: &[u8]) -> Option<u64> {
+        Some(super::sim_extra::secret_handle(name))
+    }
+
+    fn secret(&self, handle: u64) -> Option<Vec<u8>> {
+        super::sim_extra::secret_value(handle)
+    }
+
+    fn process_log(&self) -> Option<fn(u32, &[u8])> {
+        None
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
+        let mut defs = self.metrics.defs.borrow_mut();
+        defs.push((kind, name.to_string(), labels.len()));
+        Ok(defs.len() - 1)
+    }
+
+    fn log_enabled(&self, level: u32) -> bool {
+        level >= self.log_level.get()
+    }
+
+    fn log(&self, level: u32, msg: &[u8]) {
+        self.logs
+            .borrow_mut()
+            .push((level, String::from_utf8_lossy(msg).into_owned()));
+    }
+}
+
+impl super::Outbound for SimConfigHost {
     fn callout(
         &self,
         cluster: &[u8],
@@ -947,38 +983,6 @@ impl ConfigHost for SimConfigHost {
 
     fn stream_reset(&self, id: u64) {
         self.note(id, "reset".to_string());
-    }
-
-    fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> Option<u32> {
-        (!self.before_1_39.get()).then(|| self.metrics.apply(op, id, labels, value))
-    }
-
-    fn subscribe_secret(&self, name: &[u8], _source: &[u8]) -> Option<u64> {
-        Some(super::sim_extra::secret_handle(name))
-    }
-
-    fn secret(&self, handle: u64) -> Option<Vec<u8>> {
-        super::sim_extra::secret_value(handle)
-    }
-
-    fn process_log(&self) -> Option<fn(u32, &[u8])> {
-        None
-    }
-
-    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
-        let mut defs = self.metrics.defs.borrow_mut();
-        defs.push((kind, name.to_string(), labels.len()));
-        Ok(defs.len() - 1)
-    }
-
-    fn log_enabled(&self, level: u32) -> bool {
-        level >= self.log_level.get()
-    }
-
-    fn log(&self, level: u32, msg: &[u8]) {
-        self.logs
-            .borrow_mut()
-            .push((level, String::from_utf8_lossy(msg).into_owned()));
     }
 }
 
