@@ -3,7 +3,7 @@
 
 use crate::api::callout::{CalloutError, CalloutRequest, request_pairs};
 use crate::api::config::ConfigHandle;
-use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
+use crate::api::metrics::MetricError;
 use crate::api::trace::Unsupported;
 use crate::api::writer::metric_result;
 use crate::executor::background::{OwnedHeaders, Runtime, StreamEvent};
@@ -203,50 +203,11 @@ impl Background {
         }
     }
 
-    /// Adds `n` to a counter without a stream (inside a background task; Envoy 1.39+).
-    ///
-    /// # Errors
-    /// `Detached` outside a background task, `Unsupported` on Envoy 1.38, or Envoy's refusal.
-    pub fn counter_add(&self, c: Counter, labels: &[&str], n: u64) -> Result<(), MetricError> {
-        self.metric(MetricOp::CounterAdd, c.id, c.labels, labels, n)
-    }
-
-    /// Sets a gauge without a stream (as [`counter_add`](Self::counter_add)).
-    ///
-    /// # Errors
-    /// As [`counter_add`](Self::counter_add).
-    pub fn gauge_set(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
-        self.metric(MetricOp::GaugeSet, g.id, g.labels, labels, v)
-    }
-
-    /// Adds to a gauge without a stream.
-    ///
-    /// # Errors
-    /// As [`counter_add`](Self::counter_add).
-    pub fn gauge_add(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
-        self.metric(MetricOp::GaugeAdd, g.id, g.labels, labels, v)
-    }
-
-    /// Subtracts from a gauge without a stream.
-    ///
-    /// # Errors
-    /// As [`counter_add`](Self::counter_add).
-    pub fn gauge_sub(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
-        self.metric(MetricOp::GaugeSub, g.id, g.labels, labels, v)
-    }
-
-    /// Records a histogram value without a stream.
-    ///
-    /// # Errors
-    /// As [`counter_add`](Self::counter_add).
-    pub fn histogram_record(
-        &self,
-        h: Histogram,
-        labels: &[&str],
-        v: u64,
-    ) -> Result<(), MetricError> {
-        self.metric(MetricOp::HistogramRecord, h.id, h.labels, labels, v)
-    }
+    crate::api::metrics::metric_methods!(
+        "Outside a background task (`Detached`: these run on the main thread, without a \
+         stream), on Envoy 1.38 (`Unsupported`: config-level metrics need 1.39), a label count \
+         that differs from the definition, or Envoy's refusal."
+    );
 }
 
 /// The future of [`Background::callout`].

@@ -59,3 +59,94 @@ impl fmt::Display for MetricError {
 }
 
 impl std::error::Error for MetricError {}
+
+/// The public metric methods, for a type with a private
+/// `fn metric(&self, op: MetricOp, id: usize, expected: usize, labels: &[&str], v: u64)
+/// -> Result<(), MetricError>`; `$errors` documents when they fail.
+macro_rules! metric_methods {
+    ($errors:literal) => {
+        /// Adds `n` to a counter; `labels` are the values, in definition order.
+        ///
+        /// # Errors
+        #[doc = $errors]
+        pub fn counter_add(
+            &self,
+            c: crate::Counter,
+            labels: &[&str],
+            n: u64,
+        ) -> Result<(), crate::handler::MetricError> {
+            self.metric(crate::host::MetricOp::CounterAdd, c.id, c.labels, labels, n)
+        }
+
+        /// Increments a counter by one.
+        ///
+        /// # Errors
+        #[doc = $errors]
+        pub fn counter_inc(
+            &self,
+            c: crate::Counter,
+            labels: &[&str],
+        ) -> Result<(), crate::handler::MetricError> {
+            self.counter_add(c, labels, 1)
+        }
+
+        /// Sets a gauge.
+        ///
+        /// # Errors
+        #[doc = $errors]
+        pub fn gauge_set(
+            &self,
+            g: crate::Gauge,
+            labels: &[&str],
+            v: u64,
+        ) -> Result<(), crate::handler::MetricError> {
+            self.metric(crate::host::MetricOp::GaugeSet, g.id, g.labels, labels, v)
+        }
+
+        /// Adds to a gauge.
+        ///
+        /// # Errors
+        #[doc = $errors]
+        pub fn gauge_add(
+            &self,
+            g: crate::Gauge,
+            labels: &[&str],
+            v: u64,
+        ) -> Result<(), crate::handler::MetricError> {
+            self.metric(crate::host::MetricOp::GaugeAdd, g.id, g.labels, labels, v)
+        }
+
+        /// Subtracts from a gauge.
+        ///
+        /// # Errors
+        #[doc = $errors]
+        pub fn gauge_sub(
+            &self,
+            g: crate::Gauge,
+            labels: &[&str],
+            v: u64,
+        ) -> Result<(), crate::handler::MetricError> {
+            self.metric(crate::host::MetricOp::GaugeSub, g.id, g.labels, labels, v)
+        }
+
+        /// Records a histogram value.
+        ///
+        /// # Errors
+        #[doc = $errors]
+        pub fn histogram_record(
+            &self,
+            h: crate::Histogram,
+            labels: &[&str],
+            v: u64,
+        ) -> Result<(), crate::handler::MetricError> {
+            self.metric(
+                crate::host::MetricOp::HistogramRecord,
+                h.id,
+                h.labels,
+                labels,
+                v,
+            )
+        }
+    };
+}
+pub(crate) use metric_methods;

@@ -4,7 +4,7 @@ use crate::api::callout::Callout;
 use crate::api::callout::{CalloutError, CalloutRequest};
 use crate::api::callout_stream::CalloutStream;
 use crate::api::log::{self, Level, LogValue};
-use crate::api::metrics::{Counter, Gauge, Histogram, MetricError};
+use crate::api::metrics::MetricError;
 use crate::api::stream::StreamWriter;
 use crate::filter::core::StreamCore;
 use crate::filter::state::StreamState;
@@ -655,40 +655,10 @@ impl<'a> ResponseWriter<'a> {
         r
     }
 
-    /// Adds `n` to a counter; `labels` are the values, in definition order.
-    pub fn counter_add(&self, c: Counter, labels: &[&str], n: u64) -> Result<(), MetricError> {
-        self.metric(MetricOp::CounterAdd, c.id, c.labels, labels, n)
-    }
-
-    /// Increments a counter by one.
-    pub fn counter_inc(&self, c: Counter, labels: &[&str]) -> Result<(), MetricError> {
-        self.counter_add(c, labels, 1)
-    }
-
-    /// Sets a gauge.
-    pub fn gauge_set(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
-        self.metric(MetricOp::GaugeSet, g.id, g.labels, labels, v)
-    }
-
-    /// Adds to a gauge.
-    pub fn gauge_add(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
-        self.metric(MetricOp::GaugeAdd, g.id, g.labels, labels, v)
-    }
-
-    /// Subtracts from a gauge.
-    pub fn gauge_sub(&self, g: Gauge, labels: &[&str], v: u64) -> Result<(), MetricError> {
-        self.metric(MetricOp::GaugeSub, g.id, g.labels, labels, v)
-    }
-
-    /// Records a histogram value.
-    pub fn histogram_record(
-        &self,
-        h: Histogram,
-        labels: &[&str],
-        v: u64,
-    ) -> Result<(), MetricError> {
-        self.metric(MetricOp::HistogramRecord, h.id, h.labels, labels, v)
-    }
+    crate::api::metrics::metric_methods!(
+        "A label count that differs from the definition (never silent: also logged at debug), \
+         an update outside a handler poll (`Detached`), or Envoy's refusal."
+    );
 
     /// Whether a log line at `level` would be emitted (Envoy's `dynamic_modules` logger level).
     pub fn log_enabled(&self, level: Level) -> bool {
