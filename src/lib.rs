@@ -87,6 +87,19 @@ pub mod background {
     };
 }
 
+/// The module's own work on Envoy's main thread: a server (bootstrap) extension with tasks,
+/// readiness, admin endpoints, file watches, and values published to request handlers.
+pub mod server {
+    pub use crate::api::server::{
+        AdminHandler, AdminRequest, FileWatch, InitHold, Published, ServerLifecycle, ServerSetup,
+    };
+}
+
+/// Sleeps, timeouts and intervals for handlers and background tasks.
+pub mod time {
+    pub use crate::api::time::{Elapsed, Interval, Sleep, interval, sleep, sleep_until, timeout};
+}
+
 /// Tracing from a handler: the active span and child spans.
 pub mod trace {
     pub use crate::api::trace::Span;

@@ -623,4 +623,119 @@ unsafe extern "C" {
         config: EnvoyConfigPtr,
         id: u64,
     );
+
+    // Bootstrap extension (Envoy 1.38+): main-thread work of the module, not tied to a filter.
+    // `bc` is the bootstrap extension config's Envoy pointer, `be` the extension's.
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_scheduler_new(
+        bc: *mut c_void,
+    ) -> SchedulerPtr;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_scheduler_delete(
+        scheduler: SchedulerPtr,
+    );
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_scheduler_commit(
+        scheduler: SchedulerPtr,
+        event: u64,
+    );
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_http_callout(
+        bc: *mut c_void,
+        id_out: *mut u64,
+        cluster: Buf,
+        headers: *const HeaderPair,
+        headers_len: usize,
+        body: Buf,
+        timeout_ms: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_signal_init_complete(
+        bc: *mut c_void,
+    );
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_get_counter_value(
+        be: *mut c_void,
+        name: Buf,
+        out: *mut u64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_get_gauge_value(
+        be: *mut c_void,
+        name: Buf,
+        out: *mut u64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_new(
+        bc: *mut c_void,
+    ) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_enable(
+        timer: *mut c_void,
+        ms: u64,
+    );
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_delete(timer: *mut c_void);
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_file_watcher_add_watch(
+        bc: *mut c_void,
+        path: Buf,
+        events: u32,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_admin_set_response(
+        bc: *mut c_void,
+        body: Buf,
+    );
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_register_admin_handler(
+        bc: *mut c_void,
+        path_prefix: Buf,
+        help: Buf,
+        removable: bool,
+        mutates_server_state: bool,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_define_counter(
+        bc: *mut c_void,
+        name: Buf,
+        labels: *const Buf,
+        n: usize,
+        id_out: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge(
+        bc: *mut c_void,
+        name: Buf,
+        labels: *const Buf,
+        n: usize,
+        id_out: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_define_histogram(
+        bc: *mut c_void,
+        name: Buf,
+        labels: *const Buf,
+        n: usize,
+        id_out: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter(
+        bc: *mut c_void,
+        id: usize,
+        labels: *const Buf,
+        n: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_increment_gauge(
+        bc: *mut c_void,
+        id: usize,
+        labels: *const Buf,
+        n: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_decrement_gauge(
+        bc: *mut c_void,
+        id: usize,
+        labels: *const Buf,
+        n: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge(
+        bc: *mut c_void,
+        id: usize,
+        labels: *const Buf,
+        n: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_record_histogram_value(
+        bc: *mut c_void,
+        id: usize,
+        labels: *const Buf,
+        n: usize,
+        value: u64,
+    ) -> u32;
 }

@@ -34,6 +34,7 @@ type Build =
 pub struct Registry {
     entries: Vec<(String, Build)>,
     routes: Vec<(String, RouteBuild)>,
+    servers: Vec<(String, crate::api::server::ServerBuild)>,
     envoy_stats: bool,
 }
 
@@ -42,6 +43,7 @@ impl Default for Registry {
         Registry {
             entries: Vec::new(),
             routes: Vec::new(),
+            servers: Vec::new(),
             envoy_stats: true,
         }
     }
@@ -164,6 +166,58 @@ impl Registry {
             state: no_state,
             _state: PhantomData,
         }
+    }
+
+    /// Registers a server extension (Envoy's bootstrap extension with `extension_name: name`):
+    /// `setup` runs on Envoy's main thread when Envoy loads it, with the extension's config
+    /// (`extension_config`) and a [`ServerSetup`](crate::server::ServerSetup) to spawn tasks
+    /// (`cfg.background()`), hold readiness, add admin endpoints and watch files. See
+    /// [`jisr::server`](crate::server).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use jisr::{ConfigError, ConfigHandle, Registry, server::ServerSetup};
+    ///
+    /// fn setup(cfg: &mut ConfigHandle<'_>, srv: &mut ServerSetup) -> Result<(), ConfigError> {
+    ///     let bg = cfg.background();
+    ///     let ready = srv.hold_init(Duration::from_secs(5));
+    ///     bg.spawn(async move {
+    ///         // ... fetch what the handlers need, publish it ...
+    ///         ready.release();
+    ///         loop {
+    ///             jisr::time::sleep(Duration::from_secs(30)).await;
+    ///             // ... refresh ...
+    ///         }
+    ///     });
+    ///     srv.admin("/acme/status", "acme status", |_req| (200, b"ok\n".to_vec()));
+    ///     Ok(())
+    /// }
+    ///
+    /// fn register(r: &mut Registry) {
+    ///     r.server("acme", setup);
+    /// }
+    /// # let _ = register;
+    /// ```
+    pub fn server<F>(&mut self, name: &str, setup: F) -> &mut Self
+    where
+        F: Fn(&mut ConfigHandle<'_>, &mut crate::server::ServerSetup) -> Result<(), ConfigError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.servers.retain(|(n, _)| n != name);
+        self.servers.push((name.to_string(), Box::new(setup)));
+        self
+    }
+
+    /// The setup of server extension `name`.
+    pub(crate) fn server_build(&self, name: &str) -> Option<&crate::api::server::ServerBuild> {
+        self.servers.iter().find(|(n, _)| n == name).map(|(_, b)| b)
+    }
+
+    /// Names of the registered server extensions.
+    pub(crate) fn server_names(&self) -> impl Iterator<Item = &str> {
+        self.servers.iter().map(|(n, _)| n.as_str())
     }
 
     /// Registers a raw filter, written directly against Envoy's hooks (see [`RawFilter`]).

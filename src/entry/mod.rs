@@ -32,6 +32,7 @@ use core::ffi::{c_char, c_void};
 use std::sync::OnceLock;
 
 pub(crate) mod panic_mode;
+pub mod server;
 
 pub use crate::abi::ABI_VERSION;
 
@@ -758,6 +759,101 @@ macro_rules! __export_hooks {
                 e: *mut c_void, m: *const c_void, status: u32, details: Buf, reset: bool,
             ) -> u32 {
                 unsafe { h::local_reply(e, m, status, details, reset) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_config_new(
+                bc: *mut c_void, name: Buf, config: Buf,
+            ) -> *const c_void {
+                unsafe { h::server::config_new(bc, name, config) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_config_destroy(
+                p: *const c_void,
+            ) {
+                unsafe { h::server::config_destroy(p) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_new(
+                p: *const c_void, be: *mut c_void,
+            ) -> *const c_void {
+                unsafe { h::server::extension_new(p, be) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_server_initialized(
+                _be: *mut c_void, p: *const c_void,
+            ) {
+                unsafe { h::server::server_initialized(p) }
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_bootstrap_extension_worker_thread_initialized(
+                _be: *mut c_void, _p: *const c_void,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_drain_started(
+                _be: *mut c_void, p: *const c_void,
+            ) {
+                unsafe { h::server::drain_started(p) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_shutdown(
+                _be: *mut c_void, p: *const c_void,
+                cb: Option<unsafe extern "C" fn(*mut c_void)>, ctx: *mut c_void,
+            ) {
+                unsafe { h::server::shutdown(p, cb, ctx) }
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_bootstrap_extension_destroy(_p: *const c_void) {}
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_config_scheduled(
+                _bc: *mut c_void, p: *const c_void, event: u64,
+            ) {
+                unsafe { h::server::config_scheduled(p, event) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_timer_fired(
+                _bc: *mut c_void, p: *const c_void, _timer: *mut c_void,
+            ) {
+                unsafe { h::server::timer_fired(p) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_file_changed(
+                _bc: *mut c_void, p: *const c_void, path: Buf, _events: u32,
+            ) {
+                unsafe { h::server::file_changed(p, path) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_http_callout_done(
+                _bc: *mut c_void, p: *const c_void, id: u64, result: u32,
+                headers: *const HeaderPair, n: usize, chunks: *const Buf, nc: usize,
+            ) {
+                unsafe { h::server::callout_done(p, id, result, headers, n, chunks, nc) }
+            }
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_admin_request(
+                _bc: *mut c_void, p: *const c_void, method: Buf, path: Buf, body: Buf,
+            ) -> u32 {
+                unsafe { h::server::admin_request(p, method, path, body) }
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_bootstrap_extension_cluster_add_or_update(
+                _bc: *mut c_void, _p: *const c_void, _name: Buf,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_bootstrap_extension_cluster_removal(
+                _bc: *mut c_void, _p: *const c_void, _name: Buf,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_bootstrap_extension_listener_add_or_update(
+                _bc: *mut c_void, _p: *const c_void, _name: Buf,
+            ) {
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn envoy_dynamic_module_on_bootstrap_extension_listener_removal(
+                _bc: *mut c_void, _p: *const c_void, _name: Buf,
+            ) {
             }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(

@@ -124,8 +124,14 @@ impl Runtime {
     }
 
     fn commit(&self) {
+        self.commit_event(0);
+    }
+
+    /// Commits `event` to the owner's scheduler (0 means "tasks are ready"; owners may use
+    /// other ids for their own wake-ups). Nothing once the runtime is closed.
+    pub(crate) fn commit_event(&self, event: u64) {
         if let Some(c) = lock(&self.committer).as_ref() {
-            c.commit(0);
+            c.commit(event);
         }
     }
 

@@ -13,6 +13,7 @@ pub(crate) mod background;
 pub(crate) mod pool;
 pub(crate) mod sched;
 pub(crate) mod task;
+pub(crate) mod timer;
 pub(crate) mod waker;
 
 use sched::Committer;

@@ -42,9 +42,20 @@ pub(crate) fn callout_done(
     headers: &[HeaderPair],
     chunks: &[Buf],
 ) {
-    let Some(rt) = config.background() else {
-        return;
-    };
+    if let Some(rt) = config.background() {
+        deliver_callout(rt, host, id, result, headers, chunks);
+    }
+}
+
+/// Records a callout's answer for `rt`'s tasks, then polls what it woke.
+pub(crate) fn deliver_callout(
+    rt: &Arc<Runtime>,
+    host: &dyn ConfigHost,
+    id: u64,
+    result: u32,
+    headers: &[HeaderPair],
+    chunks: &[Buf],
+) {
     let outcome: CalloutOutcome = if result == 0 {
         let status = pairs(headers, &())
             .find(|(k, _)| *k == b":status")

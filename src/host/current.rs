@@ -1,5 +1,6 @@
 //! Which host serves a stream's running hook, and whether the stream can still be called.
 
+use super::server::ServerHost;
 use super::{ConfigHost, Host};
 use std::cell::Cell;
 use std::ptr::NonNull;
@@ -102,5 +103,33 @@ pub(crate) fn with_config<R>(f: impl FnOnce(&dyn ConfigHost) -> R) -> Option<R> 
     let ptr = CONFIG_HOST.with(Cell::get)?;
     // SAFETY: a stored pointer is valid until `enter_config` returns (see there), and we are
     // inside that call on the same thread (the cell is thread-local).
+    Some(f(unsafe { ptr.as_ref() }))
+}
+
+thread_local! {
+    /// The host of the server extension whose hook runs on this thread (main thread).
+    static SERVER_HOST: Cell<Option<NonNull<dyn ServerHost + 'static>>> = const { Cell::new(None) };
+}
+
+/// Makes `host` the current server host for the duration of `f` (re-entrant).
+pub(crate) fn enter_server<R>(host: &dyn ServerHost, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<NonNull<dyn ServerHost + 'static>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERVER_HOST.with(|c| c.set(self.0));
+        }
+    }
+    let ptr: NonNull<dyn ServerHost + '_> = NonNull::from(host);
+    // SAFETY: only the lifetime bound changes; as in `enter_config`, the pointer is removed
+    // (also on unwind) before `host` can go away and is only handed out inside `with_server`.
+    let ptr: NonNull<dyn ServerHost + 'static> = unsafe { core::mem::transmute(ptr) };
+    let _restore = Restore(SERVER_HOST.with(|c| c.replace(Some(ptr))));
+    f()
+}
+
+/// Runs `f` with the current server host; `None` outside a server extension's hook.
+pub(crate) fn with_server<R>(f: impl FnOnce(&dyn ServerHost) -> R) -> Option<R> {
+    let ptr = SERVER_HOST.with(Cell::get)?;
+    // SAFETY: valid until `enter_server` returns, and we are inside it on this thread.
     Some(f(unsafe { ptr.as_ref() }))
 }

@@ -18,6 +18,7 @@ pub(crate) mod extra;
 pub(crate) mod log;
 pub(crate) mod objects;
 pub(crate) mod route;
+pub(crate) mod server;
 pub(crate) mod sim;
 pub(crate) mod sim_extra;
 pub(crate) mod spans;

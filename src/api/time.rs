@@ -1,0 +1,162 @@
+//! Time for handlers and tasks: `sleep`, `timeout` and `interval`, without a thread per
+//! request and without an async runtime.
+//!
+//! Deadlines are kept process-wide. When the module runs a jisr server extension
+//! ([`Registry::server`](crate::Registry::server)), Envoy's main-thread timer fires them; a
+//! module without one gets a single timer thread, started on the first sleep. A due sleep wakes
+//! its future through the waker it was polled with: a handler is then polled again on its own
+//! worker, through its stream's scheduler.
+
+use crate::executor::timer::{TimerKey, timers};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Waits until `duration` has passed.
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::{Request, ResponseWriter};
+///
+/// async fn slow(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     jisr::time::sleep(Duration::from_millis(200)).await;
+///     w.send(200, b"late\n");
+/// }
+/// # let _ = slow;
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(Instant::now() + duration)
+}
+
+/// Waits until `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        key: None,
+    }
+}
+
+/// The future of [`sleep`]. Dropping it cancels the timer.
+#[must_use = "a sleep does nothing unless awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    key: Option<TimerKey>,
+}
+
+impl Sleep {
+    /// When it completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let fired = match this.key {
+            None if Instant::now() >= this.deadline => true,
+            None => {
+                this.key = Some(timers().insert(this.deadline, cx.waker()));
+                false
+            }
+            Some(key) => timers().poll(key, cx.waker()),
+        };
+        if fired {
+            if let Some(key) = this.key.take() {
+                timers().remove(key);
+            }
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            timers().remove(key);
+        }
+    }
+}
+
+/// The deadline of a [`timeout`] passed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// Runs `future` for at most `duration`: its output, or [`Elapsed`] (the future is dropped,
+/// which cancels what it was doing, e.g. a callout's answer is ignored).
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::callout::CalloutRequest;
+/// use jisr::{Request, ResponseWriter};
+///
+/// async fn bounded(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     let call = w.callout(CalloutRequest::get("slow", "/", "slow.local"), &mut body);
+///     match jisr::time::timeout(Duration::from_millis(300), call).await {
+///         Ok(Ok(r)) if r.status == 200 => {}
+///         _ => w.send(504, b"slow upstream\n"),
+///     }
+/// }
+/// # let _ = bounded;
+/// ```
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
+    let mut future = std::pin::pin!(future);
+    let mut sleep = sleep(duration);
+    std::future::poll_fn(|cx: &mut Context<'_>| {
+        if let Poll::Ready(out) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        match Pin::new(&mut sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Ticks every `period`, the first tick one period from now. A tick that is late does not
+/// make later ones come faster: the next is one period after the late one.
+pub fn interval(period: Duration) -> Interval {
+    Interval {
+        period,
+        sleep: sleep(period),
+    }
+}
+
+/// See [`interval`].
+#[derive(Debug)]
+pub struct Interval {
+    period: Duration,
+    sleep: Sleep,
+}
+
+impl Interval {
+    /// Waits for the next tick.
+    pub async fn tick(&mut self) {
+        (&mut self.sleep).await;
+        self.sleep = sleep(self.period);
+    }
+}
