@@ -65,7 +65,13 @@ fn main_thread_tasks_timers_admin_and_a_panicking_task() {
         "{text}"
     );
     // The panicking task was dropped and logged; Envoy and the other tasks go on.
-    assert!(envoy.log().contains("a task bug"), "{}", envoy.log());
+    assert!(
+        envoy.log().contains(
+            "jisr: server 'clock': a background task panicked and was dropped: a task bug"
+        ),
+        "{}",
+        envoy.log()
+    );
     assert_eq!(client::get(envoy.listener_port("show"), "/").status, 200);
 }
 

@@ -22,7 +22,6 @@
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::executor::background::Runtime;
 use crate::executor::timer::{Driver, timers};
-use crate::host::current::enter_config;
 use crate::host::server::ServerHost;
 use std::any::Any;
 use std::cell::RefCell;
@@ -466,7 +465,8 @@ fn signal_init(shared: &ServerShared, host: &dyn ServerHost) {
 /// Runs the server's ready tasks with `host` current (and the server-only calls reachable).
 fn run(server: &ServerBox, host: &dyn ServerHost) {
     let rt = &server.shared.runtime;
-    enter_server(host, || enter_config(host, || rt.run()));
+    let owner = format!("server '{}'", server.shared.name);
+    enter_server(host, || crate::filter::background::poll(rt, host, &owner));
     maybe_finish_shutdown(server);
 }
 
@@ -510,11 +510,8 @@ pub(crate) fn callout_done(
     headers: &[crate::abi::ffi::HeaderPair],
     chunks: &[crate::abi::ffi::Buf],
 ) {
-    let rt = &server.shared.runtime;
-    enter_server(host, || {
-        crate::filter::background::deliver_callout(rt, host, id, result, headers, chunks)
-    });
-    maybe_finish_shutdown(server);
+    crate::filter::background::deliver_callout(&server.shared.runtime, id, result, headers, chunks);
+    run(server, host);
 }
 
 /// The server is initialized: register the admin endpoints.

@@ -55,6 +55,8 @@ struct Tasks {
     closed: bool,
     /// Tasks whose polls panicked (caught; the task is dropped).
     panics: u64,
+    /// Messages of panics not yet reported (see `take_panics`).
+    unreported: Vec<String>,
 }
 
 struct CalloutSlot {
@@ -221,7 +223,12 @@ impl Runtime {
                 Ok(Poll::Ready(())) => {}
                 Err(p) => {
                     t.panics += 1;
-                    core::mem::forget(p);
+                    drop(t);
+                    let msg = crate::executor::caught(p);
+                    t = lock(&self.tasks);
+                    if t.unreported.len() < 16 {
+                        t.unreported.push(msg);
+                    }
                 }
             }
             let slot = &mut t.slots[id];
@@ -238,6 +245,11 @@ impl Runtime {
     /// Tasks whose poll panicked so far.
     pub(crate) fn panics(&self) -> u64 {
         lock(&self.tasks).panics
+    }
+
+    /// Messages of task panics since the last call, for the owner to log.
+    pub(crate) fn take_panics(&self) -> Vec<String> {
+        core::mem::take(&mut lock(&self.tasks).unreported)
     }
 
     /// Tasks alive (spawned and not finished).

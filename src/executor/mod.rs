@@ -200,7 +200,7 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 /// The message of a caught panic; drops its payload.
 #[cold]
 #[inline(never)]
-fn caught(payload: Box<dyn Any + Send>) -> String {
+pub(crate) fn caught(payload: Box<dyn Any + Send>) -> String {
     let msg = panic_message(payload.as_ref());
     drop_payload(payload);
     msg

@@ -19,10 +19,22 @@ impl Drop for BackgroundSlot {
     }
 }
 
+/// Polls `rt`'s ready tasks with `host` current (main thread), then logs the tasks that
+/// panicked (each was dropped; tasks are not restarted) as `owner`'s.
+pub(crate) fn poll(rt: &Arc<Runtime>, host: &dyn ConfigHost, owner: &str) {
+    enter_config(host, || rt.run());
+    for msg in rt.take_panics() {
+        host.log(
+            crate::Level::Error as u32,
+            format!("jisr: {owner}: a background task panicked and was dropped: {msg}").as_bytes(),
+        );
+    }
+}
+
 /// Polls the config's ready background tasks with `host` current (main thread).
 pub(crate) fn run(config: &dyn ConfigHooks, host: &dyn ConfigHost) {
     if let Some(rt) = config.background() {
-        enter_config(host, || rt.run());
+        poll(rt, host, &format!("filter '{}'", config.name()));
     }
 }
 
@@ -43,14 +55,14 @@ pub(crate) fn callout_done(
     chunks: &[Buf],
 ) {
     if let Some(rt) = config.background() {
-        deliver_callout(rt, host, id, result, headers, chunks);
+        deliver_callout(rt, id, result, headers, chunks);
+        poll(rt, host, &format!("filter '{}'", config.name()));
     }
 }
 
-/// Records a callout's answer for `rt`'s tasks, then polls what it woke.
+/// Records a callout's answer for `rt`'s tasks (the caller polls them next).
 pub(crate) fn deliver_callout(
     rt: &Arc<Runtime>,
-    host: &dyn ConfigHost,
     id: u64,
     result: u32,
     headers: &[HeaderPair],
@@ -70,7 +82,6 @@ pub(crate) fn deliver_callout(
         Err(result)
     };
     rt.callout_done(id, outcome);
-    enter_config(host, || rt.run());
 }
 
 /// What Envoy reported on a config streaming callout (views valid during the hook).
@@ -120,6 +131,6 @@ pub(crate) fn stream_event(
 ) {
     if let Some(rt) = config.background() {
         rt.stream_event(id, ev);
-        enter_config(host, || rt.run());
+        poll(rt, host, &format!("filter '{}'", config.name()));
     }
 }
