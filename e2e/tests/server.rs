@@ -64,6 +64,27 @@ fn main_thread_tasks_timers_admin_and_a_panicking_task() {
         text.starts_with("GET /jisr/fixture?x=1 panics=1 state="),
         "{text}"
     );
+    // Envoy's own stats are readable from a task.
+    assert!(
+        wait_until(Duration::from_secs(2), || state(&envoy)
+            .contains("clusters_added=Some(")),
+        "{}",
+        state(&envoy)
+    );
+    // jisr's own admin paths.
+    assert_eq!(envoy.admin_get("/jisr/healthz").text(), "ok\n");
+    assert!(
+        envoy
+            .admin_get("/jisr/stats")
+            .text()
+            .contains("\"filter\":\"show\"")
+    );
+    let streams = envoy.admin_get("/jisr/streams").text();
+    assert!(
+        streams.contains("\"server\":\"clock\",\"tasks\":")
+            && streams.contains("\"task_panics\":1"),
+        "{streams}"
+    );
     // The panicking task was dropped and logged; Envoy and the other tasks go on.
     assert!(
         envoy.log().contains(
@@ -150,4 +171,26 @@ fn a_handler_timeout_cuts_a_slow_callout() {
     assert_eq!(r.status, 504, "{}\n{}", r.text(), envoy.log());
     assert!(r.text().starts_with("timeout after 3"), "{}", r.text());
     assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn a_task_sees_a_watched_file_change() {
+    let dir = std::env::temp_dir().join(format!("jisr-e2e-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("watched.txt");
+    std::fs::write(&path, "one").unwrap();
+    let up = Upstream::start("main");
+    let envoy = Envoy::start(&config(&format!("0,0,{}", path.display()), &up));
+    // Moved into place, as config files are updated.
+    let tmp = dir.join("watched.tmp");
+    std::fs::write(&tmp, "two").unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || state(&envoy)
+            .contains("file_changed=1")),
+        "{}\n{}",
+        state(&envoy),
+        envoy.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

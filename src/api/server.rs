@@ -401,7 +401,8 @@ pub(crate) fn load(
             return Err(ConfigError::new(format!("cannot watch file '{path}'")));
         }
     }
-    // The first server extension drives the jisr timers from Envoy's main-thread timer.
+    // The first server extension drives the jisr timers from Envoy's main-thread timer and
+    // answers jisr's own admin paths.
     let mut timer = None;
     {
         let mut d = lock(&DRIVER.runtime);
@@ -410,6 +411,10 @@ pub(crate) fn load(
             timer = Some(host.timer_new() as usize);
         }
     }
+    if timer.is_some() {
+        builtin_admin(&shared);
+    }
+    lock(&SERVERS).push(Arc::downgrade(&shared));
     if timer.is_some() {
         timers().set_driver(Some(&DRIVER));
     }
@@ -450,6 +455,76 @@ pub(crate) fn load(
         }));
     }
     Ok(server)
+}
+
+/// Live server extensions, for `/jisr/streams`.
+static SERVERS: Mutex<Vec<std::sync::Weak<ServerShared>>> = Mutex::new(Vec::new());
+
+/// jisr's own admin paths on Envoy's admin listener.
+fn builtin_admin(shared: &ServerShared) {
+    let mut admin = lock(&shared.admin);
+    let json = |body: String| (200u16, body.into_bytes());
+    admin.push((
+        "/jisr/healthz".into(),
+        "jisr: liveness".into(),
+        Box::new(|_| (200, b"ok\n".to_vec())),
+    ));
+    admin.push((
+        "/jisr/stats".into(),
+        "jisr: figures of every filter config".into(),
+        Box::new(move |_| json(crate::api::stats::stats_json())),
+    ));
+    admin.push((
+        "/jisr/version".into(),
+        "jisr: versions".into(),
+        Box::new(move |_| json(crate::api::stats::version_json())),
+    ));
+    admin.push((
+        "/jisr/streams".into(),
+        "jisr: live streams per filter and tasks per server".into(),
+        Box::new(move |_| json(streams_json())),
+    ));
+}
+
+/// Live streams per filter config and tasks per server extension, as JSON.
+fn streams_json() -> String {
+    use std::fmt::Write as _;
+    let mut body = String::from("{\"filters\":[");
+    for (i, (name, s)) in crate::api::stats::filter_stats().iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            "{{\"filter\":\"{}\",\"in_flight\":{},\"streams\":{},\"polls\":{},\"wakes_inline\":{},\"wakes_scheduled\":{}}}",
+            name.escape_default(),
+            s.in_flight,
+            s.streams,
+            s.polls,
+            s.wakes_inline,
+            s.wakes_scheduled
+        );
+    }
+    body.push_str("],\"servers\":[");
+    let servers: Vec<_> = lock(&SERVERS)
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    for (i, s) in servers.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            "{{\"server\":\"{}\",\"tasks\":{},\"task_panics\":{},\"draining\":{}}}",
+            s.name.escape_default(),
+            s.runtime.live_tasks(),
+            s.runtime.panics(),
+            s.life.draining.load(Ordering::Acquire)
+        );
+    }
+    body.push_str("]}\n");
+    body
 }
 
 fn signal_init(shared: &ServerShared, host: &dyn ServerHost) {
@@ -623,6 +698,8 @@ fn maybe_finish_shutdown(server: &ServerBox) {
 /// The config goes away (main thread).
 pub(crate) fn destroy(server: &ServerBox, host: &dyn ServerHost) {
     server.shared.runtime.close();
+    lock(&SERVERS)
+        .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&server.shared)));
     let timer = lock(&server.timer).take();
     if let Some(t) = timer {
         let mut d = lock(&DRIVER.runtime);

@@ -11,6 +11,43 @@ use crate::api::writer::ResponseWriter;
 pub use crate::filter::stats::{FilterStatsSnapshot, filter_stats};
 use std::fmt::Write as _;
 
+/// Every filter config's figures as JSON (`{"filters":[...]}`), for `/jisr/stats`.
+pub(crate) fn stats_json() -> String {
+    let mut body = String::from("{\"filters\":[");
+    for (i, (name, s)) in filter_stats().iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            "{{\"filter\":\"{}\",\"streams\":{},\"in_flight\":{},\"polls\":{},\"slots_allocated\":{},\"idle_slots\":{},\"panics\":{},\"wakes_inline\":{},\"wakes_scheduled\":{},\"drop_panics\":{},\"internal_failures\":{},\"slots_leaked\":{}}}",
+            name.escape_default(),
+            s.streams,
+            s.in_flight,
+            s.polls,
+            s.slots_allocated,
+            s.idle_slots,
+            s.panics,
+            s.wakes_inline,
+            s.wakes_scheduled,
+            s.drop_panics,
+            s.internal_failures,
+            s.slots_leaked
+        );
+    }
+    body.push_str("]}\n");
+    body
+}
+
+/// The version document of `/jisr/version`.
+pub(crate) fn version_json() -> String {
+    format!(
+        "{{\"jisr\":\"{}\",\"envoy_abi\":\"{}\"}}\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::abi::ABI_VERSION.to_str().unwrap_or("")
+    )
+}
+
 /// Name of the built-in introspection filter.
 pub const INTROSPECTION_FILTER: &str = "jisr_introspection";
 
@@ -27,11 +64,7 @@ pub(crate) async fn introspection(req: Request<'_>, w: ResponseWriter<'_>) {
             INTROSPECTION_FILTER,
         ),
         "/jisr/version" => {
-            let body = format!(
-                "{{\"jisr\":\"{}\",\"envoy_abi\":\"{}\"}}\n",
-                env!("CARGO_PKG_VERSION"),
-                crate::abi::ABI_VERSION.to_str().unwrap_or("")
-            );
+            let body = version_json();
             w.send_with(
                 200,
                 &[("content-type", b"application/json")],
@@ -40,29 +73,7 @@ pub(crate) async fn introspection(req: Request<'_>, w: ResponseWriter<'_>) {
             )
         }
         "/jisr/stats" => {
-            let mut body = String::from("{\"filters\":[");
-            for (i, (name, s)) in filter_stats().iter().enumerate() {
-                if i > 0 {
-                    body.push(',');
-                }
-                let _ = write!(
-                    body,
-                    "{{\"filter\":\"{}\",\"streams\":{},\"in_flight\":{},\"polls\":{},\"slots_allocated\":{},\"idle_slots\":{},\"panics\":{},\"wakes_inline\":{},\"wakes_scheduled\":{},\"drop_panics\":{},\"internal_failures\":{},\"slots_leaked\":{}}}",
-                    name.escape_default(),
-                    s.streams,
-                    s.in_flight,
-                    s.polls,
-                    s.slots_allocated,
-                    s.idle_slots,
-                    s.panics,
-                    s.wakes_inline,
-                    s.wakes_scheduled,
-                    s.drop_panics,
-                    s.internal_failures,
-                    s.slots_leaked
-                );
-            }
-            body.push_str("]}\n");
+            let body = stats_json();
             w.send_with(
                 200,
                 &[("content-type", b"application/json")],
