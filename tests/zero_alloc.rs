@@ -248,6 +248,19 @@ async fn traced(_req: Request<'_>, w: ResponseWriter<'_>) {
     );
 }
 
+fn published_keys() -> &'static jisr::server::Published<Vec<String>> {
+    static KEYS: std::sync::OnceLock<jisr::server::Published<Vec<String>>> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(|| jisr::server::Published::new(vec!["k1".into(), "k2".into()]))
+}
+
+async fn snapshot(req: Request<'_>, w: ResponseWriter<'_>) {
+    let keys = published_keys().get();
+    let key = req.header_str(":path").unwrap_or("");
+    let known = keys.iter().any(|k| k == key);
+    w.send(if known { 500 } else { 401 }, b"");
+}
+
 async fn tap(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
     let mut buf = [0u8; 64];
     let mut total = 0u64;
@@ -304,6 +317,7 @@ fn register(r: &mut Registry) {
     r.register("callout", callout);
     r.register("stream_info", stream_info);
     r.register("traced", traced);
+    r.register("snapshot", snapshot);
 }
 
 const GET: &[(&str, &str)] = &[
@@ -377,6 +391,20 @@ fn zero_allocations_per_request_on_every_core_path() {
     ));
     assert_eq!(s.effects().reply_status, 200);
     assert!(s.effects().span_edits >= 5);
+
+    let f = BenchFilter::new(register, "snapshot", b"").unwrap();
+    let mut s = f.session();
+    // A publication before the warm-up: the worker's cached copy is refreshed once.
+    published_keys().publish(vec!["k3".into()]);
+    report.push((
+        "read of a value published by a server task",
+        measure(|| {
+            s.begin(GET);
+            assert_eq!(s.request_headers(true), HeadersStatus::StopIteration);
+            s.end();
+        }),
+    ));
+    assert_eq!(s.effects().reply_status, 401);
 
     let f = BenchFilter::new(register, "body", b"").unwrap();
     let mut s = f.session();
