@@ -194,3 +194,29 @@ fn a_task_sees_a_watched_file_change() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `/jisr/streams` lists each waiting stream: filter, phase, age, polls and wakes.
+#[test]
+fn admin_streams_lists_a_waiting_stream() {
+    let up = Upstream::start("main");
+    let envoy = Envoy::start(
+        &config("0,0", &up).listener(
+            Listener::new("wait")
+                .filter(module_filter("server_fixture", "wait", None))
+                .route(Route::to("/", "main")),
+        ),
+    );
+    let port = envoy.listener_port("wait");
+    let client = std::thread::spawn(move || client::get(port, "/").status);
+    let listed = wait_until(Duration::from_secs(1), || {
+        let s = envoy.admin_get("/jisr/streams").text();
+        s.contains("\"filter\":\"wait\",\"phase\":\"request\",\"age_ms\":")
+    });
+    let streams = envoy.admin_get("/jisr/streams").text();
+    assert!(listed, "{streams}");
+    assert!(streams.contains("\"polls\":1"), "{streams}");
+    assert_eq!(client.join().unwrap(), 200);
+    // Done: no longer listed.
+    let after = envoy.admin_get("/jisr/streams").text();
+    assert!(!after.contains("\"filter\":\"wait\",\"phase\""), "{after}");
+}

@@ -481,7 +481,7 @@ fn builtin_admin(shared: &ServerShared) {
     ));
     admin.push((
         "/jisr/streams".into(),
-        "jisr: live streams per filter and tasks per server".into(),
+        "jisr: streams per filter, each waiting stream, tasks per server".into(),
         Box::new(move |_| json(streams_json())),
     ));
 }
@@ -503,6 +503,27 @@ fn streams_json() -> String {
             s.polls,
             s.wakes_inline,
             s.wakes_scheduled
+        );
+    }
+    body.push_str("],\"waiting\":[");
+    // Streams whose handler is waiting (pended at least once), up to 1000.
+    for (i, w) in crate::filter::live::snapshot()
+        .iter()
+        .take(1000)
+        .enumerate()
+    {
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            "{{\"filter\":\"{}\",\"phase\":\"{}\",\"age_ms\":{},\"polls\":{},\"wakes_inline\":{},\"wakes_scheduled\":{}}}",
+            w.filter.name.escape_default(),
+            w.phase,
+            w.since.elapsed().as_millis(),
+            w.polls,
+            w.wakes_inline,
+            w.wakes_scheduled
         );
     }
     body.push_str("],\"servers\":[");

@@ -234,6 +234,8 @@ pub struct StreamCore {
     pub(crate) spans: ChildSpans,
     /// GOAWAY-and-close asked for by the running poll (`Some(graceful)`), sent after its reply.
     pub(crate) goaway: Cell<Option<bool>>,
+    /// The stream's entry among the waiting streams, once its handler pended.
+    pub(crate) live: Cell<Option<crate::filter::live::LiveKey>>,
 }
 
 impl StreamCore {
@@ -253,6 +255,7 @@ impl StreamCore {
             reply: std::cell::RefCell::new(StagedReply::default()),
             spans: ChildSpans::default(),
             goaway: Cell::new(None),
+            live: Cell::new(None),
         }
     }
 
@@ -270,6 +273,9 @@ impl StreamCore {
         self.arena.reset();
         self.spans.finish_all();
         self.goaway.set(None);
+        if let Some(key) = self.live.take() {
+            crate::filter::live::leave(key);
+        }
         let reply = self.reply.get_mut();
         if reply.armed {
             // Staged but never sent (the stream ended inside the poll that made it). A sent
@@ -320,6 +326,43 @@ impl StreamCore {
         if self.host.with(|h| h.log(level, line.as_bytes())).is_none() {
             if let Some(log) = self.meta.process_log {
                 log(level, line.as_bytes());
+            }
+        }
+    }
+
+    /// Records (or refreshes) the stream among the waiting streams: its handler pended.
+    pub(crate) fn note_waiting(&self) {
+        let st = self.st();
+        let phase = if st.response == crate::filter::state::Phase::Running {
+            "response"
+        } else {
+            "request"
+        };
+        let (polls, inline, scheduled) = (
+            self.task.polls.get(),
+            self.task.repolls.get(),
+            self.task.commits(),
+        );
+        match self.live.get() {
+            Some(key) => crate::filter::live::update(key, |s| {
+                s.phase = phase;
+                s.polls = polls;
+                s.wakes_inline = inline;
+                s.wakes_scheduled = scheduled;
+            }),
+            None => {
+                let worker = self.with_host(|h| h.worker_index()).unwrap_or(0);
+                self.live.set(Some(crate::filter::live::enter(
+                    worker,
+                    crate::filter::live::LiveStream {
+                        filter: self.meta.clone(),
+                        phase,
+                        since: std::time::Instant::now(),
+                        polls,
+                        wakes_inline: inline,
+                        wakes_scheduled: scheduled,
+                    },
+                )));
             }
         }
     }

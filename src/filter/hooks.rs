@@ -166,7 +166,8 @@ where
                 // Whatever was held now goes downstream.
                 Side::Response => core.update(StreamState::finish_response),
             },
-            Driven::Pending | Driven::Nested => {}
+            Driven::Pending => core.note_waiting(),
+            Driven::Nested => {}
             Driven::Panicked(msg) => self.fail(msg, PANIC_DETAILS),
         }
         d

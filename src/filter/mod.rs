@@ -4,6 +4,7 @@ pub(crate) mod background;
 pub(crate) mod callouts;
 pub(crate) mod core;
 pub(crate) mod hooks;
+pub(crate) mod live;
 pub(crate) mod pipeline;
 pub(crate) mod reply;
 pub(crate) mod slot;

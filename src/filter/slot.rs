@@ -234,6 +234,9 @@ where
             return !self.core.st().unclean();
         }
         self.core.update(StreamState::end);
+        if let Some(key) = self.core.live.take() {
+            crate::filter::live::leave(key);
+        }
         crate::executor::waker::kill(&self.core.task.wake);
         match self.clear() {
             Cleared::Clean => true,
