@@ -148,7 +148,7 @@ impl Background {
     /// Opens a streaming HTTP callout owned by the config (inside a background task): the
     /// request headers and `body` go at once (`end_stream` ends the request there); send more
     /// with [`BackgroundStream::send`] and read the response with
-    /// [`BackgroundStream::next`].
+    /// [`BackgroundStream::next_event`].
     ///
     /// # Errors
     /// Outside a background task (`Detached`), or when Envoy refuses the request.

@@ -413,7 +413,7 @@ unsafe fn on_config(
 /// `on_http_filter_config_scheduled`: polls the config's ready background tasks.
 ///
 /// # Safety
-/// `c` is the Envoy config pointer of this call; `p` as for [`on_config`].
+/// `c` is the Envoy config pointer of this call; `p` is null or a live config pointer returned by `config_new`.
 pub unsafe fn config_scheduled(c: EnvoyConfigPtr, p: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { on_config(c, p, |hooks, host| background::run(hooks, host)) }

@@ -22,7 +22,7 @@ unsafe fn server<'a>(p: *const c_void) -> Option<&'a ServerBox> {
 /// Runs `f` with the server and its host, catching panics.
 ///
 /// # Safety
-/// As for [`server`].
+/// As for `server`.
 unsafe fn with(p: *const c_void, f: impl FnOnce(&ServerBox, &EnvoyServerHost)) {
     // SAFETY: forwarded contract.
     let Some(s) = (unsafe { server(p) }) else {
@@ -93,7 +93,7 @@ pub unsafe fn config_new(bc: *mut c_void, name: Buf, cfg: Buf) -> *const c_void 
 /// `on_bootstrap_extension_config_destroy`.
 ///
 /// # Safety
-/// As for [`server`]; `p` is not used afterwards.
+/// As for `server`; `p` is not used afterwards.
 pub unsafe fn config_destroy(p: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { with(p, |s, h| server::destroy(s, h)) };
@@ -111,7 +111,7 @@ pub unsafe fn config_destroy(p: *const c_void) {
 /// `on_bootstrap_extension_new`: the extension of config `p`; returns `p` itself.
 ///
 /// # Safety
-/// As for [`server`].
+/// As for `server`.
 pub unsafe fn extension_new(p: *const c_void, be: *mut c_void) -> *const c_void {
     // SAFETY: forwarded contract.
     if let Some(s) = unsafe { server(p) } {
@@ -123,7 +123,7 @@ pub unsafe fn extension_new(p: *const c_void, be: *mut c_void) -> *const c_void 
 /// `on_bootstrap_extension_server_initialized`.
 ///
 /// # Safety
-/// As for [`server`].
+/// As for `server`.
 pub unsafe fn server_initialized(p: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { with(p, |s, h| server::server_initialized(s, h)) }
@@ -132,7 +132,7 @@ pub unsafe fn server_initialized(p: *const c_void) {
 /// `on_bootstrap_extension_drain_started`.
 ///
 /// # Safety
-/// As for [`server`].
+/// As for `server`.
 pub unsafe fn drain_started(p: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { with(p, |s, h| server::drain_started(s, h)) }
@@ -151,7 +151,7 @@ unsafe impl Send for Completion {}
 /// `on_bootstrap_extension_shutdown`.
 ///
 /// # Safety
-/// As for [`server`]; `cb(ctx)` must be callable once on the main thread.
+/// As for `server`; `cb(ctx)` must be callable once on the main thread.
 pub unsafe fn shutdown(
     p: *const c_void,
     cb: Option<unsafe extern "C" fn(*mut c_void)>,
@@ -176,7 +176,7 @@ pub unsafe fn shutdown(
 /// `on_bootstrap_extension_config_scheduled`.
 ///
 /// # Safety
-/// As for [`server`].
+/// As for `server`.
 pub unsafe fn config_scheduled(p: *const c_void, event: u64) {
     // SAFETY: forwarded contract.
     unsafe { with(p, |s, h| server::scheduled(s, h, event)) }
@@ -185,7 +185,7 @@ pub unsafe fn config_scheduled(p: *const c_void, event: u64) {
 /// `on_bootstrap_extension_timer_fired`.
 ///
 /// # Safety
-/// As for [`server`].
+/// As for `server`.
 pub unsafe fn timer_fired(p: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { with(p, |s, h| server::timer_fired(s, h)) }
@@ -194,7 +194,7 @@ pub unsafe fn timer_fired(p: *const c_void) {
 /// `on_bootstrap_extension_file_changed`.
 ///
 /// # Safety
-/// As for [`server`]; `path` is readable for the call.
+/// As for `server`; `path` is readable for the call.
 pub unsafe fn file_changed(p: *const c_void, path: Buf) {
     // SAFETY: valid during this hook; copied.
     let path = String::from_utf8_lossy(unsafe { bytes(path) }).into_owned();
@@ -205,7 +205,7 @@ pub unsafe fn file_changed(p: *const c_void, path: Buf) {
 /// `on_bootstrap_extension_http_callout_done`.
 ///
 /// # Safety
-/// As for [`server`]; `headers`/`chunks` are null or `n`/`nc` entries readable for the call.
+/// As for `server`; `headers`/`chunks` are null or `n`/`nc` entries readable for the call.
 #[allow(clippy::too_many_arguments)] // Mirrors Envoy's hook signature.
 pub unsafe fn callout_done(
     p: *const c_void,
@@ -229,7 +229,7 @@ pub unsafe fn callout_done(
 /// `on_bootstrap_extension_admin_request`; returns the HTTP status.
 ///
 /// # Safety
-/// As for [`server`]; the buffers are readable for the call.
+/// As for `server`; the buffers are readable for the call.
 pub unsafe fn admin_request(p: *const c_void, method: Buf, path: Buf, body: Buf) -> u32 {
     let (method, path, body) = admin_parts(method, path, body);
     let req = AdminRequest { method, path, body };
