@@ -40,6 +40,27 @@ fn anthropic() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// An OpenAI Responses stream whose `response.completed` event (about 1 MiB) repeats the
+/// whole output before its usage: the tracker reads it without storing it.
+fn openai_responses() -> Vec<u8> {
+    let mut text = String::new();
+    while text.len() < 1 << 20 {
+        text.push_str(r#"Some words of output, \"quoted\" and escaped \u00e9. "#);
+    }
+    format!(
+        "event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{text}\"}}]}}],\"usage\":{{\"input_tokens\":37,\"output_tokens\":11}}}}}}\n\n"
+    )
+    .into_bytes()
+}
+
+fn inputs() -> [(&'static str, Vec<u8>); 3] {
+    [
+        ("openai-chat", openai_chat()),
+        ("anthropic", anthropic()),
+        ("openai-responses", openai_responses()),
+    ]
+}
+
 /// The floor for any line-based parser: find every line end, one `memchr` call per line.
 /// (`memchr_iter(..).count()` would be a vectorised count that never visits a line.)
 fn memchr_lines(input: &[u8]) -> usize {
@@ -67,7 +88,7 @@ fn track(tracker: &mut UsageTracker, input: &[u8]) -> Option<u64> {
     for chunk in input.chunks(CHUNK) {
         tracker.feed(chunk);
     }
-    tracker.usage().map(|u| u.output_tokens)
+    tracker.usage().and_then(|u| u.output_tokens)
 }
 
 /// Bytes per second of `f` over `input`, best of a few timed batches.
@@ -84,7 +105,7 @@ fn throughput(input: &[u8], mut f: impl FnMut(&[u8])) -> f64 {
 }
 
 fn print_ratios() {
-    for (name, input) in [("openai-chat", openai_chat()), ("anthropic", anthropic())] {
+    for (name, input) in inputs() {
         let mut parser = SseParser::new();
         let mut tracker = UsageTracker::new();
         let base = throughput(&input, |i| {
@@ -109,7 +130,7 @@ fn print_ratios() {
 }
 
 fn benches(c: &mut Criterion) {
-    for (name, input) in [("openai-chat", openai_chat()), ("anthropic", anthropic())] {
+    for (name, input) in inputs() {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Bytes(input.len() as u64));
         group.bench_function("memchr-newlines", |b| {

@@ -22,12 +22,12 @@
 //!   handler. Histogram `llm_router_ttfb_ms{cluster}` records the time from the request's
 //!   headers to the response's headers (it includes the auth callout and the body prefix
 //!   read). A `text/event-stream` response is fed, chunk by chunk as it passes, to a
-//!   [`UsageTracker`] (OpenAI Chat Completions / Responses and Anthropic Messages streams); at
+//!   [`UsageTracker`] (OpenAI Chat Completions / Responses, Anthropic Messages, Gemini); at
 //!   the end of the stream counters `llm_router_input_tokens{cluster}` and
-//!   `llm_router_output_tokens{cluster}` grow by the usage the stream reported. Trackers own
-//!   64 KiB of event storage each, so they are pooled per worker thread and reused: a steady
-//!   stream of SSE responses allocates nothing. A stream cut short still counts what it
-//!   reported before the cut.
+//!   `llm_router_output_tokens{cluster}` grow by the usage the stream reported (a count it did
+//!   not report adds 0). Trackers read events of any size in constant memory and never
+//!   allocate; they are pooled per worker thread and reused. A stream cut short still counts
+//!   what it reported before the cut.
 //!
 //! What the Go version got wrong and this one does not: the body prefix is read into a fixed
 //! buffer (no per-request allocation, no buffering of large bodies), `model` is found only at
@@ -234,8 +234,8 @@ async fn observe(
         }
     }
     if let Some(u) = tracker.get().usage() {
-        let _ = w.counter_add(r.input_tokens, &[cluster], u.input_tokens);
-        let _ = w.counter_add(r.output_tokens, &[cluster], u.output_tokens);
+        let _ = w.counter_add(r.input_tokens, &[cluster], u.input_tokens.unwrap_or(0));
+        let _ = w.counter_add(r.output_tokens, &[cluster], u.output_tokens.unwrap_or(0));
     }
 }
 

@@ -16,14 +16,14 @@
 //!     prints round ones such as 100000 as `1e+05`).
 //!
 //!   A stream that reported no usage changes nothing. Usage from a stream whose provider the
-//!   tracker could not tell (no chat chunk `object`, no known event type) is set as metadata
-//!   but not counted.
+//!   tracker could not tell (no chat chunk `object`, no known event type), or that is neither
+//!   OpenAI nor Anthropic (Gemini), is set as metadata but not counted. A count the stream did
+//!   not report counts as 0.
 //! - Any other response is not read and not counted.
 //!
-//! Each tracker owns 64 KiB of event storage (a Responses `response.completed` event repeats
-//! the whole output before its usage; a larger one loses its usage). Trackers are pooled per
-//! worker thread and reset between responses, so a steady stream of SSE responses allocates
-//! nothing.
+//! A tracker reads events of any size in constant memory (a Responses `response.completed`
+//! event repeats the whole output before its usage) and never allocates. Trackers are pooled
+//! per worker thread and reset between responses.
 
 use jisr::buffer::{Provider, UsageTracker};
 use jisr::{
@@ -102,15 +102,17 @@ async fn tap(tap: &Tap, _: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
     let Some(usage) = tracker.get().usage() else {
         return;
     };
-    w.set_metadata_num("sse_tap", "input_tokens", usage.input_tokens as f64);
-    w.set_metadata_num("sse_tap", "output_tokens", usage.output_tokens as f64);
+    let input = usage.input_tokens.unwrap_or(0);
+    let output = usage.output_tokens.unwrap_or(0);
+    w.set_metadata_num("sse_tap", "input_tokens", input as f64);
+    w.set_metadata_num("sse_tap", "output_tokens", output as f64);
     let provider = match tracker.get().provider() {
         Provider::OpenAi => "openai",
         Provider::Anthropic => "anthropic",
         _ => return,
     };
-    let _ = w.counter_add(tap.input, &[provider], usage.input_tokens);
-    let _ = w.counter_add(tap.output, &[provider], usage.output_tokens);
+    let _ = w.counter_add(tap.input, &[provider], input);
+    let _ = w.counter_add(tap.output, &[provider], output);
 }
 
 fn register(r: &mut Registry) {

@@ -152,9 +152,58 @@ fn usage_tracking_and_capture_scan() {
                 tracker.feed(chunk);
                 capture.write(chunk);
             }
-            assert_eq!(tracker.usage().map(|u| u.output_tokens), Some(200));
+            assert_eq!(tracker.usage().and_then(|u| u.output_tokens), Some(200));
             let from_capture = tracker.scan_head_tail(&capture);
-            assert_eq!(from_capture.map(|u| u.input_tokens), Some(12));
+            assert_eq!(from_capture.and_then(|u| u.input_tokens), Some(12));
+        }
+    });
+    assert_eq!(n, 0);
+}
+
+/// An OpenAI Responses stream whose `response.completed` event (2 MiB) repeats the output
+/// before its usage, in Envoy-sized chunks; then the same as a JSON answer.
+fn huge_responses() -> (Vec<u8>, Vec<u8>) {
+    let mut text = String::new();
+    while text.len() < 2 << 20 {
+        text.push_str(r#"some output \"usage\":{\"input_tokens\":1} \u00e9 "#);
+    }
+    let response = format!(
+        "{{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"completed\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{text}\"}}]}}],\"usage\":{{\"input_tokens\":37,\"input_tokens_details\":{{\"cached_tokens\":5}},\"output_tokens\":11,\"output_tokens_details\":{{\"reasoning_tokens\":3}}}}}}"
+    );
+    let sse = format!(
+        "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"usage\":null}}}}\n\nevent: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{response}}}\n\n"
+    );
+    (sse.into_bytes(), response.into_bytes())
+}
+
+#[test]
+fn usage_tracker_allocates_nothing_even_for_huge_events() {
+    let (sse, json) = huge_responses();
+    assert!(sse.len() > 2 << 20);
+    let mut trackers = None;
+    let n = allocations(|| {
+        trackers = Some((UsageTracker::new(), UsageTracker::default()));
+    });
+    assert_eq!(n, 0, "construction");
+    let (mut tracker, mut other) = trackers.unwrap();
+    let n = allocations(|| {
+        for round in 0..4 {
+            tracker.reset();
+            other.reset();
+            for chunk in sse.chunks(16 * 1024 + round) {
+                tracker.feed(chunk);
+            }
+            for chunk in json.chunks(4096 - round) {
+                other.feed(chunk);
+            }
+            for t in [&tracker, &other] {
+                let u = t.usage().unwrap();
+                assert_eq!((u.input_tokens, u.output_tokens), (Some(37), Some(11)));
+                assert_eq!(
+                    (u.cached_input_tokens, u.reasoning_tokens),
+                    (Some(5), Some(3))
+                );
+            }
         }
     });
     assert_eq!(n, 0);

@@ -1,35 +1,94 @@
-//! UsageTracker and the JSON scanner: no panics on any input, the same answer whatever the
-//! chunking, and a complete head+tail capture gives the same answer as the whole stream.
+//! UsageTracker and the JSON scanners: no panics on any input; the streaming results (usage,
+//! provider, format, matcher hits) are the same whatever the chunking as for the input fed in
+//! one chunk; a complete head+tail capture gives the same answer as the whole stream.
 #![no_main]
 
-use jisr_fuzz::buffer::{HeadTail, UsageTracker, json};
+use jisr_fuzz::buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
+use jisr_fuzz::buffer::{BodyFormat, HeadTail, UsageTracker, json};
 use jisr_fuzz::{Input, chunk_lengths};
 use libfuzzer_sys::fuzz_target;
+
+static PATHS: PathSet = PathSet::new(&[
+    &["usage", "prompt_tokens"],
+    &["usage"],
+    &["type"],
+    &[],
+    &["a", "b", "c"],
+    &["a", "b"],
+    &["\u{e9}\""],
+]);
+
+fn tracker(format: u8) -> UsageTracker {
+    match format % 3 {
+        0 => UsageTracker::new(),
+        1 => UsageTracker::with_format(BodyFormat::Sse),
+        _ => UsageTracker::with_format(BodyFormat::Json),
+    }
+}
+
+/// Every hit, owned, for the input fed in the given chunks.
+fn hits<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, docs: bool) -> (Vec<String>, bool) {
+    let mut m = PathMatcher::new(&PATHS);
+    m.set_documents_in_root_array(docs);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        m.feed(chunk, |h| {
+            out.push(match h {
+                Hit::Value {
+                    path,
+                    value: Value::Str { decoded, complete },
+                } => format!("{path}:{decoded:?}:{complete}"),
+                other => format!("{other:?}"),
+            })
+        });
+    }
+    (out, m.is_failed())
+}
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let seed = input.byte();
+    let format = input.byte();
     let h = usize::from(input.byte());
     let t = usize::from(input.byte()) * 4;
     let stream = input.rest;
+    let chunks = chunk_lengths(stream, seed, 40);
 
-    let mut whole = UsageTracker::with_capacity(32, 1024);
+    let mut whole = tracker(format);
     whole.feed(stream);
-    let mut chunked = UsageTracker::with_capacity(32, 1024);
-    for chunk in chunk_lengths(stream, seed, 40) {
+    let mut chunked = tracker(format);
+    for chunk in &chunks {
         chunked.feed(chunk);
     }
     assert_eq!(whole.usage(), chunked.usage());
     assert_eq!(whole.provider(), chunked.provider());
+    assert_eq!(whole.format(), chunked.format());
+
+    // Byte by byte, for short inputs.
+    if stream.len() <= 512 {
+        let mut bytes = tracker(format);
+        for b in stream {
+            bytes.feed(std::slice::from_ref(b));
+        }
+        assert_eq!(whole.usage(), bytes.usage());
+        assert_eq!(whole.provider(), bytes.provider());
+    }
 
     let mut capture = HeadTail::new(h, t);
     capture.write(stream);
-    let mut scan = UsageTracker::with_capacity(32, 1024);
+    let mut scan = tracker(format);
     let got = scan.scan_head_tail(&capture);
     if capture.is_complete() {
         assert_eq!(got, whole.usage());
     }
 
+    // The streaming matcher: same hits in the same order whatever the chunking.
+    for docs in [false, true] {
+        let one = hits([stream], docs);
+        assert_eq!(one, hits(chunks.iter().copied(), docs));
+    }
+
+    // The whole-document scanner never panics either.
     for path in [
         &["usage", "prompt_tokens"][..],
         &["type"],

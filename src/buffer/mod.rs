@@ -7,12 +7,16 @@
 //! * [`Ring`]: the last N bytes of a stream.
 //! * [`HeadTail`]: the first H and last T bytes of a stream.
 //! * [`SseParser`]: server-sent events, parsed incrementally into fixed storage.
-//! * [`UsageTracker`]: token usage of streamed OpenAI and Anthropic responses.
+//! * [`UsageTracker`]: token usage of OpenAI, Anthropic and Gemini responses, streamed (SSE)
+//!   or not (JSON), in constant memory.
 //! * [`json`]: find one value by key path in JSON text, without a JSON library.
+//! * [`json_stream`]: find values by key path in JSON that arrives in pieces, in constant
+//!   memory.
 //! * [`logfmt`]: deterministic `msg key=value` log lines written into any `fmt::Write`.
 
 mod head_tail;
 pub mod json;
+pub mod json_stream;
 pub mod logfmt;
 mod ring;
 mod sse;
@@ -21,4 +25,4 @@ mod usage;
 pub use head_tail::HeadTail;
 pub use ring::Ring;
 pub use sse::{Event, SseParser};
-pub use usage::{Provider, Usage, UsageTracker};
+pub use usage::{BodyFormat, Provider, Usage, UsageTracker};

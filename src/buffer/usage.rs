@@ -1,17 +1,41 @@
-//! [`UsageTracker`]: token usage from streamed LLM responses (server-sent events).
+//! [`UsageTracker`]: token usage from LLM responses, streamed (server-sent events) or not
+//! (JSON), read as the bytes pass in constant memory.
 
-use super::{Event, HeadTail, SseParser, json};
+use super::HeadTail;
+use super::json_stream::{Hit, PathMatcher, PathSet, Value};
+use memchr::{memchr2, memchr3};
 
-/// Token counts of one response.
+/// Token counts of one response, as the provider reported them.
+///
+/// Each count is `None` when the response did not report it (never a made-up 0). Where each
+/// comes from:
+///
+/// | field | OpenAI Chat Completions | OpenAI Responses | Anthropic Messages | Google Gemini |
+/// |---|---|---|---|---|
+/// | `input_tokens` | `prompt_tokens` | `input_tokens` | `input_tokens` | `promptTokenCount` |
+/// | `output_tokens` | `completion_tokens` | `output_tokens` | `output_tokens` | `candidatesTokenCount` |
+/// | `cached_input_tokens` | `prompt_tokens_details.cached_tokens` | `input_tokens_details.cached_tokens` | `cache_read_input_tokens` | `cachedContentTokenCount` |
+/// | `cache_creation_input_tokens` | | | `cache_creation_input_tokens` | |
+/// | `reasoning_tokens` | `completion_tokens_details.reasoning_tokens` | `output_tokens_details.reasoning_tokens` | | `thoughtsTokenCount` |
+///
+/// The numbers are not normalised across providers: OpenAI and Gemini count cached tokens
+/// inside the input, Anthropic does not (its input excludes cache reads and writes); OpenAI
+/// counts reasoning tokens inside the output, Gemini does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
-    /// Prompt / input tokens (0 if the stream never said).
-    pub input_tokens: u64,
-    /// Completion / output tokens (0 if the stream never said).
-    pub output_tokens: u64,
+    /// Prompt / input tokens.
+    pub input_tokens: Option<u64>,
+    /// Completion / output tokens.
+    pub output_tokens: Option<u64>,
+    /// Input tokens read from the provider's prompt cache.
+    pub cached_input_tokens: Option<u64>,
+    /// Input tokens written to the prompt cache (Anthropic only).
+    pub cache_creation_input_tokens: Option<u64>,
+    /// Reasoning ("thinking") tokens.
+    pub reasoning_tokens: Option<u64>,
 }
 
-/// Which API produced the stream, as far as the events seen so far tell.
+/// Which API produced the response, as far as the bytes seen so far tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Provider {
@@ -22,24 +46,58 @@ pub enum Provider {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// Google Gemini (`generateContent` / `streamGenerateContent`).
+    Gemini,
 }
 
-/// Follows a streamed LLM response and extracts its token usage, without allocating after
-/// construction.
+/// How a response body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Server-sent events (`text/event-stream`): each event's `data` is one JSON document.
+    Sse,
+    /// JSON: one document (a non-streamed answer), several one after another (JSON lines), or
+    /// a top-level array whose elements are documents (Gemini `streamGenerateContent` without
+    /// `alt=sse`).
+    Json,
+}
+
+/// Follows an LLM response body and extracts its token usage and provider, in constant
+/// memory and without allocating at all.
 ///
-/// Understood streams, detected from the events themselves:
+/// Feed it the raw body bytes, split anywhere. Unless a format is forced with
+/// [`UsageTracker::with_format`], the first byte that is not a byte order mark or JSON
+/// whitespace decides: `{` or `[` means a [`BodyFormat::Json`] body, anything else server-sent
+/// events (no event stream starts with `{` or `[`: such a line would be an unknown field). The
+/// content type is not needed.
 ///
-/// * **OpenAI Chat Completions** (`stream_options.include_usage`): the last chunk before
-///   `data: [DONE]` carries top-level `usage.prompt_tokens` / `usage.completion_tokens`
-///   (earlier chunks have `"usage": null`).
-/// * **OpenAI Responses**: `response.completed` (or `response.incomplete` / `response.failed`)
-///   carries `response.usage.input_tokens` / `response.usage.output_tokens`.
-/// * **Anthropic Messages**: `message_start` carries `message.usage.input_tokens` (and a first
-///   `output_tokens`); each `message_delta` carries a cumulative `usage.output_tokens`, so the
-///   last one wins, and may also carry `usage.input_tokens`, which then wins too.
+/// Understood responses, told apart by their content:
 ///
-/// Usage is read with the path-exact [`json`](super::json) scanner, so a `"usage"` inside
-/// generated text or another object is never mistaken for the real one.
+/// * **OpenAI Chat Completions**: streamed (`stream_options.include_usage`), the last chunk
+///   before `data: [DONE]` carries top-level `usage` (earlier chunks have `"usage": null`);
+///   a JSON answer (`"object": "chat.completion"`) carries top-level `usage`.
+/// * **OpenAI Responses**: streamed, `response.completed` (or `response.incomplete` /
+///   `response.failed`) carries `response.usage`, after repeating the whole output; a JSON
+///   answer (`"object": "response"`) carries top-level `usage`.
+/// * **Anthropic Messages**: streamed, `message_start` carries `message.usage` and each
+///   `message_delta` a cumulative `usage`, so later counts win; a JSON answer
+///   (`"type": "message"`) carries top-level `usage`.
+/// * **Google Gemini**: every chunk of `streamGenerateContent?alt=sse` (and the JSON answer
+///   of `generateContent`, or each element of a non-SSE stream) carries `usageMetadata`; the
+///   last count of each kind wins.
+///
+/// Each shape's counts are read only at its own path and, for typed events, only from the
+/// event types above. An event or document with neither a known type nor a known `object`
+/// still has its top-level `usage` read (OpenAI-compatible servers), with the provider left
+/// [`Provider::Unknown`]. A count missing from a later report (or `null`, or not a plain
+/// integer) keeps the earlier value.
+///
+/// Event data is never stored: the SSE framing is read incrementally and each event's `data`
+/// bytes (lines joined by `\n`) flow through a streaming, path-exact
+/// [`json_stream`](super::json_stream) matcher that is reset at each event boundary. So an
+/// event of any size (a `response.completed` of many megabytes) keeps its usage, and a
+/// `"usage"` inside generated text or inside another object is never mistaken for the real
+/// one. An event still open when the input ends is not counted (the SSE rule), nor is a JSON
+/// document that never closes.
 ///
 /// When only a [`HeadTail`] capture of the response is available,
 /// [`UsageTracker::scan_head_tail`] parses the head, skips the dropped middle by resyncing at
@@ -50,49 +108,510 @@ pub enum Provider {
 ///
 /// let mut tracker = UsageTracker::new();
 /// tracker.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":");
-/// tracker.feed(b"{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n");
+/// tracker.feed(b"{\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\n");
 /// tracker.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",");
 /// tracker.feed(b"\"usage\":{\"output_tokens\":15}}\n\n");
 /// assert_eq!(tracker.provider(), Provider::Anthropic);
-/// assert_eq!(tracker.usage(), Some(Usage { input_tokens: 25, output_tokens: 15 }));
+/// let usage = tracker.usage().unwrap();
+/// assert_eq!(usage.input_tokens, Some(25));
+/// assert_eq!(usage.output_tokens, Some(15));
+/// assert_eq!(usage.cached_input_tokens, Some(100));
+/// assert_eq!(usage.reasoning_tokens, None);
+/// ```
+///
+/// A non-streamed answer, fed the same way:
+///
+/// ```
+/// use jisr::buffer::{BodyFormat, Provider, UsageTracker};
+///
+/// let mut tracker = UsageTracker::new();
+/// tracker.feed(br#"{"candidates":[{"content":{"parts":[{"text":"usageMetadata"}]}}],"#);
+/// tracker.feed(br#""usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":3,"thoughtsTokenCount":5}}"#);
+/// assert_eq!(tracker.format(), Some(BodyFormat::Json));
+/// assert_eq!(tracker.provider(), Provider::Gemini);
+/// let usage = tracker.usage().unwrap();
+/// assert_eq!((usage.input_tokens, usage.output_tokens), (Some(8), Some(3)));
+/// assert_eq!(usage.reasoning_tokens, Some(5));
 /// ```
 #[derive(Debug, Clone)]
 pub struct UsageTracker {
-    parser: SseParser,
-    state: State,
+    forced: Option<BodyFormat>,
+    mode: Mode,
+    /// Byte order mark bytes matched at the start; `BOM.len()` once past it.
+    bom: usize,
+    /// While detecting: a space or tab since the last line end.
+    line_dirty: bool,
+    sse: Framer,
+    matcher: PathMatcher<'static>,
+    seen: Seen,
+    totals: Totals,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing but a byte order mark or whitespace yet.
+    Detect,
+    Sse,
+    Json,
+    /// A JSON body lost bytes: nothing more can be read safely.
+    Stopped,
+}
+
+const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+
+/// Event type bytes kept: enough for every type the tracker knows.
+const EVENT_CAP: usize = 32;
+
+/// Incremental SSE framing: the WHATWG "event stream" rules for the `data` and `event` fields
+/// (the others do not matter to usage and are ignored).
+#[derive(Debug, Clone)]
+struct Framer {
+    line: Line,
+    after_cr: bool,
+    resyncing: bool,
+    has_data: bool,
+    event: [u8; EVENT_CAP],
+    event_len: usize,
+    event_over: bool,
+    /// The first bytes of the event's data and its length, to recognise `[DONE]`.
+    head: [u8; 6],
+    data_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Data,
+    Event,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Line {
+    /// At the first byte of a line.
+    Start,
+    /// Reading a field name; `len` counts its bytes (5 kept, no known name is longer).
+    Name { buf: [u8; 5], len: usize },
+    /// Reading the value of a `data` or `event` field; `first` right after the colon.
+    Value { field: Field, first: bool },
+    /// Skipping the rest of a comment, another field or a resync line.
+    Ignore,
+}
+
+impl Framer {
+    const NEW: Framer = Framer {
+        line: Line::Start,
+        after_cr: false,
+        resyncing: false,
+        has_data: false,
+        event: [0; EVENT_CAP],
+        event_len: 0,
+        event_over: false,
+        head: [0; 6],
+        data_len: 0,
+    };
+
+    /// The kind named by the `event` field, unless absent or `message`.
+    fn kind(&self) -> Option<Kind> {
+        if self.event_len == 0 {
+            return None;
+        }
+        Some(Kind::of(&self.event[..self.event_len], !self.event_over))
+            .filter(|k| *k != Kind::Message)
+    }
+
+    fn push_event(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(EVENT_CAP - self.event_len);
+        self.event[self.event_len..self.event_len + n].copy_from_slice(&bytes[..n]);
+        self.event_len += n;
+        self.event_over |= n < bytes.len();
+    }
+}
+
+/// Where each watched value goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A count: group (which usage object) and field.
+    Count(usize, usize),
+    /// The top-level `type` string.
+    Type,
+    /// The top-level `object` string.
+    Object,
+    /// A key only Gemini sends.
+    Gemini,
+}
+
+// Usage objects.
+const TOP: usize = 0; // `usage`
+const MESSAGE: usize = 1; // `message.usage` (Anthropic `message_start`)
+const RESPONSE: usize = 2; // `response.usage` (OpenAI Responses events)
+const GEMINI: usize = 3; // `usageMetadata`
+const GROUPS: usize = 4;
+
+// Fields of `Usage`, in order.
+const INPUT: usize = 0;
+const OUTPUT: usize = 1;
+const CACHED: usize = 2;
+const CACHE_WRITE: usize = 3;
+const REASONING: usize = 4;
+const FIELDS: usize = 5;
+
+const TABLE: [(&[&str], Target); 26] = [
+    (&["type"], Target::Type),
+    (&["object"], Target::Object),
+    (&["modelVersion"], Target::Gemini),
+    (&["usageMetadata"], Target::Gemini),
+    (&["usage", "prompt_tokens"], Target::Count(TOP, INPUT)),
+    (&["usage", "input_tokens"], Target::Count(TOP, INPUT)),
+    (&["usage", "completion_tokens"], Target::Count(TOP, OUTPUT)),
+    (&["usage", "output_tokens"], Target::Count(TOP, OUTPUT)),
+    (
+        &["usage", "prompt_tokens_details", "cached_tokens"],
+        Target::Count(TOP, CACHED),
+    ),
+    (
+        &["usage", "input_tokens_details", "cached_tokens"],
+        Target::Count(TOP, CACHED),
+    ),
+    (
+        &["usage", "cache_read_input_tokens"],
+        Target::Count(TOP, CACHED),
+    ),
+    (
+        &["usage", "cache_creation_input_tokens"],
+        Target::Count(TOP, CACHE_WRITE),
+    ),
+    (
+        &["usage", "completion_tokens_details", "reasoning_tokens"],
+        Target::Count(TOP, REASONING),
+    ),
+    (
+        &["usage", "output_tokens_details", "reasoning_tokens"],
+        Target::Count(TOP, REASONING),
+    ),
+    (
+        &["message", "usage", "input_tokens"],
+        Target::Count(MESSAGE, INPUT),
+    ),
+    (
+        &["message", "usage", "output_tokens"],
+        Target::Count(MESSAGE, OUTPUT),
+    ),
+    (
+        &["message", "usage", "cache_read_input_tokens"],
+        Target::Count(MESSAGE, CACHED),
+    ),
+    (
+        &["message", "usage", "cache_creation_input_tokens"],
+        Target::Count(MESSAGE, CACHE_WRITE),
+    ),
+    (
+        &["response", "usage", "input_tokens"],
+        Target::Count(RESPONSE, INPUT),
+    ),
+    (
+        &["response", "usage", "output_tokens"],
+        Target::Count(RESPONSE, OUTPUT),
+    ),
+    (
+        &["response", "usage", "input_tokens_details", "cached_tokens"],
+        Target::Count(RESPONSE, CACHED),
+    ),
+    (
+        &[
+            "response",
+            "usage",
+            "output_tokens_details",
+            "reasoning_tokens",
+        ],
+        Target::Count(RESPONSE, REASONING),
+    ),
+    (
+        &["usageMetadata", "promptTokenCount"],
+        Target::Count(GEMINI, INPUT),
+    ),
+    (
+        &["usageMetadata", "candidatesTokenCount"],
+        Target::Count(GEMINI, OUTPUT),
+    ),
+    (
+        &["usageMetadata", "cachedContentTokenCount"],
+        Target::Count(GEMINI, CACHED),
+    ),
+    (
+        &["usageMetadata", "thoughtsTokenCount"],
+        Target::Count(GEMINI, REASONING),
+    ),
+];
+
+const PATHS: [&[&str]; TABLE.len()] = {
+    let mut out: [&[&str]; TABLE.len()] = [&[]; TABLE.len()];
+    let mut i = 0;
+    while i < TABLE.len() {
+        out[i] = TABLE[i].0;
+        i += 1;
+    }
+    out
+};
+
+static SET: PathSet<'static> = PathSet::new(&PATHS);
+
+/// What an event type (or a JSON `type`) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    MessageStart,
+    MessageDelta,
+    /// Another Anthropic streaming event.
+    AnthropicOther,
+    /// `message`: no type on an SSE event line; an Anthropic answer as a JSON `type`.
+    Message,
+    /// `response.completed`, `response.incomplete`, `response.failed`.
+    ResponseFinal,
+    /// Another `response.*` event.
+    ResponseOther,
+    Other,
+}
+
+impl Kind {
+    fn of(name: &[u8], complete: bool) -> Kind {
+        match name.first() {
+            Some(b'm') if complete => match name {
+                b"message_start" => Kind::MessageStart,
+                b"message_delta" => Kind::MessageDelta,
+                b"message_stop" => Kind::AnthropicOther,
+                b"message" => Kind::Message,
+                _ => Kind::Other,
+            },
+            Some(b'c') if complete => match name {
+                b"content_block_start" | b"content_block_delta" | b"content_block_stop" => {
+                    Kind::AnthropicOther
+                }
+                _ => Kind::Other,
+            },
+            Some(b'r') if name.starts_with(b"response.") => match name {
+                b"response.completed" | b"response.incomplete" | b"response.failed" if complete => {
+                    Kind::ResponseFinal
+                }
+                _ => Kind::ResponseOther,
+            },
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// What a top-level `object` string says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Object {
+    /// `chat.completion.chunk`, `chat.completion` or `response`.
+    OpenAi,
+    Other,
+}
+
+/// What one event (or JSON document) held at the watched paths.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Bit `group * FIELDS + field` is set when `counts[group][field]` was seen.
+    present: u32,
+    counts: [[u64; FIELDS]; GROUPS],
+    /// The JSON `type` string (its first bytes), classified only if the event needs it;
+    /// `kind_complete` is `None` when there was none.
+    kind: [u8; EVENT_CAP],
+    kind_len: usize,
+    kind_complete: Option<bool>,
+    object: Option<Object>,
+    gemini: bool,
+}
+
+impl Seen {
+    const NEW: Seen = Seen {
+        present: 0,
+        counts: [[0; FIELDS]; GROUPS],
+        kind: [0; EVENT_CAP],
+        kind_len: 0,
+        kind_complete: None,
+        object: None,
+        gemini: false,
+    };
+
+    fn on_hit(&mut self, hit: Hit<'_>) {
+        let Hit::Value { path, value } = hit else {
+            return;
+        };
+        match (TABLE[path].1, value) {
+            (Target::Count(group, field), Value::U64(n)) => {
+                self.counts[group][field] = n;
+                self.present |= 1 << (group * FIELDS + field);
+            }
+            (Target::Type, Value::Str { decoded, complete }) => {
+                let n = decoded.len().min(EVENT_CAP);
+                self.kind[..n].copy_from_slice(&decoded[..n]);
+                self.kind_len = n;
+                self.kind_complete = Some(complete && n == decoded.len());
+            }
+            (Target::Object, Value::Str { decoded, complete }) => {
+                let openai = complete
+                    && matches!(
+                        decoded,
+                        b"chat.completion.chunk" | b"chat.completion" | b"response"
+                    );
+                self.object = Some(if openai {
+                    Object::OpenAi
+                } else {
+                    Object::Other
+                });
+            }
+            (Target::Gemini, Value::Object | Value::Str { .. }) => self.gemini = true,
+            _ => {}
+        }
+    }
+
+    /// The kind named by the JSON `type`, if there was one.
+    fn kind(&self) -> Option<Kind> {
+        let complete = self.kind_complete?;
+        Some(Kind::of(&self.kind[..self.kind_len], complete))
+    }
+
+    /// The counts of one usage object, `None` where absent.
+    fn counts(&self, group: usize) -> [Option<u64>; FIELDS] {
+        let mut out = [None; FIELDS];
+        for (field, slot) in out.iter_mut().enumerate() {
+            if self.present & (1 << (group * FIELDS + field)) != 0 {
+                *slot = Some(self.counts[group][field]);
+            }
+        }
+        out
+    }
+
+    fn clear(&mut self) {
+        self.present = 0;
+        self.kind_complete = None;
+        self.object = None;
+        self.gemini = false;
+    }
+}
+
+/// What the response reported so far.
 #[derive(Debug, Clone, Copy, Default)]
-struct State {
+struct Totals {
     provider: Provider,
-    input: Option<u64>,
-    output: Option<u64>,
+    usage: Usage,
+}
+
+impl Totals {
+    /// Records the counts of one usage object; a missing count keeps the old value.
+    fn apply(&mut self, counts: [Option<u64>; FIELDS]) {
+        let u = &mut self.usage;
+        let fields = [
+            &mut u.input_tokens,
+            &mut u.output_tokens,
+            &mut u.cached_input_tokens,
+            &mut u.cache_creation_input_tokens,
+            &mut u.reasoning_tokens,
+        ];
+        for (field, count) in fields.into_iter().zip(counts) {
+            if count.is_some() {
+                *field = count;
+            }
+        }
+    }
+
+    /// An event or document whose type is known.
+    fn typed(&mut self, kind: Kind, seen: &Seen) {
+        match kind {
+            Kind::MessageStart => {
+                self.provider = Provider::Anthropic;
+                self.apply(seen.counts(MESSAGE));
+            }
+            Kind::MessageDelta | Kind::Message => {
+                self.provider = Provider::Anthropic;
+                self.apply(seen.counts(TOP));
+            }
+            Kind::AnthropicOther => self.provider = Provider::Anthropic,
+            Kind::ResponseFinal => {
+                self.provider = Provider::OpenAi;
+                self.apply(seen.counts(RESPONSE));
+            }
+            Kind::ResponseOther => self.provider = Provider::OpenAi,
+            Kind::Other => {}
+        }
+    }
+
+    /// An event or document without a type: a chat completion (chunk), a Responses answer,
+    /// a Gemini answer, or something unknown whose top-level `usage` still counts.
+    fn untyped(&mut self, seen: &Seen, done: bool) {
+        if done || seen.object == Some(Object::OpenAi) {
+            self.provider = Provider::OpenAi;
+        }
+        if seen.gemini {
+            self.provider = Provider::Gemini;
+            self.apply(seen.counts(GEMINI));
+        }
+        self.apply(seen.counts(TOP));
+    }
+
+    fn document(&mut self, seen: &Seen, event_kind: Option<Kind>, done: bool) {
+        match event_kind.or_else(|| seen.kind()) {
+            Some(kind) => self.typed(kind, seen),
+            None => self.untyped(seen, done),
+        }
+    }
 }
 
 impl UsageTracker {
-    /// A tracker whose parser keeps 256-byte event types and 64 KiB of data per event.
+    /// A tracker that tells the body format from the first bytes (see [`UsageTracker`]).
     ///
-    /// A Responses API `response.completed` event repeats the whole output before its usage;
-    /// when it is larger than the data capacity its usage is lost, so size the capacity with
-    /// [`UsageTracker::with_capacity`] for long Responses outputs.
+    /// Its whole state is inline (under 1 KiB) and it owns no heap memory, so creating
+    /// one allocates nothing.
     ///
     /// ```
-    /// assert_eq!(jisr::buffer::UsageTracker::new().usage(), None);
+    /// let tracker = jisr::buffer::UsageTracker::new();
+    /// assert_eq!(tracker.usage(), None);
+    /// assert_eq!(tracker.format(), None);
+    /// assert!(std::mem::size_of_val(&tracker) < 1024);
     /// ```
     pub fn new() -> Self {
-        Self::with_capacity(256, 64 * 1024)
+        UsageTracker {
+            forced: None,
+            mode: Mode::Detect,
+            bom: 0,
+            line_dirty: false,
+            sse: Framer::NEW,
+            matcher: PathMatcher::new(&SET),
+            seen: Seen::NEW,
+            totals: Totals::default(),
+        }
     }
 
-    /// A tracker whose parser has the given capacities (see [`SseParser::with_capacity`]).
+    /// A tracker that reads the body as `format`, whatever its first bytes.
     ///
     /// ```
-    /// let tracker = jisr::buffer::UsageTracker::with_capacity(128, 16 * 1024);
-    /// # let _ = tracker;
+    /// use jisr::buffer::{BodyFormat, UsageTracker};
+    ///
+    /// let mut tracker = UsageTracker::with_format(BodyFormat::Json);
+    /// tracker.feed(b"\xEF\xBB\xBF {\"object\":\"chat.completion\",\"usage\":{\"prompt_tokens\":3}}");
+    /// assert_eq!(tracker.usage().unwrap().input_tokens, Some(3));
     /// ```
-    pub fn with_capacity(field_cap: usize, data_cap: usize) -> Self {
+    pub fn with_format(format: BodyFormat) -> Self {
         UsageTracker {
-            parser: SseParser::with_capacity(field_cap, data_cap),
-            state: State::default(),
+            forced: Some(format),
+            ..Self::new()
+        }
+    }
+
+    /// The body format: forced, or detected once a significant byte was seen.
+    ///
+    /// ```
+    /// use jisr::buffer::{BodyFormat, UsageTracker};
+    ///
+    /// let mut tracker = UsageTracker::new();
+    /// tracker.feed(b"\r\n");
+    /// assert_eq!(tracker.format(), None);
+    /// tracker.feed(b": keep-alive\n\n");
+    /// assert_eq!(tracker.format(), Some(BodyFormat::Sse));
+    /// ```
+    pub fn format(&self) -> Option<BodyFormat> {
+        match self.mode {
+            Mode::Detect => self.forced,
+            Mode::Sse => Some(BodyFormat::Sse),
+            Mode::Json | Mode::Stopped => Some(BodyFormat::Json),
         }
     }
 
@@ -102,14 +621,40 @@ impl UsageTracker {
     /// let mut tracker = jisr::buffer::UsageTracker::new();
     /// tracker.feed(b"data: {\"object\":\"chat.completion.chunk\",\"usage\":");
     /// tracker.feed(b"{\"prompt_tokens\":9,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n");
-    /// assert_eq!(tracker.usage().unwrap().input_tokens, 9);
+    /// assert_eq!(tracker.usage().unwrap().input_tokens, Some(9));
     /// ```
     pub fn feed(&mut self, chunk: &[u8]) {
-        let state = &mut self.state;
-        self.parser.feed(chunk, |event| state.observe(event));
+        let chunk = match self.mode {
+            Mode::Detect => self.detect(chunk),
+            _ => chunk,
+        };
+        self.feed_decided(chunk);
     }
 
-    /// The API the stream came from, once an event has shown it.
+    fn feed_decided(&mut self, chunk: &[u8]) {
+        match self.mode {
+            Mode::Sse => self.feed_sse(chunk),
+            Mode::Json => {
+                let Self {
+                    matcher,
+                    seen,
+                    totals,
+                    ..
+                } = self;
+                matcher.feed(chunk, |hit| {
+                    if hit == Hit::DocumentEnd {
+                        totals.document(seen, None, false);
+                        seen.clear();
+                    } else {
+                        seen.on_hit(hit);
+                    }
+                });
+            }
+            Mode::Detect | Mode::Stopped => {}
+        }
+    }
+
+    /// The API the response came from, once its content has shown it.
     ///
     /// ```
     /// let mut tracker = jisr::buffer::UsageTracker::new();
@@ -117,26 +662,20 @@ impl UsageTracker {
     /// assert_eq!(tracker.provider(), jisr::buffer::Provider::OpenAi);
     /// ```
     pub fn provider(&self) -> Provider {
-        self.state.provider
+        self.totals.provider
     }
 
-    /// The usage seen so far, or `None` if the stream has reported no token count yet.
+    /// The usage reported so far, or `None` if the response has reported no count yet.
     ///
     /// ```
     /// let tracker = jisr::buffer::UsageTracker::new();
     /// assert!(tracker.usage().is_none());
     /// ```
     pub fn usage(&self) -> Option<Usage> {
-        if self.state.input.is_none() && self.state.output.is_none() {
-            return None;
-        }
-        Some(Usage {
-            input_tokens: self.state.input.unwrap_or(0),
-            output_tokens: self.state.output.unwrap_or(0),
-        })
+        Some(self.totals.usage).filter(|u| *u != Usage::default())
     }
 
-    /// Forgets the stream, ready for a new response; the storage is kept.
+    /// Forgets the response, ready for a new one (a forced format stays).
     ///
     /// ```
     /// let mut tracker = jisr::buffer::UsageTracker::new();
@@ -145,22 +684,28 @@ impl UsageTracker {
     /// assert!(tracker.usage().is_none());
     /// ```
     pub fn reset(&mut self) {
-        self.parser.reset();
-        self.state = State::default();
+        self.mode = Mode::Detect;
+        self.bom = 0;
+        self.line_dirty = false;
+        self.sse = Framer::NEW;
+        self.matcher.reset();
+        self.seen.clear();
+        self.totals = Totals::default();
     }
 
     /// Extracts usage from a capture: `head`, then `dropped` bytes never seen, then `tail`.
     ///
     /// `tail` must not repeat bytes of `head` (use [`HeadTail::tail_after_head`]). When bytes
-    /// were dropped the parser resyncs at the first event boundary in the tail, so an event
-    /// cut by the gap is skipped, never misread. Resets the tracker first.
+    /// were dropped from an event stream, parsing resyncs at the first event boundary in the
+    /// tail, so an event cut by the gap is skipped, never misread; a JSON body cannot be
+    /// resynced, so only what the head completed counts. Resets the tracker first.
     ///
     /// ```
     /// let mut tracker = jisr::buffer::UsageTracker::new();
     /// let head = b"data: {\"choices\":[]}\n\ndata: {\"choi";
     /// let tail = b"ces\":[]}\n\ndata: {\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2}}\n\n";
     /// let usage = tracker.scan_capture(head, 1000, (tail, b"")).unwrap();
-    /// assert_eq!((usage.input_tokens, usage.output_tokens), (4, 2));
+    /// assert_eq!((usage.input_tokens, usage.output_tokens), (Some(4), Some(2)));
     /// ```
     pub fn scan_capture(
         &mut self,
@@ -171,7 +716,7 @@ impl UsageTracker {
         self.reset();
         self.feed(head);
         if dropped > 0 {
-            self.parser.resync();
+            self.lose_bytes();
         }
         self.feed(tail.0);
         self.feed(tail.1);
@@ -195,10 +740,243 @@ impl UsageTracker {
     /// capture.write(b"event: message_delta\ndata: {\"usage\":{\"output_tokens\":100}}\n\n");
     ///
     /// let usage = UsageTracker::new().scan_head_tail(&capture).unwrap();
-    /// assert_eq!((usage.input_tokens, usage.output_tokens), (7, 100));
+    /// assert_eq!((usage.input_tokens, usage.output_tokens), (Some(7), Some(100)));
     /// ```
     pub fn scan_head_tail(&mut self, capture: &HeadTail) -> Option<Usage> {
         self.scan_capture(capture.head(), capture.dropped(), capture.tail_after_head())
+    }
+
+    /// Bytes were lost before the next chunk.
+    fn lose_bytes(&mut self) {
+        match self.mode {
+            Mode::Detect if self.forced == Some(BodyFormat::Json) => self.mode = Mode::Stopped,
+            Mode::Detect => {
+                // Whatever the body is, an event stream resync reads nothing wrong from it.
+                self.bom = BOM.len();
+                self.decide(Mode::Sse);
+                self.resync();
+            }
+            Mode::Sse => self.resync(),
+            Mode::Json => self.mode = Mode::Stopped,
+            Mode::Stopped => {}
+        }
+    }
+
+    /// Drops the event being read and skips input up to and including the next blank line.
+    fn resync(&mut self) {
+        self.clear_event();
+        self.sse.line = Line::Ignore;
+        self.sse.after_cr = false;
+        self.sse.resyncing = true;
+    }
+
+    fn decide(&mut self, mode: Mode) {
+        self.mode = mode;
+        self.matcher.set_documents_in_root_array(mode == Mode::Json);
+    }
+
+    /// Consumes a byte order mark and, unless the format is forced, the whitespace before the
+    /// first significant byte, which decides the format. Returns what is left to parse.
+    fn detect<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
+        let mut i = 0;
+        while self.bom < BOM.len() {
+            let Some(&b) = chunk.get(i) else {
+                return &[];
+            };
+            if b == BOM[self.bom] {
+                self.bom += 1;
+                i += 1;
+                continue;
+            }
+            let held = self.bom;
+            self.bom = BOM.len();
+            if held > 0 {
+                // Not a byte order mark after all: the bytes held back are content, and
+                // neither whitespace nor JSON.
+                self.decide(match self.forced {
+                    Some(BodyFormat::Json) => Mode::Json,
+                    _ => Mode::Sse,
+                });
+                self.feed_decided(&BOM[..held]);
+                return &chunk[i..];
+            }
+        }
+        if let Some(format) = self.forced {
+            self.decide(match format {
+                BodyFormat::Sse => Mode::Sse,
+                BodyFormat::Json => Mode::Json,
+            });
+            return &chunk[i..];
+        }
+        while let Some(&b) = chunk.get(i) {
+            match b {
+                b'\r' | b'\n' => self.line_dirty = false,
+                b' ' | b'\t' => self.line_dirty = true,
+                b'{' | b'[' => {
+                    self.decide(Mode::Json);
+                    return &chunk[i..];
+                }
+                _ => {
+                    self.decide(Mode::Sse);
+                    // Blank lines before the first field change nothing; a line that starts
+                    // with a space or tab names no known field and is ignored.
+                    if self.line_dirty {
+                        self.sse.line = Line::Ignore;
+                    }
+                    return &chunk[i..];
+                }
+            }
+            i += 1;
+        }
+        &[]
+    }
+
+    fn feed_sse(&mut self, chunk: &[u8]) {
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.sse.after_cr {
+                self.sse.after_cr = false;
+                if chunk[i] == b'\n' {
+                    i += 1;
+                    continue;
+                }
+            }
+            match self.sse.line {
+                Line::Start => match chunk[i] {
+                    b @ (b'\r' | b'\n') => {
+                        i += 1;
+                        self.sse.after_cr = b == b'\r';
+                        self.dispatch();
+                    }
+                    b':' => {
+                        i += 1;
+                        self.sse.line = Line::Ignore;
+                    }
+                    _ if self.sse.resyncing => self.sse.line = Line::Ignore,
+                    _ => match known_prefix(&chunk[i..]) {
+                        Some((field, used)) => {
+                            i += used;
+                            self.start_field(field);
+                            self.sse.line = Line::Value { field, first: true };
+                        }
+                        None => {
+                            self.sse.line = Line::Name {
+                                buf: [0; 5],
+                                len: 0,
+                            }
+                        }
+                    },
+                },
+                Line::Name { mut buf, mut len } => {
+                    let rest = &chunk[i..];
+                    let end = memchr3(b':', b'\r', b'\n', rest);
+                    let name = &rest[..end.unwrap_or(rest.len())];
+                    let start = len.min(buf.len());
+                    let keep = name.len().min(buf.len() - start);
+                    buf[start..start + keep].copy_from_slice(&name[..keep]);
+                    len = len.saturating_add(name.len());
+                    let Some(end) = end else {
+                        self.sse.line = Line::Name { buf, len };
+                        return;
+                    };
+                    i += end + 1;
+                    let field = field_named(&buf, len);
+                    if let Some(field) = field {
+                        self.start_field(field);
+                    }
+                    if rest[end] == b':' {
+                        self.sse.line =
+                            field.map_or(Line::Ignore, |field| Line::Value { field, first: true });
+                    } else {
+                        self.sse.after_cr = rest[end] == b'\r';
+                        self.sse.line = Line::Start;
+                    }
+                }
+                Line::Value { field, first } => {
+                    if first {
+                        self.sse.line = Line::Value {
+                            field,
+                            first: false,
+                        };
+                        if chunk[i] == b' ' {
+                            i += 1;
+                        }
+                    }
+                    let rest = &chunk[i..];
+                    let end = memchr2(b'\r', b'\n', rest);
+                    let value = &rest[..end.unwrap_or(rest.len())];
+                    match field {
+                        Field::Data => self.push_data(value),
+                        Field::Event => self.sse.push_event(value),
+                    }
+                    let Some(end) = end else {
+                        return;
+                    };
+                    i += end + 1;
+                    self.sse.after_cr = rest[end] == b'\r';
+                    self.sse.line = Line::Start;
+                }
+                Line::Ignore => {
+                    let rest = &chunk[i..];
+                    let Some(end) = memchr2(b'\r', b'\n', rest) else {
+                        return;
+                    };
+                    i += end + 1;
+                    self.sse.after_cr = rest[end] == b'\r';
+                    self.sse.line = Line::Start;
+                }
+            }
+        }
+    }
+
+    fn start_field(&mut self, field: Field) {
+        match field {
+            Field::Data => {
+                if self.sse.has_data {
+                    self.push_data(b"\n");
+                }
+                self.sse.has_data = true;
+            }
+            Field::Event => {
+                self.sse.event_len = 0;
+                self.sse.event_over = false;
+            }
+        }
+    }
+
+    /// Event data bytes go straight to the matcher; only the first 6 are kept.
+    fn push_data(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let sse = &mut self.sse;
+        let at = sse.data_len.min(sse.head.len());
+        let n = bytes.len().min(sse.head.len() - at);
+        sse.head[at..at + n].copy_from_slice(&bytes[..n]);
+        sse.data_len = sse.data_len.saturating_add(bytes.len());
+        let seen = &mut self.seen;
+        self.matcher.feed(bytes, |hit| seen.on_hit(hit));
+    }
+
+    /// A blank line: the event ends.
+    fn dispatch(&mut self) {
+        if self.sse.resyncing {
+            self.sse.resyncing = false;
+        } else if self.sse.has_data {
+            let done = self.sse.data_len == 6 && self.sse.head == *b"[DONE]";
+            self.totals.document(&self.seen, self.sse.kind(), done);
+        }
+        self.clear_event();
+    }
+
+    /// Forgets the event being read.
+    fn clear_event(&mut self) {
+        self.sse.has_data = false;
+        self.sse.event_len = 0;
+        self.sse.event_over = false;
+        self.sse.data_len = 0;
+        self.matcher.reset();
+        self.seen.clear();
     }
 }
 
@@ -208,69 +986,392 @@ impl Default for UsageTracker {
     }
 }
 
-impl State {
-    fn observe(&mut self, event: &Event<'_>) {
-        let data = event.data;
-        if !event.is_type("message") {
-            self.on_kind(event.event_type, data);
-            return;
-        }
-        // No `event:` line: a chat completion chunk, or a stream whose type is in the JSON.
-        let is_chat = || {
-            json::find(data, &["object"])
-                .is_some_and(|o| json::string_eq(o, "chat.completion.chunk"))
-        };
-        if data == b"[DONE]" || is_chat() {
-            self.provider = Provider::OpenAi;
-        } else if let Some(kind) = json::find(data, &["type"]).and_then(json::string_body) {
-            self.on_kind(kind, data);
-            return;
-        }
-        self.take(data, &["usage"], "prompt_tokens", "completion_tokens");
+/// Recognises a complete `data:` or `event:` at the start of `line`.
+fn known_prefix(line: &[u8]) -> Option<(Field, usize)> {
+    match line.first()? {
+        b'd' if line.starts_with(b"data:") => Some((Field::Data, 5)),
+        b'e' if line.starts_with(b"event:") => Some((Field::Event, 6)),
+        _ => None,
     }
+}
 
-    fn on_kind(&mut self, kind: &[u8], data: &[u8]) {
-        match kind {
-            b"message_start" => {
-                self.provider = Provider::Anthropic;
-                self.take(data, &["message", "usage"], "input_tokens", "output_tokens");
-            }
-            b"message_delta" => {
-                self.provider = Provider::Anthropic;
-                self.take(data, &["usage"], "input_tokens", "output_tokens");
-            }
-            b"response.completed" | b"response.incomplete" | b"response.failed" => {
-                self.provider = Provider::OpenAi;
-                self.take(
-                    data,
-                    &["response", "usage"],
-                    "input_tokens",
-                    "output_tokens",
-                );
-            }
-            k if k.starts_with(b"response.") => self.provider = Provider::OpenAi,
-            b"message_stop"
-            | b"content_block_start"
-            | b"content_block_delta"
-            | b"content_block_stop" => self.provider = Provider::Anthropic,
-            _ => {}
-        }
-    }
-
-    /// Records the counts named `input` and `output` in the object at `usage`; a count that
-    /// is missing (or `null`) leaves the old value.
-    fn take(&mut self, data: &[u8], usage: &[&str], input: &str, output: &str) {
-        let Some(usage) = json::find(data, usage) else {
-            return;
-        };
-        if let Some(n) = json::find_u64(usage, &[input]) {
-            self.input = Some(n);
-        }
-        if let Some(n) = json::find_u64(usage, &[output]) {
-            self.output = Some(n);
-        }
+fn field_named(buf: &[u8; 5], len: usize) -> Option<Field> {
+    match buf.get(..len)? {
+        b"event" => Some(Field::Event),
+        b"data" => Some(Field::Data),
+        _ => None,
     }
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    /// Chat Completions with `stream_options: {"include_usage": true}`.
+    const OPENAI_CHAT: &str = concat!(
+        r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"The \"usage\": {\"prompt_tokens\": 999}"},"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#,
+        "\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    const RESPONSES: &str = concat!(
+        "event: response.created\n",
+        r#"data: {"type":"response.created","response":{"id":"resp_1","object":"response","status":"in_progress","output":[],"usage":null}}"#,
+        "\n\n",
+        "event: response.output_text.delta\n",
+        r#"data: {"type":"response.output_text.delta","delta":"Hi"}"#,
+        "\n\n",
+        "event: response.completed\n",
+        r#"data: {"type":"response.completed","response":{"id":"resp_1","object":"response","output":[{"type":"message","content":[{"type":"output_text","text":"Hi","usage":{"input_tokens":1}}]}],"usage":{"input_tokens":37,"input_tokens_details":{"cached_tokens":5},"output_tokens":11,"output_tokens_details":{"reasoning_tokens":3},"total_tokens":48}}}"#,
+        "\n\n",
+    );
+
+    const ANTHROPIC: &str = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"usage":{"input_tokens":472,"cache_creation_input_tokens":10,"cache_read_input_tokens":20,"output_tokens":2}}}"#,
+        "\n\n",
+        "event: ping\n",
+        r#"data: {"type": "ping"}"#,
+        "\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"{\"usage\":{\"output_tokens\":5000}}"}}"#,
+        "\n\n",
+        "event: message_delta\n",
+        r#"data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}"#,
+        "\n\n",
+        "event: message_stop\n",
+        r#"data: {"type":"message_stop"}"#,
+        "\n\n",
+    );
+
+    fn usage(input: u64, output: u64) -> Usage {
+        Usage {
+            input_tokens: Some(input),
+            output_tokens: Some(output),
+            ..Usage::default()
+        }
+    }
+
+    fn cases() -> [(&'static str, Provider, Usage); 3] {
+        [
+            (
+                OPENAI_CHAT,
+                Provider::OpenAi,
+                Usage {
+                    cached_input_tokens: Some(0),
+                    reasoning_tokens: Some(0),
+                    ..usage(19, 10)
+                },
+            ),
+            (
+                RESPONSES,
+                Provider::OpenAi,
+                Usage {
+                    cached_input_tokens: Some(5),
+                    reasoning_tokens: Some(3),
+                    ..usage(37, 11)
+                },
+            ),
+            (
+                ANTHROPIC,
+                Provider::Anthropic,
+                Usage {
+                    cached_input_tokens: Some(20),
+                    cache_creation_input_tokens: Some(10),
+                    ..usage(472, 15)
+                },
+            ),
+        ]
+    }
+
+    fn track(input: &[u8], chunk: usize) -> UsageTracker {
+        let mut t = UsageTracker::new();
+        for c in input.chunks(chunk.max(1)) {
+            t.feed(c);
+        }
+        t
+    }
+
+    #[test]
+    fn providers_and_usage_whatever_the_chunking_and_line_ends() {
+        for (stream, provider, expected) in cases() {
+            for eol in ["\n", "\r\n", "\r"] {
+                let stream = stream.replace('\n', eol);
+                for chunk in [1, 2, 3, 7, 64, 1000, usize::MAX] {
+                    let t = track(stream.as_bytes(), chunk);
+                    assert_eq!(t.provider(), provider, "chunk {chunk}");
+                    assert_eq!(t.usage(), Some(expected), "chunk {chunk}");
+                    assert_eq!(t.format(), Some(BodyFormat::Sse));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sse_framing_details() {
+        let want = Some(usage(3, 4));
+        for stream in [
+            // Data split over several lines, joined by `\n` (JSON whitespace).
+            "data: {\"usage\":\ndata:{\"prompt_tokens\":3,\ndata:  \"completion_tokens\":4}}\n\n",
+            // Comments, ids, retries and unknown fields between the lines.
+            ": hi\nid: 7\ndata: {\"usage\":\nretry: 10\nfoo: bar\ndata: {\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+            // A byte order mark, blank lines, and a field without a colon.
+            "\u{feff}\n\n\r\ndata\ndata: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+            // The event type after the data.
+            "data: {\"message\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}}\nevent: message_start\n\n",
+            // `event: message` is no type: the JSON `type` counts.
+            "event: message\ndata: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}\n\n",
+        ] {
+            for chunk in [1, 2, 5, usize::MAX] {
+                assert_eq!(track(stream.as_bytes(), chunk).usage(), want, "{stream:?}");
+            }
+        }
+        // A number running to the end of the data is cut (as with `json::find`); the document
+        // need not be complete for what it held before.
+        let cut = "data: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4\n\n";
+        for chunk in [1, usize::MAX] {
+            let got = track(cut.as_bytes(), chunk).usage().unwrap();
+            assert_eq!((got.input_tokens, got.output_tokens), (Some(3), None));
+        }
+        for stream in [
+            // Never dispatched: no blank line at the end.
+            "data: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n",
+            // A line starting with a space is no field; `data` must be the whole name.
+            " data: {\"usage\":{\"prompt_tokens\":3}}\n\n",
+            "  \n data: {\"usage\":{\"prompt_tokens\":3}}\n\n",
+            "datum: {\"usage\":{\"prompt_tokens\":3}}\n\n",
+            "Data: {\"usage\":{\"prompt_tokens\":3}}\n\n",
+            // The usage of a typed event that carries none is not taken from elsewhere.
+            "event: ping\ndata: {\"usage\":{\"prompt_tokens\":3}}\n\n",
+            "event: response.created\ndata: {\"usage\":{\"input_tokens\":3}}\n\n",
+            "data: {\"type\":\"content_block_delta\",\"usage\":{\"input_tokens\":3}}\n\n",
+            // A count that is not a plain integer.
+            "data: {\"usage\":{\"prompt_tokens\":-3,\"completion_tokens\":4.0}}\n\n",
+            "data: {\"usage\":{\"prompt_tokens\":\"3\",\"completion_tokens\":null}}\n\n",
+            // Malformed JSON before the counts.
+            "data: {\"x\" 1, \"usage\":{\"prompt_tokens\":3}}\n\n",
+            // A BOM only counts at the very start.
+            "\n\u{feff}data: {\"usage\":{\"prompt_tokens\":3}}\n\n",
+        ] {
+            for chunk in [1, 3, usize::MAX] {
+                assert_eq!(track(stream.as_bytes(), chunk).usage(), None, "{stream:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn event_types_are_bounded() {
+        // The event type is long but its start still says OpenAI.
+        let long = format!("event: response.{}\ndata: {{}}\n\n", "x".repeat(100));
+        let t = track(long.as_bytes(), 7);
+        assert_eq!((t.provider(), t.usage()), (Provider::OpenAi, None));
+        // `message_start` cut at the capacity is not `message_start`.
+        let cut = format!(
+            "event: message_start{}\ndata: {{\"message\":{{\"usage\":{{\"input_tokens\":3}}}}}}\n\n",
+            " ".repeat(EVENT_CAP)
+        );
+        assert_eq!(track(cut.as_bytes(), 5).usage(), None);
+    }
+
+    #[test]
+    fn done_and_object_tell_openai() {
+        let t = track(b"data: [DONE]\n\n", 2);
+        assert_eq!((t.provider(), t.usage()), (Provider::OpenAi, None));
+        let t = track(b"data: [DONE]x\n\ndata: [DONE\n\n", 2);
+        assert_eq!(t.provider(), Provider::Unknown);
+        let t = track(b"data: {\"object\":\"chat.completion.chunk\"}\n\n", 2);
+        assert_eq!(t.provider(), Provider::OpenAi);
+        let t = track(b"data: hello\n\nevent: other\ndata: {}\n\n", 3);
+        assert_eq!((t.provider(), t.usage()), (Provider::Unknown, None));
+        // Unknown but shaped like a chat chunk: its usage still counts.
+        let t = track(b"data: {\"usage\":{\"prompt_tokens\":1}}\n\n", 3);
+        assert_eq!(
+            (t.provider(), t.usage()),
+            (
+                Provider::Unknown,
+                Some(Usage {
+                    input_tokens: Some(1),
+                    ..Usage::default()
+                })
+            )
+        );
+    }
+
+    #[test]
+    fn anthropic_later_deltas_win_and_may_carry_input() {
+        let mut t = UsageTracker::new();
+        t.feed(ANTHROPIC.as_bytes());
+        t.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":500,\"output_tokens\":20,\"cache_read_input_tokens\":0}}\n\n");
+        let mut want = Usage {
+            cached_input_tokens: Some(0),
+            cache_creation_input_tokens: Some(10),
+            ..usage(500, 20)
+        };
+        assert_eq!(t.usage(), Some(want));
+        t.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":21,\"input_tokens\":null}}\n\n");
+        want.output_tokens = Some(21);
+        assert_eq!(t.usage(), Some(want));
+    }
+
+    #[test]
+    fn type_inside_json_when_event_lines_are_missing() {
+        for (stream, provider, expected) in cases() {
+            let stream: String = stream
+                .lines()
+                .filter(|l| !l.starts_with("event:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let t = track(stream.as_bytes(), 11);
+            assert_eq!((t.provider(), t.usage()), (provider, Some(expected)));
+        }
+    }
+
+    #[test]
+    fn detection_and_forced_formats() {
+        let body =
+            br#"{"object":"chat.completion","usage":{"prompt_tokens":2,"completion_tokens":1}}"#;
+        let want = Some(usage(2, 1));
+        for prefix in [&b""[..], b"\xEF\xBB\xBF", b" \r\n\t ", b"\xEF\xBB\xBF\n "] {
+            let input = [prefix, &body[..]].concat();
+            for chunk in [1, 2, usize::MAX] {
+                let t = track(&input, chunk);
+                assert_eq!(t.format(), Some(BodyFormat::Json));
+                assert_eq!((t.provider(), t.usage()), (Provider::OpenAi, want));
+                let mut forced = UsageTracker::with_format(BodyFormat::Json);
+                for c in input.chunks(chunk) {
+                    forced.feed(c);
+                }
+                assert_eq!(forced.usage(), want);
+                // Read as an event stream, a JSON body says nothing.
+                let mut sse = UsageTracker::with_format(BodyFormat::Sse);
+                for c in input.chunks(chunk) {
+                    sse.feed(c);
+                }
+                assert_eq!(sse.usage(), None);
+            }
+        }
+        // Not quite a byte order mark: the line is content, so not JSON and not a field.
+        for input in [
+            &b"\xEF\xBB{\"usage\":{\"prompt_tokens\":2}}\n\n"[..],
+            b"\xEF{}",
+        ] {
+            for chunk in [1, usize::MAX] {
+                let t = track(input, chunk);
+                assert_eq!((t.format(), t.usage()), (Some(BodyFormat::Sse), None));
+            }
+        }
+        let mut t = UsageTracker::with_format(BodyFormat::Sse);
+        assert_eq!(t.format(), Some(BodyFormat::Sse));
+        t.feed(b"{");
+        t.reset();
+        assert_eq!(t.format(), Some(BodyFormat::Sse));
+        // A cut JSON document counts for nothing; the next one counts.
+        let mut t = UsageTracker::new();
+        t.feed(&body[..body.len() - 1]);
+        assert_eq!(t.usage(), None);
+        t.feed(b"}\n");
+        assert_eq!(t.usage(), want);
+    }
+
+    #[test]
+    fn reset_forgets() {
+        let mut t = track(ANTHROPIC.as_bytes(), 100);
+        t.feed(b"data: {\"usage\":");
+        t.reset();
+        assert_eq!(
+            (t.provider(), t.usage(), t.format()),
+            (Provider::Unknown, None, None)
+        );
+        t.feed(OPENAI_CHAT.as_bytes());
+        assert_eq!(t.usage(), Some(cases()[0].2));
+    }
+
+    #[test]
+    fn state_is_small_and_inline() {
+        assert!(
+            size_of::<UsageTracker>() < 1024,
+            "{}",
+            size_of::<UsageTracker>()
+        );
+    }
+
+    /// A long stream: the start event, many deltas, the final events.
+    fn long_stream(stream: &str, filler: &str, copies: usize) -> Vec<u8> {
+        let first_end = stream.find("\n\n").unwrap() + 2;
+        let mut out = stream.as_bytes()[..first_end].to_vec();
+        for _ in 0..copies {
+            out.extend_from_slice(filler.as_bytes());
+        }
+        out.extend_from_slice(&stream.as_bytes()[first_end..]);
+        out
+    }
+
+    #[test]
+    fn head_tail_captures() {
+        let fillers = [
+            "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"word \"}}],\"usage\":null}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"word \"}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"word \"}}\n\n",
+        ];
+        let mut tracker = UsageTracker::new();
+        for ((stream, provider, expected), filler) in cases().into_iter().zip(fillers) {
+            let body = long_stream(stream, filler, 200);
+            // Big enough for the first and the last events.
+            let mut cap = HeadTail::new(1024, 2048);
+            for c in body.chunks(97) {
+                cap.write(c);
+            }
+            assert!(cap.dropped() > 0);
+            assert_eq!(tracker.scan_head_tail(&cap), Some(expected));
+            assert_eq!(tracker.provider(), provider);
+
+            // Whatever the sizes, a capture never yields a wrong number: each count is the
+            // true one or (when its event was dropped) absent.
+            for h in (0..1200).step_by(37) {
+                for t in (0..2400).step_by(53) {
+                    let mut cap = HeadTail::new(h, t);
+                    cap.write(&body);
+                    if let Some(got) = tracker.scan_head_tail(&cap) {
+                        let pairs = [
+                            (got.input_tokens, expected.input_tokens),
+                            (got.cached_input_tokens, expected.cached_input_tokens),
+                            (got.reasoning_tokens, expected.reasoning_tokens),
+                        ];
+                        for (got, want) in pairs {
+                            assert!(got.is_none() || got == want, "{h} {t}");
+                        }
+                        // Output counts are cumulative: an early one may be all that survived.
+                        assert!(got.output_tokens <= expected.output_tokens);
+                    }
+                    if cap.is_complete() {
+                        assert_eq!(tracker.usage(), Some(expected), "complete capture {h} {t}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn json_capture_with_a_gap_keeps_only_the_head() {
+        let body = br#"{"object":"chat.completion","usage":{"prompt_tokens":2}}"#;
+        let mut t = UsageTracker::new();
+        assert_eq!(
+            t.scan_capture(body, 0, (b"", b"")),
+            Some(Usage {
+                input_tokens: Some(2),
+                ..Usage::default()
+            })
+        );
+        assert_eq!(t.scan_capture(&body[..10], 5, (&body[15..], b"")), None);
+        assert_eq!(t.format(), Some(BodyFormat::Json));
+        // Nothing seen before the gap: read as an event stream, which resyncs safely.
+        assert_eq!(t.scan_capture(b"", 5, (&body[..], b"\n\n")), None);
+        assert_eq!(t.format(), Some(BodyFormat::Sse));
+        let mut t = UsageTracker::with_format(BodyFormat::Json);
+        assert_eq!(t.scan_capture(b"", 5, (&body[..], b"")), None);
+    }
+}
