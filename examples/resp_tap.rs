@@ -47,7 +47,8 @@ async fn count(tap: &Tap, panic: bool, mut resp: Response<'_>, w: ResponseWriter
                     panic!("resp_tap: asked to panic by x-resp-panic after {total} bytes");
                 }
             }
-            Err(BodyError::Aborted) => {
+            // `read` has no size limit, so the only error is an aborted stream.
+            Err(BodyError::Aborted | BodyError::TooLarge { .. }) => {
                 let _ = w.counter_inc(tap.aborted, &[]);
                 w.set_metadata_num("resp_tap", "aborted_after", total as f64);
                 return;

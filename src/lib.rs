@@ -127,7 +127,7 @@ pub mod handler {
         Resp, Side, StateHandler,
     };
     pub use crate::api::registry::FilterBuilder;
-    pub use crate::api::request::HeaderValues;
+    pub use crate::api::request::{HeaderValues, ReplaceError};
     pub use crate::api::writer::MetadataNames;
 }
 

@@ -293,3 +293,51 @@ fn header_values_and_metadata_batches() {
         "{lines:?}"
     );
 }
+
+/// A request body read whole and replaced: the upstream gets the rewritten JSON with a right
+/// `content-length`; a request that already asks for usage, or is not streaming, passes as
+/// sent; a body over the handler's limit gets its 413.
+#[test]
+fn request_body_rewrite_injects_include_usage() {
+    let up = Upstream::start("main");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(
+                Listener::new("rw")
+                    .filter(module_filter("control_fixture", "include_usage", None))
+                    .route(Route::to("/", "main")),
+            )
+            .cluster(Cluster::new("main", up.port())),
+    );
+    let port = envoy.listener_port("rw");
+    let post = |body: &str| {
+        client::request(
+            port,
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    let r = post(r#"{"model":"m","stream":true,"messages":[]}"#);
+    assert_eq!(r.status, 200, "{}", envoy.log());
+    let sent = up.requests().pop().unwrap();
+    let v = Json::parse(&String::from_utf8_lossy(&sent.body)).unwrap();
+    assert_eq!(
+        v.get("stream_options").get("include_usage").as_bool(),
+        Some(true)
+    );
+    assert_eq!(v.get("model").as_str(), Some("m"));
+    assert_eq!(
+        sent.header("content-length").map(str::to_string),
+        Some(sent.body.len().to_string())
+    );
+    let plain = r#"{"model":"m","stream":false}"#;
+    assert_eq!(post(plain).status, 200);
+    assert_eq!(up.requests().pop().unwrap().body, plain.as_bytes());
+    let big = format!(
+        r#"{{"model":"m","stream":true,"pad":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    assert_eq!(post(&big).status, 413);
+}

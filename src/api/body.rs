@@ -12,12 +12,18 @@ use std::task::{Context, Poll};
 pub enum BodyError {
     /// The stream ended (reset or disconnect) before the body was complete.
     Aborted,
+    /// The body is larger than the limit given to the read (answer `413`).
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BodyError::Aborted => f.write_str("stream ended before the body was complete"),
+            BodyError::TooLarge { limit } => write!(f, "body larger than {limit} bytes"),
         }
     }
 }
@@ -63,11 +69,13 @@ impl Future for ReadBody<'_> {
     }
 }
 
-/// Reads the rest of a body (up to its limit) into `out`; returns how many bytes.
+/// Reads the rest of a body (up to its limit) into `out`; returns how many bytes. With `max`,
+/// a body longer than `max` bytes fails with `TooLarge` (what was read stays in `out`).
 pub(crate) async fn read_to_end(
     core: &StreamCore,
     request: bool,
     out: &mut Vec<u8>,
+    max: Option<usize>,
 ) -> Result<usize, BodyError> {
     let mut total = 0;
     let mut chunk = [0u8; 2048];
@@ -83,5 +91,8 @@ pub(crate) async fn read_to_end(
         }
         out.extend_from_slice(&chunk[..n]);
         total += n;
+        if let Some(limit) = max.filter(|m| total > *m) {
+            return Err(BodyError::TooLarge { limit });
+        }
     }
 }

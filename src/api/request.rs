@@ -4,7 +4,7 @@ use crate::api::attr::Attr;
 use crate::api::body::{BodyError, ReadBody};
 use crate::filter::core::StreamCore;
 use crate::filter::state::BodyState;
-use crate::host::Map;
+use crate::host::{BodyKind, Map};
 use arrayvec::ArrayVec;
 
 /// The downstream request, handed to a request handler.
@@ -152,6 +152,26 @@ pub(crate) fn header_each(core: &StreamCore, map: Map, mut f: impl FnMut(&[u8], 
     // A nested iteration (from inside `f`) used a scratch of its own; keep ours.
     core.snapshot.set(buf);
 }
+
+/// Why [`Request::replace_body`] did not replace the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplaceError {
+    /// The body was not read to its end (or was limited or skipped).
+    BodyIncomplete,
+    /// Called outside the handler's poll, or after the stream ended.
+    Detached,
+}
+
+impl core::fmt::Display for ReplaceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ReplaceError::BodyIncomplete => "the body was not read to its end",
+            ReplaceError::Detached => "the stream is not active",
+        })
+    }
+}
+
+impl std::error::Error for ReplaceError {}
 
 /// Values one batch call fetches; a header with more values is read one value per call.
 const BATCH: usize = 8;
@@ -345,7 +365,75 @@ impl<'a> Request<'a> {
 
     /// Reads the rest of the body (up to the limit) into `out`; returns how many bytes.
     pub async fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<usize, BodyError> {
-        crate::api::body::read_to_end(self.core, true, out).await
+        crate::api::body::read_to_end(self.core, true, out, None).await
+    }
+
+    /// Reads the whole body into `out`, failing with [`BodyError::TooLarge`] (answer `413`)
+    /// as soon as it passes `max` bytes. The body is held (not forwarded) while the handler
+    /// runs, so the handler can then [`replace_body`](Self::replace_body). Envoy's own
+    /// buffer limit (1 MiB by default, see
+    /// [`ResponseWriter::set_buffer_limit`](crate::ResponseWriter::set_buffer_limit)) applies
+    /// too: past it Envoy answers `413` itself.
+    ///
+    /// ```
+    /// use jisr::handler::BodyError;
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn rewrite(mut req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let mut body = Vec::new();
+    ///     match req.read_body(64 * 1024, &mut body).await {
+    ///         Ok(_) => {
+    ///             body.make_ascii_uppercase();
+    ///             let _ = req.replace_body(&body);
+    ///         }
+    ///         Err(BodyError::TooLarge { .. }) => w.send(413, b"body too large\n"),
+    ///         Err(BodyError::Aborted) => {}
+    ///     }
+    /// }
+    /// # let _ = rewrite;
+    /// ```
+    pub async fn read_body(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, BodyError> {
+        crate::api::body::read_to_end(self.core, true, out, Some(max)).await
+    }
+
+    /// Replaces the whole request body with `body` before it goes upstream, keeping
+    /// `content-length` right (set when the request had one). The body must have been read to
+    /// its end (e.g. with [`read_body`](Self::read_body)) and not limited or skipped.
+    ///
+    /// # Errors
+    /// [`ReplaceError::BodyIncomplete`] before the end of the body was read,
+    /// [`ReplaceError::Detached`] outside the handler's poll or after the stream ended.
+    pub fn replace_body(&mut self, body: &[u8]) -> Result<(), ReplaceError> {
+        let b = self.core.req_body.get();
+        // Held and read whole: nothing of the body went upstream yet.
+        if !b.eos()
+            || b.skipped()
+            || b.limit != usize::MAX
+            || b.retention != crate::filter::state::Retention::Held
+        {
+            return Err(ReplaceError::BodyIncomplete);
+        }
+        let in_hook = b.in_hook();
+        self.core
+            .with_host(|h| {
+                h.drain_body(BodyKind::BufferedRequest, usize::MAX);
+                if in_hook {
+                    h.drain_body(BodyKind::ReceivedRequest, usize::MAX);
+                    h.append_body(BodyKind::ReceivedRequest, body);
+                } else {
+                    h.append_body(BodyKind::BufferedRequest, body);
+                }
+                if h.header(Map::RequestHeaders, b"content-length", 0).1 > 0 {
+                    let mut digits = arrayvec::ArrayString::<20>::new();
+                    let _ = core::fmt::write(&mut digits, format_args!("{}", body.len()));
+                    h.set_header(
+                        Map::RequestHeaders,
+                        b"content-length",
+                        Some(digits.as_bytes()),
+                    );
+                }
+            })
+            .ok_or(ReplaceError::Detached)
     }
 
     /// The handler will not read the body: it flows on as soon as the handler is done.

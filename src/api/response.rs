@@ -151,7 +151,7 @@ impl<'a> Response<'a> {
 
     /// Reads the rest of the body into `out`; returns how many bytes.
     pub async fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<usize, BodyError> {
-        crate::api::body::read_to_end(self.core, false, out).await
+        crate::api::body::read_to_end(self.core, false, out, None).await
     }
 
     /// Stops reading the body: in Observe the tap ends; in Buffer the body is released as soon

@@ -517,18 +517,22 @@ impl TestStream<'_> {
             |h, host| h.request_body(host, end_of_stream),
         ));
         self.hooks.push(Hook::RequestBody(s));
-        self.host.bodies[BodyKind::ReceivedRequest as usize]
-            .borrow_mut()
-            .clear();
+        // The received data as the filter left it (it may have replaced it).
+        let received: Vec<u8> = core::mem::take(
+            &mut *self.host.bodies[BodyKind::ReceivedRequest as usize].borrow_mut(),
+        )
+        .concat();
         match s {
             BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark => {
-                self.host.bodies[BodyKind::BufferedRequest as usize]
-                    .borrow_mut()
-                    .push(chunk.into());
+                if !received.is_empty() {
+                    self.host.bodies[BodyKind::BufferedRequest as usize]
+                        .borrow_mut()
+                        .push(received.into());
+                }
             }
             BodyStatus::Continue => {
                 self.flush_request();
-                self.forwarded_body.extend_from_slice(chunk);
+                self.forwarded_body.extend_from_slice(&received);
             }
             BodyStatus::StopIterationNoBuffer => {}
         }
