@@ -32,8 +32,8 @@ fuzz_target!(|data: &[u8]| {
     let stream = input.rest;
 
     let mut whole = Vec::new();
-    let mut parser = SseParser::with_capacity(field_cap, data_cap);
-    parser.feed(stream, |e| whole.push(owned(e)));
+    let mut whole_parser = SseParser::with_capacity(field_cap, data_cap);
+    whole_parser.feed(stream, |e| whole.push(owned(e)));
 
     let mut chunked = Vec::new();
     let mut parser = SseParser::with_capacity(field_cap, data_cap);
@@ -41,6 +41,20 @@ fuzz_target!(|data: &[u8]| {
         parser.feed(chunk, |e| chunked.push(owned(e)));
     }
     assert_eq!(whole, chunked, "chunked feed differs");
+    assert_eq!(parser.last_event_id(), whole_parser.last_event_id());
+    assert_eq!(parser.pending_event_id(), whole_parser.pending_event_id());
+
+    // Only a blank line commits the id buffer: ending the stream with one commits it, and an
+    // event that blank line dispatches carries the committed id.
+    let mut last = None;
+    whole_parser.feed(b"\n\n", |e| last = Some(e.last_event_id.to_vec()));
+    assert_eq!(
+        whole_parser.last_event_id(),
+        whole_parser.pending_event_id()
+    );
+    if let Some(id) = last {
+        assert_eq!(id, whole_parser.last_event_id());
+    }
     assert_eq!(
         whole,
         reference_parse(stream, field_cap, data_cap),

@@ -12,7 +12,9 @@ pub struct Event<'a> {
     pub event_type: &'a [u8],
     /// The `data` lines joined by `\n` (no trailing newline).
     pub data: &'a [u8],
-    /// The last event id seen on the stream (empty if none).
+    /// The stream's last event ID as this event is dispatched: the value of the latest valid
+    /// `id` field up to and including this event (empty if none). It equals
+    /// [`SseParser::last_event_id`] during the callback.
     pub last_event_id: &'a [u8],
     /// The `retry` value given inside this event, if a valid one was.
     pub retry: Option<u64>,
@@ -76,18 +78,33 @@ enum Line {
 /// * `field:value` drops one optional space after the colon; a line without a colon is a field
 ///   with an empty value;
 /// * `event` sets the type of the event being built; `data` appends a line to its data (lines
-///   joined by `\n`); `id` sets the last event id unless the value contains NUL (the id then
-///   stays on every later event until changed); `retry` sets the reconnection time when the
-///   value is one or more ASCII digits; other fields are ignored;
-/// * a blank line dispatches the event, unless no `data` line was seen, and then resets the
-///   data and the event type (an empty type reads as `message`);
-/// * an event still open when the input ends is never dispatched.
+///   joined by `\n`); `id` sets the *last event ID buffer* unless the value contains NUL (the
+///   buffer is not cleared between events, so an id stays on every later event until changed);
+///   `retry` sets the reconnection time when the value is one or more ASCII digits; other
+///   fields are ignored;
+/// * a blank line first commits the last event ID buffer as the stream's last event ID (see
+///   [`SseParser::last_event_id`]), then dispatches the event unless no `data` line was seen,
+///   and then resets the data and the event type (an empty type reads as `message`);
+/// * an event still open when the input ends is never dispatched, and an `id` inside it is
+///   never committed.
 ///
-/// Bytes are passed through as they are: the parser never decodes UTF-8 (so a chunk may end in
-/// the middle of a character), and [`Event::data_str`] checks it on demand.
+/// # Deliberate differences from the specification
 ///
-/// Storage is fixed at construction by [`SseParser::with_capacity`]. A value that does not fit
-/// is cut and the event is reported with [`Event::truncated`] set; the next event starts clean.
+/// * Bytes, not text: the spec decodes the stream as UTF-8 (invalid sequences become U+FFFD);
+///   this parser passes bytes through as they are, so a chunk may end in the middle of a
+///   character, values compare byte for byte, and invalid UTF-8 is kept rather than replaced.
+///   [`Event::data_str`] checks UTF-8 on demand. Line ends, colons and the BOM are ASCII or
+///   whole sequences, so the event boundaries and fields are the same as after decoding.
+/// * `retry` values too large for a `u64` are capped at `u64::MAX` milliseconds rather than
+///   being arbitrary-precision integers.
+/// * Storage is fixed at construction by [`SseParser::with_capacity`], with these limits:
+///   `data` is cut after `data_cap` bytes (the newlines joining lines included) and `event`
+///   after `field_cap` bytes, and the event is reported with [`Event::truncated`] set; an `id`
+///   longer than `field_cap` bytes is ignored entirely (the buffer keeps its previous value)
+///   and the event being built is flagged truncated. The next event starts clean.
+/// * [`Event::retry`] is an addition: the spec only sets the reconnection time (which this
+///   parser does too, see [`SseParser::reconnection_time`]).
+/// * [`SseParser::resync`] has no counterpart in the spec; see its documentation.
 ///
 /// ```
 /// use jisr::buffer::SseParser;
@@ -127,8 +144,15 @@ pub struct SseParser {
     has_data: bool,
     event: Box<[u8]>,
     event_len: usize,
+    /// The last event ID string: the id buffer as of the last blank line.
+    last_id: Box<[u8]>,
+    last_id_len: usize,
+    /// The last event ID buffer: set by every valid `id` field, committed at a blank line.
     id: Box<[u8]>,
     id_len: usize,
+    /// The buffer differs from the committed id (an `id` field was taken since the last commit).
+    id_pending: bool,
+    /// The value of the `id` line being read, moved into the buffer when the line ends.
     id_stage: Box<[u8]>,
     id_stage_len: usize,
     id_rejected: bool,
@@ -158,7 +182,8 @@ impl SseParser {
     }
 
     /// A parser keeping at most `field_cap` bytes of event type and of id, and `data_cap` bytes
-    /// of data per event. All its storage is allocated here, once.
+    /// of data per event. All its storage is allocated here, once: `data_cap + 4 * field_cap`
+    /// bytes.
     ///
     /// ```
     /// let parser = jisr::buffer::SseParser::with_capacity(64, 4096);
@@ -171,8 +196,11 @@ impl SseParser {
             has_data: false,
             event: vec![0; field_cap].into_boxed_slice(),
             event_len: 0,
+            last_id: vec![0; field_cap].into_boxed_slice(),
+            last_id_len: 0,
             id: vec![0; field_cap].into_boxed_slice(),
             id_len: 0,
+            id_pending: false,
             id_stage: vec![0; field_cap].into_boxed_slice(),
             id_stage_len: 0,
             id_rejected: false,
@@ -208,14 +236,41 @@ impl SseParser {
         self.event.len()
     }
 
-    /// The last event id set on the stream (empty if none).
+    /// The stream's last event ID: the value a client resuming after the input seen so far
+    /// should send as `Last-Event-ID` (empty if none).
+    ///
+    /// The rule, from the spec: an `id` field only sets the last event ID *buffer*; the last
+    /// event ID itself is set from that buffer when a blank line ends an event, before the
+    /// check for data, so an event made only of an `id` (no `data`) still commits it though
+    /// nothing is dispatched. The buffer is not cleared by a blank line, so the id carries
+    /// over to later events. An `id` in an event not yet ended by a blank line (still being
+    /// received, or cut off when the input ends) is not reported: that event was never
+    /// dispatched, and a client resuming from its id would skip it.
+    /// [`pending_event_id`](Self::pending_event_id) shows the buffer.
     ///
     /// ```
     /// let mut p = jisr::buffer::SseParser::new();
-    /// p.feed(b"id: 42\n", |_| {});
+    /// p.feed(b"id: 41\ndata: a\n\nid: 42\ndata: b\n", |_| {});
+    /// assert_eq!(p.last_event_id(), b"41"); // event 42 is not complete
+    /// p.feed(b"\n", |e| assert_eq!(e.last_event_id, b"42"));
     /// assert_eq!(p.last_event_id(), b"42");
+    /// p.feed(b"id: 43\n\n", |_| unreachable!("no data, no event"));
+    /// assert_eq!(p.last_event_id(), b"43");
     /// ```
     pub fn last_event_id(&self) -> &[u8] {
+        &self.last_id[..self.last_id_len]
+    }
+
+    /// The last event ID buffer: the value of the latest valid `id` field, which the next blank
+    /// line commits as [`last_event_id`](Self::last_event_id). It differs from that only
+    /// while an event with an `id` has not been ended yet.
+    ///
+    /// ```
+    /// let mut p = jisr::buffer::SseParser::new();
+    /// p.feed(b"id: 7\ndata: x", |_| {});
+    /// assert_eq!((p.pending_event_id(), p.last_event_id()), (&b"7"[..], &b""[..]));
+    /// ```
+    pub fn pending_event_id(&self) -> &[u8] {
         &self.id[..self.id_len]
     }
 
@@ -232,15 +287,22 @@ impl SseParser {
 
     /// Returns to the state of a new parser (start of a stream); the storage is kept.
     ///
+    /// The last event ID and its buffer are cleared too, as the spec starts each stream with
+    /// an empty buffer: read [`last_event_id`](Self::last_event_id) before resetting if a
+    /// client is to resume with it.
+    ///
     /// ```
     /// let mut p = jisr::buffer::SseParser::new();
-    /// p.feed(b"id: 1\ndata: x", |_| {});
+    /// p.feed(b"id: 1\ndata: x\n\nid: 2\ndata: y", |_| {});
+    /// assert_eq!(p.last_event_id(), b"1");
     /// p.reset();
-    /// assert!(p.last_event_id().is_empty());
+    /// assert!(p.last_event_id().is_empty() && p.pending_event_id().is_empty());
     /// ```
     pub fn reset(&mut self) {
         self.clear_event();
+        self.last_id_len = 0;
         self.id_len = 0;
+        self.id_pending = false;
         self.reconnection_time = None;
         self.line = Line::Start;
         self.after_cr = false;
@@ -254,6 +316,11 @@ impl SseParser {
     /// The first blank line seen after the call is taken as the boundary; a partial line at
     /// the cut is ignored, so the event right after the cut may be skipped, never misparsed.
     ///
+    /// An `id` taken since the last blank line belonged to the dropped event, so the last event
+    /// ID buffer goes back to [`last_event_id`](Self::last_event_id), which is kept: an id in
+    /// the lost bytes is unknown, and resuming from the older id repeats events rather than
+    /// skipping them.
+    ///
     /// ```
     /// let mut p = jisr::buffer::SseParser::new();
     /// let mut got = Vec::new();
@@ -264,6 +331,12 @@ impl SseParser {
     /// ```
     pub fn resync(&mut self) {
         self.clear_event();
+        if self.id_pending {
+            let n = self.last_id_len;
+            self.id[..n].copy_from_slice(&self.last_id[..n]);
+            self.id_len = n;
+            self.id_pending = false;
+        }
         self.line = Line::Ignore;
         self.after_cr = false;
         self.bom = None;
@@ -461,6 +534,7 @@ impl SseParser {
             Field::Id => {
                 core::mem::swap(&mut self.id, &mut self.id_stage);
                 self.id_len = self.id_stage_len;
+                self.id_pending = true;
             }
             Field::Retry if self.retry_valid && self.retry_digits > 0 => {
                 self.reconnection_time = Some(self.retry_acc);
@@ -470,21 +544,31 @@ impl SseParser {
         }
     }
 
+    /// A blank line: commits the id buffer, then dispatches the event if it has data.
     fn dispatch(&mut self, on_event: &mut impl FnMut(&Event<'_>)) {
         if self.resyncing {
+            // Every line since `resync` was ignored and the buffer was restored: no commit.
             self.resyncing = false;
-        } else if self.has_data {
-            let event_type = match self.event_len {
-                0 => &b"message"[..],
-                n => &self.event[..n],
-            };
-            on_event(&Event {
-                event_type,
-                data: &self.data[..self.data_len],
-                last_event_id: &self.id[..self.id_len],
-                retry: self.event_retry,
-                truncated: self.truncated,
-            });
+        } else {
+            if self.id_pending {
+                let n = self.id_len;
+                self.last_id[..n].copy_from_slice(&self.id[..n]);
+                self.last_id_len = n;
+                self.id_pending = false;
+            }
+            if self.has_data {
+                let event_type = match self.event_len {
+                    0 => &b"message"[..],
+                    n => &self.event[..n],
+                };
+                on_event(&Event {
+                    event_type,
+                    data: &self.data[..self.data_len],
+                    last_event_id: &self.last_id[..self.last_id_len],
+                    retry: self.event_retry,
+                    truncated: self.truncated,
+                });
+            }
         }
         self.clear_event();
     }

@@ -158,8 +158,12 @@ fn ids_persist_and_reject_nul() {
     let got = parse("id: 1\ndata: a\n\ndata: b\n\nid: 2\u{0}\ndata: c\n\nid\ndata: d\n\n");
     let ids: Vec<_> = got.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["1", "1", "1", ""]);
+    // An id counts once its event ends (a blank line), even without data; before that it is
+    // only pending.
     let mut p = SseParser::new();
     p.feed(b"id: 5\n", |_| {});
+    assert_eq!(p.last_event_id(), b"");
+    p.feed(b"\n", |_| {});
     assert_eq!(p.last_event_id(), b"5");
 }
 
