@@ -12,8 +12,10 @@
 //! * [`json`]: find one value by key path in JSON text, without a JSON library.
 //! * [`json_stream`]: find values by key path in JSON that arrives in pieces, in constant
 //!   memory.
+//! * [`Budgets`]: token budgets per key and time window, shared by all workers, lock-free.
 //! * [`logfmt`]: deterministic `msg key=value` log lines written into any `fmt::Write`.
 
+mod budget;
 mod head_tail;
 pub mod json;
 pub mod json_stream;
@@ -22,6 +24,7 @@ mod ring;
 mod sse;
 mod usage;
 
+pub use budget::{BudgetError, Budgets};
 pub use head_tail::HeadTail;
 pub use ring::Ring;
 pub use sse::{Event, SseParser};
