@@ -1,0 +1,226 @@
+//! The `llm_gateway` example in real Envoy: exact token numbers from an OpenAI chat stream
+//! (cut at awkward places, usage injected into the request), an OpenAI Responses stream whose
+//! final event is over 1 MiB, and an Anthropic JSON body with cache tokens; budgets answer 429
+//! with `retry-after` once spent and refill after the window.
+
+use jisr_e2e::client;
+use jisr_e2e::{
+    Cluster, Envoy, EnvoyConfig, Json, Listener, Route, Upstream, access_field, module_filter,
+    module_stat, wait_until,
+};
+use std::time::Duration;
+
+/// An OpenAI chat stream whose last chunk carries usage (sent only when asked for).
+fn openai_chat() -> Vec<u8> {
+    let mut s = String::new();
+    for word in ["Hel", "lo", " there"] {
+        s.push_str(&format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"delta\":{{\"content\":\"{word}\"}}}}],\"usage\":null}}\n\n"
+        ));
+    }
+    s.push_str("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":21,\"completion_tokens\":9,\"total_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":5},\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n");
+    s.push_str("data: [DONE]\n\n");
+    s.into_bytes()
+}
+
+/// An OpenAI Responses stream whose `response.completed` repeats a long output before usage.
+fn openai_responses(output_len: usize) -> Vec<u8> {
+    let text = "x".repeat(output_len);
+    format!(
+        "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"id\":\"r1\"}}}}\n\n\
+         event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"r1\",\
+         \"output\":[{{\"content\":[{{\"type\":\"output_text\",\"text\":\"{text}\"}}]}}],\
+         \"usage\":{{\"input_tokens\":1000,\"output_tokens\":250000,\"input_tokens_details\":{{\"cached_tokens\":0}},\
+         \"output_tokens_details\":{{\"reasoning_tokens\":10}}}}}}}}\n\n"
+    )
+    .into_bytes()
+}
+
+const ANTHROPIC_JSON: &str = r#"{"id":"m1","type":"message","role":"assistant","content":[{"type":"text","text":"\"usage\":{\"input_tokens\":999}"}],"usage":{"input_tokens":40,"output_tokens":12,"cache_read_input_tokens":30,"cache_creation_input_tokens":7}}"#;
+
+struct Gw {
+    envoy: Envoy,
+    openai: Upstream,
+    _anthropic: Upstream,
+}
+
+fn start(budget: u64, window_ms: u64) -> Gw {
+    let openai = Upstream::start_with("openai", |req, w| {
+        if req.path.starts_with("/v1/responses") {
+            w.header("content-type", "text/event-stream")
+                .start_chunked();
+            let body = openai_responses(1_200_000);
+            for piece in body.chunks(65_537) {
+                w.chunk(piece);
+            }
+            w.finish();
+            return;
+        }
+        w.header("content-type", "text/event-stream")
+            .start_chunked();
+        // Cut at awkward places: inside keys, numbers and the event boundary.
+        let body = openai_chat();
+        for piece in body.chunks(7) {
+            w.chunk(piece);
+        }
+        w.finish();
+    });
+    let anthropic = Upstream::start_with("anthropic", |_req, w| {
+        w.header("content-type", "application/json")
+            .send(ANTHROPIC_JSON.as_bytes());
+    });
+    let config = format!(
+        r#"{{"keys": ["k1", "k2"], "budget_tokens": {budget}, "window_ms": {window_ms}, "max_body": 65536}}"#
+    );
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(
+                Listener::new("gw")
+                    .filter(module_filter("llm_gateway", "llm_gateway", Some(&config)))
+                    .route(Route::cluster_header("/", "x-cluster"))
+                    .log_field("in", "%DYNAMIC_METADATA(llm_gateway:input_tokens)%")
+                    .log_field("out", "%DYNAMIC_METADATA(llm_gateway:output_tokens)%")
+                    .log_field("hits", "%DYNAMIC_METADATA(envoy.ratelimit:hits_addend)%"),
+            )
+            .cluster(Cluster::new("openai", openai.port()))
+            .cluster(Cluster::new("anthropic", anthropic.port())),
+    );
+    Gw {
+        envoy,
+        openai,
+        _anthropic: anthropic,
+    }
+}
+
+fn post(gw: &Gw, key: &str, path: &str, body: &str) -> client::Response {
+    client::request(
+        gw.envoy.listener_port("gw"),
+        "POST",
+        path,
+        &[("x-api-key", key), ("content-type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+fn tokens(gw: &Gw, provider: &str, model: &str, kind: &str) -> Option<u64> {
+    gw.envoy.counter(&module_stat(
+        "llm_gateway_tokens",
+        &[("provider", provider), ("model", model), ("kind", kind)],
+    ))
+}
+
+#[test]
+fn exact_usage_from_every_shape_and_include_usage_injected() {
+    let gw = start(10_000_000, 60_000);
+    // OpenAI chat, streaming, without include_usage: the gateway asks for it.
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o","stream":true,"messages":[]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    let sent = gw.openai.requests().pop().unwrap();
+    let v = Json::parse(&String::from_utf8_lossy(&sent.body)).unwrap();
+    assert_eq!(
+        v.get("stream_options").get("include_usage").as_bool(),
+        Some(true)
+    );
+    let exact = |kind, want| {
+        assert!(
+            wait_until(Duration::from_secs(5), || tokens(
+                &gw, "openai", "gpt-4o", kind
+            ) == Some(want)),
+            "{kind}: {:?}",
+            tokens(&gw, "openai", "gpt-4o", kind)
+        )
+    };
+    exact("input", 21);
+    exact("output", 9);
+    exact("cached_input", 5);
+    exact("reasoning", 2);
+    // OpenAI Responses with a final event over 1 MiB.
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/responses",
+        r#"{"model":"o3-mini","stream":true}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() > 1_200_000);
+    assert!(
+        wait_until(Duration::from_secs(5), || tokens(
+            &gw, "openai", "o3-mini", "output"
+        ) == Some(250_000)),
+        "{:?}",
+        tokens(&gw, "openai", "o3-mini", "output")
+    );
+    assert_eq!(tokens(&gw, "openai", "o3-mini", "reasoning"), Some(10));
+    // Anthropic JSON body: cache tokens; the fake usage inside the text is ignored.
+    let r = post(
+        &gw,
+        "k2",
+        "/v1/messages",
+        r#"{"model":"claude-sonnet-4","max_tokens":10}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || tokens(
+            &gw,
+            "anthropic",
+            "claude-sonnet-4",
+            "input"
+        ) == Some(40)),
+        "{}",
+        gw.envoy.stats()
+    );
+    assert_eq!(
+        tokens(&gw, "anthropic", "claude-sonnet-4", "cached_input"),
+        Some(30)
+    );
+    assert_eq!(
+        tokens(&gw, "anthropic", "claude-sonnet-4", "cache_creation_input"),
+        Some(7)
+    );
+    assert_eq!(
+        tokens(&gw, "anthropic", "claude-sonnet-4", "reasoning"),
+        None
+    );
+    // Metadata for access logs and for Envoy's rate-limit filter.
+    let lines = gw.envoy.wait_for_access_lines(3, Duration::from_secs(5));
+    let last = lines.last().unwrap();
+    assert_eq!(access_field(last, "in"), Some("40"), "{lines:?}");
+    assert_eq!(access_field(last, "hits"), Some("52"), "{lines:?}");
+    // Refused before any upstream work.
+    assert_eq!(post(&gw, "nope", "/v1/messages", "{}").status, 401);
+    let big = format!(r#"{{"model":"gpt-4o","pad":"{}"}}"#, "x".repeat(70_000));
+    assert_eq!(post(&gw, "k1", "/v1/chat/completions", &big).status, 413);
+}
+
+#[test]
+fn budgets_answer_429_with_retry_after_and_refill() {
+    let gw = start(60, 2000);
+    let body = r#"{"model":"claude-sonnet-4"}"#;
+    // 52 tokens per answer: the first spends 52 of 60, the second is still allowed (8 left)
+    // and overshoots, the third is refused.
+    assert_eq!(post(&gw, "k1", "/v1/messages", body).status, 200);
+    assert_eq!(post(&gw, "k1", "/v1/messages", body).status, 200);
+    let r = post(&gw, "k1", "/v1/messages", body);
+    assert_eq!(r.status, 429, "{}", r.text());
+    let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&secs), "{secs}");
+    // Another key has its own budget.
+    assert_eq!(post(&gw, "k2", "/v1/messages", body).status, 200);
+    std::thread::sleep(Duration::from_secs(secs));
+    assert!(
+        wait_until(Duration::from_secs(2), || post(
+            &gw,
+            "k1",
+            "/v1/messages",
+            body
+        )
+        .status
+            == 200),
+        "budget not refilled"
+    );
+}

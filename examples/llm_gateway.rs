@@ -1,0 +1,233 @@
+//! `llm_gateway`: an LLM API gateway that bills right.
+//!
+//! Filter `llm_gateway` (response mode [`ResponseMode::Observe`]), `filter_config` JSON:
+//! `{"keys": ["k1", ...], "budget_tokens": 100000, "window_ms": 60000, "max_body": 1048576}`.
+//!
+//! - **Auth.** `x-api-key` must be one of `keys` (else `401`, details `llm_gateway_unknown_key`).
+//! - **Budget.** Each key may spend `budget_tokens` per `window_ms`, shared by every worker of
+//!   the process ([`Budgets`]); a key with nothing left gets `429` with `retry-after` (seconds,
+//!   rounded up; details `llm_gateway_budget`). Tokens are charged when the response ends
+//!   (streamed or not, also when cut short), so requests in flight may overshoot a little.
+//! - **Request rewrite.** The JSON body is read whole (at most `max_body` bytes, else `413`,
+//!   details `llm_gateway_body_too_large`). A streaming OpenAI chat request (`"stream": true`)
+//!   that does not ask for usage gets `stream_options.include_usage: true` added, so its usage
+//!   can be billed; `content-length` is kept right.
+//! - **Routing.** `model` picks the cluster (`gpt-*`, `o1*`, `o3*`, `o4*` → `openai`,
+//!   `claude-*` → `anthropic`, `gemini-*` → `gemini`, else `default`) through request header
+//!   `x-cluster` and a cleared route cache (a route with `cluster_header: x-cluster`).
+//! - **Usage.** The response (SSE or JSON, any provider, told apart from the body) goes through
+//!   a [`UsageTracker`] as it passes. At its end: counter
+//!   `llm_gateway_tokens{provider,model,kind}` with `kind` `input`, `output`, `cached_input`,
+//!   `cache_creation_input`, `reasoning` (a kind the provider did not report is not counted),
+//!   dynamic metadata `llm_gateway:{input_tokens,output_tokens,...}` for access logs, and in
+//!   the shape Envoy's global rate-limit filter reads as `hits_addend`
+//!   (`envoy.ratelimit:hits_addend`, the total tokens), so a fleet-wide budget can live in the
+//!   rate-limit service (see CONSTRAINTS.md). Histogram `llm_gateway_ttfb_ms{cluster}` takes
+//!   the time to the first upstream byte from Envoy's own timing (Envoy 1.40), else the
+//!   handler's clock.
+
+use jisr::buffer::{BudgetError, Budgets, Provider, UsageTracker};
+use jisr::handler::BodyError;
+use jisr::info::TimingPoint;
+use jisr::{
+    ConfigError, ConfigHandle, Counter, Histogram, Registry, Request, Response, ResponseMode,
+    ResponseWriter,
+};
+use std::time::{Duration, Instant};
+
+struct Gateway {
+    keys: Vec<String>,
+    budgets: Budgets,
+    max_body: usize,
+    tokens: Counter,
+    ttfb: Histogram,
+}
+
+fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gateway, ConfigError> {
+    let v: serde_json::Value = serde_json::from_str(cfg.config_str()?)
+        .map_err(|e| ConfigError::new(format!("invalid JSON: {e}")))?;
+    let keys: Vec<String> = v
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("\"keys\" must be an array of strings")?
+        .iter()
+        .map(|k| k.as_str().map(str::to_string))
+        .collect::<Option<_>>()
+        .ok_or("\"keys\" must be an array of strings")?;
+    let num = |k: &str, default: u64| match v.get(k) {
+        None => Ok(default),
+        Some(x) => x
+            .as_u64()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::new(format!("\"{k}\" must be a positive integer"))),
+    };
+    let budget = num("budget_tokens", 100_000)?;
+    let window = Duration::from_millis(num("window_ms", 60_000)?);
+    let max_body = usize::try_from(num("max_body", 1 << 20)?).unwrap_or(usize::MAX);
+    Ok(Gateway {
+        budgets: Budgets::new(keys.len().max(1) * 4, budget, window),
+        keys,
+        max_body,
+        tokens: cfg.counter("llm_gateway_tokens", &["provider", "model", "kind"])?,
+        ttfb: cfg.histogram("llm_gateway_ttfb_ms", &["cluster"])?,
+    })
+}
+
+fn cluster_for(model: &str) -> &'static str {
+    if ["gpt-", "o1", "o3", "o4"]
+        .iter()
+        .any(|p| model.starts_with(p))
+    {
+        "openai"
+    } else if model.starts_with("claude-") {
+        "anthropic"
+    } else if model.starts_with("gemini-") {
+        "gemini"
+    } else {
+        "default"
+    }
+}
+
+/// What the request handler hands to the response handler.
+struct Admitted {
+    key: String,
+    model: String,
+    cluster: &'static str,
+    started: Instant,
+}
+
+async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Option<Admitted> {
+    let started = Instant::now();
+    let Some(key) = req
+        .header_str("x-api-key")
+        .filter(|k| g.keys.iter().any(|a| a == k))
+        .map(str::to_string)
+    else {
+        w.send_with(401, &[], b"unknown api key\n", "llm_gateway_unknown_key");
+        return None;
+    };
+    match g.budgets.check(key.as_bytes()) {
+        Ok(()) => {}
+        Err(BudgetError::Exhausted { retry_after }) => {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            w.send_with(
+                429,
+                &[("retry-after", secs.to_string().as_bytes())],
+                b"token budget spent\n",
+                "llm_gateway_budget",
+            );
+            return None;
+        }
+        Err(BudgetError::Full) => {
+            w.send_with(503, &[], b"budget table full\n", "llm_gateway_budget_full");
+            return None;
+        }
+    }
+    let mut body = Vec::new();
+    match req.read_body(g.max_body, &mut body).await {
+        Ok(_) => {}
+        Err(BodyError::TooLarge { limit }) => {
+            let msg = format!("request body over {limit} bytes\n");
+            w.send_with(413, &[], msg.as_bytes(), "llm_gateway_body_too_large");
+            return None;
+        }
+        Err(_) => return None,
+    }
+    let mut json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let model = json
+        .as_ref()
+        .and_then(|v| v.get("model"))
+        .and_then(|m| m.as_str())
+        .unwrap_or("")
+        .to_string();
+    let cluster = cluster_for(&model);
+    if let Some(v) = json.as_mut().filter(|_| cluster == "openai") {
+        let streaming = v.get("stream").and_then(|s| s.as_bool()) == Some(true);
+        let asked = v
+            .pointer("/stream_options/include_usage")
+            .and_then(|b| b.as_bool())
+            == Some(true);
+        if streaming && !asked {
+            if let Some(opts) = v
+                .as_object_mut()
+                .map(|o| {
+                    o.entry("stream_options")
+                        .or_insert_with(|| serde_json::json!({}))
+                })
+                .and_then(|o| o.as_object_mut())
+            {
+                opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+                if let Ok(new) = serde_json::to_vec(v) {
+                    let _ = req.replace_body(&new);
+                }
+            }
+        }
+    }
+    req.set_header("x-cluster", cluster);
+    w.clear_route_cache();
+    w.set_metadata_str("llm_gateway", "cluster", cluster);
+    Some(Admitted {
+        key,
+        model,
+        cluster,
+        started,
+    })
+}
+
+async fn bill(
+    g: &Gateway,
+    admitted: Option<Admitted>,
+    mut resp: Response<'_>,
+    w: ResponseWriter<'_>,
+) {
+    let Some(a) = admitted else {
+        resp.skip_body();
+        return;
+    };
+    let ttfb = w
+        .timing()
+        .ok()
+        .and_then(|t| t.since_start(TimingPoint::FirstUpstreamRxByteReceived))
+        .unwrap_or_else(|| a.started.elapsed());
+    let _ = w.histogram_record(g.ttfb, &[a.cluster], ttfb.as_millis() as u64);
+    let mut tracker = UsageTracker::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match resp.read(&mut buf).await {
+            // A response cut short still bills what it reported.
+            Ok(0) | Err(_) => break,
+            Ok(n) => tracker.feed(&buf[..n]),
+        }
+    }
+    let Some(u) = tracker.usage() else { return };
+    let provider = match tracker.provider() {
+        Provider::OpenAi => "openai",
+        Provider::Anthropic => "anthropic",
+        Provider::Gemini => "gemini",
+        _ => "unknown",
+    };
+    let kinds = [
+        ("input", u.input_tokens),
+        ("output", u.output_tokens),
+        ("cached_input", u.cached_input_tokens),
+        ("cache_creation_input", u.cache_creation_input_tokens),
+        ("reasoning", u.reasoning_tokens),
+    ];
+    for (kind, n) in kinds {
+        if let Some(n) = n {
+            let _ = w.counter_add(g.tokens, &[provider, &a.model, kind], n);
+            w.set_metadata_num("llm_gateway", &format!("{kind}_tokens"), n as f64);
+        }
+    }
+    let total = u.input_tokens.unwrap_or(0) + u.output_tokens.unwrap_or(0);
+    g.budgets.charge(a.key.as_bytes(), total);
+    w.set_metadata_num("envoy.ratelimit", "hits_addend", total as f64);
+}
+
+fn register(r: &mut Registry) {
+    r.filter("llm_gateway")
+        .state(load)
+        .respond(ResponseMode::Observe, admit, bill);
+}
+
+jisr::export!(register);
