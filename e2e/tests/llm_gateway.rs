@@ -1,6 +1,7 @@
 //! The `llm_gateway` example in real Envoy: exact token numbers from an OpenAI chat stream
 //! (cut at awkward places, usage injected into the request), an OpenAI Responses stream whose
-//! final event is over 1 MiB, and an Anthropic JSON body with cache tokens; budgets answer 429
+//! final event is over 1 MiB, an Anthropic JSON body with cache tokens, a Gemini stream and an
+//! OpenAI JSON body, each passed to the client byte for byte; budgets answer 429
 //! with `retry-after` once spent and refill after the window.
 
 use jisr_e2e::client;
@@ -38,14 +39,27 @@ fn openai_responses(output_len: usize) -> Vec<u8> {
 
 const ANTHROPIC_JSON: &str = r#"{"id":"m1","type":"message","role":"assistant","content":[{"type":"text","text":"\"usage\":{\"input_tokens\":999}"}],"usage":{"input_tokens":40,"output_tokens":12,"cache_read_input_tokens":30,"cache_creation_input_tokens":7}}"#;
 
+/// A Gemini `streamGenerateContent?alt=sse` stream: usage metadata in each chunk, last wins.
+const GEMINI_SSE: &str = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}],\"usageMetadata\":{\"promptTokenCount\":11,\"candidatesTokenCount\":1,\"totalTokenCount\":12}}\r\n\r\n\
+data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\" there\"}]}}],\"usageMetadata\":{\"promptTokenCount\":11,\"candidatesTokenCount\":4,\"cachedContentTokenCount\":3,\"thoughtsTokenCount\":6,\"totalTokenCount\":21}}\r\n\r\n";
+
+/// An OpenAI chat completion, not streamed.
+const OPENAI_JSON: &str = r#"{"id":"c2","object":"chat.completion","choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":8,"completion_tokens":3,"total_tokens":11}}"#;
+
 struct Gw {
     envoy: Envoy,
     openai: Upstream,
     _anthropic: Upstream,
+    _gemini: Upstream,
 }
 
 fn start(budget: u64, window_ms: u64) -> Gw {
     let openai = Upstream::start_with("openai", |req, w| {
+        if req.body.windows(14).any(|x| x == b"\"stream\":false") {
+            w.header("content-type", "application/json")
+                .send(OPENAI_JSON.as_bytes());
+            return;
+        }
         if req.path.starts_with("/v1/responses") {
             w.header("content-type", "text/event-stream")
                 .start_chunked();
@@ -69,6 +83,14 @@ fn start(budget: u64, window_ms: u64) -> Gw {
         w.header("content-type", "application/json")
             .send(ANTHROPIC_JSON.as_bytes());
     });
+    let gemini = Upstream::start_with("gemini", |_req, w| {
+        w.header("content-type", "text/event-stream")
+            .start_chunked();
+        for piece in GEMINI_SSE.as_bytes().chunks(13) {
+            w.chunk(piece);
+        }
+        w.finish();
+    });
     let config = format!(
         r#"{{"keys": ["k1", "k2"], "budget_tokens": {budget}, "window_ms": {window_ms}, "max_body": 65536}}"#
     );
@@ -83,12 +105,14 @@ fn start(budget: u64, window_ms: u64) -> Gw {
                     .log_field("hits", "%DYNAMIC_METADATA(envoy.ratelimit:hits_addend)%"),
             )
             .cluster(Cluster::new("openai", openai.port()))
-            .cluster(Cluster::new("anthropic", anthropic.port())),
+            .cluster(Cluster::new("anthropic", anthropic.port()))
+            .cluster(Cluster::new("gemini", gemini.port())),
     );
     Gw {
         envoy,
         openai,
         _anthropic: anthropic,
+        _gemini: gemini,
     }
 }
 
@@ -188,9 +212,44 @@ fn exact_usage_from_every_shape_and_include_usage_injected() {
     );
     // Metadata for access logs and for Envoy's rate-limit filter.
     let lines = gw.envoy.wait_for_access_lines(3, Duration::from_secs(5));
-    let last = lines.last().unwrap();
-    assert_eq!(access_field(last, "in"), Some("40"), "{lines:?}");
-    assert_eq!(access_field(last, "hits"), Some("52"), "{lines:?}");
+    let third = &lines[2];
+    assert_eq!(access_field(third, "in"), Some("40"), "{lines:?}");
+    assert_eq!(access_field(third, "hits"), Some("52"), "{lines:?}");
+    // Gemini SSE (CRLF framing, cut every 13 bytes): the last chunk's usage metadata.
+    let r = post(
+        &gw,
+        "k2",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        r#"{"model":"gemini-2.5-flash"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, GEMINI_SSE.as_bytes());
+    let g = |kind| tokens(&gw, "gemini", "gemini-2.5-flash", kind);
+    assert!(
+        wait_until(Duration::from_secs(5), || g("output") == Some(4)),
+        "{:?}",
+        g("output")
+    );
+    assert_eq!(
+        (g("input"), g("cached_input"), g("reasoning")),
+        (Some(11), Some(3), Some(6))
+    );
+    // OpenAI chat, not streamed: the JSON body's usage, and the body byte for byte.
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4.1","stream":false}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, OPENAI_JSON.as_bytes());
+    let o = |kind| tokens(&gw, "openai", "gpt-4.1", kind);
+    assert!(
+        wait_until(Duration::from_secs(5), || o("input") == Some(8)),
+        "{:?}",
+        o("input")
+    );
+    assert_eq!((o("output"), o("cached_input")), (Some(3), None));
     // Refused before any upstream work.
     assert_eq!(post(&gw, "nope", "/v1/messages", "{}").status, 401);
     let big = format!(r#"{{"model":"gpt-4o","pad":"{}"}}"#, "x".repeat(70_000));
