@@ -55,7 +55,10 @@ pub(crate) fn with_scratch<T, R>(
     r
 }
 
-fn with_pairs<R>(pairs: &[(&[u8], &[u8])], f: impl FnOnce(*const HeaderPair, usize) -> R) -> R {
+pub(crate) fn with_pairs<R>(
+    pairs: &[(&[u8], &[u8])],
+    f: impl FnOnce(*const HeaderPair, usize) -> R,
+) -> R {
     if pairs.len() <= INLINE {
         let arr: ArrayVec<HeaderPair, INLINE> =
             pairs.iter().map(|(k, v)| HeaderPair::of(k, v)).collect();

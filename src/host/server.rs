@@ -153,25 +153,24 @@ impl Outbound for EnvoyServerHost {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, u32> {
-        let pairs: arrayvec::ArrayVec<ffi::HeaderPair, 16> = headers
-            .iter()
-            .take(16)
-            .map(|(k, v)| ffi::HeaderPair::of(k, v))
-            .collect();
         let mut id = 0u64;
-        // SAFETY: live bootstrap config pointer on the main thread; buffers valid for the
-        // call and copied by Envoy.
-        let rc = unsafe {
-            ffi::envoy_dynamic_module_callback_bootstrap_extension_http_callout(
-                self.config,
-                &mut id,
-                Buf::of(cluster),
-                pairs.as_ptr(),
-                pairs.len(),
-                Buf::of(body),
-                timeout_ms,
-            )
-        };
+        // Headers go as the stream and config callouts send them (inline, or the thread's
+        // scratch past 16): none is dropped.
+        let rc = super::envoy::with_pairs(headers, |ptr, n| {
+            // SAFETY: live bootstrap config pointer on the main thread; buffers valid for the
+            // call and copied by Envoy.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_bootstrap_extension_http_callout(
+                    self.config,
+                    &mut id,
+                    Buf::of(cluster),
+                    ptr,
+                    n,
+                    Buf::of(body),
+                    timeout_ms,
+                )
+            }
+        });
         if rc == 0 { Ok(id) } else { Err(rc) }
     }
 
