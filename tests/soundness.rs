@@ -886,3 +886,61 @@ fn item15_filter_state_objects_are_typed_and_dropped_once() {
     assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
     assert_eq!(s.local_reply().unwrap().status, 200);
 }
+
+// ---- 16. Timers: a forgotten or dropped sleep, and sleeps under a waker-precise combinator.
+
+async fn timer_games(_req: Request<'_>, w: ResponseWriter<'_>) {
+    use jisr::time::{sleep, timeout};
+    use std::time::Duration;
+    // Forgotten while registered: its entry keeps a waker of this stream; firing it later
+    // must be harmless (the stream may be gone, its slot reused).
+    let mut forgotten = Box::pin(sleep(Duration::from_millis(20)));
+    // (Under Miri the deadline may already have passed here: then nothing stays registered.)
+    let _ = poll_once(forgotten.as_mut()).await;
+    std::mem::forget(forgotten);
+    // Dropped while registered: removed.
+    let mut dropped = Box::pin(sleep(Duration::from_secs(3600)));
+    assert!(!poll_once(dropped.as_mut()).await);
+    drop(dropped);
+    // Polled only when woken, by a combinator with wakers of its own.
+    let mut set: FuturesUnordered<_> = [3u64, 1, 2]
+        .into_iter()
+        .map(|ms| async move {
+            sleep(Duration::from_millis(ms)).await;
+            ms
+        })
+        .collect();
+    let mut order = Vec::new();
+    while let Some(ms) = set.next().await {
+        order.push(ms);
+    }
+    // Every sleep completes (the order depends on the clock, slower under Miri).
+    order.sort_unstable();
+    let cut = timeout(Duration::from_millis(1), common::Forever).await;
+    w.send(200, format!("{order:?} {}", cut.is_err()).as_bytes());
+}
+
+#[test]
+fn item16_sleeps_forgotten_dropped_and_under_futures_unordered() {
+    let f = TestFilter::new(
+        |r: &mut Registry| {
+            r.register("timers", timer_games);
+        },
+        "timers",
+        b"",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        // The second stream reuses the slot while the first one's forgotten sleep may fire.
+        let mut s = f.stream();
+        s.request_headers(GET, true);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while s.local_reply().is_none() && std::time::Instant::now() < until {
+            s.wait_scheduled(std::time::Duration::from_millis(50));
+            s.run_scheduled();
+        }
+        let reply = s.local_reply().expect("a reply");
+        assert_eq!(reply.body, b"[1, 2, 3] true");
+        s.complete();
+    }
+}
