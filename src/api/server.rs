@@ -462,6 +462,8 @@ static SERVERS: Mutex<Vec<std::sync::Weak<ServerShared>>> = Mutex::new(Vec::new(
 
 /// jisr's own admin paths on Envoy's admin listener.
 fn builtin_admin(shared: &ServerShared) {
+    // From now on `/jisr/streams` can list waiting streams: register them.
+    crate::filter::live::enable();
     let mut admin = lock(&shared.admin);
     let json = |body: String| (200u16, body.into_bytes());
     admin.push((

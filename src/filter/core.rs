@@ -330,41 +330,28 @@ impl StreamCore {
         }
     }
 
-    /// Records (or refreshes) the stream among the waiting streams: its handler pended.
+    /// Records (or refreshes) the stream among the waiting streams: its handler pended. Only
+    /// while something can list them (a server extension runs); the first time takes the
+    /// worker's registry lock once, later polls only store figures.
     pub(crate) fn note_waiting(&self) {
-        let st = self.st();
-        let phase = if st.response == crate::filter::state::Phase::Running {
-            "response"
-        } else {
-            "request"
+        if !crate::filter::live::enabled() {
+            return;
+        }
+        let key = match self.live.get() {
+            Some(key) => key,
+            None => {
+                let worker = self.with_host(|h| h.worker_index()).unwrap_or(0);
+                let key = crate::filter::live::enter(worker, self.meta.clone());
+                self.live.set(Some(key));
+                key
+            }
         };
-        let (polls, inline, scheduled) = (
+        key.figures.set(
+            self.st().response == crate::filter::state::Phase::Running,
             self.task.polls.get(),
             self.task.repolls.get(),
             self.task.commits(),
         );
-        match self.live.get() {
-            Some(key) => crate::filter::live::update(key, |s| {
-                s.phase = phase;
-                s.polls = polls;
-                s.wakes_inline = inline;
-                s.wakes_scheduled = scheduled;
-            }),
-            None => {
-                let worker = self.with_host(|h| h.worker_index()).unwrap_or(0);
-                self.live.set(Some(crate::filter::live::enter(
-                    worker,
-                    crate::filter::live::LiveStream {
-                        filter: self.meta.clone(),
-                        phase,
-                        since: std::time::Instant::now(),
-                        polls,
-                        wakes_inline: inline,
-                        wakes_scheduled: scheduled,
-                    },
-                )));
-            }
-        }
     }
 
     /// Whether `w` is the stream's own waker.

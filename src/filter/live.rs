@@ -6,10 +6,26 @@
 //! Entries are reused (no allocation per stream once the lanes have grown).
 
 use crate::filter::core::FilterMeta;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 const LANES: usize = 64;
+
+/// Whether anything can list the waiting streams (a jisr server extension answers
+/// `/jisr/streams`); until then streams are not registered and pay one relaxed load.
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts registering waiting streams (from now on).
+pub(crate) fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether waiting streams are registered.
+#[inline]
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 /// What `/jisr/streams` shows of one waiting stream.
 #[derive(Clone)]
@@ -22,18 +38,42 @@ pub(crate) struct LiveStream {
     pub(crate) wakes_scheduled: u64,
 }
 
+/// A waiting stream's figures, updated by its worker after each poll without a lock (plain
+/// relaxed stores) and read by the admin path. One per registry entry, made when the lane
+/// first grows to that entry and kept for the process (bounded by the most streams ever
+/// waiting at once on a worker).
+#[derive(Default)]
+pub(crate) struct Figures {
+    response: AtomicU8,
+    polls: AtomicU64,
+    wakes_inline: AtomicU64,
+    wakes_scheduled: AtomicU64,
+}
+
+impl Figures {
+    /// Stores the stream's figures after a poll (its worker only).
+    pub(crate) fn set(&self, response: bool, polls: u64, inline: u64, scheduled: u64) {
+        self.response.store(u8::from(response), Ordering::Relaxed);
+        self.polls.store(polls, Ordering::Relaxed);
+        self.wakes_inline.store(inline, Ordering::Relaxed);
+        self.wakes_scheduled.store(scheduled, Ordering::Relaxed);
+    }
+}
+
+type Entry = Option<(Arc<FilterMeta>, Instant)>;
+
 #[derive(Default)]
 struct Lane {
-    entries: Vec<Option<(u64, LiveStream)>>,
+    entries: Vec<Entry>,
+    figures: Vec<&'static Figures>,
     free: Vec<usize>,
-    next_generation: u64,
 }
 
 static REGISTRY: [Mutex<Lane>; LANES] = [const {
     Mutex::new(Lane {
         entries: Vec::new(),
+        figures: Vec::new(),
         free: Vec::new(),
-        next_generation: 0,
     })
 }; LANES];
 
@@ -43,55 +83,43 @@ fn lane(worker: u32) -> MutexGuard<'static, Lane> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where a stream is in the registry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a stream is in the registry, and its figures.
+#[derive(Clone, Copy)]
 pub(crate) struct LiveKey {
     worker: u32,
     index: usize,
-    generation: u64,
+    pub(crate) figures: &'static Figures,
 }
 
-/// Adds a stream that just pended for the first time.
-pub(crate) fn enter(worker: u32, s: LiveStream) -> LiveKey {
+/// Adds a stream that just pended for the first time (one lock, once per waiting stream).
+pub(crate) fn enter(worker: u32, filter: Arc<FilterMeta>) -> LiveKey {
+    let since = Instant::now();
     let mut l = lane(worker);
-    l.next_generation += 1;
-    let generation = l.next_generation;
     let index = match l.free.pop() {
         Some(i) => {
-            l.entries[i] = Some((generation, s));
+            l.entries[i] = Some((filter, since));
             i
         }
         None => {
-            l.entries.push(Some((generation, s)));
+            l.entries.push(Some((filter, since)));
+            l.figures.push(Box::leak(Box::default()));
             l.entries.len() - 1
         }
     };
     LiveKey {
         worker,
         index,
-        generation,
-    }
-}
-
-/// Updates a waiting stream's figures after a poll.
-pub(crate) fn update(key: LiveKey, f: impl FnOnce(&mut LiveStream)) {
-    let mut l = lane(key.worker);
-    if let Some(Some((g, s))) = l.entries.get_mut(key.index) {
-        if *g == key.generation {
-            f(s);
-        }
+        figures: l.figures[index],
     }
 }
 
 /// The stream ended.
 pub(crate) fn leave(key: LiveKey) {
     let mut l = lane(key.worker);
-    let Some(slot) = l.entries.get_mut(key.index) else {
-        return;
-    };
-    if matches!(slot, Some((g, _)) if *g == key.generation) {
-        *slot = None;
-        l.free.push(key.index);
+    if let Some(slot) = l.entries.get_mut(key.index) {
+        if slot.take().is_some() {
+            l.free.push(key.index);
+        }
     }
 }
 
@@ -100,7 +128,22 @@ pub(crate) fn snapshot() -> Vec<LiveStream> {
     let mut out = Vec::new();
     for worker in 0..LANES as u32 {
         let l = lane(worker);
-        out.extend(l.entries.iter().flatten().map(|(_, s)| s.clone()));
+        for (e, f) in l.entries.iter().zip(&l.figures) {
+            if let Some((filter, since)) = e {
+                out.push(LiveStream {
+                    filter: filter.clone(),
+                    phase: if f.response.load(Ordering::Relaxed) == 1 {
+                        "response"
+                    } else {
+                        "request"
+                    },
+                    since: *since,
+                    polls: f.polls.load(Ordering::Relaxed),
+                    wakes_inline: f.wakes_inline.load(Ordering::Relaxed),
+                    wakes_scheduled: f.wakes_scheduled.load(Ordering::Relaxed),
+                });
+            }
+        }
     }
     out
 }
@@ -118,32 +161,27 @@ mod tests {
             envoy: None,
             process_log: None,
         });
-        let s = |phase| LiveStream {
-            filter: meta.clone(),
-            phase,
-            since: Instant::now(),
-            polls: 1,
-            wakes_inline: 0,
-            wakes_scheduled: 0,
-        };
-        let a = enter(63, s("request"));
-        update(a, |x| x.polls = 5);
-        let mine = |v: Vec<LiveStream>| v.into_iter().filter(|x| x.filter.name == "f").count();
-        assert!(
+        enable();
+        let mine = || {
             snapshot()
-                .iter()
-                .any(|x| x.filter.name == "f" && x.polls == 5)
+                .into_iter()
+                .filter(|x| x.filter.name == "f")
+                .collect::<Vec<_>>()
+        };
+        let a = enter(63, meta.clone());
+        a.figures.set(true, 5, 1, 2);
+        let seen = mine();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            (seen[0].phase, seen[0].polls, seen[0].wakes_scheduled),
+            ("response", 5, 2)
         );
         leave(a);
         leave(a);
-        let b = enter(63, s("response"));
+        assert!(mine().is_empty());
+        let b = enter(63, meta);
         assert_eq!(b.index, a.index, "reused");
-        update(a, |x| x.polls = 99);
-        assert!(
-            snapshot().iter().all(|x| x.polls != 99),
-            "stale key ignored"
-        );
         leave(b);
-        assert_eq!(mine(snapshot()), 0);
+        assert!(mine().is_empty());
     }
 }
