@@ -50,7 +50,8 @@
 //! assert_eq!(found, [(1, 4), (0, 12)]);
 //! ```
 
-use memchr::{memchr2, memchr3};
+use super::scan::{find2, find3};
+use memchr::memchr2;
 
 /// Most paths a [`PathMatcher`] can watch.
 pub const MAX_PATHS: usize = 64;
@@ -445,60 +446,6 @@ static ENDS_TOKEN: [bool; 256] = {
     t
 };
 
-/// How far the word-at-a-time loops look before handing over to `memchr`: most JSON strings
-/// and values are short, and a plain loop beats a `memchr` call for the first bytes.
-const SHORT: usize = 32;
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// Marks the bytes of `word` equal to `b` (exact for the lowest one).
-fn bytes_equal(word: u64, b: u8) -> u64 {
-    let x = word ^ (LO * u64::from(b));
-    x.wrapping_sub(LO) & !x & HI
-}
-
-/// The first `a` or `b` in `hay`.
-#[inline]
-fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
-    let head = &hay[..hay.len().min(SHORT)];
-    let mut words = head.chunks_exact(8);
-    let mut i = 0;
-    for word in &mut words {
-        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        let m = bytes_equal(w, a) | bytes_equal(w, b);
-        if m != 0 {
-            return Some(i + (m.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    if let Some(at) = words.remainder().iter().position(|&x| x == a || x == b) {
-        return Some(i + at);
-    }
-    memchr2(a, b, hay.get(SHORT..)?).map(|at| SHORT + at)
-}
-
-/// The first `a`, `b` or `c` in `hay`.
-#[inline]
-fn find3(hay: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
-    let head = &hay[..hay.len().min(SHORT)];
-    let mut words = head.chunks_exact(8);
-    let mut i = 0;
-    for word in &mut words {
-        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        let m = bytes_equal(w, a) | bytes_equal(w, b) | bytes_equal(w, c);
-        if m != 0 {
-            return Some(i + (m.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    let rest = words.remainder();
-    if let Some(at) = rest.iter().position(|&x| x == a || x == b || x == c) {
-        return Some(i + at);
-    }
-    memchr3(a, b, c, hay.get(SHORT..)?).map(|at| SHORT + at)
-}
-
 /// A 6-bit signature of a key (from its length, first and last byte): most keys that no
 /// watched path holds are rejected on it without a comparison.
 const fn key_sig(key: &[u8]) -> usize {
@@ -508,6 +455,12 @@ const fn key_sig(key: &[u8]) -> usize {
         [f] => (*f, *f),
     };
     (key.len() * 31 + first as usize * 7 + last as usize) % 64
+}
+
+/// `a == b` without a `memcmp` call: keys are short, and a call costs more than the loop.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Calls `f` with each set bit of `mask`, lowest first.
@@ -852,6 +805,7 @@ impl<'p> PathMatcher<'p> {
     /// Skips the unwatched scalar starting at `chunk[i]` and returns the index after it;
     /// `Err` gives where to stop with the state set for the general loop to go on: the end of
     /// the chunk, or `i` for a container or a misplaced byte.
+    #[inline(always)]
     fn skip_scalar(&mut self, chunk: &[u8], i: usize) -> Result<usize, usize> {
         match chunk[i] {
             b'"' => {
@@ -970,6 +924,7 @@ impl<'p> PathMatcher<'p> {
 
     /// With `rest` inside a skipped string, returns how many bytes up to and including its
     /// closing quote, or `None` (all of `rest` used) if it does not close in `rest`.
+    #[inline(always)]
     fn skip_string(&mut self, rest: &[u8]) -> Option<usize> {
         let mut i = 0;
         if self.skip_escape {
@@ -1084,6 +1039,7 @@ impl<'p> PathMatcher<'p> {
     }
 
     /// The paths of the innermost followed object that continue with `key`.
+    #[inline(always)]
     fn key_mask(&self, key: &[u8]) -> u64 {
         let set = self.set;
         let level = self.depth - 1;
@@ -1092,7 +1048,7 @@ impl<'p> PathMatcher<'p> {
         while reps != 0 {
             let i = reps.trailing_zeros() as usize;
             reps &= reps - 1;
-            if set.paths[i][level].as_bytes() == key {
+            if same_bytes(set.paths[i][level].as_bytes(), key) {
                 return frame & set.groups[level][i];
             }
         }

@@ -21,6 +21,7 @@ pub mod json;
 pub mod json_stream;
 pub mod logfmt;
 mod ring;
+mod scan;
 mod sse;
 mod usage;
 

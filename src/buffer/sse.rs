@@ -408,11 +408,30 @@ impl SseParser {
                     }
                     _ if self.resyncing => self.line = Line::Ignore,
                     _ => {
-                        // Fast path: a whole known `name:` in this chunk skips the name state.
+                        // Fast path: a whole known `name:` in this chunk skips the name state,
+                        // and a whole line skips the value state too.
                         if let Some((field, used)) = known_prefix(&chunk[i..]) {
                             i += used;
                             self.start_value(field);
-                            self.line = Line::Value { field, first: true };
+                            if chunk.get(i) == Some(&b' ') {
+                                i += 1;
+                            } else if i == chunk.len() {
+                                self.line = Line::Value { field, first: true };
+                                return;
+                            }
+                            let rest = &chunk[i..];
+                            let Some(end) = memchr2(b'\r', b'\n', rest) else {
+                                self.push_value(field, rest);
+                                self.line = Line::Value {
+                                    field,
+                                    first: false,
+                                };
+                                return;
+                            };
+                            self.push_value(field, &rest[..end]);
+                            self.finish_value(field);
+                            i += end + 1;
+                            self.after_cr = rest[end] == b'\r';
                         } else {
                             self.line = Line::Name {
                                 buf: [0; 5],
@@ -483,6 +502,7 @@ impl SseParser {
         }
     }
 
+    #[inline(always)]
     fn start_value(&mut self, field: Field) {
         match field {
             Field::Data => {
@@ -505,6 +525,7 @@ impl SseParser {
         }
     }
 
+    #[inline(always)]
     fn push_value(&mut self, field: Field, bytes: &[u8]) {
         match field {
             Field::Data => self.truncated |= !push(&mut self.data, &mut self.data_len, bytes),
@@ -527,6 +548,7 @@ impl SseParser {
         }
     }
 
+    #[inline(always)]
     fn finish_value(&mut self, field: Field) {
         match field {
             Field::Id if self.id_rejected => {}
@@ -600,6 +622,7 @@ impl core::fmt::Debug for SseParser {
 }
 
 /// Appends as much of `bytes` as fits; returns false if some did not.
+#[inline(always)]
 fn push(buf: &mut [u8], len: &mut usize, bytes: &[u8]) -> bool {
     let n = bytes.len().min(buf.len() - *len);
     buf[*len..*len + n].copy_from_slice(&bytes[..n]);
@@ -608,6 +631,7 @@ fn push(buf: &mut [u8], len: &mut usize, bytes: &[u8]) -> bool {
 }
 
 /// Recognises a complete `data:`, `event:`, `id:` or `retry:` at the start of `line`.
+#[inline(always)]
 fn known_prefix(line: &[u8]) -> Option<(Field, usize)> {
     let field = match line.first()? {
         b'd' if line.starts_with(b"data:") => Field::Data,

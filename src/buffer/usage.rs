@@ -372,26 +372,28 @@ enum Kind {
 
 impl Kind {
     fn of(name: &[u8], complete: bool) -> Kind {
-        match name.first() {
-            Some(b'm') if complete => match name {
-                b"message_start" => Kind::MessageStart,
-                b"message_delta" => Kind::MessageDelta,
-                b"message_stop" => Kind::AnthropicOther,
-                b"message" => Kind::Message,
-                _ => Kind::Other,
-            },
-            Some(b'c') if complete => match name {
-                b"content_block_start" | b"content_block_delta" | b"content_block_stop" => {
-                    Kind::AnthropicOther
-                }
-                _ => Kind::Other,
-            },
-            Some(b'r') if name.starts_with(b"response.") => match name {
-                b"response.completed" | b"response.incomplete" | b"response.failed" if complete => {
-                    Kind::ResponseFinal
-                }
-                _ => Kind::ResponseOther,
-            },
+        // Dispatched on the length first, so each comparison has a constant size and compiles
+        // to a few word compares instead of a `memcmp` call.
+        if !complete {
+            return if name.starts_with(b"response.") {
+                Kind::ResponseOther
+            } else {
+                Kind::Other
+            };
+        }
+        match name.len() {
+            7 if name == b"message" => Kind::Message,
+            12 if name == b"message_stop" => Kind::AnthropicOther,
+            13 if name == b"message_start" => Kind::MessageStart,
+            13 if name == b"message_delta" => Kind::MessageDelta,
+            18 if name == b"content_block_stop" => Kind::AnthropicOther,
+            19 if name == b"content_block_delta" || name == b"content_block_start" => {
+                Kind::AnthropicOther
+            }
+            15 if name == b"response.failed" => Kind::ResponseFinal,
+            18 if name == b"response.completed" => Kind::ResponseFinal,
+            19 if name == b"response.incomplete" => Kind::ResponseFinal,
+            _ if name.starts_with(b"response.") => Kind::ResponseOther,
             _ => Kind::Other,
         }
     }
@@ -447,11 +449,14 @@ impl Seen {
                 self.kind_complete = Some(complete && n == decoded.len());
             }
             (Target::Object, Value::Str { decoded, complete }) => {
+                // Told apart by length first: a slice comparison is a `memcmp` call.
                 let openai = complete
-                    && matches!(
-                        decoded,
-                        b"chat.completion.chunk" | b"chat.completion" | b"response"
-                    );
+                    && match decoded.len() {
+                        21 => decoded == b"chat.completion.chunk",
+                        15 => decoded == b"chat.completion",
+                        8 => decoded == b"response",
+                        _ => false,
+                    };
                 self.object = Some(if openai {
                     Object::OpenAi
                 } else {
@@ -467,17 +472,6 @@ impl Seen {
     fn kind(&self) -> Option<Kind> {
         let complete = self.kind_complete?;
         Some(Kind::of(&self.kind[..self.kind_len], complete))
-    }
-
-    /// The counts of one usage object, `None` where absent.
-    fn counts(&self, group: usize) -> [Option<u64>; FIELDS] {
-        let mut out = [None; FIELDS];
-        for (field, slot) in out.iter_mut().enumerate() {
-            if self.present & (1 << (group * FIELDS + field)) != 0 {
-                *slot = Some(self.counts[group][field]);
-            }
-        }
-        out
     }
 
     fn clear(&mut self) {
@@ -496,20 +490,22 @@ struct Totals {
 }
 
 impl Totals {
-    /// Records the counts of one usage object; a missing count keeps the old value.
-    fn apply(&mut self, counts: [Option<u64>; FIELDS]) {
+    /// Records the counts of usage object `group` that `seen` holds; a missing count keeps
+    /// the old value.
+    fn apply(&mut self, seen: &Seen, group: usize) {
+        let mut bits = (seen.present >> (group * FIELDS)) & ((1 << FIELDS) - 1);
         let u = &mut self.usage;
-        let fields = [
-            &mut u.input_tokens,
-            &mut u.output_tokens,
-            &mut u.cached_input_tokens,
-            &mut u.cache_creation_input_tokens,
-            &mut u.reasoning_tokens,
-        ];
-        for (field, count) in fields.into_iter().zip(counts) {
-            if count.is_some() {
-                *field = count;
-            }
+        while bits != 0 {
+            let field = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let slot = match field {
+                INPUT => &mut u.input_tokens,
+                OUTPUT => &mut u.output_tokens,
+                CACHED => &mut u.cached_input_tokens,
+                CACHE_WRITE => &mut u.cache_creation_input_tokens,
+                _ => &mut u.reasoning_tokens,
+            };
+            *slot = Some(seen.counts[group][field]);
         }
     }
 
@@ -518,16 +514,16 @@ impl Totals {
         match kind {
             Kind::MessageStart => {
                 self.provider = Provider::Anthropic;
-                self.apply(seen.counts(MESSAGE));
+                self.apply(seen, MESSAGE);
             }
             Kind::MessageDelta | Kind::Message => {
                 self.provider = Provider::Anthropic;
-                self.apply(seen.counts(TOP));
+                self.apply(seen, TOP);
             }
             Kind::AnthropicOther => self.provider = Provider::Anthropic,
             Kind::ResponseFinal => {
                 self.provider = Provider::OpenAi;
-                self.apply(seen.counts(RESPONSE));
+                self.apply(seen, RESPONSE);
             }
             Kind::ResponseOther => self.provider = Provider::OpenAi,
             Kind::Other => {}
@@ -542,9 +538,9 @@ impl Totals {
         }
         if seen.gemini {
             self.provider = Provider::Gemini;
-            self.apply(seen.counts(GEMINI));
+            self.apply(seen, GEMINI);
         }
-        self.apply(seen.counts(TOP));
+        self.apply(seen, TOP);
     }
 
     fn document(&mut self, seen: &Seen, event_kind: Option<Kind>, done: bool) {
