@@ -427,7 +427,12 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// The index of the first byte from `i` on that is not JSON whitespace.
+#[inline(always)]
 fn skip_ws(chunk: &[u8], mut i: usize) -> usize {
+    // Compact JSON has no whitespace: one comparison tells most calls apart.
+    if chunk.get(i).is_none_or(|&b| b > b' ') {
+        return i;
+    }
     while i < chunk.len() && is_ws(chunk[i]) {
         i += 1;
     }
@@ -584,9 +589,7 @@ impl<'p> PathMatcher<'p> {
             match self.st {
                 St::Failed => return,
                 St::Value | St::ElemOrEnd => {
-                    while i < n && is_ws(chunk[i]) {
-                        i += 1;
-                    }
+                    i = skip_ws(chunk, i);
                     let Some(&b) = chunk.get(i) else {
                         return;
                     };
@@ -600,9 +603,7 @@ impl<'p> PathMatcher<'p> {
                     i += self.start_value(b, on_hit);
                 }
                 St::KeyOrEnd | St::Key => {
-                    while i < n && is_ws(chunk[i]) {
-                        i += 1;
-                    }
+                    i = skip_ws(chunk, i);
                     let Some(&b) = chunk.get(i) else {
                         return;
                     };
@@ -617,9 +618,7 @@ impl<'p> PathMatcher<'p> {
                     }
                 }
                 St::Colon => {
-                    while i < n && is_ws(chunk[i]) {
-                        i += 1;
-                    }
+                    i = skip_ws(chunk, i);
                     let Some(&b) = chunk.get(i) else {
                         return;
                     };
@@ -627,9 +626,7 @@ impl<'p> PathMatcher<'p> {
                     self.st = if b == b':' { St::Value } else { St::Failed };
                 }
                 St::After => {
-                    while i < n && is_ws(chunk[i]) {
-                        i += 1;
-                    }
+                    i = skip_ws(chunk, i);
                     let Some(&b) = chunk.get(i) else {
                         return;
                     };
