@@ -921,15 +921,38 @@ impl<'p> PathMatcher<'p> {
 
     /// With `rest` inside a skipped string, returns how many bytes up to and including its
     /// closing quote, or `None` (all of `rest` used) if it does not close in `rest`.
+    ///
+    /// The common case, a string without escapes that closes here, is inlined; escapes go to
+    /// [`PathMatcher::skip_escaped_string`], which long generated texts keep busy.
     #[inline(always)]
     fn skip_string(&mut self, rest: &[u8]) -> Option<usize> {
-        let mut i = 0;
+        if self.skip_escape {
+            return self.skip_escaped_string(rest, 0);
+        }
+        let at = find2(rest, b'"', b'\\')?;
+        if rest[at] == b'"' {
+            return Some(at + 1);
+        }
+        self.skip_escaped_string(rest, at)
+    }
+
+    /// [`PathMatcher::skip_string`] from `i`: either a backslash in `rest`, or 0 right after
+    /// a backslash that ended the previous chunk.
+    #[inline(never)]
+    fn skip_escaped_string(&mut self, rest: &[u8], mut i: usize) -> Option<usize> {
         if self.skip_escape {
             if rest.is_empty() {
                 return None;
             }
             self.skip_escape = false;
             i = 1;
+        } else {
+            // `rest[i]` is a backslash: skip it and the byte it escapes.
+            if i + 1 >= rest.len() {
+                self.skip_escape = true;
+                return None;
+            }
+            i += 2;
         }
         loop {
             let at = i + find2(&rest[i..], b'"', b'\\')?;
