@@ -1,7 +1,8 @@
 //! SSE parser throughput against a bare `memchr` newline scan of the same bytes.
 //!
 //! `cargo bench --bench sse` first prints the parser / memchr throughput ratio (the goal is at
-//! least 50%), then runs the criterion benchmarks.
+//! least 50%), then runs the criterion benchmarks. `scripts/sse_instructions.sh` counts the
+//! instructions per byte of the same functions under callgrind (the `count` mode below).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -148,7 +149,38 @@ fn benches(c: &mut Criterion) {
     }
 }
 
+/// `count INPUT WHAT REPS`: runs one measured function REPS times over one input and exits,
+/// for `scripts/sse_instructions.sh`, which counts the instructions under callgrind.
+fn count(args: &[String]) {
+    let [input, what, reps] = args else {
+        panic!(
+            "usage: sse count <openai-chat|anthropic|openai-responses> <memchr|sse|usage> <reps>"
+        );
+    };
+    let reps: usize = reps.parse().expect("reps is a whole number");
+    let (_, bytes) = inputs()
+        .into_iter()
+        .find(|(name, _)| name == input)
+        .expect("unknown input");
+    let mut parser = SseParser::new();
+    let mut tracker = UsageTracker::new();
+    for _ in 0..reps {
+        match what.as_str() {
+            "memchr" => drop(black_box(memchr_lines(&bytes))),
+            "sse" => drop(black_box(parse(&mut parser, &bytes))),
+            "usage" => drop(black_box(track(&mut tracker, &bytes))),
+            _ => panic!("unknown function {what}"),
+        }
+    }
+    println!("bytes {}", bytes.len());
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "count") {
+        count(&args[1..]);
+        return;
+    }
     // `cargo bench` passes --bench; `cargo test --benches` does not, and runs each once.
     if std::env::args().any(|a| a == "--bench") {
         print_ratios();
