@@ -3,11 +3,49 @@
 //! Envoy HTTP filters as plain `async fn` handlers, shipped as an Envoy *dynamic module*
 //! (a `cdylib` Envoy loads with `dlopen`).
 //!
+//! A whole filter:
+//!
+//! ```
+//! use jisr::{Registry, Request, ResponseWriter};
+//! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+//!     req.set_header("x-hello", "world");
+//! }
+//! fn register(r: &mut Registry) { r.register("hello", hello); }
+//! jisr::export!(register);
+//! ```
+//!
+//! Build it as a `cdylib`, and Envoy runs `hello` for every request of a listener whose
+//! `DynamicModuleFilter` config names the module and `filter_name: hello`.
+//!
+//! The same `register` function loads the filter into [`testing`], a simulated Envoy stream:
+//! drive the hooks Envoy would call and check what the filter did, in a plain `#[test]`.
+//!
+//! ```
+//! # use jisr::{Registry, Request, ResponseWriter};
+//! # async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+//! #     req.set_header("x-hello", "world");
+//! # }
+//! # fn register(r: &mut Registry) { r.register("hello", hello); }
+//! use jisr::testing::TestFilter;
+//!
+//! let filter = TestFilter::new(register, "hello", b"").unwrap();
+//! let mut stream = filter.stream();
+//! stream.request_headers(&[(":method", "GET"), (":path", "/")], true);
+//! assert_eq!(stream.request_header("x-hello").as_deref(), Some("world"));
+//! assert!(stream.local_reply().is_none()); // the request went on upstream
+//! ```
+//!
+//! # How it runs
+//!
 //! A handler is a `Future` that jisr polls **inline on the Envoy worker thread**, inside Envoy's
 //! own hooks. A handler that never awaits completes inside the hook that started it; one that
 //! awaits (body bytes, a value from another thread) makes the hook return a stop status, and a
 //! waker brings the stream back through Envoy's per-filter scheduler. No threads, no runtime,
 //! and the handler's future lives inline in a pooled per-stream slot.
+//!
+//! Handlers compose: middleware runs in front of them (and may answer instead, e.g. with a
+//! 401), filters can keep per-config state, and a response handler can follow the request
+//! handler (see [`Registry`]).
 //!
 //! ```
 //! use jisr::{chain, Level, LogValue, Next, Registry, Request, ResponseWriter};

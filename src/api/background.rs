@@ -76,6 +76,24 @@ impl ConfigHandle<'_> {
 }
 
 /// The answer to a background callout (owned: a task may keep it as long as it likes).
+///
+/// ```
+/// use jisr::background::BackgroundResponse;
+///
+/// /// The version a config server answered with, from its `etag`.
+/// fn version(answer: &BackgroundResponse) -> Option<&str> {
+///     let etag = std::str::from_utf8(answer.header("etag")?).ok()?;
+///     Some(etag.trim_matches('"'))
+/// }
+///
+/// // What `bg.callout(..).await` gives a task:
+/// let answer = BackgroundResponse {
+///     status: 200,
+///     headers: vec![("ETag".to_string(), b"\"v7\"".to_vec())],
+///     body: b"{}".to_vec(),
+/// };
+/// assert_eq!(version(&answer), Some("v7"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackgroundResponse {
     /// Status code.
@@ -97,6 +115,32 @@ impl BackgroundResponse {
 }
 
 /// An event of a background stream (see [`Background::stream`]).
+///
+/// ```
+/// use jisr::background::BackgroundEvent;
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{ConfigError, ConfigHandle, Registry, Request, ResponseWriter};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {
+///     let (bg, bytes) = (cfg.background(), cfg.counter("feed_bytes", &[])?);
+///     bg.clone().spawn(async move {
+///         let Ok(mut feed) = bg.stream(CalloutRequest::get("feed", "/events", "feed.local"), true) else { return };
+///         let Some(BackgroundEvent::Headers(200, ..)) = feed.next_event().await else { return };
+///         while let Some(BackgroundEvent::Data(chunk, _end)) = feed.next_event().await {
+///             let _ = bg.counter_add(bytes, &[], chunk.len() as u64);
+///         }
+///     });
+///     Ok(())
+/// }
+/// # async fn pass(_: &(), _req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// # fn register(r: &mut Registry) { r.filter("feed").state(load).handle(pass); }
+///
+/// let f = TestFilter::new(register, "feed", b"").unwrap();
+/// f.run_background(); // the task opens its stream
+/// f.answer_background_stream(f.background_stream_log()[0].0, 200, &[b"abc", b"de"]);
+/// assert_eq!(f.metric("feed_bytes"), Some(5));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackgroundEvent {
     /// Response headers: status, headers, and whether the response ends here.
@@ -211,6 +255,31 @@ impl Background {
 }
 
 /// The future of [`Background::callout`].
+///
+/// ```
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{ConfigError, ConfigHandle, Registry, Request, ResponseWriter};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {
+///     let (bg, warmed) = (cfg.background(), cfg.counter("cache_warmed", &[])?);
+///     bg.clone().spawn(async move {
+///         let warm = bg.callout(CalloutRequest::post("cache", "/warm", "cache.local", b"all"));
+///         if warm.await.is_ok_and(|answer| answer.status == 200) {
+///             let _ = bg.counter_inc(warmed, &[]);
+///         }
+///     });
+///     Ok(())
+/// }
+/// # async fn pass(_: &(), _req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// # fn register(r: &mut Registry) { r.filter("warm").state(load).handle(pass); }
+///
+/// let f = TestFilter::new(register, "warm", b"").unwrap();
+/// f.run_background(); // the task starts its callout
+/// let call = f.background_callouts().remove(0);
+/// f.complete_background_callout(call.id, 200, b"");
+/// assert_eq!(f.metric("cache_warmed"), Some(1));
+/// ```
 pub struct BackgroundCallout<'r> {
     rt: Arc<Runtime>,
     req: CalloutRequest<'r>,
@@ -284,6 +353,31 @@ impl Drop for BackgroundCallout<'_> {
 }
 
 /// A streaming callout owned by a filter config (see [`Background::stream`]).
+///
+/// ```
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{ConfigError, ConfigHandle, Registry, Request, ResponseWriter};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {
+///     let bg = cfg.background();
+///     bg.clone().spawn(async move {
+///         let req = CalloutRequest::post("logs", "/ingest", "logs.local", b"line 1\n");
+///         let Ok(mut upload) = bg.stream(req, false) else { return };
+///         upload.send(b"line 2\n", false);
+///         upload.send_trailers(&[("x-lines", b"2")]); // ends the request
+///         while upload.next_event().await.is_some() {} // until the answer is complete
+///     });
+///     Ok(())
+/// }
+/// # async fn pass(_: &(), _req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// # fn register(r: &mut Registry) { r.filter("logs").state(load).handle(pass); }
+///
+/// let f = TestFilter::new(register, "logs", b"").unwrap();
+/// f.run_background();
+/// let sent: Vec<String> = f.background_stream_log().into_iter().map(|(_, e)| e).collect();
+/// assert_eq!(sent, ["start end=false", r#"data "line 2\n" end=false"#, "trailers 1"]);
+/// ```
 pub struct BackgroundStream {
     rt: Arc<Runtime>,
     id: u64,

@@ -8,6 +8,28 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Why a body read failed.
+///
+/// ```
+/// use jisr::handler::BodyError;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn small_only(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     match req.read_body(8, &mut body).await {
+///         Ok(_) => {}
+///         Err(BodyError::TooLarge { limit }) => w.send(413, format!("over {limit} bytes").as_bytes()),
+///         Err(BodyError::Aborted) => {} // the client left: nobody to answer
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("small_only", small_only); }
+///
+/// let f = TestFilter::new(register, "small_only", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "POST"), (":path", "/")], false);
+/// s.request_body(b"far more than eight bytes", true);
+/// assert_eq!(s.local_reply().unwrap().body, b"over 8 bytes");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyError {
     /// The stream ended (reset or disconnect) before the body was complete.
@@ -31,6 +53,26 @@ impl fmt::Display for BodyError {
 impl std::error::Error for BodyError {}
 
 /// Future of one body read; see [`Request::read`](crate::Request::read).
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+/// async fn no_pdf(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let mut magic = [0u8; 4];
+///     let n = req.read(&mut magic).await.unwrap_or(0); // waits for the first body bytes
+///     if magic[..n] == *b"%PDF" {
+///         w.send(415, b"no PDFs here\n");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("no_pdf", no_pdf); }
+///
+/// let f = TestFilter::new(register, "no_pdf", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "POST"), (":path", "/upload")], false);
+/// assert!(s.local_reply().is_none()); // no body yet: the handler waits
+/// s.request_body(b"%PDF-1.7 ...", true);
+/// assert_eq!(s.local_reply().unwrap().status, 415);
+/// ```
 pub struct ReadBody<'r> {
     pub(crate) core: &'r StreamCore,
     pub(crate) request: bool,

@@ -10,6 +10,29 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Why a callout failed.
+///
+/// ```
+/// use jisr::callout::{CalloutError, CalloutRequest};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn check(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     match w.callout(CalloutRequest::get("auth", "/check", "auth.local"), &mut body).await {
+///         Ok(r) if r.status == 200 => {}
+///         Ok(_) => w.send(403, b"denied\n"),
+///         Err(CalloutError::Timeout) => w.send(504, b"auth timed out\n"),
+///         Err(e) => w.send(503, e.to_string().as_bytes()),
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("check", check); }
+///
+/// let f = TestFilter::new(register, "check", b"").unwrap();
+/// let mut s = f.stream();
+/// s.set_unknown_cluster("auth"); // a typo in the cluster name, say
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().body, b"callout refused: cluster not found");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CalloutError {
     /// Envoy refused the request: `:method`, `:path` and `host` are required headers.
@@ -142,6 +165,28 @@ impl<'r> CalloutRequest<'r> {
 
 /// A completed callout: status and headers; the body went into the buffer given to
 /// [`ResponseWriter::callout`](crate::ResponseWriter::callout).
+///
+/// ```
+/// use jisr::callout::{CalloutRequest, CalloutResponse};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn check(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     let verdict = w.callout(CalloutRequest::get("auth", "/check", "auth.local"), &mut body).await;
+///     if let Ok(CalloutResponse { status: 403, body_len, .. }) = verdict {
+///         w.send(403, &body[..body_len]); // pass the auth service's reason on
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("check", check); }
+///
+/// let f = TestFilter::new(register, "check", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// let id = s.callouts()[0].id;
+/// s.complete_callout(id, 403, &[], b"key revoked");
+/// assert_eq!(s.local_reply().unwrap().body, b"key revoked");
+/// ```
 #[derive(Clone, Debug)]
 pub struct CalloutResponse {
     /// The `:status` code.
@@ -175,6 +220,32 @@ pub(crate) fn request_pairs<'r>(
 /// Envoy's answer is written into storage the stream owns and copied into your buffer when this
 /// future completes, so forgetting the future (`mem::forget`) is harmless: the callout keeps a
 /// place in the stream's table until the stream ends, and its answer is discarded.
+///
+/// Callouts started together run concurrently:
+///
+/// ```
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn both(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let (mut user, mut plan) = (Vec::new(), Vec::new());
+///     let a = w.callout(CalloutRequest::get("users", "/me", "users.local"), &mut user);
+///     let b = w.callout(CalloutRequest::get("billing", "/plan", "billing.local"), &mut plan);
+///     let _ = jisr::join(a, b).await; // both in flight at once
+///     req.set_header("x-plan", &plan);
+/// }
+/// # fn register(r: &mut Registry) { r.register("both", both); }
+///
+/// let f = TestFilter::new(register, "both", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// let ids: Vec<u64> = s.callouts().iter().map(|c| c.id).collect();
+/// assert_eq!(ids.len(), 2);
+/// s.complete_callout(ids[1], 200, &[], b"pro");
+/// s.complete_callout(ids[0], 200, &[], b"ada");
+/// assert_eq!(s.request_header("x-plan").as_deref(), Some("pro"));
+/// ```
 pub struct Callout<'w> {
     core: &'w StreamCore,
     req: CalloutRequest<'w>,

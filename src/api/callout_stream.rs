@@ -12,6 +12,30 @@ use std::task::Poll;
 /// takes it; more than 4 MiB unread resets the callout. Dropping an unfinished stream resets
 /// it.
 ///
+/// ```
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn relay(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let req = CalloutRequest::post("llm", "/v1/complete", "llm.local", b"{\"prompt\":");
+///     let Ok(mut up) = w.stream_callout(req, false) else { return w.send(503, b"") };
+///     let _ = up.send(b"\"hi\"}", true); // the rest of the request body
+///     let mut answer = Vec::new();
+///     while up.read(&mut answer).await.is_ok_and(|n| n > 0) {}
+///     w.send(200, &answer);
+/// }
+/// # fn register(r: &mut Registry) { r.register("relay", relay); }
+///
+/// let f = TestFilter::new(register, "relay", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// let id = s.callouts()[0].id;
+/// s.stream_callout_headers(id, 200, &[], false);
+/// s.stream_callout_data(id, b"hello", true);
+/// assert_eq!(s.local_reply().unwrap().body, b"hello");
+/// ```
+///
 /// [`ResponseWriter::stream_callout`]: crate::ResponseWriter::stream_callout
 pub struct CalloutStream<'w> {
     core: &'w StreamCore,
@@ -19,6 +43,30 @@ pub struct CalloutStream<'w> {
 }
 
 /// Status and headers of a streaming callout's response.
+///
+/// ```
+/// use jisr::callout::{CalloutHead, CalloutRequest};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn subscribe(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let req = CalloutRequest::get("events", "/subscribe", "events.local");
+///     let Ok(mut events) = w.stream_callout(req, true) else { return };
+///     match events.head().await {
+///         Ok(CalloutHead { status: 200, .. }) => { /* read events with `events.read` */ }
+///         Ok(head) => w.send(502, format!("events answered {}", head.status).as_bytes()),
+///         Err(e) => w.send(503, e.to_string().as_bytes()),
+///     }
+/// }
+/// # fn register(r: &mut Registry) { r.register("subscribe", subscribe); }
+///
+/// let f = TestFilter::new(register, "subscribe", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// let id = s.callouts()[0].id;
+/// s.stream_callout_headers(id, 404, &[], true);
+/// assert_eq!(s.local_reply().unwrap().body, b"events answered 404");
+/// ```
 #[derive(Clone, Debug)]
 pub struct CalloutHead {
     /// The `:status` code.

@@ -7,6 +7,22 @@ use std::fmt;
 
 /// Why a filter refused its config. The message reaches Envoy's log with the filter name, and
 /// Envoy rejects that configuration.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ConfigError, ConfigHandle, Registry, Request, ResponseWriter};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<u64, ConfigError> {
+///     let text = cfg.config_str()?;
+///     text.trim().parse().map_err(|e| ConfigError::new(format!("limit {text:?}: {e}")))
+/// }
+/// async fn limit(_max: &u64, _req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// fn register(r: &mut Registry) { r.filter("limit").state(load).handle(limit); }
+///
+/// assert!(TestFilter::new(register, "limit", b"100").is_ok());
+/// let refused = TestFilter::new(register, "limit", b"lots").err().unwrap();
+/// assert!(refused.contains(r#"limit "lots": invalid digit"#), "{refused}");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(String);
 

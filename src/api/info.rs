@@ -7,6 +7,26 @@ use crate::host::extra::Addr;
 use std::time::Duration;
 
 /// A point in a stream's life whose time Envoy records (see [`Timing`]).
+///
+/// ```
+/// use jisr::info::TimingPoint;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn reused(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let Ok(timing) = w.timing() else { return }; // Envoy 1.40+
+///     // A connection that began before this request is a reused (keep-alive) one.
+///     let began = timing.offset_ns(TimingPoint::DownstreamConnectionBegin);
+///     req.set_header("x-conn-reused", if began.is_some_and(|ns| ns < 0) { "1" } else { "0" });
+/// }
+/// fn register(r: &mut Registry) { r.register("reused", reused); }
+///
+/// let f = TestFilter::new(register, "reused", b"").unwrap();
+/// let mut s = f.stream();
+/// s.set_timing(1_700_000_000_000_000_000, &[(TimingPoint::DownstreamConnectionBegin, -5_000_000_000)]);
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.request_header("x-conn-reused").as_deref(), Some("1"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimingPoint {
     /// The client's connection was accepted.
@@ -50,6 +70,28 @@ pub enum TimingPoint {
 /// Envoy's timing of a stream, from Envoy's own clock (so a handler's latency figures match
 /// Envoy's access logs). Points are offsets from the request's start; a point not reached
 /// yet is `None`.
+///
+/// ```
+/// use jisr::info::TimingPoint;
+/// # use jisr::testing::TestFilter;
+/// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+///
+/// async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// async fn ttfb(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+///     let Ok(timing) = w.timing() else { return }; // Envoy 1.40+
+///     if let Some(d) = timing.since_start(TimingPoint::FirstUpstreamRxByteReceived) {
+///         let _ = resp.set_header("x-ttfb-ms", d.as_millis().to_string());
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.filter("ttfb").respond(ResponseMode::Passthrough, pass, ttfb); }
+///
+/// let f = TestFilter::new(register, "ttfb", b"").unwrap();
+/// let mut s = f.stream();
+/// s.set_timing(1_700_000_000_000_000_000, &[(TimingPoint::FirstUpstreamRxByteReceived, 42_000_000)]);
+/// s.request_headers(&[(":path", "/")], true);
+/// s.response_headers(&[(":status", "200")], true);
+/// assert_eq!(s.response_header("x-ttfb-ms").as_deref(), Some("42"));
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
     raw: crate::abi::ffi::TimingInfo,

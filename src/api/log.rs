@@ -6,7 +6,27 @@ pub(crate) use crate::host::log::with_line;
 use crate::buffer::logfmt;
 use std::fmt;
 
-/// A value in a structured log line.
+/// A value in a structured log line (see [`ResponseWriter::log_attrs`]); most values convert
+/// with `.into()`.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{Level, LogValue, Registry, Request, ResponseWriter};
+///
+/// async fn audit(req: Request<'_>, w: ResponseWriter<'_>) {
+///     let bytes: u64 = req.header_str("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+///     let path = LogValue::Str(req.path().unwrap_or("-"));
+///     w.log_attrs(Level::Info, "upload", &[("path", path), ("bytes", bytes.into()), ("tls", false.into())]);
+/// }
+/// fn register(r: &mut Registry) { r.register("audit", audit); }
+///
+/// let f = TestFilter::new(register, "audit", b"").unwrap();
+/// f.stream().request_headers(&[(":path", "/my files"), ("content-length", "512")], true);
+/// let (_, line) = f.logs().pop().unwrap();
+/// assert_eq!(line, r#"upload filter=audit path="/my files" bytes=512 tls=false"#);
+/// ```
+///
+/// [`ResponseWriter::log_attrs`]: crate::ResponseWriter::log_attrs
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LogValue<'v> {
     /// Text (quoted when needed).

@@ -3,6 +3,26 @@
 use std::fmt;
 
 /// A counter defined with [`ConfigHandle::counter`](crate::ConfigHandle::counter).
+///
+/// A `Counter` is a small `Copy` handle: keep it in the filter's state and bump it from
+/// handlers (with one value per label, in definition order).
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Counter, ConfigError> {
+///     cfg.counter("requests_total", &["method"])
+/// }
+/// async fn count(requests: &Counter, req: Request<'_>, w: ResponseWriter<'_>) {
+///     let _ = w.counter_inc(*requests, &[req.method().unwrap_or("-")]);
+/// }
+/// fn register(r: &mut Registry) { r.filter("count").state(load).handle(count); }
+///
+/// let f = TestFilter::new(register, "count", b"").unwrap();
+/// f.stream().request_headers(&[(":method", "GET"), (":path", "/")], true);
+/// assert_eq!(f.metric("requests_total.GET"), Some(1));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counter {
     pub(crate) id: usize,
@@ -10,6 +30,28 @@ pub struct Counter {
 }
 
 /// A gauge defined with [`ConfigHandle::gauge`](crate::ConfigHandle::gauge).
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ConfigError, ConfigHandle, Gauge, Registry, Request, ResponseWriter};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gauge, ConfigError> {
+///     cfg.gauge("uploads_in_progress", &[])
+/// }
+/// async fn upload(uploading: &Gauge, mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let _ = w.gauge_add(*uploading, &[], 1);
+///     let _ = req.read_to_end(&mut Vec::new()).await;
+///     let _ = w.gauge_sub(*uploading, &[], 1);
+/// }
+/// fn register(r: &mut Registry) { r.filter("upload").state(load).handle(upload); }
+///
+/// let f = TestFilter::new(register, "upload", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "POST"), (":path", "/files")], false);
+/// assert_eq!(f.metric("uploads_in_progress"), Some(1));
+/// s.request_body(b"last chunk", true);
+/// assert_eq!(f.metric("uploads_in_progress"), Some(0));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gauge {
     pub(crate) id: usize,
@@ -17,6 +59,26 @@ pub struct Gauge {
 }
 
 /// A histogram defined with [`ConfigHandle::histogram`](crate::ConfigHandle::histogram).
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ConfigError, ConfigHandle, Histogram, Registry, Request, ResponseWriter};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Histogram, ConfigError> {
+///     cfg.histogram("upload_bytes", &[])
+/// }
+/// async fn sizes(sizes: &Histogram, req: Request<'_>, w: ResponseWriter<'_>) {
+///     let len = req.header_str("content-length").and_then(|v| v.parse().ok());
+///     let _ = w.histogram_record(*sizes, &[], len.unwrap_or(0));
+/// }
+/// fn register(r: &mut Registry) { r.filter("sizes").state(load).handle(sizes); }
+///
+/// let f = TestFilter::new(register, "sizes", b"").unwrap();
+/// for len in ["512", "40960"] {
+///     f.stream().request_headers(&[(":path", "/up"), ("content-length", len)], true);
+/// }
+/// assert_eq!(f.histogram("upload_bytes"), [512, 40960]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Histogram {
     pub(crate) id: usize,
@@ -24,6 +86,29 @@ pub struct Histogram {
 }
 
 /// Why a metric update was not applied.
+///
+/// Updates return it rather than fail silently; a handler usually ignores it (`let _ =`), but
+/// it tells a test or a log what went wrong:
+///
+/// ```
+/// use jisr::handler::MetricError;
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Counter, ConfigError> {
+///     cfg.counter("denied_total", &["reason"])
+/// }
+/// async fn deny(denied: &Counter, _req: Request<'_>, w: ResponseWriter<'_>) {
+///     let r: Result<(), MetricError> = w.counter_inc(*denied, &[]); // the label value is missing
+///     w.send(403, format!("{r:?}").as_bytes());
+/// }
+/// fn register(r: &mut Registry) { r.filter("deny").state(load).handle(deny); }
+///
+/// let f = TestFilter::new(register, "deny", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().body, b"Err(LabelCount { expected: 1, got: 0 })");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricError {
     /// The number of label values differs from the number of label names at definition.

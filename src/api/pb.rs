@@ -40,6 +40,30 @@ pub enum StructValue<'a> {
 }
 
 /// Typed metadata read from Envoy: a `google.protobuf.Any`'s type URL and serialized value.
+///
+/// ```
+/// use jisr::handler::TypedMetadata;
+/// # use jisr::testing::TestFilter;
+/// use jisr::{MetadataSource, Registry, Request, ResponseWriter};
+///
+/// const STRING_VALUE: &str = "type.googleapis.com/google.protobuf.StringValue";
+///
+/// async fn route_tier(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     // The route's `typed_filter_metadata` under `acme.route`.
+///     if let Ok(Some(TypedMetadata { type_url: STRING_VALUE, value })) =
+///         w.typed_metadata(MetadataSource::Route, "acme.route")
+///     {
+///         req.set_header("x-tier", value.get(2..).unwrap_or_default()); // field 1, length, text
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("tier", route_tier); }
+///
+/// let f = TestFilter::new(register, "tier", b"").unwrap();
+/// let mut s = f.stream();
+/// s.set_source_typed_metadata(MetadataSource::Route, "acme.route", STRING_VALUE, b"\x0a\x04gold");
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.request_header("x-tier").as_deref(), Some("gold"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TypedMetadata<'a> {
     /// E.g. `type.googleapis.com/google.protobuf.StringValue`.

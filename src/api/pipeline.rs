@@ -20,6 +20,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Which handle a phase's handlers and middleware receive: [`Req`] or [`Resp`].
+///
+/// ```
+/// use jisr::handler::{Req, Resp, Side};
+/// use jisr::{Request, Response};
+///
+/// // The handle of each side, spelled out (this compiles because the types are the same):
+/// fn request<'a>(h: <Req as Side>::Handle<'a>) -> Request<'a> { h }
+/// fn response<'a>(h: <Resp as Side>::Handle<'a>) -> Response<'a> { h }
+/// # let _ = (request, response);
+/// ```
 pub trait Side: 'static {
     /// The handle.
     type Handle<'a>;
@@ -27,9 +37,55 @@ pub trait Side: 'static {
     fn handle(core: &StreamCore) -> Self::Handle<'_>;
 }
 
-/// The request side: handlers and middleware get a [`Request`].
+/// The request side: handlers and middleware get a [`Request`]. It is the default side of
+/// [`Next`], so request middleware usually writes `Next<'_>`.
+///
+/// ```
+/// use jisr::handler::Req;
+/// # use jisr::testing::TestFilter;
+/// use jisr::{chain, Next, Registry, Request, ResponseWriter};
+///
+/// async fn no_bots(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_, Req>) {
+///     if req.header_str("user-agent").is_some_and(|ua| ua.contains("bot")) {
+///         return w.send(403, b"no bots\n");
+///     }
+///     next.run(&mut req, &mut w).await;
+/// }
+/// async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// fn register(r: &mut Registry) { r.register("no_bots", chain(no_bots, pass)); }
+///
+/// let f = TestFilter::new(register, "no_bots", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/"), ("user-agent", "crawl-bot/2")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 403);
+/// ```
 pub enum Req {}
 /// The response side: handlers and middleware get a [`Response`].
+///
+/// ```
+/// use jisr::handler::Resp;
+/// use jisr::response::response_chain;
+/// # use jisr::testing::TestFilter;
+/// use jisr::{Next, Registry, Request, Response, ResponseMode, ResponseWriter};
+///
+/// async fn no_cache(mut resp: Response<'_>, mut w: ResponseWriter<'_>, next: Next<'_, Resp>) {
+///     next.run(&mut resp, &mut w).await;
+///     let _ = resp.set_header("cache-control", "no-store");
+/// }
+/// # async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// # async fn stamp(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+/// #     let _ = resp.set_header("x-stamp", "1");
+/// # }
+/// fn register(r: &mut Registry) {
+///     r.filter("fresh").respond(ResponseMode::Passthrough, pass, response_chain(no_cache, stamp));
+/// }
+///
+/// let f = TestFilter::new(register, "fresh", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// s.response_headers(&[(":status", "200")], true);
+/// assert_eq!(s.response_header("cache-control").as_deref(), Some("no-store"));
+/// ```
 pub enum Resp {}
 
 impl Side for Req {
@@ -47,6 +103,18 @@ impl Side for Resp {
 }
 
 /// A phase of a filter: its side, what its handler is started with, and what it produces.
+///
+/// ```
+/// use jisr::handler::{OnRequest, OnResponse, Phase};
+/// use std::any::type_name;
+///
+/// fn takes_and_makes<P: Phase>() -> (&'static str, &'static str) {
+///     (type_name::<P::In>(), type_name::<P::Out>())
+/// }
+/// // A request handler starts from nothing and produces the value its response handler gets.
+/// assert_eq!(takes_and_makes::<OnRequest<bool>>(), ("()", "bool"));
+/// assert_eq!(takes_and_makes::<OnResponse<bool>>(), ("bool", "()"));
+/// ```
 pub trait Phase: 'static {
     /// The handle the phase's handlers get.
     type Side: Side;
@@ -58,8 +126,42 @@ pub trait Phase: 'static {
 
 /// The request phase of a filter whose request handler returns `T` (`()` without a response
 /// handler).
+///
+/// ```
+/// use jisr::handler::{Handler, OnRequest};
+/// use jisr::{Request, ResponseWriter};
+///
+/// async fn wants_debug(req: Request<'_>, _w: ResponseWriter<'_>) -> bool {
+///     req.header("x-debug").is_some()
+/// }
+/// async fn plain(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+///
+/// fn request_handler<T: 'static, H: for<'a> Handler<'a, OnRequest<T>>>(_: H) {}
+/// request_handler::<bool, _>(wants_debug); // hands a `bool` to the response handler
+/// request_handler::<(), _>(plain);
+/// ```
 pub struct OnRequest<T>(PhantomData<fn() -> T>);
 /// The response phase of a filter whose request handler returned `T`.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+///
+/// async fn started(_req: Request<'_>, _w: ResponseWriter<'_>) -> std::time::Instant {
+///     std::time::Instant::now()
+/// }
+/// // In phase `OnResponse<Instant>`: it gets what `started` returned for the same request.
+/// async fn timed(t0: std::time::Instant, mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+///     let _ = resp.set_header("x-upstream-ms", t0.elapsed().as_millis().to_string());
+/// }
+/// fn register(r: &mut Registry) { r.filter("timed").respond(ResponseMode::Passthrough, started, timed); }
+///
+/// let f = TestFilter::new(register, "timed", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// s.response_headers(&[(":status", "200")], true);
+/// assert!(s.response_header("x-upstream-ms").is_some());
+/// ```
 pub struct OnResponse<T>(PhantomData<fn() -> T>);
 
 impl<T: 'static> Phase for OnRequest<T> {
@@ -82,7 +184,31 @@ type HandleOf<'a, P> = <<P as Phase>::Side as Side>::Handle<'a>;
 /// `async fn(T, Response<'_>, ResponseWriter<'_>)` for responses (`T` is what the request
 /// handler of the same request returned).
 ///
-/// Implemented for every such function; you never implement it by hand.
+/// Implemented for every such function; you never implement it by hand. Name it to write
+/// helpers that take any handler:
+///
+/// ```
+/// use jisr::handler::{Handler, OnRequest};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// /// Registers `handler` as `<name>_v1` and `<name>_v2`.
+/// fn versioned<H>(r: &mut Registry, name: &str, handler: H)
+/// where
+///     H: for<'a> Handler<'a, OnRequest<()>> + Clone,
+/// {
+///     r.register(&format!("{name}_v1"), handler.clone());
+///     r.register(&format!("{name}_v2"), handler);
+/// }
+/// async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     req.set_header("x-hello", "world");
+/// }
+///
+/// let f = TestFilter::new(|r: &mut Registry| versioned(r, "hello", hello), "hello_v2", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.request_header("x-hello").as_deref(), Some("world"));
+/// ```
 pub trait Handler<'a, P: Phase>: Send + Sync + 'static {
     /// The handler's future.
     type Future: Future<Output = P::Out> + 'a;
@@ -115,6 +241,31 @@ where
 /// A handler of phase `P` that receives its config's state first:
 /// `async fn(&S, Request<'_>, ResponseWriter<'_>) -> T` or
 /// `async fn(&S, T, Response<'_>, ResponseWriter<'_>)`.
+///
+/// Like [`Handler`], implemented for every such function; `S` is what the filter's
+/// [`state`](crate::handler::FilterBuilder::state) function built from its config.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ConfigError, ConfigHandle, Registry, Request, ResponseWriter};
+///
+/// struct Blocked(Vec<String>);
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Blocked, ConfigError> {
+///     Ok(Blocked(cfg.config_str()?.split(',').map(String::from).collect()))
+/// }
+/// async fn block(blocked: &Blocked, req: Request<'_>, w: ResponseWriter<'_>) {
+///     if blocked.0.iter().any(|p| req.path() == Some(p.as_str())) {
+///         w.send(404, b"");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.filter("block").state(load).handle(block); }
+///
+/// let f = TestFilter::new(register, "block", b"/admin,/debug").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/debug")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 404);
+/// ```
 pub trait StateHandler<'a, S: 'a, P: Phase>: Send + Sync + 'static {
     /// The handler's future.
     type Future: Future<Output = P::Out> + 'a;
@@ -154,7 +305,33 @@ where
 /// request handlers, `async fn(Response<'_>, ResponseWriter<'_>, ResponseNext<'_>)` in front of
 /// response handlers.
 ///
-/// Call [`Next::run`] to pass on, or don't (short-circuit, e.g. after a 401).
+/// Call [`Next::run`] to pass on, or don't (short-circuit, e.g. after a 401). Implemented for
+/// every such function; name it to write helpers that take any middleware:
+///
+/// ```
+/// use jisr::handler::{Middleware, Req};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{chain, Next, Registry, Request, ResponseWriter};
+///
+/// /// Puts `mw` in front of every handler of the module.
+/// fn guarded<M: for<'a> Middleware<'a, Req> + Clone>(r: &mut Registry, mw: M) {
+///     r.register("hello", chain(mw.clone(), hello));
+///     r.register("bye", chain(mw, bye));
+/// }
+/// async fn internal_only(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
+///     match req.header("x-internal") {
+///         Some(_) => next.run(&mut req, &mut w).await,
+///         None => w.send(404, b""),
+///     }
+/// }
+/// # async fn hello(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// # async fn bye(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+///
+/// let f = TestFilter::new(|r: &mut Registry| guarded(r, internal_only), "bye", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 404);
+/// ```
 pub trait Middleware<'a, D: Side>: Send + Sync + 'static {
     /// The middleware's future.
     type Future: Future<Output = ()> + 'a;
@@ -185,6 +362,31 @@ where
 }
 
 /// The rest of the chain, handed to a [`Middleware`].
+///
+/// ```
+/// use jisr::{chain, Next};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn require_key(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
+///     if req.header("x-api-key").is_none() {
+///         return w.send(401, b"missing key\n"); // `next` is dropped: the handler never runs
+///     }
+///     next.run(&mut req, &mut w).await;
+/// }
+/// # async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+/// #     req.set_header("x-hello", "world");
+/// # }
+/// fn register(r: &mut Registry) { r.register("hello", chain(require_key, hello)); }
+///
+/// let f = TestFilter::new(register, "hello", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 401);
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/"), ("x-api-key", "k1")], true);
+/// assert_eq!(s.request_header("x-hello").as_deref(), Some("world"));
+/// ```
 pub struct Next<'a, D: Side = Req> {
     inner: &'a dyn NextRun,
     core: &'a StreamCore,
@@ -192,6 +394,34 @@ pub struct Next<'a, D: Side = Req> {
 }
 
 /// The rest of a response chain, handed to response middleware.
+///
+/// ```
+/// use jisr::response::{ResponseNext, response_chain};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+///
+/// async fn hide_errors(mut resp: Response<'_>, mut w: ResponseWriter<'_>, next: ResponseNext<'_>) {
+///     if resp.status().is_some_and(|s| s >= 500) {
+///         let _ = resp.remove_header("x-debug-trace");
+///         return; // the rest of the chain does not run
+///     }
+///     next.run(&mut resp, &mut w).await;
+/// }
+/// # async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// # async fn stamp(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+/// #     let _ = resp.set_header("x-stamp", "1");
+/// # }
+/// fn register(r: &mut Registry) {
+///     r.filter("edge").respond(ResponseMode::Passthrough, pass, response_chain(hide_errors, stamp));
+/// }
+///
+/// let f = TestFilter::new(register, "edge", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// s.response_headers(&[(":status", "502"), ("x-debug-trace", "db timeout")], true);
+/// assert_eq!(s.response_header("x-debug-trace"), None);
+/// # assert_eq!(s.response_header("x-stamp"), None);
+/// ```
 pub type ResponseNext<'a> = Next<'a, Resp>;
 
 impl<'a, D: Side> Next<'a, D> {
@@ -207,7 +437,31 @@ impl<'a, D: Side> Next<'a, D> {
     }
 }
 
-/// Future of [`Next::run`].
+/// Future of [`Next::run`]: completes when the rest of the chain did. Dropping it before then
+/// drops the inner handlers' futures, cancelling what they were waiting for.
+///
+/// ```
+/// use std::time::Duration;
+/// # use jisr::testing::TestFilter;
+/// use jisr::{chain, Next, Registry, Request, ResponseWriter};
+///
+/// async fn deadline(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
+///     let rest = next.run(&mut req, &mut w); // a `NextFuture`
+///     if jisr::time::timeout(Duration::from_millis(20), rest).await.is_err() {
+///         w.send(408, b"request body too slow\n");
+///     }
+/// }
+/// async fn upload(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     let _ = req.read_to_end(&mut Vec::new()).await;
+/// }
+/// fn register(r: &mut Registry) { r.register("upload", chain(deadline, upload)); }
+///
+/// let f = TestFilter::new(register, "upload", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "POST"), (":path", "/up")], false); // no body follows
+/// s.wait_scheduled(Duration::from_secs(5));
+/// assert_eq!(s.local_reply().unwrap().status, 408);
+/// ```
 pub struct NextFuture<'r> {
     inner: &'r dyn NextRun,
     done: bool,
@@ -456,7 +710,37 @@ impl<S: 'static, T: 'static> Pipeline<S, T> for NoResponse {
 
 /// Converts handlers, state handlers and chains of phase `P` into a pipeline.
 ///
-/// `Marker` only disambiguates the blanket impls; it is inferred.
+/// `Marker` only disambiguates the blanket impls; it is inferred. Name the trait to write
+/// helpers that accept all three kinds:
+///
+/// ```
+/// use jisr::handler::{IntoPipeline, OnRequest};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{chain, Next, Registry, Request, ResponseWriter};
+///
+/// /// Registers `pipeline` twice: as `name` and as `<name>_legacy`.
+/// fn with_alias<P, M>(r: &mut Registry, name: &str, pipeline: P)
+/// where
+///     P: IntoPipeline<(), OnRequest<()>, M> + Clone + Send + Sync + 'static,
+/// {
+///     r.register(name, pipeline.clone()).register(&format!("{name}_legacy"), pipeline);
+/// }
+/// # async fn log(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
+/// #     next.run(&mut req, &mut w).await;
+/// # }
+/// # async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+/// #     req.set_header("x-hello", "world");
+/// # }
+/// fn register(r: &mut Registry) {
+///     with_alias(r, "hello", hello); // a handler
+///     with_alias(r, "logged", chain(log, hello)); // a chain
+/// }
+///
+/// let f = TestFilter::new(register, "logged_legacy", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.request_header("x-hello").as_deref(), Some("world"));
+/// ```
 pub trait IntoPipeline<S: 'static, P: Phase, Marker> {
     /// The pipeline type.
     #[doc(hidden)]
@@ -497,6 +781,31 @@ where
 }
 
 /// Middleware in front of a handler (or another chain), before conversion; from [`chain`].
+/// It is `Copy` when its parts are (plain `async fn`s are), so one chain can be registered
+/// under several names.
+///
+/// ```
+/// use jisr::handler::Chained;
+/// # use jisr::testing::TestFilter;
+/// use jisr::{chain, Next, Registry, Request, ResponseWriter};
+///
+/// async fn require_key(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
+///     match req.header("x-api-key") {
+///         Some(_) => next.run(&mut req, &mut w).await,
+///         None => w.send(401, b"missing key\n"),
+///     }
+/// }
+/// async fn hello(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// fn register(r: &mut Registry) {
+///     let guarded: Chained<_, _> = chain(require_key, hello);
+///     r.register("hello", guarded).register("hello_v2", guarded);
+/// }
+///
+/// let f = TestFilter::new(register, "hello_v2", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 401);
+/// ```
 #[derive(Clone, Copy)]
 pub struct Chained<M, I> {
     mw: M,

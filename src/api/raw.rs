@@ -8,6 +8,28 @@ use std::fmt;
 use std::sync::Arc;
 
 /// What a request/response headers hook returns.
+///
+/// A jisr filter returns it for you: `Continue` when the handler finished inside the hook,
+/// `StopIteration` while it still waits (here, for the body):
+///
+/// ```
+/// use jisr::raw::HeadersStatus;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn inspect(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     if req.method() == Some("POST") {
+///         let _ = req.read_to_end(&mut Vec::new()).await;
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("inspect", inspect); }
+///
+/// let f = TestFilter::new(register, "inspect", b"").unwrap();
+/// let get = f.stream().request_headers(&[(":method", "GET"), (":path", "/")], true);
+/// assert_eq!(get, HeadersStatus::Continue);
+/// let post = f.stream().request_headers(&[(":method", "POST"), (":path", "/")], false);
+/// assert_eq!(post, HeadersStatus::StopIteration);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeadersStatus {
     /// Pass the headers on.
@@ -23,6 +45,32 @@ pub enum HeadersStatus {
 }
 
 /// What a body hook returns.
+///
+/// ```
+/// use jisr::raw::{BodyStatus, RawFactory, RawFilter, RawStream};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::Registry;
+///
+/// struct WholeBody;
+/// impl RawFilter for WholeBody {
+///     fn on_request_body(&mut self, _s: &mut RawStream<'_>, end_of_stream: bool) -> BodyStatus {
+///         if end_of_stream {
+///             BodyStatus::Continue // the whole body goes on
+///         } else {
+///             BodyStatus::StopIterationAndBuffer // Envoy keeps it; nothing goes upstream yet
+///         }
+///     }
+/// }
+/// # impl RawFactory for WholeBody { type Filter = WholeBody; fn new_filter(&self) -> WholeBody { WholeBody } }
+/// # fn register(r: &mut Registry) { r.register_raw("whole_body", |_cfg| Ok(WholeBody)); }
+///
+/// let f = TestFilter::new(register, "whole_body", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "POST"), (":path", "/")], false);
+/// assert_eq!(s.request_body(b"01234", false), BodyStatus::StopIterationAndBuffer);
+/// assert_eq!(s.request_body(b"56789", true), BodyStatus::Continue);
+/// # assert_eq!(s.forwarded_request_body(), b"0123456789");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyStatus {
     /// Pass the data on.
@@ -36,6 +84,28 @@ pub enum BodyStatus {
 }
 
 /// What a trailers hook returns.
+///
+/// ```
+/// use jisr::raw::TrailersStatus;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn check_length(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     let _ = req.read_to_end(&mut body).await; // ends when the trailers arrive
+///     if req.trailer("x-length") != Some(body.len().to_string().as_bytes()) {
+///         w.send(400, b"length mismatch\n");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("check_length", check_length); }
+///
+/// let f = TestFilter::new(register, "check_length", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "POST"), (":path", "/")], false);
+/// s.request_body(b"abc", false);
+/// assert_eq!(s.request_trailers(&[("x-length", "3")]), TrailersStatus::Continue);
+/// assert!(s.local_reply().is_none());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrailersStatus {
     /// Pass the trailers on.
@@ -169,6 +239,35 @@ pub trait RawFilter: 'static {
 }
 
 /// Creates one [`RawFilter`] per stream; one factory per Envoy filter config.
+///
+/// ```
+/// use jisr::raw::RawFactory;
+/// # use jisr::raw::{HeadersStatus, RawFilter, RawStream};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{ConfigError, ConfigHandle, Registry};
+///
+/// /// Denies every request, with the status its `filter_config` gives.
+/// struct Deny(u16);
+/// # impl RawFilter for Deny {
+/// #     fn on_request_headers(&mut self, s: &mut RawStream<'_>, _eos: bool) -> HeadersStatus {
+/// #         s.send_response(self.0, &[], b"", "deny");
+/// #         HeadersStatus::StopIteration
+/// #     }
+/// # }
+/// impl RawFactory for Deny {
+///     type Filter = Deny; // here the factory and its per-stream filter are one type
+///     fn new_filter(&self) -> Deny { Deny(self.0) }
+/// }
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Deny, ConfigError> {
+///     cfg.config_str()?.parse().map(Deny).map_err(|_| ConfigError::new("not a status"))
+/// }
+/// fn register(r: &mut Registry) { r.register_raw("deny", load); } // `load` runs once per config
+///
+/// let f = TestFilter::new(register, "deny", b"418").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 418);
+/// ```
 pub trait RawFactory: Send + Sync + 'static {
     /// The per-stream filter.
     type Filter: RawFilter;
@@ -214,6 +313,33 @@ pub trait RawFactory: Send + Sync + 'static {
 ///
 /// Once Envoy has destroyed the stream from inside one of the filter's own calls (some Envoy
 /// versions do during a local reply), every method is a no-op for the rest of the hook.
+///
+/// Copy what must outlive such a call:
+///
+/// ```
+/// use jisr::raw::{HeadersStatus, RawFactory, RawFilter, RawStream};
+/// # use jisr::testing::TestFilter;
+/// use jisr::Registry;
+///
+/// struct Tenant;
+/// impl RawFilter for Tenant {
+///     fn on_request_headers(&mut self, s: &mut RawStream<'_>, _eos: bool) -> HeadersStatus {
+///         let Some(tenant) = s.request_header("x-tenant").map(<[u8]>::to_vec) else {
+///             s.send_response(400, &[], b"no tenant\n", "no_tenant");
+///             return HeadersStatus::StopIteration;
+///         };
+///         s.set_header(false, "x-upstream-tenant", Some(&tenant));
+///         HeadersStatus::Continue
+///     }
+/// }
+/// # impl RawFactory for Tenant { type Filter = Tenant; fn new_filter(&self) -> Tenant { Tenant } }
+/// # fn register(r: &mut Registry) { r.register_raw("tenant", |_cfg| Ok(Tenant)); }
+///
+/// let f = TestFilter::new(register, "tenant", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/"), ("x-tenant", "t1")], true);
+/// assert_eq!(s.request_header("x-upstream-tenant").as_deref(), Some("t1"));
+/// ```
 pub struct RawStream<'h> {
     pub(crate) host: &'h dyn Host,
     pub(crate) meta: &'h Arc<FilterMeta>,
@@ -221,6 +347,31 @@ pub struct RawStream<'h> {
 }
 
 /// Commits events to a stream's scheduler from any thread; see [`RawStream::scheduler`].
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::raw::{HeadersStatus, RawFactory, RawFilter, RawStream};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::Registry;
+///
+/// struct Lookup;
+/// impl RawFilter for Lookup {
+///     fn on_request_headers(&mut self, s: &mut RawStream<'_>, _eos: bool) -> HeadersStatus {
+///         let scheduler = s.scheduler();
+///         std::thread::spawn(move || scheduler.commit(1)); // e.g. after a slow lookup
+///         HeadersStatus::StopIteration
+///     }
+///     fn on_scheduled(&mut self, s: &mut RawStream<'_>, _event: u64) { s.continue_decoding() }
+/// }
+/// # impl RawFactory for Lookup { type Filter = Lookup; fn new_filter(&self) -> Lookup { Lookup } }
+/// # fn register(r: &mut Registry) { r.register_raw("lookup", |_cfg| Ok(Lookup)); }
+///
+/// let f = TestFilter::new(register, "lookup", b"").unwrap();
+/// let mut s = f.stream();
+/// assert_eq!(s.request_headers(&[(":path", "/")], true), HeadersStatus::StopIteration);
+/// s.wait_scheduled(Duration::from_secs(5));
+/// assert_eq!(s.continue_decoding_calls(), 1);
+/// ```
 pub struct RawScheduler(Committer);
 
 impl RawScheduler {

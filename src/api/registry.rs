@@ -336,6 +336,28 @@ fn no_state(_: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {
 
 /// A filter being registered (from [`Registry::filter`]): optional per-config state, then the
 /// handlers.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ConfigError, ConfigHandle, Registry, Request, ResponseWriter};
+///
+/// struct Greeting(String);
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Greeting, ConfigError> {
+///     Ok(Greeting(cfg.config_str()?.trim().to_string()))
+/// }
+/// async fn greet(greeting: &Greeting, mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     req.set_header("x-greeting", &greeting.0);
+/// }
+/// fn register(r: &mut Registry) {
+///     r.filter("greet").state(load).handle(greet); // a `FilterBuilder`, then the handler
+/// }
+///
+/// let f = TestFilter::new(register, "greet", b"salam").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.request_header("x-greeting").as_deref(), Some("salam"));
+/// ```
 pub struct FilterBuilder<'r, S, C> {
     registry: &'r mut Registry,
     name: String,

@@ -154,6 +154,24 @@ pub(crate) fn header_each(core: &StreamCore, map: Map, mut f: impl FnMut(&[u8], 
 }
 
 /// Why [`Request::replace_body`] did not replace the body.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+/// async fn redact(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     // Wrong: the body was not read yet, so it cannot be replaced.
+///     if let Err(e) = req.replace_body(b"{}") {
+///         w.send(500, format!("{e:?}: {e}").as_bytes());
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("redact", redact); }
+///
+/// let f = TestFilter::new(register, "redact", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "POST"), (":path", "/")], false);
+/// let body = s.local_reply().unwrap().body;
+/// assert_eq!(body, b"BodyIncomplete: the body was not read to its end");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplaceError {
     /// The body was not read to its end (or was limited or skipped).
@@ -179,6 +197,25 @@ const BATCH: usize = 8;
 /// All values of one header, in order, each copied into the stream's arena. On Envoy 1.39+
 /// up to 8 values come from one call into Envoy; older Envoys (and more values) take one call
 /// per value.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+/// async fn hops(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let hops = req.header_values("x-forwarded-for").count();
+///     if hops > 1 {
+///         w.send(400, b"too many proxies\n");
+///     }
+///     req.set_header("x-hops", hops.to_string());
+/// }
+/// fn register(r: &mut Registry) { r.register("hops", hops); }
+///
+/// let f = TestFilter::new(register, "hops", b"").unwrap();
+/// let mut s = f.stream();
+/// let xff = [(":path", "/"), ("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2")];
+/// s.request_headers(&xff, true);
+/// assert_eq!(s.local_reply().unwrap().status, 400);
+/// ```
 pub struct HeaderValues<'r> {
     core: &'r StreamCore,
     map: Map,

@@ -11,6 +11,28 @@ use std::fmt;
 pub use crate::filter::core::ResponseMode;
 
 /// Why a response change was refused.
+///
+/// ```
+/// use jisr::response::ResponseError;
+/// use jisr::testing::{MetaValue, TestFilter};
+/// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+///
+/// async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// async fn tap(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+///     // In Observe mode the headers already went to the client.
+///     if let Err(ResponseError::HeadersSent) = resp.set_header("x-tapped", "1") {
+///         w.set_metadata_str("tap", "note", "headers already sent");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.filter("tap").respond(ResponseMode::Observe, pass, tap); }
+///
+/// let f = TestFilter::new(register, "tap", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// s.response_headers(&[(":status", "200")], true);
+/// assert_eq!(s.metadata("tap", "note"), Some(MetaValue::Str("headers already sent".into())));
+/// assert_eq!(s.response_header("x-tapped"), None);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseError {
     /// The response headers already went to the client ([`ResponseMode::Observe`]).

@@ -7,6 +7,28 @@ use crate::api::writer::ResponseWriter;
 /// config subscribed to when it loaded. Envoy keeps it current (SDS or a watched file);
 /// [`ResponseWriter::secret`] reads the current value, so a rotation is seen by the next read.
 /// Envoy 1.40 tells modules nothing when a secret rotates: read it where you use it.
+///
+/// ```
+/// use jisr::testing::{TestFilter, set_secret};
+/// use jisr::{ConfigError, ConfigHandle, Registry, Request, ResponseWriter, Secret};
+///
+/// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Secret, ConfigError> {
+///     cfg.secret("api-keys") // a comma-separated list of keys
+/// }
+/// async fn check(keys: &Secret, req: Request<'_>, w: ResponseWriter<'_>) {
+///     let key = req.header("x-api-key").unwrap_or_default();
+///     if !w.secret(*keys).unwrap_or_default().split(|b| *b == b',').any(|k| k == key) {
+///         w.send(401, b"unknown key\n");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.filter("keys").state(load).handle(check); }
+///
+/// set_secret("api-keys", Some(b"k1,k2"));
+/// let f = TestFilter::new(register, "keys", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/"), ("x-api-key", "k3")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 401);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Secret {
     handle: u64,

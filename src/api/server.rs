@@ -41,6 +41,22 @@ pub(crate) const EVENT_TIMERS: u64 = 1;
 pub(crate) const EVENT_INIT: u64 = 2;
 
 /// An admin request (`GET /jisr/...` on Envoy's admin listener).
+///
+/// ```
+/// use jisr::server::AdminRequest;
+///
+/// /// `POST /acme/debug` with `on` or `off` (given to `ServerSetup::admin`).
+/// fn debug_switch(req: &AdminRequest) -> (u16, Vec<u8>) {
+///     match (req.method.as_str(), req.body.as_slice()) {
+///         ("POST", b"on" | b"off") => (200, b"ok\n".to_vec()),
+///         ("POST", _) => (400, b"say on or off\n".to_vec()),
+///         _ => (405, b"POST only\n".to_vec()),
+///     }
+/// }
+///
+/// let req = AdminRequest { method: "POST".into(), path: "/acme/debug".into(), body: b"on".to_vec() };
+/// assert_eq!(debug_switch(&req).0, 200);
+/// ```
 #[derive(Clone, Debug)]
 pub struct AdminRequest {
     /// `GET`, `POST`, ...
@@ -52,6 +68,14 @@ pub struct AdminRequest {
 }
 
 /// An admin handler: the status and body to answer with.
+///
+/// ```
+/// use jisr::server::{AdminHandler, AdminRequest};
+///
+/// let echo: AdminHandler = Box::new(|req| (200, format!("{} {}\n", req.method, req.path).into_bytes()));
+/// let req = AdminRequest { method: "GET".into(), path: "/acme/echo?x=1".into(), body: Vec::new() };
+/// assert_eq!(echo(&req), (200, b"GET /acme/echo?x=1\n".to_vec()));
+/// ```
 pub type AdminHandler = Box<dyn Fn(&AdminRequest) -> (u16, Vec<u8>) + Send + Sync>;
 
 /// What Envoy told the server extension, shared with its tasks.
@@ -109,6 +133,31 @@ pub(crate) struct ServerShared {
 
 /// What the setup function of a server extension uses (see [`Registry::server`]).
 ///
+/// Server extensions run only inside Envoy ([`testing`](crate::testing) simulates filters, not
+/// them), so this example registers the extension without running its setup.
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::server::ServerSetup;
+/// use jisr::{ConfigError, ConfigHandle, Registry};
+///
+/// fn setup(cfg: &mut ConfigHandle<'_>, srv: &mut ServerSetup) -> Result<(), ConfigError> {
+///     let every_ms: u64 = cfg.config_str()?.trim().parse().map_err(|_| ConfigError::new("every_ms"))?;
+///     let life = srv.lifecycle();
+///     cfg.background().spawn(async move {
+///         let mut tick = jisr::time::interval(Duration::from_millis(every_ms));
+///         while !life.is_draining() {
+///             tick.tick().await; // ... refresh something ...
+///         }
+///     });
+///     srv.admin("/acme/period", "refresh period", move |_| (200, format!("{every_ms}\n").into_bytes()));
+///     Ok(())
+/// }
+///
+/// let mut r = Registry::default();
+/// r.server("refresher", setup);
+/// ```
+///
 /// [`Registry::server`]: crate::Registry::server
 pub struct ServerSetup {
     shared: Arc<ServerShared>,
@@ -116,6 +165,29 @@ pub struct ServerSetup {
 }
 
 /// Keeps Envoy from serving until released (see [`ServerSetup::hold_init`]).
+///
+/// As for [`ServerSetup`], the setup below runs only inside Envoy; the example registers it.
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::callout::CalloutRequest;
+/// use jisr::server::ServerSetup;
+/// use jisr::{ConfigError, ConfigHandle, Registry};
+///
+/// fn setup(cfg: &mut ConfigHandle<'_>, srv: &mut ServerSetup) -> Result<(), ConfigError> {
+///     let bg = cfg.background();
+///     let ready = srv.hold_init(Duration::from_secs(10)); // listeners wait for the first fetch
+///     bg.clone().spawn(async move {
+///         let _keys = bg.callout(CalloutRequest::get("keys", "/keys", "keys.local")).await;
+///         // ... publish the keys for the handlers ...
+///         ready.release(); // dropping `ready` would release it too
+///     });
+///     Ok(())
+/// }
+///
+/// let mut r = Registry::default();
+/// r.server("keys", setup);
+/// ```
 pub struct InitHold {
     shared: Arc<ServerShared>,
     released: bool,
@@ -199,6 +271,28 @@ impl ServerSetup {
 }
 
 /// Drain and shutdown of Envoy, as a server extension's tasks see them.
+///
+/// As for [`ServerSetup`], the setup below runs only inside Envoy; the example registers it.
+///
+/// ```
+/// use jisr::callout::CalloutRequest;
+/// use jisr::server::ServerSetup;
+/// use jisr::{ConfigError, ConfigHandle, Registry};
+///
+/// fn setup(cfg: &mut ConfigHandle<'_>, srv: &mut ServerSetup) -> Result<(), ConfigError> {
+///     let (bg, life) = (cfg.background(), srv.lifecycle());
+///     bg.clone().spawn(async move {
+///         life.shutting_down().await;
+///         // Flush what must not be lost: Envoy waits (up to 5 s) for this task to return.
+///         let flush = CalloutRequest::post("audit", "/flush", "audit.local", b"bye");
+///         let _ = bg.callout(flush).await;
+///     });
+///     Ok(())
+/// }
+///
+/// let mut r = Registry::default();
+/// r.server("audit", setup);
+/// ```
 #[derive(Clone)]
 pub struct ServerLifecycle {
     shared: Arc<ServerShared>,
@@ -244,6 +338,32 @@ impl fmt::Debug for ServerLifecycle {
 }
 
 /// A watched file (see [`ServerSetup::watch`]).
+///
+/// As for [`ServerSetup`], the setup below runs only inside Envoy; the example registers it.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use jisr::server::{Published, ServerSetup};
+/// use jisr::{ConfigError, ConfigHandle, Registry};
+///
+/// // Request handlers read it with `DENY.get()`.
+/// static DENY: LazyLock<Published<String>> = LazyLock::new(|| Published::new(String::new()));
+///
+/// fn setup(cfg: &mut ConfigHandle<'_>, srv: &mut ServerSetup) -> Result<(), ConfigError> {
+///     let path = cfg.config_str()?.trim().to_string();
+///     let mut watch = srv.watch(&path);
+///     cfg.background().spawn(async move {
+///         loop {
+///             DENY.publish(std::fs::read_to_string(&path).unwrap_or_default());
+///             watch.changed().await;
+///         }
+///     });
+///     Ok(())
+/// }
+///
+/// let mut r = Registry::default();
+/// r.server("deny_list", setup);
+/// ```
 pub struct FileWatch {
     shared: Arc<ServerShared>,
     path: String,
@@ -275,6 +395,29 @@ impl FileWatch {
 /// A value published by one side (e.g. a server task) and read by request handlers on every
 /// worker, without a lock and without allocating in the steady state: each thread keeps the
 /// last version it saw and re-reads (under a lock) only after a new publication.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use jisr::server::Published;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// static KEYS: LazyLock<Published<Vec<String>>> = LazyLock::new(|| Published::new(Vec::new()));
+///
+/// async fn check(req: Request<'_>, w: ResponseWriter<'_>) {
+///     let key = req.header_str("x-api-key").unwrap_or_default();
+///     if !KEYS.get().iter().any(|k| k == key) {
+///         w.send(401, b"unknown key\n");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("check", check); }
+///
+/// let f = TestFilter::new(register, "check", b"").unwrap();
+/// KEYS.publish(vec!["k1".to_string()]); // e.g. by a server task, after a fetch
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/"), ("x-api-key", "k1")], true);
+/// assert!(s.local_reply().is_none());
+/// ```
 pub struct Published<T> {
     generation: AtomicU64,
     value: Mutex<Arc<T>>,

@@ -7,6 +7,24 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Why a streamed chunk was not sent.
+///
+/// ```
+/// use jisr::response::StreamError;
+/// use jisr::{Request, ResponseWriter};
+///
+/// async fn ticker(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let Some(mut out) = w.stream(200, &[("content-type", b"text/plain")]) else { return };
+///     for _ in 0..10 {
+///         match out.send(b"tick\n").await {
+///             Ok(()) => {}
+///             Err(StreamError::Closed) => return, // the client is gone: stop producing
+///         }
+///     }
+///     out.finish();
+/// }
+/// # let _ = ticker;
+/// assert_eq!(StreamError::Closed.to_string(), "the stream is closed");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamError {
     /// The stream is over (client gone, or already finished).
@@ -28,6 +46,28 @@ impl std::error::Error for StreamError {}
 /// buffer drains below the low watermark. Dropping the writer without [`finish`] ends the
 /// stream too.
 ///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+/// async fn export(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let Some(mut out) = w.stream(200, &[("content-type", b"text/csv")]) else { return };
+///     for row in [&b"id,name\n"[..], b"1,ada\n"] {
+///         if out.send(row).await.is_err() {
+///             return;
+///         }
+///     }
+///     out.finish_with_trailers(&[("x-rows", b"1")]);
+/// }
+/// # fn register(r: &mut Registry) { r.register("export", export); }
+///
+/// let f = TestFilter::new(register, "export", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/export.csv")], true);
+/// let reply = s.streamed_reply().unwrap();
+/// assert_eq!(reply.data.concat(), b"id,name\n1,ada\n");
+/// assert!(reply.ended && reply.trailers.is_some());
+/// ```
+///
 /// [`ResponseWriter::stream`]: crate::ResponseWriter::stream
 /// [`finish`]: StreamWriter::finish
 pub struct StreamWriter<'w> {
@@ -35,7 +75,28 @@ pub struct StreamWriter<'w> {
     pub(crate) done: bool,
 }
 
-/// Future of [`StreamWriter::send`].
+/// Future of [`StreamWriter::send`]. It stays pending while the client is not keeping up
+/// (Envoy's downstream buffer above its high watermark), and resumes once it drained.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+/// async fn feed(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let Some(mut out) = w.stream(200, &[]) else { return };
+///     let _ = out.send(b"event 1\n").await; // a `SendData`
+///     out.finish();
+/// }
+/// fn register(r: &mut Registry) { r.register("feed", feed); }
+///
+/// let f = TestFilter::new(register, "feed", b"").unwrap();
+/// let mut s = f.stream();
+/// s.watermark_above(); // the client is slow
+/// s.request_headers(&[(":path", "/feed")], true);
+/// assert!(s.streamed_reply().unwrap().data.is_empty()); // the send waits
+/// s.watermark_below();
+/// s.run_scheduled();
+/// assert_eq!(s.streamed_reply().unwrap().data[0], b"event 1\n");
+/// ```
 pub struct SendData<'s> {
     core: &'s StreamCore,
     data: &'s [u8],

@@ -39,6 +39,26 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 }
 
 /// The future of [`sleep`]. Dropping it cancels the timer.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn tarpit(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     jisr::time::sleep(Duration::from_millis(20)).await; // the worker serves others meanwhile
+///     w.send(429, b"slow down\n");
+/// }
+/// fn register(r: &mut Registry) { r.register("tarpit", tarpit); }
+///
+/// let f = TestFilter::new(register, "tarpit", b"").unwrap();
+/// let (mut s, start) = (f.stream(), Instant::now());
+/// s.request_headers(&[(":path", "/login")], true);
+/// assert!(s.local_reply().is_none()); // asleep
+/// s.wait_scheduled(Duration::from_secs(5));
+/// assert_eq!(s.local_reply().unwrap().status, 429);
+/// assert!(start.elapsed() >= Duration::from_millis(20));
+/// ```
 #[must_use = "a sleep does nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
@@ -93,6 +113,30 @@ impl Drop for Sleep {
 }
 
 /// The deadline of a [`timeout`] passed first.
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// use jisr::time::{Elapsed, timeout};
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn geo(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     let call = w.callout(CalloutRequest::get("geo", "/lookup", "geo.local"), &mut body);
+///     match timeout(Duration::from_millis(20), call).await {
+///         Ok(_answer) => {}
+///         Err(Elapsed) => w.send(504, b"geo lookup too slow\n"), // the callout is abandoned
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("geo", geo); }
+///
+/// let f = TestFilter::new(register, "geo", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true); // the callout is never answered
+/// s.wait_scheduled(Duration::from_secs(5));
+/// assert_eq!(s.local_reply().unwrap().status, 504);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Elapsed;
 
@@ -147,6 +191,30 @@ pub fn interval(period: Duration) -> Interval {
 }
 
 /// See [`interval`].
+///
+/// ```
+/// use std::time::Duration;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn heartbeat(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let Some(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else { return };
+///     let mut every = jisr::time::interval(Duration::from_millis(5));
+///     for _ in 0..3 {
+///         every.tick().await;
+///         let _ = out.send(b": ping\n\n").await;
+///     }
+/// } // dropping `out` ends the reply
+/// # fn register(r: &mut Registry) { r.register("heartbeat", heartbeat); }
+///
+/// let f = TestFilter::new(register, "heartbeat", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/events")], true);
+/// while !s.streamed_reply().unwrap().ended {
+///     assert!(s.wait_scheduled(Duration::from_secs(5)));
+/// }
+/// assert_eq!(s.streamed_reply().unwrap().data.concat(), b": ping\n\n".repeat(3));
+/// ```
 #[derive(Debug)]
 pub struct Interval {
     period: Duration,

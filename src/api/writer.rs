@@ -13,6 +13,27 @@ use std::fmt;
 
 /// Host counts of the cluster a stream is routed to, at one priority (see
 /// [`ResponseWriter::cluster_hosts`]).
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ClusterHosts, Registry, Request, ResponseWriter};
+///
+/// async fn shed(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     // Answer at once when fewer than half of the hosts are healthy.
+///     if let Some(ClusterHosts { total, healthy, .. }) = w.cluster_hosts(0) {
+///         if healthy * 2 < total {
+///             w.send(503, b"backend degraded\n");
+///         }
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("shed", shed); }
+///
+/// let f = TestFilter::new(register, "shed", b"").unwrap();
+/// let mut s = f.stream();
+/// s.set_cluster("backend", &[[4, 1, 0]]); // total, healthy, degraded
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 503);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClusterHosts {
     /// Every host of the priority.
@@ -26,6 +47,27 @@ pub struct ClusterHosts {
 /// Namespaces or keys of metadata (see [`ResponseWriter::metadata_keys`]), each copied into the
 /// stream's arena. Up to 32 names are held inline, more spill to the heap. The order is Envoy's
 /// (not sorted).
+///
+/// ```
+/// use jisr::testing::{MetaValue, TestFilter};
+/// use jisr::{MetadataSource, Registry, Request, ResponseWriter};
+///
+/// async fn claims(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     // Every claim an earlier filter (e.g. `jwt_authn`) wrote, as one header.
+///     let mut keys: Vec<&str> = w.metadata_keys(MetadataSource::Dynamic, "jwt").collect();
+///     keys.sort();
+///     req.set_header("x-claims", keys.join(","));
+/// }
+/// fn register(r: &mut Registry) { r.register("claims", claims); }
+///
+/// let f = TestFilter::new(register, "claims", b"").unwrap();
+/// let mut s = f.stream();
+/// for claim in ["sub", "iss"] {
+///     s.set_source_metadata(MetadataSource::Dynamic, "jwt", claim, MetaValue::Str("x".into()));
+/// }
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.request_header("x-claims").as_deref(), Some("iss,sub"));
+/// ```
 #[derive(Debug, Default)]
 pub struct MetadataNames<'a> {
     inline: arrayvec::ArrayVec<&'a str, 32>,
@@ -63,6 +105,25 @@ impl<'a> Iterator for MetadataNames<'a> {
 impl ExactSizeIterator for MetadataNames<'_> {}
 
 /// Where metadata is read from (see [`ResponseWriter::metadata_str`]).
+///
+/// ```
+/// use jisr::testing::{MetaValue, TestFilter};
+/// use jisr::{MetadataSource, Registry, Request, ResponseWriter};
+///
+/// async fn gold_only(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     // `metadata: { filter_metadata: { acme: { tier: gold } } }` on the route.
+///     if w.metadata_str(MetadataSource::Route, "acme", "tier") != Some("gold") {
+///         w.send(403, b"gold only\n");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("gold_only", gold_only); }
+///
+/// let f = TestFilter::new(register, "gold_only", b"").unwrap();
+/// let mut s = f.stream();
+/// s.set_source_metadata(MetadataSource::Route, "acme", "tier", MetaValue::Str("silver".into()));
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 403);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetadataSource {
     /// This stream's dynamic metadata: set by this filter or by earlier ones (e.g. Envoy's

@@ -10,6 +10,19 @@ const USED_MAX: u64 = (1 << USED_BITS) - 1;
 const PROBES: usize = 16;
 
 /// Why a key may not spend now.
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::buffer::{BudgetError, Budgets};
+///
+/// let budgets = Budgets::new(1, 100, Duration::from_secs(60)); // room for one key
+/// budgets.charge(b"team-a", 150);
+/// match budgets.check(b"team-a") {
+///     Err(BudgetError::Exhausted { retry_after }) => assert!(retry_after <= Duration::from_secs(60)),
+///     other => panic!("{other:?}"),
+/// }
+/// assert_eq!(budgets.check(b"team-b"), Err(BudgetError::Full));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BudgetError {
     /// The key spent its budget in this window; it is refilled after `retry_after`.

@@ -63,6 +63,25 @@ pub const MAX_KEY_LEN: usize = 64;
 pub const STRING_CAPTURE: usize = 64;
 
 /// A value found at a watched path.
+///
+/// ```
+/// use jisr::buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
+///
+/// static PATHS: PathSet = PathSet::new(&[&["n"], &["s"], &["o"]]);
+/// let mut found = Vec::new();
+/// PathMatcher::new(&PATHS).feed(br#"{"n": 42, "s": "a\u00e9", "o": {}}"#, |hit| {
+///     if let Hit::Value { path, value } = hit {
+///         found.push(match value {
+///             Value::U64(n) => format!("{path}: {n}"),
+///             Value::Str { decoded, complete } => {
+///                 format!("{path}: {} {complete}", String::from_utf8_lossy(decoded))
+///             }
+///             other => format!("{path}: {other:?}"),
+///         });
+///     }
+/// });
+/// assert_eq!(found, ["0: 42", "1: aé true", "2: Object"]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Value<'a> {
@@ -91,6 +110,21 @@ pub enum Value<'a> {
 }
 
 /// What [`PathMatcher::feed`] reports.
+///
+/// ```
+/// use jisr::buffer::json_stream::{Hit, PathMatcher, PathSet};
+///
+/// static PATHS: PathSet = PathSet::new(&[&["id"]]);
+/// let mut matcher = PathMatcher::new(&PATHS);
+/// matcher.set_documents_in_root_array(true);
+/// let (mut ids, mut docs) = (0, 0);
+/// matcher.feed(br#"[{"id": 1}, {"id": 2}]"#, |hit| match hit {
+///     Hit::Value { .. } => ids += 1,
+///     Hit::DocumentEnd => docs += 1,
+///     _ => {}
+/// });
+/// assert_eq!((ids, docs), (2, 2));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Hit<'a> {

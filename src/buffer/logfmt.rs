@@ -237,6 +237,15 @@ impl<W: Write> Write for Escaper<'_, W> {
 }
 
 /// Why [`parse_value`] rejected its input.
+///
+/// ```
+/// use jisr::buffer::logfmt::{ParseError, parse_value};
+///
+/// let mut value = String::new();
+/// assert_eq!(parse_value(r#""no closing quote"#, &mut value), Err(ParseError::Unterminated));
+/// assert_eq!(parse_value(" leading space", &mut value), Err(ParseError::Missing));
+/// assert_eq!(parse_value(r#""\q""#, &mut value), Err(ParseError::BadEscape));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
     /// The input is empty or starts with whitespace: there is no value.

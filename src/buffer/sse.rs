@@ -5,6 +5,17 @@ use memchr::{memchr, memchr2, memchr3};
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
 /// One dispatched event. It borrows the parser's storage and lives for one callback.
+///
+/// ```
+/// use jisr::buffer::SseParser;
+///
+/// let mut parser = SseParser::new();
+/// let mut seen = Vec::new();
+/// parser.feed(b"id: 7\nevent: delta\ndata: a\ndata: b\n\n", |e| {
+///     seen.push((e.event_type.to_vec(), e.data.to_vec(), e.last_event_id.to_vec()));
+/// });
+/// assert_eq!(seen, [(b"delta".to_vec(), b"a\nb".to_vec(), b"7".to_vec())]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Event<'a> {

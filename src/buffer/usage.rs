@@ -21,6 +21,17 @@ use memchr::{memchr2, memchr3};
 /// The numbers are not normalised across providers: OpenAI and Gemini count cached tokens
 /// inside the input, Anthropic does not (its input excludes cache reads and writes); OpenAI
 /// counts reasoning tokens inside the output, Gemini does not.
+///
+/// ```
+/// use jisr::buffer::UsageTracker;
+///
+/// let mut tracker = UsageTracker::new();
+/// tracker.feed(br#"{"object":"chat.completion","usage":{"prompt_tokens":12,"completion_tokens":5}}"#);
+/// let usage = tracker.usage().unwrap();
+/// assert_eq!(usage.input_tokens, Some(12));
+/// assert_eq!(usage.output_tokens, Some(5));
+/// assert_eq!(usage.cached_input_tokens, None); // not sent: absent, not 0
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
     /// Prompt / input tokens.
@@ -36,6 +47,15 @@ pub struct Usage {
 }
 
 /// Which API produced the response, as far as the bytes seen so far tell.
+///
+/// ```
+/// use jisr::buffer::{Provider, UsageTracker};
+///
+/// let mut tracker = UsageTracker::new();
+/// assert_eq!(tracker.provider(), Provider::Unknown);
+/// tracker.feed(br#"{"modelVersion":"gemini-2.0-flash","usageMetadata":{"promptTokenCount":3}}"#);
+/// assert_eq!(tracker.provider(), Provider::Gemini);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Provider {
@@ -51,6 +71,18 @@ pub enum Provider {
 }
 
 /// How a response body is framed.
+///
+/// ```
+/// use jisr::buffer::{BodyFormat, UsageTracker};
+///
+/// let mut sse = UsageTracker::new();
+/// sse.feed(b"data: {}\n\n");
+/// assert_eq!(sse.format(), Some(BodyFormat::Sse));
+///
+/// let mut json = UsageTracker::new();
+/// json.feed(b"  {\"usage\": {}}");
+/// assert_eq!(json.format(), Some(BodyFormat::Json));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
     /// Server-sent events (`text/event-stream`): each event's `data` is one JSON document.

@@ -242,6 +242,29 @@ impl Callouts {
 
 /// Response headers of a callout, kept inline (no allocation): up to 32 headers and 2 KiB of
 /// names and values; what does not fit is dropped and [`truncated`](Self::truncated) says so.
+///
+/// ```
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn whoami(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     let call = w.callout(CalloutRequest::get("auth", "/whoami", "auth.local"), &mut body);
+///     let Ok(answer) = call.await else { return w.send(503, b"") };
+///     req.set_header("x-user", answer.headers.get("X-User").unwrap_or_default()); // any case
+///     req.set_header("x-auth-headers", answer.headers.iter().count().to_string());
+/// }
+/// # fn register(r: &mut Registry) { r.register("whoami", whoami); }
+///
+/// let f = TestFilter::new(register, "whoami", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// let id = s.callouts()[0].id;
+/// s.complete_callout(id, 200, &[("x-user", "ada"), ("x-team", "ops")], b"");
+/// assert_eq!(s.request_header("x-user").as_deref(), Some("ada"));
+/// assert_eq!(s.request_header("x-auth-headers").as_deref(), Some("2"));
+/// ```
 #[derive(Clone, Debug)]
 pub struct CalloutHeaders {
     pub(crate) bytes: arrayvec::ArrayVec<u8, 2048>,

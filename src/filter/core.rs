@@ -45,6 +45,27 @@ impl FilterStats {
 }
 
 /// How a filter's response handler sees the response; fixed at registration.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+///
+/// async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// async fn shout(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     if resp.read_to_end(&mut body).await.is_ok() {
+///         let _ = resp.replace_body(&body.to_ascii_uppercase()); // Buffer mode only
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.filter("shout").respond(ResponseMode::Buffer, pass, shout); }
+///
+/// let f = TestFilter::new(register, "shout", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// s.response_headers(&[(":status", "200")], false);
+/// s.response_body(b"hello", true);
+/// assert_eq!(s.forwarded_response_body(), b"HELLO");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseMode {
     /// Response headers are held while the handler runs (it may change them); the body is not

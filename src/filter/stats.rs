@@ -7,6 +7,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Figures of one filter config (all its workers).
+///
+/// ```
+/// use jisr::stats::{FilterStatsSnapshot, filter_stats};
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     req.set_header("x-hello", "world");
+/// }
+/// fn register(r: &mut Registry) { r.register("hello", hello); }
+///
+/// let f = TestFilter::new(register, "hello", b"").unwrap();
+/// for _ in 0..3 {
+///     f.stream().request_headers(&[(":path", "/")], true);
+/// }
+/// let stats: FilterStatsSnapshot = f.stats();
+/// assert_eq!((stats.streams, stats.in_flight, stats.panics), (3, 0, 0));
+/// assert_eq!(stats.slots_allocated, 1); // one stream at a time: one slot, reused
+/// // The same figures, as the module's introspection sees every live config:
+/// assert!(filter_stats().iter().any(|(name, s)| name == "hello" && *s == stats));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FilterStatsSnapshot {
     /// Streams started.

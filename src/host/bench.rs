@@ -20,6 +20,24 @@ struct Changed {
 }
 
 /// Effects of the current request, counted.
+///
+/// ```
+/// use jisr::testing::bench::{BenchEffects, BenchFilter};
+/// use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn deny(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     w.set_metadata_str("acme", "decision", "deny");
+///     w.send(403, b"no");
+/// }
+/// fn register(r: &mut Registry) { r.register("deny", deny); }
+///
+/// let f = BenchFilter::new(register, "deny", b"").unwrap();
+/// let mut s = f.session();
+/// s.begin(&[(":method", "GET"), (":path", "/")]);
+/// s.request_headers(true);
+/// let effects: BenchEffects = s.effects();
+/// assert_eq!((effects.local_replies, effects.reply_status, effects.metadata), (1, 403, 1));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BenchEffects {
     /// Local replies sent (and the last status).

@@ -3,7 +3,26 @@
 use std::cell::RefCell;
 use std::fmt;
 
-/// Log severity, matching Envoy's levels.
+/// Log severity, matching Envoy's levels. Levels are ordered: `Trace` is the lowest.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{Level, Registry, Request, ResponseWriter};
+///
+/// async fn old_api(req: Request<'_>, w: ResponseWriter<'_>) {
+///     if req.header("x-api-version") == Some(b"1".as_slice()) {
+///         w.log(Level::Warn, format_args!("api version 1 is deprecated"));
+///     }
+///     w.log(Level::Debug, format_args!("checked"));
+/// }
+/// fn register(r: &mut Registry) { r.register("old_api", old_api); }
+///
+/// let mut f = TestFilter::new(register, "old_api", b"").unwrap();
+/// f.set_log_level(Level::Info); // as Envoy's `dynamic_modules` logger at info
+/// f.stream().request_headers(&[(":path", "/"), ("x-api-version", "1")], true);
+/// assert_eq!(f.logs(), [(Level::Warn, "api version 1 is deprecated".to_string())]);
+/// assert!(Level::Debug < Level::Info);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Trace.

@@ -17,6 +17,26 @@ pub(crate) type Pairs = Vec<(Box<[u8]>, Box<[u8]>)>;
 type Bytes = Box<[u8]>;
 
 /// A recorded metadata value.
+///
+/// ```
+/// use jisr::testing::{MetaValue, TestFilter};
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn score(req: Request<'_>, w: ResponseWriter<'_>) {
+///     w.set_metadata_num("risk", "score", 0.5);
+///     if req.header("user-agent").is_none() {
+///         w.append_metadata_str("risk", "reasons", "no-user-agent");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("score", score); }
+///
+/// let f = TestFilter::new(register, "score", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.metadata("risk", "score"), Some(MetaValue::Num(0.5)));
+/// let reasons = MetaValue::List(vec![MetaValue::Str("no-user-agent".into())]);
+/// assert_eq!(s.metadata("risk", "reasons"), Some(reasons));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetaValue {
     /// A string.
@@ -30,6 +50,27 @@ pub enum MetaValue {
 }
 
 /// A recorded complete local reply.
+///
+/// ```
+/// use jisr::testing::{LocalReply, TestFilter};
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn deny(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     w.send_with(403, &[("content-type", b"text/plain")], b"no\n", "policy_deny");
+/// }
+/// fn register(r: &mut Registry) { r.register("deny", deny); }
+///
+/// let f = TestFilter::new(register, "deny", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// let expected = LocalReply {
+///     status: 403,
+///     headers: vec![("content-type".to_string(), b"text/plain".to_vec())],
+///     body: b"no\n".to_vec(),
+///     details: "policy_deny".to_string(),
+/// };
+/// assert_eq!(s.local_reply(), Some(expected));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalReply {
     /// Status code.
@@ -43,6 +84,26 @@ pub struct LocalReply {
 }
 
 /// A recorded module-generated streaming reply.
+///
+/// ```
+/// use jisr::testing::{StreamedReply, TestFilter};
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn events(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let Some(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else { return };
+///     let _ = out.send(b"data: hi\n\n").await;
+///     out.finish();
+/// }
+/// fn register(r: &mut Registry) { r.register("events", events); }
+///
+/// let f = TestFilter::new(register, "events", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/events")], true);
+/// let StreamedReply { headers, data, trailers, ended } = s.streamed_reply().unwrap();
+/// assert_eq!(headers[0], (":status".to_string(), b"200".to_vec()));
+/// assert_eq!(data.concat(), b"data: hi\n\n");
+/// assert!(ended && trailers.is_none());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamedReply {
     /// Headers sent (with `:status`).
@@ -241,6 +302,28 @@ pub(crate) type DestroyHook = (
 );
 
 /// A callout the filter started on a simulated stream.
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn audit(req: Request<'_>, w: ResponseWriter<'_>) {
+///     let path = req.path().unwrap_or("/");
+///     let call = CalloutRequest::post("audit", "/log", "audit.local", path.as_bytes())
+///         .timeout(Duration::from_millis(250));
+///     let _ = w.callout(call, &mut Vec::new()).await;
+/// }
+/// fn register(r: &mut Registry) { r.register("audit", audit); }
+///
+/// let f = TestFilter::new(register, "audit", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/orders/7")], true);
+/// let call = s.callouts().remove(0);
+/// assert_eq!((call.cluster.as_str(), call.body.as_slice(), call.timeout_ms), ("audit", &b"/orders/7"[..], 250));
+/// assert_eq!(call.headers[0], (":method".to_string(), b"POST".to_vec()));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimCallout {
     /// Envoy's callout id.

@@ -9,6 +9,28 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// A span recorded by the simulated tracer.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+/// async fn traced(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     let Some(span) = w.span() else { return };
+///     span.set_tag("tenant", "t1");
+///     if let Some(lookup) = span.child("policy lookup") {
+///         lookup.log("cache miss");
+///     } // `lookup` is finished here
+/// }
+/// # fn register(r: &mut Registry) { r.register("traced", traced); }
+///
+/// let f = TestFilter::new(register, "traced", b"").unwrap();
+/// let mut s = f.stream();
+/// s.enable_tracing("ingress");
+/// s.request_headers(&[(":path", "/")], true);
+/// let spans = s.spans();
+/// assert_eq!(spans[0].tags, [("tenant".to_string(), "t1".to_string())]);
+/// assert_eq!((spans[1].operation.as_str(), spans[1].parent, spans[1].finished), ("policy lookup", Some(0), true));
+/// assert_eq!(spans[1].logs, ["cache miss"]);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimSpan {
     /// Operation name.

@@ -42,6 +42,26 @@ pub use crate::host::bench::BenchEffects;
 type Static = &'static [(&'static str, &'static str)];
 
 /// A filter config loaded for benchmarking.
+///
+/// ```
+/// use jisr::testing::bench::BenchFilter;
+/// use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     req.set_header("x-hello", "world");
+/// }
+/// fn register(r: &mut Registry) { r.register("hello", hello); }
+///
+/// let f = BenchFilter::new(register, "hello", b"").unwrap();
+/// let mut s = f.session();
+/// for _ in 0..100 {
+///     s.begin(&[(":method", "GET"), (":path", "/")]);
+///     s.request_headers(true);
+/// }
+/// s.end();
+/// assert_eq!(f.stats().streams, 100);
+/// assert_eq!(f.stats().slots_allocated, 1); // every request reused the same slot
+/// ```
 pub struct BenchFilter {
     config: Box<dyn ConfigHooks>,
 }
@@ -92,7 +112,28 @@ impl BenchFilter {
     }
 }
 
-/// A series of streams on one allocation-free host.
+/// A series of streams on one allocation-free host. Headers and body chunks are `'static`
+/// data, so the host never copies them.
+///
+/// ```
+/// use jisr::raw::{BodyStatus, HeadersStatus};
+/// use jisr::testing::bench::BenchFilter;
+/// use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn measure(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     let n = req.read_to_end(&mut Vec::new()).await.unwrap_or(0);
+///     req.set_header("x-body-bytes", n.to_string());
+/// }
+/// fn register(r: &mut Registry) { r.register("measure", measure); }
+///
+/// let f = BenchFilter::new(register, "measure", b"").unwrap();
+/// let mut s = f.session();
+/// s.begin(&[(":method", "PUT"), (":path", "/doc")]);
+/// assert_eq!(s.request_headers(false), HeadersStatus::StopIteration);
+/// assert_eq!(s.request_body(b"hello", true), BodyStatus::Continue);
+/// s.end();
+/// assert_eq!(s.effects().header_changes, 1);
+/// ```
 pub struct BenchSession<'f> {
     filter: &'f BenchFilter,
     host: Box<BenchHost>,

@@ -47,7 +47,29 @@ use std::time::Duration;
 
 pub use crate::host::sim::{LocalReply, MetaValue, SimCallout, StreamedReply};
 
-/// A filter config loaded from a `register` function, as Envoy would load it.
+/// A filter config loaded from a `register` function, as Envoy would load it. Its streams
+/// share what Envoy shares between the streams of one config: state, metrics, logs and
+/// per-route configs.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+/// async fn tier(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     let tier = req.route_config::<String>().cloned();
+///     req.set_header("x-tier", tier.as_deref().unwrap_or("free"));
+/// }
+/// fn register(r: &mut Registry) {
+///     r.route_config("tier", |bytes: &[u8]| Ok(String::from_utf8_lossy(bytes).into_owned()));
+///     r.register("tier", tier);
+/// }
+///
+/// let f = TestFilter::new(register, "tier", b"").unwrap();
+/// let gold = f.add_route_config("tier", b"gold").unwrap(); // a route's per-filter config
+/// let mut s = f.stream();
+/// s.use_route_config(gold);
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.request_header("x-tier").as_deref(), Some("gold"));
+/// ```
 pub struct TestFilter {
     config: Option<Box<dyn ConfigHooks>>,
     registry: Option<Registry>,
@@ -61,6 +83,28 @@ pub struct TestFilter {
 }
 
 /// One hook call and what it returned.
+///
+/// ```
+/// use jisr::raw::{BodyStatus, HeadersStatus};
+/// use jisr::testing::{Hook, TestFilter};
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn read_all(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     let _ = req.read_to_end(&mut Vec::new()).await;
+/// }
+/// fn register(r: &mut Registry) { r.register("read_all", read_all); }
+///
+/// let f = TestFilter::new(register, "read_all", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "POST"), (":path", "/")], false);
+/// s.request_body(b"all ", false);
+/// s.request_body(b"of it", true);
+/// assert_eq!(s.hooks(), [
+///     Hook::RequestHeaders(HeadersStatus::StopIteration), // the handler waits for the body
+///     Hook::RequestBody(BodyStatus::StopIterationAndBuffer),
+///     Hook::RequestBody(BodyStatus::Continue), // it read the end and returned
+/// ]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     /// `on_request_headers`.
@@ -358,6 +402,27 @@ unsafe fn deliver_event(m: *const core::ffi::c_void, host: &SimHost, event: SimE
 }
 
 /// A simulated stream. Dropping it destroys the stream (completing it first if needed).
+///
+/// Call its hooks in Envoy's order (request headers, body chunks, trailers, then the response),
+/// and look at what the filter did after each one:
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+/// async fn measure(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+///     let n = req.read_to_end(&mut Vec::new()).await.unwrap_or(0);
+///     req.set_header("x-body-bytes", n.to_string());
+/// }
+/// fn register(r: &mut Registry) { r.register("measure", measure); }
+///
+/// let f = TestFilter::new(register, "measure", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":method", "PUT"), (":path", "/doc")], false);
+/// s.request_body(b"hello ", false);
+/// s.request_body(b"world", true);
+/// assert_eq!(s.request_header("x-body-bytes").as_deref(), Some("11"));
+/// assert_eq!(s.forwarded_request_body(), b"hello world"); // upstream gets it unchanged
+/// ```
 pub struct TestStream<'f> {
     _filter: &'f TestFilter,
     host: Box<SimHost>,
