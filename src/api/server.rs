@@ -707,7 +707,9 @@ fn signal_init(shared: &ServerShared, host: &dyn ServerHost) {
 fn run(server: &ServerBox, host: &dyn ServerHost) {
     let rt = &server.shared.runtime;
     let owner = format!("server '{}'", server.shared.name);
-    enter_server(host, || crate::filter::background::poll(rt, host, &owner));
+    enter_server(host, || {
+        crate::filter::background::poll(rt, host.as_config(), &owner)
+    });
     maybe_finish_shutdown(server);
 }
 

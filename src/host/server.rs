@@ -11,6 +11,8 @@ use core::ffi::c_void;
 
 /// What only a server extension can do. All of it runs on Envoy's main thread.
 pub(crate) trait ServerHost: ConfigHost {
+    /// This host as a [`ConfigHost`] (trait upcasting needs Rust 1.86; jisr builds on 1.85).
+    fn as_config(&self) -> &dyn ConfigHost;
     /// Creates a main-thread timer (fires `on_bootstrap_extension_timer_fired`).
     fn timer_new(&self) -> *mut c_void;
     /// Arms `timer` to fire in `ms` milliseconds (re-arming replaces the previous deadline).
@@ -198,6 +200,10 @@ impl Outbound for EnvoyServerHost {
 }
 
 impl ServerHost for EnvoyServerHost {
+    fn as_config(&self) -> &dyn ConfigHost {
+        self
+    }
+
     fn timer_new(&self) -> *mut c_void {
         // SAFETY: live bootstrap config pointer on the main thread.
         unsafe { ffi::envoy_dynamic_module_callback_bootstrap_extension_timer_new(self.config) }

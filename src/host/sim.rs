@@ -218,6 +218,17 @@ impl SimQueue {
 /// A routed cluster: its name and `[total, healthy, degraded]` hosts per priority.
 pub(crate) type SimCluster = (Box<[u8]>, Vec<[u64; 3]>);
 
+/// The per-route config pointer the simulated route holds (null: none). A newtype because
+/// raw pointers have no `Default` before Rust 1.88.
+#[derive(Clone, Copy)]
+pub(crate) struct RoutePtr(pub(crate) *const core::ffi::c_void);
+
+impl Default for RoutePtr {
+    fn default() -> Self {
+        RoutePtr(core::ptr::null())
+    }
+}
+
 /// One simulated stream.
 #[derive(Default)]
 pub(crate) struct SimHost {
@@ -251,7 +262,7 @@ pub(crate) struct SimHost {
     pub(crate) callouts: RefCell<Vec<SimCallout>>,
     pub(crate) next_callout: Cell<u64>,
     pub(crate) unknown_clusters: RefCell<Vec<String>>,
-    pub(crate) route_config: Cell<*const core::ffi::c_void>,
+    pub(crate) route_config: Cell<RoutePtr>,
     pub(crate) override_host: RefCell<Option<(String, bool)>>,
     pub(crate) stream_log: RefCell<Vec<(u64, String)>>,
     /// Simulates an Envoy that destroys the filter synchronously inside a local reply.
@@ -808,7 +819,7 @@ impl Host for SimHost {
 
     fn route_config(&self) -> *const core::ffi::c_void {
         self.touch("route_config");
-        self.route_config.get()
+        self.route_config.get().0
     }
 
     fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool {

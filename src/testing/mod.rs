@@ -869,7 +869,9 @@ impl TestStream<'_> {
     pub fn use_route_config(&mut self, index: usize) {
         let routes = self._filter.routes.borrow();
         let ptr: *const crate::host::route::RouteConfigBox = &*routes[index];
-        self.host.route_config.set(ptr as *const core::ffi::c_void);
+        self.host
+            .route_config
+            .set(crate::host::sim::RoutePtr(ptr as *const core::ffi::c_void));
     }
 
     /// Every hook called so far with its status, in order.
