@@ -96,6 +96,13 @@
 
 mod abi;
 mod api;
+
+/// The README's complete Rust examples, compiled and run as doctests so they stay true
+/// (fragments are marked `ignore` there).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod buffer;
 #[doc(hidden)]
 pub mod entry;
