@@ -23,6 +23,7 @@ pub mod logfmt;
 mod ring;
 mod scan;
 mod sse;
+mod sse_lines;
 mod usage;
 
 pub use budget::{BudgetError, Budgets};

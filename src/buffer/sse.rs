@@ -1,6 +1,7 @@
 //! [`SseParser`]: an incremental, allocation-free server-sent events parser.
 
-use memchr::{memchr, memchr2, memchr3};
+use super::sse_lines::{Field, Fields, Lines};
+use memchr::memchr;
 
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
@@ -54,26 +55,6 @@ impl<'a> Event<'a> {
     pub fn is_type(&self, name: &str) -> bool {
         self.event_type == name.as_bytes()
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Event,
-    Data,
-    Id,
-    Retry,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Line {
-    /// At the first byte of a line.
-    Start,
-    /// Reading a field name; `len` counts its bytes (only 5 are kept, no known name is longer).
-    Name { buf: [u8; 5], len: usize },
-    /// Reading the value of a known field; `first` is true right after the colon.
-    Value { field: Field, first: bool },
-    /// Skipping the rest of a comment, unknown field or resync line.
-    Ignore,
 }
 
 /// An incremental server-sent events parser with storage fixed at construction.
@@ -174,11 +155,9 @@ pub struct SseParser {
     event_retry: Option<u64>,
     reconnection_time: Option<u64>,
     truncated: bool,
-    line: Line,
-    after_cr: bool,
+    lines: Lines,
     /// BOM bytes matched so far at the start of the stream; `None` once decided.
     bom: Option<usize>,
-    resyncing: bool,
 }
 
 impl SseParser {
@@ -222,10 +201,8 @@ impl SseParser {
             event_retry: None,
             reconnection_time: None,
             truncated: false,
-            line: Line::Start,
-            after_cr: false,
+            lines: Lines::NEW,
             bom: Some(0),
-            resyncing: false,
         }
     }
 
@@ -315,10 +292,8 @@ impl SseParser {
         self.id_len = 0;
         self.id_pending = false;
         self.reconnection_time = None;
-        self.line = Line::Start;
-        self.after_cr = false;
+        self.lines = Lines::NEW;
         self.bom = Some(0);
-        self.resyncing = false;
     }
 
     /// Declares that bytes were lost before the next chunk: drops the partial event and skips
@@ -348,10 +323,8 @@ impl SseParser {
             self.id_len = n;
             self.id_pending = false;
         }
-        self.line = Line::Ignore;
-        self.after_cr = false;
+        self.lines.resync();
         self.bom = None;
-        self.resyncing = true;
     }
 
     /// Parses `chunk`, calling `on_event` for every event it completes.
@@ -397,120 +370,15 @@ impl SseParser {
     }
 
     fn process(&mut self, chunk: &[u8], on_event: &mut impl FnMut(&Event<'_>)) {
-        let mut i = 0;
-        while i < chunk.len() {
-            if self.after_cr {
-                self.after_cr = false;
-                if chunk[i] == b'\n' {
-                    i += 1;
-                    continue;
-                }
-            }
-            match self.line {
-                Line::Start => match chunk[i] {
-                    b @ (b'\r' | b'\n') => {
-                        i += 1;
-                        self.after_cr = b == b'\r';
-                        self.dispatch(on_event);
-                    }
-                    b':' => {
-                        i += 1;
-                        self.line = Line::Ignore;
-                    }
-                    _ if self.resyncing => self.line = Line::Ignore,
-                    _ => {
-                        // Fast path: a whole known `name:` in this chunk skips the name state,
-                        // and a whole line skips the value state too.
-                        if let Some((field, used)) = known_prefix(&chunk[i..]) {
-                            i += used;
-                            self.start_value(field);
-                            if chunk.get(i) == Some(&b' ') {
-                                i += 1;
-                            } else if i == chunk.len() {
-                                self.line = Line::Value { field, first: true };
-                                return;
-                            }
-                            let rest = &chunk[i..];
-                            let Some(end) = memchr2(b'\r', b'\n', rest) else {
-                                self.push_value(field, rest);
-                                self.line = Line::Value {
-                                    field,
-                                    first: false,
-                                };
-                                return;
-                            };
-                            self.push_value(field, &rest[..end]);
-                            self.finish_value(field);
-                            i += end + 1;
-                            self.after_cr = rest[end] == b'\r';
-                        } else {
-                            self.line = Line::Name {
-                                buf: [0; 5],
-                                len: 0,
-                            }
-                        }
-                    }
-                },
-                Line::Name { mut buf, mut len } => {
-                    let rest = &chunk[i..];
-                    let end = memchr3(b':', b'\r', b'\n', rest);
-                    let name = &rest[..end.unwrap_or(rest.len())];
-                    let start = len.min(buf.len());
-                    let keep = name.len().min(buf.len() - start);
-                    buf[start..start + keep].copy_from_slice(&name[..keep]);
-                    len = len.saturating_add(name.len());
-                    let Some(end) = end else {
-                        self.line = Line::Name { buf, len };
-                        return;
-                    };
-                    i += end + 1;
-                    let field = field_named(&buf, len);
-                    if let Some(field) = field {
-                        self.start_value(field);
-                    }
-                    if rest[end] == b':' {
-                        self.line =
-                            field.map_or(Line::Ignore, |field| Line::Value { field, first: true });
-                    } else {
-                        if let Some(field) = field {
-                            self.finish_value(field);
-                        }
-                        self.after_cr = rest[end] == b'\r';
-                        self.line = Line::Start;
-                    }
-                }
-                Line::Value { field, first } => {
-                    if first {
-                        self.line = Line::Value {
-                            field,
-                            first: false,
-                        };
-                        if chunk[i] == b' ' {
-                            i += 1;
-                        }
-                    }
-                    let rest = &chunk[i..];
-                    let end = memchr2(b'\r', b'\n', rest);
-                    self.push_value(field, &rest[..end.unwrap_or(rest.len())]);
-                    let Some(end) = end else {
-                        return;
-                    };
-                    i += end + 1;
-                    self.finish_value(field);
-                    self.after_cr = rest[end] == b'\r';
-                    self.line = Line::Start;
-                }
-                Line::Ignore => {
-                    let rest = &chunk[i..];
-                    let Some(end) = memchr2(b'\r', b'\n', rest) else {
-                        return;
-                    };
-                    i += end + 1;
-                    self.after_cr = rest[end] == b'\r';
-                    self.line = Line::Start;
-                }
-            }
-        }
+        let mut lines = self.lines;
+        lines.feed(
+            chunk,
+            &mut Reader {
+                parser: self,
+                on_event,
+            },
+        );
+        self.lines = lines;
     }
 
     #[inline(always)]
@@ -577,12 +445,11 @@ impl SseParser {
         }
     }
 
-    /// A blank line: commits the id buffer, then dispatches the event if it has data.
-    fn dispatch(&mut self, on_event: &mut impl FnMut(&Event<'_>)) {
-        if self.resyncing {
-            // Every line since `resync` was ignored and the buffer was restored: no commit.
-            self.resyncing = false;
-        } else {
+    /// A blank line: commits the id buffer, then dispatches the event if it has data. The
+    /// first one after [`SseParser::resync`] only ends the resync: every line since was
+    /// ignored and the buffer was restored, so there is nothing to commit.
+    fn dispatch(&mut self, resynced: bool, on_event: &mut impl FnMut(&Event<'_>)) {
+        if !resynced {
             if self.id_pending {
                 let n = self.id_len;
                 self.last_id[..n].copy_from_slice(&self.id[..n]);
@@ -616,6 +483,34 @@ impl SseParser {
     }
 }
 
+/// The parser as the [`Fields`] of one [`Lines::feed`] call, with the callback for events.
+struct Reader<'p, F> {
+    parser: &'p mut SseParser,
+    on_event: &'p mut F,
+}
+
+impl<F: FnMut(&Event<'_>)> Fields for Reader<'_, F> {
+    #[inline(always)]
+    fn start(&mut self, field: Field) {
+        self.parser.start_value(field);
+    }
+
+    #[inline(always)]
+    fn value(&mut self, field: Field, bytes: &[u8]) {
+        self.parser.push_value(field, bytes);
+    }
+
+    #[inline(always)]
+    fn finish(&mut self, field: Field) {
+        self.parser.finish_value(field);
+    }
+
+    #[inline(always)]
+    fn blank_line(&mut self, resynced: bool) {
+        self.parser.dispatch(resynced, self.on_event);
+    }
+}
+
 impl Default for SseParser {
     fn default() -> Self {
         Self::new()
@@ -627,7 +522,7 @@ impl core::fmt::Debug for SseParser {
         f.debug_struct("SseParser")
             .field("field_capacity", &self.field_capacity())
             .field("data_capacity", &self.data_capacity())
-            .field("line", &self.line)
+            .field("lines", &self.lines)
             .finish_non_exhaustive()
     }
 }
@@ -639,34 +534,6 @@ fn push(buf: &mut [u8], len: &mut usize, bytes: &[u8]) -> bool {
     buf[*len..*len + n].copy_from_slice(&bytes[..n]);
     *len += n;
     n == bytes.len()
-}
-
-/// Recognises a complete `data:`, `event:`, `id:` or `retry:` at the start of `line`.
-#[inline(always)]
-fn known_prefix(line: &[u8]) -> Option<(Field, usize)> {
-    let field = match line.first()? {
-        b'd' if line.starts_with(b"data:") => Field::Data,
-        b'e' if line.starts_with(b"event:") => Field::Event,
-        b'i' if line.starts_with(b"id:") => Field::Id,
-        b'r' if line.starts_with(b"retry:") => Field::Retry,
-        _ => return None,
-    };
-    let used = match field {
-        Field::Data => 5,
-        Field::Id => 3,
-        Field::Event | Field::Retry => 6,
-    };
-    Some((field, used))
-}
-
-fn field_named(buf: &[u8; 5], len: usize) -> Option<Field> {
-    match buf.get(..len)? {
-        b"event" => Some(Field::Event),
-        b"data" => Some(Field::Data),
-        b"id" => Some(Field::Id),
-        b"retry" => Some(Field::Retry),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

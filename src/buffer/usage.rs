@@ -3,7 +3,7 @@
 
 use super::HeadTail;
 use super::json_stream::{Hit, PathMatcher, PathSet, Value};
-use memchr::{memchr2, memchr3};
+use super::sse_lines::{Field, Fields, Lines};
 
 /// Token counts of one response, as the provider reported them.
 ///
@@ -173,6 +173,7 @@ pub struct UsageTracker {
     bom: usize,
     /// While detecting: a space or tab since the last line end.
     line_dirty: bool,
+    lines: Lines,
     sse: Framer,
     matcher: PathMatcher<'static>,
     seen: Seen,
@@ -194,13 +195,10 @@ const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 /// Event type bytes kept: enough for every type the tracker knows.
 const EVENT_CAP: usize = 32;
 
-/// Incremental SSE framing: the WHATWG "event stream" rules for the `data` and `event` fields
-/// (the others do not matter to usage and are ignored).
+/// The event being read: whether it has data, its type, and the first bytes of its data
+/// (the lines themselves are read by [`Lines`]; only `data` and `event` matter to usage).
 #[derive(Debug, Clone)]
 struct Framer {
-    line: Line,
-    after_cr: bool,
-    resyncing: bool,
     has_data: bool,
     event: [u8; EVENT_CAP],
     event_len: usize,
@@ -210,29 +208,8 @@ struct Framer {
     data_len: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Data,
-    Event,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Line {
-    /// At the first byte of a line.
-    Start,
-    /// Reading a field name; `len` counts its bytes (5 kept, no known name is longer).
-    Name { buf: [u8; 5], len: usize },
-    /// Reading the value of a `data` or `event` field; `first` right after the colon.
-    Value { field: Field, first: bool },
-    /// Skipping the rest of a comment, another field or a resync line.
-    Ignore,
-}
-
 impl Framer {
     const NEW: Framer = Framer {
-        line: Line::Start,
-        after_cr: false,
-        resyncing: false,
         has_data: false,
         event: [0; EVENT_CAP],
         event_len: 0,
@@ -601,6 +578,7 @@ impl UsageTracker {
             mode: Mode::Detect,
             bom: 0,
             line_dirty: false,
+            lines: Lines::NEW,
             sse: Framer::NEW,
             matcher: PathMatcher::new(&SET),
             seen: Seen::NEW,
@@ -715,6 +693,7 @@ impl UsageTracker {
         self.mode = Mode::Detect;
         self.bom = 0;
         self.line_dirty = false;
+        self.lines = Lines::NEW;
         self.sse = Framer::NEW;
         self.matcher.reset();
         self.seen.clear();
@@ -793,9 +772,7 @@ impl UsageTracker {
     /// Drops the event being read and skips input up to and including the next blank line.
     fn resync(&mut self) {
         self.clear_event();
-        self.sse.line = Line::Ignore;
-        self.sse.after_cr = false;
-        self.sse.resyncing = true;
+        self.lines.resync();
     }
 
     fn decide(&mut self, mode: Mode) {
@@ -849,7 +826,7 @@ impl UsageTracker {
                     // Blank lines before the first field change nothing; a line that starts
                     // with a space or tab names no known field and is ignored.
                     if self.line_dirty {
-                        self.sse.line = Line::Ignore;
+                        self.lines.ignore_line();
                     }
                     return &chunk[i..];
                 }
@@ -860,101 +837,9 @@ impl UsageTracker {
     }
 
     fn feed_sse(&mut self, chunk: &[u8]) {
-        let mut i = 0;
-        while i < chunk.len() {
-            if self.sse.after_cr {
-                self.sse.after_cr = false;
-                if chunk[i] == b'\n' {
-                    i += 1;
-                    continue;
-                }
-            }
-            match self.sse.line {
-                Line::Start => match chunk[i] {
-                    b @ (b'\r' | b'\n') => {
-                        i += 1;
-                        self.sse.after_cr = b == b'\r';
-                        self.dispatch();
-                    }
-                    b':' => {
-                        i += 1;
-                        self.sse.line = Line::Ignore;
-                    }
-                    _ if self.sse.resyncing => self.sse.line = Line::Ignore,
-                    _ => match known_prefix(&chunk[i..]) {
-                        Some((field, used)) => {
-                            i += used;
-                            self.start_field(field);
-                            self.sse.line = Line::Value { field, first: true };
-                        }
-                        None => {
-                            self.sse.line = Line::Name {
-                                buf: [0; 5],
-                                len: 0,
-                            }
-                        }
-                    },
-                },
-                Line::Name { mut buf, mut len } => {
-                    let rest = &chunk[i..];
-                    let end = memchr3(b':', b'\r', b'\n', rest);
-                    let name = &rest[..end.unwrap_or(rest.len())];
-                    let start = len.min(buf.len());
-                    let keep = name.len().min(buf.len() - start);
-                    buf[start..start + keep].copy_from_slice(&name[..keep]);
-                    len = len.saturating_add(name.len());
-                    let Some(end) = end else {
-                        self.sse.line = Line::Name { buf, len };
-                        return;
-                    };
-                    i += end + 1;
-                    let field = field_named(&buf, len);
-                    if let Some(field) = field {
-                        self.start_field(field);
-                    }
-                    if rest[end] == b':' {
-                        self.sse.line =
-                            field.map_or(Line::Ignore, |field| Line::Value { field, first: true });
-                    } else {
-                        self.sse.after_cr = rest[end] == b'\r';
-                        self.sse.line = Line::Start;
-                    }
-                }
-                Line::Value { field, first } => {
-                    if first {
-                        self.sse.line = Line::Value {
-                            field,
-                            first: false,
-                        };
-                        if chunk[i] == b' ' {
-                            i += 1;
-                        }
-                    }
-                    let rest = &chunk[i..];
-                    let end = memchr2(b'\r', b'\n', rest);
-                    let value = &rest[..end.unwrap_or(rest.len())];
-                    match field {
-                        Field::Data => self.push_data(value),
-                        Field::Event => self.sse.push_event(value),
-                    }
-                    let Some(end) = end else {
-                        return;
-                    };
-                    i += end + 1;
-                    self.sse.after_cr = rest[end] == b'\r';
-                    self.sse.line = Line::Start;
-                }
-                Line::Ignore => {
-                    let rest = &chunk[i..];
-                    let Some(end) = memchr2(b'\r', b'\n', rest) else {
-                        return;
-                    };
-                    i += end + 1;
-                    self.sse.after_cr = rest[end] == b'\r';
-                    self.sse.line = Line::Start;
-                }
-            }
-        }
+        let mut lines = self.lines;
+        lines.feed(chunk, self);
+        self.lines = lines;
     }
 
     fn start_field(&mut self, field: Field) {
@@ -969,6 +854,7 @@ impl UsageTracker {
                 self.sse.event_len = 0;
                 self.sse.event_over = false;
             }
+            Field::Id | Field::Retry => {}
         }
     }
 
@@ -986,11 +872,9 @@ impl UsageTracker {
         self.matcher.feed(bytes, |hit| seen.on_hit(hit));
     }
 
-    /// A blank line: the event ends.
-    fn dispatch(&mut self) {
-        if self.sse.resyncing {
-            self.sse.resyncing = false;
-        } else if self.sse.has_data {
+    /// A blank line: the event ends (the first one after a resync only ends the resync).
+    fn dispatch(&mut self, resynced: bool) {
+        if !resynced && self.sse.has_data {
             let done = self.sse.data_len == 6 && self.sse.head == *b"[DONE]";
             self.totals.document(&self.seen, self.sse.kind(), done);
         }
@@ -1008,26 +892,33 @@ impl UsageTracker {
     }
 }
 
+/// The tracker reads the `data` and `event` fields of an event stream.
+impl Fields for UsageTracker {
+    #[inline(always)]
+    fn start(&mut self, field: Field) {
+        self.start_field(field);
+    }
+
+    #[inline(always)]
+    fn value(&mut self, field: Field, bytes: &[u8]) {
+        match field {
+            Field::Data => self.push_data(bytes),
+            Field::Event => self.sse.push_event(bytes),
+            Field::Id | Field::Retry => {}
+        }
+    }
+
+    #[inline(always)]
+    fn finish(&mut self, _field: Field) {}
+
+    fn blank_line(&mut self, resynced: bool) {
+        self.dispatch(resynced);
+    }
+}
+
 impl Default for UsageTracker {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Recognises a complete `data:` or `event:` at the start of `line`.
-fn known_prefix(line: &[u8]) -> Option<(Field, usize)> {
-    match line.first()? {
-        b'd' if line.starts_with(b"data:") => Some((Field::Data, 5)),
-        b'e' if line.starts_with(b"event:") => Some((Field::Event, 6)),
-        _ => None,
-    }
-}
-
-fn field_named(buf: &[u8; 5], len: usize) -> Option<Field> {
-    match buf.get(..len)? {
-        b"event" => Some(Field::Event),
-        b"data" => Some(Field::Data),
-        _ => None,
     }
 }
 
