@@ -1,11 +1,24 @@
-//! A minimal blocking HTTP/1.1 client over `std::net::TcpStream`.
+//! The tests' HTTP/1.1 client.
+//!
+//! Ordinary requests go through `ureq` ([`Client`], [`get`], [`request`], [`try_request`]): a
+//! fresh connection per request, every status returned as a value, no redirects followed, no
+//! proxy taken from the environment, and no header added but `host: localhost` (unless given)
+//! and the body's `content-length`.
+//!
+//! Raw sockets remain only where a test needs control of the wire: [`Connection`],
+//! [`stream`] / [`StreamingResponse`], [`send_and_disconnect`] and [`get_with_trailers`]. Each
+//! says why a library client does not serve there.
 
 use crate::json::Json;
-use crate::wire::{Head, Wire, bad, chunk};
+use crate::wire::{Head, Wire, chunk};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use ureq::config::AutoHeaderValue;
+use ureq::http;
 
 /// Read/write timeout used unless a caller sets another.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,7 +35,8 @@ pub struct Response {
     pub headers: Headers,
     /// The decoded body.
     pub body: Vec<u8>,
-    /// Trailers of a chunked body (lower-case names).
+    /// Trailers of a chunked body (lower-case names). Only raw connections read them
+    /// ([`get_with_trailers`], [`Connection::request`]); empty for [`Client`] responses.
     pub trailers: Headers,
 }
 
@@ -37,20 +51,20 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// The body parsed as JSON, or `None` if it is not JSON.
-    pub fn try_json(&self) -> Option<Json> {
-        Json::parse(&self.text()).ok()
-    }
-
     /// The body parsed as JSON; panics with the body if it is not JSON.
-    pub fn json(&self) -> Json {
-        Json::parse(&self.text()).unwrap_or_else(|e| {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "response body is not JSON ({e}): status {} body {:?}",
                 self.status,
                 self.text()
             )
         })
+    }
+
+    /// The body parsed as JSON, or `None` if it is not JSON.
+    pub fn try_json(&self) -> Option<Json> {
+        serde_json::from_slice(&self.body).ok().map(Json)
     }
 }
 
@@ -66,6 +80,107 @@ fn to_map(pairs: Vec<(String, String)>) -> Headers {
         m.entry(k).or_default().push(v);
     }
     m
+}
+
+/// A `ureq` agent set up for tests (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A fresh connection for every request; `timeout` bounds connecting and each read and write.
+    pub fn new(timeout: Duration) -> Client {
+        Client::build(timeout, 0)
+    }
+
+    /// Keeps the connection to a server open for the next request (a new one once the server
+    /// closed it); `timeout` as in [`Client::new`]. Each clone shares the same pool.
+    pub fn keep_alive(timeout: Duration) -> Client {
+        Client::build(timeout, 1)
+    }
+
+    fn build(timeout: Duration, idle: usize) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .user_agent(AutoHeaderValue::None)
+            .accept(AutoHeaderValue::None)
+            .accept_encoding(AutoHeaderValue::None)
+            .allow_non_standard_methods(true)
+            .max_idle_connections(idle)
+            .max_idle_connections_per_host(idle)
+            .timeout_connect(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
+            .build();
+        Client {
+            agent: config.into(),
+        }
+    }
+
+    /// One request to `127.0.0.1:port`. `content-length` goes out when there is a body or the
+    /// method usually has one (POST, PUT, PATCH).
+    pub fn request(
+        &self,
+        port: u16,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Response> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{port}{path}"));
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", "localhost");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let sent = if body.is_empty() && !matches!(method, "POST" | "PUT" | "PATCH") {
+            req.body(()).map(|r| self.agent.run(r))
+        } else {
+            req.body(body).map(|r| self.agent.run(r))
+        };
+        let resp = sent
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+            .map_err(to_io)?;
+        let (parts, mut body) = resp.into_parts();
+        let body = body
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .map_err(to_io)?;
+        let mut headers = Headers::new();
+        for (k, v) in &parts.headers {
+            headers
+                .entry(k.as_str().to_string())
+                .or_default()
+                .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+        }
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+            trailers: Headers::new(),
+        })
+    }
+}
+
+fn to_io(e: ureq::Error) -> io::Error {
+    match e {
+        ureq::Error::Timeout(t) => io::Error::new(io::ErrorKind::TimedOut, format!("timeout: {t}")),
+        e => e.into_io(),
+    }
+}
+
+/// The client behind [`get`], [`request`] and [`try_request`]: fresh connections,
+/// [`DEFAULT_TIMEOUT`].
+fn shared() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| Client::new(DEFAULT_TIMEOUT))
 }
 
 /// `GET path` on `127.0.0.1:port`; panics on I/O errors.
@@ -93,13 +208,24 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
-    let mut c = Connection::open(port)?;
-    c.send(method, path, headers, body)?;
-    c.read_response(method)
+    shared().request(port, method, path, headers, body)
+}
+
+/// `GET path` on a raw connection, keeping the response's trailers.
+///
+/// Raw because `ureq` decodes a chunked body but drops its trailers.
+pub fn get_with_trailers(port: u16, path: &str) -> Response {
+    Connection::open(port)
+        .and_then(|mut c| c.request("GET", path, &[], b""))
+        .unwrap_or_else(|e| panic!("GET {path} on 127.0.0.1:{port} failed: {e}"))
 }
 
 /// Sends `raw` bytes, waits `wait_before_close`, then closes the connection. Returns whatever
 /// bytes arrived meanwhile (a disconnect test usually ignores them).
+///
+/// Raw because the point is an incomplete request (a head without its body, a body cut
+/// short) and a client that leaves; a library client sends whole requests and waits for the
+/// answer.
 pub fn send_and_disconnect(
     port: u16,
     raw: &[u8],
@@ -130,7 +256,12 @@ pub fn send_and_disconnect(
     Ok(got)
 }
 
-/// A client connection (keep-alive capable).
+/// One raw client connection (keep-alive capable).
+///
+/// Raw because the tests that use it need the wire: several requests on the same connection
+/// for certain (a library pool reconnects silently), that connection's local address, what
+/// happens on it after an answer, request bodies sent chunked with pauses between chunks,
+/// hand-written bytes, and response trailers.
 pub struct Connection {
     wire: Wire<TcpStream>,
 }
@@ -223,34 +354,27 @@ impl Connection {
     /// Reads one complete response (skipping 1xx). `method` tells whether a body can follow.
     pub fn read_response(&mut self, method: &str) -> io::Result<Response> {
         let (status, head) = self.read_final_head()?;
-        let mut trailers = Vec::new();
-        let body = match framing(method, status, &head)? {
-            Framing::None => Vec::new(),
-            Framing::Length(n) => self.wire.read_n(n)?,
-            Framing::Chunked => {
-                let (b, t) = self.wire.read_chunked()?;
-                trailers = t;
-                b
-            }
-            Framing::Close => self.wire.read_to_eof()?,
-        };
+        let mut reader = BodyReader::new(framing(method, status, &head)?);
+        let mut body = Vec::new();
+        while let Some(b) = reader.next(&mut self.wire, 64 * 1024)? {
+            body.extend_from_slice(&b);
+        }
         Ok(Response {
             status,
             headers: to_map(head.headers),
             body,
-            trailers: to_map(trailers),
+            trailers: reader.trailers,
         })
     }
 
     fn read_final_head(&mut self) -> io::Result<(u16, Head)> {
         loop {
-            let head = self.wire.read_head()?.ok_or_else(|| {
+            let (status, head) = self.wire.read_response_head()?.ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed before response",
                 )
             })?;
-            let status = parse_status(&head.start_line)?;
             if !(100..200).contains(&status) || status == 101 {
                 return Ok((status, head));
             }
@@ -262,7 +386,7 @@ impl Connection {
         let started = Instant::now();
         let (status, head) = self.read_final_head()?;
         let head_after = started.elapsed();
-        let framing = framing(method, status, &head)?;
+        let body = BodyReader::new(framing(method, status, &head)?);
         Ok(StreamingResponse {
             status,
             headers: to_map(head.headers),
@@ -270,9 +394,7 @@ impl Connection {
             started,
             head_after,
             first_body_byte_after: None,
-            framing,
-            chunk_left: 0,
-            done: matches!(framing, Framing::None | Framing::Length(0)),
+            body,
             conn: self,
         })
     }
@@ -287,18 +409,6 @@ fn request_head(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head
-}
-
-fn parse_status(line: &str) -> io::Result<u16> {
-    let mut parts = line.split(' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad(format!("bad status line {line:?}")));
-    }
-    parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("bad status line {line:?}")))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -322,7 +432,79 @@ fn framing(method: &str, status: u16, head: &Head) -> io::Result<Framing> {
     })
 }
 
-/// Sends a request on a fresh connection and returns once the response head arrived.
+/// Decodes a response body from a raw connection as it arrives.
+struct BodyReader {
+    framing: Framing,
+    chunk_left: usize,
+    done: bool,
+    trailers: Headers,
+}
+
+impl BodyReader {
+    fn new(framing: Framing) -> BodyReader {
+        BodyReader {
+            framing,
+            chunk_left: 0,
+            done: matches!(framing, Framing::None | Framing::Length(0)),
+            trailers: Headers::new(),
+        }
+    }
+
+    /// The next decoded bytes (at most `max`, as they arrive); `None` at the end of the body.
+    fn next(&mut self, wire: &mut Wire<TcpStream>, max: usize) -> io::Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let cut = |what: &str| io::Error::new(io::ErrorKind::UnexpectedEof, what.to_string());
+        let max = max.max(1);
+        Ok(Some(match self.framing {
+            Framing::None => Vec::new(),
+            Framing::Length(ref mut left) => {
+                let b = wire.read_some(max.min(*left))?;
+                if b.is_empty() {
+                    return Err(cut("body cut short"));
+                }
+                *left -= b.len();
+                self.done = *left == 0;
+                b
+            }
+            Framing::Close => {
+                let b = wire.read_some(max)?;
+                if b.is_empty() {
+                    self.done = true;
+                    return Ok(None);
+                }
+                b
+            }
+            Framing::Chunked => {
+                if self.chunk_left == 0 {
+                    self.chunk_left = wire.read_chunk_size()?;
+                    if self.chunk_left == 0 {
+                        self.trailers = to_map(wire.read_trailers()?);
+                        self.done = true;
+                        return Ok(None);
+                    }
+                }
+                let b = wire.read_some(max.min(self.chunk_left))?;
+                if b.is_empty() {
+                    return Err(cut("chunk cut short"));
+                }
+                self.chunk_left -= b.len();
+                if self.chunk_left == 0 {
+                    wire.expect_crlf()?;
+                }
+                b
+            }
+        }))
+    }
+}
+
+/// Sends a request on a fresh raw connection and returns once the response head arrived.
+///
+/// Raw because the tests time the body's arrival byte by byte (head, first byte, each
+/// event), stall or read slowly for backpressure, leave mid-body, and tell a body cut short
+/// (`UnexpectedEof`) from one that ended; a library client hides all of that behind its own
+/// buffering and error mapping.
 pub fn stream(
     port: u16,
     method: &str,
@@ -335,7 +517,7 @@ pub fn stream(
     c.stream_response(method)
 }
 
-/// A response whose body is read incrementally, with timings.
+/// A response whose body is read incrementally, with timings (see [`stream`]).
 pub struct StreamingResponse {
     /// Status code.
     pub status: u16,
@@ -346,9 +528,7 @@ pub struct StreamingResponse {
     started: Instant,
     head_after: Duration,
     first_body_byte_after: Option<Duration>,
-    framing: Framing,
-    chunk_left: usize,
-    done: bool,
+    body: BodyReader,
     conn: Connection,
 }
 
@@ -370,62 +550,14 @@ impl StreamingResponse {
 
     /// The next decoded body bytes as they arrive (at most `max`); `None` at the end of the body.
     pub fn next_bytes(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
-        if self.done {
-            return Ok(None);
+        let out = self.body.next(&mut self.conn.wire, max)?;
+        if self.body.done {
+            self.trailers = std::mem::take(&mut self.body.trailers);
         }
-        let max = max.max(1);
-        let out = match self.framing {
-            Framing::None => Vec::new(),
-            Framing::Length(ref mut left) => {
-                let b = self.conn.wire.read_some(max.min(*left))?;
-                if b.is_empty() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "body cut short",
-                    ));
-                }
-                *left -= b.len();
-                if *left == 0 {
-                    self.done = true;
-                }
-                b
-            }
-            Framing::Close => {
-                let b = self.conn.wire.read_some(max)?;
-                if b.is_empty() {
-                    self.done = true;
-                    return Ok(None);
-                }
-                b
-            }
-            Framing::Chunked => {
-                if self.chunk_left == 0 {
-                    let n = self.conn.wire.read_chunk_size()?;
-                    if n == 0 {
-                        self.trailers = to_map(self.conn.wire.read_trailers()?);
-                        self.done = true;
-                        return Ok(None);
-                    }
-                    self.chunk_left = n;
-                }
-                let b = self.conn.wire.read_some(max.min(self.chunk_left))?;
-                if b.is_empty() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "chunk cut short",
-                    ));
-                }
-                self.chunk_left -= b.len();
-                if self.chunk_left == 0 {
-                    self.conn.wire.expect_crlf()?;
-                }
-                b
-            }
-        };
-        if self.first_body_byte_after.is_none() && !out.is_empty() {
+        if self.first_body_byte_after.is_none() && out.as_ref().is_some_and(|b| !b.is_empty()) {
             self.first_body_byte_after = Some(self.started.elapsed());
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     /// Reads the rest of the body.

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long Envoy may take to report `LIVE` on `/ready`.
@@ -149,11 +149,9 @@ fn tail(text: &str) -> &str {
 }
 
 fn admin_ready(port: u16) -> bool {
-    let Ok(mut c) = client::Connection::open(port) else {
-        return false;
-    };
-    let _ = c.set_timeout(Duration::from_secs(2));
-    matches!(c.request("GET", "/ready", &[], b""), Ok(r) if r.status == 200 && r.text().trim() == "LIVE")
+    static ADMIN: OnceLock<client::Client> = OnceLock::new();
+    let c = ADMIN.get_or_init(|| client::Client::new(Duration::from_secs(2)));
+    matches!(c.request(port, "GET", "/ready", &[], b""), Ok(r) if r.status == 200 && r.text().trim() == "LIVE")
 }
 
 impl Envoy {

@@ -1,6 +1,6 @@
 //! End-to-end harness for jisr: real Envoy (from PyPI), the example modules and the test
-//! fixtures (`e2e/fixtures/`), a real upstream server and a small HTTP/1.1 client, all on
-//! 127.0.0.1.
+//! fixtures (`e2e/fixtures/`), a real upstream server and an HTTP/1.1 client (`ureq`, plus
+//! raw connections where a test needs the wire), all on 127.0.0.1.
 //!
 //! ```no_run
 //! use jisr_e2e::{Envoy, EnvoyConfig, Listener, Upstream, client, module_filter};
@@ -10,7 +10,7 @@
 //!     .upstream(up.port());
 //! let envoy = Envoy::start(&cfg);
 //! let resp = client::get(envoy.listener_port("main"), "/");
-//! assert_eq!(resp.json().get("headers").get("x-hello").as_str(), Some("from-jisr"));
+//! assert_eq!(resp.json()["headers"]["x-hello"].as_str(), Some("from-jisr"));
 //! ```
 #![deny(missing_docs)]
 
@@ -32,6 +32,5 @@ pub use envoy::{Envoy, access_field, free_port, module_stat, wait_until};
 pub use install::{
     ENVOY_VERSION, ENVOY_VERSION_ENV, abi_load_line, envoy_bin, envoy_minor, envoy_version,
 };
-pub use json::Json;
 pub use modules::{ProfileBuild, build_example_with_profile, module_path, modules_dir};
 pub use upstream::{ResponseWriter, Upstream, UpstreamRequest};

@@ -1,5 +1,5 @@
 //! Soak: many requests through the example modules in one Envoy, from a small pool of client
-//! threads (one keep-alive connection each), checking every answer, Envoy's memory and the
+//! threads (one keep-alive `ureq` client each), checking every answer, Envoy's memory and the
 //! streams left in flight. Used by the `soak` binary and `tests/soak.rs`.
 //!
 //! The mix, by client thread (`thread % 5`): `hello` (header injection + middleware log line),
@@ -7,7 +7,7 @@
 //! 2 KiB POST body), `wait` (`async_demo`, woken from another thread after 0–1 ms), and `tap`
 //! (`resp_tap` Observe-mode counting a 4 KiB response body).
 
-use crate::client::{Connection, Response};
+use crate::client::{Client, DEFAULT_TIMEOUT, Response};
 use crate::config::{EnvoyConfig, Listener, module_filter};
 use crate::envoy::{Envoy, wait_until};
 use crate::upstream::{Upstream, pattern};
@@ -26,7 +26,7 @@ pub struct SoakOptions {
     pub requests: u64,
     /// Requests in the warm-up run (not in the RSS comparison).
     pub warmup: u64,
-    /// Client threads, one keep-alive connection each.
+    /// Client threads, one keep-alive client each.
     pub concurrency: usize,
     /// Envoy worker threads.
     pub envoy_workers: usize,
@@ -161,8 +161,8 @@ impl Errors {
     }
 }
 
-/// One request of `kind` (the `i`-th overall) on `c`; `Err` says what was wrong.
-fn one(c: &mut Connection, kind: usize, i: u64, body: &[u8]) -> Result<bool, String> {
+/// One request of `kind` (the `i`-th overall) to `port` through `c`; `Err` says what was wrong.
+fn one(c: &Client, port: u16, kind: usize, i: u64, body: &[u8]) -> Result<(), String> {
     let io = |e: std::io::Error| format!("{}: {e}", KINDS[kind]);
     let check = |r: &Response, status: u16, needle: &str| -> Result<(), String> {
         let found =
@@ -177,51 +177,44 @@ fn one(c: &mut Connection, kind: usize, i: u64, body: &[u8]) -> Result<bool, Str
         }
         Ok(())
     };
-    let r = match kind {
+    match kind {
         0 => {
-            let r = c.request("GET", "/soak", &[], b"").map_err(io)?;
-            check(&r, 200, "\"x-hello\":\"from-jisr\"")?;
-            r
+            let r = c.request(port, "GET", "/soak", &[], b"").map_err(io)?;
+            check(&r, 200, "\"x-hello\":\"from-jisr\"")
         }
         1 if i.is_multiple_of(2) => {
             let r = c
-                .request("GET", "/soak", &[("x-api-key", "key-2")], b"")
+                .request(port, "GET", "/soak", &[("x-api-key", "key-2")], b"")
                 .map_err(io)?;
-            check(&r, 200, "\"x-user-id\":\"user-2\"")?;
-            r
+            check(&r, 200, "\"x-user-id\":\"user-2\"")
         }
         1 => {
             let r = c
-                .request("GET", "/soak", &[("x-api-key", "nope")], b"")
+                .request(port, "GET", "/soak", &[("x-api-key", "nope")], b"")
                 .map_err(io)?;
-            check(&r, 401, "")?;
-            r
+            check(&r, 401, "")
         }
         2 => {
-            let r = c.request("POST", "/soak", &[], body).map_err(io)?;
-            check(&r, 200, "\"x-body-seen\":\"2048\"")?;
-            r
+            let r = c.request(port, "POST", "/soak", &[], body).map_err(io)?;
+            check(&r, 200, "\"x-body-seen\":\"2048\"")
         }
         3 => {
             let delay = if i.is_multiple_of(2) { "0" } else { "1" };
             let r = c
-                .request("GET", "/soak", &[("x-delay-ms", delay)], b"")
+                .request(port, "GET", "/soak", &[("x-delay-ms", delay)], b"")
                 .map_err(io)?;
-            check(&r, 200, "\"x-async-value\":\"100")?;
-            r
+            check(&r, 200, "\"x-async-value\":\"100")
         }
         _ => {
-            let r = c.request("GET", "/bytes/4096", &[], b"").map_err(io)?;
+            let r = c
+                .request(port, "GET", "/bytes/4096", &[], b"")
+                .map_err(io)?;
             if r.status != 200 || r.body.len() != 4096 {
                 return Err(format!("tap: status {} len {}", r.status, r.body.len()));
             }
-            r
+            Ok(())
         }
-    };
-    let close = r
-        .header("connection")
-        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-    Ok(close)
+    }
 }
 
 /// `total` requests from `clients` threads; returns requests per kind.
@@ -238,33 +231,17 @@ fn drive(envoy: &Envoy, total: u64, clients: usize, errors: &Arc<Errors>) -> [u6
                 .name(format!("soak-{t}"))
                 .spawn(move || {
                     let mut done = 0u64;
-                    let mut conn: Option<Connection> = None;
+                    // One connection, kept alive between requests; ureq opens a new one after
+                    // Envoy closed it (a `connection: close` answer) or after an error.
+                    let c = Client::keep_alive(DEFAULT_TIMEOUT);
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= total {
                             break;
                         }
-                        let c = match conn.as_mut() {
-                            Some(c) => c,
-                            None => match Connection::open(port) {
-                                Ok(c) => conn.insert(c),
-                                Err(e) => {
-                                    errors.add(format!("{}: connect: {e}", KINDS[kind]));
-                                    continue;
-                                }
-                            },
-                        };
-                        match one(c, kind, i, &body) {
-                            Ok(close) => {
-                                done += 1;
-                                if close {
-                                    conn = None;
-                                }
-                            }
-                            Err(e) => {
-                                errors.add(e);
-                                conn = None;
-                            }
+                        match one(&c, port, kind, i, &body) {
+                            Ok(()) => done += 1,
+                            Err(e) => errors.add(e),
                         }
                     }
                     (kind, done)

@@ -1,19 +1,23 @@
-//! HTTP/1.1 framing shared by the upstream server and the client: buffered reads of heads,
-//! content-length, chunked (with trailers) and close-delimited bodies.
+//! HTTP/1.1 framing shared by the upstream server and the raw client connections: buffered
+//! reads of heads (parsed by `httparse`), content-length, chunked (with trailers) and
+//! close-delimited bodies.
 
+use httparse::{EMPTY_HEADER, Status};
 use std::io::{self, Read};
 
-/// Largest request/response head accepted.
+/// Largest request/response head (or trailer block) accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
+
+/// Most header (or trailer) lines accepted in one head.
+const MAX_HEADERS: usize = 256;
 
 /// Header or trailer pairs: lower-case names, arrival order.
 pub(crate) type Pairs = Vec<(String, String)>;
 
-/// A parsed message head: first line and headers (names lower-cased, order kept).
+/// The headers of a parsed message head (names lower-cased, order kept).
 #[derive(Debug, Clone)]
 pub(crate) struct Head {
-    pub(crate) start_line: String,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Pairs,
 }
 
 impl Head {
@@ -38,6 +42,33 @@ impl Head {
                 .map(Some)
                 .map_err(|_| bad(format!("bad content-length {v:?}"))),
         }
+    }
+}
+
+fn pairs(headers: &[httparse::Header<'_>]) -> Pairs {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// What one parse attempt on the buffered bytes gave: `None` = incomplete, else the bytes
+/// consumed and the value.
+type Parsed<T> = io::Result<Option<(usize, T)>>;
+
+fn parsed<T>(
+    what: &str,
+    r: Result<Status<usize>, httparse::Error>,
+    value: impl FnOnce() -> T,
+) -> Parsed<T> {
+    match r.map_err(|e| bad(format!("bad {what}: {e}")))? {
+        Status::Partial => Ok(None),
+        Status::Complete(n) => Ok(Some((n, value()))),
     }
 }
 
@@ -97,46 +128,60 @@ impl<S: Read> Wire<S> {
         Ok(n)
     }
 
-    /// Reads a head. `Ok(None)` on a clean EOF before the first byte.
-    pub(crate) fn read_head(&mut self) -> io::Result<Option<Head>> {
-        let mut scanned: usize = 0;
+    /// Runs `parse` on the buffered bytes, reading more until it completes; consumes what it
+    /// parsed. `Ok(None)` on a clean EOF before the first byte.
+    fn read_parsed<T>(
+        &mut self,
+        what: &str,
+        mut parse: impl FnMut(&[u8]) -> Parsed<T>,
+    ) -> io::Result<Option<T>> {
         loop {
-            let b = self.buffered();
-            if let Some(i) = find(&b[scanned.saturating_sub(3)..], b"\r\n\r\n") {
-                let end = scanned.saturating_sub(3) + i;
-                let text = String::from_utf8_lossy(&b[..end]).into_owned();
-                self.consume(end + 4);
-                return parse_head(&text).map(Some);
+            if let Some((n, v)) = parse(self.buffered())? {
+                self.consume(n);
+                return Ok(Some(v));
             }
-            scanned = b.len();
-            if scanned > MAX_HEAD {
-                return Err(bad("head too large"));
+            if self.buffered().len() > MAX_HEAD {
+                return Err(bad(format!("{what} too large")));
             }
             if self.fill()? == 0 {
                 return if self.buffered().is_empty() {
                     Ok(None)
                 } else {
-                    Err(eof("head"))
+                    Err(eof(what))
                 };
             }
         }
     }
 
-    /// One CRLF-terminated line, without the CRLF.
-    pub(crate) fn read_line(&mut self) -> io::Result<String> {
-        loop {
-            if let Some(i) = find(self.buffered(), b"\r\n") {
-                let line = String::from_utf8_lossy(&self.buffered()[..i]).into_owned();
-                self.consume(i + 2);
-                return Ok(line);
-            }
-            if self.buffered().len() > MAX_HEAD {
-                return Err(bad("line too long"));
-            }
-            if self.fill()? == 0 {
-                return Err(eof("line"));
-            }
-        }
+    /// A request head: method, target and headers. `Ok(None)` on a clean EOF before it.
+    pub(crate) fn read_request_head(&mut self) -> io::Result<Option<(String, String, Head)>> {
+        self.read_parsed("request head", |buf| {
+            let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut slots);
+            let r = req.parse(buf);
+            parsed("request head", r, || {
+                let head = Head {
+                    headers: pairs(req.headers),
+                };
+                let method = req.method.unwrap_or_default().to_string();
+                (method, req.path.unwrap_or_default().to_string(), head)
+            })
+        })
+    }
+
+    /// A response head: status and headers. `Ok(None)` on a clean EOF before it.
+    pub(crate) fn read_response_head(&mut self) -> io::Result<Option<(u16, Head)>> {
+        self.read_parsed("response head", |buf| {
+            let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut slots);
+            let r = resp.parse(buf);
+            parsed("response head", r, || {
+                let head = Head {
+                    headers: pairs(resp.headers),
+                };
+                (resp.code.unwrap_or_default(), head)
+            })
+        })
     }
 
     /// Exactly `n` bytes.
@@ -164,33 +209,27 @@ impl<S: Read> Wire<S> {
         Ok(out)
     }
 
-    /// Everything until EOF.
-    pub(crate) fn read_to_eof(&mut self) -> io::Result<Vec<u8>> {
-        while self.fill()? > 0 {}
-        let out = self.buffered().to_vec();
-        self.consume(out.len());
-        Ok(out)
-    }
-
     /// The size line of the next chunk (extensions ignored).
     pub(crate) fn read_chunk_size(&mut self) -> io::Result<usize> {
-        let line = self.read_line()?;
-        let hex = line.split(';').next().unwrap_or("").trim();
-        usize::from_str_radix(hex, 16).map_err(|_| bad(format!("bad chunk size line {line:?}")))
+        self.read_parsed("chunk size", |buf| match httparse::parse_chunk_size(buf) {
+            Ok(Status::Complete((n, size))) => Ok(Some((n, size as usize))),
+            Ok(Status::Partial) => Ok(None),
+            Err(_) => Err(bad("bad chunk size line")),
+        })?
+        .ok_or_else(|| eof("chunk size"))
     }
 
     /// Trailer lines after the last chunk, up to the empty line.
     pub(crate) fn read_trailers(&mut self) -> io::Result<Pairs> {
-        let mut out = Vec::new();
-        loop {
-            let line = self.read_line()?;
-            if line.is_empty() {
-                return Ok(out);
+        self.read_parsed("trailers", |buf| {
+            let mut slots = [EMPTY_HEADER; MAX_HEADERS];
+            match httparse::parse_headers(buf, &mut slots) {
+                Ok(Status::Complete((n, headers))) => Ok(Some((n, pairs(headers)))),
+                Ok(Status::Partial) => Ok(None),
+                Err(e) => Err(bad(format!("bad trailers: {e}"))),
             }
-            if let Some((k, v)) = line.split_once(':') {
-                out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
+        })?
+        .ok_or_else(|| eof("trailers"))
     }
 
     /// A whole chunked body and its trailers.
@@ -214,26 +253,6 @@ impl<S: Read> Wire<S> {
     }
 }
 
-fn parse_head(text: &str) -> io::Result<Head> {
-    let mut lines = text.split("\r\n");
-    let start_line = lines.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    for line in lines {
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    Ok(Head {
-        start_line,
-        headers,
-    })
-}
-
-pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Encodes one chunk of a chunked body.
 pub(crate) fn chunk(data: &[u8]) -> Vec<u8> {
     let mut out = format!("{:x}\r\n", data.len()).into_bytes();
@@ -250,21 +269,28 @@ mod tests {
     fn head_and_chunked_body_with_trailers() {
         let raw = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         let mut w = Wire::new(&raw[..]);
-        let h = w.read_head().unwrap().unwrap();
-        assert_eq!(h.start_line, "POST /x HTTP/1.1");
+        let (method, path, h) = w.read_request_head().unwrap().unwrap();
+        assert_eq!((method.as_str(), path.as_str()), ("POST", "/x"));
         assert_eq!(h.get("host"), Some("a"));
         assert!(h.is_chunked());
         let (body, trailers) = w.read_chunked().unwrap();
         assert_eq!(body, b"abcde");
         assert_eq!(trailers, vec![("x-t".to_string(), "1".to_string())]);
-        assert_eq!(w.read_to_eof().unwrap(), b"NEXT");
+        assert_eq!(w.read_some(100).unwrap(), b"NEXT");
     }
 
     #[test]
     fn eof_before_head_is_none() {
         let mut w = Wire::new(&b""[..]);
-        assert!(w.read_head().unwrap().is_none());
+        assert!(w.read_request_head().unwrap().is_none());
         let mut w = Wire::new(&b"GET / HT"[..]);
-        assert!(w.read_head().is_err());
+        assert!(w.read_request_head().is_err());
+    }
+
+    #[test]
+    fn response_head_trims_values() {
+        let mut w = Wire::new(&b"HTTP/1.1 204 No Content\r\nX-A:  b \r\n\r\n"[..]);
+        let (status, h) = w.read_response_head().unwrap().unwrap();
+        assert_eq!((status, h.get("x-a")), (204, Some("b")));
     }
 }

@@ -44,11 +44,7 @@ fn async_envoy(up: &Upstream, concurrency: usize) -> Envoy {
 }
 
 fn up_header(r: &Response, name: &str) -> Option<String> {
-    r.json()
-        .get("headers")
-        .get(name)
-        .as_str()
-        .map(str::to_string)
+    r.json()["headers"][name].as_str().map(str::to_string)
 }
 
 fn fnv_hex(b: &[u8]) -> String {
@@ -59,8 +55,8 @@ fn fnv_hex(b: &[u8]) -> String {
 fn assert_body_intact(r: &Response, sent: &[u8]) {
     assert_eq!(r.status, 200, "{}", r.text());
     let echo = r.json();
-    assert_eq!(echo.get("body_len").as_u64(), Some(sent.len() as u64));
-    assert_eq!(echo.get("body_fnv").as_str(), Some(fnv_hex(sent).as_str()));
+    assert_eq!(echo["body_len"].as_u64(), Some(sent.len() as u64));
+    assert_eq!(echo["body_fnv"].as_str(), Some(fnv_hex(sent).as_str()));
 }
 
 fn access_line_for(envoy: &Envoy, listener: &str, path: &str) -> String {
@@ -434,11 +430,12 @@ fn many_short_waits_race_the_scheduler() {
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             std::thread::spawn(move || {
-                let mut c = Connection::open(port).unwrap();
+                let c = client::Client::keep_alive(client::DEFAULT_TIMEOUT);
                 for i in 0..PER_THREAD {
                     let delay = (t + i) % 3;
                     let r = c
                         .request(
+                            port,
                             "GET",
                             &format!("/r{t}-{i}"),
                             &[("x-delay-ms", &delay.to_string())],

@@ -17,11 +17,7 @@ fn auth_listener(name: &str, config: &str) -> Listener {
 }
 
 fn upstream_header(r: &client::Response, name: &str) -> Option<String> {
-    r.json()
-        .get("headers")
-        .get(name)
-        .as_str()
-        .map(str::to_string)
+    r.json()["headers"][name].as_str().map(str::to_string)
 }
 
 /// Missing and unknown keys get a 401 local reply; an allowed key passes with `x-user-id` set and
@@ -256,12 +252,15 @@ fn local_reply_keeps_the_connection_usable() {
     // Envoy answered before reading the request body, so it closes this connection
     // (`connection: close`) rather than drain the body.
     assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
-    let mut c = Connection::open(envoy.listener_port("a")).unwrap();
-    let r = c
-        .request("POST", "/ok", &[("x-api-key", "key-1")], &body)
-        .unwrap();
+    let r = client::request(
+        envoy.listener_port("a"),
+        "POST",
+        "/ok",
+        &[("x-api-key", "key-1")],
+        &body,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json().get("body_len").as_u64(), Some(20_000));
+    assert_eq!(r.json()["body_len"].as_u64(), Some(20_000));
     let seen = up.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].path, "/ok");

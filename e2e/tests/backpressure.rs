@@ -75,7 +75,7 @@ fn stream_envoy(up: &Upstream) -> Envoy {
 /// Envoy's heap in use, from admin `/memory` (`"allocated"`).
 fn allocated(envoy: &Envoy) -> u64 {
     let m = envoy.admin_get("/memory").json();
-    let v = m.get("allocated");
+    let v = &m["allocated"];
     v.as_str()
         .and_then(|s| s.parse().ok())
         .or_else(|| v.as_u64())

@@ -116,11 +116,7 @@ fn setup() -> Setup {
 }
 
 fn up_header(r: &Response, name: &str) -> Option<String> {
-    r.json()
-        .get("headers")
-        .get(name)
-        .as_str()
-        .map(str::to_string)
+    r.json()["headers"][name].as_str().map(str::to_string)
 }
 
 fn access_line(envoy: &Envoy, listener: &str, path: &str) -> String {

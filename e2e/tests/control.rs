@@ -5,9 +5,10 @@
 
 use jisr_e2e::client::{self, Connection};
 use jisr_e2e::{
-    Cluster, Envoy, EnvoyConfig, Json, Listener, Route, Upstream, access_field, envoy_minor,
+    Cluster, Envoy, EnvoyConfig, Listener, Route, Upstream, access_field, envoy_minor,
     module_filter, wait_until,
 };
+use serde_json::Value;
 use std::time::Duration;
 
 /// Zipkin JSON v2 to cluster `zipkin`, every request sampled; the runtime flushes each span at
@@ -79,11 +80,11 @@ fn span_tags_logs_and_a_child_span_reach_zipkin() {
     );
     let all = spans();
     assert!(all.contains(&trace), "trace id {trace} in {all}");
-    let spans: Vec<Json> = collector
+    let spans: Vec<Value> = collector
         .requests()
         .iter()
-        .filter_map(|r| match Json::parse(&String::from_utf8_lossy(&r.body)) {
-            Ok(Json::Arr(batch)) => Some(batch),
+        .filter_map(|r| match serde_json::from_slice(&r.body) {
+            Ok(Value::Array(batch)) => Some(batch),
             _ => None,
         })
         .flatten()
@@ -91,19 +92,19 @@ fn span_tags_logs_and_a_child_span_reach_zipkin() {
     let find = |name: &str| {
         spans
             .iter()
-            .find(|s| s.get("name").as_str() == Some(name))
+            .find(|s| s["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("no span {name} in {all}"))
     };
     let child = find("jisr-lookup");
-    let tag = |s: &Json, k: &str| s.get("tags").get(k).as_str().map(str::to_string);
+    let tag = |s: &Value, k: &str| s["tags"][k].as_str().map(str::to_string);
     assert_eq!(tag(child, "jisr.step").as_deref(), Some("lookup"));
     // Envoy's Zipkin tracer keeps no baggage: set_baggage is a no-op there and the child reads
     // none (the simulated tests cover inheritance; OpenTelemetry carries baggage).
     assert_eq!(tag(child, "jisr.user").as_deref(), Some("-"));
-    let parent_id = child.get("parentId").as_str().unwrap();
+    let parent_id = child["parentId"].as_str().unwrap();
     let parent = spans
         .iter()
-        .find(|s| s.get("id").as_str() == Some(parent_id))
+        .find(|s| s["id"].as_str() == Some(parent_id))
         .unwrap_or_else(|| panic!("parent {parent_id} of the child in {all}"));
     assert_eq!(tag(parent, "jisr.tenant").as_deref(), Some("acme"));
     assert_eq!(tag(parent, "jisr.a").as_deref(), Some("1"));
@@ -322,12 +323,9 @@ fn request_body_rewrite_injects_include_usage() {
     let r = post(r#"{"model":"m","stream":true,"messages":[]}"#);
     assert_eq!(r.status, 200, "{}", envoy.log());
     let sent = up.requests().pop().unwrap();
-    let v = Json::parse(&String::from_utf8_lossy(&sent.body)).unwrap();
-    assert_eq!(
-        v.get("stream_options").get("include_usage").as_bool(),
-        Some(true)
-    );
-    assert_eq!(v.get("model").as_str(), Some("m"));
+    let v: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(v["stream_options"]["include_usage"].as_bool(), Some(true));
+    assert_eq!(v["model"].as_str(), Some("m"));
     assert_eq!(
         sent.header("content-length").map(str::to_string),
         Some(sent.body.len().to_string())

@@ -77,17 +77,13 @@ fn assert_access_details(envoy: &Envoy, listener: &str, details: &str) {
 fn assert_echo_intact(r: &Response, sent: &[u8]) {
     assert_eq!(r.status, 200, "{}", r.text());
     let echo = r.json();
-    assert_eq!(echo.get("body_len").as_u64(), Some(sent.len() as u64));
+    assert_eq!(echo["body_len"].as_u64(), Some(sent.len() as u64));
     let fnv = format!("{:016x}", fnv1a64(sent));
-    assert_eq!(echo.get("body_fnv").as_str(), Some(fnv.as_str()));
+    assert_eq!(echo["body_fnv"].as_str(), Some(fnv.as_str()));
 }
 
 fn up_header(r: &Response, name: &str) -> Option<String> {
-    r.json()
-        .get("headers")
-        .get(name)
-        .as_str()
-        .map(str::to_string)
+    r.json()["headers"][name].as_str().map(str::to_string)
 }
 
 /// Upstream for the response-phase and upstream-fault cases: slow JSON and binary bodies, a
@@ -439,9 +435,11 @@ fn waker_woken_ten_thousand_times_and_after_the_stream_ended() {
     let threads: Vec<_> = (0..4)
         .map(|t| {
             std::thread::spawn(move || {
-                let mut c = Connection::open(port).unwrap();
+                let c = client::Client::keep_alive(client::DEFAULT_TIMEOUT);
                 for i in 0..5 {
-                    let r = c.request("GET", &format!("/s/{t}/{i}"), &[], b"").unwrap();
+                    let r = c
+                        .request(port, "GET", &format!("/s/{t}/{i}"), &[], b"")
+                        .unwrap();
                     assert_eq!(r.status, 200, "{}", r.text());
                     let seen: u32 = up_header(&r, "x-storm-wakes-seen")
                         .and_then(|v| v.parse().ok())

@@ -33,13 +33,13 @@ fn request_reaches_upstream_and_echo_comes_back() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.header("content-type"), Some("application/json"));
     let echo = resp.json();
-    assert_eq!(echo.get("server").as_str(), Some("echo-1"));
-    assert_eq!(echo.get("method").as_str(), Some("POST"));
-    assert_eq!(echo.get("path").as_str(), Some("/hello?x=1"));
-    assert_eq!(echo.get("headers").get("x-test").as_str(), Some("a\"b"));
-    assert_eq!(echo.get("body_len").as_u64(), Some(body.len() as u64));
+    assert_eq!(echo["server"].as_str(), Some("echo-1"));
+    assert_eq!(echo["method"].as_str(), Some("POST"));
+    assert_eq!(echo["path"].as_str(), Some("/hello?x=1"));
+    assert_eq!(echo["headers"]["x-test"].as_str(), Some("a\"b"));
+    assert_eq!(echo["body_len"].as_u64(), Some(body.len() as u64));
     assert_eq!(
-        echo.get("body_fnv").as_str(),
+        echo["body_fnv"].as_str(),
         Some(format!("{:016x}", fnv1a64(&body)).as_str())
     );
     let reqs = up.requests();
@@ -73,7 +73,7 @@ fn chunked_request_keepalive_and_streamed_response() {
     )
     .unwrap();
     let r = c.read_response("PUT").unwrap();
-    assert_eq!(r.json().get("body_len").as_u64(), Some(8));
+    assert_eq!(r.json()["body_len"].as_u64(), Some(8));
     // Same connection again (keep-alive).
     let r = c.request("GET", "/bytes/1000", &[], b"").unwrap();
     assert_eq!(r.body, pattern(0, 1000));
@@ -124,7 +124,7 @@ fn upstream_custom_handler_trailers_and_reset() {
         _ => jisr_e2e::upstream::echo(req, w),
     });
     // Direct: the client against the upstream itself.
-    let r = client::get(up.port(), "/trailers");
+    let r = client::get_with_trailers(up.port(), "/trailers");
     assert_eq!(r.text(), "part1 part2");
     assert_eq!(
         r.trailers.get("x-checksum").map(|v| v[0].as_str()),
@@ -137,7 +137,7 @@ fn upstream_custom_handler_trailers_and_reset() {
         "event: greeting\ndata: hello\ndata: world\n\ndata: {}\n\n"
     );
     let r = client::request(up.port(), "GET", "/x", &[("connection", "close")], b"");
-    assert_eq!(r.json().get("server").as_str(), Some("custom"));
+    assert_eq!(r.json()["server"].as_str(), Some("custom"));
 
     // Through Envoy: a reset upstream becomes a 503.
     let envoy = Envoy::start(&plain(&up));

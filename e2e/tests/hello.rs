@@ -50,10 +50,7 @@ fn hello_injects_header_logs_sets_metadata_and_counts() {
         );
         assert_eq!(r.status, 200, "{}", r.text());
         // set_header replaces whatever the client sent.
-        assert_eq!(
-            r.json().get("headers").get("x-hello").as_str(),
-            Some("from-jisr")
-        );
+        assert_eq!(r.json()["headers"]["x-hello"].as_str(), Some("from-jisr"));
     }
     let seen = up.requests();
     assert_eq!(seen.len(), N as usize);
@@ -71,7 +68,7 @@ fn hello_injects_header_logs_sets_metadata_and_counts() {
     let body = jisr_e2e::upstream::pattern(0, 10_000);
     let r = client::request(port, "POST", "/post", &[], &body);
     assert_eq!(r.status, 200);
-    assert_eq!(r.json().get("body_len").as_u64(), Some(10_000));
+    assert_eq!(r.json()["body_len"].as_u64(), Some(10_000));
 
     // Access log: metadata jisr:filter set by the handler.
     let lines = envoy.wait_for_access_lines(N as usize + 1, WAIT);
@@ -155,8 +152,8 @@ fn attrs_report_path_method_host_scheme_protocol_source_and_request_id() {
         )
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    let h = r.json().get("headers").clone();
-    let get = |k: &str| h.get(k).as_str().map(str::to_string);
+    let h = r.json()["headers"].clone();
+    let get = |k: &str| h[k].as_str().map(str::to_string);
     assert_eq!(get("x-attr-path").as_deref(), Some("/a/b?q=1"));
     assert_eq!(get("x-attr-method").as_deref(), Some("PUT"));
     assert_eq!(get("x-attr-host").as_deref(), Some("example.test"));
@@ -178,18 +175,18 @@ fn attrs_report_path_method_host_scheme_protocol_source_and_request_id() {
 
     // A second request on the same connection: same source, a new request id.
     let r2 = c.request("GET", "/again", &[], b"").unwrap();
-    let h2 = r2.json().get("headers").clone();
-    assert_eq!(h2.get("x-attr-path").as_str(), Some("/again"));
+    let h2 = r2.json()["headers"].clone();
+    assert_eq!(h2["x-attr-path"].as_str(), Some("/again"));
     assert_eq!(
-        h2.get("x-attr-source").as_str(),
+        h2["x-attr-source"].as_str(),
         Some(format!("127.0.0.1:{}", local.port()).as_str())
     );
     assert_ne!(
-        h2.get("x-attr-request-id").as_str(),
-        h.get("x-attr-request-id").as_str()
+        h2["x-attr-request-id"].as_str(),
+        h["x-attr-request-id"].as_str()
     );
     assert_eq!(
-        h2.get("x-attr-request-id").as_str(),
-        h2.get("x-request-id").as_str()
+        h2["x-attr-request-id"].as_str(),
+        h2["x-request-id"].as_str()
     );
 }

@@ -6,9 +6,10 @@
 
 use jisr_e2e::client;
 use jisr_e2e::{
-    Cluster, Envoy, EnvoyConfig, Json, Listener, Route, Upstream, access_field, module_filter,
+    Cluster, Envoy, EnvoyConfig, Listener, Route, Upstream, access_field, module_filter,
     module_stat, wait_until,
 };
+use serde_json::Value;
 use std::time::Duration;
 
 /// An OpenAI chat stream whose last chunk carries usage (sent only when asked for).
@@ -145,11 +146,8 @@ fn exact_usage_from_every_shape_and_include_usage_injected() {
     );
     assert_eq!(r.status, 200, "{}", gw.envoy.log());
     let sent = gw.openai.requests().pop().unwrap();
-    let v = Json::parse(&String::from_utf8_lossy(&sent.body)).unwrap();
-    assert_eq!(
-        v.get("stream_options").get("include_usage").as_bool(),
-        Some(true)
-    );
+    let v: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(v["stream_options"]["include_usage"].as_bool(), Some(true));
     let exact = |kind, want| {
         assert!(
             wait_until(Duration::from_secs(5), || tokens(

@@ -141,16 +141,16 @@ fn post(
 fn assert_routed(r: &Response, server: &str, body: &[u8]) {
     assert_eq!(r.status, 200, "{}", r.text());
     let echo = r.json();
-    assert_eq!(echo.get("server").as_str(), Some(server), "{}", r.text());
+    assert_eq!(echo["server"].as_str(), Some(server), "{}", r.text());
     assert_eq!(
-        echo.get("headers").get("x-cluster").as_str(),
+        echo["headers"]["x-cluster"].as_str(),
         Some(server),
         "{}",
         r.text()
     );
-    assert_eq!(echo.get("body_len").as_u64(), Some(body.len() as u64));
+    assert_eq!(echo["body_len"].as_u64(), Some(body.len() as u64));
     assert_eq!(
-        echo.get("body_fnv").as_str(),
+        echo["body_fnv"].as_str(),
         Some(format!("{:016x}", fnv1a64(body)).as_str())
     );
 }

@@ -63,10 +63,7 @@ fn abort_build_warns_at_build_and_load_and_a_panic_aborts_envoy() {
     let envoy = Envoy::start(&mw_config(&up).modules_dir(&built.dir));
     let r = client::get(envoy.listener_port("mw"), "/greet");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        r.json().get("headers").get("x-hello").as_str(),
-        Some("from-jisr")
-    );
+    assert_eq!(r.json()["headers"]["x-hello"].as_str(), Some("from-jisr"));
 
     let log = envoy.log();
     assert_eq!(log.matches(LOAD_WARNING).count(), 1, "{log}");

@@ -108,7 +108,7 @@ fn passthrough_stamps_the_status_and_can_hold_the_response() {
     let r = client::get(port, "/ok");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-jisr-stamp"), Some("200"));
-    assert_eq!(r.json().get("path").as_str(), Some("/ok"));
+    assert_eq!(r.json()["path"].as_str(), Some("/ok"));
 
     let r = client::get(port, "/status/404");
     assert_eq!(r.status, 404);
@@ -117,7 +117,7 @@ fn passthrough_stamps_the_status_and_can_hold_the_response() {
     // A body on the request still goes upstream; the response body is untouched.
     let body = pattern(0, 50_000);
     let r = client::request(port, "POST", "/post", &[], &body);
-    assert_eq!(r.json().get("body_len").as_u64(), Some(50_000));
+    assert_eq!(r.json()["body_len"].as_u64(), Some(50_000));
     assert_eq!(r.header("x-jisr-stamp"), Some("200"));
     let r = client::get(port, "/bytes/300000");
     assert!(r.body == pattern(0, 300_000));
@@ -132,7 +132,7 @@ fn passthrough_stamps_the_status_and_can_hold_the_response() {
     );
     assert_eq!(r.header("x-jisr-stamp-waited"), Some("200"));
     assert_eq!(r.header("x-jisr-stamp"), Some("200"));
-    assert_eq!(r.json().get("path").as_str(), Some("/held"));
+    assert_eq!(r.json()["path"].as_str(), Some("/held"));
 
     for (path, code) in [("/ok", "200"), ("/status/404", "404"), ("/held", "200")] {
         let l = access_line_for(&envoy, "stamp", path);
@@ -212,10 +212,10 @@ fn buffer_rewrites_json_objects_and_leaves_the_rest() {
     let cl: usize = r.header("content-length").unwrap().parse().unwrap();
     assert_eq!(cl, r.body.len());
     let j = r.json();
-    assert_eq!(j.get("x_jisr_rewritten").as_bool(), Some(true));
-    assert_eq!(j.get("path").as_str(), Some("/echo?q=1"));
-    assert_eq!(j.get("headers").get("x-test").as_str(), Some("1"));
-    assert_eq!(j.get("server").as_str(), Some("rewrite-up"));
+    assert_eq!(j["x_jisr_rewritten"].as_bool(), Some(true));
+    assert_eq!(j["path"].as_str(), Some("/echo?q=1"));
+    assert_eq!(j["headers"]["x-test"].as_str(), Some("1"));
+    assert_eq!(j["server"].as_str(), Some("rewrite-up"));
 
     // Chunked JSON stays chunked (no content-length) and is rewritten.
     let r = client::get(port, "/json-chunked");
@@ -244,9 +244,9 @@ fn buffer_rewrites_json_objects_and_leaves_the_rest() {
     let mut c = Connection::open(port).unwrap();
     for i in 0..3 {
         let r = c.request("GET", &format!("/k{i}"), &[], b"").unwrap();
-        assert_eq!(r.json().get("x_jisr_rewritten").as_bool(), Some(true));
+        assert_eq!(r.json()["x_jisr_rewritten"].as_bool(), Some(true));
         let r = c.request("GET", "/json-chunked", &[], b"").unwrap();
-        assert_eq!(r.json().get("b").at(0).as_bool(), Some(true));
+        assert_eq!(r.json()["b"][0].as_bool(), Some(true));
     }
 }
 

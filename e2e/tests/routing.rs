@@ -74,7 +74,7 @@ fn unknown_per_route_config_name_is_refused_with_the_declared_names() {
 }
 
 fn server(r: &client::Response) -> String {
-    r.json().get("server").as_str().unwrap_or("-").to_string()
+    r.json()["server"].as_str().unwrap_or("-").to_string()
 }
 
 /// `set_upstream_override_host` picks one endpoint of a two-endpoint cluster. Envoy accepts any
@@ -108,11 +108,10 @@ fn upstream_override_host_picks_the_endpoint() {
         let port = envoy.listener_port(listener);
         (0..n)
             .map(|_| {
-                let mut c = client::Connection::open(port).unwrap();
-                let r = c.request("GET", "/x", &[], b"").unwrap();
+                let r = client::get(port, "/x");
                 assert_eq!(r.status, 200, "{listener}: {}", r.text());
                 assert_eq!(
-                    r.json().get("headers").get("x-override-accepted").as_str(),
+                    r.json()["headers"]["x-override-accepted"].as_str(),
                     (listener != "plain").then_some("true")
                 );
                 server(&r)

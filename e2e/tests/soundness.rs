@@ -16,7 +16,7 @@
 //! Every answer is awaited for at most [`ANSWER_WITHIN`]: a lost event fails the test, it
 //! does not hang it.
 
-use jisr_e2e::client::{Connection, Response};
+use jisr_e2e::client::{Client, Response};
 use jisr_e2e::{
     Cluster, Envoy, EnvoyConfig, Listener, Upstream, UpstreamRequest, access_field, module_filter,
     upstream,
@@ -79,10 +79,8 @@ fn probe_upstream() -> Upstream {
 /// `GET path`, failing the test if no complete answer arrives within [`ANSWER_WITHIN`].
 fn get_within(port: u16, path: &str) -> Response {
     let started = Instant::now();
-    let mut c = Connection::open(port).expect("connect to Envoy");
-    c.set_timeout(ANSWER_WITHIN)
-        .expect("set the client timeout");
-    c.request("GET", path, &[], b"").unwrap_or_else(|e| {
+    let c = Client::new(ANSWER_WITHIN);
+    c.request(port, "GET", path, &[], b"").unwrap_or_else(|e| {
         panic!(
             "GET {path}: no answer after {:?} (limit {ANSWER_WITHIN:?}): {e}",
             started.elapsed()

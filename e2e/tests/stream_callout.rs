@@ -17,11 +17,7 @@ fn envoy(up: &Upstream, path: &str) -> Envoy {
 }
 
 fn seen(r: &client::Response, name: &str) -> Option<String> {
-    r.json()
-        .get("headers")
-        .get(name)
-        .as_str()
-        .map(str::to_string)
+    r.json()["headers"][name].as_str().map(str::to_string)
 }
 
 #[test]

@@ -89,17 +89,17 @@ fn buffer_mode_completes_at_response_trailers_and_forwards_them() {
     let envoy = trailers_envoy(&up);
 
     // Without a jisr filter: what Envoy itself forwards.
-    let r = client::get(envoy.listener_port("plain"), "/trailers-text");
+    let r = client::get_with_trailers(envoy.listener_port("plain"), "/trailers-text");
     assert_eq!(r.text(), "part1 part2");
     assert_eq!(trailer(&r, "x-checksum"), Some("42"), "{:?}", r.trailers);
 
     // Without `enable_trailers` on the downstream codec, Envoy drops them (the body is intact).
-    let r = client::get(envoy.listener_port("no_trailers"), "/trailers-text");
+    let r = client::get_with_trailers(envoy.listener_port("no_trailers"), "/trailers-text");
     assert_eq!(r.text(), "part1 part2");
     assert!(r.trailers.is_empty(), "{:?}", r.trailers);
 
     let port = envoy.listener_port("rewrite");
-    let r = client::get(port, "/trailers-json");
+    let r = client::get_with_trailers(port, "/trailers-json");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-jisr-rewrite"), Some("rewritten"));
     assert_eq!(r.header("x-jisr-saw-trailers"), Some("x-checksum"));
@@ -107,7 +107,7 @@ fn buffer_mode_completes_at_response_trailers_and_forwards_them() {
     assert_eq!(trailer(&r, "x-checksum"), Some("42"), "{:?}", r.trailers);
     assert_eq!(trailer(&r, "x-other"), Some("a b"), "{:?}", r.trailers);
 
-    let r = client::get(port, "/trailers-text");
+    let r = client::get_with_trailers(port, "/trailers-text");
     assert_eq!(r.header("x-jisr-rewrite"), Some("skipped"));
     assert_eq!(r.text(), "part1 part2");
     assert_eq!(trailer(&r, "x-checksum"), Some("42"), "{:?}", r.trailers);
@@ -119,7 +119,7 @@ fn buffer_mode_completes_at_response_trailers_and_forwards_them() {
         assert_eq!(trailer(&r, "x-other"), Some("a b"));
     }
 
-    let r = client::get(envoy.listener_port("tap"), "/trailers-text");
+    let r = client::get_with_trailers(envoy.listener_port("tap"), "/trailers-text");
     assert_eq!(r.text(), "part1 part2");
     assert_eq!(trailer(&r, "x-checksum"), Some("42"), "{:?}", r.trailers);
 }
@@ -145,10 +145,10 @@ fn request_trailers_are_readable_by_a_handler_and_forwarded() {
     let r = c.read_response("POST").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let echo = r.json();
-    assert_eq!(echo.get("body_len").as_u64(), Some(11));
-    let h = echo.get("headers");
-    assert_eq!(h.get("x-jisr-req-body-len").as_str(), Some("11"));
-    assert_eq!(h.get("x-jisr-req-checksum").as_str(), Some("abc123"));
+    assert_eq!(echo["body_len"].as_u64(), Some(11));
+    let h = &echo["headers"];
+    assert_eq!(h["x-jisr-req-body-len"].as_str(), Some("11"));
+    assert_eq!(h["x-jisr-req-checksum"].as_str(), Some("abc123"));
     let seen = up.requests();
     let q = seen.iter().find(|q| q.path == "/rt").unwrap();
     assert_eq!(
@@ -158,9 +158,9 @@ fn request_trailers_are_readable_by_a_handler_and_forwarded() {
 
     // No trailers: the body ends at the terminal chunk.
     let r = c.request("POST", "/plain", &[], b"0123456789").unwrap();
-    let h = r.json().get("headers").clone();
-    assert_eq!(h.get("x-jisr-req-body-len").as_str(), Some("10"));
-    assert!(h.get("x-jisr-req-checksum").is_null());
+    let h = r.json()["headers"].clone();
+    assert_eq!(h["x-jisr-req-body-len"].as_str(), Some("10"));
+    assert!(h["x-jisr-req-checksum"].is_null());
 
     let mut line = None;
     jisr_e2e::wait_until(WAIT, || {

@@ -1,8 +1,7 @@
 //! The default echo handler and the helpers tests use to check its answers.
 
 use super::{ResponseWriter, UpstreamRequest};
-use crate::json::escape_into;
-use std::fmt::Write as _;
+use crate::json::quote;
 use std::time::Duration;
 
 /// 64-bit FNV-1a of `data` (the echo's `body_fnv`, as `{:016x}`).
@@ -24,42 +23,36 @@ pub fn pattern(from: usize, n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The echo JSON for `req` as served by `server`.
+/// The echo JSON for `req` as served by `server`: `server`, `method`, `path`, `headers` (each
+/// name once, in arrival order, repeated values joined with `,`), `body_len` and `body_fnv`.
 pub fn echo_json(server: &str, req: &UpstreamRequest) -> String {
-    let mut s = String::from("{\"server\":");
-    escape_into(&mut s, server);
-    s.push_str(",\"method\":");
-    escape_into(&mut s, &req.method);
-    s.push_str(",\"path\":");
-    escape_into(&mut s, &req.path);
-    s.push_str(",\"headers\":{");
     let mut names: Vec<&str> = Vec::new();
     for (k, _) in &req.headers {
         if !names.contains(&k.as_str()) {
             names.push(k);
         }
     }
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        escape_into(&mut s, name);
-        s.push(':');
-        let joined: Vec<&str> = req
-            .headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
-        escape_into(&mut s, &joined.join(","));
-    }
-    let _ = write!(
-        s,
-        "}},\"body_len\":{},\"body_fnv\":\"{:016x}\"}}",
+    let headers: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let joined: Vec<&str> = req
+                .headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            format!("{}:{}", quote(name), quote(&joined.join(",")))
+        })
+        .collect();
+    format!(
+        "{{\"server\":{},\"method\":{},\"path\":{},\"headers\":{{{}}},\"body_len\":{},\"body_fnv\":\"{:016x}\"}}",
+        quote(server),
+        quote(&req.method),
+        quote(&req.path),
+        headers.join(","),
         req.body.len(),
         fnv1a64(&req.body)
-    );
-    s
+    )
 }
 
 fn send_echo(req: &UpstreamRequest, w: &mut ResponseWriter, server: &str) {

@@ -224,12 +224,9 @@ fn serve(sh: Arc<Shared>, stream: TcpStream, id: usize) {
 }
 
 fn read_request(wire: &mut Wire<TcpStream>, id: usize) -> io::Result<Option<UpstreamRequest>> {
-    let Some(head) = wire.read_head()? else {
+    let Some((method, path, head)) = wire.read_request_head()? else {
         return Ok(None);
     };
-    let mut parts = head.start_line.split(' ');
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
     let (body, trailers) = if head.is_chunked() {
         wire.read_chunked()?
     } else {
