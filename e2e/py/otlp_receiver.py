@@ -1,0 +1,88 @@
+"""OTLP/gRPC metrics receiver for the e2e tests.
+
+Listens on 127.0.0.1 (port from argv[1], 0 picks one), prints `port <n>` once it serves, then
+one JSON line per received data point:
+{"name", "kind": "sum"|"gauge"|"histogram", "attributes": {..}, "value" or "count"/"sum"/
+"bucket_counts"/"explicit_bounds", "monotonic" (sums)}. Runs until killed.
+"""
+
+import json
+import sys
+from concurrent import futures
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+
+
+def any_value(v):
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind in ("array_value", "kvlist_value", "bytes_value"):
+        return str(getattr(v, kind))
+    return getattr(v, kind)
+
+
+def attributes(kvs):
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def emit(record):
+    sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def Export(self, request, context):
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind == "sum":
+                        for p in m.sum.data_points:
+                            emit({
+                                "name": m.name,
+                                "kind": "sum",
+                                "monotonic": m.sum.is_monotonic,
+                                "attributes": attributes(p.attributes),
+                                "value": p.as_int if p.WhichOneof("value") == "as_int" else p.as_double,
+                            })
+                    elif kind == "gauge":
+                        for p in m.gauge.data_points:
+                            emit({
+                                "name": m.name,
+                                "kind": "gauge",
+                                "attributes": attributes(p.attributes),
+                                "value": p.as_int if p.WhichOneof("value") == "as_int" else p.as_double,
+                            })
+                    elif kind == "histogram":
+                        for p in m.histogram.data_points:
+                            emit({
+                                "name": m.name,
+                                "kind": "histogram",
+                                "attributes": attributes(p.attributes),
+                                "count": p.count,
+                                "sum": p.sum,
+                                "bucket_counts": list(p.bucket_counts),
+                                "explicit_bounds": list(p.explicit_bounds),
+                            })
+                    else:
+                        emit({"name": m.name, "kind": str(kind), "attributes": {}})
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+def main():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+    port = server.add_insecure_port("127.0.0.1:%d" % int(sys.argv[1] if len(sys.argv) > 1 else 0))
+    server.start()
+    sys.stdout.write("port %d\n" % port)
+    sys.stdout.flush()
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()
