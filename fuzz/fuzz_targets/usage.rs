@@ -1,11 +1,14 @@
 //! UsageTracker and the JSON scanners: no panics on any input; the streaming results (usage,
 //! provider, format, matcher hits) are the same whatever the chunking as for the input fed in
-//! one chunk; a complete head+tail capture gives the same answer as the whole stream.
+//! one chunk; a complete head+tail capture gives the same answer as the whole stream; and on a
+//! valid JSON document the streaming matcher finds exactly what a full parse (`serde_json`)
+//! finds at the watched paths, in the same order.
 #![no_main]
 
 use jisr_fuzz::buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
 use jisr_fuzz::buffer::{BodyFormat, HeadTail, UsageTracker, json};
-use jisr_fuzz::{Input, chunk_lengths};
+use jisr_fuzz::buffer::json_stream::STRING_CAPTURE;
+use jisr_fuzz::{Input, RefValue, chunk_lengths, json_reference};
 use libfuzzer_sys::fuzz_target;
 
 static PATHS: PathSet = PathSet::new(&[
@@ -86,6 +89,38 @@ fuzz_target!(|data: &[u8]| {
     for docs in [false, true] {
         let one = hits([stream], docs);
         assert_eq!(one, hits(chunks.iter().copied(), docs));
+    }
+
+    // Differential: on one valid document, the values at the watched paths are those of a full
+    // parse. A trailing newline ends a bare top-level value, which the matcher otherwise
+    // keeps open (more digits could follow).
+    let paths: Vec<&[&str]> = (0..PATHS.len()).map(|i| PATHS.path(i)).collect();
+    if let Some(expected) = json_reference(stream, &paths, STRING_CAPTURE) {
+        let mut m = PathMatcher::new(&PATHS);
+        let mut got = Vec::new();
+        for chunk in chunks.iter().copied().chain([&b"\n"[..]]) {
+            m.feed(chunk, |h| {
+                if let Hit::Value { path, value } = h {
+                    got.push((
+                        path,
+                        match value {
+                            Value::U64(n) => RefValue::U64(n),
+                            Value::Number => RefValue::Number,
+                            Value::Str { decoded, complete } => {
+                                RefValue::Str(decoded.to_vec(), complete)
+                            }
+                            Value::Bool(b) => RefValue::Bool(b),
+                            Value::Null => RefValue::Null,
+                            Value::Object => RefValue::Object,
+                            Value::Array => RefValue::Array,
+                            other => panic!("{other:?} in a valid document"),
+                        },
+                    ));
+                }
+            });
+        }
+        assert!(!m.is_failed(), "the matcher failed on a valid document");
+        assert_eq!(got, expected);
     }
 
     // The whole-document scanner never panics either.

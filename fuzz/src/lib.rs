@@ -164,3 +164,144 @@ pub fn reference_parse(input: &[u8], field_cap: usize, data_cap: usize) -> Vec<R
     }
     events
 }
+
+/// What [`json_reference`] found at a watched path, in the matcher's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefValue {
+    /// A non-negative integer written without fraction or exponent that fits in a `u64`.
+    U64(u64),
+    /// Any other number.
+    Number,
+    /// The first `capture` bytes of the decoded string, and whether that is all of it.
+    Str(Vec<u8>, bool),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// An object starts.
+    Object,
+    /// An array starts.
+    Array,
+}
+
+/// The values at `paths` of the JSON document `doc`, in document order, duplicate keys
+/// included, from a full parse by `serde_json`; `None` if `doc` is not exactly one valid
+/// document (whitespace around it allowed). Only objects are walked into: a path never
+/// continues through an array, as for the streaming matcher.
+pub fn json_reference(
+    doc: &[u8],
+    paths: &[&[&str]],
+    capture: usize,
+) -> Option<Vec<(usize, RefValue)>> {
+    use serde::de::DeserializeSeed;
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(doc);
+    let walk = Walk {
+        paths,
+        at: Vec::new(),
+        capture,
+        out: &mut out,
+    };
+    walk.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(out)
+}
+
+struct Walk<'a, 'p> {
+    paths: &'a [&'p [&'p str]],
+    at: Vec<String>,
+    capture: usize,
+    out: &'a mut Vec<(usize, RefValue)>,
+}
+
+impl Walk<'_, '_> {
+    /// Records `value` for every path equal to where the walk is.
+    fn report(&mut self, value: RefValue) {
+        for (i, p) in self.paths.iter().enumerate() {
+            if p.len() == self.at.len() && p.iter().zip(&self.at).all(|(a, b)| a == b) {
+                self.out.push((i, value.clone()));
+            }
+        }
+    }
+
+    /// Whether some path goes deeper than where the walk is, through it.
+    fn followed(&self) -> bool {
+        self.paths
+            .iter()
+            .any(|p| p.len() > self.at.len() && p.iter().zip(&self.at).all(|(a, b)| a == b))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(mut self, v: bool) -> Result<(), E> {
+        self.report(RefValue::Bool(v));
+        Ok(())
+    }
+
+    fn visit_u64<E>(mut self, v: u64) -> Result<(), E> {
+        self.report(RefValue::U64(v));
+        Ok(())
+    }
+
+    fn visit_i64<E>(mut self, _: i64) -> Result<(), E> {
+        self.report(RefValue::Number);
+        Ok(())
+    }
+
+    fn visit_f64<E>(mut self, _: f64) -> Result<(), E> {
+        self.report(RefValue::Number);
+        Ok(())
+    }
+
+    fn visit_str<E>(mut self, v: &str) -> Result<(), E> {
+        let n = v.len().min(self.capture);
+        self.report(RefValue::Str(v.as_bytes()[..n].to_vec(), n == v.len()));
+        Ok(())
+    }
+
+    fn visit_unit<E>(mut self) -> Result<(), E> {
+        self.report(RefValue::Null);
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.report(RefValue::Array);
+        // Elements are never on a watched path: read them, report nothing.
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        self.report(RefValue::Object);
+        let follow = self.followed();
+        while let Some(key) = map.next_key::<String>()? {
+            if follow {
+                self.at.push(key);
+                let inner = Walk {
+                    paths: self.paths,
+                    at: self.at.clone(),
+                    capture: self.capture,
+                    out: self.out,
+                };
+                map.next_value_seed(inner)?;
+                self.at.pop();
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
