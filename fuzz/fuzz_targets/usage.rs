@@ -5,9 +5,9 @@
 //! finds at the watched paths, in the same order.
 #![no_main]
 
+use jisr_fuzz::buffer::json_stream::STRING_CAPTURE;
 use jisr_fuzz::buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
 use jisr_fuzz::buffer::{BodyFormat, HeadTail, UsageTracker, json};
-use jisr_fuzz::buffer::json_stream::STRING_CAPTURE;
 use jisr_fuzz::{Input, RefValue, chunk_lengths, json_reference};
 use libfuzzer_sys::fuzz_target;
 
