@@ -9,7 +9,6 @@
 //! [`stream`] / [`StreamingResponse`], [`send_and_disconnect`] and [`get_with_trailers`]. Each
 //! says why a library client does not serve there.
 
-use crate::json::Json;
 use crate::wire::{Head, Wire, chunk};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -63,8 +62,8 @@ impl Response {
     }
 
     /// The body parsed as JSON, or `None` if it is not JSON.
-    pub fn try_json(&self) -> Option<Json> {
-        serde_json::from_slice(&self.body).ok().map(Json)
+    pub fn try_json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
     }
 }
 

@@ -78,11 +78,7 @@ impl Demo {
 
 fn upstream_header(r: &Option<Response>, name: &str) -> Option<String> {
     let r = r.as_ref()?;
-    r.try_json()?
-        .get("headers")
-        .get(name)
-        .as_str()
-        .map(str::to_string)
+    r.try_json()?["headers"][name].as_str().map(str::to_string)
 }
 
 fn status(r: &Option<Response>) -> u16 {
@@ -194,7 +190,7 @@ fn main() {
     d.check(
         r.as_ref()
             .and_then(|r| r.try_json())
-            .and_then(|j| j.get("body_len").as_u64())
+            .and_then(|j| j["body_len"].as_u64())
             == Some(4096),
         "upstream got all 4096 bytes",
     );
@@ -213,10 +209,10 @@ fn main() {
     d.check(status(&r) == 200, "body: 1 MiB upload passes");
     let echo = r.as_ref().and_then(|r| r.try_json());
     d.check(
-        echo.as_ref().and_then(|j| j.get("body_len").as_u64()) == Some(big.len() as u64)
+        echo.as_ref().and_then(|j| j["body_len"].as_u64()) == Some(big.len() as u64)
             && echo
                 .as_ref()
-                .and_then(|j| j.get("body_fnv").as_str().map(str::to_string))
+                .and_then(|j| j["body_fnv"].as_str().map(str::to_string))
                 == Some(format!("{:016x}", fnv1a64(&big))),
         "upstream got the 1 MiB body intact (length and FNV-1a match)",
     );
