@@ -1,8 +1,9 @@
-//! The `llm_gateway` example in real Envoy: exact token numbers from an OpenAI chat stream
-//! (cut at awkward places, usage injected into the request), an OpenAI Responses stream whose
-//! final event is over 1 MiB, an Anthropic JSON body with cache tokens, a Gemini stream and an
-//! OpenAI JSON body, each passed to the client byte for byte; budgets answer 429
-//! with `retry-after` once spent and refill after the window.
+//! The `llm_gateway` example in real Envoy: exact token numbers from every provider and shape —
+//! an OpenAI chat stream (cut at awkward places, usage injected into the request), an OpenAI
+//! Responses stream whose final event is over 1 MiB, an OpenAI JSON body, an Anthropic JSON
+//! body and an Anthropic stream with cache tokens, a Gemini stream and a Gemini JSON body —
+//! each passed to the client byte for byte; budgets answer 429 with `retry-after` once spent
+//! and refill after the window.
 
 use jisr_e2e::client;
 use jisr_e2e::{
@@ -39,6 +40,19 @@ fn openai_responses(output_len: usize) -> Vec<u8> {
 }
 
 const ANTHROPIC_JSON: &str = r#"{"id":"m1","type":"message","role":"assistant","content":[{"type":"text","text":"\"usage\":{\"input_tokens\":999}"}],"usage":{"input_tokens":40,"output_tokens":12,"cache_read_input_tokens":30,"cache_creation_input_tokens":7}}"#;
+
+/// An Anthropic Messages stream: input and cache counts in `message_start`, the cumulative
+/// output in `message_delta`; a fake usage inside the generated text.
+const ANTHROPIC_SSE: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m2\",\"model\":\"claude-opus-4\",\"usage\":{\"input_tokens\":55,\"cache_creation_input_tokens\":4,\"cache_read_input_tokens\":120,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: ping\ndata: {\"type\": \"ping\"}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\\"usage\\\":{\\\"output_tokens\\\":999}\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":17}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+/// A Gemini `generateContent` answer (not streamed).
+const GEMINI_JSON: &str = r#"{"candidates":[{"content":{"parts":[{"text":"usageMetadata"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":2,"thoughtsTokenCount":14,"totalTokenCount":25},"modelVersion":"gemini-2.5-pro"}"#;
 
 /// A Gemini `streamGenerateContent?alt=sse` stream: usage metadata in each chunk, last wins.
 const GEMINI_SSE: &str = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}],\"usageMetadata\":{\"promptTokenCount\":11,\"candidatesTokenCount\":1,\"totalTokenCount\":12}}\r\n\r\n\
@@ -80,11 +94,28 @@ fn start(budget: u64, window_ms: u64) -> Gw {
         }
         w.finish();
     });
-    let anthropic = Upstream::start_with("anthropic", |_req, w| {
+    let anthropic = Upstream::start_with("anthropic", |req, w| {
+        if req.body.windows(13).any(|x| x == b"\"stream\":true") {
+            w.header("content-type", "text/event-stream")
+                .start_chunked();
+            for piece in ANTHROPIC_SSE.as_bytes().chunks(11) {
+                w.chunk(piece);
+            }
+            w.finish();
+            return;
+        }
         w.header("content-type", "application/json")
             .send(ANTHROPIC_JSON.as_bytes());
     });
-    let gemini = Upstream::start_with("gemini", |_req, w| {
+    let gemini = Upstream::start_with("gemini", |req, w| {
+        if !req.path.contains("alt=sse") {
+            w.header("content-type", "application/json").start_chunked();
+            for piece in GEMINI_JSON.as_bytes().chunks(5) {
+                w.chunk(piece);
+            }
+            w.finish();
+            return;
+        }
         w.header("content-type", "text/event-stream")
             .start_chunked();
         for piece in GEMINI_SSE.as_bytes().chunks(13) {
@@ -248,6 +279,46 @@ fn exact_usage_from_every_shape_and_include_usage_injected() {
         o("input")
     );
     assert_eq!((o("output"), o("cached_input")), (Some(3), None));
+    // Anthropic stream, cut every 11 bytes: input and cache counts from message_start, the
+    // output from message_delta, not the fake one in the text.
+    let r = post(
+        &gw,
+        "k2",
+        "/v1/messages",
+        r#"{"model":"claude-opus-4","stream":true,"max_tokens":10}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, ANTHROPIC_SSE.as_bytes());
+    let a = |kind| tokens(&gw, "anthropic", "claude-opus-4", kind);
+    assert!(
+        wait_until(Duration::from_secs(5), || a("output") == Some(17)),
+        "{:?}",
+        a("output")
+    );
+    assert_eq!(
+        (a("input"), a("cached_input"), a("cache_creation_input")),
+        (Some(55), Some(120), Some(4))
+    );
+    assert_eq!(a("reasoning"), None);
+    // Gemini JSON answer, cut every 5 bytes; "usageMetadata" inside the text is not usage.
+    let r = post(
+        &gw,
+        "k2",
+        "/v1beta/models/gemini-2.5-pro:generateContent",
+        r#"{"model":"gemini-2.5-pro"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, GEMINI_JSON.as_bytes());
+    let g = |kind| tokens(&gw, "gemini", "gemini-2.5-pro", kind);
+    assert!(
+        wait_until(Duration::from_secs(5), || g("input") == Some(9)),
+        "{:?}",
+        g("input")
+    );
+    assert_eq!(
+        (g("output"), g("reasoning"), g("cached_input")),
+        (Some(2), Some(14), None)
+    );
     // Refused before any upstream work.
     assert_eq!(post(&gw, "nope", "/v1/messages", "{}").status, 401);
     let big = format!(r#"{{"model":"gpt-4o","pad":"{}"}}"#, "x".repeat(70_000));
