@@ -187,217 +187,24 @@ fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-/// `{"allowed_keys": [..]}` into (key, `user-<n>`) pairs; other fields are ignored.
+/// `{"allowed_keys": [..]}` into (key, `user-<n>`) pairs; other fields are ignored. The same
+/// JSON and the same rules as `examples/auth.rs`, read with the same library.
 fn parse_keys(text: &str) -> Result<Vec<(Vec<u8>, String)>, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let v = p.value()?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(format!("invalid JSON: trailing characters at byte {}", p.i));
-    }
-    let Json::Object(fields) = v else {
-        return Err("configuration must be a JSON object".into());
-    };
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let fields = v.as_object().ok_or("configuration must be a JSON object")?;
     let list = fields
-        .into_iter()
-        .find(|(k, _)| k == "allowed_keys")
+        .get("allowed_keys")
         .ok_or("missing field \"allowed_keys\"")?
-        .1;
-    let Json::Array(list) = list else {
-        return Err("\"allowed_keys\" must be an array of strings".into());
-    };
-    list.into_iter()
+        .as_array()
+        .ok_or("\"allowed_keys\" must be an array of strings")?;
+    list.iter()
         .enumerate()
-        .map(|(i, k)| match k {
-            Json::String(k) => Ok((k.into_bytes(), format!("user-{}", i + 1))),
-            _ => Err(format!("\"allowed_keys\"[{i}] must be a string")),
+        .map(|(i, k)| match k.as_str() {
+            Some(k) => Ok((k.as_bytes().to_vec(), format!("user-{}", i + 1))),
+            None => Err(format!("\"allowed_keys\"[{i}] must be a string")),
         })
         .collect()
-}
-
-/// Just enough JSON for the configuration.
-enum Json {
-    Object(Vec<(String, Json)>),
-    Array(Vec<Json>),
-    String(String),
-    /// Numbers, booleans and null: accepted, not kept.
-    Other,
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn ws(&mut self) {
-        while self.s.get(self.i).is_some_and(u8::is_ascii_whitespace) {
-            self.i += 1;
-        }
-    }
-
-    fn err<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("invalid JSON: {what} at byte {}", self.i))
-    }
-
-    fn eat(&mut self, b: u8) -> bool {
-        self.ws();
-        if self.s.get(self.i) == Some(&b) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                if self.eat(b'}') {
-                    return Ok(Json::Object(fields));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    if !self.eat(b':') {
-                        return self.err("expected ':'");
-                    }
-                    fields.push((key, self.value()?));
-                    if self.eat(b'}') {
-                        return Ok(Json::Object(fields));
-                    }
-                    if !self.eat(b',') {
-                        return self.err("expected ',' or '}'");
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                if self.eat(b']') {
-                    return Ok(Json::Array(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    if self.eat(b']') {
-                        return Ok(Json::Array(items));
-                    }
-                    if !self.eat(b',') {
-                        return self.err("expected ',' or ']'");
-                    }
-                }
-            }
-            Some(b'"') => self.string().map(Json::String),
-            Some(b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
-                let start = self.i;
-                while self
-                    .s
-                    .get(self.i)
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
-                {
-                    self.i += 1;
-                }
-                let word = &self.s[start..self.i];
-                let number = word[0] == b'-' || word[0].is_ascii_digit();
-                if number || matches!(word, b"true" | b"false" | b"null") {
-                    Ok(Json::Other)
-                } else {
-                    self.err("unexpected word")
-                }
-            }
-            _ => self.err("expected a value"),
-        }
-    }
-
-    /// A string starting at the current byte (a `"`).
-    fn string(&mut self) -> Result<String, String> {
-        if self.s.get(self.i) != Some(&b'"') {
-            return self.err("expected a string");
-        }
-        self.i += 1;
-        let mut out = String::new();
-        loop {
-            let start = self.i;
-            while self
-                .s
-                .get(self.i)
-                .is_some_and(|b| *b != b'"' && *b != b'\\')
-            {
-                self.i += 1;
-            }
-            // The input is a &str and the run stops at ASCII bytes: valid UTF-8.
-            out.push_str(std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default());
-            match self.s.get(self.i) {
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    self.i += 1;
-                    let c = match self.s.get(self.i) {
-                        Some(b'"') => '"',
-                        Some(b'\\') => '\\',
-                        Some(b'/') => '/',
-                        Some(b'b') => '\u{8}',
-                        Some(b'f') => '\u{c}',
-                        Some(b'n') => '\n',
-                        Some(b'r') => '\r',
-                        Some(b't') => '\t',
-                        Some(b'u') => {
-                            self.i += 1;
-                            let c = self.unicode_escape()?;
-                            out.push(c);
-                            continue;
-                        }
-                        _ => return self.err("bad escape"),
-                    };
-                    self.i += 1;
-                    out.push(c);
-                }
-                _ => return self.err("unterminated string"),
-            }
-        }
-    }
-
-    /// The rest of a `\u` escape (after the `u`), with a surrogate pair if there is one.
-    fn unicode_escape(&mut self) -> Result<char, String> {
-        let hi = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&hi) {
-            if self.s.get(self.i..self.i + 2) != Some(b"\\u") {
-                return self.err("lone surrogate");
-            }
-            self.i += 2;
-            let lo = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&lo) {
-                return self.err("bad surrogate pair");
-            }
-            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-        } else {
-            hi
-        };
-        char::from_u32(code).map_or_else(|| self.err("bad \\u escape"), Ok)
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let digits = self
-            .s
-            .get(self.i..self.i + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u32::from_str_radix(h, 16).ok());
-        match digits {
-            Some(v) => {
-                self.i += 4;
-                Ok(v)
-            }
-            None => self.err("bad \\u escape"),
-        }
-    }
 }
 
 #[cfg(test)]
