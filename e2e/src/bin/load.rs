@@ -17,7 +17,8 @@
 //! `--connections C` (32), `--wasm PATH` the wasm module
 //! (`<target>/wasm-auth/wasm32-unknown-unknown/release/wasm_auth.wasm`), `--no-wasm` (skip the
 //! wasm variant), `--no-native` (skip the native variant), `--no-wait` (skip the wake
-//! variant), `--no-pin`, `--envoy-cpu N` (0), `--wrk-cpu N` (1).
+//! variant), `--no-pin`, `--envoy-cpu N` (0), `--wrk-cpu N` (1), `--check-only` (run the
+//! functional checks of every variant and stop; CI runs this).
 //!
 //! Env: `JISR_MODULES_DIR` (default `<target>/release/examples`), `ENVOY_BIN` (default: the
 //! harness's PyPI install), `WRK` (default `wrk`).
@@ -72,6 +73,8 @@ struct Opts {
     pin: bool,
     envoy_cpu: usize,
     wrk_cpu: usize,
+    /// `--check-only`: run the functional checks, measure nothing.
+    check_only: bool,
 }
 
 fn usage(msg: &str) -> ! {
@@ -98,6 +101,7 @@ fn parse_opts() -> Opts {
         pin: true,
         envoy_cpu: 0,
         wrk_cpu: 1,
+        check_only: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -138,6 +142,11 @@ fn parse_opts() -> Opts {
             }
             "--no-pin" => {
                 o.pin = false;
+                i += 1;
+                continue;
+            }
+            "--check-only" => {
+                o.check_only = true;
                 i += 1;
                 continue;
             }
@@ -895,7 +904,7 @@ fn main() {
         (None, None)
     };
     let wrk = PathBuf::from(std::env::var("WRK").unwrap_or_else(|_| "wrk".into()));
-    if Command::new(&wrk).arg("-v").output().is_err() {
+    if !o.check_only && Command::new(&wrk).arg("-v").output().is_err() {
         eprintln!(
             "load: `{}` not found; install it (`apt-get install -y wrk`) or run scripts/load.sh",
             wrk.display()
@@ -948,6 +957,10 @@ fn main() {
             log.display()
         );
         std::process::exit(1);
+    }
+    if o.check_only {
+        println!("\nload: every variant answers alike (--check-only: nothing measured)");
+        return;
     }
     let load = Load {
         wrk,
