@@ -19,12 +19,39 @@
 //!   a [`UsageTracker`] as it passes. At its end: counter
 //!   `llm_gateway_tokens{provider,model,kind}` with `kind` `input`, `output`, `cached_input`,
 //!   `cache_creation_input`, `reasoning` (a kind the provider did not report is not counted),
-//!   dynamic metadata `llm_gateway:{input_tokens,output_tokens,...}` for access logs, and in
-//!   the shape Envoy's global rate-limit filter reads as `hits_addend`
-//!   (`envoy.ratelimit:hits_addend`, the total tokens), so a fleet-wide budget can live in the
-//!   rate-limit service (see CONSTRAINTS.md). Histogram `llm_gateway_ttfb_ms{cluster}` takes
-//!   the time to the first upstream byte from Envoy's own timing (Envoy 1.40), else the
-//!   handler's clock.
+//!   dynamic metadata `llm_gateway:{input_tokens,output_tokens,...}` and
+//!   `envoy.ratelimit:hits_addend` (input + output tokens) for access logs. Histogram
+//!   `llm_gateway_ttfb_ms{cluster}` takes the time to the first upstream byte from Envoy's own
+//!   timing (Envoy 1.40), else the handler's clock.
+//! - **Fleet budget.** [`Budgets`] are per process. For a budget shared by a fleet, the
+//!   gateway also leaves the total in the filter state `envoy.ratelimit.hits_addend`, which
+//!   Envoy's global rate-limit filter sends as the request's `hits_addend` to the rate-limit
+//!   service; the budget lives there. Put the rate-limit filter after this one and give the
+//!   route a rate limit that runs when the stream is done (e2e-tested on Envoy 1.38–1.40):
+//!
+//! ```yaml
+//! http_filters:
+//! - name: llm_gateway            # this filter
+//!   # ...
+//! - name: envoy.filters.http.ratelimit
+//!   typed_config:
+//!     "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+//!     domain: llm
+//!     rate_limit_service:
+//!       grpc_service: { envoy_grpc: { cluster_name: rls } }
+//!       transport_api_version: V3
+//! # and on the route:
+//! route:
+//!   cluster_header: x-cluster
+//!   rate_limits:
+//!   - actions:
+//!     - request_headers: { header_name: x-api-key, descriptor_key: api_key }
+//!     apply_on_stream_done: true   # charged once the response's usage is known
+//! ```
+//!
+//!   A route-level `hits_addend: { format: "%DYNAMIC_METADATA(envoy.ratelimit:hits_addend)%" }`
+//!   is not what carries the tokens: Envoy 1.40 sent no hits for it (nor for a fixed
+//!   `number`) in this setup; the filter state is what the rate-limit filter reads.
 
 use jisr::buffer::{BudgetError, Budgets, Provider, UsageTracker};
 use jisr::handler::BodyError;
@@ -221,7 +248,11 @@ async fn bill(
     }
     let total = u.input_tokens.unwrap_or(0) + u.output_tokens.unwrap_or(0);
     g.budgets.charge(a.key.as_bytes(), total);
+    // For access logs, and for Envoy's global rate-limit filter, which charges the filter
+    // state `envoy.ratelimit.hits_addend` to the rate-limit service when a route rate limit
+    // with `apply_on_stream_done` runs (see the module docs).
     w.set_metadata_num("envoy.ratelimit", "hits_addend", total as f64);
+    let _ = w.set_filter_state_typed("envoy.ratelimit.hits_addend", total.to_string().as_bytes());
 }
 
 fn register(r: &mut Registry) {

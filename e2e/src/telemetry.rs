@@ -1,5 +1,6 @@
-//! Metrics the way operators read them: a local OpenTelemetry (OTLP/gRPC) receiver for
-//! Envoy's `envoy.stat_sinks.open_telemetry` sink, and a Prometheus text parser.
+//! What operators run beside Envoy: a local OpenTelemetry (OTLP/gRPC) receiver for Envoy's
+//! `envoy.stat_sinks.open_telemetry` sink, a Prometheus text parser, and a recording
+//! rate-limit service for Envoy's global rate-limit filter.
 //!
 //! Both are Python programs in `e2e/py/` run on maintained libraries (`grpcio` with
 //! `opentelemetry-proto`; the Prometheus project's `prometheus_client` parser), which pip
@@ -98,18 +99,18 @@ pub fn parse_prometheus(text: &str) -> Vec<PromSample> {
         .collect()
 }
 
-/// A running OTLP/gRPC metrics receiver; killed on drop. Each data point it receives is kept
-/// as one JSON value (see `e2e/py/otlp_receiver.py`).
-pub struct OtlpReceiver {
+/// A gRPC service from `e2e/py/` that prints `port <n>` when it serves and then one JSON
+/// line per thing it received; killed on drop.
+struct PyService {
     child: Child,
     port: u16,
-    points: Arc<Mutex<Vec<Value>>>,
+    records: Arc<Mutex<Vec<Value>>>,
 }
 
-impl OtlpReceiver {
-    /// Installs the Python packages if needed and starts the receiver on a free port.
-    pub fn start() -> OtlpReceiver {
-        let script = script("otlp_receiver.py");
+impl PyService {
+    /// Installs the Python packages if needed and starts `e2e/py/<name>` on a free port.
+    fn start(name: &str) -> PyService {
+        let script = script(name);
         let mut child = Command::new(python())
             .arg(&script)
             .arg("0")
@@ -122,48 +123,40 @@ impl OtlpReceiver {
         let first = lines
             .next()
             .and_then(Result::ok)
-            .unwrap_or_else(|| panic!("the OTLP receiver exited before serving"));
+            .unwrap_or_else(|| panic!("{name} exited before serving"));
         let port = first
             .strip_prefix("port ")
             .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the OTLP receiver: {first:?}"));
-        let points = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&points);
+            .unwrap_or_else(|| panic!("unexpected first line from {name}: {first:?}"));
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&records);
+        let owner = name.to_owned();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("OTLP receiver line {line:?}: {e}"));
+                    .unwrap_or_else(|e| panic!("{owner} line {line:?}: {e}"));
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(v);
             }
         });
-        OtlpReceiver {
+        PyService {
             child,
             port,
-            points,
+            records,
         }
     }
 
-    /// The gRPC port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Every data point received so far, oldest first.
-    pub fn points(&self) -> Vec<Value> {
-        self.points
+    fn records(&self) -> Vec<Value> {
+        self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    /// The latest data point named `name` whose attributes include all of `attrs`, waiting up
-    /// to `timeout` for one to arrive (Envoy sends at each stats flush).
-    pub fn wait_for(&self, name: &str, attrs: &[(&str, &str)], timeout: Duration) -> Option<Value> {
+    /// The latest record `matches` accepts, waiting up to `timeout` for one.
+    fn wait_for(&self, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let found = self.points().into_iter().rev().find(|p| {
-                p["name"] == name && attrs.iter().all(|(k, v)| p["attributes"][*k] == *v)
-            });
+            let found = self.records().into_iter().rev().find(|r| matches(r));
             if found.is_some() || Instant::now() >= deadline {
                 return found;
             }
@@ -172,9 +165,65 @@ impl OtlpReceiver {
     }
 }
 
-impl Drop for OtlpReceiver {
+impl Drop for PyService {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A running OTLP/gRPC metrics receiver (`e2e/py/otlp_receiver.py`); killed on drop. Each data
+/// point it receives is kept as one JSON value.
+pub struct OtlpReceiver(PyService);
+
+impl OtlpReceiver {
+    /// Installs the Python packages if needed and starts the receiver on a free port.
+    pub fn start() -> OtlpReceiver {
+        OtlpReceiver(PyService::start("otlp_receiver.py"))
+    }
+
+    /// The gRPC port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+
+    /// Every data point received so far, oldest first.
+    pub fn points(&self) -> Vec<Value> {
+        self.0.records()
+    }
+
+    /// The latest data point named `name` whose attributes include all of `attrs`, waiting up
+    /// to `timeout` for one to arrive (Envoy sends at each stats flush).
+    pub fn wait_for(&self, name: &str, attrs: &[(&str, &str)], timeout: Duration) -> Option<Value> {
+        self.0.wait_for(timeout, |p| {
+            p["name"] == name && attrs.iter().all(|(k, v)| p["attributes"][*k] == *v)
+        })
+    }
+}
+
+/// A recording rate-limit service (`e2e/py/rls.py`, Envoy's `RateLimitService`): answers every
+/// `ShouldRateLimit` call OK and keeps it as JSON (`domain`, `hits_addend`, `descriptors` with
+/// their `entries` and `hits_addend`); killed on drop.
+pub struct RateLimitService(PyService);
+
+impl RateLimitService {
+    /// Installs the Python packages if needed and starts the service on a free port.
+    pub fn start() -> RateLimitService {
+        RateLimitService(PyService::start("rls.py"))
+    }
+
+    /// The gRPC port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+
+    /// Every call so far, oldest first.
+    pub fn calls(&self) -> Vec<Value> {
+        self.0.records()
+    }
+
+    /// The latest call `matches` accepts, waiting up to `timeout` for one.
+    pub fn wait_for(&self, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.0.wait_for(timeout, matches)
     }
 }

@@ -6,9 +6,10 @@
 //! and refill after the window.
 
 use jisr_e2e::client;
+use jisr_e2e::telemetry::RateLimitService;
 use jisr_e2e::{
-    Cluster, Envoy, EnvoyConfig, Listener, Route, Upstream, access_field, module_filter,
-    module_stat, wait_until,
+    Cluster, Envoy, EnvoyConfig, HttpFilter, Listener, Route, Upstream, access_field,
+    module_filter, module_stat, wait_until,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -68,7 +69,33 @@ struct Gw {
     _gemini: Upstream,
 }
 
+/// The fleet setup of `examples/llm_gateway.rs`: Envoy's global rate-limit filter after the
+/// gateway, and a route rate limit applied when the stream is done, per API key. The filter
+/// charges the hits the gateway left in the filter state `envoy.ratelimit.hits_addend` (the
+/// response's total tokens).
+const FLEET_ROUTE: &str = r#"- match: { prefix: "/" }
+  route:
+    cluster_header: x-cluster
+    timeout: 30s
+    rate_limits:
+    - actions:
+      - request_headers: { header_name: x-api-key, descriptor_key: api_key }
+      apply_on_stream_done: true
+"#;
+
+const RATE_LIMIT_FILTER: &str = r#""@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+domain: llm
+failure_mode_deny: false
+rate_limit_service:
+  grpc_service: { envoy_grpc: { cluster_name: rls } }
+  transport_api_version: V3"#;
+
 fn start(budget: u64, window_ms: u64) -> Gw {
+    start_with(budget, window_ms, None)
+}
+
+/// [`start`], with Envoy's rate-limit filter charging `rls` when given.
+fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
     let openai = Upstream::start_with("openai", |req, w| {
         if req.body.windows(14).any(|x| x == b"\"stream\":false") {
             w.header("content-type", "application/json")
@@ -126,20 +153,28 @@ fn start(budget: u64, window_ms: u64) -> Gw {
     let config = format!(
         r#"{{"keys": ["k1", "k2"], "budget_tokens": {budget}, "window_ms": {window_ms}, "max_body": 65536}}"#
     );
-    let envoy = Envoy::start(
-        &EnvoyConfig::new()
-            .listener(
-                Listener::new("gw")
-                    .filter(module_filter("llm_gateway", "llm_gateway", Some(&config)))
-                    .route(Route::cluster_header("/", "x-cluster"))
-                    .log_field("in", "%DYNAMIC_METADATA(llm_gateway:input_tokens)%")
-                    .log_field("out", "%DYNAMIC_METADATA(llm_gateway:output_tokens)%")
-                    .log_field("hits", "%DYNAMIC_METADATA(envoy.ratelimit:hits_addend)%"),
-            )
-            .cluster(Cluster::new("openai", openai.port()))
-            .cluster(Cluster::new("anthropic", anthropic.port()))
-            .cluster(Cluster::new("gemini", gemini.port())),
-    );
+    let mut listener = Listener::new("gw")
+        .filter(module_filter("llm_gateway", "llm_gateway", Some(&config)))
+        .log_field("in", "%DYNAMIC_METADATA(llm_gateway:input_tokens)%")
+        .log_field("out", "%DYNAMIC_METADATA(llm_gateway:output_tokens)%")
+        .log_field("hits", "%DYNAMIC_METADATA(envoy.ratelimit:hits_addend)%");
+    let mut cfg = EnvoyConfig::new()
+        .cluster(Cluster::new("openai", openai.port()))
+        .cluster(Cluster::new("anthropic", anthropic.port()))
+        .cluster(Cluster::new("gemini", gemini.port()));
+    match rls {
+        Some(port) => {
+            listener = listener
+                .filter(HttpFilter::raw(
+                    "envoy.filters.http.ratelimit",
+                    RATE_LIMIT_FILTER,
+                ))
+                .route(Route::Raw(FLEET_ROUTE.into()));
+            cfg = cfg.cluster(Cluster::new("rls", port).http2());
+        }
+        None => listener = listener.route(Route::cluster_header("/", "x-cluster")),
+    }
+    let envoy = Envoy::start(&cfg.listener(listener));
     Gw {
         envoy,
         openai,
@@ -351,4 +386,41 @@ fn budgets_answer_429_with_retry_after_and_refill() {
             == 200),
         "budget not refilled"
     );
+}
+
+/// The fleet budget: with the documented configuration (`FLEET_ROUTE`, `RATE_LIMIT_FILTER`),
+/// Envoy's rate-limit filter charges a rate-limit service once per response, when the stream
+/// is done, with the API key as the descriptor and the response's total tokens (input +
+/// output, from the gateway's filter state `envoy.ratelimit.hits_addend`) as the request's
+/// hits: 40 + 12 = 52 for the Anthropic answer, 55 + 17 = 72 for the Anthropic stream.
+/// Nothing is charged before the response.
+#[test]
+fn fleet_budget_is_charged_to_the_rate_limit_service_at_stream_end() {
+    let rls = RateLimitService::start();
+    let gw = start_with(10_000_000, 60_000, Some(rls.port()));
+    let r = post(&gw, "k1", "/v1/messages", r#"{"model":"claude-sonnet-4"}"#);
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    let charged = |key: &'static str, hits: u64| {
+        rls.wait_for(Duration::from_secs(5), move |c| {
+            c["descriptors"][0]["entries"]["api_key"] == key && c["hits_addend"] == hits
+        })
+    };
+    let call =
+        charged("k1", 52).unwrap_or_else(|| panic!("no charge of 52 for k1: {:#?}", rls.calls()));
+    assert_eq!(call["domain"], "llm", "{call}");
+    assert_eq!(
+        call["descriptors"].as_array().map(Vec::len),
+        Some(1),
+        "{call}"
+    );
+    let r = post(
+        &gw,
+        "k2",
+        "/v1/messages",
+        r#"{"model":"claude-opus-4","stream":true}"#,
+    );
+    assert_eq!(r.status, 200);
+    charged("k2", 72).unwrap_or_else(|| panic!("no charge of 72 for k2: {:#?}", rls.calls()));
+    // One call per response, both at stream end: nothing was sent on the request path.
+    assert_eq!(rls.calls().len(), 2, "{:#?}", rls.calls());
 }
