@@ -488,12 +488,11 @@ static ENDS_TOKEN: [bool; 256] = {
 /// A 6-bit signature of a key (from its length, first and last byte): most keys that no
 /// watched path holds are rejected on it without a comparison.
 const fn key_sig(key: &[u8]) -> usize {
-    let (first, last) = match key {
-        [] => (0, 0),
-        [f, .., l] => (*f, *l),
-        [f] => (*f, *f),
+    let (first, last) = match (key.first(), key.last()) {
+        (Some(f), Some(l)) => (*f as usize, *l as usize),
+        _ => (0, 0),
     };
-    (key.len() * 31 + first as usize * 7 + last as usize) % 64
+    (key.len() * 31 + first * 7 + last) % 64
 }
 
 /// `a == b` without a `memcmp` call: keys are short, and a call costs more than the loop.

@@ -442,6 +442,7 @@ impl Seen {
         gemini: false,
     };
 
+    #[inline(always)]
     fn on_hit(&mut self, hit: Hit<'_>) {
         let Hit::Value { path, value } = hit else {
             return;
