@@ -41,23 +41,18 @@ class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
                     kind = m.WhichOneof("data")
-                    if kind == "sum":
-                        for p in m.sum.data_points:
-                            emit({
+                    if kind in ("sum", "gauge"):
+                        data = getattr(m, kind)
+                        for p in data.data_points:
+                            record = {
                                 "name": m.name,
-                                "kind": "sum",
-                                "monotonic": m.sum.is_monotonic,
+                                "kind": kind,
                                 "attributes": attributes(p.attributes),
                                 "value": p.as_int if p.WhichOneof("value") == "as_int" else p.as_double,
-                            })
-                    elif kind == "gauge":
-                        for p in m.gauge.data_points:
-                            emit({
-                                "name": m.name,
-                                "kind": "gauge",
-                                "attributes": attributes(p.attributes),
-                                "value": p.as_int if p.WhichOneof("value") == "as_int" else p.as_double,
-                            })
+                            }
+                            if kind == "sum":
+                                record["monotonic"] = data.is_monotonic
+                            emit(record)
                     elif kind == "histogram":
                         for p in m.histogram.data_points:
                             emit({
