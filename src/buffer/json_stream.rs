@@ -721,35 +721,13 @@ impl<'p> PathMatcher<'p> {
                     }
                     self.value_done(on_hit);
                 }
-                St::Skip => {
-                    let (open, close) = (self.skip_open, self.skip_close);
-                    loop {
-                        let rest = &chunk[i..];
-                        let Some(at) = find3(rest, b'"', open, close) else {
-                            return;
-                        };
-                        i += at + 1;
-                        let b = rest[at];
-                        if b == b'"' {
-                            self.skip_escape = false;
-                            match self.skip_string(&chunk[i..]) {
-                                Some(used) => i += used,
-                                None => {
-                                    self.st = St::SkipStr { nested: true };
-                                    return;
-                                }
-                            }
-                        } else if b == open {
-                            self.skip_depth += 1;
-                        } else {
-                            self.skip_depth -= 1;
-                            if self.skip_depth == 0 {
-                                self.value_done(on_hit);
-                                break;
-                            }
-                        }
+                St::Skip => match self.skip_container(chunk, i) {
+                    Some(end) => {
+                        i = end;
+                        self.value_done(on_hit);
                     }
-                }
+                    None => return,
+                },
             }
         }
     }
@@ -812,6 +790,14 @@ impl<'p> PathMatcher<'p> {
                     },
                 };
                 i += used;
+            } else if let open @ (b'{' | b'[') = b {
+                // An unwatched container: skipped here, without going through the general
+                // loop's states for its start, its end and the comma after it.
+                self.start_skip(open, if open == b'{' { b'}' } else { b']' });
+                match self.skip_container(chunk, i + 1) {
+                    Some(end) => i = end,
+                    None => return chunk.len(),
+                }
             } else {
                 i = match self.skip_scalar(chunk, i) {
                     Ok(i) => i,
@@ -829,6 +815,40 @@ impl<'p> PathMatcher<'p> {
                 return i;
             }
             i += 1;
+        }
+    }
+
+    /// Goes on skipping a container (`skip_open` … `skip_close`, `skip_depth` deep) from
+    /// `chunk[i]`; returns the index after its closing bracket, or `None` at the end of the
+    /// chunk with the state set to go on in the next one.
+    #[inline(always)]
+    fn skip_container(&mut self, chunk: &[u8], mut i: usize) -> Option<usize> {
+        let (open, close) = (self.skip_open, self.skip_close);
+        loop {
+            let rest = &chunk[i..];
+            let Some(at) = find3(rest, b'"', open, close) else {
+                self.st = St::Skip;
+                return None;
+            };
+            i += at + 1;
+            let b = rest[at];
+            if b == b'"' {
+                self.skip_escape = false;
+                match self.skip_string(&chunk[i..]) {
+                    Some(used) => i += used,
+                    None => {
+                        self.st = St::SkipStr { nested: true };
+                        return None;
+                    }
+                }
+            } else if b == open {
+                self.skip_depth += 1;
+            } else {
+                self.skip_depth -= 1;
+                if self.skip_depth == 0 {
+                    return Some(i);
+                }
+            }
         }
     }
 
