@@ -6,11 +6,7 @@ one JSON line per received data point:
 "bucket_counts"/"explicit_bounds", "monotonic" (sums)}. Runs until killed.
 """
 
-import json
-import sys
-from concurrent import futures
-
-import grpc
+from serving import emit, serve
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
@@ -28,11 +24,6 @@ def any_value(v):
 
 def attributes(kvs):
     return {kv.key: any_value(kv.value) for kv in kvs}
-
-
-def emit(record):
-    sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -70,13 +61,7 @@ class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
 
 
 def main():
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
-    port = server.add_insecure_port("127.0.0.1:%d" % int(sys.argv[1] if len(sys.argv) > 1 else 0))
-    server.start()
-    sys.stdout.write("port %d\n" % port)
-    sys.stdout.flush()
-    server.wait_for_termination()
+    serve(lambda server: metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server))
 
 
 if __name__ == "__main__":

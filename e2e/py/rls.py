@@ -10,13 +10,10 @@ The request and response messages are built at start-up from their field numbers
 protobuf's descriptor API (Envoy's .proto files are not on PyPI).
 """
 
-import json
-import sys
-from concurrent import futures
-
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2
 from google.protobuf import message_factory
+from serving import emit, serve
 
 FD = descriptor_pb2.FieldDescriptorProto
 
@@ -59,7 +56,7 @@ Request, Response = messages()
 
 
 def should_rate_limit(request, context):
-    sys.stdout.write(json.dumps({
+    emit({
         "domain": request.domain,
         "hits_addend": request.hits_addend,
         "descriptors": [
@@ -69,8 +66,7 @@ def should_rate_limit(request, context):
             }
             for d in request.descriptors
         ],
-    }, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    })
     return Response(overall_code=1)
 
 
@@ -85,13 +81,7 @@ def main():
             )
         },
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:%d" % int(sys.argv[1] if len(sys.argv) > 1 else 0))
-    server.start()
-    sys.stdout.write("port %d\n" % port)
-    sys.stdout.flush()
-    server.wait_for_termination()
+    serve(lambda server: server.add_generic_rpc_handlers((handler,)))
 
 
 if __name__ == "__main__":
