@@ -5,10 +5,11 @@
 //! finds at the watched paths, in the same order.
 #![no_main]
 
+use jisr_fuzz::buffer::Provider;
 use jisr_fuzz::buffer::json_stream::STRING_CAPTURE;
 use jisr_fuzz::buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
 use jisr_fuzz::buffer::{BodyFormat, HeadTail, UsageTracker, json};
-use jisr_fuzz::{Input, RefValue, chunk_lengths, json_reference};
+use jisr_fuzz::{Input, RefValue, chunk_lengths, json_reference, usage_reference};
 use libfuzzer_sys::fuzz_target;
 
 static PATHS: PathSet = PathSet::new(&[
@@ -121,6 +122,34 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(!m.is_failed(), "the matcher failed on a valid document");
         assert_eq!(got, expected);
+    }
+
+    // Differential on the whole tracker: an event stream whose every event is `[DONE]` or one
+    // valid JSON document gives the usage and provider of the plain computation (split into
+    // events, parse each whole, apply the documented rules).
+    if let Some((counts, provider)) = usage_reference(stream) {
+        let mut sse = jisr_fuzz::buffer::UsageTracker::with_format(BodyFormat::Sse);
+        for chunk in &chunks {
+            sse.feed(chunk);
+        }
+        let got = sse.usage().map(|u| {
+            [
+                u.input_tokens,
+                u.output_tokens,
+                u.cached_input_tokens,
+                u.cache_creation_input_tokens,
+                u.reasoning_tokens,
+            ]
+        });
+        let want = Some(counts).filter(|c| c.iter().any(Option::is_some));
+        assert_eq!(got, want, "usage");
+        let got = match sse.provider() {
+            Provider::OpenAi => "openai",
+            Provider::Anthropic => "anthropic",
+            Provider::Gemini => "gemini",
+            _ => "unknown",
+        };
+        assert_eq!(got, provider, "provider");
     }
 
     // The whole-document scanner never panics either.

@@ -305,3 +305,156 @@ impl<'de> serde::de::Visitor<'de> for Walk<'_, '_> {
         Ok(())
     }
 }
+
+/// The token counts [`usage_reference`] finds, in `buffer::Usage`'s field order: input,
+/// output, cached input, cache creation, reasoning.
+pub type RefCounts = [Option<u64>; 5];
+
+/// Where each usage count sits, per usage object: (path, field index in [`RefCounts`]).
+const REF_COUNTS: [(&[&str], usize); 22] = [
+    (&["usage", "prompt_tokens"], 0),
+    (&["usage", "input_tokens"], 0),
+    (&["usage", "completion_tokens"], 1),
+    (&["usage", "output_tokens"], 1),
+    (&["usage", "prompt_tokens_details", "cached_tokens"], 2),
+    (&["usage", "input_tokens_details", "cached_tokens"], 2),
+    (&["usage", "cache_read_input_tokens"], 2),
+    (&["usage", "cache_creation_input_tokens"], 3),
+    (
+        &["usage", "completion_tokens_details", "reasoning_tokens"],
+        4,
+    ),
+    (&["usage", "output_tokens_details", "reasoning_tokens"], 4),
+    (&["message", "usage", "input_tokens"], 0),
+    (&["message", "usage", "output_tokens"], 1),
+    (&["message", "usage", "cache_read_input_tokens"], 2),
+    (&["message", "usage", "cache_creation_input_tokens"], 3),
+    (&["response", "usage", "input_tokens"], 0),
+    (&["response", "usage", "output_tokens"], 1),
+    (
+        &["response", "usage", "input_tokens_details", "cached_tokens"],
+        2,
+    ),
+    (
+        &[
+            "response",
+            "usage",
+            "output_tokens_details",
+            "reasoning_tokens",
+        ],
+        4,
+    ),
+    (&["usageMetadata", "promptTokenCount"], 0),
+    (&["usageMetadata", "candidatesTokenCount"], 1),
+    (&["usageMetadata", "cachedContentTokenCount"], 2),
+    (&["usageMetadata", "thoughtsTokenCount"], 4),
+];
+
+/// The usage and provider (`"unknown"`, `"openai"`, `"anthropic"`, `"gemini"`) of an event
+/// stream, computed the plain way: the whole stream split into events by
+/// [`reference_parse`], each event's data parsed whole by `serde_json` ([`json_reference`]),
+/// and the rules of `UsageTracker`'s documentation applied event by event. `None` when an
+/// event's data is neither `[DONE]` nor one valid JSON document (the tracker's answer for
+/// broken events is only required to be the same whatever the chunking).
+pub fn usage_reference(stream: &[u8]) -> Option<(RefCounts, &'static str)> {
+    let mut paths: Vec<&[&str]> = REF_COUNTS.iter().map(|(p, _)| *p).collect();
+    let first_extra = paths.len();
+    paths.extend([
+        &["type"][..],
+        &["object"],
+        &["modelVersion"],
+        &["usageMetadata"],
+    ]);
+    let (type_at, object_at) = (first_extra, first_extra + 1);
+    let mut total: RefCounts = [None; 5];
+    let mut provider = "unknown";
+    for event in reference_parse(stream, 1 << 30, 1 << 30) {
+        let done = event.data == b"[DONE]";
+        let hits = if done {
+            Vec::new()
+        } else {
+            json_reference(&event.data, &paths, 64)?
+        };
+        // The last value at each path wins, as when the document is read front to back.
+        let mut counts: Vec<RefCounts> = vec![[None; 5]; 4];
+        let (mut kind, mut object, mut gemini) = (None, None, false);
+        for (path, value) in hits {
+            match (path, value) {
+                (p, RefValue::U64(n)) if p < first_extra => {
+                    let group = match REF_COUNTS[p].0[0] {
+                        "usage" => 0,
+                        "message" => 1,
+                        "response" => 2,
+                        _ => 3,
+                    };
+                    counts[group][REF_COUNTS[p].1] = Some(n);
+                }
+                (p, RefValue::Str(s, complete)) if p == type_at => kind = Some((s, complete)),
+                (p, RefValue::Str(s, complete)) if p == object_at => object = Some((s, complete)),
+                (p, RefValue::Object | RefValue::Str(..)) if p > object_at => gemini = true,
+                _ => {}
+            }
+        }
+        // The event type names the event; without one (or `message`), the JSON `type` does.
+        let name = if event.kind != b"message" {
+            Some((event.kind.clone(), true))
+        } else {
+            kind
+        };
+        let mut apply = |group: usize| {
+            for (slot, count) in total.iter_mut().zip(counts[group]) {
+                if count.is_some() {
+                    *slot = count;
+                }
+            }
+        };
+        match name {
+            Some((name, complete)) => {
+                // Only complete names up to 32 bytes are compared; a longer or cut one can
+                // still start with `response.`.
+                let whole = complete && name.len() <= 32;
+                match &name[..] {
+                    b"message_start" if whole => {
+                        provider = "anthropic";
+                        apply(1);
+                    }
+                    b"message_delta" | b"message" if whole => {
+                        provider = "anthropic";
+                        apply(0);
+                    }
+                    b"message_stop"
+                    | b"content_block_start"
+                    | b"content_block_delta"
+                    | b"content_block_stop"
+                        if whole =>
+                    {
+                        provider = "anthropic"
+                    }
+                    b"response.completed" | b"response.incomplete" | b"response.failed"
+                        if whole =>
+                    {
+                        provider = "openai";
+                        apply(2);
+                    }
+                    n if n.starts_with(b"response.") => provider = "openai",
+                    _ => {}
+                }
+            }
+            None => {
+                let openai_object = matches!(
+                    &object,
+                    Some((o, true)) if matches!(&o[..], b"chat.completion.chunk" | b"chat.completion" | b"response")
+                );
+                if done || openai_object {
+                    provider = "openai";
+                }
+                if gemini {
+                    provider = "gemini";
+                    apply(3);
+                }
+                apply(0);
+            }
+        }
+    }
+    Some((total, provider))
+}
