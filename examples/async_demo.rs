@@ -83,7 +83,7 @@ async fn wait(mut req: Request<'_>, w: ResponseWriter<'_>) {
     let mut probe = DropProbe { w: &w, done: false };
     let value = produce_later(Duration::from_millis(delay)).await;
     probe.done = true;
-    req.set_header("x-async-value", value.to_string());
+    let _ = req.set_header("x-async-value", value.to_string());
     w.set_metadata_num("jisr", "async_value", value as f64);
 }
 
@@ -122,8 +122,8 @@ async fn body(state: &BodyLimit, mut req: Request<'_>, w: ResponseWriter<'_>) {
             }
         }
     }
-    req.set_header("x-body-seen", seen.to_string());
-    req.set_header("x-body-fnv", format!("{hash:016x}"));
+    let _ = req.set_header("x-body-seen", seen.to_string());
+    let _ = req.set_header("x-body-fnv", format!("{hash:016x}"));
     w.set_metadata_num("jisr", "body_bytes", seen as f64);
 }
 

@@ -139,8 +139,8 @@ async fn authorize(state: &Auth, mut req: Request<'_>, w: ResponseWriter<'_>) {
     let _ = w.counter_inc(state.requests, &[result]);
     match user {
         Some(user) => {
-            req.remove_header("x-api-key");
-            req.set_header("x-user-id", user.as_str());
+            let _ = req.remove_header("x-api-key");
+            let _ = req.set_header("x-user-id", user.as_str());
         }
         None => {
             let (body, details) = rejection(result);

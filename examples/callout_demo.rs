@@ -117,6 +117,7 @@ fn kind(e: CalloutError) -> &'static str {
         CalloutError::Timeout => "timeout",
         CalloutError::TooManyInFlight => "too_many_in_flight",
         CalloutError::Detached => "detached",
+        CalloutError::Invalid(_) => "invalid_request",
     }
 }
 
@@ -144,16 +145,16 @@ async fn callout(t: &Target, mut req: Request<'_>, w: ResponseWriter<'_>) {
             );
             let server = json::find(&body, &["server"]).and_then(json::string_body);
             let status = resp.status.to_string();
-            req.set_header("x-callout-status", &status);
-            req.set_header("x-callout-ms", &ms);
+            let _ = req.set_header("x-callout-status", &status);
+            let _ = req.set_header("x-callout-ms", &ms);
             if let Some(s) = server {
-                req.set_header("x-callout-server", s);
+                let _ = req.set_header("x-callout-server", s);
             }
             if let Some(user) = resp.headers.get("x-auth-user") {
-                req.set_header("x-user", user);
+                let _ = req.set_header("x-user", user);
             }
             if !(200..300).contains(&resp.status) && server.is_none() {
-                req.set_header("x-callout-detail", first_line(&body));
+                let _ = req.set_header("x-callout-detail", first_line(&body));
             }
             w.set_metadata_str("callout", "status", &status);
         }
@@ -204,9 +205,9 @@ async fn parallel(t: &Target, mut req: Request<'_>, w: ResponseWriter<'_>) {
         Ok(r) => r.status.to_string(),
         Err(e) => kind(e).to_string(),
     };
-    req.set_header("x-parallel-ms", ms);
-    req.set_header("x-a-status", status(ra));
-    req.set_header("x-b-status", status(rb));
+    let _ = req.set_header("x-parallel-ms", ms);
+    let _ = req.set_header("x-a-status", status(ra));
+    let _ = req.set_header("x-b-status", status(rb));
 }
 
 const STATE_KEY: &str = "jisr.demo";
@@ -222,7 +223,7 @@ async fn state_get(mut req: Request<'_>, w: ResponseWriter<'_>) {
     req.skip_body();
     let mut value = Vec::new();
     if w.filter_state(STATE_KEY, &mut value).is_some() {
-        req.set_header("x-state", value);
+        let _ = req.set_header("x-state", value);
     }
 }
 
@@ -243,7 +244,7 @@ fn load_override(cfg: &mut ConfigHandle<'_>) -> Result<Override, ConfigError> {
 async fn override_host(o: &Override, mut req: Request<'_>, w: ResponseWriter<'_>) {
     req.skip_body();
     let accepted = w.set_upstream_override_host(&o.host, o.strict);
-    req.set_header(
+    let _ = req.set_header(
         "x-override-accepted",
         if accepted { "true" } else { "false" },
     );
@@ -255,12 +256,12 @@ async fn stream(t: &Target, mut req: Request<'_>, w: ResponseWriter<'_>) {
     req.skip_body();
     match stream_exchange(t, &w).await {
         Ok((status, reads, body)) => {
-            req.set_header("x-stream-status", status.to_string());
-            req.set_header("x-stream-reads", reads.to_string());
-            req.set_header("x-stream-body-len", body.len().to_string());
+            let _ = req.set_header("x-stream-status", status.to_string());
+            let _ = req.set_header("x-stream-reads", reads.to_string());
+            let _ = req.set_header("x-stream-body-len", body.len().to_string());
             // The echo target reports what it received; keep its `body_len` for the test.
             if let Some(n) = jisr::buffer::json::find(&body, &["body_len"]) {
-                req.set_header("x-stream-sent-len", n);
+                let _ = req.set_header("x-stream-sent-len", n);
             }
         }
         Err(e) => w.send_with(

@@ -38,7 +38,7 @@ async fn log_requests(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Nex
 
 async fn hello(state: &Hello, mut req: Request<'_>, w: ResponseWriter<'_>) {
     req.skip_body();
-    req.set_header("x-hello", "from-jisr");
+    let _ = req.set_header("x-hello", "from-jisr");
     w.set_metadata_str("jisr", "filter", "hello");
     let _ = w.counter_inc(state.requests, &[]);
 }
@@ -65,7 +65,7 @@ async fn attrs(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     ];
     for (name, value) in pairs {
         if let Some(v) = value {
-            req.set_header(name, v);
+            let _ = req.set_header(name, v);
         }
     }
 }

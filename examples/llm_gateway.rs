@@ -190,7 +190,7 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
             }
         }
     }
-    req.set_header("x-cluster", cluster);
+    let _ = req.set_header("x-cluster", cluster);
     w.clear_route_cache();
     w.set_metadata_str("llm_gateway", "cluster", cluster);
     Some(Admitted {

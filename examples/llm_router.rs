@@ -171,7 +171,7 @@ async fn route(r: &Router, mut req: Request<'_>, w: ResponseWriter<'_>) -> Optio
         w.set_metadata_str("llm_router", "model", m);
     }
     w.set_metadata_str("llm_router", "cluster", cluster);
-    req.set_header("x-cluster", cluster);
+    let _ = req.set_header("x-cluster", cluster);
     w.clear_route_cache();
     let _ = w.counter_inc(r.requests, &[cluster]);
     Some(Routed { cluster, started })

@@ -70,9 +70,9 @@ async fn req_trailers(mut req: Request<'_>, w: ResponseWriter<'_>) {
     let checksum = req
         .trailer("x-req-checksum")
         .map(|v| String::from_utf8_lossy(v).into_owned());
-    req.set_header("x-jisr-req-body-len", len.to_string());
+    let _ = req.set_header("x-jisr-req-body-len", len.to_string());
     if let Some(c) = checksum {
-        req.set_header("x-jisr-req-checksum", &c);
+        let _ = req.set_header("x-jisr-req-checksum", &c);
         w.set_metadata_str("resp_rewrite", "req_checksum", &c);
     }
 }

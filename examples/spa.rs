@@ -125,7 +125,7 @@ async fn big(spa: &Spa, w: ResponseWriter<'_>) {
         .big
         .get_or_init(|| (0..spa.big_size).map(big_byte).collect());
     let len = data.len().to_string();
-    let Some(mut out) = w.stream(
+    let Ok(mut out) = w.stream(
         200,
         &[
             ("content-type", b"application/octet-stream"),

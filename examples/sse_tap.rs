@@ -45,7 +45,7 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Tap, ConfigError> {
 
 async fn mark(_tap: &Tap, mut req: Request<'_>, _w: ResponseWriter<'_>) {
     req.skip_body();
-    req.set_header("x-sse-tap", "1");
+    let _ = req.set_header("x-sse-tap", "1");
 }
 
 thread_local! {

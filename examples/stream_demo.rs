@@ -98,7 +98,7 @@ async fn events(mut req: Request<'_>, w: ResponseWriter<'_>) {
     let path = req.path().unwrap_or("/");
     let n = query(path, "n").unwrap_or(5).min(1000);
     let gap = Duration::from_millis(query(path, "gap_ms").unwrap_or(100).min(10_000));
-    let Some(mut out) = w.stream(
+    let Ok(mut out) = w.stream(
         200,
         &[
             ("content-type", b"text/event-stream"),

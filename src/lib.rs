@@ -8,7 +8,7 @@
 //! ```
 //! use jisr::{Registry, Request, ResponseWriter};
 //! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-//!     req.set_header("x-hello", "world");
+//!     let _ = req.set_header("x-hello", "world");
 //! }
 //! fn register(r: &mut Registry) { r.register("hello", hello); }
 //! jisr::export!(register);
@@ -58,7 +58,7 @@
 //!
 //! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 //!     req.skip_body();
-//!     req.set_header("x-hello", "from-jisr");
+//!     let _ = req.set_header("x-hello", "from-jisr");
 //! }
 //!
 //! fn register(r: &mut Registry) {
@@ -122,6 +122,7 @@ pub use api::registry::Registry;
 pub use api::request::Request;
 pub use api::response::{Response, ResponseMode};
 pub use api::secret::Secret;
+pub use api::wire;
 pub use api::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 
 /// Work a filter config owns, on Envoy's main thread: tasks, callouts, streams and metrics
@@ -172,8 +173,8 @@ pub mod handler {
         Resp, Side, StateHandler,
     };
     pub use crate::api::registry::FilterBuilder;
-    pub use crate::api::request::{HeaderValues, ReplaceError};
-    pub use crate::api::writer::MetadataNames;
+    pub use crate::api::request::{HeaderError, HeaderValues, ReplaceError};
+    pub use crate::api::writer::{INVALID_REPLY_DETAILS, MetadataNames, ReplyError};
 }
 
 /// The response phase: response middleware and handler traits, errors, and replies the filter

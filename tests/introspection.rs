@@ -137,7 +137,7 @@ fn a_lane_keeps_a_bounded_number_of_idle_slots() {
 }
 
 async fn hello_header(mut req: jisr::Request<'_>, _w: jisr::ResponseWriter<'_>) {
-    req.set_header("x-hello", "1");
+    let _ = req.set_header("x-hello", "1");
 }
 
 /// Two threads driving one config use separate lanes: both reuse their own slots and the

@@ -48,11 +48,11 @@ async fn attrs(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     let port = req.attr_int(Attr::SOURCE_PORT);
     let mtls = req.attr_bool(Attr::CONNECTION_MTLS);
     let name = req.filter_name().to_owned();
-    req.set_header("x-src", src.unwrap_or_default());
-    req.set_header("x-path", path.unwrap_or_default());
-    req.set_header("x-port", port.map(|p| p.to_string()).unwrap_or_default());
-    req.set_header("x-mtls", mtls.map(|p| p.to_string()).unwrap_or_default());
-    req.set_header("x-name", name);
+    let _ = req.set_header("x-src", src.unwrap_or_default());
+    let _ = req.set_header("x-path", path.unwrap_or_default());
+    let _ = req.set_header("x-port", port.map(|p| p.to_string()).unwrap_or_default());
+    let _ = req.set_header("x-mtls", mtls.map(|p| p.to_string()).unwrap_or_default());
+    let _ = req.set_header("x-name", name);
 }
 
 fn register(r: &mut Registry) {

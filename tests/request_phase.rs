@@ -25,7 +25,7 @@ fn oneshot() -> Oneshot {
 }
 
 async fn tag(mut req: Request<'_>, w: ResponseWriter<'_>) {
-    req.set_header("x-tag", "1");
+    let _ = req.set_header("x-tag", "1");
     w.set_metadata_str("t", "k", "v");
 }
 
@@ -38,12 +38,12 @@ async fn deny(_req: Request<'_>, w: ResponseWriter<'_>) {
 
 async fn await_thread(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     let v = oneshot().recv().await;
-    req.set_header("x-value", v.to_string());
+    let _ = req.set_header("x-value", v.to_string());
 }
 
 async fn yield_once(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     YieldOnce(false).await;
-    req.set_header("x-yielded", "1");
+    let _ = req.set_header("x-yielded", "1");
 }
 
 async fn forever(_req: Request<'_>, _w: ResponseWriter<'_>) {
@@ -66,13 +66,13 @@ async fn limited(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     req.limit_body(10);
     let mut seen = Vec::new();
     req.read_to_end(&mut seen).await.unwrap();
-    req.set_header("x-seen", String::from_utf8(seen).unwrap());
+    let _ = req.set_header("x-seen", String::from_utf8(seen).unwrap());
 }
 
 async fn read_all(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     let mut seen = Vec::new();
     req.read_to_end(&mut seen).await.unwrap();
-    req.set_header("x-len", seen.len().to_string());
+    let _ = req.set_header("x-len", seen.len().to_string());
 }
 
 async fn skip_then_wait(mut req: Request<'_>, _w: ResponseWriter<'_>) {
@@ -96,11 +96,11 @@ async fn headers_api(mut req: Request<'_>, _w: ResponseWriter<'_>) {
         req.scheme().unwrap(),
         all.join(",")
     );
-    req.set_header("x-summary", line);
-    req.add_header("x-added", "a");
-    req.add_header("x-added", "b");
-    req.remove_header("x-remove-me");
-    req.set_header("x-multi", "replaced");
+    let _ = req.set_header("x-summary", line);
+    let _ = req.add_header("x-added", "a");
+    let _ = req.add_header("x-added", "b");
+    let _ = req.remove_header("x-remove-me");
+    let _ = req.set_header("x-multi", "replaced");
 }
 
 struct Metrics {
@@ -137,7 +137,7 @@ async fn mw_outer(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_
     ORDER.with(|o| o.borrow_mut().push("outer-in"));
     next.run(&mut req, &mut w).await;
     ORDER.with(|o| o.borrow_mut().push("outer-out"));
-    req.set_header("x-outer-after", "1");
+    let _ = req.set_header("x-outer-after", "1");
 }
 
 async fn mw_gate(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>) {
@@ -152,7 +152,7 @@ async fn mw_gate(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Next<'_>
 async fn mw_inner(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     ORDER.with(|o| o.borrow_mut().push("handler"));
     let v = oneshot().recv().await;
-    req.set_header("x-inner", v.to_string());
+    let _ = req.set_header("x-inner", v.to_string());
 }
 
 fn bad_config(cfg: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {

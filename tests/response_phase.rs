@@ -117,7 +117,7 @@ async fn streamer(_req: Request<'_>, w: ResponseWriter<'_>) {
             return;
         }
     }
-    out.finish_with_trailers(&[("x-done", b"1")]);
+    let _ = out.finish_with_trailers(&[("x-done", b"1")]);
 }
 
 async fn outer(mut resp: Response<'_>, mut w: ResponseWriter<'_>, next: ResponseNext<'_>) {

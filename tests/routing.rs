@@ -22,13 +22,13 @@ async fn tiered(mut req: Request<'_>, w: ResponseWriter<'_>) {
         .route_config::<Tier>()
         .map(|t| t.0.clone())
         .unwrap_or_else(|| "default".into());
-    req.set_header("x-tier", &tier);
-    req.set_header("x-cluster", format!("pool-{tier}"));
+    let _ = req.set_header("x-tier", &tier);
+    let _ = req.set_header("x-cluster", format!("pool-{tier}"));
     w.clear_route_cache();
     w.set_filter_state("jisr.tier", tier.as_bytes());
     let mut back = Vec::new();
     w.filter_state("jisr.tier", &mut back);
-    req.set_header("x-state", back);
+    let _ = req.set_header("x-state", back);
 }
 
 fn register(r: &mut Registry) {

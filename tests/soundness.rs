@@ -371,7 +371,7 @@ fn item05_callout_under_futures_unordered() {
 }
 
 async fn fu_stream_send(_req: Request<'_>, w: ResponseWriter<'_>) {
-    let Some(mut out) = w.stream(200, &[]) else {
+    let Ok(mut out) = w.stream(200, &[]) else {
         return;
     };
     {
@@ -576,7 +576,7 @@ fn item06_panic_payload_with_panicking_drop_does_not_escape() {
 async fn busy_after_reply(mut req: Request<'_>, w: ResponseWriter<'_>) {
     w.send(401, b"no");
     w.set_metadata_str("t", "after", "1");
-    req.set_header("x-after", "1");
+    let _ = req.set_header("x-after", "1");
     let _ = req.header("x-after");
     w.log(Level::Info, format_args!("after the reply"));
 }

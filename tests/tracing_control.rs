@@ -225,8 +225,8 @@ async fn recreate(mut req: Request<'_>, w: ResponseWriter<'_>) {
     if req.header("x-recreated").is_some() {
         return;
     }
-    req.set_header(":path", "/v2/items");
-    req.set_header("x-recreated", "1");
+    let _ = req.set_header(":path", "/v2/items");
+    let _ = req.set_header("x-recreated", "1");
     assert!(w.recreate_stream());
     // The stream is answered: a reply or a second recreation is refused.
     w.send(200, b"ignored");

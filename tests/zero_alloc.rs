@@ -101,7 +101,7 @@ async fn log_requests(mut req: Request<'_>, mut w: ResponseWriter<'_>, next: Nex
 
 async fn hello(state: &Hello, mut req: Request<'_>, w: ResponseWriter<'_>) {
     req.skip_body();
-    req.set_header("x-hello", "from-jisr");
+    let _ = req.set_header("x-hello", "from-jisr");
     w.set_metadata_str("jisr", "filter", "hello");
     let _ = w.counter_inc(state.requests, &[]);
 }
@@ -183,7 +183,7 @@ fn start_waker_thread() {
 
 async fn wait_once(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     WaitGate.await;
-    req.set_header("x-woken", "1");
+    let _ = req.set_header("x-woken", "1");
 }
 
 async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
@@ -299,7 +299,7 @@ async fn callout(mut req: Request<'_>, w: ResponseWriter<'_>) {
         )
         .await;
     if r.map(|r| r.status) == Ok(200) {
-        req.set_header("x-checked", "1");
+        let _ = req.set_header("x-checked", "1");
     }
     KEEP.with(|k| *k.borrow_mut() = body);
 }

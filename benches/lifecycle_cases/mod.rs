@@ -37,7 +37,7 @@ fn hits(cfg: &mut ConfigHandle<'_>) -> Result<Hits, ConfigError> {
 
 async fn accept(st: &Hits, mut req: Request<'_>, w: ResponseWriter<'_>) {
     if req.header("x-api-key").is_some() {
-        req.set_header("x-user-id", "user-1");
+        let _ = req.set_header("x-user-id", "user-1");
         let _ = w.counter_inc(st.hits, &[]);
     }
 }
@@ -86,7 +86,7 @@ thread_local! {
 
 async fn wake(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     Once(false).await;
-    req.set_header("x-woken", "1");
+    let _ = req.set_header("x-woken", "1");
 }
 
 async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}

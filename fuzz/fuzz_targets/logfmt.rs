@@ -44,6 +44,14 @@ fuzz_target!(|data: &[u8]| {
     let mut msg = String::new();
     logfmt::write_msg(&mut msg, &text).unwrap();
     assert!(!msg.contains(['\n', '\r']));
+    // A message that could forge a pair is quoted, and decodes back whole.
+    if text.contains(['=', '"']) || text.contains(char::is_control) {
+        let mut decoded = String::new();
+        let rest = logfmt::parse_value(&msg, &mut decoded).unwrap();
+        assert_eq!((decoded.as_str(), rest), (&*text, ""));
+    } else {
+        assert_eq!(msg, *text);
+    }
 
     let _ = logfmt::parse_value(&text, &mut String::new());
 });

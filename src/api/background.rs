@@ -1,7 +1,7 @@
 //! Work a filter config owns, run on Envoy's main thread: tasks that outlive a request,
 //! callouts and streams not tied to any stream, and metrics updated without a stream.
 
-use crate::api::callout::{CalloutError, CalloutRequest, request_pairs};
+use crate::api::callout::{CalloutError, CalloutRequest, request_pairs, trailer_pairs};
 use crate::api::config::ConfigHandle;
 use crate::api::metrics::MetricError;
 use crate::api::trace::Unsupported;
@@ -202,7 +202,7 @@ impl Background {
         end_stream: bool,
     ) -> Result<BackgroundStream, CalloutError> {
         let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
-        let pairs = request_pairs(&req);
+        let pairs = request_pairs(&req)?;
         self.rt.stream_opening();
         let started = with_config(|h| {
             h.start_stream(
@@ -304,7 +304,13 @@ impl Future for BackgroundCallout<'_> {
             None => {
                 let r = &this.req;
                 let timeout_ms = u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX);
-                let pairs = request_pairs(r);
+                let pairs = match request_pairs(r) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        this.done = true;
+                        return Poll::Ready(Err(e));
+                    }
+                };
                 this.rt.callout_opening();
                 // No lock is held: Envoy may answer inside this call.
                 let started =
@@ -391,13 +397,13 @@ impl BackgroundStream {
         with_config(|h| h.stream_send(self.id, data, end_stream)).unwrap_or(false)
     }
 
-    /// Sends request trailers (ends the request).
+    /// Sends request trailers (ends the request). `false` when a trailer is not valid HTTP
+    /// or there are more than 16 (nothing is sent; see [`jisr::wire`](crate::wire)), when Envoy
+    /// refused, or outside a background task.
     pub fn send_trailers(&self, trailers: &[(&str, &[u8])]) -> bool {
-        let pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 16> = trailers
-            .iter()
-            .take(16)
-            .map(|(k, v)| (k.as_bytes(), *v))
-            .collect();
+        let Ok(pairs) = trailer_pairs::<16>(trailers) else {
+            return false;
+        };
         with_config(|h| h.stream_trailers(self.id, &pairs)).unwrap_or(false)
     }
 

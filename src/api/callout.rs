@@ -1,5 +1,6 @@
 //! HTTP callouts: requests to another cluster, awaited from any handler.
 
+use crate::api::wire::{self, Place, WireError};
 pub use crate::filter::callouts::CalloutHeaders;
 use crate::filter::callouts::{State, Ticket};
 use crate::filter::core::StreamCore;
@@ -41,8 +42,13 @@ pub enum CalloutError {
     ClusterNotFound,
     /// Envoy reported a duplicate callout id.
     DuplicateCalloutId,
-    /// Envoy could not create the request.
+    /// Envoy could not create the request (a reason jisr's own checks did not foresee; jisr
+    /// refuses invalid method, path, host and headers itself, as [`CalloutError::Invalid`]).
     CannotCreateRequest,
+    /// The method, path, host or a header is not valid HTTP, a header is one jisr or Envoy
+    /// sets itself (pseudo-headers, `host`, `content-length`, `transfer-encoding`), or more
+    /// than 8 headers were added: the request was not sent.
+    Invalid(WireError),
     /// The callout's stream was reset after response headers arrived (e.g. the upstream closed
     /// mid-body). Note: when the connection is refused or reset *before* any headers, Envoy
     /// answers the callout itself with a 503 (body `upstream connect error or disconnect/reset
@@ -74,6 +80,7 @@ impl fmt::Display for CalloutError {
             CalloutError::Timeout => "callout timed out",
             CalloutError::TooManyInFlight => "too many callouts in flight on this stream",
             CalloutError::Detached => "stream is not active",
+            CalloutError::Invalid(e) => return write!(f, "callout refused: {e}"),
         })
     }
 }
@@ -111,6 +118,8 @@ pub struct CalloutRequest<'r> {
     pub(crate) host: &'r str,
     pub(crate) headers: [(&'r str, &'r [u8]); 8],
     pub(crate) n_headers: usize,
+    /// More headers were added than fit: the request is refused when it starts.
+    pub(crate) too_many: bool,
     pub(crate) body: &'r [u8],
     pub(crate) timeout: Duration,
 }
@@ -126,6 +135,7 @@ impl<'r> CalloutRequest<'r> {
             host,
             headers: [("", &[]); 8],
             n_headers: 0,
+            too_many: false,
             body: &[],
             timeout: Duration::from_secs(5),
         }
@@ -141,11 +151,14 @@ impl<'r> CalloutRequest<'r> {
         Self::new(cluster, "POST", path, host).body(body)
     }
 
-    /// Adds a header (up to 8 besides the required ones; more are ignored).
+    /// Adds a header (up to 8 besides the required ones; a request with more is refused
+    /// with [`WireError::TooManyHeaders`] when it starts, and none of it is sent).
     pub fn header(mut self, name: &'r str, value: &'r [u8]) -> Self {
         if self.n_headers < self.headers.len() {
             self.headers[self.n_headers] = (name, value);
             self.n_headers += 1;
+        } else {
+            self.too_many = true;
         }
         self
     }
@@ -202,9 +215,8 @@ pub struct CalloutResponse {
 const TIMEOUT_SLACK: Duration = Duration::from_millis(20);
 
 /// The request headers of a callout as Envoy takes them: the three required ones first.
-pub(crate) fn request_pairs<'r>(
-    r: &'r CalloutRequest<'_>,
-) -> arrayvec::ArrayVec<(&'r [u8], &'r [u8]), 11> {
+pub(crate) fn request_pairs<'r>(r: &'r CalloutRequest<'_>) -> Result<Pairs<'r, 11>, CalloutError> {
+    check(r).map_err(CalloutError::Invalid)?;
     let mut pairs = arrayvec::ArrayVec::new();
     pairs.push((b":method".as_slice(), r.method.as_bytes()));
     pairs.push((b":path".as_slice(), r.path.as_bytes()));
@@ -212,7 +224,35 @@ pub(crate) fn request_pairs<'r>(
     for (k, v) in &r.headers[..r.n_headers] {
         pairs.push((k.as_bytes(), *v));
     }
-    pairs
+    Ok(pairs)
+}
+
+/// Header pairs handed to the host.
+pub(crate) type Pairs<'a, const N: usize> = arrayvec::ArrayVec<(&'a [u8], &'a [u8]), N>;
+
+/// Checks a callout request's method, path, host and headers by the HTTP grammar.
+fn check(r: &CalloutRequest<'_>) -> Result<(), WireError> {
+    if r.too_many {
+        return Err(WireError::TooManyHeaders);
+    }
+    wire::method(r.method.as_bytes())?;
+    wire::path(r.path.as_bytes())?;
+    wire::authority(r.host.as_bytes())?;
+    for (k, v) in &r.headers[..r.n_headers] {
+        if k.eq_ignore_ascii_case("host") {
+            return Err(WireError::Reserved);
+        }
+        wire::header(Place::Plain, k.as_bytes(), v)?;
+    }
+    Ok(())
+}
+
+/// Checks trailers and turns them into pairs (at most `N`).
+pub(crate) fn trailer_pairs<'t, const N: usize>(
+    trailers: &'t [(&str, &[u8])],
+) -> Result<Pairs<'t, N>, CalloutError> {
+    wire::plain_headers(trailers, N).map_err(CalloutError::Invalid)?;
+    Ok(trailers.iter().map(|(k, v)| (k.as_bytes(), *v)).collect())
 }
 
 /// Future of [`ResponseWriter::callout`](crate::ResponseWriter::callout).
@@ -233,7 +273,7 @@ pub(crate) fn request_pairs<'r>(
 ///     let a = w.callout(CalloutRequest::get("users", "/me", "users.local"), &mut user);
 ///     let b = w.callout(CalloutRequest::get("billing", "/plan", "billing.local"), &mut plan);
 ///     let _ = jisr::join(a, b).await; // both in flight at once
-///     req.set_header("x-plan", &plan);
+///     let _ = req.set_header("x-plan", &plan);
 /// }
 /// # fn register(r: &mut Registry) { r.register("both", both); }
 ///
@@ -276,7 +316,7 @@ impl<'w> Callout<'w> {
         let core = self.core;
         let r = &self.req;
         let timeout_ms = u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX);
-        let pairs = request_pairs(r);
+        let pairs = request_pairs(r)?;
         let ticket = core.callouts.open().ok_or(CalloutError::TooManyInFlight)?;
         self.started = Some(Instant::now());
         // No borrow of the table is held here: Envoy may answer inside this call.

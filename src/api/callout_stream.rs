@@ -1,6 +1,8 @@
 //! Streaming callouts: send a request body in chunks, read the response as it arrives.
 
-use crate::api::callout::{CalloutError, CalloutHeaders, CalloutRequest, request_pairs};
+use crate::api::callout::{
+    CalloutError, CalloutHeaders, CalloutRequest, request_pairs, trailer_pairs,
+};
 use crate::filter::core::StreamCore;
 use crate::filter::streams::Ticket;
 use std::future::poll_fn;
@@ -82,7 +84,7 @@ impl<'w> CalloutStream<'w> {
         end_stream: bool,
     ) -> Result<Self, CalloutError> {
         let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
-        let pairs = request_pairs(req);
+        let pairs = request_pairs(req)?;
         let ticket = core.streams.open().ok_or(CalloutError::TooManyInFlight)?;
         // No borrow of the table is held here: Envoy may deliver the stream's first events
         // (even its end) inside this call; they are recorded against the opening entry.
@@ -130,13 +132,10 @@ impl<'w> CalloutStream<'w> {
 
     /// Sends request trailers (ends the request).
     pub fn send_trailers(&mut self, trailers: &[(&str, &[u8])]) -> Result<(), CalloutError> {
+        let pairs = trailer_pairs::<32>(trailers)?;
         let Some(id) = self.id() else {
             return Err(CalloutError::Reset);
         };
-        let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> = arrayvec::ArrayVec::new();
-        for (k, v) in trailers.iter().take(32) {
-            pairs.push((k.as_bytes(), v));
-        }
         match self.core.with_host(|h| h.stream_trailers(id, &pairs)) {
             Some(true) => Ok(()),
             Some(false) => Err(CalloutError::Reset),

@@ -17,7 +17,7 @@ use std::time::Duration;
 ///     let Ok(timing) = w.timing() else { return }; // Envoy 1.40+
 ///     // A connection that began before this request is a reused (keep-alive) one.
 ///     let began = timing.offset_ns(TimingPoint::DownstreamConnectionBegin);
-///     req.set_header("x-conn-reused", if began.is_some_and(|ns| ns < 0) { "1" } else { "0" });
+///     let _ = req.set_header("x-conn-reused", if began.is_some_and(|ns| ns < 0) { "1" } else { "0" });
 /// }
 /// fn register(r: &mut Registry) { r.register("reused", reused); }
 ///

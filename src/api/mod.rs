@@ -24,4 +24,5 @@ pub(crate) mod stats;
 pub(crate) mod stream;
 pub(crate) mod time;
 pub(crate) mod trace;
+pub mod wire;
 pub(crate) mod writer;

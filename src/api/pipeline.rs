@@ -201,7 +201,7 @@ type HandleOf<'a, P> = <<P as Phase>::Side as Side>::Handle<'a>;
 ///     r.register(&format!("{name}_v2"), handler);
 /// }
 /// async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-///     req.set_header("x-hello", "world");
+///     let _ = req.set_header("x-hello", "world");
 /// }
 ///
 /// let f = TestFilter::new(|r: &mut Registry| versioned(r, "hello", hello), "hello_v2", b"").unwrap();

@@ -2,6 +2,8 @@
 
 use crate::api::log::{self, Level};
 use crate::api::metrics::{Counter, MetricError};
+use crate::api::wire::{self, Place, WireError};
+use crate::api::writer::{INVALID_REPLY_DETAILS, check_reply};
 use crate::filter::core::FilterMeta;
 use crate::host::{BodyKind, Committer, Host, Map, MetadataValue, MetricOp};
 use std::fmt;
@@ -382,6 +384,14 @@ impl RawScheduler {
     }
 }
 
+fn place(response: bool) -> Place {
+    if response {
+        Place::Response
+    } else {
+        Place::Request
+    }
+}
+
 fn map(response: bool) -> Map {
     if response {
         Map::ResponseHeaders
@@ -410,19 +420,44 @@ impl<'h> RawStream<'h> {
             .map(|r| r.view(self))
     }
 
-    /// Sets (or with `None` removes) a request or response header.
+    /// Sets (or with `None` removes) a request or response header. `false` when refused:
+    /// by Envoy, or by jisr's checks ([`jisr::wire`](crate::wire), the same as
+    /// [`Request::set_header`](crate::Request::set_header) and
+    /// [`Response::set_header`](crate::Response::set_header); logged at debug).
     pub fn set_header(&mut self, response: bool, name: &str, value: Option<&[u8]>) -> bool {
+        let checked = match value {
+            Some(v) => wire::header(place(response), name.as_bytes(), v),
+            None => wire::removal(name.as_bytes()),
+        };
+        if let Err(e) = checked {
+            self.refused("header change", e);
+            return false;
+        }
         let Some(h) = self.host() else { return false };
         crate::api::request::with_key(name, |key| h.set_header(map(response), key, value))
     }
 
-    /// Adds a request or response header value.
+    /// Adds a request or response header value (checked as [`RawStream::set_header`]; a
+    /// pseudo-header cannot be added to).
     pub fn add_header(&mut self, response: bool, name: &str, value: &[u8]) -> bool {
+        let checked = if name.starts_with(':') {
+            Err(WireError::Reserved)
+        } else {
+            wire::header(place(response), name.as_bytes(), value)
+        };
+        if let Err(e) = checked {
+            self.refused("header change", e);
+            return false;
+        }
         let Some(h) = self.host() else { return false };
         crate::api::request::with_key(name, |key| h.add_header(map(response), key, value))
     }
 
     /// Sends a local reply. Return a stop status from the hook afterwards.
+    ///
+    /// Checked as [`ResponseWriter::send_with`](crate::ResponseWriter::send_with), and fails
+    /// closed the same way: an invalid status, header or details sends a plain `500` with
+    /// details `jisr_invalid_reply` instead (logged at error); a 204 or 304 goes without body.
     pub fn send_response(
         &mut self,
         status: u16,
@@ -430,12 +465,36 @@ impl<'h> RawStream<'h> {
         body: &[u8],
         details: &str,
     ) {
-        let Some(h) = self.host() else { return };
-        let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> = arrayvec::ArrayVec::new();
-        for (k, v) in headers.iter().take(32) {
-            pairs.push((k.as_bytes(), v));
+        if let Err(e) = check_reply(status, headers, details) {
+            self.log(
+                Level::Error,
+                format_args!(
+                    "jisr: filter '{}': reply refused ({e}); answering 500",
+                    self.filter_name()
+                ),
+            );
+            if let Some(h) = self.host() {
+                h.send_response(500, &[], b"", INVALID_REPLY_DETAILS.as_bytes());
+            }
+            return;
         }
+        let Some(h) = self.host() else { return };
+        let pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> =
+            headers.iter().map(|(k, v)| (k.as_bytes(), *v)).collect();
+        let body = if wire::bodiless(status) {
+            &[][..]
+        } else {
+            body
+        };
         h.send_response(u32::from(status), &pairs, body, details.as_bytes());
+    }
+
+    #[cold]
+    fn refused(&self, what: &str, e: WireError) {
+        self.log(
+            Level::Debug,
+            format_args!("jisr: filter '{}': {what} refused: {e}", self.filter_name()),
+        );
     }
 
     /// Resumes a stopped request.

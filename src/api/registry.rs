@@ -21,7 +21,7 @@ type Build =
 /// use jisr::{Registry, Request, ResponseWriter};
 ///
 /// async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-///     req.set_header("x-hello", "from-jisr");
+///     let _ = req.set_header("x-hello", "from-jisr");
 /// }
 ///
 /// fn register(r: &mut Registry) {
@@ -347,7 +347,7 @@ fn no_state(_: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {
 ///     Ok(Greeting(cfg.config_str()?.trim().to_string()))
 /// }
 /// async fn greet(greeting: &Greeting, mut req: Request<'_>, _w: ResponseWriter<'_>) {
-///     req.set_header("x-greeting", &greeting.0);
+///     let _ = req.set_header("x-greeting", &greeting.0);
 /// }
 /// fn register(r: &mut Registry) {
 ///     r.filter("greet").state(load).handle(greet); // a `FilterBuilder`, then the handler

@@ -2,6 +2,7 @@
 
 use crate::api::attr::Attr;
 use crate::api::body::{BodyError, ReadBody};
+use crate::api::wire::{self, Place, WireError};
 use crate::filter::core::StreamCore;
 use crate::filter::state::BodyState;
 use crate::host::{BodyKind, Map};
@@ -80,7 +81,7 @@ use arrayvec::ArrayVec;
 ///         w.send(403, b"forbidden");
 ///         return;
 ///     }
-///     req.set_header("x-checked", "1");
+///     let _ = req.set_header("x-checked", "1");
 /// }
 /// # let _ = handler;
 /// ```
@@ -191,6 +192,36 @@ impl core::fmt::Display for ReplaceError {
 
 impl std::error::Error for ReplaceError {}
 
+/// Why a request header was not changed.
+///
+/// ```
+/// use jisr::handler::HeaderError;
+/// use jisr::wire::WireError;
+///
+/// assert_eq!(
+///     HeaderError::Invalid(WireError::Reserved).to_string(),
+///     "header refused: header is set by jisr or Envoy here"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The name or value is not valid HTTP here (nothing changed).
+    Invalid(WireError),
+    /// Called outside the handler's poll, or after the stream ended.
+    Detached,
+}
+
+impl core::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HeaderError::Invalid(e) => write!(f, "header refused: {e}"),
+            HeaderError::Detached => f.write_str("the stream is not active"),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
 /// Values one batch call fetches; a header with more values is read one value per call.
 const BATCH: usize = 8;
 
@@ -206,7 +237,7 @@ const BATCH: usize = 8;
 ///     if hops > 1 {
 ///         w.send(400, b"too many proxies\n");
 ///     }
-///     req.set_header("x-hops", hops.to_string());
+///     let _ = req.set_header("x-hops", hops.to_string());
 /// }
 /// fn register(r: &mut Registry) { r.register("hops", hops); }
 ///
@@ -324,30 +355,67 @@ impl<'a> Request<'a> {
     }
 
     /// Replaces all values of request header `name` with `value`. Applied at once.
-    pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> bool {
+    ///
+    /// The name and value are checked first ([`jisr::wire`](crate::wire)): a name that is not
+    /// a token, a value with a control byte, `content-length` or `transfer-encoding` (Envoy
+    /// frames the body), or a pseudo-header value that would change the request line
+    /// (`:method` a token; `:path` `/` and visible ASCII; `:authority`, `host` and `:scheme`
+    /// by their grammar) is refused with [`HeaderError::Invalid`] and nothing changes.
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    /// use jisr::handler::HeaderError;
+    ///
+    /// async fn tag(mut req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let user = req.header("x-user").unwrap_or_default().to_vec();
+    ///     if let Err(HeaderError::Invalid(e)) = req.set_header("x-user-tag", &user) {
+    ///         w.send(400, e.to_string().as_bytes());
+    ///     }
+    /// }
+    /// fn register(r: &mut Registry) { r.register("tag", tag); }
+    ///
+    /// let f = TestFilter::new(register, "tag", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/"), ("x-user", "ada\u{0}")], true);
+    /// assert_eq!(s.local_reply().unwrap().body, b"header value: byte 0x00 at 3 is not allowed");
+    /// ```
+    pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), HeaderError> {
+        let value = value.as_ref();
+        wire::header(Place::Request, name.as_bytes(), value).map_err(HeaderError::Invalid)?;
         with_key(name, |key| {
             self.core
-                .with_host(|h| h.set_header(Map::RequestHeaders, key, Some(value.as_ref())))
+                .with_host(|h| h.set_header(Map::RequestHeaders, key, Some(value)))
         })
-        .unwrap_or(false)
+        .map(|_| ())
+        .ok_or(HeaderError::Detached)
     }
 
-    /// Adds a value to request header `name`. Applied at once.
-    pub fn add_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> bool {
+    /// Adds a value to request header `name`. Applied at once. Checked as
+    /// [`set_header`](Self::set_header); pseudo-headers have one value and cannot be added to.
+    pub fn add_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), HeaderError> {
+        let value = value.as_ref();
+        if name.starts_with(':') {
+            return Err(HeaderError::Invalid(WireError::Reserved));
+        }
+        wire::header(Place::Request, name.as_bytes(), value).map_err(HeaderError::Invalid)?;
         with_key(name, |key| {
             self.core
-                .with_host(|h| h.add_header(Map::RequestHeaders, key, value.as_ref()))
+                .with_host(|h| h.add_header(Map::RequestHeaders, key, value))
         })
-        .unwrap_or(false)
+        .map(|_| ())
+        .ok_or(HeaderError::Detached)
     }
 
-    /// Removes request header `name`. Applied at once.
-    pub fn remove_header(&mut self, name: &str) -> bool {
+    /// Removes request header `name`. Applied at once. Pseudo-headers cannot be removed.
+    pub fn remove_header(&mut self, name: &str) -> Result<(), HeaderError> {
+        wire::removal(name.as_bytes()).map_err(HeaderError::Invalid)?;
         with_key(name, |key| {
             self.core
                 .with_host(|h| h.set_header(Map::RequestHeaders, key, None))
         })
-        .unwrap_or(false)
+        .map(|_| ())
+        .ok_or(HeaderError::Detached)
     }
 
     /// A string attribute of the stream (see [`Attr`]).

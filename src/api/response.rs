@@ -3,6 +3,7 @@
 use crate::api::body::{BodyError, ReadBody};
 use crate::api::log::Level;
 use crate::api::request::{HeaderValues, header_each, header_get, with_key};
+use crate::api::wire::{self, Place, WireError};
 use crate::filter::core::StreamCore;
 use crate::filter::state::BodyState;
 use crate::host::{BodyKind, Map};
@@ -43,6 +44,10 @@ pub enum ResponseError {
     BodyIncomplete,
     /// The stream is over.
     Detached,
+    /// The name or value is not valid HTTP, or the header is one jisr or Envoy owns
+    /// (`content-length`, `transfer-encoding`, pseudo-headers but a valid `:status`): nothing
+    /// changed.
+    Invalid(WireError),
 }
 
 impl fmt::Display for ResponseError {
@@ -52,6 +57,7 @@ impl fmt::Display for ResponseError {
             ResponseError::NotBuffered => "the response body is only replaceable in Buffer mode",
             ResponseError::BodyIncomplete => "the response body is not complete yet",
             ResponseError::Detached => "stream is not active",
+            ResponseError::Invalid(e) => return write!(f, "header refused: {e}"),
         })
     }
 }
@@ -128,11 +134,17 @@ impl<'a> Response<'a> {
     /// Replaces response header `name` ([`Passthrough`](ResponseMode::Passthrough) and
     /// [`Buffer`](ResponseMode::Buffer); in [`Observe`](ResponseMode::Observe) the headers are
     /// already gone and this returns [`ResponseError::HeadersSent`]).
+    ///
+    /// The name and value are checked first ([`jisr::wire`](crate::wire)); what HTTP does not
+    /// allow is refused with [`ResponseError::Invalid`], so nothing from a request can split
+    /// the response.
     pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), ResponseError> {
         self.writable()?;
+        let value = value.as_ref();
+        wire::header(Place::Response, name.as_bytes(), value).map_err(ResponseError::Invalid)?;
         with_key(name, |key| {
             self.core
-                .with_host(|h| h.set_header(Map::ResponseHeaders, key, Some(value.as_ref())))
+                .with_host(|h| h.set_header(Map::ResponseHeaders, key, Some(value)))
         })
         .map(|_| ())
         .ok_or(ResponseError::Detached)
@@ -141,9 +153,14 @@ impl<'a> Response<'a> {
     /// Adds a response header value (see [`Response::set_header`] for when it works).
     pub fn add_header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), ResponseError> {
         self.writable()?;
+        let value = value.as_ref();
+        if name.starts_with(':') {
+            return Err(ResponseError::Invalid(WireError::Reserved));
+        }
+        wire::header(Place::Response, name.as_bytes(), value).map_err(ResponseError::Invalid)?;
         with_key(name, |key| {
             self.core
-                .with_host(|h| h.add_header(Map::ResponseHeaders, key, value.as_ref()))
+                .with_host(|h| h.add_header(Map::ResponseHeaders, key, value))
         })
         .map(|_| ())
         .ok_or(ResponseError::Detached)
@@ -152,6 +169,7 @@ impl<'a> Response<'a> {
     /// Removes a response header (see [`Response::set_header`] for when it works).
     pub fn remove_header(&mut self, name: &str) -> Result<(), ResponseError> {
         self.writable()?;
+        wire::removal(name.as_bytes()).map_err(ResponseError::Invalid)?;
         with_key(name, |key| {
             self.core
                 .with_host(|h| h.set_header(Map::ResponseHeaders, key, None))

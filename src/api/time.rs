@@ -198,7 +198,7 @@ pub fn interval(period: Duration) -> Interval {
 /// # use jisr::{Registry, Request, ResponseWriter};
 ///
 /// async fn heartbeat(_req: Request<'_>, w: ResponseWriter<'_>) {
-///     let Some(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else { return };
+///     let Ok(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else { return };
 ///     let mut every = jisr::time::interval(Duration::from_millis(5));
 ///     for _ in 0..3 {
 ///         every.tick().await;

@@ -6,10 +6,54 @@ use crate::api::callout_stream::CalloutStream;
 use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::MetricError;
 use crate::api::stream::StreamWriter;
+use crate::api::wire::{self, WireError};
 use crate::filter::core::StreamCore;
+use crate::filter::reply::MAX_HEADERS;
 use crate::filter::state::StreamState;
 use crate::host::{MetaKind, MetaRead, MetadataValue, MetricOp};
 use std::fmt;
+
+/// Details of the `500` a refused reply becomes (see [`ResponseWriter::send_with`]).
+pub const INVALID_REPLY_DETAILS: &str = "jisr_invalid_reply";
+
+/// Checks a reply's status, headers and details.
+pub(crate) fn check_reply(
+    status: u16,
+    headers: &[(&str, &[u8])],
+    details: &str,
+) -> Result<(), WireError> {
+    wire::status(status)?;
+    wire::plain_headers(headers, MAX_HEADERS)?;
+    wire::details(details.as_bytes())
+}
+
+/// Why a reply was not sent as asked.
+///
+/// ```
+/// use jisr::handler::ReplyError;
+/// use jisr::wire::WireError;
+///
+/// let e = ReplyError::Invalid(WireError::Status(99));
+/// assert_eq!(e.to_string(), "reply refused: status 99 is not a final status (200-599)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyError {
+    /// The status, a header or the details are not valid HTTP (nothing of it was written).
+    Invalid(WireError),
+    /// A reply was already made, the response already started, or the stream is over.
+    Ignored,
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::Invalid(e) => write!(f, "reply refused: {e}"),
+            ReplyError::Ignored => f.write_str("a reply was already made or the stream ended"),
+        }
+    }
+}
+
+impl std::error::Error for ReplyError {}
 
 /// Host counts of the cluster a stream is routed to, at one priority (see
 /// [`ResponseWriter::cluster_hosts`]).
@@ -56,7 +100,7 @@ pub struct ClusterHosts {
 ///     // Every claim an earlier filter (e.g. `jwt_authn`) wrote, as one header.
 ///     let mut keys: Vec<&str> = w.metadata_keys(MetadataSource::Dynamic, "jwt").collect();
 ///     keys.sort();
-///     req.set_header("x-claims", keys.join(","));
+///     let _ = req.set_header("x-claims", keys.join(","));
 /// }
 /// fn register(r: &mut Registry) { r.register("claims", claims); }
 ///
@@ -179,6 +223,9 @@ impl<'a> ResponseWriter<'a> {
     }
 
     /// Sends a local reply with `status` and `body`; the request is not forwarded upstream.
+    ///
+    /// `status` must be 200–599 (see [`send_with`](Self::send_with) for what happens
+    /// otherwise); a 204 or 304 reply is sent without the body.
     pub fn send(&self, status: u16, body: &[u8]) {
         self.send_with(status, &[], body, "");
     }
@@ -192,18 +239,102 @@ impl<'a> ResponseWriter<'a> {
     /// metrics and logs made right after `send` are not lost.
     ///
     /// Only the first reply of a stream is sent; later calls are ignored (and logged at debug).
+    ///
+    /// **Fails closed.** A status outside 200–599, a header that is not valid HTTP (see
+    /// [`jisr::wire`](crate::wire)) or one jisr owns (`content-length`, `transfer-encoding`,
+    /// pseudo-headers), more than 32 headers, or details that are not one visible-ASCII word
+    /// are never written: the client gets a plain `500` with details `jisr_invalid_reply`
+    /// instead, and the reason is logged at error. Use [`try_send_with`](Self::try_send_with)
+    /// to see the reason and answer something else.
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    /// async fn echo_id(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let id = req.header("x-request-id").unwrap_or_default();
+    ///     w.send_with(403, &[("x-request-id", id)], b"denied\n", "denied");
+    /// }
+    /// fn register(r: &mut Registry) { r.register("echo_id", echo_id); }
+    ///
+    /// let f = TestFilter::new(register, "echo_id", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/"), ("x-request-id", "a\r\nset-cookie: x")], true);
+    /// let reply = s.local_reply().unwrap();
+    /// assert_eq!((reply.status, reply.details.as_str()), (500, "jisr_invalid_reply"));
+    /// assert!(reply.headers.is_empty());
+    /// ```
     pub fn send_with(&self, status: u16, headers: &[(&str, &[u8])], body: &[u8], details: &str) {
+        if let Err(ReplyError::Invalid(e)) = self.try_send_with(status, headers, body, details) {
+            self.fail_closed("reply", e);
+        }
+    }
+
+    /// [`send_with`](Self::send_with) that refuses invalid input instead of answering 500:
+    /// nothing is sent, and the handler may answer something else.
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    /// use jisr::handler::ReplyError;
+    ///
+    /// async fn redirect(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let to = req.header("x-next").unwrap_or(b"/");
+    ///     if let Err(ReplyError::Invalid(e)) = w.try_send_with(302, &[("location", to)], b"", "") {
+    ///         w.send(400, e.to_string().as_bytes());
+    ///     }
+    /// }
+    /// fn register(r: &mut Registry) { r.register("redirect", redirect); }
+    ///
+    /// let f = TestFilter::new(register, "redirect", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/"), ("x-next", "/home\n")], true);
+    /// let reply = s.local_reply().unwrap();
+    /// assert_eq!(reply.status, 400);
+    /// assert_eq!(reply.body, b"header value: byte 0x0a at 5 is not allowed");
+    /// ```
+    pub fn try_send_with(
+        &self,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        details: &str,
+    ) -> Result<(), ReplyError> {
         let core = self.core;
         if core.st().replied() || core.st().response_sent() || core.with_host(|_| ()).is_none() {
             self.debug_ignored("send");
-            return;
+            return Err(ReplyError::Ignored);
         }
+        check_reply(status, headers, details).map_err(ReplyError::Invalid)?;
         let Ok(mut reply) = core.reply.try_borrow_mut() else {
             self.debug_ignored("send");
-            return;
+            return Err(ReplyError::Ignored);
+        };
+        let body = if wire::bodiless(status) {
+            &[][..]
+        } else {
+            body
         };
         reply.stage(u32::from(status), headers, body, details);
         core.update(StreamState::reply);
+        Ok(())
+    }
+
+    /// Answers `500` with details `jisr_invalid_reply` after a refused reply, and logs why.
+    #[cold]
+    #[inline(never)]
+    fn fail_closed(&self, what: &str, e: WireError) {
+        self.log(
+            Level::Error,
+            format_args!(
+                "jisr: filter '{}': {what} refused ({e}); answering 500",
+                self.core.name()
+            ),
+        );
+        let core = self.core;
+        if let Ok(mut reply) = core.reply.try_borrow_mut() {
+            reply.stage(500, &[], b"", INVALID_REPLY_DETAILS);
+            core.update(StreamState::reply);
+        }
     }
 
     fn debug_ignored(&self, what: &str) {
@@ -214,13 +345,23 @@ impl<'a> ResponseWriter<'a> {
     }
 
     /// Starts a reply the filter streams itself (from a request handler; the request is then
-    /// not forwarded upstream). `None` if a reply was already started or the stream is over.
+    /// not forwarded upstream).
+    ///
+    /// [`ReplyError::Ignored`] if a reply was already started or the stream is over.
+    /// Like [`send_with`](Self::send_with) it fails closed: a status outside 200–599, a
+    /// bodiless status (204, 304: use `send`), or headers that are not valid HTTP answer a
+    /// plain `500` instead, logged at error, and return [`ReplyError::Invalid`].
+    ///
+    /// One `content-length` is allowed here (a download whose size is known): jisr then holds
+    /// the reply to it. A chunk that would go past it is refused
+    /// ([`StreamError::Length`](crate::response::StreamError::Length)), and a reply that
+    /// finishes short of it is reset, so the client never misreads where the reply ends.
     ///
     /// ```
     /// use jisr::{Request, ResponseWriter};
     ///
     /// async fn events(_req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     let Some(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else {
+    ///     let Ok(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else {
     ///         return;
     ///     };
     ///     for i in 0..3u8 {
@@ -232,26 +373,50 @@ impl<'a> ResponseWriter<'a> {
     /// }
     /// # let _ = events;
     /// ```
-    pub fn stream(&self, status: u16, headers: &[(&str, &[u8])]) -> Option<StreamWriter<'_>> {
+    pub fn stream(
+        &self,
+        status: u16,
+        headers: &[(&str, &[u8])],
+    ) -> Result<StreamWriter<'_>, ReplyError> {
         if self.core.st().replied() || self.core.st().response_sent() {
             self.debug_ignored("stream");
-            return None;
+            return Err(ReplyError::Ignored);
         }
+        let checked = wire::status(status)
+            .and_then(|()| {
+                if wire::bodiless(status) {
+                    Err(WireError::Bodiless(status))
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| wire::streamed_headers(headers, MAX_HEADERS));
+        let declared = match checked {
+            Ok(declared) => declared,
+            Err(e) => {
+                self.fail_closed("streamed reply", e);
+                return Err(ReplyError::Invalid(e));
+            }
+        };
         let mut code = arrayvec::ArrayString::<8>::new();
         let _ = fmt::write(&mut code, format_args!("{status}"));
         let started = self.core.with_host(|h| {
             let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 33> = arrayvec::ArrayVec::new();
             pairs.push((b":status", code.as_bytes()));
-            for (k, v) in headers.iter().take(32) {
+            for (k, v) in headers {
                 pairs.push((k.as_bytes(), v));
             }
             self.core.update(StreamState::stream_reply);
             h.send_response_headers(&pairs, false);
         });
-        started.map(|()| StreamWriter {
-            core: self.core,
-            done: false,
-        })
+        started
+            .map(|()| StreamWriter {
+                core: self.core,
+                done: false,
+                declared,
+                sent: 0,
+            })
+            .ok_or(ReplyError::Ignored)
     }
 
     /// Sends an HTTP request to `req.cluster` and waits for the answer; the response body is

@@ -14,8 +14,9 @@
 //!   The empty string is written as `""`.
 //! * A key is written bare. Characters that would break the pair (whitespace, `"`, `=`, control
 //!   characters) are replaced by `_`, and an empty key becomes `_`, so output always parses.
-//! * The message is written as is, except that control characters are escaped as in a quoted
-//!   value, so one record is always one line.
+//! * The message is written bare when it is plain words. A message holding `=`, `"` or a
+//!   control character is quoted and escaped like a value, so text from a request can neither
+//!   forge a pair (`msg level=error`) nor start a new record.
 //!
 //! [`parse_value`] decodes one value back; tests and fuzzing use it to check the round trip.
 //!
@@ -174,17 +175,27 @@ pub fn write_key(out: &mut impl Write, key: &str) -> fmt::Result {
     out.write_str(rest)
 }
 
-/// Writes the free-text message, escaping control characters so the record stays on one line.
+/// Writes the free-text message: bare when it is plain words, quoted and escaped when it
+/// holds `=`, `"` or a control character (so it can neither forge a pair nor break the line).
 ///
 /// ```
 /// use jisr::buffer::logfmt::write_msg;
 ///
 /// let mut out = String::new();
-/// write_msg(&mut out, "two\nlines").unwrap();
-/// assert_eq!(out, r"two\nlines");
+/// write_msg(&mut out, "request done").unwrap();
+/// assert_eq!(out, "request done");
+/// out.clear();
+/// write_msg(&mut out, "two\nlines level=error").unwrap();
+/// assert_eq!(out, r#""two\nlines level=error""#);
 /// ```
 pub fn write_msg(out: &mut impl Write, msg: &str) -> fmt::Result {
-    write_escaped(out, msg, false)
+    if msg.contains(|c: char| c == '=' || c == '"' || c.is_control()) {
+        out.write_char('"')?;
+        write_escaped(out, msg, true)?;
+        out.write_char('"')
+    } else {
+        out.write_str(msg)
+    }
 }
 
 /// Escapes control characters, and `"` and `\` too when `quoted`.
@@ -395,7 +406,7 @@ mod tests {
         write_pair_display(&mut s, "n", 42).unwrap();
         write_pair_display(&mut s, "e", "").unwrap();
         write_pair_display(&mut s, "q", "a\"b c").unwrap();
-        assert_eq!(s, r#"upstream "x" failed\n k=v n=42 e="" q="a\"b c""#);
+        assert_eq!(s, r#""upstream \"x\" failed\n" k=v n=42 e="" q="a\"b c""#);
     }
 
     #[test]

@@ -253,7 +253,7 @@ impl Callouts {
 ///     let call = w.callout(CalloutRequest::get("auth", "/whoami", "auth.local"), &mut body);
 ///     let Ok(answer) = call.await else { return w.send(503, b"") };
 ///     req.set_header("x-user", answer.headers.get("X-User").unwrap_or_default()); // any case
-///     req.set_header("x-auth-headers", answer.headers.iter().count().to_string());
+///     let _ = req.set_header("x-auth-headers", answer.headers.iter().count().to_string());
 /// }
 /// # fn register(r: &mut Registry) { r.register("whoami", whoami); }
 ///

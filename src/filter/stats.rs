@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 /// # use jisr::{Registry, Request, ResponseWriter};
 ///
 /// async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-///     req.set_header("x-hello", "world");
+///     let _ = req.set_header("x-hello", "world");
 /// }
 /// fn register(r: &mut Registry) { r.register("hello", hello); }
 ///

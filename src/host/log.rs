@@ -59,18 +59,78 @@ thread_local! {
 }
 
 /// Formats a line into the thread's reusable buffer and hands it to `emit`.
+///
+/// Every log line of the module passes here, so this is where text from requests is made
+/// harmless: control characters (line breaks, terminal escape sequences, NUL, DEL, C1 codes)
+/// are written as escapes (`\n`, `\r`, `\t`, `\u001b`), so one call is one line in Envoy's
+/// log and nothing reaches a terminal raw.
 pub(crate) fn with_line(build: impl FnOnce(&mut String) -> fmt::Result, emit: impl FnOnce(&[u8])) {
     LINE.with(|cell| match cell.try_borrow_mut() {
         Ok(mut line) => {
             line.clear();
             let _ = build(&mut line);
-            emit(line.as_bytes());
+            emit_escaped(&line, emit);
         }
         // A Display impl that logs while being formatted: use a temporary buffer.
         Err(_) => {
             let mut line = String::new();
             let _ = build(&mut line);
-            emit(line.as_bytes());
+            emit_escaped(&line, emit);
         }
     })
+}
+
+/// Hands `line` to `emit`, escaping control characters first when it has any.
+#[inline]
+fn emit_escaped(line: &str, emit: impl FnOnce(&[u8])) {
+    if !line.chars().any(char::is_control) {
+        emit(line.as_bytes());
+    } else {
+        emit(escape(line).as_bytes());
+    }
+}
+
+/// `line` with its control characters escaped (the rare path: allocates).
+#[cold]
+#[inline(never)]
+pub(crate) fn escape(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = fmt::Write::write_fmt(&mut out, format_args!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut got = Vec::new();
+        with_line(
+            |s| s.write_str("user=ada\n2026 level=error forged\r\x1b[31mred\u{0}\u{7f}\u{85}"),
+            |b| got.extend_from_slice(b),
+        );
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "user=ada\\n2026 level=error forged\\r\\u001b[31mred\\u0000\\u007f\\u0085"
+        );
+        let mut plain = Vec::new();
+        with_line(
+            |s| s.write_str("caf\u{e9} ok"),
+            |b| plain.extend_from_slice(b),
+        );
+        assert_eq!(plain, "caf\u{e9} ok".as_bytes());
+    }
+
+    use std::fmt::Write;
 }

@@ -90,7 +90,7 @@ pub struct LocalReply {
 /// # use jisr::{Registry, Request, ResponseWriter};
 ///
 /// async fn events(_req: Request<'_>, w: ResponseWriter<'_>) {
-///     let Some(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else { return };
+///     let Ok(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else { return };
 ///     let _ = out.send(b"data: hi\n\n").await;
 ///     out.finish();
 /// }

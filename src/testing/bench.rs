@@ -11,7 +11,7 @@
 //! use jisr::{Registry, Request, ResponseWriter, raw::HeadersStatus};
 //!
 //! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-//!     req.set_header("x-hello", "1");
+//!     let _ = req.set_header("x-hello", "1");
 //! }
 //! fn register(r: &mut Registry) {
 //!     r.register("hello", hello);
@@ -48,7 +48,7 @@ type Static = &'static [(&'static str, &'static str)];
 /// use jisr::{Registry, Request, ResponseWriter};
 ///
 /// async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-///     req.set_header("x-hello", "world");
+///     let _ = req.set_header("x-hello", "world");
 /// }
 /// fn register(r: &mut Registry) { r.register("hello", hello); }
 ///
@@ -122,7 +122,7 @@ impl BenchFilter {
 ///
 /// async fn measure(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 ///     let n = req.read_to_end(&mut Vec::new()).await.unwrap_or(0);
-///     req.set_header("x-body-bytes", n.to_string());
+///     let _ = req.set_header("x-body-bytes", n.to_string());
 /// }
 /// fn register(r: &mut Registry) { r.register("measure", measure); }
 ///

@@ -9,7 +9,7 @@
 //! use jisr::{Registry, Request, ResponseWriter, raw::HeadersStatus};
 //!
 //! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-//!     req.set_header("x-hello", "from-jisr");
+//!     let _ = req.set_header("x-hello", "from-jisr");
 //! }
 //! fn register(r: &mut Registry) {
 //!     r.register("hello", hello);
@@ -56,7 +56,7 @@ pub use crate::host::sim::{LocalReply, MetaValue, SimCallout, StreamedReply};
 /// # use jisr::{Registry, Request, ResponseWriter};
 /// async fn tier(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 ///     let tier = req.route_config::<String>().cloned();
-///     req.set_header("x-tier", tier.as_deref().unwrap_or("free"));
+///     let _ = req.set_header("x-tier", tier.as_deref().unwrap_or("free"));
 /// }
 /// fn register(r: &mut Registry) {
 ///     r.route_config("tier", |bytes: &[u8]| Ok(String::from_utf8_lossy(bytes).into_owned()));
@@ -411,7 +411,7 @@ unsafe fn deliver_event(m: *const core::ffi::c_void, host: &SimHost, event: SimE
 /// # use jisr::{Registry, Request, ResponseWriter};
 /// async fn measure(mut req: Request<'_>, _w: ResponseWriter<'_>) {
 ///     let n = req.read_to_end(&mut Vec::new()).await.unwrap_or(0);
-///     req.set_header("x-body-bytes", n.to_string());
+///     let _ = req.set_header("x-body-bytes", n.to_string());
 /// }
 /// fn register(r: &mut Registry) { r.register("measure", measure); }
 ///
