@@ -47,6 +47,7 @@ fn log_error(msg: &str) {
 pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
     let built = catch(|| {
         panic_mode::check_at_load();
+        panic_mode::install_hook();
         #[cfg(feature = "log")]
         crate::host::envoy_log::install();
         REGISTRY.get_or_init(|| {

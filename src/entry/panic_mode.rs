@@ -40,6 +40,46 @@ pub(crate) fn check_at_load() {
     }
 }
 
+/// The environment variable that asks for a backtrace of each panic inside the module.
+pub(crate) const BACKTRACE_ENV: &str = "JISR_BACKTRACE";
+
+/// Replaces the standard panic hook of the module (each `cdylib` has its own copy of `std`,
+/// so Envoy and other modules are not affected) with one that prints a single line, and a
+/// backtrace only when `JISR_BACKTRACE` is set to something other than `0`.
+///
+/// Envoy's process inherits `RUST_BACKTRACE` from whoever starts it; with it set, the
+/// standard hook captured and symbolised a backtrace on the worker for every handler panic
+/// (tens of MB of debug info loaded on the first one). jisr answers a handler panic with a
+/// 500 and logs its message through Envoy; the hook only adds where it happened. A filter
+/// that installs its own hook in `register` replaces this one.
+pub(crate) fn install_hook() {
+    let backtrace = std::env::var_os(BACKTRACE_ENV).is_some_and(|v| v != "0" && !v.is_empty());
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("non-string panic payload");
+        let line = match info.location() {
+            Some(l) => format!(
+                "jisr: panic at {}:{}:{}: {msg}",
+                l.file(),
+                l.line(),
+                l.column()
+            ),
+            None => format!("jisr: panic: {msg}"),
+        };
+        let line = crate::host::log::escape_line(&line);
+        if backtrace {
+            let bt = std::backtrace::Backtrace::force_capture();
+            eprintln!("{line}\n{bt}");
+        } else {
+            eprintln!("{line} ({BACKTRACE_ENV}=1 for a backtrace)");
+        }
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,15 @@ fn emit_escaped(line: &str, emit: impl FnOnce(&[u8])) {
     }
 }
 
+/// `line` with its control characters escaped, borrowed when it has none.
+pub(crate) fn escape_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(escape(line))
+    } else {
+        std::borrow::Cow::Borrowed(line)
+    }
+}
+
 /// `line` with its control characters escaped (the rare path: allocates).
 #[cold]
 #[inline(never)]
