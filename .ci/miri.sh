@@ -47,7 +47,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/miri-target"
 cargo +nightly miri setup >/dev/null ||
     fail "'cargo +nightly miri setup' could not build Miri's standard library (see its output above)"
 cargo +nightly miri test -p jisr \
-    --test request_phase --test response_phase --test callouts --test routing --test raw_and_attrs
+    --test request_phase --test response_phase --test callouts --test routing --test raw_and_attrs \
+    --test wire_safety
 # The soundness tests leak on purpose (`mem::forget` of a callout future, the payload of a
 # panic raised by a panic payload's `Drop`), so they run without Miri's leak check; every
 # other check (use-after-free, aliasing, data races) applies.
