@@ -727,9 +727,13 @@ fn rearm(server: &ServerBox, host: &dyn ServerHost) {
     let Some(timer) = *lock(&server.timer) else {
         return;
     };
-    let ms = timers().next_deadline().map(|d| {
-        // Rounded up: a fire before the deadline would find nothing due.
-        let left = d.saturating_duration_since(Instant::now()).as_nanos();
+    let ms = timers().arm().map(|d| {
+        // Rounded up: a fire before the deadline would find nothing due. A far deadline is
+        // armed for at most `MAX_WAIT` and re-armed from there.
+        let left = d
+            .saturating_duration_since(Instant::now())
+            .min(crate::executor::timer::MAX_WAIT)
+            .as_nanos();
         u64::try_from(left.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     });
     if let Some(ms) = ms {
