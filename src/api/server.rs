@@ -23,11 +23,9 @@ use crate::api::config::{ConfigError, ConfigHandle};
 use crate::executor::background::Runtime;
 use crate::executor::timer::{Driver, timers};
 use crate::host::server::ServerHost;
-use std::any::Any;
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -392,93 +390,7 @@ impl FileWatch {
     }
 }
 
-/// A value published by one side (e.g. a server task) and read by request handlers on every
-/// worker, without a lock and without allocating in the steady state: each thread keeps the
-/// last version it saw and re-reads (under a lock) only after a new publication.
-///
-/// ```
-/// use std::sync::LazyLock;
-/// use jisr::server::Published;
-/// # use jisr::testing::TestFilter;
-/// # use jisr::{Registry, Request, ResponseWriter};
-///
-/// static KEYS: LazyLock<Published<Vec<String>>> = LazyLock::new(|| Published::new(Vec::new()));
-///
-/// async fn check(req: Request<'_>, w: ResponseWriter<'_>) {
-///     let key = req.header_str("x-api-key").unwrap_or_default();
-///     if !KEYS.get().iter().any(|k| k == key) {
-///         w.send(401, b"unknown key\n");
-///     }
-/// }
-/// fn register(r: &mut Registry) { r.register("check", check); }
-///
-/// let f = TestFilter::new(register, "check", b"").unwrap();
-/// KEYS.publish(vec!["k1".to_string()]); // e.g. by a server task, after a fetch
-/// let mut s = f.stream();
-/// s.request_headers(&[(":path", "/"), ("x-api-key", "k1")], true);
-/// assert!(s.local_reply().is_none());
-/// ```
-pub struct Published<T> {
-    generation: AtomicU64,
-    value: Mutex<Arc<T>>,
-}
-
-/// A thread's view of one published value: its address, the generation seen, the value.
-type Seen = (usize, u64, Arc<dyn Any + Send + Sync>);
-
-thread_local! {
-    static SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
-}
-
-impl<T: Send + Sync + 'static> Published<T> {
-    /// A published value starting at `initial`.
-    pub fn new(initial: T) -> Published<T> {
-        Published {
-            generation: AtomicU64::new(1),
-            value: Mutex::new(Arc::new(initial)),
-        }
-    }
-
-    /// Replaces the value; readers see it at their next [`get`](Self::get).
-    pub fn publish(&self, value: T) {
-        *lock(&self.value) = Arc::new(value);
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// The current value.
-    pub fn get(&self) -> Arc<T> {
-        let key = self as *const Self as usize;
-        let generation = self.generation.load(Ordering::Acquire);
-        let cached = SEEN.with(|seen| {
-            let seen = seen.borrow();
-            seen.iter()
-                .find(|(k, g, _)| *k == key && *g == generation)
-                .and_then(|(_, _, v)| v.clone().downcast::<T>().ok())
-        });
-        if let Some(v) = cached {
-            return v;
-        }
-        let v = lock(&self.value).clone();
-        let generation = self.generation.load(Ordering::Acquire);
-        SEEN.with(|seen| {
-            let mut seen = seen.borrow_mut();
-            let any: Arc<dyn Any + Send + Sync> = v.clone();
-            match seen.iter_mut().find(|(k, ..)| *k == key) {
-                Some(e) => *e = (key, generation, any),
-                None => seen.push((key, generation, any)),
-            }
-        });
-        v
-    }
-}
-
-impl<T> fmt::Debug for Published<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Published")
-            .field("generation", &self.generation.load(Ordering::Relaxed))
-            .finish()
-    }
-}
+pub use crate::api::published::Published;
 
 // ---- The main-thread side, driven by the entry layer's bootstrap hooks.
 
