@@ -127,6 +127,9 @@ pub(crate) struct ServerShared {
     admin: Mutex<Vec<(String, String, AdminHandler)>>,
     files: Mutex<Watched>,
     runtime: Arc<Runtime>,
+    /// This extension's shutdown grace is over (each extension has its own: several server
+    /// extensions may run in one process).
+    grace_over: AtomicBool,
 }
 
 /// What the setup function of a server extension uses (see [`Registry::server`]).
@@ -445,6 +448,7 @@ pub(crate) fn load(
         admin: Mutex::new(Vec::new()),
         files: Mutex::new(Vec::new()),
         runtime: runtime.clone(),
+        grace_over: AtomicBool::new(false),
     });
     let mut setup = ServerSetup {
         shared: shared.clone(),
@@ -752,16 +756,18 @@ pub(crate) fn shutdown(server: &ServerBox, host: &dyn ServerHost, done: Box<dyn 
     let rt = server.shared.runtime.clone();
     // A grace period for tasks that do not finish.
     let grace = SHUTDOWN_GRACE;
+    let shared = Arc::downgrade(&server.shared);
     rt.spawn(Box::pin(async move {
         crate::time::sleep(grace).await;
-        GRACE_OVER.store(true, Ordering::Release);
+        if let Some(shared) = shared.upgrade() {
+            shared.grace_over.store(true, Ordering::Release);
+        }
     }));
     run(server, host);
 }
 
 /// How long Envoy's shutdown waits for the extension's tasks.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-static GRACE_OVER: AtomicBool = AtomicBool::new(false);
 
 fn maybe_finish_shutdown(server: &ServerBox) {
     if !server.shared.life.shutting_down.load(Ordering::Acquire) {
@@ -770,7 +776,7 @@ fn maybe_finish_shutdown(server: &ServerBox) {
     let rt = &server.shared.runtime;
     // The grace task itself is one live task.
     let others_done = rt.live_tasks() <= 1;
-    if others_done || GRACE_OVER.load(Ordering::Acquire) {
+    if others_done || server.shared.grace_over.load(Ordering::Acquire) {
         let done = lock(&server.shutdown).take();
         if let Some(done) = done {
             rt.close();
