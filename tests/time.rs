@@ -48,7 +48,15 @@ async fn forever_asleep(_req: Request<'_>, _w: ResponseWriter<'_>) {
     sleep(Duration::from_secs(3600)).await;
 }
 
+/// Reads the body under a timeout of `Duration::MAX`: no limit, not a panic.
+async fn unbounded(mut req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut body = Vec::new();
+    let read = timeout(Duration::MAX, req.read_to_end(&mut body)).await;
+    w.send(200, format!("{:?}", read.map(|r| r.is_ok())).as_bytes());
+}
+
 fn register(r: &mut Registry) {
+    r.register("unbounded", unbounded);
     r.register("sleepy", sleepy);
     r.register("bounded", bounded);
     r.register("many", many);
@@ -96,4 +104,43 @@ fn a_sleep_cancelled_by_the_stream_end_is_forgotten() {
     let mut s = f.stream();
     assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
     s.complete();
+}
+
+/// `sleep(Duration::MAX)` used to panic (`Instant` overflow), so a handler's
+/// `timeout(Duration::MAX, f)` answered 500. A huge duration is "no deadline".
+#[test]
+fn a_huge_timeout_waits_for_its_future() {
+    let f = TestFilter::new(register, "unbounded", b"").unwrap();
+    let mut s = f.stream();
+    assert_eq!(
+        s.request_headers(&[(":method", "POST"), (":path", "/")], false),
+        HeadersStatus::StopIteration
+    );
+    assert!(s.local_reply().is_none(), "waiting for the body");
+    s.request_body(b"abc", true);
+    s.run_scheduled();
+    let reply = s.local_reply().expect("a reply");
+    assert_eq!(
+        reply.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.body, b"Ok(true)");
+}
+
+#[test]
+fn a_sleep_without_deadline_stays_pending_and_cancels_cleanly() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let mut forever = std::pin::pin!(sleep(Duration::MAX));
+    assert_eq!(forever.deadline(), None);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(forever.as_mut().poll(&mut cx).is_pending());
+    assert!(forever.as_mut().poll(&mut cx).is_pending());
+    let far = sleep(Duration::from_secs(u64::MAX));
+    assert_eq!(far.deadline(), None);
+    let mut tick = interval(Duration::MAX);
+    let mut t = std::pin::pin!(tick.tick());
+    assert!(t.as_mut().poll(&mut cx).is_pending());
 }

@@ -13,6 +13,7 @@ pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod pb;
 pub(crate) mod pipeline;
+pub(crate) mod published;
 pub(crate) mod raw;
 pub(crate) mod raw_slot;
 pub(crate) mod registry;

@@ -23,11 +23,9 @@ use crate::api::config::{ConfigError, ConfigHandle};
 use crate::executor::background::Runtime;
 use crate::executor::timer::{Driver, timers};
 use crate::host::server::ServerHost;
-use std::any::Any;
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -129,6 +127,9 @@ pub(crate) struct ServerShared {
     admin: Mutex<Vec<(String, String, AdminHandler)>>,
     files: Mutex<Watched>,
     runtime: Arc<Runtime>,
+    /// This extension's shutdown grace is over (each extension has its own: several server
+    /// extensions may run in one process).
+    grace_over: AtomicBool,
 }
 
 /// What the setup function of a server extension uses (see [`Registry::server`]).
@@ -392,93 +393,7 @@ impl FileWatch {
     }
 }
 
-/// A value published by one side (e.g. a server task) and read by request handlers on every
-/// worker, without a lock and without allocating in the steady state: each thread keeps the
-/// last version it saw and re-reads (under a lock) only after a new publication.
-///
-/// ```
-/// use std::sync::LazyLock;
-/// use jisr::server::Published;
-/// # use jisr::testing::TestFilter;
-/// # use jisr::{Registry, Request, ResponseWriter};
-///
-/// static KEYS: LazyLock<Published<Vec<String>>> = LazyLock::new(|| Published::new(Vec::new()));
-///
-/// async fn check(req: Request<'_>, w: ResponseWriter<'_>) {
-///     let key = req.header_str("x-api-key").unwrap_or_default();
-///     if !KEYS.get().iter().any(|k| k == key) {
-///         w.send(401, b"unknown key\n");
-///     }
-/// }
-/// fn register(r: &mut Registry) { r.register("check", check); }
-///
-/// let f = TestFilter::new(register, "check", b"").unwrap();
-/// KEYS.publish(vec!["k1".to_string()]); // e.g. by a server task, after a fetch
-/// let mut s = f.stream();
-/// s.request_headers(&[(":path", "/"), ("x-api-key", "k1")], true);
-/// assert!(s.local_reply().is_none());
-/// ```
-pub struct Published<T> {
-    generation: AtomicU64,
-    value: Mutex<Arc<T>>,
-}
-
-/// A thread's view of one published value: its address, the generation seen, the value.
-type Seen = (usize, u64, Arc<dyn Any + Send + Sync>);
-
-thread_local! {
-    static SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
-}
-
-impl<T: Send + Sync + 'static> Published<T> {
-    /// A published value starting at `initial`.
-    pub fn new(initial: T) -> Published<T> {
-        Published {
-            generation: AtomicU64::new(1),
-            value: Mutex::new(Arc::new(initial)),
-        }
-    }
-
-    /// Replaces the value; readers see it at their next [`get`](Self::get).
-    pub fn publish(&self, value: T) {
-        *lock(&self.value) = Arc::new(value);
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// The current value.
-    pub fn get(&self) -> Arc<T> {
-        let key = self as *const Self as usize;
-        let generation = self.generation.load(Ordering::Acquire);
-        let cached = SEEN.with(|seen| {
-            let seen = seen.borrow();
-            seen.iter()
-                .find(|(k, g, _)| *k == key && *g == generation)
-                .and_then(|(_, _, v)| v.clone().downcast::<T>().ok())
-        });
-        if let Some(v) = cached {
-            return v;
-        }
-        let v = lock(&self.value).clone();
-        let generation = self.generation.load(Ordering::Acquire);
-        SEEN.with(|seen| {
-            let mut seen = seen.borrow_mut();
-            let any: Arc<dyn Any + Send + Sync> = v.clone();
-            match seen.iter_mut().find(|(k, ..)| *k == key) {
-                Some(e) => *e = (key, generation, any),
-                None => seen.push((key, generation, any)),
-            }
-        });
-        v
-    }
-}
-
-impl<T> fmt::Debug for Published<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Published")
-            .field("generation", &self.generation.load(Ordering::Relaxed))
-            .finish()
-    }
-}
+pub use crate::api::published::Published;
 
 // ---- The main-thread side, driven by the entry layer's bootstrap hooks.
 
@@ -533,6 +448,7 @@ pub(crate) fn load(
         admin: Mutex::new(Vec::new()),
         files: Mutex::new(Vec::new()),
         runtime: runtime.clone(),
+        grace_over: AtomicBool::new(false),
     });
     let mut setup = ServerSetup {
         shared: shared.clone(),
@@ -727,9 +643,13 @@ fn rearm(server: &ServerBox, host: &dyn ServerHost) {
     let Some(timer) = *lock(&server.timer) else {
         return;
     };
-    let ms = timers().next_deadline().map(|d| {
-        // Rounded up: a fire before the deadline would find nothing due.
-        let left = d.saturating_duration_since(Instant::now()).as_nanos();
+    let ms = timers().arm().map(|d| {
+        // Rounded up: a fire before the deadline would find nothing due. A far deadline is
+        // armed for at most `MAX_WAIT` and re-armed from there.
+        let left = d
+            .saturating_duration_since(Instant::now())
+            .min(crate::executor::timer::MAX_WAIT)
+            .as_nanos();
         u64::try_from(left.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     });
     if let Some(ms) = ms {
@@ -836,16 +756,18 @@ pub(crate) fn shutdown(server: &ServerBox, host: &dyn ServerHost, done: Box<dyn 
     let rt = server.shared.runtime.clone();
     // A grace period for tasks that do not finish.
     let grace = SHUTDOWN_GRACE;
+    let shared = Arc::downgrade(&server.shared);
     rt.spawn(Box::pin(async move {
         crate::time::sleep(grace).await;
-        GRACE_OVER.store(true, Ordering::Release);
+        if let Some(shared) = shared.upgrade() {
+            shared.grace_over.store(true, Ordering::Release);
+        }
     }));
     run(server, host);
 }
 
 /// How long Envoy's shutdown waits for the extension's tasks.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-static GRACE_OVER: AtomicBool = AtomicBool::new(false);
 
 fn maybe_finish_shutdown(server: &ServerBox) {
     if !server.shared.life.shutting_down.load(Ordering::Acquire) {
@@ -854,7 +776,7 @@ fn maybe_finish_shutdown(server: &ServerBox) {
     let rt = &server.shared.runtime;
     // The grace task itself is one live task.
     let others_done = rt.live_tasks() <= 1;
-    if others_done || GRACE_OVER.load(Ordering::Acquire) {
+    if others_done || server.shared.grace_over.load(Ordering::Acquire) {
         let done = lock(&server.shutdown).take();
         if let Some(done) = done {
             rt.close();

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 /// Waits until `duration` has passed.
 ///
+/// A duration too large for a deadline (`Duration::MAX`, or anything past what
+/// [`Instant`] can hold) means "no deadline": the sleep never completes, and a [`timeout`]
+/// with it simply waits for its future.
+///
 /// ```
 /// use std::time::Duration;
 /// use jisr::{Request, ResponseWriter};
@@ -27,13 +31,16 @@ use std::time::{Duration, Instant};
 /// # let _ = slow;
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now() + duration)
+    Sleep {
+        deadline: Instant::now().checked_add(duration),
+        key: None,
+    }
 }
 
 /// Waits until `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
-        deadline,
+        deadline: Some(deadline),
         key: None,
     }
 }
@@ -61,13 +68,21 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 /// ```
 #[must_use = "a sleep does nothing unless awaited"]
 pub struct Sleep {
-    deadline: Instant,
+    /// `None`: no deadline (the duration did not fit an [`Instant`]); it never completes.
+    deadline: Option<Instant>,
     key: Option<TimerKey>,
 }
 
 impl Sleep {
-    /// When it completes.
-    pub fn deadline(&self) -> Instant {
+    /// When it completes; `None` when it never does (see [`sleep`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// assert!(jisr::time::sleep(Duration::from_secs(1)).deadline().is_some());
+    /// assert_eq!(jisr::time::sleep(Duration::MAX).deadline(), None);
+    /// ```
+    pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 }
@@ -85,10 +100,14 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        let Some(deadline) = this.deadline else {
+            // No deadline: nothing to register, nothing will ever wake this.
+            return Poll::Pending;
+        };
         let fired = match this.key {
-            None if Instant::now() >= this.deadline => true,
+            None if Instant::now() >= deadline => true,
             None => {
-                this.key = Some(timers().insert(this.deadline, cx.waker()));
+                this.key = Some(timers().insert(deadline, cx.waker()));
                 false
             }
             Some(key) => timers().poll(key, cx.waker()),
@@ -149,7 +168,8 @@ impl fmt::Display for Elapsed {
 impl std::error::Error for Elapsed {}
 
 /// Runs `future` for at most `duration`: its output, or [`Elapsed`] (the future is dropped,
-/// which cancels what it was doing, e.g. a callout's answer is ignored).
+/// which cancels what it was doing, e.g. a callout's answer is ignored). A duration too large
+/// for a deadline (`Duration::MAX`) waits for the future without a limit.
 ///
 /// ```
 /// use std::time::Duration;

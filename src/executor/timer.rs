@@ -9,12 +9,26 @@
 //!
 //! No allocation per sleep once the tables have grown: entries live in a vector reused through
 //! a free list, and the deadline heap keeps its capacity.
+//!
+//! # Arming
+//!
+//! `armed` is the deadline the driver is set to fire at, or will be once the kick it was sent
+//! is handled. Whoever sets the driver's timer (the driver's re-arm through [`Timers::arm`],
+//! [`Timers::fire`], the fallback thread before it waits) stores, under the table's lock, the
+//! earliest *live* deadline it armed for: never a cancelled one. An insert kicks the driver
+//! only when its deadline is earlier than `armed` (or nothing is armed), so the rule that keeps
+//! every live deadline announced is: `armed` is `None` only when no live deadline exists, and
+//! otherwise is no later than the earliest live one. A deadline cancelled after it was armed
+//! keeps `armed` early, which costs one fire that finds nothing due and re-arms.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
+
+/// The longest a driver waits before looking again (a far deadline is re-armed from there).
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// A registered deadline: index into the entry table and its generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +50,7 @@ struct Table {
     entries: Vec<Entry>,
     free: Vec<usize>,
     heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    /// The earliest deadline the driver was last told about.
+    /// The deadline the driver fires at next (see the module docs).
     armed: Option<Instant>,
 }
 
@@ -170,7 +184,9 @@ impl Timers {
                     }
                 }
             }
-            let next = t.heap.peek().map(|r| r.0.0);
+            // The earliest *live* deadline: a cancelled sleep at the top of the heap must not
+            // be what the driver is armed for (it would never be re-armed past it).
+            let next = earliest(&mut t);
             t.armed = next;
             drop(t);
             for w in due.drain(..) {
@@ -182,7 +198,16 @@ impl Timers {
         }
     }
 
-    /// The earliest pending deadline.
+    /// The earliest pending deadline, which the caller (a driver) arms its timer for.
+    pub(crate) fn arm(&self) -> Option<Instant> {
+        let mut t = lock(&self.table);
+        let next = earliest(&mut t);
+        t.armed = next;
+        next
+    }
+
+    /// The earliest pending deadline (without arming).
+    #[cfg(test)]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         earliest(&mut lock(&self.table))
     }
@@ -220,9 +245,11 @@ impl Timers {
             // The wait is computed under the lock an insert takes, and the condvar releases it
             // atomically: a deadline inserted meanwhile notifies after we wait.
             let mut guard = lock(&self.table);
-            let wait = match earliest(&mut guard) {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
+            let next = earliest(&mut guard);
+            guard.armed = next;
+            let wait = match next {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(MAX_WAIT),
+                None => MAX_WAIT,
             };
             if !wait.is_zero() {
                 drop(
@@ -249,14 +276,178 @@ mod tests {
         }
     }
 
-    #[test]
-    fn deadlines_fire_in_order_and_removed_ones_never() {
-        let t = Box::leak(Box::new(Timers {
+    fn private_timers() -> &'static Timers {
+        Box::leak(Box::new(Timers {
             table: Mutex::default(),
             driver: Mutex::new(None),
             thread_cv: Condvar::new(),
             thread_started: OnceLock::new(),
-        }));
+        }))
+    }
+
+    /// A driver as Envoy's main-thread timer is one: a kick makes it arm for what
+    /// [`Timers::arm`] says; it fires when the (simulated) clock reaches that.
+    struct Recording {
+        timers: OnceLock<&'static Timers>,
+        armed: Mutex<Option<Instant>>,
+    }
+    impl Driver for Recording {
+        fn rearm(&self) {
+            let t = self.timers.get().expect("set");
+            *lock(&self.armed) = t.arm();
+        }
+    }
+    impl Recording {
+        fn install(t: &'static Timers) -> &'static Recording {
+            let d: &'static Recording = Box::leak(Box::new(Recording {
+                timers: OnceLock::new(),
+                armed: Mutex::new(None),
+            }));
+            let _ = d.timers.set(t);
+            t.set_driver(Some(d));
+            d
+        }
+        fn armed(&self) -> Option<Instant> {
+            *lock(&self.armed)
+        }
+        /// The clock is at `now`: the timer fires if due, then is re-armed (as
+        /// `api::server::timer_fired` does).
+        fn advance(&self, now: Instant) {
+            if self.armed().is_some_and(|a| a <= now) {
+                self.timers.get().expect("set").fire(now);
+                self.rearm();
+            }
+        }
+    }
+
+    /// A cancelled sleep at the top of the set (a `timeout` whose future won), a shorter sleep
+    /// that fires, then a later sleep: the later one must still be announced and fire.
+    #[test]
+    fn a_cancelled_top_deadline_does_not_freeze_the_driver() {
+        let t = private_timers();
+        let d = Recording::install(t);
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        let w = Waker::from(c.clone());
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let won = t.insert(ms(1000), &w);
+        t.remove(won);
+        let short = t.insert(ms(100), &w);
+        assert_eq!(d.armed(), Some(ms(100)));
+        d.advance(ms(100));
+        assert!(t.poll(short, &w));
+        t.remove(short);
+        let later = t.insert(ms(1500), &w);
+        assert!(
+            d.armed().is_some_and(|a| a <= ms(1500)),
+            "a live deadline at 1500 ms, the driver armed for {:?}",
+            d.armed().map(|a| a - t0)
+        );
+        d.advance(ms(1500));
+        assert!(t.poll(later, &w), "the later sleep fired");
+        assert_eq!(c.0.load(Ordering::SeqCst), 2);
+    }
+
+    /// A deadline cancelled between the kick and the driver's re-arm leaves nothing armed;
+    /// the next insert must kick again.
+    #[test]
+    fn a_deadline_cancelled_before_the_driver_arms_is_not_what_it_waits_for() {
+        let t = private_timers();
+        struct Lazy;
+        impl Driver for Lazy {
+            fn rearm(&self) {}
+        }
+        t.set_driver(Some(&Lazy));
+        let w = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let t0 = Instant::now();
+        let gone = t.insert(t0 + Duration::from_millis(10), &w);
+        t.remove(gone);
+        // The driver handles the kick now: nothing live, nothing armed.
+        assert_eq!(t.arm(), None);
+        assert_eq!(lock(&t.table).armed, None);
+        let d = Recording::install(t);
+        let key = t.insert(t0 + Duration::from_millis(20), &w);
+        assert_eq!(d.armed(), Some(t0 + Duration::from_millis(20)));
+        t.remove(key);
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            /// A sleep of this many ms from the clock.
+            Insert(u16),
+            /// Cancels the n-th live key (modulo).
+            Cancel(usize),
+            /// The clock moves on by this many ms.
+            Advance(u16),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0u16..500).prop_map(Op::Insert),
+                any::<usize>().prop_map(Op::Cancel),
+                (0u16..300).prop_map(Op::Advance),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Random inserts, cancels and fires never leave a live deadline unannounced: the
+            /// driver is always armed no later than the earliest live deadline, and once the
+            /// clock passes a deadline it has fired.
+            #[test]
+            fn no_live_deadline_is_left_unannounced(ops in proptest::collection::vec(op(), 1..60)) {
+                let t = private_timers();
+                let d = Recording::install(t);
+                let w = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+                let t0 = Instant::now();
+                let mut now = t0;
+                let mut live: Vec<(TimerKey, Instant)> = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Insert(ms) => {
+                            let at = now + Duration::from_millis(u64::from(ms));
+                            live.push((t.insert(at, &w), at));
+                        }
+                        Op::Cancel(n) if !live.is_empty() => {
+                            let (key, _) = live.remove(n % live.len());
+                            t.remove(key);
+                        }
+                        Op::Cancel(_) => {}
+                        Op::Advance(ms) => {
+                            now += Duration::from_millis(u64::from(ms));
+                            d.advance(now);
+                            // What fired is consumed, as a `Sleep` does when polled.
+                            live.retain(|&(key, at)| {
+                                let fired = t.poll(key, &w);
+                                assert_eq!(fired, at <= now, "deadline {:?}, clock {:?}", at - t0, now - t0);
+                                if fired {
+                                    t.remove(key);
+                                }
+                                !fired
+                            });
+                        }
+                    }
+                    if let Some(first) = live.iter().map(|&(_, at)| at).min() {
+                        prop_assert!(
+                            d.armed().is_some_and(|a| a <= first),
+                            "live deadline {:?}, armed {:?}",
+                            first - t0,
+                            d.armed().map(|a| a - t0)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deadlines_fire_in_order_and_removed_ones_never() {
+        let t = private_timers();
         // Keep the fallback thread out of this test: a driver that does nothing.
         struct Manual;
         impl Driver for Manual {
