@@ -179,8 +179,9 @@ fn log_lines_from_request_text_stay_one_line_each() {
     );
 }
 
-/// Envoy inherits `RUST_BACKTRACE`; the module's panic hook prints one line and captures no
-/// backtrace unless `JISR_BACKTRACE` asks, so a panic costs no symbolisation on the worker.
+/// Envoy inherits `RUST_BACKTRACE`; the module's panic hook writes one line into Envoy's log
+/// and captures no backtrace unless `JISR_BACKTRACE` asks, so a panic costs no symbolisation
+/// on the worker. The hook the fixture's `register` set still runs after jisr's line.
 #[test]
 fn a_handler_panic_with_rust_backtrace_set_prints_no_backtrace() {
     let up = Upstream::start("wire-panic-up");
@@ -193,9 +194,28 @@ fn a_handler_panic_with_rust_backtrace_set_prints_no_backtrace() {
     }
     let after = envoy.rss_kib().expect("rss");
     let log = envoy.log();
-    assert!(log.contains("jisr: panic at "), "{log}");
-    assert!(log.contains("wire_fixture asked to panic (JISR_BACKTRACE=1 for a backtrace)"));
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("jisr: panic in thread"))
+        .collect();
+    assert_eq!(lines.len(), 6, "{log}");
+    assert!(
+        lines.iter().all(|l| l.contains("[error][dynamic_modules]")
+            && l.contains("wire_fixture.rs:")
+            && l.ends_with("wire_fixture asked to panic (JISR_BACKTRACE=1 for a backtrace)")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        log.matches("wire_fixture hook saw: wire_fixture asked to panic")
+            .count(),
+        6,
+        "the filter's own hook did not run:\n{log}"
+    );
     assert!(!log.contains("stack backtrace"), "{log}");
+    assert!(
+        !log.contains("panicked at"),
+        "the standard hook ran:\n{log}"
+    );
     // Symbolising a backtrace grew Envoy by ~55 MB; without it, six panics cost next to nothing.
     assert!(
         after.saturating_sub(before) < 16 * 1024,

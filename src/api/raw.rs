@@ -479,8 +479,10 @@ impl<'h> RawStream<'h> {
             return;
         }
         let Some(h) = self.host() else { return };
-        let pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> =
-            headers.iter().map(|(k, v)| (k.as_bytes(), *v)).collect();
+        let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 32> = arrayvec::ArrayVec::new();
+        for (k, v) in headers {
+            pairs.push((k.as_bytes(), *v));
+        }
         let body = if wire::bodiless(status) {
             &[][..]
         } else {

@@ -55,6 +55,7 @@ pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
             register(&mut r);
             r
         });
+        panic_mode::chain_user_hook();
     });
     match built {
         Ok(()) => ABI_VERSION.as_ptr(),

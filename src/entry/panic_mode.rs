@@ -6,6 +6,8 @@
 //! compiler warning while building, and a warning in Envoy's log when the module loads.
 
 use crate::host::envoy::global_log;
+use crate::host::log::escape_line;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Envoy's log level for warnings.
 const WARN: u32 = 3;
@@ -43,41 +45,82 @@ pub(crate) fn check_at_load() {
 /// The environment variable that asks for a backtrace of each panic inside the module.
 pub(crate) const BACKTRACE_ENV: &str = "JISR_BACKTRACE";
 
+const ERROR: u32 = 4;
+
+/// Set when the hook [`install_hook`] set is dropped: something (a filter's `register`)
+/// replaced it with its own.
+static REPLACED: AtomicBool = AtomicBool::new(false);
+
+/// Lives inside jisr's hook; its drop means the hook was replaced.
+struct Marker;
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        REPLACED.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Replaces the standard panic hook of the module (each `cdylib` has its own copy of `std`,
-/// so Envoy and other modules are not affected) with one that prints a single line, and a
-/// backtrace only when `JISR_BACKTRACE` is set to something other than `0`.
+/// so Envoy and other modules are not affected) with one that writes a single line with the
+/// panic's location and message into Envoy's log (`[error][dynamic_modules]`), and a
+/// backtrace to standard error only when `JISR_BACKTRACE` is set to something other than `0`.
 ///
 /// Envoy's process inherits `RUST_BACKTRACE` from whoever starts it; with it set, the
 /// standard hook captured and symbolised a backtrace on the worker for every handler panic
-/// (tens of MB of debug info loaded on the first one). jisr answers a handler panic with a
-/// 500 and logs its message through Envoy; the hook only adds where it happened. A filter
-/// that installs its own hook in `register` replaces this one.
+/// (tens of MB of debug info loaded on the first one) and wrote it to raw standard error.
+/// Called before the filters register; [`chain_user_hook`] keeps a hook they set.
 pub(crate) fn install_hook() {
-    let backtrace = std::env::var_os(BACKTRACE_ENV).is_some_and(|v| v != "0" && !v.is_empty());
+    // The standard hook is not kept: it is the one that prints backtraces.
+    drop(std::panic::take_hook());
+    let marker = Marker;
     std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("non-string panic payload");
-        let line = match info.location() {
-            Some(l) => format!(
-                "jisr: panic at {}:{}:{}: {msg}",
-                l.file(),
-                l.line(),
-                l.column()
-            ),
-            None => format!("jisr: panic: {msg}"),
-        };
-        let line = crate::host::log::escape_line(&line);
-        if backtrace {
-            let bt = std::backtrace::Backtrace::force_capture();
-            eprintln!("{line}\n{bt}");
-        } else {
-            eprintln!("{line} ({BACKTRACE_ENV}=1 for a backtrace)");
-        }
+        let _ = &marker;
+        report(info);
     }));
+}
+
+/// After the filters registered: when `register` set its own panic hook, jisr's line is
+/// written first and then the filter's hook runs, so both see every panic.
+pub(crate) fn chain_user_hook() {
+    if REPLACED.load(Ordering::Relaxed) {
+        let user = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            user(info);
+        }));
+    }
+}
+
+/// Writes the panic's one line to Envoy's log (and a backtrace when asked for).
+fn report(info: &std::panic::PanicHookInfo<'_>) {
+    let msg = info
+        .payload()
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload");
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("<unnamed>");
+    let line = match info.location() {
+        Some(l) => format!(
+            "jisr: panic in thread '{thread}' at {}:{}:{}: {msg}",
+            l.file(),
+            l.line(),
+            l.column()
+        ),
+        None => format!("jisr: panic in thread '{thread}': {msg}"),
+    };
+    let backtrace = std::env::var_os(BACKTRACE_ENV).is_some_and(|v| v != "0" && !v.is_empty());
+    let line = escape_line(&line);
+    if backtrace {
+        global_log(ERROR, line.as_bytes());
+        eprintln!("{line}\n{}", std::backtrace::Backtrace::force_capture());
+    } else {
+        global_log(
+            ERROR,
+            format!("{line} ({BACKTRACE_ENV}=1 for a backtrace)").as_bytes(),
+        );
+    }
 }
 
 #[cfg(test)]
