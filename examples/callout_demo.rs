@@ -11,12 +11,11 @@
 //!     any) and `x-user` copied from the answer's `x-auth-user` header. Metadata
 //!     `callout:status`. An info line `callout_demo: <cluster><path> answered <status> in <ms>
 //!     ms` goes to Envoy's log through the `log` crate. A non-2xx answer whose body is not the
-//!     JSON echo also forwards `x-callout-detail`: the first line of the answer's body (Envoy
-//!     answers a callout whose connection failed with its own `503` and a
-//!     `upstream connect error ...` body, see CONSTRAINTS.md).
+//!     JSON echo also forwards `x-callout-detail`: the first line of the answer's body.
 //!   - Failed: a local `503` with header `x-callout-error: <kind>` (`cluster_not_found`,
-//!     `timeout`, `reset`, ...), body `callout failed: <message>` and details
-//!     `callout_<kind>`; metadata `callout:error`.
+//!     `timeout`, `reset`, `unavailable` when the service could not be reached and Envoy
+//!     answered for it, ...), body `callout failed: <message>` and details `callout_<kind>`;
+//!     metadata `callout:error`.
 //! - `parallel`: two callouts in flight at once with [`jisr::join`]; `filter_config` is
 //!   `{"cluster": "svc", "path": "/delay/300"}`. Forwards `x-parallel-ms` (time for both),
 //!   `x-a-status` and `x-b-status`.
@@ -118,6 +117,7 @@ fn kind(e: CalloutError) -> &'static str {
         CalloutError::TooManyInFlight => "too_many_in_flight",
         CalloutError::Detached => "detached",
         CalloutError::Invalid(_) => "invalid_request",
+        CalloutError::Unavailable(_) => "unavailable",
     }
 }
 

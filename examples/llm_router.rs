@@ -13,11 +13,12 @@
 //!   counter `llm_router_requests_total{cluster}`.
 //! - **Optional auth callout.** With `filter_config` `{"auth_cluster": "<name>"}`, the filter
 //!   first sends `GET /auth` to that cluster with the caller's `authorization` (or, if absent,
-//!   `x-api-key`) header. A 2xx answer lets the request on; a 5xx answer or a failed callout
-//!   (unknown cluster, timeout, reset) is a local `503` (details `llm_router_auth_unavailable`):
-//!   Envoy itself answers a callout whose connection was refused or reset with a 503, so a 5xx
-//!   says the verdict is missing, not negative; any other answer is a local `403` (details
-//!   `llm_router_denied`). An empty `filter_config` means no auth.
+//!   `x-api-key`) header. A 2xx answer lets the request on; a failed callout (unknown cluster,
+//!   timeout, reset, or no answer at all: `CalloutError::Unavailable` when the connection was
+//!   refused or reset and Envoy answered for the service) or a 5xx from the service itself is
+//!   a local `503` (details `llm_router_auth_unavailable`): the verdict is missing, not
+//!   negative; any other answer is a local `403` (details `llm_router_denied`). An empty
+//!   `filter_config` means no auth.
 //! - **Response.** The request handler hands the cluster and its start time to the response
 //!   handler. Histogram `llm_router_ttfb_ms{cluster}` records the time from the request's
 //!   headers to the response's headers (it includes the auth callout and the body prefix
@@ -116,8 +117,8 @@ async fn authorized(cluster: &str, req: &Request<'_>, w: &ResponseWriter<'_>) ->
     let mut body = Vec::new();
     match w.callout(call, &mut body).await {
         Ok(r) if (200..300).contains(&r.status) => true,
-        // Envoy answers a callout it could not deliver (connection refused, reset before
-        // headers, timeout) with its own 5xx, so a 5xx means "no verdict", not "denied".
+        // The service answered but failed: no verdict, not "denied". (When it could not be
+        // reached at all, the callout is `Err(CalloutError::Unavailable)`, below.)
         Ok(r) if r.status >= 500 => {
             w.send_with(
                 503,

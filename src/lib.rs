@@ -188,7 +188,7 @@ pub mod response {
 /// HTTP callouts to other clusters, unary and streaming.
 pub mod callout {
     pub use crate::api::callout::{
-        Callout, CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse,
+        Callout, CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse, NoAnswer,
     };
     pub use crate::api::callout_stream::{CalloutHead, CalloutStream};
 }

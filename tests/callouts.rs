@@ -304,3 +304,84 @@ async fn abandon_stream(_req: Request<'_>, w: ResponseWriter<'_>) {
         .stream_callout(CalloutRequest::get("llm", "/", "llm"), true)
         .unwrap();
 }
+
+// ---- An outage of the service is an error, never an answer.
+
+/// The pattern the docs show: a 200 lets the request on, any other answer denies, an error
+/// answers 503.
+async fn authz(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let mut body = Vec::new();
+    match w
+        .callout(CalloutRequest::get("auth", "/check", "auth"), &mut body)
+        .await
+    {
+        Ok(r) if r.status == 200 => {}
+        Ok(_) => w.send(403, b"denied"),
+        Err(e) => w.send(503, e.to_string().as_bytes()),
+    }
+}
+
+async fn authz_stream(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let Ok(mut s) = w.stream_callout(CalloutRequest::get("auth", "/check", "auth"), true) else {
+        return;
+    };
+    match s.head().await {
+        Ok(h) if h.status == 200 => {}
+        Ok(_) => w.send(403, b"denied"),
+        Err(e) => w.send(503, e.to_string().as_bytes()),
+    }
+}
+
+#[test]
+fn envoy_answering_for_an_unreachable_service_is_unavailable_not_a_denial() {
+    let cases: [(&[u8], &str); 5] = [
+        (
+            b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused",
+            "callout got no answer: connection failure",
+        ),
+        (
+            b"upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            "callout got no answer: reset before headers",
+        ),
+        (
+            b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            "callout got no answer: overflow",
+        ),
+        (b"no healthy upstream", "callout got no answer: no healthy host"),
+        // The service's own 503 is its answer: denied.
+        (b"maintenance", "denied"),
+    ];
+    let f = TestFilter::new(
+        |r: &mut Registry| {
+            r.register("authz", authz);
+        },
+        "authz",
+        b"",
+    )
+    .unwrap();
+    let g = TestFilter::new(
+        |r: &mut Registry| {
+            r.register("authz", authz_stream);
+        },
+        "authz",
+        b"",
+    )
+    .unwrap();
+    for (body, want) in cases {
+        let mut s = f.stream();
+        s.request_headers(GET, true);
+        let id = s.callouts()[0].id;
+        s.complete_callout(id, 503, &[("content-type", "text/plain")], body);
+        let reply = s.local_reply().unwrap();
+        assert_eq!(String::from_utf8_lossy(&reply.body), want);
+        assert_eq!(reply.status, if want == "denied" { 403 } else { 503 });
+
+        let mut s = g.stream();
+        s.request_headers(GET, true);
+        let id = s.callouts()[0].id;
+        s.stream_callout_headers(id, 503, &[("content-type", "text/plain")], false);
+        s.stream_callout_data(id, body, true);
+        let reply = s.local_reply().unwrap();
+        assert_eq!(String::from_utf8_lossy(&reply.body), want, "streaming");
+    }
+}

@@ -258,7 +258,13 @@ fn item03_stream_events_during_open_are_kept() {
     s.answer_inline("nohost", 503, b"no healthy upstream");
     s.request_headers(GET, true);
     let reply = s.local_reply().expect("the handler did not hang");
-    assert_eq!(reply.body, b"head=503 body=no healthy upstream");
+    // Envoy's own "no healthy upstream" answer is no answer from the service.
+    assert_eq!(reply.body, b"callout got no answer: no healthy host");
+    let mut s = f.stream();
+    s.answer_inline("nohost", 503, b"the service's own 503");
+    s.request_headers(GET, true);
+    let reply = s.local_reply().expect("the handler did not hang");
+    assert_eq!(reply.body, b"head=503 body=the service's own 503");
 }
 
 // ---- 4. A hook re-entered during a poll must not lose the outer poll's wake.
@@ -627,8 +633,9 @@ async fn callout_nohost(_req: Request<'_>, w: ResponseWriter<'_>) {
 }
 
 /// A unary callout answered inside the call that starts it: the entry being opened takes the
-/// answer, so the handler gets it (`Ok(503)` with its body) and does not hang. A start refused
-/// without an answer (an unknown cluster) is still an error.
+/// answer, so the handler gets it and does not hang: Envoy's own `503 no healthy upstream` as
+/// `CalloutError::Unavailable`, a service's 503 as `Ok(503)`. A start refused without an
+/// answer (an unknown cluster) is still an error.
 #[test]
 fn item09_inline_callout_answer() {
     let f = TestFilter::new(
@@ -643,10 +650,12 @@ fn item09_inline_callout_answer() {
     s.answer_inline("nohost", 503, b"no healthy upstream");
     s.request_headers(GET, true);
     let reply = s.local_reply().expect("answered in the same hook");
-    assert_eq!(
-        String::from_utf8_lossy(&reply.body),
-        "status=503 body=no healthy upstream"
-    );
+    assert_eq!(reply.body, b"callout got no answer: no healthy host");
+    let mut s = f.stream();
+    s.answer_inline("nohost", 503, b"busy");
+    s.request_headers(GET, true);
+    let reply = s.local_reply().expect("answered in the same hook");
+    assert_eq!(String::from_utf8_lossy(&reply.body), "status=503 body=busy");
     // A refusal without an answer is still an error.
     let mut s = f.stream();
     s.set_unknown_cluster("nohost");

@@ -264,31 +264,36 @@ fn callout_errors_are_typed() {
     s.envoy.assert_ready();
 }
 
-/// A callout whose connection is refused, or reset before any answer, is not an error in
-/// Envoy: the router answers it with its own 503, so the handler sees `Ok(503)` with Envoy's
-/// `upstream connect error ...` body.
-///
-/// The body is `upstream connect error or disconnect/reset before headers. reset reason: remote
-/// connection failure` (refused) or `... connection termination` (reset); the handler never sees
-/// `CalloutError::Reset`. Treat a 5xx answer as "no answer" (as `llm_router` does).
+/// A callout whose connection is refused, or reset before any answer, gets no answer from the
+/// service: Envoy's router answers it with its own 503 (body `upstream connect error or
+/// disconnect/reset before headers. reset reason: remote connection failure` when refused,
+/// `... connection termination` when reset). jisr recognises that answer and reports
+/// `CalloutError::Unavailable`, never `Ok(503)`, so `Ok(_) => deny` cannot turn an outage of
+/// the service into a denial. `callout_demo` answers `503` with `x-callout-error: unavailable`.
 #[test]
-fn refused_or_reset_before_headers_is_an_envoy_503_answer() {
+fn refused_or_reset_before_headers_is_unavailable_not_an_answer() {
     let s = setup();
     let port = s.envoy.listener_port("callout");
-    for (path, reason) in [
-        ("/closed", "remote connection failure"),
-        ("/reset", "connection termination"),
+    for (path, why) in [
+        ("/closed", "connection failure"),
+        ("/reset", "reset before headers"),
     ] {
         let r = client::get(port, path);
-        assert_eq!(r.status, 200, "{path}: {}", r.text());
-        assert_eq!(up_header(&r, "x-callout-status").as_deref(), Some("503"));
-        let detail = up_header(&r, "x-callout-detail").unwrap_or_default();
-        assert!(
-            detail.starts_with("upstream connect error or disconnect/reset before headers"),
-            "{path}: {detail}"
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert_eq!(r.header("x-callout-error"), Some("unavailable"), "{path}");
+        assert_eq!(
+            r.text(),
+            format!("callout failed: callout got no answer: {why}\n"),
+            "{path}"
         );
-        assert!(detail.contains(reason), "{path}: {detail}");
     }
+    // Nothing of those requests went upstream.
+    assert!(
+        s.main
+            .requests()
+            .iter()
+            .all(|q| q.path != "/closed" && q.path != "/reset")
+    );
 }
 
 /// Two callouts in flight at once with `jisr::join`, each answered after 300 ms: both done in

@@ -8,8 +8,9 @@
 //!   the reply call.
 //! - items 3 and 9: a streaming or unary callout to a cluster without endpoints is answered by
 //!   Envoy's router (`503 no healthy upstream`) inside the call that starts it. The handler
-//!   gets an answer at once and not a hang: the 503 and its body if Envoy delivers them (the
-//!   events arrive before jisr knows the callout's id), or the refusal Envoy reports instead.
+//!   gets an answer at once and not a hang: that 503 (as `CalloutError::Unavailable`) if Envoy
+//!   delivers it (the events arrive before jisr knows the callout's id), or the refusal Envoy
+//!   reports instead.
 //!   Envoy 1.38–1.40 do the latter: no event reaches the module and the start returns
 //!   "cannot create request".
 //!
@@ -32,8 +33,9 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The cluster without endpoints.
 const NOHOST: &str = "nohost";
 
-/// What Envoy's router answers for a cluster without a healthy host.
-const NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
+/// What the fixture shows for Envoy's router answer to a cluster without a healthy host
+/// (`503 no healthy upstream`): no answer from the service, `CalloutError::Unavailable`.
+const NO_ANSWER: &str = "error=callout got no answer: no healthy host";
 
 /// The upstream's `content-type`: longer than the 128 bytes Envoy keeps inline in a header
 /// entry, so the value lives in its own allocation.
@@ -163,20 +165,21 @@ fn item03_stream_callout_events_during_open() {
     let up = Upstream::start("main");
     let envoy = fixture_envoy(&up);
     let port = envoy.listener_port("stream");
-    assert_inline_answer_or_refusal(port, &format!("head=503 body={NO_HEALTHY_UPSTREAM}"));
+    assert_inline_answer_or_refusal(port, NO_ANSWER);
     // The handler answered locally; the request never went upstream.
     assert!(up.requests().is_empty());
     envoy.assert_ready();
 }
 
-/// A unary callout answered inside the call that starts it: the handler gets `Ok(503)` with
-/// Envoy's body, or Envoy's refusal when the answer was not delivered; never a hang.
+/// A unary callout answered inside the call that starts it: the handler gets Envoy's answer
+/// (`503 no healthy upstream`, reported as `CalloutError::Unavailable`), or Envoy's refusal
+/// when the answer was not delivered; never a hang.
 #[test]
 fn item09_inline_callout_answer() {
     let up = Upstream::start("main");
     let envoy = fixture_envoy(&up);
     let port = envoy.listener_port("callout");
-    assert_inline_answer_or_refusal(port, &format!("status=503 body={NO_HEALTHY_UPSTREAM}"));
+    assert_inline_answer_or_refusal(port, NO_ANSWER);
     assert!(up.requests().is_empty());
     envoy.assert_ready();
 }

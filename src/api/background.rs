@@ -1,7 +1,7 @@
 //! Work a filter config owns, run on Envoy's main thread: tasks that outlive a request,
 //! callouts and streams not tied to any stream, and metrics updated without a stream.
 
-use crate::api::callout::{CalloutError, CalloutRequest, request_pairs, trailer_pairs};
+use crate::api::callout::{CalloutError, CalloutRequest, NoAnswer, request_pairs, trailer_pairs};
 use crate::api::config::ConfigHandle;
 use crate::api::metrics::MetricError;
 use crate::api::trace::Unsupported;
@@ -339,6 +339,11 @@ impl Future for BackgroundCallout<'_> {
         this.id = None;
         Poll::Ready(match outcome {
             Ok((504, _, body)) if body == b"upstream request timeout" => Err(CalloutError::Timeout),
+            Ok((status, _, body)) if NoAnswer::of(status, &body).is_some() => {
+                Err(CalloutError::Unavailable(
+                    NoAnswer::of(status, &body).unwrap_or(NoAnswer::ResetBeforeHeaders),
+                ))
+            }
             Ok((status, headers, body)) => Ok(BackgroundResponse {
                 status,
                 headers: owned(headers),

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 ///     let mut body = Vec::new();
 ///     match w.callout(CalloutRequest::get("auth", "/check", "auth.local"), &mut body).await {
 ///         Ok(r) if r.status == 200 => {}
-///         Ok(_) => w.send(403, b"denied\n"),
+///         Ok(_) => w.send(403, b"denied\n"), // the service said no
 ///         Err(CalloutError::Timeout) => w.send(504, b"auth timed out\n"),
-///         Err(e) => w.send(503, e.to_string().as_bytes()),
+///         Err(e) => w.send(503, e.to_string().as_bytes()), // no verdict: unreachable, reset...
 ///     }
 /// }
 /// fn register(r: &mut Registry) { r.register("check", check); }
@@ -50,10 +50,14 @@ pub enum CalloutError {
     /// than 8 headers were added: the request was not sent.
     Invalid(WireError),
     /// The callout's stream was reset after response headers arrived (e.g. the upstream closed
-    /// mid-body). Note: when the connection is refused or reset *before* any headers, Envoy
-    /// answers the callout itself with a 503 (body `upstream connect error or disconnect/reset
-    /// before headers…`), which arrives as `Ok` with status 503: treat 5xx as "no answer".
+    /// mid-body).
     Reset,
+    /// The service gave no answer: Envoy answered the callout itself with its own `503`
+    /// because the connection was refused or reset before any response, no host was healthy,
+    /// or a circuit breaker was open. Never an `Ok`, so an outage is not mistaken for the
+    /// service's verdict (a `403` from an authz service is `Ok`; an unreachable one is this).
+    /// Envoy's body is not appended to the caller's buffer.
+    Unavailable(NoAnswer),
     /// The response body exceeded Envoy's buffer limit.
     ResponseTooLarge,
     /// No response within the timeout (Envoy's own 504 `upstream request timeout` answer, or a
@@ -76,6 +80,9 @@ impl fmt::Display for CalloutError {
             CalloutError::DuplicateCalloutId => "callout refused: duplicate callout id",
             CalloutError::CannotCreateRequest => "callout refused: cannot create request",
             CalloutError::Reset => "callout reset",
+            CalloutError::Unavailable(why) => {
+                return write!(f, "callout got no answer: {}", why.as_str());
+            }
             CalloutError::ResponseTooLarge => "callout response exceeded the buffer limit",
             CalloutError::Timeout => "callout timed out",
             CalloutError::TooManyInFlight => "too many callouts in flight on this stream",
@@ -86,6 +93,69 @@ impl fmt::Display for CalloutError {
 }
 
 impl std::error::Error for CalloutError {}
+
+/// Why Envoy answered a callout itself (see [`CalloutError::Unavailable`]).
+///
+/// ```
+/// use jisr::callout::{CalloutError, NoAnswer};
+///
+/// let e = CalloutError::Unavailable(NoAnswer::ConnectFailure);
+/// assert_eq!(e.to_string(), "callout got no answer: connection failure");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// The connection to the service was refused or could not be made.
+    ConnectFailure,
+    /// The connection was closed or reset before any response headers.
+    ResetBeforeHeaders,
+    /// The cluster has no healthy host.
+    NoHealthyHost,
+    /// A circuit breaker (too many connections, requests or retries) refused the request.
+    Overflow,
+}
+
+impl NoAnswer {
+    fn as_str(self) -> &'static str {
+        match self {
+            NoAnswer::ConnectFailure => "connection failure",
+            NoAnswer::ResetBeforeHeaders => "reset before headers",
+            NoAnswer::NoHealthyHost => "no healthy host",
+            NoAnswer::Overflow => "overflow",
+        }
+    }
+
+    /// Whether a `503` whose body so far is `partial` may still turn out to be Envoy's own
+    /// (a streaming callout's head waits for the body's end to tell).
+    pub(crate) fn may_be(status: u16, partial: &[u8]) -> bool {
+        const CONNECT: &[u8] = b"upstream connect error or disconnect/reset before headers";
+        status == 503
+            && (CONNECT.starts_with(partial)
+                || partial.starts_with(CONNECT)
+                || b"no healthy upstream".starts_with(partial))
+    }
+
+    /// Recognises the `503` Envoy's router answers a callout with when the service gave no
+    /// answer, by its exact bodies (stable across Envoy 1.37–1.40): `no healthy upstream`, and
+    /// `upstream connect error or disconnect/reset before headers. reset reason: <reason>`.
+    pub(crate) fn of(status: u16, body: &[u8]) -> Option<NoAnswer> {
+        const CONNECT: &[u8] = b"upstream connect error or disconnect/reset before headers";
+        if status != 503 {
+            return None;
+        }
+        if body == b"no healthy upstream" {
+            return Some(NoAnswer::NoHealthyHost);
+        }
+        let reason = body.strip_prefix(CONNECT)?;
+        let has = |needle: &[u8]| reason.windows(needle.len()).any(|w| w == needle);
+        Some(if has(b"overflow") {
+            NoAnswer::Overflow
+        } else if has(b"connection failure") {
+            NoAnswer::ConnectFailure
+        } else {
+            NoAnswer::ResetBeforeHeaders
+        })
+    }
+}
 
 impl CalloutError {
     pub(crate) fn from_init(rc: u32) -> CalloutError {
@@ -348,6 +418,11 @@ impl<'w> Callout<'w> {
                 match e.result {
                     0 if envoy_timeout || (timed_out && e.status == 504) => {
                         Err(CalloutError::Timeout)
+                    }
+                    0 if NoAnswer::of(e.status, &e.body).is_some() => {
+                        Err(CalloutError::Unavailable(
+                            NoAnswer::of(e.status, &e.body).unwrap_or(NoAnswer::ResetBeforeHeaders),
+                        ))
                     }
                     0 => {
                         let mut headers = CalloutHeaders::default();

@@ -1,7 +1,7 @@
 //! Streaming callouts: send a request body in chunks, read the response as it arrives.
 
 use crate::api::callout::{
-    CalloutError, CalloutHeaders, CalloutRequest, request_pairs, trailer_pairs,
+    CalloutError, CalloutHeaders, CalloutRequest, NoAnswer, request_pairs, trailer_pairs,
 };
 use crate::filter::core::StreamCore;
 use crate::filter::streams::Ticket;
@@ -143,7 +143,9 @@ impl<'w> CalloutStream<'w> {
         }
     }
 
-    /// Waits for the response headers.
+    /// Waits for the response headers. When Envoy answered for a service it could not reach
+    /// (see [`CalloutError::Unavailable`]) this is that error, not a head: a `503` head is
+    /// returned once its body shows it is the service's own.
     pub async fn head(&mut self) -> Result<CalloutHead, CalloutError> {
         let core = self.core;
         let ticket = self.ticket;
@@ -153,6 +155,18 @@ impl<'w> CalloutStream<'w> {
             }
             core.streams
                 .with(ticket, |st| {
+                    // A 503 that may be Envoy answering for an unreachable service: its body
+                    // (one short line, delivered with the head) tells, so wait for its end.
+                    if st.got_headers && NoAnswer::may_be(st.status, &st.data) {
+                        if st.ended {
+                            if let Some(why) = NoAnswer::of(st.status, &st.data) {
+                                return Poll::Ready(Err(CalloutError::Unavailable(why)));
+                            }
+                        } else if st.reset.is_none() {
+                            st.waker.register(cx, |w| core.is_own_waker(w));
+                            return Poll::Pending;
+                        }
+                    }
                     if st.got_headers {
                         Poll::Ready(Ok(CalloutHead {
                             status: st.status,

@@ -437,7 +437,8 @@ impl<'a> ResponseWriter<'a> {
     ///         .await;
     ///     match verdict {
     ///         Ok(r) if r.status == 200 => {}
-    ///         Ok(_) => w.send(403, b"denied"),
+    ///         Ok(_) => w.send(403, b"denied"), // the service's verdict
+    ///         // No verdict: unreachable (`Unavailable`), timeout, reset, refused request.
     ///         Err(e) => w.send(503, e.to_string().as_bytes()),
     ///     }
     /// }
