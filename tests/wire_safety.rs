@@ -18,6 +18,9 @@ use std::cell::RefCell;
 /// client would read a forged third response.
 const SPLIT: &str = "a\r\ncontent-length: 0\r\n\r\nHTTP/1.1 200 OK\r\nx-forged: 1\r\n\r\n";
 
+/// A query value that, percent-encoded, does not fit a callout path.
+static LONG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| "é".repeat(700));
+
 const BAD_VALUES: &[&str] = &[
     SPLIT,
     "a\nb",
@@ -530,6 +533,25 @@ fn bad_callouts() -> Vec<(CalloutRequest<'static>, WireError)> {
             WireError::Reserved,
         ),
         (nine, WireError::TooManyHeaders),
+        (
+            (0..9).fold(CalloutRequest::get("c", "/", "h"), |r, _| {
+                r.query("q", b"1")
+            }),
+            WireError::TooManyHeaders,
+        ),
+        (
+            CalloutRequest::get("c", "/", "h").query("big", LONG.as_bytes()),
+            WireError::TooLong,
+        ),
+        // A query cannot repair a path that is not one.
+        (
+            CalloutRequest::get("c", "no-slash", "h").query("q", b"1"),
+            WireError::Byte {
+                field: Field::Path,
+                byte: b'n',
+                at: 0,
+            },
+        ),
     ]
 }
 

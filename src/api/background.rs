@@ -1,7 +1,9 @@
 //! Work a filter config owns, run on Envoy's main thread: tasks that outlive a request,
 //! callouts and streams not tied to any stream, and metrics updated without a stream.
 
-use crate::api::callout::{CalloutError, CalloutRequest, NoAnswer, request_pairs, trailer_pairs};
+use crate::api::callout::{
+    CalloutError, CalloutRequest, NoAnswer, PathBuf, request_pairs, trailer_pairs,
+};
 use crate::api::config::ConfigHandle;
 use crate::api::metrics::MetricError;
 use crate::api::trace::Unsupported;
@@ -202,7 +204,8 @@ impl Background {
         end_stream: bool,
     ) -> Result<BackgroundStream, CalloutError> {
         let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
-        let pairs = request_pairs(&req)?;
+        let mut path = PathBuf::new();
+        let pairs = request_pairs(&req, &mut path)?;
         self.rt.stream_opening();
         let started = with_config(|h| {
             h.start_stream(
@@ -304,7 +307,8 @@ impl Future for BackgroundCallout<'_> {
             None => {
                 let r = &this.req;
                 let timeout_ms = u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX);
-                let pairs = match request_pairs(r) {
+                let mut path = PathBuf::new();
+                let pairs = match request_pairs(r, &mut path) {
                     Ok(p) => p,
                     Err(e) => {
                         this.done = true;

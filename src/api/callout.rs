@@ -188,7 +188,9 @@ pub struct CalloutRequest<'r> {
     pub(crate) host: &'r str,
     pub(crate) headers: [(&'r str, &'r [u8]); 8],
     pub(crate) n_headers: usize,
-    /// More headers were added than fit: the request is refused when it starts.
+    pub(crate) queries: [(&'r str, &'r [u8]); 8],
+    pub(crate) n_queries: usize,
+    /// More headers or query pairs were added than fit: the request is refused when it starts.
     pub(crate) too_many: bool,
     pub(crate) body: &'r [u8],
     pub(crate) timeout: Duration,
@@ -205,6 +207,8 @@ impl<'r> CalloutRequest<'r> {
             host,
             headers: [("", &[]); 8],
             n_headers: 0,
+            queries: [("", &[]); 8],
+            n_queries: 0,
             too_many: false,
             body: &[],
             timeout: Duration::from_secs(5),
@@ -227,6 +231,42 @@ impl<'r> CalloutRequest<'r> {
         if self.n_headers < self.headers.len() {
             self.headers[self.n_headers] = (name, value);
             self.n_headers += 1;
+        } else {
+            self.too_many = true;
+        }
+        self
+    }
+
+    /// Appends a query parameter to the path (up to 8), percent-encoding the name and the value
+    /// (everything but letters, digits and `-._~`), after a `?` or an `&` when the path has a
+    /// query already. The path is put together when the request starts, on the stack (at most
+    /// 4 KiB; longer is refused with [`WireError::TooLong`]).
+    ///
+    /// ```
+    /// use jisr::callout::CalloutRequest;
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    ///
+    /// async fn lookup(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let user = req.header("x-user").unwrap_or_default();
+    ///     let call = CalloutRequest::get("users", "/v1/find?limit=1", "users.local")
+    ///         .query("name", user)
+    ///         .query("scope", b"read/write");
+    ///     let _ = w.callout(call, &mut Vec::new()).await;
+    /// }
+    /// fn register(r: &mut Registry) { r.register("lookup", lookup); }
+    ///
+    /// let f = TestFilter::new(register, "lookup", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/"), ("x-user", "ada lovelace&admin=1")], true);
+    /// let sent = &s.callouts()[0].headers;
+    /// assert_eq!(sent[1], (":path".to_string(),
+    ///     b"/v1/find?limit=1&name=ada%20lovelace%26admin%3D1&scope=read%2Fwrite".to_vec()));
+    /// ```
+    pub fn query(mut self, name: &'r str, value: &'r [u8]) -> Self {
+        if self.n_queries < self.queries.len() {
+            self.queries[self.n_queries] = (name, value);
+            self.n_queries += 1;
         } else {
             self.too_many = true;
         }
@@ -284,12 +324,25 @@ pub struct CalloutResponse {
 /// timeout (capped at a tenth of the timeout).
 const TIMEOUT_SLACK: Duration = Duration::from_millis(20);
 
-/// The request headers of a callout as Envoy takes them: the three required ones first.
-pub(crate) fn request_pairs<'r>(r: &'r CalloutRequest<'_>) -> Result<Pairs<'r, 11>, CalloutError> {
-    check(r).map_err(CalloutError::Invalid)?;
+/// Room for a path with its query parameters, put together on the stack.
+pub(crate) type PathBuf = arrayvec::ArrayVec<u8, 4096>;
+
+/// The request headers of a callout as Envoy takes them: the three required ones first. The
+/// path with its query parameters is written into `path` when there are any.
+pub(crate) fn request_pairs<'p>(
+    r: &'p CalloutRequest<'_>,
+    path: &'p mut PathBuf,
+) -> Result<Pairs<'p, 11>, CalloutError> {
+    let full: &[u8] = if r.n_queries == 0 {
+        r.path.as_bytes()
+    } else {
+        with_query(r, path).map_err(CalloutError::Invalid)?;
+        path.as_slice()
+    };
+    check(r, full).map_err(CalloutError::Invalid)?;
     let mut pairs = arrayvec::ArrayVec::new();
     pairs.push((b":method".as_slice(), r.method.as_bytes()));
-    pairs.push((b":path".as_slice(), r.path.as_bytes()));
+    pairs.push((b":path".as_slice(), full));
     pairs.push((b"host".as_slice(), r.host.as_bytes()));
     for (k, v) in &r.headers[..r.n_headers] {
         pairs.push((k.as_bytes(), *v));
@@ -297,16 +350,50 @@ pub(crate) fn request_pairs<'r>(r: &'r CalloutRequest<'_>) -> Result<Pairs<'r, 1
     Ok(pairs)
 }
 
+/// Writes `r`'s path and its percent-encoded query parameters into `out`.
+fn with_query(r: &CalloutRequest<'_>, out: &mut PathBuf) -> Result<(), WireError> {
+    fn put(out: &mut PathBuf, bytes: &[u8]) -> Result<(), WireError> {
+        out.try_extend_from_slice(bytes)
+            .map_err(|_| WireError::TooLong)
+    }
+    fn encoded(out: &mut PathBuf, bytes: &[u8]) -> Result<(), WireError> {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        for &b in bytes {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                put(out, &[b])?;
+            } else {
+                put(
+                    out,
+                    &[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]],
+                )?;
+            }
+        }
+        Ok(())
+    }
+    out.clear();
+    put(out, r.path.as_bytes())?;
+    let mut sep = if r.path.contains('?') { b'&' } else { b'?' };
+    for (k, v) in &r.queries[..r.n_queries] {
+        put(out, &[sep])?;
+        encoded(out, k.as_bytes())?;
+        put(out, b"=")?;
+        encoded(out, v)?;
+        sep = b'&';
+    }
+    Ok(())
+}
+
 /// Header pairs handed to the host.
 pub(crate) type Pairs<'a, const N: usize> = arrayvec::ArrayVec<(&'a [u8], &'a [u8]), N>;
 
-/// Checks a callout request's method, path, host and headers by the HTTP grammar.
-fn check(r: &CalloutRequest<'_>) -> Result<(), WireError> {
+/// Checks a callout request's method, path (`path`: with its query), host and headers by the
+/// HTTP grammar.
+fn check(r: &CalloutRequest<'_>, path: &[u8]) -> Result<(), WireError> {
     if r.too_many {
         return Err(WireError::TooManyHeaders);
     }
     wire::method(r.method.as_bytes())?;
-    wire::path(r.path.as_bytes())?;
+    wire::path(path)?;
     wire::authority(r.host.as_bytes())?;
     for (k, v) in &r.headers[..r.n_headers] {
         if k.eq_ignore_ascii_case("host") {
@@ -386,7 +473,8 @@ impl<'w> Callout<'w> {
         let core = self.core;
         let r = &self.req;
         let timeout_ms = u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX);
-        let pairs = request_pairs(r)?;
+        let mut path = PathBuf::new();
+        let pairs = request_pairs(r, &mut path)?;
         let ticket = core.callouts.open().ok_or(CalloutError::TooManyInFlight)?;
         self.started = Some(Instant::now());
         // No borrow of the table is held here: Envoy may answer inside this call.

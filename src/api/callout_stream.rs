@@ -1,7 +1,7 @@
 //! Streaming callouts: send a request body in chunks, read the response as it arrives.
 
 use crate::api::callout::{
-    CalloutError, CalloutHeaders, CalloutRequest, NoAnswer, request_pairs, trailer_pairs,
+    CalloutError, CalloutHeaders, CalloutRequest, NoAnswer, PathBuf, request_pairs, trailer_pairs,
 };
 use crate::filter::core::StreamCore;
 use crate::filter::streams::Ticket;
@@ -84,7 +84,8 @@ impl<'w> CalloutStream<'w> {
         end_stream: bool,
     ) -> Result<Self, CalloutError> {
         let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
-        let pairs = request_pairs(req)?;
+        let mut path = PathBuf::new();
+        let pairs = request_pairs(req, &mut path)?;
         let ticket = core.streams.open().ok_or(CalloutError::TooManyInFlight)?;
         // No borrow of the table is held here: Envoy may deliver the stream's first events
         // (even its end) inside this call; they are recorded against the opening entry.

@@ -98,7 +98,10 @@ pub enum WireError {
     Status(u16),
     /// A streamed reply with a status that carries no body (204, 304): use a plain reply.
     Bodiless(u16),
-    /// More headers than the call carries (a reply or trailers: 32; a callout: 8 besides
+    /// A callout path with its query parameters longer than 4 KiB.
+    TooLong,
+    /// More headers (or callout query parameters) than the call carries (a reply or
+    /// trailers: 32; a callout: 8 headers and 8 query parameters besides
     /// method, path and host).
     TooManyHeaders,
 }
@@ -119,6 +122,7 @@ impl fmt::Display for WireError {
             WireError::Status(s) => write!(f, "status {s} is not a final status (200-599)"),
             WireError::Bodiless(s) => write!(f, "status {s} carries no body to stream"),
             WireError::TooManyHeaders => f.write_str("too many headers for this call"),
+            WireError::TooLong => f.write_str("path with query longer than 4 KiB"),
         }
     }
 }
