@@ -20,9 +20,10 @@ const LOAD_WARNING: &str = "jisr: this module was built with panic = \"abort\": 
                             handler aborts Envoy instead of answering 500; build with panic = \
                             \"unwind\"";
 
-/// The compiler warning while building jisr with `panic = "abort"`.
-const BUILD_WARNING: &str = "jisr is built with panic = \"abort\": a panicking handler will \
-                             abort Envoy instead of answering 500; build with panic = \"unwind\"";
+/// The compiler warning `jisr::export!` gives in the filter's crate built with `panic = "abort"`.
+const BUILD_WARNING: &str = "this module is built with panic = \"abort\": a panicking handler \
+                             will abort Envoy instead of answering 500; build with panic = \
+                             \"unwind\" (jisr)";
 
 fn mw_config(up: &Upstream) -> EnvoyConfig {
     EnvoyConfig::new()
@@ -45,7 +46,8 @@ fn line_of(log: &str, needle: &str) -> usize {
 /// warning level), still serves, and a handler panic then takes Envoy down: the warning is
 /// true.
 ///
-/// Building jisr with `panic = "abort"` (a profile or `-C panic=abort`) prints a compiler warning,
+/// Building a module with `panic = "abort"` (a profile or `-C panic=abort`) prints a compiler
+/// warning where the module calls `jisr::export!`,
 /// and the loaded module logs once, before the ABI line: `[warning][dynamic_modules] [:] jisr: this
 /// module was built with panic = "abort": a panicking handler aborts Envoy instead of answering
 /// 500; build with panic = "unwind"`. The first handler panic aborts Envoy (`SIGABRT`); the
@@ -113,4 +115,95 @@ fn unwind_build_does_not_warn() {
     line_of(&log, abi_load_line());
     assert!(!log.contains("panic = \"abort\""), "{log}");
     envoy.assert_ready();
+}
+
+/// The build warning reaches a filter author who takes jisr as a git dependency (Cargo hides
+/// every warning inside git and crates.io dependencies): it comes from `jisr::export!`, which
+/// expands in the author's crate. The package `cargo package` makes of this checkout becomes a
+/// one-commit git repository in `target/`, and a crate there depends on it through a `file://`
+/// URL and is built with `panic = "abort"`.
+#[test]
+fn a_git_dependency_still_shows_the_abort_warning() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository root");
+    let dir = root.join("target/e2e-abort-user");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("user/src")).unwrap();
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("run");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+        text
+    };
+    let cargo = env!("CARGO");
+    run(std::process::Command::new(cargo)
+        .args([
+            "package",
+            "-p",
+            "jisr",
+            "--no-verify",
+            "--allow-dirty",
+            "--quiet",
+        ])
+        .arg("--target-dir")
+        .arg(dir.join("pkg"))
+        .current_dir(&root));
+    let krate = std::fs::read_dir(dir.join("pkg/package"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "crate"))
+        .expect("the packaged crate");
+    run(std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&krate)
+        .arg("-C")
+        .arg(&dir));
+    let src = dir.join(krate.file_stem().unwrap());
+    run(std::process::Command::new("git")
+        .arg("init")
+        .arg("-q")
+        .current_dir(&src));
+    run(std::process::Command::new("git")
+        .args(["add", "-A"])
+        .current_dir(&src));
+    run(std::process::Command::new("git")
+        .args(["-c", "user.name=jisr", "-c", "user.email=jisr@localhost"])
+        .args(["commit", "-q", "-m", "package"])
+        .current_dir(&src));
+    std::fs::write(
+        dir.join("user/Cargo.toml"),
+        format!(
+            "[package]\nname = \"abort-user\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\
+             [dependencies]\njisr = {{ git = \"file://{}\" }}\n\
+             [profile.dev]\npanic = \"abort\"\n[workspace]\n",
+            src.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("user/src/lib.rs"),
+        "fn register(r: &mut jisr::Registry) {\n    \
+         r.register(\"noop\", |_q: jisr::Request<'_>, _w: jisr::ResponseWriter<'_>| async {});\n}\n\
+         jisr::export!(register);\n",
+    )
+    .unwrap();
+    let text = run(std::process::Command::new(cargo)
+        .args(["build", "--quiet"])
+        .current_dir(dir.join("user"))
+        .env("CARGO_TARGET_DIR", dir.join("user/target")));
+    assert!(
+        text.contains(BUILD_WARNING),
+        "no warning for a git dependency:\n{text}"
+    );
+    assert!(
+        text.contains("src/lib.rs:4"),
+        "the warning does not point at export!:\n{text}"
+    );
 }

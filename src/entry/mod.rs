@@ -619,6 +619,18 @@ pub unsafe fn destroy(m: *const c_void) {
 #[macro_export]
 macro_rules! __export_hooks {
     ($register:path) => {
+        // Expanded in the filter's crate, so the warning reaches its author even when jisr is
+        // a crates.io or git dependency (Cargo silences warnings inside those).
+        #[cfg(panic = "abort")]
+        const _: () = {
+            #[deprecated(
+                note = "this module is built with panic = \"abort\": a panicking handler will \
+                        abort Envoy instead of answering 500; build with panic = \"unwind\" \
+                        (jisr)"
+            )]
+            const JISR_PANIC_ABORT: () = ();
+            JISR_PANIC_ABORT
+        };
         const _: () = {
             use ::core::ffi::{c_char, c_void};
             use $crate::entry as h;

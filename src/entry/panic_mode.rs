@@ -3,7 +3,8 @@
 //! jisr answers a panicking handler with a 500 by catching the unwind on the worker. With
 //! `panic = "abort"` there is no unwind to catch: the first handler panic aborts the whole
 //! Envoy process. That build still works until then, so it is reported loudly instead: a
-//! compiler warning while building, and a warning in Envoy's log when the module loads.
+//! compiler warning in the filter's crate (from `jisr::export!`), and a warning in Envoy's log
+//! when the module loads.
 
 use crate::host::envoy::global_log;
 use crate::host::log::escape_line;
@@ -16,19 +17,9 @@ const WARN: u32 = 3;
 const ABORT_WARNING: &str = "jisr: this module was built with panic = \"abort\": a panicking \
 handler aborts Envoy instead of answering 500; build with panic = \"unwind\"";
 
-// The build-time warning for every way of choosing `abort`. A build script cannot give it for
-// a Cargo profile's `panic = "abort"`: Cargo sets its `CARGO_CFG_PANIC` from RUSTFLAGS only.
-// The library itself is compiled with the final strategy, and a deprecated item is the stable
-// way to make the compiler print a warning.
-#[cfg(panic = "abort")]
-const _: () = {
-    #[deprecated(
-        note = "jisr is built with panic = \"abort\": a panicking handler will abort Envoy \
-                instead of answering 500; build with panic = \"unwind\""
-    )]
-    const PANIC_ABORT: () = ();
-    PANIC_ABORT
-};
+// The build-time warning is in `jisr::export!`: it expands in the filter's own crate, where
+// the compiler shows it whether jisr is a path, git or crates.io dependency (Cargo silences
+// warnings inside non-path dependencies, so a warning here would reach nobody).
 
 /// The warning for this build's panic strategy: `Some` only when built with `panic = "abort"`.
 pub(crate) fn abort_warning() -> Option<&'static str> {
