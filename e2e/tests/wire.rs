@@ -177,6 +177,20 @@ fn log_lines_from_request_text_stay_one_line_each() {
         log.contains(r#""ada\n[2026-12-07 00:00:00.000][1][critical][main] forged\u001b[2J level=error" filter=log user="#),
         "{log}"
     );
+    // Envoy 1.40 shows where the module logged (`log_v2`); older Envoys have no such callback
+    // and show a place in their own code.
+    let line = log
+        .lines()
+        .find(|l| l.contains("wire_fixture text: "))
+        .expect("the log line");
+    if jisr_e2e::envoy_minor() >= (1, 40) {
+        assert!(
+            line.contains("[e2e/fixtures/examples/wire_fixture.rs:"),
+            "no source location: {line}"
+        );
+    } else {
+        assert!(!line.contains("wire_fixture.rs:"), "{line}");
+    }
 }
 
 /// Envoy inherits `RUST_BACKTRACE`; the module's panic hook writes one line into Envoy's log

@@ -46,6 +46,8 @@ macro_rules! late {
 }
 
 late! {
+    /// 1.40: a log line with the module's source location (file, line) instead of `[:]`.
+    log_v2: unsafe extern "C" fn(u32, Buf, Buf, u32) = c"envoy_dynamic_module_callback_log_v2",
     /// 1.39+: every value of a header in one call.
     get_header_values: unsafe extern "C" fn(EnvoyFilterPtr, u32, Buf, *mut Buf) -> bool =
         c"envoy_dynamic_module_callback_http_get_header_values",
@@ -149,7 +151,7 @@ mod tests {
     fn missing_callbacks_resolve_to_none_outside_envoy() {
         let late = get();
         assert!(late.get_header_values.is_none() && late.config_set_gauge.is_none());
-        assert_eq!(NAMES.len(), 27);
+        assert_eq!(NAMES.len(), 28);
         // The lookup itself works: a libc symbol is found.
         assert!(!lookup(c"malloc").is_null());
     }

@@ -140,11 +140,16 @@ impl<'c> ConfigHandle<'c> {
 
     /// Logs a line through Envoy's `dynamic_modules` logger (nothing is formatted when the level
     /// is disabled).
+    #[track_caller]
     pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        let site = core::panic::Location::caller();
         if self.host.log_enabled(level as u32) {
             log::with_line(
                 |s| fmt::write(s, args),
-                |line| self.host.log(level as u32, line),
+                |line| {
+                    self.host
+                        .log_at(level as u32, line, site.file(), site.line())
+                },
             );
         }
     }

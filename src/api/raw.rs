@@ -593,11 +593,17 @@ impl<'h> RawStream<'h> {
         }
     }
 
-    /// Logs a line (nothing is formatted when the level is disabled).
+    /// Logs a line (nothing is formatted when the level is disabled), with the caller's file
+    /// and line on Envoy 1.40.
+    #[track_caller]
     pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        let site = core::panic::Location::caller();
         let Some(h) = self.host() else { return };
         if h.log_enabled(level as u32) {
-            log::with_line(|s| fmt::write(s, args), |line| h.log(level as u32, line));
+            log::with_line(
+                |s| fmt::write(s, args),
+                |line| h.log_at(level as u32, line, site.file(), site.line()),
+            );
         }
     }
 

@@ -894,11 +894,17 @@ impl<'a> ResponseWriter<'a> {
             .unwrap_or(false)
     }
 
-    /// Logs a formatted line. Nothing is formatted when the level is disabled.
+    /// Logs a formatted line. Nothing is formatted when the level is disabled. Envoy 1.40 shows
+    /// the caller's file and line with it.
+    #[track_caller]
     pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        let site = core::panic::Location::caller();
         self.core.with_host(|h| {
             if h.log_enabled(level as u32) {
-                log::with_line(|s| fmt::write(s, args), |line| h.log(level as u32, line));
+                log::with_line(
+                    |s| fmt::write(s, args),
+                    |line| h.log_at(level as u32, line, site.file(), site.line()),
+                );
             }
         });
     }
@@ -906,13 +912,15 @@ impl<'a> ResponseWriter<'a> {
     /// Logs a structured line as logfmt: `msg filter=<name> key=value ...`. Values with spaces,
     /// `"` or `=` are quoted and escaped; an empty value is `""`. Nothing is formatted when the
     /// level is disabled.
+    #[track_caller]
     pub fn log_attrs(&self, level: Level, msg: &str, attrs: &[(&str, LogValue<'_>)]) {
+        let site = core::panic::Location::caller();
         let name = self.core.name();
         self.core.with_host(|h| {
             if h.log_enabled(level as u32) {
                 log::with_line(
                     |s| log::write_attrs(s, name, msg, attrs),
-                    |line| h.log(level as u32, line),
+                    |line| h.log_at(level as u32, line, site.file(), site.line()),
                 );
             }
         });

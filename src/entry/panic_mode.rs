@@ -6,7 +6,7 @@
 //! compiler warning in the filter's crate (from `jisr::export!`), and a warning in Envoy's log
 //! when the module loads.
 
-use crate::host::envoy::global_log;
+use crate::host::envoy::{global_log, global_log_at};
 use crate::host::log::escape_line;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -103,14 +103,13 @@ fn report(info: &std::panic::PanicHookInfo<'_>) {
     };
     let backtrace = std::env::var_os(BACKTRACE_ENV).is_some_and(|v| v != "0" && !v.is_empty());
     let line = escape_line(&line);
+    let (file, at) = info.location().map_or(("", 0), |l| (l.file(), l.line()));
     if backtrace {
-        global_log(ERROR, line.as_bytes());
+        global_log_at(ERROR, line.as_bytes(), file, at);
         eprintln!("{line}\n{}", std::backtrace::Backtrace::force_capture());
     } else {
-        global_log(
-            ERROR,
-            format!("{line} ({BACKTRACE_ENV}=1 for a backtrace)").as_bytes(),
-        );
+        let line = format!("{line} ({BACKTRACE_ENV}=1 for a backtrace)");
+        global_log_at(ERROR, line.as_bytes(), file, at);
     }
 }
 

@@ -115,13 +115,16 @@ where
     }
 }
 
-/// Logs through the stream's host at `level` (nothing once the stream ended or detached).
+/// Logs through the stream's host at `level` (nothing once the stream ended or detached),
+/// located at the caller.
+#[track_caller]
 pub(crate) fn log_line(core: &StreamCore, level: Level, args: core::fmt::Arguments<'_>) {
+    let site = core::panic::Location::caller();
     core.with_host(|h| {
         if h.log_enabled(level as u32) {
             crate::host::log::with_line(
                 |s| core::fmt::write(s, args),
-                |line| h.log(level as u32, line),
+                |line| h.log_at(level as u32, line, site.file(), site.line()),
             );
         }
     });

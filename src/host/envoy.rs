@@ -710,6 +710,10 @@ impl Host for EnvoyHost {
         global_log(level, msg)
     }
 
+    fn log_at(&self, level: u32, msg: &[u8], file: &str, line: u32) {
+        global_log_at(level, msg, file, line)
+    }
+
     fn new_scheduler(&self) -> Committer {
         // SAFETY: live filter pointer, called on its worker inside a hook.
         let ptr =
@@ -747,10 +751,24 @@ pub(crate) fn global_log_enabled(level: u32) -> bool {
     unsafe { ffi::envoy_dynamic_module_callback_log_enabled(level) }
 }
 
-/// Writes one line to Envoy's `dynamic_modules` logger.
+/// Writes one line to Envoy's `dynamic_modules` logger, located at the caller.
+#[track_caller]
 pub(crate) fn global_log(level: u32, msg: &[u8]) {
-    // SAFETY: Envoy copies the message during the call.
-    unsafe { ffi::envoy_dynamic_module_callback_log(level, Buf::of(msg)) }
+    let site = core::panic::Location::caller();
+    global_log_at(level, msg, site.file(), site.line())
+}
+
+/// Writes one line to Envoy's `dynamic_modules` logger with its source location: Envoy 1.40
+/// shows it (`[src/lib.rs:12]`); older Envoys have no such callback and show `[:]`.
+pub(crate) fn global_log_at(level: u32, msg: &[u8], file: &str, line: u32) {
+    match crate::abi::late::get().log_v2 {
+        // SAFETY: `log_v2` is Envoy's exported `envoy_dynamic_module_callback_log_v2`
+        // (resolved by name; signature per the ABI). It only reads both buffers during the
+        // call (it copies the file name into its own thread-local string).
+        Some(log_v2) => unsafe { log_v2(level, Buf::of(msg), Buf::of(file.as_bytes()), line) },
+        // SAFETY: Envoy copies the message during the call.
+        None => unsafe { ffi::envoy_dynamic_module_callback_log(level, Buf::of(msg)) },
+    }
 }
 
 /// Commits an event on an Envoy scheduler.
@@ -848,6 +866,10 @@ impl ConfigHost for EnvoyConfigHost {
 
     fn log(&self, level: u32, msg: &[u8]) {
         global_log(level, msg)
+    }
+
+    fn log_at(&self, level: u32, msg: &[u8], file: &str, line: u32) {
+        global_log_at(level, msg, file, line)
     }
 
     fn new_scheduler(&self) -> Committer {

@@ -1,6 +1,6 @@
 //! The `log` crate's macros, routed to Envoy's `dynamic_modules` logger (feature `log`).
 
-use crate::host::envoy::{global_log, global_log_enabled};
+use crate::host::envoy::{global_log_at, global_log_enabled};
 
 struct EnvoyLogger;
 
@@ -29,7 +29,14 @@ impl log::Log for EnvoyLogger {
         }
         super::log::with_line(
             |s| core::fmt::write(s, *record.args()),
-            |line| global_log(lvl, line),
+            |line| {
+                global_log_at(
+                    lvl,
+                    line,
+                    record.file().unwrap_or(""),
+                    record.line().unwrap_or(0),
+                )
+            },
         );
     }
 

@@ -232,6 +232,10 @@ pub(crate) trait Host: extra::Extra + Outbound {
     fn log_enabled(&self, level: u32) -> bool;
     /// Emits one log line.
     fn log(&self, level: u32, msg: &[u8]);
+    /// Emits one log line with the source location it was written at (shown by Envoy 1.40).
+    fn log_at(&self, level: u32, msg: &[u8], _file: &str, _line: u32) {
+        self.log(level, msg)
+    }
 
     /// Creates this stream's scheduler (once; the caller keeps it).
     fn new_scheduler(&self) -> Committer;
@@ -276,6 +280,10 @@ pub(crate) trait ConfigHost: Outbound {
     fn log_enabled(&self, level: u32) -> bool;
     /// Emits one log line.
     fn log(&self, level: u32, msg: &[u8]);
+    /// Emits one log line with the source location it was written at (shown by Envoy 1.40).
+    fn log_at(&self, level: u32, msg: &[u8], _file: &str, _line: u32) {
+        self.log(level, msg)
+    }
     /// A log usable from any thread at any time, for lines written when no stream host is at
     /// hand (`None` where there is none).
     fn process_log(&self) -> Option<fn(u32, &[u8])>;

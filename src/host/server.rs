@@ -100,6 +100,10 @@ impl ConfigHost for EnvoyServerHost {
         super::envoy::global_log(level, msg)
     }
 
+    fn log_at(&self, level: u32, msg: &[u8], file: &str, line: u32) {
+        super::envoy::global_log_at(level, msg, file, line)
+    }
+
     fn process_log(&self) -> Option<fn(u32, &[u8])> {
         Some(super::envoy::global_log)
     }
