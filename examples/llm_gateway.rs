@@ -9,9 +9,12 @@
 //!   rounded up; details `llm_gateway_budget`). Tokens are charged when the response ends
 //!   (streamed or not, also when cut short), so requests in flight may overshoot a little.
 //! - **Request rewrite.** The JSON body is read whole (at most `max_body` bytes, else `413`,
-//!   details `llm_gateway_body_too_large`). A streaming OpenAI chat request (`"stream": true`)
-//!   that does not ask for usage gets `stream_options.include_usage: true` added, so its usage
-//!   can be billed; `content-length` is kept right.
+//!   details `llm_gateway_body_too_large`). A streaming OpenAI Chat Completions (or legacy
+//!   Completions) request (`"stream": true`) that does not ask for usage (`stream_options`
+//!   absent or `null`, or `include_usage` absent or `false`) gets
+//!   `stream_options.include_usage: true`, so its usage can be billed; `content-length` is
+//!   kept right. Only those two APIs define the field: a Responses request (`/v1/responses`,
+//!   usage always in `response.completed`), Anthropic and Gemini requests are never changed.
 //! - **Routing.** `model` picks the cluster (`gpt-*`, `o1*`, `o3*`, `o4*` → `openai`,
 //!   `claude-*` → `anthropic`, `gemini-*` → `gemini`, else `default`) through request header
 //!   `x-cluster` and a cleared route cache (a route with `cluster_header: x-cluster`).
@@ -115,6 +118,54 @@ fn cluster_for(model: &str) -> &'static str {
     }
 }
 
+/// Which API a request path names, as far as the gateway's rewrites are concerned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Api {
+    /// OpenAI Chat Completions (`/chat/completions`) or legacy Completions (`/completions`):
+    /// the only APIs whose `stream_options` has `include_usage`.
+    OpenAiChat,
+    /// Anything else.
+    Other,
+}
+
+fn api_of(path: &str) -> Api {
+    let path = path.split('?').next().unwrap_or("");
+    if path.ends_with("/chat/completions") || path.ends_with("/completions") {
+        Api::OpenAiChat
+    } else {
+        Api::Other
+    }
+}
+
+/// Makes a streaming Chat Completions request ask for usage: `stream_options.include_usage`
+/// becomes `true` when the request streams and did not ask for it (the field absent or
+/// `false`, `stream_options` absent or `null`). Returns whether the request changed. A
+/// `stream_options` that is neither an object nor `null` is left alone: the provider refuses
+/// the request, so nothing is generated.
+fn ask_for_usage(v: &mut serde_json::Value) -> bool {
+    let streaming = v.get("stream").and_then(|s| s.as_bool()) == Some(true);
+    let asked = v
+        .pointer("/stream_options/include_usage")
+        .and_then(|b| b.as_bool())
+        == Some(true);
+    let Some(obj) = v.as_object_mut().filter(|_| streaming && !asked) else {
+        return false;
+    };
+    let opts = obj
+        .entry("stream_options")
+        .or_insert(serde_json::Value::Null);
+    if opts.is_null() {
+        *opts = serde_json::json!({});
+    }
+    match opts.as_object_mut() {
+        Some(opts) => {
+            opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+            true
+        }
+        None => false,
+    }
+}
+
 /// What the request handler hands to the response handler.
 struct Admitted {
     key: String,
@@ -125,6 +176,7 @@ struct Admitted {
 
 async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Option<Admitted> {
     let started = Instant::now();
+    let api = api_of(req.path().unwrap_or(""));
     let Some(key) = req
         .header_str("x-api-key")
         .filter(|k| g.keys.iter().any(|a| a == k))
@@ -168,25 +220,13 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
         .unwrap_or("")
         .to_string();
     let cluster = cluster_for(&model);
-    if let Some(v) = json.as_mut().filter(|_| cluster == "openai") {
-        let streaming = v.get("stream").and_then(|s| s.as_bool()) == Some(true);
-        let asked = v
-            .pointer("/stream_options/include_usage")
-            .and_then(|b| b.as_bool())
-            == Some(true);
-        if streaming && !asked {
-            if let Some(opts) = v
-                .as_object_mut()
-                .map(|o| {
-                    o.entry("stream_options")
-                        .or_insert_with(|| serde_json::json!({}))
-                })
-                .and_then(|o| o.as_object_mut())
-            {
-                opts.insert("include_usage".into(), serde_json::Value::Bool(true));
-                if let Ok(new) = serde_json::to_vec(v) {
-                    let _ = req.replace_body(&new);
-                }
+    if let Some(v) = json
+        .as_mut()
+        .filter(|_| cluster == "openai" && api == Api::OpenAiChat)
+    {
+        if ask_for_usage(v) {
+            if let Ok(new) = serde_json::to_vec(v) {
+                let _ = req.replace_body(&new);
             }
         }
     }

@@ -14,18 +14,24 @@ use jisr_e2e::{
 use serde_json::Value;
 use std::time::Duration;
 
-/// An OpenAI chat stream whose last chunk carries usage (sent only when asked for).
-fn openai_chat() -> Vec<u8> {
+/// An OpenAI chat stream; its last chunk before `[DONE]` carries usage and no choices, and
+/// is sent only when the request asked for it (`stream_options.include_usage: true`).
+fn openai_chat(with_usage: bool) -> Vec<u8> {
     let mut s = String::new();
     for word in ["Hel", "lo", " there"] {
         s.push_str(&format!(
             "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"delta\":{{\"content\":\"{word}\"}}}}],\"usage\":null}}\n\n"
         ));
     }
-    s.push_str("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":21,\"completion_tokens\":9,\"total_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":5},\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n");
+    if with_usage {
+        s.push_str(OPENAI_USAGE_CHUNK);
+    }
     s.push_str("data: [DONE]\n\n");
     s.into_bytes()
 }
+
+/// The usage-only chunk of [`openai_chat`].
+const OPENAI_USAGE_CHUNK: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":21,\"completion_tokens\":9,\"total_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":5},\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n";
 
 /// An OpenAI Responses stream whose `response.completed` repeats a long output before usage.
 fn openai_responses(output_len: usize) -> Vec<u8> {
@@ -96,13 +102,17 @@ fn start(budget: u64, window_ms: u64) -> Gw {
 
 /// [`start`], with Envoy's rate-limit filter charging `rls` when given.
 fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
+    // Like the real API: usage only when asked for, and a Responses request naming
+    // `stream_options.include_usage` refused (that API has no such field).
     let openai = Upstream::start_with("openai", |req, w| {
-        if req.body.windows(14).any(|x| x == b"\"stream\":false") {
-            w.header("content-type", "application/json")
-                .send(OPENAI_JSON.as_bytes());
-            return;
-        }
+        let v: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         if req.path.starts_with("/v1/responses") {
+            if v.pointer("/stream_options/include_usage").is_some() {
+                w.status(400)
+                    .header("content-type", "application/json")
+                    .send(br#"{"error":{"message":"Unknown parameter: 'stream_options.include_usage'.","type":"invalid_request_error","param":"stream_options.include_usage","code":"unknown_parameter"}}"#);
+                return;
+            }
             w.header("content-type", "text/event-stream")
                 .start_chunked();
             let body = openai_responses(1_200_000);
@@ -112,10 +122,15 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
             w.finish();
             return;
         }
+        if v["stream"] != true {
+            w.header("content-type", "application/json")
+                .send(OPENAI_JSON.as_bytes());
+            return;
+        }
         w.header("content-type", "text/event-stream")
             .start_chunked();
         // Cut at awkward places: inside keys, numbers and the event boundary.
-        let body = openai_chat();
+        let body = openai_chat(v["stream_options"]["include_usage"] == true);
         for piece in body.chunks(7) {
             w.chunk(piece);
         }
@@ -234,7 +249,7 @@ fn exact_usage_from_every_shape_and_include_usage_injected() {
         "/v1/responses",
         r#"{"model":"o3-mini","stream":true}"#,
     );
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.body.len() > 1_200_000);
     assert!(
         wait_until(Duration::from_secs(5), || tokens(
@@ -423,4 +438,63 @@ fn fleet_budget_is_charged_to_the_rate_limit_service_at_stream_end() {
     charged("k2", 72).unwrap_or_else(|| panic!("no charge of 72 for k2: {:#?}", rls.calls()));
     // One call per response, both at stream end: nothing was sent on the request path.
     assert_eq!(rls.calls().len(), 2, "{:#?}", rls.calls());
+}
+
+/// `"stream_options": null` (which the OpenAI API accepts) is a request that did not ask for
+/// usage: the gateway asks for it, and the stream is billed.
+#[test]
+fn stream_options_null_still_gets_usage_billed() {
+    let gw = start(10_000_000, 60_000);
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o-mini","stream":true,"stream_options":null,"messages":[]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    let sent = gw.openai.requests().pop().unwrap();
+    let v: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(v["stream_options"]["include_usage"], true, "{v}");
+    assert!(
+        wait_until(Duration::from_secs(5), || tokens(
+            &gw,
+            "openai",
+            "gpt-4o-mini",
+            "input"
+        ) == Some(21)),
+        "{}",
+        gw.envoy.stats()
+    );
+    assert_eq!(tokens(&gw, "openai", "gpt-4o-mini", "output"), Some(9));
+}
+
+/// The Responses API reports usage in `response.completed` and its `stream_options` has no
+/// `include_usage`: its requests reach the provider unchanged, and are still billed.
+#[test]
+fn responses_api_requests_are_not_given_include_usage() {
+    let gw = start(10_000_000, 60_000);
+    let body = r#"{"model":"o4-mini","stream":true,"stream_options":{"include_obfuscation":false},"input":"hi"}"#;
+    let r = post(&gw, "k1", "/v1/responses", body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = gw.openai.requests().pop().unwrap();
+    assert_eq!(sent.body, body.as_bytes());
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/responses?x=1",
+        r#"{"model":"o4-mini","stream":true,"input":"hi"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = gw.openai.requests().pop().unwrap();
+    assert_eq!(
+        sent.body,
+        br#"{"model":"o4-mini","stream":true,"input":"hi"}"#
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || tokens(
+            &gw, "openai", "o4-mini", "output"
+        ) == Some(500_000)),
+        "{:?}",
+        tokens(&gw, "openai", "o4-mini", "output")
+    );
 }
