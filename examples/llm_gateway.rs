@@ -15,9 +15,18 @@
 //!   `stream_options.include_usage: true`, so its usage can be billed; `content-length` is
 //!   kept right. Only those two APIs define the field: a Responses request (`/v1/responses`,
 //!   usage always in `response.completed`), Anthropic and Gemini requests are never changed.
+//! - **Billable requests.** A `POST` to an API that reports usage is billable: OpenAI
+//!   `…/chat/completions`, `…/completions`, `…/responses`, `…/embeddings`, Anthropic
+//!   `…/messages`, and native Gemini `…/models/{model}:generateContent` and
+//!   `:streamGenerateContent`. Its body must be a JSON object: an empty or malformed body (or
+//!   JSON that is not an object) gets `400` (details `llm_gateway_bad_body`) and nothing
+//!   reaches the provider, since what cannot be read cannot be billed. Other requests are
+//!   forwarded as they are (routed by their body's `model` when it has one).
 //! - **Routing.** `model` picks the cluster (`gpt-*`, `o1*`, `o3*`, `o4*` → `openai`,
 //!   `claude-*` → `anthropic`, `gemini-*` → `gemini`, else `default`) through request header
-//!   `x-cluster` and a cleared route cache (a route with `cluster_header: x-cluster`).
+//!   `x-cluster` and a cleared route cache (a route with `cluster_header: x-cluster`). A
+//!   native Gemini request names its model in the path, not the body: it goes to `gemini`
+//!   whatever the model's name, and is billed under that name.
 //! - **Usage.** The response (SSE or JSON, any provider, told apart from the body) goes through
 //!   a [`UsageTracker`] as it passes. At its end: counter
 //!   `llm_gateway_tokens{provider,model,kind}` with `kind` `input`, `output`, `cached_input`,
@@ -118,13 +127,20 @@ fn cluster_for(model: &str) -> &'static str {
     }
 }
 
-/// Which API a request path names, as far as the gateway's rewrites are concerned.
+/// Which API a request path names (the query is ignored).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Api {
     /// OpenAI Chat Completions (`/chat/completions`) or legacy Completions (`/completions`):
     /// the only APIs whose `stream_options` has `include_usage`.
     OpenAiChat,
-    /// Anything else.
+    /// Another API whose JSON body names the model and whose answer reports usage: OpenAI
+    /// Responses (`/responses`) and embeddings (`/embeddings`), Anthropic Messages
+    /// (`/messages`).
+    Json,
+    /// Native Gemini (`/{version}/models/{model}:generateContent` or
+    /// `:streamGenerateContent`): the path names the model.
+    Gemini,
+    /// Anything else: not billed, forwarded as it is.
     Other,
 }
 
@@ -132,9 +148,28 @@ fn api_of(path: &str) -> Api {
     let path = path.split('?').next().unwrap_or("");
     if path.ends_with("/chat/completions") || path.ends_with("/completions") {
         Api::OpenAiChat
+    } else if ["/responses", "/messages", "/embeddings"]
+        .iter()
+        .any(|p| path.ends_with(p))
+    {
+        Api::Json
+    } else if gemini_model(path).is_some() {
+        Api::Gemini
     } else {
         Api::Other
     }
+}
+
+/// The model a native Gemini path names: `/v1beta/models/gemini-2.5-pro:generateContent`
+/// names `gemini-2.5-pro`.
+fn gemini_model(path: &str) -> Option<&str> {
+    let path = path.split('?').next()?;
+    let (head, method) = path.rsplit_once(':')?;
+    if method != "generateContent" && method != "streamGenerateContent" {
+        return None;
+    }
+    let (_, model) = head.rsplit_once("/models/")?;
+    Some(model).filter(|m| !m.is_empty() && !m.contains('/'))
 }
 
 /// Makes a streaming Chat Completions request ask for usage: `stream_options.include_usage`
@@ -212,14 +247,30 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
         }
         Err(_) => return None,
     }
-    let mut json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    let model = json
-        .as_ref()
-        .and_then(|v| v.get("model"))
-        .and_then(|m| m.as_str())
-        .unwrap_or("")
-        .to_string();
-    let cluster = cluster_for(&model);
+    // A billable request whose body cannot be read cannot be billed: refused, not forwarded.
+    let billable = api != Api::Other && req.method() == Some("POST");
+    let mut json = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) if v.is_object() => Some(v),
+        _ if !billable => None,
+        Ok(_) => return bad_body(w, "the request body is not a JSON object"),
+        Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
+            return bad_body(w, "the request body is empty");
+        }
+        Err(e) => return bad_body(w, &format!("the request body is not valid JSON ({e})")),
+    };
+    let model = match api {
+        Api::Gemini => gemini_model(req.path().unwrap_or("")).unwrap_or(""),
+        _ => json
+            .as_ref()
+            .and_then(|v| v.get("model"))
+            .and_then(|m| m.as_str())
+            .unwrap_or(""),
+    }
+    .to_string();
+    let cluster = match api {
+        Api::Gemini => "gemini",
+        _ => cluster_for(&model),
+    };
     if let Some(v) = json
         .as_mut()
         .filter(|_| cluster == "openai" && api == Api::OpenAiChat)
@@ -239,6 +290,13 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
         cluster,
         started,
     })
+}
+
+/// Answers `400` (details `llm_gateway_bad_body`): the gateway cannot bill what it cannot read.
+fn bad_body(w: ResponseWriter<'_>, why: &str) -> Option<Admitted> {
+    let msg = format!("{why}: the gateway cannot bill a request it cannot read\n");
+    w.send_with(400, &[], msg.as_bytes(), "llm_gateway_bad_body");
+    None
 }
 
 async fn bill(

@@ -498,3 +498,77 @@ fn responses_api_requests_are_not_given_include_usage() {
         tokens(&gw, "openai", "o4-mini", "output")
     );
 }
+
+/// A billable request whose body the gateway cannot read is refused with a clear `400`, and
+/// nothing reaches the provider: what cannot be read cannot be billed.
+#[test]
+fn unreadable_bodies_on_billable_paths_get_400_and_reach_nobody() {
+    let gw = start(10_000_000, 60_000);
+    for (path, body, why) in [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","stream":"#,
+            "not valid JSON",
+        ),
+        ("/v1/chat/completions", "", "empty"),
+        ("/v1/messages", "  \n", "empty"),
+        ("/v1/responses", "[1,2]", "not a JSON object"),
+        ("/v1/messages?beta=true", "model=claude", "not valid JSON"),
+        (
+            "/v1beta/models/gemini-2.5-pro:generateContent",
+            "{\"contents\":",
+            "not valid JSON",
+        ),
+    ] {
+        let r = post(&gw, "k1", path, body);
+        assert_eq!(r.status, 400, "{path} {body:?}: {}", r.text());
+        assert!(r.text().contains(why), "{path} {body:?}: {}", r.text());
+        assert!(r.text().contains("cannot bill"), "{}", r.text());
+    }
+    assert_eq!(gw.openai.requests().len(), 0);
+    assert_eq!(gw._anthropic.requests().len(), 0);
+    assert_eq!(gw._gemini.requests().len(), 0);
+    // A body is still fine where nothing is billed (here, no cluster answers: 503 from Envoy).
+    assert_ne!(post(&gw, "k1", "/v1/files", "not json").status, 400);
+}
+
+/// Native Gemini requests name the model in the path and carry none in the body: they reach
+/// the Gemini cluster and are billed under the path's model.
+#[test]
+fn native_gemini_requests_are_routed_and_billed() {
+    let gw = start(10_000_000, 60_000);
+    let body = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    let r = post(
+        &gw,
+        "k1",
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    assert_eq!(r.body, GEMINI_SSE.as_bytes());
+    let g = |model, kind| tokens(&gw, "gemini", model, kind);
+    assert!(
+        wait_until(Duration::from_secs(5), || g("gemini-2.0-flash", "output")
+            == Some(4)),
+        "{}",
+        gw.envoy.stats()
+    );
+    assert_eq!(g("gemini-2.0-flash", "input"), Some(11));
+    // Any model the Gemini API serves, `:generateContent`, the `v1` API.
+    let r = post(&gw, "k2", "/v1/models/gemma-3-27b-it:generateContent", body);
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    assert_eq!(r.body, GEMINI_JSON.as_bytes());
+    assert!(
+        wait_until(Duration::from_secs(5), || g("gemma-3-27b-it", "input")
+            == Some(9)),
+        "{}",
+        gw.envoy.stats()
+    );
+    let sent = gw._gemini.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].path,
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    );
+    assert_eq!(sent[1].body, body.as_bytes());
+}
