@@ -15,6 +15,11 @@
 //!   `stream_options.include_usage: true`, so its usage can be billed; `content-length` is
 //!   kept right. Only those two APIs define the field: a Responses request (`/v1/responses`,
 //!   usage always in `response.completed`), Anthropic and Gemini requests are never changed.
+//!   When the gateway asked for usage the client did not ask for, the provider's usage-only
+//!   chunk (`"choices": []` with `usage`) is billed and removed from what the client receives;
+//!   every other byte passes unchanged ([`UsageChunkStripper`], each chunk replaced once read
+//!   whole with [`Response::replace_chunk`]). A stream sent with a `content-length` (already
+//!   downstream) keeps that chunk, since its length cannot change.
 //! - **Billable requests.** A `POST` to an API that reports usage is billable: OpenAI
 //!   `…/chat/completions`, `…/completions`, `…/responses`, `…/embeddings`, Anthropic
 //!   `…/messages`, and native Gemini `…/models/{model}:generateContent` and
@@ -65,7 +70,7 @@
 //!   is not what carries the tokens: Envoy 1.40 sent no hits for it (nor for a fixed
 //!   `number`) in this setup; the filter state is what the rate-limit filter reads.
 
-use jisr::buffer::{BudgetError, Budgets, Provider, UsageTracker};
+use jisr::buffer::{BudgetError, Budgets, Provider, UsageChunkStripper, UsageTracker};
 use jisr::handler::BodyError;
 use jisr::info::TimingPoint;
 use jisr::{
@@ -201,12 +206,18 @@ fn ask_for_usage(v: &mut serde_json::Value) -> bool {
     }
 }
 
+/// Longest event held while deciding whether it is the usage-only chunk (which is a few
+/// hundred bytes); a longer event is passed on as it comes.
+const STRIP_HOLD: usize = 16 * 1024;
+
 /// What the request handler hands to the response handler.
 struct Admitted {
     key: String,
     model: String,
     cluster: &'static str,
     started: Instant,
+    /// The gateway asked for usage the client did not ask for.
+    added_usage: bool,
 }
 
 async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Option<Admitted> {
@@ -271,13 +282,14 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
         Api::Gemini => "gemini",
         _ => cluster_for(&model),
     };
+    let mut added_usage = false;
     if let Some(v) = json
         .as_mut()
         .filter(|_| cluster == "openai" && api == Api::OpenAiChat)
     {
         if ask_for_usage(v) {
             if let Ok(new) = serde_json::to_vec(v) {
-                let _ = req.replace_body(&new);
+                added_usage = req.replace_body(&new).is_ok();
             }
         }
     }
@@ -289,6 +301,7 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
         model,
         cluster,
         started,
+        added_usage,
     })
 }
 
@@ -316,12 +329,39 @@ async fn bill(
         .unwrap_or_else(|| a.started.elapsed());
     let _ = w.histogram_record(g.ttfb, &[a.cluster], ttfb.as_millis() as u64);
     let mut tracker = UsageTracker::new();
+    // The usage-only chunk the client did not ask for is removed from what it sees (each
+    // chunk is replaced once read whole); a response framed by its length keeps every byte.
+    let mut strip = (a.added_usage
+        && resp.header("content-length").is_none()
+        && resp
+            .header_str("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream")))
+    .then(|| (UsageChunkStripper::new(STRIP_HOLD), Vec::new()));
     let mut buf = [0u8; 8192];
     loop {
         match resp.read(&mut buf).await {
             // A response cut short still bills what it reported.
             Ok(0) | Err(_) => break,
-            Ok(n) => tracker.feed(&buf[..n]),
+            Ok(n) => {
+                tracker.feed(&buf[..n]);
+                if let Some((stripper, out)) = strip.as_mut() {
+                    stripper.feed(&buf[..n], |b| out.extend_from_slice(b));
+                    if resp.chunk_unread() == 0 {
+                        if resp.body_complete() {
+                            stripper.finish(|b| out.extend_from_slice(b));
+                        }
+                        let _ = resp.replace_chunk(out);
+                        out.clear();
+                    }
+                }
+            }
+        }
+    }
+    if let Some((stripper, out)) = strip.as_mut() {
+        // The end of the stream came in a hook of its own: what is still held goes with it.
+        stripper.finish(|b| out.extend_from_slice(b));
+        if !out.is_empty() {
+            let _ = resp.replace_chunk(out);
         }
     }
     let Some(u) = tracker.usage() else { return };

@@ -572,3 +572,45 @@ fn native_gemini_requests_are_routed_and_billed() {
     );
     assert_eq!(sent[1].body, body.as_bytes());
 }
+
+/// When the gateway asked for usage (absent, `null` or `false` in the request), the provider's
+/// usage-only chunk (`choices: []`) is billed and removed from what the client receives; the
+/// rest of the stream is byte for byte what the provider sent (cut every 7 bytes). A client
+/// that asked for usage itself gets that chunk.
+#[test]
+fn usage_chunk_added_by_the_gateway_is_billed_but_not_shown() {
+    let gw = start(10_000_000, 60_000);
+    let cases = [
+        (r#"{"model":"gpt-4o","stream":true,"messages":[]}"#, false),
+        (
+            r#"{"model":"gpt-4o","stream":true,"stream_options":null}"#,
+            false,
+        ),
+        (
+            r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false}}"#,
+            false,
+        ),
+        (
+            r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#,
+            true,
+        ),
+    ];
+    for (i, (body, asked)) in cases.into_iter().enumerate() {
+        let r = post(&gw, "k1", "/v1/chat/completions", body);
+        assert_eq!(r.status, 200, "{}", gw.envoy.log());
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            String::from_utf8_lossy(&openai_chat(asked)),
+            "{body}"
+        );
+        let want = 21 * (i as u64 + 1);
+        assert!(
+            wait_until(Duration::from_secs(5), || tokens(
+                &gw, "openai", "gpt-4o", "input"
+            ) == Some(want)),
+            "{body}: {:?}",
+            tokens(&gw, "openai", "gpt-4o", "input")
+        );
+    }
+    assert_eq!(tokens(&gw, "openai", "gpt-4o", "output"), Some(36));
+}

@@ -7,6 +7,7 @@
 //! * [`Ring`]: the last N bytes of a stream.
 //! * [`HeadTail`]: the first H and last T bytes of a stream.
 //! * [`SseParser`]: server-sent events, parsed incrementally into fixed storage.
+//! * [`UsageChunkStripper`]: an OpenAI chat event stream without its usage-only chunk.
 //! * [`UsageTracker`]: token usage of OpenAI, Anthropic and Gemini responses, streamed (SSE)
 //!   or not (JSON), in constant memory.
 //! * [`json`]: find one value by key path in JSON text, without a JSON library.
@@ -24,10 +25,12 @@ mod ring;
 mod scan;
 mod sse;
 mod sse_lines;
+mod sse_usage_chunks;
 mod usage;
 
 pub use budget::{BudgetError, Budgets};
 pub use head_tail::HeadTail;
 pub use ring::Ring;
 pub use sse::{Event, SseParser};
+pub use sse_usage_chunks::UsageChunkStripper;
 pub use usage::{BodyFormat, Provider, Usage, UsageTracker};
