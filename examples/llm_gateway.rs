@@ -1,7 +1,8 @@
 //! `llm_gateway`: an LLM API gateway that bills right.
 //!
 //! Filter `llm_gateway` (response mode [`ResponseMode::Observe`]), `filter_config` JSON:
-//! `{"keys": ["k1", ...], "budget_tokens": 100000, "window_ms": 60000, "max_body": 1048576}`.
+//! `{"keys": ["k1", ...], "budget_tokens": 100000, "window_ms": 60000, "max_body": 1048576,
+//! "accept_encoding": "readable", "max_decode_window": 8388608}`.
 //!
 //! - **Auth.** `x-api-key` must be one of `keys` (else `401`, details `llm_gateway_unknown_key`).
 //! - **Budget.** Each key may spend `budget_tokens` per `window_ms`, shared by every worker of
@@ -40,6 +41,21 @@
 //!   `envoy.ratelimit:hits_addend` (input + output tokens) for access logs. Histogram
 //!   `llm_gateway_ttfb_ms{cluster}` takes the time to the first upstream byte from Envoy's own
 //!   timing (Envoy 1.40), else the handler's clock.
+//! - **Compressed responses.** Built with the cargo feature `decompress` (`cargo build
+//!   --example llm_gateway --features decompress`), a `gzip`, `deflate`, `br` or `zstd`
+//!   response, JSON or SSE, is decoded as it passes (`jisr::buffer::ContentDecoder`, bounded memory: at
+//!   most `max_decode_window` bytes of history, default 8 MiB, plus what its docs list per
+//!   coding) and billed like any other; the client receives the provider's
+//!   compressed bytes unchanged. What the provider may send is set by `accept_encoding`,
+//!   applied to billable requests: `"readable"` (default) keeps in the client's
+//!   `accept-encoding` only the codings this build reads (none without `decompress`, so the
+//!   provider answers uncompressed); `"strip"` removes the header; `"pass"` leaves it. A
+//!   request whose usage chunk is to be removed (see above) always goes without it. A 2xx
+//!   response that yields no usage is never silent: counter `llm_gateway_unbilled{reason}`
+//!   with `reason` `unreadable_encoding` (an unknown or stacked coding, only possible with
+//!   `"pass"`), `corrupt_encoding`, `window_too_large` (over `max_decode_window`) or
+//!   `no_usage` (the response reported none, e.g. an OpenAI stream that was not asked for
+//!   usage, or cut before it).
 //! - **Fleet budget.** [`Budgets`] are per process. For a budget shared by a fleet, the
 //!   gateway also leaves the total in the filter state `envoy.ratelimit.hits_addend`, which
 //!   Envoy's global rate-limit filter sends as the request's `hits_addend` to the rate-limit
@@ -70,7 +86,9 @@
 //!   is not what carries the tokens: Envoy 1.40 sent no hits for it (nor for a fixed
 //!   `number`) in this setup; the filter state is what the rate-limit filter reads.
 
-use jisr::buffer::{BudgetError, Budgets, Provider, UsageChunkStripper, UsageTracker};
+use jisr::buffer::{
+    BudgetError, Budgets, DecodeError, Encoding, Provider, UsageChunkStripper, UsageTracker,
+};
 use jisr::handler::BodyError;
 use jisr::info::TimingPoint;
 use jisr::{
@@ -83,8 +101,24 @@ struct Gateway {
     keys: Vec<String>,
     budgets: Budgets,
     max_body: usize,
+    accept_encoding: AcceptEncoding,
+    max_window: u64,
     tokens: Counter,
+    unbilled: Counter,
     ttfb: Histogram,
+}
+
+/// What a billable request's `accept-encoding` becomes upstream (`"accept_encoding"`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum AcceptEncoding {
+    /// `"readable"` (default): only the codings this build can decode are kept (none but
+    /// `identity` without the `decompress` feature); the header goes when none is left.
+    Readable,
+    /// `"strip"`: removed, so the provider answers uncompressed.
+    Strip,
+    /// `"pass"`: forwarded as it is; a response in a coding the gateway cannot read is
+    /// counted in `llm_gateway_unbilled{reason="unreadable_encoding"}`.
+    Pass,
 }
 
 fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gateway, ConfigError> {
@@ -108,10 +142,24 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gateway, ConfigError> {
     let budget = num("budget_tokens", 100_000)?;
     let window = Duration::from_millis(num("window_ms", 60_000)?);
     let max_body = usize::try_from(num("max_body", 1 << 20)?).unwrap_or(usize::MAX);
+    let max_window = num("max_decode_window", 8 << 20)?;
+    let accept_encoding = match v.get("accept_encoding").map(|a| a.as_str()) {
+        None | Some(Some("readable")) => AcceptEncoding::Readable,
+        Some(Some("strip")) => AcceptEncoding::Strip,
+        Some(Some("pass")) => AcceptEncoding::Pass,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "\"accept_encoding\" must be \"readable\", \"strip\" or \"pass\"",
+            ));
+        }
+    };
     Ok(Gateway {
         budgets: Budgets::new(keys.len().max(1) * 4, budget, window),
         keys,
         max_body,
+        accept_encoding,
+        max_window,
+        unbilled: cfg.counter("llm_gateway_unbilled", &["reason"])?,
         tokens: cfg.counter("llm_gateway_tokens", &["provider", "model", "kind"])?,
         ttfb: cfg.histogram("llm_gateway_ttfb_ms", &["cluster"])?,
     })
@@ -206,6 +254,36 @@ fn ask_for_usage(v: &mut serde_json::Value) -> bool {
     }
 }
 
+/// The decoder of a compressed response: `None` for `identity` (the tracker reads the bytes
+/// as they are), else a [`jisr::buffer::ContentDecoder`] (feature `decompress`; without it,
+/// only `identity` is readable and nothing else gets here).
+#[cfg(feature = "decompress")]
+struct Decoder(jisr::buffer::ContentDecoder);
+
+#[cfg(feature = "decompress")]
+impl Decoder {
+    fn new(encoding: Encoding, max_window: u64) -> Option<Decoder> {
+        (encoding != Encoding::Identity)
+            .then(|| Decoder(jisr::buffer::ContentDecoder::new(encoding, max_window)))
+    }
+    fn feed(&mut self, input: &[u8], sink: impl FnMut(&[u8])) -> Result<(), DecodeError> {
+        self.0.feed(input, sink)
+    }
+}
+
+#[cfg(not(feature = "decompress"))]
+struct Decoder;
+
+#[cfg(not(feature = "decompress"))]
+impl Decoder {
+    fn new(_encoding: Encoding, _max_window: u64) -> Option<Decoder> {
+        None
+    }
+    fn feed(&mut self, _input: &[u8], _sink: impl FnMut(&[u8])) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
 /// Longest event held while deciding whether it is the usage-only chunk (which is a few
 /// hundred bytes); a longer event is passed on as it comes.
 const STRIP_HOLD: usize = 16 * 1024;
@@ -293,6 +371,32 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
             }
         }
     }
+    if billable {
+        // A stream whose usage chunk is to be removed must come uncompressed (compressed
+        // bytes cannot be edited); otherwise the configured policy.
+        let policy = if added_usage {
+            AcceptEncoding::Strip
+        } else {
+            g.accept_encoding
+        };
+        match policy {
+            AcceptEncoding::Pass => {}
+            AcceptEncoding::Strip => {
+                req.remove_header("accept-encoding");
+            }
+            AcceptEncoding::Readable => {
+                let kept = req
+                    .header_str("accept-encoding")
+                    .map(readable_codings)
+                    .unwrap_or_default();
+                if kept.is_empty() {
+                    req.remove_header("accept-encoding");
+                } else {
+                    req.set_header("accept-encoding", &kept);
+                }
+            }
+        }
+    }
     req.set_header("x-cluster", cluster);
     w.clear_route_cache();
     w.set_metadata_str("llm_gateway", "cluster", cluster);
@@ -303,6 +407,22 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
         started,
         added_usage,
     })
+}
+
+/// The codings of an `accept-encoding` value that this build can decode, with their weights:
+/// `gzip;q=1.0, br, compress` becomes `gzip;q=1.0, br` (with the `decompress` feature).
+/// `identity` and `*` are dropped: identity is always acceptable unless refused, and `*`
+/// would allow a coding the gateway cannot read.
+fn readable_codings(value: &str) -> String {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| {
+            let coding = item.split(';').next().unwrap_or("").trim();
+            matches!(Encoding::from_header(coding.as_bytes()), Some(e) if e != Encoding::Identity && e.readable())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Answers `400` (details `llm_gateway_bad_body`): the gateway cannot bill what it cannot read.
@@ -329,9 +449,22 @@ async fn bill(
         .unwrap_or_else(|| a.started.elapsed());
     let _ = w.histogram_record(g.ttfb, &[a.cluster], ttfb.as_millis() as u64);
     let mut tracker = UsageTracker::new();
+    // A compressed body is decoded for the tracker; the client gets the original bytes.
+    let encoding = resp
+        .header("content-encoding")
+        .map_or(Some(Encoding::Identity), Encoding::from_header)
+        .filter(|e| e.readable());
+    let Some(encoding) = encoding else {
+        resp.skip_body();
+        let _ = w.counter_add(g.unbilled, &["unreadable_encoding"], 1);
+        return;
+    };
+    let mut decoder = Decoder::new(encoding, g.max_window);
+    let mut decode_error = None;
     // The usage-only chunk the client did not ask for is removed from what it sees (each
     // chunk is replaced once read whole); a response framed by its length keeps every byte.
     let mut strip = (a.added_usage
+        && encoding == Encoding::Identity
         && resp.header("content-length").is_none()
         && resp
             .header_str("content-type")
@@ -343,7 +476,13 @@ async fn bill(
             // A response cut short still bills what it reported.
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                tracker.feed(&buf[..n]);
+                match decoder.as_mut() {
+                    None => tracker.feed(&buf[..n]),
+                    Some(d) if decode_error.is_none() => {
+                        decode_error = d.feed(&buf[..n], |plain| tracker.feed(plain)).err();
+                    }
+                    Some(_) => {}
+                }
                 if let Some((stripper, out)) = strip.as_mut() {
                     stripper.feed(&buf[..n], |b| out.extend_from_slice(b));
                     if resp.chunk_unread() == 0 {
@@ -363,6 +502,14 @@ async fn bill(
         if !out.is_empty() {
             let _ = resp.replace_chunk(out);
         }
+    }
+    if tracker.usage().is_none() && resp.status().is_some_and(|s| (200..300).contains(&s)) {
+        let reason = match decode_error {
+            Some(DecodeError::WindowTooLarge { .. }) => "window_too_large",
+            Some(DecodeError::Corrupt) => "corrupt_encoding",
+            None => "no_usage",
+        };
+        let _ = w.counter_add(g.unbilled, &[reason], 1);
     }
     let Some(u) = tracker.usage() else { return };
     let provider = match tracker.provider() {

@@ -100,8 +100,57 @@ fn start(budget: u64, window_ms: u64) -> Gw {
     start_with(budget, window_ms, None)
 }
 
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `data` in content coding `coding`, by independent encoders; an unknown coding (the fake
+/// `x-snappy`) is the bytes reversed, which nobody can read as the original.
+fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
+    match coding {
+        "gzip" => {
+            let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+            out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(data, 6));
+            out.extend_from_slice(&crc32(data).to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out
+        }
+        "deflate" => miniz_oxide::deflate::compress_to_vec_zlib(data, 6),
+        "br" => {
+            let mut out = Vec::new();
+            let params = brotli::enc::BrotliEncoderParams {
+                quality: 9,
+                lgwin: 20,
+                ..Default::default()
+            };
+            brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
+            out
+        }
+        "zstd" => {
+            ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+        }
+        _ => data.iter().rev().copied().collect(),
+    }
+}
+
 /// [`start`], with Envoy's rate-limit filter charging `rls` when given.
 fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
+    start_configured(budget, window_ms, rls, "")
+}
+
+/// [`start_with`], with `extra` (`, "key": value` pairs) added to the filter config.
+fn start_configured(budget: u64, window_ms: u64, rls: Option<u16>, extra: &str) -> Gw {
     // Like the real API: usage only when asked for, and a Responses request naming
     // `stream_options.include_usage` refused (that API has no such field).
     let openai = Upstream::start_with("openai", |req, w| {
@@ -136,18 +185,37 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
         }
         w.finish();
     });
+    // Compresses its answers in the first coding the request accepts, as providers do.
     let anthropic = Upstream::start_with("anthropic", |req, w| {
-        if req.body.windows(13).any(|x| x == b"\"stream\":true") {
-            w.header("content-type", "text/event-stream")
-                .start_chunked();
-            for piece in ANTHROPIC_SSE.as_bytes().chunks(11) {
-                w.chunk(piece);
+        let (body, content_type) = if req.body.windows(13).any(|x| x == b"\"stream\":true") {
+            (ANTHROPIC_SSE, "text/event-stream")
+        } else {
+            (ANTHROPIC_JSON, "application/json")
+        };
+        w.header("content-type", content_type);
+        let coding = req
+            .header("accept-encoding")
+            .and_then(|a| a.split(',').next())
+            .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
+            .filter(|c| !c.is_empty() && c != "identity");
+        let body = match coding {
+            Some(c) => {
+                w.header("content-encoding", &c);
+                let mut encoded = encode(&c, body.as_bytes());
+                if req.header("x-fake-corrupt").is_some() {
+                    for b in encoded.iter_mut().skip(12).step_by(3) {
+                        *b ^= 0x5a;
+                    }
+                }
+                encoded
             }
-            w.finish();
-            return;
+            None => body.as_bytes().to_vec(),
+        };
+        w.start_chunked();
+        for piece in body.chunks(11) {
+            w.chunk(piece);
         }
-        w.header("content-type", "application/json")
-            .send(ANTHROPIC_JSON.as_bytes());
+        w.finish();
     });
     let gemini = Upstream::start_with("gemini", |req, w| {
         if !req.path.contains("alt=sse") {
@@ -166,7 +234,7 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
         w.finish();
     });
     let config = format!(
-        r#"{{"keys": ["k1", "k2"], "budget_tokens": {budget}, "window_ms": {window_ms}, "max_body": 65536}}"#
+        r#"{{"keys": ["k1", "k2"], "budget_tokens": {budget}, "window_ms": {window_ms}, "max_body": 65536{extra}}}"#
     );
     let mut listener = Listener::new("gw")
         .filter(module_filter("llm_gateway", "llm_gateway", Some(&config)))
@@ -199,13 +267,30 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
 }
 
 fn post(gw: &Gw, key: &str, path: &str, body: &str) -> client::Response {
+    post_with(gw, key, path, body, &[])
+}
+
+fn post_with(
+    gw: &Gw,
+    key: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> client::Response {
+    let mut all = vec![("x-api-key", key), ("content-type", "application/json")];
+    all.extend_from_slice(headers);
     client::request(
         gw.envoy.listener_port("gw"),
         "POST",
         path,
-        &[("x-api-key", key), ("content-type", "application/json")],
+        &all,
         body.as_bytes(),
     )
+}
+
+fn unbilled(gw: &Gw, reason: &str) -> Option<u64> {
+    gw.envoy
+        .counter(&module_stat("llm_gateway_unbilled", &[("reason", reason)]))
 }
 
 fn tokens(gw: &Gw, provider: &str, model: &str, kind: &str) -> Option<u64> {
@@ -613,4 +698,165 @@ fn usage_chunk_added_by_the_gateway_is_billed_but_not_shown() {
         );
     }
     assert_eq!(tokens(&gw, "openai", "gpt-4o", "output"), Some(36));
+}
+
+/// Compressed answers (gzip, deflate, br, zstd; JSON and SSE, sent in 11-byte pieces) are
+/// decoded as they pass and billed exactly, while the client receives the provider's
+/// compressed bytes unchanged. Upstream, `accept-encoding` keeps only what the gateway reads.
+#[test]
+fn compressed_responses_are_billed_and_passed_unchanged() {
+    let gw = start(10_000_000, 60_000);
+    let a = |model, kind| tokens(&gw, "anthropic", model, kind);
+    for (i, coding) in ["gzip", "deflate", "br", "zstd"].into_iter().enumerate() {
+        let n = i as u64 + 1;
+        let accept = format!("{coding};q=0.9, compress, *;q=0.1");
+        let r = post_with(
+            &gw,
+            "k1",
+            "/v1/messages",
+            r#"{"model":"claude-sonnet-4"}"#,
+            &[("accept-encoding", &accept)],
+        );
+        assert_eq!(r.status, 200, "{}", gw.envoy.log());
+        assert_eq!(r.header("content-encoding"), Some(coding));
+        assert_eq!(
+            r.body,
+            encode(coding, ANTHROPIC_JSON.as_bytes()),
+            "{coding}"
+        );
+        let sent = gw._anthropic.requests().pop().unwrap();
+        assert_eq!(
+            sent.header("accept-encoding"),
+            Some(format!("{coding};q=0.9").as_str())
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), || a("claude-sonnet-4", "input")
+                == Some(40 * n)),
+            "{coding}: {:?} {}",
+            a("claude-sonnet-4", "input"),
+            gw.envoy.stats()
+        );
+        assert_eq!(a("claude-sonnet-4", "cached_input"), Some(30 * n));
+        let r = post_with(
+            &gw,
+            "k1",
+            "/v1/messages",
+            r#"{"model":"claude-opus-4","stream":true}"#,
+            &[("accept-encoding", coding)],
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, encode(coding, ANTHROPIC_SSE.as_bytes()), "{coding}");
+        assert!(
+            wait_until(Duration::from_secs(5), || a("claude-opus-4", "output")
+                == Some(17 * n)),
+            "{coding}: {:?}",
+            a("claude-opus-4", "output")
+        );
+    }
+    // A coding the gateway cannot read is not asked for: the answer comes uncompressed.
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        r#"{"model":"claude-sonnet-4"}"#,
+        &[("accept-encoding", "x-snappy")],
+    );
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(
+        gw._anthropic
+            .requests()
+            .pop()
+            .unwrap()
+            .header("accept-encoding"),
+        None
+    );
+    assert!(wait_until(Duration::from_secs(5), || a(
+        "claude-sonnet-4",
+        "input"
+    ) == Some(200)));
+    assert_eq!(unbilled(&gw, "unreadable_encoding"), None);
+}
+
+/// With `"accept_encoding": "pass"`, a response the gateway cannot read is never silent: it
+/// reaches the client unchanged and is counted in `llm_gateway_unbilled` by reason; with
+/// `"strip"`, the provider is asked for no coding at all.
+#[test]
+fn unreadable_responses_are_counted_by_reason() {
+    let gw = start_configured(10_000_000, 60_000, None, r#", "accept_encoding": "pass""#);
+    let body = r#"{"model":"claude-sonnet-4"}"#;
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        body,
+        &[("accept-encoding", "x-snappy")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, encode("x-snappy", ANTHROPIC_JSON.as_bytes()));
+    assert_eq!(
+        gw._anthropic
+            .requests()
+            .pop()
+            .unwrap()
+            .header("accept-encoding"),
+        Some("x-snappy")
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || unbilled(
+            &gw,
+            "unreadable_encoding"
+        ) == Some(1)),
+        "{}",
+        gw.envoy.stats()
+    );
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        body,
+        &[("accept-encoding", "gzip"), ("x-fake-corrupt", "1")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || unbilled(&gw, "corrupt_encoding")
+            == Some(1)),
+        "{}",
+        gw.envoy.stats()
+    );
+    assert_eq!(tokens(&gw, "anthropic", "claude-sonnet-4", "input"), None);
+    // Readable codings pass through `pass` too, and are billed.
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        body,
+        &[("accept-encoding", "br")],
+    );
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    assert!(wait_until(Duration::from_secs(5), || tokens(
+        &gw,
+        "anthropic",
+        "claude-sonnet-4",
+        "input"
+    ) == Some(40)));
+
+    let gw = start_configured(10_000_000, 60_000, None, r#", "accept_encoding": "strip""#);
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        body,
+        &[("accept-encoding", "gzip, br")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body, ANTHROPIC_JSON.as_bytes());
+    assert_eq!(
+        gw._anthropic
+            .requests()
+            .pop()
+            .unwrap()
+            .header("accept-encoding"),
+        None
+    );
 }
