@@ -17,7 +17,8 @@ use memchr::memchr2;
 /// An event is recognised when its `data` (lines joined by `\n`, per the event-stream rules)
 /// is a JSON object with top-level `choices` an empty array and top-level `usage` an object.
 /// To decide, the bytes of an event are held until its blank line; an event that grows past
-/// the capacity given to [`UsageChunkStripper::new`] is let through from then on (a usage
+/// the capacity given to [`UsageChunkStripper::new`] (its bytes up to the blank line's CR or
+/// LF) is let through from then on (a usage
 /// chunk is a few hundred bytes), so what is held never exceeds it. Line ends may be CRLF, LF
 /// or CR, split anywhere across chunks. An event still open at the end of the input is
 /// returned by [`UsageChunkStripper::finish`], unchanged.
@@ -177,7 +178,10 @@ impl UsageChunkStripper {
             emit(tail);
             return false;
         }
-        if self.held.len() + tail.len() > self.cap {
+        // The LF of a closing CRLF is not counted: whether it arrives with the event or in the
+        // next chunk must not change the answer.
+        let size = self.held.len() + tail.len() - usize::from(tail.ends_with(b"\r\n"));
+        if size > self.cap {
             if !self.held.is_empty() {
                 emit(&self.held);
                 self.held.clear();
