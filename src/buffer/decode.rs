@@ -82,7 +82,7 @@ impl Encoding {
     }
 }
 
-/// Why a [`ContentDecoder`] stopped.
+/// Why a `ContentDecoder` (feature `decompress`) stopped.
 ///
 /// ```
 /// use jisr::buffer::DecodeError;
