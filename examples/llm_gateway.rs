@@ -56,6 +56,17 @@
 //!   `"pass"`), `corrupt_encoding`, `window_too_large` (over `max_decode_window`) or
 //!   `no_usage` (the response reported none, e.g. an OpenAI stream that was not asked for
 //!   usage, or cut before it).
+//! - **GenAI metrics** (OpenTelemetry semantic conventions for generative AI, dots written as
+//!   underscores since Envoy stat and tag names cannot hold them; integer histograms, so the
+//!   unit is in the name), for each 2xx response that reported usage, labelled
+//!   `gen_ai_operation_name` (`chat`, `text_completion`, `embeddings`, `generate_content`),
+//!   `gen_ai_provider_name` (`openai`, `anthropic`, `gcp.gemini`) and `gen_ai_request_model`:
+//!   histogram `gen_ai_client_token_usage` (tokens per response, with `gen_ai_token_type`
+//!   `input` or `output`), `gen_ai_server_time_to_first_token_ms` (request start to the first
+//!   response body byte, the handler's clock), `gen_ai_server_time_per_output_token_us` (the
+//!   rest of the response divided by the output tokens after the first) and
+//!   `gen_ai_server_request_duration_ms`. They reach Envoy's stat sinks like Envoy's own
+//!   (OpenTelemetry: labels as attributes; Prometheus: `envoy_dynamicmodulescustom_*`).
 //! - **Fleet budget.** [`Budgets`] are per process. For a budget shared by a fleet, the
 //!   gateway also leaves the total in the filter state `envoy.ratelimit.hits_addend`, which
 //!   Envoy's global rate-limit filter sends as the request's `hits_addend` to the rate-limit
@@ -106,7 +117,30 @@ struct Gateway {
     tokens: Counter,
     unbilled: Counter,
     ttfb: Histogram,
+    genai: GenAi,
 }
+
+/// The OpenTelemetry GenAI metrics (semantic conventions for generative AI), recorded for each
+/// 2xx response that reported usage. Envoy stat and tag names cannot hold the conventions' dots
+/// (Envoy splits names at them, Prometheus forbids them), so each dot is an underscore, the
+/// names exporters derive anyway; Envoy histograms take integers, so durations are in
+/// milliseconds (microseconds per output token), named with the unit.
+struct GenAi {
+    /// `gen_ai.client.token.usage`: tokens per response, by `gen_ai.token.type`.
+    tokens: Histogram,
+    /// `gen_ai.server.time_to_first_token`: request start to the first response body byte.
+    first_token_ms: Histogram,
+    /// `gen_ai.server.time_per_output_token`: after the first, per output token.
+    per_output_token_us: Histogram,
+    /// `gen_ai.server.request.duration`: request start to the end of the response.
+    duration_ms: Histogram,
+}
+
+const GENAI_LABELS: [&str; 3] = [
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+];
 
 /// What a billable request's `accept-encoding` becomes upstream (`"accept_encoding"`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -162,6 +196,21 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gateway, ConfigError> {
         unbilled: cfg.counter("llm_gateway_unbilled", &["reason"])?,
         tokens: cfg.counter("llm_gateway_tokens", &["provider", "model", "kind"])?,
         ttfb: cfg.histogram("llm_gateway_ttfb_ms", &["cluster"])?,
+        genai: GenAi {
+            tokens: cfg.histogram(
+                "gen_ai_client_token_usage",
+                &[
+                    GENAI_LABELS[0],
+                    GENAI_LABELS[1],
+                    GENAI_LABELS[2],
+                    "gen_ai_token_type",
+                ],
+            )?,
+            first_token_ms: cfg.histogram("gen_ai_server_time_to_first_token_ms", &GENAI_LABELS)?,
+            per_output_token_us: cfg
+                .histogram("gen_ai_server_time_per_output_token_us", &GENAI_LABELS)?,
+            duration_ms: cfg.histogram("gen_ai_server_request_duration_ms", &GENAI_LABELS)?,
+        },
     })
 }
 
@@ -195,6 +244,17 @@ enum Api {
     Gemini,
     /// Anything else: not billed, forwarded as it is.
     Other,
+}
+
+/// `gen_ai.operation.name` of a request on `path`.
+fn operation_of(path: &str, api: Api) -> &'static str {
+    let path = path.split('?').next().unwrap_or("");
+    match api {
+        Api::Gemini => "generate_content",
+        _ if path.ends_with("/embeddings") => "embeddings",
+        Api::OpenAiChat if !path.ends_with("/chat/completions") => "text_completion",
+        _ => "chat",
+    }
 }
 
 fn api_of(path: &str) -> Api {
@@ -296,11 +356,14 @@ struct Admitted {
     started: Instant,
     /// The gateway asked for usage the client did not ask for.
     added_usage: bool,
+    /// `gen_ai.operation.name`.
+    operation: &'static str,
 }
 
 async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Option<Admitted> {
     let started = Instant::now();
     let api = api_of(req.path().unwrap_or(""));
+    let operation = operation_of(req.path().unwrap_or(""), api);
     let Some(key) = req
         .header_str("x-api-key")
         .filter(|k| g.keys.iter().any(|a| a == k))
@@ -406,6 +469,7 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
         cluster,
         started,
         added_usage,
+        operation,
     })
 }
 
@@ -470,12 +534,14 @@ async fn bill(
             .header_str("content-type")
             .is_some_and(|t| t.starts_with("text/event-stream")))
     .then(|| (UsageChunkStripper::new(STRIP_HOLD), Vec::new()));
+    let mut first_byte = None;
     let mut buf = [0u8; 8192];
     loop {
         match resp.read(&mut buf).await {
             // A response cut short still bills what it reported.
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                first_byte.get_or_insert_with(|| a.started.elapsed());
                 match decoder.as_mut() {
                     None => tracker.feed(&buf[..n]),
                     Some(d) if decode_error.is_none() => {
@@ -529,6 +595,28 @@ async fn bill(
         if let Some(n) = n {
             let _ = w.counter_add(g.tokens, &[provider, &a.model, kind], n);
             w.set_metadata_num("llm_gateway", &format!("{kind}_tokens"), n as f64);
+        }
+    }
+    if resp.status().is_some_and(|s| (200..300).contains(&s)) {
+        let provider = match provider {
+            "gemini" => "gcp.gemini",
+            p => p,
+        };
+        let labels = [a.operation, provider, a.model.as_str()];
+        let m = &g.genai;
+        for (kind, n) in [("input", u.input_tokens), ("output", u.output_tokens)] {
+            if let Some(n) = n {
+                let _ = w.histogram_record(m.tokens, &[labels[0], labels[1], labels[2], kind], n);
+            }
+        }
+        let total_time = a.started.elapsed();
+        let _ = w.histogram_record(m.duration_ms, &labels, total_time.as_millis() as u64);
+        if let Some(first) = first_byte {
+            let _ = w.histogram_record(m.first_token_ms, &labels, first.as_millis() as u64);
+            if let Some(out) = u.output_tokens.filter(|n| *n > 1) {
+                let per = total_time.saturating_sub(first).as_micros() / u128::from(out - 1);
+                let _ = w.histogram_record(m.per_output_token_us, &labels, per as u64);
+            }
         }
     }
     let total = u.input_tokens.unwrap_or(0) + u.output_tokens.unwrap_or(0);

@@ -6,7 +6,7 @@
 //! and refill after the window.
 
 use jisr_e2e::client;
-use jisr_e2e::telemetry::RateLimitService;
+use jisr_e2e::telemetry::{OtlpReceiver, RateLimitService, parse_prometheus};
 use jisr_e2e::{
     Cluster, Envoy, EnvoyConfig, HttpFilter, Listener, Route, Upstream, access_field,
     module_filter, module_stat, wait_until,
@@ -151,6 +151,17 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
 
 /// [`start_with`], with `extra` (`, "key": value` pairs) added to the filter config.
 fn start_configured(budget: u64, window_ms: u64, rls: Option<u16>, extra: &str) -> Gw {
+    start_full(budget, window_ms, rls, extra, |c| c)
+}
+
+/// [`start_configured`], with `tweak` applied to Envoy's config last.
+fn start_full(
+    budget: u64,
+    window_ms: u64,
+    rls: Option<u16>,
+    extra: &str,
+    tweak: impl FnOnce(EnvoyConfig) -> EnvoyConfig,
+) -> Gw {
     // Like the real API: usage only when asked for, and a Responses request naming
     // `stream_options.include_usage` refused (that API has no such field).
     let openai = Upstream::start_with("openai", |req, w| {
@@ -257,7 +268,7 @@ fn start_configured(budget: u64, window_ms: u64, rls: Option<u16>, extra: &str) 
         }
         None => listener = listener.route(Route::cluster_header("/", "x-cluster")),
     }
-    let envoy = Envoy::start(&cfg.listener(listener));
+    let envoy = Envoy::start(&tweak(cfg.listener(listener)));
     Gw {
         envoy,
         openai,
@@ -859,4 +870,132 @@ fn unreadable_responses_are_counted_by_reason() {
             .header("accept-encoding"),
         None
     );
+}
+
+/// Envoy's OpenTelemetry stat sink, flushing every 500 ms to the cluster `otlp`.
+const OTLP_SINK: &str = r#"stats_flush_interval: 0.5s
+stats_sinks:
+- name: envoy.stat_sinks.open_telemetry
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig
+    grpc_service:
+      envoy_grpc: { cluster_name: otlp }
+"#;
+
+/// The GenAI metrics of the OpenTelemetry semantic conventions reach Envoy's stat sinks: token
+/// usage per token type, model, provider and operation as a histogram (the OTLP receiver sees
+/// each response's tokens in the right bucket, and their sum within Envoy's binning), and time to first token, time per output token and request duration, one
+/// sample per response; the Prometheus endpoint has the same series.
+#[test]
+fn genai_metrics_reach_the_otel_sink_and_prometheus() {
+    let otlp = OtlpReceiver::start();
+    let port = otlp.port();
+    let gw = start_full(10_000_000, 60_000, None, "", |c| {
+        c.cluster(Cluster::new("otlp", port).http2())
+            .raw_top_level(OTLP_SINK)
+    });
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o","stream":true}"#,
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    let r = post(
+        &gw,
+        "k1",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        r#"{"contents":[]}"#,
+    );
+    assert_eq!(r.status, 200);
+    let wait = Duration::from_secs(10);
+    let tokens_hist = "dynamicmodulescustom.gen_ai_client_token_usage";
+    for (op, provider, model, kind, sum) in [
+        ("chat", "openai", "gpt-4o", "input", 21),
+        ("chat", "openai", "gpt-4o", "output", 9),
+        (
+            "generate_content",
+            "gcp.gemini",
+            "gemini-2.5-flash",
+            "input",
+            11,
+        ),
+        (
+            "generate_content",
+            "gcp.gemini",
+            "gemini-2.5-flash",
+            "output",
+            4,
+        ),
+    ] {
+        let attrs = [
+            ("gen_ai_operation_name", op),
+            ("gen_ai_provider_name", provider),
+            ("gen_ai_request_model", model),
+            ("gen_ai_token_type", kind),
+        ];
+        let p = otlp
+            .wait_for(tokens_hist, &attrs, wait)
+            .unwrap_or_else(|| panic!("no {tokens_hist}{attrs:?} in {:#?}", otlp.points()));
+        assert_eq!(p["kind"], "histogram", "{p}");
+        assert_eq!(p["count"], 1, "{p}");
+        // Envoy keeps histograms as approximate bins: the sum is close, the bucket exact.
+        let got = p["sum"].as_f64().expect("a sum");
+        assert!((got - sum as f64).abs() <= sum as f64 * 0.05, "{p}");
+        let bounds: Vec<f64> = p["explicit_bounds"]
+            .as_array()
+            .expect("bounds")
+            .iter()
+            .map(|b| b.as_f64().expect("a bound"))
+            .collect();
+        let bucket = bounds
+            .iter()
+            .position(|b| sum as f64 <= *b)
+            .expect("a bucket");
+        assert_eq!(p["bucket_counts"][bucket], 1, "{p}");
+    }
+    for name in [
+        "gen_ai_server_time_to_first_token_ms",
+        "gen_ai_server_time_per_output_token_us",
+        "gen_ai_server_request_duration_ms",
+    ] {
+        let full = format!("dynamicmodulescustom.{name}");
+        for (op, provider, model) in [
+            ("chat", "openai", "gpt-4o"),
+            ("generate_content", "gcp.gemini", "gemini-2.5-flash"),
+        ] {
+            let attrs = [
+                ("gen_ai_operation_name", op),
+                ("gen_ai_provider_name", provider),
+                ("gen_ai_request_model", model),
+            ];
+            let p = otlp
+                .wait_for(&full, &attrs, wait)
+                .unwrap_or_else(|| panic!("no {full}{attrs:?} in {:#?}", otlp.points()));
+            assert_eq!(p["kind"], "histogram", "{p}");
+            assert_eq!(p["count"], 1, "{p}");
+        }
+    }
+    // The same series, parsed from the Prometheus endpoint.
+    let count = "envoy_dynamicmodulescustom_gen_ai_client_token_usage_count";
+    let text = gw.envoy.admin_get("/stats/prometheus").text();
+    let samples = parse_prometheus(&text);
+    let input = samples
+        .iter()
+        .find(|s| {
+            s.name == count
+                && s.labels.get("gen_ai_token_type").map(String::as_str) == Some("input")
+                && s.labels.get("gen_ai_provider_name").map(String::as_str) == Some("openai")
+        })
+        .unwrap_or_else(|| panic!("no {count} in\n{text}"));
+    assert_eq!(input.kind, "histogram");
+    assert_eq!(input.value, 1.0);
+    let sum = samples
+        .iter()
+        .find(|s| {
+            s.name == "envoy_dynamicmodulescustom_gen_ai_client_token_usage_sum"
+                && s.labels == input.labels
+        })
+        .unwrap_or_else(|| panic!("no sum in\n{text}"));
+    assert!((sum.value - 21.0).abs() <= 21.0 * 0.05, "{text}");
 }
