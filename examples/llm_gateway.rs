@@ -67,6 +67,16 @@
 //!   rest of the response divided by the output tokens after the first) and
 //!   `gen_ai_server_request_duration_ms`. They reach Envoy's stat sinks like Envoy's own
 //!   (OpenTelemetry: labels as attributes; Prometheus: `envoy_dynamicmodulescustom_*`).
+//! - **Provider credentials.** With `"provider_keys": {"openai": {"name": "openai-key",
+//!   "path": "/etc/envoy/openai.yaml"}, "anthropic": {..}, "gemini": {..}}`, each named
+//!   cluster's key is an SDS generic secret in a watched file (Envoy 1.40; older Envoys refuse
+//!   the config), read per request, so rewriting the file rotates it without a restart. For
+//!   those clusters the client's credential headers (`authorization`, `x-api-key`,
+//!   `x-goog-api-key`) are removed and the provider's key is set in the header it expects:
+//!   `authorization: Bearer ..` (OpenAI), `x-api-key` (Anthropic), `x-goog-api-key`
+//!   (Gemini). Clients never see a provider key, and providers never see a gateway key. While
+//!   Envoy has no value for the secret yet, such requests get `503` (details
+//!   `llm_gateway_no_provider_key`) instead of going out without credentials.
 //! - **Fleet budget.** [`Budgets`] are per process. For a budget shared by a fleet, the
 //!   gateway also leaves the total in the filter state `envoy.ratelimit.hits_addend`, which
 //!   Envoy's global rate-limit filter sends as the request's `hits_addend` to the rate-limit
@@ -104,7 +114,7 @@ use jisr::handler::BodyError;
 use jisr::info::TimingPoint;
 use jisr::{
     ConfigError, ConfigHandle, Counter, Histogram, Registry, Request, Response, ResponseMode,
-    ResponseWriter,
+    ResponseWriter, Secret,
 };
 use std::time::{Duration, Instant};
 
@@ -118,7 +128,16 @@ struct Gateway {
     unbilled: Counter,
     ttfb: Histogram,
     genai: GenAi,
+    /// Per cluster (`openai`, `anthropic`, `gemini`): the provider's key, from an SDS secret.
+    provider_keys: Vec<(&'static str, Secret)>,
 }
+
+/// The clusters whose provider keys the gateway can set, and the header each expects.
+const KEY_HEADERS: [(&str, &str); 3] = [
+    ("openai", "authorization"),
+    ("anthropic", "x-api-key"),
+    ("gemini", "x-goog-api-key"),
+];
 
 /// The OpenTelemetry GenAI metrics (semantic conventions for generative AI), recorded for each
 /// 2xx response that reported usage. Envoy stat and tag names cannot hold the conventions' dots
@@ -177,6 +196,32 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gateway, ConfigError> {
     let window = Duration::from_millis(num("window_ms", 60_000)?);
     let max_body = usize::try_from(num("max_body", 1 << 20)?).unwrap_or(usize::MAX);
     let max_window = num("max_decode_window", 8 << 20)?;
+    let mut provider_keys = Vec::new();
+    if let Some(keys) = v.get("provider_keys") {
+        let keys = keys
+            .as_object()
+            .ok_or("\"provider_keys\" must be an object")?;
+        for (cluster, source) in keys {
+            let Some(&(cluster, _)) = KEY_HEADERS.iter().find(|(c, _)| c == cluster) else {
+                return Err(ConfigError::new(format!(
+                    "\"provider_keys\": unknown provider \"{cluster}\""
+                )));
+            };
+            let field = |k: &str| {
+                source.get(k).and_then(|v| v.as_str()).ok_or_else(|| {
+                    ConfigError::new(format!(
+                        "\"provider_keys\".\"{cluster}\".\"{k}\" must be a string"
+                    ))
+                })
+            };
+            let (name, path) = (field("name")?, field("path")?);
+            let source = serde_json::json!({
+                "path_config_source": { "path": path },
+                "resource_api_version": "V3",
+            });
+            provider_keys.push((cluster, cfg.sds_secret(name, &source.to_string())?));
+        }
+    }
     let accept_encoding = match v.get("accept_encoding").map(|a| a.as_str()) {
         None | Some(Some("readable")) => AcceptEncoding::Readable,
         Some(Some("strip")) => AcceptEncoding::Strip,
@@ -191,6 +236,7 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gateway, ConfigError> {
         budgets: Budgets::new(keys.len().max(1) * 4, budget, window),
         keys,
         max_body,
+        provider_keys,
         accept_encoding,
         max_window,
         unbilled: cfg.counter("llm_gateway_unbilled", &["reason"])?,
@@ -433,6 +479,30 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
                 added_usage = req.replace_body(&new).is_ok();
             }
         }
+    }
+    // The provider's key replaces the client's, in the header the provider expects.
+    if let Some((_, secret)) = g.provider_keys.iter().find(|(c, _)| *c == cluster) {
+        let Some(key) = w.secret(*secret).map(|k| k.trim_ascii().to_vec()) else {
+            w.send_with(
+                503,
+                &[],
+                b"provider credentials not available yet\n",
+                "llm_gateway_no_provider_key",
+            );
+            return None;
+        };
+        for (_, header) in KEY_HEADERS {
+            req.remove_header(header);
+        }
+        let value = match cluster {
+            "openai" => [&b"Bearer "[..], &key].concat(),
+            _ => key,
+        };
+        let header = KEY_HEADERS
+            .iter()
+            .find(|(c, _)| *c == cluster)
+            .map_or("authorization", |(_, h)| h);
+        req.set_header(header, &value);
     }
     if billable {
         // A stream whose usage chunk is to be removed must come uncompressed (compressed

@@ -999,3 +999,89 @@ fn genai_metrics_reach_the_otel_sink_and_prometheus() {
         .unwrap_or_else(|| panic!("no sum in\n{text}"));
     assert!((sum.value - 21.0).abs() <= 21.0 * 0.05, "{text}");
 }
+
+/// With `provider_keys`, each provider's key comes from an SDS generic secret in a watched file
+/// and replaces the client's key, in the header that provider expects; the client never sees
+/// it and the provider never sees the gateway key. Rewriting a file rotates the key without a
+/// restart (Envoy 1.40; older Envoys refuse the config, naming the secret).
+#[test]
+fn provider_keys_from_sds_replace_the_clients_key_and_rotate() {
+    let dir = std::env::temp_dir().join(format!("jisr-e2e-gw-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |p: &str| dir.join(format!("{p}.yaml"));
+    jisr_e2e::write_generic_secret(&file("openai"), "openai-key", "sk-openai-1");
+    jisr_e2e::write_generic_secret(&file("anthropic"), "anthropic-key", "sk-ant-1\n");
+    jisr_e2e::write_generic_secret(&file("gemini"), "gemini-key", "AIza-1");
+    let extra = format!(
+        r#", "provider_keys": {{"openai": {{"name": "openai-key", "path": "{}"}}, "anthropic": {{"name": "anthropic-key", "path": "{}"}}, "gemini": {{"name": "gemini-key", "path": "{}"}}}}"#,
+        file("openai").display(),
+        file("anthropic").display(),
+        file("gemini").display()
+    );
+    if jisr_e2e::envoy_minor() < (1, 40) {
+        let (status, log) = Envoy::start_expect_failure(
+            &EnvoyConfig::new()
+                .listener(Listener::new("gw").filter(module_filter(
+                    "llm_gateway",
+                    "llm_gateway",
+                    Some(&format!(r#"{{"keys": ["k1"]{extra}}}"#)),
+                )))
+                .node_identity(),
+        );
+        assert!(!status.success());
+        assert!(log.contains("secret '"), "{log}");
+        return;
+    }
+    let gw = start_full(10_000_000, 60_000, None, &extra, |c| c.node_identity());
+    let leaks = |r: &client::Response| {
+        let text = format!("{:?} {}", r.headers, r.text());
+        ["sk-", "AIza"].iter().any(|k| text.contains(k))
+    };
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o","stream":false}"#,
+        &[("authorization", "Bearer client-token")],
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    assert!(!leaks(&r));
+    let sent = gw.openai.requests().pop().unwrap();
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-openai-1"));
+    assert_eq!(sent.header("x-api-key"), None);
+    let r = post(&gw, "k2", "/v1/messages", r#"{"model":"claude-sonnet-4"}"#);
+    assert_eq!(r.status, 200);
+    assert!(!leaks(&r));
+    let sent = gw._anthropic.requests().pop().unwrap();
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-1"));
+    assert_eq!(sent.header("authorization"), None);
+    let r = post(
+        &gw,
+        "k2",
+        "/v1beta/models/gemini-2.5-pro:generateContent",
+        r#"{"contents":[]}"#,
+    );
+    assert_eq!(r.status, 200);
+    let sent = gw._gemini.requests().pop().unwrap();
+    assert_eq!(sent.header("x-goog-api-key"), Some("AIza-1"));
+    assert_eq!(sent.header("x-api-key"), None);
+    // Rotation: the next requests carry the new key.
+    jisr_e2e::write_generic_secret(&file("openai"), "openai-key", "sk-openai-2");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            post(
+                &gw,
+                "k1",
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","stream":false}"#,
+            );
+            gw.openai.requests().pop().unwrap().header("authorization")
+                == Some("Bearer sk-openai-2")
+        }),
+        "rotation not seen: {}",
+        gw.envoy.log()
+    );
+    // The gateway's own check still uses the client's key.
+    assert_eq!(post(&gw, "nope", "/v1/messages", "{}").status, 401);
+    let _ = std::fs::remove_dir_all(&dir);
+}
