@@ -1021,15 +1021,22 @@ fn provider_keys_from_sds_replace_the_clients_key_and_rotate() {
     if jisr_e2e::envoy_minor() < (1, 40) {
         let (status, log) = Envoy::start_expect_failure(
             &EnvoyConfig::new()
-                .listener(Listener::new("gw").filter(module_filter(
-                    "llm_gateway",
-                    "llm_gateway",
-                    Some(&format!(r#"{{"keys": ["k1"]{extra}}}"#)),
-                )))
+                .listener(
+                    Listener::new("gw")
+                        .filter(module_filter(
+                            "llm_gateway",
+                            "llm_gateway",
+                            Some(&format!(r#"{{"keys": ["k1"]{extra}}}"#)),
+                        ))
+                        .route(Route::cluster_header("/", "x-cluster")),
+                )
                 .node_identity(),
         );
         assert!(!status.success());
-        assert!(log.contains("secret '"), "{log}");
+        assert!(
+            log.contains("jisr: filter 'llm_gateway' rejected its config: secret '"),
+            "{log}"
+        );
         return;
     }
     let gw = start_full(10_000_000, 60_000, None, &extra, |c| c.node_identity());
