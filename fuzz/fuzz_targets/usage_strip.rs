@@ -19,8 +19,9 @@ fn strip<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, cap: usize) -> (Vec<u8>
     (out, s.removed())
 }
 
-/// Raw events: each one's bytes, up to and including its blank line's line end.
-fn raw_events(input: &[u8]) -> Vec<&[u8]> {
+/// Raw events: each one's bytes, up to and including its blank line's line end, and whether a
+/// blank line ended it (the last one may be cut).
+fn raw_events(input: &[u8]) -> Vec<(&[u8], bool)> {
     let mut events = Vec::new();
     let (mut start, mut line_start, mut i) = (0, 0, 0);
     while i < input.len() {
@@ -36,12 +37,12 @@ fn raw_events(input: &[u8]) -> Vec<&[u8]> {
         }
         line_start = i;
         if empty {
-            events.push(&input[start..i]);
+            events.push((&input[start..i], true));
             start = i;
         }
     }
     if start < input.len() {
-        events.push(&input[start..]);
+        events.push((&input[start..], false));
     }
     events
 }
@@ -80,8 +81,7 @@ fuzz_target!(|raw: &[u8]| {
 
     let mut want = Vec::new();
     let mut want_removed = 0;
-    for event in raw_events(stream) {
-        let ended = event.ends_with(b"\n") || event.ends_with(b"\r");
+    for (event, ended) in raw_events(stream) {
         let size = event.len() - usize::from(event.ends_with(b"\r\n"));
         let usage_only = match data(event) {
             // The stripper reads the first `choices` and `usage`, serde_json the last.

@@ -140,9 +140,12 @@ impl UsageChunkStripper {
             start = event_end;
             i = event_end;
             if self.after_cr {
-                // The CR ended this chunk: an LF starting the next one belongs to this event.
+                // A CR not followed by an LF in this chunk: if it ended the chunk, an LF
+                // starting the next one belongs to this event.
                 self.after_cr = false;
-                self.lf_follows = Some(usage_only);
+                if i == chunk.len() {
+                    self.lf_follows = Some(usage_only);
+                }
             }
             if usage_only {
                 self.removed += 1;
@@ -345,6 +348,24 @@ mod tests {
             );
             assert_eq!(s.removed(), 1);
             assert!(s.held.capacity() <= 256 && s.data.capacity() <= 256);
+        }
+    }
+
+    #[test]
+    fn a_cr_blank_line_inside_a_chunk_owns_no_later_lf() {
+        // Found by the fuzzer: the CR ending an event is followed, in the same chunk, by the
+        // next line; the LF that ends that line, in the next chunk, stays in its place.
+        let input = b"data: x\r\r: [DONE]\n\n";
+        for split in 0..input.len() {
+            for cut in [9, split] {
+                let mut s = UsageChunkStripper::new(1024);
+                let mut out = Vec::new();
+                let (a, b) = input.split_at(cut.min(input.len()));
+                s.feed(a, |x| out.extend_from_slice(x));
+                s.feed(b, |x| out.extend_from_slice(x));
+                s.finish(|x| out.extend_from_slice(x));
+                assert_eq!(out, input, "{cut}");
+            }
         }
     }
 
