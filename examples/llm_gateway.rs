@@ -41,10 +41,24 @@
 //!   `envoy.ratelimit:hits_addend` (input + output tokens) for access logs. Histogram
 //!   `llm_gateway_ttfb_ms{cluster}` takes the time to the first upstream byte from Envoy's own
 //!   timing (Envoy 1.40), else the handler's clock.
+//!
+//!   What is billed, and when (always once, when the response ends or is cut short, from the
+//!   last counts it reported; the same for compressed bodies once decoded):
+//!
+//!   | provider and shape | billed from | if cut short |
+//!   |---|---|---|
+//!   | OpenAI chat, streamed | the usage-only chunk before `[DONE]` (asked for by the gateway when the client did not) | nothing: `no_usage` |
+//!   | OpenAI chat or completions, JSON | top-level `usage` | nothing (the document never closed) |
+//!   | OpenAI Responses, streamed | `response.completed` / `.incomplete` / `.failed` | nothing: `no_usage` |
+//!   | OpenAI Responses or embeddings, JSON | top-level `usage` | nothing |
+//!   | Anthropic, streamed | input and cache counts from `message_start`, output from the last `message_delta` | what was reported: input, and the output of the last delta seen |
+//!   | Anthropic, JSON | top-level `usage` | nothing |
+//!   | Gemini, streamed (`alt=sse`, or a JSON array) | the last `usageMetadata` | the last chunk seen |
+//!   | Gemini, JSON | `usageMetadata` | nothing |
 //! - **Compressed responses.** Built with the cargo feature `decompress` (`cargo build
 //!   --example llm_gateway --features decompress`), a `gzip`, `deflate`, `br` or `zstd`
-//!   response, JSON or SSE, is decoded as it passes (`jisr::buffer::ContentDecoder`, bounded memory: at
-//!   most `max_decode_window` bytes of history, default 8 MiB, plus what its docs list per
+//!   response, JSON or SSE, is decoded as it passes (`jisr::buffer::ContentDecoder`, bounded
+//!   memory: at most `max_decode_window` bytes of history, default 8 MiB, plus what its docs list per
 //!   coding) and billed like any other; the client receives the provider's
 //!   compressed bytes unchanged. What the provider may send is set by `accept_encoding`,
 //!   applied to billable requests: `"readable"` (default) keeps in the client's
@@ -590,7 +604,9 @@ async fn bill(
         .filter(|e| e.readable());
     let Some(encoding) = encoding else {
         resp.skip_body();
-        let _ = w.counter_add(g.unbilled, &["unreadable_encoding"], 1);
+        if resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            let _ = w.counter_add(g.unbilled, &["unreadable_encoding"], 1);
+        }
         return;
     };
     let mut decoder = Decoder::new(encoding, g.max_window);
