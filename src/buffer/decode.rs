@@ -139,6 +139,10 @@ mod imp {
     /// | `br` | 32 KiB output + the brotli state (tens of KiB of tables) + a ring buffer of at most the stream's window (`2^WBITS - 16`, up to 16 MiB) |
     /// | `zstd` | 32 KiB output + the input of one block (at most 128 KiB) + the stream's window (plus one block) + tables |
     ///
+    /// Measured (`tests/decode.rs`, peak live bytes while decoding a 300 KiB chat stream):
+    /// gzip and deflate 43 KiB; br 125 KiB with a 64 KiB window, 577 KiB with a 4 MiB one (its
+    /// ring buffer grows with the data, up to the window); zstd 482 KiB at the fastest level.
+    ///
     /// A stream asking for a window larger than `max_window` is refused
     /// ([`DecodeError::WindowTooLarge`]) before anything is allocated for it, so `max_window`
     /// bounds the memory. A gzip member's CRC and size, and zstd checksums, are not checked:
