@@ -489,3 +489,59 @@ fn state_forms_count_in_the_response_phase() {
         assert_eq!(f.metric("responses_total.204"), Some(14), "{name}");
     }
 }
+
+thread_local! {
+    static CHUNK_ERRORS: RefCell<Vec<Result<(), ResponseError>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Observe: a chunk is replaced only once read whole, in its own hook; a partly read chunk,
+/// or none passing, is `NoChunk`, and the bytes then pass unchanged.
+async fn drop_marked(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+    let mut buf = [0u8; 3];
+    let record = |r| CHUNK_ERRORS.with(|e| e.borrow_mut().push(r));
+    record(resp.replace_chunk(b"early")); // no chunk yet
+    let mut seen = Vec::new();
+    while let Ok(n @ 1..) = resp.read(&mut buf).await {
+        seen.extend_from_slice(&buf[..n]);
+        if resp.chunk_unread() > 0 {
+            if seen == b"par" {
+                record(resp.replace_chunk(b"")); // part of "partial" only
+            }
+            continue;
+        }
+        if seen.starts_with(b"drop") {
+            record(resp.replace_chunk(b""));
+        } else if seen == b"swap" {
+            record(resp.replace_chunk(b"SWAPPED!"));
+        }
+        seen.clear();
+    }
+}
+
+#[test]
+fn observe_replaces_whole_chunks_only() {
+    fn register(r: &mut Registry) {
+        r.filter("drop_marked")
+            .respond(ResponseMode::Observe, pass, drop_marked);
+    }
+    CHUNK_ERRORS.with(|e| e.borrow_mut().clear());
+    let f = TestFilter::new(register, "drop_marked", b"").unwrap();
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    s.response_headers(&[(":status", "200")], false);
+    for chunk in [&b"keep,"[..], b"drop me,", b"partial,", b"swap"] {
+        assert_eq!(s.response_body(chunk, false), BodyStatus::Continue);
+    }
+    assert_eq!(s.response_body(b"", true), BodyStatus::Continue);
+    assert_eq!(s.forwarded_response_body(), b"keep,partial,SWAPPED!");
+    let errors = CHUNK_ERRORS.with(|e| e.borrow().clone());
+    assert_eq!(
+        errors,
+        [
+            Err(ResponseError::NoChunk),
+            Ok(()),
+            Err(ResponseError::NoChunk),
+            Ok(()),
+        ]
+    );
+}

@@ -6,7 +6,7 @@
 //! and refill after the window.
 
 use jisr_e2e::client;
-use jisr_e2e::telemetry::RateLimitService;
+use jisr_e2e::telemetry::{OtlpReceiver, RateLimitService, parse_prometheus};
 use jisr_e2e::{
     Cluster, Envoy, EnvoyConfig, HttpFilter, Listener, Route, Upstream, access_field,
     module_filter, module_stat, wait_until,
@@ -14,18 +14,24 @@ use jisr_e2e::{
 use serde_json::Value;
 use std::time::Duration;
 
-/// An OpenAI chat stream whose last chunk carries usage (sent only when asked for).
-fn openai_chat() -> Vec<u8> {
+/// An OpenAI chat stream; its last chunk before `[DONE]` carries usage and no choices, and
+/// is sent only when the request asked for it (`stream_options.include_usage: true`).
+fn openai_chat(with_usage: bool) -> Vec<u8> {
     let mut s = String::new();
     for word in ["Hel", "lo", " there"] {
         s.push_str(&format!(
             "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"delta\":{{\"content\":\"{word}\"}}}}],\"usage\":null}}\n\n"
         ));
     }
-    s.push_str("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":21,\"completion_tokens\":9,\"total_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":5},\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n");
+    if with_usage {
+        s.push_str(OPENAI_USAGE_CHUNK);
+    }
     s.push_str("data: [DONE]\n\n");
     s.into_bytes()
 }
+
+/// The usage-only chunk of [`openai_chat`].
+const OPENAI_USAGE_CHUNK: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":21,\"completion_tokens\":9,\"total_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":5},\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n";
 
 /// An OpenAI Responses stream whose `response.completed` repeats a long output before usage.
 fn openai_responses(output_len: usize) -> Vec<u8> {
@@ -94,15 +100,79 @@ fn start(budget: u64, window_ms: u64) -> Gw {
     start_with(budget, window_ms, None)
 }
 
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `data` in content coding `coding`, by independent encoders; an unknown coding (the fake
+/// `x-snappy`) is the bytes reversed, which nobody can read as the original.
+fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
+    match coding {
+        "gzip" => {
+            let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+            out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(data, 6));
+            out.extend_from_slice(&crc32(data).to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out
+        }
+        "deflate" => miniz_oxide::deflate::compress_to_vec_zlib(data, 6),
+        "br" => {
+            let mut out = Vec::new();
+            let params = brotli::enc::BrotliEncoderParams {
+                quality: 9,
+                lgwin: 20,
+                ..Default::default()
+            };
+            brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
+            out
+        }
+        "zstd" => {
+            ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+        }
+        _ => data.iter().rev().copied().collect(),
+    }
+}
+
 /// [`start`], with Envoy's rate-limit filter charging `rls` when given.
 fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
+    start_configured(budget, window_ms, rls, "")
+}
+
+/// [`start_with`], with `extra` (`, "key": value` pairs) added to the filter config.
+fn start_configured(budget: u64, window_ms: u64, rls: Option<u16>, extra: &str) -> Gw {
+    start_full(budget, window_ms, rls, extra, |c| c)
+}
+
+/// [`start_configured`], with `tweak` applied to Envoy's config last.
+fn start_full(
+    budget: u64,
+    window_ms: u64,
+    rls: Option<u16>,
+    extra: &str,
+    tweak: impl FnOnce(EnvoyConfig) -> EnvoyConfig,
+) -> Gw {
+    // Like the real API: usage only when asked for, and a Responses request naming
+    // `stream_options.include_usage` refused (that API has no such field).
     let openai = Upstream::start_with("openai", |req, w| {
-        if req.body.windows(14).any(|x| x == b"\"stream\":false") {
-            w.header("content-type", "application/json")
-                .send(OPENAI_JSON.as_bytes());
-            return;
-        }
+        let v: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         if req.path.starts_with("/v1/responses") {
+            if v.pointer("/stream_options/include_usage").is_some() {
+                w.status(400)
+                    .header("content-type", "application/json")
+                    .send(br#"{"error":{"message":"Unknown parameter: 'stream_options.include_usage'.","type":"invalid_request_error","param":"stream_options.include_usage","code":"unknown_parameter"}}"#);
+                return;
+            }
             w.header("content-type", "text/event-stream")
                 .start_chunked();
             let body = openai_responses(1_200_000);
@@ -112,27 +182,51 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
             w.finish();
             return;
         }
+        if v["stream"] != true {
+            w.header("content-type", "application/json")
+                .send(OPENAI_JSON.as_bytes());
+            return;
+        }
         w.header("content-type", "text/event-stream")
             .start_chunked();
         // Cut at awkward places: inside keys, numbers and the event boundary.
-        let body = openai_chat();
+        let body = openai_chat(v["stream_options"]["include_usage"] == true);
         for piece in body.chunks(7) {
             w.chunk(piece);
         }
         w.finish();
     });
+    // Compresses its answers in the first coding the request accepts, as providers do.
     let anthropic = Upstream::start_with("anthropic", |req, w| {
-        if req.body.windows(13).any(|x| x == b"\"stream\":true") {
-            w.header("content-type", "text/event-stream")
-                .start_chunked();
-            for piece in ANTHROPIC_SSE.as_bytes().chunks(11) {
-                w.chunk(piece);
+        let (body, content_type) = if req.body.windows(13).any(|x| x == b"\"stream\":true") {
+            (ANTHROPIC_SSE, "text/event-stream")
+        } else {
+            (ANTHROPIC_JSON, "application/json")
+        };
+        w.header("content-type", content_type);
+        let coding = req
+            .header("accept-encoding")
+            .and_then(|a| a.split(',').next())
+            .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
+            .filter(|c| !c.is_empty() && c != "identity");
+        let body = match coding {
+            Some(c) => {
+                w.header("content-encoding", &c);
+                let mut encoded = encode(&c, body.as_bytes());
+                if req.header("x-fake-corrupt").is_some() {
+                    for b in encoded.iter_mut().skip(12).step_by(3) {
+                        *b ^= 0x5a;
+                    }
+                }
+                encoded
             }
-            w.finish();
-            return;
+            None => body.as_bytes().to_vec(),
+        };
+        w.start_chunked();
+        for piece in body.chunks(11) {
+            w.chunk(piece);
         }
-        w.header("content-type", "application/json")
-            .send(ANTHROPIC_JSON.as_bytes());
+        w.finish();
     });
     let gemini = Upstream::start_with("gemini", |req, w| {
         if !req.path.contains("alt=sse") {
@@ -151,7 +245,7 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
         w.finish();
     });
     let config = format!(
-        r#"{{"keys": ["k1", "k2"], "budget_tokens": {budget}, "window_ms": {window_ms}, "max_body": 65536}}"#
+        r#"{{"keys": ["k1", "k2"], "budget_tokens": {budget}, "window_ms": {window_ms}, "max_body": 65536{extra}}}"#
     );
     let mut listener = Listener::new("gw")
         .filter(module_filter("llm_gateway", "llm_gateway", Some(&config)))
@@ -174,7 +268,7 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
         }
         None => listener = listener.route(Route::cluster_header("/", "x-cluster")),
     }
-    let envoy = Envoy::start(&cfg.listener(listener));
+    let envoy = Envoy::start(&tweak(cfg.listener(listener)));
     Gw {
         envoy,
         openai,
@@ -184,13 +278,30 @@ fn start_with(budget: u64, window_ms: u64, rls: Option<u16>) -> Gw {
 }
 
 fn post(gw: &Gw, key: &str, path: &str, body: &str) -> client::Response {
+    post_with(gw, key, path, body, &[])
+}
+
+fn post_with(
+    gw: &Gw,
+    key: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> client::Response {
+    let mut all = vec![("x-api-key", key), ("content-type", "application/json")];
+    all.extend_from_slice(headers);
     client::request(
         gw.envoy.listener_port("gw"),
         "POST",
         path,
-        &[("x-api-key", key), ("content-type", "application/json")],
+        &all,
         body.as_bytes(),
     )
+}
+
+fn unbilled(gw: &Gw, reason: &str) -> Option<u64> {
+    gw.envoy
+        .counter(&module_stat("llm_gateway_unbilled", &[("reason", reason)]))
 }
 
 fn tokens(gw: &Gw, provider: &str, model: &str, kind: &str) -> Option<u64> {
@@ -234,7 +345,7 @@ fn exact_usage_from_every_shape_and_include_usage_injected() {
         "/v1/responses",
         r#"{"model":"o3-mini","stream":true}"#,
     );
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.body.len() > 1_200_000);
     assert!(
         wait_until(Duration::from_secs(5), || tokens(
@@ -423,4 +534,561 @@ fn fleet_budget_is_charged_to_the_rate_limit_service_at_stream_end() {
     charged("k2", 72).unwrap_or_else(|| panic!("no charge of 72 for k2: {:#?}", rls.calls()));
     // One call per response, both at stream end: nothing was sent on the request path.
     assert_eq!(rls.calls().len(), 2, "{:#?}", rls.calls());
+}
+
+/// `"stream_options": null` (which the OpenAI API accepts) is a request that did not ask for
+/// usage: the gateway asks for it, and the stream is billed.
+#[test]
+fn stream_options_null_still_gets_usage_billed() {
+    let gw = start(10_000_000, 60_000);
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o-mini","stream":true,"stream_options":null,"messages":[]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    let sent = gw.openai.requests().pop().unwrap();
+    let v: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(v["stream_options"]["include_usage"], true, "{v}");
+    assert!(
+        wait_until(Duration::from_secs(5), || tokens(
+            &gw,
+            "openai",
+            "gpt-4o-mini",
+            "input"
+        ) == Some(21)),
+        "{}",
+        gw.envoy.stats()
+    );
+    assert_eq!(tokens(&gw, "openai", "gpt-4o-mini", "output"), Some(9));
+}
+
+/// The Responses API reports usage in `response.completed` and its `stream_options` has no
+/// `include_usage`: its requests reach the provider unchanged, and are still billed.
+#[test]
+fn responses_api_requests_are_not_given_include_usage() {
+    let gw = start(10_000_000, 60_000);
+    let body = r#"{"model":"o4-mini","stream":true,"stream_options":{"include_obfuscation":false},"input":"hi"}"#;
+    let r = post(&gw, "k1", "/v1/responses", body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = gw.openai.requests().pop().unwrap();
+    assert_eq!(sent.body, body.as_bytes());
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/responses?x=1",
+        r#"{"model":"o4-mini","stream":true,"input":"hi"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = gw.openai.requests().pop().unwrap();
+    assert_eq!(
+        sent.body,
+        br#"{"model":"o4-mini","stream":true,"input":"hi"}"#
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || tokens(
+            &gw, "openai", "o4-mini", "output"
+        ) == Some(500_000)),
+        "{:?}",
+        tokens(&gw, "openai", "o4-mini", "output")
+    );
+}
+
+/// A billable request whose body the gateway cannot read is refused with a clear `400`, and
+/// nothing reaches the provider: what cannot be read cannot be billed.
+#[test]
+fn unreadable_bodies_on_billable_paths_get_400_and_reach_nobody() {
+    let gw = start(10_000_000, 60_000);
+    for (path, body, why) in [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","stream":"#,
+            "not valid JSON",
+        ),
+        ("/v1/chat/completions", "", "empty"),
+        ("/v1/messages", "  \n", "empty"),
+        ("/v1/responses", "[1,2]", "not a JSON object"),
+        ("/v1/messages?beta=true", "model=claude", "not valid JSON"),
+        (
+            "/v1beta/models/gemini-2.5-pro:generateContent",
+            "{\"contents\":",
+            "not valid JSON",
+        ),
+    ] {
+        let r = post(&gw, "k1", path, body);
+        assert_eq!(r.status, 400, "{path} {body:?}: {}", r.text());
+        assert!(r.text().contains(why), "{path} {body:?}: {}", r.text());
+        assert!(r.text().contains("cannot bill"), "{}", r.text());
+    }
+    assert_eq!(gw.openai.requests().len(), 0);
+    assert_eq!(gw._anthropic.requests().len(), 0);
+    assert_eq!(gw._gemini.requests().len(), 0);
+    // A body is still fine where nothing is billed (here, no cluster answers: 503 from Envoy).
+    assert_ne!(post(&gw, "k1", "/v1/files", "not json").status, 400);
+}
+
+/// Native Gemini requests name the model in the path and carry none in the body: they reach
+/// the Gemini cluster and are billed under the path's model.
+#[test]
+fn native_gemini_requests_are_routed_and_billed() {
+    let gw = start(10_000_000, 60_000);
+    let body = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    let r = post(
+        &gw,
+        "k1",
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    assert_eq!(r.body, GEMINI_SSE.as_bytes());
+    let g = |model, kind| tokens(&gw, "gemini", model, kind);
+    assert!(
+        wait_until(Duration::from_secs(5), || g("gemini-2.0-flash", "output")
+            == Some(4)),
+        "{}",
+        gw.envoy.stats()
+    );
+    assert_eq!(g("gemini-2.0-flash", "input"), Some(11));
+    // Any model the Gemini API serves, `:generateContent`, the `v1` API.
+    let r = post(&gw, "k2", "/v1/models/gemma-3-27b-it:generateContent", body);
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    assert_eq!(r.body, GEMINI_JSON.as_bytes());
+    assert!(
+        wait_until(Duration::from_secs(5), || g("gemma-3-27b-it", "input")
+            == Some(9)),
+        "{}",
+        gw.envoy.stats()
+    );
+    let sent = gw._gemini.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].path,
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    );
+    assert_eq!(sent[1].body, body.as_bytes());
+}
+
+/// When the gateway asked for usage (absent, `null` or `false` in the request), the provider's
+/// usage-only chunk (`choices: []`) is billed and removed from what the client receives; the
+/// rest of the stream is byte for byte what the provider sent (cut every 7 bytes). A client
+/// that asked for usage itself gets that chunk.
+#[test]
+fn usage_chunk_added_by_the_gateway_is_billed_but_not_shown() {
+    let gw = start(10_000_000, 60_000);
+    let cases = [
+        (r#"{"model":"gpt-4o","stream":true,"messages":[]}"#, false),
+        (
+            r#"{"model":"gpt-4o","stream":true,"stream_options":null}"#,
+            false,
+        ),
+        (
+            r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false}}"#,
+            false,
+        ),
+        (
+            r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#,
+            true,
+        ),
+    ];
+    for (i, (body, asked)) in cases.into_iter().enumerate() {
+        let r = post(&gw, "k1", "/v1/chat/completions", body);
+        assert_eq!(r.status, 200, "{}", gw.envoy.log());
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            String::from_utf8_lossy(&openai_chat(asked)),
+            "{body}"
+        );
+        let want = 21 * (i as u64 + 1);
+        assert!(
+            wait_until(Duration::from_secs(5), || tokens(
+                &gw, "openai", "gpt-4o", "input"
+            ) == Some(want)),
+            "{body}: {:?}",
+            tokens(&gw, "openai", "gpt-4o", "input")
+        );
+    }
+    assert_eq!(tokens(&gw, "openai", "gpt-4o", "output"), Some(36));
+}
+
+/// Compressed answers (gzip, deflate, br, zstd; JSON and SSE, sent in 11-byte pieces) are
+/// decoded as they pass and billed exactly, while the client receives the provider's
+/// compressed bytes unchanged. Upstream, `accept-encoding` keeps only what the gateway reads.
+#[test]
+fn compressed_responses_are_billed_and_passed_unchanged() {
+    let gw = start(10_000_000, 60_000);
+    let a = |model, kind| tokens(&gw, "anthropic", model, kind);
+    for (i, coding) in ["gzip", "deflate", "br", "zstd"].into_iter().enumerate() {
+        let n = i as u64 + 1;
+        let accept = format!("{coding};q=0.9, compress, *;q=0.1");
+        let r = post_with(
+            &gw,
+            "k1",
+            "/v1/messages",
+            r#"{"model":"claude-sonnet-4"}"#,
+            &[("accept-encoding", &accept)],
+        );
+        assert_eq!(r.status, 200, "{}", gw.envoy.log());
+        assert_eq!(r.header("content-encoding"), Some(coding));
+        assert_eq!(
+            r.body,
+            encode(coding, ANTHROPIC_JSON.as_bytes()),
+            "{coding}"
+        );
+        let sent = gw._anthropic.requests().pop().unwrap();
+        assert_eq!(
+            sent.header("accept-encoding"),
+            Some(format!("{coding};q=0.9").as_str())
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), || a("claude-sonnet-4", "input")
+                == Some(40 * n)),
+            "{coding}: {:?} {}",
+            a("claude-sonnet-4", "input"),
+            gw.envoy.stats()
+        );
+        assert_eq!(a("claude-sonnet-4", "cached_input"), Some(30 * n));
+        let r = post_with(
+            &gw,
+            "k1",
+            "/v1/messages",
+            r#"{"model":"claude-opus-4","stream":true}"#,
+            &[("accept-encoding", coding)],
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, encode(coding, ANTHROPIC_SSE.as_bytes()), "{coding}");
+        assert!(
+            wait_until(Duration::from_secs(5), || a("claude-opus-4", "output")
+                == Some(17 * n)),
+            "{coding}: {:?}",
+            a("claude-opus-4", "output")
+        );
+    }
+    // A coding the gateway cannot read is not asked for: the answer comes uncompressed.
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        r#"{"model":"claude-sonnet-4"}"#,
+        &[("accept-encoding", "x-snappy")],
+    );
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(
+        gw._anthropic
+            .requests()
+            .pop()
+            .unwrap()
+            .header("accept-encoding"),
+        None
+    );
+    assert!(wait_until(Duration::from_secs(5), || a(
+        "claude-sonnet-4",
+        "input"
+    ) == Some(200)));
+    assert_eq!(unbilled(&gw, "unreadable_encoding"), None);
+}
+
+/// With `"accept_encoding": "pass"`, a response the gateway cannot read is never silent: it
+/// reaches the client unchanged and is counted in `llm_gateway_unbilled` by reason; with
+/// `"strip"`, the provider is asked for no coding at all.
+#[test]
+fn unreadable_responses_are_counted_by_reason() {
+    let gw = start_configured(10_000_000, 60_000, None, r#", "accept_encoding": "pass""#);
+    let body = r#"{"model":"claude-sonnet-4"}"#;
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        body,
+        &[("accept-encoding", "x-snappy")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, encode("x-snappy", ANTHROPIC_JSON.as_bytes()));
+    assert_eq!(
+        gw._anthropic
+            .requests()
+            .pop()
+            .unwrap()
+            .header("accept-encoding"),
+        Some("x-snappy")
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || unbilled(
+            &gw,
+            "unreadable_encoding"
+        ) == Some(1)),
+        "{}",
+        gw.envoy.stats()
+    );
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        body,
+        &[("accept-encoding", "gzip"), ("x-fake-corrupt", "1")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || unbilled(&gw, "corrupt_encoding")
+            == Some(1)),
+        "{}",
+        gw.envoy.stats()
+    );
+    assert_eq!(tokens(&gw, "anthropic", "claude-sonnet-4", "input"), None);
+    // Readable codings pass through `pass` too, and are billed.
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        body,
+        &[("accept-encoding", "br")],
+    );
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    assert!(wait_until(Duration::from_secs(5), || tokens(
+        &gw,
+        "anthropic",
+        "claude-sonnet-4",
+        "input"
+    ) == Some(40)));
+
+    let gw = start_configured(10_000_000, 60_000, None, r#", "accept_encoding": "strip""#);
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/messages",
+        body,
+        &[("accept-encoding", "gzip, br")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body, ANTHROPIC_JSON.as_bytes());
+    assert_eq!(
+        gw._anthropic
+            .requests()
+            .pop()
+            .unwrap()
+            .header("accept-encoding"),
+        None
+    );
+}
+
+/// Envoy's OpenTelemetry stat sink, flushing every 500 ms to the cluster `otlp`.
+const OTLP_SINK: &str = r#"stats_flush_interval: 0.5s
+stats_sinks:
+- name: envoy.stat_sinks.open_telemetry
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig
+    grpc_service:
+      envoy_grpc: { cluster_name: otlp }
+"#;
+
+/// The GenAI metrics of the OpenTelemetry semantic conventions reach Envoy's stat sinks: token
+/// usage per token type, model, provider and operation as a histogram (the OTLP receiver sees
+/// each response's tokens in the right bucket, and their sum within Envoy's binning), and time to first token, time per output token and request duration, one
+/// sample per response; the Prometheus endpoint has the same series.
+#[test]
+fn genai_metrics_reach_the_otel_sink_and_prometheus() {
+    let otlp = OtlpReceiver::start();
+    let port = otlp.port();
+    let gw = start_full(10_000_000, 60_000, None, "", |c| {
+        c.cluster(Cluster::new("otlp", port).http2())
+            .raw_top_level(OTLP_SINK)
+    });
+    let r = post(
+        &gw,
+        "k1",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o","stream":true}"#,
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    let r = post(
+        &gw,
+        "k1",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        r#"{"contents":[]}"#,
+    );
+    assert_eq!(r.status, 200);
+    let wait = Duration::from_secs(10);
+    let tokens_hist = "dynamicmodulescustom.gen_ai_client_token_usage";
+    for (op, provider, model, kind, sum) in [
+        ("chat", "openai", "gpt-4o", "input", 21),
+        ("chat", "openai", "gpt-4o", "output", 9),
+        (
+            "generate_content",
+            "gcp.gemini",
+            "gemini-2.5-flash",
+            "input",
+            11,
+        ),
+        (
+            "generate_content",
+            "gcp.gemini",
+            "gemini-2.5-flash",
+            "output",
+            4,
+        ),
+    ] {
+        let attrs = [
+            ("gen_ai_operation_name", op),
+            ("gen_ai_provider_name", provider),
+            ("gen_ai_request_model", model),
+            ("gen_ai_token_type", kind),
+        ];
+        let p = otlp
+            .wait_for(tokens_hist, &attrs, wait)
+            .unwrap_or_else(|| panic!("no {tokens_hist}{attrs:?} in {:#?}", otlp.points()));
+        assert_eq!(p["kind"], "histogram", "{p}");
+        assert_eq!(p["count"], 1, "{p}");
+        // Envoy keeps histograms as approximate bins: the sum is close, the bucket exact.
+        let got = p["sum"].as_f64().expect("a sum");
+        assert!((got - sum as f64).abs() <= sum as f64 * 0.05, "{p}");
+        let bounds: Vec<f64> = p["explicit_bounds"]
+            .as_array()
+            .expect("bounds")
+            .iter()
+            .map(|b| b.as_f64().expect("a bound"))
+            .collect();
+        let bucket = bounds
+            .iter()
+            .position(|b| sum as f64 <= *b)
+            .expect("a bucket");
+        assert_eq!(p["bucket_counts"][bucket], 1, "{p}");
+    }
+    for name in [
+        "gen_ai_server_time_to_first_token_ms",
+        "gen_ai_server_time_per_output_token_us",
+        "gen_ai_server_request_duration_ms",
+    ] {
+        let full = format!("dynamicmodulescustom.{name}");
+        for (op, provider, model) in [
+            ("chat", "openai", "gpt-4o"),
+            ("generate_content", "gcp.gemini", "gemini-2.5-flash"),
+        ] {
+            let attrs = [
+                ("gen_ai_operation_name", op),
+                ("gen_ai_provider_name", provider),
+                ("gen_ai_request_model", model),
+            ];
+            let p = otlp
+                .wait_for(&full, &attrs, wait)
+                .unwrap_or_else(|| panic!("no {full}{attrs:?} in {:#?}", otlp.points()));
+            assert_eq!(p["kind"], "histogram", "{p}");
+            assert_eq!(p["count"], 1, "{p}");
+        }
+    }
+    // The same series, parsed from the Prometheus endpoint.
+    let count = "envoy_dynamicmodulescustom_gen_ai_client_token_usage_count";
+    let text = gw.envoy.admin_get("/stats/prometheus").text();
+    let samples = parse_prometheus(&text);
+    let input = samples
+        .iter()
+        .find(|s| {
+            s.name == count
+                && s.labels.get("gen_ai_token_type").map(String::as_str) == Some("input")
+                && s.labels.get("gen_ai_provider_name").map(String::as_str) == Some("openai")
+        })
+        .unwrap_or_else(|| panic!("no {count} in\n{text}"));
+    assert_eq!(input.kind, "histogram");
+    assert_eq!(input.value, 1.0);
+    let sum = samples
+        .iter()
+        .find(|s| {
+            s.name == "envoy_dynamicmodulescustom_gen_ai_client_token_usage_sum"
+                && s.labels == input.labels
+        })
+        .unwrap_or_else(|| panic!("no sum in\n{text}"));
+    assert!((sum.value - 21.0).abs() <= 21.0 * 0.05, "{text}");
+}
+
+/// With `provider_keys`, each provider's key comes from an SDS generic secret in a watched file
+/// and replaces the client's key, in the header that provider expects; the client never sees
+/// it and the provider never sees the gateway key. Rewriting a file rotates the key without a
+/// restart (Envoy 1.40; older Envoys refuse the config, naming the secret).
+#[test]
+fn provider_keys_from_sds_replace_the_clients_key_and_rotate() {
+    let dir = std::env::temp_dir().join(format!("jisr-e2e-gw-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |p: &str| dir.join(format!("{p}.yaml"));
+    jisr_e2e::write_generic_secret(&file("openai"), "openai-key", "sk-openai-1");
+    jisr_e2e::write_generic_secret(&file("anthropic"), "anthropic-key", "sk-ant-1\n");
+    jisr_e2e::write_generic_secret(&file("gemini"), "gemini-key", "AIza-1");
+    let extra = format!(
+        r#", "provider_keys": {{"openai": {{"name": "openai-key", "path": "{}"}}, "anthropic": {{"name": "anthropic-key", "path": "{}"}}, "gemini": {{"name": "gemini-key", "path": "{}"}}}}"#,
+        file("openai").display(),
+        file("anthropic").display(),
+        file("gemini").display()
+    );
+    if jisr_e2e::envoy_minor() < (1, 40) {
+        let (status, log) = Envoy::start_expect_failure(
+            &EnvoyConfig::new()
+                .listener(
+                    Listener::new("gw")
+                        .filter(module_filter(
+                            "llm_gateway",
+                            "llm_gateway",
+                            Some(&format!(r#"{{"keys": ["k1"]{extra}}}"#)),
+                        ))
+                        .route(Route::cluster_header("/", "x-cluster")),
+                )
+                .node_identity(),
+        );
+        assert!(!status.success());
+        assert!(
+            log.contains("jisr: filter 'llm_gateway' rejected its config: secret '"),
+            "{log}"
+        );
+        return;
+    }
+    let gw = start_full(10_000_000, 60_000, None, &extra, |c| c.node_identity());
+    let leaks = |r: &client::Response| {
+        let text = format!("{:?} {}", r.headers, r.text());
+        ["sk-", "AIza"].iter().any(|k| text.contains(k))
+    };
+    let r = post_with(
+        &gw,
+        "k1",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o","stream":false}"#,
+        &[("authorization", "Bearer client-token")],
+    );
+    assert_eq!(r.status, 200, "{}", gw.envoy.log());
+    assert!(!leaks(&r));
+    let sent = gw.openai.requests().pop().unwrap();
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-openai-1"));
+    assert_eq!(sent.header("x-api-key"), None);
+    let r = post(&gw, "k2", "/v1/messages", r#"{"model":"claude-sonnet-4"}"#);
+    assert_eq!(r.status, 200);
+    assert!(!leaks(&r));
+    let sent = gw._anthropic.requests().pop().unwrap();
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-1"));
+    assert_eq!(sent.header("authorization"), None);
+    let r = post(
+        &gw,
+        "k2",
+        "/v1beta/models/gemini-2.5-pro:generateContent",
+        r#"{"contents":[]}"#,
+    );
+    assert_eq!(r.status, 200);
+    let sent = gw._gemini.requests().pop().unwrap();
+    assert_eq!(sent.header("x-goog-api-key"), Some("AIza-1"));
+    assert_eq!(sent.header("x-api-key"), None);
+    // Rotation: the next requests carry the new key.
+    jisr_e2e::write_generic_secret(&file("openai"), "openai-key", "sk-openai-2");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            post(
+                &gw,
+                "k1",
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","stream":false}"#,
+            );
+            gw.openai.requests().pop().unwrap().header("authorization")
+                == Some("Bearer sk-openai-2")
+        }),
+        "rotation not seen: {}",
+        gw.envoy.log()
+    );
+    // The gateway's own check still uses the client's key.
+    assert_eq!(post(&gw, "nope", "/v1/messages", "{}").status, 401);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@ use crate::api::log::Level;
 use crate::api::request::{HeaderValues, header_each, header_get, with_key};
 use crate::api::wire::{self, Place, WireError};
 use crate::filter::core::StreamCore;
-use crate::filter::state::BodyState;
+use crate::filter::state::{BodyState, Retention};
 use crate::host::{BodyKind, Map};
 use std::fmt;
 
@@ -42,6 +42,9 @@ pub enum ResponseError {
     NotBuffered,
     /// The body is not complete yet (read it to the end first).
     BodyIncomplete,
+    /// No chunk can be replaced now: only in [`Observe`](ResponseMode::Observe), during the
+    /// hook that delivers a chunk, once the handler has read all of it.
+    NoChunk,
     /// The stream is over.
     Detached,
     /// The name or value is not valid HTTP, or the header is one jisr or Envoy owns
@@ -56,6 +59,7 @@ impl fmt::Display for ResponseError {
             ResponseError::HeadersSent => "response headers already sent downstream",
             ResponseError::NotBuffered => "the response body is only replaceable in Buffer mode",
             ResponseError::BodyIncomplete => "the response body is not complete yet",
+            ResponseError::NoChunk => "no fully read response chunk is passing",
             ResponseError::Detached => "stream is not active",
             ResponseError::Invalid(e) => return write!(f, "header refused: {e}"),
         })
@@ -203,6 +207,75 @@ impl<'a> Response<'a> {
     /// Whether the whole body has arrived.
     pub fn body_complete(&self) -> bool {
         self.core.resp_body.get().eos()
+    }
+
+    /// [`Observe`](ResponseMode::Observe): how many bytes of the chunk passing now the handler
+    /// has not read yet (0 between body hooks, and in the other modes). Once it is 0 after a
+    /// read, the handler has the whole chunk and may [`replace_chunk`](Self::replace_chunk).
+    pub fn chunk_unread(&self) -> usize {
+        let b = self.core.resp_body.get();
+        if self.mode != ResponseMode::Observe
+            || b.retention != Retention::Passing
+            || !b.in_hook()
+            || b.skipped()
+        {
+            return 0;
+        }
+        b.hook_end.min(b.limit).saturating_sub(b.offset.max(b.base))
+    }
+
+    /// [`Observe`](ResponseMode::Observe): sends `bytes` downstream in place of the chunk
+    /// passing now (empty to send nothing), once the handler has read all of it
+    /// ([`chunk_unread`](Self::chunk_unread) is 0), before its next `.await`. Anything else is
+    /// [`ResponseError::NoChunk`]. The handler owns the framing: a response with a
+    /// `content-length` (already sent downstream) must keep its length.
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+    ///
+    /// async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+    /// async fn shout(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+    ///     let mut buf = [0u8; 4];
+    ///     let mut out = Vec::new();
+    ///     while let Ok(n @ 1..) = resp.read(&mut buf).await {
+    ///         out.extend(buf[..n].iter().map(u8::to_ascii_uppercase));
+    ///         if resp.chunk_unread() == 0 {
+    ///             let _ = resp.replace_chunk(&out);
+    ///             out.clear();
+    ///         }
+    ///     }
+    /// }
+    /// fn register(r: &mut Registry) { r.filter("shout").respond(ResponseMode::Observe, pass, shout); }
+    ///
+    /// let f = TestFilter::new(register, "shout", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/")], true);
+    /// s.response_headers(&[(":status", "200")], false);
+    /// s.response_body(b"hello, ", false);
+    /// s.response_body(b"world", true);
+    /// assert_eq!(s.forwarded_response_body(), b"HELLO, WORLD");
+    /// ```
+    pub fn replace_chunk(&mut self, bytes: &[u8]) -> Result<(), ResponseError> {
+        let b = self.core.resp_body.get();
+        if self.mode != ResponseMode::Observe
+            || b.retention != Retention::Passing
+            || !b.in_hook()
+            || b.skipped()
+            || self.chunk_unread() > 0
+        {
+            return Err(ResponseError::NoChunk);
+        }
+        // Read whole (checked above), so no later read in this hook copies from the chunk;
+        // the hook measured its length before the handler ran, so the body's offsets hold.
+        self.core
+            .with_host(|h| {
+                h.drain_body(BodyKind::ReceivedResponse, usize::MAX);
+                if !bytes.is_empty() {
+                    h.append_body(BodyKind::ReceivedResponse, bytes);
+                }
+            })
+            .ok_or(ResponseError::Detached)
     }
 
     /// Replaces the response body ([`Buffer`](ResponseMode::Buffer) only, once the body is
