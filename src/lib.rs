@@ -3,49 +3,86 @@
 //! Envoy HTTP filters as plain `async fn` handlers, shipped as an Envoy *dynamic module*
 //! (a `cdylib` Envoy loads with `dlopen`).
 //!
-//! A whole filter:
+//! What most filters need: a config read once per Envoy filter config (refused at load with a
+//! clear message when it is wrong), a metric, and a handler that uses both. The config is
+//! the `filter_config` bytes of the `DynamicModuleFilter`; [`Registry::filter`] with
+//! `.state(load)` builds the state, and the handler gets `&State` first:
 //!
 //! ```
-//! use jisr::{Registry, Request, ResponseWriter};
-//! async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-//!     let _ = req.set_header("x-hello", "world");
+//! use jisr::{ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter};
+//!
+//! struct Keys {
+//!     allowed: Vec<String>,
+//!     denied: Counter,
 //! }
-//! fn register(r: &mut Registry) { r.register("hello", hello); }
+//!
+//! fn load(cfg: &mut ConfigHandle<'_>) -> Result<Keys, ConfigError> {
+//!     let allowed: Vec<String> = cfg.config_str()?.split(',').map(|k| k.trim().to_owned()).collect();
+//!     if allowed.iter().any(String::is_empty) {
+//!         return Err(ConfigError::new("an empty key in the list"));
+//!     }
+//!     Ok(Keys { allowed, denied: cfg.counter("keys_denied_total", &[])? })
+//! }
+//!
+//! async fn check(keys: &Keys, req: Request<'_>, w: ResponseWriter<'_>) {
+//!     let key = req.header_str("x-api-key").unwrap_or("");
+//!     if !keys.allowed.iter().any(|k| k == key) {
+//!         let _ = w.counter_inc(keys.denied, &[]);
+//!         w.send(401, b"unknown key\n");
+//!     }
+//! }
+//!
+//! fn register(r: &mut Registry) {
+//!     r.filter("keys").state(load).handle(check);
+//! }
 //! jisr::export!(register);
 //! ```
 //!
-//! Build it as a `cdylib`, and Envoy runs `hello` for every request of a listener whose
-//! `DynamicModuleFilter` config names the module and `filter_name: hello`.
-//!
-//! The same `register` function loads the filter into [`testing`], a simulated Envoy stream:
-//! drive the hooks Envoy would call and check what the filter did, in a plain `#[test]`.
+//! The same `register` loads the filter into [`testing`], a simulated Envoy stream: drive the
+//! hooks Envoy would call and check what the filter did, in a plain `#[test]` of the crate.
 //!
 //! ```
-//! # use jisr::{Registry, Request, ResponseWriter};
-//! # async fn hello(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-//! #     req.set_header("x-hello", "world");
+//! # use jisr::{ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter};
+//! # struct Keys { allowed: Vec<String>, denied: Counter }
+//! # fn load(cfg: &mut ConfigHandle<'_>) -> Result<Keys, ConfigError> {
+//! #     let allowed: Vec<String> = cfg.config_str()?.split(',').map(|k| k.trim().to_owned()).collect();
+//! #     if allowed.iter().any(String::is_empty) { return Err(ConfigError::new("an empty key in the list")); }
+//! #     Ok(Keys { allowed, denied: cfg.counter("keys_denied_total", &[])? })
 //! # }
-//! # fn register(r: &mut Registry) { r.register("hello", hello); }
+//! # async fn check(keys: &Keys, req: Request<'_>, w: ResponseWriter<'_>) {
+//! #     if !keys.allowed.iter().any(|k| Some(k.as_str()) == req.header_str("x-api-key")) {
+//! #         let _ = w.counter_inc(keys.denied, &[]);
+//! #         w.send(401, b"unknown key\n");
+//! #     }
+//! # }
+//! # fn register(r: &mut Registry) { r.filter("keys").state(load).handle(check); }
 //! use jisr::testing::TestFilter;
 //!
-//! let filter = TestFilter::new(register, "hello", b"").unwrap();
+//! let filter = TestFilter::new(register, "keys", b"k1, k2").unwrap();
 //! let mut stream = filter.stream();
-//! stream.request_headers(&[(":method", "GET"), (":path", "/")], true);
-//! assert_eq!(stream.request_header("x-hello").as_deref(), Some("world"));
+//! stream.request_headers(&[(":path", "/"), ("x-api-key", "k2")], true);
 //! assert!(stream.local_reply().is_none()); // the request went on upstream
+//! let mut stream = filter.stream();
+//! stream.request_headers(&[(":path", "/"), ("x-api-key", "k3")], true);
+//! assert_eq!(stream.local_reply().unwrap().status, 401);
+//! // A bad config is refused at load, with the filter's name and the reason.
+//! let err = TestFilter::new(register, "keys", b"k1,,k2").err().unwrap();
+//! assert!(err.contains("keys") && err.contains("an empty key in the list"), "{err}");
 //! ```
+//!
+//! A filter without state is `r.register("name", handler)`; a response handler follows with
+//! `r.filter(name).respond(mode, request_handler, response_handler)` (see [`Registry`]).
 //!
 //! # How it runs
 //!
 //! A handler is a `Future` that jisr polls **inline on the Envoy worker thread**, inside Envoy's
 //! own hooks. A handler that never awaits completes inside the hook that started it; one that
-//! awaits (body bytes, a value from another thread) makes the hook return a stop status, and a
-//! waker brings the stream back through Envoy's per-filter scheduler. No threads, no runtime,
-//! and the handler's future lives inline in a pooled per-stream slot.
+//! awaits (body bytes, a callout, a value from another thread) makes the hook return a stop
+//! status, and a waker brings the stream back through Envoy's per-filter scheduler. No
+//! threads, no runtime, and the handler's future lives inline in a pooled per-stream slot.
 //!
-//! Handlers compose: middleware runs in front of them (and may answer instead, e.g. with a
-//! 401), filters can keep per-config state, and a response handler can follow the request
-//! handler (see [`Registry`]).
+//! Handlers compose: middleware runs in front of them and may answer instead (e.g. with a
+//! 401).
 //!
 //! ```
 //! use jisr::{chain, Level, LogValue, Next, Registry, Request, ResponseWriter};
@@ -69,24 +106,7 @@
 //! jisr::export!(register);
 //! ```
 //!
-//! # Layers
-//!
-//! The crate is a stack; each folder of `src/` uses only itself and the layers below it
-//! (checked in CI by `.ci/layers.sh`):
-//!
-//! | layer | what it is |
-//! |---|---|
-//! | `entry` | the `extern "C"` hook entry points [`export!`] generates, dispatching into `filter` |
-//! | `api` | what handlers see: [`Request`], [`Response`], [`ResponseWriter`], [`Registry`], middleware, raw filters |
-//! | `filter` | the per-stream state machine: stream slots, every status returned to Envoy, callout and reply tables |
-//! | `host` | a safe interface over Envoy's callbacks: the real one, and the simulated stream of [`testing`] |
-//! | `executor` | generic: a task cell, its waker and scheduler handle, the poll loop, slot pools, the header arena |
-//! | `abi` | the C declarations of Envoy's dynamic-module ABI |
-//!
-//! [`testing`] sits on top with `entry`; [`buffer`] (ring and head-tail buffers, SSE, token
-//! usage, logfmt) stands alone. `unsafe` lives in `abi`, `entry`, `host` and `executor`, and
-//! in the two slot types (`filter/slot.rs`, `api/raw_slot.rs`: a stream's never-moving home,
-//! handed to Envoy as a thin pointer), each block with the contract it relies on.
+//! How the crate is built inside (layers, where `unsafe` lives): [`architecture`].
 #![deny(
     missing_docs,
     unsafe_op_in_unsafe_fn,
@@ -106,6 +126,27 @@ pub struct ReadmeDoctests;
 pub mod buffer;
 #[doc(hidden)]
 pub mod entry;
+
+/// How the crate is built: its layers, what each owns, and where `unsafe` lives.
+///
+/// The crate is a stack; each folder of `src/` uses only itself and the layers below it
+/// (checked in CI by `.ci/layers.sh`):
+///
+/// | layer | what it is |
+/// |---|---|
+/// | `entry` | the `extern "C"` hook entry points [`export!`] generates, dispatching into `filter` |
+/// | `api` | what handlers see: [`Request`], [`Response`], [`ResponseWriter`], [`Registry`], middleware, raw filters, the wire checks |
+/// | `filter` | the per-stream state machine: stream slots, every status returned to Envoy, callout and reply tables |
+/// | `host` | a safe interface over Envoy's callbacks: the real one, and the simulated stream of [`testing`] |
+/// | `executor` | generic: a task cell, its waker and scheduler handle, the poll loop, slot pools, the header arena, timers |
+/// | `abi` | the C declarations of Envoy's dynamic-module ABI |
+///
+/// [`testing`] sits on top with `entry`; [`buffer`] (ring and
+/// head-tail buffers, SSE, token usage, logfmt) stands alone. `unsafe` lives in `abi`,
+/// `entry`, `host` and `executor`, and in the two slot types (`filter/slot.rs`,
+/// `api/raw_slot.rs`: a stream's never-moving home, handed to Envoy as a thin pointer), each
+/// block with the contract it relies on.
+pub mod architecture {}
 mod executor;
 mod filter;
 mod host;

@@ -545,3 +545,56 @@ fn observe_replaces_whole_chunks_only() {
         ]
     );
 }
+
+// ---- The request handler's value is dropped at stream end even when no response handler runs.
+
+thread_local! {
+    static DROPPED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+struct Ticket;
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        DROPPED.with(|d| d.set(d.get() + 1));
+    }
+}
+
+async fn hand_ticket(_req: Request<'_>, _w: ResponseWriter<'_>) -> Ticket {
+    Ticket
+}
+
+async fn use_ticket(t: Ticket, _resp: Response<'_>, _w: ResponseWriter<'_>) {
+    drop(t);
+}
+
+#[test]
+fn the_request_handlers_value_is_dropped_at_stream_end_without_a_response() {
+    let f = TestFilter::new(
+        |r: &mut Registry| {
+            r.filter("ticket")
+                .respond(ResponseMode::Passthrough, hand_ticket, use_ticket);
+        },
+        "ticket",
+        b"",
+    )
+    .unwrap();
+    DROPPED.with(|d| d.set(0));
+    // The client leaves before any response: no response handler runs, the value still drops.
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(
+        DROPPED.with(|d| d.get()),
+        0,
+        "held for the response handler"
+    );
+    s.disconnect();
+    assert_eq!(DROPPED.with(|d| d.get()), 1);
+    // With a response, the response handler gets it (and drops it).
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    s.response_headers(&[(":status", "200")], true);
+    assert_eq!(DROPPED.with(|d| d.get()), 2);
+    drop(s);
+    assert_eq!(DROPPED.with(|d| d.get()), 2);
+}

@@ -93,3 +93,27 @@ fn unknown_filter_name_is_refused_with_the_registered_names() {
         assert!(names.contains(n), "{names}");
     }
 }
+
+/// The messages of the README's troubleshooting table, as Envoy prints them: a module that
+/// forgot `jisr::export!`, and a module that is not in the search path.
+#[test]
+fn troubleshooting_messages_are_what_envoy_prints() {
+    let start = |module: &str| {
+        let cfg = EnvoyConfig::new()
+            .listener(Listener::new("main").filter(module_filter(module, "hello", None)))
+            .upstream(1);
+        let (status, log) = Envoy::start_expect_failure(&cfg);
+        assert!(!status.success(), "exit {status}\n{log}");
+        log
+    };
+    let log = start("no_export_fixture");
+    assert_logged(
+        &log,
+        "Failed to resolve symbol envoy_dynamic_module_on_program_init",
+    );
+    let log = start("not_built_anywhere");
+    assert_logged(
+        &log,
+        "libnot_built_anywhere.so not found in any search path",
+    );
+}

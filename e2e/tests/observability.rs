@@ -157,3 +157,42 @@ fn prometheus_endpoint_parses_with_jisr_labels() {
         assert!(buckets.len() > 2, "{buckets:?}");
     }
 }
+
+/// `dynamic_module_config.metrics_namespace` names the prefix of a module's metrics: with
+/// `acme`, `hello_requests_total` is `acme.hello_requests_total` in `/stats` and
+/// `envoy_acme_hello_requests_total` in `/stats/prometheus` (the default namespace is
+/// `dynamicmodulescustom`).
+#[test]
+fn metrics_namespace_names_the_prometheus_prefix() {
+    let up = Upstream::start("ns-up");
+    let filter = jisr_e2e::HttpFilter::raw(
+        "hello",
+        "\"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter\n\
+         dynamic_module_config:\n  name: hello\n  metrics_namespace: acme\nfilter_name: hello\n",
+    )
+    .as_module();
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(Listener::new("ns").filter(filter))
+            .upstream(up.port()),
+    );
+    let r = client::get(envoy.listener_port("ns"), "/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        envoy.counter("acme.hello_requests_total"),
+        Some(1),
+        "{}",
+        envoy.stats()
+    );
+    let text = envoy.admin_get("/stats/prometheus").text();
+    let samples = parse_prometheus(&text);
+    let s = samples
+        .iter()
+        .find(|s| s.name == "envoy_acme_hello_requests_total")
+        .unwrap_or_else(|| panic!("no envoy_acme_hello_requests_total in\n{text}"));
+    assert_eq!((s.kind.as_str(), s.value), ("counter", 1.0));
+    assert!(
+        !text.contains("dynamicmodulescustom_hello_requests_total"),
+        "{text}"
+    );
+}
