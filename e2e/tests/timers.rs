@@ -21,6 +21,11 @@ fn server_yaml(config: &str) -> String {
 }
 
 fn config(server: &str) -> EnvoyConfig {
+    config_with(&server_yaml(server))
+}
+
+/// The two filters' listeners plus `bootstrap` (a whole `bootstrap_extensions:` list).
+fn config_with(bootstrap: &str) -> EnvoyConfig {
     EnvoyConfig::new()
         .listener(
             Listener::new("guarded")
@@ -32,7 +37,7 @@ fn config(server: &str) -> EnvoyConfig {
                 .filter(module_filter("timer_fixture", "nap", None))
                 .route(Route::direct("/", 200, "not reached")),
         )
-        .raw_top_level(server_yaml(server))
+        .raw_top_level(bootstrap.to_string())
 }
 
 fn nap(envoy: &Envoy, ms: u64) -> (u16, Duration) {
@@ -127,5 +132,48 @@ fn an_init_hold_is_released_on_time_after_a_timeout_whose_future_won() {
         !envoy.log().contains("init not complete"),
         "{}",
         envoy.log()
+    );
+}
+
+/// Two server extensions of one module in one Envoy. The first loaded drives the process's
+/// timers from its Envoy timer; the second's init hold is released by its own sleeps on time
+/// all the same. On SIGTERM each has a task that never ends, so each waits for its own 5 s
+/// grace (one flag per extension) and Envoy exits after it, not at once and not never.
+#[test]
+fn two_server_extensions_share_the_timers_and_each_gets_its_grace() {
+    let first = server_yaml("0,0");
+    let second = server_yaml("500,8000");
+    let second = second
+        .strip_prefix("bootstrap_extensions:\n")
+        .expect("one list");
+    let envoy = Envoy::start(&config_with(&format!("{first}\n{second}")));
+    let after = envoy.ready_after();
+    // The second extension's hold (a 300 ms timeout won by 10 ms, 50 ms, then 500 ms) counted.
+    assert!(
+        (Duration::from_millis(550)..Duration::from_secs(5)).contains(&after),
+        "ready after {after:?}\n{}",
+        envoy.log()
+    );
+    assert!(
+        !envoy.log().contains("init not complete"),
+        "{}",
+        envoy.log()
+    );
+    cancel_the_top_deadline(&envoy);
+    let (status, took) = nap(&envoy, 300);
+    assert_eq!(status, 200, "{}", envoy.log());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let t = Instant::now();
+    sigterm(&envoy);
+    let exited = wait_until(Duration::from_secs(15), || envoy.exit_status().is_some());
+    let took = t.elapsed();
+    assert!(
+        exited,
+        "Envoy still runs {took:?} after SIGTERM\n{}",
+        envoy.log()
+    );
+    assert!(
+        (Duration::from_millis(4500)..Duration::from_secs(9)).contains(&took),
+        "exited {took:?} after SIGTERM (grace 5 s)"
     );
 }

@@ -23,7 +23,13 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+// Under `--cfg loom` the table's lock is loom's, so the arming protocol is model-checked
+// (`loom_tests` below); the fallback thread is not part of the models.
+#[cfg(loom)]
+use loom::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::OnceLock;
+#[cfg(not(loom))]
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -207,7 +213,7 @@ impl Timers {
     }
 
     /// The earliest pending deadline (without arming).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         earliest(&mut lock(&self.table))
     }
@@ -262,7 +268,7 @@ impl Timers {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -476,5 +482,81 @@ mod tests {
         // Slots are reused.
         let again = t.insert(now, &w);
         assert!(again.index <= 2);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::{Arc, Mutex};
+
+    /// The server extension's driver: a kick commits a scheduler event, and the main thread
+    /// re-arms Envoy's timer from [`Timers::arm`] when it handles the event (later, in order).
+    struct MainThread {
+        kicked: Mutex<bool>,
+    }
+    impl Driver for MainThread {
+        fn rearm(&self) {
+            *self.kicked.lock().unwrap() = true;
+        }
+    }
+
+    /// What the main thread armed Envoy's timer for, after handling pending kicks.
+    fn handle_kicks(t: &Timers, d: &MainThread, envoy_timer: &Mutex<Option<Instant>>) {
+        while std::mem::take(&mut *d.kicked.lock().unwrap()) {
+            *envoy_timer.lock().unwrap() = t.arm();
+        }
+    }
+
+    /// The main thread fires the due deadline while one worker cancels the top deadline (a
+    /// `timeout` whose future won) and another inserts a sleep. Once the main thread has
+    /// handled its events, Envoy's timer is armed no later than the earliest live deadline.
+    #[test]
+    fn fire_cancel_and_insert_never_leave_a_live_deadline_unarmed() {
+        for sleep_ms in [3u64, 7, 12] {
+            loom::model(move || {
+                let t: &'static Timers = Box::leak(Box::new(Timers {
+                    table: Mutex::default(),
+                    driver: Mutex::new(None),
+                    thread_cv: Condvar::new(),
+                    thread_started: OnceLock::new(),
+                }));
+                let d: &'static MainThread = Box::leak(Box::new(MainThread {
+                    kicked: Mutex::new(false),
+                }));
+                let envoy_timer = Arc::new(Mutex::new(None));
+                t.set_driver(Some(d));
+                let w = Waker::noop();
+                let t0 = Instant::now();
+                let ms = move |n| t0 + Duration::from_millis(n);
+                let timeout = t.insert(ms(10), w);
+                let _due = t.insert(ms(5), w);
+                handle_kicks(t, d, &envoy_timer);
+                assert_eq!(*envoy_timer.lock().unwrap(), Some(ms(5)));
+
+                let cancel = loom::thread::spawn(move || t.remove(timeout));
+                let sleep = loom::thread::spawn(move || t.insert(ms(sleep_ms), Waker::noop()));
+                // Envoy's timer fired at 5 ms: fire, then re-arm (`api::server::timer_fired`).
+                t.fire(ms(5));
+                *envoy_timer.lock().unwrap() = t.arm();
+                handle_kicks(t, d, &envoy_timer);
+                cancel.join().unwrap();
+                let sleep = sleep.join().unwrap();
+                handle_kicks(t, d, &envoy_timer);
+
+                let armed = *envoy_timer.lock().unwrap();
+                let fired = t.poll(sleep, w);
+                if fired {
+                    // Only a deadline at or before the fire can have fired.
+                    assert!(sleep_ms <= 5);
+                } else {
+                    assert!(
+                        armed.is_some_and(|a| a <= ms(sleep_ms)),
+                        "a live sleep at {sleep_ms} ms, Envoy's timer at {:?}",
+                        armed.map(|a| a - t0)
+                    );
+                }
+            });
+        }
     }
 }

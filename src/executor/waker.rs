@@ -5,8 +5,18 @@
 //! once the stream ends the cell is marked dead and every later wake is a no-op.
 
 use crate::executor::sched::Committer;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+// Under `--cfg loom` the wake state is loom's, so the protocol is model-checked (`loom_tests`).
+#[cfg(loom)]
+use loom::sync::{
+    Mutex, MutexGuard,
+    atomic::{AtomicU32, Ordering},
+};
+#[cfg(not(loom))]
+use std::sync::{
+    Mutex, MutexGuard,
+    atomic::{AtomicU32, Ordering},
+};
 
 /// The future is being polled on the worker right now.
 const POLLING: u32 = 1;
@@ -288,5 +298,105 @@ impl WakerSlot {
     #[inline]
     pub(crate) fn clear(&self) {
         drop(self.0.take());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::{AtomicBool, AtomicUsize};
+
+    /// What Envoy's scheduler saw: events committed, and whether it was released.
+    struct Probe {
+        commits: AtomicUsize,
+        released: AtomicBool,
+    }
+
+    /// A cell whose waker was cloned (so wakes may come from other threads), with a scheduler
+    /// that records into a fresh probe.
+    fn cell() -> (Arc<WakeCell>, &'static Probe) {
+        let probe: &'static Probe = Box::leak(Box::new(Probe {
+            commits: AtomicUsize::new(0),
+            released: AtomicBool::new(false),
+        }));
+        unsafe fn commit(p: *mut core::ffi::c_void, _event: u64) {
+            // SAFETY: `p` is the leaked probe (see below).
+            let probe = unsafe { &*(p as *const Probe) };
+            assert!(
+                !probe.released.load(Ordering::Acquire),
+                "commit after release"
+            );
+            probe.commits.fetch_add(1, Ordering::AcqRel);
+        }
+        unsafe fn release(p: *mut core::ffi::c_void) {
+            // SAFETY: as above.
+            let probe = unsafe { &*(p as *const Probe) };
+            assert!(
+                !probe.released.swap(true, Ordering::AcqRel),
+                "released twice"
+            );
+        }
+        let cell = Arc::new(WakeCell::default());
+        // SAFETY: the probe is leaked, so valid from any thread for ever; both functions only
+        // touch its atomics.
+        let c = unsafe { Committer::new(probe as *const Probe as *mut _, commit, release) };
+        cell.set_scheduler(c);
+        cell.state.fetch_or(CLONED, Ordering::AcqRel);
+        (cell, probe)
+    }
+
+    /// A wake from another thread during or around a poll is never lost: either the poll loop
+    /// sees it (and polls again before the hook returns) or a scheduler event is committed.
+    #[test]
+    fn a_wake_around_a_poll_is_seen_or_scheduled() {
+        loom::model(|| {
+            let (cell, probe) = cell();
+            let waker = cell.clone();
+            let other = loom::thread::spawn(move || waker.wake_inner());
+            cell.begin_poll();
+            // The future registered its waker here and returned `Pending`.
+            let repoll = cell.end_poll();
+            other.join().unwrap();
+            let scheduled = probe.commits.load(Ordering::Acquire) > 0;
+            assert!(repoll || scheduled, "the wake was lost");
+            cell.kill();
+        });
+    }
+
+    /// Two wakes while no poll runs coalesce into one scheduler event; once it is delivered, the
+    /// next wake commits again.
+    #[test]
+    fn wakes_coalesce_until_delivered() {
+        loom::model(|| {
+            let (cell, probe) = cell();
+            let (a, b) = (cell.clone(), cell.clone());
+            let ta = loom::thread::spawn(move || a.wake_inner());
+            let tb = loom::thread::spawn(move || b.wake_inner());
+            ta.join().unwrap();
+            tb.join().unwrap();
+            assert_eq!(probe.commits.load(Ordering::Acquire), 1);
+            cell.delivered();
+            cell.wake_inner();
+            assert_eq!(probe.commits.load(Ordering::Acquire), 2);
+            cell.kill();
+        });
+    }
+
+    /// A wake racing the stream's end never uses the scheduler after `kill` released it, and
+    /// the scheduler is released exactly once.
+    #[test]
+    fn a_wake_racing_kill_never_commits_to_a_released_scheduler() {
+        loom::model(|| {
+            let (cell, probe) = cell();
+            let waker = cell.clone();
+            let other = loom::thread::spawn(move || waker.wake_inner());
+            cell.kill();
+            other.join().unwrap();
+            assert!(probe.released.load(Ordering::Acquire));
+            // Dead: later wakes do nothing.
+            let before = probe.commits.load(Ordering::Acquire);
+            cell.wake_inner();
+            assert_eq!(probe.commits.load(Ordering::Acquire), before);
+        });
     }
 }

@@ -95,7 +95,12 @@ where
     Q: Pipeline<S, ()>,
     R: Pipeline<S, Q::Output, Output = ()>,
 {
-    fn new_stream(&self, _host: &dyn Host) -> *const core::ffi::c_void {
+    fn new_stream(&self, host: &dyn Host) -> *const core::ffi::c_void {
+        if let Some(envoy) = &self.meta.envoy {
+            // A report that a stream without a completion hook made due (see
+            // `Slot::end_without_completion`), now that there is a host to send it with.
+            envoy.report_owed(host, &self.meta.name, &self.pool, &self.meta.stats);
+        }
         JisrConfig::new_stream(self)
     }
     fn background(&self) -> Option<&std::sync::Arc<crate::executor::background::Runtime>> {
@@ -388,6 +393,21 @@ where
         }
         core.spans.finish_all();
         self.finish();
+    }
+
+    /// Ends a stream that Envoy destroys without having completed it. In a cluster's upstream
+    /// filter chain (`HttpProtocolOptions.http_filters`) this is every stream: Envoy's upstream
+    /// filter manager only destroys its filters, it never calls `stream_complete`. Does what
+    /// [`Self::complete_now`] does, minus what needs Envoy's filter pointer (which must not be
+    /// used once destroy was requested): handlers blocked in a body read get no last poll
+    /// (their futures are dropped by `finish`), and the stream's share of jisr's Envoy stats is
+    /// reported at this worker's next stream start instead of now.
+    pub(crate) fn end_without_completion(&self) {
+        let core = &self.core;
+        if let Some(envoy) = &core.meta.envoy {
+            envoy.on_stream_end_without_host();
+        }
+        core.spans.finish_all();
     }
 
     /// A handler blocked in a body read learns that the body will never complete: one last

@@ -201,6 +201,10 @@ where
             this.core.host.detach();
             return;
         }
+        if !this.core.st().ended() {
+            // Destroyed without a completion first (the upstream filter chain never completes).
+            this.end_without_completion();
+        }
         let clean = this.finish();
         // SAFETY: guaranteed by the caller.
         let slot = unsafe { Pool::<Self>::from_raw(ptr as *const Self) };

@@ -3,7 +3,7 @@
 use crate::executor::pool::{Idle, LANES, Pool, PoolStats, StatsSource, lane_index};
 use crate::filter::core::{FilterMeta, FilterStats};
 use crate::host::{ConfigHost, Host, MetricKind, MetricOp};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Figures of one filter config (all its workers).
@@ -119,6 +119,8 @@ pub(crate) struct EnvoyStats {
     shared: Mutex<FilterStatsSnapshot>,
     /// Panics reported so far (panics are counted per config, not per lane).
     panics_reported: AtomicU64,
+    /// A thread without a lane ended a stream without a host (see `on_stream_end_without_host`).
+    shared_owed: AtomicBool,
 }
 
 /// What one lane has reported to Envoy (single-writer atomics), on its own cache lines.
@@ -132,6 +134,8 @@ struct Reported {
     wakes_scheduled: AtomicU64,
     in_flight: AtomicU64,
     idle: AtomicU64,
+    /// A report fell due when a stream ended without a host; the next stream start sends it.
+    owed: AtomicBool,
 }
 
 /// Finished streams (per worker) between two flushes to Envoy.
@@ -162,6 +166,7 @@ impl EnvoyStats {
             lanes: (0..LANES).map(|_| Reported::default()).collect(),
             shared: Mutex::new(FilterStatsSnapshot::default()),
             panics_reported: AtomicU64::new(0),
+            shared_owed: AtomicBool::new(false),
         })
     }
 
@@ -188,7 +193,52 @@ impl EnvoyStats {
         let tick = r.tick.load(Ordering::Relaxed);
         r.tick.store(tick.wrapping_add(1), Ordering::Relaxed);
         if tick % FLUSH_EVERY == 0 {
-            self.report_lane(host, name.as_bytes(), pool, stats, r, this());
+            r.owed.store(false, Ordering::Relaxed);
+            self.report_lane(host, name.as_bytes(), pool, stats, r, Some(this()));
+        }
+    }
+
+    /// Called when a stream ends with no host to report through (Envoy destroyed it without
+    /// completing it: the upstream filter chain). Counts the stream like [`Self::on_stream_end`]
+    /// and, when a report is due, leaves it to this worker's next stream start
+    /// ([`Self::report_owed`]). The stream's own figures reach the pool when it is destroyed
+    /// right after, so that report includes them.
+    #[inline]
+    pub(crate) fn on_stream_end_without_host(&self) {
+        let Some(lane) = lane_index() else {
+            self.shared_owed.store(true, Ordering::Relaxed);
+            return;
+        };
+        let r = &self.lanes[lane];
+        let tick = r.tick.load(Ordering::Relaxed);
+        r.tick.store(tick.wrapping_add(1), Ordering::Relaxed);
+        if tick % FLUSH_EVERY == 0 {
+            r.owed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Called when a stream starts (with its host, before it takes a slot): sends a report
+    /// that [`Self::on_stream_end_without_host`] left due on this thread. One relaxed load
+    /// when there is none.
+    #[inline]
+    pub(crate) fn report_owed<T: Idle>(
+        &self,
+        host: &dyn Host,
+        name: &str,
+        pool: &Pool<T>,
+        stats: &FilterStats,
+    ) {
+        let Some(lane) = lane_index() else {
+            let owed = &self.shared_owed;
+            if owed.load(Ordering::Relaxed) && owed.swap(false, Ordering::Relaxed) {
+                self.report_shared(host, name.as_bytes(), pool, stats, Finishing::default());
+            }
+            return;
+        };
+        let r = &self.lanes[lane];
+        if r.owed.load(Ordering::Relaxed) {
+            r.owed.store(false, Ordering::Relaxed);
+            self.report_lane(host, name.as_bytes(), pool, stats, r, None);
         }
     }
 
@@ -201,8 +251,10 @@ impl EnvoyStats {
         pool: &Pool<T>,
         stats: &FilterStats,
         r: &Reported,
-        this: Finishing,
+        finishing: Option<Finishing>,
     ) {
+        // `None`: no stream is finishing (a report sent at a stream start).
+        let this = finishing.unwrap_or_default();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let Some(now) = pool.own_lane() else {
             return;
@@ -249,7 +301,9 @@ impl EnvoyStats {
         gauge(
             self.in_flight,
             &r.in_flight,
-            now.started.wrapping_sub(now.ended).wrapping_sub(1),
+            now.started
+                .wrapping_sub(now.ended)
+                .wrapping_sub(u64::from(finishing.is_some())),
         );
         gauge(self.idle, &r.idle, now.idle);
         self.report_panics(host, f, stats);

@@ -46,6 +46,12 @@ pub(crate) fn with_scratch<T, R>(
     let mut v = key.with(|cell| core::mem::take(&mut *cell.borrow_mut()));
     v.clear();
     let r = f(&mut v);
+    // Not past `SCRATCH_RETAINED`: one call with a huge header list must not keep its array
+    // on the worker for the life of the process (a rare call pays one reallocation).
+    if v.capacity() > SCRATCH_RETAINED {
+        v.clear();
+        v.shrink_to(SCRATCH_RETAINED);
+    }
     key.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.capacity() < v.capacity() {
@@ -54,6 +60,9 @@ pub(crate) fn with_scratch<T, R>(
     });
     r
 }
+
+/// Most entries a thread's scratch array keeps between calls.
+const SCRATCH_RETAINED: usize = 1024;
 
 pub(crate) fn with_pairs<R>(
     pairs: &[(&[u8], &[u8])],
@@ -927,6 +936,25 @@ impl ConfigHost for EnvoyConfigHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        static BIG: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A scratch array grown for one huge call is not kept; ordinary ones are reused.
+    #[test]
+    fn a_huge_scratch_is_not_retained() {
+        with_scratch(&BIG, |v| v.extend(0..64));
+        let kept = BIG.with(|c| c.borrow().capacity());
+        assert!(kept >= 64);
+        with_scratch(&BIG, |v| v.extend(0..100_000));
+        let after = BIG.with(|c| c.borrow().capacity());
+        assert!((kept..=SCRATCH_RETAINED).contains(&after), "{after}");
+        with_scratch(&BIG, |v| {
+            assert_eq!(v.capacity(), after, "reused");
+            v.extend(0..8);
+        });
+    }
 
     /// Soundness item 10: a call into Envoy made with the scratch (a local reply with many
     /// headers) may re-enter another jisr filter that needs the scratch too; that must work,

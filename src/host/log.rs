@@ -58,6 +58,10 @@ thread_local! {
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
 }
 
+/// Bytes the line buffer keeps between lines: one huge line (a logged body) must not stay
+/// allocated on its worker for the life of the process.
+const LINE_RETAINED: usize = 16 * 1024;
+
 /// Formats a line into the thread's reusable buffer and hands it to `emit`.
 ///
 /// Every log line of the module passes here, so this is where text from requests is made
@@ -70,6 +74,9 @@ pub(crate) fn with_line(build: impl FnOnce(&mut String) -> fmt::Result, emit: im
             line.clear();
             let _ = build(&mut line);
             emit_escaped(&line, emit);
+            if line.capacity() > LINE_RETAINED {
+                *line = String::with_capacity(512);
+            }
         }
         // A Display impl that logs while being formatted: use a temporary buffer.
         Err(_) => {
@@ -121,6 +128,19 @@ pub(crate) fn escape(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_line_does_not_stay_allocated() {
+        let mut len = 0;
+        with_line(|s| s.write_str(&"x".repeat(1 << 20)), |b| len = b.len());
+        assert_eq!(len, 1 << 20);
+        assert!(LINE.with(|l| l.borrow().capacity()) <= LINE_RETAINED);
+        // An ordinary line still reuses the buffer.
+        with_line(|s| s.write_str("ok"), |_| {});
+        let cap = LINE.with(|l| l.borrow().capacity());
+        with_line(|s| s.write_str("ok again"), |_| {});
+        assert_eq!(LINE.with(|l| l.borrow().capacity()), cap);
+    }
 
     #[test]
     fn control_characters_are_escaped() {

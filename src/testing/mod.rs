@@ -747,6 +747,29 @@ impl TestStream<'_> {
         self.destroy_now();
     }
 
+    /// Envoy destroys the stream without completing it first (`on_stream_complete` is never
+    /// called), as it does for every stream of a filter in a cluster's upstream filter chain.
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    /// async fn stamp(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+    ///     let _ = req.set_header("x-upstream-filter", "jisr");
+    /// }
+    /// fn register(r: &mut Registry) { r.register("stamp", stamp); }
+    ///
+    /// let f = TestFilter::new(register, "stamp", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/")], true);
+    /// s.destroy_without_completion();
+    /// // The slot went back to the pool all the same.
+    /// assert_eq!((f.stats().in_flight, f.idle_slots()), (0, 1));
+    /// ```
+    pub fn destroy_without_completion(mut self) {
+        self.completed = true;
+        self.destroy_now();
+    }
+
     fn destroy_now(&mut self) {
         if !self.destroyed {
             let d = self.hooks_obj().destroyer();
