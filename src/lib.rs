@@ -222,7 +222,7 @@ pub mod handler {
 /// streams itself.
 pub mod response {
     pub use crate::api::pipeline::{ResponseNext, response_chain};
-    pub use crate::api::response::ResponseError;
+    pub use crate::api::response::{Finished, ResponseError};
     pub use crate::api::stream::{SendData, StreamError, StreamWriter};
 }
 

@@ -598,3 +598,77 @@ fn the_request_handlers_value_is_dropped_at_stream_end_without_a_response() {
     drop(s);
     assert_eq!(DROPPED.with(|d| d.get()), 2);
 }
+
+// ---- Waiting for the end of an Observe response without reading it.
+
+async fn until_end(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+    let r = resp.finished().await;
+    let path = resp
+        .attr_str(jisr::Attr::PATH)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    w.set_metadata_str("end", "result", &format!("{r:?} {path}"));
+}
+
+fn end_filter(mode: ResponseMode) -> TestFilter {
+    let register: fn(&mut Registry) = match mode {
+        ResponseMode::Observe => |r| {
+            r.filter("end")
+                .respond(ResponseMode::Observe, pass, until_end);
+        },
+        _ => |r| {
+            r.filter("end")
+                .respond(ResponseMode::Passthrough, pass, until_end);
+        },
+    };
+    TestFilter::new(register, "end", b"").unwrap()
+}
+
+#[test]
+fn finished_waits_for_the_end_of_an_observed_response_without_holding_it() {
+    let f = end_filter(ResponseMode::Observe);
+    let result = |s: &jisr::testing::TestStream<'_>| s.metadata("end", "result");
+    // Chunks flow at once (Continue), the handler resumes only at the end.
+    let mut s = f.stream();
+    s.request_headers(&[(":path", "/dl")], true);
+    assert_eq!(
+        s.response_headers(&[(":status", "200")], false),
+        HeadersStatus::Continue
+    );
+    assert_eq!(s.response_body(b"a", false), BodyStatus::Continue);
+    assert_eq!(s.response_body(b"b", false), BodyStatus::Continue);
+    assert_eq!(result(&s), None);
+    assert_eq!(
+        s.response_trailers(&[("x-sum", "2")]),
+        TrailersStatus::Continue
+    );
+    assert_eq!(result(&s), Some(MetaValue::Str("Ok(()) /dl".into())));
+    assert_eq!(s.forwarded_response_body(), b"ab");
+    // A headers-only response ends at once.
+    let mut s = f.stream();
+    s.request_headers(&[(":path", "/h")], true);
+    s.response_headers(&[(":status", "204")], true);
+    assert_eq!(result(&s), Some(MetaValue::Str("Ok(()) /h".into())));
+    // The client leaves mid-body: one last poll says so.
+    let mut s = f.stream();
+    s.request_headers(&[(":path", "/cut")], true);
+    s.response_headers(&[(":status", "200")], false);
+    s.response_body(b"a", false);
+    s.complete();
+    assert_eq!(
+        result(&s),
+        Some(MetaValue::Str("Err(Detached) /cut".into()))
+    );
+    // In Passthrough the response waits for the handler: no waiting for its end there.
+    let f = end_filter(ResponseMode::Passthrough);
+    let mut s = f.stream();
+    s.request_headers(&[(":path", "/p")], true);
+    assert_eq!(
+        s.response_headers(&[(":status", "200")], false),
+        HeadersStatus::Continue
+    );
+    assert_eq!(
+        result(&s),
+        Some(MetaValue::Str("Err(NotObserved) /p".into()))
+    );
+}

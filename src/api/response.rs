@@ -45,8 +45,11 @@ pub enum ResponseError {
     /// No chunk can be replaced now: only in [`Observe`](ResponseMode::Observe), during the
     /// hook that delivers a chunk, once the handler has read all of it.
     NoChunk,
-    /// The stream is over.
+    /// The stream is over (for [`Response::finished`]: it ended before the response did).
     Detached,
+    /// Only [`ResponseMode::Observe`] can wait for the end of a response while it flows
+    /// ([`Response::finished`]); in the other modes the response waits for the handler.
+    NotObserved,
     /// The name or value is not valid HTTP, or the header is one jisr or Envoy owns
     /// (`content-length`, `transfer-encoding`, pseudo-headers but a valid `:status`): nothing
     /// changed.
@@ -61,6 +64,7 @@ impl fmt::Display for ResponseError {
             ResponseError::BodyIncomplete => "the response body is not complete yet",
             ResponseError::NoChunk => "no fully read response chunk is passing",
             ResponseError::Detached => "stream is not active",
+            ResponseError::NotObserved => "only Observe mode can wait for the end of a response",
             ResponseError::Invalid(e) => return write!(f, "header refused: {e}"),
         })
     }
@@ -204,6 +208,66 @@ impl<'a> Response<'a> {
         self.core.resp_body.update(BodyState::skip);
     }
 
+    /// [`Observe`](ResponseMode::Observe): waits until the whole response has passed (body
+    /// and trailers), without reading or copying a byte of it; everything flows to the client
+    /// meanwhile. For a handler that acts at the end (metrics, an access line): then the
+    /// status, [`attr_int`](Self::attr_int) and the writer's
+    /// [`timing`](crate::ResponseWriter::timing) tell how it went.
+    ///
+    /// `Err(ResponseError::Detached)` when the stream ends first (client gone, upstream reset);
+    /// `Err(ResponseError::NotObserved)` at once in the other modes, where the response waits
+    /// for the handler instead.
+    ///
+    /// ```
+    /// # use jisr::testing::{MetaValue, TestFilter};
+    /// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+    ///
+    /// async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+    /// async fn at_end(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+    ///     let outcome = match resp.finished().await {
+    ///         Ok(()) => "complete",
+    ///         Err(_) => "cut short",
+    ///     };
+    ///     w.set_metadata_str("end", "outcome", outcome);
+    /// }
+    /// fn register(r: &mut Registry) { r.filter("end").respond(ResponseMode::Observe, pass, at_end); }
+    ///
+    /// let f = TestFilter::new(register, "end", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/")], true);
+    /// s.response_headers(&[(":status", "200")], false);
+    /// s.response_body(b"part 1, ", false);
+    /// assert_eq!(s.metadata("end", "outcome"), None); // still flowing
+    /// s.response_body(b"part 2", true);
+    /// assert_eq!(s.forwarded_response_body(), b"part 1, part 2");
+    /// assert_eq!(s.metadata("end", "outcome"), Some(MetaValue::Str("complete".into())));
+    /// ```
+    pub fn finished(&mut self) -> Finished<'_> {
+        Finished {
+            core: self.core,
+            observed: self.mode == ResponseMode::Observe,
+        }
+    }
+
+    /// A string attribute of the stream (see [`Attr`](crate::Attr)), as
+    /// [`Request::attr_str`](crate::Request::attr_str) gives it: the client's address, the
+    /// route, ...
+    pub fn attr_str(&self, attr: crate::Attr) -> Option<&[u8]> {
+        let core = self.core;
+        core.with_host(|h| h.attr_str(attr.0).map(|r| core.arena.keep(r.view(&()))))
+            .flatten()
+    }
+
+    /// An integer attribute of the stream (see [`Attr`](crate::Attr)).
+    pub fn attr_int(&self, attr: crate::Attr) -> Option<u64> {
+        self.core.with_host(|h| h.attr_int(attr.0)).flatten()
+    }
+
+    /// A boolean attribute of the stream (see [`Attr`](crate::Attr)).
+    pub fn attr_bool(&self, attr: crate::Attr) -> Option<bool> {
+        self.core.with_host(|h| h.attr_bool(attr.0)).flatten()
+    }
+
     /// Whether the whole body has arrived.
     pub fn body_complete(&self) -> bool {
         self.core.resp_body.get().eos()
@@ -319,6 +383,42 @@ fn itoa(n: usize) -> arrayvec::ArrayString<20> {
     let mut s = arrayvec::ArrayString::new();
     let _ = fmt::write(&mut s, format_args!("{n}"));
     s
+}
+
+/// Future of [`Response::finished`].
+pub struct Finished<'r> {
+    core: &'r StreamCore,
+    observed: bool,
+}
+
+impl core::future::Future for Finished<'_> {
+    type Output = Result<(), ResponseError>;
+
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Self::Output> {
+        use core::task::Poll;
+        if !self.observed {
+            return Poll::Ready(Err(ResponseError::NotObserved));
+        }
+        let core = self.core;
+        let cursor = &core.resp_body;
+        let b = cursor.get();
+        if b.eos() {
+            cursor.update(BodyState::woken);
+            return Poll::Ready(Ok(()));
+        }
+        if core.st().ended() || b.aborted() {
+            cursor.update(BodyState::woken);
+            return Poll::Ready(Err(ResponseError::Detached));
+        }
+        // Each body hook of an Observe response wakes it; the stream's end (before the
+        // body's) aborts the wait with one last poll.
+        cursor.update(BodyState::wait);
+        cursor.waker.register(cx, |w| core.is_own_waker(w));
+        Poll::Pending
+    }
 }
 
 pub(crate) fn log_debug(core: &StreamCore, msg: &str) {
