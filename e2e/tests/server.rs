@@ -71,6 +71,15 @@ fn main_thread_tasks_timers_admin_and_a_panicking_task() {
         "{}",
         state(&envoy)
     );
+    // An admin handler's status is held to 200-599 like every reply.
+    let r = envoy.admin_get("/jisr/fixture?status=418");
+    assert_eq!((r.status, r.text().as_str()), (418, "asked status\n"));
+    let r = envoy.admin_get("/jisr/fixture?status=0");
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.text(),
+        "jisr admin handler: status 0 is not a final status (200-599)\n"
+    );
     // jisr's own admin paths.
     assert_eq!(envoy.admin_get("/jisr/healthz").text(), "ok\n");
     assert!(

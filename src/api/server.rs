@@ -714,6 +714,12 @@ pub(crate) fn admin_request(server: &ServerBox, host: &dyn ServerHost, req: &Adm
         }
         None => (404, b"no such jisr admin path\n".to_vec()),
     };
+    // The status goes on Envoy's admin listener as it is: hold it to a final status, as every
+    // other reply is (`jisr::wire`).
+    let (status, body) = match crate::api::wire::status(status) {
+        Ok(()) => (status, body),
+        Err(e) => (500, format!("jisr admin handler: {e}\n").into_bytes()),
+    };
     host.admin_response(&body);
     u32::from(status)
 }
