@@ -36,7 +36,11 @@ fn admitted(s: &mut TestStream<'_>, key: &str) -> bool {
         Some(r) => {
             assert_eq!(r.status, 429, "{r:?}");
             let secs: u64 = std::str::from_utf8(
-                &r.headers.iter().find(|(k, _)| k == "retry-after").unwrap().1,
+                &r.headers
+                    .iter()
+                    .find(|(k, _)| k == "retry-after")
+                    .unwrap()
+                    .1,
             )
             .unwrap()
             .parse()
@@ -63,11 +67,17 @@ fn a_reservation_is_settled_to_the_usage() {
     assert!(admitted(&mut a, "k1"));
     assert!(admitted(&mut b, "k1"));
     assert!(!admitted(&mut c, "k1"), "111 + 111 + 111 > 300");
-    assert!(admitted(&mut f.stream(), "k2"), "another key, another budget");
+    assert!(
+        admitted(&mut f.stream(), "k2"),
+        "another key, another budget"
+    );
     answer(&mut a, "200", ANSWER);
     let mut d = f.stream();
     assert!(admitted(&mut d, "k1"), "settled to 11");
-    assert!(!admitted(&mut f.stream(), "k1"), "11 + 111 + 111 + 111 > 300");
+    assert!(
+        !admitted(&mut f.stream(), "k1"),
+        "11 + 111 + 111 + 111 > 300"
+    );
     assert_eq!(
         f.metric("llm_gateway_reservation_overrun_tokens"),
         None,
@@ -96,7 +106,10 @@ fn a_reservation_is_released_on_error_and_disconnect() {
     // The client leaves while the answer streams.
     let sse = [(":status", "200"), ("content-type", "text/event-stream")];
     b.response_headers(&sse, false);
-    b.response_body(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n", false);
+    b.response_body(
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        false,
+    );
     b.disconnect();
     let mut d = f.stream();
     assert!(admitted(&mut d, "k1"), "released when the client left");
@@ -106,7 +119,10 @@ fn a_reservation_is_released_on_error_and_disconnect() {
     c.complete();
     drop(c);
     let mut e = f.stream();
-    assert!(admitted(&mut e, "k1"), "released when the answer was cut short");
+    assert!(
+        admitted(&mut e, "k1"),
+        "released when the answer was cut short"
+    );
     assert!(!admitted(&mut f.stream(), "k1"), "d and e hold it all");
     // A request dropped before it went upstream gives its reservation back too.
     e.disconnect();
