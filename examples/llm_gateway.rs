@@ -30,8 +30,8 @@
 //!     (counter `llm_gateway_reservation_overrun_tokens` sums it). With provider-enforced
 //!     maxima in every request, input is what the estimate may miss; for requests without
 //!     one, set `default_output_tokens` near what they really generate (over it for a hard
-//!     bound, under it for more concurrency). A reservation outliving its window counts in
-//!     that window only.
+//!     bound, under it for more concurrency). A request that spans two windows has its
+//!     reservation counted in the window it started in, and its usage in the one it ends in.
 //! - **Request rewrite.** The JSON body is read whole (at most `max_body` bytes, else `413`,
 //!   details `llm_gateway_body_too_large`). A streaming OpenAI Chat Completions (or legacy
 //!   Completions) request (`"stream": true`) that does not ask for usage (`stream_options`
@@ -559,9 +559,10 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
     };
     // Admitted only if the estimate fits what the key has left; from here on, every way out
     // but success drops the reservation, which gives it back.
-    let tokens = match billable {
-        true => estimate(g, operation, body.len(), json.as_ref()),
-        false => 0,
+    let tokens = if billable {
+        estimate(g, operation, body.len(), json.as_ref())
+    } else {
+        0
     };
     let reservation = match g.budgets.reserve(key.as_bytes(), tokens) {
         Ok(r) => r,
