@@ -3,7 +3,9 @@
 //! Responses stream whose final event is over 1 MiB, an OpenAI JSON body, an Anthropic JSON
 //! body and an Anthropic stream with cache tokens, a Gemini stream and a Gemini JSON body —
 //! each passed to the client byte for byte; budgets answer 429 with `retry-after` once spent
-//! and refill after the window.
+//! and refill after the window; 200 overlapping streams are admitted by reservation, within
+//! the budget plus what they use beyond their estimates; a client that leaves mid-stream
+//! gives its reservation back.
 
 use jisr_e2e::client;
 use jisr_e2e::telemetry::{OtlpReceiver, RateLimitService, parse_prometheus};
