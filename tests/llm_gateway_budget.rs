@@ -2,7 +2,6 @@
 //! estimates fit, settled to the usage when the response ends, released when the upstream
 //! fails, the response reports nothing, or the client leaves.
 
-#[allow(dead_code)]
 #[path = "../examples/llm_gateway.rs"]
 mod llm_gateway;
 
