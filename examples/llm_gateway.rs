@@ -2,13 +2,36 @@
 //!
 //! Filter `llm_gateway` (response mode [`ResponseMode::Observe`]), `filter_config` JSON:
 //! `{"keys": ["k1", ...], "budget_tokens": 100000, "window_ms": 60000, "max_body": 1048576,
-//! "accept_encoding": "readable", "max_decode_window": 8388608}`.
+//! "default_output_tokens": 1024, "input_bytes_per_token": 4, "accept_encoding": "readable",
+//! "max_decode_window": 8388608}`.
 //!
 //! - **Auth.** `x-api-key` must be one of `keys` (else `401`, details `llm_gateway_unknown_key`).
 //! - **Budget.** Each key may spend `budget_tokens` per `window_ms`, shared by every worker of
-//!   the process ([`Budgets`]); a key with nothing left gets `429` with `retry-after` (seconds,
-//!   rounded up; details `llm_gateway_budget`). Tokens are charged when the response ends
-//!   (streamed or not, also when cut short), so requests in flight may overshoot a little.
+//!   the process ([`Budgets`]). A request is admitted by reservation: once its body is read,
+//!   the gateway reserves an estimate of what it may use, and admits it only if what the key
+//!   used and reserved in the window plus that estimate fits the budget; else `429` with
+//!   `retry-after` (seconds to the next window, rounded up; details `llm_gateway_budget`). A
+//!   key with nothing left is refused before its body is read.
+//!   - *The estimate*: input, the request body's bytes divided by `input_bytes_per_token`
+//!     (default 4: an upper estimate for most text, since the JSON around the prompt counts
+//!     too); output, the request's `max_completion_tokens`, `max_tokens`, `max_output_tokens`
+//!     or Gemini's `generationConfig.maxOutputTokens`, times `n` when it asks for several
+//!     choices, else `default_output_tokens` (default 1024); embeddings, none. An estimate
+//!     over the whole budget counts as the whole budget: such a request runs only when the
+//!     key used nothing in the window.
+//!   - *Settled* when the response ends (streamed or not, also when the upstream cut it
+//!     short) to the usage it reported: the reservation is replaced by the real input +
+//!     output tokens. *Released* (nothing charged) when the request is refused after
+//!     admission, the response reports no usage (an error status, `llm_gateway_unbilled`), or
+//!     the client leaves before the response ended (the handler is dropped, and the
+//!     reservation with it).
+//!   - *Overshoot*: a response that uses more than its reservation is charged all of it, so
+//!     a key overshoots only by what its requests in flight use beyond their estimates
+//!     (counter `llm_gateway_reservation_overrun_tokens` sums it). With provider-enforced
+//!     maxima in every request, input is what the estimate may miss; for requests without
+//!     one, set `default_output_tokens` near what they really generate (over it for a hard
+//!     bound, under it for more concurrency). A request that spans two windows has its
+//!     reservation counted in the window it started in, and its usage in the one it ends in.
 //! - **Request rewrite.** The JSON body is read whole (at most `max_body` bytes, else `413`,
 //!   details `llm_gateway_body_too_large`). A streaming OpenAI Chat Completions (or legacy
 //!   Completions) request (`"stream": true`) that does not ask for usage (`stream_options`
@@ -122,7 +145,8 @@
 //!   `number`) in this setup; the filter state is what the rate-limit filter reads.
 
 use jisr::buffer::{
-    BudgetError, Budgets, DecodeError, Encoding, Provider, UsageChunkStripper, UsageTracker,
+    BudgetError, Budgets, DecodeError, Encoding, Provider, Reservation, UsageChunkStripper,
+    UsageTracker,
 };
 use jisr::handler::BodyError;
 use jisr::info::TimingPoint;
@@ -130,11 +154,18 @@ use jisr::{
     ConfigError, ConfigHandle, Counter, Histogram, Level, Registry, Request, Response,
     ResponseMode, ResponseWriter, Secret,
 };
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Gateway {
     keys: Vec<String>,
-    budgets: Budgets,
+    budgets: Arc<Budgets>,
+    /// Output tokens reserved for a request that names no maximum.
+    default_output: u64,
+    /// Request body bytes counted as one input token when reserving.
+    bytes_per_token: u64,
+    /// `llm_gateway_reservation_overrun_tokens`: tokens used beyond the reservations.
+    overrun: Counter,
     max_body: usize,
     accept_encoding: AcceptEncoding,
     max_window: u64,
@@ -210,6 +241,8 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gateway, ConfigError> {
     let window = Duration::from_millis(num("window_ms", 60_000)?);
     let max_body = usize::try_from(num("max_body", 1 << 20)?).unwrap_or(usize::MAX);
     let max_window = num("max_decode_window", 8 << 20)?;
+    let default_output = num("default_output_tokens", 1024)?;
+    let bytes_per_token = num("input_bytes_per_token", 4)?;
     let mut provider_keys = Vec::new();
     if let Some(keys) = v.get("provider_keys") {
         let keys = keys
@@ -247,7 +280,10 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gateway, ConfigError> {
         }
     };
     Ok(Gateway {
-        budgets: Budgets::new(keys.len().max(1) * 4, budget, window),
+        budgets: Arc::new(Budgets::new(keys.len().max(1) * 4, budget, window)),
+        default_output,
+        bytes_per_token,
+        overrun: cfg.counter("llm_gateway_reservation_overrun_tokens", &[])?,
         keys,
         max_body,
         provider_keys,
@@ -410,7 +446,6 @@ const STRIP_HOLD: usize = 16 * 1024;
 
 /// What the request handler hands to the response handler.
 struct Admitted {
-    key: String,
     model: String,
     cluster: &'static str,
     started: Instant,
@@ -418,6 +453,58 @@ struct Admitted {
     added_usage: bool,
     /// `gen_ai.operation.name`.
     operation: &'static str,
+    /// The request's share of the key's budget until its usage is known (released if it is
+    /// dropped: a refusal after admission, an error, a client that left).
+    reservation: Reservation,
+}
+
+/// Tokens to reserve for a request: its body bytes over `input_bytes_per_token` (a cheap
+/// upper estimate of the prompt: JSON syntax and field names count too), plus the most it may
+/// generate: `max_completion_tokens`, `max_tokens`, `max_output_tokens` or Gemini's
+/// `generationConfig.maxOutputTokens`, times `n` choices, else `default_output_tokens`.
+/// Embeddings generate nothing.
+fn estimate(
+    g: &Gateway,
+    operation: &str,
+    body_len: usize,
+    json: Option<&serde_json::Value>,
+) -> u64 {
+    let input = (body_len as u64).div_ceil(g.bytes_per_token);
+    let field = |p: &str| json.and_then(|v| v.pointer(p)).and_then(|n| n.as_u64());
+    let output = match operation {
+        "embeddings" => 0,
+        _ => [
+            "/max_completion_tokens",
+            "/max_tokens",
+            "/max_output_tokens",
+            "/generationConfig/maxOutputTokens",
+        ]
+        .iter()
+        .find_map(|p| field(p))
+        .unwrap_or(g.default_output)
+        .saturating_mul(field("/n").unwrap_or(1).clamp(1, 128)),
+    };
+    input.saturating_add(output)
+}
+
+/// Answers `429` with `retry-after` (seconds, rounded up), or `503` when the budget table is
+/// full.
+fn refuse(w: ResponseWriter<'_>, e: BudgetError) -> Option<Admitted> {
+    match e {
+        BudgetError::Exhausted { retry_after } => {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            w.send_with(
+                429,
+                &[("retry-after", secs.to_string().as_bytes())],
+                b"token budget spent\n",
+                "llm_gateway_budget",
+            );
+        }
+        BudgetError::Full => {
+            w.send_with(503, &[], b"budget table full\n", "llm_gateway_budget_full");
+        }
+    }
+    None
 }
 
 async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Option<Admitted> {
@@ -432,22 +519,9 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
         w.send_with(401, &[], b"unknown api key\n", "llm_gateway_unknown_key");
         return None;
     };
-    match g.budgets.check(key.as_bytes()) {
-        Ok(()) => {}
-        Err(BudgetError::Exhausted { retry_after }) => {
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            w.send_with(
-                429,
-                &[("retry-after", secs.to_string().as_bytes())],
-                b"token budget spent\n",
-                "llm_gateway_budget",
-            );
-            return None;
-        }
-        Err(BudgetError::Full) => {
-            w.send_with(503, &[], b"budget table full\n", "llm_gateway_budget_full");
-            return None;
-        }
+    // A key with nothing left is refused before its body is read.
+    if let Err(e) = g.budgets.check(key.as_bytes()) {
+        return refuse(w, e);
     }
     let mut body = Vec::new();
     match req.read_body(g.max_body, &mut body).await {
@@ -482,6 +556,17 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
     let cluster = match api {
         Api::Gemini => "gemini",
         _ => cluster_for(&model),
+    };
+    // Admitted only if the estimate fits what the key has left; from here on, every way out
+    // but success drops the reservation, which gives it back.
+    let tokens = if billable {
+        estimate(g, operation, body.len(), json.as_ref())
+    } else {
+        0
+    };
+    let reservation = match g.budgets.reserve(key.as_bytes(), tokens) {
+        Ok(r) => r,
+        Err(e) => return refuse(w, e),
     };
     let mut added_usage = false;
     if let Some(v) = json
@@ -562,12 +647,12 @@ async fn admit(g: &Gateway, mut req: Request<'_>, w: ResponseWriter<'_>) -> Opti
     w.clear_route_cache();
     w.set_metadata_str("llm_gateway", "cluster", cluster);
     Some(Admitted {
-        key,
         model,
         cluster,
         started,
         added_usage,
         operation,
+        reservation,
     })
 }
 
@@ -720,7 +805,11 @@ async fn bill(
         }
     }
     let total = u.input_tokens.unwrap_or(0) + u.output_tokens.unwrap_or(0);
-    g.budgets.charge(a.key.as_bytes(), total);
+    let reserved = a.reservation.tokens();
+    if total > reserved {
+        let _ = w.counter_add(g.overrun, &[], total - reserved);
+    }
+    a.reservation.settle(total);
     // For access logs, and for Envoy's global rate-limit filter, which charges the filter
     // state `envoy.ratelimit.hits_addend` to the rate-limit service when a route rate limit
     // with `apply_on_stream_done` runs (see the module docs).
@@ -728,7 +817,7 @@ async fn bill(
     let _ = w.set_filter_state_typed("envoy.ratelimit.hits_addend", total.to_string().as_bytes());
 }
 
-fn register(r: &mut Registry) {
+pub(crate) fn register(r: &mut Registry) {
     r.filter("llm_gateway")
         .state(load)
         .respond(ResponseMode::Observe, admit, bill);

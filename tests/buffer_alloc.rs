@@ -227,3 +227,24 @@ fn logfmt_into_fixed_storage() {
     });
     assert_eq!(n, 0);
 }
+
+#[test]
+fn budget_reservations_allocate_nothing() {
+    let budgets = std::sync::Arc::new(jisr::buffer::Budgets::new(
+        16,
+        1_000_000,
+        std::time::Duration::from_secs(3600),
+    ));
+    let n = allocations(|| {
+        for i in 0..ROUNDS as u64 {
+            let r = budgets.reserve(b"team-a", 100).unwrap();
+            match i % 3 {
+                0 => assert!(r.settle(40)),
+                1 => r.release(),
+                _ => drop(r),
+            }
+            assert!(budgets.check(b"team-a").is_ok());
+        }
+    });
+    assert_eq!(n, 0, "reserve, settle, release and drop allocate nothing");
+}

@@ -3,7 +3,9 @@
 //! Responses stream whose final event is over 1 MiB, an OpenAI JSON body, an Anthropic JSON
 //! body and an Anthropic stream with cache tokens, a Gemini stream and a Gemini JSON body —
 //! each passed to the client byte for byte; budgets answer 429 with `retry-after` once spent
-//! and refill after the window.
+//! and refill after the window; 200 overlapping streams are admitted by reservation, within
+//! the budget plus what they use beyond their estimates; a client that leaves mid-stream
+//! gives its reservation back.
 
 use jisr_e2e::client;
 use jisr_e2e::telemetry::{OtlpReceiver, RateLimitService, parse_prometheus};
@@ -185,6 +187,26 @@ fn start_full(
         if v["stream"] != true {
             w.header("content-type", "application/json")
                 .send(OPENAI_JSON.as_bytes());
+            return;
+        }
+        // A slow stream: one content chunk, a pause, then the usage the test asked for.
+        if let Some(hold) = req.header("x-fake-hold-ms").and_then(|h| h.parse().ok()) {
+            let (input, output) = req
+                .header("x-fake-usage")
+                .and_then(|u| u.split_once(','))
+                .map_or((21, 9), |(i, o)| {
+                    (i.parse::<u64>().unwrap(), o.parse::<u64>().unwrap())
+                });
+            w.header("content-type", "text/event-stream")
+                .start_chunked();
+            w.chunk(b"data: {\"id\":\"c9\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n");
+            w.sleep(Duration::from_millis(hold));
+            w.chunk(format!(
+                "data: {{\"id\":\"c9\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{input},\"completion_tokens\":{output},\"total_tokens\":{}}}}}\n\ndata: [DONE]\n\n",
+                input + output
+            )
+            .as_bytes());
+            w.finish();
             return;
         }
         w.header("content-type", "text/event-stream")
@@ -474,10 +496,9 @@ fn exact_usage_from_every_shape_and_include_usage_injected() {
 #[test]
 fn budgets_answer_429_with_retry_after_and_refill() {
     let gw = start(60, 2000);
-    let body = r#"{"model":"claude-sonnet-4"}"#;
-    // 52 tokens per answer: the first spends 52 of 60, the second is still allowed (8 left)
-    // and overshoots, the third is refused.
-    assert_eq!(post(&gw, "k1", "/v1/messages", body).status, 200);
+    // 43 bytes and `max_tokens` 12: 11 + 12 = 23 reserved; the answer uses 40 + 12 = 52.
+    let body = r#"{"model":"claude-sonnet-4","max_tokens":12}"#;
+    // The first spends 52 of 60; the second's 23 no longer fit.
     assert_eq!(post(&gw, "k1", "/v1/messages", body).status, 200);
     let r = post(&gw, "k1", "/v1/messages", body);
     assert_eq!(r.status, 429, "{}", r.text());
@@ -496,6 +517,144 @@ fn budgets_answer_429_with_retry_after_and_refill() {
         .status
             == 200),
         "budget not refilled"
+    );
+}
+
+/// A streaming chat request of exactly `len` bytes (padded in its message), with
+/// `max_tokens` when given.
+fn chat_of_len(len: usize, max_tokens: Option<u64>) -> String {
+    let max = max_tokens.map_or(String::new(), |m| format!(r#""max_tokens":{m},"#));
+    let head =
+        format!(r#"{{"model":"gpt-4o","stream":true,{max}"messages":[{{"role":"user","content":""#);
+    let tail = r#""}]}"#;
+    let pad = len - head.len() - tail.len();
+    format!("{head}{}{tail}", "x".repeat(pad))
+}
+
+/// Tokens billed for `gpt-4o` (input + output).
+fn billed_gpt4o(gw: &Gw) -> u64 {
+    tokens(gw, "openai", "gpt-4o", "input").unwrap_or(0)
+        + tokens(gw, "openai", "gpt-4o", "output").unwrap_or(0)
+}
+
+/// 200 streams at once against a budget of 10 000 tokens, each using 100 (40 in, 60 out) and
+/// held open for 2 s, so all overlap. Half say `max_tokens: 60` (reserved 160 / 4 + 60 = 100,
+/// exact), half say nothing (reserved 40 + `default_output_tokens` 54 = 94, 6 short). Only
+/// what fits is admitted: the tokens charged stay within the budget plus what the admitted
+/// requests used beyond their estimates (at most 10 % plus one request); the rest get 429
+/// with `retry-after`. Charging at the end only admitted all 200 and charged 20 000.
+#[test]
+fn concurrent_streams_are_admitted_by_reservation() {
+    const LIMIT: u64 = 10_000;
+    let gw = start_configured(LIMIT, 60_000, None, r#", "default_output_tokens": 54"#);
+    let port = gw.envoy.listener_port("gw");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
+    let results: Vec<(u16, Option<String>)> = (0..200)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let body = chat_of_len(160, (i % 2 == 0).then_some(60));
+                assert_eq!(body.len(), 160);
+                barrier.wait();
+                let r = client::request(
+                    port,
+                    "POST",
+                    "/v1/chat/completions",
+                    &[
+                        ("x-api-key", "k1"),
+                        ("content-type", "application/json"),
+                        ("x-fake-hold-ms", "2000"),
+                        ("x-fake-usage", "40,60"),
+                    ],
+                    body.as_bytes(),
+                );
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let admitted = results.iter().filter(|(s, _)| *s == 200).count() as u64;
+    for (status, retry_after) in &results {
+        match status {
+            200 => {}
+            429 => {
+                let secs: u64 = retry_after.as_deref().unwrap().parse().unwrap();
+                assert!((1..=60).contains(&secs), "{secs}");
+            }
+            other => panic!("status {other}: {}", gw.envoy.log()),
+        }
+    }
+    let charged = billed_gpt4o(&gw);
+    assert_eq!(charged, admitted * 100, "every admitted stream billed");
+    eprintln!("admitted {admitted} of 200, charged {charged} of {LIMIT}");
+    assert!(
+        charged <= LIMIT + LIMIT / 10 + 100,
+        "admitted {admitted}, charged {charged}"
+    );
+    assert!(charged >= LIMIT - 200, "the budget was used: {charged}");
+    assert!(admitted < 200);
+    // The requests without `max_tokens` (odd) used 6 tokens beyond their reservations each.
+    let short = results
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .filter(|(s, _)| *s == 200)
+        .count() as u64;
+    let overrun = gw
+        .envoy
+        .counter(&module_stat("llm_gateway_reservation_overrun_tokens", &[]));
+    assert_eq!(overrun.unwrap_or(0), 6 * short);
+}
+
+/// A client that leaves mid-stream gives its reservation back: while its stream (9 040
+/// reserved of 10 000) is open, a request reserving 5 040 is refused; once it left, the same
+/// request is admitted.
+#[test]
+fn a_client_that_leaves_mid_stream_releases_its_reservation() {
+    let gw = start(10_000, 60_000);
+    let port = gw.envoy.listener_port("gw");
+    let big = chat_of_len(160, Some(9_000));
+    let mut open = client::stream(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("x-api-key", "k1"),
+            ("content-type", "application/json"),
+            ("x-fake-hold-ms", "20000"),
+        ],
+        big.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(open.status, 200);
+    let first = open.next_bytes(4096).unwrap().unwrap();
+    assert!(
+        first.starts_with(b"data: "),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    let next = chat_of_len(160, Some(5_000));
+    let r = post(&gw, "k1", "/v1/chat/completions", &next);
+    assert_eq!(r.status, 429, "reserved by the open stream: {}", r.text());
+    drop(open);
+    assert!(
+        wait_until(Duration::from_secs(5), || post(
+            &gw,
+            "k1",
+            "/v1/chat/completions",
+            &next
+        )
+        .status
+            == 200),
+        "the reservation leaked: {}",
+        gw.envoy.log()
+    );
+    assert_eq!(
+        billed_gpt4o(&gw),
+        30,
+        "only the admitted request was billed"
     );
 }
 

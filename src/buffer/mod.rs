@@ -16,7 +16,8 @@
 //! * [`json`]: find one value by key path in JSON text, without a JSON library.
 //! * [`json_stream`]: find values by key path in JSON that arrives in pieces, in constant
 //!   memory.
-//! * [`Budgets`]: token budgets per key and time window, shared by all workers, lock-free.
+//! * [`Budgets`]: token budgets per key and time window, shared by all workers, lock-free;
+//!   requests reserve an estimate ([`Reservation`]) and settle it to their real usage.
 //! * [`logfmt`]: deterministic `msg key=value` log lines written into any `fmt::Write`.
 
 mod budget;
@@ -32,7 +33,7 @@ mod sse_lines;
 mod sse_usage_chunks;
 mod usage;
 
-pub use budget::{BudgetError, Budgets};
+pub use budget::{BudgetError, Budgets, Reservation};
 #[cfg(feature = "decompress")]
 pub use decode::ContentDecoder;
 pub use decode::{DecodeError, Encoding};
