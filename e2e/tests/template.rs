@@ -116,7 +116,14 @@ fn template_instantiates_tests_builds_and_runs_in_envoy() {
         "run.sh installs the Envoy the tests pin: {pinned}"
     );
 
-    // 1. Its own tests (simulated stream), from a `tests/` file importing the crate.
+    // 1. It is formatted as `cargo fmt` would leave it, and its own tests pass (simulated
+    //    stream), from a `tests/` file importing the crate.
+    let fmt = cargo(&dir).args(["fmt", "--check"]).output().unwrap();
+    assert!(
+        fmt.status.success(),
+        "the template is not formatted:\n{}",
+        String::from_utf8_lossy(&fmt.stdout)
+    );
     let out = cargo(&dir).args(["test", "--quiet"]).output().unwrap();
     let text = format!(
         "{}{}",

@@ -59,7 +59,11 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Filter, ConfigError> {
 async fn authorize(f: &Filter, mut req: Request<'_>, w: ResponseWriter<'_>) {
     req.skip_body();
     let path = req.path().unwrap_or("/");
-    if f.config.public_prefixes.iter().any(|p| path.starts_with(p.as_str())) {
+    if f.config
+        .public_prefixes
+        .iter()
+        .any(|p| path.starts_with(p.as_str()))
+    {
         let _ = w.counter_inc(f.requests, &["public"]);
         return;
     }
@@ -76,7 +80,12 @@ async fn authorize(f: &Filter, mut req: Request<'_>, w: ResponseWriter<'_>) {
         }
         Ok(r) if r.status == 401 || r.status == 403 => {
             let _ = w.counter_inc(f.requests, &["denied"]);
-            w.send_with(403, &[("content-type", b"text/plain")], b"forbidden\n", "authz_denied");
+            w.send_with(
+                403,
+                &[("content-type", b"text/plain")],
+                b"forbidden\n",
+                "authz_denied",
+            );
         }
         other => {
             let _ = w.counter_inc(f.requests, &["error"]);
@@ -84,8 +93,16 @@ async fn authorize(f: &Filter, mut req: Request<'_>, w: ResponseWriter<'_>) {
                 Ok(r) => format!("status {}", r.status),
                 Err(e) => e.to_string(),
             };
-            w.log(Level::Warn, format_args!("authorization service unavailable: {why}"));
-            w.send_with(503, &[("content-type", b"text/plain")], b"authorization unavailable\n", "authz_unavailable");
+            w.log(
+                Level::Warn,
+                format_args!("authorization service unavailable: {why}"),
+            );
+            w.send_with(
+                503,
+                &[("content-type", b"text/plain")],
+                b"authorization unavailable\n",
+                "authz_unavailable",
+            );
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The filter on a simulated Envoy stream (`jisr::testing`): no Envoy needed, plain
 //! `cargo test`. The crate is also an `rlib` (see Cargo.toml), so this file can import it.
 
-use jisr::testing::TestFilter;
 use {{crate_name}}::register;
+use jisr::testing::TestFilter;
 
 const CONFIG: &[u8] =
     br#"{"authz_cluster": "authz", "public_prefixes": ["/public/"], "greeting": "hello"}"#;
@@ -15,10 +15,20 @@ fn filter() -> TestFilter {
 fn authorized_requests_go_upstream_with_the_greeting() {
     let f = filter();
     let mut s = f.stream();
-    s.request_headers(&[(":method", "GET"), (":path", "/orders"), ("authorization", "Bearer good")], true);
+    s.request_headers(
+        &[
+            (":method", "GET"),
+            (":path", "/orders"),
+            ("authorization", "Bearer good"),
+        ],
+        true,
+    );
     let call = s.callouts().remove(0);
     assert_eq!(call.cluster, "authz");
-    assert!(call.headers.contains(&("authorization".to_string(), b"Bearer good".to_vec())));
+    assert!(
+        call.headers
+            .contains(&("authorization".to_string(), b"Bearer good".to_vec()))
+    );
     s.complete_callout(call.id, 200, &[], b"");
     assert!(s.local_reply().is_none());
     assert_eq!(s.request_header("x-greeting").as_deref(), Some("hello"));
@@ -60,6 +70,8 @@ fn public_paths_pass_without_asking() {
 
 #[test]
 fn a_bad_config_is_refused_with_the_reason() {
-    let err = TestFilter::new(register, "{{crate_name}}", br#"{"greeting": "hi"}"#).err().unwrap();
+    let err = TestFilter::new(register, "{{crate_name}}", br#"{"greeting": "hi"}"#)
+        .err()
+        .unwrap();
     assert!(err.contains("authz_cluster"), "{err}");
 }
