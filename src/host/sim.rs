@@ -119,7 +119,8 @@ pub struct StreamedReply {
 /// Metric definitions and values shared by one simulated config and its streams.
 #[derive(Debug, Default)]
 pub struct SimMetrics {
-    pub(crate) defs: RefCell<Vec<(MetricKind, String, usize)>>,
+    /// Kind, name and label names of each defined metric, by id.
+    pub(crate) defs: RefCell<Vec<(MetricKind, String, Vec<String>)>>,
     pub(crate) values: RefCell<BTreeMap<String, i64>>,
     pub(crate) histograms: RefCell<BTreeMap<String, Vec<u64>>>,
 }
@@ -143,7 +144,7 @@ impl SimMetrics {
         if !kind_ok {
             return 1;
         }
-        if *n_labels != labels.len() {
+        if n_labels.len() != labels.len() {
             return 2;
         }
         let key = SimMetrics::key(name, labels);
@@ -165,6 +166,58 @@ impl SimMetrics {
         }
         0
     }
+    /// The key values are kept under (`name` or `name.value1.value2`) for a metric named the
+    /// way Envoy shows it: in `/stats` (`dynamicmodulescustom.name.label1.value1`), in
+    /// Prometheus text (`envoy_dynamicmodulescustom_name{label1="value1"}`), or by that key
+    /// itself. `None` when the name is Envoy's spelling of no defined metric.
+    pub(crate) fn resolve(&self, shown: &str) -> Option<String> {
+        let defs = self.defs.borrow();
+        if let Some(rest) = shown.strip_prefix(PROMETHEUS_PREFIX) {
+            let (name, labels) = match rest.split_once('{') {
+                Some((name, labels)) => (name, Some(labels.strip_suffix('}')?)),
+                None => (rest, None),
+            };
+            let pairs = match labels {
+                Some(text) => prometheus_labels(text)?,
+                None => Vec::new(),
+            };
+            return defs.iter().find_map(|(_, def, label_names)| {
+                if prometheus_name(def) != name || label_names.len() != pairs.len() {
+                    return None;
+                }
+                let values: Option<Vec<&[u8]>> = label_names
+                    .iter()
+                    .map(|l| {
+                        pairs
+                            .iter()
+                            .find(|(k, _)| k == l)
+                            .map(|(_, v)| v.as_bytes())
+                    })
+                    .collect();
+                Some(SimMetrics::key(def, &values?))
+            });
+        }
+        if let Some(rest) = shown.strip_prefix(STATS_PREFIX) {
+            return defs.iter().find_map(|(_, def, label_names)| {
+                let mut tail = rest.strip_prefix(def.as_str())?;
+                let mut values: Vec<&[u8]> = Vec::new();
+                for (i, label) in label_names.iter().enumerate() {
+                    tail = tail.strip_prefix('.')?.strip_prefix(label.as_str())?;
+                    tail = tail.strip_prefix('.')?;
+                    // A value runs up to the next label's `.<label>.`, or to the end.
+                    let end = match label_names.get(i + 1) {
+                        Some(next) => tail.find(&format!(".{next}."))?,
+                        None => tail.len(),
+                    };
+                    values.push(tail[..end].as_bytes());
+                    tail = &tail[end..];
+                }
+                tail.is_empty().then(|| SimMetrics::key(def, &values))
+            });
+        }
+        Some(shown.to_string())
+    }
+
     fn key(name: &str, labels: &[&[u8]]) -> String {
         let mut k = name.to_string();
         for l in labels {
@@ -173,6 +226,55 @@ impl SimMetrics {
         }
         k
     }
+}
+
+/// How Envoy's `/stats` names module metrics (the default `metrics_namespace`).
+const STATS_PREFIX: &str = "dynamicmodulescustom.";
+/// How Envoy's Prometheus text names them.
+const PROMETHEUS_PREFIX: &str = "envoy_dynamicmodulescustom_";
+
+/// A metric name as Envoy writes it in Prometheus text: characters other than ASCII letters,
+/// digits, `_` and `:` become `_`.
+fn prometheus_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `a="x",b="y"` (spaces after commas allowed; `\"`, `\\` and `\n` escapes) as pairs; `None`
+/// if malformed.
+fn prometheus_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((key.trim().to_string(), value));
+        rest = after[end + 1..].trim_start();
+        rest = match rest.strip_prefix(',') {
+            Some(r) => r.trim_start(),
+            None if rest.is_empty() => rest,
+            None => return None,
+        };
+    }
+    Some(pairs)
 }
 
 /// Log lines shared by a simulated config and its streams.
@@ -1023,7 +1125,11 @@ impl ConfigHost for SimConfigHost {
 
     fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
         let mut defs = self.metrics.defs.borrow_mut();
-        defs.push((kind, name.to_string(), labels.len()));
+        defs.push((
+            kind,
+            name.to_string(),
+            labels.iter().map(|l| l.to_string()).collect(),
+        ));
         Ok(defs.len() - 1)
     }
 

@@ -306,17 +306,53 @@ impl TestFilter {
         self.config().idle_retained_bytes()
     }
 
-    /// Value of a counter or gauge; labelled ones as `name.value1.value2`.
-    pub fn metric(&self, key: &str) -> Option<i64> {
-        self.metrics.values.borrow().get(key).copied()
+    /// Value of a counter or gauge, by the name Envoy shows for it, in any of its spellings:
+    ///
+    /// - as in `/stats`: `dynamicmodulescustom.<name>`, labelled ones
+    ///   `dynamicmodulescustom.<name>.<label>.<value>` (each label in definition order);
+    /// - as in `/stats/prometheus`: `envoy_dynamicmodulescustom_<name>`, labelled ones
+    ///   `envoy_dynamicmodulescustom_<name>{<label>="<value>",...}` (labels in any order);
+    /// - short: `<name>`, labelled ones `<name>.<value1>.<value2>`.
+    ///
+    /// `None` until the metric has a value (Envoy shows a defined counter at 0; here it appears
+    /// with its first change). The simulated Envoy uses the default `metrics_namespace`,
+    /// `dynamicmodulescustom`.
+    ///
+    /// ```
+    /// use jisr::testing::TestFilter;
+    /// use jisr::{ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter};
+    ///
+    /// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Counter, ConfigError> {
+    ///     cfg.counter("hello_requests_total", &["method"])
+    /// }
+    /// async fn hello(requests: &Counter, req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let method = req.method().unwrap_or("-").to_owned();
+    ///     let _ = w.counter_inc(*requests, &[&method]);
+    /// }
+    /// fn register(r: &mut Registry) { r.filter("hello").state(load).handle(hello); }
+    ///
+    /// let f = TestFilter::new(register, "hello", b"").unwrap();
+    /// f.stream().request_headers(&[(":method", "GET"), (":path", "/")], true);
+    /// assert_eq!(f.metric("dynamicmodulescustom.hello_requests_total.method.GET"), Some(1));
+    /// assert_eq!(f.metric(r#"envoy_dynamicmodulescustom_hello_requests_total{method="GET"}"#), Some(1));
+    /// assert_eq!(f.metric("hello_requests_total.GET"), Some(1));
+    /// assert_eq!(f.metric("dynamicmodulescustom.hello_requests_total.method.POST"), None);
+    /// ```
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        let key = self.metrics.resolve(name)?;
+        self.metrics.values.borrow().get(&key).copied()
     }
 
-    /// Values recorded into a histogram (key as in [`TestFilter::metric`]).
-    pub fn histogram(&self, key: &str) -> Vec<u64> {
+    /// Values recorded into a histogram (named as in [`TestFilter::metric`]; in Prometheus
+    /// text, the name without `_bucket`, `_sum` or `_count`).
+    pub fn histogram(&self, name: &str) -> Vec<u64> {
+        let Some(key) = self.metrics.resolve(name) else {
+            return Vec::new();
+        };
         self.metrics
             .histograms
             .borrow()
-            .get(key)
+            .get(&key)
             .cloned()
             .unwrap_or_default()
     }

@@ -1,5 +1,7 @@
 //! The filter on a simulated Envoy stream (`jisr::testing`): no Envoy needed, plain
 //! `cargo test`. The crate is also an `rlib` (see Cargo.toml), so this file can import it.
+//! Metrics are named as Envoy's `/stats` shows them (the Prometheus spelling,
+//! `envoy_dynamicmodulescustom_<name>{result="allowed"}`, works too).
 
 use {{crate_name}}::register;
 use jisr::testing::TestFilter;
@@ -32,7 +34,10 @@ fn authorized_requests_go_upstream_with_the_greeting() {
     s.complete_callout(call.id, 200, &[], b"");
     assert!(s.local_reply().is_none());
     assert_eq!(s.request_header("x-greeting").as_deref(), Some("hello"));
-    assert_eq!(f.metric("{{crate_name}}_requests_total.allowed"), Some(1));
+    assert_eq!(
+        f.metric("dynamicmodulescustom.{{crate_name}}_requests_total.result.allowed"),
+        Some(1)
+    );
 }
 
 #[test]
@@ -43,7 +48,10 @@ fn refused_requests_get_403() {
     let id = s.callouts()[0].id;
     s.complete_callout(id, 403, &[], b"");
     assert_eq!(s.local_reply().unwrap().status, 403);
-    assert_eq!(f.metric("{{crate_name}}_requests_total.denied"), Some(1));
+    assert_eq!(
+        f.metric("dynamicmodulescustom.{{crate_name}}_requests_total.result.denied"),
+        Some(1)
+    );
 }
 
 #[test]
@@ -55,7 +63,10 @@ fn an_unreachable_authorization_service_is_not_a_refusal() {
     // What Envoy answers when it cannot reach the service: its own 503.
     s.complete_callout(id, 503, &[], b"no healthy upstream");
     assert_eq!(s.local_reply().unwrap().status, 503);
-    assert_eq!(f.metric("{{crate_name}}_requests_total.error"), Some(1));
+    assert_eq!(
+        f.metric("dynamicmodulescustom.{{crate_name}}_requests_total.result.error"),
+        Some(1)
+    );
 }
 
 #[test]
@@ -65,7 +76,10 @@ fn public_paths_pass_without_asking() {
     s.request_headers(&[(":method", "GET"), (":path", "/public/logo.png")], true);
     assert!(s.callouts().is_empty());
     assert!(s.local_reply().is_none());
-    assert_eq!(f.metric("{{crate_name}}_requests_total.public"), Some(1));
+    assert_eq!(
+        f.metric("dynamicmodulescustom.{{crate_name}}_requests_total.result.public"),
+        Some(1)
+    );
 }
 
 #[test]
