@@ -9,6 +9,7 @@ use super::{
 };
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -70,11 +71,18 @@ pub enum MetaValue {
 ///     details: "policy_deny".to_string(),
 /// };
 /// assert_eq!(s.local_reply(), Some(expected));
+/// let reply = s.local_reply().unwrap();
+/// assert_eq!(reply.header_str("Content-Type"), Some("text/plain"));
+/// assert_eq!(reply.body_str(), Some("no\n"));
+/// assert_eq!(
+///     format!("{reply:?}"),
+///     r#"LocalReply { status: 403, headers: {"content-type": "text/plain"}, body: "no\n", details: "policy_deny" }"#
+/// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LocalReply {
-    /// Status code.
-    pub status: u32,
+    /// Status code (a `u16`, as handlers give it to `send`).
+    pub status: u16,
     /// Headers, in the order given.
     pub headers: Vec<(String, Vec<u8>)>,
     /// Body bytes.
@@ -209,7 +217,7 @@ impl SimMetrics {
                         Some(next) => tail.find(&format!(".{next}."))?,
                         None => tail.len(),
                     };
-                    values.push(tail[..end].as_bytes());
+                    values.push(&tail.as_bytes()[..end]);
                     tail = &tail[end..];
                 }
                 tail.is_empty().then(|| SimMetrics::key(def, &values))
@@ -435,9 +443,17 @@ pub(crate) type DestroyHook = (
 /// s.request_headers(&[(":path", "/orders/7")], true);
 /// let call = s.callouts().remove(0);
 /// assert_eq!((call.cluster.as_str(), call.body.as_slice(), call.timeout_ms), ("audit", &b"/orders/7"[..], 250));
-/// assert_eq!(call.headers[0], (":method".to_string(), b"POST".to_vec()));
+/// // Headers by name, with the types a handler uses (`req.header`, `req.header_str`):
+/// assert_eq!(call.method(), Some("POST"));
+/// assert_eq!(call.header("host"), Some(&b"audit.local"[..]));
+/// assert_eq!(call.header_str("Host"), Some("audit.local"));
+/// // `{:?}` shows text as text:
+/// assert_eq!(
+///     format!("{call:?}"),
+///     r#"SimCallout { id: 1, cluster: "audit", headers: {":method": "POST", ":path": "/log", "host": "audit.local"}, body: "/orders/7", timeout_ms: 250 }"#
+/// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SimCallout {
     /// Envoy's callout id.
     pub id: u64,
@@ -449,6 +465,100 @@ pub struct SimCallout {
     pub body: Vec<u8>,
     /// Timeout in milliseconds.
     pub timeout_ms: u64,
+}
+
+impl SimCallout {
+    /// The value of request header `name` (any case; the first if repeated), as a handler's
+    /// `req.header(name)` gives it. Pseudo-headers too: `":method"`, `":path"`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        find_header(&self.headers, name)
+    }
+
+    /// [`header`](Self::header) as text; `None` if absent or not UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| core::str::from_utf8(v).ok())
+    }
+
+    /// The request method (`:method`).
+    pub fn method(&self) -> Option<&str> {
+        self.header_str(":method")
+    }
+
+    /// The request path (`:path`).
+    pub fn path(&self) -> Option<&str> {
+        self.header_str(":path")
+    }
+}
+
+impl fmt::Debug for SimCallout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimCallout")
+            .field("id", &self.id)
+            .field("cluster", &self.cluster)
+            .field("headers", &HeadersDebug(&self.headers))
+            .field("body", &BytesDebug(&self.body))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl LocalReply {
+    /// The value of reply header `name` (any case; the first if repeated), as given to
+    /// `send_with`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        find_header(&self.headers, name)
+    }
+
+    /// [`header`](Self::header) as text; `None` if absent or not UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| core::str::from_utf8(v).ok())
+    }
+
+    /// The body as text; `None` if it is not UTF-8.
+    pub fn body_str(&self) -> Option<&str> {
+        core::str::from_utf8(&self.body).ok()
+    }
+}
+
+impl fmt::Debug for LocalReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalReply")
+            .field("status", &self.status)
+            .field("headers", &HeadersDebug(&self.headers))
+            .field("body", &BytesDebug(&self.body))
+            .field("details", &self.details)
+            .finish()
+    }
+}
+
+fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Bytes shown as a string literal: `"text"` when UTF-8, else `b"..."` with escapes.
+struct BytesDebug<'a>(&'a [u8]);
+
+impl fmt::Debug for BytesDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match core::str::from_utf8(self.0) {
+            Ok(text) => fmt::Debug::fmt(text, f),
+            Err(_) => write!(f, "b\"{}\"", self.0.escape_ascii()),
+        }
+    }
+}
+
+/// Header pairs shown as `{"name": "value", ...}` in order (repeated names stay repeated).
+struct HeadersDebug<'a>(&'a [(String, Vec<u8>)]);
+
+impl fmt::Debug for HeadersDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, BytesDebug(v))))
+            .finish()
+    }
 }
 
 fn owned(pairs: &[(&[u8], &[u8])]) -> Vec<(String, Vec<u8>)> {
@@ -656,7 +766,8 @@ impl Host for SimHost {
         reply.extend(headers.iter().map(|(k, v)| ((*k).into(), (*v).into())));
         *self.maps[Map::ResponseHeaders as usize].borrow_mut() = reply;
         *self.local_reply.borrow_mut() = Some(LocalReply {
-            status,
+            // jisr refuses statuses outside 200–599 before they reach Envoy.
+            status: u16::try_from(status).unwrap_or(u16::MAX),
             headers: owned(headers),
             body: body.to_vec(),
             details: String::from_utf8_lossy(details).into_owned(),
