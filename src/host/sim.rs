@@ -288,6 +288,48 @@ fn prometheus_labels(text: &str) -> Option<Vec<(String, String)>> {
 /// Log lines shared by a simulated config and its streams.
 pub type SimLogs = Rc<RefCell<Vec<(u32, String)>>>;
 
+thread_local! {
+    /// The logs (and level) of the simulated config or stream whose hook runs on this thread:
+    /// where process-wide log lines (`tracing` events) go in tests.
+    static CURRENT_LOGS: RefCell<Option<(SimLogs, u32)>> = const { RefCell::new(None) };
+}
+
+/// Makes `logs` (at `level`: lines below it are dropped) this thread's current simulated log
+/// for the duration of `f`; restores the previous one after, also on unwind.
+pub(crate) fn with_current_logs<R>(logs: &SimLogs, level: u32, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<(SimLogs, u32)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            let _ = CURRENT_LOGS.try_with(|c| *c.borrow_mut() = prev);
+        }
+    }
+    let prev = CURRENT_LOGS.with(|c| c.borrow_mut().replace((logs.clone(), level)));
+    let _restore = Restore(prev);
+    f()
+}
+
+/// Whether a process-wide line at `level` would be kept by the current simulated log.
+#[cfg(feature = "tracing")]
+pub(crate) fn current_log_enabled(level: u32) -> bool {
+    CURRENT_LOGS
+        .try_with(|c| c.borrow().as_ref().is_some_and(|(_, min)| level >= *min))
+        .unwrap_or(false)
+}
+
+/// Appends a process-wide line to the current simulated log (dropped when none is current).
+#[cfg(feature = "tracing")]
+pub(crate) fn current_log(level: u32, msg: &[u8]) {
+    let _ = CURRENT_LOGS.try_with(|c| {
+        if let Some((logs, min)) = c.borrow().as_ref() {
+            if level >= *min {
+                logs.borrow_mut()
+                    .push((level, String::from_utf8_lossy(msg).into_owned()));
+            }
+        }
+    });
+}
+
 /// Scheduler events committed for one simulated stream (any thread may push).
 #[derive(Debug, Default)]
 pub struct SimQueue {

@@ -31,7 +31,7 @@ use crate::entry::{build_config, drop_config, on_stream};
 use crate::filter::hooks::HookKind;
 use crate::filter::hooks::{ConfigHooks, StreamHooks};
 use crate::host::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
-use crate::host::sim::{Reenter, SimEvent};
+use crate::host::sim::{Reenter, SimEvent, with_current_logs};
 pub use crate::host::sim_extra::SimSpan;
 
 /// Sets (or rotates) the simulated SDS generic secret `name` for filters tested on this
@@ -158,6 +158,11 @@ impl TestFilter {
         filter_name: &str,
         config: &[u8],
     ) -> Result<TestFilter, String> {
+        #[cfg(feature = "tracing")]
+        crate::entry::tracing::install(crate::entry::tracing::Sink {
+            log: crate::host::sim::current_log,
+            enabled: crate::host::sim::current_log_enabled,
+        });
         let host = SimConfigHost::default();
         host.log_level.set(0);
         let mut handle = ConfigHandle {
@@ -167,7 +172,7 @@ impl TestFilter {
             host: &host,
             background: None,
         };
-        let config = build_config(registry, &mut handle)?;
+        let config = with_current_logs(&host.logs, 0, || build_config(registry, &mut handle))?;
         Ok(TestFilter {
             config: Some(config),
             registry: None,
@@ -190,7 +195,9 @@ impl TestFilter {
     /// pending.
     pub fn run_background(&self) -> usize {
         let n = self.cfg_host.queue.take().len();
-        crate::filter::background::run(self.config(), &self.cfg_host);
+        with_current_logs(&self.cfg_host.logs, self.cfg_host.log_level.get(), || {
+            crate::filter::background::run(self.config(), &self.cfg_host)
+        });
         n
     }
 
@@ -514,8 +521,11 @@ impl TestStream<'_> {
         assert!(!self.destroyed, "stream already destroyed");
         self.host.rebox();
         let host: &SimHost = &self.host;
-        // SAFETY: `m` came from `new_stream` and was not destroyed (checked above).
-        let r = unsafe { on_stream(self.m, host, kind, fail, |h| f(h, host)) };
+        // Process-wide lines (`tracing` events) written during the hook go to this stream's logs.
+        let r = with_current_logs(&host.logs, host.log_level.get(), || {
+            // SAFETY: `m` came from `new_stream` and was not destroyed (checked above).
+            unsafe { on_stream(self.m, host, kind, fail, |h| f(h, host)) }
+        });
         if self.host.destroy_requested.get() {
             // `on_stream` finished the destroy Envoy requested during the hook.
             self.destroyed = true;
