@@ -23,6 +23,7 @@ use jisr::{
     ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter, Secret,
     raw::{HeadersStatus, RawFactory, RawFilter, RawStream},
 };
+use serde::Deserialize;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -38,51 +39,50 @@ enum Keys {
     Secret(Secret),
 }
 
-fn parse_keys(text: &str) -> Result<Vec<(String, String)>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    let list = v
-        .get("allowed_keys")
-        .ok_or("missing field \"allowed_keys\"")?
-        .as_array()
-        .ok_or("\"allowed_keys\" must be an array of strings")?;
-    list.iter()
-        .enumerate()
-        .map(|(i, k)| {
-            k.as_str()
-                .map(|k| (k.to_string(), format!("user-{}", i + 1)))
-                .ok_or_else(|| format!("\"allowed_keys\"[{i}] must be a string"))
-        })
-        .collect()
+/// The config, parsed with [`ConfigHandle::json`] (feature `serde`): an error names the field,
+/// e.g. `filter_config: at `allowed_keys[1]`: invalid type: integer `7`, expected a string`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthConfig {
+    /// Allowed keys; the user id is the key's 1-based position.
+    allowed_keys: Option<Vec<String>>,
+    /// Or: keys read from an SDS generic secret in a watched file.
+    keys_secret: Option<SecretSource>,
 }
 
-/// `{"keys_secret": {"name": .., "path": ..}}`, if the config names a secret.
-fn secret_source(text: &str) -> Result<Option<(String, String)>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Some(s) = v.get("keys_secret") else {
-        return Ok(None);
-    };
-    let field = |k: &str| {
-        s.get(k)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| format!("\"keys_secret\".\"{k}\" must be a string"))
-    };
-    Ok(Some((field("name")?, field("path")?)))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretSource {
+    name: String,
+    path: String,
 }
 
 fn load(cfg: &mut ConfigHandle<'_>, counter: &str) -> Result<Auth, ConfigError> {
-    let text = cfg.config_str()?.to_string();
-    let keys = match secret_source(&text).map_err(ConfigError::new)? {
-        Some((name, path)) => {
+    let config: AuthConfig = cfg.json()?;
+    let keys = match (config.allowed_keys, config.keys_secret) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "filter_config: `allowed_keys` and `keys_secret` exclude each other",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "filter_config: `allowed_keys` or `keys_secret` is required",
+            ));
+        }
+        (Some(list), None) => Keys::Listed(
+            list.into_iter()
+                .enumerate()
+                .map(|(i, k)| (k, format!("user-{}", i + 1)))
+                .collect(),
+        ),
+        (None, Some(SecretSource { name, path })) => {
             let source = serde_json::json!({
                 "path_config_source": { "path": path },
                 "resource_api_version": "V3",
             });
             Keys::Secret(cfg.sds_secret(&name, &source.to_string())?)
         }
-        None => Keys::Listed(parse_keys(&text).map_err(ConfigError::new)?),
     };
     let requests = cfg.counter(counter, &["result"])?;
     Ok(Auth { keys, requests })

@@ -210,8 +210,8 @@ pub mod handler {
     pub use crate::api::metrics::MetricError;
     pub use crate::api::pb::{StructValue, TypedMetadata};
     pub use crate::api::pipeline::{
-        Chained, Handler, IntoPipeline, Middleware, NextFuture, OnRequest, OnResponse, Phase, Req,
-        Resp, Side, StateHandler,
+        Chained, Handler, IntoPipeline, IntoRegistered, IntoRequestHandler, IntoResponseHandler,
+        Middleware, NextFuture, OnRequest, OnResponse, Phase, Req, Resp, Side, StateHandler,
     };
     pub use crate::api::registry::FilterBuilder;
     pub use crate::api::request::{HeaderError, HeaderValues, ReplaceError};

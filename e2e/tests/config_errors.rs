@@ -2,9 +2,9 @@
 //! module's reason in Envoy's log.
 //!
 //! Envoy refuses to start and exits non-zero. The module's line is `[error][dynamic_modules] jisr:
-//! filter '<name>' rejected its config: <reason>`, e.g. `invalid JSON: trailing comma at line 1
-//! column 27` or `limit must be a byte count: invalid digit found in string`. Envoy's own line is
-//! generic: `Failed to create filter config: Failed to initialize dynamic module`. It names neither
+//! filter '<name>' rejected its config: <reason>`, e.g. `filter_config: at `allowed_keys`:
+//! trailing comma at line 1 column 27` or `limit must be a byte count: invalid digit found in
+//! string`. Envoy's own line is generic: `Failed to create filter config: Failed to initialize dynamic module`. It names neither
 //! the filter nor the reason, so the reason is only visible through the module's log line.
 
 use jisr_e2e::{Envoy, EnvoyConfig, Listener, module_filter};
@@ -35,32 +35,43 @@ fn assert_logged(log: &str, needle: &str) {
 #[test]
 fn malformed_auth_json_is_refused_with_the_parse_error() {
     let log = refused("auth", "auth", Some(r#"{"allowed_keys": ["key-1",]"#));
+    // The typed loader's error: where in the JSON, with serde_json's position.
     assert_logged(
         &log,
-        "jisr: filter 'auth' rejected its config: invalid JSON: ",
+        "jisr: filter 'auth' rejected its config: filter_config: at `allowed_keys`: \
+         trailing comma at line 1 column 27",
     );
-    // serde_json's position information reaches the log.
-    assert_logged(&log, "at line 1 column");
 }
 
-/// JSON of the wrong shape is refused with the reason. The module gets the raw bytes of the
-/// `google.protobuf.StringValue`'s `value` (here `auth`'s JSON); with no `filter_config` at all it
-/// gets zero-length bytes, and `auth` reports `invalid JSON: EOF while parsing a value at line 1
-/// column 0`.
+/// JSON of the wrong shape is refused with the reason, naming the bad field's path (`auth`
+/// parses its config with `ConfigHandle::json`). The module gets the raw bytes of the
+/// `google.protobuf.StringValue`'s `value`; with no `filter_config` at all it gets zero-length
+/// bytes, which the loader refuses as empty.
 #[test]
 fn auth_config_with_wrong_shape_is_refused() {
     let log = refused("auth", "auth", Some(r#"{"keys":["key-1"]}"#));
     assert_logged(
         &log,
-        "jisr: filter 'auth' rejected its config: missing field \"allowed_keys\"",
+        "jisr: filter 'auth' rejected its config: filter_config: at `keys`: unknown field \
+         `keys`, expected `allowed_keys` or `keys_secret` at line 1 column 7",
     );
     let log = refused("auth", "auth", Some(r#"{"allowed_keys":["key-1",7]}"#));
-    assert_logged(&log, "\"allowed_keys\"[1] must be a string");
-    // No filter_config at all: an empty StringValue is not JSON either.
+    assert_logged(
+        &log,
+        "jisr: filter 'auth' rejected its config: filter_config: at `allowed_keys[1]`: \
+         invalid type: integer `7`, expected a string at line 1 column 26",
+    );
+    let log = refused("auth", "auth", Some("{}"));
+    assert_logged(
+        &log,
+        "jisr: filter 'auth' rejected its config: filter_config: `allowed_keys` or \
+         `keys_secret` is required",
+    );
+    // No filter_config at all.
     let log = refused("auth", "auth", None);
     assert_logged(
         &log,
-        "jisr: filter 'auth' rejected its config: invalid JSON",
+        "jisr: filter 'auth' rejected its config: filter_config: empty, expected a JSON document",
     );
 }
 

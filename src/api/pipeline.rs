@@ -332,6 +332,12 @@ where
 /// s.request_headers(&[(":path", "/")], true);
 /// assert_eq!(s.local_reply().unwrap().status, 404);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not middleware",
+    label = "expected `async fn(Request<'_>, ResponseWriter<'_>, Next<'_>)` (or its response form)",
+    note = "request middleware: `async fn(req: Request<'_>, w: ResponseWriter<'_>, next: Next<'_>)`; response middleware: `async fn(resp: Response<'_>, w: ResponseWriter<'_>, next: ResponseNext<'_>)`",
+    note = "`chain(middleware, handler)` takes the middleware first and the handler (or another chain) second"
+)]
 pub trait Middleware<'a, D: Side>: Send + Sync + 'static {
     /// The middleware's future.
     type Future: Future<Output = ()> + 'a;
@@ -741,6 +747,13 @@ impl<S: 'static, T: 'static> Pipeline<S, T> for NoResponse {
 /// s.request_headers(&[(":path", "/")], true);
 /// assert_eq!(s.request_header("x-hello").as_deref(), Some("world"));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a handler, state handler or chain of phase `{P}`",
+    label = "not a handler of an accepted shape",
+    note = "request handler: `async fn(Request<'_>, ResponseWriter<'_>)`, or `async fn(&S, Request<'_>, ResponseWriter<'_>)` after `.state(load)`",
+    note = "response handler: `async fn(T, Response<'_>, ResponseWriter<'_>)`, `T` being what the request handler returned (`()` if nothing), or `async fn(&S, T, Response<'_>, ResponseWriter<'_>)` after `.state(load)`",
+    note = "a handler is an `async fn` (or a closure returning a future) and takes its handles by value, not `&mut Request<'_>`"
+)]
 pub trait IntoPipeline<S: 'static, P: Phase, Marker> {
     /// The pipeline type.
     #[doc(hidden)]
@@ -748,6 +761,99 @@ pub trait IntoPipeline<S: 'static, P: Phase, Marker> {
     /// Converts.
     #[doc(hidden)]
     fn into_pipeline(self) -> Self::Pipeline;
+}
+
+/// What [`Registry::register`](crate::Registry::register) accepts: a request handler without
+/// state, `async fn(Request<'_>, ResponseWriter<'_>)`, or a [`chain`] ending in one.
+///
+/// Implemented for everything [`IntoPipeline`] converts in that phase; it exists so that a
+/// handler of another shape is told which shapes `register` takes:
+///
+/// ```
+/// use jisr::handler::IntoRegistered;
+/// use jisr::{Request, ResponseWriter};
+///
+/// fn accepted<M>(_: impl IntoRegistered<M>) {}
+/// async fn hello(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// accepted(hello);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request handler that `Registry::register` accepts",
+    label = "expected `async fn(Request<'_>, ResponseWriter<'_>)` or a `chain(..)` ending in one",
+    note = "`register` takes a handler without state: `async fn(req: Request<'_>, w: ResponseWriter<'_>)`",
+    note = "a handler that takes the filter's state first (`&S`) is registered with `r.filter(name).state(load).handle(handler)`",
+    note = "a filter with a response handler is registered with `r.filter(name).respond(mode, request_handler, response_handler)`",
+    note = "a handler is an `async fn` (or a closure returning a future) and takes `Request<'_>` and `ResponseWriter<'_>` by value, not `&mut`"
+)]
+pub trait IntoRegistered<Marker>: IntoPipeline<(), OnRequest<()>, Marker> {}
+
+impl<H, M> IntoRegistered<M> for H where H: IntoPipeline<(), OnRequest<()>, M> {}
+
+/// What [`FilterBuilder::handle`](crate::handler::FilterBuilder::handle) and the first handler
+/// of [`FilterBuilder::respond`](crate::handler::FilterBuilder::respond) accept: a request
+/// handler returning `T`, `async fn(Request<'_>, ResponseWriter<'_>) -> T` or, with state `S`,
+/// `async fn(&S, Request<'_>, ResponseWriter<'_>) -> T`; or a [`chain`] ending in one.
+///
+/// Implemented for everything [`IntoPipeline`] converts in that phase; it exists so that a
+/// handler of another shape is told which shapes are accepted:
+///
+/// ```
+/// use jisr::handler::IntoRequestHandler;
+/// use jisr::{Request, ResponseWriter};
+///
+/// struct Limits;
+/// fn accepted<S: 'static, T: 'static, M>(_: impl IntoRequestHandler<S, T, M>) {}
+/// async fn check(_lim: &Limits, _req: Request<'_>, _w: ResponseWriter<'_>) -> bool { true }
+/// accepted::<Limits, bool, _>(check);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request handler of this filter",
+    label = "expected `async fn(Request<'_>, ResponseWriter<'_>) -> {T}`, or `async fn(&S, Request<'_>, ResponseWriter<'_>) -> {T}` after `.state(load)`",
+    note = "without `.state(load)`, a request handler is `async fn(req: Request<'_>, w: ResponseWriter<'_>)`; after `.state(load)` it takes the state first: `async fn(state: &S, req: Request<'_>, w: ResponseWriter<'_>)`",
+    note = "what a request handler returns is handed to the response handler (`respond`); with `handle` it returns `()`",
+    note = "a handler is an `async fn` (or a closure returning a future) and takes `Request<'_>` and `ResponseWriter<'_>` by value, not `&mut`"
+)]
+pub trait IntoRequestHandler<S: 'static, T: 'static, Marker>:
+    IntoPipeline<S, OnRequest<T>, Marker>
+{
+}
+
+impl<S: 'static, T: 'static, H, M> IntoRequestHandler<S, T, M> for H where
+    H: IntoPipeline<S, OnRequest<T>, M>
+{
+}
+
+/// What the second handler of [`FilterBuilder::respond`](crate::handler::FilterBuilder::respond)
+/// accepts: a response handler receiving the value `T` its request handler returned,
+/// `async fn(T, Response<'_>, ResponseWriter<'_>)` or, with state `S`,
+/// `async fn(&S, T, Response<'_>, ResponseWriter<'_>)`; or a response chain ending in one.
+///
+/// Implemented for everything [`IntoPipeline`] converts in that phase; it exists so that a
+/// handler of another shape is told which shapes are accepted:
+///
+/// ```
+/// use jisr::handler::IntoResponseHandler;
+/// use jisr::{Response, ResponseWriter};
+///
+/// fn accepted<S: 'static, T: 'static, M>(_: impl IntoResponseHandler<S, T, M>) {}
+/// async fn stamp(_debug: bool, _resp: Response<'_>, _w: ResponseWriter<'_>) {}
+/// accepted::<(), bool, _>(stamp);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a response handler for a request handler returning `{T}`",
+    label = "expected `async fn({T}, Response<'_>, ResponseWriter<'_>)`, or `async fn(&S, {T}, Response<'_>, ResponseWriter<'_>)` after `.state(load)`",
+    note = "a response handler takes first the value its request handler returned (`()` if it returns nothing): `async fn(value: T, resp: Response<'_>, w: ResponseWriter<'_>)`",
+    note = "after `.state(load)`, the state comes before the value: `async fn(state: &S, value: T, resp: Response<'_>, w: ResponseWriter<'_>)`",
+    note = "a handler is an `async fn` (or a closure returning a future) and takes `Response<'_>` and `ResponseWriter<'_>` by value, not `&mut`"
+)]
+pub trait IntoResponseHandler<S: 'static, T: 'static, Marker>:
+    IntoPipeline<S, OnResponse<T>, Marker>
+{
+}
+
+impl<S: 'static, T: 'static, H, M> IntoResponseHandler<S, T, M> for H where
+    H: IntoPipeline<S, OnResponse<T>, M>
+{
 }
 
 /// Marker: a handler without state.
@@ -812,6 +918,9 @@ pub struct Chained<M, I> {
     inner: I,
 }
 
+// Not offered as a suggestion: a handler of the wrong shape is not helped by being told that
+// chains implement the trait (the notes of `IntoPipeline` list the accepted shapes).
+#[diagnostic::do_not_recommend]
 impl<S: 'static, P, M, I, K> IntoPipeline<S, P, ChainMarker<K>> for Chained<M, I>
 where
     P: Phase<Out = ()>,

@@ -1,7 +1,9 @@
 //! Registering named filters in one module.
 
 use crate::api::config::{ConfigError, ConfigHandle};
-use crate::api::pipeline::{IntoPipeline, NoResponse, OnRequest, OnResponse};
+use crate::api::pipeline::{
+    IntoPipeline, IntoRegistered, IntoRequestHandler, IntoResponseHandler, NoResponse, OnRequest,
+};
 use crate::api::raw::{RawConfig, RawFactory};
 use crate::api::response::ResponseMode;
 use crate::filter::core::{FilterMeta, FilterStats};
@@ -114,7 +116,7 @@ impl Registry {
     /// Registers a stateless request handler (or a chain ending in one) under `name`.
     pub fn register<H, M>(&mut self, name: &str, handler: H) -> &mut Self
     where
-        H: IntoPipeline<(), OnRequest<()>, M> + Clone + Send + Sync + 'static,
+        H: IntoRegistered<M> + Clone + Send + Sync + 'static,
     {
         self.push(
             name,
@@ -393,7 +395,7 @@ where
     /// passes untouched.
     pub fn handle<H, M>(self, handler: H) -> &'r mut Registry
     where
-        H: IntoPipeline<S, OnRequest<()>, M> + Clone + Send + Sync + 'static,
+        H: IntoRequestHandler<S, (), M> + Clone + Send + Sync + 'static,
     {
         let state_fn = self.state;
         self.registry.push(
@@ -425,8 +427,8 @@ where
     ) -> &'r mut Registry
     where
         T: 'static,
-        Q: IntoPipeline<S, OnRequest<T>, MQ> + Clone + Send + Sync + 'static,
-        R: IntoPipeline<S, OnResponse<T>, MR> + Clone + Send + Sync + 'static,
+        Q: IntoRequestHandler<S, T, MQ> + Clone + Send + Sync + 'static,
+        R: IntoResponseHandler<S, T, MR> + Clone + Send + Sync + 'static,
     {
         let state_fn = self.state;
         self.registry.push(

@@ -33,6 +33,8 @@ use std::sync::OnceLock;
 
 pub(crate) mod panic_mode;
 pub mod server;
+#[cfg(feature = "tracing")]
+pub(crate) mod tracing;
 
 pub use crate::abi::ABI_VERSION;
 
@@ -50,6 +52,11 @@ pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
         panic_mode::install_hook();
         #[cfg(feature = "log")]
         crate::host::envoy_log::install();
+        #[cfg(feature = "tracing")]
+        tracing::install(tracing::Sink {
+            log: crate::host::envoy::global_log,
+            enabled: crate::host::envoy::global_log_enabled,
+        });
         REGISTRY.get_or_init(|| {
             let mut r = Registry::default();
             register(&mut r);

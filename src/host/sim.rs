@@ -9,6 +9,7 @@ use super::{
 };
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -70,11 +71,18 @@ pub enum MetaValue {
 ///     details: "policy_deny".to_string(),
 /// };
 /// assert_eq!(s.local_reply(), Some(expected));
+/// let reply = s.local_reply().unwrap();
+/// assert_eq!(reply.header_str("Content-Type"), Some("text/plain"));
+/// assert_eq!(reply.body_str(), Some("no\n"));
+/// assert_eq!(
+///     format!("{reply:?}"),
+///     r#"LocalReply { status: 403, headers: {"content-type": "text/plain"}, body: "no\n", details: "policy_deny" }"#
+/// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LocalReply {
-    /// Status code.
-    pub status: u32,
+    /// Status code (a `u16`, as handlers give it to `send`).
+    pub status: u16,
     /// Headers, in the order given.
     pub headers: Vec<(String, Vec<u8>)>,
     /// Body bytes.
@@ -119,7 +127,8 @@ pub struct StreamedReply {
 /// Metric definitions and values shared by one simulated config and its streams.
 #[derive(Debug, Default)]
 pub struct SimMetrics {
-    pub(crate) defs: RefCell<Vec<(MetricKind, String, usize)>>,
+    /// Kind, name and label names of each defined metric, by id.
+    pub(crate) defs: RefCell<Vec<(MetricKind, String, Vec<String>)>>,
     pub(crate) values: RefCell<BTreeMap<String, i64>>,
     pub(crate) histograms: RefCell<BTreeMap<String, Vec<u64>>>,
 }
@@ -143,7 +152,7 @@ impl SimMetrics {
         if !kind_ok {
             return 1;
         }
-        if *n_labels != labels.len() {
+        if n_labels.len() != labels.len() {
             return 2;
         }
         let key = SimMetrics::key(name, labels);
@@ -165,6 +174,58 @@ impl SimMetrics {
         }
         0
     }
+    /// The key values are kept under (`name` or `name.value1.value2`) for a metric named the
+    /// way Envoy shows it: in `/stats` (`dynamicmodulescustom.name.label1.value1`), in
+    /// Prometheus text (`envoy_dynamicmodulescustom_name{label1="value1"}`), or by that key
+    /// itself. `None` when the name is Envoy's spelling of no defined metric.
+    pub(crate) fn resolve(&self, shown: &str) -> Option<String> {
+        let defs = self.defs.borrow();
+        if let Some(rest) = shown.strip_prefix(PROMETHEUS_PREFIX) {
+            let (name, labels) = match rest.split_once('{') {
+                Some((name, labels)) => (name, Some(labels.strip_suffix('}')?)),
+                None => (rest, None),
+            };
+            let pairs = match labels {
+                Some(text) => prometheus_labels(text)?,
+                None => Vec::new(),
+            };
+            return defs.iter().find_map(|(_, def, label_names)| {
+                if prometheus_name(def) != name || label_names.len() != pairs.len() {
+                    return None;
+                }
+                let values: Option<Vec<&[u8]>> = label_names
+                    .iter()
+                    .map(|l| {
+                        pairs
+                            .iter()
+                            .find(|(k, _)| k == l)
+                            .map(|(_, v)| v.as_bytes())
+                    })
+                    .collect();
+                Some(SimMetrics::key(def, &values?))
+            });
+        }
+        if let Some(rest) = shown.strip_prefix(STATS_PREFIX) {
+            return defs.iter().find_map(|(_, def, label_names)| {
+                let mut tail = rest.strip_prefix(def.as_str())?;
+                let mut values: Vec<&[u8]> = Vec::new();
+                for (i, label) in label_names.iter().enumerate() {
+                    tail = tail.strip_prefix('.')?.strip_prefix(label.as_str())?;
+                    tail = tail.strip_prefix('.')?;
+                    // A value runs up to the next label's `.<label>.`, or to the end.
+                    let end = match label_names.get(i + 1) {
+                        Some(next) => tail.find(&format!(".{next}."))?,
+                        None => tail.len(),
+                    };
+                    values.push(&tail.as_bytes()[..end]);
+                    tail = &tail[end..];
+                }
+                tail.is_empty().then(|| SimMetrics::key(def, &values))
+            });
+        }
+        Some(shown.to_string())
+    }
+
     fn key(name: &str, labels: &[&[u8]]) -> String {
         let mut k = name.to_string();
         for l in labels {
@@ -175,8 +236,99 @@ impl SimMetrics {
     }
 }
 
+/// How Envoy's `/stats` names module metrics (the default `metrics_namespace`).
+const STATS_PREFIX: &str = "dynamicmodulescustom.";
+/// How Envoy's Prometheus text names them.
+const PROMETHEUS_PREFIX: &str = "envoy_dynamicmodulescustom_";
+
+/// A metric name as Envoy writes it in Prometheus text: characters other than ASCII letters,
+/// digits, `_` and `:` become `_`.
+fn prometheus_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `a="x",b="y"` (spaces after commas allowed; `\"`, `\\` and `\n` escapes) as pairs; `None`
+/// if malformed.
+fn prometheus_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((key.trim().to_string(), value));
+        rest = after[end + 1..].trim_start();
+        rest = match rest.strip_prefix(',') {
+            Some(r) => r.trim_start(),
+            None if rest.is_empty() => rest,
+            None => return None,
+        };
+    }
+    Some(pairs)
+}
+
 /// Log lines shared by a simulated config and its streams.
 pub type SimLogs = Rc<RefCell<Vec<(u32, String)>>>;
+
+thread_local! {
+    /// The logs (and level) of the simulated config or stream whose hook runs on this thread:
+    /// where process-wide log lines (`tracing` events) go in tests.
+    static CURRENT_LOGS: RefCell<Option<(SimLogs, u32)>> = const { RefCell::new(None) };
+}
+
+/// Makes `logs` (at `level`: lines below it are dropped) this thread's current simulated log
+/// for the duration of `f`; restores the previous one after, also on unwind.
+pub(crate) fn with_current_logs<R>(logs: &SimLogs, level: u32, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<(SimLogs, u32)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            let _ = CURRENT_LOGS.try_with(|c| *c.borrow_mut() = prev);
+        }
+    }
+    let prev = CURRENT_LOGS.with(|c| c.borrow_mut().replace((logs.clone(), level)));
+    let _restore = Restore(prev);
+    f()
+}
+
+/// Whether a process-wide line at `level` would be kept by the current simulated log.
+#[cfg(feature = "tracing")]
+pub(crate) fn current_log_enabled(level: u32) -> bool {
+    CURRENT_LOGS
+        .try_with(|c| c.borrow().as_ref().is_some_and(|(_, min)| level >= *min))
+        .unwrap_or(false)
+}
+
+/// Appends a process-wide line to the current simulated log (dropped when none is current).
+#[cfg(feature = "tracing")]
+pub(crate) fn current_log(level: u32, msg: &[u8]) {
+    let _ = CURRENT_LOGS.try_with(|c| {
+        if let Some((logs, min)) = c.borrow().as_ref() {
+            if level >= *min {
+                logs.borrow_mut()
+                    .push((level, String::from_utf8_lossy(msg).into_owned()));
+            }
+        }
+    });
+}
 
 /// Scheduler events committed for one simulated stream (any thread may push).
 #[derive(Debug, Default)]
@@ -333,9 +485,17 @@ pub(crate) type DestroyHook = (
 /// s.request_headers(&[(":path", "/orders/7")], true);
 /// let call = s.callouts().remove(0);
 /// assert_eq!((call.cluster.as_str(), call.body.as_slice(), call.timeout_ms), ("audit", &b"/orders/7"[..], 250));
-/// assert_eq!(call.headers[0], (":method".to_string(), b"POST".to_vec()));
+/// // Headers by name, with the types a handler uses (`req.header`, `req.header_str`):
+/// assert_eq!(call.method(), Some("POST"));
+/// assert_eq!(call.header("host"), Some(&b"audit.local"[..]));
+/// assert_eq!(call.header_str("Host"), Some("audit.local"));
+/// // `{:?}` shows text as text:
+/// assert_eq!(
+///     format!("{call:?}"),
+///     r#"SimCallout { id: 1, cluster: "audit", headers: {":method": "POST", ":path": "/log", "host": "audit.local"}, body: "/orders/7", timeout_ms: 250 }"#
+/// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SimCallout {
     /// Envoy's callout id.
     pub id: u64,
@@ -347,6 +507,100 @@ pub struct SimCallout {
     pub body: Vec<u8>,
     /// Timeout in milliseconds.
     pub timeout_ms: u64,
+}
+
+impl SimCallout {
+    /// The value of request header `name` (any case; the first if repeated), as a handler's
+    /// `req.header(name)` gives it. Pseudo-headers too: `":method"`, `":path"`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        find_header(&self.headers, name)
+    }
+
+    /// [`header`](Self::header) as text; `None` if absent or not UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| core::str::from_utf8(v).ok())
+    }
+
+    /// The request method (`:method`).
+    pub fn method(&self) -> Option<&str> {
+        self.header_str(":method")
+    }
+
+    /// The request path (`:path`).
+    pub fn path(&self) -> Option<&str> {
+        self.header_str(":path")
+    }
+}
+
+impl fmt::Debug for SimCallout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimCallout")
+            .field("id", &self.id)
+            .field("cluster", &self.cluster)
+            .field("headers", &HeadersDebug(&self.headers))
+            .field("body", &BytesDebug(&self.body))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl LocalReply {
+    /// The value of reply header `name` (any case; the first if repeated), as given to
+    /// `send_with`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        find_header(&self.headers, name)
+    }
+
+    /// [`header`](Self::header) as text; `None` if absent or not UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| core::str::from_utf8(v).ok())
+    }
+
+    /// The body as text; `None` if it is not UTF-8.
+    pub fn body_str(&self) -> Option<&str> {
+        core::str::from_utf8(&self.body).ok()
+    }
+}
+
+impl fmt::Debug for LocalReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalReply")
+            .field("status", &self.status)
+            .field("headers", &HeadersDebug(&self.headers))
+            .field("body", &BytesDebug(&self.body))
+            .field("details", &self.details)
+            .finish()
+    }
+}
+
+fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Bytes shown as a string literal: `"text"` when UTF-8, else `b"..."` with escapes.
+struct BytesDebug<'a>(&'a [u8]);
+
+impl fmt::Debug for BytesDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match core::str::from_utf8(self.0) {
+            Ok(text) => fmt::Debug::fmt(text, f),
+            Err(_) => write!(f, "b\"{}\"", self.0.escape_ascii()),
+        }
+    }
+}
+
+/// Header pairs shown as `{"name": "value", ...}` in order (repeated names stay repeated).
+struct HeadersDebug<'a>(&'a [(String, Vec<u8>)]);
+
+impl fmt::Debug for HeadersDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, BytesDebug(v))))
+            .finish()
+    }
 }
 
 fn owned(pairs: &[(&[u8], &[u8])]) -> Vec<(String, Vec<u8>)> {
@@ -554,7 +808,8 @@ impl Host for SimHost {
         reply.extend(headers.iter().map(|(k, v)| ((*k).into(), (*v).into())));
         *self.maps[Map::ResponseHeaders as usize].borrow_mut() = reply;
         *self.local_reply.borrow_mut() = Some(LocalReply {
-            status,
+            // jisr refuses statuses outside 200–599 before they reach Envoy.
+            status: u16::try_from(status).unwrap_or(u16::MAX),
             headers: owned(headers),
             body: body.to_vec(),
             details: String::from_utf8_lossy(details).into_owned(),
@@ -1023,7 +1278,11 @@ impl ConfigHost for SimConfigHost {
 
     fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
         let mut defs = self.metrics.defs.borrow_mut();
-        defs.push((kind, name.to_string(), labels.len()));
+        defs.push((
+            kind,
+            name.to_string(),
+            labels.iter().map(|l| l.to_string()).collect(),
+        ));
         Ok(defs.len() - 1)
     }
 

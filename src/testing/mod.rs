@@ -31,7 +31,7 @@ use crate::entry::{build_config, drop_config, on_stream};
 use crate::filter::hooks::HookKind;
 use crate::filter::hooks::{ConfigHooks, StreamHooks};
 use crate::host::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
-use crate::host::sim::{Reenter, SimEvent};
+use crate::host::sim::{Reenter, SimEvent, with_current_logs};
 pub use crate::host::sim_extra::SimSpan;
 
 /// Sets (or rotates) the simulated SDS generic secret `name` for filters tested on this
@@ -158,6 +158,11 @@ impl TestFilter {
         filter_name: &str,
         config: &[u8],
     ) -> Result<TestFilter, String> {
+        #[cfg(feature = "tracing")]
+        crate::entry::tracing::install(crate::entry::tracing::Sink {
+            log: crate::host::sim::current_log,
+            enabled: crate::host::sim::current_log_enabled,
+        });
         let host = SimConfigHost::default();
         host.log_level.set(0);
         let mut handle = ConfigHandle {
@@ -167,7 +172,7 @@ impl TestFilter {
             host: &host,
             background: None,
         };
-        let config = build_config(registry, &mut handle)?;
+        let config = with_current_logs(&host.logs, 0, || build_config(registry, &mut handle))?;
         Ok(TestFilter {
             config: Some(config),
             registry: None,
@@ -190,7 +195,9 @@ impl TestFilter {
     /// pending.
     pub fn run_background(&self) -> usize {
         let n = self.cfg_host.queue.take().len();
-        crate::filter::background::run(self.config(), &self.cfg_host);
+        with_current_logs(&self.cfg_host.logs, self.cfg_host.log_level.get(), || {
+            crate::filter::background::run(self.config(), &self.cfg_host)
+        });
         n
     }
 
@@ -306,17 +313,53 @@ impl TestFilter {
         self.config().idle_retained_bytes()
     }
 
-    /// Value of a counter or gauge; labelled ones as `name.value1.value2`.
-    pub fn metric(&self, key: &str) -> Option<i64> {
-        self.metrics.values.borrow().get(key).copied()
+    /// Value of a counter or gauge, by the name Envoy shows for it, in any of its spellings:
+    ///
+    /// - as in `/stats`: `dynamicmodulescustom.<name>`, labelled ones
+    ///   `dynamicmodulescustom.<name>.<label>.<value>` (each label in definition order);
+    /// - as in `/stats/prometheus`: `envoy_dynamicmodulescustom_<name>`, labelled ones
+    ///   `envoy_dynamicmodulescustom_<name>{<label>="<value>",...}` (labels in any order);
+    /// - short: `<name>`, labelled ones `<name>.<value1>.<value2>`.
+    ///
+    /// `None` until the metric has a value (Envoy shows a defined counter at 0; here it appears
+    /// with its first change). The simulated Envoy uses the default `metrics_namespace`,
+    /// `dynamicmodulescustom`.
+    ///
+    /// ```
+    /// use jisr::testing::TestFilter;
+    /// use jisr::{ConfigError, ConfigHandle, Counter, Registry, Request, ResponseWriter};
+    ///
+    /// fn load(cfg: &mut ConfigHandle<'_>) -> Result<Counter, ConfigError> {
+    ///     cfg.counter("hello_requests_total", &["method"])
+    /// }
+    /// async fn hello(requests: &Counter, req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let method = req.method().unwrap_or("-").to_owned();
+    ///     let _ = w.counter_inc(*requests, &[&method]);
+    /// }
+    /// fn register(r: &mut Registry) { r.filter("hello").state(load).handle(hello); }
+    ///
+    /// let f = TestFilter::new(register, "hello", b"").unwrap();
+    /// f.stream().request_headers(&[(":method", "GET"), (":path", "/")], true);
+    /// assert_eq!(f.metric("dynamicmodulescustom.hello_requests_total.method.GET"), Some(1));
+    /// assert_eq!(f.metric(r#"envoy_dynamicmodulescustom_hello_requests_total{method="GET"}"#), Some(1));
+    /// assert_eq!(f.metric("hello_requests_total.GET"), Some(1));
+    /// assert_eq!(f.metric("dynamicmodulescustom.hello_requests_total.method.POST"), None);
+    /// ```
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        let key = self.metrics.resolve(name)?;
+        self.metrics.values.borrow().get(&key).copied()
     }
 
-    /// Values recorded into a histogram (key as in [`TestFilter::metric`]).
-    pub fn histogram(&self, key: &str) -> Vec<u64> {
+    /// Values recorded into a histogram (named as in [`TestFilter::metric`]; in Prometheus
+    /// text, the name without `_bucket`, `_sum` or `_count`).
+    pub fn histogram(&self, name: &str) -> Vec<u64> {
+        let Some(key) = self.metrics.resolve(name) else {
+            return Vec::new();
+        };
         self.metrics
             .histograms
             .borrow()
-            .get(key)
+            .get(&key)
             .cloned()
             .unwrap_or_default()
     }
@@ -406,6 +449,19 @@ unsafe fn deliver_event(m: *const core::ffi::c_void, host: &SimHost, event: SimE
 /// Call its hooks in Envoy's order (request headers, body chunks, trailers, then the response),
 /// and look at what the filter did after each one:
 ///
+/// - driving it: [`request_headers`](Self::request_headers), [`request_body`](Self::request_body),
+///   [`response_headers`](Self::response_headers), ..., [`run_scheduled`](Self::run_scheduled)
+///   and [`wait_scheduled`](Self::wait_scheduled) for handlers that wait on other threads or timers;
+/// - what the filter did: [`request_header`](Self::request_header),
+///   [`response_header`](Self::response_header), [`local_reply`](Self::local_reply),
+///   [`metadata`](Self::metadata), [`hooks`](Self::hooks); metrics and logs are on the
+///   [`TestFilter`];
+/// - callouts: [`callouts`](Self::callouts), then [`complete_callout`](Self::complete_callout) or
+///   [`fail_callout`](Self::fail_callout);
+/// - what Envoy would provide: route configs, cluster, addresses, timing, metadata, attributes;
+/// - apart, fault injection (re-entrant calls, destroys inside a call, older Envoys), for tests
+///   of robustness rather than of a filter's behaviour.
+///
 /// ```
 /// # use jisr::testing::TestFilter;
 /// # use jisr::{Registry, Request, ResponseWriter};
@@ -465,62 +521,16 @@ impl TestStream<'_> {
         assert!(!self.destroyed, "stream already destroyed");
         self.host.rebox();
         let host: &SimHost = &self.host;
-        // SAFETY: `m` came from `new_stream` and was not destroyed (checked above).
-        let r = unsafe { on_stream(self.m, host, kind, fail, |h| f(h, host)) };
+        // Process-wide lines (`tracing` events) written during the hook go to this stream's logs.
+        let r = with_current_logs(&host.logs, host.log_level.get(), || {
+            // SAFETY: `m` came from `new_stream` and was not destroyed (checked above).
+            unsafe { on_stream(self.m, host, kind, fail, |h| f(h, host)) }
+        });
         if self.host.destroy_requested.get() {
             // `on_stream` finished the destroy Envoy requested during the hook.
             self.destroyed = true;
         }
         r
-    }
-
-    /// Makes the next local reply destroy the stream synchronously from inside it, as some
-    /// Envoy versions do; the stream must then be torn down only after its hook unwinds.
-    pub fn destroy_during_local_reply(&mut self) {
-        let d = self.hooks_obj().destroyer();
-        self.host.destroy_during_reply.set(Some((d, self.m)));
-    }
-
-    /// Makes Envoy answer callouts and streaming callouts to `cluster` *inside* the call that
-    /// starts them (as Envoy's router does with its own 503 when the cluster has no healthy
-    /// host): a unary callout's completion arrives during the start call, which then reports
-    /// "cannot create request"; a stream's headers, data and completion arrive during the open
-    /// call, which still succeeds.
-    pub fn answer_inline(&mut self, cluster: &str, status: u16, body: &[u8]) {
-        self.host
-            .inline_answers
-            .borrow_mut()
-            .push((cluster.to_string(), status, body.to_vec()));
-    }
-
-    /// Makes the next data the filter sends on a streaming callout trigger a response data event
-    /// for stream `id` *inside* that send call (a hook re-entered during the handler's poll).
-    pub fn stream_data_during_next_send(&mut self, id: u64, data: &[u8], end_stream: bool) {
-        self.host
-            .on_stream_send
-            .borrow_mut()
-            .push(SimEvent::StreamData {
-                id,
-                data: data.to_vec(),
-                end: end_stream,
-            });
-    }
-
-    /// Makes the host call `name` (a method of jisr's host interface, e.g. `"body_len"`) panic,
-    /// to inject a failure inside jisr.
-    pub fn panic_in_host_call(&mut self, name: &'static str) {
-        self.host.panic_in.set(Some(name));
-    }
-
-    /// Host calls the filter made after Envoy destroyed the stream (each one a call on a dead
-    /// Envoy filter pointer).
-    pub fn calls_after_destroy(&self) -> Vec<&'static str> {
-        self.host.calls_after_destroy.borrow().clone()
-    }
-
-    /// Whether the stream was destroyed (by the filter's own request during a hook, or at drop).
-    pub fn is_destroyed(&self) -> bool {
-        self.destroyed
     }
 
     fn settle(&mut self, before: (u32, u32)) {
@@ -553,6 +563,34 @@ impl TestStream<'_> {
         }
     }
 
+    fn destroy_now(&mut self) {
+        if !self.destroyed {
+            let d = self.hooks_obj().destroyer();
+            self.destroyed = true;
+            // SAFETY: `m` came from `new_stream`; it is not used after this.
+            unsafe { d(self.m) };
+        }
+    }
+
+    fn stream_event(&mut self, id: u64, event: crate::filter::hooks::RawStreamEvent<'_>) {
+        let before = self.counts();
+        self.call(HookKind::Other, (), |h, host| {
+            h.http_stream(host, id, event)
+        });
+        self.settle(before);
+    }
+
+    fn header(&self, map: Map, name: &str) -> Option<String> {
+        self.host.maps[map as usize]
+            .borrow()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Driving the stream: the hooks Envoy calls, in the order it calls them, and the scheduler.
+impl TestStream<'_> {
     /// Delivers request headers (`:method`, `:path`, … included) and returns the status.
     pub fn request_headers(
         &mut self,
@@ -687,18 +725,6 @@ impl TestStream<'_> {
         s
     }
 
-    /// Envoy's downstream write buffer went above its high watermark.
-    pub fn watermark_above(&mut self) {
-        self.call(HookKind::Other, (), |h, host| h.watermark(host, true));
-    }
-
-    /// Envoy's downstream write buffer drained below its low watermark.
-    pub fn watermark_below(&mut self) {
-        let before = self.counts();
-        self.call(HookKind::Other, (), |h, host| h.watermark(host, false));
-        self.settle(before);
-    }
-
     /// Delivers every scheduler event committed so far (as Envoy's dispatcher would); returns
     /// how many.
     pub fn run_scheduled(&mut self) -> usize {
@@ -721,16 +747,6 @@ impl TestStream<'_> {
         let got = self.host.queue.wait(timeout);
         self.run_scheduled();
         got
-    }
-
-    /// Scheduler events committed and not yet delivered.
-    pub fn pending_events(&self) -> usize {
-        self.host.queue.len()
-    }
-
-    /// How many schedulers the filter created on this stream (0 for handlers that never wait).
-    pub fn schedulers_created(&self) -> u32 {
-        self.host.schedulers_created.get()
     }
 
     /// Ends the stream normally (`on_stream_complete`).
@@ -770,26 +786,95 @@ impl TestStream<'_> {
         self.destroy_now();
     }
 
-    fn destroy_now(&mut self) {
-        if !self.destroyed {
-            let d = self.hooks_obj().destroyer();
-            self.destroyed = true;
-            // SAFETY: `m` came from `new_stream`; it is not used after this.
-            unsafe { d(self.m) };
-        }
+    /// Envoy's downstream write buffer went above its high watermark.
+    pub fn watermark_above(&mut self) {
+        self.call(HookKind::Other, (), |h, host| h.watermark(host, true));
     }
 
+    /// Envoy's downstream write buffer drained below its low watermark.
+    pub fn watermark_below(&mut self) {
+        let before = self.counts();
+        self.call(HookKind::Other, (), |h, host| h.watermark(host, false));
+        self.settle(before);
+    }
+}
+
+/// What the filter did: header changes, replies, metadata, bodies passed on, hook statuses.
+impl TestStream<'_> {
+    /// Every hook called so far with its status, in order.
+    pub fn hooks(&self) -> &[Hook] {
+        &self.hooks
+    }
+
+    /// A request header as the upstream would see it now.
+    pub fn request_header(&self, name: &str) -> Option<String> {
+        self.header(Map::RequestHeaders, name)
+    }
+
+    /// All request headers now, in order.
+    pub fn request_headers_now(&self) -> Vec<(String, String)> {
+        self.host.maps[Map::RequestHeaders as usize]
+            .borrow()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// A response header as the client would see it now.
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        self.header(Map::ResponseHeaders, name)
+    }
+
+    /// The local reply sent, if any.
+    pub fn local_reply(&self) -> Option<LocalReply> {
+        self.host.local_reply.borrow().clone()
+    }
+
+    /// The streamed (module-generated) reply, if any.
+    pub fn streamed_reply(&self) -> Option<StreamedReply> {
+        self.host.streamed.borrow().clone()
+    }
+
+    /// Details of a stream reset by the filter, if any.
+    pub fn reset_details(&self) -> Option<String> {
+        self.host.reset.borrow().clone()
+    }
+
+    /// Dynamic metadata `ns:key`.
+    pub fn metadata(&self, ns: &str, key: &str) -> Option<MetaValue> {
+        self.host
+            .metadata
+            .borrow()
+            .get(&(ns.to_string(), key.to_string()))
+            .cloned()
+    }
+
+    /// The request body bytes forwarded upstream so far.
+    pub fn forwarded_request_body(&self) -> &[u8] {
+        &self.forwarded_body
+    }
+
+    /// The response body bytes forwarded to the client so far.
+    pub fn forwarded_response_body(&self) -> &[u8] {
+        &self.forwarded_response
+    }
+
+    /// Custom response flags the filter added, in order.
+    pub fn response_flags(&self) -> Vec<String> {
+        self.host.custom_flags.borrow().clone()
+    }
+}
+
+/// Callouts: what the filter sent, and Envoy's answers to deliver.
+impl TestStream<'_> {
     /// Callouts the filter started so far (completed ones included).
     pub fn callouts(&self) -> Vec<SimCallout> {
         self.host.callouts.borrow().clone()
-    }
-
-    /// Makes callouts to `cluster` fail with "cluster not found".
-    pub fn set_unknown_cluster(&mut self, cluster: &str) {
-        self.host
-            .unknown_clusters
-            .borrow_mut()
-            .push(cluster.to_string());
     }
 
     /// Completes callout `id` with a response (as Envoy's callout-done hook would).
@@ -815,18 +900,27 @@ impl TestStream<'_> {
         self.settle(before);
     }
 
+    /// Fails callout `id`: `reset` for a reset stream, otherwise "response too large".
+    pub fn fail_callout(&mut self, id: u64, reset: bool) {
+        let before = self.counts();
+        self.call(HookKind::Other, (), |h, host| {
+            h.callout_done(host, id, if reset { 1 } else { 2 }, &[], &[])
+        });
+        self.settle(before);
+    }
+
+    /// Makes callouts to `cluster` fail with "cluster not found".
+    pub fn set_unknown_cluster(&mut self, cluster: &str) {
+        self.host
+            .unknown_clusters
+            .borrow_mut()
+            .push(cluster.to_string());
+    }
+
     /// What the filter sent on its streaming callouts: `(id, "start …" | "data …" | "trailers n" |
     /// "reset")`, in order.
     pub fn stream_callout_log(&self) -> Vec<(u64, String)> {
         self.host.stream_log.borrow().clone()
-    }
-
-    fn stream_event(&mut self, id: u64, event: crate::filter::hooks::RawStreamEvent<'_>) {
-        let before = self.counts();
-        self.call(HookKind::Other, (), |h, host| {
-            h.http_stream(host, id, event)
-        });
-        self.settle(before);
     }
 
     /// Delivers response headers of streaming callout `id`.
@@ -877,16 +971,10 @@ impl TestStream<'_> {
     pub fn stream_callout_reset(&mut self, id: u64, reason: u32) {
         self.stream_event(id, crate::filter::hooks::RawStreamEvent::Reset(reason));
     }
+}
 
-    /// Fails callout `id`: `reset` for a reset stream, otherwise "response too large".
-    pub fn fail_callout(&mut self, id: u64, reset: bool) {
-        let before = self.counts();
-        self.call(HookKind::Other, (), |h, host| {
-            h.callout_done(host, id, if reset { 1 } else { 2 }, &[], &[])
-        });
-        self.settle(before);
-    }
-
+/// What Envoy would provide: route configs, cluster, addresses, timing, metadata, attributes.
+impl TestStream<'_> {
     /// Makes the stream's route carry the per-route config `index` from
     /// [`TestFilter::add_route_config`].
     pub fn use_route_config(&mut self, index: usize) {
@@ -897,92 +985,99 @@ impl TestStream<'_> {
             .set(crate::host::sim::RoutePtr(ptr as *const core::ffi::c_void));
     }
 
-    /// Every hook called so far with its status, in order.
-    pub fn hooks(&self) -> &[Hook] {
-        &self.hooks
-    }
-
-    /// A request header as the upstream would see it now.
-    pub fn request_header(&self, name: &str) -> Option<String> {
-        self.header(Map::RequestHeaders, name)
-    }
-
-    /// All request headers now, in order.
-    pub fn request_headers_now(&self) -> Vec<(String, String)> {
-        self.host.maps[Map::RequestHeaders as usize]
-            .borrow()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            })
-            .collect()
-    }
-
-    /// A response header as the client would see it now.
-    pub fn response_header(&self, name: &str) -> Option<String> {
-        self.header(Map::ResponseHeaders, name)
-    }
-
-    fn header(&self, map: Map, name: &str) -> Option<String> {
-        self.host.maps[map as usize]
-            .borrow()
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
-    /// The local reply sent, if any.
-    pub fn local_reply(&self) -> Option<LocalReply> {
-        self.host.local_reply.borrow().clone()
-    }
-
-    /// The streamed (module-generated) reply, if any.
-    pub fn streamed_reply(&self) -> Option<StreamedReply> {
-        self.host.streamed.borrow().clone()
-    }
-
-    /// Details of a stream reset by the filter, if any.
-    pub fn reset_details(&self) -> Option<String> {
-        self.host.reset.borrow().clone()
-    }
-
-    /// Dynamic metadata `ns:key`.
-    pub fn metadata(&self, ns: &str, key: &str) -> Option<MetaValue> {
-        self.host
-            .metadata
-            .borrow()
-            .get(&(ns.to_string(), key.to_string()))
-            .cloned()
-    }
-
-    /// How often the filter called `continue_decoding`.
-    pub fn continue_decoding_calls(&self) -> u32 {
-        self.host.continue_decoding.get()
-    }
-
-    /// How often the filter called `continue_encoding`.
-    pub fn continue_encoding_calls(&self) -> u32 {
-        self.host.continue_encoding.get()
-    }
-
-    /// The response body bytes forwarded to the client so far.
-    pub fn forwarded_response_body(&self) -> &[u8] {
-        &self.forwarded_response
-    }
-
-    /// Custom response flags the filter added, in order.
-    pub fn response_flags(&self) -> Vec<String> {
-        self.host.custom_flags.borrow().clone()
-    }
-
     /// Routes the stream to cluster `name`, whose hosts per priority are
     /// `[total, healthy, degraded]`.
     pub fn set_cluster(&mut self, name: &str, hosts_per_priority: &[[u64; 3]]) {
         *self.host.cluster.borrow_mut() =
             Some((name.as_bytes().into(), hosts_per_priority.to_vec()));
+    }
+
+    /// Sets the client's direct address and the upstream host's address (`ip:port`).
+    pub fn set_addresses(&mut self, direct: Option<&str>, upstream: Option<&str>) {
+        *self.host.extra.addresses.borrow_mut() = [
+            direct.map(|a| a.as_bytes().into()),
+            upstream.map(|a| a.as_bytes().into()),
+        ];
+    }
+
+    /// Sets the upstream hosts Envoy tried and the connection ids it used (the last is the
+    /// current upstream connection).
+    pub fn set_upstream_attempts(&mut self, hosts: &[&str], connection_ids: &[u64]) {
+        *self.host.extra.attempts.borrow_mut() = (
+            hosts.iter().map(|h| h.as_bytes().into()).collect(),
+            connection_ids.to_vec(),
+        );
+    }
+
+    /// Sets Envoy's timing of the stream: the start (Unix ns) and points as offsets in ns.
+    pub fn set_timing(&mut self, start_unix_ns: i64, points: &[(crate::info::TimingPoint, i64)]) {
+        let mut t = crate::abi::ffi::TimingInfo::UNKNOWN;
+        t.ns[0] = start_unix_ns;
+        t.has[0] = true;
+        for (p, ns) in points {
+            t.ns[*p as usize] = *ns;
+            t.has[*p as usize] = true;
+        }
+        self.host.extra.timing.set(Some(t));
+    }
+
+    /// Gives the stream metadata `ns:key` from `source`, as Envoy's config (route, cluster,
+    /// host) or an earlier filter (dynamic metadata) would.
+    pub fn set_source_metadata(
+        &mut self,
+        source: crate::MetadataSource,
+        ns: &str,
+        key: &str,
+        value: MetaValue,
+    ) {
+        let (ns, key) = (ns.to_string(), key.to_string());
+        match source {
+            crate::MetadataSource::Dynamic => {
+                self.host.metadata.borrow_mut().insert((ns, key), value);
+            }
+            other => {
+                self.host
+                    .source_metadata
+                    .borrow_mut()
+                    .insert((other as u32, ns, key), value);
+            }
+        }
+    }
+
+    /// Typed metadata of a route, cluster or host, as Envoy's config would give it.
+    pub fn set_source_typed_metadata(
+        &mut self,
+        source: crate::MetadataSource,
+        ns: &str,
+        type_url: &str,
+        value: &[u8],
+    ) {
+        self.host.extra.source_typed.borrow_mut().push((
+            source as u32,
+            ns.to_string(),
+            type_url.to_string(),
+            value.to_vec(),
+        ));
+    }
+
+    /// Sets a string attribute the filter can read (e.g. [`Attr::SOURCE_ADDRESS`]).
+    ///
+    /// [`Attr::SOURCE_ADDRESS`]: crate::Attr::SOURCE_ADDRESS
+    pub fn set_attr_str(&mut self, attr: crate::Attr, value: &str) {
+        self.host
+            .attrs_str
+            .borrow_mut()
+            .push((attr.0, value.as_bytes().into()));
+    }
+
+    /// Sets an integer attribute.
+    pub fn set_attr_int(&mut self, attr: crate::Attr, value: u64) {
+        self.host.attrs_int.borrow_mut().push((attr.0, value));
+    }
+
+    /// Sets a boolean attribute.
+    pub fn set_attr_bool(&mut self, attr: crate::Attr, value: bool) {
+        self.host.attrs_bool.borrow_mut().push((attr.0, value));
     }
 
     /// Turns tracing on for the stream: it gets an active span named `operation` (the first
@@ -991,6 +1086,18 @@ impl TestStream<'_> {
         self.host.extra.enable_tracing(operation);
     }
 
+    /// Gives Envoy an object factory for filter-state `key`, so typed sets of it succeed.
+    pub fn add_filter_state_factory(&mut self, key: &str) {
+        self.host
+            .extra
+            .factories
+            .borrow_mut()
+            .push(key.as_bytes().to_vec());
+    }
+}
+
+/// Less common effects and counters: spans, socket options, filter state, stream control, calls into Envoy.
+impl TestStream<'_> {
     /// Every span of the stream: the active span first, then children in creation order.
     pub fn spans(&self) -> Vec<SimSpan> {
         self.host
@@ -1030,67 +1137,6 @@ impl TestStream<'_> {
             .collect()
     }
 
-    /// How often the filter fetched all values of a header in one call (Envoy 1.39+'s
-    /// `get_header_values`) instead of one call per value.
-    pub fn header_batches(&self) -> u32 {
-        self.host.header_batches.get()
-    }
-
-    /// How often the filter set several metadata strings in one call.
-    pub fn metadata_batches(&self) -> u32 {
-        self.host.metadata_batches.get()
-    }
-
-    /// Makes the simulated Envoy older than 1.40: the calls it lacks return `Unsupported`.
-    pub fn simulate_envoy_before_1_40(&mut self) {
-        self.host.extra.before_1_40.set(true);
-    }
-
-    /// Sets Envoy's timing of the stream: the start (Unix ns) and points as offsets in ns.
-    pub fn set_timing(&mut self, start_unix_ns: i64, points: &[(crate::info::TimingPoint, i64)]) {
-        let mut t = crate::abi::ffi::TimingInfo::UNKNOWN;
-        t.ns[0] = start_unix_ns;
-        t.has[0] = true;
-        for (p, ns) in points {
-            t.ns[*p as usize] = *ns;
-            t.has[*p as usize] = true;
-        }
-        self.host.extra.timing.set(Some(t));
-    }
-
-    /// Sets the client's direct address and the upstream host's address (`ip:port`).
-    pub fn set_addresses(&mut self, direct: Option<&str>, upstream: Option<&str>) {
-        *self.host.extra.addresses.borrow_mut() = [
-            direct.map(|a| a.as_bytes().into()),
-            upstream.map(|a| a.as_bytes().into()),
-        ];
-    }
-
-    /// Sets the upstream hosts Envoy tried and the connection ids it used (the last is the
-    /// current upstream connection).
-    pub fn set_upstream_attempts(&mut self, hosts: &[&str], connection_ids: &[u64]) {
-        *self.host.extra.attempts.borrow_mut() = (
-            hosts.iter().map(|h| h.as_bytes().into()).collect(),
-            connection_ids.to_vec(),
-        );
-    }
-
-    /// Typed metadata of a route, cluster or host, as Envoy's config would give it.
-    pub fn set_source_typed_metadata(
-        &mut self,
-        source: crate::MetadataSource,
-        ns: &str,
-        type_url: &str,
-        value: &[u8],
-    ) {
-        self.host.extra.source_typed.borrow_mut().push((
-            source as u32,
-            ns.to_string(),
-            type_url.to_string(),
-            value.to_vec(),
-        ));
-    }
-
     /// The serialized `google.protobuf.Struct`s the filter set for namespace `ns`, in order.
     pub fn struct_metadata(&self, ns: &str) -> Vec<Vec<u8>> {
         let all = self.host.extra.struct_metadata.borrow();
@@ -1108,6 +1154,14 @@ impl TestStream<'_> {
             .collect()
     }
 
+    /// The serialized typed filter state under `key`, as Envoy's filters would read it.
+    pub fn typed_filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        let st = self.host.extra.typed_state.borrow();
+        st.iter()
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v.to_vec())
+    }
+
     /// GOAWAY-and-close calls Envoy received (`graceful` of each).
     pub fn goaways(&self) -> Vec<bool> {
         self.host.extra.goaways.borrow().clone()
@@ -1116,28 +1170,6 @@ impl TestStream<'_> {
     /// How often Envoy recreated the stream.
     pub fn recreated(&self) -> u32 {
         self.host.extra.recreated.get()
-    }
-
-    /// Makes Envoy refuse to recreate the stream, as it does for a request with a body.
-    pub fn refuse_recreate(&mut self) {
-        self.host.extra.refuse_recreate.set(true);
-    }
-
-    /// Gives Envoy an object factory for filter-state `key`, so typed sets of it succeed.
-    pub fn add_filter_state_factory(&mut self, key: &str) {
-        self.host
-            .extra
-            .factories
-            .borrow_mut()
-            .push(key.as_bytes().to_vec());
-    }
-
-    /// The serialized typed filter state under `key`, as Envoy's filters would read it.
-    pub fn typed_filter_state(&self, key: &str) -> Option<Vec<u8>> {
-        let st = self.host.extra.typed_state.borrow();
-        st.iter()
-            .find(|(k, _)| k == key.as_bytes())
-            .map(|(_, v)| v.to_vec())
     }
 
     /// The stream's buffer limit in bytes (Envoy's default, 1 MiB, unless the filter set one).
@@ -1155,11 +1187,6 @@ impl TestStream<'_> {
         self.host.route_cache_cleared.get()
     }
 
-    /// The request body bytes forwarded upstream so far.
-    pub fn forwarded_request_body(&self) -> &[u8] {
-        &self.forwarded_body
-    }
-
     /// Bytes of request body Envoy holds buffered for this filter.
     pub fn buffered_request_body(&self) -> usize {
         self.host.bodies[BodyKind::BufferedRequest as usize]
@@ -1169,47 +1196,99 @@ impl TestStream<'_> {
             .sum()
     }
 
-    /// Gives the stream metadata `ns:key` from `source`, as Envoy's config (route, cluster,
-    /// host) or an earlier filter (dynamic metadata) would.
-    pub fn set_source_metadata(
-        &mut self,
-        source: crate::MetadataSource,
-        ns: &str,
-        key: &str,
-        value: MetaValue,
-    ) {
-        let (ns, key) = (ns.to_string(), key.to_string());
-        match source {
-            crate::MetadataSource::Dynamic => {
-                self.host.metadata.borrow_mut().insert((ns, key), value);
-            }
-            other => {
-                self.host
-                    .source_metadata
-                    .borrow_mut()
-                    .insert((other as u32, ns, key), value);
-            }
-        }
+    /// How often the filter called `continue_decoding`.
+    pub fn continue_decoding_calls(&self) -> u32 {
+        self.host.continue_decoding.get()
     }
 
-    /// Sets a string attribute the filter can read (e.g. [`Attr::SOURCE_ADDRESS`]).
-    ///
-    /// [`Attr::SOURCE_ADDRESS`]: crate::Attr::SOURCE_ADDRESS
-    pub fn set_attr_str(&mut self, attr: crate::Attr, value: &str) {
+    /// How often the filter called `continue_encoding`.
+    pub fn continue_encoding_calls(&self) -> u32 {
+        self.host.continue_encoding.get()
+    }
+
+    /// Scheduler events committed and not yet delivered.
+    pub fn pending_events(&self) -> usize {
+        self.host.queue.len()
+    }
+
+    /// How many schedulers the filter created on this stream (0 for handlers that never wait).
+    pub fn schedulers_created(&self) -> u32 {
+        self.host.schedulers_created.get()
+    }
+
+    /// How often the filter fetched all values of a header in one call (Envoy 1.39+'s
+    /// `get_header_values`) instead of one call per value.
+    pub fn header_batches(&self) -> u32 {
+        self.host.header_batches.get()
+    }
+
+    /// How often the filter set several metadata strings in one call.
+    pub fn metadata_batches(&self) -> u32 {
+        self.host.metadata_batches.get()
+    }
+}
+
+/// Fault injection: Envoy behaviours that are legal but rare (re-entrant calls, destroys inside a
+/// call, answers inside a start call), older Envoys, and failures inside jisr itself. Tests of the
+/// crate's own robustness use these; a filter's everyday tests rarely need them.
+impl TestStream<'_> {
+    /// Makes the next local reply destroy the stream synchronously from inside it, as some
+    /// Envoy versions do; the stream must then be torn down only after its hook unwinds.
+    pub fn destroy_during_local_reply(&mut self) {
+        let d = self.hooks_obj().destroyer();
+        self.host.destroy_during_reply.set(Some((d, self.m)));
+    }
+
+    /// Makes Envoy answer callouts and streaming callouts to `cluster` *inside* the call that
+    /// starts them (as Envoy's router does with its own 503 when the cluster has no healthy
+    /// host): a unary callout's completion arrives during the start call, which then reports
+    /// "cannot create request"; a stream's headers, data and completion arrive during the open
+    /// call, which still succeeds.
+    pub fn answer_inline(&mut self, cluster: &str, status: u16, body: &[u8]) {
         self.host
-            .attrs_str
+            .inline_answers
             .borrow_mut()
-            .push((attr.0, value.as_bytes().into()));
+            .push((cluster.to_string(), status, body.to_vec()));
     }
 
-    /// Sets an integer attribute.
-    pub fn set_attr_int(&mut self, attr: crate::Attr, value: u64) {
-        self.host.attrs_int.borrow_mut().push((attr.0, value));
+    /// Makes the next data the filter sends on a streaming callout trigger a response data event
+    /// for stream `id` *inside* that send call (a hook re-entered during the handler's poll).
+    pub fn stream_data_during_next_send(&mut self, id: u64, data: &[u8], end_stream: bool) {
+        self.host
+            .on_stream_send
+            .borrow_mut()
+            .push(SimEvent::StreamData {
+                id,
+                data: data.to_vec(),
+                end: end_stream,
+            });
     }
 
-    /// Sets a boolean attribute.
-    pub fn set_attr_bool(&mut self, attr: crate::Attr, value: bool) {
-        self.host.attrs_bool.borrow_mut().push((attr.0, value));
+    /// Makes the host call `name` (a method of jisr's host interface, e.g. `"body_len"`) panic,
+    /// to inject a failure inside jisr.
+    pub fn panic_in_host_call(&mut self, name: &'static str) {
+        self.host.panic_in.set(Some(name));
+    }
+
+    /// Host calls the filter made after Envoy destroyed the stream (each one a call on a dead
+    /// Envoy filter pointer).
+    pub fn calls_after_destroy(&self) -> Vec<&'static str> {
+        self.host.calls_after_destroy.borrow().clone()
+    }
+
+    /// Whether the stream was destroyed (by the filter's own request during a hook, or at drop).
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed
+    }
+
+    /// Makes the simulated Envoy older than 1.40: the calls it lacks return `Unsupported`.
+    pub fn simulate_envoy_before_1_40(&mut self) {
+        self.host.extra.before_1_40.set(true);
+    }
+
+    /// Makes Envoy refuse to recreate the stream, as it does for a request with a body.
+    pub fn refuse_recreate(&mut self) {
+        self.host.extra.refuse_recreate.set(true);
     }
 }
 
