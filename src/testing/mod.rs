@@ -184,10 +184,14 @@ impl TestFilter {
         })
     }
 
-    /// Sets the simulated `dynamic_modules` log level for streams opened afterwards
-    /// (0 trace … 5 critical; default 0: everything is logged).
+    /// Sets the level of the simulated `dynamic_modules` logger, as Envoy's
+    /// `--component-log-level dynamic_modules:<level>` does: lines below `level` are neither
+    /// formatted nor kept in [`logs`](Self::logs). It applies to the config's own lines
+    /// (background tasks) at once and to streams opened afterwards. The default is
+    /// [`Level::Trace`](crate::Level::Trace): everything is kept.
     pub fn set_log_level(&mut self, level: crate::Level) {
         self.log_level = level as u32;
+        self.cfg_host.log_level.set(level as u32);
     }
 
     /// Runs the config's background tasks the way Envoy's main thread does when the config's
