@@ -35,6 +35,13 @@ fn tracing_events_with_their_fields_reach_envoys_log() {
     let log = envoy.log();
     let info_line = log.lines().find(|l| l.contains(line)).unwrap();
     assert!(info_line.contains(info), "{info_line}");
+    // Envoy 1.40 shows the event's own source location.
+    if jisr_e2e::envoy_minor() >= (1, 40) {
+        assert!(
+            info_line.contains("[e2e/fixtures/examples/tracing_fixture.rs:"),
+            "{info_line}"
+        );
+    }
     let debug_line = log
         .lines()
         .find(|l| l.ends_with("details checked=true"))

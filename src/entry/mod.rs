@@ -54,7 +54,7 @@ pub fn program_init(register: fn(&mut Registry)) -> *const c_char {
         crate::host::envoy_log::install();
         #[cfg(feature = "tracing")]
         tracing::install(tracing::Sink {
-            log: crate::host::envoy::global_log,
+            log: crate::host::envoy::global_log_at,
             enabled: crate::host::envoy::global_log_enabled,
         });
         REGISTRY.get_or_init(|| {

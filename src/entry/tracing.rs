@@ -22,7 +22,8 @@ use tracing_core::{Event, Interest, Level, Metadata, Subscriber};
 /// Where lines go: the ABI level and line, and whether a level is enabled.
 #[derive(Clone, Copy)]
 pub(crate) struct Sink {
-    pub(crate) log: fn(u32, &[u8]),
+    /// Level, line, and the event's source file and line.
+    pub(crate) log: fn(u32, &[u8], &str, u32),
     pub(crate) enabled: fn(u32) -> bool,
 }
 
@@ -79,7 +80,12 @@ impl Subscriber for EnvoySubscriber {
         if !(sink.enabled)(lvl) {
             return;
         }
-        crate::host::log::with_line(|line| write_event(line, event), |l| (sink.log)(lvl, l));
+        let meta = event.metadata();
+        let (file, at) = (meta.file().unwrap_or(""), meta.line().unwrap_or(0));
+        crate::host::log::with_line(
+            |line| write_event(line, event),
+            |l| (sink.log)(lvl, l, file, at),
+        );
     }
 
     fn enter(&self, _: &Id) {}

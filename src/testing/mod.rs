@@ -160,7 +160,7 @@ impl TestFilter {
     ) -> Result<TestFilter, String> {
         #[cfg(feature = "tracing")]
         crate::entry::tracing::install(crate::entry::tracing::Sink {
-            log: crate::host::sim::current_log,
+            log: |level, line, _file, _at| crate::host::sim::current_log(level, line),
             enabled: crate::host::sim::current_log_enabled,
         });
         let host = SimConfigHost::default();
