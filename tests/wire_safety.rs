@@ -703,3 +703,35 @@ fn log_lines_cannot_be_forged_from_request_text() {
         ]
     );
 }
+
+async fn long_names(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+    let long = format!("X-{}", "Long".repeat(40));
+    seen(format!("{:?}", req.set_header(&long, "v")));
+    seen(format!("{:?}", req.header_str(&long)));
+}
+
+/// Header names are lower-cased before Envoy sees them whatever their length (a name over the
+/// 128 bytes copied on the stack used to reach Envoy in upper case, which HTTP/2 refuses).
+#[test]
+fn long_header_names_are_lower_cased_too() {
+    let f = TestFilter::new(
+        |r: &mut Registry| {
+            r.register("long", long_names);
+        },
+        "long",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    let long = format!("x-{}", "long".repeat(40));
+    assert_eq!(s.request_header(&long).as_deref(), Some("v"));
+    assert!(
+        s.request_headers_now()
+            .iter()
+            .all(|(k, _)| k == &k.to_ascii_lowercase()),
+        "{:?}",
+        s.request_headers_now()
+    );
+    assert_eq!(take_seen(), ["Ok(())", "Some(\"v\")"]);
+}

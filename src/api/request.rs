@@ -101,11 +101,21 @@ pub(crate) fn lower(name: &str) -> ArrayVec<u8, 128> {
 /// Calls `f` with `name` as Envoy stores header keys (lower case), copying only when needed:
 /// names are usually written in lower case already.
 pub(crate) fn with_key<R>(name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
-    if name.len() > 128 || !name.bytes().any(|b| b.is_ascii_uppercase()) {
+    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
         f(name.as_bytes())
-    } else {
+    } else if name.len() <= 128 {
         f(&lower(name))
+    } else {
+        long_key(name, f)
     }
+}
+
+/// A name longer than the stack copy holds, in upper case somewhere: lower-cased on the heap
+/// (rare; HTTP/2 refuses upper-case names, so it must not reach Envoy as it is).
+#[cold]
+#[inline(never)]
+fn long_key<R>(name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+    f(name.to_ascii_lowercase().as_bytes())
 }
 
 /// The `index`-th value of header `name` in `map`, copied into the stream's arena (so it stays
