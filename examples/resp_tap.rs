@@ -10,6 +10,11 @@
 //!   metadata `resp_tap:aborted_after` holds the bytes seen until then;
 //! - request header `x-resp-panic`: the handler panics after the first body chunk. The
 //!   headers already went to the client, so jisr resets the stream.
+//!
+//! Filter `ended` ([`ResponseMode::Observe`]) reads nothing: it waits for the end of the
+//! response with [`Response::finished`] while everything flows, then sets metadata
+//! `resp_tap:ended` to `complete` (or `cut` when the stream ended first) and
+//! `resp_tap:status` to the status.
 
 use jisr::{
     ConfigError, ConfigHandle, Counter, Registry, Request, Response, ResponseMode, ResponseWriter,
@@ -58,10 +63,26 @@ async fn count(tap: &Tap, panic: bool, mut resp: Response<'_>, w: ResponseWriter
     w.set_metadata_num("resp_tap", "bytes", total as f64);
 }
 
+async fn pass(mut req: Request<'_>, _w: ResponseWriter<'_>) {
+    req.skip_body();
+}
+
+/// Acts at the end of the response without reading or copying its body.
+async fn at_end(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+    let outcome = match resp.finished().await {
+        Ok(()) => "complete",
+        Err(_) => "cut",
+    };
+    w.set_metadata_str("resp_tap", "ended", outcome);
+    w.set_metadata_num("resp_tap", "status", f64::from(resp.status().unwrap_or(0)));
+}
+
 fn register(r: &mut Registry) {
     r.filter("tap")
         .state(load)
         .respond(ResponseMode::Observe, remember, count);
+    r.filter("ended")
+        .respond(ResponseMode::Observe, pass, at_end);
 }
 
 jisr::export!(register);

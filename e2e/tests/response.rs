@@ -73,6 +73,12 @@ fn resp_envoy(up: &Upstream, concurrency: usize) -> Envoy {
                     .log_metadata("resp_tap", "aborted_after")
                     .log_field("flags", "%RESPONSE_FLAGS%"),
             )
+            .listener(
+                Listener::new("ended")
+                    .filter(module_filter("resp_tap", "ended", None))
+                    .log_metadata("resp_tap", "ended")
+                    .log_metadata("resp_tap", "status"),
+            )
             .listener(Listener::new("rewrite").filter(module_filter(
                 "resp_rewrite",
                 "rewrite",
@@ -403,4 +409,28 @@ fn upstream_close_or_reset_mid_body_aborts_the_tap() {
     let r = client::get(port, "/bytes/5000");
     assert!(r.body == pattern(0, 5000));
     assert_eq!(envoy.counter(&aborted), Some(2));
+}
+
+/// Observe, waiting for the end without reading (`Response::finished`): a body streamed over
+/// 400 ms reaches the client whole, and the handler acts once at the end: metadata `complete`
+/// with the status; `cut` when the upstream closes mid-body.
+#[test]
+fn observe_handler_acts_at_the_end_without_reading() {
+    let up = upstream("ended-up");
+    let envoy = resp_envoy(&up, 1);
+    let port = envoy.listener_port("ended");
+    let started = Instant::now();
+    let r = client::get(port, "/stream?chunks=5&delay_ms=100&size=1000");
+    assert_eq!(r.status, 200);
+    assert!(r.body == pattern(0, 5000));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the body was not streamed"
+    );
+    let l = access_line_for(&envoy, "ended", "/stream?chunks=5&delay_ms=100&size=1000");
+    assert_eq!(access_field(&l, "resp_tap:ended"), Some("complete"), "{l}");
+    assert_eq!(access_field(&l, "resp_tap:status"), Some("200"), "{l}");
+    let _ = client::try_request(port, "GET", "/cut/3000", &[], b"");
+    let l = access_line_for(&envoy, "ended", "/cut/3000");
+    assert_eq!(access_field(&l, "resp_tap:ended"), Some("cut"), "{l}");
 }
