@@ -953,3 +953,96 @@ fn item16_sleeps_forgotten_dropped_and_under_futures_unordered() {
         s.complete();
     }
 }
+
+// ---- The futures added for the response's end and the callout's 503 head: waker-precise and
+// forgettable.
+
+async fn fu_finished(_: (), mut resp: jisr::Response<'_>, w: ResponseWriter<'_>) {
+    // A wait polled once (its waker registered) and abandoned leaves nothing behind: the
+    // type has no destructor, so forgetting it is the same as this.
+    {
+        let abandoned = resp.finished();
+        futures::pin_mut!(abandoned);
+        assert!(futures::poll!(abandoned).is_pending());
+    }
+    let r = {
+        let mut set = FuturesUnordered::new();
+        set.push(resp.finished());
+        set.next().await.expect("one")
+    };
+    w.set_metadata_str("t", "end", &format!("{r:?}"));
+}
+
+/// `Response::finished` polled inside `FuturesUnordered`, after another one was forgotten: the
+/// last body hook wakes the waker it registered.
+#[test]
+fn item05_finished_under_futures_unordered() {
+    let f = TestFilter::new(
+        |r| {
+            r.filter("f")
+                .respond(jisr::ResponseMode::Observe, pass_req, fu_finished);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    s.response_headers(&[(":status", "200")], false);
+    s.response_body(b"a", false);
+    assert_eq!(s.metadata("t", "end"), None);
+    s.response_body(b"b", true);
+    s.run_scheduled();
+    assert_eq!(
+        s.metadata("t", "end"),
+        Some(MetaValue::Str("Ok(())".into()))
+    );
+    assert_eq!(s.forwarded_response_body(), b"ab");
+}
+
+async fn pass_req(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+
+async fn fu_stream_head(_req: Request<'_>, w: ResponseWriter<'_>) {
+    let Ok(mut s) = w.stream_callout(CalloutRequest::get("svc", "/", "svc"), true) else {
+        return;
+    };
+    let r = {
+        let mut set = FuturesUnordered::new();
+        set.push(s.head());
+        set.next().await.expect("one").map(|h| h.status)
+    };
+    w.send(200, format!("{r:?}").as_bytes());
+}
+
+/// A streaming callout's head that waits for a 503's body (to tell Envoy's own answer from the
+/// service's), polled inside `FuturesUnordered`: the data event wakes it.
+#[test]
+fn item05_callout_head_waiting_for_a_503_body_under_futures_unordered() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", fu_stream_head);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    for (body, want) in [
+        (
+            &b"no healthy upstream"[..],
+            "Err(Unavailable(NoHealthyHost))",
+        ),
+        (b"busy", "Ok(503)"),
+    ] {
+        let mut s = f.stream();
+        s.request_headers(GET, true);
+        let id = s.callouts()[0].id;
+        s.stream_callout_headers(id, 503, &[], false);
+        assert!(s.local_reply().is_none(), "the head waits for the body");
+        s.stream_callout_data(id, body, true);
+        s.run_scheduled();
+        assert_eq!(
+            s.local_reply().map(|r| r.body),
+            Some(want.as_bytes().to_vec())
+        );
+    }
+}
