@@ -153,18 +153,18 @@ mod host;
 pub mod testing;
 
 // The everyday names: what a filter with handlers, state, metrics and logs needs.
-pub use api::attr::Attr;
 pub use api::config::{ConfigError, ConfigHandle};
+pub use api::http::attr::Attr;
+pub use api::http::pipeline::{Next, chain};
+pub use api::http::request::Request;
+pub use api::http::response::{Response, ResponseMode};
+pub use api::http::wire;
+pub use api::http::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 pub use api::join::{join, join3};
 pub use api::log::{Level, LogValue};
 pub use api::metrics::{Counter, Gauge, Histogram};
-pub use api::pipeline::{Next, chain};
 pub use api::registry::Registry;
-pub use api::request::Request;
-pub use api::response::{Response, ResponseMode};
 pub use api::secret::Secret;
-pub use api::wire;
-pub use api::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 
 /// Work a filter config owns, on Envoy's main thread: tasks, callouts, streams and metrics
 /// not tied to a request.
@@ -189,41 +189,43 @@ pub mod time {
 
 /// Tracing from a handler: the active span and child spans.
 pub mod trace {
-    pub use crate::api::trace::Span;
+    pub use crate::api::http::trace::Span;
 }
 
 /// What Envoy 1.40 knows about a stream: its timing.
 pub mod info {
-    pub use crate::api::info::{Timing, TimingPoint};
+    pub use crate::api::http::info::{Timing, TimingPoint};
 }
 
 /// Stream control beyond replies: socket options and filter-state options.
 pub mod control {
-    pub use crate::api::control::{SocketOption, SocketSide, SocketState, StateLife, StateSharing};
+    pub use crate::api::http::control::{
+        SocketOption, SocketSide, SocketState, StateLife, StateSharing,
+    };
 }
 
-pub use api::trace::Unsupported;
+pub use api::http::trace::Unsupported;
 
 /// Handler traits, composition and the types request methods return.
 pub mod handler {
-    pub use crate::api::body::{BodyError, ReadBody};
-    pub use crate::api::metrics::MetricError;
-    pub use crate::api::pb::{StructValue, TypedMetadata};
-    pub use crate::api::pipeline::{
+    pub use crate::api::http::body::{BodyError, ReadBody};
+    pub use crate::api::http::pipeline::{
         Chained, Handler, IntoPipeline, IntoRegistered, IntoRequestHandler, IntoResponseHandler,
         Middleware, NextFuture, OnRequest, OnResponse, Phase, Req, Resp, Side, StateHandler,
     };
+    pub use crate::api::http::request::{HeaderError, HeaderValues, ReplaceError};
+    pub use crate::api::http::writer::{INVALID_REPLY_DETAILS, MetadataNames, ReplyError};
+    pub use crate::api::metrics::MetricError;
+    pub use crate::api::pb::{StructValue, TypedMetadata};
     pub use crate::api::registry::FilterBuilder;
-    pub use crate::api::request::{HeaderError, HeaderValues, ReplaceError};
-    pub use crate::api::writer::{INVALID_REPLY_DETAILS, MetadataNames, ReplyError};
 }
 
 /// The response phase: response middleware and handler traits, errors, and replies the filter
 /// streams itself.
 pub mod response {
-    pub use crate::api::pipeline::{ResponseNext, response_chain};
-    pub use crate::api::response::{Finished, ResponseError};
-    pub use crate::api::stream::{SendData, StreamError, StreamWriter};
+    pub use crate::api::http::pipeline::{ResponseNext, response_chain};
+    pub use crate::api::http::response::{Finished, ResponseError};
+    pub use crate::api::http::stream::{SendData, StreamError, StreamWriter};
 }
 
 /// HTTP callouts to other clusters, unary and streaming.
@@ -236,15 +238,15 @@ pub mod callout {
 
 /// The escape hatch: filters written directly against Envoy's hooks, beside jisr filters.
 pub mod raw {
-    pub use crate::api::raw::{
+    pub use crate::api::http::raw::{
         BodyStatus, HeadersStatus, RawFactory, RawFilter, RawScheduler, RawStream, TrailersStatus,
     };
 }
 
 /// Introspection: per-filter figures and the built-in introspection filter.
 pub mod stats {
-    pub use crate::api::stats::{FilterStatsSnapshot, INTROSPECTION_FILTER, filter_stats};
-    pub use crate::filter::hooks::{INTERNAL_DETAILS, PANIC_DETAILS};
+    pub use crate::api::http::stats::{FilterStatsSnapshot, INTROSPECTION_FILTER, filter_stats};
+    pub use crate::filter::http::hooks::{INTERNAL_DETAILS, PANIC_DETAILS};
 }
 
 /// Exports the Envoy hooks from a `cdylib` crate and registers its filters.

@@ -5,9 +5,9 @@ use crate::api::callout::{
     CalloutError, CalloutRequest, NoAnswer, PathBuf, request_pairs, trailer_pairs,
 };
 use crate::api::config::ConfigHandle;
+use crate::api::http::trace::Unsupported;
+use crate::api::http::writer::metric_result;
 use crate::api::metrics::MetricError;
-use crate::api::trace::Unsupported;
-use crate::api::writer::metric_result;
 use crate::executor::background::{OwnedHeaders, Runtime, StreamEvent};
 use crate::host::MetricOp;
 use crate::host::current::with_config;

@@ -1,9 +1,9 @@
 //! HTTP callouts: requests to another cluster, awaited from any handler.
 
-use crate::api::wire::{self, Place, WireError};
-pub use crate::filter::callouts::CalloutHeaders;
-use crate::filter::callouts::{State, Ticket};
-use crate::filter::core::StreamCore;
+use crate::api::http::wire::{self, Place, WireError};
+pub use crate::filter::http::callouts::CalloutHeaders;
+use crate::filter::http::callouts::{State, Ticket};
+use crate::filter::http::core::StreamCore;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

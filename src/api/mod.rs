@@ -1,29 +1,17 @@
-//! The handler-facing API.
+//! What users write against: the registry, configs, metrics, logs, time, callouts and
+//! background work shared by every kind, then one module per kind ([`http`], [`server`]).
 
-pub(crate) mod attr;
 pub(crate) mod background;
-pub(crate) mod body;
 pub(crate) mod callout;
 pub(crate) mod callout_stream;
 pub(crate) mod config;
-pub(crate) mod control;
-pub(crate) mod info;
+pub(crate) mod http;
 pub(crate) mod join;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod pb;
-pub(crate) mod pipeline;
 pub(crate) mod published;
-pub(crate) mod raw;
-pub(crate) mod raw_slot;
 pub(crate) mod registry;
-pub(crate) mod request;
-pub(crate) mod response;
 pub(crate) mod secret;
 pub(crate) mod server;
-pub(crate) mod stats;
-pub(crate) mod stream;
 pub(crate) mod time;
-pub(crate) mod trace;
-pub mod wire;
-pub(crate) mod writer;

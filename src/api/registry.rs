@@ -1,15 +1,15 @@
 //! Registering named filters in one module.
 
 use crate::api::config::{ConfigError, ConfigHandle};
-use crate::api::pipeline::{
+use crate::api::http::pipeline::{
     IntoPipeline, IntoRegistered, IntoRequestHandler, IntoResponseHandler, NoResponse, OnRequest,
 };
-use crate::api::raw::{RawConfig, RawFactory};
-use crate::api::response::ResponseMode;
-use crate::filter::core::{FilterMeta, FilterStats};
-use crate::filter::hooks::ConfigHooks;
-use crate::filter::pipeline::Pipeline;
-use crate::filter::slot::JisrConfig;
+use crate::api::http::raw::{RawConfig, RawFactory};
+use crate::api::http::response::ResponseMode;
+use crate::filter::http::core::{FilterMeta, FilterStats};
+use crate::filter::http::hooks::ConfigHooks;
+use crate::filter::http::pipeline::Pipeline;
+use crate::filter::http::slot::JisrConfig;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -56,7 +56,7 @@ type RouteBuild =
 
 fn meta(
     cfg: &ConfigHandle<'_>,
-    envoy: Option<crate::filter::stats::EnvoyStats>,
+    envoy: Option<crate::filter::http::stats::EnvoyStats>,
     mode: ResponseMode,
 ) -> Arc<FilterMeta> {
     Arc::new(FilterMeta {
@@ -81,7 +81,7 @@ where
     R: Pipeline<S, Q::Output, Output = ()>,
 {
     let envoy = if cfg.envoy_stats {
-        match crate::filter::stats::EnvoyStats::define(cfg.host) {
+        match crate::filter::http::stats::EnvoyStats::define(cfg.host) {
             Ok(e) => Some(e),
             Err(e) => {
                 cfg.log(
@@ -96,13 +96,13 @@ where
     };
     let config = JisrConfig {
         meta: meta(cfg, envoy, mode),
-        background: crate::filter::background::BackgroundSlot(cfg.background.take()),
+        background: crate::filter::http::background::BackgroundSlot(cfg.background.take()),
         state,
         req,
         resp,
         pool: std::sync::Arc::default(),
     };
-    crate::filter::stats::register_live(&config.meta, config.pool.clone());
+    crate::filter::http::stats::register_live(&config.meta, config.pool.clone());
     Box::new(config)
 }
 
@@ -269,7 +269,7 @@ impl Registry {
         &self,
         name: &str,
         bytes: &[u8],
-    ) -> Result<crate::host::route::RouteConfigBox, String> {
+    ) -> Result<crate::host::http::route::RouteConfigBox, String> {
         let Some((_, parse)) = self.routes.iter().find(|(n, _)| n == name) else {
             let known: Vec<&str> = self.routes.iter().map(|(n, _)| n.as_str()).collect();
             return Err(format!(
@@ -282,7 +282,7 @@ impl Registry {
             ));
         };
         match crate::executor::catch(|| parse(bytes)) {
-            Ok(Ok(value)) => Ok(crate::host::route::RouteConfigBox { value }),
+            Ok(Ok(value)) => Ok(crate::host::http::route::RouteConfigBox { value }),
             Ok(Err(e)) => Err(format!("jisr: per-route config '{name}' rejected: {e}")),
             Err(panic) => Err(format!(
                 "jisr: per-route config '{name}' parser panicked: {panic}"
@@ -310,9 +310,9 @@ impl Registry {
     ) -> Result<Option<Box<dyn ConfigHooks>>, ConfigError> {
         cfg.envoy_stats = self.envoy_stats;
         match self.entries.iter().find(|(n, _)| n == cfg.filter_name()) {
-            None if cfg.filter_name() == crate::api::stats::INTROSPECTION_FILTER => {
+            None if cfg.filter_name() == crate::api::http::stats::INTROSPECTION_FILTER => {
                 let req = IntoPipeline::<(), OnRequest<()>, _>::into_pipeline(
-                    crate::api::stats::introspection,
+                    crate::api::http::stats::introspection,
                 );
                 Ok(Some(config_box(
                     cfg,

@@ -1,7 +1,7 @@
 //! SDS generic secrets: subscribed when a filter config loads, read per request.
 
 use crate::api::config::{ConfigError, ConfigHandle};
-use crate::api::writer::ResponseWriter;
+use crate::api::http::writer::ResponseWriter;
 
 /// A generic secret (`envoy.extensions.transport_sockets.tls.v3.GenericSecret`) the filter
 /// config subscribed to when it loaded. Envoy keeps it current (SDS or a watched file);

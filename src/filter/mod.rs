@@ -1,13 +1,6 @@
-//! The per-stream state machine: every status returned to Envoy is decided here.
+//! State machines of the filter kinds: for each stream (or connection) of a kind, every status
+//! a hook returns to Envoy is decided here.
+//!
+//! - [`http`]: the HTTP filter stream.
 
-pub(crate) mod background;
-pub(crate) mod callouts;
-pub(crate) mod core;
-pub(crate) mod hooks;
-pub(crate) mod live;
-pub(crate) mod pipeline;
-pub(crate) mod reply;
-pub(crate) mod slot;
-pub(crate) mod state;
-pub(crate) mod stats;
-pub(crate) mod streams;
+pub(crate) mod http;

@@ -1,7 +1,8 @@
 //! Which host serves a stream's running hook, and whether the stream can still be called.
 
+use super::ConfigHost;
+use super::http::Host;
 use super::server::ServerHost;
-use super::{ConfigHost, Host};
 use std::cell::Cell;
 use std::ptr::NonNull;
 

@@ -28,16 +28,16 @@
 
 use crate::abi::ffi::{Buf, HeaderPair};
 use crate::api::config::ConfigHandle;
-use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
+use crate::api::http::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
-use crate::entry::build_config;
-use crate::filter::hooks::{ConfigHooks, StreamHooks};
-use crate::host::bench::BenchHost;
-use crate::host::sim::SimConfigHost;
+use crate::entry::http::build_config;
+use crate::filter::http::hooks::{ConfigHooks, StreamHooks};
+use crate::host::http::bench::BenchHost;
+use crate::host::http::sim::SimConfigHost;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::host::bench::BenchEffects;
+pub use crate::host::http::bench::BenchEffects;
 
 type Static = &'static [(&'static str, &'static str)];
 

@@ -25,27 +25,27 @@ pub mod bench;
 
 use crate::abi::ffi::{self, Buf, HeaderPair};
 use crate::api::config::ConfigHandle;
-use crate::api::raw::{BodyStatus, HeadersStatus, TrailersStatus};
+use crate::api::http::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
-use crate::entry::{build_config, drop_config, on_stream};
-use crate::filter::hooks::HookKind;
-use crate::filter::hooks::{ConfigHooks, StreamHooks};
-use crate::host::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
-use crate::host::sim::{Reenter, SimEvent, with_current_logs};
-pub use crate::host::sim_extra::SimSpan;
+use crate::entry::http::{build_config, drop_config, on_stream};
+use crate::filter::http::hooks::HookKind;
+use crate::filter::http::hooks::{ConfigHooks, StreamHooks};
+use crate::host::http::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
+use crate::host::http::sim::{Reenter, SimEvent, with_current_logs};
+pub use crate::host::http::sim_context::SimSpan;
 
 /// Sets (or rotates) the simulated SDS generic secret `name` for filters tested on this
 /// thread; `None` makes it not available yet. Subscribing to an unknown name fails, as it does
 /// for an unknown static secret in Envoy.
 pub fn set_secret(name: &str, value: Option<&[u8]>) {
-    crate::host::sim_extra::set_secret(name, value);
+    crate::host::http::sim_context::set_secret(name, value);
 }
-use crate::host::{BodyKind, Map};
+use crate::host::http::{BodyKind, Map};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use crate::host::sim::{LocalReply, MetaValue, SimCallout, StreamedReply};
+pub use crate::host::http::sim::{LocalReply, MetaValue, SimCallout, StreamedReply};
 
 /// A filter config loaded from a `register` function, as Envoy would load it. Its streams
 /// share what Envoy shares between the streams of one config: state, metrics, logs and
@@ -74,7 +74,7 @@ pub struct TestFilter {
     config: Option<Box<dyn ConfigHooks>>,
     registry: Option<Registry>,
     #[allow(clippy::vec_box)] // Boxed so handed-out pointers survive the vec growing.
-    routes: RefCell<Vec<Box<crate::host::route::RouteConfigBox>>>,
+    routes: RefCell<Vec<Box<crate::host::http::route::RouteConfigBox>>>,
     metrics: Rc<SimMetrics>,
     logs: SimLogs,
     log_level: u32,
@@ -160,8 +160,8 @@ impl TestFilter {
     ) -> Result<TestFilter, String> {
         #[cfg(feature = "tracing")]
         crate::entry::tracing::install(crate::entry::tracing::Sink {
-            log: |level, line, _file, _at| crate::host::sim::current_log(level, line),
-            enabled: crate::host::sim::current_log_enabled,
+            log: |level, line, _file, _at| crate::host::http::sim::current_log(level, line),
+            enabled: crate::host::http::sim::current_log_enabled,
         });
         let host = SimConfigHost::default();
         host.log_level.set(0);
@@ -200,7 +200,7 @@ impl TestFilter {
     pub fn run_background(&self) -> usize {
         let n = self.cfg_host.queue.take().len();
         with_current_logs(&self.cfg_host.logs, self.cfg_host.log_level.get(), || {
-            crate::filter::background::run(self.config(), &self.cfg_host)
+            crate::filter::http::background::run(self.config(), &self.cfg_host)
         });
         n
     }
@@ -220,7 +220,7 @@ impl TestFilter {
         let status = status.to_string();
         let headers = [HeaderPair::of(b":status", status.as_bytes())];
         let chunks = [Buf::of(body)];
-        crate::filter::background::callout_done(
+        crate::filter::http::background::callout_done(
             self.config(),
             &self.cfg_host,
             id,
@@ -233,7 +233,7 @@ impl TestFilter {
     /// Delivers response events of background stream `id`: headers with `status`, then each
     /// data chunk (the last ends the response), then completion.
     pub fn answer_background_stream(&self, id: u64, status: u16, chunks: &[&[u8]]) {
-        use crate::filter::background::{ConfigStreamEvent, config_stream_event};
+        use crate::filter::http::background::{ConfigStreamEvent, config_stream_event};
         let status = status.to_string();
         let headers = [HeaderPair::of(b":status", status.as_bytes())];
         let (cfg, host) = (self.config(), &self.cfg_host);
@@ -286,7 +286,7 @@ impl TestFilter {
             ..SimHost::default()
         });
         host.log_level.set(self.log_level);
-        let m = match crate::entry::new_stream(self.config(), &*host) {
+        let m = match crate::entry::http::new_stream(self.config(), &*host) {
             Ok(m) => m,
             Err(msg) => {
                 self.logs.borrow_mut().push((4, msg.clone()));
@@ -428,7 +428,7 @@ unsafe fn deliver_event(m: *const core::ffi::c_void, host: &SimHost, event: SimE
                 h.http_stream(
                     host,
                     id,
-                    crate::filter::hooks::RawStreamEvent::Headers(&pairs, end),
+                    crate::filter::http::hooks::RawStreamEvent::Headers(&pairs, end),
                 )
             });
         }
@@ -438,12 +438,18 @@ unsafe fn deliver_event(m: *const core::ffi::c_void, host: &SimHost, event: SimE
                 h.http_stream(
                     host,
                     id,
-                    crate::filter::hooks::RawStreamEvent::Data(&chunks, end),
+                    crate::filter::http::hooks::RawStreamEvent::Data(&chunks, end),
                 )
             });
         }
         SimEvent::StreamComplete { id } => {
-            fire(&|h| h.http_stream(host, id, crate::filter::hooks::RawStreamEvent::Complete));
+            fire(&|h| {
+                h.http_stream(
+                    host,
+                    id,
+                    crate::filter::http::hooks::RawStreamEvent::Complete,
+                )
+            });
         }
     }
 }
@@ -510,7 +516,7 @@ impl TestStream<'_> {
     fn hooks_obj(&self) -> &dyn StreamHooks {
         assert!(!self.destroyed, "stream already destroyed");
         // SAFETY: `m` came from `new_stream` and is live until `destroy`.
-        unsafe { crate::entry::stream(self.m) }
+        unsafe { crate::entry::http::stream(self.m) }
     }
 
     /// Runs one hook the way Envoy's entry points do (panic guard, fail-closed status, a
@@ -576,7 +582,7 @@ impl TestStream<'_> {
         }
     }
 
-    fn stream_event(&mut self, id: u64, event: crate::filter::hooks::RawStreamEvent<'_>) {
+    fn stream_event(&mut self, id: u64, event: crate::filter::http::hooks::RawStreamEvent<'_>) {
         let before = self.counts();
         self.call(HookKind::Other, (), |h, host| {
             h.http_stream(host, id, event)
@@ -944,7 +950,7 @@ impl TestStream<'_> {
         );
         self.stream_event(
             id,
-            crate::filter::hooks::RawStreamEvent::Headers(&pairs, end_stream),
+            crate::filter::http::hooks::RawStreamEvent::Headers(&pairs, end_stream),
         );
     }
 
@@ -953,7 +959,7 @@ impl TestStream<'_> {
         let chunks = [Buf::of(data)];
         self.stream_event(
             id,
-            crate::filter::hooks::RawStreamEvent::Data(&chunks, end_stream),
+            crate::filter::http::hooks::RawStreamEvent::Data(&chunks, end_stream),
         );
     }
 
@@ -963,17 +969,23 @@ impl TestStream<'_> {
             .iter()
             .map(|(k, v)| HeaderPair::of(k.as_bytes(), v.as_bytes()))
             .collect();
-        self.stream_event(id, crate::filter::hooks::RawStreamEvent::Trailers(&pairs));
+        self.stream_event(
+            id,
+            crate::filter::http::hooks::RawStreamEvent::Trailers(&pairs),
+        );
     }
 
     /// Completes streaming callout `id`.
     pub fn stream_callout_complete(&mut self, id: u64) {
-        self.stream_event(id, crate::filter::hooks::RawStreamEvent::Complete);
+        self.stream_event(id, crate::filter::http::hooks::RawStreamEvent::Complete);
     }
 
     /// Resets streaming callout `id` (ABI reason code).
     pub fn stream_callout_reset(&mut self, id: u64, reason: u32) {
-        self.stream_event(id, crate::filter::hooks::RawStreamEvent::Reset(reason));
+        self.stream_event(
+            id,
+            crate::filter::http::hooks::RawStreamEvent::Reset(reason),
+        );
     }
 }
 
@@ -983,10 +995,10 @@ impl TestStream<'_> {
     /// [`TestFilter::add_route_config`].
     pub fn use_route_config(&mut self, index: usize) {
         let routes = self._filter.routes.borrow();
-        let ptr: *const crate::host::route::RouteConfigBox = &*routes[index];
-        self.host
-            .route_config
-            .set(crate::host::sim::RoutePtr(ptr as *const core::ffi::c_void));
+        let ptr: *const crate::host::http::route::RouteConfigBox = &*routes[index];
+        self.host.route_config.set(crate::host::http::sim::RoutePtr(
+            ptr as *const core::ffi::c_void,
+        ));
     }
 
     /// Routes the stream to cluster `name`, whose hosts per priority are
@@ -998,7 +1010,7 @@ impl TestStream<'_> {
 
     /// Sets the client's direct address and the upstream host's address (`ip:port`).
     pub fn set_addresses(&mut self, direct: Option<&str>, upstream: Option<&str>) {
-        *self.host.extra.addresses.borrow_mut() = [
+        *self.host.context.addresses.borrow_mut() = [
             direct.map(|a| a.as_bytes().into()),
             upstream.map(|a| a.as_bytes().into()),
         ];
@@ -1007,7 +1019,7 @@ impl TestStream<'_> {
     /// Sets the upstream hosts Envoy tried and the connection ids it used (the last is the
     /// current upstream connection).
     pub fn set_upstream_attempts(&mut self, hosts: &[&str], connection_ids: &[u64]) {
-        *self.host.extra.attempts.borrow_mut() = (
+        *self.host.context.attempts.borrow_mut() = (
             hosts.iter().map(|h| h.as_bytes().into()).collect(),
             connection_ids.to_vec(),
         );
@@ -1022,7 +1034,7 @@ impl TestStream<'_> {
             t.ns[*p as usize] = *ns;
             t.has[*p as usize] = true;
         }
-        self.host.extra.timing.set(Some(t));
+        self.host.context.timing.set(Some(t));
     }
 
     /// Gives the stream metadata `ns:key` from `source`, as Envoy's config (route, cluster,
@@ -1056,7 +1068,7 @@ impl TestStream<'_> {
         type_url: &str,
         value: &[u8],
     ) {
-        self.host.extra.source_typed.borrow_mut().push((
+        self.host.context.source_typed.borrow_mut().push((
             source as u32,
             ns.to_string(),
             type_url.to_string(),
@@ -1087,13 +1099,13 @@ impl TestStream<'_> {
     /// Turns tracing on for the stream: it gets an active span named `operation` (the first
     /// entry of [`spans`](Self::spans)).
     pub fn enable_tracing(&mut self, operation: &str) {
-        self.host.extra.enable_tracing(operation);
+        self.host.context.enable_tracing(operation);
     }
 
     /// Gives Envoy an object factory for filter-state `key`, so typed sets of it succeed.
     pub fn add_filter_state_factory(&mut self, key: &str) {
         self.host
-            .extra
+            .context
             .factories
             .borrow_mut()
             .push(key.as_bytes().to_vec());
@@ -1105,7 +1117,7 @@ impl TestStream<'_> {
     /// Every span of the stream: the active span first, then children in creation order.
     pub fn spans(&self) -> Vec<SimSpan> {
         self.host
-            .extra
+            .context
             .spans
             .borrow()
             .iter()
@@ -1117,7 +1129,7 @@ impl TestStream<'_> {
     pub fn socket_options_set(&self) -> Vec<(crate::control::SocketOption, Result<i64, Vec<u8>>)> {
         use crate::control::{SocketOption, SocketSide, SocketState};
         self.host
-            .extra
+            .context
             .socket_options
             .borrow()
             .iter()
@@ -1143,7 +1155,7 @@ impl TestStream<'_> {
 
     /// The serialized `google.protobuf.Struct`s the filter set for namespace `ns`, in order.
     pub fn struct_metadata(&self, ns: &str) -> Vec<Vec<u8>> {
-        let all = self.host.extra.struct_metadata.borrow();
+        let all = self.host.context.struct_metadata.borrow();
         all.iter()
             .filter(|(n, _)| n == ns)
             .map(|(_, b)| b.clone())
@@ -1152,7 +1164,7 @@ impl TestStream<'_> {
 
     /// `(key, life span, sharing)` of each filter-state value set with options (ABI values).
     pub fn filter_state_options(&self) -> Vec<(String, u32, u32)> {
-        let all = self.host.extra.state_options.borrow();
+        let all = self.host.context.state_options.borrow();
         all.iter()
             .map(|(k, l, sh)| (String::from_utf8_lossy(k).into_owned(), *l, *sh))
             .collect()
@@ -1160,7 +1172,7 @@ impl TestStream<'_> {
 
     /// The serialized typed filter state under `key`, as Envoy's filters would read it.
     pub fn typed_filter_state(&self, key: &str) -> Option<Vec<u8>> {
-        let st = self.host.extra.typed_state.borrow();
+        let st = self.host.context.typed_state.borrow();
         st.iter()
             .find(|(k, _)| k == key.as_bytes())
             .map(|(_, v)| v.to_vec())
@@ -1168,12 +1180,12 @@ impl TestStream<'_> {
 
     /// GOAWAY-and-close calls Envoy received (`graceful` of each).
     pub fn goaways(&self) -> Vec<bool> {
-        self.host.extra.goaways.borrow().clone()
+        self.host.context.goaways.borrow().clone()
     }
 
     /// How often Envoy recreated the stream.
     pub fn recreated(&self) -> u32 {
-        self.host.extra.recreated.get()
+        self.host.context.recreated.get()
     }
 
     /// The stream's buffer limit in bytes (Envoy's default, 1 MiB, unless the filter set one).
@@ -1287,12 +1299,12 @@ impl TestStream<'_> {
 
     /// Makes the simulated Envoy older than 1.40: the calls it lacks return `Unsupported`.
     pub fn simulate_envoy_before_1_40(&mut self) {
-        self.host.extra.before_1_40.set(true);
+        self.host.context.before_1_40.set(true);
     }
 
     /// Makes Envoy refuse to recreate the stream, as it does for a request with a body.
     pub fn refuse_recreate(&mut self) {
-        self.host.extra.refuse_recreate.set(true);
+        self.host.context.refuse_recreate.set(true);
     }
 }
 

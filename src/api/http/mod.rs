@@ -1,0 +1,17 @@
+//! The HTTP filter API: requests, responses, the response writer, handler traits and
+//! middleware, streamed replies, raw filters and the wire grammar checks.
+
+pub(crate) mod attr;
+pub(crate) mod body;
+pub(crate) mod control;
+pub(crate) mod info;
+pub(crate) mod pipeline;
+pub(crate) mod raw;
+pub(crate) mod raw_slot;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod stats;
+pub(crate) mod stream;
+pub(crate) mod trace;
+pub mod wire;
+pub(crate) mod writer;

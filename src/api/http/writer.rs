@@ -1,0 +1,934 @@
+//! Effects a handler has on the stream: replies, metadata, metrics, logs.
+
+use crate::api::callout::Callout;
+use crate::api::callout::{CalloutError, CalloutRequest};
+use crate::api::callout_stream::CalloutStream;
+use crate::api::http::stream::StreamWriter;
+use crate::api::http::wire::{self, WireError};
+use crate::api::log::{self, Level, LogValue};
+use crate::api::metrics::MetricError;
+use crate::filter::http::core::StreamCore;
+use crate::filter::http::reply::MAX_HEADERS;
+use crate::filter::http::state::StreamState;
+use crate::host::MetricOp;
+use crate::host::http::{MetaKind, MetaRead, MetadataValue};
+use std::fmt;
+
+/// Details of the `500` a refused reply becomes (see [`ResponseWriter::send_with`]).
+pub const INVALID_REPLY_DETAILS: &str = "jisr_invalid_reply";
+
+/// Checks a reply's status, headers and details.
+pub(crate) fn check_reply(
+    status: u16,
+    headers: &[(&str, &[u8])],
+    details: &str,
+) -> Result<(), WireError> {
+    wire::status(status)?;
+    wire::plain_headers(headers, MAX_HEADERS)?;
+    wire::details(details.as_bytes())
+}
+
+/// Why a reply was not sent as asked.
+///
+/// ```
+/// use jisr::handler::ReplyError;
+/// use jisr::wire::WireError;
+///
+/// let e = ReplyError::Invalid(WireError::Status(99));
+/// assert_eq!(e.to_string(), "reply refused: status 99 is not a final status (200-599)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyError {
+    /// The status, a header or the details are not valid HTTP (nothing of it was written).
+    Invalid(WireError),
+    /// A reply was already made, the response already started, or the stream is over.
+    Ignored,
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::Invalid(e) => write!(f, "reply refused: {e}"),
+            ReplyError::Ignored => f.write_str("a reply was already made or the stream ended"),
+        }
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+/// Host counts of the cluster a stream is routed to, at one priority (see
+/// [`ResponseWriter::cluster_hosts`]).
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{ClusterHosts, Registry, Request, ResponseWriter};
+///
+/// async fn shed(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     // Answer at once when fewer than half of the hosts are healthy.
+///     if let Some(ClusterHosts { total, healthy, .. }) = w.cluster_hosts(0) {
+///         if healthy * 2 < total {
+///             w.send(503, b"backend degraded\n");
+///         }
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("shed", shed); }
+///
+/// let f = TestFilter::new(register, "shed", b"").unwrap();
+/// let mut s = f.stream();
+/// s.set_cluster("backend", &[[4, 1, 0]]); // total, healthy, degraded
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 503);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterHosts {
+    /// Every host of the priority.
+    pub total: u64,
+    /// Hosts Envoy considers healthy.
+    pub healthy: u64,
+    /// Hosts Envoy considers degraded.
+    pub degraded: u64,
+}
+
+/// Namespaces or keys of metadata (see [`ResponseWriter::metadata_keys`]), each copied into the
+/// stream's arena. Up to 32 names are held inline, more spill to the heap. The order is Envoy's
+/// (not sorted).
+///
+/// ```
+/// use jisr::testing::{MetaValue, TestFilter};
+/// use jisr::{MetadataSource, Registry, Request, ResponseWriter};
+///
+/// async fn claims(mut req: Request<'_>, w: ResponseWriter<'_>) {
+///     // Every claim an earlier filter (e.g. `jwt_authn`) wrote, as one header.
+///     let mut keys: Vec<&str> = w.metadata_keys(MetadataSource::Dynamic, "jwt").collect();
+///     keys.sort();
+///     let _ = req.set_header("x-claims", keys.join(","));
+/// }
+/// fn register(r: &mut Registry) { r.register("claims", claims); }
+///
+/// let f = TestFilter::new(register, "claims", b"").unwrap();
+/// let mut s = f.stream();
+/// for claim in ["sub", "iss"] {
+///     s.set_source_metadata(MetadataSource::Dynamic, "jwt", claim, MetaValue::Str("x".into()));
+/// }
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.request_header("x-claims").as_deref(), Some("iss,sub"));
+/// ```
+#[derive(Debug, Default)]
+pub struct MetadataNames<'a> {
+    inline: arrayvec::ArrayVec<&'a str, 32>,
+    spill: Vec<&'a str>,
+    next: usize,
+}
+
+impl<'a> MetadataNames<'a> {
+    pub(crate) fn push(&mut self, name: &'a str) {
+        if let Err(e) = self.inline.try_push(name) {
+            self.spill.push(e.element());
+        }
+    }
+}
+
+impl<'a> Iterator for MetadataNames<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let i = self.next;
+        let name = match self.inline.get(i) {
+            Some(n) => *n,
+            None => *self.spill.get(i - self.inline.len())?,
+        };
+        self.next += 1;
+        Some(name)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.inline.len() + self.spill.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for MetadataNames<'_> {}
+
+/// Where metadata is read from (see [`ResponseWriter::metadata_str`]).
+///
+/// ```
+/// use jisr::testing::{MetaValue, TestFilter};
+/// use jisr::{MetadataSource, Registry, Request, ResponseWriter};
+///
+/// async fn gold_only(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     // `metadata: { filter_metadata: { acme: { tier: gold } } }` on the route.
+///     if w.metadata_str(MetadataSource::Route, "acme", "tier") != Some("gold") {
+///         w.send(403, b"gold only\n");
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.register("gold_only", gold_only); }
+///
+/// let f = TestFilter::new(register, "gold_only", b"").unwrap();
+/// let mut s = f.stream();
+/// s.set_source_metadata(MetadataSource::Route, "acme", "tier", MetaValue::Str("silver".into()));
+/// s.request_headers(&[(":path", "/")], true);
+/// assert_eq!(s.local_reply().unwrap().status, 403);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataSource {
+    /// This stream's dynamic metadata: set by this filter or by earlier ones (e.g. Envoy's
+    /// `set_metadata` or `jwt_authn` filters).
+    Dynamic = 0,
+    /// The `metadata` of the matched route.
+    Route = 1,
+    /// The `metadata` of the upstream cluster.
+    Cluster = 2,
+    /// The `metadata` of the selected upstream host.
+    Host = 3,
+    /// The locality metadata of the selected upstream host.
+    HostLocality = 4,
+}
+
+/// What a handler uses to answer or annotate the request.
+///
+/// Every call takes effect at once: the handler runs on Envoy's worker thread inside one of
+/// Envoy's hooks, so there is no queue to flush and nothing done before or after a
+/// [`send`](Self::send) is lost.
+///
+/// ```
+/// use jisr::{Level, Request, ResponseWriter};
+///
+/// async fn deny(_req: Request<'_>, w: ResponseWriter<'_>) {
+///     w.set_metadata_str("jisr", "decision", "deny");
+///     w.log(Level::Info, format_args!("denied"));
+///     w.send_with(403, &[("content-type", b"text/plain".as_slice())], b"no", "policy_deny");
+/// }
+/// # let _ = deny;
+/// ```
+pub struct ResponseWriter<'a> {
+    pub(crate) core: &'a StreamCore,
+}
+
+pub(crate) fn metric_result(
+    rc: Option<u32>,
+    expected: usize,
+    got: usize,
+) -> Result<(), MetricError> {
+    match rc {
+        None => Err(MetricError::Detached),
+        Some(0) => Ok(()),
+        Some(1) => Err(MetricError::NotFound),
+        Some(2) => Err(MetricError::LabelCount { expected, got }),
+        Some(rc) => Err(MetricError::Rejected(rc)),
+    }
+}
+
+impl<'a> ResponseWriter<'a> {
+    pub(crate) fn new(core: &'a StreamCore) -> ResponseWriter<'a> {
+        ResponseWriter { core }
+    }
+
+    /// Sends a local reply with `status` and `body`; the request is not forwarded upstream.
+    ///
+    /// `status` must be 200–599 (see [`send_with`](Self::send_with) for what happens
+    /// otherwise); a 204 or 304 reply is sent without the body.
+    pub fn send(&self, status: u16, body: &[u8]) {
+        self.send_with(status, &[], body, "");
+    }
+
+    /// Sends a local reply with headers (up to 32) and a details string (shown by the access
+    /// log's `%RESPONSE_CODE_DETAILS%`; empty means Envoy's default, `dynamic_module`).
+    ///
+    /// The reply reaches Envoy when the handler's current poll ends (at its next `.await` that
+    /// waits, or when it returns), after every other effect the handler made until then:
+    /// Envoy may complete the stream (and write the access log) inside the reply, so metadata,
+    /// metrics and logs made right after `send` are not lost.
+    ///
+    /// Only the first reply of a stream is sent; later calls are ignored (and logged at debug).
+    ///
+    /// **Fails closed.** A status outside 200–599, a header that is not valid HTTP (see
+    /// [`jisr::wire`](crate::wire)) or one jisr owns (`content-length`, `transfer-encoding`,
+    /// pseudo-headers), more than 32 headers, or details that are not one visible-ASCII word
+    /// are never written: the client gets a plain `500` with details `jisr_invalid_reply`
+    /// instead, and the reason is logged at error. Use [`try_send_with`](Self::try_send_with)
+    /// to see the reason and answer something else.
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    /// async fn echo_id(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let id = req.header("x-request-id").unwrap_or_default();
+    ///     w.send_with(403, &[("x-request-id", id)], b"denied\n", "denied");
+    /// }
+    /// fn register(r: &mut Registry) { r.register("echo_id", echo_id); }
+    ///
+    /// let f = TestFilter::new(register, "echo_id", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/"), ("x-request-id", "a\r\nset-cookie: x")], true);
+    /// let reply = s.local_reply().unwrap();
+    /// assert_eq!((reply.status, reply.details.as_str()), (500, "jisr_invalid_reply"));
+    /// assert!(reply.headers.is_empty());
+    /// ```
+    pub fn send_with(&self, status: u16, headers: &[(&str, &[u8])], body: &[u8], details: &str) {
+        if let Err(ReplyError::Invalid(e)) = self.try_send_with(status, headers, body, details) {
+            self.fail_closed("reply", e);
+        }
+    }
+
+    /// [`send_with`](Self::send_with) that refuses invalid input instead of answering 500:
+    /// nothing is sent, and the handler may answer something else.
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    /// use jisr::handler::ReplyError;
+    ///
+    /// async fn redirect(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let to = req.header("x-next").unwrap_or(b"/");
+    ///     if let Err(ReplyError::Invalid(e)) = w.try_send_with(302, &[("location", to)], b"", "") {
+    ///         w.send(400, e.to_string().as_bytes());
+    ///     }
+    /// }
+    /// fn register(r: &mut Registry) { r.register("redirect", redirect); }
+    ///
+    /// let f = TestFilter::new(register, "redirect", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":path", "/"), ("x-next", "/home\n")], true);
+    /// let reply = s.local_reply().unwrap();
+    /// assert_eq!(reply.status, 400);
+    /// assert_eq!(reply.body, b"header value: byte 0x0a at 5 is not allowed");
+    /// ```
+    pub fn try_send_with(
+        &self,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        details: &str,
+    ) -> Result<(), ReplyError> {
+        let core = self.core;
+        if core.st().replied() || core.st().response_sent() || core.with_host(|_| ()).is_none() {
+            self.debug_ignored("send");
+            return Err(ReplyError::Ignored);
+        }
+        check_reply(status, headers, details).map_err(ReplyError::Invalid)?;
+        let Ok(mut reply) = core.reply.try_borrow_mut() else {
+            self.debug_ignored("send");
+            return Err(ReplyError::Ignored);
+        };
+        let body = if wire::bodiless(status) {
+            &[][..]
+        } else {
+            body
+        };
+        reply.stage(u32::from(status), headers, body, details);
+        core.update(StreamState::reply);
+        Ok(())
+    }
+
+    /// Answers `500` with details `jisr_invalid_reply` after a refused reply, and logs why.
+    #[cold]
+    #[inline(never)]
+    fn fail_closed(&self, what: &str, e: WireError) {
+        self.log(
+            Level::Error,
+            format_args!(
+                "jisr: filter '{}': {what} refused ({e}); answering 500",
+                self.core.name()
+            ),
+        );
+        let core = self.core;
+        if let Ok(mut reply) = core.reply.try_borrow_mut() {
+            reply.stage(500, &[], b"", INVALID_REPLY_DETAILS);
+            core.update(StreamState::reply);
+        }
+    }
+
+    fn debug_ignored(&self, what: &str) {
+        self.log(
+            Level::Debug,
+            format_args!("jisr: {what} ignored: a reply was already sent or the stream ended"),
+        );
+    }
+
+    /// Starts a reply the filter streams itself (from a request handler; the request is then
+    /// not forwarded upstream).
+    ///
+    /// [`ReplyError::Ignored`] if a reply was already started or the stream is over.
+    /// Like [`send_with`](Self::send_with) it fails closed: a status outside 200–599, a
+    /// bodiless status (204, 304: use `send`), or headers that are not valid HTTP answer a
+    /// plain `500` instead, logged at error, and return [`ReplyError::Invalid`].
+    ///
+    /// One `content-length` is allowed here (a download whose size is known): jisr then holds
+    /// the reply to it. A chunk that would go past it is refused
+    /// ([`StreamError::Length`](crate::response::StreamError::Length)), and a reply that
+    /// finishes short of it is reset, so the client never misreads where the reply ends.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn events(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let Ok(mut out) = w.stream(200, &[("content-type", b"text/event-stream")]) else {
+    ///         return;
+    ///     };
+    ///     for i in 0..3u8 {
+    ///         if out.send(&[b'd', b'a', b't', b'a', b':', b'0' + i, b'\n', b'\n']).await.is_err() {
+    ///             return; // client gone
+    ///         }
+    ///     }
+    ///     out.finish();
+    /// }
+    /// # let _ = events;
+    /// ```
+    pub fn stream(
+        &self,
+        status: u16,
+        headers: &[(&str, &[u8])],
+    ) -> Result<StreamWriter<'_>, ReplyError> {
+        if self.core.st().replied() || self.core.st().response_sent() {
+            self.debug_ignored("stream");
+            return Err(ReplyError::Ignored);
+        }
+        let checked = wire::status(status)
+            .and_then(|()| {
+                if wire::bodiless(status) {
+                    Err(WireError::Bodiless(status))
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| wire::streamed_headers(headers, MAX_HEADERS));
+        let declared = match checked {
+            Ok(declared) => declared,
+            Err(e) => {
+                self.fail_closed("streamed reply", e);
+                return Err(ReplyError::Invalid(e));
+            }
+        };
+        let mut code = arrayvec::ArrayString::<8>::new();
+        let _ = fmt::write(&mut code, format_args!("{status}"));
+        let started = self.core.with_host(|h| {
+            let mut pairs: arrayvec::ArrayVec<(&[u8], &[u8]), 33> = arrayvec::ArrayVec::new();
+            pairs.push((b":status", code.as_bytes()));
+            for (k, v) in headers {
+                pairs.push((k.as_bytes(), v));
+            }
+            self.core.update(StreamState::stream_reply);
+            h.send_response_headers(&pairs, false);
+        });
+        started
+            .map(|()| StreamWriter {
+                core: self.core,
+                done: false,
+                declared,
+                sent: 0,
+            })
+            .ok_or(ReplyError::Ignored)
+    }
+
+    /// Sends an HTTP request to `req.cluster` and waits for the answer; the response body is
+    /// appended to `body` (the only allocation is yours: reuse the buffer to avoid it).
+    ///
+    /// The request starts when the future is first polled. Several callouts can be in flight
+    /// at once (e.g. with [`join`](crate::join)); dropping the future abandons the callout and
+    /// its late completion is ignored.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter, callout::CalloutRequest};
+    ///
+    /// async fn check(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let key = req.header("x-api-key").unwrap_or_default();
+    ///     let mut body = Vec::new();
+    ///     let verdict = w
+    ///         .callout(CalloutRequest::get("auth", "/check", "auth").header("x-api-key", key), &mut body)
+    ///         .await;
+    ///     match verdict {
+    ///         Ok(r) if r.status == 200 => {}
+    ///         Ok(_) => w.send(403, b"denied"), // the service's verdict
+    ///         // No verdict: unreachable (`Unavailable`), timeout, reset, refused request.
+    ///         Err(e) => w.send(503, e.to_string().as_bytes()),
+    ///     }
+    /// }
+    /// # let _ = check;
+    /// ```
+    pub fn callout<'c>(&'c self, req: CalloutRequest<'c>, body: &'c mut Vec<u8>) -> Callout<'c> {
+        Callout::new(self.core, req, body)
+    }
+
+    /// Opens a streaming callout: sends the request headers (and `req`'s body, ending the
+    /// request if `end_stream`); then send more body with [`CalloutStream::send`] and read the
+    /// response as it arrives with [`CalloutStream::head`] and [`CalloutStream::read`]. At most
+    /// two are open at once per stream.
+    pub fn stream_callout(
+        &self,
+        req: CalloutRequest<'_>,
+        end_stream: bool,
+    ) -> Result<CalloutStream<'_>, CalloutError> {
+        CalloutStream::open(self.core, &req, end_stream)
+    }
+
+    /// Overrides the upstream host the router picks (`ip:port`); with `strict`, fails the
+    /// request when that host is not available instead of falling back to load balancing.
+    pub fn set_upstream_override_host(&self, host: &str, strict: bool) -> bool {
+        self.core
+            .with_host(|h| h.set_upstream_override_host(host.as_bytes(), strict))
+            .unwrap_or(false)
+    }
+
+    /// Whether this filter already sent a reply on this stream.
+    pub fn replied(&self) -> bool {
+        self.core.st().replied()
+    }
+
+    /// Appends `value` to the dynamic-metadata list `ns:key`, creating the list when absent.
+    /// `false` when Envoy refused (the key already holds a value that is not a list). Other
+    /// filters and the access log (`%DYNAMIC_METADATA(ns:key)%`) see the list.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn audit(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     if req.header("authorization").is_none() {
+    ///         w.append_metadata_str("audit", "reasons", "no-credentials");
+    ///     }
+    ///     if req.header("user-agent").is_none() {
+    ///         w.append_metadata_str("audit", "reasons", "no-user-agent");
+    ///     }
+    /// }
+    /// # let _ = audit;
+    /// ```
+    pub fn append_metadata_str(&self, ns: &str, key: &str, value: &str) -> bool {
+        self.append(ns, key, MetadataValue::Str(value.as_bytes()))
+    }
+
+    /// Appends a number to the dynamic-metadata list `ns:key` (see
+    /// [`append_metadata_str`](Self::append_metadata_str)).
+    pub fn append_metadata_num(&self, ns: &str, key: &str, value: f64) -> bool {
+        self.append(ns, key, MetadataValue::Num(value))
+    }
+
+    /// Appends a boolean to the dynamic-metadata list `ns:key` (see
+    /// [`append_metadata_str`](Self::append_metadata_str)).
+    pub fn append_metadata_bool(&self, ns: &str, key: &str, value: bool) -> bool {
+        self.append(ns, key, MetadataValue::Bool(value))
+    }
+
+    fn append(&self, ns: &str, key: &str, value: MetadataValue<'_>) -> bool {
+        self.core
+            .with_host(|h| h.append_metadata(ns.as_bytes(), key.as_bytes(), value))
+            .unwrap_or(false)
+    }
+
+    /// Sets dynamic metadata `ns:key` to a string (see `%DYNAMIC_METADATA(ns:key)%`).
+    pub fn set_metadata_str(&self, ns: &str, key: &str, value: &str) {
+        self.core.with_host(|h| {
+            h.set_metadata(
+                ns.as_bytes(),
+                key.as_bytes(),
+                MetadataValue::Str(value.as_bytes()),
+            )
+        });
+    }
+
+    /// Sets several string values of dynamic-metadata namespace `ns` (a later duplicate key
+    /// wins). On Envoy 1.39+ up to 16 values go in one call into Envoy; on 1.38 one call each.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn tag(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let user = req.header_str("x-user").unwrap_or("anonymous");
+    ///     w.set_metadata_strs("acme", &[("user", user), ("decision", "allow")]);
+    /// }
+    /// # let _ = tag;
+    /// ```
+    pub fn set_metadata_strs(&self, ns: &str, pairs: &[(&str, &str)]) {
+        self.core.with_host(|h| {
+            let mut raw: arrayvec::ArrayVec<(&[u8], &[u8]), 16> = arrayvec::ArrayVec::new();
+            for chunk in pairs.chunks(16) {
+                raw.clear();
+                raw.extend(chunk.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+                if !h.set_metadata_strs(ns.as_bytes(), &raw) {
+                    for (k, v) in &raw {
+                        h.set_metadata(ns.as_bytes(), k, MetadataValue::Str(v));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Sets dynamic metadata `ns:key` to a number.
+    pub fn set_metadata_num(&self, ns: &str, key: &str, value: f64) {
+        self.core.with_host(|h| {
+            h.set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Num(value))
+        });
+    }
+
+    /// Sets dynamic metadata `ns:key` to a boolean.
+    pub fn set_metadata_bool(&self, ns: &str, key: &str, value: bool) {
+        self.core.with_host(|h| {
+            h.set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Bool(value))
+        });
+    }
+
+    /// The string value of metadata `ns:key` from `source`, copied into the stream's storage
+    /// (valid for the whole handler); `None` when absent or not a string.
+    ///
+    /// ```
+    /// use jisr::{MetadataSource, Request, ResponseWriter};
+    ///
+    /// async fn tier(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     // `metadata: { filter_metadata: { acme: { tier: gold } } }` on the route.
+    ///     if w.metadata_str(MetadataSource::Route, "acme", "tier") != Some("gold") {
+    ///         w.send(403, b"gold only\n");
+    ///     }
+    /// }
+    /// # let _ = tier;
+    /// ```
+    pub fn metadata_str(&self, source: MetadataSource, ns: &str, key: &str) -> Option<&str> {
+        let core = self.core;
+        let bytes = core
+            .with_host(|h| {
+                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Str) {
+                    Some(MetaRead::Str(raw)) => Some(core.arena.keep(raw.view(&()))),
+                    _ => None,
+                }
+            })
+            .flatten()?;
+        core::str::from_utf8(bytes).ok()
+    }
+
+    /// The number value of metadata `ns:key` from `source`; `None` when absent or not a
+    /// number.
+    pub fn metadata_num(&self, source: MetadataSource, ns: &str, key: &str) -> Option<f64> {
+        self.core
+            .with_host(|h| {
+                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Num) {
+                    Some(MetaRead::Num(n)) => Some(n),
+                    _ => None,
+                }
+            })
+            .flatten()
+    }
+
+    /// The boolean value of metadata `ns:key` from `source`; `None` when absent or not a
+    /// boolean.
+    pub fn metadata_bool(&self, source: MetadataSource, ns: &str, key: &str) -> Option<bool> {
+        self.core
+            .with_host(|h| {
+                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Bool) {
+                    Some(MetaRead::Bool(b)) => Some(b),
+                    _ => None,
+                }
+            })
+            .flatten()
+    }
+
+    /// The keys of metadata namespace `ns` from `source` (e.g. every claim `jwt_authn` wrote);
+    /// empty when the namespace is absent.
+    ///
+    /// ```
+    /// use jisr::{MetadataSource, Request, ResponseWriter};
+    ///
+    /// async fn claims(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     for key in w.metadata_keys(MetadataSource::Dynamic, "jwt") {
+    ///         if let Some(v) = w.metadata_str(MetadataSource::Dynamic, "jwt", key) {
+    ///             w.set_metadata_str("claims", key, v);
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = claims;
+    /// ```
+    pub fn metadata_keys(&self, source: MetadataSource, ns: &str) -> MetadataNames<'_> {
+        self.names(source, Some(ns))
+    }
+
+    /// The metadata namespaces of `source` (e.g. which filters wrote dynamic metadata).
+    pub fn metadata_namespaces(&self, source: MetadataSource) -> MetadataNames<'_> {
+        self.names(source, None)
+    }
+
+    fn names(&self, source: MetadataSource, ns: Option<&str>) -> MetadataNames<'_> {
+        let core = self.core;
+        let mut names = MetadataNames::default();
+        core.with_host(|h| {
+            h.metadata_names(source as u32, ns.map(str::as_bytes), &mut |raw| {
+                if let Ok(name) = core::str::from_utf8(core.arena.keep(raw.view(&()))) {
+                    names.push(name);
+                }
+            })
+        });
+        names
+    }
+
+    /// The number of elements of the list metadata `ns:key` from `source` (e.g. a JWT's
+    /// `aud` array that `jwt_authn` wrote); `None` when absent or not a list.
+    ///
+    /// ```
+    /// use jisr::{MetadataSource, Request, ResponseWriter};
+    ///
+    /// async fn audience(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     let (src, ns, key) = (MetadataSource::Dynamic, "jwt", "aud");
+    ///     let n = w.metadata_list_len(src, ns, key).unwrap_or(0);
+    ///     if !(0..n).any(|i| w.metadata_list_str(src, ns, key, i) == Some("api")) {
+    ///         w.send(403, b"wrong audience\n");
+    ///     }
+    /// }
+    /// # let _ = audience;
+    /// ```
+    pub fn metadata_list_len(&self, source: MetadataSource, ns: &str, key: &str) -> Option<usize> {
+        self.core
+            .with_host(|h| h.metadata_list_len(source as u32, ns.as_bytes(), key.as_bytes()))
+            .flatten()
+    }
+
+    fn list_item(
+        &self,
+        source: MetadataSource,
+        ns: &str,
+        key: &str,
+        index: usize,
+        kind: MetaKind,
+    ) -> Option<MetaRead> {
+        self.core
+            .with_host(|h| {
+                h.metadata_list_item(source as u32, ns.as_bytes(), key.as_bytes(), index, kind)
+            })
+            .flatten()
+    }
+
+    /// Element `index` of the list metadata `ns:key` from `source`, copied into the stream's
+    /// arena; `None` when absent, out of range or not a string.
+    pub fn metadata_list_str(
+        &self,
+        source: MetadataSource,
+        ns: &str,
+        key: &str,
+        index: usize,
+    ) -> Option<&str> {
+        let core = self.core;
+        let bytes = core
+            .with_host(|h| {
+                match h.metadata_list_item(
+                    source as u32,
+                    ns.as_bytes(),
+                    key.as_bytes(),
+                    index,
+                    MetaKind::Str,
+                ) {
+                    Some(MetaRead::Str(raw)) => Some(core.arena.keep(raw.view(&()))),
+                    _ => None,
+                }
+            })
+            .flatten()?;
+        core::str::from_utf8(bytes).ok()
+    }
+
+    /// Element `index` of the list metadata `ns:key` from `source`; `None` when absent, out of
+    /// range or not a number.
+    pub fn metadata_list_num(
+        &self,
+        source: MetadataSource,
+        ns: &str,
+        key: &str,
+        index: usize,
+    ) -> Option<f64> {
+        match self.list_item(source, ns, key, index, MetaKind::Num)? {
+            MetaRead::Num(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Element `index` of the list metadata `ns:key` from `source`; `None` when absent, out of
+    /// range or not a boolean.
+    pub fn metadata_list_bool(
+        &self,
+        source: MetadataSource,
+        ns: &str,
+        key: &str,
+        index: usize,
+    ) -> Option<bool> {
+        match self.list_item(source, ns, key, index, MetaKind::Bool)? {
+            MetaRead::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Stores bytes in Envoy's filter state under `key` (readable by later filters).
+    pub fn set_filter_state(&self, key: &str, value: &[u8]) -> bool {
+        self.core
+            .with_host(|h| h.set_filter_state(key.as_bytes(), value))
+            .unwrap_or(false)
+    }
+
+    /// Reads bytes from Envoy's filter state, copied into `out`; returns the length copied.
+    pub fn filter_state(&self, key: &str, out: &mut Vec<u8>) -> Option<usize> {
+        self.core
+            .with_host(|h| {
+                h.filter_state(key.as_bytes()).map(|raw| {
+                    let v = raw.view(self);
+                    out.extend_from_slice(v);
+                    v.len()
+                })
+            })
+            .flatten()
+    }
+
+    /// Makes Envoy pick the route again (call it after changing a header the route matches on).
+    pub fn clear_route_cache(&self) {
+        self.core.with_host(|h| h.clear_route_cache());
+    }
+
+    /// Makes Envoy pick the route's cluster again, keeping the route: a route whose cluster a
+    /// cluster specifier plugin (e.g. `matcher`) or `weighted_clusters` chose re-runs that choice
+    /// on the current headers. A plain `cluster_header` route keeps its pick; call
+    /// [`clear_route_cache`](Self::clear_route_cache) for that.
+    pub fn clear_route_cluster_cache(&self) {
+        self.core.with_host(|h| h.clear_route_cluster_cache());
+    }
+
+    /// Adds a custom response flag to the stream: the access log's `%CUSTOM_FLAGS%` shows it
+    /// (Envoy's `%RESPONSE_FLAGS%` does not).
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn mark(req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     if req.header("x-legacy-client").is_some() {
+    ///         w.add_response_flag("LEGACY");
+    ///     }
+    /// }
+    /// # let _ = mark;
+    /// ```
+    pub fn add_response_flag(&self, flag: &str) {
+        self.core.with_host(|h| h.add_custom_flag(flag.as_bytes()));
+    }
+
+    /// The name of the cluster the stream is routed to, copied into the stream's arena; `None`
+    /// when the route has no cluster (e.g. a direct response) or no route matched.
+    ///
+    /// ```
+    /// use jisr::{Request, ResponseWriter};
+    ///
+    /// async fn tag(_req: Request<'_>, w: ResponseWriter<'_>) {
+    ///     if let Some(cluster) = w.cluster_name() {
+    ///         w.set_metadata_str("tag", "cluster", cluster);
+    ///     }
+    /// }
+    /// # let _ = tag;
+    /// ```
+    pub fn cluster_name(&self) -> Option<&str> {
+        let core = self.core;
+        let bytes = core
+            .with_host(|h| h.cluster_name().map(|raw| core.arena.keep(raw.view(&()))))
+            .flatten()?;
+        core::str::from_utf8(bytes).ok()
+    }
+
+    /// Host counts of the routed cluster at `priority` (0 is the highest); `None` without a
+    /// routed cluster or when the cluster has no such priority.
+    pub fn cluster_hosts(&self, priority: u32) -> Option<ClusterHosts> {
+        let [total, healthy, degraded] = self
+            .core
+            .with_host(|h| h.cluster_host_count(priority))
+            .flatten()?;
+        Some(ClusterHosts {
+            total,
+            healthy,
+            degraded,
+        })
+    }
+
+    /// The stream's buffer limit in bytes: how much Envoy buffers for it before flow control
+    /// (or a 413 when a filter buffers a whole body). Envoy starts from the listener's
+    /// `per_connection_buffer_limit_bytes` (1 MiB by default).
+    pub fn buffer_limit(&self) -> u64 {
+        self.core.with_host(|h| h.buffer_limit()).unwrap_or(0)
+    }
+
+    /// Sets the stream's buffer limit in bytes (see [`buffer_limit`](Self::buffer_limit)), e.g.
+    /// raising it for one route whose handler buffers large bodies.
+    pub fn set_buffer_limit(&self, bytes: u64) {
+        self.core.with_host(|h| h.set_buffer_limit(bytes));
+    }
+
+    fn metric(
+        &self,
+        op: MetricOp,
+        id: usize,
+        expected: usize,
+        labels: &[&str],
+        v: u64,
+    ) -> Result<(), MetricError> {
+        if labels.len() != expected {
+            let err = MetricError::LabelCount {
+                expected,
+                got: labels.len(),
+            };
+            self.log(
+                Level::Debug,
+                format_args!("jisr: metric update dropped: {err}"),
+            );
+            return Err(err);
+        }
+        let mut vals: arrayvec::ArrayVec<&[u8], 16> = arrayvec::ArrayVec::new();
+        for l in labels.iter().take(16) {
+            vals.push(l.as_bytes());
+        }
+        let r = metric_result(
+            self.core.with_host(|h| h.metric(op, id, &vals, v)),
+            expected,
+            labels.len(),
+        );
+        if let Err(err) = r {
+            self.log(
+                Level::Debug,
+                format_args!("jisr: metric update dropped: {err}"),
+            );
+        }
+        r
+    }
+
+    crate::api::metrics::metric_methods!(
+        "A label count that differs from the definition (never silent: also logged at debug), \
+         an update outside a handler poll (`Detached`), or Envoy's refusal."
+    );
+
+    /// Whether a log line at `level` would be emitted (Envoy's `dynamic_modules` logger level).
+    pub fn log_enabled(&self, level: Level) -> bool {
+        self.core
+            .with_host(|h| h.log_enabled(level as u32))
+            .unwrap_or(false)
+    }
+
+    /// Logs a formatted line. Nothing is formatted when the level is disabled. Envoy 1.40 shows
+    /// the caller's file and line with it.
+    #[track_caller]
+    pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        let site = core::panic::Location::caller();
+        self.core.with_host(|h| {
+            if h.log_enabled(level as u32) {
+                log::with_line(
+                    |s| fmt::write(s, args),
+                    |line| h.log_at(level as u32, line, site.file(), site.line()),
+                );
+            }
+        });
+    }
+
+    /// Logs a structured line as logfmt: `msg filter=<name> key=value ...`. Values with spaces,
+    /// `"` or `=` are quoted and escaped; an empty value is `""`. Nothing is formatted when the
+    /// level is disabled.
+    #[track_caller]
+    pub fn log_attrs(&self, level: Level, msg: &str, attrs: &[(&str, LogValue<'_>)]) {
+        let site = core::panic::Location::caller();
+        let name = self.core.name();
+        self.core.with_host(|h| {
+            if h.log_enabled(level as u32) {
+                log::with_line(
+                    |s| log::write_attrs(s, name, msg, attrs),
+                    |line| h.log_at(level as u32, line, site.file(), site.line()),
+                );
+            }
+        });
+    }
+
+    /// The `filter_name` this filter was configured with.
+    pub fn filter_name(&self) -> &str {
+        self.core.name()
+    }
+}

@@ -1,0 +1,407 @@
+//! Per-stream state shared by the state machine and the handler-facing handles.
+
+use crate::executor::Task;
+use crate::executor::arena::Arena;
+use crate::executor::waker::WakerSlot;
+use crate::filter::http::callouts::Callouts;
+use crate::filter::http::reply::StagedReply;
+use crate::filter::http::state::{BodyState, Retention, StreamState};
+use crate::filter::http::streams::Streams;
+use crate::host::current::HostSlot;
+use crate::host::http::spans::ChildSpans;
+use crate::host::http::{BodyKind, Host};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Facts about one registered filter config, shared by its streams.
+pub(crate) struct FilterMeta {
+    pub(crate) name: String,
+    /// How the response handler sees the response.
+    pub(crate) mode: ResponseMode,
+    pub(crate) stats: FilterStats,
+    /// Envoy metrics mirroring the stats (absent when opted out, and for raw filters).
+    pub(crate) envoy: Option<crate::filter::http::stats::EnvoyStats>,
+    /// The process-wide log of the host that loaded the config, for lines written when no
+    /// hook (so no stream host) is running, e.g. while a stream is destroyed.
+    pub(crate) process_log: Option<fn(u32, &[u8])>,
+}
+
+/// Introspection counters of one filter config that are not kept by its slot pool.
+#[derive(Debug, Default)]
+pub(crate) struct FilterStats {
+    pub(crate) panics: AtomicU64,
+    /// Destructors of handler futures (or their values) that panicked; caught, and the slot
+    /// was still cleaned and reused.
+    pub(crate) drop_panics: AtomicU64,
+    /// Panics inside jisr itself, failed closed.
+    pub(crate) internal_failures: AtomicU64,
+}
+
+impl FilterStats {
+    pub(crate) fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How a filter's response handler sees the response; fixed at registration.
+///
+/// ```
+/// # use jisr::testing::TestFilter;
+/// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
+///
+/// async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+/// async fn shout(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+///     let mut body = Vec::new();
+///     if resp.read_to_end(&mut body).await.is_ok() {
+///         let _ = resp.replace_body(&body.to_ascii_uppercase()); // Buffer mode only
+///     }
+/// }
+/// fn register(r: &mut Registry) { r.filter("shout").respond(ResponseMode::Buffer, pass, shout); }
+///
+/// let f = TestFilter::new(register, "shout", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/")], true);
+/// s.response_headers(&[(":status", "200")], false);
+/// s.response_body(b"hello", true);
+/// assert_eq!(s.forwarded_response_body(), b"HELLO");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Response headers are held while the handler runs (it may change them); the body is not
+    /// given to the handler ([`Response::read`](crate::Response::read) returns end of body at once) and is not
+    /// forwarded before the handler is done.
+    Passthrough,
+    /// Headers and body flow to the client immediately. The handler reads body chunks as they
+    /// pass: each chunk is readable during the hook that delivers it, and bytes the handler has
+    /// not read by then are skipped (a handler that stops reading never stalls the stream).
+    /// Headers can no longer be changed.
+    Observe,
+    /// Headers and body are held until the handler is done; the handler can read the whole body,
+    /// change headers and replace the body (content-length is kept right).
+    Buffer,
+}
+
+/// One body direction: its state value and the waker of a read waiting for it.
+#[derive(Debug)]
+pub(crate) struct BodyCursor {
+    state: Cell<BodyState>,
+    /// The waker of a read waiting for body bytes (see `WakerSlot`).
+    pub(crate) waker: WakerSlot,
+}
+
+impl Default for BodyCursor {
+    fn default() -> Self {
+        BodyCursor {
+            state: Cell::new(BodyState::NEW),
+            waker: WakerSlot::default(),
+        }
+    }
+}
+
+impl BodyCursor {
+    /// The body's state.
+    #[inline]
+    pub(crate) fn get(&self) -> BodyState {
+        self.state.get()
+    }
+
+    /// Applies a transition (see `filter::state`).
+    #[inline]
+    pub(crate) fn update(&self, f: impl FnOnce(BodyState) -> BodyState) {
+        self.state.set(f(self.state.get()));
+    }
+
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        *self.state.get_mut() = BodyState::NEW;
+        self.waker.clear();
+    }
+
+    /// A body hook starts: measures what is readable during it (the body does not change while
+    /// the hook runs, except through the handler's own `replace_body`).
+    #[inline]
+    pub(crate) fn enter_hook(&self, host: &dyn Host, request: bool) {
+        let (buffered, received) = if request {
+            (BodyKind::BufferedRequest, BodyKind::ReceivedRequest)
+        } else {
+            (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
+        };
+        let received_len = host.body_len(received);
+        let b = self.get();
+        let (hook_buffered, hook_end) = match b.retention {
+            Retention::Passing => (0, b.base + received_len),
+            _ => {
+                let buf = host.body_len(buffered);
+                let separate = !host.received_is_buffered(request);
+                (buf, buf + if separate { received_len } else { 0 })
+            }
+        };
+        self.update(|b| b.enter_hook(hook_buffered, hook_end));
+    }
+
+    /// Copies the next bytes of the body into `dst`.
+    ///
+    /// Returns `Some(n)` with `n > 0` for data, `Some(0)` at end of body (or limit), and `None`
+    /// when more data may still arrive.
+    #[inline]
+    pub(crate) fn read(&self, host: &dyn Host, request: bool, dst: &mut [u8]) -> Option<usize> {
+        let (buffered, received) = if request {
+            (BodyKind::BufferedRequest, BodyKind::ReceivedRequest)
+        } else {
+            (BodyKind::BufferedResponse, BodyKind::ReceivedResponse)
+        };
+        let b = self.get();
+        match b.retention {
+            _ if b.skipped() => Some(0),
+            Retention::Hidden => Some(0),
+            Retention::Passing => self.read_passing(b, host, received, dst),
+            Retention::Held => self.read_held(b, host, buffered, received, dst),
+        }
+    }
+
+    /// Held bodies: the buffered body, then the received chunk when it is separate.
+    #[inline]
+    fn read_held(
+        &self,
+        b: BodyState,
+        host: &dyn Host,
+        buffered: BodyKind,
+        received: BodyKind,
+        dst: &mut [u8],
+    ) -> Option<usize> {
+        let offset = b.offset;
+        let room = b.limit.saturating_sub(offset);
+        if room == 0 || dst.is_empty() {
+            return Some(0);
+        }
+        let dst_len = dst.len().min(room);
+        let dst = &mut dst[..dst_len];
+        let (buffered_len, with_received) = if b.in_hook() {
+            if offset >= b.hook_end {
+                // Everything readable in this hook was read: no need to ask Envoy again.
+                return if b.eos() { Some(0) } else { None };
+            }
+            (b.hook_buffered, b.hook_end > b.hook_buffered)
+        } else {
+            (host.body_len(buffered), false)
+        };
+        let mut n = 0;
+        if offset < buffered_len {
+            n = host.copy_body(buffered, offset, dst);
+        }
+        if with_received && n < dst.len() {
+            let recv_offset = (offset + n).saturating_sub(buffered_len);
+            n += host.copy_body(received, recv_offset, &mut dst[n..]);
+        }
+        if n > 0 {
+            self.update(|b| b.advance(offset + n));
+            return Some(n);
+        }
+        if b.eos() { Some(0) } else { None }
+    }
+
+    /// Observe mode: only the chunk of the current hook is readable; bytes the handler did not
+    /// read while they passed are skipped.
+    #[inline]
+    fn read_passing(
+        &self,
+        b: BodyState,
+        host: &dyn Host,
+        received: BodyKind,
+        dst: &mut [u8],
+    ) -> Option<usize> {
+        let base = b.base;
+        let mut offset = b.offset.max(base);
+        let room = b.limit.saturating_sub(offset);
+        if room == 0 || dst.is_empty() {
+            return Some(0);
+        }
+        if b.in_hook() && offset < b.hook_end {
+            let want = dst.len().min(room);
+            let n = host.copy_body(received, offset - base, &mut dst[..want]);
+            offset += n;
+            self.update(|b| b.advance(offset));
+            return Some(n);
+        }
+        self.update(|b| b.advance(offset));
+        if b.eos() { Some(0) } else { None }
+    }
+}
+
+/// The non-generic part of a stream slot.
+pub struct StreamCore {
+    pub(crate) host: HostSlot,
+    pub(crate) meta: Arc<FilterMeta>,
+    /// The executor's side: wake cell and poll counts.
+    pub(crate) task: Task,
+    /// The stream's state (see `filter::state`).
+    state: Cell<StreamState>,
+    pub(crate) req_body: BodyCursor,
+    pub(crate) resp_body: BodyCursor,
+    /// The waker of a streamed-reply `send` waiting for the client to drain.
+    pub(crate) send_waker: WakerSlot,
+    /// Unary callouts.
+    pub(crate) callouts: Callouts,
+    /// Streaming callouts (buffers reused across streams of this slot).
+    pub(crate) streams: Streams,
+    /// Copies of the header values handed to handlers.
+    pub(crate) arena: Arena,
+    /// Scratch for iterating all headers of a map (taken out while in use).
+    pub(crate) snapshot: Cell<Vec<u8>>,
+    /// A local reply made by the running poll, sent when the poll returns.
+    pub(crate) reply: std::cell::RefCell<StagedReply>,
+    /// Child spans started by handlers and not finished yet.
+    pub(crate) spans: ChildSpans,
+    /// GOAWAY-and-close asked for by the running poll (`Some(graceful)`), sent after its reply.
+    pub(crate) goaway: Cell<Option<bool>>,
+    /// The stream's entry among the waiting streams, once its handler pended.
+    pub(crate) live: Cell<Option<crate::filter::http::live::LiveKey>>,
+}
+
+impl StreamCore {
+    pub(crate) fn new(meta: Arc<FilterMeta>) -> StreamCore {
+        StreamCore {
+            host: HostSlot::default(),
+            meta,
+            task: Task::default(),
+            state: Cell::new(StreamState::NEW),
+            req_body: BodyCursor::default(),
+            resp_body: BodyCursor::default(),
+            send_waker: WakerSlot::default(),
+            callouts: Callouts::default(),
+            streams: Streams::default(),
+            arena: Arena::default(),
+            snapshot: Cell::new(Vec::new()),
+            reply: std::cell::RefCell::new(StagedReply::default()),
+            spans: ChildSpans::default(),
+            goaway: Cell::new(None),
+            live: Cell::new(None),
+        }
+    }
+
+    /// Readies the core for a new stream (every future of the previous one is gone).
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        self.host.reset();
+        self.task.reset();
+        *self.state.get_mut() = StreamState::NEW;
+        self.req_body.reset();
+        self.resp_body.reset();
+        self.send_waker.clear();
+        self.callouts.reset();
+        self.streams.reset();
+        self.arena.reset();
+        self.spans.finish_all();
+        self.goaway.set(None);
+        if let Some(key) = self.live.take() {
+            crate::filter::http::live::leave(key);
+        }
+        let reply = self.reply.get_mut();
+        if reply.armed {
+            // Staged but never sent (the stream ended inside the poll that made it). A sent
+            // reply was disarmed, and its buffer bounded, when it was sent.
+            reply.clear();
+        }
+        let snapshot = self.snapshot.get_mut();
+        snapshot.clear();
+        if snapshot.capacity() > RETAINED_SNAPSHOT {
+            *snapshot = Vec::new();
+        }
+    }
+
+    /// The stream's state.
+    #[inline]
+    pub(crate) fn st(&self) -> StreamState {
+        self.state.get()
+    }
+
+    /// Applies a transition (see `filter::state`).
+    #[inline]
+    pub(crate) fn update(&self, f: impl FnOnce(StreamState) -> StreamState) {
+        self.state.set(f(self.state.get()));
+    }
+
+    /// Applies a transition that also answers a question (e.g. "was a start pending?").
+    #[inline]
+    pub(crate) fn take(&self, f: impl FnOnce(StreamState) -> (bool, StreamState)) -> bool {
+        let (answer, next) = f(self.state.get());
+        self.state.set(next);
+        answer
+    }
+
+    /// Runs `f` with the current host, if a hook is running and the stream is live.
+    #[inline]
+    pub(crate) fn with_host<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
+        if self.st().ended() {
+            return None;
+        }
+        self.host.with(f)
+    }
+
+    /// Logs a line even when no stream host can take it (the stream ended, or Envoy destroys
+    /// it): through the running hook's host if any, else the config's process-wide log.
+    pub(crate) fn log_always(&self, level: u32, args: core::fmt::Arguments<'_>) {
+        let mut line = String::new();
+        let _ = core::fmt::write(&mut line, args);
+        if self.host.with(|h| h.log(level, line.as_bytes())).is_none() {
+            if let Some(log) = self.meta.process_log {
+                log(level, line.as_bytes());
+            }
+        }
+    }
+
+    /// Records (or refreshes) the stream among the waiting streams: its handler pended. Only
+    /// while something can list them (a server extension runs); the first time takes the
+    /// worker's registry lock once, later polls only store figures.
+    pub(crate) fn note_waiting(&self) {
+        if !crate::filter::http::live::enabled() {
+            return;
+        }
+        let key = match self.live.get() {
+            Some(key) => key,
+            None => {
+                let worker = self.with_host(|h| h.worker_index()).unwrap_or(0);
+                let key = crate::filter::http::live::enter(worker, self.meta.clone());
+                self.live.set(Some(key));
+                key
+            }
+        };
+        key.figures.set(
+            self.st().response == crate::filter::http::state::Phase::Running,
+            self.task.polls.get(),
+            self.task.repolls.get(),
+            self.task.commits(),
+        );
+    }
+
+    /// Whether `w` is the stream's own waker.
+    #[inline]
+    pub(crate) fn is_own_waker(&self, w: &std::task::Waker) -> bool {
+        self.task.is_own_waker(w)
+    }
+
+    /// The filter's configured name.
+    #[inline]
+    pub(crate) fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// Bytes of per-stream buffers this slot keeps allocated (bounded while idle; see
+    /// `RETAINED_*` in the arena, callout and stream tables).
+    pub(crate) fn retained_bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.callouts.capacity()
+            + self.streams.capacity()
+            + self.reply.try_borrow().map_or(0, |r| r.capacity())
+            + {
+                let v = self.snapshot.take();
+                let n = v.capacity();
+                self.snapshot.set(v);
+                n
+            }
+    }
+}
+
+/// Capacity the header-iteration scratch keeps for the slot's next streams.
+pub(crate) const RETAINED_SNAPSHOT: usize = 16 * 1024;

@@ -1,0 +1,14 @@
+//! The HTTP filter stream's state machine: every status returned to Envoy's HTTP filter hooks
+//! is decided here.
+
+pub(crate) mod background;
+pub(crate) mod callouts;
+pub(crate) mod core;
+pub(crate) mod hooks;
+pub(crate) mod live;
+pub(crate) mod pipeline;
+pub(crate) mod reply;
+pub(crate) mod slot;
+pub(crate) mod state;
+pub(crate) mod stats;
+pub(crate) mod streams;

@@ -1,0 +1,250 @@
+//! The streaming callouts of one stream: their response as Envoy delivers it, kept in storage
+//! the stream slot owns until the handler reads it.
+//!
+//! Envoy may deliver events for a new stream *inside* the call that opens it (the router can
+//! answer 503 at once when a cluster has no healthy host) and still report success. The entry
+//! being opened is therefore marked, and events for an unknown id that arrive while an open is
+//! in progress belong to it.
+
+use crate::executor::waker::WakerSlot;
+use crate::filter::http::callouts::CalloutHeaders;
+use std::cell::{Cell, RefCell};
+
+/// Most streaming callouts open at once on one stream.
+pub(crate) const MAX_STREAMS: usize = 2;
+/// Response bytes buffered for a streaming callout before it is reset for overflow.
+pub(crate) const MAX_BUFFERED: usize = 4 << 20;
+/// Data buffer capacity an idle entry keeps for the slot's next streams.
+pub(crate) const RETAINED_DATA: usize = 64 * 1024;
+
+/// Where an entry is in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Unused.
+    #[default]
+    Free,
+    /// Its open call into Envoy is running.
+    Opening,
+    /// Open under Envoy's id.
+    Open(u64),
+}
+
+/// State of one streaming callout.
+#[derive(Default)]
+pub(crate) struct StreamState {
+    pub(crate) slot: Slot,
+    pub(crate) generation: u32,
+    pub(crate) status: u16,
+    pub(crate) headers: CalloutHeaders,
+    pub(crate) got_headers: bool,
+    pub(crate) data: Vec<u8>,
+    pub(crate) trailers: CalloutHeaders,
+    pub(crate) ended: bool,
+    pub(crate) complete: bool,
+    pub(crate) reset: Option<u32>,
+    pub(crate) waker: WakerSlot,
+}
+
+impl StreamState {
+    fn recycle(&mut self) {
+        self.slot = Slot::Free;
+        self.generation = self.generation.wrapping_add(1);
+        self.status = 0;
+        self.headers.clear();
+        self.got_headers = false;
+        self.data.clear();
+        if self.data.capacity() > RETAINED_DATA {
+            self.data = Vec::new();
+        }
+        self.trailers.clear();
+        self.ended = false;
+        self.complete = false;
+        self.reset = None;
+        self.waker.clear();
+    }
+}
+
+/// One event of a streaming callout, as Envoy delivers it.
+pub(crate) enum StreamEvent<'e, 'h> {
+    Headers(&'e mut dyn Iterator<Item = (&'h [u8], &'h [u8])>, bool),
+    Data(&'e mut dyn Iterator<Item = &'h [u8]>, bool),
+    Trailers(&'e mut dyn Iterator<Item = (&'h [u8], &'h [u8])>),
+    Complete,
+    Reset(u32),
+}
+
+/// What recording an event asks of the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// No stream took it.
+    Unknown,
+    /// Recorded.
+    Kept,
+    /// Recorded, and the stream overflowed: reset stream `id` (outside any borrow).
+    Overflow(u64),
+}
+
+/// A handle on an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    pub(crate) index: usize,
+    pub(crate) generation: u32,
+}
+
+/// The streaming-callout entries of one stream. Borrows never span a call into Envoy.
+#[derive(Default)]
+pub(crate) struct Streams {
+    entries: [RefCell<StreamState>; MAX_STREAMS],
+    opening: Cell<Option<usize>>,
+    /// Whether any entry was opened since the last reset (most streams open none).
+    used: Cell<bool>,
+}
+
+impl Streams {
+    /// Takes a free entry and marks it opening; `None` when all are busy.
+    pub(crate) fn open(&self) -> Option<Ticket> {
+        for (index, cell) in self.entries.iter().enumerate() {
+            let Ok(mut st) = cell.try_borrow_mut() else {
+                continue;
+            };
+            if st.slot == Slot::Free {
+                self.used.set(true);
+                st.slot = Slot::Opening;
+                self.opening.set(Some(index));
+                return Some(Ticket {
+                    index,
+                    generation: st.generation,
+                });
+            }
+        }
+        None
+    }
+
+    /// The open call returned: `Ok(id)` opened (events may already be recorded), `Err` refused.
+    pub(crate) fn opened(&self, t: Ticket, result: Result<u64, u32>) -> Result<(), u32> {
+        self.opening.set(None);
+        let mut st = self.entries[t.index].borrow_mut();
+        if st.generation != t.generation {
+            return Err(u32::MAX);
+        }
+        match result {
+            Ok(id) => {
+                st.slot = Slot::Open(id);
+                Ok(())
+            }
+            Err(rc) => {
+                st.recycle();
+                Err(rc)
+            }
+        }
+    }
+
+    /// Runs `f` on the entry of `t` if it is still the one the ticket names.
+    pub(crate) fn with<R>(&self, t: Ticket, f: impl FnOnce(&mut StreamState) -> R) -> Option<R> {
+        let mut st = self.entries.get(t.index)?.try_borrow_mut().ok()?;
+        (st.generation == t.generation && st.slot != Slot::Free).then(|| f(&mut st))
+    }
+
+    /// Frees the entry of `t`; returns the id it was open under, if any (the caller resets it).
+    pub(crate) fn release(&self, t: Ticket) -> Option<u64> {
+        let mut st = self.entries.get(t.index)?.try_borrow_mut().ok()?;
+        if st.generation != t.generation {
+            return None;
+        }
+        let open = match st.slot {
+            Slot::Open(id) if !st.complete && st.reset.is_none() => Some(id),
+            _ => None,
+        };
+        st.recycle();
+        open
+    }
+
+    /// Records an event for stream `id`.
+    pub(crate) fn record(&self, id: u64, event: StreamEvent<'_, '_>) -> Recorded {
+        let opening = self.opening.get();
+        let found = self.entries.iter().enumerate().find_map(|(i, cell)| {
+            let st = cell.try_borrow_mut().ok()?;
+            let mine =
+                st.slot == Slot::Open(id) || (st.slot == Slot::Opening && opening == Some(i));
+            mine.then_some(st)
+        });
+        let Some(mut st) = found else {
+            return Recorded::Unknown;
+        };
+        let mut overflow = false;
+        match event {
+            StreamEvent::Headers(it, eos) => {
+                for (k, v) in it {
+                    if k == b":status" {
+                        st.status = core::str::from_utf8(v)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                    } else {
+                        st.headers.push(k, v);
+                    }
+                }
+                st.got_headers = true;
+                st.ended |= eos;
+            }
+            StreamEvent::Data(it, eos) => {
+                for c in it {
+                    if st.data.len() + c.len() > MAX_BUFFERED {
+                        st.reset = Some(u32::MAX);
+                        overflow = true;
+                        break;
+                    }
+                    st.data.extend_from_slice(c);
+                }
+                st.ended |= eos;
+            }
+            StreamEvent::Trailers(it) => {
+                for (k, v) in it {
+                    st.trailers.push(k, v);
+                }
+                st.ended = true;
+            }
+            StreamEvent::Complete => {
+                st.complete = true;
+                st.ended = true;
+            }
+            StreamEvent::Reset(reason) => st.reset = Some(reason),
+        }
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if overflow {
+            Recorded::Overflow(id)
+        } else {
+            Recorded::Kept
+        }
+    }
+
+    /// Readies the table for a new stream (no future of the previous stream is alive).
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        if !core::mem::take(self.used.get_mut()) {
+            return;
+        }
+        self.recycle_all();
+    }
+
+    /// `reset` of a table that was used.
+    #[inline(never)]
+    fn recycle_all(&mut self) {
+        for cell in self.entries.iter_mut() {
+            cell.get_mut().recycle();
+        }
+        *self.opening.get_mut() = None;
+    }
+
+    /// Bytes the entries keep allocated.
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries
+            .iter()
+            .filter_map(|c| c.try_borrow().ok().map(|s| s.data.capacity()))
+            .sum()
+    }
+}

@@ -1,0 +1,66 @@
+//! Child spans a stream's handlers started and have not finished yet.
+//!
+//! A child span belongs to the module until it is finished. Handlers hold a `Span` that
+//! finishes its child on drop; the table here finishes whatever is left when the stream
+//! completes (a span leaked with `mem::forget`, or a handler cancelled while no hook ran), so
+//! every child is finished exactly once and before Envoy destroys the stream.
+
+use super::context::{FinishSpan, SpanPtr};
+use arrayvec::ArrayVec;
+use std::cell::RefCell;
+
+/// Most child spans a stream can have open at once.
+pub(crate) const MAX_OPEN: usize = 16;
+
+#[derive(Default)]
+pub(crate) struct ChildSpans {
+    open: RefCell<ArrayVec<(SpanPtr, FinishSpan), MAX_OPEN>>,
+}
+
+impl ChildSpans {
+    /// Records a new child; `false` (and the child is finished at once) when the table is full.
+    pub(crate) fn open(&self, span: SpanPtr, finish: FinishSpan) -> bool {
+        let Ok(mut open) = self.open.try_borrow_mut() else {
+            // SAFETY: `finish` came with `span` from the host and the span is not recorded,
+            // so this is its only finish.
+            unsafe { finish(span) };
+            return false;
+        };
+        if open.try_push((span, finish)).is_err() {
+            drop(open);
+            // SAFETY: as above: the span was never recorded.
+            unsafe { finish(span) };
+            return false;
+        }
+        true
+    }
+
+    /// Finishes `span` if it is still open (it is not once the stream completed).
+    pub(crate) fn finish(&self, span: SpanPtr) {
+        let found = self.open.try_borrow_mut().ok().and_then(|mut open| {
+            let i = open.iter().position(|(s, _)| *s == span)?;
+            Some(open.swap_remove(i))
+        });
+        if let Some((span, finish)) = found {
+            // SAFETY: removed from the table above, so no other path finishes it again.
+            unsafe { finish(span) };
+        }
+    }
+
+    /// Whether `span` is open.
+    pub(crate) fn is_open(&self, span: SpanPtr) -> bool {
+        self.open
+            .try_borrow()
+            .is_ok_and(|open| open.iter().any(|(s, _)| *s == span))
+    }
+
+    /// Finishes every open child.
+    pub(crate) fn finish_all(&self) {
+        loop {
+            let next = self.open.try_borrow_mut().ok().and_then(|mut o| o.pop());
+            let Some((span, finish)) = next else { return };
+            // SAFETY: popped from the table, so this is the span's only finish.
+            unsafe { finish(span) };
+        }
+    }
+}
