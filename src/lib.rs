@@ -158,7 +158,7 @@ pub use api::http::attr::Attr;
 pub use api::http::pipeline::{Next, chain};
 pub use api::http::request::Request;
 pub use api::http::response::{Response, ResponseMode};
-pub use api::http::wire;
+pub use api::wire;
 pub use api::http::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 pub use api::join::{join, join3};
 pub use api::log::{Level, LogValue};
@@ -204,7 +204,7 @@ pub mod control {
     };
 }
 
-pub use api::http::trace::Unsupported;
+pub use api::Unsupported;
 
 /// Handler traits, composition and the types request methods return.
 pub mod handler {
@@ -230,10 +230,11 @@ pub mod response {
 
 /// HTTP callouts to other clusters, unary and streaming.
 pub mod callout {
+    pub use crate::api::http::callout::Callout;
     pub use crate::api::callout::{
-        Callout, CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse, NoAnswer,
+        CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse, NoAnswer,
     };
-    pub use crate::api::callout_stream::{CalloutHead, CalloutStream};
+    pub use crate::api::http::callout_stream::{CalloutHead, CalloutStream};
 }
 
 /// The escape hatch: filters written directly against Envoy's hooks, beside jisr filters.

@@ -5,8 +5,8 @@ use crate::api::callout::{
     CalloutError, CalloutRequest, NoAnswer, PathBuf, request_pairs, trailer_pairs,
 };
 use crate::api::config::ConfigHandle;
-use crate::api::http::trace::Unsupported;
-use crate::api::http::writer::metric_result;
+use crate::api::Unsupported;
+use crate::api::metrics::metric_result;
 use crate::api::metrics::MetricError;
 use crate::executor::background::{OwnedHeaders, Runtime, StreamEvent};
 use crate::host::MetricOp;

@@ -235,3 +235,18 @@ macro_rules! metric_methods {
     };
 }
 pub(crate) use metric_methods;
+
+/// Turns the ABI result of a metric operation into the typed error.
+pub(crate) fn metric_result(
+    rc: Option<u32>,
+    expected: usize,
+    got: usize,
+) -> Result<(), MetricError> {
+    match rc {
+        None => Err(MetricError::Detached),
+        Some(0) => Ok(()),
+        Some(1) => Err(MetricError::NotFound),
+        Some(2) => Err(MetricError::LabelCount { expected, got }),
+        Some(rc) => Err(MetricError::Rejected(rc)),
+    }
+}

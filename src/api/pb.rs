@@ -4,7 +4,7 @@
 //! Envoy 1.40 takes a whole namespace of metadata as a serialized `Struct`; jisr encodes it
 //! from borrowed values into a reused per-thread buffer (no allocation once grown).
 
-use crate::api::http::trace::Unsupported;
+use crate::api::Unsupported;
 use crate::api::http::writer::{MetadataSource, ResponseWriter};
 use std::cell::Cell;
 

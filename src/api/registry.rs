@@ -56,7 +56,7 @@ type RouteBuild =
 
 fn meta(
     cfg: &ConfigHandle<'_>,
-    envoy: Option<crate::filter::http::stats::EnvoyStats>,
+    envoy: Option<crate::filter::http::envoy_stats::EnvoyStats>,
     mode: ResponseMode,
 ) -> Arc<FilterMeta> {
     Arc::new(FilterMeta {
@@ -81,7 +81,7 @@ where
     R: Pipeline<S, Q::Output, Output = ()>,
 {
     let envoy = if cfg.envoy_stats {
-        match crate::filter::http::stats::EnvoyStats::define(cfg.host) {
+        match crate::filter::http::envoy_stats::EnvoyStats::define(cfg.host) {
             Ok(e) => Some(e),
             Err(e) => {
                 cfg.log(
@@ -96,13 +96,13 @@ where
     };
     let config = JisrConfig {
         meta: meta(cfg, envoy, mode),
-        background: crate::filter::http::background::BackgroundSlot(cfg.background.take()),
+        background: crate::filter::background::BackgroundSlot(cfg.background.take()),
         state,
         req,
         resp,
         pool: std::sync::Arc::default(),
     };
-    crate::filter::http::stats::register_live(&config.meta, config.pool.clone());
+    crate::filter::http::meta::register_live(&config.meta, config.pool.clone());
     Box::new(config)
 }
 

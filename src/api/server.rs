@@ -319,12 +319,12 @@ impl ServerLifecycle {
 
     /// A counter's value by its full stats name (inside a task on the main thread).
     pub fn counter_value(&self, name: &str) -> Option<u64> {
-        crate::host::current::with_server(|h| h.counter_value(name.as_bytes())).flatten()
+        crate::host::server::with_server(|h| h.counter_value(name.as_bytes())).flatten()
     }
 
     /// A gauge's value by its full stats name (inside a task on the main thread).
     pub fn gauge_value(&self, name: &str) -> Option<u64> {
-        crate::host::current::with_server(|h| h.gauge_value(name.as_bytes())).flatten()
+        crate::host::server::with_server(|h| h.gauge_value(name.as_bytes())).flatten()
     }
 }
 

@@ -20,6 +20,7 @@ use core::ffi::c_char;
 use std::sync::OnceLock;
 
 pub mod http;
+pub(crate) mod introspection;
 pub(crate) mod panic_mode;
 pub mod server;
 #[cfg(feature = "tracing")]

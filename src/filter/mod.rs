@@ -3,4 +3,6 @@
 //!
 //! - [`http`]: the HTTP filter stream.
 
+pub(crate) mod background;
+pub(crate) mod headers;
 pub(crate) mod http;

@@ -1,79 +1,9 @@
-//! Which host serves a stream's running hook, and whether the stream can still be called.
+//! Which config host serves the background poll running on this thread. Each kind keeps its
+//! own current host beside its host trait (`http::current`, `server`).
 
 use super::ConfigHost;
-use super::http::Host;
-use super::server::ServerHost;
 use std::cell::Cell;
 use std::ptr::NonNull;
-
-/// The host of the hook currently running for one stream (empty between hooks).
-///
-/// Once Envoy has asked to destroy the stream (possibly from inside one of our own calls into
-/// it), the slot is *detached*: [`HostSlot::with`] returns `None` for the rest of the stream,
-/// so nothing more is called on Envoy's filter pointer.
-#[derive(Default)]
-pub(crate) struct HostSlot {
-    current: Cell<Option<NonNull<dyn Host + 'static>>>,
-    detached: Cell<bool>,
-}
-
-impl HostSlot {
-    /// Makes `host` current for the duration of `f` (re-entrant: restores the previous one).
-    #[inline]
-    pub(crate) fn enter<R>(&self, host: &dyn Host, f: impl FnOnce() -> R) -> R {
-        struct Restore<'a> {
-            slot: &'a HostSlot,
-            prev: Option<NonNull<dyn Host + 'static>>,
-        }
-        impl Drop for Restore<'_> {
-            #[inline]
-            fn drop(&mut self) {
-                self.slot.current.set(self.prev);
-            }
-        }
-        let ptr: NonNull<dyn Host + '_> = NonNull::from(host);
-        // SAFETY: only the lifetime bound changes. The pointer is stored for the duration of
-        // `f` and removed by `Restore` (also on unwind) before `host` can go away; `with` hands
-        // it out only inside a closure, so no reference escapes.
-        let ptr: NonNull<dyn Host + 'static> = unsafe { core::mem::transmute(ptr) };
-        let _restore = Restore {
-            slot: self,
-            prev: self.current.replace(Some(ptr)),
-        };
-        f()
-    }
-
-    /// Runs `f` with the current host; `None` outside hooks (e.g. while a future is dropped at
-    /// stream end) and once the stream is detached, where nothing may be called on it.
-    #[inline]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
-        if self.detached.get() {
-            return None;
-        }
-        let ptr = self.current.get()?;
-        // SAFETY: a stored pointer is valid until `enter` returns (see `enter`); we are inside
-        // that call on the same thread because `HostSlot` is `!Sync` and only set there.
-        Some(f(unsafe { ptr.as_ref() }))
-    }
-
-    /// Whether a hook is running for this stream.
-    #[inline]
-    pub(crate) fn is_set(&self) -> bool {
-        self.current.get().is_some()
-    }
-
-    /// Envoy asked to destroy the stream: no more calls on its filter pointer.
-    pub(crate) fn detach(&self) {
-        self.detached.set(true);
-    }
-
-    /// Readies the slot for a new stream.
-    #[inline]
-    pub(crate) fn reset(&mut self) {
-        *self.current.get_mut() = None;
-        *self.detached.get_mut() = false;
-    }
-}
 
 thread_local! {
     /// The host of the config whose background tasks are being polled on this thread (the
@@ -104,33 +34,5 @@ pub(crate) fn with_config<R>(f: impl FnOnce(&dyn ConfigHost) -> R) -> Option<R> 
     let ptr = CONFIG_HOST.with(Cell::get)?;
     // SAFETY: a stored pointer is valid until `enter_config` returns (see there), and we are
     // inside that call on the same thread (the cell is thread-local).
-    Some(f(unsafe { ptr.as_ref() }))
-}
-
-thread_local! {
-    /// The host of the server extension whose hook runs on this thread (main thread).
-    static SERVER_HOST: Cell<Option<NonNull<dyn ServerHost + 'static>>> = const { Cell::new(None) };
-}
-
-/// Makes `host` the current server host for the duration of `f` (re-entrant).
-pub(crate) fn enter_server<R>(host: &dyn ServerHost, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<NonNull<dyn ServerHost + 'static>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SERVER_HOST.with(|c| c.set(self.0));
-        }
-    }
-    let ptr: NonNull<dyn ServerHost + '_> = NonNull::from(host);
-    // SAFETY: only the lifetime bound changes; as in `enter_config`, the pointer is removed
-    // (also on unwind) before `host` can go away and is only handed out inside `with_server`.
-    let ptr: NonNull<dyn ServerHost + 'static> = unsafe { core::mem::transmute(ptr) };
-    let _restore = Restore(SERVER_HOST.with(|c| c.replace(Some(ptr))));
-    f()
-}
-
-/// Runs `f` with the current server host; `None` outside a server extension's hook.
-pub(crate) fn with_server<R>(f: impl FnOnce(&dyn ServerHost) -> R) -> Option<R> {
-    let ptr = SERVER_HOST.with(Cell::get)?;
-    // SAFETY: valid until `enter_server` returns, and we are inside it on this thread.
     Some(f(unsafe { ptr.as_ref() }))
 }

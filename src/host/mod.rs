@@ -11,6 +11,8 @@
 //! header map or body is modified, or the stream ends. The API layer ties them to borrows that
 //! enforce this (see `Request::header`).
 
+use crate::abi::ffi::HeaderPair;
+
 pub(crate) mod current;
 pub(crate) mod envoy;
 #[cfg(feature = "log")]
@@ -63,6 +65,19 @@ impl Raw {
         // can happen through safe code (see the doc comment above).
         unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
     }
+}
+
+/// Turns an ABI header array into views valid for the current hook.
+pub(crate) fn pairs<'h>(
+    h: &'h [HeaderPair],
+    anchor: &'h (),
+) -> impl Iterator<Item = (&'h [u8], &'h [u8])> {
+    h.iter().map(move |p| {
+        (
+            Raw::new(p.key_ptr, p.key_len).view(anchor),
+            Raw::new(p.value_ptr, p.value_len).view(anchor),
+        )
+    })
 }
 
 /// Copies the bytes of a body made of `chunks`, from `offset`, into `dst`; returns how many.

@@ -8,6 +8,8 @@
 use super::{Committer, ConfigHost, MetricKind, MetricOp, Outbound, Raw};
 use crate::abi::ffi::{self, Buf};
 use core::ffi::c_void;
+use std::cell::Cell;
+use std::ptr::NonNull;
 
 /// What only a server extension can do. All of it runs on Envoy's main thread.
 pub(crate) trait ServerHost: ConfigHost {
@@ -309,4 +311,34 @@ pub(crate) fn admin_parts(method: Buf, path: Buf, body: Buf) -> (String, String,
         s(path),
         Raw::new(body.ptr, body.len).view(&()).to_vec(),
     )
+}
+
+// ---- Which server host serves the hook running on this thread.
+
+thread_local! {
+    /// The host of the server extension whose hook runs on this thread (main thread).
+    static SERVER_HOST: Cell<Option<NonNull<dyn ServerHost + 'static>>> = const { Cell::new(None) };
+}
+
+/// Makes `host` the current server host for the duration of `f` (re-entrant).
+pub(crate) fn enter_server<R>(host: &dyn ServerHost, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<NonNull<dyn ServerHost + 'static>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERVER_HOST.with(|c| c.set(self.0));
+        }
+    }
+    let ptr: NonNull<dyn ServerHost + '_> = NonNull::from(host);
+    // SAFETY: only the lifetime bound changes; as in `enter_config`, the pointer is removed
+    // (also on unwind) before `host` can go away and is only handed out inside `with_server`.
+    let ptr: NonNull<dyn ServerHost + 'static> = unsafe { core::mem::transmute(ptr) };
+    let _restore = Restore(SERVER_HOST.with(|c| c.replace(Some(ptr))));
+    f()
+}
+
+/// Runs `f` with the current server host; `None` outside a server extension's hook.
+pub(crate) fn with_server<R>(f: impl FnOnce(&dyn ServerHost) -> R) -> Option<R> {
+    let ptr = SERVER_HOST.with(Cell::get)?;
+    // SAFETY: valid until `enter_server` returns, and we are inside it on this thread.
+    Some(f(unsafe { ptr.as_ref() }))
 }

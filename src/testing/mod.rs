@@ -32,13 +32,13 @@ use crate::filter::http::hooks::HookKind;
 use crate::filter::http::hooks::{ConfigHooks, StreamHooks};
 use crate::host::http::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
 use crate::host::http::sim::{Reenter, SimEvent, with_current_logs};
-pub use crate::host::http::sim_context::SimSpan;
+pub use crate::host::http::sim::context::SimSpan;
 
 /// Sets (or rotates) the simulated SDS generic secret `name` for filters tested on this
 /// thread; `None` makes it not available yet. Subscribing to an unknown name fails, as it does
 /// for an unknown static secret in Envoy.
 pub fn set_secret(name: &str, value: Option<&[u8]>) {
-    crate::host::http::sim_context::set_secret(name, value);
+    crate::host::http::sim::context::set_secret(name, value);
 }
 use crate::host::http::{BodyKind, Map};
 use std::cell::RefCell;

@@ -1,7 +1,7 @@
 //! Stream control beyond replies: socket options, GOAWAY, recreating the stream, and filter
 //! state that Envoy's own filters understand.
 
-use crate::api::http::trace::Unsupported;
+use crate::api::Unsupported;
 use crate::api::http::writer::ResponseWriter;
 use crate::filter::http::state::StreamState;
 use crate::host::http::context::SockOpt;

@@ -1,7 +1,7 @@
 //! Facts Envoy 1.40 keeps about a stream: its timing, the client's direct address, and the
 //! upstream hosts and connections it used.
 
-use crate::api::http::trace::Unsupported;
+use crate::api::Unsupported;
 use crate::api::http::writer::{MetadataNames, ResponseWriter};
 use crate::host::http::context::Addr;
 use std::time::Duration;

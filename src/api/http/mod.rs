@@ -3,15 +3,15 @@
 
 pub(crate) mod attr;
 pub(crate) mod body;
+pub(crate) mod callout;
+pub(crate) mod callout_stream;
 pub(crate) mod control;
 pub(crate) mod info;
 pub(crate) mod pipeline;
 pub(crate) mod raw;
-pub(crate) mod raw_slot;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod stats;
 pub(crate) mod stream;
 pub(crate) mod trace;
-pub mod wire;
 pub(crate) mod writer;

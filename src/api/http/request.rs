@@ -2,7 +2,7 @@
 
 use crate::api::http::attr::Attr;
 use crate::api::http::body::{BodyError, ReadBody};
-use crate::api::http::wire::{self, Place, WireError};
+use crate::api::wire::{self, Place, WireError};
 use crate::filter::http::core::StreamCore;
 use crate::filter::http::state::BodyState;
 use crate::host::http::{BodyKind, Map};

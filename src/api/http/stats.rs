@@ -8,7 +8,8 @@
 
 use crate::api::http::request::Request;
 use crate::api::http::writer::ResponseWriter;
-pub use crate::filter::http::stats::{FilterStatsSnapshot, filter_stats};
+pub use crate::filter::http::meta::filter_stats;
+pub use crate::filter::http::stats::FilterStatsSnapshot;
 use std::fmt::Write as _;
 
 /// Every filter config's figures as JSON (`{"filters":[...]}`), for `/jisr/stats`.

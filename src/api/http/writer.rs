@@ -1,10 +1,11 @@
 //! Effects a handler has on the stream: replies, metadata, metrics, logs.
 
-use crate::api::callout::Callout;
+use crate::api::metrics::metric_result;
+use crate::api::http::callout::Callout;
 use crate::api::callout::{CalloutError, CalloutRequest};
-use crate::api::callout_stream::CalloutStream;
+use crate::api::http::callout_stream::CalloutStream;
 use crate::api::http::stream::StreamWriter;
-use crate::api::http::wire::{self, WireError};
+use crate::api::wire::{self, WireError};
 use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::MetricError;
 use crate::filter::http::core::StreamCore;
@@ -204,19 +205,6 @@ pub struct ResponseWriter<'a> {
     pub(crate) core: &'a StreamCore,
 }
 
-pub(crate) fn metric_result(
-    rc: Option<u32>,
-    expected: usize,
-    got: usize,
-) -> Result<(), MetricError> {
-    match rc {
-        None => Err(MetricError::Detached),
-        Some(0) => Ok(()),
-        Some(1) => Err(MetricError::NotFound),
-        Some(2) => Err(MetricError::LabelCount { expected, got }),
-        Some(rc) => Err(MetricError::Rejected(rc)),
-    }
-}
 
 impl<'a> ResponseWriter<'a> {
     pub(crate) fn new(core: &'a StreamCore) -> ResponseWriter<'a> {

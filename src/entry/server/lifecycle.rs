@@ -86,9 +86,9 @@ pub(crate) fn load(
         }
     }
     if timer.is_some() {
-        builtin_admin(&shared);
+        crate::entry::introspection::builtin_admin(&shared);
     }
-    lock(&SERVERS).push(Arc::downgrade(&shared));
+    lock(&crate::entry::introspection::SERVERS).push(Arc::downgrade(&shared));
     if timer.is_some() {
         timers().set_driver(Some(&DRIVER));
     }
@@ -131,99 +131,6 @@ pub(crate) fn load(
     Ok(server)
 }
 
-/// Live server extensions, for `/jisr/streams`.
-static SERVERS: Mutex<Vec<std::sync::Weak<ServerShared>>> = Mutex::new(Vec::new());
-
-/// jisr's own admin paths on Envoy's admin listener.
-fn builtin_admin(shared: &ServerShared) {
-    // From now on `/jisr/streams` can list waiting streams: register them.
-    crate::filter::http::live::enable();
-    let mut admin = lock(&shared.admin);
-    let json = |body: String| (200u16, body.into_bytes());
-    admin.push((
-        "/jisr/healthz".into(),
-        "jisr: liveness".into(),
-        Box::new(|_| (200, b"ok\n".to_vec())),
-    ));
-    admin.push((
-        "/jisr/stats".into(),
-        "jisr: figures of every filter config".into(),
-        Box::new(move |_| json(crate::api::http::stats::stats_json())),
-    ));
-    admin.push((
-        "/jisr/version".into(),
-        "jisr: versions".into(),
-        Box::new(move |_| json(crate::api::http::stats::version_json())),
-    ));
-    admin.push((
-        "/jisr/streams".into(),
-        "jisr: streams per filter, each waiting stream, tasks per server".into(),
-        Box::new(move |_| json(streams_json())),
-    ));
-}
-
-/// Live streams per filter config and tasks per server extension, as JSON.
-fn streams_json() -> String {
-    use std::fmt::Write as _;
-    let mut body = String::from("{\"filters\":[");
-    for (i, (name, s)) in crate::api::http::stats::filter_stats().iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        let _ = write!(
-            body,
-            "{{\"filter\":\"{}\",\"in_flight\":{},\"streams\":{},\"polls\":{},\"wakes_inline\":{},\"wakes_scheduled\":{}}}",
-            name.escape_default(),
-            s.in_flight,
-            s.streams,
-            s.polls,
-            s.wakes_inline,
-            s.wakes_scheduled
-        );
-    }
-    body.push_str("],\"waiting\":[");
-    // Streams whose handler is waiting (pended at least once), up to 1000.
-    for (i, w) in crate::filter::http::live::snapshot()
-        .iter()
-        .take(1000)
-        .enumerate()
-    {
-        if i > 0 {
-            body.push(',');
-        }
-        let _ = write!(
-            body,
-            "{{\"filter\":\"{}\",\"phase\":\"{}\",\"age_ms\":{},\"polls\":{},\"wakes_inline\":{},\"wakes_scheduled\":{}}}",
-            w.filter.name.escape_default(),
-            w.phase,
-            w.since.elapsed().as_millis(),
-            w.polls,
-            w.wakes_inline,
-            w.wakes_scheduled
-        );
-    }
-    body.push_str("],\"servers\":[");
-    let servers: Vec<_> = lock(&SERVERS)
-        .iter()
-        .filter_map(std::sync::Weak::upgrade)
-        .collect();
-    for (i, s) in servers.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        let _ = write!(
-            body,
-            "{{\"server\":\"{}\",\"tasks\":{},\"task_panics\":{},\"draining\":{}}}",
-            s.name.escape_default(),
-            s.runtime.live_tasks(),
-            s.runtime.panics(),
-            s.life.draining.load(Ordering::Acquire)
-        );
-    }
-    body.push_str("]}\n");
-    body
-}
-
 fn signal_init(shared: &ServerShared, host: &dyn ServerHost) {
     let now = {
         let mut g = lock(&shared.init);
@@ -239,7 +146,7 @@ fn run(server: &ServerBox, host: &dyn ServerHost) {
     let rt = &server.shared.runtime;
     let owner = format!("server '{}'", server.shared.name);
     enter_server(host, || {
-        crate::filter::http::background::poll(rt, host.as_config(), &owner)
+        crate::filter::background::poll(rt, host.as_config(), &owner)
     });
     maybe_finish_shutdown(server);
 }
@@ -288,7 +195,7 @@ pub(crate) fn callout_done(
     headers: &[crate::abi::ffi::HeaderPair],
     chunks: &[crate::abi::ffi::Buf],
 ) {
-    crate::filter::http::background::deliver_callout(
+    crate::filter::background::deliver_callout(
         &server.shared.runtime,
         id,
         result,
@@ -337,7 +244,7 @@ pub(crate) fn admin_request(server: &ServerBox, host: &dyn ServerHost, req: &Adm
     };
     // The status goes on Envoy's admin listener as it is: hold it to a final status, as every
     // other reply is (`jisr::wire`).
-    let (status, body) = match crate::api::http::wire::status(status) {
+    let (status, body) = match crate::api::wire::status(status) {
         Ok(()) => (status, body),
         Err(e) => (500, format!("jisr admin handler: {e}\n").into_bytes()),
     };
@@ -415,7 +322,7 @@ fn maybe_finish_shutdown(server: &ServerBox) {
 /// The config goes away (main thread).
 pub(crate) fn destroy(server: &ServerBox, host: &dyn ServerHost) {
     server.shared.runtime.close();
-    lock(&SERVERS)
+    lock(&crate::entry::introspection::SERVERS)
         .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&server.shared)));
     let timer = lock(&server.timer).take();
     if let Some(t) = timer {
@@ -428,5 +335,5 @@ pub(crate) fn destroy(server: &ServerBox, host: &dyn ServerHost) {
 }
 
 fn enter_server<R>(host: &dyn ServerHost, f: impl FnOnce() -> R) -> R {
-    crate::host::current::enter_server(host, f)
+    crate::host::server::enter_server(host, f)
 }

@@ -7,80 +7,15 @@ use crate::filter::http::callouts::Callouts;
 use crate::filter::http::reply::StagedReply;
 use crate::filter::http::state::{BodyState, Retention, StreamState};
 use crate::filter::http::streams::Streams;
-use crate::host::current::HostSlot;
+use crate::host::http::current::HostSlot;
 use crate::host::http::spans::ChildSpans;
 use crate::host::http::{BodyKind, Host};
 use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Facts about one registered filter config, shared by its streams.
-pub(crate) struct FilterMeta {
-    pub(crate) name: String,
-    /// How the response handler sees the response.
-    pub(crate) mode: ResponseMode,
-    pub(crate) stats: FilterStats,
-    /// Envoy metrics mirroring the stats (absent when opted out, and for raw filters).
-    pub(crate) envoy: Option<crate::filter::http::stats::EnvoyStats>,
-    /// The process-wide log of the host that loaded the config, for lines written when no
-    /// hook (so no stream host) is running, e.g. while a stream is destroyed.
-    pub(crate) process_log: Option<fn(u32, &[u8])>,
-}
 
-/// Introspection counters of one filter config that are not kept by its slot pool.
-#[derive(Debug, Default)]
-pub(crate) struct FilterStats {
-    pub(crate) panics: AtomicU64,
-    /// Destructors of handler futures (or their values) that panicked; caught, and the slot
-    /// was still cleaned and reused.
-    pub(crate) drop_panics: AtomicU64,
-    /// Panics inside jisr itself, failed closed.
-    pub(crate) internal_failures: AtomicU64,
-}
-
-impl FilterStats {
-    pub(crate) fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// How a filter's response handler sees the response; fixed at registration.
-///
-/// ```
-/// # use jisr::testing::TestFilter;
-/// use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
-///
-/// async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
-/// async fn shout(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
-///     let mut body = Vec::new();
-///     if resp.read_to_end(&mut body).await.is_ok() {
-///         let _ = resp.replace_body(&body.to_ascii_uppercase()); // Buffer mode only
-///     }
-/// }
-/// fn register(r: &mut Registry) { r.filter("shout").respond(ResponseMode::Buffer, pass, shout); }
-///
-/// let f = TestFilter::new(register, "shout", b"").unwrap();
-/// let mut s = f.stream();
-/// s.request_headers(&[(":path", "/")], true);
-/// s.response_headers(&[(":status", "200")], false);
-/// s.response_body(b"hello", true);
-/// assert_eq!(s.forwarded_response_body(), b"HELLO");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResponseMode {
-    /// Response headers are held while the handler runs (it may change them); the body is not
-    /// given to the handler ([`Response::read`](crate::Response::read) returns end of body at once) and is not
-    /// forwarded before the handler is done.
-    Passthrough,
-    /// Headers and body flow to the client immediately. The handler reads body chunks as they
-    /// pass: each chunk is readable during the hook that delivers it, and bytes the handler has
-    /// not read by then are skipped (a handler that stops reading never stalls the stream).
-    /// Headers can no longer be changed.
-    Observe,
-    /// Headers and body are held until the handler is done; the handler can read the whole body,
-    /// change headers and replace the body (content-length is kept right).
-    Buffer,
-}
+pub(crate) use crate::filter::http::meta::{FilterMeta, FilterStats};
+pub use crate::filter::http::meta::ResponseMode;
 
 /// One body direction: its state value and the waker of a read waiting for it.
 #[derive(Debug)]

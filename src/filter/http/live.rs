@@ -5,7 +5,7 @@
 //! its own mutex that only that worker and the admin reader take, so workers never contend.
 //! Entries are reused (no allocation per stream once the lanes have grown).
 
-use crate::filter::http::core::FilterMeta;
+use crate::filter::http::meta::FilterMeta;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -156,7 +156,7 @@ mod tests {
     fn entries_are_listed_updated_and_reused() {
         let meta = Arc::new(FilterMeta {
             name: "f".into(),
-            mode: crate::ResponseMode::Passthrough,
+            mode: crate::filter::http::meta::ResponseMode::Passthrough,
             stats: Default::default(),
             envoy: None,
             process_log: None,

@@ -4,8 +4,11 @@
 pub(crate) mod background;
 pub(crate) mod callouts;
 pub(crate) mod core;
+pub(crate) mod envoy_stats;
 pub(crate) mod hooks;
 pub(crate) mod live;
+pub(crate) mod machine;
+pub(crate) mod meta;
 pub(crate) mod pipeline;
 pub(crate) mod reply;
 pub(crate) mod slot;

@@ -2,7 +2,7 @@
 
 use crate::executor::pool::Pool;
 use crate::executor::task::Cleared;
-use crate::filter::http::core::ResponseMode;
+use crate::filter::http::meta::ResponseMode;
 use crate::filter::http::core::{FilterMeta, FilterStats, StreamCore};
 use crate::filter::http::hooks::StreamHooks;
 use crate::filter::http::pipeline::Pipeline;
@@ -20,7 +20,7 @@ where
 {
     pub(crate) meta: Arc<FilterMeta>,
     /// Background tasks (dropped, and the runtime closed, before the state).
-    pub(crate) background: crate::filter::http::background::BackgroundSlot,
+    pub(crate) background: crate::filter::background::BackgroundSlot,
     pub(crate) state: S,
     pub(crate) req: Q,
     pub(crate) resp: R,

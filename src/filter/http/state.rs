@@ -45,7 +45,7 @@
 //! | [`wait`](BodyState::wait) / [`woken`](BodyState::woken) | a read is pending / returned | a last poll at stream end if waiting |
 //! | [`abort`](BodyState::abort) | the stream ended before the body | reads fail |
 
-use crate::filter::http::core::ResponseMode;
+use crate::filter::http::meta::ResponseMode;
 
 /// Where a handler is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,12 +4,12 @@
 
 pub(crate) mod bench;
 pub(crate) mod context;
+pub(crate) mod current;
 pub(crate) mod envoy;
 mod envoy_context;
 pub(crate) mod objects;
 pub(crate) mod route;
 pub(crate) mod sim;
-pub(crate) mod sim_context;
 pub(crate) mod spans;
 
 use super::MetricOp;

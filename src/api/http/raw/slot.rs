@@ -1,6 +1,6 @@
 //! Pooled slots for raw filters.
 
-use crate::api::http::raw::{RawFactory, RawFilter, RawStream};
+use super::{RawFactory, RawFilter, RawStream};
 use crate::executor::pool::Pool;
 use crate::filter::http::core::FilterMeta;
 use crate::filter::http::hooks::{ConfigHooks, HookKind, StreamHooks};
@@ -18,7 +18,7 @@ pub(crate) struct RawConfig<F: RawFactory> {
 impl<F: RawFactory> RawConfig<F> {
     pub(crate) fn new(meta: Arc<FilterMeta>, factory: F) -> RawConfig<F> {
         let pool: Arc<Pool<RawSlot<F>>> = Arc::default();
-        crate::filter::http::stats::register_live(&meta, pool.clone());
+        crate::filter::http::meta::register_live(&meta, pool.clone());
         RawConfig {
             meta,
             factory,

@@ -1,10 +1,10 @@
 //! The simulated host's tracing, socket options, stream control and typed filter state.
 
-use super::Raw;
-use super::context::{
+use crate::host::Raw;
+use crate::host::http::context::{
     Addr, FinishSpan, ObjectDtor, SockOpt, SpanEdit, SpanField, SpanPtr, StreamContext,
 };
-use super::sim::SimHost;
+use super::SimHost;
 use crate::abi::ffi::TimingInfo;
 use core::ffi::c_void;
 use std::cell::{Cell, RefCell};

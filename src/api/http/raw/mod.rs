@@ -1,6 +1,6 @@
 //! The escape hatch: filters written directly against Envoy's hooks.
 
-use crate::api::http::wire::{self, Place, WireError};
+use crate::api::wire::{self, Place, WireError};
 use crate::api::http::writer::{INVALID_REPLY_DETAILS, check_reply};
 use crate::api::log::{self, Level};
 use crate::api::metrics::{Counter, MetricError};
@@ -623,4 +623,6 @@ impl<'h> RawStream<'h> {
     }
 }
 
-pub(crate) use crate::api::http::raw_slot::RawConfig;
+mod slot;
+
+pub(crate) use slot::RawConfig;

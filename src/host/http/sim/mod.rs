@@ -3,6 +3,8 @@
 //! Byte views follow the same rule as Envoy's: values are boxed individually and stay put until
 //! that entry is replaced or removed.
 
+pub(crate) mod context;
+
 use super::{BodyKind, Host, Map, MetaKind, MetaRead, MetadataValue};
 use crate::host::{Committer, ConfigHost, MetricKind, MetricOp, Raw};
 use std::cell::{Cell, RefCell};
@@ -431,7 +433,7 @@ pub(crate) struct SimHost {
     /// Events delivered inside the next `stream_send` call.
     pub(crate) on_stream_send: RefCell<Vec<SimEvent>>,
     /// Tracing, socket options, stream control and typed filter state.
-    pub(crate) context: super::sim_context::SimContext,
+    pub(crate) context: context::SimContext,
     /// The simulated tracer's thread-local string (valid until the next tracing call).
     pub(crate) span_scratch: RefCell<Box<[u8]>>,
     /// Calls that fetched all values of a header at once.
@@ -1263,11 +1265,11 @@ impl ConfigHost for SimConfigHost {
     }
 
     fn subscribe_secret(&self, name: &[u8], _source: &[u8]) -> Option<u64> {
-        Some(super::sim_context::secret_handle(name))
+        Some(context::secret_handle(name))
     }
 
     fn secret(&self, handle: u64) -> Option<Vec<u8>> {
-        super::sim_context::secret_value(handle)
+        context::secret_value(handle)
     }
 
     fn process_log(&self) -> Option<fn(u32, &[u8])> {

@@ -1,0 +1,639 @@
+//! The HTTP stream's state machine: what each hook returns, decided from the stream's state.
+
+use crate::abi::ffi::{self, Buf, HeaderPair};
+use crate::executor::task::Cleared;
+use crate::executor::{self, Driven};
+use crate::filter::http::core::{BodyCursor, FilterStats, ResponseMode, StreamCore};
+use crate::filter::http::pipeline::Pipeline;
+use crate::filter::http::hooks::{
+    ConfigHooks, HookKind, INTERNAL_DETAILS, PANIC_DETAILS, RawStreamEvent, StreamHooks,
+};
+use crate::filter::http::slot::{JisrConfig, Slot};
+use crate::filter::http::state::{BodyState, Phase, Retention, StreamState};
+use crate::host::{Raw, pairs};
+use crate::host::http::Host;
+use crate::host::log::Level;
+
+impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
+{
+    fn new_stream(&self, host: &dyn Host) -> *const core::ffi::c_void {
+        if let Some(envoy) = &self.meta.envoy {
+            // A report that a stream without a completion hook made due (see
+            // `Slot::end_without_completion`), now that there is a host to send it with.
+            envoy.report_owed(host, &self.meta.name, &self.pool, &self.meta.stats);
+        }
+        JisrConfig::new_stream(self)
+    }
+    fn background(&self) -> Option<&std::sync::Arc<crate::executor::background::Runtime>> {
+        self.background.0.as_ref()
+    }
+    fn name(&self) -> &str {
+        &self.meta.name
+    }
+    fn idle_slots(&self) -> usize {
+        self.pool.idle()
+    }
+    fn stats(&self) -> crate::filter::http::stats::FilterStatsSnapshot {
+        crate::filter::http::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
+    }
+    fn idle_retained_bytes(&self) -> usize {
+        self.pool.idle_sum(|s| s.core.retained_bytes())
+    }
+}
+
+/// Logs through the stream's host at `level` (nothing once the stream ended or detached),
+/// located at the caller.
+#[track_caller]
+pub(crate) fn log_line(core: &StreamCore, level: Level, args: core::fmt::Arguments<'_>) {
+    let site = core::panic::Location::caller();
+    core.with_host(|h| {
+        if h.log_enabled(level as u32) {
+            crate::host::log::with_line(
+                |s| core::fmt::write(s, args),
+                |line| h.log_at(level as u32, line, site.file(), site.line()),
+            );
+        }
+    });
+}
+
+/// Which pipeline a drive concerns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
+impl<S, Q, R> Slot<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
+{
+    /// Polls one pipeline until it completes or waits; `deliver` runs first, inside the poll
+    /// window (it wakes the wakers of futures waiting for what this hook brings).
+    #[inline]
+    fn drive(&self, side: Side, deliver: impl FnOnce()) -> Driven {
+        let core = &self.core;
+        let new_scheduler = || core.with_host(|h| h.new_scheduler());
+        let d = match side {
+            Side::Request => core.task.drive(new_scheduler, deliver, |cx| {
+                if core.take(StreamState::take_start) {
+                    self.start_request();
+                }
+                self.poll_request(cx)
+            }),
+            Side::Response => core
+                .task
+                .drive(new_scheduler, deliver, |cx| self.poll_response(cx)),
+        };
+        if !matches!(d, Driven::Nested) {
+            self.flush_reply();
+        }
+        match &d {
+            Driven::Ready => match side {
+                Side::Request => core.update(StreamState::finish_request),
+                // Whatever was held now goes downstream.
+                Side::Response => core.update(StreamState::finish_response),
+            },
+            Driven::Pending => core.note_waiting(),
+            Driven::Nested => {}
+            Driven::Panicked(msg) => self.fail(msg, PANIC_DETAILS),
+        }
+        d
+    }
+
+    /// Sends the local reply the last poll made, if any.
+    #[inline]
+    fn flush_reply(&self) {
+        if matches!(self.core.reply.try_borrow(), Ok(r) if r.armed) {
+            self.send_staged();
+        }
+        if let Some(graceful) = self.core.goaway.take() {
+            self.core.with_host(|h| h.goaway_and_close(graceful));
+        }
+    }
+
+    /// `flush_reply` with a reply staged: sends it from the slot's buffer.
+    ///
+    /// Envoy may re-enter our hooks inside the reply, or complete and destroy the stream (both
+    /// deferred while this hook runs, so the slot stays). The reply is disarmed first and only
+    /// a shared borrow is held while Envoy runs it: a re-entered hook finds nothing to send, and
+    /// cannot stage another reply (the stream counts as replied, and staging needs the buffer
+    /// mutably).
+    #[inline(never)]
+    fn send_staged(&self) {
+        let core = &self.core;
+        let recreate = match core.reply.try_borrow_mut() {
+            Ok(mut r) if r.armed => {
+                r.armed = false;
+                r.recreate
+            }
+            _ => return,
+        };
+        if recreate {
+            self.recreate();
+            return;
+        }
+        if let Ok(r) = core.reply.try_borrow() {
+            core.with_host(|h| {
+                r.with_parts(|status, headers, body, details| {
+                    h.send_response(status, headers, body, details)
+                })
+            });
+        }
+        // Keep a bounded buffer for the slot's next reply.
+        if let Ok(mut r) = core.reply.try_borrow_mut() {
+            if r.capacity() > crate::filter::http::reply::RETAINED {
+                r.clear();
+            }
+        }
+    }
+
+    /// Runs a staged `recreate_stream`; when Envoy refuses, the stream fails closed (the
+    /// handler meant the request not to go on as it was).
+    #[cold]
+    #[inline(never)]
+    fn recreate(&self) {
+        let core = &self.core;
+        if core.with_host(|h| h.recreate_stream()) == Some(true) {
+            return;
+        }
+        log_line(
+            core,
+            Level::Warn,
+            format_args!(
+                "jisr: filter '{}': Envoy refused to recreate the stream (a request with a body, \
+                 or a response already started); answering 500",
+                core.name()
+            ),
+        );
+        core.with_host(|h| {
+            h.send_response(
+                500,
+                &[(b"content-type".as_slice(), b"text/plain".as_slice())],
+                b"internal error\n",
+                b"jisr_recreate_refused",
+            )
+        });
+    }
+
+    /// A handler (or jisr itself) failed: fail closed (500 if the client saw nothing yet, else
+    /// reset). Never unwinds.
+    fn fail(&self, msg: &str, details: &str) {
+        let core = &self.core;
+        if details == PANIC_DETAILS {
+            FilterStats::bump(&core.meta.stats.panics);
+        } else {
+            FilterStats::bump(&core.meta.stats.internal_failures);
+        }
+        core.update(StreamState::fail);
+        if details == PANIC_DETAILS {
+            log_line(
+                core,
+                Level::Error,
+                format_args!("jisr: handler of filter '{}' panicked: {msg}", core.name()),
+            );
+        } else {
+            log_line(
+                core,
+                Level::Error,
+                format_args!(
+                    "jisr: filter '{}': internal failure, failing the stream closed: {msg}",
+                    core.name()
+                ),
+            );
+        }
+        if let Cleared::Panicked(m) = self.clear() {
+            FilterStats::bump(&core.meta.stats.drop_panics);
+            log_line(
+                core,
+                Level::Error,
+                format_args!(
+                    "jisr: filter '{}': dropping after a panic panicked too: {m}",
+                    core.name()
+                ),
+            );
+        }
+        if core.st().response_sent() {
+            core.with_host(|h| h.reset_stream(details.as_bytes()));
+            return;
+        }
+        // A reply the handler made before failing is still the answer.
+        self.flush_reply();
+        if core.st().replied() {
+            return;
+        }
+        core.update(StreamState::reply);
+        core.with_host(|h| {
+            h.send_response(
+                500,
+                &[(b"content-type".as_slice(), b"text/plain".as_slice())],
+                b"internal error\n",
+                details.as_bytes(),
+            )
+        });
+    }
+
+    /// Runs `f` with `host` current; a stream completion that arrived during one of our own
+    /// hooks is finished once the outermost hook is done with it.
+    #[inline]
+    fn enter<T>(&self, host: &dyn Host, f: impl FnOnce() -> T) -> T {
+        let outermost = !self.core.host.is_set();
+        self.core.host.enter(host, || {
+            let r = f();
+            if outermost && self.core.take(StreamState::take_completion) {
+                self.complete_now();
+            }
+            r
+        })
+    }
+
+    /// A pipeline completed outside the hook that stopped the stream: resume Envoy.
+    fn resume(&self, side: Side) {
+        let core = &self.core;
+        if core.st().replied() {
+            return;
+        }
+        match side {
+            Side::Request if core.st().request_stopped() => {
+                core.with_host(|h| h.continue_decoding());
+            }
+            Side::Response if core.st().response_stopped() => {
+                core.with_host(|h| h.continue_encoding());
+            }
+            _ => {}
+        }
+    }
+
+    /// Drives whichever pipeline is running after `deliver` recorded what this hook brings.
+    fn drive_running(&self, deliver: impl FnOnce()) {
+        let core = &self.core;
+        let side = if core.st().request == Phase::Running {
+            Side::Request
+        } else if core.st().response == Phase::Running {
+            Side::Response
+        } else {
+            deliver();
+            return;
+        };
+        if let Driven::Ready = self.drive(side, deliver) {
+            self.resume(side);
+        }
+    }
+
+    /// The response handler is about to see the body: how it is retained depends on the mode.
+    fn retention(&self) -> Retention {
+        match self.mode() {
+            ResponseMode::Passthrough => Retention::Hidden,
+            ResponseMode::Observe => Retention::Passing,
+            ResponseMode::Buffer => Retention::Held,
+        }
+    }
+
+    /// The stream is complete (inside `enter`, no poll on the stack).
+    fn complete_now(&self) {
+        let core = &self.core;
+        let st = core.st();
+        let blocked = |phase: Phase, cursor: &BodyCursor| {
+            let b = cursor.get();
+            phase == Phase::Running && b.waiting() && !b.eos()
+        };
+        if blocked(st.request, &core.req_body) || blocked(st.response, &core.resp_body) {
+            self.abort_reads(st.request, st.response);
+        }
+        if let Some(envoy) = &core.meta.envoy {
+            let this = || crate::filter::http::envoy_stats::Finishing {
+                polls: core.task.polls.get(),
+                wakes_inline: core.task.repolls.get(),
+                wakes_scheduled: core.task.commits(),
+            };
+            let pool = &self.cfg().pool;
+            core.with_host(|host| {
+                envoy.on_stream_end(host, &core.meta.name, pool, &core.meta.stats, this)
+            });
+        }
+        core.spans.finish_all();
+        self.finish();
+    }
+
+    /// Ends a stream that Envoy destroys without having completed it. In a cluster's upstream
+    /// filter chain (`HttpProtocolOptions.http_filters`) this is every stream: Envoy's upstream
+    /// filter manager only destroys its filters, it never calls `stream_complete`. Does what
+    /// [`Self::complete_now`] does, minus what needs Envoy's filter pointer (which must not be
+    /// used once destroy was requested): handlers blocked in a body read get no last poll
+    /// (their futures are dropped by `finish`), and the stream's share of jisr's Envoy stats is
+    /// reported at this worker's next stream start instead of now.
+    pub(crate) fn end_without_completion(&self) {
+        let core = &self.core;
+        if let Some(envoy) = &core.meta.envoy {
+            envoy.on_stream_end_without_host();
+        }
+        core.spans.finish_all();
+    }
+
+    /// A handler blocked in a body read learns that the body will never complete: one last
+    /// poll in which the read fails, while metrics, metadata and logs still work. `request` and
+    /// `response` are the phases when the stream completed.
+    #[cold]
+    #[inline(never)]
+    fn abort_reads(&self, request: Phase, response: Phase) {
+        let core = &self.core;
+        for (side, phase, cursor) in [
+            (Side::Request, request, &core.req_body),
+            (Side::Response, response, &core.resp_body),
+        ] {
+            let b = cursor.get();
+            if phase == Phase::Running && b.waiting() && !b.eos() {
+                cursor.update(BodyState::abort);
+                let _ = self.drive(side, || cursor.waker.wake());
+            }
+        }
+    }
+}
+
+
+impl<S, Q, R> StreamHooks for Slot<S, Q, R>
+where
+    S: Send + Sync + 'static,
+    Q: Pipeline<S, ()>,
+    R: Pipeline<S, Q::Output, Output = ()>,
+{
+    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+        self.enter(host, || {
+            let core = &self.core;
+            if end_of_stream {
+                core.req_body.update(BodyState::end_of_stream);
+            }
+            // Started inside the first poll, under the same panic guard.
+            core.update(StreamState::start_request);
+            match self.drive(Side::Request, || {}) {
+                Driven::Ready if !core.st().replied() => ffi::HEADERS_CONTINUE,
+                Driven::Pending | Driven::Nested => {
+                    core.update(StreamState::stop_request);
+                    ffi::HEADERS_STOP_ITERATION
+                }
+                _ => ffi::HEADERS_STOP_ITERATION,
+            }
+        })
+    }
+
+    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+        self.enter(host, || {
+            let core = &self.core;
+            if end_of_stream {
+                core.req_body.update(BodyState::end_of_stream);
+            }
+            match core.st().request {
+                Phase::Running => {
+                    core.with_host(|h| core.req_body.enter_hook(h, true));
+                    let d = self.drive(Side::Request, || core.req_body.waker.wake());
+                    core.req_body.update(BodyState::leave_hook);
+                    match d {
+                        Driven::Ready if !core.st().replied() => ffi::BODY_CONTINUE,
+                        Driven::Pending | Driven::Nested if core.req_body.get().done_reading() => {
+                            ffi::BODY_STOP_AND_WATERMARK
+                        }
+                        Driven::Pending | Driven::Nested => ffi::BODY_STOP_AND_BUFFER,
+                        _ => ffi::BODY_STOP_NO_BUFFER,
+                    }
+                }
+                _ if core.st().replied() => ffi::BODY_STOP_NO_BUFFER,
+                _ => ffi::BODY_CONTINUE,
+            }
+        })
+    }
+
+    fn request_trailers(&self, host: &dyn Host) -> u32 {
+        self.enter(host, || {
+            let core = &self.core;
+            core.req_body.update(BodyState::end_of_stream);
+            match core.st().request {
+                Phase::Running => match self.drive(Side::Request, || core.req_body.waker.wake()) {
+                    Driven::Ready if !core.st().replied() => ffi::TRAILERS_CONTINUE,
+                    _ => ffi::TRAILERS_STOP_ITERATION,
+                },
+                _ if core.st().replied() => ffi::TRAILERS_STOP_ITERATION,
+                _ => ffi::TRAILERS_CONTINUE,
+            }
+        })
+    }
+
+    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+        self.enter(host, || {
+            let core = &self.core;
+            // Our own replies, responses to requests our handler never finished, and filters
+            // without a response handler: let it through.
+            if core.st().replied()
+                || !self.has_response()
+                || core.st().request != Phase::Done
+                || core.st().response != Phase::Idle
+            {
+                core.update(StreamState::pass_response);
+                return ffi::HEADERS_CONTINUE;
+            }
+            let mode = self.mode();
+            let retention = self.retention();
+            core.resp_body.update(|b| {
+                let b = b.retain(retention);
+                if end_of_stream { b.end_of_stream() } else { b }
+            });
+            core.update(|s| s.start_response(mode));
+            match executor::catch(|| self.start_response()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    core.update(StreamState::finish_response);
+                    return ffi::HEADERS_CONTINUE;
+                }
+                Err(msg) => {
+                    self.fail(&msg, PANIC_DETAILS);
+                    return ffi::HEADERS_STOP_ITERATION;
+                }
+            }
+            match (self.drive(Side::Response, || {}), mode) {
+                (Driven::Panicked(_), _) => ffi::HEADERS_STOP_ITERATION,
+                (_, ResponseMode::Observe) => ffi::HEADERS_CONTINUE,
+                (Driven::Ready, _) if !core.st().replied() => ffi::HEADERS_CONTINUE,
+                (Driven::Ready, _) => ffi::HEADERS_STOP_ITERATION,
+                (Driven::Pending | Driven::Nested, _) => {
+                    core.update(StreamState::stop_response);
+                    ffi::HEADERS_STOP_ITERATION
+                }
+            }
+        })
+    }
+
+    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+        self.enter(host, || {
+            let core = &self.core;
+            if end_of_stream {
+                core.resp_body.update(BodyState::end_of_stream);
+            }
+            if core.st().response != Phase::Running {
+                return ffi::BODY_CONTINUE;
+            }
+            let cursor = &core.resp_body;
+            core.with_host(|h| cursor.enter_hook(h, false));
+            let d = self.drive(Side::Response, || cursor.waker.wake());
+            cursor.update(BodyState::leave_hook);
+            if cursor.get().retention == Retention::Passing {
+                // Measured when the hook started: nothing changes a chunk during an Observe
+                // hook (only Buffer mode replaces bodies).
+                let len = core
+                    .with_host(|_| {
+                        let b = cursor.get();
+                        b.hook_end.saturating_sub(b.base)
+                    })
+                    .unwrap_or(0);
+                cursor.update(|b| b.pass_chunk(len));
+            }
+            match (d, self.mode()) {
+                (Driven::Panicked(_), _) => ffi::BODY_STOP_NO_BUFFER,
+                (_, ResponseMode::Observe) => ffi::BODY_CONTINUE,
+                (Driven::Ready, _) if !core.st().replied() => ffi::BODY_CONTINUE,
+                (Driven::Ready, _) => ffi::BODY_STOP_NO_BUFFER,
+                (Driven::Pending | Driven::Nested, ResponseMode::Buffer)
+                    if !cursor.get().skipped() =>
+                {
+                    ffi::BODY_STOP_AND_BUFFER
+                }
+                (Driven::Pending | Driven::Nested, _) => ffi::BODY_STOP_AND_WATERMARK,
+            }
+        })
+    }
+
+    fn response_trailers(&self, host: &dyn Host) -> u32 {
+        self.enter(host, || {
+            let core = &self.core;
+            core.resp_body.update(BodyState::end_of_stream);
+            if core.st().response != Phase::Running {
+                return ffi::TRAILERS_CONTINUE;
+            }
+            match (
+                self.drive(Side::Response, || core.resp_body.waker.wake()),
+                self.mode(),
+            ) {
+                (Driven::Panicked(_), _) => ffi::TRAILERS_STOP_ITERATION,
+                (_, ResponseMode::Observe) => ffi::TRAILERS_CONTINUE,
+                (Driven::Ready, _) => ffi::TRAILERS_CONTINUE,
+                (Driven::Pending | Driven::Nested, _) => ffi::TRAILERS_STOP_ITERATION,
+            }
+        })
+    }
+
+    fn stream_complete(&self, host: &dyn Host) {
+        if self.core.host.is_set() {
+            // Completed from inside one of our own hooks (e.g. a local reply finished the
+            // stream synchronously): finish when the outermost hook is done.
+            self.core.update(StreamState::defer_completion);
+            return;
+        }
+        self.enter(host, || self.complete_now());
+    }
+
+    fn scheduled(&self, host: &dyn Host, _event: u64) {
+        let core = &self.core;
+        core.task.wake.delivered();
+        self.enter(host, || {
+            self.drive_running(|| {
+                if !core.st().above_high_watermark() {
+                    core.send_waker.wake();
+                }
+            })
+        })
+    }
+
+    fn watermark(&self, host: &dyn Host, above: bool) {
+        self.enter(host, || {
+            let core = &self.core;
+            core.update(|s| s.watermark(above));
+            if !above && !core.st().ended() {
+                let wake = &core.task.wake;
+                if !wake.has_scheduler() {
+                    if let Some(c) = core.with_host(|h| h.new_scheduler()) {
+                        wake.set_scheduler(c);
+                    }
+                }
+                // A streaming reply waiting for the client to drain can go on — but not from
+                // inside this callout of Envoy's codec (writing from here re-enters it): resume
+                // through the scheduler, right after.
+                wake.commit();
+            }
+        })
+    }
+
+    fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {
+        ffi::LOCAL_REPLY_CONTINUE
+    }
+
+    fn callout_done(
+        &self,
+        host: &dyn Host,
+        id: u64,
+        result: u32,
+        headers: &[HeaderPair],
+        chunks: &[Buf],
+    ) {
+        self.enter(host, || {
+            let core = &self.core;
+            let anchor = &();
+            self.drive_running(|| {
+                // A callout whose future was dropped: nothing takes it.
+                core.callouts.deliver(
+                    id,
+                    result,
+                    pairs(headers, anchor),
+                    chunks.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
+                );
+            });
+        })
+    }
+
+    fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>) {
+        use crate::filter::http::streams::{Recorded, StreamEvent};
+        self.enter(host, || {
+            let core = &self.core;
+            let anchor = &();
+            self.drive_running(|| {
+                let recorded = match event {
+                    RawStreamEvent::Headers(h, eos) => core
+                        .streams
+                        .record(id, StreamEvent::Headers(&mut pairs(h, anchor), eos)),
+                    RawStreamEvent::Data(d, eos) => core.streams.record(
+                        id,
+                        StreamEvent::Data(
+                            &mut d.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
+                            eos,
+                        ),
+                    ),
+                    RawStreamEvent::Trailers(t) => core
+                        .streams
+                        .record(id, StreamEvent::Trailers(&mut pairs(t, anchor))),
+                    RawStreamEvent::Complete => core.streams.record(id, StreamEvent::Complete),
+                    RawStreamEvent::Reset(r) => core.streams.record(id, StreamEvent::Reset(r)),
+                };
+                if let Recorded::Overflow(id) = recorded {
+                    // Outside the table's borrow: Envoy may report the reset synchronously.
+                    core.with_host(|h| h.stream_reset(id));
+                }
+            });
+        })
+    }
+
+    fn fail_closed(&self, host: &dyn Host, _kind: HookKind, msg: &str) {
+        self.core
+            .host
+            .enter(host, || self.fail(msg, INTERNAL_DETAILS));
+    }
+
+    fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
+        Slot::destroyer(self)
+    }
+
+    fn take_pending_destroy(&self) -> bool {
+        Slot::take_pending_destroy(self)
+    }
+}
