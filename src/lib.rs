@@ -158,13 +158,13 @@ pub use api::http::attr::Attr;
 pub use api::http::pipeline::{Next, chain};
 pub use api::http::request::Request;
 pub use api::http::response::{Response, ResponseMode};
-pub use api::wire;
 pub use api::http::writer::{ClusterHosts, MetadataSource, ResponseWriter};
 pub use api::join::{join, join3};
 pub use api::log::{Level, LogValue};
 pub use api::metrics::{Counter, Gauge, Histogram};
 pub use api::registry::Registry;
 pub use api::secret::Secret;
+pub use api::wire;
 
 /// Work a filter config owns, on Envoy's main thread: tasks, callouts, streams and metrics
 /// not tied to a request.
@@ -230,10 +230,10 @@ pub mod response {
 
 /// HTTP callouts to other clusters, unary and streaming.
 pub mod callout {
-    pub use crate::api::http::callout::Callout;
     pub use crate::api::callout::{
         CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse, NoAnswer,
     };
+    pub use crate::api::http::callout::Callout;
     pub use crate::api::http::callout_stream::{CalloutHead, CalloutStream};
 }
 

@@ -1,13 +1,13 @@
 //! Work a filter config owns, run on Envoy's main thread: tasks that outlive a request,
 //! callouts and streams not tied to any stream, and metrics updated without a stream.
 
+use crate::api::Unsupported;
 use crate::api::callout::{
     CalloutError, CalloutRequest, NoAnswer, PathBuf, request_pairs, trailer_pairs,
 };
 use crate::api::config::ConfigHandle;
-use crate::api::Unsupported;
-use crate::api::metrics::metric_result;
 use crate::api::metrics::MetricError;
+use crate::api::metrics::metric_result;
 use crate::executor::background::{OwnedHeaders, Runtime, StreamEvent};
 use crate::host::MetricOp;
 use crate::host::current::with_config;

@@ -406,4 +406,3 @@ pub(crate) fn trailer_pairs<'t, const N: usize>(
     wire::plain_headers(trailers, N).map_err(CalloutError::Invalid)?;
     Ok(trailers.iter().map(|(k, v)| (k.as_bytes(), *v)).collect())
 }
-

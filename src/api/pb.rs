@@ -4,8 +4,6 @@
 //! Envoy 1.40 takes a whole namespace of metadata as a serialized `Struct`; jisr encodes it
 //! from borrowed values into a reused per-thread buffer (no allocation once grown).
 
-use crate::api::Unsupported;
-use crate::api::http::writer::{MetadataSource, ResponseWriter};
 use std::cell::Cell;
 
 /// A value of structured metadata (a `google.protobuf.Value`), borrowing its parts.
@@ -179,7 +177,7 @@ const RETAINED: usize = 64 * 1024;
 
 /// Runs `f` with the thread's encoding buffer (taken out for the call, so a nested use gets
 /// a fresh one).
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     let mut buf = SCRATCH.take();
     buf.clear();
     let r = f(&mut buf);
@@ -187,97 +185,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         SCRATCH.set(buf);
     }
     r
-}
-
-impl<'w> ResponseWriter<'w> {
-    /// Replaces dynamic-metadata namespace `ns` with `fields` (nested structs and lists
-    /// included), in one call into Envoy. Keys of `ns` not in `fields` are kept (Envoy merges
-    /// at the top level).
-    ///
-    /// ```
-    /// use jisr::handler::StructValue::{List, Num, Str};
-    /// use jisr::{Request, ResponseWriter};
-    ///
-    /// async fn audit(_req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     let scopes = [Str("read"), Str("write")];
-    ///     let _ = w.set_metadata_struct("acme.audit", &[("user", Str("alice")), ("scopes", List(&scopes)), ("score", Num(0.9))]);
-    /// }
-    /// # let _ = audit;
-    /// ```
-    ///
-    /// # Errors
-    /// [`Unsupported`] before Envoy 1.40 (use the `set_metadata_*` calls there).
-    pub fn set_metadata_struct(
-        &self,
-        ns: &str,
-        fields: &[(&str, StructValue<'_>)],
-    ) -> Result<(), Unsupported> {
-        let ok = with_scratch(|buf| {
-            put_struct(buf, fields);
-            self.core
-                .with_host(|h| h.set_metadata_struct(ns.as_bytes(), buf))
-                .unwrap_or(true)
-        });
-        ok.then_some(()).ok_or(Unsupported {
-            callback: "envoy_dynamic_module_callback_http_set_dynamic_metadata_struct",
-        })
-    }
-
-    /// Sets typed dynamic metadata `ns` to a message of type `type_url` (e.g.
-    /// `type.googleapis.com/google.protobuf.StringValue`) given serialized.
-    ///
-    /// # Errors
-    /// [`Unsupported`] before Envoy 1.40.
-    pub fn set_typed_metadata(
-        &self,
-        ns: &str,
-        type_url: &str,
-        value: &[u8],
-    ) -> Result<(), Unsupported> {
-        let ok = with_scratch(|buf| {
-            put_any(buf, type_url, value);
-            self.core
-                .with_host(|h| h.set_typed_metadata(ns.as_bytes(), buf))
-                .unwrap_or(true)
-        });
-        ok.then_some(()).ok_or(Unsupported {
-            callback: "envoy_dynamic_module_callback_http_set_dynamic_typed_metadata",
-        })
-    }
-
-    /// Typed metadata `ns` of `source` (e.g. a route's `typed_filter_metadata`), copied into
-    /// the stream's arena; `None` when absent.
-    ///
-    /// # Errors
-    /// [`Unsupported`] before Envoy 1.40.
-    pub fn typed_metadata(
-        &self,
-        source: MetadataSource,
-        ns: &str,
-    ) -> Result<Option<TypedMetadata<'_>>, Unsupported> {
-        let core = self.core;
-        let got = core
-            .with_host(|h| {
-                h.typed_metadata(source as u32, ns.as_bytes()).map(|found| {
-                    found.map(|(url, value)| {
-                        (
-                            core.arena.keep(url.view(&())),
-                            core.arena.keep(value.view(&())),
-                        )
-                    })
-                })
-            })
-            .flatten()
-            .ok_or(Unsupported {
-                callback: "envoy_dynamic_module_callback_http_get_typed_metadata",
-            })?;
-        Ok(got.and_then(|(url, value)| {
-            Some(TypedMetadata {
-                type_url: core::str::from_utf8(url).ok()?,
-                value,
-            })
-        }))
-    }
 }
 
 #[cfg(test)]

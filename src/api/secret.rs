@@ -1,7 +1,6 @@
 //! SDS generic secrets: subscribed when a filter config loads, read per request.
 
 use crate::api::config::{ConfigError, ConfigHandle};
-use crate::api::http::writer::ResponseWriter;
 
 /// A generic secret (`envoy.extensions.transport_sockets.tls.v3.GenericSecret`) the filter
 /// config subscribed to when it loaded. Envoy keeps it current (SDS or a watched file);
@@ -31,7 +30,7 @@ use crate::api::http::writer::ResponseWriter;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Secret {
-    handle: u64,
+    pub(crate) handle: u64,
 }
 
 impl ConfigHandle<'_> {
@@ -76,19 +75,5 @@ impl ConfigHandle<'_> {
     /// The secret's value now (a static secret has one at once; an SDS one may not yet).
     pub fn secret_value(&self, secret: Secret) -> Option<Vec<u8>> {
         self.host.secret(secret.handle)
-    }
-}
-
-impl<'w> ResponseWriter<'w> {
-    /// The current value of `secret`, copied into the stream's arena; `None` while Envoy has
-    /// none (an SDS secret not delivered yet).
-    pub fn secret(&self, secret: Secret) -> Option<&[u8]> {
-        let core = self.core;
-        core.with_host(|h| {
-            h.secret(secret.handle)
-                .flatten()
-                .map(|raw| core.arena.keep(raw.view(&())))
-        })
-        .flatten()
     }
 }

@@ -98,4 +98,3 @@ fn streams_json() -> String {
     body.push_str("]}\n");
     body
 }
-

@@ -62,4 +62,3 @@ pub(crate) fn deliver_callout(
     };
     rt.callout_done(id, outcome);
 }
-

@@ -30,9 +30,9 @@ use crate::api::registry::Registry;
 use crate::entry::http::{build_config, drop_config, on_stream};
 use crate::filter::http::hooks::HookKind;
 use crate::filter::http::hooks::{ConfigHooks, StreamHooks};
+pub use crate::host::http::sim::context::SimSpan;
 use crate::host::http::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
 use crate::host::http::sim::{Reenter, SimEvent, with_current_logs};
-pub use crate::host::http::sim::context::SimSpan;
 
 /// Sets (or rotates) the simulated SDS generic secret `name` for filters tested on this
 /// thread; `None` makes it not available yet. Subscribing to an unknown name fails, as it does

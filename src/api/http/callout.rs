@@ -2,8 +2,8 @@
 //! Envoy delivers into storage the stream slot owns.
 
 use crate::api::callout::{
-    CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse, NoAnswer, PathBuf, TIMEOUT_SLACK,
-    request_pairs,
+    CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse, NoAnswer, PathBuf,
+    TIMEOUT_SLACK, request_pairs,
 };
 use crate::filter::http::callouts::{State, Ticket};
 use crate::filter::http::core::StreamCore;

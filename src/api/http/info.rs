@@ -2,8 +2,6 @@
 //! upstream hosts and connections it used.
 
 use crate::api::Unsupported;
-use crate::api::http::writer::{MetadataNames, ResponseWriter};
-use crate::host::http::context::Addr;
 use std::time::Duration;
 
 /// A point in a stream's life whose time Envoy records (see [`Timing`]).
@@ -94,7 +92,7 @@ pub enum TimingPoint {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
-    raw: crate::abi::ffi::TimingInfo,
+    pub(crate) raw: crate::abi::ffi::TimingInfo,
 }
 
 impl Timing {
@@ -117,134 +115,6 @@ impl Timing {
     }
 }
 
-fn unsupported(callback: &'static str) -> Unsupported {
+pub(crate) fn unsupported(callback: &'static str) -> Unsupported {
     Unsupported { callback }
-}
-
-impl<'w> ResponseWriter<'w> {
-    /// Envoy's timing of this stream (e.g. time to first upstream byte, from Envoy's clock).
-    ///
-    /// ```
-    /// use jisr::info::TimingPoint;
-    /// use jisr::{Response, ResponseWriter};
-    ///
-    /// async fn ttfb(_resp: Response<'_>, w: ResponseWriter<'_>) {
-    ///     if let Ok(t) = w.timing() {
-    ///         if let Some(d) = t.since_start(TimingPoint::FirstUpstreamRxByteReceived) {
-    ///             w.set_metadata_num("acme", "ttfb_ms", d.as_secs_f64() * 1000.0);
-    ///         }
-    ///     }
-    /// }
-    /// # let _ = ttfb;
-    /// ```
-    ///
-    /// # Errors
-    /// [`Unsupported`] before Envoy 1.40 (and when the stream is over).
-    pub fn timing(&self) -> Result<Timing, Unsupported> {
-        self.core
-            .with_host(|h| h.timing())
-            .flatten()
-            .map(|raw| Timing { raw })
-            .ok_or(unsupported(
-                "envoy_dynamic_module_callback_http_get_timing_info",
-            ))
-    }
-
-    fn address(&self, which: Addr, callback: &'static str) -> Result<Option<&str>, Unsupported> {
-        let core = self.core;
-        let got = core
-            .with_host(|h| {
-                h.address(which)
-                    .map(|a| a.map(|raw| core.arena.keep(raw.view(&()))))
-            })
-            .flatten()
-            .ok_or(unsupported(callback))?;
-        Ok(got.and_then(|b| core::str::from_utf8(b).ok()))
-    }
-
-    /// The address (`ip:port`) of the peer of the client's connection itself (not derived
-    /// from `x-forwarded-for`), copied into the stream's arena.
-    ///
-    /// # Errors
-    /// [`Unsupported`] before Envoy 1.40.
-    pub fn downstream_direct_remote_address(&self) -> Result<Option<&str>, Unsupported> {
-        self.address(
-            Addr::DownstreamDirectRemote,
-            "envoy_dynamic_module_callback_http_get_downstream_direct_remote_address",
-        )
-    }
-
-    /// The upstream host's address (`ip:port`), copied into the stream's arena; `None` before
-    /// Envoy picked one (e.g. in the request phase).
-    ///
-    /// # Errors
-    /// [`Unsupported`] before Envoy 1.40.
-    pub fn upstream_remote_address(&self) -> Result<Option<&str>, Unsupported> {
-        self.address(
-            Addr::UpstreamRemote,
-            "envoy_dynamic_module_callback_http_get_upstream_remote_address",
-        )
-    }
-
-    /// The id of the upstream connection that carried the request; `None` before there is
-    /// one.
-    ///
-    /// # Errors
-    /// [`Unsupported`] on Envoy 1.38 (it exists from 1.39 on).
-    pub fn upstream_connection_id(&self) -> Result<Option<u64>, Unsupported> {
-        let id = self
-            .core
-            .with_host(|h| h.upstream_connection_id())
-            .flatten()
-            .ok_or(unsupported(
-                "envoy_dynamic_module_callback_http_get_upstream_connection_id",
-            ))?;
-        Ok((id != 0).then_some(id))
-    }
-
-    /// The upstream hosts (`ip:port`) Envoy tried for this request, in order (more than one
-    /// after retries), each copied into the stream's arena.
-    ///
-    /// # Errors
-    /// [`Unsupported`] before Envoy 1.40.
-    pub fn upstream_hosts_attempted(&self) -> Result<MetadataNames<'_>, Unsupported> {
-        let core = self.core;
-        let mut names = MetadataNames::default();
-        let ok = core
-            .with_host(|h| {
-                h.upstream_hosts_attempted(&mut |raw| {
-                    if let Ok(s) = core::str::from_utf8(core.arena.keep(raw.view(&()))) {
-                        names.push(s);
-                    }
-                })
-            })
-            .unwrap_or(false);
-        if ok {
-            Ok(names)
-        } else {
-            Err(unsupported(
-                "envoy_dynamic_module_callback_http_get_upstream_hosts_attempted",
-            ))
-        }
-    }
-
-    /// The ids of the upstream connections Envoy tried for this request, in order (this
-    /// allocates the returned vector).
-    ///
-    /// # Errors
-    /// [`Unsupported`] before Envoy 1.40.
-    pub fn upstream_connection_ids_attempted(&self) -> Result<Vec<u64>, Unsupported> {
-        let mut ids = Vec::new();
-        let ok = self
-            .core
-            .with_host(|h| h.upstream_connection_ids_attempted(&mut |id| ids.push(id)))
-            .unwrap_or(false);
-        if ok {
-            Ok(ids)
-        } else {
-            Err(unsupported(
-                "envoy_dynamic_module_callback_http_get_upstream_connection_ids_attempted",
-            ))
-        }
-    }
 }

@@ -2,8 +2,8 @@
 
 use crate::api::http::body::{BodyError, ReadBody};
 use crate::api::http::request::{HeaderValues, header_each, header_get, with_key};
-use crate::api::wire::{self, Place, WireError};
 use crate::api::log::Level;
+use crate::api::wire::{self, Place, WireError};
 use crate::filter::http::core::StreamCore;
 use crate::filter::http::state::{BodyState, Retention};
 use crate::host::http::{BodyKind, Map};

@@ -1,11 +1,9 @@
 //! Tracing: the stream's active span and child spans, from a handler.
 
 use crate::api::Unsupported;
-use crate::api::http::writer::ResponseWriter;
 use crate::filter::http::core::StreamCore;
 use crate::host::http::context::{SpanEdit, SpanField, SpanPtr};
 use std::fmt;
-
 
 /// A tracing span of the stream: the active span Envoy made for the request
 /// ([`ResponseWriter::span`]) or a child of it ([`Span::child`]).
@@ -28,23 +26,9 @@ use std::fmt;
 /// # let _ = traced;
 /// ```
 pub struct Span<'w> {
-    core: &'w StreamCore,
-    ptr: SpanPtr,
-    child: bool,
-}
-
-impl<'w> ResponseWriter<'w> {
-    /// The stream's active span; `None` when the request is not traced (no tracing in the
-    /// connection manager, or the stream is over).
-    pub fn span(&self) -> Option<Span<'w>> {
-        let core = self.core;
-        let ptr = core.with_host(|h| h.active_span()).flatten()?;
-        Some(Span {
-            core,
-            ptr,
-            child: false,
-        })
-    }
+    pub(crate) core: &'w StreamCore,
+    pub(crate) ptr: SpanPtr,
+    pub(crate) child: bool,
 }
 
 impl<'w> Span<'w> {

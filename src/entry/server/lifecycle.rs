@@ -195,13 +195,7 @@ pub(crate) fn callout_done(
     headers: &[crate::abi::ffi::HeaderPair],
     chunks: &[crate::abi::ffi::Buf],
 ) {
-    crate::filter::background::deliver_callout(
-        &server.shared.runtime,
-        id,
-        result,
-        headers,
-        chunks,
-    );
+    crate::filter::background::deliver_callout(&server.shared.runtime, id, result, headers, chunks);
     run(server, host);
 }
 

@@ -11,8 +11,8 @@
 //! is therefore marked, and a completion for an unknown id that arrives while an open is in
 //! progress belongs to it.
 
-pub(crate) use crate::filter::headers::CalloutHeaders;
 use crate::executor::waker::WakerSlot;
+pub(crate) use crate::filter::headers::CalloutHeaders;
 use std::cell::{Cell, RefCell};
 
 /// Most callouts tracked in flight per stream.
@@ -240,4 +240,3 @@ impl Callouts {
             .sum()
     }
 }
-

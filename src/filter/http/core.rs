@@ -13,9 +13,8 @@ use crate::host::http::{BodyKind, Host};
 use std::cell::Cell;
 use std::sync::Arc;
 
-
-pub(crate) use crate::filter::http::meta::{FilterMeta, FilterStats};
 pub use crate::filter::http::meta::ResponseMode;
+pub(crate) use crate::filter::http::meta::{FilterMeta, FilterStats};
 
 /// One body direction: its state value and the waker of a read waiting for it.
 #[derive(Debug)]

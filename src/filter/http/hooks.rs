@@ -84,4 +84,3 @@ pub(crate) trait ConfigHooks: Send + Sync {
         None
     }
 }
-

@@ -4,15 +4,15 @@ use crate::abi::ffi::{self, Buf, HeaderPair};
 use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
 use crate::filter::http::core::{BodyCursor, FilterStats, ResponseMode, StreamCore};
-use crate::filter::http::pipeline::Pipeline;
 use crate::filter::http::hooks::{
     ConfigHooks, HookKind, INTERNAL_DETAILS, PANIC_DETAILS, RawStreamEvent, StreamHooks,
 };
+use crate::filter::http::pipeline::Pipeline;
 use crate::filter::http::slot::{JisrConfig, Slot};
 use crate::filter::http::state::{BodyState, Phase, Retention, StreamState};
-use crate::host::{Raw, pairs};
 use crate::host::http::Host;
 use crate::host::log::Level;
+use crate::host::{Raw, pairs};
 
 impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
 where
@@ -354,7 +354,6 @@ where
         }
     }
 }
-
 
 impl<S, Q, R> StreamHooks for Slot<S, Q, R>
 where

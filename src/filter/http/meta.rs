@@ -90,4 +90,3 @@ pub fn filter_stats() -> Vec<(String, FilterStatsSnapshot)> {
         })
         .collect()
 }
-

@@ -2,9 +2,9 @@
 
 use crate::executor::pool::Pool;
 use crate::executor::task::Cleared;
-use crate::filter::http::meta::ResponseMode;
 use crate::filter::http::core::{FilterMeta, FilterStats, StreamCore};
 use crate::filter::http::hooks::StreamHooks;
+use crate::filter::http::meta::ResponseMode;
 use crate::filter::http::pipeline::Pipeline;
 use crate::filter::http::state::StreamState;
 use std::cell::RefCell;

@@ -87,4 +87,3 @@ impl FilterStats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 }
-

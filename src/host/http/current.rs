@@ -72,4 +72,3 @@ impl HostSlot {
         *self.detached.get_mut() = false;
     }
 }
-

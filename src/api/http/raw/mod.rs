@@ -1,9 +1,9 @@
 //! The escape hatch: filters written directly against Envoy's hooks.
 
-use crate::api::wire::{self, Place, WireError};
 use crate::api::http::writer::{INVALID_REPLY_DETAILS, check_reply};
 use crate::api::log::{self, Level};
 use crate::api::metrics::{Counter, MetricError};
+use crate::api::wire::{self, Place, WireError};
 use crate::filter::http::core::FilterMeta;
 use crate::host::http::{BodyKind, Host, Map, MetadataValue};
 use crate::host::{Committer, MetricOp};

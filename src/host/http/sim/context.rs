@@ -1,11 +1,11 @@
 //! The simulated host's tracing, socket options, stream control and typed filter state.
 
+use super::SimHost;
+use crate::abi::ffi::TimingInfo;
 use crate::host::Raw;
 use crate::host::http::context::{
     Addr, FinishSpan, ObjectDtor, SockOpt, SpanEdit, SpanField, SpanPtr, StreamContext,
 };
-use super::SimHost;
-use crate::abi::ffi::TimingInfo;
 use core::ffi::c_void;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

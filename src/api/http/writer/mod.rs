@@ -1,13 +1,20 @@
 //! Effects a handler has on the stream: replies, metadata, metrics, logs.
 
-use crate::api::metrics::metric_result;
-use crate::api::http::callout::Callout;
+mod callouts;
+mod connection;
+mod filter_state;
+mod metadata;
+mod observe;
+mod routing;
+
 use crate::api::callout::{CalloutError, CalloutRequest};
+use crate::api::http::callout::Callout;
 use crate::api::http::callout_stream::CalloutStream;
 use crate::api::http::stream::StreamWriter;
-use crate::api::wire::{self, WireError};
 use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::MetricError;
+use crate::api::metrics::metric_result;
+use crate::api::wire::{self, WireError};
 use crate::filter::http::core::StreamCore;
 use crate::filter::http::reply::MAX_HEADERS;
 use crate::filter::http::state::StreamState;
@@ -201,10 +208,22 @@ pub enum MetadataSource {
 /// }
 /// # let _ = deny;
 /// ```
+///
+/// Its methods, grouped by what they touch (each group is one `impl` block below, in this
+/// order, and one file of `src/api/http/writer/`):
+///
+/// | group | methods |
+/// |---|---|
+/// | replies | [`send`](Self::send), [`send_with`](Self::send_with), [`try_send_with`](Self::try_send_with), [`stream`](Self::stream), [`replied`](Self::replied) |
+/// | callouts | [`callout`](Self::callout), [`stream_callout`](Self::stream_callout) |
+/// | dynamic metadata | `set_metadata_*`, `append_metadata_*`, `metadata_*`, [`set_metadata_struct`](Self::set_metadata_struct), [`typed_metadata`](Self::typed_metadata) |
+/// | filter state | [`set_filter_state`](Self::set_filter_state), [`filter_state`](Self::filter_state), `*_filter_state_typed*`, `*_filter_state_object` |
+/// | routing and the upstream | [`clear_route_cache`](Self::clear_route_cache), [`set_upstream_override_host`](Self::set_upstream_override_host), [`cluster_hosts`](Self::cluster_hosts), [`set_buffer_limit`](Self::set_buffer_limit) |
+/// | connections | socket options, addresses, upstream attempts, [`timing`](Self::timing), [`goaway_and_close`](Self::goaway_and_close), [`recreate_stream`](Self::recreate_stream) |
+/// | reporting | [`log`](Self::log), [`log_attrs`](Self::log_attrs), metrics (`counter_inc`, ...), [`add_response_flag`](Self::add_response_flag), [`span`](Self::span), [`secret`](Self::secret) |
 pub struct ResponseWriter<'a> {
     pub(crate) core: &'a StreamCore,
 }
-
 
 impl<'a> ResponseWriter<'a> {
     pub(crate) fn new(core: &'a StreamCore) -> ResponseWriter<'a> {
@@ -408,226 +427,15 @@ impl<'a> ResponseWriter<'a> {
             .ok_or(ReplyError::Ignored)
     }
 
-    /// Sends an HTTP request to `req.cluster` and waits for the answer; the response body is
-    /// appended to `body` (the only allocation is yours: reuse the buffer to avoid it).
-    ///
-    /// The request starts when the future is first polled. Several callouts can be in flight
-    /// at once (e.g. with [`join`](crate::join)); dropping the future abandons the callout and
-    /// its late completion is ignored.
-    ///
-    /// ```
-    /// use jisr::{Request, ResponseWriter, callout::CalloutRequest};
-    ///
-    /// async fn check(req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     let key = req.header("x-api-key").unwrap_or_default();
-    ///     let mut body = Vec::new();
-    ///     let verdict = w
-    ///         .callout(CalloutRequest::get("auth", "/check", "auth").header("x-api-key", key), &mut body)
-    ///         .await;
-    ///     match verdict {
-    ///         Ok(r) if r.status == 200 => {}
-    ///         Ok(_) => w.send(403, b"denied"), // the service's verdict
-    ///         // No verdict: unreachable (`Unavailable`), timeout, reset, refused request.
-    ///         Err(e) => w.send(503, e.to_string().as_bytes()),
-    ///     }
-    /// }
-    /// # let _ = check;
-    /// ```
-    pub fn callout<'c>(&'c self, req: CalloutRequest<'c>, body: &'c mut Vec<u8>) -> Callout<'c> {
-        Callout::new(self.core, req, body)
-    }
-
-    /// Opens a streaming callout: sends the request headers (and `req`'s body, ending the
-    /// request if `end_stream`); then send more body with [`CalloutStream::send`] and read the
-    /// response as it arrives with [`CalloutStream::head`] and [`CalloutStream::read`]. At most
-    /// two are open at once per stream.
-    pub fn stream_callout(
-        &self,
-        req: CalloutRequest<'_>,
-        end_stream: bool,
-    ) -> Result<CalloutStream<'_>, CalloutError> {
-        CalloutStream::open(self.core, &req, end_stream)
-    }
-
-    /// Overrides the upstream host the router picks (`ip:port`); with `strict`, fails the
-    /// request when that host is not available instead of falling back to load balancing.
-    pub fn set_upstream_override_host(&self, host: &str, strict: bool) -> bool {
-        self.core
-            .with_host(|h| h.set_upstream_override_host(host.as_bytes(), strict))
-            .unwrap_or(false)
-    }
-
     /// Whether this filter already sent a reply on this stream.
     pub fn replied(&self) -> bool {
         self.core.st().replied()
-    }
-
-    /// Appends `value` to the dynamic-metadata list `ns:key`, creating the list when absent.
-    /// `false` when Envoy refused (the key already holds a value that is not a list). Other
-    /// filters and the access log (`%DYNAMIC_METADATA(ns:key)%`) see the list.
-    ///
-    /// ```
-    /// use jisr::{Request, ResponseWriter};
-    ///
-    /// async fn audit(req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     if req.header("authorization").is_none() {
-    ///         w.append_metadata_str("audit", "reasons", "no-credentials");
-    ///     }
-    ///     if req.header("user-agent").is_none() {
-    ///         w.append_metadata_str("audit", "reasons", "no-user-agent");
-    ///     }
-    /// }
-    /// # let _ = audit;
-    /// ```
-    pub fn append_metadata_str(&self, ns: &str, key: &str, value: &str) -> bool {
-        self.append(ns, key, MetadataValue::Str(value.as_bytes()))
-    }
-
-    /// Appends a number to the dynamic-metadata list `ns:key` (see
-    /// [`append_metadata_str`](Self::append_metadata_str)).
-    pub fn append_metadata_num(&self, ns: &str, key: &str, value: f64) -> bool {
-        self.append(ns, key, MetadataValue::Num(value))
-    }
-
-    /// Appends a boolean to the dynamic-metadata list `ns:key` (see
-    /// [`append_metadata_str`](Self::append_metadata_str)).
-    pub fn append_metadata_bool(&self, ns: &str, key: &str, value: bool) -> bool {
-        self.append(ns, key, MetadataValue::Bool(value))
     }
 
     fn append(&self, ns: &str, key: &str, value: MetadataValue<'_>) -> bool {
         self.core
             .with_host(|h| h.append_metadata(ns.as_bytes(), key.as_bytes(), value))
             .unwrap_or(false)
-    }
-
-    /// Sets dynamic metadata `ns:key` to a string (see `%DYNAMIC_METADATA(ns:key)%`).
-    pub fn set_metadata_str(&self, ns: &str, key: &str, value: &str) {
-        self.core.with_host(|h| {
-            h.set_metadata(
-                ns.as_bytes(),
-                key.as_bytes(),
-                MetadataValue::Str(value.as_bytes()),
-            )
-        });
-    }
-
-    /// Sets several string values of dynamic-metadata namespace `ns` (a later duplicate key
-    /// wins). On Envoy 1.39+ up to 16 values go in one call into Envoy; on 1.38 one call each.
-    ///
-    /// ```
-    /// use jisr::{Request, ResponseWriter};
-    ///
-    /// async fn tag(req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     let user = req.header_str("x-user").unwrap_or("anonymous");
-    ///     w.set_metadata_strs("acme", &[("user", user), ("decision", "allow")]);
-    /// }
-    /// # let _ = tag;
-    /// ```
-    pub fn set_metadata_strs(&self, ns: &str, pairs: &[(&str, &str)]) {
-        self.core.with_host(|h| {
-            let mut raw: arrayvec::ArrayVec<(&[u8], &[u8]), 16> = arrayvec::ArrayVec::new();
-            for chunk in pairs.chunks(16) {
-                raw.clear();
-                raw.extend(chunk.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
-                if !h.set_metadata_strs(ns.as_bytes(), &raw) {
-                    for (k, v) in &raw {
-                        h.set_metadata(ns.as_bytes(), k, MetadataValue::Str(v));
-                    }
-                }
-            }
-        });
-    }
-
-    /// Sets dynamic metadata `ns:key` to a number.
-    pub fn set_metadata_num(&self, ns: &str, key: &str, value: f64) {
-        self.core.with_host(|h| {
-            h.set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Num(value))
-        });
-    }
-
-    /// Sets dynamic metadata `ns:key` to a boolean.
-    pub fn set_metadata_bool(&self, ns: &str, key: &str, value: bool) {
-        self.core.with_host(|h| {
-            h.set_metadata(ns.as_bytes(), key.as_bytes(), MetadataValue::Bool(value))
-        });
-    }
-
-    /// The string value of metadata `ns:key` from `source`, copied into the stream's storage
-    /// (valid for the whole handler); `None` when absent or not a string.
-    ///
-    /// ```
-    /// use jisr::{MetadataSource, Request, ResponseWriter};
-    ///
-    /// async fn tier(_req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     // `metadata: { filter_metadata: { acme: { tier: gold } } }` on the route.
-    ///     if w.metadata_str(MetadataSource::Route, "acme", "tier") != Some("gold") {
-    ///         w.send(403, b"gold only\n");
-    ///     }
-    /// }
-    /// # let _ = tier;
-    /// ```
-    pub fn metadata_str(&self, source: MetadataSource, ns: &str, key: &str) -> Option<&str> {
-        let core = self.core;
-        let bytes = core
-            .with_host(|h| {
-                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Str) {
-                    Some(MetaRead::Str(raw)) => Some(core.arena.keep(raw.view(&()))),
-                    _ => None,
-                }
-            })
-            .flatten()?;
-        core::str::from_utf8(bytes).ok()
-    }
-
-    /// The number value of metadata `ns:key` from `source`; `None` when absent or not a
-    /// number.
-    pub fn metadata_num(&self, source: MetadataSource, ns: &str, key: &str) -> Option<f64> {
-        self.core
-            .with_host(|h| {
-                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Num) {
-                    Some(MetaRead::Num(n)) => Some(n),
-                    _ => None,
-                }
-            })
-            .flatten()
-    }
-
-    /// The boolean value of metadata `ns:key` from `source`; `None` when absent or not a
-    /// boolean.
-    pub fn metadata_bool(&self, source: MetadataSource, ns: &str, key: &str) -> Option<bool> {
-        self.core
-            .with_host(|h| {
-                match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Bool) {
-                    Some(MetaRead::Bool(b)) => Some(b),
-                    _ => None,
-                }
-            })
-            .flatten()
-    }
-
-    /// The keys of metadata namespace `ns` from `source` (e.g. every claim `jwt_authn` wrote);
-    /// empty when the namespace is absent.
-    ///
-    /// ```
-    /// use jisr::{MetadataSource, Request, ResponseWriter};
-    ///
-    /// async fn claims(_req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     for key in w.metadata_keys(MetadataSource::Dynamic, "jwt") {
-    ///         if let Some(v) = w.metadata_str(MetadataSource::Dynamic, "jwt", key) {
-    ///             w.set_metadata_str("claims", key, v);
-    ///         }
-    ///     }
-    /// }
-    /// # let _ = claims;
-    /// ```
-    pub fn metadata_keys(&self, source: MetadataSource, ns: &str) -> MetadataNames<'_> {
-        self.names(source, Some(ns))
-    }
-
-    /// The metadata namespaces of `source` (e.g. which filters wrote dynamic metadata).
-    pub fn metadata_namespaces(&self, source: MetadataSource) -> MetadataNames<'_> {
-        self.names(source, None)
     }
 
     fn names(&self, source: MetadataSource, ns: Option<&str>) -> MetadataNames<'_> {
@@ -643,27 +451,6 @@ impl<'a> ResponseWriter<'a> {
         names
     }
 
-    /// The number of elements of the list metadata `ns:key` from `source` (e.g. a JWT's
-    /// `aud` array that `jwt_authn` wrote); `None` when absent or not a list.
-    ///
-    /// ```
-    /// use jisr::{MetadataSource, Request, ResponseWriter};
-    ///
-    /// async fn audience(_req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     let (src, ns, key) = (MetadataSource::Dynamic, "jwt", "aud");
-    ///     let n = w.metadata_list_len(src, ns, key).unwrap_or(0);
-    ///     if !(0..n).any(|i| w.metadata_list_str(src, ns, key, i) == Some("api")) {
-    ///         w.send(403, b"wrong audience\n");
-    ///     }
-    /// }
-    /// # let _ = audience;
-    /// ```
-    pub fn metadata_list_len(&self, source: MetadataSource, ns: &str, key: &str) -> Option<usize> {
-        self.core
-            .with_host(|h| h.metadata_list_len(source as u32, ns.as_bytes(), key.as_bytes()))
-            .flatten()
-    }
-
     fn list_item(
         &self,
         source: MetadataSource,
@@ -677,161 +464,6 @@ impl<'a> ResponseWriter<'a> {
                 h.metadata_list_item(source as u32, ns.as_bytes(), key.as_bytes(), index, kind)
             })
             .flatten()
-    }
-
-    /// Element `index` of the list metadata `ns:key` from `source`, copied into the stream's
-    /// arena; `None` when absent, out of range or not a string.
-    pub fn metadata_list_str(
-        &self,
-        source: MetadataSource,
-        ns: &str,
-        key: &str,
-        index: usize,
-    ) -> Option<&str> {
-        let core = self.core;
-        let bytes = core
-            .with_host(|h| {
-                match h.metadata_list_item(
-                    source as u32,
-                    ns.as_bytes(),
-                    key.as_bytes(),
-                    index,
-                    MetaKind::Str,
-                ) {
-                    Some(MetaRead::Str(raw)) => Some(core.arena.keep(raw.view(&()))),
-                    _ => None,
-                }
-            })
-            .flatten()?;
-        core::str::from_utf8(bytes).ok()
-    }
-
-    /// Element `index` of the list metadata `ns:key` from `source`; `None` when absent, out of
-    /// range or not a number.
-    pub fn metadata_list_num(
-        &self,
-        source: MetadataSource,
-        ns: &str,
-        key: &str,
-        index: usize,
-    ) -> Option<f64> {
-        match self.list_item(source, ns, key, index, MetaKind::Num)? {
-            MetaRead::Num(n) => Some(n),
-            _ => None,
-        }
-    }
-
-    /// Element `index` of the list metadata `ns:key` from `source`; `None` when absent, out of
-    /// range or not a boolean.
-    pub fn metadata_list_bool(
-        &self,
-        source: MetadataSource,
-        ns: &str,
-        key: &str,
-        index: usize,
-    ) -> Option<bool> {
-        match self.list_item(source, ns, key, index, MetaKind::Bool)? {
-            MetaRead::Bool(b) => Some(b),
-            _ => None,
-        }
-    }
-
-    /// Stores bytes in Envoy's filter state under `key` (readable by later filters).
-    pub fn set_filter_state(&self, key: &str, value: &[u8]) -> bool {
-        self.core
-            .with_host(|h| h.set_filter_state(key.as_bytes(), value))
-            .unwrap_or(false)
-    }
-
-    /// Reads bytes from Envoy's filter state, copied into `out`; returns the length copied.
-    pub fn filter_state(&self, key: &str, out: &mut Vec<u8>) -> Option<usize> {
-        self.core
-            .with_host(|h| {
-                h.filter_state(key.as_bytes()).map(|raw| {
-                    let v = raw.view(self);
-                    out.extend_from_slice(v);
-                    v.len()
-                })
-            })
-            .flatten()
-    }
-
-    /// Makes Envoy pick the route again (call it after changing a header the route matches on).
-    pub fn clear_route_cache(&self) {
-        self.core.with_host(|h| h.clear_route_cache());
-    }
-
-    /// Makes Envoy pick the route's cluster again, keeping the route: a route whose cluster a
-    /// cluster specifier plugin (e.g. `matcher`) or `weighted_clusters` chose re-runs that choice
-    /// on the current headers. A plain `cluster_header` route keeps its pick; call
-    /// [`clear_route_cache`](Self::clear_route_cache) for that.
-    pub fn clear_route_cluster_cache(&self) {
-        self.core.with_host(|h| h.clear_route_cluster_cache());
-    }
-
-    /// Adds a custom response flag to the stream: the access log's `%CUSTOM_FLAGS%` shows it
-    /// (Envoy's `%RESPONSE_FLAGS%` does not).
-    ///
-    /// ```
-    /// use jisr::{Request, ResponseWriter};
-    ///
-    /// async fn mark(req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     if req.header("x-legacy-client").is_some() {
-    ///         w.add_response_flag("LEGACY");
-    ///     }
-    /// }
-    /// # let _ = mark;
-    /// ```
-    pub fn add_response_flag(&self, flag: &str) {
-        self.core.with_host(|h| h.add_custom_flag(flag.as_bytes()));
-    }
-
-    /// The name of the cluster the stream is routed to, copied into the stream's arena; `None`
-    /// when the route has no cluster (e.g. a direct response) or no route matched.
-    ///
-    /// ```
-    /// use jisr::{Request, ResponseWriter};
-    ///
-    /// async fn tag(_req: Request<'_>, w: ResponseWriter<'_>) {
-    ///     if let Some(cluster) = w.cluster_name() {
-    ///         w.set_metadata_str("tag", "cluster", cluster);
-    ///     }
-    /// }
-    /// # let _ = tag;
-    /// ```
-    pub fn cluster_name(&self) -> Option<&str> {
-        let core = self.core;
-        let bytes = core
-            .with_host(|h| h.cluster_name().map(|raw| core.arena.keep(raw.view(&()))))
-            .flatten()?;
-        core::str::from_utf8(bytes).ok()
-    }
-
-    /// Host counts of the routed cluster at `priority` (0 is the highest); `None` without a
-    /// routed cluster or when the cluster has no such priority.
-    pub fn cluster_hosts(&self, priority: u32) -> Option<ClusterHosts> {
-        let [total, healthy, degraded] = self
-            .core
-            .with_host(|h| h.cluster_host_count(priority))
-            .flatten()?;
-        Some(ClusterHosts {
-            total,
-            healthy,
-            degraded,
-        })
-    }
-
-    /// The stream's buffer limit in bytes: how much Envoy buffers for it before flow control
-    /// (or a 413 when a filter buffers a whole body). Envoy starts from the listener's
-    /// `per_connection_buffer_limit_bytes` (1 MiB by default).
-    pub fn buffer_limit(&self) -> u64 {
-        self.core.with_host(|h| h.buffer_limit()).unwrap_or(0)
-    }
-
-    /// Sets the stream's buffer limit in bytes (see [`buffer_limit`](Self::buffer_limit)), e.g.
-    /// raising it for one route whose handler buffers large bodies.
-    pub fn set_buffer_limit(&self, bytes: u64) {
-        self.core.with_host(|h| h.set_buffer_limit(bytes));
     }
 
     fn metric(
@@ -869,50 +501,6 @@ impl<'a> ResponseWriter<'a> {
             );
         }
         r
-    }
-
-    crate::api::metrics::metric_methods!(
-        "A label count that differs from the definition (never silent: also logged at debug), \
-         an update outside a handler poll (`Detached`), or Envoy's refusal."
-    );
-
-    /// Whether a log line at `level` would be emitted (Envoy's `dynamic_modules` logger level).
-    pub fn log_enabled(&self, level: Level) -> bool {
-        self.core
-            .with_host(|h| h.log_enabled(level as u32))
-            .unwrap_or(false)
-    }
-
-    /// Logs a formatted line. Nothing is formatted when the level is disabled. Envoy 1.40 shows
-    /// the caller's file and line with it.
-    #[track_caller]
-    pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
-        let site = core::panic::Location::caller();
-        self.core.with_host(|h| {
-            if h.log_enabled(level as u32) {
-                log::with_line(
-                    |s| fmt::write(s, args),
-                    |line| h.log_at(level as u32, line, site.file(), site.line()),
-                );
-            }
-        });
-    }
-
-    /// Logs a structured line as logfmt: `msg filter=<name> key=value ...`. Values with spaces,
-    /// `"` or `=` are quoted and escaped; an empty value is `""`. Nothing is formatted when the
-    /// level is disabled.
-    #[track_caller]
-    pub fn log_attrs(&self, level: Level, msg: &str, attrs: &[(&str, LogValue<'_>)]) {
-        let site = core::panic::Location::caller();
-        let name = self.core.name();
-        self.core.with_host(|h| {
-            if h.log_enabled(level as u32) {
-                log::with_line(
-                    |s| log::write_attrs(s, name, msg, attrs),
-                    |line| h.log_at(level as u32, line, site.file(), site.line()),
-                );
-            }
-        });
     }
 
     /// The `filter_name` this filter was configured with.
