@@ -224,8 +224,8 @@ pub mod handler {
 /// streams itself.
 pub mod response {
     pub use crate::api::http::pipeline::{ResponseNext, response_chain};
+    pub use crate::api::http::reply_stream::{SendData, StreamError, StreamWriter};
     pub use crate::api::http::response::{Finished, ResponseError};
-    pub use crate::api::http::stream::{SendData, StreamError, StreamWriter};
 }
 
 /// HTTP callouts to other clusters, unary and streaming.

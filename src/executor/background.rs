@@ -38,7 +38,7 @@ pub(crate) enum StreamEvent {
 pub(crate) type CalloutOutcome = Result<(u16, OwnedHeaders, Vec<u8>), u32>;
 
 #[derive(Default)]
-struct Slot {
+struct TaskSlot {
     fut: Option<BoxFuture>,
     /// The slot holds a live task (its future may be out for polling).
     live: bool,
@@ -48,7 +48,7 @@ struct Slot {
 
 #[derive(Default)]
 struct Tasks {
-    slots: Vec<Slot>,
+    slots: Vec<TaskSlot>,
     ready: VecDeque<usize>,
     free: Vec<usize>,
     running: bool,
@@ -148,7 +148,7 @@ impl Runtime {
         let id = match t.free.pop() {
             Some(id) => id,
             None => {
-                t.slots.push(Slot::default());
+                t.slots.push(TaskSlot::default());
                 t.slots.len() - 1
             }
         };

@@ -3,8 +3,8 @@
 use crate::api::callout::{
     CalloutError, CalloutHeaders, CalloutRequest, NoAnswer, PathBuf, request_pairs, trailer_pairs,
 };
+use crate::filter::http::callout_streams::Ticket;
 use crate::filter::http::core::StreamCore;
-use crate::filter::http::streams::Ticket;
 use std::future::poll_fn;
 use std::task::Poll;
 
@@ -112,7 +112,11 @@ impl<'w> CalloutStream<'w> {
         self.core
             .streams
             .with(self.ticket, |st| match st.slot {
-                crate::filter::http::streams::Slot::Open(id) if st.reset.is_none() => Some(id),
+                crate::filter::http::callout_streams::EntryState::Open(id)
+                    if st.reset.is_none() =>
+                {
+                    Some(id)
+                }
                 _ => None,
             })
             .flatten()

@@ -13,6 +13,7 @@ use crate::api::http::writer::ResponseWriter;
 use crate::executor::task::{Cleared, TaskCell};
 use crate::filter::http::core::StreamCore;
 use crate::filter::http::pipeline::Pipeline;
+use crate::filter::http::pipeline::sealed::Sealed;
 use std::cell::Cell;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -30,7 +31,16 @@ use std::task::{Context, Poll};
 /// fn response<'a>(h: <Resp as Side>::Handle<'a>) -> Response<'a> { h }
 /// # let _ = (request, response);
 /// ```
-pub trait Side: 'static {
+///
+/// Sealed: [`Req`] and [`Resp`] are the only sides; a type of yours cannot be one.
+///
+/// ```compile_fail,E0277
+/// struct Mine;
+/// impl jisr::handler::Side for Mine {
+///     type Handle<'a> = ();
+/// }
+/// ```
+pub trait Side: Sealed + 'static {
     /// The handle.
     type Handle<'a>;
     #[doc(hidden)]
@@ -60,6 +70,7 @@ pub trait Side: 'static {
 /// assert_eq!(s.local_reply().unwrap().status, 403);
 /// ```
 pub enum Req {}
+impl Sealed for Req {}
 /// The response side: handlers and middleware get a [`Response`].
 ///
 /// ```
@@ -87,6 +98,7 @@ pub enum Req {}
 /// assert_eq!(s.response_header("cache-control").as_deref(), Some("no-store"));
 /// ```
 pub enum Resp {}
+impl Sealed for Resp {}
 
 impl Side for Req {
     type Handle<'a> = Request<'a>;
@@ -115,7 +127,9 @@ impl Side for Resp {
 /// assert_eq!(takes_and_makes::<OnRequest<bool>>(), ("()", "bool"));
 /// assert_eq!(takes_and_makes::<OnResponse<bool>>(), ("bool", "()"));
 /// ```
-pub trait Phase: 'static {
+///
+/// Sealed: [`OnRequest`] and [`OnResponse`] are the only phases.
+pub trait Phase: Sealed + 'static {
     /// The handle the phase's handlers get.
     type Side: Side;
     /// What the handler is started with.
@@ -141,6 +155,7 @@ pub trait Phase: 'static {
 /// request_handler::<(), _>(plain);
 /// ```
 pub struct OnRequest<T>(PhantomData<fn() -> T>);
+impl<T> Sealed for OnRequest<T> {}
 /// The response phase of a filter whose request handler returned `T`.
 ///
 /// ```
@@ -163,6 +178,7 @@ pub struct OnRequest<T>(PhantomData<fn() -> T>);
 /// assert!(s.response_header("x-upstream-ms").is_some());
 /// ```
 pub struct OnResponse<T>(PhantomData<fn() -> T>);
+impl<T> Sealed for OnResponse<T> {}
 
 impl<T: 'static> Phase for OnRequest<T> {
     type Side = Req;
@@ -517,6 +533,7 @@ trait NextRun {
 /// A stateless handler as a pipeline.
 #[doc(hidden)]
 pub struct Plain<H, P>(H, PhantomData<fn() -> P>);
+impl<H, P> Sealed for Plain<H, P> {}
 
 impl<S: 'static, P: Phase, H> Pipeline<S, P::In> for Plain<H, P>
 where
@@ -548,6 +565,7 @@ where
 /// A state-receiving handler as a pipeline.
 #[doc(hidden)]
 pub struct WithState<H, P>(H, PhantomData<fn() -> P>);
+impl<H, P> Sealed for WithState<H, P> {}
 
 impl<S: 'static, P: Phase, H> Pipeline<S, P::In> for WithState<H, P>
 where
@@ -585,6 +603,7 @@ pub struct Chain<M, I, P> {
     inner: I,
     _phase: PhantomData<fn() -> P>,
 }
+impl<M, I, P> Sealed for Chain<M, I, P> {}
 
 /// Storage of a [`Chain`]: the middleware's future and the inner pipeline's part.
 #[doc(hidden)]
@@ -700,6 +719,7 @@ where
 /// No response handler: the response passes untouched.
 #[doc(hidden)]
 pub struct NoResponse;
+impl Sealed for NoResponse {}
 
 impl<S: 'static, T: 'static> Pipeline<S, T> for NoResponse {
     const PRESENT: bool = false;

@@ -3,10 +3,10 @@
 use crate::executor::Task;
 use crate::executor::arena::Arena;
 use crate::executor::waker::WakerSlot;
+use crate::filter::http::callout_streams::Streams;
 use crate::filter::http::callouts::Callouts;
 use crate::filter::http::reply::StagedReply;
 use crate::filter::http::state::{BodyState, Retention, StreamState};
-use crate::filter::http::streams::Streams;
 use crate::host::http::current::HostSlot;
 use crate::host::http::spans::ChildSpans;
 use crate::host::http::{BodyKind, Host};
@@ -302,7 +302,7 @@ impl StreamCore {
             }
         };
         key.figures.set(
-            self.st().response == crate::filter::http::state::Phase::Running,
+            self.st().response == crate::filter::http::state::HandlerState::Running,
             self.task.polls.get(),
             self.task.repolls.get(),
             self.task.commits(),

@@ -8,8 +8,8 @@ use crate::filter::http::hooks::{
     ConfigHooks, HookKind, INTERNAL_DETAILS, PANIC_DETAILS, RawStreamEvent, StreamHooks,
 };
 use crate::filter::http::pipeline::Pipeline;
-use crate::filter::http::slot::{JisrConfig, Slot};
-use crate::filter::http::state::{BodyState, Phase, Retention, StreamState};
+use crate::filter::http::slot::{JisrConfig, StreamSlot};
+use crate::filter::http::state::{BodyState, HandlerState, Retention, StreamState};
 use crate::host::http::Host;
 use crate::host::log::Level;
 use crate::host::{Raw, pairs};
@@ -23,7 +23,7 @@ where
     fn new_stream(&self, host: &dyn Host) -> *const core::ffi::c_void {
         if let Some(envoy) = &self.meta.envoy {
             // A report that a stream without a completion hook made due (see
-            // `Slot::end_without_completion`), now that there is a host to send it with.
+            // `StreamSlot::end_without_completion`), now that there is a host to send it with.
             envoy.report_owed(host, &self.meta.name, &self.pool, &self.meta.stats);
         }
         JisrConfig::new_stream(self)
@@ -62,12 +62,12 @@ pub(crate) fn log_line(core: &StreamCore, level: Level, args: core::fmt::Argumen
 
 /// Which pipeline a drive concerns.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
+enum Direction {
     Request,
     Response,
 }
 
-impl<S, Q, R> Slot<S, Q, R>
+impl<S, Q, R> StreamSlot<S, Q, R>
 where
     S: Send + Sync + 'static,
     Q: Pipeline<S, ()>,
@@ -76,17 +76,17 @@ where
     /// Polls one pipeline until it completes or waits; `deliver` runs first, inside the poll
     /// window (it wakes the wakers of futures waiting for what this hook brings).
     #[inline]
-    fn drive(&self, side: Side, deliver: impl FnOnce()) -> Driven {
+    fn drive(&self, side: Direction, deliver: impl FnOnce()) -> Driven {
         let core = &self.core;
         let new_scheduler = || core.with_host(|h| h.new_scheduler());
         let d = match side {
-            Side::Request => core.task.drive(new_scheduler, deliver, |cx| {
+            Direction::Request => core.task.drive(new_scheduler, deliver, |cx| {
                 if core.take(StreamState::take_start) {
                     self.start_request();
                 }
                 self.poll_request(cx)
             }),
-            Side::Response => core
+            Direction::Response => core
                 .task
                 .drive(new_scheduler, deliver, |cx| self.poll_response(cx)),
         };
@@ -95,9 +95,9 @@ where
         }
         match &d {
             Driven::Ready => match side {
-                Side::Request => core.update(StreamState::finish_request),
+                Direction::Request => core.update(StreamState::finish_request),
                 // Whatever was held now goes downstream.
-                Side::Response => core.update(StreamState::finish_response),
+                Direction::Response => core.update(StreamState::finish_response),
             },
             Driven::Pending => core.note_waiting(),
             Driven::Nested => {}
@@ -253,16 +253,16 @@ where
     }
 
     /// A pipeline completed outside the hook that stopped the stream: resume Envoy.
-    fn resume(&self, side: Side) {
+    fn resume(&self, side: Direction) {
         let core = &self.core;
         if core.st().replied() {
             return;
         }
         match side {
-            Side::Request if core.st().request_stopped() => {
+            Direction::Request if core.st().request_stopped() => {
                 core.with_host(|h| h.continue_decoding());
             }
-            Side::Response if core.st().response_stopped() => {
+            Direction::Response if core.st().response_stopped() => {
                 core.with_host(|h| h.continue_encoding());
             }
             _ => {}
@@ -272,10 +272,10 @@ where
     /// Drives whichever pipeline is running after `deliver` recorded what this hook brings.
     fn drive_running(&self, deliver: impl FnOnce()) {
         let core = &self.core;
-        let side = if core.st().request == Phase::Running {
-            Side::Request
-        } else if core.st().response == Phase::Running {
-            Side::Response
+        let side = if core.st().request == HandlerState::Running {
+            Direction::Request
+        } else if core.st().response == HandlerState::Running {
+            Direction::Response
         } else {
             deliver();
             return;
@@ -298,9 +298,9 @@ where
     fn complete_now(&self) {
         let core = &self.core;
         let st = core.st();
-        let blocked = |phase: Phase, cursor: &BodyCursor| {
+        let blocked = |phase: HandlerState, cursor: &BodyCursor| {
             let b = cursor.get();
-            phase == Phase::Running && b.waiting() && !b.eos()
+            phase == HandlerState::Running && b.waiting() && !b.eos()
         };
         if blocked(st.request, &core.req_body) || blocked(st.response, &core.resp_body) {
             self.abort_reads(st.request, st.response);
@@ -340,14 +340,14 @@ where
     /// `response` are the phases when the stream completed.
     #[cold]
     #[inline(never)]
-    fn abort_reads(&self, request: Phase, response: Phase) {
+    fn abort_reads(&self, request: HandlerState, response: HandlerState) {
         let core = &self.core;
         for (side, phase, cursor) in [
-            (Side::Request, request, &core.req_body),
-            (Side::Response, response, &core.resp_body),
+            (Direction::Request, request, &core.req_body),
+            (Direction::Response, response, &core.resp_body),
         ] {
             let b = cursor.get();
-            if phase == Phase::Running && b.waiting() && !b.eos() {
+            if phase == HandlerState::Running && b.waiting() && !b.eos() {
                 cursor.update(BodyState::abort);
                 let _ = self.drive(side, || cursor.waker.wake());
             }
@@ -355,7 +355,7 @@ where
     }
 }
 
-impl<S, Q, R> StreamHooks for Slot<S, Q, R>
+impl<S, Q, R> StreamHooks for StreamSlot<S, Q, R>
 where
     S: Send + Sync + 'static,
     Q: Pipeline<S, ()>,
@@ -369,7 +369,7 @@ where
             }
             // Started inside the first poll, under the same panic guard.
             core.update(StreamState::start_request);
-            match self.drive(Side::Request, || {}) {
+            match self.drive(Direction::Request, || {}) {
                 Driven::Ready if !core.st().replied() => ffi::HEADERS_CONTINUE,
                 Driven::Pending | Driven::Nested => {
                     core.update(StreamState::stop_request);
@@ -387,9 +387,9 @@ where
                 core.req_body.update(BodyState::end_of_stream);
             }
             match core.st().request {
-                Phase::Running => {
+                HandlerState::Running => {
                     core.with_host(|h| core.req_body.enter_hook(h, true));
-                    let d = self.drive(Side::Request, || core.req_body.waker.wake());
+                    let d = self.drive(Direction::Request, || core.req_body.waker.wake());
                     core.req_body.update(BodyState::leave_hook);
                     match d {
                         Driven::Ready if !core.st().replied() => ffi::BODY_CONTINUE,
@@ -411,10 +411,12 @@ where
             let core = &self.core;
             core.req_body.update(BodyState::end_of_stream);
             match core.st().request {
-                Phase::Running => match self.drive(Side::Request, || core.req_body.waker.wake()) {
-                    Driven::Ready if !core.st().replied() => ffi::TRAILERS_CONTINUE,
-                    _ => ffi::TRAILERS_STOP_ITERATION,
-                },
+                HandlerState::Running => {
+                    match self.drive(Direction::Request, || core.req_body.waker.wake()) {
+                        Driven::Ready if !core.st().replied() => ffi::TRAILERS_CONTINUE,
+                        _ => ffi::TRAILERS_STOP_ITERATION,
+                    }
+                }
                 _ if core.st().replied() => ffi::TRAILERS_STOP_ITERATION,
                 _ => ffi::TRAILERS_CONTINUE,
             }
@@ -428,8 +430,8 @@ where
             // without a response handler: let it through.
             if core.st().replied()
                 || !self.has_response()
-                || core.st().request != Phase::Done
-                || core.st().response != Phase::Idle
+                || core.st().request != HandlerState::Done
+                || core.st().response != HandlerState::Idle
             {
                 core.update(StreamState::pass_response);
                 return ffi::HEADERS_CONTINUE;
@@ -452,7 +454,7 @@ where
                     return ffi::HEADERS_STOP_ITERATION;
                 }
             }
-            match (self.drive(Side::Response, || {}), mode) {
+            match (self.drive(Direction::Response, || {}), mode) {
                 (Driven::Panicked(_), _) => ffi::HEADERS_STOP_ITERATION,
                 (_, ResponseMode::Observe) => ffi::HEADERS_CONTINUE,
                 (Driven::Ready, _) if !core.st().replied() => ffi::HEADERS_CONTINUE,
@@ -471,12 +473,12 @@ where
             if end_of_stream {
                 core.resp_body.update(BodyState::end_of_stream);
             }
-            if core.st().response != Phase::Running {
+            if core.st().response != HandlerState::Running {
                 return ffi::BODY_CONTINUE;
             }
             let cursor = &core.resp_body;
             core.with_host(|h| cursor.enter_hook(h, false));
-            let d = self.drive(Side::Response, || cursor.waker.wake());
+            let d = self.drive(Direction::Response, || cursor.waker.wake());
             cursor.update(BodyState::leave_hook);
             if cursor.get().retention == Retention::Passing {
                 // Measured when the hook started: nothing changes a chunk during an Observe
@@ -508,11 +510,11 @@ where
         self.enter(host, || {
             let core = &self.core;
             core.resp_body.update(BodyState::end_of_stream);
-            if core.st().response != Phase::Running {
+            if core.st().response != HandlerState::Running {
                 return ffi::TRAILERS_CONTINUE;
             }
             match (
-                self.drive(Side::Response, || core.resp_body.waker.wake()),
+                self.drive(Direction::Response, || core.resp_body.waker.wake()),
                 self.mode(),
             ) {
                 (Driven::Panicked(_), _) => ffi::TRAILERS_STOP_ITERATION,
@@ -592,7 +594,7 @@ where
     }
 
     fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>) {
-        use crate::filter::http::streams::{Recorded, StreamEvent};
+        use crate::filter::http::callout_streams::{Recorded, StreamEvent};
         self.enter(host, || {
             let core = &self.core;
             let anchor = &();
@@ -629,10 +631,10 @@ where
     }
 
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
-        Slot::destroyer(self)
+        StreamSlot::destroyer(self)
     }
 
     fn take_pending_destroy(&self) -> bool {
-        Slot::take_pending_destroy(self)
+        StreamSlot::take_pending_destroy(self)
     }
 }

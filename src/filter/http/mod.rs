@@ -2,6 +2,7 @@
 //! is decided here.
 
 pub(crate) mod background;
+pub(crate) mod callout_streams;
 pub(crate) mod callouts;
 pub(crate) mod core;
 pub(crate) mod envoy_stats;
@@ -14,4 +15,3 @@ pub(crate) mod reply;
 pub(crate) mod slot;
 pub(crate) mod state;
 pub(crate) mod stats;
-pub(crate) mod streams;

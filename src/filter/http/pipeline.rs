@@ -9,11 +9,19 @@ use crate::executor::task::Cleared;
 use crate::filter::http::core::StreamCore;
 use std::task::{Context, Poll};
 
+/// The seal of jisr's plumbing traits (`Pipeline`, and the API's `Side` and `Phase`): its
+/// module is private to the crate, so only jisr's own types implement them.
+pub(crate) mod sealed {
+    /// Implemented by jisr's own pipeline, side and phase types only.
+    pub trait Sealed {}
+}
+
 /// A compiled pipeline for config state `S`, started with `In`.
 ///
-/// Implementation detail of registration; it appears in bounds only.
+/// Implementation detail of registration; it appears in bounds only. Sealed: only jisr's own
+/// pipeline types implement it.
 #[doc(hidden)]
-pub trait Pipeline<S: 'static, In: 'static>: Send + Sync + 'static {
+pub trait Pipeline<S: 'static, In: 'static>: sealed::Sealed + Send + Sync + 'static {
     /// Whether there is a pipeline at all (a filter without a response handler has none).
     const PRESENT: bool = true;
     /// What the pipeline produces (the request phase's value goes to the response phase).

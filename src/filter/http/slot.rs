@@ -24,13 +24,13 @@ where
     pub(crate) state: S,
     pub(crate) req: Q,
     pub(crate) resp: R,
-    pub(crate) pool: std::sync::Arc<Pool<Slot<S, Q, R>>>,
+    pub(crate) pool: std::sync::Arc<Pool<StreamSlot<S, Q, R>>>,
 }
 
 /// One stream. `#[repr(C)]` with the hooks pointer first, so the thin pointer Envoy holds can be
 /// turned back into `&dyn StreamHooks` without knowing the types.
 #[repr(C)]
-pub(crate) struct Slot<S, Q, R>
+pub(crate) struct StreamSlot<S, Q, R>
 where
     S: Send + Sync + 'static,
     Q: Pipeline<S, ()>,
@@ -55,15 +55,15 @@ where
     /// filter pointer.
     pub(crate) fn new_stream(&self) -> *const core::ffi::c_void
     where
-        Slot<S, Q, R>: StreamHooks,
+        StreamSlot<S, Q, R>: StreamHooks,
     {
         if self.pool.leaked() >= crate::executor::pool::MAX_LEAKED {
             // Refuse the stream (Envoy answers 500 or closes it) rather than leak without bound.
             return core::ptr::null();
         }
         let slot = self.pool.take_or(|| {
-            Box::new(Slot {
-                hooks: core::ptr::null::<Slot<S, Q, R>>() as *const dyn StreamHooks,
+            Box::new(StreamSlot {
+                hooks: core::ptr::null::<StreamSlot<S, Q, R>>() as *const dyn StreamHooks,
                 cfg: self,
                 core: StreamCore::new(self.meta.clone()),
                 req: Q::Storage::default(),
@@ -81,7 +81,7 @@ where
     }
 }
 
-impl<S, Q, R> Slot<S, Q, R>
+impl<S, Q, R> StreamSlot<S, Q, R>
 where
     S: Send + Sync + 'static,
     Q: Pipeline<S, ()>,
@@ -289,7 +289,7 @@ pub(crate) fn start_inner<S: 'static, In: 'static, I: Pipeline<S, In>>(
 // futures and the request handler's value are dropped (a slot that could not be cleaned is
 // leaked instead). What remains is plain per-stream state (cells, buffers, the arena's heap
 // blocks, `Send` wakers) and pointers to the slot itself and its `Sync` config.
-unsafe impl<S, Q, R> crate::executor::pool::Idle for Slot<S, Q, R>
+unsafe impl<S, Q, R> crate::executor::pool::Idle for StreamSlot<S, Q, R>
 where
     S: Send + Sync + 'static,
     Q: Pipeline<S, ()>,

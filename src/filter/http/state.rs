@@ -8,7 +8,7 @@
 //!
 //! # Stream transitions
 //!
-//! `request` and `response` are each [`Phase::Idle`] → [`Phase::Running`] → [`Phase::Done`];
+//! `request` and `response` are each [`HandlerState::Idle`] → [`HandlerState::Running`] → [`HandlerState::Done`];
 //! the flags only ever go from clear to set within a stream, except the watermark and the
 //! pending start.
 //!
@@ -49,7 +49,7 @@ use crate::filter::http::meta::ResponseMode;
 
 /// Where a handler is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub(crate) enum HandlerState {
     /// Not started.
     Idle,
     /// Started and pending.
@@ -73,17 +73,17 @@ const START_PENDING: u16 = 1 << 9;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StreamState {
     /// The request handler's phase.
-    pub(crate) request: Phase,
+    pub(crate) request: HandlerState,
     /// The response handler's phase.
-    pub(crate) response: Phase,
+    pub(crate) response: HandlerState,
     flags: u16,
 }
 
 impl StreamState {
     /// A new stream.
     pub(crate) const NEW: StreamState = StreamState {
-        request: Phase::Idle,
-        response: Phase::Idle,
+        request: HandlerState::Idle,
+        response: HandlerState::Idle,
         flags: 0,
     };
 
@@ -132,7 +132,7 @@ impl StreamState {
     /// Request headers arrived: the request handler runs, started by the next poll.
     pub(crate) fn start_request(self) -> StreamState {
         StreamState {
-            request: Phase::Running,
+            request: HandlerState::Running,
             ..self.with(START_PENDING, true)
         }
     }
@@ -147,14 +147,14 @@ impl StreamState {
     /// The request pipeline completed.
     pub(crate) fn finish_request(self) -> StreamState {
         StreamState {
-            request: Phase::Done,
+            request: HandlerState::Done,
             ..self
         }
     }
     /// The response handler starts (Observe mode: the headers are already on their way).
     pub(crate) fn start_response(self, mode: ResponseMode) -> StreamState {
         StreamState {
-            response: Phase::Running,
+            response: HandlerState::Running,
             ..self.with(
                 RESPONSE_SENT,
                 mode == ResponseMode::Observe || self.response_sent(),
@@ -168,7 +168,7 @@ impl StreamState {
     /// The response pipeline completed: whatever was held goes downstream.
     pub(crate) fn finish_response(self) -> StreamState {
         StreamState {
-            response: Phase::Done,
+            response: HandlerState::Done,
             ..self.with(RESPONSE_SENT, true)
         }
     }
@@ -187,8 +187,8 @@ impl StreamState {
     /// A handler or jisr failed: neither pipeline runs again.
     pub(crate) fn fail(self) -> StreamState {
         StreamState {
-            request: Phase::Done,
-            response: Phase::Done,
+            request: HandlerState::Done,
+            response: HandlerState::Done,
             ..self
         }
     }
@@ -373,7 +373,7 @@ mod tests {
         assert!(!s.replied() && !s.response_sent() && !s.ended() && !s.request_stopped());
         let (started, s) = s.start_request().take_start();
         assert!(started);
-        assert_eq!(s.request, Phase::Running);
+        assert_eq!(s.request, HandlerState::Running);
         assert!(!s.take_start().0, "a start is taken once");
     }
 

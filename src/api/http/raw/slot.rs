@@ -27,7 +27,7 @@ impl<F: RawFactory> RawConfig<F> {
     }
 }
 
-/// One raw stream; hooks pointer first (see `Slot`).
+/// One raw stream; hooks pointer first (see `StreamSlot`).
 #[repr(C)]
 pub(crate) struct RawSlot<F: RawFactory> {
     hooks: *const dyn StreamHooks,

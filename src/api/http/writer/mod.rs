@@ -10,7 +10,7 @@ mod routing;
 use crate::api::callout::{CalloutError, CalloutRequest};
 use crate::api::http::callout::Callout;
 use crate::api::http::callout_stream::CalloutStream;
-use crate::api::http::stream::StreamWriter;
+use crate::api::http::reply_stream::StreamWriter;
 use crate::api::log::{self, Level, LogValue};
 use crate::api::metrics::MetricError;
 use crate::api::metrics::metric_result;

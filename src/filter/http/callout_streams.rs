@@ -19,7 +19,7 @@ pub(crate) const RETAINED_DATA: usize = 64 * 1024;
 
 /// Where an entry is in its life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Slot {
+pub(crate) enum EntryState {
     /// Unused.
     #[default]
     Free,
@@ -31,8 +31,8 @@ pub(crate) enum Slot {
 
 /// State of one streaming callout.
 #[derive(Default)]
-pub(crate) struct StreamState {
-    pub(crate) slot: Slot,
+pub(crate) struct CalloutState {
+    pub(crate) slot: EntryState,
     pub(crate) generation: u32,
     pub(crate) status: u16,
     pub(crate) headers: CalloutHeaders,
@@ -45,9 +45,9 @@ pub(crate) struct StreamState {
     pub(crate) waker: WakerSlot,
 }
 
-impl StreamState {
+impl CalloutState {
     fn recycle(&mut self) {
-        self.slot = Slot::Free;
+        self.slot = EntryState::Free;
         self.generation = self.generation.wrapping_add(1);
         self.status = 0;
         self.headers.clear();
@@ -94,7 +94,7 @@ pub(crate) struct Ticket {
 /// The streaming-callout entries of one stream. Borrows never span a call into Envoy.
 #[derive(Default)]
 pub(crate) struct Streams {
-    entries: [RefCell<StreamState>; MAX_STREAMS],
+    entries: [RefCell<CalloutState>; MAX_STREAMS],
     opening: Cell<Option<usize>>,
     /// Whether any entry was opened since the last reset (most streams open none).
     used: Cell<bool>,
@@ -107,9 +107,9 @@ impl Streams {
             let Ok(mut st) = cell.try_borrow_mut() else {
                 continue;
             };
-            if st.slot == Slot::Free {
+            if st.slot == EntryState::Free {
                 self.used.set(true);
-                st.slot = Slot::Opening;
+                st.slot = EntryState::Opening;
                 self.opening.set(Some(index));
                 return Some(Ticket {
                     index,
@@ -129,7 +129,7 @@ impl Streams {
         }
         match result {
             Ok(id) => {
-                st.slot = Slot::Open(id);
+                st.slot = EntryState::Open(id);
                 Ok(())
             }
             Err(rc) => {
@@ -140,9 +140,9 @@ impl Streams {
     }
 
     /// Runs `f` on the entry of `t` if it is still the one the ticket names.
-    pub(crate) fn with<R>(&self, t: Ticket, f: impl FnOnce(&mut StreamState) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, t: Ticket, f: impl FnOnce(&mut CalloutState) -> R) -> Option<R> {
         let mut st = self.entries.get(t.index)?.try_borrow_mut().ok()?;
-        (st.generation == t.generation && st.slot != Slot::Free).then(|| f(&mut st))
+        (st.generation == t.generation && st.slot != EntryState::Free).then(|| f(&mut st))
     }
 
     /// Frees the entry of `t`; returns the id it was open under, if any (the caller resets it).
@@ -152,7 +152,7 @@ impl Streams {
             return None;
         }
         let open = match st.slot {
-            Slot::Open(id) if !st.complete && st.reset.is_none() => Some(id),
+            EntryState::Open(id) if !st.complete && st.reset.is_none() => Some(id),
             _ => None,
         };
         st.recycle();
@@ -164,8 +164,8 @@ impl Streams {
         let opening = self.opening.get();
         let found = self.entries.iter().enumerate().find_map(|(i, cell)| {
             let st = cell.try_borrow_mut().ok()?;
-            let mine =
-                st.slot == Slot::Open(id) || (st.slot == Slot::Opening && opening == Some(i));
+            let mine = st.slot == EntryState::Open(id)
+                || (st.slot == EntryState::Opening && opening == Some(i));
             mine.then_some(st)
         });
         let Some(mut st) = found else {
