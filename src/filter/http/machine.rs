@@ -171,14 +171,7 @@ where
                 core.name()
             ),
         );
-        core.with_host(|h| {
-            h.send_response(
-                500,
-                &[(b"content-type".as_slice(), b"text/plain".as_slice())],
-                b"internal error\n",
-                b"jisr_recreate_refused",
-            )
-        });
+        core.with_host(|h| crate::filter::http::reply::internal_error(h, b"jisr_recreate_refused"));
     }
 
     /// A handler (or jisr itself) failed: fail closed (500 if the client saw nothing yet, else
@@ -228,14 +221,7 @@ where
             return;
         }
         core.update(StreamState::reply);
-        core.with_host(|h| {
-            h.send_response(
-                500,
-                &[(b"content-type".as_slice(), b"text/plain".as_slice())],
-                b"internal error\n",
-                details.as_bytes(),
-            )
-        });
+        core.with_host(|h| crate::filter::http::reply::internal_error(h, details.as_bytes()));
     }
 
     /// Runs `f` with `host` current; a stream completion that arrived during one of our own

@@ -34,7 +34,6 @@ pub(crate) enum BodyKind {
 }
 
 /// What a stream's host can do. All methods run on the worker thread inside a hook.
-#[allow(dead_code)] // Body rewriting, streamed replies and worker sharding use the rest.
 pub(crate) trait Host: context::StreamContext + Outbound {
     /// The `index`-th value of `key` and how many values `key` has.
     fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize);

@@ -197,10 +197,8 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
             host.log(4, line.as_bytes());
         }
         match kind {
-            HookKind::Request => host.send_response(
-                500,
-                &[(b"content-type".as_slice(), b"text/plain".as_slice())],
-                b"internal error\n",
+            HookKind::Request => crate::filter::http::reply::internal_error(
+                host,
                 crate::filter::http::hooks::PANIC_DETAILS.as_bytes(),
             ),
             _ => host.reset_stream(crate::filter::http::hooks::PANIC_DETAILS.as_bytes()),
