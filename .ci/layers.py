@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-SRC = "src"
+SRC = os.environ.get("LAYERS_SRC", "src")
 STACK = ["abi", "executor", "host", "filter", "api", "entry", "testing"]
 KINDS = ["http", "server"]
 # Shared modules allowed to name kinds, and why.
@@ -154,10 +154,13 @@ def kind_of(mod):
     return None
 
 
-REEXPORTS = root_reexports()
+REEXPORTS = {}
+BROKEN = []
 
 
 def main():
+    global REEXPORTS
+    REEXPORTS = root_reexports()
     bad = []
     edges = {}  # folder -> {child: set(children it uses)}
     for dirpath, _, files in os.walk(SRC):
@@ -228,6 +231,7 @@ def main():
     if bad:
         for b in sorted(set(bad)):
             print("layers: " + b, file=sys.stderr)
+        BROKEN.extend(sorted(set(bad)))
         print("layers: the structure is broken (see above; rules in .ci/layers.py)", file=sys.stderr)
         return 1
     # Every folder of src/ has a place.
@@ -236,5 +240,64 @@ def main():
     return 0
 
 
+def self_test():
+    """Each rule must catch its violation: small trees, each broken one way."""
+    import tempfile
+    base = {
+        "lib.rs": "mod api;\npub use api::http::req::Request;\npub mod raw {\n    pub use crate::api::http::raw::Raw;\n}\n",
+        "abi/mod.rs": "",
+        "executor/mod.rs": "",
+        "host/mod.rs": "pub(crate) mod http;\npub(crate) mod server;\n",
+        "host/http/mod.rs": "",
+        "host/server.rs": "",
+        "filter/mod.rs": "",
+        "api/mod.rs": "",
+        "api/http/req.rs": "use crate::host::http::X;\n",
+        "api/http/raw.rs": "",
+        "entry/mod.rs": "",
+    }
+    cases = {
+        "ok": ({}, None),
+        "upward": ({"host/http/mod.rs": "use crate::api::config::C;\n"}, "is above"),
+        "upward through a root re-export": ({"filter/mod.rs": "use crate::Request;\n"}, "is above"),
+        "upward through a root module": ({"host/server.rs": "use crate::raw::Raw;\n"}, "is above"),
+        "another kind": ({"host/server.rs": "use crate::host::http::Y;\n"}, "(kind http)"),
+        "shared names a kind": ({"host/mod.rs": "pub(crate) mod http;\nuse crate::host::http::Y;\n"}, "shared module uses"),
+        "circle": ({"api/a.rs": "use crate::api::b::B;\n", "api/b.rs": "use super::c::C;\n", "api/c.rs": "use crate::api::{a::A, x};\n"}, "import circle"),
+        "comments are not code": ({"host/http/mod.rs": "// use crate::api::config::C;\n/// [`crate::api::X`]\n"}, None),
+    }
+    failed = []
+    global SRC, BROKEN
+    for name, (files, expect) in cases.items():
+        with tempfile.TemporaryDirectory() as d:
+            tree = dict(base)
+            tree.update(files)
+            for rel, text in tree.items():
+                path = os.path.join(d, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write(text)
+            SRC, BROKEN = d, []
+            saved = sys.stdout, sys.stderr
+            sys.stdout = sys.stderr = open(os.devnull, "w")
+            try:
+                rc = main()
+            finally:
+                sys.stdout.close()
+                sys.stdout, sys.stderr = saved
+            got = "\n".join(BROKEN)
+            if expect is None and rc != 0:
+                failed.append(f"{name}: flagged a good tree: {got}")
+            if expect is not None and (rc == 0 or expect not in got):
+                failed.append(f"{name}: not caught (wanted '{expect}', got '{got}')")
+    SRC = os.environ.get("LAYERS_SRC", "src")
+    for f in failed:
+        print("layers self-test: " + f, file=sys.stderr)
+    return 1 if failed else 0
+
+
 if __name__ == "__main__":
+    if self_test() != 0:
+        print("layers: the checker itself is broken", file=sys.stderr)
+        sys.exit(1)
     sys.exit(main())

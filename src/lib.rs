@@ -106,7 +106,8 @@
 //! jisr::export!(register);
 //! ```
 //!
-//! How the crate is built inside (layers, where `unsafe` lives): [`architecture`].
+//! How the crate is built inside (extension kinds, layers, where `unsafe` lives):
+//! [`architecture`].
 #![deny(
     missing_docs,
     unsafe_op_in_unsafe_fn,
@@ -127,25 +128,78 @@ pub mod buffer;
 #[doc(hidden)]
 pub mod entry;
 
-/// How the crate is built: its layers, what each owns, and where `unsafe` lives.
+/// How the crate is built: extension kinds, layers, and where `unsafe` lives.
 ///
-/// The crate is a stack; each folder of `src/` uses only itself and the layers below it
-/// (checked in CI by `.ci/layers.sh`):
+/// # Kinds are the top-level axis
+///
+/// Envoy lets a dynamic module extend it at about twenty extension points; jisr calls each one
+/// a **kind**. Today there are two: `http` (HTTP filters: [`Registry::filter`],
+/// [`Registry::register`]) and `server` (the bootstrap extension: [`Registry::server`]).
+///
+/// **A kind is the same five parts, one in each layer, each named after the kind:**
+///
+/// | part | where, for `http` | where, for `server` |
+/// |---|---|---|
+/// | entry points: the `extern "C"` hooks [`export!`] generates, each under the panic guard | `entry/http.rs` | `entry/server/` (with its main-thread lifecycle) |
+/// | host: a safe interface over the callbacks Envoy offers that kind | `host/http/` | `host/server.rs` |
+/// | state machine: every status a hook returns, decided from the state of one stream or connection | `filter/http/` | `entry/server/lifecycle.rs` |
+/// | API: what users write against | `api/http/` | `api/server.rs` |
+/// | test doubles: a simulated Envoy for that kind (feature `testing`) | `testing/`, `host/http/sim/`, `host/http/bench.rs` | none yet (a server runs only inside Envoy) |
+///
+/// What kinds share sits at the root of each layer: raw bytes and outbound HTTP calls
+/// (`host/mod.rs`), the config host, the process log, the background runtime
+/// (`filter/background.rs`), configs, metrics, callout types, time, published values and the
+/// wire grammar (`api/`), the registry, the panic guard and the registry built at load
+/// (`entry/mod.rs`).
+///
+/// **Where does a network (L4) filter go?** Into `network` modules beside `http`:
+/// `entry/network.rs` for Envoy's `on_network_filter_*` hooks, `host/network/` for the
+/// connection's host (real and simulated), `filter/network/` for the per-connection state
+/// machine, `api/network/` for its handler API, `testing/network.rs` for simulated connections,
+/// and one method on the shared [`Registry`] (`r.network(name)`) and one line in [`export!`].
+/// Listener, UDP and access-logger kinds follow the same shape.
+///
+/// The server's state machine sits in its entry module because it only sequences user
+/// callbacks (setup, admin handlers, file watches) on the main thread and needs the API's
+/// types to do so; HTTP's is a layer of its own because the API's handles call into it.
+///
+/// # Layers
+///
+/// The crate is a stack; each folder of `src/` uses only itself and the layers below it:
 ///
 /// | layer | what it is |
 /// |---|---|
-/// | `entry` | the `extern "C"` hook entry points [`export!`] generates, dispatching into `filter` |
-/// | `api` | what handlers see: [`Request`], [`Response`], [`ResponseWriter`], [`Registry`], middleware, raw filters, the wire checks |
-/// | `filter` | the per-stream state machine: stream slots, every status returned to Envoy, callout and reply tables |
-/// | `host` | a safe interface over Envoy's callbacks: the real one, and the simulated stream of [`testing`] |
-/// | `executor` | generic: a task cell, its waker and scheduler handle, the poll loop, slot pools, the header arena, timers |
+/// | `entry` | the `extern "C"` hook entry points of each kind, dispatching into `filter`; jisr's own admin endpoints |
+/// | `api` | what users see: [`Registry`], configs, metrics, callouts; per kind, e.g. [`Request`], [`Response`], [`ResponseWriter`], middleware, raw filters |
+/// | `filter` | per kind, the state machine: stream slots, every status returned to Envoy, callout and reply tables; shared, the background runtime |
+/// | `host` | a safe interface over Envoy's callbacks, per kind: the real one, and (feature `testing`) the simulated ones |
+/// | `executor` | generic, knows no kind: a task cell, its waker and scheduler handle, the poll loop, slot pools, the header arena, timers |
 /// | `abi` | the C declarations of Envoy's dynamic-module ABI |
 ///
-/// [`testing`] sits on top with `entry`; [`buffer`] (ring and
-/// head-tail buffers, SSE, token usage, logfmt) stands alone. `unsafe` lives in `abi`,
-/// `entry`, `host` and `executor`, and in the two slot types (`filter/slot.rs`,
-/// `api/raw_slot.rs`: a stream's never-moving home, handed to Envoy as a thin pointer), each
-/// block with the contract it relies on.
+/// [`testing`] sits on top. [`buffer`] (ring and head-tail buffers, SSE, token usage,
+/// budgets, logfmt, content decoding) needs none of this and stands alone.
+///
+/// # Rules, checked in CI
+///
+/// `.ci/layers.sh` (rules in `.ci/layers.py`) fails the build when:
+///
+/// - a layer uses one above it;
+/// - a kind's module uses another kind's module (in any layer), or a shared module names a kind
+///   (except the few places that dispatch to every kind: the registry, the hooks macro, jisr's
+///   admin endpoints, `testing`);
+/// - the modules of one folder import each other in a circle.
+///
+/// Paths through the crate root's re-exports (`crate::Request`) count as the module they
+/// re-export.
+///
+/// # Where `unsafe` lives
+///
+/// In `abi` (late-bound callbacks), `executor` (task cells, wakers, pools, the header arena),
+/// `host` (every call into Envoy, byte views of Envoy's memory), `entry` (turning Envoy's
+/// pointers back into configs and streams), the two slot types (`filter/http/slot.rs`,
+/// `api/http/raw/slot.rs`: a stream's never-moving home, handed to Envoy as a thin pointer),
+/// and `testing`, which plays Envoy's part and holds those pointers. Every block states the
+/// contract it relies on.
 pub mod architecture {}
 mod executor;
 mod filter;
