@@ -81,7 +81,7 @@ late! {
     /// 1.40: the upstream host's address (`ip:port`).
     get_upstream_remote_address: unsafe extern "C" fn(EnvoyFilterPtr, *mut Buf) -> bool =
         c"envoy_dynamic_module_callback_http_get_upstream_remote_address",
-    /// 1.40: the upstream connection's id (0: none).
+    /// 1.39: the upstream connection's id (0: none).
     get_upstream_connection_id: unsafe extern "C" fn(EnvoyFilterPtr) -> u64 =
         c"envoy_dynamic_module_callback_http_get_upstream_connection_id",
     /// 1.40: hosts tried for the request.
@@ -97,7 +97,7 @@ late! {
     /// 1.40: whether filter state has any object under a key.
     has_filter_state: unsafe extern "C" fn(EnvoyFilterPtr, Buf) -> bool =
         c"envoy_dynamic_module_callback_http_has_filter_state",
-    /// 1.40: a module object in filter state (Envoy calls the destructor when it drops it,
+    /// 1.39: a module object in filter state (Envoy calls the destructor when it drops it,
     /// also when the set fails); life span 0 filter chain, 1 request, 2 connection.
     set_filter_state_object: unsafe extern "C" fn(
         EnvoyFilterPtr,
@@ -106,7 +106,7 @@ late! {
         Option<unsafe extern "C" fn(*mut c_void)>,
         u32,
     ) -> bool = c"envoy_dynamic_module_callback_http_set_filter_state_object",
-    /// 1.40: the module object stored under a key, or null.
+    /// 1.39: the module object stored under a key, or null.
     get_filter_state_object: unsafe extern "C" fn(EnvoyFilterPtr, Buf) -> *mut c_void =
         c"envoy_dynamic_module_callback_http_get_filter_state_object",
     /// 1.40: typed filter state with life span and upstream sharing.
