@@ -98,11 +98,11 @@ impl ConfigHandle<'_> {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackgroundResponse {
-    /// Status code.
+    /// The response's `:status` code.
     pub status: u16,
     /// Headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// Body.
+    /// The whole response body, as received.
     pub body: Vec<u8>,
 }
 

@@ -32,7 +32,7 @@ impl ConfigError {
         ConfigError(msg.into())
     }
 
-    /// The message.
+    /// The reason the config was refused, as given to [`ConfigError::new`].
     pub fn message(&self) -> &str {
         &self.0
     }

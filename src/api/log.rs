@@ -33,13 +33,13 @@ pub enum LogValue<'v> {
     Str(&'v str),
     /// Bytes, shown as UTF-8 with invalid sequences replaced.
     Bytes(&'v [u8]),
-    /// Signed integer.
+    /// A signed integer, in decimal.
     I64(i64),
-    /// Unsigned integer.
+    /// An unsigned integer, in decimal.
     U64(u64),
-    /// Float.
+    /// A float, written as Rust's `Display` writes it (`0.1`, `3`, never an exponent).
     F64(f64),
-    /// Boolean.
+    /// `true` or `false`.
     Bool(bool),
 }
 

@@ -23,15 +23,15 @@ use std::cell::Cell;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum StructValue<'a> {
-    /// `null`.
+    /// `null` (`google.protobuf.NullValue`).
     Null,
-    /// A boolean.
+    /// A `bool_value`.
     Bool(bool),
-    /// A number.
+    /// A `number_value` (protobuf's `Value` holds every number as a double).
     Num(f64),
-    /// A string.
+    /// A `string_value`.
     Str(&'a str),
-    /// A list.
+    /// A `list_value` of values.
     List(&'a [StructValue<'a>]),
     /// A nested struct.
     Struct(&'a [(&'a str, StructValue<'a>)]),

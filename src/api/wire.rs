@@ -81,7 +81,7 @@ pub enum WireError {
     Empty(Field),
     /// `byte`, at index `at` of the field, is not allowed there.
     Byte {
-        /// The field.
+        /// The field the byte is in.
         field: Field,
         /// The refused byte.
         byte: u8,

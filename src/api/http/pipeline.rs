@@ -41,7 +41,7 @@ use std::task::{Context, Poll};
 /// }
 /// ```
 pub trait Side: Sealed + 'static {
-    /// The handle.
+    /// The handle this side's handlers and middleware get: [`Request`] or [`Response`].
     type Handle<'a>;
     #[doc(hidden)]
     fn handle(core: &StreamCore) -> Self::Handle<'_>;
@@ -775,10 +775,10 @@ impl<S: 'static, T: 'static> Pipeline<S, T> for NoResponse {
     note = "a handler is an `async fn` (or a closure returning a future) and takes its handles by value, not `&mut Request<'_>`"
 )]
 pub trait IntoPipeline<S: 'static, P: Phase, Marker> {
-    /// The pipeline type.
+    /// The compiled pipeline the handler (or chain) becomes.
     #[doc(hidden)]
     type Pipeline: Pipeline<S, P::In, Output = P::Out>;
-    /// Converts.
+    /// Compiles the handler (or chain) into its pipeline, once, at registration.
     #[doc(hidden)]
     fn into_pipeline(self) -> Self::Pipeline;
 }
