@@ -123,7 +123,10 @@ mod api;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub mod buffer;
+/// Allocation-free stream taps: ring and head-tail buffers, SSE, token usage and budgets,
+/// JSON paths, logfmt, content decoding. The crate [`jisr_buffer`], which has no Envoy types
+/// and can be used without jisr.
+pub use jisr_buffer as buffer;
 #[doc(hidden)]
 pub mod entry;
 
@@ -141,8 +144,9 @@ pub mod entry;
 /// | `executor` | generic: a task cell, its waker and scheduler handle, the poll loop, slot pools, the header arena, timers |
 /// | `abi` | the C declarations of Envoy's dynamic-module ABI |
 ///
-/// [`testing`] sits on top with `entry`; [`buffer`] (ring and
-/// head-tail buffers, SSE, token usage, logfmt) stands alone. `unsafe` lives in `abi`,
+/// [`testing`] sits on top with `entry`. [`buffer`] (ring and head-tail buffers, SSE, token
+/// usage, budgets, logfmt) is a crate of its own, `jisr-buffer`, that depends on nothing of
+/// jisr (the compiler enforces it) and has no `unsafe`. `unsafe` lives in `abi`,
 /// `entry`, `host` and `executor`, and in the two slot types (`filter/slot.rs`,
 /// `api/raw_slot.rs`: a stream's never-moving home, handed to Envoy as a thin pointer), each
 /// block with the contract it relies on.
