@@ -123,9 +123,10 @@ mod api;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// Allocation-free stream taps: ring and head-tail buffers, SSE, token usage and budgets,
-/// JSON paths, logfmt, content decoding. The crate [`jisr_buffer`], which has no Envoy types
-/// and can be used without jisr.
+/// The crate [`jisr_buffer`], re-exported: allocation-free stream taps (SSE, token usage and
+/// budgets, JSON paths, ring and head-tail buffers, logfmt, content decoding) that need no
+/// Envoy and can be used without jisr.
+#[doc(inline)]
 pub use jisr_buffer as buffer;
 #[doc(hidden)]
 pub mod entry;
