@@ -124,7 +124,11 @@ mod api;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub mod buffer;
+/// The crate [`jisr_buffer`], re-exported: allocation-free stream taps (SSE, token usage and
+/// budgets, JSON paths, ring and head-tail buffers, logfmt, content decoding) that need no
+/// Envoy and can be used without jisr.
+#[doc(inline)]
+pub use jisr_buffer as buffer;
 #[doc(hidden)]
 pub mod entry;
 
@@ -177,7 +181,8 @@ pub mod entry;
 /// | `abi` | the C declarations of Envoy's dynamic-module ABI |
 ///
 /// [`testing`] sits on top. [`buffer`] (ring and head-tail buffers, SSE, token usage,
-/// budgets, logfmt, content decoding) needs none of this and stands alone.
+/// budgets, logfmt, content decoding) is a crate of its own, `jisr-buffer`, that depends on
+/// nothing of jisr (the compiler enforces it) and has no `unsafe`.
 ///
 /// # Rules, checked in CI
 ///

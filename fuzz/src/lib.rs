@@ -1,10 +1,9 @@
 //! Shared pieces of the fuzz targets: the code under test, an input reader and a plain
 //! reference SSE parser.
 
-/// `jisr::buffer`, compiled on its own: it is pure code that needs nothing else from jisr, so
-/// fuzzing keeps working while the Envoy-facing parts of the crate change.
-#[path = "../../src/buffer/mod.rs"]
-pub mod buffer;
+/// The code under test: the `jisr-buffer` crate (`jisr::buffer`), which needs nothing else
+/// from jisr, so fuzzing keeps working while the Envoy-facing parts of jisr change.
+pub use jisr_buffer as buffer;
 
 /// Reads small numbers off the front of the fuzz input.
 pub struct Input<'a> {

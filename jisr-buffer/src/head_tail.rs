@@ -14,7 +14,7 @@ use super::Ring;
 /// nothing was dropped `head` followed by `tail_after_head` is exactly the stream.
 ///
 /// ```
-/// use jisr::buffer::HeadTail;
+/// use jisr_buffer::HeadTail;
 ///
 /// let mut cap = HeadTail::new(4, 4);
 /// cap.write(b"0123456789");
@@ -41,7 +41,7 @@ impl HeadTail {
     /// Creates a capture of the first `head_capacity` and last `tail_capacity` bytes.
     ///
     /// ```
-    /// let cap = jisr::buffer::HeadTail::new(1024, 0);
+    /// let cap = jisr_buffer::HeadTail::new(1024, 0);
     /// assert!(cap.head().is_empty());
     /// ```
     pub fn new(head_capacity: usize, tail_capacity: usize) -> Self {
@@ -55,7 +55,7 @@ impl HeadTail {
     /// Appends `data` to the stream.
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(2, 2);
+    /// let mut cap = jisr_buffer::HeadTail::new(2, 2);
     /// cap.write(b"a");
     /// cap.write(b"bcd");
     /// assert_eq!(cap.head(), b"ab");
@@ -71,7 +71,7 @@ impl HeadTail {
     /// The first bytes of the stream, up to `head_capacity`.
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(3, 0);
+    /// let mut cap = jisr_buffer::HeadTail::new(3, 0);
     /// cap.write(b"abcdef");
     /// assert_eq!(cap.head(), b"abc");
     /// ```
@@ -84,7 +84,7 @@ impl HeadTail {
     /// These may include bytes that are also in [`HeadTail::head`].
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(0, 3);
+    /// let mut cap = jisr_buffer::HeadTail::new(0, 3);
     /// cap.write(b"abcdef");
     /// assert_eq!([cap.tail().0, cap.tail().1].concat(), b"def");
     /// ```
@@ -95,7 +95,7 @@ impl HeadTail {
     /// The tail without the bytes it shares with the head.
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(4, 4);
+    /// let mut cap = jisr_buffer::HeadTail::new(4, 4);
     /// cap.write(b"abcde");
     /// assert_eq!(cap.tail_after_head(), (&b"e"[..], &b""[..]));
     /// ```
@@ -112,7 +112,7 @@ impl HeadTail {
     /// Every byte written since creation or the last [`HeadTail::clear`].
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(1, 1);
+    /// let mut cap = jisr_buffer::HeadTail::new(1, 1);
     /// cap.write(b"abc");
     /// assert_eq!(cap.total_written(), 3);
     /// ```
@@ -123,7 +123,7 @@ impl HeadTail {
     /// Bytes in neither the head nor the tail: the middle of the stream that was not kept.
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(1, 1);
+    /// let mut cap = jisr_buffer::HeadTail::new(1, 1);
     /// cap.write(b"abc");
     /// assert_eq!(cap.dropped(), 1);
     /// ```
@@ -134,7 +134,7 @@ impl HeadTail {
     /// Bytes held in both the head and the tail (only when the stream is short).
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(3, 3);
+    /// let mut cap = jisr_buffer::HeadTail::new(3, 3);
     /// cap.write(b"abcd");
     /// assert_eq!(cap.overlap(), 2);
     /// ```
@@ -147,7 +147,7 @@ impl HeadTail {
     /// True when nothing was dropped: `head` + `tail_after_head` is the whole stream.
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(2, 2);
+    /// let mut cap = jisr_buffer::HeadTail::new(2, 2);
     /// cap.write(b"abcd");
     /// assert!(cap.is_complete());
     /// cap.write(b"e");
@@ -160,7 +160,7 @@ impl HeadTail {
     /// Forgets everything written; the storage is kept.
     ///
     /// ```
-    /// let mut cap = jisr::buffer::HeadTail::new(2, 2);
+    /// let mut cap = jisr_buffer::HeadTail::new(2, 2);
     /// cap.write(b"abc");
     /// cap.clear();
     /// assert_eq!(cap.total_written(), 0);

@@ -8,7 +8,7 @@
 /// counts.
 ///
 /// ```
-/// use jisr::buffer::Ring;
+/// use jisr_buffer::Ring;
 ///
 /// let mut ring = Ring::new(8);
 /// ring.write(b"hello, ");
@@ -36,7 +36,7 @@ impl Ring {
     /// Creates a ring that keeps the last `capacity` bytes. This is its only allocation.
     ///
     /// ```
-    /// let ring = jisr::buffer::Ring::new(4096);
+    /// let ring = jisr_buffer::Ring::new(4096);
     /// assert_eq!(ring.capacity(), 4096);
     /// assert!(ring.is_empty());
     /// ```
@@ -52,7 +52,7 @@ impl Ring {
     /// The most bytes the ring keeps.
     ///
     /// ```
-    /// assert_eq!(jisr::buffer::Ring::new(0).capacity(), 0);
+    /// assert_eq!(jisr_buffer::Ring::new(0).capacity(), 0);
     /// ```
     pub fn capacity(&self) -> usize {
         self.buf.len()
@@ -61,7 +61,7 @@ impl Ring {
     /// Bytes currently held: `min(total_written, capacity)` since the last [`Ring::clear`].
     ///
     /// ```
-    /// let mut ring = jisr::buffer::Ring::new(3);
+    /// let mut ring = jisr_buffer::Ring::new(3);
     /// ring.write(b"abcdef");
     /// assert_eq!(ring.len(), 3);
     /// ```
@@ -72,7 +72,7 @@ impl Ring {
     /// True when the ring holds no bytes.
     ///
     /// ```
-    /// let mut ring = jisr::buffer::Ring::new(0);
+    /// let mut ring = jisr_buffer::Ring::new(0);
     /// ring.write(b"abc");
     /// assert!(ring.is_empty());
     /// ```
@@ -83,7 +83,7 @@ impl Ring {
     /// Every byte written since creation or the last [`Ring::clear`], kept or not.
     ///
     /// ```
-    /// let mut ring = jisr::buffer::Ring::new(2);
+    /// let mut ring = jisr_buffer::Ring::new(2);
     /// ring.write(b"abc");
     /// assert_eq!(ring.total_written(), 3);
     /// ```
@@ -94,7 +94,7 @@ impl Ring {
     /// Bytes written but no longer kept: `total_written - len`.
     ///
     /// ```
-    /// let mut ring = jisr::buffer::Ring::new(2);
+    /// let mut ring = jisr_buffer::Ring::new(2);
     /// ring.write(b"abcde");
     /// assert_eq!(ring.dropped(), 3);
     /// ```
@@ -105,7 +105,7 @@ impl Ring {
     /// Appends `data`, forgetting the oldest bytes beyond the capacity.
     ///
     /// ```
-    /// let mut ring = jisr::buffer::Ring::new(4);
+    /// let mut ring = jisr_buffer::Ring::new(4);
     /// ring.write(b"abc");
     /// ring.write(b"def");
     /// assert_eq!(ring.as_slices(), (&b"cd"[..], &b"ef"[..]));
@@ -133,7 +133,7 @@ impl Ring {
     /// The held bytes, oldest first, as two slices (the second is empty unless they wrap).
     ///
     /// ```
-    /// let mut ring = jisr::buffer::Ring::new(4);
+    /// let mut ring = jisr_buffer::Ring::new(4);
     /// ring.write(b"ab");
     /// assert_eq!(ring.as_slices(), (&b"ab"[..], &b""[..]));
     /// ```
@@ -152,7 +152,7 @@ impl Ring {
     /// When `out` is shorter than [`Ring::len`], it receives the newest `out.len()` bytes.
     ///
     /// ```
-    /// let mut ring = jisr::buffer::Ring::new(8);
+    /// let mut ring = jisr_buffer::Ring::new(8);
     /// ring.write(b"abcdef");
     /// let mut out = [0u8; 4];
     /// assert_eq!(ring.copy_to(&mut out), 4);
@@ -174,7 +174,7 @@ impl Ring {
     /// Forgets the held bytes and resets [`Ring::total_written`] to 0; the storage is kept.
     ///
     /// ```
-    /// let mut ring = jisr::buffer::Ring::new(4);
+    /// let mut ring = jisr_buffer::Ring::new(4);
     /// ring.write(b"abc");
     /// ring.clear();
     /// assert!(ring.is_empty());

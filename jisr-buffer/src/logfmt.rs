@@ -23,7 +23,7 @@
 //! [logfmt]: https://brandur.org/logfmt
 //!
 //! ```
-//! use jisr::buffer::logfmt;
+//! use jisr_buffer::logfmt;
 //!
 //! let mut line = String::new();
 //! logfmt::write_msg(&mut line, "request rejected").unwrap();
@@ -37,7 +37,7 @@ use core::fmt::{self, Write};
 /// Returns true when `value` must be quoted to survive a round trip.
 ///
 /// ```
-/// use jisr::buffer::logfmt::needs_quotes;
+/// use jisr_buffer::logfmt::needs_quotes;
 ///
 /// assert!(!needs_quotes("/admin"));
 /// assert!(needs_quotes(""));
@@ -55,7 +55,7 @@ fn is_special(c: char) -> bool {
 /// Writes `value` bare or quoted, following the module rules.
 ///
 /// ```
-/// use jisr::buffer::logfmt::write_value;
+/// use jisr_buffer::logfmt::write_value;
 ///
 /// let mut out = String::new();
 /// write_value(&mut out, "say \"hi\"\n").unwrap();
@@ -76,7 +76,7 @@ pub fn write_value(out: &mut impl Write, value: &str) -> fmt::Result {
 /// `msg key=value key2=value2`.
 ///
 /// ```
-/// use jisr::buffer::logfmt::write_pair;
+/// use jisr_buffer::logfmt::write_pair;
 ///
 /// let mut out = String::new();
 /// write_pair(&mut out, "path", "/a b").unwrap();
@@ -96,7 +96,7 @@ pub fn write_pair(out: &mut impl Write, key: &str, value: &str) -> fmt::Result {
 /// must therefore format the same way both times, as every ordinary `Display` does.
 ///
 /// ```
-/// use jisr::buffer::logfmt::write_pair_display;
+/// use jisr_buffer::logfmt::write_pair_display;
 ///
 /// let mut out = String::new();
 /// write_pair_display(&mut out, "status", 503).unwrap();
@@ -127,7 +127,7 @@ pub fn write_pair_display(
 /// sequence is written as U+FFFD, as `String::from_utf8_lossy` would, without allocating.
 ///
 /// ```
-/// use jisr::buffer::logfmt::write_pair_bytes;
+/// use jisr_buffer::logfmt::write_pair_bytes;
 ///
 /// let mut out = String::new();
 /// write_pair_bytes(&mut out, "ua", b"curl/8.5 \xff").unwrap();
@@ -155,7 +155,7 @@ impl fmt::Display for Lossy<'_> {
 /// Writes a key, replacing characters that would break the pair by `_`; empty becomes `_`.
 ///
 /// ```
-/// use jisr::buffer::logfmt::write_key;
+/// use jisr_buffer::logfmt::write_key;
 ///
 /// let mut out = String::new();
 /// write_key(&mut out, "a=b c").unwrap();
@@ -179,7 +179,7 @@ pub fn write_key(out: &mut impl Write, key: &str) -> fmt::Result {
 /// holds `=`, `"` or a control character (so it can neither forge a pair nor break the line).
 ///
 /// ```
-/// use jisr::buffer::logfmt::write_msg;
+/// use jisr_buffer::logfmt::write_msg;
 ///
 /// let mut out = String::new();
 /// write_msg(&mut out, "request done").unwrap();
@@ -250,7 +250,7 @@ impl<W: Write> Write for Escaper<'_, W> {
 /// Why [`parse_value`] rejected its input.
 ///
 /// ```
-/// use jisr::buffer::logfmt::{ParseError, parse_value};
+/// use jisr_buffer::logfmt::{ParseError, parse_value};
 ///
 /// let mut value = String::new();
 /// assert_eq!(parse_value(r#""no closing quote"#, &mut value), Err(ParseError::Unterminated));
@@ -275,7 +275,7 @@ pub enum ParseError {
 /// escapes [`write_value`] produces undone. This is the inverse of [`write_value`].
 ///
 /// ```
-/// use jisr::buffer::logfmt::parse_value;
+/// use jisr_buffer::logfmt::parse_value;
 ///
 /// let mut value = String::new();
 /// let rest = parse_value(r#""a \"b\"" next=1"#, &mut value).unwrap();

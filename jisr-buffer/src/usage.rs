@@ -23,7 +23,7 @@ use super::sse_lines::{Field, Fields, Lines};
 /// counts reasoning tokens inside the output, Gemini does not.
 ///
 /// ```
-/// use jisr::buffer::UsageTracker;
+/// use jisr_buffer::UsageTracker;
 ///
 /// let mut tracker = UsageTracker::new();
 /// tracker.feed(br#"{"object":"chat.completion","usage":{"prompt_tokens":12,"completion_tokens":5}}"#);
@@ -49,7 +49,7 @@ pub struct Usage {
 /// Which API produced the response, as far as the bytes seen so far tell.
 ///
 /// ```
-/// use jisr::buffer::{Provider, UsageTracker};
+/// use jisr_buffer::{Provider, UsageTracker};
 ///
 /// let mut tracker = UsageTracker::new();
 /// assert_eq!(tracker.provider(), Provider::Unknown);
@@ -73,7 +73,7 @@ pub enum Provider {
 /// How a response body is framed.
 ///
 /// ```
-/// use jisr::buffer::{BodyFormat, UsageTracker};
+/// use jisr_buffer::{BodyFormat, UsageTracker};
 ///
 /// let mut sse = UsageTracker::new();
 /// sse.feed(b"data: {}\n\n");
@@ -136,7 +136,7 @@ pub enum BodyFormat {
 /// the next event boundary in the tail, and parses the rest.
 ///
 /// ```
-/// use jisr::buffer::{Provider, Usage, UsageTracker};
+/// use jisr_buffer::{Provider, Usage, UsageTracker};
 ///
 /// let mut tracker = UsageTracker::new();
 /// tracker.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":");
@@ -154,7 +154,7 @@ pub enum BodyFormat {
 /// A non-streamed answer, fed the same way:
 ///
 /// ```
-/// use jisr::buffer::{BodyFormat, Provider, UsageTracker};
+/// use jisr_buffer::{BodyFormat, Provider, UsageTracker};
 ///
 /// let mut tracker = UsageTracker::new();
 /// tracker.feed(br#"{"candidates":[{"content":{"parts":[{"text":"usageMetadata"}]}}],"#);
@@ -568,7 +568,7 @@ impl UsageTracker {
     /// one allocates nothing.
     ///
     /// ```
-    /// let tracker = jisr::buffer::UsageTracker::new();
+    /// let tracker = jisr_buffer::UsageTracker::new();
     /// assert_eq!(tracker.usage(), None);
     /// assert_eq!(tracker.format(), None);
     /// assert!(std::mem::size_of_val(&tracker) < 1024);
@@ -590,7 +590,7 @@ impl UsageTracker {
     /// A tracker that reads the body as `format`, whatever its first bytes.
     ///
     /// ```
-    /// use jisr::buffer::{BodyFormat, UsageTracker};
+    /// use jisr_buffer::{BodyFormat, UsageTracker};
     ///
     /// let mut tracker = UsageTracker::with_format(BodyFormat::Json);
     /// tracker.feed(b"\xEF\xBB\xBF {\"object\":\"chat.completion\",\"usage\":{\"prompt_tokens\":3}}");
@@ -606,7 +606,7 @@ impl UsageTracker {
     /// The body format: forced, or detected once a significant byte was seen.
     ///
     /// ```
-    /// use jisr::buffer::{BodyFormat, UsageTracker};
+    /// use jisr_buffer::{BodyFormat, UsageTracker};
     ///
     /// let mut tracker = UsageTracker::new();
     /// tracker.feed(b"\r\n");
@@ -625,7 +625,7 @@ impl UsageTracker {
     /// Feeds the next chunk of the response body, split anywhere.
     ///
     /// ```
-    /// let mut tracker = jisr::buffer::UsageTracker::new();
+    /// let mut tracker = jisr_buffer::UsageTracker::new();
     /// tracker.feed(b"data: {\"object\":\"chat.completion.chunk\",\"usage\":");
     /// tracker.feed(b"{\"prompt_tokens\":9,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n");
     /// assert_eq!(tracker.usage().unwrap().input_tokens, Some(9));
@@ -664,9 +664,9 @@ impl UsageTracker {
     /// The API the response came from, once its content has shown it.
     ///
     /// ```
-    /// let mut tracker = jisr::buffer::UsageTracker::new();
+    /// let mut tracker = jisr_buffer::UsageTracker::new();
     /// tracker.feed(b"event: response.created\ndata: {\"type\":\"response.created\"}\n\n");
-    /// assert_eq!(tracker.provider(), jisr::buffer::Provider::OpenAi);
+    /// assert_eq!(tracker.provider(), jisr_buffer::Provider::OpenAi);
     /// ```
     pub fn provider(&self) -> Provider {
         self.totals.provider
@@ -675,7 +675,7 @@ impl UsageTracker {
     /// The usage reported so far, or `None` if the response has reported no count yet.
     ///
     /// ```
-    /// let tracker = jisr::buffer::UsageTracker::new();
+    /// let tracker = jisr_buffer::UsageTracker::new();
     /// assert!(tracker.usage().is_none());
     /// ```
     pub fn usage(&self) -> Option<Usage> {
@@ -685,7 +685,7 @@ impl UsageTracker {
     /// Forgets the response, ready for a new one (a forced format stays).
     ///
     /// ```
-    /// let mut tracker = jisr::buffer::UsageTracker::new();
+    /// let mut tracker = jisr_buffer::UsageTracker::new();
     /// tracker.feed(b"data: {\"usage\":{\"prompt_tokens\":1}}\n\n");
     /// tracker.reset();
     /// assert!(tracker.usage().is_none());
@@ -709,7 +709,7 @@ impl UsageTracker {
     /// resynced, so only what the head completed counts. Resets the tracker first.
     ///
     /// ```
-    /// let mut tracker = jisr::buffer::UsageTracker::new();
+    /// let mut tracker = jisr_buffer::UsageTracker::new();
     /// let head = b"data: {\"choices\":[]}\n\ndata: {\"choi";
     /// let tail = b"ces\":[]}\n\ndata: {\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2}}\n\n";
     /// let usage = tracker.scan_capture(head, 1000, (tail, b"")).unwrap();
@@ -738,7 +738,7 @@ impl UsageTracker {
     /// `message_delta`, or the whole `response.completed`, which repeats the full output).
     ///
     /// ```
-    /// use jisr::buffer::{HeadTail, UsageTracker};
+    /// use jisr_buffer::{HeadTail, UsageTracker};
     ///
     /// let mut capture = HeadTail::new(128, 256);
     /// capture.write(b"event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":7}}}\n\n");

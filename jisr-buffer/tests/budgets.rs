@@ -1,6 +1,6 @@
 //! `Budgets` through its public API: a table that keys come and go through must keep serving.
 
-use jisr::buffer::{BudgetError, Budgets};
+use jisr_buffer::{BudgetError, Budgets};
 use std::time::Duration;
 
 /// Checks of throwaway keys (a budget keyed by client address, or an unvalidated header) take

@@ -4,13 +4,13 @@
 //!
 //! [`Encoding`] is always available. [`ContentDecoder`] needs the cargo feature `decompress`,
 //! which brings three pure-Rust streaming decoders whose state the caller owns: `miniz_oxide`
-//! (gzip, deflate), `brotli-decompressor` (br) and `ruzstd` (zstd). Without the feature, jisr
-//! depends on none of them.
+//! (gzip, deflate), `brotli-decompressor` (br) and `ruzstd` (zstd). Without the feature, this
+//! crate depends on none of them.
 
-/// A `content-encoding`, as far as jisr reads it.
+/// A `content-encoding`, as far as this crate reads it.
 ///
 /// ```
-/// use jisr::buffer::Encoding;
+/// use jisr_buffer::Encoding;
 ///
 /// assert_eq!(Encoding::from_header(b"gzip"), Some(Encoding::Gzip));
 /// assert_eq!(Encoding::from_header(b" BR "), Some(Encoding::Brotli));
@@ -34,7 +34,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    /// The coding a `content-encoding` value names, or `None` for one jisr cannot read (an
+    /// The coding a `content-encoding` value names, or `None` for one this crate cannot read (an
     /// unknown coding, or several stacked).
     pub fn from_header(value: &[u8]) -> Option<Encoding> {
         let v = value.trim_ascii();
@@ -57,7 +57,7 @@ impl Encoding {
     /// The coding's token (`identity`, `gzip`, `deflate`, `br`, `zstd`).
     ///
     /// ```
-    /// assert_eq!(jisr::buffer::Encoding::Brotli.token(), "br");
+    /// assert_eq!(jisr_buffer::Encoding::Brotli.token(), "br");
     /// ```
     pub fn token(self) -> &'static str {
         match self {
@@ -73,7 +73,7 @@ impl Encoding {
     /// feature `decompress`.
     ///
     /// ```
-    /// use jisr::buffer::Encoding;
+    /// use jisr_buffer::Encoding;
     /// assert!(Encoding::Identity.readable());
     /// assert_eq!(Encoding::Zstd.readable(), cfg!(feature = "decompress"));
     /// ```
@@ -85,7 +85,7 @@ impl Encoding {
 /// Why a `ContentDecoder` (feature `decompress`) stopped.
 ///
 /// ```
-/// use jisr::buffer::DecodeError;
+/// use jisr_buffer::DecodeError;
 /// assert_eq!(DecodeError::Corrupt.to_string(), "the body is not valid for its content-encoding");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +149,7 @@ mod imp {
     /// the decoded bytes are only read, never passed on.
     ///
     /// ```
-    /// use jisr::buffer::{ContentDecoder, Encoding, UsageTracker};
+    /// use jisr_buffer::{ContentDecoder, Encoding, UsageTracker};
     ///
     /// // `{"usage":{"prompt_tokens":3}}`, gzip-compressed.
     /// let gz = [

@@ -14,7 +14,7 @@
 //! cut. Nesting depth costs no stack.
 //!
 //! ```
-//! use jisr::buffer::json;
+//! use jisr_buffer::json;
 //!
 //! let doc = br#"{"note":"\"usage\":{\"prompt_tokens\":1}","usage":{"prompt_tokens":12}}"#;
 //! assert_eq!(json::find_u64(doc, &["usage", "prompt_tokens"]), Some(12));
@@ -29,8 +29,8 @@ use memchr::{memchr, memchr2, memchr3};
 ///
 /// ```
 /// let doc = br#"{"a": {"b": [1, 2]}, "c": true}"#;
-/// assert_eq!(jisr::buffer::json::find(doc, &["a", "b"]), Some(&b"[1, 2]"[..]));
-/// assert_eq!(jisr::buffer::json::find(doc, &["b"]), None);
+/// assert_eq!(jisr_buffer::json::find(doc, &["a", "b"]), Some(&b"[1, 2]"[..]));
+/// assert_eq!(jisr_buffer::json::find(doc, &["b"]), None);
 /// ```
 pub fn find<'a>(json: &'a [u8], path: &[&str]) -> Option<&'a [u8]> {
     let mut i = skip_ws(json, 0);
@@ -45,8 +45,8 @@ pub fn find<'a>(json: &'a [u8], path: &[&str]) -> Option<&'a [u8]> {
 ///
 /// ```
 /// let doc = br#"{"usage": {"output_tokens": 42, "x": null}}"#;
-/// assert_eq!(jisr::buffer::json::find_u64(doc, &["usage", "output_tokens"]), Some(42));
-/// assert_eq!(jisr::buffer::json::find_u64(doc, &["usage", "x"]), None);
+/// assert_eq!(jisr_buffer::json::find_u64(doc, &["usage", "output_tokens"]), Some(42));
+/// assert_eq!(jisr_buffer::json::find_u64(doc, &["usage", "x"]), None);
 /// ```
 pub fn find_u64(json: &[u8], path: &[&str]) -> Option<u64> {
     let raw = find(json, path)?;
@@ -62,7 +62,7 @@ pub fn find_u64(json: &[u8], path: &[&str]) -> Option<u64> {
 /// once its escapes are decoded.
 ///
 /// ```
-/// use jisr::buffer::json::string_eq;
+/// use jisr_buffer::json::string_eq;
 ///
 /// assert!(string_eq(br#""message_start""#, "message_start"));
 /// assert!(string_eq(br#""a\"b\u00e9""#, "a\"bé"));
@@ -78,8 +78,8 @@ pub fn string_eq(raw: &[u8], expected: &str) -> bool {
 /// The bytes between the quotes of a string value, escapes left as they are.
 ///
 /// ```
-/// assert_eq!(jisr::buffer::json::string_body(br#""a\nb""#), Some(&br"a\nb"[..]));
-/// assert_eq!(jisr::buffer::json::string_body(b"null"), None);
+/// assert_eq!(jisr_buffer::json::string_body(br#""a\nb""#), Some(&br"a\nb"[..]));
+/// assert_eq!(jisr_buffer::json::string_body(b"null"), None);
 /// ```
 pub fn string_body(raw: &[u8]) -> Option<&[u8]> {
     match raw {

@@ -2,7 +2,7 @@
 //! from the last event ID buffer only when a blank line ends an event, never for an event cut
 //! off before its blank line.
 
-use jisr::buffer::SseParser;
+use jisr_buffer::SseParser;
 
 /// Feeds `chunks`; returns the dispatched events as (data, last event id).
 fn feed_all(parser: &mut SseParser, chunks: &[&[u8]]) -> Vec<(Vec<u8>, Vec<u8>)> {

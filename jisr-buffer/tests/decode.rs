@@ -3,7 +3,7 @@
 //! chunking, usage is read from compressed JSON and SSE, corrupt input and oversized windows
 //! are errors, never silence.
 
-use jisr::buffer::{ContentDecoder, DecodeError, Encoding, UsageTracker};
+use jisr_buffer::{ContentDecoder, DecodeError, Encoding, UsageTracker};
 
 /// A chat stream long enough to span many deflate blocks and zstd blocks.
 fn chat_stream() -> Vec<u8> {

@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fmt::Write as _;
 
-use jisr::buffer::{HeadTail, Ring, SseParser, UsageTracker, logfmt};
+use jisr_buffer::{HeadTail, Ring, SseParser, UsageTracker, logfmt};
 
 struct Counting;
 
@@ -230,7 +230,7 @@ fn logfmt_into_fixed_storage() {
 
 #[test]
 fn budget_reservations_allocate_nothing() {
-    let budgets = std::sync::Arc::new(jisr::buffer::Budgets::new(
+    let budgets = std::sync::Arc::new(jisr_buffer::Budgets::new(
         16,
         1_000_000,
         std::time::Duration::from_secs(3600),

@@ -32,7 +32,7 @@
 //! the same order.
 //!
 //! ```
-//! use jisr::buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
+//! use jisr_buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
 //!
 //! static PATHS: PathSet = PathSet::new(&[&["usage", "prompt_tokens"], &["object"]]);
 //! let mut matcher = PathMatcher::new(&PATHS);
@@ -65,7 +65,7 @@ pub const STRING_CAPTURE: usize = 64;
 /// A value found at a watched path.
 ///
 /// ```
-/// use jisr::buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
+/// use jisr_buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
 ///
 /// static PATHS: PathSet = PathSet::new(&[&["n"], &["s"], &["o"]]);
 /// let mut found = Vec::new();
@@ -112,7 +112,7 @@ pub enum Value<'a> {
 /// What [`PathMatcher::feed`] reports.
 ///
 /// ```
-/// use jisr::buffer::json_stream::{Hit, PathMatcher, PathSet};
+/// use jisr_buffer::json_stream::{Hit, PathMatcher, PathSet};
 ///
 /// static PATHS: PathSet = PathSet::new(&[&["id"]]);
 /// let mut matcher = PathMatcher::new(&PATHS);
@@ -259,7 +259,7 @@ impl Tok {
 /// reported with `path: i`.
 ///
 /// ```
-/// use jisr::buffer::json_stream::PathSet;
+/// use jisr_buffer::json_stream::PathSet;
 ///
 /// static PATHS: PathSet = PathSet::new(&[&["usage", "input_tokens"], &["type"]]);
 /// assert_eq!(PATHS.len(), 2);
@@ -269,7 +269,7 @@ impl Tok {
 /// compile:
 ///
 /// ```compile_fail
-/// use jisr::buffer::json_stream::PathSet;
+/// use jisr_buffer::json_stream::PathSet;
 ///
 /// static DEEP: PathSet = PathSet::new(&[&["a", "b", "c", "d", "e", "f", "g", "h", "i"]]);
 /// ```
@@ -327,7 +327,7 @@ impl<'p> PathSet<'p> {
     ///
     /// ```
     /// let paths: Vec<&[&str]> = vec![&["a"], &["a", "b"]];
-    /// let set = jisr::buffer::json_stream::PathSet::new(&paths);
+    /// let set = jisr_buffer::json_stream::PathSet::new(&paths);
     /// assert_eq!(set.path(1), ["a", "b"]);
     /// ```
     pub const fn new(paths: &'p [&'p [&'p str]]) -> Self {
@@ -374,7 +374,7 @@ impl<'p> PathSet<'p> {
     /// How many paths the set holds.
     ///
     /// ```
-    /// assert!(jisr::buffer::json_stream::PathSet::new(&[]).is_empty());
+    /// assert!(jisr_buffer::json_stream::PathSet::new(&[]).is_empty());
     /// ```
     pub const fn len(&self) -> usize {
         self.paths.len()
@@ -383,7 +383,7 @@ impl<'p> PathSet<'p> {
     /// True when the set holds no path.
     ///
     /// ```
-    /// assert!(!jisr::buffer::json_stream::PathSet::new(&[&[]]).is_empty());
+    /// assert!(!jisr_buffer::json_stream::PathSet::new(&[&[]]).is_empty());
     /// ```
     pub const fn is_empty(&self) -> bool {
         self.paths.is_empty()
@@ -396,7 +396,7 @@ impl<'p> PathSet<'p> {
     /// If `i` is out of range.
     ///
     /// ```
-    /// use jisr::buffer::json_stream::PathSet;
+    /// use jisr_buffer::json_stream::PathSet;
     ///
     /// static PATHS: PathSet = PathSet::new(&[&["type"]]);
     /// assert_eq!(PATHS.path(0), ["type"]);
@@ -413,7 +413,7 @@ impl<'p> PathSet<'p> {
 /// after another, as in JSON lines); each ends with [`Hit::DocumentEnd`].
 ///
 /// ```
-/// use jisr::buffer::json_stream::{Hit, PathMatcher, PathSet};
+/// use jisr_buffer::json_stream::{Hit, PathMatcher, PathSet};
 ///
 /// static PATHS: PathSet = PathSet::new(&[&["a", "b"]]);
 /// let mut m = PathMatcher::new(&PATHS);
@@ -513,7 +513,7 @@ impl<'p> PathMatcher<'p> {
     /// A matcher for the paths of `set`, at the start of a document.
     ///
     /// ```
-    /// use jisr::buffer::json_stream::{PathMatcher, PathSet};
+    /// use jisr_buffer::json_stream::{PathMatcher, PathSet};
     ///
     /// static PATHS: PathSet = PathSet::new(&[&["usage", "input_tokens"], &["type"]]);
     /// let matcher = PathMatcher::new(&PATHS);
@@ -549,7 +549,7 @@ impl<'p> PathMatcher<'p> {
     /// default: a top-level array is then skipped like any array.
     ///
     /// ```
-    /// use jisr::buffer::json_stream::{Hit, PathMatcher, PathSet};
+    /// use jisr_buffer::json_stream::{Hit, PathMatcher, PathSet};
     ///
     /// static PATHS: PathSet = PathSet::new(&[&["n"]]);
     /// let mut m = PathMatcher::new(&PATHS);
@@ -565,7 +565,7 @@ impl<'p> PathMatcher<'p> {
     /// Back to the start of a document (the path table and the array setting are kept).
     ///
     /// ```
-    /// use jisr::buffer::json_stream::{PathMatcher, PathSet};
+    /// use jisr_buffer::json_stream::{PathMatcher, PathSet};
     ///
     /// static PATHS: PathSet = PathSet::new(&[&["n"]]);
     /// let mut m = PathMatcher::new(&PATHS);
@@ -585,7 +585,7 @@ impl<'p> PathMatcher<'p> {
     /// True once malformed input stopped the matcher (until [`PathMatcher::reset`]).
     ///
     /// ```
-    /// use jisr::buffer::json_stream::{PathMatcher, PathSet};
+    /// use jisr_buffer::json_stream::{PathMatcher, PathSet};
     ///
     /// static PATHS: PathSet = PathSet::new(&[&["n"]]);
     /// let mut m = PathMatcher::new(&PATHS);
@@ -600,7 +600,7 @@ impl<'p> PathMatcher<'p> {
     /// path and at the end of each document.
     ///
     /// ```
-    /// use jisr::buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
+    /// use jisr_buffer::json_stream::{Hit, PathMatcher, PathSet, Value};
     ///
     /// static PATHS: PathSet = PathSet::new(&[&["t"]]);
     /// let mut m = PathMatcher::new(&PATHS);
@@ -1169,7 +1169,7 @@ impl<'p> PathMatcher<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buffer::json;
+    use crate::json;
 
     /// All hits, as owned text, for `doc` fed in pieces of `size` bytes.
     fn hits(paths: &[&[&str]], doc: &[u8], size: usize, docs: bool) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! Chat Completions, OpenAI Responses, Anthropic Messages and Google Gemini, fed whole, byte
 //! by byte and split at every position; events far larger than any buffer; `usage` in text.
 
-use jisr::buffer::{BodyFormat, Provider, Usage, UsageTracker};
+use jisr_buffer::{BodyFormat, Provider, Usage, UsageTracker};
 
 /// Chat Completions, `stream: true` with `stream_options: {"include_usage": true}`, from a
 /// reasoning model with a cached prompt.

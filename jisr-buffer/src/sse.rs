@@ -8,7 +8,7 @@ const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 /// One dispatched event. It borrows the parser's storage and lives for one callback.
 ///
 /// ```
-/// use jisr::buffer::SseParser;
+/// use jisr_buffer::SseParser;
 ///
 /// let mut parser = SseParser::new();
 /// let mut seen = Vec::new();
@@ -39,7 +39,7 @@ impl<'a> Event<'a> {
     /// The data as UTF-8, or `None` if it is not valid UTF-8.
     ///
     /// ```
-    /// # let mut p = jisr::buffer::SseParser::with_capacity(8, 8);
+    /// # let mut p = jisr_buffer::SseParser::with_capacity(8, 8);
     /// p.feed(b"data: hi\n\n", |e| assert_eq!(e.data_str(), Some("hi")));
     /// ```
     pub fn data_str(&self) -> Option<&'a str> {
@@ -49,7 +49,7 @@ impl<'a> Event<'a> {
     /// True when the event type equals `name`.
     ///
     /// ```
-    /// # let mut p = jisr::buffer::SseParser::with_capacity(8, 8);
+    /// # let mut p = jisr_buffer::SseParser::with_capacity(8, 8);
     /// p.feed(b"data: hi\n\n", |e| assert!(e.is_type("message")));
     /// ```
     pub fn is_type(&self, name: &str) -> bool {
@@ -99,7 +99,7 @@ impl<'a> Event<'a> {
 /// * [`SseParser::resync`] has no counterpart in the spec; see its documentation.
 ///
 /// ```
-/// use jisr::buffer::SseParser;
+/// use jisr_buffer::SseParser;
 ///
 /// let mut parser = SseParser::with_capacity(64, 1024);
 /// let mut seen = Vec::new();
@@ -112,7 +112,7 @@ impl<'a> Event<'a> {
 /// ```
 ///
 /// ```
-/// use jisr::buffer::SseParser;
+/// use jisr_buffer::SseParser;
 ///
 /// let mut parser = SseParser::with_capacity(32, 8);
 /// let mut events = 0;
@@ -164,7 +164,7 @@ impl SseParser {
     /// A parser for typical LLM streams: 256-byte event types and ids, 64 KiB of data.
     ///
     /// ```
-    /// let parser = jisr::buffer::SseParser::new();
+    /// let parser = jisr_buffer::SseParser::new();
     /// assert_eq!(parser.data_capacity(), 64 * 1024);
     /// ```
     pub fn new() -> Self {
@@ -176,7 +176,7 @@ impl SseParser {
     /// bytes.
     ///
     /// ```
-    /// let parser = jisr::buffer::SseParser::with_capacity(64, 4096);
+    /// let parser = jisr_buffer::SseParser::with_capacity(64, 4096);
     /// assert_eq!(parser.field_capacity(), 64);
     /// ```
     pub fn with_capacity(field_cap: usize, data_cap: usize) -> Self {
@@ -209,7 +209,7 @@ impl SseParser {
     /// Most bytes of data kept per event.
     ///
     /// ```
-    /// assert_eq!(jisr::buffer::SseParser::with_capacity(1, 2).data_capacity(), 2);
+    /// assert_eq!(jisr_buffer::SseParser::with_capacity(1, 2).data_capacity(), 2);
     /// ```
     pub fn data_capacity(&self) -> usize {
         self.data.len()
@@ -218,7 +218,7 @@ impl SseParser {
     /// Most bytes kept of an event type or an id.
     ///
     /// ```
-    /// assert_eq!(jisr::buffer::SseParser::with_capacity(1, 2).field_capacity(), 1);
+    /// assert_eq!(jisr_buffer::SseParser::with_capacity(1, 2).field_capacity(), 1);
     /// ```
     pub fn field_capacity(&self) -> usize {
         self.event.len()
@@ -237,7 +237,7 @@ impl SseParser {
     /// [`pending_event_id`](Self::pending_event_id) shows the buffer.
     ///
     /// ```
-    /// let mut p = jisr::buffer::SseParser::new();
+    /// let mut p = jisr_buffer::SseParser::new();
     /// p.feed(b"id: 41\ndata: a\n\nid: 42\ndata: b\n", |_| {});
     /// assert_eq!(p.last_event_id(), b"41"); // event 42 is not complete
     /// p.feed(b"\n", |e| assert_eq!(e.last_event_id, b"42"));
@@ -254,7 +254,7 @@ impl SseParser {
     /// while an event with an `id` has not been ended yet.
     ///
     /// ```
-    /// let mut p = jisr::buffer::SseParser::new();
+    /// let mut p = jisr_buffer::SseParser::new();
     /// p.feed(b"id: 7\ndata: x", |_| {});
     /// assert_eq!((p.pending_event_id(), p.last_event_id()), (&b"7"[..], &b""[..]));
     /// ```
@@ -265,7 +265,7 @@ impl SseParser {
     /// The last valid `retry` value seen, dispatched or not.
     ///
     /// ```
-    /// let mut p = jisr::buffer::SseParser::new();
+    /// let mut p = jisr_buffer::SseParser::new();
     /// p.feed(b"retry: 1500\n\n", |_| {});
     /// assert_eq!(p.reconnection_time(), Some(1500));
     /// ```
@@ -280,7 +280,7 @@ impl SseParser {
     /// client is to resume with it.
     ///
     /// ```
-    /// let mut p = jisr::buffer::SseParser::new();
+    /// let mut p = jisr_buffer::SseParser::new();
     /// p.feed(b"id: 1\ndata: x\n\nid: 2\ndata: y", |_| {});
     /// assert_eq!(p.last_event_id(), b"1");
     /// p.reset();
@@ -308,7 +308,7 @@ impl SseParser {
     /// skipping them.
     ///
     /// ```
-    /// let mut p = jisr::buffer::SseParser::new();
+    /// let mut p = jisr_buffer::SseParser::new();
     /// let mut got = Vec::new();
     /// p.feed(b"data: first\n\ndata: sec", |e| got.push(e.data.to_vec()));
     /// p.resync();
@@ -330,7 +330,7 @@ impl SseParser {
     /// Parses `chunk`, calling `on_event` for every event it completes.
     ///
     /// ```
-    /// let mut p = jisr::buffer::SseParser::new();
+    /// let mut p = jisr_buffer::SseParser::new();
     /// let mut n = 0;
     /// p.feed(b"data: a\n\ndata: b\n", |_| n += 1);
     /// p.feed(b"\n", |_| n += 1);

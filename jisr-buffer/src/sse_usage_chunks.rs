@@ -26,7 +26,7 @@ use memchr::memchr2;
 /// Memory: two buffers of the given capacity, allocated by `new`; nothing after that.
 ///
 /// ```
-/// use jisr::buffer::UsageChunkStripper;
+/// use jisr_buffer::UsageChunkStripper;
 ///
 /// let stream = concat!(
 ///     "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
@@ -68,7 +68,7 @@ impl UsageChunkStripper {
     /// A stripper holding events of at most `cap` bytes (at least 64) while it decides.
     ///
     /// ```
-    /// let strip = jisr::buffer::UsageChunkStripper::new(16 * 1024);
+    /// let strip = jisr_buffer::UsageChunkStripper::new(16 * 1024);
     /// assert_eq!(strip.removed(), 0);
     /// ```
     pub fn new(cap: usize) -> Self {
@@ -229,7 +229,7 @@ impl UsageChunkStripper {
     /// The stripper is then ready for a new stream.
     ///
     /// ```
-    /// let mut strip = jisr::buffer::UsageChunkStripper::new(1024);
+    /// let mut strip = jisr_buffer::UsageChunkStripper::new(1024);
     /// let mut out = Vec::new();
     /// strip.feed(b"data: {\"choices\":[],\"usage\":{}}\n", |b| out.extend_from_slice(b));
     /// assert!(out.is_empty()); // held: the event has not ended

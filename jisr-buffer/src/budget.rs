@@ -54,7 +54,7 @@ const NO_WRAP_FOR: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
 ///
 /// ```
 /// use std::time::Duration;
-/// use jisr::buffer::{BudgetError, Budgets};
+/// use jisr_buffer::{BudgetError, Budgets};
 ///
 /// let budgets = Budgets::new(1, 100, Duration::from_secs(60)); // room for one key
 /// budgets.charge(b"team-a", 150);
@@ -111,7 +111,7 @@ struct Slot {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use jisr::buffer::{BudgetError, Budgets};
+/// use jisr_buffer::{BudgetError, Budgets};
 ///
 /// let budgets = Arc::new(Budgets::new(1024, 100, Duration::from_secs(60)));
 /// assert!(budgets.check(b"key-1").is_ok());
@@ -158,7 +158,7 @@ impl std::fmt::Debug for Budgets {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use jisr::buffer::Budgets;
+/// use jisr_buffer::Budgets;
 ///
 /// let budgets = Arc::new(Budgets::new(16, 1000, Duration::from_secs(60)));
 /// let r = budgets.reserve(b"team-a", 400).unwrap();
