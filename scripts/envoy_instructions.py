@@ -4,13 +4,10 @@
 Run through scripts/envoy_instructions.sh, which installs and builds what this needs; see its
 header for what is measured and how. Standard library only.
 
-Modes:
-  instructions (default): one Envoy under callgrind serves one listener per variant; each
-      measurement sends W warm-up requests, then N and 2N requests on one keep-alive
-      connection, each interval dumped by `callgrind_control --dump`; per request =
-      (interval(2N) - interval(N)) / N, on Envoy's worker thread.
-  --memory: one Envoy per variant (no valgrind), S concurrent HTTP/2 streams held open by
-      Envoy's fault filter (fixed delay) in front of the filter; RSS growth per stream.
+One Envoy under callgrind serves one listener per variant; each measurement sends W warm-up
+requests, then N and 2N requests on one keep-alive connection, each interval closed by
+`callgrind_control --dump`; per request = (interval(2N) - interval(N)) / N, on Envoy's
+worker thread.
 """
 
 import argparse
@@ -67,18 +64,6 @@ def dm_filter(module, name, config=None):
     return y
 
 
-def fault_filter(delay_ms):
-    return (
-        "          - name: envoy.filters.http.fault\n"
-        "            typed_config:\n"
-        "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault\n"
-        "              max_active_faults: 1000000\n"
-        "              delay:\n"
-        f"                fixed_delay: {delay_ms / 1000:.3f}s\n"
-        "                percentage: { numerator: 100, denominator: HUNDRED }\n"
-    )
-
-
 # Variants: name -> http_filters before the router.
 VARIANTS = {
     "none": "",
@@ -102,14 +87,7 @@ ROUTES = (
 )
 
 
-def listener(name, port, filters, h2=False):
-    codec = "              codec_type: HTTP2\n" if h2 else ""
-    h2opts = (
-        "          http2_protocol_options: { max_concurrent_streams: 100000,"
-        " initial_stream_window_size: 65536, initial_connection_window_size: 1048576 }\n"
-        if h2
-        else ""
-    )
+def listener(name, port, filters):
     return (
         f"  - name: {name}\n"
         f"    address:\n"
@@ -121,8 +99,6 @@ def listener(name, port, filters, h2=False):
         f"          \"@type\": type.googleapis.com/envoy.extensions.filters.network."
         f"http_connection_manager.v3.HttpConnectionManager\n"
         f"          stat_prefix: {name}\n"
-        + codec.replace("              ", "          ")
-        + h2opts
         + "          route_config:\n"
         "            name: local\n"
         "            virtual_hosts:\n"
@@ -139,7 +115,14 @@ def listener(name, port, filters, h2=False):
 
 
 def bootstrap(admin, listeners, upstream_port):
+    # No timer may fire per unit of time on the worker while requests are counted: that cost
+    # would grow with the interval's length, not with its requests. Hence watchdogs that
+    # never look (their touch timer runs on every worker) and the longest stats flush.
     y = (
+        "stats_flush_interval: 299s\n"
+        "watchdogs:\n"
+        "  main_thread_watchdog: { miss_timeout: 3600s, megamiss_timeout: 3600s }\n"
+        "  worker_watchdog: { miss_timeout: 3600s, megamiss_timeout: 3600s }\n"
         "admin:\n"
         f"  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\n"
         "static_resources:\n"
@@ -481,7 +464,7 @@ class Callgrind:
     def dump(self):
         """Dumps (and zeroes) the counters; returns the files of this part, one per thread."""
         subprocess.run(["callgrind_control", "--dump", str(self.pid)], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.parts += 1
         want = f"{self.out_dir}/cg.{self.pid}.{self.parts}"
         deadline = time.time() + 60
@@ -613,16 +596,8 @@ def main():
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--base", type=lambda s: int(s, 0), default=0x108000)
     p.add_argument("--variants", nargs="*", default=[])
-    p.add_argument("--memory", action="store_true")
     a = p.parse_args()
-    if a.memory:
-        run_memory(a)
-    else:
-        run_instructions(a)
-
-
-def run_memory(a):
-    raise SystemExit("--memory: not yet")
+    run_instructions(a)
 
 
 if __name__ == "__main__":

