@@ -4,7 +4,7 @@ use crate::api::config::{ConfigError, ConfigHandle};
 
 /// A generic secret (`envoy.extensions.transport_sockets.tls.v3.GenericSecret`) the filter
 /// config subscribed to when it loaded. Envoy keeps it current (SDS or a watched file);
-/// [`ResponseWriter::secret`] reads the current value, so a rotation is seen by the next read.
+/// [`ResponseWriter::secret`](crate::ResponseWriter::secret) reads the current value, so a rotation is seen by the next read.
 /// Envoy 1.40 tells modules nothing when a secret rotates: read it where you use it.
 ///
 /// ```

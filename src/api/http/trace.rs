@@ -6,7 +6,7 @@ use crate::host::http::context::{SpanEdit, SpanField, SpanPtr};
 use std::fmt;
 
 /// A tracing span of the stream: the active span Envoy made for the request
-/// ([`ResponseWriter::span`]) or a child of it ([`Span::child`]).
+/// ([`ResponseWriter::span`](crate::ResponseWriter::span)) or a child of it ([`Span::child`]).
 ///
 /// Changes reach Envoy's tracer at once. A child span is finished when its `Span` is dropped;
 /// one that is leaked (or still open when the stream ends) is finished when the stream
