@@ -209,6 +209,7 @@ pub mod architecture {}
 mod executor;
 mod filter;
 mod host;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 // The everyday names: what a filter with handlers, state, metrics and logs needs.

@@ -61,10 +61,21 @@ fn instance() -> PathBuf {
     let text = std::fs::read_to_string(&manifest).unwrap();
     let dep = "jisr = \"0.1\"";
     assert!(text.contains(dep), "template Cargo.toml names `{dep}`");
+    // Its tests use `jisr::testing`, which the `testing` feature of a dev-dependency brings.
+    let dev = "jisr = { version = \"0.1\", features = [\"testing\"] }";
+    assert!(text.contains(dev), "template Cargo.toml names `{dev}`");
     // The copy sits under this repository's target dir: `[workspace]` makes it its own
     // workspace rather than an unlisted member of this one.
-    let text =
-        text.replace(dep, &format!("jisr = {{ path = {:?} }}", root.display())) + "\n[workspace]\n";
+    let text = text
+        .replace(dep, &format!("jisr = {{ path = {:?} }}", root.display()))
+        .replace(
+            dev,
+            &format!(
+                "jisr = {{ path = {:?}, features = [\"testing\"] }}",
+                root.display()
+            ),
+        )
+        + "\n[workspace]\n";
     std::fs::write(&manifest, text).unwrap();
     // The same dependency versions as this repository (no index update needed).
     if !dest.join("Cargo.lock").exists() {

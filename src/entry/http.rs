@@ -244,16 +244,34 @@ pub(crate) unsafe fn on_stream<R>(
     r
 }
 
+/// A stream's hooks on any host, each run through [`on_stream`]. Envoy's entry points below run
+/// them with the real host; `jisr::testing::bench` runs them with its bench host, so a
+/// benchmark measures the path Envoy's calls take, panic guard and pending destroy included.
+pub(crate) struct OnHost<'h>(pub(crate) &'h dyn Host);
+
 macro_rules! forward {
     ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident, $kind:expr, $fail:expr) => {
+        impl OnHost<'_> {
+            #[doc = concat!("`on_http_filter_", stringify!($name), "` on this host.")]
+            ///
+            /// # Safety
+            /// `m` is a live module pointer (module docs) of a stream this host serves.
+            #[inline]
+            pub(crate) unsafe fn $name(&self, m: *const c_void $(, $arg: $ty)*) -> $ret {
+                let host = self.0;
+                // SAFETY: guaranteed by the caller.
+                unsafe { on_stream(m, host, $kind, $fail, |hooks| hooks.$method(host $(, $arg)*)) }
+            }
+        }
+
         #[doc = concat!("`on_http_filter_", stringify!($name), "`.")]
         ///
         /// # Safety
         /// `e` and `m` follow the pointer contract of the module docs.
         pub unsafe fn $name(e: EnvoyFilterPtr, m: *const c_void $(, $arg: $ty)*) -> $ret {
-            let host = EnvoyHost::new(e);
-            // SAFETY: `m` is the live module pointer Envoy passes with this hook.
-            unsafe { on_stream(m, &host, $kind, $fail, |hooks| hooks.$method(&host $(, $arg)*)) }
+            // SAFETY: `m` is the live module pointer Envoy passes with this hook, for the
+            // stream of `e`.
+            unsafe { OnHost(&EnvoyHost::new(e)).$name(m $(, $arg)*) }
         }
     };
 }
@@ -325,12 +343,31 @@ pub unsafe fn callout_done(
 ) {
     // SAFETY: guaranteed by the caller (null or `n`/`nc` valid entries for this hook).
     let (headers, chunks) = unsafe { (slice(headers, n), slice(chunks, nc)) };
-    let host = EnvoyHost::new(e);
-    // SAFETY: live module pointer (module docs).
-    unsafe {
-        on_stream(m, &host, HookKind::Other, (), |hooks| {
-            hooks.callout_done(&host, id, result, headers, chunks)
-        })
+    // SAFETY: live module pointer (module docs), for the stream of `e`.
+    unsafe { OnHost(&EnvoyHost::new(e)).callout_done(m, id, result, headers, chunks) }
+}
+
+impl OnHost<'_> {
+    /// `on_http_filter_http_callout_done` on this host.
+    ///
+    /// # Safety
+    /// `m` is a live module pointer (module docs) of a stream this host serves.
+    #[inline]
+    pub(crate) unsafe fn callout_done(
+        &self,
+        m: *const c_void,
+        id: u64,
+        result: u32,
+        headers: &[crate::abi::ffi::HeaderPair],
+        chunks: &[Buf],
+    ) {
+        let host = self.0;
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            on_stream(m, host, HookKind::Other, (), |hooks| {
+                hooks.callout_done(host, id, result, headers, chunks)
+            })
+        }
     }
 }
 
@@ -534,14 +571,39 @@ pub unsafe fn stream_trailers<'a>(
 /// # Safety
 /// `m` is null or a live module pointer (module docs), not used afterwards.
 pub unsafe fn destroy(m: *const c_void) {
-    if m.is_null() {
-        return;
+    // SAFETY: forwarded contract.
+    if let Err(msg) = unsafe { destroy_stream(m) } {
+        log_error(&msg);
     }
-    // SAFETY: live module pointer; `destroyer` consumes it exactly once.
+}
+
+/// What `on_http_filter_destroy` does, a panic returned as the line to log.
+///
+/// # Safety
+/// As [`destroy`].
+unsafe fn destroy_stream(m: *const c_void) -> Result<(), String> {
+    if m.is_null() {
+        return Ok(());
+    }
+    // SAFETY: live module pointer; `destroyer` consumes it exactly once (while one of our hooks
+    // runs on the stream, it only marks the destroy pending, for `on_stream` to finish).
     let d = unsafe { stream(m).destroyer() };
     // SAFETY: as above.
-    if let Err(msg) = catch(|| unsafe { d(m) }) {
-        log_error(&format!("jisr: destroying a stream panicked: {msg}"));
+    catch(|| unsafe { d(m) }).map_err(|msg| format!("jisr: destroying a stream panicked: {msg}"))
+}
+
+impl OnHost<'_> {
+    /// `on_http_filter_destroy`, a panic logged through this host (a simulated host has no
+    /// process log).
+    ///
+    /// # Safety
+    /// As [`destroy`].
+    #[cfg(feature = "testing")]
+    pub(crate) unsafe fn destroy(&self, m: *const c_void) {
+        // SAFETY: forwarded contract.
+        if let Err(msg) = unsafe { destroy_stream(m) } {
+            let _ = catch(|| self.0.log(4, msg.as_bytes()));
+        }
     }
 }
 

@@ -218,6 +218,7 @@ impl Arena {
     }
 
     /// Bytes of blocks held.
+    #[cfg(feature = "testing")]
     pub(crate) fn capacity(&self) -> usize {
         debug_assert_eq!(
             self.held.get(),

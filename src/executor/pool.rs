@@ -242,6 +242,7 @@ impl<T> Pool<T> {
     }
 
     /// Number of idle slots (all lanes).
+    #[cfg(feature = "testing")]
     pub(crate) fn idle(&self) -> usize {
         self.stats().idle as usize
     }
@@ -274,6 +275,7 @@ impl<T> Pool<T> {
     }
 
     /// Sum of `f` over the idle slots of the calling thread's lane and the overflow lane.
+    #[cfg(feature = "testing")]
     pub(crate) fn idle_sum(&self, f: impl Fn(&T) -> usize) -> usize {
         let own = self.with_lane(|idle, _| idle.iter().map(|s| f(s)).sum::<usize>());
         let shared = if lane_index().is_some() {

@@ -41,6 +41,7 @@ pub enum Level {
 
 impl Level {
     /// The level of an ABI log level number (above critical counts as critical).
+    #[cfg(feature = "testing")]
     pub(crate) fn from_abi(level: u32) -> Level {
         match level {
             0 => Level::Trace,

@@ -30,8 +30,8 @@ use crate::abi::ffi::{Buf, HeaderPair};
 use crate::api::config::ConfigHandle;
 use crate::api::http::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
-use crate::entry::http::build_config;
-use crate::filter::http::hooks::{ConfigHooks, StreamHooks};
+use crate::entry::http::{OnHost, build_config, new_stream};
+use crate::filter::http::hooks::ConfigHooks;
 use crate::host::http::bench::BenchHost;
 use crate::host::http::sim::SimConfigHost;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,7 +113,9 @@ impl BenchFilter {
 }
 
 /// A series of streams on one allocation-free host. Headers and body chunks are `'static`
-/// data, so the host never copies them.
+/// data, so the host never copies them. Each hook goes through the entry functions Envoy's
+/// calls go through (panic guard, fail-closed status, a destroy requested during the hook
+/// finished after it), so what a benchmark measures includes what a real hook pays.
 ///
 /// ```
 /// use jisr::raw::{BodyStatus, HeadersStatus};
@@ -142,10 +144,10 @@ pub struct BenchSession<'f> {
 }
 
 impl BenchSession<'_> {
-    fn hooks(&self) -> &dyn StreamHooks {
+    /// Runs one hook of the current stream through its entry function, on the bench host.
+    fn hook<R>(&self, f: impl FnOnce(OnHost<'_>, *const core::ffi::c_void) -> R) -> R {
         assert!(!self.m.is_null(), "no stream: call begin() first");
-        // SAFETY: `m` came from `new_stream` and is live until `end`.
-        unsafe { &**(self.m as *const *const dyn StreamHooks) }
+        f(OnHost(&*self.host), self.m)
     }
 
     /// Ends the current stream (if any) and opens a new one with these request headers.
@@ -153,7 +155,10 @@ impl BenchSession<'_> {
         self.end();
         self.host.reset();
         self.host.req.set(request_headers);
-        self.m = self.filter.config.new_stream(&*self.host);
+        self.m = match new_stream(&*self.filter.config, &*self.host) {
+            Ok(m) => m,
+            Err(msg) => panic!("the filter refused the stream: {msg}"),
+        };
     }
 
     fn settle_request(&self, before: u32) {
@@ -165,7 +170,10 @@ impl BenchSession<'_> {
     /// Request headers hook.
     pub fn request_headers(&mut self, end_of_stream: bool) -> HeadersStatus {
         let before = self.host.effects.get().continue_decoding;
-        let s = HeadersStatus::from_abi(self.hooks().request_headers(&*self.host, end_of_stream));
+        // SAFETY: `m` came from `new_stream`, is live until `end`, and its stream is served by
+        // this session's host (the same holds for every hook of this session below).
+        let s = self.hook(|on, m| unsafe { on.request_headers(m, end_of_stream) });
+        let s = HeadersStatus::from_abi(s);
         self.settle_request(before);
         s
     }
@@ -174,7 +182,9 @@ impl BenchSession<'_> {
     pub fn request_body(&mut self, chunk: &'static [u8], end_of_stream: bool) -> BodyStatus {
         self.host.req_received.set(chunk);
         let before = self.host.effects.get().continue_decoding;
-        let s = BodyStatus::from_abi(self.hooks().request_body(&*self.host, end_of_stream));
+        // SAFETY: as in `request_headers`.
+        let s =
+            BodyStatus::from_abi(self.hook(|on, m| unsafe { on.request_body(m, end_of_stream) }));
         self.host.req_received.set(&[]);
         match s {
             BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark => {
@@ -192,19 +202,23 @@ impl BenchSession<'_> {
 
     /// Request trailers hook.
     pub fn request_trailers(&mut self) -> TrailersStatus {
-        TrailersStatus::from_abi(self.hooks().request_trailers(&*self.host))
+        // SAFETY: as in `request_headers`.
+        TrailersStatus::from_abi(self.hook(|on, m| unsafe { on.request_trailers(m) }))
     }
 
     /// Response headers hook.
     pub fn response_headers(&mut self, headers: Static, end_of_stream: bool) -> HeadersStatus {
         self.host.resp.set(headers);
-        HeadersStatus::from_abi(self.hooks().response_headers(&*self.host, end_of_stream))
+        // SAFETY: as in `request_headers`.
+        HeadersStatus::from_abi(self.hook(|on, m| unsafe { on.response_headers(m, end_of_stream) }))
     }
 
     /// Response body hook with one chunk.
     pub fn response_body(&mut self, chunk: &'static [u8], end_of_stream: bool) -> BodyStatus {
         self.host.resp_received.set(chunk);
-        let s = BodyStatus::from_abi(self.hooks().response_body(&*self.host, end_of_stream));
+        // SAFETY: as in `request_headers`.
+        let s =
+            BodyStatus::from_abi(self.hook(|on, m| unsafe { on.response_body(m, end_of_stream) }));
         self.host.resp_received.set(&[]);
         match s {
             BodyStatus::StopIterationAndBuffer | BodyStatus::StopIterationAndWatermark => {
@@ -227,7 +241,8 @@ impl BenchSession<'_> {
                 break;
             }
             let before = self.host.effects.get().continue_decoding;
-            self.hooks().scheduled(&*self.host, 1);
+            // SAFETY: as in `request_headers`.
+            self.hook(|on, m| unsafe { on.scheduled(m, 1) });
             self.settle_request(before);
         }
         n
@@ -249,8 +264,8 @@ impl BenchSession<'_> {
         let headers = [HeaderPair::of(b":status", status.as_bytes())];
         let chunks = [Buf::of(body)];
         let before = self.host.effects.get().continue_decoding;
-        self.hooks()
-            .callout_done(&*self.host, id, 0, &headers, &chunks);
+        // SAFETY: as in `request_headers`.
+        self.hook(|on, m| unsafe { on.callout_done(m, id, 0, &headers, &chunks) });
         self.settle_request(before);
     }
 
@@ -259,12 +274,13 @@ impl BenchSession<'_> {
         if self.m.is_null() {
             return;
         }
-        self.hooks().stream_complete(&*self.host);
-        let d = self.hooks().destroyer();
+        // SAFETY: as in `request_headers`.
+        self.hook(|on, m| unsafe { on.stream_complete(m) });
         self.last_effects = self.host.effects.get();
         let m = core::mem::replace(&mut self.m, core::ptr::null());
-        // SAFETY: `m` came from `new_stream` and is not used after this.
-        unsafe { d(m) };
+        // SAFETY: `m` came from `new_stream`, Envoy's destroy hook is called once for it, and
+        // it is not used after this.
+        unsafe { OnHost(&*self.host).destroy(m) };
     }
 
     /// Effects of the current stream (or of the last ended one).

@@ -4,6 +4,17 @@
 //! on it, drive them hook by hook, and inspect every status returned and every effect (headers,
 //! local reply, metadata, metrics, logs, scheduler events).
 //!
+//! Available with the cargo feature `testing`, meant for test builds only: enable it on a
+//! dev-dependency beside the normal one, so the module Envoy loads carries none of this.
+//!
+//! ```toml
+//! [dependencies]
+//! jisr = "0.1"
+//!
+//! [dev-dependencies]
+//! jisr = { version = "0.1", features = ["testing"] }
+//! ```
+//!
 //! ```
 //! use jisr::testing::TestFilter;
 //! use jisr::{Registry, Request, ResponseWriter, raw::HeadersStatus};

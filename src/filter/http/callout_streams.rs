@@ -241,6 +241,7 @@ impl Streams {
     }
 
     /// Bytes the entries keep allocated.
+    #[cfg(feature = "testing")]
     pub(crate) fn capacity(&self) -> usize {
         self.entries
             .iter()

@@ -232,6 +232,7 @@ impl Callouts {
     }
 
     /// Bytes the entries keep allocated.
+    #[cfg(feature = "testing")]
     pub(crate) fn capacity(&self) -> usize {
         self.entries
             .borrow()

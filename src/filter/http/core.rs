@@ -323,6 +323,7 @@ impl StreamCore {
 
     /// Bytes of per-stream buffers this slot keeps allocated (bounded while idle; see
     /// `RETAINED_*` in the arena, callout and stream tables).
+    #[cfg(feature = "testing")]
     pub(crate) fn retained_bytes(&self) -> usize {
         self.arena.capacity()
             + self.callouts.capacity()

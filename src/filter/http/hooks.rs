@@ -3,6 +3,7 @@
 //! by raw filters' slots.
 
 use crate::abi::ffi::{Buf, HeaderPair};
+#[cfg(feature = "testing")]
 use crate::filter::http::stats::FilterStatsSnapshot;
 use crate::host::http::Host;
 
@@ -74,10 +75,13 @@ pub(crate) trait ConfigHooks: Send + Sync {
     /// The configured filter name.
     fn name(&self) -> &str;
     /// Idle stream slots kept for reuse.
+    #[cfg(feature = "testing")]
     fn idle_slots(&self) -> usize;
     /// Introspection figures.
+    #[cfg(feature = "testing")]
     fn stats(&self) -> FilterStatsSnapshot;
     /// Bytes of per-stream buffers kept by the idle slots.
+    #[cfg(feature = "testing")]
     fn idle_retained_bytes(&self) -> usize;
     /// The config's background runtime, if it asked for one.
     fn background(&self) -> Option<&std::sync::Arc<crate::executor::background::Runtime>> {

@@ -34,12 +34,15 @@ where
     fn name(&self) -> &str {
         &self.meta.name
     }
+    #[cfg(feature = "testing")]
     fn idle_slots(&self) -> usize {
         self.pool.idle()
     }
+    #[cfg(feature = "testing")]
     fn stats(&self) -> crate::filter::http::stats::FilterStatsSnapshot {
         crate::filter::http::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
     }
+    #[cfg(feature = "testing")]
     fn idle_retained_bytes(&self) -> usize {
         self.pool.idle_sum(|s| s.core.retained_bytes())
     }

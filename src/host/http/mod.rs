@@ -1,7 +1,9 @@
 //! The host of an HTTP filter stream: headers, bodies, replies, metadata, filter state and
 //! the rest of what Envoy offers a stream, with the real implementation ([`envoy::EnvoyHost`])
-//! and the simulated ones of `jisr::testing` ([`sim::SimHost`], [`bench::BenchHost`]).
+//! and, behind the `testing` feature, the simulated ones of `jisr::testing` (`sim::SimHost`,
+//! `bench::BenchHost`).
 
+#[cfg(feature = "testing")]
 pub(crate) mod bench;
 pub(crate) mod context;
 pub(crate) mod current;
@@ -9,6 +11,7 @@ pub(crate) mod envoy;
 mod envoy_context;
 pub(crate) mod objects;
 pub(crate) mod route;
+#[cfg(feature = "testing")]
 pub(crate) mod sim;
 pub(crate) mod spans;
 

@@ -128,6 +128,7 @@ impl HeadersStatus {
         }
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn from_abi(v: u32) -> HeadersStatus {
         match v {
             0 => HeadersStatus::Continue,
@@ -149,6 +150,7 @@ impl BodyStatus {
         }
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn from_abi(v: u32) -> BodyStatus {
         match v {
             0 => BodyStatus::Continue,
@@ -167,6 +169,7 @@ impl TrailersStatus {
         }
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn from_abi(v: u32) -> TrailersStatus {
         if v == 0 {
             TrailersStatus::Continue

@@ -70,14 +70,17 @@ impl<F: RawFactory> ConfigHooks for RawConfig<F> {
         &self.meta.name
     }
 
+    #[cfg(feature = "testing")]
     fn idle_slots(&self) -> usize {
         self.pool.idle()
     }
 
+    #[cfg(feature = "testing")]
     fn stats(&self) -> crate::filter::http::stats::FilterStatsSnapshot {
         crate::filter::http::stats::FilterStatsSnapshot::new(self.pool.stats(), &self.meta.stats)
     }
 
+    #[cfg(feature = "testing")]
     fn idle_retained_bytes(&self) -> usize {
         0
     }
