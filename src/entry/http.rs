@@ -11,7 +11,7 @@
 //! - buffers and arrays Envoy passes (name, config bytes, headers, body chunks) are readable
 //!   for their given lengths until the call returns (or are null with length 0).
 
-use super::{REGISTRY, bytes, log_error, slice};
+use super::{REGISTRY, abi_chunks, abi_headers, bytes, log_error};
 use crate::abi::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr};
 use crate::api::config::ConfigHandle;
 use crate::api::registry::Registry;
@@ -323,8 +323,9 @@ pub unsafe fn callout_done(
     chunks: *const Buf,
     nc: usize,
 ) {
-    // SAFETY: guaranteed by the caller (null or `n`/`nc` valid entries for this hook).
-    let (headers, chunks) = unsafe { (slice(headers, n), slice(chunks, nc)) };
+    // SAFETY: the caller's contract: the arrays, and the bytes they point at, are readable and
+    // unchanged for this call, which the views do not outlive.
+    let (headers, chunks) = unsafe { (abi_headers(headers, n), abi_chunks(chunks, nc)) };
     let host = EnvoyHost::new(e);
     // SAFETY: live module pointer (module docs).
     unsafe {
@@ -382,8 +383,9 @@ pub unsafe fn config_callout_done(
     chunks: *const Buf,
     nc: usize,
 ) {
-    // SAFETY: guaranteed by the caller (null or valid entries for this hook).
-    let (headers, chunks) = unsafe { (slice(headers, n), slice(chunks, nc)) };
+    // SAFETY: the caller's contract: the arrays, and the bytes they point at, are readable and
+    // unchanged for this call, which the views do not outlive.
+    let (headers, chunks) = unsafe { (abi_headers(headers, n), abi_chunks(chunks, nc)) };
     // SAFETY: forwarded contract.
     unsafe {
         on_config(c, p, |hooks, host| {
@@ -404,8 +406,8 @@ pub unsafe fn config_stream_headers(
     n: usize,
     eos: bool,
 ) {
-    // SAFETY: guaranteed by the caller.
-    let headers = unsafe { slice(headers, n) };
+    // SAFETY: the caller's contract: the array and its bytes are readable for this call.
+    let headers = unsafe { abi_headers(headers, n) };
     // SAFETY: forwarded contract.
     unsafe {
         on_config(c, p, |hooks, host| {
@@ -431,8 +433,8 @@ pub unsafe fn config_stream_data(
     n: usize,
     eos: bool,
 ) {
-    // SAFETY: guaranteed by the caller.
-    let data = unsafe { slice(data, n) };
+    // SAFETY: the caller's contract: the array and its bytes are readable for this call.
+    let data = unsafe { abi_chunks(data, n) };
     // SAFETY: forwarded contract.
     unsafe {
         on_config(c, p, |hooks, host| {
@@ -452,8 +454,8 @@ pub unsafe fn config_stream_trailers(
     trailers: *const crate::abi::ffi::HeaderPair,
     n: usize,
 ) {
-    // SAFETY: guaranteed by the caller.
-    let trailers = unsafe { slice(trailers, n) };
+    // SAFETY: the caller's contract: the array and its bytes are readable for this call.
+    let trailers = unsafe { abi_headers(trailers, n) };
     // SAFETY: forwarded contract.
     unsafe {
         on_config(c, p, |hooks, host| {
@@ -498,35 +500,36 @@ pub unsafe fn http_stream(e: EnvoyFilterPtr, m: *const c_void, id: u64, event: R
 /// Builds a headers event.
 ///
 /// # Safety
-/// `h` null or `n` valid entries for this hook.
+/// `h` null or `n` entries readable for `'a`, each pointing at bytes valid and unchanged for
+/// `'a` (Envoy's arrays passed to a hook: until it returns; `'a` ends within the hook).
 pub unsafe fn stream_headers<'a>(
     h: *const crate::abi::ffi::HeaderPair,
     n: usize,
     eos: bool,
 ) -> RawStreamEvent<'a> {
     // SAFETY: guaranteed by the caller.
-    RawStreamEvent::Headers(unsafe { slice(h, n) }, eos)
+    RawStreamEvent::Headers(unsafe { abi_headers(h, n) }, eos)
 }
 
 /// Builds a data event.
 ///
 /// # Safety
-/// `d` null or `n` valid entries for this hook.
+/// As [`stream_headers`], for `n` chunks at `d`.
 pub unsafe fn stream_data<'a>(d: *const Buf, n: usize, eos: bool) -> RawStreamEvent<'a> {
     // SAFETY: guaranteed by the caller.
-    RawStreamEvent::Data(unsafe { slice(d, n) }, eos)
+    RawStreamEvent::Data(unsafe { abi_chunks(d, n) }, eos)
 }
 
 /// Builds a trailers event.
 ///
 /// # Safety
-/// `t` null or `n` valid entries for this hook.
+/// As [`stream_headers`], for `n` pairs at `t`.
 pub unsafe fn stream_trailers<'a>(
     t: *const crate::abi::ffi::HeaderPair,
     n: usize,
 ) -> RawStreamEvent<'a> {
     // SAFETY: guaranteed by the caller.
-    RawStreamEvent::Trailers(unsafe { slice(t, n) })
+    RawStreamEvent::Trailers(unsafe { abi_headers(t, n) })
 }
 
 /// `on_http_filter_destroy`.

@@ -2,18 +2,18 @@
 //! of one filter config ([`ConfigHooks`]), implemented by jisr's stream slots (`machine`) and
 //! by raw filters' slots.
 
-use crate::abi::ffi::{Buf, HeaderPair};
 use crate::filter::http::stats::FilterStatsSnapshot;
 use crate::host::http::Host;
+use crate::host::{ChunkArray, HeaderArray};
 
 /// A streaming-callout event as the ABI delivers it.
 pub enum RawStreamEvent<'h> {
     /// Response headers (and whether they end the response).
-    Headers(&'h [HeaderPair], bool),
+    Headers(HeaderArray<'h>, bool),
     /// Response data chunks (and whether they end the response).
-    Data(&'h [Buf], bool),
+    Data(ChunkArray<'h>, bool),
     /// Response trailers.
-    Trailers(&'h [HeaderPair]),
+    Trailers(HeaderArray<'h>),
     /// The stream completed.
     Complete,
     /// The stream was reset (ABI reason code).
@@ -54,8 +54,8 @@ pub(crate) trait StreamHooks {
         host: &dyn Host,
         id: u64,
         result: u32,
-        headers: &[HeaderPair],
-        chunks: &[Buf],
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
     );
     fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>);
     /// jisr itself panicked in hook `kind` (`msg`): fail the stream closed (a 500 while the

@@ -1,6 +1,6 @@
 //! The HTTP stream's state machine: what each hook returns, decided from the stream's state.
 
-use crate::abi::ffi::{self, Buf, HeaderPair};
+use crate::abi::ffi;
 use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
 use crate::filter::http::core::{BodyCursor, FilterStats, ResponseMode, StreamCore};
@@ -12,7 +12,7 @@ use crate::filter::http::slot::{JisrConfig, StreamSlot};
 use crate::filter::http::state::{BodyState, HandlerState, Retention, StreamState};
 use crate::host::http::Host;
 use crate::host::log::Level;
-use crate::host::{Raw, pairs};
+use crate::host::{ChunkArray, HeaderArray};
 
 impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
 where
@@ -575,20 +575,15 @@ where
         host: &dyn Host,
         id: u64,
         result: u32,
-        headers: &[HeaderPair],
-        chunks: &[Buf],
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
     ) {
         self.enter(host, || {
             let core = &self.core;
-            let anchor = &();
             self.drive_running(|| {
                 // A callout whose future was dropped: nothing takes it.
-                core.callouts.deliver(
-                    id,
-                    result,
-                    pairs(headers, anchor),
-                    chunks.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
-                );
+                core.callouts
+                    .deliver(id, result, headers.iter(), chunks.iter());
             });
         })
     }
@@ -597,22 +592,17 @@ where
         use crate::filter::http::callout_streams::{Recorded, StreamEvent};
         self.enter(host, || {
             let core = &self.core;
-            let anchor = &();
             self.drive_running(|| {
                 let recorded = match event {
                     RawStreamEvent::Headers(h, eos) => core
                         .streams
-                        .record(id, StreamEvent::Headers(&mut pairs(h, anchor), eos)),
-                    RawStreamEvent::Data(d, eos) => core.streams.record(
-                        id,
-                        StreamEvent::Data(
-                            &mut d.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
-                            eos,
-                        ),
-                    ),
+                        .record(id, StreamEvent::Headers(&mut h.iter(), eos)),
+                    RawStreamEvent::Data(d, eos) => core
+                        .streams
+                        .record(id, StreamEvent::Data(&mut d.iter(), eos)),
                     RawStreamEvent::Trailers(t) => core
                         .streams
-                        .record(id, StreamEvent::Trailers(&mut pairs(t, anchor))),
+                        .record(id, StreamEvent::Trailers(&mut t.iter())),
                     RawStreamEvent::Complete => core.streams.record(id, StreamEvent::Complete),
                     RawStreamEvent::Reset(r) => core.streams.record(id, StreamEvent::Reset(r)),
                 };

@@ -409,16 +409,12 @@ impl<'h> RawStream<'h> {
 
     /// First value of a request header.
     pub fn request_header(&self, name: &str) -> Option<&[u8]> {
-        let h = self.host()?;
-        crate::api::http::request::with_key(name, |key| h.header(Map::RequestHeaders, key, 0).0)
-            .map(|r| r.view(self))
+        slot::header_view(self, self.host()?, Map::RequestHeaders, name)
     }
 
     /// First value of a response header.
     pub fn response_header(&self, name: &str) -> Option<&[u8]> {
-        let h = self.host()?;
-        crate::api::http::request::with_key(name, |key| h.header(Map::ResponseHeaders, key, 0).0)
-            .map(|r| r.view(self))
+        slot::header_view(self, self.host()?, Map::ResponseHeaders, name)
     }
 
     /// Sets (or with `None` removes) a request or response header. `false` when refused:

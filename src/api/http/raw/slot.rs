@@ -166,8 +166,8 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
         _host: &dyn Host,
         _id: u64,
         _result: u32,
-        _headers: &[crate::abi::ffi::HeaderPair],
-        _chunks: &[crate::abi::ffi::Buf],
+        _headers: crate::host::HeaderArray<'_>,
+        _chunks: crate::host::ChunkArray<'_>,
     ) {
     }
 
@@ -224,3 +224,20 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
 // only user, possibly thread-bound, value); what remains are cells and pointers to the slot and
 // its `Sync` config.
 unsafe impl<F: RawFactory> crate::executor::pool::Idle for RawSlot<F> {}
+
+/// The first value of header `name` of `map`, viewed in Envoy's memory for as long as `s` is
+/// borrowed (no copy: raw filters read headers in place).
+pub(super) fn header_view<'s>(
+    s: &'s RawStream<'_>,
+    host: &'s dyn Host,
+    map: crate::host::http::Map,
+    name: &str,
+) -> Option<&'s [u8]> {
+    let raw = crate::api::http::request::with_key(name, |key| host.header(map, key, 0).0)?;
+    // SAFETY: `view`'s contract, nothing modifies the header map while `s` is borrowed: `s` is
+    // the only `RawStream` of this stream (made per hook in `with_filter`, its host not
+    // reachable by the filter), and every method of it that modifies headers or replies
+    // (`set_header`, `add_header`, `send_response`, `continue_*`) takes `&mut self`. Envoy runs
+    // nothing on the stream while the filter's hook runs.
+    Some(unsafe { raw.view(s) })
+}

@@ -443,7 +443,7 @@ impl<'a> ResponseWriter<'a> {
         let mut names = MetadataNames::default();
         core.with_host(|h| {
             h.metadata_names(source as u32, ns.map(str::as_bytes), &mut |raw| {
-                if let Ok(name) = core::str::from_utf8(core.arena.keep(raw.view(&()))) {
+                if let Ok(name) = core::str::from_utf8(raw.keep_in(&core.arena)) {
                     names.push(name);
                 }
             })
@@ -458,10 +458,22 @@ impl<'a> ResponseWriter<'a> {
         key: &str,
         index: usize,
         kind: MetaKind,
-    ) -> Option<MetaRead> {
+    ) -> Option<MetaRead<'static>> {
+        // A number or a boolean: a string would be a view of the host's memory, which must be
+        // copied inside the host call (see `metadata_list_str`).
         self.core
             .with_host(|h| {
-                h.metadata_list_item(source as u32, ns.as_bytes(), key.as_bytes(), index, kind)
+                match h.metadata_list_item(
+                    source as u32,
+                    ns.as_bytes(),
+                    key.as_bytes(),
+                    index,
+                    kind,
+                ) {
+                    Some(MetaRead::Num(n)) => Some(MetaRead::Num(n)),
+                    Some(MetaRead::Bool(b)) => Some(MetaRead::Bool(b)),
+                    _ => None,
+                }
             })
             .flatten()
     }
