@@ -220,7 +220,7 @@ pub(crate) unsafe fn on_stream<R>(
     let hooks = unsafe { stream(m) };
     // Through the stream's host: the simulated host of `jisr::testing` has no process log.
     let log = |msg: String| {
-        let _ = catch(|| host.log(4, msg.as_bytes()));
+        let _ = catch(|| host.log(crate::host::log::Level::Error as u32, msg.as_bytes()));
     };
     let r = match catch(|| f(hooks)) {
         Ok(r) => r,
@@ -253,19 +253,20 @@ macro_rules! forward {
         pub unsafe fn $name(e: EnvoyFilterPtr, m: *const c_void $(, $arg: $ty)*) -> $ret {
             let host = EnvoyHost::new(e);
             // SAFETY: `m` is the live module pointer Envoy passes with this hook.
-            unsafe { on_stream(m, &host, $kind, $fail, |hooks| hooks.$method(&host $(, $arg)*)) }
+            // The typed status becomes the `u32` Envoy reads here, at the edge only.
+            unsafe { on_stream(m, &host, $kind, $fail, |hooks| hooks.$method(&host $(, $arg)*)) }.into()
         }
     };
 }
 
-use crate::abi::ffi::{BODY_STOP_NO_BUFFER, HEADERS_STOP_ITERATION, TRAILERS_STOP_ITERATION};
+use crate::abi::http::{BodyStatus, HeadersStatus, TrailersStatus};
 
-forward!(request_headers(eos: bool) -> u32 => request_headers, HookKind::Request, HEADERS_STOP_ITERATION);
-forward!(request_body(eos: bool) -> u32 => request_body, HookKind::Request, BODY_STOP_NO_BUFFER);
-forward!(request_trailers() -> u32 => request_trailers, HookKind::Request, TRAILERS_STOP_ITERATION);
-forward!(response_headers(eos: bool) -> u32 => response_headers, HookKind::Response, HEADERS_STOP_ITERATION);
-forward!(response_body(eos: bool) -> u32 => response_body, HookKind::Response, BODY_STOP_NO_BUFFER);
-forward!(response_trailers() -> u32 => response_trailers, HookKind::Response, TRAILERS_STOP_ITERATION);
+forward!(request_headers(eos: bool) -> u32 => request_headers, HookKind::Request, HeadersStatus::StopIteration);
+forward!(request_body(eos: bool) -> u32 => request_body, HookKind::Request, BodyStatus::StopIterationNoBuffer);
+forward!(request_trailers() -> u32 => request_trailers, HookKind::Request, TrailersStatus::StopIteration);
+forward!(response_headers(eos: bool) -> u32 => response_headers, HookKind::Response, HeadersStatus::StopIteration);
+forward!(response_body(eos: bool) -> u32 => response_body, HookKind::Response, BodyStatus::StopIterationNoBuffer);
+forward!(response_trailers() -> u32 => response_trailers, HookKind::Response, TrailersStatus::StopIteration);
 forward!(stream_complete() -> () => stream_complete, HookKind::Other, ());
 forward!(scheduled(event: u64) -> () => scheduled, HookKind::Other, ());
 
@@ -301,10 +302,11 @@ pub unsafe fn local_reply(
             m,
             &host,
             HookKind::Other,
-            crate::abi::ffi::LOCAL_REPLY_CONTINUE,
+            crate::abi::http::LocalReplyStatus::Continue,
             |hooks| hooks.local_reply(&host, status, reset),
         )
     }
+    .into()
 }
 
 /// `on_http_filter_http_callout_done`.

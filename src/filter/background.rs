@@ -46,7 +46,7 @@ pub(crate) fn deliver_callout(
     headers: HeaderArray<'_>,
     chunks: ChunkArray<'_>,
 ) {
-    let outcome: CalloutOutcome = if result == 0 {
+    let outcome: CalloutOutcome = if result == crate::abi::callout_result::SUCCESS {
         let status = headers
             .iter()
             .find(|(k, _)| *k == b":status")

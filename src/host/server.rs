@@ -91,7 +91,11 @@ impl ConfigHost for EnvoyServerHost {
         // SAFETY: live bootstrap config pointer on the main thread; label buffers and `id`
         // valid for the call.
         let rc = unsafe { f(self.config, Buf::of(name.as_bytes()), ptr, b.len(), &mut id) };
-        if rc == 0 { Ok(id) } else { Err(rc) }
+        if rc == crate::abi::callout_init::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
     }
 
     fn log_enabled(&self, level: u32) -> bool {
@@ -179,7 +183,11 @@ impl Outbound for EnvoyServerHost {
                 )
             }
         });
-        if rc == 0 { Ok(id) } else { Err(rc) }
+        if rc == crate::abi::callout_init::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
     }
 
     /// Server extensions have no streaming callouts in Envoy's ABI.

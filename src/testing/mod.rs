@@ -23,7 +23,6 @@
 
 pub mod bench;
 
-use crate::abi::ffi;
 use crate::api::config::ConfigHandle;
 use crate::api::http::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
@@ -628,7 +627,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = HeadersStatus::from_abi(self.call(
             HookKind::Request,
-            ffi::HEADERS_STOP_ITERATION,
+            crate::abi::http::HeadersStatus::StopIteration,
             |h, host| h.request_headers(host, end_of_stream),
         ));
         self.hooks.push(Hook::RequestHeaders(s));
@@ -643,7 +642,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = BodyStatus::from_abi(self.call(
             HookKind::Request,
-            ffi::BODY_STOP_NO_BUFFER,
+            crate::abi::http::BodyStatus::StopIterationNoBuffer,
             |h, host| h.request_body(host, end_of_stream),
         ));
         self.hooks.push(Hook::RequestBody(s));
@@ -676,7 +675,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = TrailersStatus::from_abi(self.call(
             HookKind::Request,
-            ffi::TRAILERS_STOP_ITERATION,
+            crate::abi::http::TrailersStatus::StopIteration,
             |h, host| h.request_trailers(host),
         ));
         self.hooks.push(Hook::RequestTrailers(s));
@@ -696,7 +695,7 @@ impl TestStream<'_> {
         set_pairs(&self.host.maps[Map::ResponseHeaders as usize], headers);
         let s = HeadersStatus::from_abi(self.call(
             HookKind::Response,
-            ffi::HEADERS_STOP_ITERATION,
+            crate::abi::http::HeadersStatus::StopIteration,
             |h, host| h.response_headers(host, end_of_stream),
         ));
         self.hooks.push(Hook::ResponseHeaders(s));
@@ -709,7 +708,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = BodyStatus::from_abi(self.call(
             HookKind::Response,
-            ffi::BODY_STOP_NO_BUFFER,
+            crate::abi::http::BodyStatus::StopIterationNoBuffer,
             |h, host| h.response_body(host, end_of_stream),
         ));
         self.hooks.push(Hook::ResponseBody(s));
@@ -741,7 +740,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = TrailersStatus::from_abi(self.call(
             HookKind::Response,
-            ffi::TRAILERS_STOP_ITERATION,
+            crate::abi::http::TrailersStatus::StopIteration,
             |h, host| h.response_trailers(host),
         ));
         self.hooks.push(Hook::ResponseTrailers(s));
@@ -936,7 +935,11 @@ impl TestStream<'_> {
             h.callout_done(
                 host,
                 id,
-                if reset { 1 } else { 2 },
+                if reset {
+                    crate::abi::callout_result::RESET
+                } else {
+                    crate::abi::callout_result::EXCEED_RESPONSE_BUFFER_LIMIT
+                },
                 HeaderArray::EMPTY,
                 ChunkArray::EMPTY,
             )

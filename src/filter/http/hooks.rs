@@ -2,6 +2,7 @@
 //! of one filter config ([`ConfigHooks`]), implemented by jisr's stream slots (`machine`) and
 //! by raw filters' slots.
 
+use crate::abi::http::{BodyStatus, HeadersStatus, LocalReplyStatus, TrailersStatus};
 use crate::filter::http::stats::FilterStatsSnapshot;
 use crate::host::http::Host;
 use crate::host::{ChunkArray, HeaderArray};
@@ -39,16 +40,16 @@ pub const INTERNAL_DETAILS: &str = "jisr_internal_error";
 
 /// What Envoy can do to a stream, type-erased (one implementation per filter type).
 pub(crate) trait StreamHooks {
-    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32;
-    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> u32;
-    fn request_trailers(&self, host: &dyn Host) -> u32;
-    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32;
-    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> u32;
-    fn response_trailers(&self, host: &dyn Host) -> u32;
+    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus;
+    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus;
+    fn request_trailers(&self, host: &dyn Host) -> TrailersStatus;
+    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus;
+    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus;
+    fn response_trailers(&self, host: &dyn Host) -> TrailersStatus;
     fn stream_complete(&self, host: &dyn Host);
     fn scheduled(&self, host: &dyn Host, event: u64);
     fn watermark(&self, host: &dyn Host, above: bool);
-    fn local_reply(&self, host: &dyn Host, status: u32, reset_imminent: bool) -> u32;
+    fn local_reply(&self, host: &dyn Host, status: u32, reset_imminent: bool) -> LocalReplyStatus;
     fn callout_done(
         &self,
         host: &dyn Host,

@@ -1,6 +1,6 @@
 //! The HTTP stream's state machine: what each hook returns, decided from the stream's state.
 
-use crate::abi::ffi;
+use crate::abi::http::{BodyStatus, HeadersStatus, LocalReplyStatus, TrailersStatus};
 use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
 use crate::filter::http::core::{BodyCursor, FilterStats, ResponseMode, StreamCore};
@@ -361,7 +361,7 @@ where
     Q: Pipeline<S, ()>,
     R: Pipeline<S, Q::Output, Output = ()>,
 {
-    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus {
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {
@@ -370,17 +370,17 @@ where
             // Started inside the first poll, under the same panic guard.
             core.update(StreamState::start_request);
             match self.drive(Direction::Request, || {}) {
-                Driven::Ready if !core.st().replied() => ffi::HEADERS_CONTINUE,
+                Driven::Ready if !core.st().replied() => HeadersStatus::Continue,
                 Driven::Pending | Driven::Nested => {
                     core.update(StreamState::stop_request);
-                    ffi::HEADERS_STOP_ITERATION
+                    HeadersStatus::StopIteration
                 }
-                _ => ffi::HEADERS_STOP_ITERATION,
+                _ => HeadersStatus::StopIteration,
             }
         })
     }
 
-    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus {
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {
@@ -392,38 +392,38 @@ where
                     let d = self.drive(Direction::Request, || core.req_body.waker.wake());
                     core.req_body.update(BodyState::leave_hook);
                     match d {
-                        Driven::Ready if !core.st().replied() => ffi::BODY_CONTINUE,
+                        Driven::Ready if !core.st().replied() => BodyStatus::Continue,
                         Driven::Pending | Driven::Nested if core.req_body.get().done_reading() => {
-                            ffi::BODY_STOP_AND_WATERMARK
+                            BodyStatus::StopIterationAndWatermark
                         }
-                        Driven::Pending | Driven::Nested => ffi::BODY_STOP_AND_BUFFER,
-                        _ => ffi::BODY_STOP_NO_BUFFER,
+                        Driven::Pending | Driven::Nested => BodyStatus::StopIterationAndBuffer,
+                        _ => BodyStatus::StopIterationNoBuffer,
                     }
                 }
-                _ if core.st().replied() => ffi::BODY_STOP_NO_BUFFER,
-                _ => ffi::BODY_CONTINUE,
+                _ if core.st().replied() => BodyStatus::StopIterationNoBuffer,
+                _ => BodyStatus::Continue,
             }
         })
     }
 
-    fn request_trailers(&self, host: &dyn Host) -> u32 {
+    fn request_trailers(&self, host: &dyn Host) -> TrailersStatus {
         self.enter(host, || {
             let core = &self.core;
             core.req_body.update(BodyState::end_of_stream);
             match core.st().request {
                 HandlerState::Running => {
                     match self.drive(Direction::Request, || core.req_body.waker.wake()) {
-                        Driven::Ready if !core.st().replied() => ffi::TRAILERS_CONTINUE,
-                        _ => ffi::TRAILERS_STOP_ITERATION,
+                        Driven::Ready if !core.st().replied() => TrailersStatus::Continue,
+                        _ => TrailersStatus::StopIteration,
                     }
                 }
-                _ if core.st().replied() => ffi::TRAILERS_STOP_ITERATION,
-                _ => ffi::TRAILERS_CONTINUE,
+                _ if core.st().replied() => TrailersStatus::StopIteration,
+                _ => TrailersStatus::Continue,
             }
         })
     }
 
-    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus {
         self.enter(host, || {
             let core = &self.core;
             // Our own replies, responses to requests our handler never finished, and filters
@@ -434,7 +434,7 @@ where
                 || core.st().response != HandlerState::Idle
             {
                 core.update(StreamState::pass_response);
-                return ffi::HEADERS_CONTINUE;
+                return HeadersStatus::Continue;
             }
             let mode = self.mode();
             let retention = self.retention();
@@ -447,34 +447,34 @@ where
                 Ok(true) => {}
                 Ok(false) => {
                     core.update(StreamState::finish_response);
-                    return ffi::HEADERS_CONTINUE;
+                    return HeadersStatus::Continue;
                 }
                 Err(msg) => {
                     self.fail(&msg, PANIC_DETAILS);
-                    return ffi::HEADERS_STOP_ITERATION;
+                    return HeadersStatus::StopIteration;
                 }
             }
             match (self.drive(Direction::Response, || {}), mode) {
-                (Driven::Panicked(_), _) => ffi::HEADERS_STOP_ITERATION,
-                (_, ResponseMode::Observe) => ffi::HEADERS_CONTINUE,
-                (Driven::Ready, _) if !core.st().replied() => ffi::HEADERS_CONTINUE,
-                (Driven::Ready, _) => ffi::HEADERS_STOP_ITERATION,
+                (Driven::Panicked(_), _) => HeadersStatus::StopIteration,
+                (_, ResponseMode::Observe) => HeadersStatus::Continue,
+                (Driven::Ready, _) if !core.st().replied() => HeadersStatus::Continue,
+                (Driven::Ready, _) => HeadersStatus::StopIteration,
                 (Driven::Pending | Driven::Nested, _) => {
                     core.update(StreamState::stop_response);
-                    ffi::HEADERS_STOP_ITERATION
+                    HeadersStatus::StopIteration
                 }
             }
         })
     }
 
-    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus {
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {
                 core.resp_body.update(BodyState::end_of_stream);
             }
             if core.st().response != HandlerState::Running {
-                return ffi::BODY_CONTINUE;
+                return BodyStatus::Continue;
             }
             let cursor = &core.resp_body;
             core.with_host(|h| cursor.enter_hook(h, false));
@@ -492,35 +492,35 @@ where
                 cursor.update(|b| b.pass_chunk(len));
             }
             match (d, self.mode()) {
-                (Driven::Panicked(_), _) => ffi::BODY_STOP_NO_BUFFER,
-                (_, ResponseMode::Observe) => ffi::BODY_CONTINUE,
-                (Driven::Ready, _) if !core.st().replied() => ffi::BODY_CONTINUE,
-                (Driven::Ready, _) => ffi::BODY_STOP_NO_BUFFER,
+                (Driven::Panicked(_), _) => BodyStatus::StopIterationNoBuffer,
+                (_, ResponseMode::Observe) => BodyStatus::Continue,
+                (Driven::Ready, _) if !core.st().replied() => BodyStatus::Continue,
+                (Driven::Ready, _) => BodyStatus::StopIterationNoBuffer,
                 (Driven::Pending | Driven::Nested, ResponseMode::Buffer)
                     if !cursor.get().skipped() =>
                 {
-                    ffi::BODY_STOP_AND_BUFFER
+                    BodyStatus::StopIterationAndBuffer
                 }
-                (Driven::Pending | Driven::Nested, _) => ffi::BODY_STOP_AND_WATERMARK,
+                (Driven::Pending | Driven::Nested, _) => BodyStatus::StopIterationAndWatermark,
             }
         })
     }
 
-    fn response_trailers(&self, host: &dyn Host) -> u32 {
+    fn response_trailers(&self, host: &dyn Host) -> TrailersStatus {
         self.enter(host, || {
             let core = &self.core;
             core.resp_body.update(BodyState::end_of_stream);
             if core.st().response != HandlerState::Running {
-                return ffi::TRAILERS_CONTINUE;
+                return TrailersStatus::Continue;
             }
             match (
                 self.drive(Direction::Response, || core.resp_body.waker.wake()),
                 self.mode(),
             ) {
-                (Driven::Panicked(_), _) => ffi::TRAILERS_STOP_ITERATION,
-                (_, ResponseMode::Observe) => ffi::TRAILERS_CONTINUE,
-                (Driven::Ready, _) => ffi::TRAILERS_CONTINUE,
-                (Driven::Pending | Driven::Nested, _) => ffi::TRAILERS_STOP_ITERATION,
+                (Driven::Panicked(_), _) => TrailersStatus::StopIteration,
+                (_, ResponseMode::Observe) => TrailersStatus::Continue,
+                (Driven::Ready, _) => TrailersStatus::Continue,
+                (Driven::Pending | Driven::Nested, _) => TrailersStatus::StopIteration,
             }
         })
     }
@@ -566,8 +566,13 @@ where
         })
     }
 
-    fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {
-        ffi::LOCAL_REPLY_CONTINUE
+    fn local_reply(
+        &self,
+        _host: &dyn Host,
+        _status: u32,
+        _reset_imminent: bool,
+    ) -> LocalReplyStatus {
+        LocalReplyStatus::Continue
     }
 
     fn callout_done(

@@ -239,7 +239,7 @@ impl Host for EnvoyHost {
         unsafe {
             ffi::envoy_dynamic_module_callback_http_filter_reset_stream(
                 self.filter,
-                ffi::RESET_LOCAL,
+                crate::abi::http::RESET_LOCAL,
                 Buf::of(details),
             )
         }
@@ -816,7 +816,11 @@ impl ConfigHost for EnvoyConfigHost {
                 }
             }
         };
-        if rc == 0 { Ok(id) } else { Err(rc) }
+        if rc == crate::abi::callout_init::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
     }
 
     fn log_enabled(&self, level: u32) -> bool {
@@ -957,7 +961,11 @@ macro_rules! outbound {
                         )
                     }
                 });
-                if rc == 0 { Ok(id) } else { Err(rc) }
+                if rc == crate::abi::callout_init::SUCCESS {
+                    Ok(id)
+                } else {
+                    Err(rc)
+                }
             }
 
             fn start_stream(
@@ -984,7 +992,11 @@ macro_rules! outbound {
                         )
                     }
                 });
-                if rc == 0 { Ok(id) } else { Err(rc) }
+                if rc == crate::abi::callout_init::SUCCESS {
+                    Ok(id)
+                } else {
+                    Err(rc)
+                }
             }
 
             fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {

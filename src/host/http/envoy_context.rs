@@ -467,14 +467,14 @@ impl StreamContext for EnvoyHost {
         // is 0..=4; both outputs are valid for writes and point into the metadata's `Any`,
         // which the caller copies before the next host call.
         let ok = unsafe { f(self.filter(), source, Buf::of(ns), &mut url, &mut value) };
-        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
-        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
-        // requires for this `&self` borrow of the host (within the hook).
-        Some(ok.then(|| {
-            (unsafe { Raw::new(url.ptr, url.len) }, unsafe {
-                Raw::new(value.ptr, value.len)
-            })
-        }))
+        if !ok {
+            return Some(None);
+        }
+        // SAFETY: Envoy's getter succeeded on the live filter: both views stay valid until a
+        // later host call modifies or refills them (see the call above) or the stream ends, as
+        // `Raw::new` requires for this `&self` borrow of the host (within the hook).
+        let views = unsafe { (Raw::new(url.ptr, url.len), Raw::new(value.ptr, value.len)) };
+        Some(Some(views))
     }
 
     fn secret(&self, handle: u64) -> Option<Option<Raw<'_>>> {

@@ -1127,7 +1127,7 @@ impl super::Outbound for SimHost {
     ) -> Result<u64, u32> {
         let has = |k: &[u8]| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k));
         if !(has(b":method") && has(b":path") && has(b"host")) {
-            return Err(1);
+            return Err(crate::abi::callout_init::MISSING_REQUIRED_HEADERS);
         }
         if cluster.is_empty()
             || self
@@ -1136,7 +1136,7 @@ impl super::Outbound for SimHost {
                 .iter()
                 .any(|c| c.as_bytes() == cluster)
         {
-            return Err(2);
+            return Err(crate::abi::callout_init::CLUSTER_NOT_FOUND);
         }
         let id = self.next_callout.get() + 1;
         self.next_callout.set(id);
@@ -1257,10 +1257,10 @@ impl SimConfigHost {
     ) -> Result<u64, u32> {
         let has = |k: &[u8]| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k));
         if !(has(b":method") && has(b":path") && has(b"host")) {
-            return Err(1);
+            return Err(crate::abi::callout_init::MISSING_REQUIRED_HEADERS);
         }
         if cluster.is_empty() {
-            return Err(2);
+            return Err(crate::abi::callout_init::CLUSTER_NOT_FOUND);
         }
         let id = self.work.next_id.get() + 1;
         self.work.next_id.set(id);
