@@ -60,7 +60,9 @@ pub(crate) trait StreamHooks {
     );
     fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>);
     /// jisr itself panicked in hook `kind` (`msg`): fail the stream closed (a 500 while the
-    /// client has seen nothing, else a reset), never let it continue.
+    /// client has seen nothing, else a reset), never let it continue. A slot that tracks
+    /// whether the response went downstream decides from that (jisr's); one that cannot see it
+    /// (a raw filter's) decides by `kind`: 500 in a request hook, reset otherwise.
     fn fail_closed(&self, host: &dyn Host, kind: HookKind, msg: &str);
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void);
     /// Envoy destroyed the stream during one of our hooks and no hook runs anymore: the caller

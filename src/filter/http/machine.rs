@@ -619,6 +619,10 @@ where
         })
     }
 
+    /// The hook kind approximates what the stream's state records exactly: whether response
+    /// headers went downstream (`response_sent`, set by every path that lets them go). `fail`
+    /// decides from that state: a 500 while it is clear, whatever the hook (a Buffer response
+    /// handler holds the headers, so a response hook can still reply), a reset once it is set.
     fn fail_closed(&self, host: &dyn Host, _kind: HookKind, msg: &str) {
         self.core
             .host

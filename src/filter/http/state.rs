@@ -152,12 +152,20 @@ impl StreamState {
     }
     /// A request hook returned a stop status.
     pub(crate) fn stop_request(self) -> StreamState {
-        debug_assert_eq!(self.request, HandlerState::Running, "stop_request from {self:?}");
+        debug_assert_eq!(
+            self.request,
+            HandlerState::Running,
+            "stop_request from {self:?}"
+        );
         self.with(REQUEST_STOPPED, true)
     }
     /// The request pipeline completed.
     pub(crate) fn finish_request(self) -> StreamState {
-        debug_assert_eq!(self.request, HandlerState::Running, "finish_request from {self:?}");
+        debug_assert_eq!(
+            self.request,
+            HandlerState::Running,
+            "finish_request from {self:?}"
+        );
         StreamState {
             request: HandlerState::Done,
             ..self
@@ -179,12 +187,20 @@ impl StreamState {
     }
     /// A response hook returned a stop status.
     pub(crate) fn stop_response(self) -> StreamState {
-        debug_assert_eq!(self.response, HandlerState::Running, "stop_response from {self:?}");
+        debug_assert_eq!(
+            self.response,
+            HandlerState::Running,
+            "stop_response from {self:?}"
+        );
         self.with(RESPONSE_STOPPED, true)
     }
     /// The response pipeline completed: whatever was held goes downstream.
     pub(crate) fn finish_response(self) -> StreamState {
-        debug_assert_eq!(self.response, HandlerState::Running, "finish_response from {self:?}");
+        debug_assert_eq!(
+            self.response,
+            HandlerState::Running,
+            "finish_response from {self:?}"
+        );
         StreamState {
             response: HandlerState::Done,
             ..self.with(RESPONSE_SENT, true)
@@ -196,12 +212,18 @@ impl StreamState {
     }
     /// A local reply (the first one counts).
     pub(crate) fn reply(self) -> StreamState {
-        debug_assert!(!self.replied() && !self.response_sent(), "reply from {self:?}");
+        debug_assert!(
+            !self.replied() && !self.response_sent(),
+            "reply from {self:?}"
+        );
         self.with(REPLIED, true)
     }
     /// A streamed reply started: its headers went downstream.
     pub(crate) fn stream_reply(self) -> StreamState {
-        debug_assert!(!self.replied() && !self.response_sent(), "stream_reply from {self:?}");
+        debug_assert!(
+            !self.replied() && !self.response_sent(),
+            "stream_reply from {self:?}"
+        );
         self.with(REPLIED, true).with(RESPONSE_SENT, true)
     }
     /// A handler or jisr failed: neither pipeline runs again.
@@ -362,7 +384,11 @@ impl BodyState {
     }
     /// Observe mode: the chunk of `len` bytes has passed.
     pub(crate) fn pass_chunk(self, len: usize) -> BodyState {
-        debug_assert_eq!(self.retention, Retention::Passing, "pass_chunk from {self:?}");
+        debug_assert_eq!(
+            self.retention,
+            Retention::Passing,
+            "pass_chunk from {self:?}"
+        );
         BodyState {
             base: self.base + len,
             ..self
