@@ -36,6 +36,20 @@ pub(crate) mod callout_result {
     pub(crate) const EXCEED_RESPONSE_BUFFER_LIMIT: u32 = 2;
 }
 
+/// Where metadata is read from (`envoy_dynamic_module_type_metadata_source`).
+pub(crate) mod metadata_source {
+    /// The stream's dynamic metadata.
+    pub(crate) const DYNAMIC: u32 = 0;
+    /// The matched route's metadata.
+    pub(crate) const ROUTE: u32 = 1;
+    /// The upstream cluster's metadata.
+    pub(crate) const CLUSTER: u32 = 2;
+    /// The selected upstream host's metadata.
+    pub(crate) const HOST: u32 = 3;
+    /// The selected upstream host's locality metadata.
+    pub(crate) const HOST_LOCALITY: u32 = 4;
+}
+
 /// The ABI version string returned to Envoy (Envoy 1.40's; 1.38/1.39 log a harmless
 /// "deprecated" warning and load the module).
 pub const ABI_VERSION: &core::ffi::CStr = c"v0.2.0";

@@ -7,6 +7,7 @@ mod metadata;
 mod observe;
 mod routing;
 
+use crate::abi::metadata_source;
 use crate::api::callout::{CalloutError, CalloutRequest};
 use crate::api::http::callout::Callout;
 use crate::api::http::callout_stream::CalloutStream;
@@ -181,15 +182,15 @@ impl ExactSizeIterator for MetadataNames<'_> {}
 pub enum MetadataSource {
     /// This stream's dynamic metadata: set by this filter or by earlier ones (e.g. Envoy's
     /// `set_metadata` or `jwt_authn` filters).
-    Dynamic = 0,
+    Dynamic = metadata_source::DYNAMIC as isize,
     /// The `metadata` of the matched route.
-    Route = 1,
+    Route = metadata_source::ROUTE as isize,
     /// The `metadata` of the upstream cluster.
-    Cluster = 2,
+    Cluster = metadata_source::CLUSTER as isize,
     /// The `metadata` of the selected upstream host.
-    Host = 3,
+    Host = metadata_source::HOST as isize,
     /// The locality metadata of the selected upstream host.
-    HostLocality = 4,
+    HostLocality = metadata_source::HOST_LOCALITY as isize,
 }
 
 /// What a handler uses to answer or annotate the request.

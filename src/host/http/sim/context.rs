@@ -541,7 +541,7 @@ impl StreamContext for SimHost {
         if self.context.before_1_40.get() {
             return None;
         }
-        let found = if source == 0 {
+        let found = if source == crate::abi::metadata_source::DYNAMIC {
             let typed = self.context.typed_metadata.borrow();
             typed
                 .iter()

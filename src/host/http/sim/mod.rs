@@ -657,7 +657,7 @@ impl SimHost {
             String::from_utf8_lossy(ns).into_owned(),
             String::from_utf8_lossy(key).into_owned(),
         );
-        if source == 0 {
+        if source == crate::abi::metadata_source::DYNAMIC {
             return self.metadata.borrow().get(&(ns, key)).and_then(f);
         }
         self.source_metadata
@@ -916,7 +916,7 @@ impl Host for SimHost {
         let mut names: Vec<&[u8]> = Vec::new();
         let dynamic = self.metadata.borrow();
         let other = self.source_metadata.borrow();
-        let entries: Vec<(&str, &str)> = if source == 0 {
+        let entries: Vec<(&str, &str)> = if source == crate::abi::metadata_source::DYNAMIC {
             dynamic
                 .keys()
                 .map(|(n, k)| (n.as_str(), k.as_str()))
