@@ -10,7 +10,8 @@
 //! Byte views returned by a host ([`Raw`]) follow Envoy's rule: they stay valid until the same
 //! header map or body is modified, or the stream ends. A `Raw` borrows the host that read it,
 //! so it cannot outlive the hook; the API layer copies it at once (into the stream's arena) or
-//! ties a view to a handle whose modifying methods take `&mut self` (see `RawStream::header`).
+//! ties a view to a handle whose modifying methods take `&mut self` (the raw slot's
+//! `header_view`).
 
 use crate::abi::ffi::{Buf, HeaderPair};
 use crate::executor::arena::Arena;
