@@ -53,8 +53,9 @@ cargo +nightly miri test -p jisr \
 # panic raised by a panic payload's `Drop`), so they run without Miri's leak check; every
 # other check (use-after-free, aliasing, data races) applies.
 MIRIFLAGS="$MIRIFLAGS -Zmiri-ignore-leaks" cargo +nightly miri test -p jisr --test soundness
-# Library unit tests of the unsafe pieces (the header-copy arena; the thread-local scratch
-# handed to Envoy), and the quick buffer tests: the buffer module has no `unsafe`, and the SSE
-# and usage tests are too slow under the interpreter and are covered by fuzzing instead.
-cargo +nightly miri test -p jisr --lib -- executor::arena host::envoy::tests \
+# Library unit tests of the unsafe pieces (the header-copy arena; host bytes copied before the
+# host changes them; the thread-local scratch handed to Envoy), and the quick buffer tests: the
+# buffer module has no `unsafe`, and the SSE and usage tests are too slow under the interpreter
+# and are covered by fuzzing instead.
+cargo +nightly miri test -p jisr --lib -- executor::arena host::envoy::tests host::tests \
     buffer::ring buffer::head_tail buffer::logfmt

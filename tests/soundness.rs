@@ -1046,3 +1046,109 @@ fn item05_callout_head_waiting_for_a_503_body_under_futures_unordered() {
         );
     }
 }
+
+// ---- Failing closed by hook: a 500 while the client has seen nothing, a reset after.
+
+async fn read_response(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+    let mut body = Vec::new();
+    let _ = resp.read_to_end(&mut body).await;
+}
+
+/// A jisr failure inside a response hook: the stream's state says whether the response went
+/// downstream. Observe mode passed the headers on (reset, no reply); Buffer mode holds them (a 500
+/// still replaces the response).
+#[test]
+fn internal_failure_in_a_response_hook_resets_once_the_response_started() {
+    fn observe(r: &mut Registry) {
+        r.filter("f")
+            .respond(ResponseMode::Observe, pass, read_response);
+    }
+    fn buffer(r: &mut Registry) {
+        r.filter("f")
+            .respond(ResponseMode::Buffer, pass, read_response);
+    }
+    for (register, mode, started) in [
+        (observe as fn(&mut Registry), ResponseMode::Observe, true),
+        (buffer, ResponseMode::Buffer, false),
+    ] {
+        let f = TestFilter::new(register, "f", b"").unwrap();
+        let mut s = f.stream();
+        assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+        s.response_headers(&[(":status", "200")], false);
+        s.panic_in_host_call("body_len");
+        assert_eq!(
+            s.response_body(b"x", false),
+            BodyStatus::StopIterationNoBuffer
+        );
+        if started {
+            assert!(
+                s.local_reply().is_none(),
+                "{mode:?}: no reply after the headers went"
+            );
+            assert_eq!(s.reset_details().as_deref(), Some("jisr_internal_error"));
+        } else {
+            assert_eq!(s.local_reply().expect("a 500").status, 500, "{mode:?}");
+            assert!(s.reset_details().is_none(), "{mode:?}");
+        }
+        assert_eq!(f.stats().internal_failures, 1);
+    }
+}
+
+struct HookPanic {
+    on_response: bool,
+}
+impl RawFilter for HookPanic {
+    fn on_request_headers(&mut self, _s: &mut RawStream<'_>, _eos: bool) -> HeadersStatus {
+        assert!(self.on_response, "raw filter failed on the request");
+        HeadersStatus::Continue
+    }
+    fn on_response_headers(&mut self, _s: &mut RawStream<'_>, _eos: bool) -> HeadersStatus {
+        panic!("raw filter failed on the response");
+    }
+}
+struct HookPanicFactory(bool);
+impl RawFactory for HookPanicFactory {
+    type Filter = HookPanic;
+    fn new_filter(&self) -> HookPanic {
+        HookPanic {
+            on_response: self.0,
+        }
+    }
+}
+
+/// A raw filter has no state jisr can read, so the hook kind decides: a panic in a request hook
+/// answers 500; in a response hook the stream is reset.
+#[test]
+fn a_raw_filter_panic_fails_closed_by_hook_kind() {
+    let f = TestFilter::new(
+        |r| {
+            r.register_raw("req", |_| Ok(HookPanicFactory(false)));
+            r.register_raw("resp", |_| Ok(HookPanicFactory(true)));
+        },
+        "req",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    assert_eq!(s.local_reply().expect("a 500").status, 500);
+    assert!(s.reset_details().is_none());
+
+    let f = TestFilter::new(
+        |r| {
+            r.register_raw("req", |_| Ok(HookPanicFactory(false)));
+            r.register_raw("resp", |_| Ok(HookPanicFactory(true)));
+        },
+        "resp",
+        b"",
+    )
+    .unwrap();
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    assert_eq!(
+        s.response_headers(&[(":status", "200")], false),
+        HeadersStatus::StopIteration
+    );
+    assert!(s.local_reply().is_none());
+    assert_eq!(s.reset_details().as_deref(), Some("jisr_handler_panic"));
+}

@@ -97,26 +97,6 @@ impl HeaderPair {
     }
 }
 
-// Headers status (request and response).
-pub const HEADERS_CONTINUE: u32 = 0;
-pub const HEADERS_STOP_ITERATION: u32 = 1;
-
-// Body status (request and response).
-pub const BODY_CONTINUE: u32 = 0;
-pub const BODY_STOP_AND_BUFFER: u32 = 1;
-pub const BODY_STOP_AND_WATERMARK: u32 = 2;
-pub const BODY_STOP_NO_BUFFER: u32 = 3;
-
-// Trailers status.
-pub const TRAILERS_CONTINUE: u32 = 0;
-pub const TRAILERS_STOP_ITERATION: u32 = 1;
-
-// Local-reply hook status.
-pub const LOCAL_REPLY_CONTINUE: u32 = 0;
-
-// Main-stream reset reason.
-pub const RESET_LOCAL: u32 = 0;
-
 unsafe extern "C" {
     pub fn envoy_dynamic_module_callback_log(level: u32, message: Buf);
     pub fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;

@@ -353,7 +353,7 @@ impl Future for BackgroundCallout<'_> {
                 headers: owned(headers),
                 body,
             }),
-            Err(1) => Err(CalloutError::Reset),
+            Err(crate::abi::callout_result::RESET) => Err(CalloutError::Reset),
             Err(_) => Err(CalloutError::ResponseTooLarge),
         })
     }

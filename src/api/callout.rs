@@ -154,10 +154,11 @@ impl NoAnswer {
 
 impl CalloutError {
     pub(crate) fn from_init(rc: u32) -> CalloutError {
+        use crate::abi::callout_init;
         match rc {
-            1 => CalloutError::MissingRequiredHeaders,
-            2 => CalloutError::ClusterNotFound,
-            3 => CalloutError::DuplicateCalloutId,
+            callout_init::MISSING_REQUIRED_HEADERS => CalloutError::MissingRequiredHeaders,
+            callout_init::CLUSTER_NOT_FOUND => CalloutError::ClusterNotFound,
+            callout_init::DUPLICATE_CALLOUT_ID => CalloutError::DuplicateCalloutId,
             _ => CalloutError::CannotCreateRequest,
         }
     }

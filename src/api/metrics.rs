@@ -242,11 +242,12 @@ pub(crate) fn metric_result(
     expected: usize,
     got: usize,
 ) -> Result<(), MetricError> {
+    use crate::abi::metrics_result;
     match rc {
         None => Err(MetricError::Detached),
-        Some(0) => Ok(()),
-        Some(1) => Err(MetricError::NotFound),
-        Some(2) => Err(MetricError::LabelCount { expected, got }),
+        Some(metrics_result::SUCCESS) => Ok(()),
+        Some(metrics_result::METRIC_NOT_FOUND) => Err(MetricError::NotFound),
+        Some(metrics_result::INVALID_LABELS) => Err(MetricError::LabelCount { expected, got }),
         Some(rc) => Err(MetricError::Rejected(rc)),
     }
 }

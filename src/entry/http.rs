@@ -11,7 +11,7 @@
 //! - buffers and arrays Envoy passes (name, config bytes, headers, body chunks) are readable
 //!   for their given lengths until the call returns (or are null with length 0).
 
-use super::{REGISTRY, bytes, log_error, slice};
+use super::{REGISTRY, abi_chunks, abi_headers, bytes, log_error};
 use crate::abi::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr};
 use crate::api::config::ConfigHandle;
 use crate::api::registry::Registry;
@@ -21,6 +21,7 @@ pub use crate::filter::http::hooks::RawStreamEvent;
 use crate::filter::http::hooks::{ConfigHooks, HookKind, StreamHooks};
 use crate::host::http::Host;
 use crate::host::http::envoy::{EnvoyConfigHost, EnvoyHost};
+use crate::host::{ChunkArray, HeaderArray};
 use core::ffi::c_void;
 
 /// Builds a config through `registry`, turning every failure into a message.
@@ -220,7 +221,7 @@ pub(crate) unsafe fn on_stream<R>(
     let hooks = unsafe { stream(m) };
     // Through the stream's host: the simulated host of `jisr::testing` has no process log.
     let log = |msg: String| {
-        let _ = catch(|| host.log(4, msg.as_bytes()));
+        let _ = catch(|| host.log(crate::host::log::Level::Error as u32, msg.as_bytes()));
     };
     let r = match catch(|| f(hooks)) {
         Ok(r) => r,
@@ -250,14 +251,14 @@ pub(crate) unsafe fn on_stream<R>(
 pub(crate) struct OnHost<'h>(pub(crate) &'h dyn Host);
 
 macro_rules! forward {
-    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $method:ident, $kind:expr, $fail:expr) => {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, $typed:ty => $method:ident, $kind:expr, $fail:expr) => {
         impl OnHost<'_> {
             #[doc = concat!("`on_http_filter_", stringify!($name), "` on this host.")]
             ///
             /// # Safety
             /// `m` is a live module pointer (module docs) of a stream this host serves.
             #[inline]
-            pub(crate) unsafe fn $name(&self, m: *const c_void $(, $arg: $ty)*) -> $ret {
+            pub(crate) unsafe fn $name(&self, m: *const c_void $(, $arg: $ty)*) -> $typed {
                 let host = self.0;
                 // SAFETY: guaranteed by the caller.
                 unsafe { on_stream(m, host, $kind, $fail, |hooks| hooks.$method(host $(, $arg)*)) }
@@ -270,22 +271,23 @@ macro_rules! forward {
         /// `e` and `m` follow the pointer contract of the module docs.
         pub unsafe fn $name(e: EnvoyFilterPtr, m: *const c_void $(, $arg: $ty)*) -> $ret {
             // SAFETY: `m` is the live module pointer Envoy passes with this hook, for the
-            // stream of `e`.
-            unsafe { OnHost(&EnvoyHost::new(e)).$name(m $(, $arg)*) }
+            // stream of `e`. The typed status becomes the `u32` Envoy reads here, at the edge
+            // only.
+            unsafe { OnHost(&EnvoyHost::new(e)).$name(m $(, $arg)*) }.into()
         }
     };
 }
 
-use crate::abi::ffi::{BODY_STOP_NO_BUFFER, HEADERS_STOP_ITERATION, TRAILERS_STOP_ITERATION};
+use crate::abi::http::{BodyStatus, HeadersStatus, TrailersStatus};
 
-forward!(request_headers(eos: bool) -> u32 => request_headers, HookKind::Request, HEADERS_STOP_ITERATION);
-forward!(request_body(eos: bool) -> u32 => request_body, HookKind::Request, BODY_STOP_NO_BUFFER);
-forward!(request_trailers() -> u32 => request_trailers, HookKind::Request, TRAILERS_STOP_ITERATION);
-forward!(response_headers(eos: bool) -> u32 => response_headers, HookKind::Response, HEADERS_STOP_ITERATION);
-forward!(response_body(eos: bool) -> u32 => response_body, HookKind::Response, BODY_STOP_NO_BUFFER);
-forward!(response_trailers() -> u32 => response_trailers, HookKind::Response, TRAILERS_STOP_ITERATION);
-forward!(stream_complete() -> () => stream_complete, HookKind::Other, ());
-forward!(scheduled(event: u64) -> () => scheduled, HookKind::Other, ());
+forward!(request_headers(eos: bool) -> u32, HeadersStatus => request_headers, HookKind::Request, HeadersStatus::StopIteration);
+forward!(request_body(eos: bool) -> u32, BodyStatus => request_body, HookKind::Request, BodyStatus::StopIterationNoBuffer);
+forward!(request_trailers() -> u32, TrailersStatus => request_trailers, HookKind::Request, TrailersStatus::StopIteration);
+forward!(response_headers(eos: bool) -> u32, HeadersStatus => response_headers, HookKind::Response, HeadersStatus::StopIteration);
+forward!(response_body(eos: bool) -> u32, BodyStatus => response_body, HookKind::Response, BodyStatus::StopIterationNoBuffer);
+forward!(response_trailers() -> u32, TrailersStatus => response_trailers, HookKind::Response, TrailersStatus::StopIteration);
+forward!(stream_complete() -> (), () => stream_complete, HookKind::Other, ());
+forward!(scheduled(event: u64) -> (), () => scheduled, HookKind::Other, ());
 
 /// `on_http_filter_downstream_above_write_buffer_high_watermark` and the low one.
 ///
@@ -319,10 +321,11 @@ pub unsafe fn local_reply(
             m,
             &host,
             HookKind::Other,
-            crate::abi::ffi::LOCAL_REPLY_CONTINUE,
+            crate::abi::http::LocalReplyStatus::Continue,
             |hooks| hooks.local_reply(&host, status, reset),
         )
     }
+    .into()
 }
 
 /// `on_http_filter_http_callout_done`.
@@ -341,8 +344,9 @@ pub unsafe fn callout_done(
     chunks: *const Buf,
     nc: usize,
 ) {
-    // SAFETY: guaranteed by the caller (null or `n`/`nc` valid entries for this hook).
-    let (headers, chunks) = unsafe { (slice(headers, n), slice(chunks, nc)) };
+    // SAFETY: the caller's contract: the arrays, and the bytes they point at, are readable and
+    // unchanged for this call, which the views do not outlive.
+    let (headers, chunks) = unsafe { (abi_headers(headers, n), abi_chunks(chunks, nc)) };
     // SAFETY: live module pointer (module docs), for the stream of `e`.
     unsafe { OnHost(&EnvoyHost::new(e)).callout_done(m, id, result, headers, chunks) }
 }
@@ -358,8 +362,8 @@ impl OnHost<'_> {
         m: *const c_void,
         id: u64,
         result: u32,
-        headers: &[crate::abi::ffi::HeaderPair],
-        chunks: &[Buf],
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
     ) {
         let host = self.0;
         // SAFETY: guaranteed by the caller.
@@ -419,8 +423,9 @@ pub unsafe fn config_callout_done(
     chunks: *const Buf,
     nc: usize,
 ) {
-    // SAFETY: guaranteed by the caller (null or valid entries for this hook).
-    let (headers, chunks) = unsafe { (slice(headers, n), slice(chunks, nc)) };
+    // SAFETY: the caller's contract: the arrays, and the bytes they point at, are readable and
+    // unchanged for this call, which the views do not outlive.
+    let (headers, chunks) = unsafe { (abi_headers(headers, n), abi_chunks(chunks, nc)) };
     // SAFETY: forwarded contract.
     unsafe {
         on_config(c, p, |hooks, host| {
@@ -441,8 +446,8 @@ pub unsafe fn config_stream_headers(
     n: usize,
     eos: bool,
 ) {
-    // SAFETY: guaranteed by the caller.
-    let headers = unsafe { slice(headers, n) };
+    // SAFETY: the caller's contract: the array and its bytes are readable for this call.
+    let headers = unsafe { abi_headers(headers, n) };
     // SAFETY: forwarded contract.
     unsafe {
         on_config(c, p, |hooks, host| {
@@ -468,8 +473,8 @@ pub unsafe fn config_stream_data(
     n: usize,
     eos: bool,
 ) {
-    // SAFETY: guaranteed by the caller.
-    let data = unsafe { slice(data, n) };
+    // SAFETY: the caller's contract: the array and its bytes are readable for this call.
+    let data = unsafe { abi_chunks(data, n) };
     // SAFETY: forwarded contract.
     unsafe {
         on_config(c, p, |hooks, host| {
@@ -489,8 +494,8 @@ pub unsafe fn config_stream_trailers(
     trailers: *const crate::abi::ffi::HeaderPair,
     n: usize,
 ) {
-    // SAFETY: guaranteed by the caller.
-    let trailers = unsafe { slice(trailers, n) };
+    // SAFETY: the caller's contract: the array and its bytes are readable for this call.
+    let trailers = unsafe { abi_headers(trailers, n) };
     // SAFETY: forwarded contract.
     unsafe {
         on_config(c, p, |hooks, host| {
@@ -535,35 +540,36 @@ pub unsafe fn http_stream(e: EnvoyFilterPtr, m: *const c_void, id: u64, event: R
 /// Builds a headers event.
 ///
 /// # Safety
-/// `h` null or `n` valid entries for this hook.
+/// `h` null or `n` entries readable for `'a`, each pointing at bytes valid and unchanged for
+/// `'a` (Envoy's arrays passed to a hook: until it returns; `'a` ends within the hook).
 pub unsafe fn stream_headers<'a>(
     h: *const crate::abi::ffi::HeaderPair,
     n: usize,
     eos: bool,
 ) -> RawStreamEvent<'a> {
     // SAFETY: guaranteed by the caller.
-    RawStreamEvent::Headers(unsafe { slice(h, n) }, eos)
+    RawStreamEvent::Headers(unsafe { abi_headers(h, n) }, eos)
 }
 
 /// Builds a data event.
 ///
 /// # Safety
-/// `d` null or `n` valid entries for this hook.
+/// As [`stream_headers`], for `n` chunks at `d`.
 pub unsafe fn stream_data<'a>(d: *const Buf, n: usize, eos: bool) -> RawStreamEvent<'a> {
     // SAFETY: guaranteed by the caller.
-    RawStreamEvent::Data(unsafe { slice(d, n) }, eos)
+    RawStreamEvent::Data(unsafe { abi_chunks(d, n) }, eos)
 }
 
 /// Builds a trailers event.
 ///
 /// # Safety
-/// `t` null or `n` valid entries for this hook.
+/// As [`stream_headers`], for `n` pairs at `t`.
 pub unsafe fn stream_trailers<'a>(
     t: *const crate::abi::ffi::HeaderPair,
     n: usize,
 ) -> RawStreamEvent<'a> {
     // SAFETY: guaranteed by the caller.
-    RawStreamEvent::Trailers(unsafe { slice(t, n) })
+    RawStreamEvent::Trailers(unsafe { abi_headers(t, n) })
 }
 
 /// `on_http_filter_destroy`.

@@ -88,6 +88,32 @@ pub(crate) unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
     }
 }
 
+/// A header array Envoy passed to a hook (null: empty).
+///
+/// # Safety
+/// `ptr` is null or points at `n` pairs readable for `'a`, and each key and value has length 0
+/// or points at that many initialised bytes, allocated and unchanged for `'a`. Envoy's arrays
+/// passed to a hook are so until the hook returns: the caller keeps `'a` within the hook.
+pub(crate) unsafe fn abi_headers<'a>(
+    ptr: *const crate::abi::ffi::HeaderPair,
+    n: usize,
+) -> crate::host::HeaderArray<'a> {
+    // SAFETY: guaranteed by the caller (the array, and the bytes its pairs point at).
+    unsafe { crate::host::HeaderArray::from_abi(slice(ptr, n)) }
+}
+
+/// A body-chunk array Envoy passed to a hook (null: empty).
+///
+/// # Safety
+/// As [`abi_headers`], for `n` chunks.
+pub(crate) unsafe fn abi_chunks<'a>(
+    ptr: *const crate::abi::ffi::Buf,
+    n: usize,
+) -> crate::host::ChunkArray<'a> {
+    // SAFETY: guaranteed by the caller (the array, and the bytes its chunks point at).
+    unsafe { crate::host::ChunkArray::from_abi(slice(ptr, n)) }
+}
+
 /// Generates the `#[no_mangle]` hooks Envoy looks up, forwarding to jisr. See
 /// [`export!`](crate::export).
 #[doc(hidden)]

@@ -1,11 +1,10 @@
 //! The background runtime of a filter config or a server extension, driven from their
 //! main-thread hooks: polling its ready tasks, and copying what Envoy delivers to them.
 
-use crate::abi::ffi::{Buf, HeaderPair};
 use crate::executor::background::{CalloutOutcome, OwnedHeaders, Runtime};
 use crate::host::current::enter_config;
 use crate::host::log::Level;
-use crate::host::{ConfigHost, Raw, pairs};
+use crate::host::{ChunkArray, ConfigHost, HeaderArray};
 use std::sync::Arc;
 
 /// The runtime a config owns (if it asked for one); closed when the config is dropped.
@@ -33,8 +32,8 @@ pub(crate) fn poll(rt: &Arc<Runtime>, host: &dyn ConfigHost, owner: &str) {
 }
 
 /// Copies headers Envoy passed to a hook.
-pub(crate) fn owned(h: &[HeaderPair]) -> OwnedHeaders {
-    pairs(h, &())
+pub(crate) fn owned(h: HeaderArray<'_>) -> OwnedHeaders {
+    h.iter()
         .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
         .collect()
 }
@@ -44,17 +43,18 @@ pub(crate) fn deliver_callout(
     rt: &Arc<Runtime>,
     id: u64,
     result: u32,
-    headers: &[HeaderPair],
-    chunks: &[Buf],
+    headers: HeaderArray<'_>,
+    chunks: ChunkArray<'_>,
 ) {
-    let outcome: CalloutOutcome = if result == 0 {
-        let status = pairs(headers, &())
+    let outcome: CalloutOutcome = if result == crate::abi::callout_result::SUCCESS {
+        let status = headers
+            .iter()
             .find(|(k, _)| *k == b":status")
             .and_then(|(_, v)| core::str::from_utf8(v).ok()?.parse().ok())
             .unwrap_or(0);
         let mut body = Vec::new();
-        for c in chunks {
-            body.extend_from_slice(Raw::new(c.ptr, c.len).view(&()));
+        for c in chunks.iter() {
+            body.extend_from_slice(c);
         }
         Ok((status, owned(headers), body))
     } else {

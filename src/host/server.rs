@@ -91,7 +91,11 @@ impl ConfigHost for EnvoyServerHost {
         // SAFETY: live bootstrap config pointer on the main thread; label buffers and `id`
         // valid for the call.
         let rc = unsafe { f(self.config, Buf::of(name.as_bytes()), ptr, b.len(), &mut id) };
-        if rc == 0 { Ok(id) } else { Err(rc) }
+        if rc == crate::abi::callout_init::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
     }
 
     fn log_enabled(&self, level: u32) -> bool {
@@ -179,7 +183,11 @@ impl Outbound for EnvoyServerHost {
                 )
             }
         });
-        if rc == 0 { Ok(id) } else { Err(rc) }
+        if rc == crate::abi::callout_init::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
     }
 
     /// Server extensions have no streaming callouts in Envoy's ABI.
@@ -304,13 +312,21 @@ impl ServerHost for EnvoyServerHost {
 }
 
 /// Copies the admin request's parts out of Envoy's buffers.
-pub(crate) fn admin_parts(method: Buf, path: Buf, body: Buf) -> (String, String, Vec<u8>) {
-    let s = |b: Buf| String::from_utf8_lossy(Raw::new(b.ptr, b.len).view(&())).into_owned();
-    (
-        s(method),
-        s(path),
-        Raw::new(body.ptr, body.len).view(&()).to_vec(),
-    )
+///
+/// # Safety
+/// Each buffer has length 0 or points at that many initialised bytes, valid and unchanged
+/// during this call (Envoy's admin hook passes them for its own duration).
+pub(crate) unsafe fn admin_parts(method: Buf, path: Buf, body: Buf) -> (String, String, Vec<u8>) {
+    // SAFETY: guaranteed by the caller, for this call, and each view is copied at once.
+    let (method, path, body) = unsafe {
+        (
+            Raw::new(method.ptr, method.len),
+            Raw::new(path.ptr, path.len),
+            Raw::new(body.ptr, body.len),
+        )
+    };
+    let s = |r: Raw<'_>| String::from_utf8_lossy(&r.to_vec()).into_owned();
+    (s(method), s(path), body.to_vec())
 }
 
 // ---- Which server host serves the hook running on this thread.

@@ -26,7 +26,6 @@
 //! assert_eq!(s.effects().header_changes, 1);
 //! ```
 
-use crate::abi::ffi::{Buf, HeaderPair};
 use crate::api::config::ConfigHandle;
 use crate::api::http::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
@@ -34,6 +33,7 @@ use crate::entry::http::{OnHost, build_config, new_stream};
 use crate::filter::http::hooks::ConfigHooks;
 use crate::host::http::bench::BenchHost;
 use crate::host::http::sim::SimConfigHost;
+use crate::host::{ChunkArray, HeaderArray};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -261,11 +261,13 @@ impl BenchSession<'_> {
     /// Completes the most recent callout with `status` and `body`.
     pub fn complete_callout(&mut self, status: &'static str, body: &'static [u8]) {
         let id = self.host.next_callout.get();
-        let headers = [HeaderPair::of(b":status", status.as_bytes())];
-        let chunks = [Buf::of(body)];
+        let headers = [(b":status".as_slice(), status.as_bytes())];
+        let chunks = [body];
         let before = self.host.effects.get().continue_decoding;
         // SAFETY: as in `request_headers`.
-        self.hook(|on, m| unsafe { on.callout_done(m, id, 0, &headers, &chunks) });
+        self.hook(|on, m| unsafe {
+            on.callout_done(m, id, 0, HeaderArray::of(&headers), ChunkArray::of(&chunks))
+        });
         self.settle_request(before);
     }
 

@@ -34,7 +34,6 @@
 
 pub mod bench;
 
-use crate::abi::ffi::{self, Buf, HeaderPair};
 use crate::api::config::ConfigHandle;
 use crate::api::http::raw::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::api::registry::Registry;
@@ -44,6 +43,7 @@ use crate::filter::http::hooks::{ConfigHooks, StreamHooks};
 pub use crate::host::http::sim::context::SimSpan;
 use crate::host::http::sim::{Pairs, SimConfigHost, SimHost, SimLogs, SimMetrics};
 use crate::host::http::sim::{Reenter, SimEvent, with_current_logs};
+use crate::host::{ChunkArray, HeaderArray};
 
 /// Sets (or rotates) the simulated SDS generic secret `name` for filters tested on this
 /// thread; `None` makes it not available yet. Subscribing to an unknown name fails, as it does
@@ -229,15 +229,15 @@ impl TestFilter {
     /// Answers background callout `id` (as Envoy's main thread would), then polls the tasks.
     pub fn complete_background_callout(&self, id: u64, status: u16, body: &[u8]) {
         let status = status.to_string();
-        let headers = [HeaderPair::of(b":status", status.as_bytes())];
-        let chunks = [Buf::of(body)];
+        let headers = [(b":status".as_slice(), status.as_bytes())];
+        let chunks = [body];
         crate::filter::http::background::callout_done(
             self.config(),
             &self.cfg_host,
             id,
             0,
-            &headers,
-            &chunks,
+            HeaderArray::of(&headers),
+            ChunkArray::of(&chunks),
         );
     }
 
@@ -246,18 +246,23 @@ impl TestFilter {
     pub fn answer_background_stream(&self, id: u64, status: u16, chunks: &[&[u8]]) {
         use crate::filter::http::background::{ConfigStreamEvent, config_stream_event};
         let status = status.to_string();
-        let headers = [HeaderPair::of(b":status", status.as_bytes())];
+        let headers = [(b":status".as_slice(), status.as_bytes())];
         let (cfg, host) = (self.config(), &self.cfg_host);
         config_stream_event(
             cfg,
             host,
             id,
-            ConfigStreamEvent::Headers(&headers, chunks.is_empty()),
+            ConfigStreamEvent::Headers(HeaderArray::of(&headers), chunks.is_empty()),
         );
         for (i, c) in chunks.iter().enumerate() {
-            let data = [Buf::of(c)];
+            let data = [*c];
             let end = i + 1 == chunks.len();
-            config_stream_event(cfg, host, id, ConfigStreamEvent::Data(&data, end));
+            config_stream_event(
+                cfg,
+                host,
+                id,
+                ConfigStreamEvent::Data(ChunkArray::of(&data), end),
+            );
         }
         config_stream_event(cfg, host, id, ConfigStreamEvent::Complete);
     }
@@ -428,28 +433,39 @@ unsafe fn deliver_event(m: *const core::ffi::c_void, host: &SimHost, event: SimE
     match event {
         SimEvent::CalloutDone { id, status, body } => {
             let code = status.to_string();
-            let pairs = [HeaderPair::of(b":status", code.as_bytes())];
-            let chunks: Vec<Buf> = body.chunks(7).map(Buf::of).collect();
-            fire(&|h| h.callout_done(host, id, 0, &pairs, &chunks));
+            let pairs = [(b":status".as_slice(), code.as_bytes())];
+            let chunks: Vec<&[u8]> = body.chunks(7).collect();
+            fire(&|h| {
+                h.callout_done(
+                    host,
+                    id,
+                    0,
+                    HeaderArray::of(&pairs),
+                    ChunkArray::of(&chunks),
+                )
+            });
         }
         SimEvent::StreamHeaders { id, status, end } => {
             let code = status.to_string();
-            let pairs = [HeaderPair::of(b":status", code.as_bytes())];
+            let pairs = [(b":status".as_slice(), code.as_bytes())];
             fire(&|h| {
                 h.http_stream(
                     host,
                     id,
-                    crate::filter::http::hooks::RawStreamEvent::Headers(&pairs, end),
+                    crate::filter::http::hooks::RawStreamEvent::Headers(
+                        HeaderArray::of(&pairs),
+                        end,
+                    ),
                 )
             });
         }
         SimEvent::StreamData { id, data, end } => {
-            let chunks = [Buf::of(&data)];
+            let chunks = [data.as_slice()];
             fire(&|h| {
                 h.http_stream(
                     host,
                     id,
-                    crate::filter::http::hooks::RawStreamEvent::Data(&chunks, end),
+                    crate::filter::http::hooks::RawStreamEvent::Data(ChunkArray::of(&chunks), end),
                 )
             });
         }
@@ -622,7 +638,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = HeadersStatus::from_abi(self.call(
             HookKind::Request,
-            ffi::HEADERS_STOP_ITERATION,
+            crate::abi::http::HeadersStatus::StopIteration,
             |h, host| h.request_headers(host, end_of_stream),
         ));
         self.hooks.push(Hook::RequestHeaders(s));
@@ -637,7 +653,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = BodyStatus::from_abi(self.call(
             HookKind::Request,
-            ffi::BODY_STOP_NO_BUFFER,
+            crate::abi::http::BodyStatus::StopIterationNoBuffer,
             |h, host| h.request_body(host, end_of_stream),
         ));
         self.hooks.push(Hook::RequestBody(s));
@@ -670,7 +686,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = TrailersStatus::from_abi(self.call(
             HookKind::Request,
-            ffi::TRAILERS_STOP_ITERATION,
+            crate::abi::http::TrailersStatus::StopIteration,
             |h, host| h.request_trailers(host),
         ));
         self.hooks.push(Hook::RequestTrailers(s));
@@ -690,7 +706,7 @@ impl TestStream<'_> {
         set_pairs(&self.host.maps[Map::ResponseHeaders as usize], headers);
         let s = HeadersStatus::from_abi(self.call(
             HookKind::Response,
-            ffi::HEADERS_STOP_ITERATION,
+            crate::abi::http::HeadersStatus::StopIteration,
             |h, host| h.response_headers(host, end_of_stream),
         ));
         self.hooks.push(Hook::ResponseHeaders(s));
@@ -703,7 +719,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = BodyStatus::from_abi(self.call(
             HookKind::Response,
-            ffi::BODY_STOP_NO_BUFFER,
+            crate::abi::http::BodyStatus::StopIterationNoBuffer,
             |h, host| h.response_body(host, end_of_stream),
         ));
         self.hooks.push(Hook::ResponseBody(s));
@@ -735,7 +751,7 @@ impl TestStream<'_> {
         let before = self.counts();
         let s = TrailersStatus::from_abi(self.call(
             HookKind::Response,
-            ffi::TRAILERS_STOP_ITERATION,
+            crate::abi::http::TrailersStatus::StopIteration,
             |h, host| h.response_trailers(host),
         ));
         self.hooks.push(Hook::ResponseTrailers(s));
@@ -907,16 +923,18 @@ impl TestStream<'_> {
         body: &[u8],
     ) {
         let code = status.to_string();
-        let mut pairs = vec![HeaderPair::of(b":status", code.as_bytes())];
-        pairs.extend(
-            headers
-                .iter()
-                .map(|(k, v)| HeaderPair::of(k.as_bytes(), v.as_bytes())),
-        );
-        let chunks: Vec<Buf> = body.chunks(7).map(Buf::of).collect();
+        let mut pairs = vec![(b":status".as_slice(), code.as_bytes())];
+        pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        let chunks: Vec<&[u8]> = body.chunks(7).collect();
         let before = self.counts();
         self.call(HookKind::Other, (), |h, host| {
-            h.callout_done(host, id, 0, &pairs, &chunks)
+            h.callout_done(
+                host,
+                id,
+                0,
+                HeaderArray::of(&pairs),
+                ChunkArray::of(&chunks),
+            )
         });
         self.settle(before);
     }
@@ -925,7 +943,17 @@ impl TestStream<'_> {
     pub fn fail_callout(&mut self, id: u64, reset: bool) {
         let before = self.counts();
         self.call(HookKind::Other, (), |h, host| {
-            h.callout_done(host, id, if reset { 1 } else { 2 }, &[], &[])
+            h.callout_done(
+                host,
+                id,
+                if reset {
+                    crate::abi::callout_result::RESET
+                } else {
+                    crate::abi::callout_result::EXCEED_RESPONSE_BUFFER_LIMIT
+                },
+                HeaderArray::EMPTY,
+                ChunkArray::EMPTY,
+            )
         });
         self.settle(before);
     }
@@ -953,36 +981,35 @@ impl TestStream<'_> {
         end_stream: bool,
     ) {
         let code = status.to_string();
-        let mut pairs = vec![HeaderPair::of(b":status", code.as_bytes())];
-        pairs.extend(
-            headers
-                .iter()
-                .map(|(k, v)| HeaderPair::of(k.as_bytes(), v.as_bytes())),
-        );
+        let mut pairs = vec![(b":status".as_slice(), code.as_bytes())];
+        pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
         self.stream_event(
             id,
-            crate::filter::http::hooks::RawStreamEvent::Headers(&pairs, end_stream),
+            crate::filter::http::hooks::RawStreamEvent::Headers(
+                HeaderArray::of(&pairs),
+                end_stream,
+            ),
         );
     }
 
     /// Delivers response data of streaming callout `id`.
     pub fn stream_callout_data(&mut self, id: u64, data: &[u8], end_stream: bool) {
-        let chunks = [Buf::of(data)];
+        let chunks = [data];
         self.stream_event(
             id,
-            crate::filter::http::hooks::RawStreamEvent::Data(&chunks, end_stream),
+            crate::filter::http::hooks::RawStreamEvent::Data(ChunkArray::of(&chunks), end_stream),
         );
     }
 
     /// Delivers response trailers of streaming callout `id`.
     pub fn stream_callout_trailers(&mut self, id: u64, trailers: &[(&str, &str)]) {
-        let pairs: Vec<HeaderPair> = trailers
+        let pairs: Vec<(&[u8], &[u8])> = trailers
             .iter()
-            .map(|(k, v)| HeaderPair::of(k.as_bytes(), v.as_bytes()))
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
             .collect();
         self.stream_event(
             id,
-            crate::filter::http::hooks::RawStreamEvent::Trailers(&pairs),
+            crate::filter::http::hooks::RawStreamEvent::Trailers(HeaderArray::of(&pairs)),
         );
     }
 

@@ -1,6 +1,7 @@
 //! A handler's unary callout: the future `ResponseWriter::callout` returns, whose answer
 //! Envoy delivers into storage the stream slot owns.
 
+use crate::abi::callout_result;
 use crate::api::callout::{
     CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse, NoAnswer, PathBuf,
     TIMEOUT_SLACK, request_pairs,
@@ -104,15 +105,15 @@ impl<'w> Callout<'w> {
                 // a 504 whose body is exactly this.
                 let envoy_timeout = e.status == 504 && e.body == b"upstream request timeout";
                 match e.result {
-                    0 if envoy_timeout || (timed_out && e.status == 504) => {
+                    callout_result::SUCCESS if envoy_timeout || (timed_out && e.status == 504) => {
                         Err(CalloutError::Timeout)
                     }
-                    0 if NoAnswer::of(e.status, &e.body).is_some() => {
+                    callout_result::SUCCESS if NoAnswer::of(e.status, &e.body).is_some() => {
                         Err(CalloutError::Unavailable(
                             NoAnswer::of(e.status, &e.body).unwrap_or(NoAnswer::ResetBeforeHeaders),
                         ))
                     }
-                    0 => {
+                    callout_result::SUCCESS => {
                         let mut headers = CalloutHeaders::default();
                         for &(start, k, v) in &e.spans {
                             let (s, k, v) = (start as usize, k as usize, v as usize);
@@ -125,8 +126,8 @@ impl<'w> Callout<'w> {
                             body_len: e.body.len(),
                         })
                     }
-                    1 if timed_out => Err(CalloutError::Timeout),
-                    1 => Err(CalloutError::Reset),
+                    callout_result::RESET if timed_out => Err(CalloutError::Timeout),
+                    callout_result::RESET => Err(CalloutError::Reset),
                     _ => Err(CalloutError::ResponseTooLarge),
                 }
             })

@@ -131,7 +131,7 @@ pub(crate) fn header_get<'s>(
         core.with_host(|h| {
             let (raw, n) = h.header(map, key, index);
             // The view of Envoy's memory lives only inside this call; the handler gets a copy.
-            (raw.map(|r| core.arena.keep(r.view(&()))), n)
+            (raw.map(|r| r.keep_in(&core.arena)), n)
         })
         .unwrap_or((None, 0))
     })
@@ -144,11 +144,10 @@ pub(crate) fn header_each(core: &StreamCore, map: Map, mut f: impl FnMut(&[u8], 
     buf.clear();
     core.with_host(|h| {
         h.for_each_header(map, &mut |k, v| {
-            let (k, v) = (k.view(&()), v.view(&()));
             buf.extend_from_slice(&(k.len() as u32).to_ne_bytes());
             buf.extend_from_slice(&(v.len() as u32).to_ne_bytes());
-            buf.extend_from_slice(k);
-            buf.extend_from_slice(v);
+            k.append_to(&mut buf);
+            v.append_to(&mut buf);
         })
     });
     let mut at = 0;
@@ -274,7 +273,7 @@ impl<'r> HeaderValues<'r> {
                 let mut over = false;
                 let n = h.header_values(map, key, BATCH, &mut |raw| {
                     // The view lives only inside this call; keep a copy.
-                    if batch.try_push(core.arena.keep(raw.view(&()))).is_err() {
+                    if batch.try_push(raw.keep_in(&core.arena)).is_err() {
                         over = true;
                     }
                 });
@@ -431,7 +430,7 @@ impl<'a> Request<'a> {
     /// A string attribute of the stream (see [`Attr`]).
     pub fn attr_str(&self, attr: Attr) -> Option<&[u8]> {
         let core = self.core;
-        core.with_host(|h| h.attr_str(attr.0).map(|r| core.arena.keep(r.view(&()))))
+        core.with_host(|h| h.attr_str(attr.0).map(|r| r.keep_in(&core.arena)))
             .flatten()
     }
 

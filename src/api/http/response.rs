@@ -254,7 +254,7 @@ impl<'a> Response<'a> {
     /// route, ...
     pub fn attr_str(&self, attr: crate::Attr) -> Option<&[u8]> {
         let core = self.core;
-        core.with_host(|h| h.attr_str(attr.0).map(|r| core.arena.keep(r.view(&()))))
+        core.with_host(|h| h.attr_str(attr.0).map(|r| r.keep_in(&core.arena)))
             .flatten()
     }
 

@@ -117,7 +117,7 @@ impl<'w> Span<'w> {
         let bytes = core
             .with_host(|h| {
                 h.span_read(self.ptr, field)
-                    .map(|raw| core.arena.keep(raw.view(&())))
+                    .map(|raw| raw.keep_in(&core.arena))
             })
             .flatten()?;
         core::str::from_utf8(bytes).ok()

@@ -192,8 +192,8 @@ pub(crate) fn callout_done(
     host: &dyn ServerHost,
     id: u64,
     result: u32,
-    headers: &[crate::abi::ffi::HeaderPair],
-    chunks: &[crate::abi::ffi::Buf],
+    headers: crate::host::HeaderArray<'_>,
+    chunks: crate::host::ChunkArray<'_>,
 ) {
     crate::filter::background::deliver_callout(&server.shared.runtime, id, result, headers, chunks);
     run(server, host);

@@ -4,7 +4,7 @@
 //! box (Envoy creates one extension per config). Every hook catches panics (logged) so none
 //! reaches Envoy.
 
-use super::{REGISTRY, bytes, catch, log_error, slice};
+use super::{REGISTRY, abi_chunks, abi_headers, bytes, catch, log_error};
 use crate::abi::ffi::{Buf, HeaderPair};
 use crate::api::config::ConfigHandle;
 mod lifecycle;
@@ -219,8 +219,9 @@ pub unsafe fn callout_done(
     chunks: *const Buf,
     nc: usize,
 ) {
-    // SAFETY: guaranteed by the caller.
-    let (headers, chunks) = unsafe { (slice(headers, n), slice(chunks, nc)) };
+    // SAFETY: the caller's contract: the arrays and the bytes they point at are readable and
+    // unchanged for this call, which the views do not outlive.
+    let (headers, chunks) = unsafe { (abi_headers(headers, n), abi_chunks(chunks, nc)) };
     // SAFETY: forwarded contract.
     unsafe {
         with(p, |s, h| {
@@ -234,7 +235,8 @@ pub unsafe fn callout_done(
 /// # Safety
 /// As for `server`; the buffers are readable for the call.
 pub unsafe fn admin_request(p: *const c_void, method: Buf, path: Buf, body: Buf) -> u32 {
-    let (method, path, body) = admin_parts(method, path, body);
+    // SAFETY: the caller's contract: the buffers are readable for this call.
+    let (method, path, body) = unsafe { admin_parts(method, path, body) };
     let req = AdminRequest { method, path, body };
     let mut status = 500;
     // SAFETY: forwarded contract.

@@ -1,10 +1,9 @@
 //! The background runtime of an HTTP filter config, driven from its config-level hooks.
 
-use crate::abi::ffi::{Buf, HeaderPair};
 use crate::executor::background::StreamEvent;
 use crate::filter::background::{deliver_callout, owned, poll};
 use crate::filter::http::hooks::ConfigHooks;
-use crate::host::{ConfigHost, Raw, pairs};
+use crate::host::{ChunkArray, ConfigHost, HeaderArray};
 
 /// Polls the config's ready background tasks with `host` current (main thread).
 pub(crate) fn run(config: &dyn ConfigHooks, host: &dyn ConfigHost) {
@@ -20,8 +19,8 @@ pub(crate) fn callout_done(
     host: &dyn ConfigHost,
     id: u64,
     result: u32,
-    headers: &[HeaderPair],
-    chunks: &[Buf],
+    headers: HeaderArray<'_>,
+    chunks: ChunkArray<'_>,
 ) {
     if let Some(rt) = config.background() {
         deliver_callout(rt, id, result, headers, chunks);
@@ -31,9 +30,9 @@ pub(crate) fn callout_done(
 
 /// What Envoy reported on a config streaming callout (views valid during the hook).
 pub(crate) enum ConfigStreamEvent<'h> {
-    Headers(&'h [HeaderPair], bool),
-    Data(&'h [Buf], bool),
-    Trailers(&'h [HeaderPair]),
+    Headers(HeaderArray<'h>, bool),
+    Data(ChunkArray<'h>, bool),
+    Trailers(HeaderArray<'h>),
     Complete,
     Reset,
 }
@@ -47,7 +46,8 @@ pub(crate) fn config_stream_event(
 ) {
     let ev = match ev {
         ConfigStreamEvent::Headers(h, end) => {
-            let status = pairs(h, &())
+            let status = h
+                .iter()
                 .find(|(k, _)| *k == b":status")
                 .and_then(|(_, v)| core::str::from_utf8(v).ok()?.parse().ok())
                 .unwrap_or(0);
@@ -55,8 +55,8 @@ pub(crate) fn config_stream_event(
         }
         ConfigStreamEvent::Data(chunks, end) => {
             let mut data = Vec::new();
-            for c in chunks {
-                data.extend_from_slice(Raw::new(c.ptr, c.len).view(&()));
+            for c in chunks.iter() {
+                data.extend_from_slice(c);
             }
             StreamEvent::Data(data, end)
         }

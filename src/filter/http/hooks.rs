@@ -2,19 +2,20 @@
 //! of one filter config ([`ConfigHooks`]), implemented by jisr's stream slots (`machine`) and
 //! by raw filters' slots.
 
-use crate::abi::ffi::{Buf, HeaderPair};
+use crate::abi::http::{BodyStatus, HeadersStatus, LocalReplyStatus, TrailersStatus};
 #[cfg(feature = "testing")]
 use crate::filter::http::stats::FilterStatsSnapshot;
 use crate::host::http::Host;
+use crate::host::{ChunkArray, HeaderArray};
 
 /// A streaming-callout event as the ABI delivers it.
 pub enum RawStreamEvent<'h> {
     /// Response headers (and whether they end the response).
-    Headers(&'h [HeaderPair], bool),
+    Headers(HeaderArray<'h>, bool),
     /// Response data chunks (and whether they end the response).
-    Data(&'h [Buf], bool),
+    Data(ChunkArray<'h>, bool),
     /// Response trailers.
-    Trailers(&'h [HeaderPair]),
+    Trailers(HeaderArray<'h>),
     /// The stream completed.
     Complete,
     /// The stream was reset (ABI reason code).
@@ -40,27 +41,29 @@ pub const INTERNAL_DETAILS: &str = "jisr_internal_error";
 
 /// What Envoy can do to a stream, type-erased (one implementation per filter type).
 pub(crate) trait StreamHooks {
-    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32;
-    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> u32;
-    fn request_trailers(&self, host: &dyn Host) -> u32;
-    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32;
-    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> u32;
-    fn response_trailers(&self, host: &dyn Host) -> u32;
+    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus;
+    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus;
+    fn request_trailers(&self, host: &dyn Host) -> TrailersStatus;
+    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus;
+    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus;
+    fn response_trailers(&self, host: &dyn Host) -> TrailersStatus;
     fn stream_complete(&self, host: &dyn Host);
     fn scheduled(&self, host: &dyn Host, event: u64);
     fn watermark(&self, host: &dyn Host, above: bool);
-    fn local_reply(&self, host: &dyn Host, status: u32, reset_imminent: bool) -> u32;
+    fn local_reply(&self, host: &dyn Host, status: u32, reset_imminent: bool) -> LocalReplyStatus;
     fn callout_done(
         &self,
         host: &dyn Host,
         id: u64,
         result: u32,
-        headers: &[HeaderPair],
-        chunks: &[Buf],
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
     );
     fn http_stream(&self, host: &dyn Host, id: u64, event: RawStreamEvent<'_>);
     /// jisr itself panicked in hook `kind` (`msg`): fail the stream closed (a 500 while the
-    /// client has seen nothing, else a reset), never let it continue.
+    /// client has seen nothing, else a reset), never let it continue. A slot that tracks
+    /// whether the response went downstream decides from that (jisr's); one that cannot see it
+    /// (a raw filter's) decides by `kind`: 500 in a request hook, reset otherwise.
     fn fail_closed(&self, host: &dyn Host, kind: HookKind, msg: &str);
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void);
     /// Envoy destroyed the stream during one of our hooks and no hook runs anymore: the caller

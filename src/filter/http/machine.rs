@@ -1,6 +1,6 @@
 //! The HTTP stream's state machine: what each hook returns, decided from the stream's state.
 
-use crate::abi::ffi::{self, Buf, HeaderPair};
+use crate::abi::http::{BodyStatus, HeadersStatus, LocalReplyStatus, TrailersStatus};
 use crate::executor::task::Cleared;
 use crate::executor::{self, Driven};
 use crate::filter::http::core::{BodyCursor, FilterStats, ResponseMode, StreamCore};
@@ -12,7 +12,7 @@ use crate::filter::http::slot::{JisrConfig, StreamSlot};
 use crate::filter::http::state::{BodyState, HandlerState, Retention, StreamState};
 use crate::host::http::Host;
 use crate::host::log::Level;
-use crate::host::{Raw, pairs};
+use crate::host::{ChunkArray, HeaderArray};
 
 impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
 where
@@ -350,7 +350,7 @@ where
     Q: Pipeline<S, ()>,
     R: Pipeline<S, Q::Output, Output = ()>,
 {
-    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+    fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus {
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {
@@ -359,17 +359,17 @@ where
             // Started inside the first poll, under the same panic guard.
             core.update(StreamState::start_request);
             match self.drive(Direction::Request, || {}) {
-                Driven::Ready if !core.st().replied() => ffi::HEADERS_CONTINUE,
+                Driven::Ready if !core.st().replied() => HeadersStatus::Continue,
                 Driven::Pending | Driven::Nested => {
                     core.update(StreamState::stop_request);
-                    ffi::HEADERS_STOP_ITERATION
+                    HeadersStatus::StopIteration
                 }
-                _ => ffi::HEADERS_STOP_ITERATION,
+                _ => HeadersStatus::StopIteration,
             }
         })
     }
 
-    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+    fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus {
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {
@@ -381,38 +381,38 @@ where
                     let d = self.drive(Direction::Request, || core.req_body.waker.wake());
                     core.req_body.update(BodyState::leave_hook);
                     match d {
-                        Driven::Ready if !core.st().replied() => ffi::BODY_CONTINUE,
+                        Driven::Ready if !core.st().replied() => BodyStatus::Continue,
                         Driven::Pending | Driven::Nested if core.req_body.get().done_reading() => {
-                            ffi::BODY_STOP_AND_WATERMARK
+                            BodyStatus::StopIterationAndWatermark
                         }
-                        Driven::Pending | Driven::Nested => ffi::BODY_STOP_AND_BUFFER,
-                        _ => ffi::BODY_STOP_NO_BUFFER,
+                        Driven::Pending | Driven::Nested => BodyStatus::StopIterationAndBuffer,
+                        _ => BodyStatus::StopIterationNoBuffer,
                     }
                 }
-                _ if core.st().replied() => ffi::BODY_STOP_NO_BUFFER,
-                _ => ffi::BODY_CONTINUE,
+                _ if core.st().replied() => BodyStatus::StopIterationNoBuffer,
+                _ => BodyStatus::Continue,
             }
         })
     }
 
-    fn request_trailers(&self, host: &dyn Host) -> u32 {
+    fn request_trailers(&self, host: &dyn Host) -> TrailersStatus {
         self.enter(host, || {
             let core = &self.core;
             core.req_body.update(BodyState::end_of_stream);
             match core.st().request {
                 HandlerState::Running => {
                     match self.drive(Direction::Request, || core.req_body.waker.wake()) {
-                        Driven::Ready if !core.st().replied() => ffi::TRAILERS_CONTINUE,
-                        _ => ffi::TRAILERS_STOP_ITERATION,
+                        Driven::Ready if !core.st().replied() => TrailersStatus::Continue,
+                        _ => TrailersStatus::StopIteration,
                     }
                 }
-                _ if core.st().replied() => ffi::TRAILERS_STOP_ITERATION,
-                _ => ffi::TRAILERS_CONTINUE,
+                _ if core.st().replied() => TrailersStatus::StopIteration,
+                _ => TrailersStatus::Continue,
             }
         })
     }
 
-    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+    fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus {
         self.enter(host, || {
             let core = &self.core;
             // Our own replies, responses to requests our handler never finished, and filters
@@ -423,7 +423,7 @@ where
                 || core.st().response != HandlerState::Idle
             {
                 core.update(StreamState::pass_response);
-                return ffi::HEADERS_CONTINUE;
+                return HeadersStatus::Continue;
             }
             let mode = self.mode();
             let retention = self.retention();
@@ -436,34 +436,34 @@ where
                 Ok(true) => {}
                 Ok(false) => {
                     core.update(StreamState::finish_response);
-                    return ffi::HEADERS_CONTINUE;
+                    return HeadersStatus::Continue;
                 }
                 Err(msg) => {
                     self.fail(&msg, PANIC_DETAILS);
-                    return ffi::HEADERS_STOP_ITERATION;
+                    return HeadersStatus::StopIteration;
                 }
             }
             match (self.drive(Direction::Response, || {}), mode) {
-                (Driven::Panicked(_), _) => ffi::HEADERS_STOP_ITERATION,
-                (_, ResponseMode::Observe) => ffi::HEADERS_CONTINUE,
-                (Driven::Ready, _) if !core.st().replied() => ffi::HEADERS_CONTINUE,
-                (Driven::Ready, _) => ffi::HEADERS_STOP_ITERATION,
+                (Driven::Panicked(_), _) => HeadersStatus::StopIteration,
+                (_, ResponseMode::Observe) => HeadersStatus::Continue,
+                (Driven::Ready, _) if !core.st().replied() => HeadersStatus::Continue,
+                (Driven::Ready, _) => HeadersStatus::StopIteration,
                 (Driven::Pending | Driven::Nested, _) => {
                     core.update(StreamState::stop_response);
-                    ffi::HEADERS_STOP_ITERATION
+                    HeadersStatus::StopIteration
                 }
             }
         })
     }
 
-    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> u32 {
+    fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus {
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {
                 core.resp_body.update(BodyState::end_of_stream);
             }
             if core.st().response != HandlerState::Running {
-                return ffi::BODY_CONTINUE;
+                return BodyStatus::Continue;
             }
             let cursor = &core.resp_body;
             core.with_host(|h| cursor.enter_hook(h, false));
@@ -481,35 +481,35 @@ where
                 cursor.update(|b| b.pass_chunk(len));
             }
             match (d, self.mode()) {
-                (Driven::Panicked(_), _) => ffi::BODY_STOP_NO_BUFFER,
-                (_, ResponseMode::Observe) => ffi::BODY_CONTINUE,
-                (Driven::Ready, _) if !core.st().replied() => ffi::BODY_CONTINUE,
-                (Driven::Ready, _) => ffi::BODY_STOP_NO_BUFFER,
+                (Driven::Panicked(_), _) => BodyStatus::StopIterationNoBuffer,
+                (_, ResponseMode::Observe) => BodyStatus::Continue,
+                (Driven::Ready, _) if !core.st().replied() => BodyStatus::Continue,
+                (Driven::Ready, _) => BodyStatus::StopIterationNoBuffer,
                 (Driven::Pending | Driven::Nested, ResponseMode::Buffer)
                     if !cursor.get().skipped() =>
                 {
-                    ffi::BODY_STOP_AND_BUFFER
+                    BodyStatus::StopIterationAndBuffer
                 }
-                (Driven::Pending | Driven::Nested, _) => ffi::BODY_STOP_AND_WATERMARK,
+                (Driven::Pending | Driven::Nested, _) => BodyStatus::StopIterationAndWatermark,
             }
         })
     }
 
-    fn response_trailers(&self, host: &dyn Host) -> u32 {
+    fn response_trailers(&self, host: &dyn Host) -> TrailersStatus {
         self.enter(host, || {
             let core = &self.core;
             core.resp_body.update(BodyState::end_of_stream);
             if core.st().response != HandlerState::Running {
-                return ffi::TRAILERS_CONTINUE;
+                return TrailersStatus::Continue;
             }
             match (
                 self.drive(Direction::Response, || core.resp_body.waker.wake()),
                 self.mode(),
             ) {
-                (Driven::Panicked(_), _) => ffi::TRAILERS_STOP_ITERATION,
-                (_, ResponseMode::Observe) => ffi::TRAILERS_CONTINUE,
-                (Driven::Ready, _) => ffi::TRAILERS_CONTINUE,
-                (Driven::Pending | Driven::Nested, _) => ffi::TRAILERS_STOP_ITERATION,
+                (Driven::Panicked(_), _) => TrailersStatus::StopIteration,
+                (_, ResponseMode::Observe) => TrailersStatus::Continue,
+                (Driven::Ready, _) => TrailersStatus::Continue,
+                (Driven::Pending | Driven::Nested, _) => TrailersStatus::StopIteration,
             }
         })
     }
@@ -555,8 +555,13 @@ where
         })
     }
 
-    fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {
-        ffi::LOCAL_REPLY_CONTINUE
+    fn local_reply(
+        &self,
+        _host: &dyn Host,
+        _status: u32,
+        _reset_imminent: bool,
+    ) -> LocalReplyStatus {
+        LocalReplyStatus::Continue
     }
 
     fn callout_done(
@@ -564,20 +569,15 @@ where
         host: &dyn Host,
         id: u64,
         result: u32,
-        headers: &[HeaderPair],
-        chunks: &[Buf],
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
     ) {
         self.enter(host, || {
             let core = &self.core;
-            let anchor = &();
             self.drive_running(|| {
                 // A callout whose future was dropped: nothing takes it.
-                core.callouts.deliver(
-                    id,
-                    result,
-                    pairs(headers, anchor),
-                    chunks.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
-                );
+                core.callouts
+                    .deliver(id, result, headers.iter(), chunks.iter());
             });
         })
     }
@@ -586,22 +586,17 @@ where
         use crate::filter::http::callout_streams::{Recorded, StreamEvent};
         self.enter(host, || {
             let core = &self.core;
-            let anchor = &();
             self.drive_running(|| {
                 let recorded = match event {
                     RawStreamEvent::Headers(h, eos) => core
                         .streams
-                        .record(id, StreamEvent::Headers(&mut pairs(h, anchor), eos)),
-                    RawStreamEvent::Data(d, eos) => core.streams.record(
-                        id,
-                        StreamEvent::Data(
-                            &mut d.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor)),
-                            eos,
-                        ),
-                    ),
+                        .record(id, StreamEvent::Headers(&mut h.iter(), eos)),
+                    RawStreamEvent::Data(d, eos) => core
+                        .streams
+                        .record(id, StreamEvent::Data(&mut d.iter(), eos)),
                     RawStreamEvent::Trailers(t) => core
                         .streams
-                        .record(id, StreamEvent::Trailers(&mut pairs(t, anchor))),
+                        .record(id, StreamEvent::Trailers(&mut t.iter())),
                     RawStreamEvent::Complete => core.streams.record(id, StreamEvent::Complete),
                     RawStreamEvent::Reset(r) => core.streams.record(id, StreamEvent::Reset(r)),
                 };
@@ -613,6 +608,10 @@ where
         })
     }
 
+    /// The hook kind approximates what the stream's state records exactly: whether response
+    /// headers went downstream (`response_sent`, set by every path that lets them go). `fail`
+    /// decides from that state: a 500 while it is clear, whatever the hook (a Buffer response
+    /// handler holds the headers, so a response hook can still reply), a reset once it is set.
     fn fail_closed(&self, host: &dyn Host, _kind: HookKind, msg: &str) {
         self.core
             .host

@@ -104,6 +104,19 @@ impl StagedReply {
     }
 }
 
+/// Fails a stream closed with jisr's one internal-error reply: `500`, `text/plain`,
+/// `internal error`, with `details` naming the cause (e.g. [`PANIC_DETAILS`]).
+///
+/// [`PANIC_DETAILS`]: crate::filter::http::hooks::PANIC_DETAILS
+pub(crate) fn internal_error(host: &dyn crate::host::http::Host, details: &[u8]) {
+    host.send_response(
+        500,
+        &[(b"content-type".as_slice(), b"text/plain".as_slice())],
+        b"internal error\n",
+        details,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,17 +154,4 @@ mod tests {
         r.clear();
         assert!(!r.armed && r.capacity() <= RETAINED);
     }
-}
-
-/// Fails a stream closed with jisr's one internal-error reply: `500`, `text/plain`,
-/// `internal error`, with `details` naming the cause (e.g. [`PANIC_DETAILS`]).
-///
-/// [`PANIC_DETAILS`]: crate::filter::http::hooks::PANIC_DETAILS
-pub(crate) fn internal_error(host: &dyn crate::host::http::Host, details: &[u8]) {
-    host.send_response(
-        500,
-        &[(b"content-type".as_slice(), b"text/plain".as_slice())],
-        b"internal error\n",
-        details,
-    )
 }

@@ -12,13 +12,17 @@
 //! the flags only ever go from clear to set within a stream, except the watermark and the
 //! pending start.
 //!
+//! The tables are the spec: each transition's "from" (stream) or "requires" (body) column is
+//! its precondition, checked by a `debug_assert!` in debug builds (so the simulated test suite
+//! checks every path it drives). "any" means the transition is valid from every state.
+//!
 //! | transition | when | from | effect |
 //! |---|---|---|---|
-//! | [`start_request`](StreamState::start_request) | request headers hook | request `Idle` | request `Running`, start pending |
-//! | [`take_start`](StreamState::take_start) | first poll of the request | start pending | start no longer pending |
+//! | [`start_request`](StreamState::start_request) | request headers hook | request `Idle`, not ended | request `Running`, start pending |
+//! | [`take_start`](StreamState::take_start) | first poll of the request | any | start no longer pending |
 //! | [`stop_request`](StreamState::stop_request) | a request hook returns a stop status | request `Running` | request stopped (completion continues decoding) |
 //! | [`finish_request`](StreamState::finish_request) | the request pipeline completed | request `Running` | request `Done` |
-//! | [`start_response`](StreamState::start_response) | response headers hook, request `Done`, a response handler exists | response `Idle` | response `Running`; in Observe mode the headers count as sent |
+//! | [`start_response`](StreamState::start_response) | response headers hook, request `Done`, a response handler exists | response `Idle`, request `Done` | response `Running`; in Observe mode the headers count as sent |
 //! | [`stop_response`](StreamState::stop_response) | a response hook returns a stop status | response `Running` | response stopped |
 //! | [`finish_response`](StreamState::finish_response) | the response pipeline completed | response `Running` | response `Done`, headers sent |
 //! | [`pass_response`](StreamState::pass_response) | response headers go on untouched (no handler, or our own reply) | any | headers sent |
@@ -26,24 +30,26 @@
 //! | [`stream_reply`](StreamState::stream_reply) | a handler starts a streamed reply | not replied, headers not sent | replied, headers sent |
 //! | [`fail`](StreamState::fail) | a handler or jisr panicked | any | request and response `Done` |
 //! | [`defer_completion`](StreamState::defer_completion) | Envoy completes the stream inside one of our hooks | not ended | completion pending |
-//! | [`take_completion`](StreamState::take_completion) | the outermost hook unwinds | completion pending | not pending |
-//! | [`end`](StreamState::end) | stream complete or destroyed | any | ended: no more polls or calls |
+//! | [`take_completion`](StreamState::take_completion) | the outermost hook unwinds | any | not pending |
+//! | [`end`](StreamState::end) | stream complete or destroyed | not ended | ended: no more polls or calls |
 //! | [`defer_destroy`](StreamState::defer_destroy) | Envoy destroys the stream inside one of our hooks | any | destroy pending |
-//! | [`take_destroy`](StreamState::take_destroy) | the outermost hook unwinds | destroy pending | not pending |
+//! | [`take_destroy`](StreamState::take_destroy) | the outermost hook unwinds | any | not pending |
 //! | [`mark_unclean`](StreamState::mark_unclean) | ending could not drop the futures | ended | unclean: the slot is never reused |
 //! | [`watermark`](StreamState::watermark) | downstream buffer crosses a watermark | any | above the high watermark, or not |
 //!
 //! # Body transitions
 //!
-//! | transition | when | effect |
-//! |---|---|---|
-//! | [`end_of_stream`](BodyState::end_of_stream) | end flag, empty final chunk or trailers | reads end after the buffered bytes |
-//! | [`enter_hook`](BodyState::enter_hook) / [`leave_hook`](BodyState::leave_hook) | a body hook starts / ends | what is readable during it |
-//! | [`advance`](BodyState::advance) | a read copied bytes | offset grows |
-//! | [`pass_chunk`](BodyState::pass_chunk) | Observe mode, after a chunk's hook | the chunk is gone |
-//! | [`skip`](BodyState::skip), [`limit`](BodyState::limit) | the handler says so | reads end |
-//! | [`wait`](BodyState::wait) / [`woken`](BodyState::woken) | a read is pending / returned | a last poll at stream end if waiting |
-//! | [`abort`](BodyState::abort) | the stream ended before the body | reads fail |
+//! | transition | when | requires | effect |
+//! |---|---|---|---|
+//! | [`retain`](BodyState::retain) | the response handler starts | any | how the body is retained |
+//! | [`end_of_stream`](BodyState::end_of_stream) | end flag, empty final chunk or trailers | any | reads end after the buffered bytes |
+//! | [`enter_hook`](BodyState::enter_hook) | a body hook starts | not in a hook | what is readable during it |
+//! | [`leave_hook`](BodyState::leave_hook) | the body hook ends | in a hook | nothing readable beyond the buffer |
+//! | [`advance`](BodyState::advance) | a read copied bytes | the new offset is not below the old | offset grows |
+//! | [`pass_chunk`](BodyState::pass_chunk) | Observe mode, after a chunk's hook | retention `Passing` | the chunk is gone |
+//! | [`skip`](BodyState::skip), [`limit`](BodyState::limit) | the handler says so | any | reads end |
+//! | [`wait`](BodyState::wait) / [`woken`](BodyState::woken) | a read is pending / returned | any | a last poll at stream end if waiting |
+//! | [`abort`](BodyState::abort) | the stream ended before the body | end of stream not seen | reads fail |
 
 use crate::filter::http::meta::ResponseMode;
 
@@ -131,6 +137,10 @@ impl StreamState {
 
     /// Request headers arrived: the request handler runs, started by the next poll.
     pub(crate) fn start_request(self) -> StreamState {
+        debug_assert!(
+            self.request == HandlerState::Idle && !self.ended(),
+            "start_request from {self:?}"
+        );
         StreamState {
             request: HandlerState::Running,
             ..self.with(START_PENDING, true)
@@ -142,10 +152,20 @@ impl StreamState {
     }
     /// A request hook returned a stop status.
     pub(crate) fn stop_request(self) -> StreamState {
+        debug_assert_eq!(
+            self.request,
+            HandlerState::Running,
+            "stop_request from {self:?}"
+        );
         self.with(REQUEST_STOPPED, true)
     }
     /// The request pipeline completed.
     pub(crate) fn finish_request(self) -> StreamState {
+        debug_assert_eq!(
+            self.request,
+            HandlerState::Running,
+            "finish_request from {self:?}"
+        );
         StreamState {
             request: HandlerState::Done,
             ..self
@@ -153,6 +173,10 @@ impl StreamState {
     }
     /// The response handler starts (Observe mode: the headers are already on their way).
     pub(crate) fn start_response(self, mode: ResponseMode) -> StreamState {
+        debug_assert!(
+            self.response == HandlerState::Idle && self.request == HandlerState::Done,
+            "start_response from {self:?}"
+        );
         StreamState {
             response: HandlerState::Running,
             ..self.with(
@@ -163,10 +187,20 @@ impl StreamState {
     }
     /// A response hook returned a stop status.
     pub(crate) fn stop_response(self) -> StreamState {
+        debug_assert_eq!(
+            self.response,
+            HandlerState::Running,
+            "stop_response from {self:?}"
+        );
         self.with(RESPONSE_STOPPED, true)
     }
     /// The response pipeline completed: whatever was held goes downstream.
     pub(crate) fn finish_response(self) -> StreamState {
+        debug_assert_eq!(
+            self.response,
+            HandlerState::Running,
+            "finish_response from {self:?}"
+        );
         StreamState {
             response: HandlerState::Done,
             ..self.with(RESPONSE_SENT, true)
@@ -178,10 +212,18 @@ impl StreamState {
     }
     /// A local reply (the first one counts).
     pub(crate) fn reply(self) -> StreamState {
+        debug_assert!(
+            !self.replied() && !self.response_sent(),
+            "reply from {self:?}"
+        );
         self.with(REPLIED, true)
     }
     /// A streamed reply started: its headers went downstream.
     pub(crate) fn stream_reply(self) -> StreamState {
+        debug_assert!(
+            !self.replied() && !self.response_sent(),
+            "stream_reply from {self:?}"
+        );
         self.with(REPLIED, true).with(RESPONSE_SENT, true)
     }
     /// A handler or jisr failed: neither pipeline runs again.
@@ -194,6 +236,7 @@ impl StreamState {
     }
     /// Envoy completed the stream inside one of our hooks.
     pub(crate) fn defer_completion(self) -> StreamState {
+        debug_assert!(!self.ended(), "defer_completion from {self:?}");
         self.with(COMPLETION_PENDING, true)
     }
     /// Takes a pending completion; returns whether there was one.
@@ -205,6 +248,7 @@ impl StreamState {
     }
     /// The stream is over.
     pub(crate) fn end(self) -> StreamState {
+        debug_assert!(!self.ended(), "end from {self:?}");
         self.with(ENDED, true)
     }
     /// Envoy destroyed the stream inside one of our hooks.
@@ -217,6 +261,7 @@ impl StreamState {
     }
     /// Ending could not drop the futures.
     pub(crate) fn mark_unclean(self) -> StreamState {
+        debug_assert!(self.ended(), "mark_unclean from {self:?}");
         self.with(UNCLEAN, true)
     }
     /// The downstream buffer crossed a watermark.
@@ -320,6 +365,7 @@ impl BodyState {
     }
     /// A body hook starts with `buffered` bytes buffered and `end` bytes readable in all.
     pub(crate) fn enter_hook(self, buffered: usize, end: usize) -> BodyState {
+        debug_assert!(!self.in_hook(), "enter_hook from {self:?}");
         BodyState {
             hook_buffered: buffered,
             hook_end: end,
@@ -328,14 +374,21 @@ impl BodyState {
     }
     /// The body hook is over.
     pub(crate) fn leave_hook(self) -> BodyState {
+        debug_assert!(self.in_hook(), "leave_hook from {self:?}");
         self.with(B_IN_HOOK, false)
     }
     /// A read reached `offset`.
     pub(crate) fn advance(self, offset: usize) -> BodyState {
+        debug_assert!(offset >= self.offset, "advance to {offset} from {self:?}");
         BodyState { offset, ..self }
     }
     /// Observe mode: the chunk of `len` bytes has passed.
     pub(crate) fn pass_chunk(self, len: usize) -> BodyState {
+        debug_assert_eq!(
+            self.retention,
+            Retention::Passing,
+            "pass_chunk from {self:?}"
+        );
         BodyState {
             base: self.base + len,
             ..self
@@ -359,6 +412,7 @@ impl BodyState {
     }
     /// The stream ended first.
     pub(crate) fn abort(self) -> BodyState {
+        debug_assert!(!self.eos(), "abort from {self:?}");
         self.with(B_ABORTED, true)
     }
 }
@@ -379,7 +433,7 @@ mod tests {
 
     #[test]
     fn observe_sends_headers_when_the_response_handler_starts() {
-        let s = StreamState::NEW.finish_request();
+        let s = StreamState::NEW.start_request().finish_request();
         assert!(s.start_response(ResponseMode::Observe).response_sent());
         assert!(!s.start_response(ResponseMode::Buffer).response_sent());
         assert!(
@@ -395,6 +449,28 @@ mod tests {
         assert!(s.above_high_watermark() && s.replied());
         let s = s.watermark(false);
         assert!(!s.above_high_watermark() && s.replied());
+    }
+
+    /// The preconditions are checked in debug builds: a transition from the wrong state panics.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "finish_request from")]
+    fn a_request_that_never_started_cannot_finish() {
+        let _ = StreamState::NEW.finish_request();
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "reply from")]
+    fn a_second_reply_is_refused() {
+        let _ = StreamState::NEW.reply().reply();
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "leave_hook from")]
+    fn a_body_hook_is_left_only_once() {
+        let _ = BodyState::NEW.enter_hook(0, 0).leave_hook().leave_hook();
     }
 
     #[test]

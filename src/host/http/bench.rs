@@ -129,12 +129,18 @@ impl BenchHost {
     }
 }
 
-fn raw(b: &[u8]) -> Raw {
-    Raw::new(b.as_ptr(), b.len())
+/// Bytes of this host's own storage, as host bytes of a `&self` borrow of the host.
+///
+/// # Safety
+/// `b` lies in the host's storage (its cells, borrowed for `'h` through `&self`), which changes
+/// only through a host method that modifies or refills it, as `Raw::new` requires.
+unsafe fn raw<'h>(b: &[u8]) -> Raw<'h> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { Raw::new(b.as_ptr(), b.len()) }
 }
 
 impl Host for BenchHost {
-    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize) {
+    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw<'_>>, usize) {
         let changes = self.changes.borrow();
         if let Some(c) = changes
             .iter()
@@ -142,7 +148,9 @@ impl Host for BenchHost {
             .find(|c| c.map == map && c.key.as_bytes().eq_ignore_ascii_case(key))
         {
             return match &c.value {
-                Some(v) if index == 0 => (Some(raw(v)), 1),
+                // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed
+                // only by a host method that modifies them, as `raw` requires.
+                Some(v) if index == 0 => (Some(unsafe { raw(v) }), 1),
                 Some(_) => (None, 1),
                 None => (None, 0),
             };
@@ -152,7 +160,9 @@ impl Host for BenchHost {
         for (k, v) in self.base(map) {
             if k.as_bytes().eq_ignore_ascii_case(key) {
                 if count == index {
-                    found = Some(raw(v.as_bytes()));
+                    // SAFETY: the bytes are in this host's cells (borrowed through `&self`),
+                    // changed only by a host method that modifies them, as `raw` requires.
+                    found = Some(unsafe { raw(v.as_bytes()) });
                 }
                 count += 1;
             }
@@ -160,9 +170,11 @@ impl Host for BenchHost {
         (found, count)
     }
 
-    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw, Raw)) {
+    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw<'_>, Raw<'_>)) {
         for (k, v) in self.base(map) {
-            f(raw(k.as_bytes()), raw(v.as_bytes()));
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies them, as `raw` requires.
+            f(unsafe { raw(k.as_bytes()) }, unsafe { raw(v.as_bytes()) });
         }
     }
 
@@ -288,12 +300,10 @@ impl Host for BenchHost {
         _ns: &[u8],
         _key: &[u8],
         kind: super::MetaKind,
-    ) -> Option<super::MetaRead> {
+    ) -> Option<super::MetaRead<'_>> {
         // Fixed values, so reads exercise the copy into the stream's arena.
         Some(match kind {
-            super::MetaKind::Str => {
-                super::MetaRead::Str(Raw::new(BENCH_NAME.as_ptr(), BENCH_NAME.len()))
-            }
+            super::MetaKind::Str => super::MetaRead::Str(Raw::of(BENCH_NAME)),
             super::MetaKind::Num => super::MetaRead::Num(1.0),
             super::MetaKind::Bool => super::MetaRead::Bool(true),
         })
@@ -303,7 +313,7 @@ impl Host for BenchHost {
         true
     }
 
-    fn filter_state(&self, _key: &[u8]) -> Option<Raw> {
+    fn filter_state(&self, _key: &[u8]) -> Option<Raw<'_>> {
         None
     }
 
@@ -313,8 +323,8 @@ impl Host for BenchHost {
 
     fn add_custom_flag(&self, _flag: &[u8]) {}
 
-    fn metadata_names(&self, _source: u32, _ns: Option<&[u8]>, f: &mut dyn FnMut(Raw)) {
-        f(Raw::new(BENCH_NAME.as_ptr(), BENCH_NAME.len()));
+    fn metadata_names(&self, _source: u32, _ns: Option<&[u8]>, f: &mut dyn FnMut(Raw<'_>)) {
+        f(Raw::of(BENCH_NAME));
     }
 
     fn metadata_list_len(&self, _source: u32, _ns: &[u8], _key: &[u8]) -> Option<usize> {
@@ -328,7 +338,7 @@ impl Host for BenchHost {
         key: &[u8],
         index: usize,
         kind: super::MetaKind,
-    ) -> Option<super::MetaRead> {
+    ) -> Option<super::MetaRead<'_>> {
         if index == 0 {
             self.metadata(source, ns, key, kind)
         } else {
@@ -336,8 +346,8 @@ impl Host for BenchHost {
         }
     }
 
-    fn cluster_name(&self) -> Option<Raw> {
-        Some(Raw::new(BENCH_NAME.as_ptr(), BENCH_NAME.len()))
+    fn cluster_name(&self) -> Option<Raw<'_>> {
+        Some(Raw::of(BENCH_NAME))
     }
 
     fn cluster_host_count(&self, priority: u32) -> Option<[u64; 3]> {
@@ -350,7 +360,7 @@ impl Host for BenchHost {
 
     fn set_buffer_limit(&self, _limit: u64) {}
 
-    fn attr_str(&self, _id: u32) -> Option<Raw> {
+    fn attr_str(&self, _id: u32) -> Option<Raw<'_>> {
         None
     }
 

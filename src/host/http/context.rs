@@ -64,7 +64,7 @@ pub(crate) trait StreamContext {
         map: super::Map,
         key: &[u8],
         max: usize,
-        f: &mut dyn FnMut(Raw),
+        f: &mut dyn FnMut(Raw<'_>),
     ) -> Option<usize> {
         None
     }
@@ -91,7 +91,7 @@ pub(crate) trait StreamContext {
         false
     }
     /// Reads a value of `span`; the view lives until the next host call.
-    fn span_read(&self, span: SpanPtr, field: SpanField<'_>) -> Option<Raw> {
+    fn span_read(&self, span: SpanPtr, field: SpanField<'_>) -> Option<Raw<'_>> {
         None
     }
     /// Starts a child of `span`, with the function that finishes it.
@@ -104,7 +104,7 @@ pub(crate) trait StreamContext {
         None
     }
     /// Reads a bytes socket option; the view lives until the next host call.
-    fn socket_option_bytes(&self, opt: SockOpt) -> Option<Raw> {
+    fn socket_option_bytes(&self, opt: SockOpt) -> Option<Raw<'_>> {
         None
     }
     /// Sets an integer socket option.
@@ -131,7 +131,7 @@ pub(crate) trait StreamContext {
     }
     /// Reads any filter state object serialized as bytes; the view lives until the next host
     /// call.
-    fn filter_state_typed(&self, key: &[u8]) -> Option<Raw> {
+    fn filter_state_typed(&self, key: &[u8]) -> Option<Raw<'_>> {
         None
     }
 
@@ -143,7 +143,7 @@ pub(crate) trait StreamContext {
     }
     /// An address of the stream (`Some(None)`: not known yet); the view lives until the next
     /// host call.
-    fn address(&self, which: Addr) -> Option<Option<Raw>> {
+    fn address(&self, which: Addr) -> Option<Option<Raw<'_>>> {
         None
     }
     /// The upstream connection's id (`Some(0)`: none yet).
@@ -151,7 +151,7 @@ pub(crate) trait StreamContext {
         None
     }
     /// Calls `f` with each upstream host tried (`ip:port`); `false` when unsupported.
-    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw)) -> bool {
+    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw<'_>)) -> bool {
         false
     }
     /// Calls `f` with each upstream connection id tried; `false` when unsupported.
@@ -201,11 +201,11 @@ pub(crate) trait StreamContext {
     }
     /// Typed metadata `ns` of `source`: its type URL and serialized value (`Some(None)`:
     /// absent). Views live until the next host call.
-    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw, Raw)>> {
+    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw<'_>, Raw<'_>)>> {
         None
     }
     /// The current value of a subscribed SDS generic secret (`Some(None)`: not available).
-    fn secret(&self, handle: u64) -> Option<Option<Raw>> {
+    fn secret(&self, handle: u64) -> Option<Option<Raw<'_>>> {
         None
     }
 }

@@ -31,7 +31,7 @@ fn label_bufs(labels: &[&[u8]]) -> ArrayVec<Buf, INLINE> {
 }
 
 impl Host for EnvoyHost {
-    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize) {
+    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw<'_>>, usize) {
         let mut out = Buf::EMPTY;
         let mut count = 0usize;
         // SAFETY: `filter` is the live filter of the current hook; `out` and `count` are valid
@@ -46,11 +46,14 @@ impl Host for EnvoyHost {
                 &mut count,
             )
         };
-        let raw = (found && !out.ptr.is_null()).then(|| Raw::new(out.ptr, out.len));
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        let raw = (found && !out.ptr.is_null()).then(|| unsafe { Raw::new(out.ptr, out.len) });
         (raw, count)
     }
 
-    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw, Raw)) {
+    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw<'_>, Raw<'_>)) {
         // SAFETY: live filter pointer.
         let n = unsafe {
             ffi::envoy_dynamic_module_callback_http_get_headers_size(self.filter, map as u32)
@@ -71,8 +74,14 @@ impl Host for EnvoyHost {
             if ok {
                 for p in v.iter() {
                     f(
-                        Raw::new(p.key_ptr, p.key_len),
-                        Raw::new(p.value_ptr, p.value_len),
+                        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid
+                        // until their map/body/value is modified or the stream ends, as `Raw::new`
+                        // requires for this `&self` borrow (within the hook).
+                        unsafe { Raw::new(p.key_ptr, p.key_len) },
+                        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid
+                        // until their map/body/value is modified or the stream ends, as `Raw::new`
+                        // requires for this `&self` borrow (within the hook).
+                        unsafe { Raw::new(p.value_ptr, p.value_len) },
                     );
                 }
             }
@@ -133,9 +142,12 @@ impl Host for EnvoyHost {
             if !ok {
                 return 0;
             }
-            let anchor = &();
-            let views = chunks.iter().map(|c| Raw::new(c.ptr, c.len).view(anchor));
-            crate::host::copy_from_chunks(views, offset, dst)
+            // SAFETY: Envoy's getter succeeded on the live filter: each chunk stays valid until
+            // the body is modified or the stream ends, which nothing does before this function
+            // returns (`ChunkArray::from_abi`'s contract for the length of this call: the views
+            // are only copied into `dst`).
+            let views = unsafe { crate::host::ChunkArray::from_abi(chunks) };
+            crate::host::copy_from_chunks(views.iter(), offset, dst)
         })
     }
 
@@ -227,7 +239,7 @@ impl Host for EnvoyHost {
         unsafe {
             ffi::envoy_dynamic_module_callback_http_filter_reset_stream(
                 self.filter,
-                ffi::RESET_LOCAL,
+                crate::abi::http::RESET_LOCAL,
                 Buf::of(details),
             )
         }
@@ -309,7 +321,7 @@ impl Host for EnvoyHost {
         }
     }
 
-    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead> {
+    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead<'_>> {
         let (ns, key) = (Buf::of(ns), Buf::of(key));
         match kind {
             MetaKind::Str => {
@@ -325,7 +337,10 @@ impl Host for EnvoyHost {
                         &mut out,
                     )
                 };
-                ok.then(|| MetaRead::Str(Raw::new(out.ptr, out.len)))
+                // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until
+                // their map/body/value is modified or the stream ends, as `Raw::new` requires for
+                // this `&self` borrow (within the hook).
+                ok.then(|| MetaRead::Str(unsafe { Raw::new(out.ptr, out.len) }))
             }
             MetaKind::Num => {
                 let mut out = 0f64;
@@ -358,7 +373,7 @@ impl Host for EnvoyHost {
         }
     }
 
-    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw)) {
+    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw<'_>)) {
         // SAFETY: live filter pointer; Envoy reads `ns` during the call only.
         let count = unsafe {
             match ns {
@@ -404,7 +419,10 @@ impl Host for EnvoyHost {
         };
         if ok {
             for b in out.iter() {
-                f(Raw::new(b.ptr, b.len));
+                // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until
+                // their map/body/value is modified or the stream ends, as `Raw::new` requires for
+                // this `&self` borrow (within the hook).
+                f(unsafe { Raw::new(b.ptr, b.len) });
             }
         }
     }
@@ -432,7 +450,7 @@ impl Host for EnvoyHost {
         key: &[u8],
         index: usize,
         kind: MetaKind,
-    ) -> Option<MetaRead> {
+    ) -> Option<MetaRead<'_>> {
         let (ns, key) = (Buf::of(ns), Buf::of(key));
         match kind {
             MetaKind::Str => {
@@ -450,7 +468,10 @@ impl Host for EnvoyHost {
                         &mut out,
                     )
                 };
-                ok.then(|| MetaRead::Str(Raw::new(out.ptr, out.len)))
+                // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until
+                // their map/body/value is modified or the stream ends, as `Raw::new` requires for
+                // this `&self` borrow (within the hook).
+                ok.then(|| MetaRead::Str(unsafe { Raw::new(out.ptr, out.len) }))
             }
             MetaKind::Num => {
                 let mut out = 0f64;
@@ -496,7 +517,7 @@ impl Host for EnvoyHost {
         }
     }
 
-    fn filter_state(&self, key: &[u8]) -> Option<Raw> {
+    fn filter_state(&self, key: &[u8]) -> Option<Raw<'_>> {
         let mut out = Buf::EMPTY;
         // SAFETY: live filter pointer; `out` valid for writes.
         let ok = unsafe {
@@ -506,7 +527,10 @@ impl Host for EnvoyHost {
                 &mut out,
             )
         };
-        ok.then(|| Raw::new(out.ptr, out.len))
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        ok.then(|| unsafe { Raw::new(out.ptr, out.len) })
     }
 
     fn clear_route_cache(&self) {
@@ -526,14 +550,17 @@ impl Host for EnvoyHost {
         }
     }
 
-    fn cluster_name(&self) -> Option<Raw> {
+    fn cluster_name(&self) -> Option<Raw<'_>> {
         let mut out = Buf::EMPTY;
         // SAFETY: live filter pointer; `out` is valid for writes. On success Envoy points `out`
         // at its cluster info's name, which the caller copies before the next host call.
         let ok = unsafe {
             ffi::envoy_dynamic_module_callback_http_get_cluster_name(self.filter, &mut out)
         };
-        ok.then(|| Raw::new(out.ptr.cast(), out.len))
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        ok.then(|| unsafe { Raw::new(out.ptr.cast(), out.len) })
     }
 
     fn cluster_host_count(&self, priority: u32) -> Option<[u64; 3]> {
@@ -561,7 +588,7 @@ impl Host for EnvoyHost {
         unsafe { ffi::envoy_dynamic_module_callback_http_set_buffer_limit(self.filter, limit) }
     }
 
-    fn attr_str(&self, id: u32) -> Option<Raw> {
+    fn attr_str(&self, id: u32) -> Option<Raw<'_>> {
         let mut out = Buf::EMPTY;
         // SAFETY: live filter pointer; `out` valid for writes.
         let ok = unsafe {
@@ -571,7 +598,10 @@ impl Host for EnvoyHost {
                 &mut out,
             )
         };
-        ok.then(|| Raw::new(out.ptr, out.len))
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        ok.then(|| unsafe { Raw::new(out.ptr, out.len) })
     }
 
     fn attr_int(&self, id: u32) -> Option<u64> {
@@ -786,7 +816,11 @@ impl ConfigHost for EnvoyConfigHost {
                 }
             }
         };
-        if rc == 0 { Ok(id) } else { Err(rc) }
+        if rc == crate::abi::callout_init::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
     }
 
     fn log_enabled(&self, level: u32) -> bool {
@@ -845,7 +879,10 @@ impl ConfigHost for EnvoyConfigHost {
         // SAFETY: Envoy's `config_get_generic_secret` (resolved by name); live config pointer;
         // Envoy refuses a bad handle; the bytes are copied before anything else runs.
         let ok = unsafe { f(self.config, handle, &mut out) };
-        ok.then(|| Raw::new(out.ptr, out.len).view(&()).to_vec())
+        // SAFETY: Envoy's getter succeeded: the secret's bytes stay valid until it is next
+        // updated (on this main thread, not during this call), as `Raw::new` requires for this
+        // `&self` borrow; they are copied at once.
+        ok.then(|| unsafe { Raw::new(out.ptr, out.len) }.to_vec())
     }
 
     fn process_log(&self) -> Option<fn(u32, &[u8])> {
@@ -924,7 +961,11 @@ macro_rules! outbound {
                         )
                     }
                 });
-                if rc == 0 { Ok(id) } else { Err(rc) }
+                if rc == crate::abi::callout_init::SUCCESS {
+                    Ok(id)
+                } else {
+                    Err(rc)
+                }
             }
 
             fn start_stream(
@@ -951,7 +992,11 @@ macro_rules! outbound {
                         )
                     }
                 });
-                if rc == 0 { Ok(id) } else { Err(rc) }
+                if rc == crate::abi::callout_init::SUCCESS {
+                    Ok(id)
+                } else {
+                    Err(rc)
+                }
             }
 
             fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {

@@ -38,7 +38,7 @@ impl StreamContext for EnvoyHost {
         map: Map,
         key: &[u8],
         max: usize,
-        f: &mut dyn FnMut(Raw),
+        f: &mut dyn FnMut(Raw<'_>),
     ) -> Option<usize> {
         let batch = late::get().get_header_values?;
         // One value (the common case) needs one call; more need the count first.
@@ -62,7 +62,10 @@ impl StreamContext for EnvoyHost {
             return None;
         }
         for b in &out[..n] {
-            f(Raw::new(b.ptr, b.len));
+            // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+            // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+            // requires for this `&self` borrow of the host (within the hook).
+            f(unsafe { Raw::new(b.ptr, b.len) });
         }
         Some(n)
     }
@@ -149,7 +152,7 @@ impl StreamContext for EnvoyHost {
         true
     }
 
-    fn span_read(&self, span: SpanPtr, field: SpanField<'_>) -> Option<Raw> {
+    fn span_read(&self, span: SpanPtr, field: SpanField<'_>) -> Option<Raw<'_>> {
         let mut out = Buf::EMPTY;
         // SAFETY: `span` is live as in `span_edit`; `out` is valid for writes. Envoy points it
         // at a thread-local buffer valid until the next tracing call, and the caller copies it
@@ -169,7 +172,10 @@ impl StreamContext for EnvoyHost {
                 }
             }
         };
-        ok.then(|| Raw::new(out.ptr, out.len))
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        ok.then(|| unsafe { Raw::new(out.ptr, out.len) })
     }
 
     fn span_child(&self, span: SpanPtr, operation: &[u8]) -> Option<(SpanPtr, FinishSpan)> {
@@ -201,7 +207,7 @@ impl StreamContext for EnvoyHost {
         ok.then_some(v)
     }
 
-    fn socket_option_bytes(&self, o: SockOpt) -> Option<Raw> {
+    fn socket_option_bytes(&self, o: SockOpt) -> Option<Raw<'_>> {
         let mut out = Buf::EMPTY;
         // SAFETY: as in `socket_option_int`; Envoy points `out` at the option it stores for the
         // stream, which the caller copies before the next host call.
@@ -215,7 +221,10 @@ impl StreamContext for EnvoyHost {
                 &mut out,
             )
         };
-        ok.then(|| Raw::new(out.ptr, out.len))
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        ok.then(|| unsafe { Raw::new(out.ptr, out.len) })
     }
 
     fn set_socket_option_int(&self, o: SockOpt, value: i64) -> bool {
@@ -280,7 +289,7 @@ impl StreamContext for EnvoyHost {
         }
     }
 
-    fn filter_state_typed(&self, key: &[u8]) -> Option<Raw> {
+    fn filter_state_typed(&self, key: &[u8]) -> Option<Raw<'_>> {
         let mut out = Buf::EMPTY;
         // SAFETY: live filter pointer; `out` valid for writes; the serialized bytes stay valid
         // until the hook ends or a filter-state setter runs, and the caller copies them first.
@@ -291,7 +300,10 @@ impl StreamContext for EnvoyHost {
                 &mut out,
             )
         };
-        ok.then(|| Raw::new(out.ptr, out.len))
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        ok.then(|| unsafe { Raw::new(out.ptr, out.len) })
     }
 
     fn timing(&self) -> Option<TimingInfo> {
@@ -303,7 +315,7 @@ impl StreamContext for EnvoyHost {
         Some(out)
     }
 
-    fn address(&self, which: Addr) -> Option<Option<Raw>> {
+    fn address(&self, which: Addr) -> Option<Option<Raw<'_>>> {
         let late = late::get();
         let f = match which {
             Addr::DownstreamDirectRemote => late.get_downstream_direct_remote_address?,
@@ -314,7 +326,10 @@ impl StreamContext for EnvoyHost {
         // live filter pointer; `out` valid for writes. The string is owned by the address
         // object, which the stream keeps; the caller copies it before the next host call.
         let ok = unsafe { f(self.filter(), &mut out) };
-        Some(ok.then(|| Raw::new(out.ptr, out.len)))
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        Some(ok.then(|| unsafe { Raw::new(out.ptr, out.len) }))
     }
 
     fn upstream_connection_id(&self) -> Option<u64> {
@@ -323,7 +338,7 @@ impl StreamContext for EnvoyHost {
         Some(unsafe { f(self.filter()) })
     }
 
-    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw)) -> bool {
+    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw<'_>)) -> bool {
         let late = late::get();
         let (Some(size), Some(get)) = (
             late.get_upstream_hosts_attempted_size,
@@ -344,7 +359,10 @@ impl StreamContext for EnvoyHost {
             // keeps; `f` copies each at once.
             if unsafe { get(self.filter(), v.as_mut_ptr()) } {
                 for b in v.iter() {
-                    f(Raw::new(b.ptr, b.len));
+                    // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid
+                    // until their map/body/value is modified or the stream ends, as `Raw::new`
+                    // requires for this `&self` borrow (within the hook).
+                    f(unsafe { Raw::new(b.ptr, b.len) });
                 }
             }
         });
@@ -442,23 +460,33 @@ impl StreamContext for EnvoyHost {
         true
     }
 
-    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw, Raw)>> {
+    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw<'_>, Raw<'_>)>> {
         let f = late::get().get_typed_metadata?;
         let (mut url, mut value) = (Buf::EMPTY, Buf::EMPTY);
         // SAFETY: Envoy's `get_typed_metadata` (resolved by name); live filter pointer; `source`
         // is 0..=4; both outputs are valid for writes and point into the metadata's `Any`,
         // which the caller copies before the next host call.
         let ok = unsafe { f(self.filter(), source, Buf::of(ns), &mut url, &mut value) };
-        Some(ok.then(|| (Raw::new(url.ptr, url.len), Raw::new(value.ptr, value.len))))
+        if !ok {
+            return Some(None);
+        }
+        // SAFETY: Envoy's getter succeeded on the live filter: both views stay valid until a
+        // later host call modifies or refills them (see the call above) or the stream ends, as
+        // `Raw::new` requires for this `&self` borrow of the host (within the hook).
+        let views = unsafe { (Raw::new(url.ptr, url.len), Raw::new(value.ptr, value.len)) };
+        Some(Some(views))
     }
 
-    fn secret(&self, handle: u64) -> Option<Option<Raw>> {
+    fn secret(&self, handle: u64) -> Option<Option<Raw<'_>>> {
         let f = late::get().filter_get_generic_secret?;
         let mut out = Buf::EMPTY;
         // SAFETY: Envoy's `filter_get_generic_secret` (resolved by name); live filter pointer;
         // a bad handle is refused by Envoy; `out` valid for writes. The bytes belong to the
         // secret provider and are copied by the caller before the next host call.
         let ok = unsafe { f(self.filter(), handle, &mut out) };
-        Some(ok.then(|| Raw::new(out.ptr, out.len)))
+        // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
+        // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
+        // requires for this `&self` borrow of the host (within the hook).
+        Some(ok.then(|| unsafe { Raw::new(out.ptr, out.len) }))
     }
 }

@@ -39,9 +39,9 @@ pub(crate) enum BodyKind {
 /// What a stream's host can do. All methods run on the worker thread inside a hook.
 pub(crate) trait Host: context::StreamContext + Outbound {
     /// The `index`-th value of `key` and how many values `key` has.
-    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize);
+    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw<'_>>, usize);
     /// Calls `f` for every header of `map`, in order.
-    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw, Raw));
+    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw<'_>, Raw<'_>));
     /// Replaces all values of `key`; `None` removes the header.
     fn set_header(&self, map: Map, key: &[u8], value: Option<&[u8]>) -> bool;
     /// Appends a value to `key`.
@@ -81,10 +81,10 @@ pub(crate) trait Host: context::StreamContext + Outbound {
     fn append_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) -> bool;
     /// Reads metadata `ns:key` of `source` (ABI metadata source: 0 dynamic, 1 route, 2 cluster,
     /// 3 host, 4 host locality) as the type asked for; `None` when absent or of another type.
-    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead>;
+    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead<'_>>;
     /// Calls `f` with each key of namespace `ns` (or, with `ns` `None`, each namespace) of
     /// `source`'s metadata. The views are valid during the call only.
-    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw));
+    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw<'_>));
     /// Length of the list metadata `ns:key` from `source`; `None` when absent or not a list.
     fn metadata_list_len(&self, source: u32, ns: &[u8], key: &[u8]) -> Option<usize>;
     /// Element `index` of the list metadata `ns:key` from `source`, if it is of `kind`.
@@ -95,11 +95,11 @@ pub(crate) trait Host: context::StreamContext + Outbound {
         key: &[u8],
         index: usize,
         kind: MetaKind,
-    ) -> Option<MetaRead>;
+    ) -> Option<MetaRead<'_>>;
     /// Sets filter-state bytes.
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool;
     /// Reads filter-state bytes.
-    fn filter_state(&self, key: &[u8]) -> Option<Raw>;
+    fn filter_state(&self, key: &[u8]) -> Option<Raw<'_>>;
     /// Clears the route cache so the next route lookup sees current headers.
     fn clear_route_cache(&self);
     /// Makes Envoy pick the route's cluster again (the route itself is kept).
@@ -108,7 +108,7 @@ pub(crate) trait Host: context::StreamContext + Outbound {
     fn add_custom_flag(&self, flag: &[u8]);
     /// The name of the cluster the route picked; `None` without a routed cluster. A view into
     /// Envoy's cluster info: copy it before the next host call.
-    fn cluster_name(&self) -> Option<Raw>;
+    fn cluster_name(&self) -> Option<Raw<'_>>;
     /// `[total, healthy, degraded]` host counts of the routed cluster at `priority`.
     fn cluster_host_count(&self, priority: u32) -> Option<[u64; 3]>;
     /// The stream's buffer limit in bytes.
@@ -117,7 +117,7 @@ pub(crate) trait Host: context::StreamContext + Outbound {
     fn set_buffer_limit(&self, limit: u64);
 
     /// Stream attributes.
-    fn attr_str(&self, id: u32) -> Option<Raw>;
+    fn attr_str(&self, id: u32) -> Option<Raw<'_>>;
     fn attr_int(&self, id: u32) -> Option<u64>;
     fn attr_bool(&self, id: u32) -> Option<bool>;
 
@@ -154,8 +154,8 @@ pub(crate) enum MetaKind {
 
 /// A metadata value read from the host (a string is valid as [`Raw`] says).
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum MetaRead {
-    Str(Raw),
+pub(crate) enum MetaRead<'h> {
+    Str(Raw<'h>),
     Num(f64),
     Bool(bool),
 }

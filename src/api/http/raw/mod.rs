@@ -1,5 +1,6 @@
 //! The escape hatch: filters written directly against Envoy's hooks.
 
+use crate::abi::http as abi;
 use crate::api::http::writer::{INVALID_REPLY_DETAILS, check_reply};
 use crate::api::log::{self, Level};
 use crate::api::metrics::{Counter, MetricError};
@@ -118,63 +119,70 @@ pub enum TrailersStatus {
 }
 
 impl HeadersStatus {
-    pub(crate) fn abi(self) -> u32 {
+    pub(crate) fn abi(self) -> abi::HeadersStatus {
         match self {
-            HeadersStatus::Continue => 0,
-            HeadersStatus::StopIteration => 1,
-            HeadersStatus::ContinueAndDontEndStream => 2,
-            HeadersStatus::StopAllIterationAndBuffer => 3,
-            HeadersStatus::StopAllIterationAndWatermark => 4,
+            HeadersStatus::Continue => abi::HeadersStatus::Continue,
+            HeadersStatus::StopIteration => abi::HeadersStatus::StopIteration,
+            HeadersStatus::ContinueAndDontEndStream => abi::HeadersStatus::ContinueAndDontEndStream,
+            HeadersStatus::StopAllIterationAndBuffer => {
+                abi::HeadersStatus::StopAllIterationAndBuffer
+            }
+            HeadersStatus::StopAllIterationAndWatermark => {
+                abi::HeadersStatus::StopAllIterationAndWatermark
+            }
         }
     }
 
     #[cfg(feature = "testing")]
-    pub(crate) fn from_abi(v: u32) -> HeadersStatus {
+    pub(crate) fn from_abi(v: abi::HeadersStatus) -> HeadersStatus {
         match v {
-            0 => HeadersStatus::Continue,
-            2 => HeadersStatus::ContinueAndDontEndStream,
-            3 => HeadersStatus::StopAllIterationAndBuffer,
-            4 => HeadersStatus::StopAllIterationAndWatermark,
-            _ => HeadersStatus::StopIteration,
+            abi::HeadersStatus::Continue => HeadersStatus::Continue,
+            abi::HeadersStatus::StopIteration => HeadersStatus::StopIteration,
+            abi::HeadersStatus::ContinueAndDontEndStream => HeadersStatus::ContinueAndDontEndStream,
+            abi::HeadersStatus::StopAllIterationAndBuffer => {
+                HeadersStatus::StopAllIterationAndBuffer
+            }
+            abi::HeadersStatus::StopAllIterationAndWatermark => {
+                HeadersStatus::StopAllIterationAndWatermark
+            }
         }
     }
 }
 
 impl BodyStatus {
-    pub(crate) fn abi(self) -> u32 {
+    pub(crate) fn abi(self) -> abi::BodyStatus {
         match self {
-            BodyStatus::Continue => 0,
-            BodyStatus::StopIterationAndBuffer => 1,
-            BodyStatus::StopIterationAndWatermark => 2,
-            BodyStatus::StopIterationNoBuffer => 3,
+            BodyStatus::Continue => abi::BodyStatus::Continue,
+            BodyStatus::StopIterationAndBuffer => abi::BodyStatus::StopIterationAndBuffer,
+            BodyStatus::StopIterationAndWatermark => abi::BodyStatus::StopIterationAndWatermark,
+            BodyStatus::StopIterationNoBuffer => abi::BodyStatus::StopIterationNoBuffer,
         }
     }
 
     #[cfg(feature = "testing")]
-    pub(crate) fn from_abi(v: u32) -> BodyStatus {
+    pub(crate) fn from_abi(v: abi::BodyStatus) -> BodyStatus {
         match v {
-            0 => BodyStatus::Continue,
-            1 => BodyStatus::StopIterationAndBuffer,
-            2 => BodyStatus::StopIterationAndWatermark,
-            _ => BodyStatus::StopIterationNoBuffer,
+            abi::BodyStatus::Continue => BodyStatus::Continue,
+            abi::BodyStatus::StopIterationAndBuffer => BodyStatus::StopIterationAndBuffer,
+            abi::BodyStatus::StopIterationAndWatermark => BodyStatus::StopIterationAndWatermark,
+            abi::BodyStatus::StopIterationNoBuffer => BodyStatus::StopIterationNoBuffer,
         }
     }
 }
 
 impl TrailersStatus {
-    pub(crate) fn abi(self) -> u32 {
+    pub(crate) fn abi(self) -> abi::TrailersStatus {
         match self {
-            TrailersStatus::Continue => 0,
-            TrailersStatus::StopIteration => 1,
+            TrailersStatus::Continue => abi::TrailersStatus::Continue,
+            TrailersStatus::StopIteration => abi::TrailersStatus::StopIteration,
         }
     }
 
     #[cfg(feature = "testing")]
-    pub(crate) fn from_abi(v: u32) -> TrailersStatus {
-        if v == 0 {
-            TrailersStatus::Continue
-        } else {
-            TrailersStatus::StopIteration
+    pub(crate) fn from_abi(v: abi::TrailersStatus) -> TrailersStatus {
+        match v {
+            abi::TrailersStatus::Continue => TrailersStatus::Continue,
+            abi::TrailersStatus::StopIteration => TrailersStatus::StopIteration,
         }
     }
 }
@@ -412,16 +420,12 @@ impl<'h> RawStream<'h> {
 
     /// First value of a request header.
     pub fn request_header(&self, name: &str) -> Option<&[u8]> {
-        let h = self.host()?;
-        crate::api::http::request::with_key(name, |key| h.header(Map::RequestHeaders, key, 0).0)
-            .map(|r| r.view(self))
+        slot::header_view(self, self.host()?, Map::RequestHeaders, name)
     }
 
     /// First value of a response header.
     pub fn response_header(&self, name: &str) -> Option<&[u8]> {
-        let h = self.host()?;
-        crate::api::http::request::with_key(name, |key| h.header(Map::ResponseHeaders, key, 0).0)
-            .map(|r| r.view(self))
+        slot::header_view(self, self.host()?, Map::ResponseHeaders, name)
     }
 
     /// Sets (or with `None` removes) a request or response header. `false` when refused:

@@ -1,10 +1,12 @@
 //! Pooled slots for raw filters.
 
 use super::{RawFactory, RawFilter, RawStream};
+use crate::abi::http as abi;
 use crate::executor::pool::Pool;
 use crate::filter::http::core::FilterMeta;
 use crate::filter::http::hooks::{ConfigHooks, HookKind, StreamHooks};
 use crate::host::http::Host;
+use crate::host::log::Level;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -136,23 +138,35 @@ impl<F: RawFactory> RawSlot<F> {
 }
 
 impl<F: RawFactory> StreamHooks for RawSlot<F> {
-    fn request_headers(&self, host: &dyn Host, eos: bool) -> u32 {
-        self.with(host, 0, |f, s| f.on_request_headers(s, eos).abi())
+    fn request_headers(&self, host: &dyn Host, eos: bool) -> abi::HeadersStatus {
+        self.with(host, abi::HeadersStatus::Continue, |f, s| {
+            f.on_request_headers(s, eos).abi()
+        })
     }
-    fn request_body(&self, host: &dyn Host, eos: bool) -> u32 {
-        self.with(host, 0, |f, s| f.on_request_body(s, eos).abi())
+    fn request_body(&self, host: &dyn Host, eos: bool) -> abi::BodyStatus {
+        self.with(host, abi::BodyStatus::Continue, |f, s| {
+            f.on_request_body(s, eos).abi()
+        })
     }
-    fn request_trailers(&self, host: &dyn Host) -> u32 {
-        self.with(host, 0, |f, s| f.on_request_trailers(s).abi())
+    fn request_trailers(&self, host: &dyn Host) -> abi::TrailersStatus {
+        self.with(host, abi::TrailersStatus::Continue, |f, s| {
+            f.on_request_trailers(s).abi()
+        })
     }
-    fn response_headers(&self, host: &dyn Host, eos: bool) -> u32 {
-        self.with(host, 0, |f, s| f.on_response_headers(s, eos).abi())
+    fn response_headers(&self, host: &dyn Host, eos: bool) -> abi::HeadersStatus {
+        self.with(host, abi::HeadersStatus::Continue, |f, s| {
+            f.on_response_headers(s, eos).abi()
+        })
     }
-    fn response_body(&self, host: &dyn Host, eos: bool) -> u32 {
-        self.with(host, 0, |f, s| f.on_response_body(s, eos).abi())
+    fn response_body(&self, host: &dyn Host, eos: bool) -> abi::BodyStatus {
+        self.with(host, abi::BodyStatus::Continue, |f, s| {
+            f.on_response_body(s, eos).abi()
+        })
     }
-    fn response_trailers(&self, host: &dyn Host) -> u32 {
-        self.with(host, 0, |f, s| f.on_response_trailers(s).abi())
+    fn response_trailers(&self, host: &dyn Host) -> abi::TrailersStatus {
+        self.with(host, abi::TrailersStatus::Continue, |f, s| {
+            f.on_response_trailers(s).abi()
+        })
     }
     fn stream_complete(&self, host: &dyn Host) {
         self.with(host, (), |f, s| f.on_stream_complete(s))
@@ -161,16 +175,21 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
         self.with(host, (), |f, s| f.on_scheduled(s, event))
     }
     fn watermark(&self, _host: &dyn Host, _above: bool) {}
-    fn local_reply(&self, _host: &dyn Host, _status: u32, _reset_imminent: bool) -> u32 {
-        0
+    fn local_reply(
+        &self,
+        _host: &dyn Host,
+        _status: u32,
+        _reset_imminent: bool,
+    ) -> abi::LocalReplyStatus {
+        abi::LocalReplyStatus::Continue
     }
     fn callout_done(
         &self,
         _host: &dyn Host,
         _id: u64,
         _result: u32,
-        _headers: &[crate::abi::ffi::HeaderPair],
-        _chunks: &[crate::abi::ffi::Buf],
+        _headers: crate::host::HeaderArray<'_>,
+        _chunks: crate::host::ChunkArray<'_>,
     ) {
     }
 
@@ -192,12 +211,12 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
         if self.detached.get() {
             return;
         }
-        if host.log_enabled(4) {
+        if host.log_enabled(Level::Error as u32) {
             let line = format!(
                 "jisr: raw filter '{}' panicked: {msg}",
                 self.cfg().meta.name
             );
-            host.log(4, line.as_bytes());
+            host.log(Level::Error as u32, line.as_bytes());
         }
         match kind {
             HookKind::Request => crate::filter::http::reply::internal_error(
@@ -225,3 +244,20 @@ impl<F: RawFactory> StreamHooks for RawSlot<F> {
 // only user, possibly thread-bound, value); what remains are cells and pointers to the slot and
 // its `Sync` config.
 unsafe impl<F: RawFactory> crate::executor::pool::Idle for RawSlot<F> {}
+
+/// The first value of header `name` of `map`, viewed in Envoy's memory for as long as `s` is
+/// borrowed (no copy: raw filters read headers in place).
+pub(super) fn header_view<'s>(
+    s: &'s RawStream<'_>,
+    host: &'s dyn Host,
+    map: crate::host::http::Map,
+    name: &str,
+) -> Option<&'s [u8]> {
+    let raw = crate::api::http::request::with_key(name, |key| host.header(map, key, 0).0)?;
+    // SAFETY: `view`'s contract, nothing modifies the header map while `s` is borrowed: `s` is
+    // the only `RawStream` of this stream (made per hook in `with_filter`, its host not
+    // reachable by the filter), and every method of it that modifies headers or replies
+    // (`set_header`, `add_header`, `send_response`, `continue_*`) takes `&mut self`. Envoy runs
+    // nothing on the stream while the filter's hook runs.
+    Some(unsafe { raw.view(s) })
+}

@@ -36,7 +36,7 @@ impl<'w> ResponseWriter<'w> {
         let core = self.core;
         core.with_host(|h| {
             h.socket_option_bytes(opt.abi())
-                .map(|raw| core.arena.keep(raw.view(&())))
+                .map(|raw| raw.keep_in(&core.arena))
         })
         .flatten()
     }
@@ -163,7 +163,7 @@ impl<'w> ResponseWriter<'w> {
         let ok = core
             .with_host(|h| {
                 h.upstream_hosts_attempted(&mut |raw| {
-                    if let Ok(s) = core::str::from_utf8(core.arena.keep(raw.view(&()))) {
+                    if let Ok(s) = core::str::from_utf8(raw.keep_in(&core.arena)) {
                         names.push(s);
                     }
                 })
@@ -211,7 +211,7 @@ impl<'w> ResponseWriter<'w> {
         let got = core
             .with_host(|h| {
                 h.address(which)
-                    .map(|a| a.map(|raw| core.arena.keep(raw.view(&()))))
+                    .map(|a| a.map(|raw| raw.keep_in(&core.arena)))
             })
             .flatten()
             .ok_or(unsupported(callback))?;

@@ -18,13 +18,7 @@ impl<'a> ResponseWriter<'a> {
     /// Reads bytes from Envoy's filter state, copied into `out`; returns the length copied.
     pub fn filter_state(&self, key: &str, out: &mut Vec<u8>) -> Option<usize> {
         self.core
-            .with_host(|h| {
-                h.filter_state(key.as_bytes()).map(|raw| {
-                    let v = raw.view(self);
-                    out.extend_from_slice(v);
-                    v.len()
-                })
-            })
+            .with_host(|h| h.filter_state(key.as_bytes()).map(|raw| raw.append_to(out)))
             .flatten()
     }
 }
@@ -48,7 +42,7 @@ impl<'w> ResponseWriter<'w> {
         let core = self.core;
         core.with_host(|h| {
             h.filter_state_typed(key.as_bytes())
-                .map(|raw| core.arena.keep(raw.view(&())))
+                .map(|raw| raw.keep_in(&core.arena))
         })
         .flatten()
     }

@@ -110,7 +110,7 @@ impl<'a> ResponseWriter<'a> {
         let bytes = core
             .with_host(|h| {
                 match h.metadata(source as u32, ns.as_bytes(), key.as_bytes(), MetaKind::Str) {
-                    Some(MetaRead::Str(raw)) => Some(core.arena.keep(raw.view(&()))),
+                    Some(MetaRead::Str(raw)) => Some(raw.keep_in(&core.arena)),
                     _ => None,
                 }
             })
@@ -208,7 +208,7 @@ impl<'a> ResponseWriter<'a> {
                     index,
                     MetaKind::Str,
                 ) {
-                    Some(MetaRead::Str(raw)) => Some(core.arena.keep(raw.view(&()))),
+                    Some(MetaRead::Str(raw)) => Some(raw.keep_in(&core.arena)),
                     _ => None,
                 }
             })
@@ -318,12 +318,7 @@ impl<'w> ResponseWriter<'w> {
         let got = core
             .with_host(|h| {
                 h.typed_metadata(source as u32, ns.as_bytes()).map(|found| {
-                    found.map(|(url, value)| {
-                        (
-                            core.arena.keep(url.view(&())),
-                            core.arena.keep(value.view(&())),
-                        )
-                    })
+                    found.map(|(url, value)| (url.keep_in(&core.arena), value.keep_in(&core.arena)))
                 })
             })
             .flatten()

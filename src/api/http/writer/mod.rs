@@ -7,6 +7,7 @@ mod metadata;
 mod observe;
 mod routing;
 
+use crate::abi::metadata_source;
 use crate::api::callout::{CalloutError, CalloutRequest};
 use crate::api::http::callout::Callout;
 use crate::api::http::callout_stream::CalloutStream;
@@ -181,15 +182,15 @@ impl ExactSizeIterator for MetadataNames<'_> {}
 pub enum MetadataSource {
     /// This stream's dynamic metadata: set by this filter or by earlier ones (e.g. Envoy's
     /// `set_metadata` or `jwt_authn` filters).
-    Dynamic = 0,
+    Dynamic = metadata_source::DYNAMIC as isize,
     /// The `metadata` of the matched route.
-    Route = 1,
+    Route = metadata_source::ROUTE as isize,
     /// The `metadata` of the upstream cluster.
-    Cluster = 2,
+    Cluster = metadata_source::CLUSTER as isize,
     /// The `metadata` of the selected upstream host.
-    Host = 3,
+    Host = metadata_source::HOST as isize,
     /// The locality metadata of the selected upstream host.
-    HostLocality = 4,
+    HostLocality = metadata_source::HOST_LOCALITY as isize,
 }
 
 /// What a handler uses to answer or annotate the request.
@@ -443,7 +444,7 @@ impl<'a> ResponseWriter<'a> {
         let mut names = MetadataNames::default();
         core.with_host(|h| {
             h.metadata_names(source as u32, ns.map(str::as_bytes), &mut |raw| {
-                if let Ok(name) = core::str::from_utf8(core.arena.keep(raw.view(&()))) {
+                if let Ok(name) = core::str::from_utf8(raw.keep_in(&core.arena)) {
                     names.push(name);
                 }
             })
@@ -458,10 +459,22 @@ impl<'a> ResponseWriter<'a> {
         key: &str,
         index: usize,
         kind: MetaKind,
-    ) -> Option<MetaRead> {
+    ) -> Option<MetaRead<'static>> {
+        // A number or a boolean: a string would be a view of the host's memory, which must be
+        // copied inside the host call (see `metadata_list_str`).
         self.core
             .with_host(|h| {
-                h.metadata_list_item(source as u32, ns.as_bytes(), key.as_bytes(), index, kind)
+                match h.metadata_list_item(
+                    source as u32,
+                    ns.as_bytes(),
+                    key.as_bytes(),
+                    index,
+                    kind,
+                ) {
+                    Some(MetaRead::Num(n)) => Some(MetaRead::Num(n)),
+                    Some(MetaRead::Bool(b)) => Some(MetaRead::Bool(b)),
+                    _ => None,
+                }
             })
             .flatten()
     }

@@ -89,7 +89,7 @@ impl<'w> ResponseWriter<'w> {
         core.with_host(|h| {
             h.secret(secret.handle)
                 .flatten()
-                .map(|raw| core.arena.keep(raw.view(&())))
+                .map(|raw| raw.keep_in(&core.arena))
         })
         .flatten()
     }

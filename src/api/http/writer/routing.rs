@@ -41,7 +41,7 @@ impl<'a> ResponseWriter<'a> {
     pub fn cluster_name(&self) -> Option<&str> {
         let core = self.core;
         let bytes = core
-            .with_host(|h| h.cluster_name().map(|raw| core.arena.keep(raw.view(&()))))
+            .with_host(|h| h.cluster_name().map(|raw| raw.keep_in(&core.arena)))
             .flatten()?;
         core::str::from_utf8(bytes).ok()
     }

@@ -187,7 +187,7 @@ impl StreamContext for SimHost {
         map: super::Map,
         key: &[u8],
         max: usize,
-        f: &mut dyn FnMut(Raw),
+        f: &mut dyn FnMut(Raw<'_>),
     ) -> Option<usize> {
         self.touch("header_values");
         let (_, n) = super::Host::header(self, map, key, 0);
@@ -203,7 +203,7 @@ impl StreamContext for SimHost {
         Some(n)
     }
 
-    fn secret(&self, handle: u64) -> Option<Option<Raw>> {
+    fn secret(&self, handle: u64) -> Option<Option<Raw<'_>>> {
         self.touch("secret");
         if self.context.before_1_40.get() {
             return None;
@@ -213,7 +213,9 @@ impl StreamContext for SimHost {
         };
         let mut buf = self.span_scratch.borrow_mut();
         *buf = value.into_boxed_slice();
-        Some(Some(Raw::new(buf.as_ptr(), buf.len())))
+        // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only by a
+        // host method that modifies or refills them, as `Raw::new` requires.
+        Some(Some(unsafe { Raw::new(buf.as_ptr(), buf.len()) }))
     }
 
     fn set_metadata_strs(&self, ns: &[u8], pairs: &[(&[u8], &[u8])]) -> bool {
@@ -258,7 +260,7 @@ impl StreamContext for SimHost {
         true
     }
 
-    fn span_read(&self, span: SpanPtr, field: SpanField<'_>) -> Option<Raw> {
+    fn span_read(&self, span: SpanPtr, field: SpanField<'_>) -> Option<Raw<'_>> {
         self.touch("span_read");
         let c = cell(span);
         let value = match field {
@@ -285,7 +287,9 @@ impl StreamContext for SimHost {
         // Like Envoy's thread-local buffer: valid until the next tracing call.
         let mut buf = self.span_scratch.borrow_mut();
         *buf = value.into_bytes().into_boxed_slice();
-        Some(Raw::new(buf.as_ptr(), buf.len()))
+        // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only by a
+        // host method that modifies or refills them, as `Raw::new` requires.
+        Some(unsafe { Raw::new(buf.as_ptr(), buf.len()) })
     }
 
     fn span_child(&self, span: SpanPtr, operation: &[u8]) -> Option<(SpanPtr, FinishSpan)> {
@@ -313,12 +317,14 @@ impl StreamContext for SimHost {
             .and_then(|(_, v)| v.as_ref().ok().copied())
     }
 
-    fn socket_option_bytes(&self, opt: SockOpt) -> Option<Raw> {
+    fn socket_option_bytes(&self, opt: SockOpt) -> Option<Raw<'_>> {
         self.touch("socket_option_bytes");
         let opts = self.context.socket_options.borrow();
         let (_, v) = opts.iter().rev().find(|(o, _)| *o == opt)?;
         let b = v.as_ref().err()?;
-        Some(Raw::new(b.as_ptr(), b.len()))
+        // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only by a
+        // host method that modifies or refills them, as `Raw::new` requires.
+        Some(unsafe { Raw::new(b.as_ptr(), b.len()) })
     }
 
     fn set_socket_option_int(&self, opt: SockOpt, value: i64) -> bool {
@@ -364,11 +370,13 @@ impl StreamContext for SimHost {
         true
     }
 
-    fn filter_state_typed(&self, key: &[u8]) -> Option<Raw> {
+    fn filter_state_typed(&self, key: &[u8]) -> Option<Raw<'_>> {
         self.touch("filter_state_typed");
         let st = self.context.typed_state.borrow();
         if let Some((_, v)) = st.iter().find(|(k, _)| k == key) {
-            return Some(Raw::new(v.as_ptr(), v.len()));
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies or refills them, as `Raw::new` requires.
+            return Some(unsafe { Raw::new(v.as_ptr(), v.len()) });
         }
         // Bytes set with `set_filter_state` serialize as themselves.
         drop(st);
@@ -381,7 +389,7 @@ impl StreamContext for SimHost {
         (!x.before_1_40.get()).then(|| x.timing.get().unwrap_or(TimingInfo::UNKNOWN))
     }
 
-    fn address(&self, which: Addr) -> Option<Option<Raw>> {
+    fn address(&self, which: Addr) -> Option<Option<Raw<'_>>> {
         self.touch("address");
         if self.context.before_1_40.get() {
             return None;
@@ -391,7 +399,9 @@ impl StreamContext for SimHost {
             Addr::DownstreamDirectRemote => &a[0],
             Addr::UpstreamRemote => &a[1],
         };
-        Some(v.as_ref().map(|b| Raw::new(b.as_ptr(), b.len())))
+        // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only by a
+        // host method that modifies or refills them, as `Raw::new` requires.
+        Some(v.as_ref().map(|b| unsafe { Raw::new(b.as_ptr(), b.len()) }))
     }
 
     fn upstream_connection_id(&self) -> Option<u64> {
@@ -400,13 +410,15 @@ impl StreamContext for SimHost {
         (!x.before_1_40.get()).then(|| x.attempts.borrow().1.last().copied().unwrap_or(0))
     }
 
-    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw)) -> bool {
+    fn upstream_hosts_attempted(&self, f: &mut dyn FnMut(Raw<'_>)) -> bool {
         self.touch("upstream_hosts_attempted");
         if self.context.before_1_40.get() {
             return false;
         }
         for h in &self.context.attempts.borrow().0 {
-            f(Raw::new(h.as_ptr(), h.len()));
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies or refills them, as `Raw::new` requires.
+            f(unsafe { Raw::new(h.as_ptr(), h.len()) });
         }
         true
     }
@@ -524,12 +536,12 @@ impl StreamContext for SimHost {
         true
     }
 
-    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw, Raw)>> {
+    fn typed_metadata(&self, source: u32, ns: &[u8]) -> Option<Option<(Raw<'_>, Raw<'_>)>> {
         self.touch("typed_metadata");
         if self.context.before_1_40.get() {
             return None;
         }
-        let found = if source == 0 {
+        let found = if source == crate::abi::metadata_source::DYNAMIC {
             let typed = self.context.typed_metadata.borrow();
             typed
                 .iter()
@@ -552,8 +564,12 @@ impl StreamContext for SimHost {
         *buf = [url.as_bytes(), &value].concat().into_boxed_slice();
         let (u, v) = buf.split_at(url.len());
         Some(Some((
-            Raw::new(u.as_ptr(), u.len()),
-            Raw::new(v.as_ptr(), v.len()),
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies or refills them, as `Raw::new` requires.
+            unsafe { Raw::new(u.as_ptr(), u.len()) },
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies or refills them, as `Raw::new` requires.
+            unsafe { Raw::new(v.as_ptr(), v.len()) },
         )))
     }
 }

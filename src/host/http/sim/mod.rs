@@ -610,8 +610,14 @@ fn owned(pairs: &[(&[u8], &[u8])]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn raw(b: &[u8]) -> Raw {
-    Raw::new(b.as_ptr(), b.len())
+/// Bytes of this host's own storage, as host bytes of a `&self` borrow of the host.
+///
+/// # Safety
+/// `b` lies in the host's storage (its cells, borrowed for `'h` through `&self`), which changes
+/// only through a host method that modifies or refills it, as `Raw::new` requires.
+unsafe fn raw<'h>(b: &[u8]) -> Raw<'h> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { Raw::new(b.as_ptr(), b.len()) }
 }
 
 /// An owned copy of a value a filter writes.
@@ -625,9 +631,13 @@ fn owned_meta(value: MetadataValue<'_>) -> MetaValue {
 
 /// Reads `v` as `kind`. A string is a view of the value's heap bytes, which stay put until the
 /// test changes that metadata entry.
-fn read_meta(v: &MetaValue, kind: MetaKind) -> Option<MetaRead> {
+///
+/// # Safety
+/// `v` is in this host's metadata cells, borrowed for `'h` (as `raw` requires).
+unsafe fn read_meta<'h>(v: &MetaValue, kind: MetaKind) -> Option<MetaRead<'h>> {
     match (v, kind) {
-        (MetaValue::Str(s), MetaKind::Str) => Some(MetaRead::Str(raw(s.as_bytes()))),
+        // SAFETY: guaranteed by the caller.
+        (MetaValue::Str(s), MetaKind::Str) => Some(MetaRead::Str(unsafe { raw(s.as_bytes()) })),
         (MetaValue::Num(n), MetaKind::Num) => Some(MetaRead::Num(*n)),
         (MetaValue::Bool(b), MetaKind::Bool) => Some(MetaRead::Bool(*b)),
         _ => None,
@@ -647,7 +657,7 @@ impl SimHost {
             String::from_utf8_lossy(ns).into_owned(),
             String::from_utf8_lossy(key).into_owned(),
         );
-        if source == 0 {
+        if source == crate::abi::metadata_source::DYNAMIC {
             return self.metadata.borrow().get(&(ns, key)).and_then(f);
         }
         self.source_metadata
@@ -698,7 +708,7 @@ impl SimHost {
 }
 
 impl Host for SimHost {
-    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw>, usize) {
+    fn header(&self, map: Map, key: &[u8], index: usize) -> (Option<Raw<'_>>, usize) {
         self.touch("header");
         let m = self.maps[map as usize].borrow();
         let mut count = 0;
@@ -706,7 +716,9 @@ impl Host for SimHost {
         for (k, v) in m.iter() {
             if k.eq_ignore_ascii_case(key) {
                 if count == index {
-                    found = Some(raw(v));
+                    // SAFETY: the bytes are in this host's cells (borrowed through `&self`),
+                    // changed only by a host method that modifies them, as `raw` requires.
+                    found = Some(unsafe { raw(v) });
                 }
                 count += 1;
             }
@@ -714,12 +726,14 @@ impl Host for SimHost {
         (found, count)
     }
 
-    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw, Raw)) {
+    fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw<'_>, Raw<'_>)) {
         self.touch("for_each_header");
-        let list: Vec<(Raw, Raw)> = self.maps[map as usize]
+        let list: Vec<(Raw<'_>, Raw<'_>)> = self.maps[map as usize]
             .borrow()
             .iter()
-            .map(|(k, v)| (raw(k), raw(v)))
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies them, as `raw` requires.
+            .map(|(k, v)| (unsafe { raw(k) }, unsafe { raw(v) }))
             .collect();
         for (k, v) in list {
             f(k, v);
@@ -889,19 +903,20 @@ impl Host for SimHost {
         );
     }
 
-    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead> {
+    fn metadata(&self, source: u32, ns: &[u8], key: &[u8], kind: MetaKind) -> Option<MetaRead<'_>> {
         self.touch("metadata");
-        self.with_meta_value(source, ns, key, |v| read_meta(v, kind))
+        // SAFETY: `v` is in this host's metadata cells, borrowed through `&self`.
+        self.with_meta_value(source, ns, key, |v| unsafe { read_meta(v, kind) })
     }
 
-    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw)) {
+    fn metadata_names(&self, source: u32, ns: Option<&[u8]>, f: &mut dyn FnMut(Raw<'_>)) {
         self.touch("metadata_names");
         // Names in sorted order; Envoy gives protobuf map order, so callers must not rely on
         // any order.
         let mut names: Vec<&[u8]> = Vec::new();
         let dynamic = self.metadata.borrow();
         let other = self.source_metadata.borrow();
-        let entries: Vec<(&str, &str)> = if source == 0 {
+        let entries: Vec<(&str, &str)> = if source == crate::abi::metadata_source::DYNAMIC {
             dynamic
                 .keys()
                 .map(|(n, k)| (n.as_str(), k.as_str()))
@@ -924,7 +939,9 @@ impl Host for SimHost {
             }
         }
         for name in names {
-            f(raw(name));
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies them, as `raw` requires.
+            f(unsafe { raw(name) });
         }
     }
 
@@ -943,10 +960,11 @@ impl Host for SimHost {
         key: &[u8],
         index: usize,
         kind: MetaKind,
-    ) -> Option<MetaRead> {
+    ) -> Option<MetaRead<'_>> {
         self.touch("metadata_list_item");
         self.with_meta_value(source, ns, key, |v| match v {
-            MetaValue::List(items) => read_meta(items.get(index)?, kind),
+            // SAFETY: the item is in this host's metadata cells, borrowed through `&self`.
+            MetaValue::List(items) => unsafe { read_meta(items.get(index)?, kind) },
             _ => None,
         })
     }
@@ -959,13 +977,15 @@ impl Host for SimHost {
         true
     }
 
-    fn filter_state(&self, key: &[u8]) -> Option<Raw> {
+    fn filter_state(&self, key: &[u8]) -> Option<Raw<'_>> {
         self.touch("filter_state");
         self.filter_state
             .borrow()
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| raw(v))
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies them, as `raw` requires.
+            .map(|(_, v)| unsafe { raw(v) })
     }
 
     fn clear_route_cache(&self) {
@@ -987,9 +1007,14 @@ impl Host for SimHost {
             .push(String::from_utf8_lossy(flag).into_owned());
     }
 
-    fn cluster_name(&self) -> Option<Raw> {
+    fn cluster_name(&self) -> Option<Raw<'_>> {
         self.touch("cluster_name");
-        self.cluster.borrow().as_ref().map(|(name, _)| raw(name))
+        // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only by a
+        // host method that modifies them, as `raw` requires.
+        self.cluster
+            .borrow()
+            .as_ref()
+            .map(|(name, _)| unsafe { raw(name) })
     }
 
     fn cluster_host_count(&self, priority: u32) -> Option<[u64; 3]> {
@@ -1008,10 +1033,12 @@ impl Host for SimHost {
         self.buffer_limit.set(Some(limit));
     }
 
-    fn attr_str(&self, id: u32) -> Option<Raw> {
+    fn attr_str(&self, id: u32) -> Option<Raw<'_>> {
         self.touch("attr_str");
         if let Some((_, v)) = self.attrs_str.borrow().iter().find(|(i, _)| *i == id) {
-            return Some(raw(v));
+            // SAFETY: the bytes are in this host's cells (borrowed through `&self`), changed only
+            // by a host method that modifies them, as `raw` requires.
+            return Some(unsafe { raw(v) });
         }
         // Like Envoy, derive the request-line attributes from the request headers.
         let key: &[u8] = match id {
@@ -1100,7 +1127,7 @@ impl super::Outbound for SimHost {
     ) -> Result<u64, u32> {
         let has = |k: &[u8]| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k));
         if !(has(b":method") && has(b":path") && has(b"host")) {
-            return Err(1);
+            return Err(crate::abi::callout_init::MISSING_REQUIRED_HEADERS);
         }
         if cluster.is_empty()
             || self
@@ -1109,7 +1136,7 @@ impl super::Outbound for SimHost {
                 .iter()
                 .any(|c| c.as_bytes() == cluster)
         {
-            return Err(2);
+            return Err(crate::abi::callout_init::CLUSTER_NOT_FOUND);
         }
         let id = self.next_callout.get() + 1;
         self.next_callout.set(id);
@@ -1230,10 +1257,10 @@ impl SimConfigHost {
     ) -> Result<u64, u32> {
         let has = |k: &[u8]| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k));
         if !(has(b":method") && has(b":path") && has(b"host")) {
-            return Err(1);
+            return Err(crate::abi::callout_init::MISSING_REQUIRED_HEADERS);
         }
         if cluster.is_empty() {
-            return Err(2);
+            return Err(crate::abi::callout_init::CLUSTER_NOT_FOUND);
         }
         let id = self.work.next_id.get() + 1;
         self.work.next_id.set(id);
