@@ -148,7 +148,7 @@ pub mod entry;
 /// | host: a safe interface over the callbacks Envoy offers that kind | `host/http/` | `host/server.rs` |
 /// | state machine: every status a hook returns, decided from the state of one stream or connection | `filter/http/` | `entry/server/lifecycle.rs` |
 /// | API: what users write against | `api/http/` | `api/server.rs` |
-/// | test doubles: a simulated Envoy for that kind (feature `testing`) | `testing/`, `host/http/sim/`, `host/http/bench.rs` | none yet (a server runs only inside Envoy) |
+/// | test doubles: a simulated Envoy for that kind (feature `testing`) | `testing/http/`, `host/http/sim/`, `host/http/bench.rs` | none yet (a server runs only inside Envoy) |
 ///
 /// What kinds share sits at the root of each layer: raw bytes and outbound HTTP calls
 /// (`host/mod.rs`), the config host, the process log, the background runtime
