@@ -153,8 +153,8 @@ pub mod entry;
 /// What kinds share sits at the root of each layer: raw bytes and outbound HTTP calls
 /// (`host/mod.rs`), the config host, the process log, the background runtime
 /// (`filter/background.rs`), configs, metrics, callout types, time, published values and the
-/// wire grammar (`api/`), the registry, the panic guard and the registry built at load
-/// (`entry/mod.rs`).
+/// wire grammar (`api/`), the registry (`api/registry.rs`), and the panic guard, the registry
+/// built at load and the hooks macro (`entry/mod.rs`).
 ///
 /// **Where does a network (L4) filter go?** Into `network` modules beside `http`:
 /// `entry/network.rs` for Envoy's `on_network_filter_*` hooks, `host/network/` for the
