@@ -146,6 +146,8 @@ fn a_git_dependency_still_shows_the_abort_warning() {
         .args([
             "package",
             "-p",
+            "jisr-buffer",
+            "-p",
             "jisr",
             "--no-verify",
             "--allow-dirty",
@@ -154,16 +156,31 @@ fn a_git_dependency_still_shows_the_abort_warning() {
         .arg("--target-dir")
         .arg(dir.join("pkg"))
         .current_dir(&root));
-    let krate = std::fs::read_dir(dir.join("pkg/package"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "crate"))
-        .expect("the packaged crate");
-    run(std::process::Command::new("tar")
-        .arg("xzf")
-        .arg(&krate)
-        .arg("-C")
-        .arg(&dir));
+    // jisr and the crate it depends on, `jisr-buffer`, packaged together (it is not on
+    // crates.io yet; the user's manifest below patches it in from its package).
+    let packaged = |name: &str| {
+        std::fs::read_dir(dir.join("pkg/package"))
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "crate")
+                    && p.file_stem()
+                        .and_then(|s| s.to_str())
+                        .and_then(|s| s.strip_prefix(name))
+                        .is_some_and(|rest| rest.starts_with("-0"))
+            })
+            .unwrap_or_else(|| panic!("the packaged crate {name}"))
+    };
+    let krate = packaged("jisr");
+    let buffer = packaged("jisr-buffer");
+    for k in [&krate, &buffer] {
+        run(std::process::Command::new("tar")
+            .arg("xzf")
+            .arg(k)
+            .arg("-C")
+            .arg(&dir));
+    }
+    let buffer_src = dir.join(buffer.file_stem().unwrap());
     let src = dir.join(krate.file_stem().unwrap());
     run(std::process::Command::new("git")
         .arg("init")
@@ -182,8 +199,10 @@ fn a_git_dependency_still_shows_the_abort_warning() {
             "[package]\nname = \"abort-user\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
              [lib]\ncrate-type = [\"cdylib\"]\n\
              [dependencies]\njisr = {{ git = \"file://{}\" }}\n\
+             [patch.crates-io]\njisr-buffer = {{ path = \"{}\" }}\n\
              [profile.dev]\npanic = \"abort\"\n[workspace]\n",
-            src.display()
+            src.display(),
+            buffer_src.display()
         ),
     )
     .unwrap();
