@@ -85,21 +85,26 @@ fuzz_target!(|raw: &[u8]| {
         let size = event.len() - usize::from(event.ends_with(b"\r\n"));
         let usage_only = match data(event) {
             // The stripper reads the first `choices` and `usage`, serde_json the last.
-            Some(d) if [&b"choices"[..], b"usage"]
-                .iter()
-                .any(|k| d.windows(k.len()).filter(|w| w == k).count() > 1) =>
+            Some(d)
+                if [&b"choices"[..], b"usage"]
+                    .iter()
+                    .any(|k| d.windows(k.len()).filter(|w| w == k).count() > 1) =>
             {
                 return;
             }
-            Some(d) if ended && size <= cap => match serde_json::from_slice::<serde_json::Value>(&d) {
-                Ok(v) => {
-                    v.get("choices").and_then(|c| c.as_array()).is_some_and(|c| c.is_empty())
-                        && v.get("usage").is_some_and(|u| u.is_object())
+            Some(d) if ended && size <= cap => {
+                match serde_json::from_slice::<serde_json::Value>(&d) {
+                    Ok(v) => {
+                        v.get("choices")
+                            .and_then(|c| c.as_array())
+                            .is_some_and(|c| c.is_empty())
+                            && v.get("usage").is_some_and(|u| u.is_object())
+                    }
+                    // Not one valid document: the stripper's lenient scan may differ.
+                    Err(_) if d.windows(7).any(|w| w == b"choices") => return,
+                    Err(_) => false,
                 }
-                // Not one valid document: the stripper's lenient scan may differ.
-                Err(_) if d.windows(7).any(|w| w == b"choices") => return,
-                Err(_) => false,
-            },
+            }
             _ => false,
         };
         if usage_only {

@@ -143,6 +143,14 @@ mod imp {
     /// gzip and deflate 43 KiB; br 125 KiB with a 64 KiB window, 577 KiB with a 4 MiB one (its
     /// ring buffer grows with the data, up to the window); zstd 482 KiB at the fastest level.
     ///
+    /// When decoded bytes come out: gzip, deflate and br hand `sink` everything a `feed`
+    /// decodes before it returns, however much that is. zstd holds back the newest window of
+    /// decoded bytes until they are pushed out by newer ones or the frame ends (ruzstd keeps
+    /// them for back-references): all of the body still arrives by the end of its frame, but a
+    /// streamed zstd answer is read up to a window (plus the block in progress) late
+    /// (`tests/decode.rs` checks the bound on a 1 MB frame with a 128 KiB window). Usage,
+    /// which a stream reports at its end, is read in full either way.
+    ///
     /// A stream asking for a window larger than `max_window` is refused
     /// ([`DecodeError::WindowTooLarge`]) before anything is allocated for it, so `max_window`
     /// bounds the memory. A gzip member's CRC and size, and zstd checksums, are not checked:
@@ -513,6 +521,11 @@ mod imp {
             }
             match r {
                 BrotliResult::NeedsMoreOutput => {}
+                // The decoder says "more input" as soon as the input is used up, even when it
+                // filled `out` and still holds decoded bytes in its window. Drain those now:
+                // otherwise they come one chunk late, and never at a truncated end.
+                BrotliResult::NeedsMoreInput | BrotliResult::ResultSuccess
+                    if output_offset == out.len() => {}
                 BrotliResult::NeedsMoreInput | BrotliResult::ResultSuccess => return Ok(()),
                 BrotliResult::ResultFailure => return Err(DecodeError::Corrupt),
             }
@@ -585,8 +598,16 @@ mod imp {
                 }
                 if self.checksum && self.pending.len() < 4 && !self.decoder.is_finished() {
                     // A frame with a checksum always ends with those 4 bytes; and the decoder
-                    // takes any call past its last block for the checksum.
-                    return Ok(());
+                    // takes any call past its last block for the checksum. So wait for them,
+                    // but hand over what is decoded already: only the checksum is missing.
+                    loop {
+                        let n = std::io::Read::read(&mut self.decoder, out)
+                            .map_err(|_| DecodeError::Corrupt)?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        sink(&out[..n]);
+                    }
                 }
                 let (read, written) = self
                     .decoder

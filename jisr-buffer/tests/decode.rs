@@ -125,6 +125,85 @@ fn every_coding_decodes_to_the_original_whatever_the_chunking() {
     }
 }
 
+/// Each `feed` hands over everything its input decodes to, even when that is more than the
+/// decoder's output buffer (32 KiB) and the input ends there: nothing is held back for a next
+/// chunk that may never come. Checked on truncated streams (the end never arrives), whole
+/// against byte by byte, in every coding.
+#[test]
+fn a_feed_delivers_all_it_decodes_even_past_one_output_buffer() {
+    // Compresses about 300:1, so a few input bytes decode to far more than 32 KiB.
+    let plain: Vec<u8> = (0..1_000_000u32)
+        .map(|i| b"abcd"[(i / 5000 % 4) as usize])
+        .collect();
+    for (enc, body) in cases(&plain) {
+        for cut in [body.len() / 3, body.len() / 2, body.len() - 1] {
+            let prefix = &body[..cut];
+            let whole = decode(enc, prefix, usize::MAX);
+            let bytewise = decode(enc, prefix, 1);
+            let (Ok(whole), Ok(bytewise)) = (whole, bytewise) else {
+                continue;
+            };
+            assert!(
+                whole == bytewise,
+                "{enc:?} cut at {cut} of {}: one feed gave {} bytes, byte by byte {}",
+                body.len(),
+                whole.len(),
+                bytewise.len()
+            );
+        }
+    }
+    // What the fuzzer found (target `decode`): a 91-byte brotli stream, cut short, whose first
+    // feed decodes to 36,089 bytes; one feed used to give only the first 32,768.
+    let found: &[u8] = &[
+        0x01, 0x4e, 0xcd, 0x00, 0x13, 0x41, 0x51, 0x51, 0x51, 0x51, 0x51, 0x51, 0x51, 0x51, 0x32,
+        0x51, 0x51, 0x51, 0x96, 0x96, 0x96, 0x96, 0x51, 0x51, 0x00, 0x00, 0x8b, 0x08, 0x00, 0x00,
+        0x5b, 0x00, 0xd6, 0x72, 0x02, 0x03, 0x4b, 0x27, 0x49, 0x2c, 0x69, 0x55, 0x51, 0x51, 0x51,
+        0x51, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x51, 0x51, 0xff, 0x7f, 0x41, 0xd3, 0xff, 0x51,
+        0x51, 0x51, 0x51, 0x51, 0x59, 0x51, 0x2f, 0xc9, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00,
+    ];
+    let whole = decode(Encoding::Brotli, found, usize::MAX).unwrap();
+    assert_eq!(whole.len(), 36_089);
+    assert_eq!(whole, decode(Encoding::Brotli, found, 3).unwrap());
+}
+
+/// zstd keeps the newest window of decoded bytes until newer ones push them out or the frame
+/// ends (ruzstd needs them for back-references): what comes out is always a prefix of the
+/// body, never more than a window and two blocks behind, and all of it once the frame ends.
+#[test]
+fn zstd_hands_over_all_but_a_window_until_its_frame_ends() {
+    // Little repetition, so the compressed frame has many blocks.
+    let plain: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 % 7 + b'a')
+        .collect();
+    let body = zstd(&plain);
+    // The fastest level's window: 128 KiB (frame header, window descriptor byte).
+    assert_eq!(body[5] >> 3, 7, "window exponent");
+    let window = 128 << 10;
+    let block = 128 << 10;
+    let mut got = Vec::new();
+    let mut decoder = ContentDecoder::new(Encoding::Zstd, 8 << 20);
+    let mut fed = 0;
+    for piece in body.chunks(4096) {
+        decoder.feed(piece, |b| got.extend_from_slice(b)).unwrap();
+        fed += piece.len();
+        assert!(got[..] == plain[..got.len()], "a prefix of the body");
+        if fed < body.len() {
+            // Bytes decoded so far are at least what the input could have produced minus
+            // the partial block at the end of the input.
+            let behind =
+                plain.len() * fed / body.len() - got.len().min(plain.len() * fed / body.len());
+            assert!(
+                behind <= window + 2 * block,
+                "{behind} bytes behind after {fed} of {}",
+                body.len()
+            );
+        }
+    }
+    assert_eq!(got.len(), plain.len(), "all of it once the frame ends");
+}
+
 #[test]
 fn usage_from_compressed_sse_and_json() {
     let json =
