@@ -158,13 +158,13 @@ impl<D: Deadlines> FlushGate<D> {
     }
 
     /// Whether a deadline is pending (for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_pending(&self) -> bool {
         lock(&self.pending).is_some()
     }
 
     /// Whether the gate is armed (for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_armed(&self) -> bool {
         self.armed.load(Ordering::SeqCst)
     }
@@ -524,7 +524,7 @@ mod tests {
     }
 }
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
     use loom::sync::atomic::AtomicU64;
