@@ -58,7 +58,9 @@ fi
 
 echo "== building the modules (release)" >&2
 cargo build --release -p jisr --example auth
-cargo build --release -p jisr-fixtures --example bench_fixture
+# `bench_fixture` includes benches/lifecycle_cases (built on `jisr::testing::bench`), which
+# the `testing` feature gates; jisr's own examples get it through its dev-dependency.
+cargo build --release -p jisr-fixtures --example bench_fixture --features jisr/testing
 
 exec "${PYTHON:-python3}" scripts/envoy_instructions.py --envoy "$envoy" \
   --envoy-version "$version" --modules "$target/release/examples" \

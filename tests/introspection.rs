@@ -91,13 +91,88 @@ fn builtin_filter_answers_health_version_and_stats() {
 }
 
 #[test]
-fn figures_are_mirrored_into_envoy_stats_every_16_streams() {
+fn figures_reach_envoy_stats_from_the_main_thread_flush_not_from_the_streams() {
     let f = TestFilter::new(register, "introspected_boom", b"").unwrap();
+    // Every series is listed at 0 as soon as the config loads.
+    assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(0));
+    assert_eq!(
+        f.metric("jisr_wakes_total.introspected_boom.scheduler"),
+        Some(0)
+    );
+    assert_eq!(
+        f.metric("jisr_streams_in_flight.introspected_boom"),
+        Some(0)
+    );
+    let held = f.stream();
     for _ in 0..17 {
         let mut s = f.stream();
         s.request_headers(GET, true);
     }
-    // Flushed at the 1st and the 17th finished stream.
+    // The streams only counted in their lane: Envoy was not called.
+    assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(0));
+    // The main thread's flush (its deadline fired) sends the sums.
+    f.flush_envoy_stats();
+    assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(18));
+    assert_eq!(f.metric("jisr_panics_total.introspected_boom"), Some(17));
+    assert_eq!(
+        f.metric("jisr_streams_in_flight.introspected_boom"),
+        Some(1)
+    );
+    assert_eq!(f.metric("jisr_idle_slots.introspected_boom"), Some(1));
+    // A flush that finds nothing new sends nothing: counters stay exact.
+    f.flush_envoy_stats();
+    assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(18));
+    drop(held);
+    f.flush_envoy_stats();
+    assert_eq!(
+        f.metric("jisr_streams_in_flight.introspected_boom"),
+        Some(0)
+    );
+    assert_eq!(f.metric("jisr_idle_slots.introspected_boom"), Some(2));
+}
+
+/// Without a test calling the flush: the deadline armed by the streams fires on jisr's timer
+/// thread about one second later and commits the flush to the config's scheduler; the main
+/// thread (here `run_background`) runs it.
+#[test]
+fn the_flush_deadline_fires_about_one_interval_after_the_streams() {
+    let f = TestFilter::new(register, "introspected_boom", b"").unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..5 {
+        f.stream().request_headers(GET, true);
+    }
+    assert!(
+        f.wait_background(std::time::Duration::from_secs(10)),
+        "the flush was committed"
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "{waited:?}"
+    );
+    assert_eq!(f.run_background(), 0, "not a background task's event");
+    assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(5));
+    assert_eq!(f.metric("jisr_panics_total.introspected_boom"), Some(5));
+    // The config goes away with the next deadline (the flush found changes) pending: it is
+    // forgotten, nothing fires into the dropped config.
+    drop(f);
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+}
+
+#[test]
+fn on_envoy_1_38_workers_mirror_the_figures_every_16_streams() {
+    let f = TestFilter::new_on_envoy_1_38(register, "introspected_boom", b"").unwrap();
+    assert_eq!(f.metric("jisr_streams_total.introspected_boom"), None);
+    for i in 0..17 {
+        let mut s = f.stream();
+        s.request_headers(GET, true);
+        if i == 0 {
+            drop(s);
+            // Flushed by the worker at its 1st finished stream.
+            assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(1));
+        }
+    }
+    // ... and at the 17th.
     assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(17));
     assert_eq!(f.metric("jisr_panics_total.introspected_boom"), Some(17));
     assert_eq!(
@@ -105,6 +180,9 @@ fn figures_are_mirrored_into_envoy_stats_every_16_streams() {
         Some(0)
     );
     assert_eq!(f.metric("jisr_idle_slots.introspected_boom"), Some(0));
+    // The main-thread flush does nothing there.
+    f.flush_envoy_stats();
+    assert_eq!(f.metric("jisr_streams_total.introspected_boom"), Some(17));
 }
 
 async fn wait_forever(_req: jisr::Request<'_>, _w: jisr::ResponseWriter<'_>) {

@@ -81,7 +81,7 @@ where
     R: Pipeline<S, Q::Output, Output = ()>,
 {
     let envoy = if cfg.envoy_stats {
-        match crate::filter::http::envoy_stats::EnvoyStats::define(cfg.host) {
+        match crate::filter::http::envoy_stats::EnvoyStats::define(cfg.host, cfg.filter_name()) {
             Ok(e) => Some(e),
             Err(e) => {
                 cfg.log(
@@ -292,7 +292,10 @@ impl Registry {
 
     /// Whether jisr's own figures per filter (streams, polls, wakes, panics, in-flight streams,
     /// idle slots) are also published as Envoy stats `dynamicmodulescustom.jisr_*` labelled
-    /// with the filter name (default: on; updated every 16 finished streams).
+    /// with the filter name (default: on). Envoy's main thread updates them at most one second
+    /// after a stream changed them, and workers never call Envoy's metric callbacks (Envoy
+    /// 1.39+); on Envoy 1.38, which lacks config-level metric updates, each worker updates
+    /// them every 16 finished streams.
     pub fn envoy_stats(&mut self, on: bool) -> &mut Self {
         self.envoy_stats = on;
         self

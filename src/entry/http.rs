@@ -398,13 +398,22 @@ unsafe fn on_config(
     }
 }
 
-/// `on_http_filter_config_scheduled`: polls the config's ready background tasks.
+/// `on_http_filter_config_scheduled`: the flush of jisr's Envoy stats
+/// (`stats_flush::FLUSH_EVENT`), else polls the config's ready background tasks.
 ///
 /// # Safety
 /// `c` is the Envoy config pointer of this call; `p` is null or a live config pointer returned by `config_new`.
-pub unsafe fn config_scheduled(c: EnvoyConfigPtr, p: *const c_void) {
+pub unsafe fn config_scheduled(c: EnvoyConfigPtr, p: *const c_void, event: u64) {
     // SAFETY: forwarded contract.
-    unsafe { on_config(c, p, |hooks, host| background::run(hooks, host)) }
+    unsafe {
+        on_config(c, p, |hooks, host| {
+            if event == crate::filter::http::stats_flush::FLUSH_EVENT {
+                hooks.flush_envoy_stats(host)
+            } else {
+                background::run(hooks, host)
+            }
+        })
+    }
 }
 
 /// `on_http_filter_config_http_callout_done`.
@@ -761,9 +770,9 @@ macro_rules! __export_http_hooks {
             }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-                c: *mut c_void, p: *const c_void, _event: u64,
+                c: *mut c_void, p: *const c_void, event: u64,
             ) {
-                unsafe { h::config_scheduled(c, p) }
+                unsafe { h::config_scheduled(c, p, event) }
             }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(

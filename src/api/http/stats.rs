@@ -3,8 +3,10 @@
 //! Every jisr filter config keeps counts in its slot pool (no extra atomics per request). They
 //! are reachable three ways: [`filter_stats`] in code, the built-in `jisr_introspection` filter
 //! (`/jisr/healthz`, `/jisr/version`, `/jisr/stats` answered from local replies, meant for an
-//! admin listener), and Envoy stats (`dynamicmodulescustom.jisr_*{filter=…}`, flushed every
-//! 16 finished streams; opt out with [`Registry::envoy_stats`](crate::Registry::envoy_stats)).
+//! admin listener), and Envoy stats (`dynamicmodulescustom.jisr_*{filter=…}`, handed to Envoy
+//! by its main thread at most one second after a change, never on the request path; every 16
+//! finished streams on Envoy 1.38; opt out with
+//! [`Registry::envoy_stats`](crate::Registry::envoy_stats)).
 
 use crate::api::http::request::Request;
 use crate::api::http::writer::ResponseWriter;

@@ -90,4 +90,7 @@ pub(crate) trait ConfigHooks: Send + Sync {
     fn background(&self) -> Option<&std::sync::Arc<crate::executor::background::Runtime>> {
         None
     }
+    /// Hands the config's figures to Envoy's `jisr_*` stats (main thread, on the config's
+    /// scheduler event `stats_flush::FLUSH_EVENT`).
+    fn flush_envoy_stats(&self, _host: &dyn crate::host::ConfigHost) {}
 }

@@ -31,6 +31,11 @@ where
     fn background(&self) -> Option<&std::sync::Arc<crate::executor::background::Runtime>> {
         self.background.0.as_ref()
     }
+    fn flush_envoy_stats(&self, host: &dyn crate::host::ConfigHost) {
+        if let Some(envoy) = &self.meta.envoy {
+            envoy.flush(host, &self.meta.name, &self.pool, &self.meta.stats);
+        }
+    }
     fn name(&self) -> &str {
         &self.meta.name
     }

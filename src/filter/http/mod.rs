@@ -15,3 +15,4 @@ pub(crate) mod reply;
 pub(crate) mod slot;
 pub(crate) mod state;
 pub(crate) mod stats;
+pub(crate) mod stats_flush;

@@ -71,6 +71,10 @@ where
                 value: RefCell::new(None),
             })
         });
+        if let Some(envoy) = &self.meta.envoy {
+            // The lane counted a started stream: Envoy's stats must learn it.
+            envoy.touched();
+        }
         // A pooled slot was readied when its last stream ended (see `destroy`).
         let raw = Pool::into_raw(slot);
         // SAFETY: `raw` is the live, uniquely owned slot we just released; the self-pointer is
@@ -222,6 +226,11 @@ where
             cfg.pool.put(slot, totals);
         } else {
             cfg.pool.leak(slot, totals);
+        }
+        if let Some(envoy) = &cfg.meta.envoy {
+            // After the lane counted the end (and the stream's polls and wakes), so a flush
+            // this arms reads them.
+            envoy.touched();
         }
     }
 

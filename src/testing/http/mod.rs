@@ -133,11 +133,48 @@ impl TestFilter {
         Ok(routes.len() - 1)
     }
 
+    /// Like [`TestFilter::new`], on a simulated Envoy 1.38: no config-level metric updates,
+    /// so jisr's own `jisr_*` stats are sent by the workers every 16 finished streams instead
+    /// of by [`flush_envoy_stats`](Self::flush_envoy_stats), and background metric calls
+    /// return `Unsupported`.
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    /// async fn hello(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+    /// fn register(r: &mut Registry) { r.register("hello", hello); }
+    ///
+    /// let f = TestFilter::new_on_envoy_1_38(register, "hello", b"").unwrap();
+    /// f.stream().request_headers(&[(":path", "/")], true);
+    /// // The first finished stream of a worker reports at once, the next ones every 16th.
+    /// assert_eq!(f.metric("jisr_streams_total.hello"), Some(1));
+    /// ```
+    pub fn new_on_envoy_1_38(
+        register: fn(&mut Registry),
+        filter_name: &str,
+        config: &[u8],
+    ) -> Result<TestFilter, String> {
+        let mut registry = Registry::default();
+        register(&mut registry);
+        let mut f = TestFilter::build(&registry, filter_name, config, true)?;
+        f.registry = Some(registry);
+        Ok(f)
+    }
+
     /// Like [`TestFilter::new`], from a filled registry.
     pub fn from_registry(
         registry: &Registry,
         filter_name: &str,
         config: &[u8],
+    ) -> Result<TestFilter, String> {
+        TestFilter::build(registry, filter_name, config, false)
+    }
+
+    fn build(
+        registry: &Registry,
+        filter_name: &str,
+        config: &[u8],
+        envoy_1_38: bool,
     ) -> Result<TestFilter, String> {
         #[cfg(feature = "tracing")]
         crate::entry::tracing::install(crate::entry::tracing::Sink {
@@ -146,6 +183,7 @@ impl TestFilter {
         });
         let host = SimConfigHost::default();
         host.log_level.set(0);
+        host.before_1_39.set(envoy_1_38);
         let mut handle = ConfigHandle {
             envoy_stats: true,
             name: filter_name,
@@ -176,14 +214,45 @@ impl TestFilter {
     }
 
     /// Runs the config's background tasks the way Envoy's main thread does when the config's
-    /// scheduler fires: polls every ready task. Returns how many scheduler events were
-    /// pending.
+    /// scheduler fires: polls every ready task. Returns how many scheduler events of
+    /// background tasks were pending. A pending flush of jisr's own stats (committed by its
+    /// deadline, see [`flush_envoy_stats`](Self::flush_envoy_stats)) runs too, uncounted.
     pub fn run_background(&self) -> usize {
-        let n = self.cfg_host.queue.take().len();
+        let events = self.cfg_host.queue.take();
+        let flush = crate::filter::http::stats_flush::FLUSH_EVENT;
+        if events.contains(&flush) {
+            self.flush_envoy_stats();
+        }
         with_current_logs(&self.cfg_host.logs, self.cfg_host.log_level.get(), || {
             crate::filter::http::background::run(self.config(), &self.cfg_host)
         });
-        n
+        events.iter().filter(|e| **e != flush).count()
+    }
+
+    /// Runs the flush of jisr's own `jisr_*` stats now, as Envoy's main thread does when the
+    /// flush deadline fires (at most one second after a stream started or ended): the
+    /// config's figures, summed over the workers, reach [`metric`](Self::metric).
+    ///
+    /// ```
+    /// # use jisr::testing::TestFilter;
+    /// # use jisr::{Registry, Request, ResponseWriter};
+    /// async fn hello(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+    /// fn register(r: &mut Registry) { r.register("hello", hello); }
+    ///
+    /// let f = TestFilter::new(register, "hello", b"").unwrap();
+    /// assert_eq!(f.metric("jisr_streams_total.hello"), Some(0)); // listed from the start
+    /// for _ in 0..3 {
+    ///     f.stream().request_headers(&[(":path", "/")], true);
+    /// }
+    /// assert_eq!(f.metric("jisr_streams_total.hello"), Some(0)); // nothing on the streams
+    /// f.flush_envoy_stats();
+    /// assert_eq!(f.metric("jisr_streams_total.hello"), Some(3));
+    /// assert_eq!(f.metric("jisr_streams_in_flight.hello"), Some(0));
+    /// ```
+    pub fn flush_envoy_stats(&self) {
+        with_current_logs(&self.cfg_host.logs, self.cfg_host.log_level.get(), || {
+            self.config().flush_envoy_stats(&self.cfg_host)
+        });
     }
 
     /// Waits up to `timeout` for a background wake-up (e.g. from another thread).
@@ -243,7 +312,9 @@ impl TestFilter {
         self.cfg_host.work.stream_log.borrow().clone()
     }
 
-    /// Makes config-level metrics unavailable, as on Envoy 1.38.
+    /// Makes config-level metrics unavailable, as on Envoy 1.38, from now on. jisr's own
+    /// stats keep the path chosen when the config loaded: see
+    /// [`new_on_envoy_1_38`](Self::new_on_envoy_1_38) for a config loaded on 1.38.
     pub fn simulate_envoy_1_38(&self) {
         self.cfg_host.before_1_39.set(true);
     }
