@@ -262,6 +262,7 @@ impl WakeCell {
 #[inline]
 pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
     // Nobody can start holding the cell meanwhile: cloning a waker needs a reference.
+    #[inline]
     fn reuse(cell: &mut Arc<WakeCell>) -> bool {
         // No read-modify-write on the stream path: a relaxed load of the count, then an acquire
         // fence, which synchronises with the release decrement of every waker dropped on
