@@ -58,7 +58,9 @@ fi
 
 echo "== building the modules (release)" >&2
 cargo build --release -p jisr --example auth
-cargo build --release -p jisr-fixtures --example bench_fixture
+# The bench fixture includes benches/lifecycle_cases, which drives jisr's simulated host
+# (`jisr::testing`, behind the `testing` feature).
+cargo build --release -p jisr-fixtures --example bench_fixture --features jisr/testing
 
 exec "${PYTHON:-python3}" scripts/envoy_instructions.py --envoy "$envoy" \
   --envoy-version "$version" --modules "$target/release/examples" \
