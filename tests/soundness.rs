@@ -811,6 +811,53 @@ fn item13_stale_waker_cannot_wake_the_next_stream() {
     assert_eq!(s.pending_events(), 0);
 }
 
+static HANDOFF: Mutex<Option<Waker>> = Mutex::new(None);
+
+/// Hands its waker to the test and waits for ever.
+async fn hand_off_and_wait(_req: Request<'_>, _w: ResponseWriter<'_>) {
+    poll_fn(|cx| {
+        *HANDOFF.lock().unwrap() = Some(cx.waker().clone());
+        Poll::<()>::Pending
+    })
+    .await;
+}
+
+/// Another thread wakes the stream over and over while the worker completes and destroys it:
+/// the scheduler handle is used by those wakes and retired by the stream's end at the same
+/// time, and must be released exactly once, by whichever side is last, and never used after.
+/// (A double release or a use after release is what Miri reports here: the simulated
+/// scheduler owns a reference count of the host's event queue.)
+#[test]
+fn item13_wakes_racing_the_stream_end_release_the_scheduler_once() {
+    let mut r = Registry::default();
+    r.register("handoff", hand_off_and_wait);
+    let f = TestFilter::from_registry(&r, "handoff", b"").unwrap();
+    for _ in 0..16 {
+        let mut s = f.stream();
+        s.request_headers(GET, true);
+        assert_eq!(
+            s.schedulers_created(),
+            1,
+            "a cloned waker left behind a scheduler"
+        );
+        let w = HANDOFF.lock().unwrap().take().expect("handed off");
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for _ in 0..8 {
+                    w.wake_by_ref();
+                    std::thread::yield_now();
+                }
+                w.wake();
+            });
+            // Completed and destroyed while the other thread wakes.
+            drop(s);
+        });
+    }
+    let st = f.stats();
+    assert_eq!(st.slots_leaked, 0);
+    assert_eq!(st.slots_allocated, 1, "the one slot served every stream");
+}
+
 // Compile-time rules (handles cannot cross threads, header views cannot outlive the handler,
 // raw views cannot cross a reply, a continue or a header change) are `compile_fail` doctests
 // on `Request` and `RawStream`.

@@ -80,11 +80,13 @@ impl Task {
 
     /// Whether `w` is this stream's own waker (the one every top-level poll passes), as opposed
     /// to a waker made by a combinator inside the handler.
+    #[inline]
     pub(crate) fn is_own_waker(&self, w: &Waker) -> bool {
         w.will_wake(&waker::waker_ref(&self.wake))
     }
 
     /// Scheduler events committed for this stream so far.
+    #[inline]
     pub(crate) fn commits(&self) -> u64 {
         u64::from(self.wake.commits.load(std::sync::atomic::Ordering::Relaxed))
     }

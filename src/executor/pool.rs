@@ -91,6 +91,7 @@ struct Counters {
 }
 
 /// Adds `n` to a counter only this thread writes.
+#[inline]
 fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }

@@ -3,20 +3,34 @@
 //! One `WakeCell` per stream slot. The waker handed to handler futures is an `Arc` of it
 //! (`std::task::Wake`), so cloning a waker never allocates and a waker may outlive its stream:
 //! once the stream ends the cell is marked dead and every later wake is a no-op.
+//!
+//! # The scheduler handle, without a lock
+//!
+//! The stream's scheduler (`Committer`) sits in a plain cell beside the state word. The state
+//! word carries, besides its flags, a count of the wakes that are using the scheduler right now
+//! (`USER` units above the flags). The rules:
+//!
+//! - **Publish** (`set_scheduler`, worker only, once per stream): the handle is written while
+//!   `HAS_SCHED` is clear, so nobody reads it yet; then `HAS_SCHED` is set with release order.
+//! - **Use** (`commit`, any thread): one compare-and-swap sets `COMMITTED` and adds a user, only
+//!   while `HAS_SCHED` is set and `DEAD` is not (acquire: the handle's write is visible). The
+//!   handle is read, the event committed, and the user removed.
+//! - **Retire** (`kill`, worker only, once per stream): `DEAD` is set. From then on nobody
+//!   becomes a user, so whoever brings the state to "dead with no user" frees the handle: `kill`
+//!   itself when no wake was using it, else the last wake to leave (on its thread; Envoy allows
+//!   deleting a scheduler from any thread). Exactly one of them sees that transition.
+//! - **Reuse** (`recycle`, worker): only once the `Arc` has no other holder, so no wake is
+//!   inside the cell; the handle was freed by then.
+//!
+//! `loom_tests` model-checks these rules.
 
 use crate::executor::sched::Committer;
 use std::sync::Arc;
 // Under `--cfg loom` the wake state is loom's, so the protocol is model-checked (`loom_tests`).
 #[cfg(loom)]
-use loom::sync::{
-    Mutex, MutexGuard,
-    atomic::{AtomicU32, Ordering},
-};
+use loom::sync::atomic::{AtomicU32, Ordering};
 #[cfg(not(loom))]
-use std::sync::{
-    Mutex, MutexGuard,
-    atomic::{AtomicU32, Ordering},
-};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The future is being polled on the worker right now.
 const POLLING: u32 = 1;
@@ -30,24 +44,74 @@ const DEAD: u32 = 8;
 const HAS_SCHED: u32 = 16;
 /// The waker was cloned: someone may wake the stream later, from anywhere.
 const CLONED: u32 = 32;
+/// One wake using the scheduler handle right now (the count sits above the flags).
+const USER: u32 = 1 << 8;
 
 /// Event id used for wake-ups (the only scheduler event jisr commits).
 pub(crate) const WAKE_EVENT: u64 = 1;
+
+/// The scheduler handle's cell: std's `UnsafeCell`, or loom's (which checks every access
+/// against the model's happens-before).
+#[cfg(not(loom))]
+struct HandleCell(core::cell::UnsafeCell<Option<Committer>>);
+#[cfg(loom)]
+struct HandleCell(loom::cell::UnsafeCell<Option<Committer>>);
+
+impl Default for HandleCell {
+    fn default() -> Self {
+        #[cfg(not(loom))]
+        return HandleCell(core::cell::UnsafeCell::new(None));
+        #[cfg(loom)]
+        return HandleCell(loom::cell::UnsafeCell::new(None));
+    }
+}
+
+impl HandleCell {
+    /// # Safety
+    /// No write of the cell may run meanwhile (see the module docs: a user reads it only while
+    /// `HAS_SCHED` is set and it is not retired).
+    #[inline]
+    unsafe fn read<R>(&self, f: impl FnOnce(&Option<Committer>) -> R) -> R {
+        #[cfg(not(loom))]
+        // SAFETY: guaranteed by the caller.
+        return f(unsafe { &*self.0.get() });
+        #[cfg(loom)]
+        // SAFETY: guaranteed by the caller.
+        return self.0.with(|p| f(unsafe { &*p }));
+    }
+
+    /// # Safety
+    /// No other access of the cell may run meanwhile (publish while `HAS_SCHED` is clear;
+    /// retire by the one thread that saw the state become dead with no user).
+    #[inline]
+    unsafe fn write<R>(&self, f: impl FnOnce(&mut Option<Committer>) -> R) -> R {
+        #[cfg(not(loom))]
+        // SAFETY: guaranteed by the caller.
+        return f(unsafe { &mut *self.0.get() });
+        #[cfg(loom)]
+        // SAFETY: guaranteed by the caller.
+        return self.0.with_mut(|p| f(unsafe { &mut *p }));
+    }
+}
 
 /// Shared wake state of one stream.
 #[derive(Default)]
 pub(crate) struct WakeCell {
     state: AtomicU32,
-    scheduler: Mutex<Option<Committer>>,
+    /// The stream's scheduler, published and retired as the module docs say.
+    scheduler: HandleCell,
     /// Wakes that had to commit a scheduler event (for introspection and tests).
     pub(crate) commits: AtomicU32,
 }
 
-impl WakeCell {
-    fn lock(&self) -> MutexGuard<'_, Option<Committer>> {
-        self.scheduler.lock().unwrap_or_else(|e| e.into_inner())
-    }
+// SAFETY: the only non-`Sync` part is the handle cell, whose accesses follow the protocol of
+// the module docs: one writer at a time, never concurrently with a reader (`Committer` itself is
+// `Send + Sync`).
+unsafe impl Sync for WakeCell {}
+// SAFETY: as above; every part may move to another thread (`Committer` is `Send`).
+unsafe impl Send for WakeCell {}
 
+impl WakeCell {
     /// Marks the start of a poll and forgets earlier wakes (this poll observes them).
     #[inline]
     pub(crate) fn begin_poll(&self) {
@@ -100,13 +164,23 @@ impl WakeCell {
         self.state.load(Ordering::Acquire) & HAS_SCHED != 0
     }
 
-    /// Installs the stream's scheduler (created lazily by the caller, on the worker).
+    /// Installs the stream's scheduler (created lazily by the caller). On the worker only, and
+    /// only while none is installed (`has_scheduler` is false).
     pub(crate) fn set_scheduler(&self, committer: Committer) {
-        let mut g = self.lock();
-        if self.state.load(Ordering::Acquire) & DEAD == 0 {
-            *g = Some(committer);
-            self.state.fetch_or(HAS_SCHED, Ordering::AcqRel);
+        // Only the worker sets `DEAD` and `HAS_SCHED`, so this load cannot go stale before the
+        // store below.
+        let s = self.state.load(Ordering::Acquire);
+        if s & (DEAD | HAS_SCHED) != 0 {
+            // The stream ended (or, not expected, has one): release the new handle now.
+            drop(committer);
+            return;
         }
+        // SAFETY: publish step: `HAS_SCHED` is clear, so no wake reads the cell (a wake becomes
+        // a user only once it sees `HAS_SCHED`), and the previous handle was retired before the
+        // cell could be reused (see `recycle`): the cell holds `None`, nothing else touches it.
+        unsafe { self.scheduler.write(|h| *h = Some(committer)) };
+        // Release: a wake that sees `HAS_SCHED` sees the handle.
+        self.state.fetch_or(HAS_SCHED, Ordering::Release);
     }
 
     /// A delivered scheduler event: later wakes may commit again.
@@ -115,34 +189,63 @@ impl WakeCell {
         self.state.fetch_and(!COMMITTED, Ordering::AcqRel);
     }
 
-    /// Commits one scheduler event unless one is already pending (wakes coalesce).
+    /// Commits one scheduler event unless one is already pending (wakes coalesce). Any thread.
     pub(crate) fn commit(&self) {
-        if self.state.fetch_or(COMMITTED, Ordering::AcqRel) & (COMMITTED | DEAD) != 0 {
-            return;
-        }
-        let g = self.lock();
-        if self.state.load(Ordering::Acquire) & DEAD != 0 {
-            return;
-        }
-        match &*g {
-            Some(c) => {
-                self.commits.fetch_add(1, Ordering::Relaxed);
-                c.commit(WAKE_EVENT);
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            // Committed: coalesces. Dead: nothing to resume. No scheduler yet means no poll
+            // returned pending with a waker out (`drive` installs one before the poll flag
+            // clears): nothing to resume either.
+            if s & (COMMITTED | DEAD) != 0 || s & HAS_SCHED == 0 {
+                return;
             }
-            // No scheduler yet means no poll has returned pending; nothing to resume.
-            None => {
-                self.state.fetch_and(!COMMITTED, Ordering::AcqRel);
+            // Acquire on success: the handle's write (before `HAS_SCHED`'s release) is visible.
+            match self.state.compare_exchange_weak(
+                s,
+                (s | COMMITTED) + USER,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => s = now,
             }
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: use step: this thread is a user, so the handle is published and not retired
+        // (retiring waits for the last user); only reads happen while users exist.
+        unsafe {
+            self.scheduler.read(|h| {
+                if let Some(c) = h {
+                    c.commit(WAKE_EVENT);
+                }
+            })
+        };
+        // Release: this use of the handle happens before whoever retires it.
+        let prev = self.state.fetch_sub(USER, Ordering::AcqRel);
+        if prev & DEAD != 0 && prev / USER == 1 {
+            // The stream ended while this wake used the handle, and this was the last user.
+            self.retire();
         }
     }
 
-    /// The stream ended: later wakes are no-ops and the scheduler is released.
+    /// The stream ended: later wakes are no-ops and the scheduler is released (now, or by the
+    /// last wake still using it). On the worker, once per stream.
     pub(crate) fn kill(&self) {
         let prev = self.state.fetch_or(DEAD, Ordering::AcqRel);
-        if prev & HAS_SCHED != 0 {
-            // Under the lock, so no commit is using the scheduler while it is released.
-            drop(self.lock().take());
+        if prev & HAS_SCHED != 0 && prev / USER == 0 {
+            self.retire();
         }
+    }
+
+    /// Frees the scheduler handle: called once, by whoever saw the state become dead with no
+    /// user (acquire: every use happened before).
+    #[cold]
+    fn retire(&self) {
+        // SAFETY: retire step: the state is dead with no user, so nobody reads the cell or will
+        // (users need `DEAD` clear) and nobody else retires (the transition happens once); the
+        // worker publishes only while not dead.
+        let handle = unsafe { self.scheduler.write(Option::take) };
+        drop(handle);
     }
 
     fn wake_inner(&self) {
@@ -159,6 +262,7 @@ impl WakeCell {
 #[inline]
 pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
     // Nobody can start holding the cell meanwhile: cloning a waker needs a reference.
+    #[inline]
     fn reuse(cell: &mut Arc<WakeCell>) -> bool {
         // No read-modify-write on the stream path: a relaxed load of the count, then an acquire
         // fence, which synchronises with the release decrement of every waker dropped on
@@ -168,8 +272,13 @@ pub(crate) fn recycle(cell: &mut Arc<WakeCell>, spare: &mut Arc<WakeCell>) {
             return false;
         }
         std::sync::atomic::fence(Ordering::Acquire);
-        // `kill` released any scheduler (it does whenever one was installed).
-        debug_assert!(cell.state.load(Ordering::Relaxed) & HAS_SCHED == 0 || cell.lock().is_none());
+        // The handle was retired (by `kill` or the last wake using it) before that wake let go
+        // of the cell.
+        debug_assert!(
+            cell.state.load(Ordering::Relaxed) & HAS_SCHED == 0
+                // SAFETY: no other holder, so no other access (see above).
+                || unsafe { cell.scheduler.read(Option::is_none) }
+        );
         cell.state.store(0, Ordering::Relaxed);
         cell.commits.store(0, Ordering::Relaxed);
         true
@@ -315,6 +424,13 @@ mod loom_tests {
     /// A cell whose waker was cloned (so wakes may come from other threads), with a scheduler
     /// that records into a fresh probe.
     fn cell() -> (Arc<WakeCell>, &'static Probe) {
+        let (cell, probe, committer) = bare();
+        cell.set_scheduler(committer);
+        (cell, probe)
+    }
+
+    /// A cloned cell with no scheduler yet, the probe, and the scheduler to install.
+    fn bare() -> (Arc<WakeCell>, &'static Probe, Committer) {
         let probe: &'static Probe = Box::leak(Box::new(Probe {
             commits: AtomicUsize::new(0),
             released: AtomicBool::new(false),
@@ -340,9 +456,8 @@ mod loom_tests {
         // SAFETY: the probe is leaked, so valid from any thread for ever; both functions only
         // touch its atomics.
         let c = unsafe { Committer::new(probe as *const Probe as *mut _, commit, release) };
-        cell.set_scheduler(c);
         cell.state.fetch_or(CLONED, Ordering::AcqRel);
-        (cell, probe)
+        (cell, probe, c)
     }
 
     /// A wake from another thread during or around a poll is never lost: either the poll loop
@@ -397,6 +512,57 @@ mod loom_tests {
             let before = probe.commits.load(Ordering::Acquire);
             cell.wake_inner();
             assert_eq!(probe.commits.load(Ordering::Acquire), before);
+        });
+    }
+
+    /// Two wakes using the scheduler while the stream ends: the handle is released exactly
+    /// once — by `kill`, or by the last wake to leave it — and never used after that.
+    #[test]
+    fn the_last_user_out_releases_the_scheduler_once() {
+        loom::model(|| {
+            let (cell, probe) = cell();
+            let (a, b) = (cell.clone(), cell.clone());
+            let ta = loom::thread::spawn(move || a.wake_inner());
+            let tb = loom::thread::spawn(move || b.wake_inner());
+            // The worker delivers an event (so a second wake may commit again), then the
+            // stream ends.
+            cell.delivered();
+            cell.kill();
+            ta.join().unwrap();
+            tb.join().unwrap();
+            assert!(probe.released.load(Ordering::Acquire), "never released");
+            assert_eq!(
+                cell.state.load(Ordering::Acquire) / USER,
+                0,
+                "a user left behind"
+            );
+        });
+    }
+
+    /// The scheduler is installed during the poll that leaves a cloned waker behind: a wake
+    /// from another thread around that poll is seen by the poll loop or committed to the new
+    /// scheduler, never lost.
+    #[test]
+    fn a_scheduler_installed_in_a_poll_catches_the_wake() {
+        loom::model(|| {
+            let (cell, probe, committer) = bare();
+            // The event the wake announces: set before the wake, read by the poll.
+            let ready = Arc::new(AtomicBool::new(false));
+            let (waker, event) = (cell.clone(), ready.clone());
+            let other = loom::thread::spawn(move || {
+                event.store(true, Ordering::Release);
+                waker.wake_inner();
+            });
+            cell.begin_poll();
+            // The poll: done if it sees the event, else pending with its waker out.
+            let done = ready.load(Ordering::Acquire);
+            cell.set_scheduler(committer);
+            let repoll = cell.end_poll();
+            other.join().unwrap();
+            let scheduled = probe.commits.load(Ordering::Acquire) > 0;
+            assert!(done || repoll || scheduled, "the wake was lost");
+            cell.kill();
+            assert!(probe.released.load(Ordering::Acquire));
         });
     }
 }

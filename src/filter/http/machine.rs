@@ -117,7 +117,9 @@ where
     /// Sends the local reply the last poll made, if any.
     #[inline]
     fn flush_reply(&self) {
-        if matches!(self.core.reply.try_borrow(), Ok(r) if r.armed) {
+        // Staging a reply marks the stream replied in the same step, so a stream that is not
+        // replied has nothing staged: one flag test on the common path.
+        if self.core.st().replied() && matches!(self.core.reply.try_borrow(), Ok(r) if r.armed) {
             self.send_staged();
         }
         if let Some(graceful) = self.core.goaway.take() {
@@ -239,7 +241,10 @@ where
         let outermost = !self.core.host.is_set();
         self.core.host.enter(host, || {
             let r = f();
-            if outermost && self.core.take(StreamState::take_completion) {
+            if outermost
+                && self.core.st().completion_pending()
+                && self.core.take(StreamState::take_completion)
+            {
                 self.complete_now();
             }
             r

@@ -205,11 +205,15 @@ where
             this.core.host.detach();
             return;
         }
-        if !this.core.st().ended() {
+        let st = this.core.st();
+        let clean = if st.ended() {
+            // The usual order: `stream_complete` finished the stream, destroy only recycles it.
+            !st.unclean()
+        } else {
             // Destroyed without a completion first (the upstream filter chain never completes).
             this.end_without_completion();
-        }
-        let clean = this.finish();
+            this.finish()
+        };
         // SAFETY: guaranteed by the caller.
         let slot = unsafe { Pool::<Self>::from_raw(ptr as *const Self) };
         // SAFETY: the config outlives its streams (see `cfg`); read before the box moves.

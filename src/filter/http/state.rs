@@ -122,6 +122,10 @@ impl StreamState {
     pub(crate) fn response_sent(self) -> bool {
         self.has(RESPONSE_SENT)
     }
+    /// Envoy completed the stream inside one of our hooks; the outermost hook finishes it.
+    pub(crate) fn completion_pending(self) -> bool {
+        self.has(COMPLETION_PENDING)
+    }
     /// The stream is over: no more polls or calls.
     pub(crate) fn ended(self) -> bool {
         self.has(ENDED)

@@ -55,6 +55,7 @@ impl ChildSpans {
     }
 
     /// Finishes every open child.
+    #[inline]
     pub(crate) fn finish_all(&self) {
         loop {
             let next = self.open.try_borrow_mut().ok().and_then(|mut o| o.pop());
