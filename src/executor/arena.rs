@@ -18,8 +18,8 @@ use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 use std::thread::LocalKey;
 
-/// First block size.
-const FIRST_BLOCK: usize = 1024;
+/// First block size: what a stream that reads a few header values holds for them.
+const FIRST_BLOCK: usize = 256;
 /// Largest block size a growing arena moves to (larger values get a block of their own).
 const MAX_BLOCK: usize = 64 * 1024;
 /// Bytes of blocks a chain keeps when it goes back to the shelf (the rest is freed).

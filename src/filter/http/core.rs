@@ -352,39 +352,3 @@ impl StreamCore {
     }
 }
 
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn print_sizes() {
-        use core::mem::size_of;
-        eprintln!("StreamCore {}", size_of::<super::StreamCore>());
-        eprintln!(
-            "HostSlot {}",
-            size_of::<crate::host::http::current::HostSlot>()
-        );
-        eprintln!("Task {}", size_of::<crate::executor::Task>());
-        eprintln!("WakeCell {}", size_of::<crate::executor::waker::WakeCell>());
-        eprintln!("BodyCursor {}", size_of::<super::BodyCursor>());
-        eprintln!(
-            "Callouts {}",
-            size_of::<crate::filter::http::callouts::Callouts>()
-        );
-        eprintln!(
-            "Streams {}",
-            size_of::<crate::filter::http::callout_streams::Streams>()
-        );
-        eprintln!(
-            "CalloutState {}",
-            size_of::<crate::filter::http::callout_streams::CalloutState>()
-        );
-        eprintln!("Arena {}", size_of::<crate::executor::arena::Arena>());
-        eprintln!(
-            "StagedReply {}",
-            size_of::<crate::filter::http::reply::StagedReply>()
-        );
-        eprintln!(
-            "ChildSpans {}",
-            size_of::<crate::host::http::spans::ChildSpans>()
-        );
-    }
-}
