@@ -22,14 +22,15 @@
 # Callgrind's files and Envoy's config and log stay in target/envoy-instructions/.
 #
 # Memory mode: scripts/envoy_instructions.sh --memory [--streams N] [--connections C]
-#   [--hold S] [--after] [--variants NAME...]
+#   [--hold S] [--rounds R] [--after] [--variants NAME...]
 # Memory per live HTTP/2 stream, not under callgrind: one Envoy per variant (no module filter,
 # the raw twin `auth.raw_auth`, the jisr handler that does nothing `bench_fixture.noop`, the
 # jisr `auth.auth`), N streams (default 8000) opened at once by h2load over C connections
 # (default 8) and held S seconds (default 20) by Envoy's fault filter in front of the module
 # filter (`--after`: behind it, so the handler has run); Envoy's RSS and tcmalloc's allocated
-# bytes before and at the plateau, per stream. Installs h2load (nghttp2-client) if missing.
-# About 3 minutes; configs and logs in target/envoy-memory/. See scripts/envoy_memory.py.
+# bytes before and at the plateau, per stream; median of R rounds (default 3). Installs h2load
+# (nghttp2-client) if missing. About 8 minutes; configs and logs in target/envoy-memory/.
+# See scripts/envoy_memory.py.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."

@@ -24,7 +24,10 @@ Per variant: start Envoy, send warm-up requests, read Envoy's RSS (/proc) and tc
 allocated bytes (admin `/memory`), open N streams at once with h2load (C connections of N/C
 streams each), wait until Envoy reports N active requests and its RSS stops growing (the
 plateau), read both again, let the delay end (every stream must answer 200), stop Envoy.
-Per stream = (plateau - before) / N.
+Per stream = (plateau - before) / N. Every variant runs `--rounds` times (default 3, the
+variants interleaved); the table gives the medians. tcmalloc's allocated bytes move by a few
+bytes per stream between rounds; RSS moves by up to about 0.7 KiB per stream (what the
+allocator has mapped, and the warm-up's pages, differ from one Envoy to the next).
 """
 
 import argparse
@@ -32,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -172,6 +176,8 @@ def main():
     p.add_argument("--hold", type=int, default=20, help="seconds each stream is held")
     p.add_argument("--after", action="store_true",
                    help="fault filter after the module: the handler runs before the hold")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="runs of every variant (interleaved); the median is reported")
     p.add_argument("--variants", nargs="*", default=[])
     a = p.parse_args()
     if not shutil.which("h2load"):
@@ -181,11 +187,26 @@ def main():
     where = "after" if a.after else "in front of"
     log(f"== {a.streams} streams over {a.connections} HTTP/2 connections, held {a.hold} s by"
         f" the fault filter {where} the module filter")
-    r = {v: measure(a, v) for v in names}
+    runs = {v: [] for v in names}
+    for i in range(a.rounds):
+        if a.rounds > 1:
+            log(f"== round {i + 1} of {a.rounds}")
+        for v in names:
+            runs[v].append(measure(a, v))
+    # Per variant, the median of the rounds (RSS and heap each); the range goes to stderr.
+    r = {}
+    for v in names:
+        r[v] = {k: statistics.median(x[k] for x in runs[v]) for k in ("rss", "heap")}
+        if a.rounds > 1:
+            log(f"   {v:10s} RSS per stream {min(x['rss'] for x in runs[v]) / 1024:.2f}"
+                f"..{max(x['rss'] for x in runs[v]) / 1024:.2f} KiB, heap"
+                f" {min(x['heap'] for x in runs[v]) / 1024:.2f}"
+                f"..{max(x['heap'] for x in runs[v]) / 1024:.2f} KiB over {a.rounds} rounds")
     print(f"Envoy {a.envoy_version}, --concurrency 1, one Envoy per variant; {a.streams}"
           f" concurrent HTTP/2 streams on {a.connections} connections (h2load), held by Envoy's"
           f" fault filter {where} the module filter; growth from before the streams to the"
-          " plateau, per stream.")
+          f" plateau, per stream; median of {a.rounds} rounds. Heap: tcmalloc's allocated"
+          " bytes (admin /memory).")
     print()
     print("| variant | RSS per stream | − no filter | − raw | heap per stream | − no filter"
           " | − raw |")

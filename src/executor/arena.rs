@@ -203,6 +203,11 @@ impl Arena {
                         .last()
                         .map_or(FIRST_BLOCK, |b| (b.len * 2).min(MAX_BLOCK));
                     let len = grow.max(n);
+                    if blocks.len() == blocks.capacity() {
+                        // Doubling from one entry: most streams fill a single block, and its
+                        // list then costs one entry, not the four `push` would reserve.
+                        blocks.reserve_exact(blocks.len().max(1));
+                    }
                     blocks.push(Block::new(len));
                     self.held.set(self.held.get() + len);
                     idx = blocks.len() - 1;

@@ -80,13 +80,13 @@ impl<T: Spare> Shelf<T> {
     }
 
     /// Values on the shelf.
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
     /// Heap bytes of the values on the shelf.
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         debug_assert_eq!(self.bytes, self.items.iter().map(T::held).sum::<usize>());
         self.bytes
@@ -127,7 +127,7 @@ pub(crate) fn give<T: Spare>(mut item: T) {
 }
 
 /// The calling thread's shelf of `T`: (values, bytes).
-#[cfg(any(test, feature = "testing"))]
+#[cfg(test)]
 pub(crate) fn shelved<T: Spare>() -> (usize, usize) {
     T::shelf().with(|s| {
         let s = s.borrow();
