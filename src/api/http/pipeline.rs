@@ -1022,6 +1022,9 @@ mod slot_size {
         let slot = slot_bytes(&noop);
         eprintln!("StreamCore {core} bytes, slot of a handler that does nothing {slot} bytes");
         assert!(core <= 512, "StreamCore is {core} bytes");
-        assert!(slot <= 640, "the slot of a handler that does nothing is {slot} bytes");
+        assert!(
+            slot <= 640,
+            "the slot of a handler that does nothing is {slot} bytes"
+        );
     }
 }
