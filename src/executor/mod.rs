@@ -12,6 +12,7 @@ pub(crate) mod arena;
 pub(crate) mod background;
 pub(crate) mod pool;
 pub(crate) mod sched;
+pub(crate) mod spare;
 pub(crate) mod task;
 pub(crate) mod timer;
 pub(crate) mod waker;

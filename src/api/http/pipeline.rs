@@ -996,3 +996,35 @@ pub fn chain<M, I>(mw: M, inner: I) -> Chained<M, I> {
 pub fn response_chain<M, I>(mw: M, inner: I) -> Chained<M, I> {
     chain(mw, inner)
 }
+
+#[cfg(test)]
+mod slot_size {
+    use super::*;
+    use crate::filter::http::slot::StreamSlot;
+    use crate::{Request, ResponseWriter};
+
+    /// Bytes of the stream slot of a request handler `h` (without a response handler).
+    fn slot_bytes<H, M>(_: &H) -> usize
+    where
+        H: IntoPipeline<(), OnRequest<()>, M>,
+    {
+        size_of::<StreamSlot<(), <H as IntoPipeline<(), OnRequest<()>, M>>::Pipeline, NoResponse>>()
+    }
+
+    async fn noop(_req: Request<'_>, _w: ResponseWriter<'_>) {}
+
+    /// A stream slot at rest (before its handler runs, and between streams) holds no buffer,
+    /// only its fixed part: this bounds that part, so a field that grows it fails here. See
+    /// BENCHMARKS.md, "Memory per live stream".
+    #[test]
+    fn a_slot_at_rest_is_small() {
+        let core = size_of::<StreamCore>();
+        let slot = slot_bytes(&noop);
+        eprintln!("StreamCore {core} bytes, slot of a handler that does nothing {slot} bytes");
+        assert!(core <= 512, "StreamCore is {core} bytes");
+        assert!(
+            slot <= 640,
+            "the slot of a handler that does nothing is {slot} bytes"
+        );
+    }
+}

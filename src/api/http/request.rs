@@ -140,7 +140,7 @@ pub(crate) fn header_get<'s>(
 /// Calls `f` with every header of `map`. The headers are copied into the stream's scratch
 /// first, so `f` may do anything (even reply, which replaces the response header map).
 pub(crate) fn header_each(core: &StreamCore, map: Map, mut f: impl FnMut(&[u8], &[u8])) {
-    let mut buf = core.snapshot.take();
+    let mut buf = core.take_snapshot();
     buf.clear();
     core.with_host(|h| {
         h.for_each_header(map, &mut |k, v| {
@@ -160,7 +160,7 @@ pub(crate) fn header_each(core: &StreamCore, map: Map, mut f: impl FnMut(&[u8], 
         at += 8 + k + v;
     }
     // A nested iteration (from inside `f`) used a scratch of its own; keep ours.
-    core.snapshot.set(buf);
+    core.put_snapshot(buf);
 }
 
 /// Why [`Request::replace_body`] did not replace the body.

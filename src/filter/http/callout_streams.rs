@@ -6,16 +6,22 @@
 //! being opened is therefore marked, and events for an unknown id that arrive while an open is
 //! in progress belong to it.
 
+use crate::executor::spare::{OnDemand, Shelf, Spare};
 use crate::executor::waker::WakerSlot;
 use crate::filter::http::callouts::CalloutHeaders;
 use std::cell::{Cell, RefCell};
+use std::thread::LocalKey;
 
 /// Most streaming callouts open at once on one stream.
 pub(crate) const MAX_STREAMS: usize = 2;
 /// Response bytes buffered for a streaming callout before it is reset for overflow.
 pub(crate) const MAX_BUFFERED: usize = 4 << 20;
-/// Data buffer capacity an idle entry keeps for the slot's next streams.
+/// Data buffer capacity an entry keeps when its table goes back to the shelf.
 pub(crate) const RETAINED_DATA: usize = 64 * 1024;
+/// Most spare tables a worker keeps.
+pub(crate) const SHELF_TABLES: usize = 8;
+/// Most bytes of spare tables a worker keeps.
+pub(crate) const SHELF_BYTES: usize = 256 * 1024;
 
 /// Where an entry is in its life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -91,26 +97,61 @@ pub(crate) struct Ticket {
     pub(crate) generation: u32,
 }
 
-/// The streaming-callout entries of one stream. Borrows never span a call into Envoy.
+/// The entries of one stream's streaming callouts (with their inline header buffers, some
+/// kilobytes): taken from the worker's shelf when the stream opens its first one.
 #[derive(Default)]
-pub(crate) struct Streams {
+pub(crate) struct Table {
     entries: [RefCell<CalloutState>; MAX_STREAMS],
     opening: Cell<Option<usize>>,
-    /// Whether any entry was opened since the last reset (most streams open none).
-    used: Cell<bool>,
+}
+
+impl Spare for Box<Table> {
+    fn held(&self) -> usize {
+        size_of::<Table>()
+            + self
+                .entries
+                .iter()
+                .map(|c| c.borrow().data.capacity())
+                .sum::<usize>()
+    }
+    fn recycle(&mut self) {
+        for cell in self.entries.iter_mut() {
+            cell.get_mut().recycle();
+        }
+        *self.opening.get_mut() = None;
+    }
+    fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
+        thread_local! {
+            static TABLES: RefCell<Shelf<Box<Table>>> = const {
+                RefCell::new(Shelf::new(
+                    SHELF_TABLES,
+                    SHELF_BYTES,
+                    size_of::<Table>() + MAX_STREAMS * RETAINED_DATA,
+                ))
+            };
+        }
+        &TABLES
+    }
+}
+
+/// The streaming callouts of one stream: nothing but a pointer until the first is opened.
+/// Borrows never span a call into Envoy.
+#[derive(Default)]
+pub(crate) struct Streams {
+    table: OnDemand<Table>,
 }
 
 impl Streams {
     /// Takes a free entry and marks it opening; `None` when all are busy.
     pub(crate) fn open(&self) -> Option<Ticket> {
-        for (index, cell) in self.entries.iter().enumerate() {
+        let table = self.table.get_or_take();
+        for (index, cell) in table.entries.iter().enumerate() {
             let Ok(mut st) = cell.try_borrow_mut() else {
                 continue;
             };
             if st.slot == EntryState::Free {
-                self.used.set(true);
                 st.slot = EntryState::Opening;
-                self.opening.set(Some(index));
+                table.opening.set(Some(index));
                 return Some(Ticket {
                     index,
                     generation: st.generation,
@@ -122,8 +163,11 @@ impl Streams {
 
     /// The open call returned: `Ok(id)` opened (events may already be recorded), `Err` refused.
     pub(crate) fn opened(&self, t: Ticket, result: Result<u64, u32>) -> Result<(), u32> {
-        self.opening.set(None);
-        let mut st = self.entries[t.index].borrow_mut();
+        let Some(table) = self.table.get() else {
+            return Err(u32::MAX);
+        };
+        table.opening.set(None);
+        let mut st = table.entries[t.index].borrow_mut();
         if st.generation != t.generation {
             return Err(u32::MAX);
         }
@@ -141,13 +185,25 @@ impl Streams {
 
     /// Runs `f` on the entry of `t` if it is still the one the ticket names.
     pub(crate) fn with<R>(&self, t: Ticket, f: impl FnOnce(&mut CalloutState) -> R) -> Option<R> {
-        let mut st = self.entries.get(t.index)?.try_borrow_mut().ok()?;
+        let mut st = self
+            .table
+            .get()?
+            .entries
+            .get(t.index)?
+            .try_borrow_mut()
+            .ok()?;
         (st.generation == t.generation && st.slot != EntryState::Free).then(|| f(&mut st))
     }
 
     /// Frees the entry of `t`; returns the id it was open under, if any (the caller resets it).
     pub(crate) fn release(&self, t: Ticket) -> Option<u64> {
-        let mut st = self.entries.get(t.index)?.try_borrow_mut().ok()?;
+        let mut st = self
+            .table
+            .get()?
+            .entries
+            .get(t.index)?
+            .try_borrow_mut()
+            .ok()?;
         if st.generation != t.generation {
             return None;
         }
@@ -161,8 +217,11 @@ impl Streams {
 
     /// Records an event for stream `id`.
     pub(crate) fn record(&self, id: u64, event: StreamEvent<'_, '_>) -> Recorded {
-        let opening = self.opening.get();
-        let found = self.entries.iter().enumerate().find_map(|(i, cell)| {
+        let Some(table) = self.table.get() else {
+            return Recorded::Unknown;
+        };
+        let opening = table.opening.get();
+        let found = table.entries.iter().enumerate().find_map(|(i, cell)| {
             let st = cell.try_borrow_mut().ok()?;
             let mine = st.slot == EntryState::Open(id)
                 || (st.slot == EntryState::Opening && opening == Some(i));
@@ -222,30 +281,22 @@ impl Streams {
         }
     }
 
-    /// Readies the table for a new stream (no future of the previous stream is alive).
+    /// Readies for a new stream (no future of the previous stream is alive): the table, if the
+    /// stream took one, goes back to the shelf.
     #[inline]
     pub(crate) fn reset(&mut self) {
-        if !core::mem::take(self.used.get_mut()) {
-            return;
-        }
-        self.recycle_all();
+        self.table.release();
     }
 
-    /// `reset` of a table that was used.
-    #[inline(never)]
-    fn recycle_all(&mut self) {
-        for cell in self.entries.iter_mut() {
-            cell.get_mut().recycle();
-        }
-        *self.opening.get_mut() = None;
-    }
-
-    /// Bytes the entries keep allocated.
+    /// Bytes the stream holds for its streaming callouts.
     #[cfg(feature = "testing")]
     pub(crate) fn capacity(&self) -> usize {
-        self.entries
-            .iter()
-            .filter_map(|c| c.try_borrow().ok().map(|s| s.data.capacity()))
-            .sum()
+        self.table.get().map_or(0, |t| {
+            size_of::<Table>()
+                + t.entries
+                    .iter()
+                    .filter_map(|c| c.try_borrow().ok().map(|s| s.data.capacity()))
+                    .sum::<usize>()
+        })
     }
 }

@@ -11,14 +11,22 @@
 //! is therefore marked, and a completion for an unknown id that arrives while an open is in
 //! progress belongs to it.
 
+use crate::executor::spare::{OnDemand, Shelf, Spare};
 use crate::executor::waker::WakerSlot;
 pub(crate) use crate::filter::headers::CalloutHeaders;
 use std::cell::{Cell, RefCell};
+use std::thread::LocalKey;
 
 /// Most callouts tracked in flight per stream.
 pub(crate) const MAX_IN_FLIGHT: usize = 16;
-/// Body bytes an idle entry keeps allocated for the slot's next streams.
+/// Body (and header) bytes an entry keeps when its table goes back to the shelf.
 pub(crate) const RETAINED_BODY: usize = 64 * 1024;
+/// Most spare tables a worker keeps.
+pub(crate) const SHELF_TABLES: usize = 8;
+/// Most bytes of spare tables a worker keeps.
+pub(crate) const SHELF_BYTES: usize = 256 * 1024;
+/// Largest spare table a worker keeps (bigger ones are freed when their stream ends).
+pub(crate) const SHELF_TABLE_BYTES: usize = 128 * 1024;
 
 /// Where an entry is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,20 +94,55 @@ pub(crate) struct Ticket {
     pub(crate) generation: u32,
 }
 
-/// The callout entries of one stream. Borrows of the table never span a call into Envoy.
+/// The entries of one stream's callouts: taken from the worker's shelf when the stream starts
+/// its first callout.
 #[derive(Default)]
-pub(crate) struct Callouts {
+pub(crate) struct Table {
     entries: RefCell<Vec<Entry>>,
     /// The entry whose start call is running, if any.
     opening: Cell<Option<usize>>,
-    /// Whether any callout was opened since the last reset (most streams open none).
-    used: Cell<bool>,
+}
+
+impl Spare for Box<Table> {
+    fn held(&self) -> usize {
+        let entries = self.entries.borrow();
+        size_of::<Table>()
+            + entries.capacity() * size_of::<Entry>()
+            + entries
+                .iter()
+                .map(|e| e.body.capacity() + e.head.capacity() + e.spans.capacity() * 12)
+                .sum::<usize>()
+    }
+    fn recycle(&mut self) {
+        for e in self.entries.get_mut().iter_mut() {
+            if e.state != State::Free {
+                e.recycle();
+            }
+        }
+        *self.opening.get_mut() = None;
+    }
+    fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
+        thread_local! {
+            static TABLES: RefCell<Shelf<Box<Table>>> = const {
+                RefCell::new(Shelf::new(SHELF_TABLES, SHELF_BYTES, SHELF_TABLE_BYTES))
+            };
+        }
+        &TABLES
+    }
+}
+
+/// The callouts of one stream: nothing but a pointer until the first is started. Borrows of
+/// the table never span a call into Envoy.
+#[derive(Default)]
+pub(crate) struct Callouts {
+    table: OnDemand<Table>,
 }
 
 impl Callouts {
     /// Takes a free entry and marks it opening; `None` when all are busy.
     pub(crate) fn open(&self) -> Option<Ticket> {
-        let mut entries = self.entries.borrow_mut();
+        let table = self.table.get_or_take();
+        let mut entries = table.entries.borrow_mut();
         let index = match entries.iter().position(|e| e.state == State::Free) {
             Some(i) => i,
             None if entries.len() < MAX_IN_FLIGHT => {
@@ -109,8 +152,7 @@ impl Callouts {
             None => return None,
         };
         entries[index].state = State::Opening;
-        self.used.set(true);
-        self.opening.set(Some(index));
+        table.opening.set(Some(index));
         Some(Ticket {
             index,
             generation: entries[index].generation,
@@ -121,8 +163,11 @@ impl Callouts {
     /// callout has an answer or will get one (an answer delivered during the call counts even
     /// when Envoy then reports the start as failed).
     pub(crate) fn opened(&self, t: Ticket, started: Result<u64, u32>) -> Result<(), u32> {
-        self.opening.set(None);
-        let mut entries = self.entries.borrow_mut();
+        let Some(table) = self.table.get() else {
+            return Err(u32::MAX);
+        };
+        table.opening.set(None);
+        let mut entries = table.entries.borrow_mut();
         let Some(e) = entries
             .get_mut(t.index)
             .filter(|e| e.generation == t.generation)
@@ -150,13 +195,17 @@ impl Callouts {
         headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
         chunks: impl Iterator<Item = &'h [u8]>,
     ) -> bool {
-        let mut entries = self.entries.borrow_mut();
+        let Some(table) = self.table.get() else {
+            return false;
+        };
+        let mut entries = table.entries.borrow_mut();
         let index = entries
             .iter()
             .position(|e| e.state == State::InFlight(id))
             .or_else(|| {
                 // Answered inside its own start call, before we learnt its id.
-                self.opening
+                table
+                    .opening
                     .get()
                     .filter(|&i| entries.get(i).is_some_and(|e| e.state == State::Opening))
             });
@@ -192,7 +241,7 @@ impl Callouts {
 
     /// Runs `f` on the entry of `t` if it is still the one the ticket names.
     pub(crate) fn with<R>(&self, t: Ticket, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
-        let mut entries = self.entries.borrow_mut();
+        let mut entries = self.table.get()?.entries.borrow_mut();
         entries
             .get_mut(t.index)
             .filter(|e| e.generation == t.generation && e.state != State::Free)
@@ -201,7 +250,10 @@ impl Callouts {
 
     /// Frees the entry of `t` (its callout is abandoned: a late completion finds nothing).
     pub(crate) fn release(&self, t: Ticket) {
-        if let Ok(mut entries) = self.entries.try_borrow_mut() {
+        let Some(table) = self.table.get() else {
+            return;
+        };
+        if let Ok(mut entries) = table.entries.try_borrow_mut() {
             if let Some(e) = entries
                 .get_mut(t.index)
                 .filter(|e| e.generation == t.generation)
@@ -211,33 +263,23 @@ impl Callouts {
         }
     }
 
-    /// Readies the table for a new stream (no future of the previous stream is alive).
+    /// Readies for a new stream (no future of the previous stream is alive): the table, if the
+    /// stream took one, goes back to the shelf.
     #[inline]
     pub(crate) fn reset(&mut self) {
-        if !core::mem::take(self.used.get_mut()) {
-            return;
-        }
-        self.recycle_all();
+        self.table.release();
     }
 
-    /// `reset` of a table that was used.
-    #[inline(never)]
-    fn recycle_all(&mut self) {
-        for e in self.entries.get_mut().iter_mut() {
-            if e.state != State::Free {
-                e.recycle();
-            }
-        }
-        *self.opening.get_mut() = None;
-    }
-
-    /// Bytes the entries keep allocated.
+    /// Bytes the stream holds for its callouts.
     #[cfg(feature = "testing")]
     pub(crate) fn capacity(&self) -> usize {
-        self.entries
-            .borrow()
-            .iter()
-            .map(|e| e.body.capacity() + e.head.capacity() + e.spans.capacity() * 12)
-            .sum()
+        self.table.get().map_or(0, |t| {
+            let entries = t.entries.borrow();
+            size_of::<Table>()
+                + entries
+                    .iter()
+                    .map(|e| e.body.capacity() + e.head.capacity() + e.spans.capacity() * 12)
+                    .sum::<usize>()
+        })
     }
 }

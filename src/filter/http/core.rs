@@ -2,6 +2,7 @@
 
 use crate::executor::Task;
 use crate::executor::arena::Arena;
+use crate::executor::spare;
 use crate::executor::waker::WakerSlot;
 use crate::filter::http::callout_streams::Streams;
 use crate::filter::http::callouts::Callouts;
@@ -181,8 +182,9 @@ pub struct StreamCore {
     pub(crate) streams: Streams,
     /// Copies of the header values handed to handlers.
     pub(crate) arena: Arena,
-    /// Scratch for iterating all headers of a map (taken out while in use).
-    pub(crate) snapshot: Cell<Vec<u8>>,
+    /// Scratch for iterating all headers of a map (taken out while in use; from the worker's
+    /// shelf on first use).
+    snapshot: Cell<Vec<u8>>,
     /// A local reply made by the running poll, sent when the poll returns.
     pub(crate) reply: std::cell::RefCell<StagedReply>,
     /// Child spans started by handlers and not finished yet.
@@ -223,25 +225,38 @@ impl StreamCore {
         self.req_body.reset();
         self.resp_body.reset();
         self.send_waker.clear();
+        // What the stream grew goes back to the worker's shelves (`executor::spare`): a slot
+        // at rest holds no buffer.
         self.callouts.reset();
         self.streams.reset();
         self.arena.reset();
-        self.spans.finish_all();
+        self.spans.reset();
         self.goaway.set(None);
         if let Some(key) = self.live.take() {
             crate::filter::http::live::leave(key);
         }
-        let reply = self.reply.get_mut();
-        if reply.armed {
-            // Staged but never sent (the stream ended inside the poll that made it). A sent
-            // reply was disarmed, and its buffer bounded, when it was sent.
-            reply.clear();
+        // A reply staged but never sent (the stream ended inside the poll that made it) is
+        // dropped with it.
+        self.reply.get_mut().clear();
+        spare::give_bytes(core::mem::take(self.snapshot.get_mut()));
+    }
+
+    /// The header-iteration scratch: the slot's own, or one from the worker's shelf. Handed
+    /// back with [`StreamCore::put_snapshot`].
+    #[inline]
+    pub(crate) fn take_snapshot(&self) -> Vec<u8> {
+        let buf = self.snapshot.take();
+        if buf.capacity() != 0 {
+            return buf;
         }
-        let snapshot = self.snapshot.get_mut();
-        snapshot.clear();
-        if snapshot.capacity() > RETAINED_SNAPSHOT {
-            *snapshot = Vec::new();
-        }
+        spare::bytes()
+    }
+
+    /// Keeps `buf` as the stream's scratch (until the stream ends); a nested iteration's
+    /// scratch, already replaced, goes back to the shelf.
+    #[inline]
+    pub(crate) fn put_snapshot(&self, buf: Vec<u8>) {
+        spare::give_bytes(self.snapshot.replace(buf));
     }
 
     /// The stream's state.
@@ -321,8 +336,7 @@ impl StreamCore {
         &self.meta.name
     }
 
-    /// Bytes of per-stream buffers this slot keeps allocated (bounded while idle; see
-    /// `RETAINED_*` in the arena, callout and stream tables).
+    /// Bytes of per-stream buffers this slot holds (none once reset: see `reset`).
     #[cfg(feature = "testing")]
     pub(crate) fn retained_bytes(&self) -> usize {
         self.arena.capacity()
@@ -337,6 +351,3 @@ impl StreamCore {
             }
     }
 }
-
-/// Capacity the header-iteration scratch keeps for the slot's next streams.
-pub(crate) const RETAINED_SNAPSHOT: usize = 16 * 1024;

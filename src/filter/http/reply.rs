@@ -6,26 +6,29 @@
 //! handler's own code is on the stack. So `send` only records the reply; the state machine
 //! sends it when the poll that made it returns, after every effect of that poll reached Envoy.
 
+use crate::executor::spare;
 use arrayvec::ArrayVec;
 
-/// Bytes an idle slot keeps for the next stream's reply.
+/// Bytes a slot keeps for the rest of its stream once a reply was sent (a bigger buffer goes
+/// back to the worker's shelf, which frees it).
 pub(crate) const RETAINED: usize = 16 * 1024;
 
 /// Most headers a reply carries; later ones are dropped.
 pub(crate) const MAX_HEADERS: usize = 32;
 
-/// The recorded reply, in one buffer reused across streams of a slot (no allocation per
-/// request once it has grown): header names and values back to back, then the body, then the
-/// details.
+/// The recorded reply, in one buffer taken from the worker's shelf of byte buffers when a reply
+/// is staged and given back when the stream ends (no allocation per request once the shelf has
+/// buffers; nothing held by a stream that does not reply): each header as its name length and
+/// value length (`u32`, native order), name and value; then the body, then the details.
 #[derive(Default)]
 pub(crate) struct StagedReply {
     pub(crate) armed: bool,
     /// The staged answer is "restart the filter chain" (`recreate_stream`), not a reply.
     pub(crate) recreate: bool,
+    /// Headers in `bytes`.
+    headers: u8,
     pub(crate) status: u32,
     bytes: Vec<u8>,
-    /// (name len, value len) of each header, in order.
-    spans: ArrayVec<(u32, u32), MAX_HEADERS>,
     body_len: usize,
     details_len: usize,
 }
@@ -42,17 +45,23 @@ impl StagedReply {
         details: &str,
     ) {
         let headers = &headers[..headers.len().min(MAX_HEADERS)];
+        if self.bytes.capacity() == 0 {
+            self.bytes = spare::bytes();
+        }
         self.bytes.clear();
-        self.spans.clear();
-        let head: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let head: usize = headers.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
         self.bytes.reserve(head + body.len() + details.len());
         for (k, v) in headers {
+            self.bytes
+                .extend_from_slice(&(k.len() as u32).to_ne_bytes());
+            self.bytes
+                .extend_from_slice(&(v.len() as u32).to_ne_bytes());
             self.bytes.extend_from_slice(k.as_bytes());
             self.bytes.extend_from_slice(v);
-            self.spans.push((k.len() as u32, v.len() as u32));
         }
         self.bytes.extend_from_slice(body);
         self.bytes.extend_from_slice(details.as_bytes());
+        self.headers = headers.len() as u8;
         self.body_len = body.len();
         self.details_len = details.len();
         self.status = status;
@@ -74,9 +83,12 @@ impl StagedReply {
     ) -> R {
         let mut pairs: ArrayVec<(&[u8], &[u8]), MAX_HEADERS> = ArrayVec::new();
         let mut rest = self.bytes.as_slice();
-        for &(k, v) in &self.spans {
-            let (k, after) = rest.split_at(k as usize);
-            let (v, after) = after.split_at(v as usize);
+        for _ in 0..self.headers {
+            let (lens, after) = rest.split_at(8);
+            let k = u32::from_ne_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
+            let v = u32::from_ne_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
+            let (k, after) = after.split_at(k);
+            let (v, after) = after.split_at(v);
             pairs.push((k, v));
             rest = after;
         }
@@ -85,17 +97,14 @@ impl StagedReply {
         f(self.status, &pairs, body, details)
     }
 
-    /// Forgets the reply, keeping a bounded buffer.
+    /// Forgets the reply and gives its buffer back to the worker's shelf.
     pub(crate) fn clear(&mut self) {
         self.armed = false;
         self.recreate = false;
-        self.bytes.clear();
-        self.spans.clear();
+        self.headers = 0;
         self.body_len = 0;
         self.details_len = 0;
-        if self.bytes.capacity() > RETAINED {
-            self.bytes = Vec::new();
-        }
+        spare::give_bytes(core::mem::take(&mut self.bytes));
     }
 
     /// Bytes kept allocated.
@@ -152,6 +161,6 @@ mod tests {
         });
         r.stage(500, &[], &vec![0u8; 2 * RETAINED], "big");
         r.clear();
-        assert!(!r.armed && r.capacity() <= RETAINED);
+        assert!(!r.armed && r.capacity() == 0);
     }
 }

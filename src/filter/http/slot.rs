@@ -224,7 +224,7 @@ where
             wakes_scheduled: slot.core.task.commits(),
         };
         if clean {
-            // Readied for the next stream now, so an idle slot holds only bounded buffers.
+            // Readied for the next stream now: its buffers go back to the worker's shelves.
             let mut slot = slot;
             slot.core.reset();
             cfg.pool.put(slot, totals);

@@ -368,8 +368,8 @@ impl TestFilter {
         })
     }
 
-    /// Bytes of per-stream buffers the config's idle slots keep for reuse (bounded per slot:
-    /// see `CONSTRAINTS.md`, "Soundness").
+    /// Bytes of per-stream buffers the config's idle slots hold (none: what a stream grows goes
+    /// back to its worker's bounded shelves when it ends; see `CONSTRAINTS.md`, "Soundness").
     pub fn idle_retained_bytes(&self) -> usize {
         self.config().idle_retained_bytes()
     }

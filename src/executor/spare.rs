@@ -1,0 +1,326 @@
+//! Per-worker spare storage: what a stream grows (header-arena blocks, byte buffers, callout
+//! tables) starts empty, is taken from the worker's shelf when first used, and is given back
+//! when the stream ends. A stream at rest, and a slot waiting in its pool, hold none of it.
+//!
+//! Each kind of storage has one shelf per thread (Envoy's workers), so taking and giving is a
+//! plain `Vec` pop and push on the thread's own list: no lock, no atomic, no allocation once
+//! the shelf has what its streams use. A shelf is bounded: it keeps at most `max_items` values,
+//! at most `max_bytes` of heap memory in all, and never a value holding more than `max_item`
+//! bytes (a stream that grew big frees what it grew when it ends). What a full shelf is handed
+//! is freed.
+//!
+//! Values move between streams only through a shelf, by value: a value is held by one stream
+//! or by the shelf, never both (the shelf's unit tests check this for random sequences).
+
+use std::cell::{OnceCell, RefCell};
+use std::thread::LocalKey;
+
+/// Storage that can wait on a shelf between streams.
+pub(crate) trait Spare: Sized + 'static {
+    /// Heap bytes the value holds (what keeping it costs).
+    fn held(&self) -> usize;
+    /// Forgets the last stream's contents, keeping the storage. Runs before the value goes on
+    /// the shelf, outside the shelf's borrow (it may drop wakers, which may run any code).
+    fn recycle(&mut self);
+    /// The calling thread's shelf of this kind.
+    fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>>;
+}
+
+/// One thread's spare values of one kind, with their bounds.
+pub(crate) struct Shelf<T> {
+    items: Vec<T>,
+    /// Sum of `held` over `items`.
+    bytes: usize,
+    max_items: usize,
+    max_bytes: usize,
+    max_item: usize,
+}
+
+impl<T: Spare> Shelf<T> {
+    /// An empty shelf keeping at most `max_items` values of at most `max_item` bytes each and
+    /// `max_bytes` in all.
+    pub(crate) const fn new(max_items: usize, max_bytes: usize, max_item: usize) -> Shelf<T> {
+        Shelf {
+            items: Vec::new(),
+            bytes: 0,
+            max_items,
+            max_bytes,
+            max_item,
+        }
+    }
+
+    /// The most recently shelved value that `fits`, if any.
+    #[inline]
+    pub(crate) fn take_if(&mut self, fits: impl Fn(&T) -> bool) -> Option<T> {
+        let i = self.items.iter().rposition(fits)?;
+        let item = self.items.swap_remove(i);
+        self.bytes -= item.held();
+        Some(item)
+    }
+
+    /// Shelves a recycled value; hands it back when the shelf may not keep it (the caller
+    /// frees it). A value that holds nothing is not kept (it costs nothing to make again).
+    #[inline]
+    pub(crate) fn put(&mut self, item: T) -> Option<T> {
+        let held = item.held();
+        if held == 0
+            || self.items.len() >= self.max_items
+            || held > self.max_item
+            || self.bytes + held > self.max_bytes
+        {
+            return Some(item);
+        }
+        if self.items.capacity() == 0 {
+            // Once, so the list never grows again.
+            self.items.reserve_exact(self.max_items);
+        }
+        self.items.push(item);
+        self.bytes += held;
+        None
+    }
+
+    /// Values on the shelf.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Heap bytes of the values on the shelf.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        debug_assert_eq!(self.bytes, self.items.iter().map(T::held).sum::<usize>());
+        self.bytes
+    }
+}
+
+/// Takes a value of kind `T` from the calling thread's shelf (the most recent one that `fits`),
+/// or `None` when it has none (or the thread is exiting).
+#[inline]
+pub(crate) fn take_if<T: Spare>(fits: impl Fn(&T) -> bool) -> Option<T> {
+    T::shelf()
+        .try_with(|s| s.try_borrow_mut().ok()?.take_if(fits))
+        .ok()
+        .flatten()
+}
+
+/// Takes any value of kind `T` from the calling thread's shelf.
+#[inline]
+pub(crate) fn take<T: Spare>() -> Option<T> {
+    take_if(|_| true)
+}
+
+/// Recycles `item` and gives it to the calling thread's shelf; frees it when the shelf is full
+/// or may not keep it.
+#[inline]
+pub(crate) fn give<T: Spare>(mut item: T) {
+    item.recycle();
+    let mut item = Some(item);
+    let _ = T::shelf().try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if let Some(v) = item.take() {
+                item = s.put(v);
+            }
+        }
+    });
+    // A value the shelf did not take is freed here, outside its borrow.
+    drop(item);
+}
+
+/// The calling thread's shelf of `T`: (values, bytes).
+#[cfg(test)]
+pub(crate) fn shelved<T: Spare>() -> (usize, usize) {
+    T::shelf().with(|s| {
+        let s = s.borrow();
+        (s.len(), s.bytes())
+    })
+}
+
+/// Storage of kind `T` that a stream takes from the shelf on first use ([`OnDemand::get_or_take`])
+/// and gives back at reset ([`OnDemand::release`]); one pointer while unused. Once taken it
+/// stays put until the release, which needs `&mut self`, so references to it never dangle.
+pub(crate) struct OnDemand<T>(OnceCell<Box<T>>);
+
+impl<T> Default for OnDemand<T> {
+    fn default() -> Self {
+        OnDemand(OnceCell::new())
+    }
+}
+
+impl<T: Default> OnDemand<T>
+where
+    Box<T>: Spare,
+{
+    /// The storage, if this stream took it.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.0.get().map(|b| &**b)
+    }
+
+    /// The storage, taken from the shelf (or made) on the stream's first use.
+    #[inline]
+    pub(crate) fn get_or_take(&self) -> &T {
+        self.0.get_or_init(|| take::<Box<T>>().unwrap_or_default())
+    }
+
+    /// Gives the storage back to the shelf (recycled), if the stream took it.
+    #[inline]
+    pub(crate) fn release(&mut self) {
+        if let Some(b) = self.0.take() {
+            give(b);
+        }
+    }
+}
+
+/// A byte buffer, the spare kind of per-stream scratch (header snapshots, staged replies).
+impl Spare for Vec<u8> {
+    fn held(&self) -> usize {
+        self.capacity()
+    }
+    fn recycle(&mut self) {
+        self.clear();
+    }
+    fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
+        &BYTES
+    }
+}
+
+/// Most byte buffers a worker keeps.
+pub(crate) const BYTES_MAX_ITEMS: usize = 64;
+/// Largest byte buffer a worker keeps (bigger ones are freed when their stream ends).
+pub(crate) const BYTES_MAX_ITEM: usize = 64 * 1024;
+/// Most bytes of byte buffers a worker keeps.
+pub(crate) const BYTES_MAX_BYTES: usize = 512 * 1024;
+
+thread_local! {
+    static BYTES: RefCell<Shelf<Vec<u8>>> =
+        const { RefCell::new(Shelf::new(BYTES_MAX_ITEMS, BYTES_MAX_BYTES, BYTES_MAX_ITEM)) };
+}
+
+/// Takes a byte buffer from the calling thread's shelf, or an empty one.
+#[inline]
+pub(crate) fn bytes() -> Vec<u8> {
+    take::<Vec<u8>>().unwrap_or_default()
+}
+
+/// Gives a byte buffer back (nothing happens for one that never allocated).
+#[inline]
+pub(crate) fn give_bytes(buf: Vec<u8>) {
+    if buf.capacity() != 0 {
+        give(buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    /// A test kind whose values carry an identity, so sharing would show.
+    struct Buf(Vec<u8>);
+
+    impl Spare for Buf {
+        fn held(&self) -> usize {
+            self.0.capacity()
+        }
+        fn recycle(&mut self) {
+            self.0.clear();
+        }
+        fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
+            thread_local! {
+                static S: RefCell<Shelf<Buf>> = const { RefCell::new(Shelf::new(4, 4096, 2048)) };
+            }
+            &S
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Stream `i` takes a buffer (from the shelf, or a new one) if it holds none.
+        Take(usize),
+        /// Stream `i` writes `n` more bytes into its buffer.
+        Grow(usize, usize),
+        /// Stream `i` ends: its buffer goes back.
+        Give(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..6usize).prop_map(Op::Take),
+            (0..6usize, 0..3000usize).prop_map(|(i, n)| Op::Grow(i, n)),
+            (0..6usize).prop_map(Op::Give),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn shelf_bounds_hold_and_no_buffer_is_shared(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut streams: Vec<Option<Buf>> = (0..6).map(|_| None).collect();
+            for op in ops {
+                match op {
+                    Op::Take(i) => {
+                        if streams[i].is_none() {
+                            let b = take::<Buf>().unwrap_or(Buf(Vec::new()));
+                            // What comes off the shelf was recycled: empty.
+                            prop_assert!(b.0.is_empty());
+                            streams[i] = Some(b);
+                        }
+                    }
+                    Op::Grow(i, n) => {
+                        if let Some(b) = streams[i].as_mut() {
+                            b.0.extend(std::iter::repeat_n(i as u8, n));
+                        }
+                    }
+                    Op::Give(i) => {
+                        if let Some(b) = streams[i].take() {
+                            give(b);
+                        }
+                    }
+                }
+                // Every stream's bytes are its own (a shared buffer would mix them).
+                for (i, b) in streams.iter().enumerate() {
+                    if let Some(b) = b {
+                        prop_assert!(b.0.iter().all(|&x| x == i as u8));
+                    }
+                }
+                // No allocation is held twice: by two streams, or by a stream and the shelf.
+                let mut seen = HashSet::new();
+                for b in streams.iter().flatten() {
+                    if b.0.capacity() > 0 {
+                        prop_assert!(seen.insert(b.0.as_ptr() as usize));
+                    }
+                }
+                let shelf_ok = Buf::shelf().with(|s| {
+                    let s = s.borrow();
+                    s.items.iter().all(|b| {
+                        b.0.capacity() > 0
+                            && b.0.capacity() <= s.max_item
+                            && seen.insert(b.0.as_ptr() as usize)
+                    }) && s.items.len() <= s.max_items
+                        && s.bytes() <= s.max_bytes
+                });
+                prop_assert!(shelf_ok);
+            }
+            // Leave the thread's shelf empty for the next case.
+            while take::<Buf>().is_some() {}
+        }
+    }
+
+    #[test]
+    fn oversized_and_surplus_values_are_freed() {
+        let mut s: Shelf<Vec<u8>> = Shelf::new(2, 1000, 600);
+        assert!(
+            s.put(Vec::with_capacity(700)).is_some(),
+            "larger than max_item"
+        );
+        assert!(s.put(Vec::with_capacity(500)).is_none());
+        assert!(s.put(Vec::with_capacity(501)).is_some(), "past max_bytes");
+        assert!(s.put(Vec::with_capacity(400)).is_none());
+        assert!(s.put(Vec::with_capacity(10)).is_some(), "past max_items");
+        assert_eq!((s.len(), s.bytes()), (2, 900));
+        let big = s.take_if(|v| v.capacity() >= 450).unwrap();
+        assert_eq!(big.capacity(), 500);
+        assert!(s.take_if(|v| v.capacity() >= 450).is_none());
+        assert_eq!((s.len(), s.bytes()), (1, 400));
+    }
+}
