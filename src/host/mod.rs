@@ -337,6 +337,11 @@ pub(crate) trait ConfigHost: Outbound {
     /// Applies a metric operation through the config (Envoy 1.39+); the ABI metrics result,
     /// or `None` when this Envoy lacks the callback.
     fn metric(&self, op: MetricOp, id: usize, labels: &[&[u8]], value: u64) -> Option<u32>;
+    /// Whether jisr's process-wide timers schedule the config's `jisr_*` stats flush (`false`:
+    /// the host runs it when asked).
+    fn timers_fire_stats_flush(&self) -> bool {
+        true
+    }
 }
 
 pub(crate) use crate::executor::sched::Committer;

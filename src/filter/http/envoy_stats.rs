@@ -134,7 +134,9 @@ impl EnvoyStats {
             }
             stats.path = Path::Main(MainFlush {
                 gate: FlushGate::new(
-                    crate::filter::http::stats_flush::ProcessTimers,
+                    crate::filter::http::stats_flush::ProcessTimers {
+                        fire: host.timers_fire_stats_flush(),
+                    },
                     host.new_scheduler(),
                 ),
                 sent: Mutex::new(Figures::default()),
