@@ -65,25 +65,44 @@ impl Drop for Block {
 pub(crate) struct Chain(Vec<Block>);
 
 impl Chain {
-    /// Bytes of the blocks.
+    /// Bytes of the blocks (no walk for the common chain of one block).
+    #[inline]
     fn block_bytes(&self) -> usize {
-        self.0.iter().map(|b| b.len).sum()
+        match self.0.as_slice() {
+            [one] => one.len,
+            blocks => blocks.iter().map(|b| b.len).sum(),
+        }
     }
 }
 
+/// Largest chain a worker keeps (`RETAINED` bytes of blocks and their list).
+const MAX_CHAIN: usize = RETAINED + 1024;
+
 impl Spare for Chain {
+    #[inline]
     fn held(&self) -> usize {
         self.block_bytes() + self.0.capacity() * size_of::<Block>()
     }
+    #[inline]
     fn recycle(&mut self) {}
     fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
         thread_local! {
+            // The list behind the cache: one chain and `MAX_CHAIN` bytes less, so both
+            // together keep at most `SHELF_CHAINS` chains and `SHELF_BYTES`.
             static CHAINS: RefCell<Shelf<Chain>> = const {
-                RefCell::new(Shelf::new(SHELF_CHAINS, SHELF_BYTES, RETAINED + 1024))
+                RefCell::new(Shelf::new(SHELF_CHAINS - 1, SHELF_BYTES - MAX_CHAIN, MAX_CHAIN))
             };
         }
         &CHAINS
     }
+    #[inline]
+    fn cache() -> Option<&'static LocalKey<Cell<Option<Self>>>> {
+        thread_local! {
+            static CACHE: Cell<Option<Chain>> = const { Cell::new(None) };
+        }
+        Some(&CACHE)
+    }
+    const CACHED: usize = MAX_CHAIN;
 }
 
 /// The arena. Hands out `&[u8]` tied to `&self`; resetting needs `&mut self`, so no copy handed
