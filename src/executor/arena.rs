@@ -7,11 +7,14 @@
 //! the stream slot and is only reset when the slot is reused — after every future of the stream
 //! (and so every view) is gone.
 //!
-//! An arena at rest holds no memory. Its blocks come as one chain from the worker's shelf of
-//! spare chains (`executor::spare`) on the first copy of a stream and go back to it (at most
-//! [`RETAINED`] bytes of them) when the slot is reset, so the steady state allocates nothing and
-//! a stream that copies nothing holds nothing. A value equal to one of the last few copied is
-//! not copied again, so reading the same header in a loop does not grow the arena.
+//! An arena that never copied holds no memory. Its blocks come as one chain from the worker's
+//! shelf of spare chains (`executor::spare`) on the first copy of a stream and go back to it (at
+//! most [`RETAINED`] bytes of them) when the slot is reset, so the steady state allocates nothing
+//! and a stream that copies nothing holds nothing. One exception makes the common case free: a
+//! chain of exactly one first block ([`FIRST_BLOCK`] bytes) stays with the slot, rewound, for its
+//! next stream, so an idle slot holds at most that block and its one-entry list. A value equal
+//! to one of the last few copied is not copied again, so reading the same header in a loop does
+//! not grow the arena.
 
 use crate::executor::spare::{self, Shelf, Spare};
 use std::cell::{Cell, RefCell};
@@ -242,13 +245,36 @@ impl Arena {
         start
     }
 
-    /// Forgets every copy (the caller holds `&mut`, so none is borrowed) and gives the blocks
-    /// (at most [`RETAINED`] bytes of them) back to the worker's shelf: the arena holds nothing.
+    /// Forgets every copy (the caller holds `&mut`, so none is borrowed). An arena that grew
+    /// exactly its first block ([`FIRST_BLOCK`] bytes, what a stream reading a few header values
+    /// takes) keeps it for the slot's next stream, rewound; any other chain goes back to the
+    /// worker's shelf (at most [`RETAINED`] bytes of it) and the arena holds nothing.
     #[inline]
     pub(crate) fn reset(&mut self) {
         if *self.total.get_mut() == 0 {
             return;
         }
+        *self.total.get_mut() = 0;
+        for r in &mut self.recent {
+            *r.get_mut() = (core::ptr::null(), 0);
+        }
+        *self.recent_at.get_mut() = 0;
+        if let [first] = self.blocks.get_mut().0.as_slice() {
+            if first.len == FIRST_BLOCK {
+                // The slot keeps one first block: no shelf round trip for the next stream.
+                *self.next.get_mut() = first.ptr.as_ptr();
+                *self.left.get_mut() = FIRST_BLOCK;
+                *self.current.get_mut() = 0;
+                return;
+            }
+        }
+        self.give_back();
+    }
+
+    /// Gives the chain (at most [`RETAINED`] bytes of it) to the worker's shelf.
+    #[cold]
+    #[inline(never)]
+    fn give_back(&mut self) {
         if *self.held.get_mut() > RETAINED {
             self.shrink();
         }
@@ -257,11 +283,6 @@ impl Arena {
         *self.current.get_mut() = 0;
         *self.next.get_mut() = core::ptr::null_mut();
         *self.left.get_mut() = 0;
-        *self.total.get_mut() = 0;
-        for r in &mut self.recent {
-            *r.get_mut() = (core::ptr::null(), 0);
-        }
-        *self.recent_at.get_mut() = 0;
     }
 
     /// Drops blocks beyond the first [`RETAINED`] bytes.

@@ -213,8 +213,10 @@ where
     /// Gives the storage back to the shelf (recycled), if the stream took it.
     #[inline]
     pub(crate) fn release(&mut self) {
-        if let Some(b) = self.0.take() {
-            give(b);
+        if self.0.get().is_some() {
+            if let Some(b) = self.0.take() {
+                give(b);
+            }
         }
     }
 }

@@ -98,7 +98,19 @@ impl StagedReply {
     }
 
     /// Forgets the reply and gives its buffer back to the worker's shelf.
+    #[inline]
     pub(crate) fn clear(&mut self) {
+        if self.bytes.capacity() == 0 && !self.armed && !self.recreate {
+            // Nothing staged since the last clear (or ever): nothing to forget.
+            debug_assert_eq!((self.headers, self.body_len, self.details_len), (0, 0, 0));
+            return;
+        }
+        self.clear_staged();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn clear_staged(&mut self) {
         self.armed = false;
         self.recreate = false;
         self.headers = 0;
