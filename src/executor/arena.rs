@@ -316,7 +316,7 @@ impl Arena {
 /// # Safety
 /// `src` is valid for reading and `dst` for writing `n` bytes, and the ranges do not overlap.
 #[inline]
-unsafe fn copy_small(src: *const u8, dst: *mut u8, n: usize) {
+pub(crate) unsafe fn copy_small(src: *const u8, dst: *mut u8, n: usize) {
     // SAFETY: every access below stays within the first `n` bytes of `src` and `dst` (valid
     // and disjoint, guaranteed by the caller); unaligned accesses are explicitly unaligned.
     unsafe {
