@@ -226,7 +226,7 @@ impl StreamCore {
         self.resp_body.reset();
         self.send_waker.clear();
         // What the stream grew goes back to the worker's shelves (`executor::spare`): a slot
-        // at rest holds no buffer.
+        // at rest holds no buffer but, at most, its arena's first block (`Arena::reset`).
         self.callouts.reset();
         self.streams.reset();
         self.arena.reset();
