@@ -743,7 +743,11 @@ fn item11_idle_slot_keeps_at_most_the_first_arena_block() {
         assert_eq!(f.idle_retained_bytes(), 256, "the first block stays");
     }
     run(&"k".repeat(10_000));
-    assert_eq!(f.idle_retained_bytes(), 0, "a grown arena goes to the shelf");
+    assert_eq!(
+        f.idle_retained_bytes(),
+        0,
+        "a grown arena goes to the shelf"
+    );
     run("secret");
     assert_eq!(f.idle_retained_bytes(), 256);
     // A stream that copies nothing: the kept block stays, rewound.

@@ -199,7 +199,7 @@ mod tests {
                     &[(name.as_bytes(), &src[..n]), (b"x".as_slice(), &src[n..])]
                 );
                 assert_eq!(body, &src[..n / 2]);
-                assert_eq!(details, name[..n / 3].as_bytes());
+                assert_eq!(details, &name.as_bytes()[..n / 3]);
             });
         }
         r.stage(500, &[], &vec![0u8; 2 * RETAINED], "big");
