@@ -400,13 +400,40 @@ mod tests {
     }
 
     #[test]
+    fn a_one_block_arena_keeps_its_block_rewound() {
+        empty_shelf();
+        let mut arena = Arena::default();
+        let first = arena.keep(b"secret").as_ptr();
+        assert_eq!(arena.capacity(), FIRST_BLOCK);
+        for round in 0..3u8 {
+            arena.reset();
+            // Kept, not shelved: the next stream copies into the same block from its start.
+            assert_eq!(arena.capacity(), FIRST_BLOCK);
+            assert_eq!(spare::shelved::<Chain>(), (0, 0));
+            let v = arena.keep(&[round; 10]);
+            assert_eq!((v, v.as_ptr()), (&[round; 10][..], first));
+            // The ring of recent copies was forgotten: an old value is copied again.
+            assert_eq!(arena.keep(b"secret"), b"secret");
+        }
+        // A second block: the whole chain goes back to the shelf, the arena holds nothing.
+        arena.keep(&[9; FIRST_BLOCK]);
+        arena.reset();
+        assert_eq!(arena.capacity(), 0);
+        assert_eq!(spare::shelved::<Chain>().0, 1);
+        empty_shelf();
+    }
+
+    #[test]
     fn two_arenas_never_share_a_block() {
         empty_shelf();
         let mut a = Arena::default();
         let mut b = Arena::default();
+        // Values larger than a first block, so every reset gives the chain to the shelf (a chain of
+        // one first block would stay with its arena).
+        const N: usize = FIRST_BLOCK + 44;
         for round in 0..4u8 {
-            let va = a.keep(&[round; 100]).as_ptr();
-            let vb = b.keep(&[round + 100; 100]).as_ptr();
+            let va = a.keep(&[round; N]).as_ptr();
+            let vb = b.keep(&[round + 100; N]).as_ptr();
             let ra = a
                 .blocks
                 .borrow()
@@ -423,8 +450,8 @@ mod tests {
                 .collect::<Vec<_>>();
             assert!(ra.iter().all(|p| !rb.contains(p)), "round {round}");
             assert_ne!(va, vb);
-            assert_eq!(a.keep(&[round; 100]), &[round; 100][..]);
-            assert_eq!(b.keep(&[round + 100; 100]), &[round + 100; 100][..]);
+            assert_eq!(a.keep(&[round; N]), &[round; N][..]);
+            assert_eq!(b.keep(&[round + 100; N]), &[round + 100; N][..]);
             // Reset in turn: the shelf hands each chain to one arena at a time.
             if round % 2 == 0 {
                 a.reset();
