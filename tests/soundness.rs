@@ -712,6 +712,49 @@ fn item11_idle_slot_retains_bounded_memory() {
     assert_eq!(kept, 0, "an idle slot keeps {kept} bytes");
 }
 
+async fn reads_a_header(req: Request<'_>, w: ResponseWriter<'_>) {
+    let n = req.header("x-key").map_or(0, |v| v.len());
+    w.set_metadata_num("t", "n", n as f64);
+}
+
+/// A stream that read a few header values leaves its slot exactly the arena's first block
+/// (256 bytes), kept for the slot's next stream; a stream that grew more leaves nothing, and
+/// one that read nothing changes nothing.
+#[test]
+fn item11_idle_slot_keeps_at_most_the_first_arena_block() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", reads_a_header);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let run = |key: &str| {
+        let mut s = f.stream();
+        let mut h = GET.to_vec();
+        h.push(("x-key", key));
+        s.request_headers(&h, true);
+        assert_eq!(s.metadata("t", "n"), Some(MetaValue::Num(key.len() as f64)));
+    };
+    assert_eq!(f.idle_retained_bytes(), 0);
+    for _ in 0..3 {
+        run("secret");
+        assert_eq!(f.idle_retained_bytes(), 256, "the first block stays");
+    }
+    run(&"k".repeat(10_000));
+    assert_eq!(
+        f.idle_retained_bytes(),
+        0,
+        "a grown arena goes to the shelf"
+    );
+    run("secret");
+    assert_eq!(f.idle_retained_bytes(), 256);
+    // A stream that copies nothing: the kept block stays, rewound.
+    run("");
+    assert_eq!(f.idle_retained_bytes(), 256);
+}
+
 // ---- 12. A future whose destructor panics does not cost a slot.
 
 struct DropBomb;

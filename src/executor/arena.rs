@@ -7,11 +7,14 @@
 //! the stream slot and is only reset when the slot is reused — after every future of the stream
 //! (and so every view) is gone.
 //!
-//! An arena at rest holds no memory. Its blocks come as one chain from the worker's shelf of
-//! spare chains (`executor::spare`) on the first copy of a stream and go back to it (at most
-//! [`RETAINED`] bytes of them) when the slot is reset, so the steady state allocates nothing and
-//! a stream that copies nothing holds nothing. A value equal to one of the last few copied is
-//! not copied again, so reading the same header in a loop does not grow the arena.
+//! An arena that never copied holds no memory. Its blocks come as one chain from the worker's
+//! shelf of spare chains (`executor::spare`) on the first copy of a stream and go back to it (at
+//! most [`RETAINED`] bytes of them) when the slot is reset, so the steady state allocates nothing
+//! and a stream that copies nothing holds nothing. One exception makes the common case free: a
+//! chain of exactly one first block ([`FIRST_BLOCK`] bytes) stays with the slot, rewound, for its
+//! next stream, so an idle slot holds at most that block and its one-entry list. A value equal
+//! to one of the last few copied is not copied again, so reading the same header in a loop does
+//! not grow the arena.
 
 use crate::executor::spare::{self, Shelf, Spare};
 use std::cell::{Cell, RefCell};
@@ -65,25 +68,44 @@ impl Drop for Block {
 pub(crate) struct Chain(Vec<Block>);
 
 impl Chain {
-    /// Bytes of the blocks.
+    /// Bytes of the blocks (no walk for the common chain of one block).
+    #[inline]
     fn block_bytes(&self) -> usize {
-        self.0.iter().map(|b| b.len).sum()
+        match self.0.as_slice() {
+            [one] => one.len,
+            blocks => blocks.iter().map(|b| b.len).sum(),
+        }
     }
 }
 
+/// Largest chain a worker keeps (`RETAINED` bytes of blocks and their list).
+const MAX_CHAIN: usize = RETAINED + 1024;
+
 impl Spare for Chain {
+    #[inline]
     fn held(&self) -> usize {
         self.block_bytes() + self.0.capacity() * size_of::<Block>()
     }
+    #[inline]
     fn recycle(&mut self) {}
     fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
         thread_local! {
+            // The list behind the cache: one chain and `MAX_CHAIN` bytes less, so both
+            // together keep at most `SHELF_CHAINS` chains and `SHELF_BYTES`.
             static CHAINS: RefCell<Shelf<Chain>> = const {
-                RefCell::new(Shelf::new(SHELF_CHAINS, SHELF_BYTES, RETAINED + 1024))
+                RefCell::new(Shelf::new(SHELF_CHAINS - 1, SHELF_BYTES - MAX_CHAIN, MAX_CHAIN))
             };
         }
         &CHAINS
     }
+    #[inline]
+    fn cache() -> Option<&'static LocalKey<Cell<Option<Self>>>> {
+        thread_local! {
+            static CACHE: Cell<Option<Chain>> = const { Cell::new(None) };
+        }
+        Some(&CACHE)
+    }
+    const CACHED: usize = MAX_CHAIN;
 }
 
 /// The arena. Hands out `&[u8]` tied to `&self`; resetting needs `&mut self`, so no copy handed
@@ -223,13 +245,36 @@ impl Arena {
         start
     }
 
-    /// Forgets every copy (the caller holds `&mut`, so none is borrowed) and gives the blocks
-    /// (at most [`RETAINED`] bytes of them) back to the worker's shelf: the arena holds nothing.
+    /// Forgets every copy (the caller holds `&mut`, so none is borrowed). An arena that grew
+    /// exactly its first block ([`FIRST_BLOCK`] bytes, what a stream reading a few header values
+    /// takes) keeps it for the slot's next stream, rewound; any other chain goes back to the
+    /// worker's shelf (at most [`RETAINED`] bytes of it) and the arena holds nothing.
     #[inline]
     pub(crate) fn reset(&mut self) {
         if *self.total.get_mut() == 0 {
             return;
         }
+        *self.total.get_mut() = 0;
+        for r in &mut self.recent {
+            *r.get_mut() = (core::ptr::null(), 0);
+        }
+        *self.recent_at.get_mut() = 0;
+        if let [first] = self.blocks.get_mut().0.as_slice() {
+            if first.len == FIRST_BLOCK {
+                // The slot keeps one first block: no shelf round trip for the next stream.
+                *self.next.get_mut() = first.ptr.as_ptr();
+                *self.left.get_mut() = FIRST_BLOCK;
+                *self.current.get_mut() = 0;
+                return;
+            }
+        }
+        self.give_back();
+    }
+
+    /// Gives the chain (at most [`RETAINED`] bytes of it) to the worker's shelf.
+    #[cold]
+    #[inline(never)]
+    fn give_back(&mut self) {
         if *self.held.get_mut() > RETAINED {
             self.shrink();
         }
@@ -238,11 +283,6 @@ impl Arena {
         *self.current.get_mut() = 0;
         *self.next.get_mut() = core::ptr::null_mut();
         *self.left.get_mut() = 0;
-        *self.total.get_mut() = 0;
-        for r in &mut self.recent {
-            *r.get_mut() = (core::ptr::null(), 0);
-        }
-        *self.recent_at.get_mut() = 0;
     }
 
     /// Drops blocks beyond the first [`RETAINED`] bytes.
@@ -276,7 +316,7 @@ impl Arena {
 /// # Safety
 /// `src` is valid for reading and `dst` for writing `n` bytes, and the ranges do not overlap.
 #[inline]
-unsafe fn copy_small(src: *const u8, dst: *mut u8, n: usize) {
+pub(crate) unsafe fn copy_small(src: *const u8, dst: *mut u8, n: usize) {
     // SAFETY: every access below stays within the first `n` bytes of `src` and `dst` (valid
     // and disjoint, guaranteed by the caller); unaligned accesses are explicitly unaligned.
     unsafe {
@@ -360,13 +400,40 @@ mod tests {
     }
 
     #[test]
+    fn a_one_block_arena_keeps_its_block_rewound() {
+        empty_shelf();
+        let mut arena = Arena::default();
+        let first = arena.keep(b"secret").as_ptr();
+        assert_eq!(arena.capacity(), FIRST_BLOCK);
+        for round in 0..3u8 {
+            arena.reset();
+            // Kept, not shelved: the next stream copies into the same block from its start.
+            assert_eq!(arena.capacity(), FIRST_BLOCK);
+            assert_eq!(spare::shelved::<Chain>(), (0, 0));
+            let v = arena.keep(&[round; 10]);
+            assert_eq!((v, v.as_ptr()), (&[round; 10][..], first));
+            // The ring of recent copies was forgotten: an old value is copied again.
+            assert_eq!(arena.keep(b"secret"), b"secret");
+        }
+        // A second block: the whole chain goes back to the shelf, the arena holds nothing.
+        arena.keep(&[9; FIRST_BLOCK]);
+        arena.reset();
+        assert_eq!(arena.capacity(), 0);
+        assert_eq!(spare::shelved::<Chain>().0, 1);
+        empty_shelf();
+    }
+
+    #[test]
     fn two_arenas_never_share_a_block() {
         empty_shelf();
         let mut a = Arena::default();
         let mut b = Arena::default();
+        // Values larger than a first block, so every reset gives the chain to the shelf (a chain of
+        // one first block would stay with its arena).
+        const N: usize = FIRST_BLOCK + 44;
         for round in 0..4u8 {
-            let va = a.keep(&[round; 100]).as_ptr();
-            let vb = b.keep(&[round + 100; 100]).as_ptr();
+            let va = a.keep(&[round; N]).as_ptr();
+            let vb = b.keep(&[round + 100; N]).as_ptr();
             let ra = a
                 .blocks
                 .borrow()
@@ -383,8 +450,8 @@ mod tests {
                 .collect::<Vec<_>>();
             assert!(ra.iter().all(|p| !rb.contains(p)), "round {round}");
             assert_ne!(va, vb);
-            assert_eq!(a.keep(&[round; 100]), &[round; 100][..]);
-            assert_eq!(b.keep(&[round + 100; 100]), &[round + 100; 100][..]);
+            assert_eq!(a.keep(&[round; N]), &[round; N][..]);
+            assert_eq!(b.keep(&[round + 100; N]), &[round + 100; N][..]);
             // Reset in turn: the shelf hands each chain to one arena at a time.
             if round % 2 == 0 {
                 a.reset();

@@ -9,10 +9,17 @@
 //! bytes (a stream that grew big frees what it grew when it ends). What a full shelf is handed
 //! is freed.
 //!
-//! Values move between streams only through a shelf, by value: a value is held by one stream
-//! or by the shelf, never both (the shelf's unit tests check this for random sequences).
+//! A kind may put a one-value cache in front of its shelf ([`Spare::cache`]): a plain `Cell`,
+//! no borrow flag, holding the most recently given value (the top of the shelf). Most workers
+//! run one stream at a time between hooks, so the value a stream gives back at its end is the
+//! one the next stream takes: that round trip is a `Cell` swap. The cache counts in the shelf's
+//! bounds: the list behind it keeps one value and [`Spare::CACHED`] bytes less.
+//!
+//! Values move between streams only through a shelf, by value: a value is held by one stream,
+//! the cache or the shelf's list, never two of them (the unit tests check this for random
+//! sequences, through the cache and the list).
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::thread::LocalKey;
 
 /// Storage that can wait on a shelf between streams.
@@ -24,6 +31,15 @@ pub(crate) trait Spare: Sized + 'static {
     fn recycle(&mut self);
     /// The calling thread's shelf of this kind.
     fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>>;
+    /// The calling thread's one-value cache in front of the shelf, if the kind has one. It
+    /// takes a given value of 1 to [`Spare::CACHED`] bytes; the shelf's list behind it is built
+    /// one value and `CACHED` bytes smaller, so both together stay within the kind's bounds.
+    #[inline]
+    fn cache() -> Option<&'static LocalKey<Cell<Option<Self>>>> {
+        None
+    }
+    /// Most bytes a cached value may hold.
+    const CACHED: usize = 0;
 }
 
 /// One thread's spare values of one kind, with their bounds.
@@ -93,27 +109,51 @@ impl<T: Spare> Shelf<T> {
     }
 }
 
-/// Takes a value of kind `T` from the calling thread's shelf (the most recent one that `fits`),
-/// or `None` when it has none (or the thread is exiting).
+/// Takes a value of kind `T` from the calling thread's cache or shelf (the most recently given
+/// one), or `None` when it has none (or the thread is exiting).
 #[inline]
-pub(crate) fn take_if<T: Spare>(fits: impl Fn(&T) -> bool) -> Option<T> {
+pub(crate) fn take<T: Spare>() -> Option<T> {
+    if let Some(cache) = T::cache() {
+        if let Ok(Some(item)) = cache.try_with(Cell::take) {
+            return Some(item);
+        }
+    }
+    take_shelved()
+}
+
+/// Takes the most recently shelved value from the calling thread's shelf, past the cache.
+#[cold]
+#[inline(never)]
+fn take_shelved<T: Spare>() -> Option<T> {
     T::shelf()
-        .try_with(|s| s.try_borrow_mut().ok()?.take_if(fits))
+        .try_with(|s| s.try_borrow_mut().ok()?.take_if(|_| true))
         .ok()
         .flatten()
 }
 
-/// Takes any value of kind `T` from the calling thread's shelf.
-#[inline]
-pub(crate) fn take<T: Spare>() -> Option<T> {
-    take_if(|_| true)
-}
-
-/// Recycles `item` and gives it to the calling thread's shelf; frees it when the shelf is full
-/// or may not keep it.
+/// Recycles `item` and gives it to the calling thread's cache or shelf; frees it when neither
+/// may keep it.
 #[inline]
 pub(crate) fn give<T: Spare>(mut item: T) {
     item.recycle();
+    if let Some(cache) = T::cache() {
+        let held = item.held();
+        if held != 0 && held <= T::CACHED {
+            // The cache is the top of the shelf: the value it held moves to the list. (On a
+            // thread that is exiting the closure does not run and drops `item`: freed.)
+            if let Ok(Some(old)) = cache.try_with(|c| c.replace(Some(item))) {
+                shelve(old);
+            }
+            return;
+        }
+    }
+    shelve(item);
+}
+
+/// Gives a recycled `item` to the calling thread's shelf's list; frees it when the list is full
+/// or may not keep it.
+#[inline(never)]
+fn shelve<T: Spare>(item: T) {
     let mut item = Some(item);
     let _ = T::shelf().try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
@@ -126,12 +166,20 @@ pub(crate) fn give<T: Spare>(mut item: T) {
     drop(item);
 }
 
-/// The calling thread's shelf of `T`: (values, bytes).
+/// The calling thread's shelf of `T`, its cache included: (values, bytes).
 #[cfg(test)]
 pub(crate) fn shelved<T: Spare>() -> (usize, usize) {
+    let (n, bytes) = T::cache().map_or((0, 0), |c| {
+        c.with(|c| {
+            let v = c.take();
+            let out = v.as_ref().map_or((0, 0), |v| (1, v.held()));
+            c.set(v);
+            out
+        })
+    });
     T::shelf().with(|s| {
         let s = s.borrow();
-        (s.len(), s.bytes())
+        (s.len() + n, s.bytes() + bytes)
     })
 }
 
@@ -165,8 +213,10 @@ where
     /// Gives the storage back to the shelf (recycled), if the stream took it.
     #[inline]
     pub(crate) fn release(&mut self) {
-        if let Some(b) = self.0.take() {
-            give(b);
+        if self.0.get().is_some() {
+            if let Some(b) = self.0.take() {
+                give(b);
+            }
         }
     }
 }
@@ -182,6 +232,11 @@ impl Spare for Vec<u8> {
     fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
         &BYTES
     }
+    #[inline]
+    fn cache() -> Option<&'static LocalKey<Cell<Option<Self>>>> {
+        Some(&BYTES_CACHE)
+    }
+    const CACHED: usize = BYTES_CACHED;
 }
 
 /// Most byte buffers a worker keeps.
@@ -190,10 +245,20 @@ pub(crate) const BYTES_MAX_ITEMS: usize = 64;
 pub(crate) const BYTES_MAX_ITEM: usize = 64 * 1024;
 /// Most bytes of byte buffers a worker keeps.
 pub(crate) const BYTES_MAX_BYTES: usize = 512 * 1024;
+/// Largest byte buffer the worker's cache takes (a staged reply's, a header snapshot's).
+const BYTES_CACHED: usize = 16 * 1024;
 
 thread_local! {
-    static BYTES: RefCell<Shelf<Vec<u8>>> =
-        const { RefCell::new(Shelf::new(BYTES_MAX_ITEMS, BYTES_MAX_BYTES, BYTES_MAX_ITEM)) };
+    /// The list behind the cache: one buffer and `BYTES_CACHED` bytes less, so both together
+    /// keep at most `BYTES_MAX_ITEMS` buffers and `BYTES_MAX_BYTES`.
+    static BYTES: RefCell<Shelf<Vec<u8>>> = const {
+        RefCell::new(Shelf::new(
+            BYTES_MAX_ITEMS - 1,
+            BYTES_MAX_BYTES - BYTES_CACHED,
+            BYTES_MAX_ITEM,
+        ))
+    };
+    static BYTES_CACHE: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
 }
 
 /// Takes a byte buffer from the calling thread's shelf, or an empty one.
@@ -216,8 +281,14 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashSet;
 
-    /// A test kind whose values carry an identity, so sharing would show.
+    /// A test kind whose values carry an identity, so sharing would show; with a cache in
+    /// front of its shelf, like the kinds the streams use.
     struct Buf(Vec<u8>);
+
+    /// Most values and bytes the test kind's cache and list keep together.
+    const BUF_ITEMS: usize = 4;
+    const BUF_BYTES: usize = 4096;
+    const BUF_ITEM: usize = 2048;
 
     impl Spare for Buf {
         fn held(&self) -> usize {
@@ -228,10 +299,20 @@ mod tests {
         }
         fn shelf() -> &'static LocalKey<RefCell<Shelf<Self>>> {
             thread_local! {
-                static S: RefCell<Shelf<Buf>> = const { RefCell::new(Shelf::new(4, 4096, 2048)) };
+                static S: RefCell<Shelf<Buf>> = const {
+                    RefCell::new(Shelf::new(BUF_ITEMS - 1, BUF_BYTES - 1024, BUF_ITEM))
+                };
             }
             &S
         }
+        fn cache() -> Option<&'static LocalKey<Cell<Option<Self>>>> {
+            thread_local! {
+                static C: Cell<Option<Buf>> = const { Cell::new(None) };
+            }
+            Some(&C)
+        }
+        // Smaller than the largest kept value, so big values go past the cache to the list.
+        const CACHED: usize = 1024;
     }
 
     #[derive(Clone, Debug)]
@@ -290,20 +371,63 @@ mod tests {
                         prop_assert!(seen.insert(b.0.as_ptr() as usize));
                     }
                 }
+                let cached = Buf::cache().unwrap().with(|c| {
+                    let v = c.take();
+                    let out = v.as_ref().map(|b| (b.0.capacity(), b.0.as_ptr() as usize));
+                    c.set(v);
+                    out
+                });
+                if let Some((cap, ptr)) = cached {
+                    // The cache holds a recycled value within its size limit, no one else's.
+                    prop_assert!(cap > 0 && cap <= Buf::CACHED);
+                    prop_assert!(seen.insert(ptr));
+                }
                 let shelf_ok = Buf::shelf().with(|s| {
                     let s = s.borrow();
                     s.items.iter().all(|b| {
                         b.0.capacity() > 0
+                            && b.0.is_empty()
                             && b.0.capacity() <= s.max_item
                             && seen.insert(b.0.as_ptr() as usize)
                     }) && s.items.len() <= s.max_items
                         && s.bytes() <= s.max_bytes
                 });
                 prop_assert!(shelf_ok);
+                // Cache and list together stay within the kind's bounds.
+                let (n, bytes) = shelved::<Buf>();
+                prop_assert!(n <= BUF_ITEMS && bytes <= BUF_BYTES);
             }
             // Leave the thread's shelf empty for the next case.
             while take::<Buf>().is_some() {}
         }
+    }
+
+    #[test]
+    fn the_cache_is_the_top_of_the_shelf() {
+        while take::<Buf>().is_some() {}
+        let a = Buf(Vec::with_capacity(100));
+        let b = Buf(Vec::with_capacity(200));
+        let big = Buf(Vec::with_capacity(1500));
+        let (pa, pb, pbig) = (a.0.as_ptr(), b.0.as_ptr(), big.0.as_ptr());
+        give(a);
+        // One value given: it waits in the cache, the list is empty.
+        assert_eq!(Buf::shelf().with(|s| s.borrow().len()), 0);
+        assert_eq!(shelved::<Buf>(), (1, 100));
+        give(b);
+        // The second takes the cache; the first moved to the list.
+        assert_eq!(Buf::shelf().with(|s| s.borrow().len()), 1);
+        give(big);
+        // Too big for the cache: straight to the list.
+        assert_eq!(shelved::<Buf>(), (3, 1800));
+        // Taken back most recent first (the cache, then the list from its end).
+        assert_eq!(take::<Buf>().unwrap().0.as_ptr(), pb);
+        assert_eq!(take::<Buf>().unwrap().0.as_ptr(), pbig);
+        assert_eq!(take::<Buf>().unwrap().0.as_ptr(), pa);
+        assert!(take::<Buf>().is_none());
+        assert_eq!(shelved::<Buf>(), (0, 0));
+        // A value that holds nothing is not kept, not even in an empty cache.
+        give(Buf(Vec::new()));
+        assert_eq!(shelved::<Buf>(), (0, 0));
     }
 
     #[test]

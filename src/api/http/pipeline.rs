@@ -1013,8 +1013,9 @@ mod slot_size {
 
     async fn noop(_req: Request<'_>, _w: ResponseWriter<'_>) {}
 
-    /// A stream slot at rest (before its handler runs, and between streams) holds no buffer,
-    /// only its fixed part: this bounds that part, so a field that grows it fails here. See
+    /// A stream slot at rest (before its handler runs, and between streams) holds its fixed
+    /// part and at most its arena's first block (256 bytes, kept if its last stream read a few
+    /// header values): this bounds the fixed part, so a field that grows it fails here. See
     /// BENCHMARKS.md, "Memory per live stream".
     #[test]
     fn a_slot_at_rest_is_small() {

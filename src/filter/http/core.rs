@@ -226,7 +226,7 @@ impl StreamCore {
         self.resp_body.reset();
         self.send_waker.clear();
         // What the stream grew goes back to the worker's shelves (`executor::spare`): a slot
-        // at rest holds no buffer.
+        // at rest holds no buffer but, at most, its arena's first block (`Arena::reset`).
         self.callouts.reset();
         self.streams.reset();
         self.arena.reset();
@@ -238,7 +238,9 @@ impl StreamCore {
         // A reply staged but never sent (the stream ended inside the poll that made it) is
         // dropped with it.
         self.reply.get_mut().clear();
-        spare::give_bytes(core::mem::take(self.snapshot.get_mut()));
+        if self.snapshot.get_mut().capacity() != 0 {
+            spare::give(core::mem::take(self.snapshot.get_mut()));
+        }
     }
 
     /// The header-iteration scratch: the slot's own, or one from the worker's shelf. Handed

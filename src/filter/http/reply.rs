@@ -6,6 +6,7 @@
 //! handler's own code is on the stack. So `send` only records the reply; the state machine
 //! sends it when the poll that made it returns, after every effect of that poll reached Envoy.
 
+use crate::executor::arena::copy_small;
 use crate::executor::spare;
 use arrayvec::ArrayVec;
 
@@ -50,17 +51,29 @@ impl StagedReply {
         }
         self.bytes.clear();
         let head: usize = headers.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-        self.bytes.reserve(head + body.len() + details.len());
-        for (k, v) in headers {
-            self.bytes
-                .extend_from_slice(&(k.len() as u32).to_ne_bytes());
-            self.bytes
-                .extend_from_slice(&(v.len() as u32).to_ne_bytes());
-            self.bytes.extend_from_slice(k.as_bytes());
-            self.bytes.extend_from_slice(v);
+        let total = head + body.len() + details.len();
+        self.bytes.reserve(total);
+        // SAFETY: the buffer is empty with room for `total` bytes (reserved above), and the
+        // writes below cover exactly `total` bytes from its start, each range after the last
+        // (lengths, name, value per header, then body and details, as `head` counts them);
+        // the sources are the caller's slices, never this buffer. Then the first `total` bytes
+        // are initialised, so `set_len(total)` is sound.
+        unsafe {
+            let mut dst = self.bytes.as_mut_ptr();
+            for (k, v) in headers {
+                core::ptr::write_unaligned(dst as *mut u32, k.len() as u32);
+                core::ptr::write_unaligned(dst.add(4) as *mut u32, v.len() as u32);
+                dst = dst.add(8);
+                copy_small(k.as_ptr(), dst, k.len());
+                dst = dst.add(k.len());
+                copy_small(v.as_ptr(), dst, v.len());
+                dst = dst.add(v.len());
+            }
+            core::ptr::copy_nonoverlapping(body.as_ptr(), dst, body.len());
+            dst = dst.add(body.len());
+            copy_small(details.as_ptr(), dst, details.len());
+            self.bytes.set_len(total);
         }
-        self.bytes.extend_from_slice(body);
-        self.bytes.extend_from_slice(details.as_bytes());
         self.headers = headers.len() as u8;
         self.body_len = body.len();
         self.details_len = details.len();
@@ -98,7 +111,19 @@ impl StagedReply {
     }
 
     /// Forgets the reply and gives its buffer back to the worker's shelf.
+    #[inline]
     pub(crate) fn clear(&mut self) {
+        if self.bytes.capacity() == 0 && !self.armed && !self.recreate {
+            // Nothing staged since the last clear (or ever): nothing to forget.
+            debug_assert_eq!((self.headers, self.body_len, self.details_len), (0, 0, 0));
+            return;
+        }
+        self.clear_staged();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn clear_staged(&mut self) {
         self.armed = false;
         self.recreate = false;
         self.headers = 0;
@@ -159,6 +184,24 @@ mod tests {
             );
             assert!(body.is_empty() && details.is_empty());
         });
+        // Every short length of names, values, body and details comes back exactly.
+        let src: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(29) ^ 0x33).collect();
+        for n in 0..src.len() {
+            let name =
+                std::str::from_utf8(&b"abcdefghijklmnopqrstuvwxyz0123456789-_.~"[..n]).unwrap();
+            let hs = [(name, &src[..n]), ("x", &src[n..])];
+            r.clear();
+            r.stage(200 + n as u32, &hs, &src[..n / 2], &name[..n / 3]);
+            r.with_parts(|status, headers, body, details| {
+                assert_eq!(status, 200 + n as u32);
+                assert_eq!(
+                    headers,
+                    &[(name.as_bytes(), &src[..n]), (b"x".as_slice(), &src[n..])]
+                );
+                assert_eq!(body, &src[..n / 2]);
+                assert_eq!(details, &name.as_bytes()[..n / 3]);
+            });
+        }
         r.stage(500, &[], &vec![0u8; 2 * RETAINED], "big");
         r.clear();
         assert!(!r.armed && r.capacity() == 0);

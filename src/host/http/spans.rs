@@ -107,7 +107,11 @@ impl ChildSpans {
 
     /// Readies for a new stream: finishes every open child and gives the table, if the stream
     /// took one, back to the shelf.
+    #[inline]
     pub(crate) fn reset(&mut self) {
+        if self.open.get().is_none() {
+            return;
+        }
         self.finish_all();
         self.open.release();
     }
