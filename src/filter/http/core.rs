@@ -303,10 +303,17 @@ impl StreamCore {
     /// Records (or refreshes) the stream among the waiting streams: its handler pended. Only
     /// while something can list them (a server extension runs); the first time takes the
     /// worker's registry lock once, later polls only store figures.
+    #[inline]
     pub(crate) fn note_waiting(&self) {
-        if !crate::filter::http::live::enabled() {
-            return;
+        // Inline: on the common path (nothing lists streams) a pending hook pays one load.
+        if crate::filter::http::live::enabled() {
+            self.note_waiting_listed();
         }
+    }
+
+    /// `note_waiting` while a server extension lists the waiting streams.
+    #[inline(never)]
+    fn note_waiting_listed(&self) {
         let key = match self.live.get() {
             Some(key) => key,
             None => {
