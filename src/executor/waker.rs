@@ -146,6 +146,21 @@ impl WakeCell {
         self.state.fetch_and(!POLLING, Ordering::AcqRel) & WOKEN != 0
     }
 
+    /// Ends a poll that returned `Pending` when nothing can have happened to the state
+    /// meanwhile: no waker was ever cloned (so no other thread touches it) and no wake arrived
+    /// during the poll. Returns false, changing nothing, otherwise: the caller takes the general
+    /// path (`woken_during_poll`, `end_poll`). One load and a plain store, where the general
+    /// path loads the state three times.
+    #[inline]
+    pub(crate) fn end_quiet_poll(&self) -> bool {
+        let s = self.state.load(Ordering::Acquire);
+        if s & (CLONED | WOKEN) == 0 {
+            self.state.store(s & !POLLING, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
     /// A hook re-entered during a poll of this stream recorded an event: the running poll must
     /// go again before its hook returns.
     pub(crate) fn wake_nested(&self) {
