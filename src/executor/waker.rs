@@ -425,6 +425,41 @@ impl WakerSlot {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A quiet pending poll ends on the fast path and clears the poll flag; a wake during the
+    /// poll, or a waker that left the worker, sends the caller down the general path with the
+    /// state untouched.
+    #[test]
+    fn only_a_quiet_poll_ends_on_the_fast_path() {
+        let cell = Arc::new(WakeCell::default());
+        cell.begin_poll();
+        assert!(cell.end_quiet_poll());
+        assert_eq!(cell.state.load(Ordering::Relaxed) & POLLING, 0);
+
+        // Woken during the poll (a yield): the poll must go again, so nothing is ended.
+        cell.begin_poll();
+        waker_ref(&cell).wake_by_ref();
+        let before = cell.state.load(Ordering::Relaxed);
+        assert!(!cell.end_quiet_poll());
+        assert_eq!(cell.state.load(Ordering::Relaxed), before);
+        assert!(cell.woken_during_poll());
+        assert!(cell.end_poll(), "the general path still sees the wake");
+
+        // A cloned waker may wake from another thread: the general path handles it.
+        cell.begin_poll();
+        let out = (*waker_ref(&cell)).clone();
+        let before = cell.state.load(Ordering::Relaxed);
+        assert!(!cell.end_quiet_poll());
+        assert_eq!(cell.state.load(Ordering::Relaxed), before);
+        assert!(!cell.end_poll());
+        assert_eq!(cell.state.load(Ordering::Relaxed) & POLLING, 0);
+        drop(out);
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
