@@ -138,6 +138,8 @@ impl Task {
                     cell.end_poll();
                     return Driven::Ready;
                 }
+                // The common wait: no waker left the worker and none woke during the poll.
+                Ok(Poll::Pending) if cell.end_quiet_poll() => return Driven::Pending,
                 Ok(Poll::Pending) => {}
                 Err(msg) => {
                     cell.end_poll();

@@ -146,6 +146,21 @@ impl WakeCell {
         self.state.fetch_and(!POLLING, Ordering::AcqRel) & WOKEN != 0
     }
 
+    /// Ends a poll that returned `Pending` when nothing can have happened to the state
+    /// meanwhile: no waker was ever cloned (so no other thread touches it) and no wake arrived
+    /// during the poll. Returns false, changing nothing, otherwise: the caller takes the general
+    /// path (`woken_during_poll`, `end_poll`). One load and a plain store, where the general
+    /// path loads the state three times.
+    #[inline]
+    pub(crate) fn end_quiet_poll(&self) -> bool {
+        let s = self.state.load(Ordering::Acquire);
+        if s & (CLONED | WOKEN) == 0 {
+            self.state.store(s & !POLLING, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
     /// A hook re-entered during a poll of this stream recorded an event: the running poll must
     /// go again before its hook returns.
     pub(crate) fn wake_nested(&self) {
@@ -407,6 +422,41 @@ impl WakerSlot {
     #[inline]
     pub(crate) fn clear(&self) {
         drop(self.0.take());
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A quiet pending poll ends on the fast path and clears the poll flag; a wake during the
+    /// poll, or a waker that left the worker, sends the caller down the general path with the
+    /// state untouched.
+    #[test]
+    fn only_a_quiet_poll_ends_on_the_fast_path() {
+        let cell = Arc::new(WakeCell::default());
+        cell.begin_poll();
+        assert!(cell.end_quiet_poll());
+        assert_eq!(cell.state.load(Ordering::Relaxed) & POLLING, 0);
+
+        // Woken during the poll (a yield): the poll must go again, so nothing is ended.
+        cell.begin_poll();
+        waker_ref(&cell).wake_by_ref();
+        let before = cell.state.load(Ordering::Relaxed);
+        assert!(!cell.end_quiet_poll());
+        assert_eq!(cell.state.load(Ordering::Relaxed), before);
+        assert!(cell.woken_during_poll());
+        assert!(cell.end_poll(), "the general path still sees the wake");
+
+        // A cloned waker may wake from another thread: the general path handles it.
+        cell.begin_poll();
+        let out = (*waker_ref(&cell)).clone();
+        let before = cell.state.load(Ordering::Relaxed);
+        assert!(!cell.end_quiet_poll());
+        assert_eq!(cell.state.load(Ordering::Relaxed), before);
+        assert!(!cell.end_poll());
+        assert_eq!(cell.state.load(Ordering::Relaxed) & POLLING, 0);
+        drop(out);
     }
 }
 

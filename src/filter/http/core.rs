@@ -68,7 +68,11 @@ impl BodyCursor {
             Retention::Passing => (0, b.base + received_len),
             _ => {
                 let buf = host.body_len(buffered);
-                let separate = !host.received_is_buffered(request);
+                // The chunk counts apart unless it is the buffered body itself. With nothing
+                // buffered the answer does not matter (a chunk that is the empty buffered body
+                // is empty too), so Envoy is not asked: the first chunk of a body costs one
+                // host call less.
+                let separate = buf == 0 || !host.received_is_buffered(request);
                 (buf, buf + if separate { received_len } else { 0 })
             }
         };
@@ -305,10 +309,17 @@ impl StreamCore {
     /// Records (or refreshes) the stream among the waiting streams: its handler pended. Only
     /// while something can list them (a server extension runs); the first time takes the
     /// worker's registry lock once, later polls only store figures.
+    #[inline]
     pub(crate) fn note_waiting(&self) {
-        if !crate::filter::http::live::enabled() {
-            return;
+        // Inline: on the common path (nothing lists streams) a pending hook pays one load.
+        if crate::filter::http::live::enabled() {
+            self.note_waiting_listed();
         }
+    }
+
+    /// `note_waiting` while a server extension lists the waiting streams.
+    #[inline(never)]
+    fn note_waiting_listed(&self) {
         let key = match self.live.get() {
             Some(key) => key,
             None => {

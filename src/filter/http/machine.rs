@@ -481,14 +481,9 @@ where
             cursor.update(BodyState::leave_hook);
             if cursor.get().retention == Retention::Passing {
                 // Measured when the hook started: nothing changes a chunk during an Observe
-                // hook (only Buffer mode replaces bodies).
-                let len = core
-                    .with_host(|_| {
-                        let b = cursor.get();
-                        b.hook_end.saturating_sub(b.base)
-                    })
-                    .unwrap_or(0);
-                cursor.update(|b| b.pass_chunk(len));
+                // hook (only Buffer mode replaces bodies). Once the stream ended no read runs
+                // again, so the position past the chunk is harmless then too.
+                cursor.update(|b| b.pass_chunk(b.hook_end.saturating_sub(b.base)));
             }
             match (d, self.mode()) {
                 (Driven::Panicked(_), _) => BodyStatus::StopIterationNoBuffer,
