@@ -185,28 +185,25 @@ impl Streams {
 
     /// Runs `f` on the entry of `t` if it is still the one the ticket names.
     pub(crate) fn with<R>(&self, t: Ticket, f: impl FnOnce(&mut CalloutState) -> R) -> Option<R> {
-        let mut st = self
+        let mut st = self.entry(t)?;
+        (st.slot != EntryState::Free).then(|| f(&mut st))
+    }
+
+    /// The entry `t` names, borrowed, if it is still that ticket's (same generation).
+    fn entry(&self, t: Ticket) -> Option<std::cell::RefMut<'_, CalloutState>> {
+        let st = self
             .table
             .get()?
             .entries
             .get(t.index)?
             .try_borrow_mut()
             .ok()?;
-        (st.generation == t.generation && st.slot != EntryState::Free).then(|| f(&mut st))
+        (st.generation == t.generation).then_some(st)
     }
 
     /// Frees the entry of `t`; returns the id it was open under, if any (the caller resets it).
     pub(crate) fn release(&self, t: Ticket) -> Option<u64> {
-        let mut st = self
-            .table
-            .get()?
-            .entries
-            .get(t.index)?
-            .try_borrow_mut()
-            .ok()?;
-        if st.generation != t.generation {
-            return None;
-        }
+        let mut st = self.entry(t)?;
         let open = match st.slot {
             EntryState::Open(id) if !st.complete && st.reset.is_none() => Some(id),
             _ => None,

@@ -112,9 +112,19 @@ impl TestFilter {
         filter_name: &str,
         config: &[u8],
     ) -> Result<TestFilter, String> {
+        TestFilter::owning(register, filter_name, config, false)
+    }
+
+    /// Builds from `register`, keeping the registry alive as long as the filter.
+    fn owning(
+        register: fn(&mut Registry),
+        filter_name: &str,
+        config: &[u8],
+        envoy_1_38: bool,
+    ) -> Result<TestFilter, String> {
         let mut registry = Registry::default();
         register(&mut registry);
-        let mut f = TestFilter::from_registry(&registry, filter_name, config)?;
+        let mut f = TestFilter::build(&registry, filter_name, config, envoy_1_38)?;
         f.registry = Some(registry);
         Ok(f)
     }
@@ -154,11 +164,7 @@ impl TestFilter {
         filter_name: &str,
         config: &[u8],
     ) -> Result<TestFilter, String> {
-        let mut registry = Registry::default();
-        register(&mut registry);
-        let mut f = TestFilter::build(&registry, filter_name, config, true)?;
-        f.registry = Some(registry);
-        Ok(f)
+        TestFilter::owning(register, filter_name, config, true)
     }
 
     /// Like [`TestFilter::new`], from a filled registry.
