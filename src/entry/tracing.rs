@@ -14,7 +14,7 @@
 use crate::buffer::logfmt;
 use core::fmt::{self, Write as _};
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Interest, Level, Metadata, Subscriber};
@@ -32,11 +32,17 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// Installs the subscriber with `sink` (once per process; the first installer's sink stays,
 /// and a global subscriber set by someone else first is left in place).
 pub(crate) fn install(sink: Sink) {
-    if SINK.set(sink).is_ok() {
-        let _ = tracing_core::dispatcher::set_global_default(tracing_core::Dispatch::new(
-            EnvoySubscriber,
-        ));
-    }
+    // One `Once` covers both steps: a second installer (another filter loading on another
+    // thread) waits until the subscriber is the global default, so its first events are not
+    // dropped in the gap between the two.
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        if SINK.set(sink).is_ok() {
+            let _ = tracing_core::dispatcher::set_global_default(tracing_core::Dispatch::new(
+                EnvoySubscriber,
+            ));
+        }
+    });
 }
 
 fn level(l: &Level) -> u32 {
