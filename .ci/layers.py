@@ -20,7 +20,7 @@ import sys
 
 SRC = os.environ.get("LAYERS_SRC", "src")
 STACK = ["abi", "executor", "host", "filter", "api", "entry", "testing"]
-KINDS = ["http", "server"]
+KINDS = ["http", "server", "network"]
 # Shared modules allowed to name kinds, and why.
 MEETING_POINTS = {
     "api/registry.rs": "the registry is where a module registers extensions of every kind",

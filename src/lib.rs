@@ -242,6 +242,13 @@ pub mod server {
     };
 }
 
+/// Network (L4) filters: an `async fn` that owns a TCP connection ([`Registry::network`]).
+/// See [`Connection`](network::Connection) for what a handler sees and decides.
+pub mod network {
+    #[doc(inline)]
+    pub use crate::api::network::*;
+}
+
 /// Sleeps, timeouts and intervals for handlers and background tasks.
 pub mod time {
     pub use crate::api::time::{Elapsed, Interval, Sleep, interval, sleep, sleep_until, timeout};

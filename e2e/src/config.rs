@@ -98,7 +98,7 @@ impl EnvoyConfig {
     pub fn uses_modules(&self) -> bool {
         self.listeners
             .iter()
-            .any(|l| l.filters.iter().any(|f| f.is_module))
+            .any(|l| l.tcp.is_some() || l.filters.iter().any(|f| f.is_module))
     }
 
     /// Renders the YAML with the given admin port and listener ports (by listener name).
@@ -142,6 +142,16 @@ pub struct Listener {
     log_format: Option<String>,
     log_fields: Vec<String>,
     hcm_extra: Vec<String>,
+    tcp: Option<TcpChain>,
+}
+
+/// A TCP listener's chain: a module's network filter, then `tcp_proxy` to a cluster.
+#[derive(Debug, Clone)]
+struct TcpChain {
+    module: String,
+    filter_name: String,
+    config: String,
+    cluster: String,
 }
 
 impl Listener {
@@ -154,7 +164,28 @@ impl Listener {
             log_format: None,
             log_fields: Vec::new(),
             hcm_extra: Vec::new(),
+            tcp: None,
         }
+    }
+
+    /// A TCP listener: network filter `filter_name` of `module` (with `config` as its
+    /// `StringValue` config), then `tcp_proxy` to `cluster`. The access log line shows the
+    /// bytes each way and the connection's termination details.
+    pub fn tcp(
+        name: impl Into<String>,
+        module: &str,
+        filter_name: &str,
+        config: &str,
+        cluster: &str,
+    ) -> Self {
+        let mut l = Listener::new(name);
+        l.tcp = Some(TcpChain {
+            module: module.to_string(),
+            filter_name: filter_name.to_string(),
+            config: config.to_string(),
+            cluster: cluster.to_string(),
+        });
+        l
     }
 
     /// Appends an HTTP filter (the router is always added last).
@@ -195,6 +226,50 @@ impl Listener {
     }
 
     fn render(&self, y: &mut String, port: u16) {
+        if let Some(t) = &self.tcp {
+            let fmt = format!(
+                "{ACCESS_MARKER}listener={} rx=%BYTES_RECEIVED% tx=%BYTES_SENT% details=%CONNECTION_TERMINATION_DETAILS%\n",
+                self.name
+            );
+            let _ = write!(
+                y,
+                "  - name: {name}
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+    filter_chains:
+    - filters:
+      - name: {fname}
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
+          dynamic_module_config:
+            name: {module}
+          filter_name: {filter}
+          filter_config:
+            \"@type\": type.googleapis.com/google.protobuf.StringValue
+            value: {config}
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: {name}
+          cluster: {cluster}
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                text_format_source:
+                  inline_string: {fmt}
+",
+                name = quote(&self.name),
+                fname = quote(&format!("{}.{}", t.module, t.filter_name)),
+                module = quote(&t.module),
+                filter = quote(&t.filter_name),
+                config = quote(&t.config),
+                cluster = quote(&t.cluster),
+                fmt = quote(&fmt),
+            );
+            return;
+        }
         let fmt = self.log_format.clone().unwrap_or_else(|| {
             format!(
                 "listener={} method=%REQ(:METHOD)% path=%REQ(:PATH)% code=%RESPONSE_CODE% details=%RESPONSE_CODE_DETAILS%",

@@ -3,6 +3,7 @@
 pub(crate) mod ffi;
 pub(crate) mod http;
 pub(crate) mod late;
+pub(crate) mod network;
 
 /// Results of the metric callbacks (`envoy_dynamic_module_type_metrics_result`).
 pub(crate) mod metrics_result {

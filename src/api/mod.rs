@@ -8,6 +8,7 @@ pub(crate) mod http;
 pub(crate) mod join;
 pub(crate) mod log;
 pub(crate) mod metrics;
+pub(crate) mod network;
 pub(crate) mod pb;
 pub(crate) mod published;
 pub(crate) mod registry;

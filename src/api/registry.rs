@@ -37,6 +37,7 @@ pub struct Registry {
     entries: Vec<(String, Build)>,
     routes: Vec<(String, RouteBuild)>,
     servers: Vec<(String, crate::api::server::ServerBuild)>,
+    networks: Vec<(String, crate::api::network::NetBuild)>,
     envoy_stats: bool,
 }
 
@@ -46,6 +47,7 @@ impl Default for Registry {
             entries: Vec::new(),
             routes: Vec::new(),
             servers: Vec::new(),
+            networks: Vec::new(),
             envoy_stats: true,
         }
     }
@@ -220,6 +222,51 @@ impl Registry {
     /// Names of the registered server extensions.
     pub(crate) fn server_names(&self) -> impl Iterator<Item = &str> {
         self.servers.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Registers a network (L4) filter named `name`: a builder taking optional state, then an
+    /// `async fn` that owns each connection (see [`jisr::network`](crate::network)).
+    ///
+    /// ```
+    /// use jisr::network::Connection;
+    /// use jisr::Registry;
+    ///
+    /// async fn tap(mut conn: Connection<'_>) {
+    ///     let mut buf = [0u8; 256];
+    ///     let n = conn.read(&mut buf).await; // the client's first bytes
+    ///     conn.send_upstream(&buf[..n]);
+    /// } // returned: the rest flows untouched
+    ///
+    /// fn register(r: &mut Registry) {
+    ///     r.network("tap").handle(tap);
+    /// }
+    /// # let mut r = Registry::default();
+    /// # register(&mut r);
+    /// ```
+    pub fn network(
+        &mut self,
+        name: &str,
+    ) -> crate::api::network::NetworkBuilder<'_, (), crate::api::network::NoNetState> {
+        crate::api::network::NetworkBuilder {
+            sink: &mut self.networks,
+            name: name.to_string(),
+            state: crate::api::network::no_state,
+            inbox_limit: crate::filter::network::DEFAULT_INBOX,
+            _state: PhantomData,
+        }
+    }
+
+    /// The builder of network filter `name`.
+    pub(crate) fn network_build(&self, name: &str) -> Option<&crate::api::network::NetBuild> {
+        self.networks
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b)
+    }
+
+    /// Names of the registered network filters.
+    pub(crate) fn network_names(&self) -> impl Iterator<Item = &str> {
+        self.networks.iter().map(|(n, _)| n.as_str())
     }
 
     /// Registers a raw filter, written directly against Envoy's hooks (see [`RawFilter`]).

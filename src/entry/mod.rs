@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 
 pub mod http;
 pub(crate) mod introspection;
+pub mod network;
 pub(crate) mod panic_mode;
 pub mod server;
 #[cfg(feature = "tracing")]
@@ -143,6 +144,7 @@ macro_rules! __export_hooks {
         };
         $crate::__export_http_hooks!();
         $crate::__export_server_hooks!();
+        $crate::__export_network_hooks!();
     };
 }
 

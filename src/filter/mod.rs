@@ -6,3 +6,4 @@
 pub(crate) mod background;
 pub(crate) mod headers;
 pub(crate) mod http;
+pub(crate) mod network;

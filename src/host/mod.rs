@@ -23,6 +23,7 @@ pub(crate) mod envoy;
 pub(crate) mod envoy_log;
 pub(crate) mod http;
 pub(crate) mod log;
+pub(crate) mod network;
 pub(crate) mod server;
 
 /// Which metric operation to apply.
@@ -244,7 +245,7 @@ impl<'h> ChunkArray<'h> {
 ///
 /// # Safety
 /// When `len` is not 0, `ptr` points at `len` initialised bytes allocated and unchanged for `'h`.
-unsafe fn abi_bytes<'h>(ptr: *const u8, len: usize) -> &'h [u8] {
+pub(crate) unsafe fn abi_bytes<'h>(ptr: *const u8, len: usize) -> &'h [u8] {
     if ptr.is_null() || len == 0 {
         return &[];
     }

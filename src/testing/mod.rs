@@ -40,3 +40,5 @@
 mod http;
 
 pub use http::*;
+mod network;
+pub use network::{TestConnection, TestNetworkFilter};

@@ -1,0 +1,529 @@
+//! Network (L4) filters: an `async fn` that owns one TCP connection.
+//!
+//! ```
+//! use jisr::network::Connection;
+//! use jisr::Registry;
+//!
+//! /// Answers `PING\r\n` itself; anything else goes upstream.
+//! async fn ping(mut conn: Connection<'_>) {
+//!     let mut buf = [0u8; 512];
+//!     loop {
+//!         let n = conn.read(&mut buf).await;
+//!         if n == 0 {
+//!             return; // the client is done: the rest flows on untouched
+//!         }
+//!         if &buf[..n] == b"PING\r\n" {
+//!             conn.send_downstream(b"+PONG\r\n");
+//!         } else {
+//!             conn.send_upstream(&buf[..n]);
+//!         }
+//!     }
+//! }
+//!
+//! fn register(r: &mut Registry) {
+//!     r.network("ping").handle(ping);
+//! }
+//! # let mut r = Registry::default();
+//! # register(&mut r);
+//! ```
+//!
+//! What the handler sees and decides:
+//!
+//! - It starts when the connection is accepted; the filter chain goes on at once (the proxy
+//!   after this filter connects upstream), but **no client byte passes while the handler
+//!   runs** unless it sends it ([`Connection::send_upstream`]). Client bytes wait in Envoy's
+//!   read buffer until [`Connection::read`] takes them; when that buffer reaches the
+//!   listener's `per_connection_buffer_limit_bytes`, Envoy stops reading from the client, so a
+//!   handler that waits (for a callout, a timer) never buffers without bound.
+//! - Upstream bytes pass to the client untouched until the handler first calls
+//!   [`Connection::read_upstream`] (or [`Connection::watch_upstream`]); from then on they wait
+//!   in the connection's inbox for the handler, and only what it sends
+//!   ([`Connection::send_downstream`]) reaches the client. The inbox holds at most the limit
+//!   set with [`NetworkBuilder::inbox_limit`] (1 MiB by default); an upstream that sends more
+//!   while the handler does not read gets the connection reset, with close details
+//!   `jisr_network_upstream_inbox_full`.
+//! - **When the handler returns, the connection flows on untouched**, at no further cost:
+//!   client bytes it did not read go upstream, the inbox goes to the client, and later data
+//!   passes without polling anything.
+//! - A handler that panics resets the connection (close details
+//!   `jisr_network_handler_panic`); Envoy keeps serving others. A closed connection drops the
+//!   handler's future (cancellation), as for HTTP.
+
+use crate::api::config::{ConfigError, ConfigHandle};
+use crate::executor::pool::Pool;
+use crate::filter::network::{ConnCore, ConnTask, NetConfig, NetConfigHooks};
+use crate::host::network::{Addr, Close, Side};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// One TCP connection, handed to a network filter's handler (see the [module docs](self)).
+///
+/// It borrows the connection's slot: it cannot leave the handler (no `'static`), and it is not
+/// `Send`.
+pub struct Connection<'c> {
+    core: &'c ConnCore,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'c> Connection<'c> {
+    pub(crate) fn new(core: &'c ConnCore) -> Connection<'c> {
+        Connection {
+            core,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Waits for client bytes and moves up to `buf.len()` of them into `buf`; returns how many.
+    /// `0` means no more will come: the client half-closed, or the connection is closed (or
+    /// `buf` is empty).
+    pub fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> Read<'a> {
+        Read {
+            core: self.core,
+            buf,
+            side: Side::Read,
+        }
+    }
+
+    /// Waits for bytes from upstream and moves up to `buf.len()` of them into `buf`; `0` when
+    /// upstream half-closed or the connection is closed. The first call turns on the
+    /// interception of upstream bytes (see [`watch_upstream`](Connection::watch_upstream)).
+    pub fn read_upstream<'a>(&'a mut self, buf: &'a mut [u8]) -> Read<'a> {
+        self.core.watch_upstream.set(true);
+        Read {
+            core: self.core,
+            buf,
+            side: Side::Write,
+        }
+    }
+
+    /// Waits for bytes from either side and moves them into `buf`: what a handler that relays
+    /// both directions awaits. Client bytes come first when both sides have some; each side's
+    /// end is reported once. Turns on the interception of upstream bytes, like
+    /// [`read_upstream`](Connection::read_upstream).
+    pub fn read_any<'a>(&'a mut self, buf: &'a mut [u8]) -> ReadAny<'a> {
+        self.core.watch_upstream.set(true);
+        ReadAny {
+            core: self.core,
+            buf,
+        }
+    }
+
+    /// From now on, upstream bytes wait for [`read_upstream`](Connection::read_upstream)
+    /// instead of passing to the client (call it first thing in a handler that must see every
+    /// upstream byte).
+    pub fn watch_upstream(&mut self) {
+        self.core.watch_upstream.set(true);
+    }
+
+    /// Sends `bytes` upstream (to the filters after this one; with `tcp_proxy`, the upstream
+    /// connection). Envoy copies them.
+    pub fn send_upstream(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.core.host.with(|h| h.inject_read(bytes, false));
+        }
+    }
+
+    /// Half-closes toward upstream (after what was sent).
+    pub fn end_upstream(&mut self) {
+        self.core.sent_upstream_end.set(true);
+        self.core.host.with(|h| h.inject_read(&[], true));
+    }
+
+    /// Sends `bytes` to the client (through the write filters after this one). Envoy copies
+    /// them.
+    pub fn send_downstream(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.core.host.with(|h| h.inject_write(bytes, false));
+        }
+    }
+
+    /// Half-closes toward the client (after what was sent).
+    pub fn end_downstream(&mut self) {
+        self.core.host.with(|h| h.inject_write(&[], true));
+    }
+
+    /// Closes the connection once what was sent is written; `details` appear in Envoy's
+    /// access log (`%CONNECTION_TERMINATION_DETAILS%`).
+    pub fn close(&mut self, details: &str) {
+        self.core
+            .host
+            .with(|h| h.close(Close::Flush, details.as_bytes()));
+    }
+
+    /// Resets the connection now, dropping what was not written.
+    pub fn reset(&mut self, details: &str) {
+        self.core
+            .host
+            .with(|h| h.close(Close::Reset, details.as_bytes()));
+    }
+
+    /// Stops (`true`) or resumes (`false`) reading from the client's socket, e.g. while the
+    /// handler waits for something slow: the client's bytes then stay in the kernel and TCP
+    /// pushes back on the client. Envoy also stops on its own when its read buffer is full.
+    /// Reading resumes when the handler returns.
+    pub fn hold_reading(&mut self, hold: bool) {
+        if self.core.reading_held.replace(hold) != hold {
+            self.core.host.with(|h| h.read_disable(hold));
+        }
+    }
+
+    /// Whether the connection is closed (by either side).
+    pub fn is_closed(&self) -> bool {
+        self.core.closed.get()
+    }
+
+    /// Envoy's id of the connection.
+    pub fn id(&self) -> u64 {
+        self.core.host.with(|h| h.connection_id()).unwrap_or(0)
+    }
+
+    /// The client's address (`None` for a pipe, or outside Envoy's hooks).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.addr(Addr::Remote)
+    }
+
+    /// The address the client connected to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr(Addr::Local)
+    }
+
+    fn addr(&self, which: Addr) -> Option<SocketAddr> {
+        let mut buf = [0u8; 64];
+        let (n, port) = self
+            .core
+            .host
+            .with(|h| h.address(which, &mut buf))
+            .flatten()?;
+        let ip: IpAddr = core::str::from_utf8(&buf[..n]).ok()?.parse().ok()?;
+        Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+    }
+
+    /// The server name (SNI) the client asked for in its TLS handshake, if any.
+    pub fn server_name(&self) -> Option<ServerName> {
+        let mut name = ServerName {
+            bytes: [0; 255],
+            len: 0,
+        };
+        let n = self
+            .core
+            .host
+            .with(|h| h.server_name(&mut name.bytes))
+            .flatten()?;
+        core::str::from_utf8(&name.bytes[..n]).ok()?;
+        name.len = n as u8;
+        Some(name)
+    }
+
+    /// Whether the client connection is TLS (terminated by Envoy).
+    pub fn is_tls(&self) -> bool {
+        self.core.host.with(|h| h.is_tls()).unwrap_or(false)
+    }
+
+    /// Sets `key` to `value` in the connection's dynamic metadata under `namespace` (seen by
+    /// later filters and access logs).
+    pub fn set_metadata(&mut self, namespace: &str, key: &str, value: &str) {
+        self.core
+            .host
+            .with(|h| h.set_metadata(namespace.as_bytes(), key.as_bytes(), value.as_bytes()));
+    }
+
+    /// Writes one line to Envoy's `dynamic_modules` log at `level` (formatted only when the
+    /// level is on; no allocation once warm).
+    pub fn log(&self, level: crate::Level, args: core::fmt::Arguments<'_>) {
+        self.core.log(level as u32, args);
+    }
+}
+
+/// A TLS server name (at most 255 bytes, as DNS allows), copied out of Envoy.
+#[derive(Clone, Copy)]
+pub struct ServerName {
+    bytes: [u8; 255],
+    len: u8,
+}
+
+impl core::ops::Deref for ServerName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Checked as UTF-8 when made.
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl core::fmt::Debug for ServerName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// The future of [`Connection::read`] and [`Connection::read_upstream`]: the number of bytes
+/// moved into the buffer, `0` at the end.
+#[must_use = "a read does nothing unless awaited"]
+pub struct Read<'a> {
+    core: &'a ConnCore,
+    buf: &'a mut [u8],
+    side: Side,
+}
+
+impl Future for Read<'_> {
+    type Output = usize;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        let this = self.get_mut();
+        let core = this.core;
+        if this.buf.is_empty() {
+            return Poll::Ready(0);
+        }
+        let n = take(core, this.side, this.buf);
+        if n > 0 {
+            return Poll::Ready(n);
+        }
+        let ended = core.closed.get()
+            || match this.side {
+                Side::Read => core.read_end.get(),
+                Side::Write => core.write_end.get(),
+            };
+        if ended {
+            return Poll::Ready(0);
+        }
+        let slot = match this.side {
+            Side::Read => &core.read_waker,
+            Side::Write => &core.upstream_waker,
+        };
+        slot.register(cx, |w| core.is_own_waker(w));
+        Poll::Pending
+    }
+}
+
+/// What [`Connection::read_any`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// This many client bytes are at the start of the buffer.
+    Client(usize),
+    /// This many upstream bytes are at the start of the buffer.
+    Upstream(usize),
+    /// The client half-closed (reported once).
+    ClientEnd,
+    /// Upstream half-closed (reported once).
+    UpstreamEnd,
+    /// The connection is closed, or both ends were reported (or the buffer is empty).
+    Closed,
+}
+
+/// The future of [`Connection::read_any`].
+#[must_use = "a read does nothing unless awaited"]
+pub struct ReadAny<'a> {
+    core: &'a ConnCore,
+    buf: &'a mut [u8],
+}
+
+impl Future for ReadAny<'_> {
+    type Output = Traffic;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Traffic> {
+        let this = self.get_mut();
+        let core = this.core;
+        if this.buf.is_empty() || core.closed.get() {
+            return Poll::Ready(Traffic::Closed);
+        }
+        let n = take(core, Side::Read, this.buf);
+        if n > 0 {
+            return Poll::Ready(Traffic::Client(n));
+        }
+        let n = take(core, Side::Write, this.buf);
+        if n > 0 {
+            return Poll::Ready(Traffic::Upstream(n));
+        }
+        if core.read_end.get() && !core.read_end_told.replace(true) {
+            return Poll::Ready(Traffic::ClientEnd);
+        }
+        if core.write_end.get() && !core.write_end_told.replace(true) {
+            return Poll::Ready(Traffic::UpstreamEnd);
+        }
+        if core.read_end_told.get() && core.write_end_told.get() {
+            return Poll::Ready(Traffic::Closed);
+        }
+        core.read_waker.register(cx, |w| core.is_own_waker(w));
+        core.upstream_waker.register(cx, |w| core.is_own_waker(w));
+        Poll::Pending
+    }
+}
+
+/// Moves the first bytes of `side` into `buf` (client bytes from Envoy's read buffer once a
+/// read hook ran, upstream bytes from the inbox); how many.
+fn take(core: &ConnCore, side: Side, buf: &mut [u8]) -> usize {
+    match side {
+        Side::Read => {
+            // Envoy's read buffer exists once a read hook ran; after a close it is not asked
+            // for again.
+            if !core.read_seen.get() || core.closed.get() {
+                return 0;
+            }
+            core.host
+                .with(|h| {
+                    let n = h.copy(Side::Read, buf);
+                    if n > 0 {
+                        h.drain(Side::Read, n);
+                    }
+                    n
+                })
+                .unwrap_or(0)
+        }
+        Side::Write => {
+            let mut inbox = core.inbox.borrow_mut();
+            let n = inbox.len().min(buf.len());
+            buf[..n].copy_from_slice(&inbox[..n]);
+            inbox.drain(..n);
+            n
+        }
+    }
+}
+
+/// What [`NetworkBuilder::handle`] accepts: `async fn(Connection<'_>)`, or with
+/// [`state`](NetworkBuilder::state) `async fn(&S, Connection<'_>)`. Implemented for every such
+/// function; you never implement it by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a network handler",
+    label = "expected `async fn(Connection<'_>)`, or `async fn(&S, Connection<'_>)` after `.state(load)`"
+)]
+pub trait NetworkHandler<'a, S: 'a, Marker>: Send + Sync + 'static {
+    /// The handler's future.
+    type Future: Future<Output = ()> + 'a;
+    /// Starts handling one connection.
+    fn call(&self, state: &'a S, conn: Connection<'a>) -> Self::Future;
+}
+
+/// Marks a handler without state.
+#[doc(hidden)]
+pub struct Stateless;
+/// Marks a handler with state.
+#[doc(hidden)]
+pub struct WithState;
+
+impl<'a, F, Fut> NetworkHandler<'a, (), Stateless> for F
+where
+    F: Fn(Connection<'a>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'a,
+{
+    type Future = Fut;
+    fn call(&self, _: &'a (), conn: Connection<'a>) -> Fut {
+        self(conn)
+    }
+}
+
+impl<'a, S: 'a, F, Fut> NetworkHandler<'a, S, WithState> for F
+where
+    F: Fn(&'a S, Connection<'a>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'a,
+{
+    type Future = Fut;
+    fn call(&self, state: &'a S, conn: Connection<'a>) -> Fut {
+        self(state, conn)
+    }
+}
+
+/// A handler bound to its config's state: what each connection starts.
+struct Bound<S, H, M> {
+    state: S,
+    handler: H,
+    _marker: PhantomData<fn() -> M>,
+}
+
+impl<S, H, M> ConnTask for Bound<S, H, M>
+where
+    S: Send + Sync + 'static,
+    H: for<'a> NetworkHandler<'a, S, M>,
+    M: 'static,
+{
+    type Fut = <H as NetworkHandler<'static, S, M>>::Future;
+    fn start(&'static self, core: &'static ConnCore) -> Self::Fut {
+        self.handler.call(&self.state, Connection::new(core))
+    }
+}
+
+/// Builds one network filter config.
+pub(crate) type NetBuild = Box<
+    dyn Fn(&mut ConfigHandle<'_>) -> Result<Box<dyn NetConfigHooks>, ConfigError> + Send + Sync,
+>;
+
+/// A network filter being registered (from [`Registry::network`](crate::Registry::network)):
+/// optional per-config state and inbox limit, then the handler.
+pub struct NetworkBuilder<'r, S, C> {
+    pub(crate) sink: &'r mut Vec<(String, NetBuild)>,
+    pub(crate) name: String,
+    pub(crate) state: C,
+    pub(crate) inbox_limit: usize,
+    pub(crate) _state: PhantomData<fn() -> S>,
+}
+
+/// The state function of a network filter without state.
+#[doc(hidden)]
+pub type NoNetState = fn(&mut ConfigHandle<'_>) -> Result<(), ConfigError>;
+
+pub(crate) fn no_state(_: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+impl<'r> NetworkBuilder<'r, (), NoNetState> {
+    /// Per-config state: `config_fn` runs once per Envoy filter config (main thread) and may
+    /// refuse it with an error naming the problem; the handler then receives `&S` first.
+    pub fn state<S, C>(self, config_fn: C) -> NetworkBuilder<'r, S, C>
+    where
+        S: Send + Sync + 'static,
+        C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
+    {
+        NetworkBuilder {
+            sink: self.sink,
+            name: self.name,
+            state: config_fn,
+            inbox_limit: self.inbox_limit,
+            _state: PhantomData,
+        }
+    }
+}
+
+impl<'r, S, C> NetworkBuilder<'r, S, C>
+where
+    S: Send + Sync + 'static,
+    C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
+{
+    /// The most upstream bytes kept for the handler while it does not read them (default
+    /// 1 MiB); past it the connection is reset.
+    pub fn inbox_limit(mut self, bytes: usize) -> Self {
+        self.inbox_limit = bytes;
+        self
+    }
+
+    /// Registers the filter with its connection handler.
+    pub fn handle<H, M>(self, handler: H)
+    where
+        H: for<'a> NetworkHandler<'a, S, M> + Clone,
+        M: 'static,
+    {
+        let state_fn = self.state;
+        let limit = self.inbox_limit;
+        let name = self.name;
+        self.sink.retain(|(n, _)| *n != name);
+        self.sink.push((
+            name,
+            Box::new(move |cfg| {
+                let state = state_fn(cfg)?;
+                let config = NetConfig {
+                    task: Bound {
+                        state,
+                        handler: handler.clone(),
+                        _marker: PhantomData,
+                    },
+                    name: Arc::from(cfg.filter_name()),
+                    inbox_limit: limit,
+                    process_log: cfg.host.process_log(),
+                    pool: Pool::default(),
+                };
+                Ok(Box::new(config) as Box<dyn NetConfigHooks>)
+            }),
+        ));
+    }
+}

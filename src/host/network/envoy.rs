@@ -1,0 +1,374 @@
+//! The real host of a network filter: Envoy's callbacks on its filter pointer.
+
+use super::{Addr, Close, Committer, ConnHost, Side};
+use crate::abi::ffi::Buf;
+use crate::abi::network as abi;
+use crate::abi::network::{NetConfigPtr, NetFilterPtr};
+use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
+use core::ffi::c_void;
+use std::cell::RefCell;
+
+/// A connection's host for one hook: Envoy's filter pointer.
+pub(crate) struct EnvoyConn {
+    filter: NetFilterPtr,
+}
+
+impl EnvoyConn {
+    /// # Safety
+    /// `filter` is the network filter pointer Envoy passed to the running hook, which stays
+    /// valid while the value is used (it is made per hook and dropped before the hook returns).
+    pub(crate) unsafe fn new(filter: NetFilterPtr) -> EnvoyConn {
+        EnvoyConn { filter }
+    }
+}
+
+thread_local! {
+    /// Chunk arrays longer than the stack's (rare: a buffer of many slices), reused.
+    static CHUNKS: RefCell<Vec<Buf>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most chunks read onto the stack.
+const STACK_CHUNKS: usize = 16;
+
+impl EnvoyConn {
+    /// Runs `f` over `side`'s chunks (Envoy's memory, valid until the buffer changes).
+    fn with_chunks<R>(&self, side: Side, f: impl FnOnce(&[Buf]) -> R) -> R {
+        let (size, get): (unsafe extern "C" fn(NetFilterPtr) -> usize, _) = match side {
+            Side::Read => (
+                abi::envoy_dynamic_module_callback_network_filter_get_read_buffer_chunks_size
+                    as unsafe extern "C" fn(NetFilterPtr) -> usize,
+                abi::envoy_dynamic_module_callback_network_filter_get_read_buffer_chunks
+                    as unsafe extern "C" fn(NetFilterPtr, *mut Buf) -> bool,
+            ),
+            Side::Write => (
+                abi::envoy_dynamic_module_callback_network_filter_get_write_buffer_chunks_size
+                    as unsafe extern "C" fn(NetFilterPtr) -> usize,
+                abi::envoy_dynamic_module_callback_network_filter_get_write_buffer_chunks
+                    as unsafe extern "C" fn(NetFilterPtr, *mut Buf) -> bool,
+            ),
+        };
+        // SAFETY: live filter pointer (constructor contract).
+        let n = unsafe { size(self.filter) };
+        if n == 0 {
+            return f(&[]);
+        }
+        if n <= STACK_CHUNKS {
+            let mut arr = [Buf::EMPTY; STACK_CHUNKS];
+            // SAFETY: live filter pointer; `arr` has room for the `n` chunks Envoy writes.
+            let ok = unsafe { get(self.filter, arr.as_mut_ptr()) };
+            return f(if ok { &arr[..n] } else { &[] });
+        }
+        CHUNKS.with(|c| {
+            let mut v = c.take();
+            v.clear();
+            v.resize(n, Buf::EMPTY);
+            // SAFETY: live filter pointer; `v` has room for the `n` chunks Envoy writes.
+            let ok = unsafe { get(self.filter, v.as_mut_ptr()) };
+            let r = f(if ok { &v[..] } else { &[] });
+            c.replace(v);
+            r
+        })
+    }
+}
+
+/// Copies an Envoy-owned string out-parameter into `out`.
+///
+/// # Safety
+/// `b` was written by Envoy during the current call and points at `b.len` readable bytes.
+unsafe fn copy_out(b: Buf, out: &mut [u8]) -> usize {
+    // SAFETY: per the caller.
+    let s = unsafe { crate::host::abi_bytes(b.ptr, b.len) };
+    let n = s.len().min(out.len());
+    out[..n].copy_from_slice(&s[..n]);
+    n
+}
+
+impl ConnHost for EnvoyConn {
+    fn len(&self, side: Side) -> usize {
+        // SAFETY: live filter pointer.
+        unsafe {
+            match side {
+                Side::Read => {
+                    abi::envoy_dynamic_module_callback_network_filter_get_read_buffer_size(
+                        self.filter,
+                    )
+                }
+                Side::Write => {
+                    abi::envoy_dynamic_module_callback_network_filter_get_write_buffer_size(
+                        self.filter,
+                    )
+                }
+            }
+        }
+    }
+
+    fn copy(&self, side: Side, out: &mut [u8]) -> usize {
+        self.with_chunks(side, |chunks| {
+            let mut at = 0;
+            for c in chunks {
+                if at == out.len() {
+                    break;
+                }
+                // SAFETY: Envoy's chunk of the buffer, unchanged during this copy (no call into
+                // Envoy happens before it ends).
+                let bytes = unsafe { crate::host::abi_bytes(c.ptr, c.len) };
+                let n = bytes.len().min(out.len() - at);
+                out[at..at + n].copy_from_slice(&bytes[..n]);
+                at += n;
+            }
+            at
+        })
+    }
+
+    fn drain(&self, side: Side, n: usize) {
+        // SAFETY: live filter pointer; Envoy drains at most what the buffer holds.
+        unsafe {
+            match side {
+                Side::Read => abi::envoy_dynamic_module_callback_network_filter_drain_read_buffer(
+                    self.filter,
+                    n,
+                ),
+                Side::Write => {
+                    abi::envoy_dynamic_module_callback_network_filter_drain_write_buffer(
+                        self.filter,
+                        n,
+                    )
+                }
+            }
+        };
+    }
+
+    fn inject_read(&self, data: &[u8], end: bool) {
+        // SAFETY: live filter pointer; Envoy copies `data` during the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_inject_read_data(
+                self.filter,
+                Buf::of(data),
+                end,
+            )
+        }
+    }
+
+    fn inject_write(&self, data: &[u8], end: bool) {
+        // SAFETY: live filter pointer; Envoy copies `data` during the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_inject_write_data(
+                self.filter,
+                Buf::of(data),
+                end,
+            )
+        }
+    }
+
+    fn continue_reading(&self) {
+        // SAFETY: live filter pointer.
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_continue_reading(self.filter) }
+    }
+
+    fn read_disable(&self, disable: bool) {
+        // SAFETY: live filter pointer.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_read_disable(self.filter, disable)
+        };
+    }
+
+    fn close(&self, how: Close, details: &[u8]) {
+        let kind = match how {
+            Close::Flush => abi::close_type::FLUSH_WRITE,
+            Close::Reset => abi::close_type::ABORT_RESET,
+        };
+        // SAFETY: live filter pointer; Envoy copies `details`.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_close_with_details(
+                self.filter,
+                kind,
+                Buf::of(details),
+            )
+        }
+    }
+
+    fn connection_id(&self) -> u64 {
+        // SAFETY: live filter pointer.
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_get_connection_id(self.filter) }
+    }
+
+    fn address(&self, which: Addr, out: &mut [u8]) -> Option<(usize, u32)> {
+        let mut b = Buf::EMPTY;
+        let mut port = 0u32;
+        let f = match which {
+            Addr::Remote => abi::envoy_dynamic_module_callback_network_filter_get_remote_address,
+            Addr::Local => abi::envoy_dynamic_module_callback_network_filter_get_local_address,
+        };
+        // SAFETY: live filter pointer; both out-parameters are valid for the call.
+        let ok = unsafe { f(self.filter, &mut b, &mut port) };
+        // SAFETY: Envoy wrote `b` during the call (it is only read when `ok`).
+        ok.then(|| (unsafe { copy_out(b, out) }, port))
+    }
+
+    fn server_name(&self, out: &mut [u8]) -> Option<usize> {
+        let mut b = Buf::EMPTY;
+        // SAFETY: live filter pointer; the out-parameter is valid for the call.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_get_requested_server_name(
+                self.filter,
+                &mut b,
+            )
+        };
+        // SAFETY: Envoy wrote `b` during the call (it is only read when `ok`).
+        (ok && b.len > 0).then(|| unsafe { copy_out(b, out) })
+    }
+
+    fn is_tls(&self) -> bool {
+        // SAFETY: live filter pointer.
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_is_ssl(self.filter) }
+    }
+
+    fn set_metadata(&self, namespace: &[u8], key: &[u8], value: &[u8]) {
+        // SAFETY: live filter pointer; Envoy copies the three buffers.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_set_dynamic_metadata_string(
+                self.filter,
+                Buf::of(namespace),
+                Buf::of(key),
+                Buf::of(value),
+            )
+        }
+    }
+
+    fn new_scheduler(&self) -> Option<Committer> {
+        // SAFETY: live filter pointer.
+        let ptr =
+            unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_new(self.filter) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: Envoy's network scheduler may be committed from any thread until it is
+        // deleted; the committer deletes it exactly once, on drop.
+        Some(unsafe { Committer::new(ptr, commit, delete) })
+    }
+
+    fn log_enabled(&self, level: u32) -> bool {
+        crate::host::envoy::global_log_enabled(level)
+    }
+
+    fn log(&self, level: u32, line: &[u8]) {
+        crate::host::envoy::global_log(level, line)
+    }
+}
+
+/// Commits an event on a connection's scheduler.
+///
+/// # Safety
+/// `ptr` came from `network_filter_scheduler_new` and was not deleted.
+unsafe fn commit(ptr: *mut c_void, event: u64) {
+    // SAFETY: per the caller; Envoy allows commits from any thread.
+    unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_commit(ptr, event) }
+}
+
+/// Deletes a connection's scheduler.
+///
+/// # Safety
+/// `ptr` came from `network_filter_scheduler_new`; called once.
+unsafe fn delete(ptr: *mut c_void) {
+    // SAFETY: per the caller.
+    unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_delete(ptr) }
+}
+
+/// A network filter config's host while it loads (Envoy's main thread).
+pub(crate) struct EnvoyNetConfigHost {
+    config: NetConfigPtr,
+}
+
+impl EnvoyNetConfigHost {
+    /// # Safety
+    /// `config` is the config pointer Envoy passed to `on_network_filter_config_new`, used only
+    /// during that hook.
+    pub(crate) unsafe fn new(config: NetConfigPtr) -> EnvoyNetConfigHost {
+        EnvoyNetConfigHost { config }
+    }
+}
+
+impl ConfigHost for EnvoyNetConfigHost {
+    /// Network filter metrics have no labels in Envoy's ABI: a labelled one is refused.
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
+        if !labels.is_empty() {
+            return Err(crate::abi::metrics_result::INVALID_LABELS);
+        }
+        let f = match kind {
+            MetricKind::Counter => {
+                abi::envoy_dynamic_module_callback_network_filter_config_define_counter
+            }
+            MetricKind::Gauge => {
+                abi::envoy_dynamic_module_callback_network_filter_config_define_gauge
+            }
+            MetricKind::Histogram => {
+                abi::envoy_dynamic_module_callback_network_filter_config_define_histogram
+            }
+        };
+        let mut id = 0usize;
+        // SAFETY: live config pointer during config creation; `id` valid for the call.
+        let rc = unsafe { f(self.config, Buf::of(name.as_bytes()), &mut id) };
+        if rc == crate::abi::metrics_result::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
+    }
+
+    fn log_enabled(&self, level: u32) -> bool {
+        crate::host::envoy::global_log_enabled(level)
+    }
+
+    fn log(&self, level: u32, msg: &[u8]) {
+        crate::host::envoy::global_log(level, msg)
+    }
+
+    fn log_at(&self, level: u32, msg: &[u8], file: &str, line: u32) {
+        crate::host::envoy::global_log_at(level, msg, file, line)
+    }
+
+    fn process_log(&self) -> Option<fn(u32, &[u8])> {
+        Some(crate::host::envoy::global_log)
+    }
+
+    fn secret(&self, _handle: u64) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Work owned by a network config has no scheduler of its own yet: an inert one.
+    fn new_scheduler(&self) -> Committer {
+        Committer::inert()
+    }
+
+    fn metric(&self, _op: MetricOp, _id: usize, _labels: &[&[u8]], _value: u64) -> Option<u32> {
+        None
+    }
+}
+
+/// Network filter configs make no outbound calls while loading.
+impl Outbound for EnvoyNetConfigHost {
+    fn callout(&self, _: &[u8], _: &[(&[u8], &[u8])], _: &[u8], _: u64) -> Result<u64, u32> {
+        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
+    }
+
+    fn start_stream(
+        &self,
+        _: &[u8],
+        _: &[(&[u8], &[u8])],
+        _: &[u8],
+        _: bool,
+        _: u64,
+    ) -> Result<u64, u32> {
+        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
+    }
+
+    fn stream_send(&self, _: u64, _: &[u8], _: bool) -> bool {
+        false
+    }
+
+    fn stream_trailers(&self, _: u64, _: &[(&[u8], &[u8])]) -> bool {
+        false
+    }
+
+    fn stream_reset(&self, _: u64) {}
+}

@@ -1,0 +1,73 @@
+//! The host of a network (L4) filter: what a connection's handler asks of Envoy, real
+//! ([`envoy`]) or simulated (`sim`, feature `testing`).
+
+pub(crate) mod current;
+pub(crate) mod envoy;
+#[cfg(feature = "testing")]
+pub(crate) mod sim;
+
+pub(crate) use crate::executor::sched::Committer;
+
+/// Which side of the connection a buffer belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Bytes from the client on their way upstream (Envoy's read buffer).
+    Read,
+    /// Bytes from upstream on their way to the client (Envoy's write buffer, inside a write
+    /// hook only).
+    Write,
+}
+
+/// How the module closes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// Write what is pending, then close.
+    Flush,
+    /// Drop what is pending and reset the socket.
+    Reset,
+}
+
+/// Which address of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Addr {
+    /// The peer (client) as Envoy sees it.
+    Remote,
+    /// The local address the client connected to.
+    Local,
+}
+
+/// What a connection's handler may ask of its host, on the worker, inside a hook.
+pub(crate) trait ConnHost {
+    /// Bytes held in `side`'s buffer.
+    fn len(&self, side: Side) -> usize;
+    /// Copies the first bytes of `side`'s buffer into `out`; returns how many.
+    fn copy(&self, side: Side, out: &mut [u8]) -> usize;
+    /// Removes the first `n` bytes of `side`'s buffer.
+    fn drain(&self, side: Side, n: usize);
+    /// Hands `data` to the filters after this one, toward upstream (`end`: and half-closes).
+    fn inject_read(&self, data: &[u8], end: bool);
+    /// Hands `data` to the write filters after this one, toward the client.
+    fn inject_write(&self, data: &[u8], end: bool);
+    /// Lets the filters after this one see the read buffer again (after `StopIteration`).
+    fn continue_reading(&self);
+    /// Stops (`true`) or resumes reading from the client.
+    fn read_disable(&self, disable: bool);
+    /// Closes the connection; `details` go to Envoy's access log.
+    fn close(&self, how: Close, details: &[u8]);
+    /// Envoy's id of the connection.
+    fn connection_id(&self) -> u64;
+    /// Copies the address `which` (IP text, no port) into `out`; its length and the port.
+    fn address(&self, which: Addr, out: &mut [u8]) -> Option<(usize, u32)>;
+    /// Copies the SNI the client asked for into `out`; its length (`None`: none given).
+    fn server_name(&self, out: &mut [u8]) -> Option<usize>;
+    /// Whether the client connection is TLS.
+    fn is_tls(&self) -> bool;
+    /// Sets a string in the connection's dynamic metadata.
+    fn set_metadata(&self, namespace: &[u8], key: &[u8], value: &[u8]);
+    /// Creates the connection's scheduler (`None`: the connection can no longer be called).
+    fn new_scheduler(&self) -> Option<Committer>;
+    /// Whether `level` is written.
+    fn log_enabled(&self, level: u32) -> bool;
+    /// Writes one log line.
+    fn log(&self, level: u32, line: &[u8]);
+}

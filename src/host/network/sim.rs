@@ -1,0 +1,235 @@
+//! A simulated connection host, for `jisr::testing`: buffers and records in memory.
+
+use super::{Addr, Close, Committer, ConnHost, Side};
+use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// One simulated connection: Envoy's two buffers and what the filter did.
+#[derive(Default)]
+pub(crate) struct SimConn {
+    /// Envoy's read buffer (client bytes not yet passed on).
+    pub(crate) read_buf: RefCell<Vec<u8>>,
+    /// The write buffer of the running write hook.
+    pub(crate) write_buf: RefCell<Vec<u8>>,
+    /// Bytes that reached the filters after this one, toward upstream.
+    pub(crate) upstream: RefCell<Vec<u8>>,
+    /// Whether the upstream direction was half-closed.
+    pub(crate) upstream_end: Cell<bool>,
+    /// Bytes that reached the client.
+    pub(crate) client: RefCell<Vec<u8>>,
+    /// Whether the client direction was half-closed.
+    pub(crate) client_end: Cell<bool>,
+    /// How and why the filter closed the connection.
+    pub(crate) closed: RefCell<Option<(Close, String)>>,
+    /// Whether reading from the client is disabled.
+    pub(crate) read_disabled: Cell<bool>,
+    /// Events committed on the connection's scheduler and not yet delivered.
+    pub(crate) scheduled: Arc<AtomicU32>,
+    /// Log lines written.
+    pub(crate) logs: RefCell<Vec<(u32, String)>>,
+    /// Dynamic metadata set: namespace, key, value.
+    pub(crate) metadata: RefCell<Vec<(String, String, String)>>,
+    /// The client's address and port.
+    pub(crate) remote: RefCell<(String, u32)>,
+    /// The address and port the client connected to.
+    pub(crate) local: RefCell<(String, u32)>,
+    /// The SNI the client sent.
+    pub(crate) sni: RefCell<Option<String>>,
+    /// Whether the connection is TLS.
+    pub(crate) tls: Cell<bool>,
+    /// The connection's id.
+    pub(crate) id: Cell<u64>,
+    /// The log level (ABI number): lines below it are not written.
+    pub(crate) log_level: Cell<u32>,
+}
+
+fn buf(conn: &SimConn, side: Side) -> &RefCell<Vec<u8>> {
+    match side {
+        Side::Read => &conn.read_buf,
+        Side::Write => &conn.write_buf,
+    }
+}
+
+fn copy_str(s: &str, out: &mut [u8]) -> usize {
+    let n = s.len().min(out.len());
+    out[..n].copy_from_slice(&s.as_bytes()[..n]);
+    n
+}
+
+impl ConnHost for SimConn {
+    fn len(&self, side: Side) -> usize {
+        buf(self, side).borrow().len()
+    }
+
+    fn copy(&self, side: Side, out: &mut [u8]) -> usize {
+        let b = buf(self, side).borrow();
+        let n = b.len().min(out.len());
+        out[..n].copy_from_slice(&b[..n]);
+        n
+    }
+
+    fn drain(&self, side: Side, n: usize) {
+        let mut b = buf(self, side).borrow_mut();
+        let n = n.min(b.len());
+        b.drain(..n);
+    }
+
+    fn inject_read(&self, data: &[u8], end: bool) {
+        self.upstream.borrow_mut().extend_from_slice(data);
+        if end {
+            self.upstream_end.set(true);
+        }
+    }
+
+    fn inject_write(&self, data: &[u8], end: bool) {
+        self.client.borrow_mut().extend_from_slice(data);
+        if end {
+            self.client_end.set(true);
+        }
+    }
+
+    /// As Envoy: the filters after this one get the read buffer (the proxy sends it on).
+    fn continue_reading(&self) {
+        let rest = core::mem::take(&mut *self.read_buf.borrow_mut());
+        self.upstream.borrow_mut().extend_from_slice(&rest);
+    }
+
+    fn read_disable(&self, disable: bool) {
+        self.read_disabled.set(disable);
+    }
+
+    fn close(&self, how: Close, details: &[u8]) {
+        let mut c = self.closed.borrow_mut();
+        if c.is_none() {
+            *c = Some((how, String::from_utf8_lossy(details).into_owned()));
+        }
+    }
+
+    fn connection_id(&self) -> u64 {
+        self.id.get()
+    }
+
+    fn address(&self, which: Addr, out: &mut [u8]) -> Option<(usize, u32)> {
+        let a = match which {
+            Addr::Remote => self.remote.borrow(),
+            Addr::Local => self.local.borrow(),
+        };
+        (!a.0.is_empty()).then(|| (copy_str(&a.0, out), a.1))
+    }
+
+    fn server_name(&self, out: &mut [u8]) -> Option<usize> {
+        self.sni.borrow().as_deref().map(|s| copy_str(s, out))
+    }
+
+    fn is_tls(&self) -> bool {
+        self.tls.get()
+    }
+
+    fn set_metadata(&self, namespace: &[u8], key: &[u8], value: &[u8]) {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut m = self.metadata.borrow_mut();
+        m.retain(|(n, k, _)| n.as_bytes() != namespace || k.as_bytes() != key);
+        m.push((s(namespace), s(key), s(value)));
+    }
+
+    fn new_scheduler(&self) -> Option<Committer> {
+        unsafe fn commit(ptr: *mut core::ffi::c_void, _event: u64) {
+            // SAFETY: `ptr` is the `Arc<AtomicU32>` leaked below, alive until `release`.
+            unsafe { &*(ptr as *const AtomicU32) }.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe fn release(ptr: *mut core::ffi::c_void) {
+            // SAFETY: `ptr` came from `Arc::into_raw` below; released once.
+            drop(unsafe { Arc::from_raw(ptr as *const AtomicU32) });
+        }
+        let ptr = Arc::into_raw(self.scheduled.clone()) as *mut core::ffi::c_void;
+        // SAFETY: `commit` only touches an atomic kept alive by the reference `ptr` owns, from
+        // any thread; `release` gives that reference back once.
+        Some(unsafe { Committer::new(ptr, commit, release) })
+    }
+
+    fn log_enabled(&self, level: u32) -> bool {
+        level >= self.log_level.get()
+    }
+
+    fn log(&self, level: u32, line: &[u8]) {
+        self.logs
+            .borrow_mut()
+            .push((level, String::from_utf8_lossy(line).into_owned()));
+    }
+}
+
+/// A network filter config's simulated host while it loads.
+#[derive(Default)]
+pub(crate) struct SimNetConfigHost {
+    /// Names of the metrics defined, in order (the index is the id).
+    pub(crate) metrics: RefCell<Vec<String>>,
+    /// Log lines written while loading.
+    pub(crate) logs: RefCell<Vec<(u32, String)>>,
+}
+
+impl ConfigHost for SimNetConfigHost {
+    fn define_metric(&self, _kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
+        if !labels.is_empty() {
+            return Err(crate::abi::metrics_result::INVALID_LABELS);
+        }
+        let mut m = self.metrics.borrow_mut();
+        m.push(name.to_string());
+        Ok(m.len() - 1)
+    }
+
+    fn log_enabled(&self, _level: u32) -> bool {
+        true
+    }
+
+    fn log(&self, level: u32, msg: &[u8]) {
+        self.logs
+            .borrow_mut()
+            .push((level, String::from_utf8_lossy(msg).into_owned()));
+    }
+
+    fn process_log(&self) -> Option<fn(u32, &[u8])> {
+        None
+    }
+
+    fn secret(&self, _handle: u64) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn new_scheduler(&self) -> Committer {
+        Committer::inert()
+    }
+
+    fn metric(&self, _op: MetricOp, _id: usize, _labels: &[&[u8]], _value: u64) -> Option<u32> {
+        None
+    }
+}
+
+/// As Envoy's network configs: no outbound calls while loading.
+impl Outbound for SimNetConfigHost {
+    fn callout(&self, _: &[u8], _: &[(&[u8], &[u8])], _: &[u8], _: u64) -> Result<u64, u32> {
+        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
+    }
+
+    fn start_stream(
+        &self,
+        _: &[u8],
+        _: &[(&[u8], &[u8])],
+        _: &[u8],
+        _: bool,
+        _: u64,
+    ) -> Result<u64, u32> {
+        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
+    }
+
+    fn stream_send(&self, _: u64, _: &[u8], _: bool) -> bool {
+        false
+    }
+
+    fn stream_trailers(&self, _: u64, _: &[(&[u8], &[u8])]) -> bool {
+        false
+    }
+
+    fn stream_reset(&self, _: u64) {}
+}

@@ -1,0 +1,283 @@
+//! Simulated connections for network filters: drive a registered `r.network(..)` filter hook
+//! by hook, as Envoy would, and see what reached each side.
+
+use crate::Registry;
+use crate::abi::network::DataStatus;
+use crate::api::config::ConfigHandle;
+use crate::filter::network::{ConnEvent, NetConfigHooks, SimSlot};
+use crate::host::network::sim::{SimConn, SimNetConfigHost};
+use crate::host::network::{Close, Side};
+use std::sync::atomic::Ordering;
+
+/// A network filter loaded from a registry, as Envoy loads it for a listener.
+///
+/// ```
+/// use jisr::network::Connection;
+/// use jisr::testing::TestNetworkFilter;
+/// use jisr::Registry;
+///
+/// async fn shout(mut conn: Connection<'_>) {
+///     let mut buf = [0u8; 64];
+///     let n = conn.read(&mut buf).await;
+///     buf[..n].make_ascii_uppercase();
+///     conn.send_upstream(&buf[..n]);
+/// }
+/// fn register(r: &mut Registry) {
+///     r.network("shout").handle(shout);
+/// }
+///
+/// let f = TestNetworkFilter::new(register, "shout", b"").unwrap();
+/// let mut c = f.connect();
+/// c.client_sends(b"hello");
+/// c.client_sends(b" world"); // the handler returned: this flows on untouched
+/// assert_eq!(c.upstream(), b"HELLO world");
+/// ```
+pub struct TestNetworkFilter {
+    config: Box<dyn NetConfigHooks>,
+    load_logs: Vec<(crate::Level, String)>,
+}
+
+fn level(l: u32) -> crate::Level {
+    match l {
+        0 => crate::Level::Trace,
+        1 => crate::Level::Debug,
+        2 => crate::Level::Info,
+        3 => crate::Level::Warn,
+        _ => crate::Level::Error,
+    }
+}
+
+impl TestNetworkFilter {
+    /// Loads network filter `name` from `register` with `config` as its `filter_config`; an
+    /// error is the message Envoy's log would show (and the config would be refused).
+    pub fn new(
+        register: fn(&mut Registry),
+        name: &str,
+        config: &[u8],
+    ) -> Result<TestNetworkFilter, String> {
+        let mut r = Registry::default();
+        register(&mut r);
+        let Some(build) = r.network_build(name) else {
+            return Err(format!(
+                "jisr: no network filter named '{name}' in this module"
+            ));
+        };
+        let host = SimNetConfigHost::default();
+        let mut handle = ConfigHandle {
+            envoy_stats: false,
+            name,
+            bytes: config,
+            host: &host,
+            background: None,
+        };
+        let config =
+            build(&mut handle).map_err(|e| format!("jisr: network filter '{name}': {e}"))?;
+        let load_logs = host
+            .logs
+            .take()
+            .into_iter()
+            .map(|(l, s)| (level(l), s))
+            .collect();
+        Ok(TestNetworkFilter { config, load_logs })
+    }
+
+    /// Log lines written while the config loaded.
+    pub fn load_logs(&self) -> &[(crate::Level, String)] {
+        &self.load_logs
+    }
+
+    /// Accepts a new connection: the handler starts (Envoy's `on_new_connection`).
+    pub fn connect(&self) -> TestConnection<'_> {
+        let host = SimConn::default();
+        *host.remote.borrow_mut() = ("127.0.0.1".to_string(), 40000);
+        *host.local.borrow_mut() = ("127.0.0.1".to_string(), 10000);
+        host.id.set(1);
+        let slot = SimSlot::new(&*self.config).expect("the config refused the connection");
+        let mut c = TestConnection {
+            host,
+            slot,
+            close_seen: false,
+        };
+        c.hook(|s, h| {
+            s.new_connection(h);
+        });
+        c
+    }
+}
+
+/// One simulated TCP connection through the filter (from [`TestNetworkFilter::connect`]).
+/// Dropping it destroys the filter as Envoy does when the connection goes away.
+pub struct TestConnection<'f> {
+    host: SimConn,
+    slot: SimSlot<'f>,
+    close_seen: bool,
+}
+
+impl TestConnection<'_> {
+    fn hook<R>(
+        &mut self,
+        f: impl FnOnce(&dyn crate::filter::network::ConnHooks, &SimConn) -> R,
+    ) -> R {
+        let host = &self.host;
+        let r = self.slot.hook(|s| f(s, host));
+        // Envoy raises the close event after a close the filter asked for.
+        if !self.close_seen && self.host.closed.borrow().is_some() {
+            self.close_seen = true;
+            self.slot.hook(|s| s.event(&self.host, ConnEvent::Closed));
+        }
+        r
+    }
+
+    /// The client sends `bytes` (one read hook). What the filter lets through reaches
+    /// [`upstream`](TestConnection::upstream).
+    pub fn client_sends(&mut self, bytes: &[u8]) {
+        self.read(bytes, false);
+    }
+
+    /// The client half-closes (a read hook with end of stream).
+    pub fn client_ends(&mut self) {
+        self.read(&[], true);
+    }
+
+    fn read(&mut self, bytes: &[u8], end: bool) {
+        if self.close_seen {
+            return;
+        }
+        self.host.read_buf.borrow_mut().extend_from_slice(bytes);
+        let s = self.hook(|c, h| c.data(h, Side::Read, end));
+        if s == DataStatus::Continue {
+            // The proxy after the filter takes the buffer.
+            crate::host::network::ConnHost::continue_reading(&self.host);
+            if end {
+                self.host.upstream_end.set(true);
+            }
+        }
+    }
+
+    /// Upstream sends `bytes` toward the client (one write hook). What the filter lets
+    /// through reaches [`client`](TestConnection::client); bytes it left in the buffer come
+    /// again with the next write, as in Envoy.
+    pub fn upstream_sends(&mut self, bytes: &[u8]) {
+        self.write(bytes, false);
+    }
+
+    /// Upstream half-closes.
+    pub fn upstream_ends(&mut self) {
+        self.write(&[], true);
+    }
+
+    fn write(&mut self, bytes: &[u8], end: bool) {
+        if self.close_seen {
+            return;
+        }
+        self.host.write_buf.borrow_mut().extend_from_slice(bytes);
+        let s = self.hook(|c, h| c.data(h, Side::Write, end));
+        if s == DataStatus::Continue {
+            let rest = core::mem::take(&mut *self.host.write_buf.borrow_mut());
+            self.host.client.borrow_mut().extend_from_slice(&rest);
+            if end {
+                self.host.client_end.set(true);
+            }
+        }
+    }
+
+    /// The client closes the connection (Envoy's remote-close event).
+    pub fn client_closes(&mut self) {
+        if !self.close_seen {
+            self.close_seen = true;
+            self.hook(|c, h| c.event(h, ConnEvent::Closed));
+        }
+    }
+
+    /// Delivers the scheduler events committed so far (wakes from outside a hook); returns
+    /// how many.
+    pub fn run_scheduled(&mut self) -> usize {
+        let mut n = 0;
+        while self.host.scheduled.swap(0, Ordering::AcqRel) > 0 {
+            n += 1;
+            self.hook(|c, h| c.scheduled(h));
+        }
+        n
+    }
+
+    /// Everything that reached upstream so far.
+    pub fn upstream(&self) -> Vec<u8> {
+        self.host.upstream.borrow().clone()
+    }
+
+    /// Takes what reached upstream so far (the next call sees only newer bytes).
+    pub fn take_upstream(&self) -> Vec<u8> {
+        core::mem::take(&mut *self.host.upstream.borrow_mut())
+    }
+
+    /// Whether the upstream direction was half-closed.
+    pub fn upstream_ended(&self) -> bool {
+        self.host.upstream_end.get()
+    }
+
+    /// Everything that reached the client so far.
+    pub fn client(&self) -> Vec<u8> {
+        self.host.client.borrow().clone()
+    }
+
+    /// Takes what reached the client so far.
+    pub fn take_client(&self) -> Vec<u8> {
+        core::mem::take(&mut *self.host.client.borrow_mut())
+    }
+
+    /// Whether the client direction was half-closed.
+    pub fn client_ended(&self) -> bool {
+        self.host.client_end.get()
+    }
+
+    /// Client bytes still held in Envoy's read buffer (not read, not passed).
+    pub fn held(&self) -> usize {
+        self.host.read_buf.borrow().len()
+    }
+
+    /// The close details, if the filter closed the connection.
+    pub fn closed(&self) -> Option<String> {
+        self.host.closed.borrow().as_ref().map(|(_, d)| d.clone())
+    }
+
+    /// Whether the filter reset the connection (rather than closing it after a flush).
+    pub fn was_reset(&self) -> bool {
+        matches!(*self.host.closed.borrow(), Some((Close::Reset, _)))
+    }
+
+    /// Whether the filter stopped reading from the client.
+    pub fn reading_disabled(&self) -> bool {
+        self.host.read_disabled.get()
+    }
+
+    /// A dynamic metadata string the filter set.
+    pub fn metadata(&self, namespace: &str, key: &str) -> Option<String> {
+        self.host
+            .metadata
+            .borrow()
+            .iter()
+            .find(|(n, k, _)| n == namespace && k == key)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// Log lines the filter wrote on this connection.
+    pub fn logs(&self) -> Vec<(crate::Level, String)> {
+        self.host
+            .logs
+            .borrow()
+            .iter()
+            .map(|(l, s)| (level(*l), s.clone()))
+            .collect()
+    }
+
+    /// Sets the client's address as Envoy would report it (before the handler asks).
+    pub fn set_peer(&self, ip: &str, port: u32) {
+        *self.host.remote.borrow_mut() = (ip.to_string(), port);
+    }
+
+    /// Sets the TLS server name the client asked for.
+    pub fn set_server_name(&self, name: &str) {
+        *self.host.sni.borrow_mut() = Some(name.to_string());
+        self.host.tls.set(true);
+    }
+}

@@ -1,0 +1,317 @@
+//! Network (L4) filters on simulated connections: what passes, what is held, what the
+//! handler sees, and how it ends.
+
+use jisr::network::{Connection, Traffic};
+use jisr::testing::TestNetworkFilter;
+use jisr::{ConfigError, ConfigHandle, Registry};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Reads until it has 8 bytes, then sends them upstream reversed and returns.
+async fn reverse8(mut conn: Connection<'_>) {
+    let mut buf = [0u8; 8];
+    let mut have = 0;
+    while have < 8 {
+        let n = conn.read(&mut buf[have..]).await;
+        if n == 0 {
+            return;
+        }
+        have += n;
+    }
+    buf.reverse();
+    conn.send_upstream(&buf);
+}
+
+fn register(r: &mut Registry) {
+    r.network("reverse8").handle(reverse8);
+}
+
+#[test]
+fn client_bytes_wait_for_the_handler_and_flow_once_it_returns() {
+    let f = TestNetworkFilter::new(register, "reverse8", b"").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"abc");
+    assert_eq!(c.upstream(), b"", "nothing passes while the handler runs");
+    c.client_sends(b"defghXYZ");
+    // The handler took 8 bytes, sent them reversed and returned: the rest of that read goes
+    // on with the same hook.
+    assert_eq!(c.upstream(), b"hgfedcbaXYZ");
+    c.client_sends(b" more");
+    assert_eq!(c.upstream(), b"hgfedcbaXYZ more");
+    assert_eq!(c.held(), 0);
+    assert_eq!(c.closed(), None);
+}
+
+#[test]
+fn upstream_bytes_pass_untouched_unless_the_handler_watches() {
+    let f = TestNetworkFilter::new(register, "reverse8", b"").unwrap();
+    let mut c = f.connect();
+    c.upstream_sends(b"banner\r\n");
+    assert_eq!(c.client(), b"banner\r\n");
+}
+
+#[test]
+fn a_client_half_close_ends_a_read_with_zero_and_passes_on() {
+    let f = TestNetworkFilter::new(register, "reverse8", b"").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"abc");
+    c.client_ends();
+    // The handler read "abc" (bytes it read are its own), saw 0 and returned without
+    // sending: only the end goes on.
+    assert_eq!(c.upstream(), b"");
+    assert!(c.upstream_ended());
+}
+
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+struct CountDrop;
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn waits_forever(mut conn: Connection<'_>) {
+    let _guard = CountDrop;
+    let mut buf = [0u8; 4];
+    while conn.read(&mut buf).await > 0 {}
+    // Closed: read gives 0. Keep waiting on something that never comes.
+    std::future::pending::<()>().await;
+}
+
+#[test]
+fn a_closed_connection_drops_the_handler() {
+    fn reg(r: &mut Registry) {
+        r.network("w").handle(waits_forever);
+    }
+    let f = TestNetworkFilter::new(reg, "w", b"").unwrap();
+    let before = DROPPED.load(Ordering::SeqCst);
+    {
+        let mut c = f.connect();
+        c.client_sends(b"hi");
+        c.client_closes();
+        assert_eq!(DROPPED.load(Ordering::SeqCst), before, "still waiting");
+    } // Envoy destroys the filter
+    assert_eq!(DROPPED.load(Ordering::SeqCst), before + 1);
+}
+
+async fn panics(mut conn: Connection<'_>) {
+    let mut buf = [0u8; 4];
+    let _ = conn.read(&mut buf).await;
+    panic!("boom");
+}
+
+#[test]
+fn a_panicking_handler_resets_the_connection_and_nothing_passes() {
+    fn reg(r: &mut Registry) {
+        r.network("p").handle(panics);
+    }
+    let f = TestNetworkFilter::new(reg, "p", b"").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"GET secret");
+    assert_eq!(c.closed().as_deref(), Some("jisr_network_handler_panic"));
+    assert!(c.was_reset());
+    assert_eq!(c.upstream(), b"", "fail closed: nothing went upstream");
+    c.client_sends(b"more");
+    assert_eq!(c.upstream(), b"");
+    assert!(
+        c.logs().iter().any(|(_, l)| l.contains("boom")),
+        "{:?}",
+        c.logs()
+    );
+}
+
+/// Relays both ways, tagging upstream chunks.
+async fn relay(mut conn: Connection<'_>) {
+    let mut buf = [0u8; 16];
+    loop {
+        match conn.read_any(&mut buf).await {
+            Traffic::Client(n) => conn.send_upstream(&buf[..n]),
+            Traffic::Upstream(n) => {
+                conn.send_downstream(b"<");
+                conn.send_downstream(&buf[..n]);
+            }
+            Traffic::ClientEnd => conn.end_upstream(),
+            Traffic::UpstreamEnd => conn.end_downstream(),
+            Traffic::Closed => return,
+        }
+    }
+}
+
+#[test]
+fn a_relay_sees_both_directions_and_each_end_once() {
+    fn reg(r: &mut Registry) {
+        r.network("relay").handle(relay);
+    }
+    let f = TestNetworkFilter::new(reg, "relay", b"").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"ping");
+    assert_eq!(c.upstream(), b"ping");
+    c.upstream_sends(b"pong");
+    assert_eq!(c.client(), b"<pong");
+    // More than one buffer's worth arrives in one hook: all of it is relayed in that hook.
+    c.upstream_sends(&[b'x'; 40]);
+    assert_eq!(c.client().len(), 5 + 40 + 3);
+    c.client_ends();
+    assert!(c.upstream_ended());
+    c.upstream_ends();
+    assert!(c.client_ended());
+    // Both ends told: the handler returned; later bytes flow untouched.
+    c.upstream_sends(b"late");
+    assert!(c.client().ends_with(b"late"));
+}
+
+async fn watches_but_never_reads(mut conn: Connection<'_>) {
+    conn.watch_upstream();
+    std::future::pending::<()>().await;
+}
+
+#[test]
+fn an_upstream_that_outruns_the_inbox_gets_the_connection_reset() {
+    fn reg(r: &mut Registry) {
+        r.network("slow")
+            .inbox_limit(100)
+            .handle(watches_but_never_reads);
+    }
+    let f = TestNetworkFilter::new(reg, "slow", b"").unwrap();
+    let mut c = f.connect();
+    c.upstream_sends(&[1; 60]);
+    assert_eq!(c.closed(), None);
+    assert_eq!(c.client(), b"", "held for the handler");
+    c.upstream_sends(&[2; 60]);
+    assert_eq!(
+        c.closed().as_deref(),
+        Some("jisr_network_upstream_inbox_full")
+    );
+    assert!(c.was_reset());
+}
+
+async fn waits_for_a_thread(mut conn: Connection<'_>) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    struct Wait {
+        flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        started: Option<std::sync::mpsc::Receiver<()>>,
+    }
+    impl std::future::Future for Wait {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.flag.load(Ordering::SeqCst) {
+                return std::task::Poll::Ready(());
+            }
+            if let Some(rx) = self.started.take() {
+                let (w, flag) = (cx.waker().clone(), self.flag.clone());
+                std::thread::spawn(move || {
+                    let _ = rx.recv();
+                    flag.store(true, Ordering::SeqCst);
+                    w.wake();
+                });
+            }
+            std::task::Poll::Pending
+        }
+    }
+    drop(tx);
+    Wait {
+        flag,
+        started: Some(rx),
+    }
+    .await;
+    conn.send_downstream(b"woken\n");
+}
+
+#[test]
+fn a_wake_from_another_thread_comes_back_through_the_scheduler() {
+    fn reg(r: &mut Registry) {
+        r.network("t").handle(waits_for_a_thread);
+    }
+    let f = TestNetworkFilter::new(reg, "t", b"").unwrap();
+    let mut c = f.connect();
+    let mut delivered = 0;
+    for _ in 0..200 {
+        delivered += c.run_scheduled();
+        if !c.client().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(c.client(), b"woken\n");
+    assert_eq!(delivered, 1);
+}
+
+struct Limits {
+    max: usize,
+}
+
+fn load(cfg: &mut ConfigHandle<'_>) -> Result<Limits, ConfigError> {
+    let max = cfg
+        .config_str()?
+        .trim()
+        .parse()
+        .map_err(|e| ConfigError::new(format!("not a byte count: {e}")))?;
+    Ok(Limits { max })
+}
+
+async fn limited(l: &Limits, mut conn: Connection<'_>) {
+    let mut total = 0;
+    let mut buf = [0u8; 64];
+    loop {
+        let n = conn.read(&mut buf).await;
+        if n == 0 {
+            return;
+        }
+        total += n;
+        if total > l.max {
+            conn.close("too_much");
+            return;
+        }
+        conn.send_upstream(&buf[..n]);
+    }
+}
+
+#[test]
+fn state_comes_from_the_config_and_a_bad_config_is_refused_by_name() {
+    fn reg(r: &mut Registry) {
+        r.network("limited").state(load).handle(limited);
+    }
+    let err = TestNetworkFilter::new(reg, "limited", b"lots")
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("'limited'") && err.contains("not a byte count"),
+        "{err}"
+    );
+    assert!(TestNetworkFilter::new(reg, "nope", b"1").is_err());
+    let f = TestNetworkFilter::new(reg, "limited", b"10").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"12345");
+    c.client_sends(b"67890");
+    assert_eq!(c.upstream(), b"1234567890");
+    c.client_sends(b"!");
+    assert_eq!(c.closed().as_deref(), Some("too_much"));
+    assert!(!c.was_reset());
+}
+
+async fn peer(mut conn: Connection<'_>) {
+    let who = format!(
+        "{:?} {:?} {}",
+        conn.peer_addr(),
+        conn.server_name().as_deref(),
+        conn.is_tls()
+    );
+    conn.set_metadata("peer", "who", &who);
+}
+
+#[test]
+fn addresses_sni_and_metadata() {
+    fn reg(r: &mut Registry) {
+        r.network("peer").handle(peer);
+    }
+    let f = TestNetworkFilter::new(reg, "peer", b"").unwrap();
+    let c = f.connect();
+    assert_eq!(
+        c.metadata("peer", "who").as_deref(),
+        Some("Some(127.0.0.1:40000) None false")
+    );
+}
