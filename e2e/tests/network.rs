@@ -1,0 +1,171 @@
+//! Network (L4) filters in real Envoy: `examples/tcp_gate.rs` in front of `tcp_proxy` and a
+//! TCP echo server: what reaches upstream, what the client gets back, close details, and a
+//! handler that relays both directions itself.
+
+use jisr_e2e::{Cluster, Envoy, EnvoyConfig, Listener, access_field};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A TCP echo server on a free port: each connection gets back what it sends, and its write
+/// side is shut down when the client half-closes.
+fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind echo");
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = s.shutdown(std::net::Shutdown::Write);
+                            return;
+                        }
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn gate_envoy(echo: u16) -> Envoy {
+    Envoy::start(
+        &EnvoyConfig::new()
+            .listener(Listener::tcp(
+                "gate",
+                "tcp_gate",
+                "tcp_gate",
+                "alpha\nbeta",
+                "echo",
+            ))
+            .listener(Listener::tcp(
+                "watch",
+                "tcp_gate",
+                "tcp_gate",
+                "watch\nalpha",
+                "echo",
+            ))
+            .cluster(Cluster::new("echo", echo)),
+    )
+}
+
+/// Reads until `want` bytes arrived (or the peer closed, or 5 s passed).
+fn read_n(s: &mut TcpStream, want: usize) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while out.len() < want && start.elapsed() < WAIT {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// Reads until the peer closes (or 5 s passed).
+fn read_to_close(s: &mut TcpStream) -> (Vec<u8>, bool) {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < WAIT {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
+            Err(_) => {}
+        }
+    }
+    (out, false)
+}
+
+#[test]
+fn a_good_key_opens_the_connection_and_the_rest_flows_untouched() {
+    let envoy = gate_envoy(echo_server());
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("gate"))).unwrap();
+    // The AUTH line in pieces, with the first payload bytes in the same write as its end.
+    s.write_all(b"AU").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"TH be").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"ta\r\nhello ").unwrap();
+    assert_eq!(read_n(&mut s, 11), b"+OK\r\nhello ");
+    // The handler returned: Envoy passes the rest on its own.
+    let big = vec![b'z'; 300_000];
+    s.write_all(&big).unwrap();
+    let back = read_n(&mut s, big.len());
+    assert_eq!(back.len(), big.len());
+    assert!(back.iter().all(|b| *b == b'z'));
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let (rest, closed) = read_to_close(&mut s);
+    assert!(rest.is_empty() && closed);
+}
+
+#[test]
+fn a_bad_key_gets_an_error_and_the_connection_closed_with_details() {
+    let envoy = gate_envoy(echo_server());
+    let port = envoy.listener_port("gate");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"AUTH gamma\r\nsecret payload").unwrap();
+    let (got, closed) = read_to_close(&mut s);
+    assert_eq!(got, b"-ERR denied\r\n", "nothing of the payload came back");
+    assert!(closed, "Envoy closed the connection");
+    // A first line that never ends is bounded: 256 bytes, then an error.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&[b'A'; 1000]).unwrap();
+    let (got, closed) = read_to_close(&mut s);
+    assert_eq!(got, b"-ERR first line too long\r\n");
+    assert!(closed);
+    let start = Instant::now();
+    let details = loop {
+        let lines = envoy.access_log_lines();
+        let d: Vec<String> = lines
+            .iter()
+            .filter(|l| l.contains("listener=gate"))
+            .filter_map(|l| access_field(l, "details").map(str::to_string))
+            .collect();
+        if d.len() >= 2 || start.elapsed() > WAIT {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        details.iter().any(|d| d == "tcp_gate_denied"),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d == "tcp_gate_line_too_long"),
+        "{details:?}"
+    );
+}
+
+#[test]
+fn a_handler_can_relay_both_directions_itself() {
+    let envoy = gate_envoy(echo_server());
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("watch"))).unwrap();
+    s.write_all(b"AUTH alpha\nping").unwrap();
+    assert_eq!(read_n(&mut s, 11), b"+OK\r\n> ping");
+    s.write_all(b"pong").unwrap();
+    assert_eq!(read_n(&mut s, 6), b"> pong");
+    // The client half-closes: the handler ends upstream, the echo server ends back, and the
+    // handler ends toward the client.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let (rest, closed) = read_to_close(&mut s);
+    assert!(rest.is_empty() && closed, "{rest:?} {closed}");
+    assert!(!envoy.log().contains("panicked"));
+}
