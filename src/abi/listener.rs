@@ -1,16 +1,17 @@
 //! The listener filter kind's C ABI: Envoy's `envoy_dynamic_module_callback_listener_*`
-//! callbacks (all 73 that Envoy 1.40.0 exports, plus one that only 1.38 and 1.39 have), the
+//! callbacks (all 73 that Envoy 1.40.0 exports, plus one that only 1.38 has), the
 //! values they and the hooks exchange, and the hooks Envoy calls on the module (`hooks`).
 //!
 //! A listener filter runs on an accepted socket before Envoy makes a connection of it: it peeks
 //! at the first bytes (`filter_get_buffer_chunk`), may set what filter chain matching sees (SNI,
 //! ALPN, transport protocol, addresses), and then lets the socket go on or closes it.
 //!
-//! The 62 callbacks Envoy 1.38.3 and 1.40.0 both export are linked directly; the 11 that 1.39 and
-//! 1.40 added, and `filter_set_dynamic_metadata` (1.38 and 1.39 only: 1.40 has
-//! `filter_set_dynamic_metadata_string` instead), are looked up by name on first use
-//! (`listener_late()`), so the module loads on every version. CONSTRAINTS.md lists each with the
-//! versions that have it, and `e2e/tests/network_abi.rs` checks both against the running Envoy.
+//! The 62 callbacks every supported Envoy (1.38.3 to 1.40.0) exports are linked directly; the 11
+//! that 1.39 and 1.40 added, and `filter_set_dynamic_metadata` (1.38 only: 1.39 dropped it, and
+//! `filter_set_dynamic_metadata_string` is there on every version), are looked up by name on
+//! first use (`listener_late()`), so the module loads on every version. CONSTRAINTS.md lists
+//! each with the versions that have it, and `e2e/tests/network_abi.rs` checks both against the
+//! running Envoy.
 //!
 //! Pointers and enum values follow the same rules as in `super::network`.
 
@@ -81,7 +82,7 @@ impl AddressType {
     }
 }
 
-// Every callback Envoy 1.38.3 and 1.40.0 both export. Metric callbacks return a
+// Every callback Envoy 1.38.3, 1.39.3 and 1.40.0 all export. Metric callbacks return a
 // `super::metrics_result` value, `filter_http_callout` a `super::callout_init` value.
 unsafe extern "C" {
     pub fn envoy_dynamic_module_callback_listener_filter_get_buffer_chunk(
@@ -371,9 +372,8 @@ late_table! {
     /// The listener filter's callbacks that not every supported Envoy exports; `None` where
     /// this Envoy lacks one.
     ListenerLate, listener_late;
-    /// 1.38 and 1.39 only: a string in the dynamic metadata `(namespace, key, value)`; 1.40
-    /// removed it (`filter_set_dynamic_metadata_string`, which every version has, sets a
-    /// string value).
+    /// 1.38 only: a string in the dynamic metadata `(namespace, key, value)`; 1.39 dropped it
+    /// (`filter_set_dynamic_metadata_string`, which every version has, sets a string value).
     set_dynamic_metadata: unsafe extern "C" fn(ListenerFilterEnvoyPtr, Buf, Buf, Buf) =
         c"envoy_dynamic_module_callback_listener_filter_set_dynamic_metadata",
     /// 1.39: config-level metrics (usable without a socket, e.g. from the main thread).
