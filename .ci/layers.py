@@ -20,7 +20,7 @@ import sys
 
 SRC = os.environ.get("LAYERS_SRC", "src")
 STACK = ["abi", "executor", "host", "filter", "api", "entry", "testing"]
-KINDS = ["http", "server", "network"]
+KINDS = ["http", "server", "network", "listener", "udp"]
 # Shared modules allowed to name kinds, and why.
 MEETING_POINTS = {
     "api/registry.rs": "the registry is where a module registers extensions of every kind",
@@ -262,6 +262,8 @@ def self_test():
         "upward through a root re-export": ({"filter/mod.rs": "use crate::Request;\n"}, "is above"),
         "upward through a root module": ({"host/server.rs": "use crate::raw::Raw;\n"}, "is above"),
         "another kind": ({"host/server.rs": "use crate::host::http::Y;\n"}, "(kind http)"),
+        "network uses udp": ({"abi/network.rs": "use super::udp::UdpFilterEnvoyPtr;\n"}, "(kind udp)"),
+        "shared names listener": ({"abi/late.rs": "use crate::abi::listener::X;\n"}, "shared module uses"),
         "shared names a kind": ({"host/mod.rs": "pub(crate) mod http;\nuse crate::host::http::Y;\n"}, "shared module uses"),
         "circle": ({"api/a.rs": "use crate::api::b::B;\n", "api/b.rs": "use super::c::C;\n", "api/c.rs": "use crate::api::{a::A, x};\n"}, "import circle"),
         "comments are not code": ({"host/http/mod.rs": "// use crate::api::config::C;\n/// [`crate::api::X`]\n"}, None),

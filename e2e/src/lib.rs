@@ -22,6 +22,7 @@ pub mod json;
 pub mod modules;
 pub mod paths;
 pub mod soak;
+pub mod symbols;
 pub mod telemetry;
 pub mod upstream;
 mod wire;

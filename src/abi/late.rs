@@ -7,7 +7,6 @@
 
 use super::ffi::{Buf, EnvoyConfigPtr, EnvoyFilterPtr, HeaderPair, TimingInfo};
 use core::ffi::{CStr, c_char, c_void};
-use std::sync::OnceLock;
 
 unsafe extern "C" {
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
@@ -20,32 +19,65 @@ const RTLD_DEFAULT: *mut c_void = core::ptr::null_mut();
 pub(crate) type ConfigMetricFn =
     unsafe extern "C" fn(EnvoyConfigPtr, usize, *const Buf, usize, u64) -> u32;
 
-macro_rules! late {
-    ($( $(#[$doc:meta])* $field:ident : $ty:ty = $name:literal ),* $(,)?) => {
-        /// The late-bound callbacks; `None` where this Envoy does not export one.
+/// Declares one table of late-bound callbacks: a struct with one `Option<fn>` field per
+/// callback, its `NAMES` (the C names, in field order) and an accessor that resolves the whole
+/// table with `dlsym` on first use and keeps it in its own `OnceLock`.
+///
+/// ```text
+/// late_table! {
+///     /// What the table is for.
+///     NetworkLate, network_late;
+///     /// When Envoy added it.
+///     field: unsafe extern "C" fn(..) -> .. = c"envoy_dynamic_module_callback_...",
+/// }
+/// ```
+///
+/// Each kind keeps its table beside its other declarations (`abi/<kind>.rs`); the HTTP
+/// filter's table is below.
+macro_rules! late_table {
+    (
+        $(#[$meta:meta])*
+        $table:ident, $get:ident;
+        $( $(#[$doc:meta])* $field:ident : $ty:ty = $name:literal ),* $(,)?
+    ) => {
+        $(#[$meta])*
         #[derive(Debug)]
-        pub(crate) struct Late {
+        pub(crate) struct $table {
             $( $(#[$doc])* pub(crate) $field: Option<$ty>, )*
         }
 
-        fn resolve() -> Late {
-            Late {
-                $( $field: {
-                    let p = lookup($name);
-                    // SAFETY: `p` is the address of Envoy's exported callback of this name,
-                    // whose C signature the ABI fixes as `$ty`; a null address stays `None`.
-                    (!p.is_null()).then(|| unsafe { core::mem::transmute::<*mut c_void, $ty>(p) })
-                }, )*
+        impl $table {
+            /// The C names of this table's callbacks, in field order.
+            #[cfg_attr(not(test), allow(dead_code))]
+            pub(crate) const NAMES: &'static [&'static ::core::ffi::CStr] = &[$($name),*];
+
+            fn resolve() -> Self {
+                Self {
+                    $( $field: {
+                        let p = $crate::abi::late::lookup($name);
+                        // SAFETY: `p` is the address of Envoy's exported callback of this
+                        // name, whose C signature the ABI fixes as the field's type; a null
+                        // address stays `None`.
+                        (!p.is_null()).then(|| unsafe {
+                            ::core::mem::transmute::<*mut ::core::ffi::c_void, $ty>(p)
+                        })
+                    }, )*
+                }
             }
         }
 
-        /// Names of all late-bound callbacks, for the load-time report and tests.
-        #[cfg(test)]
-        pub(crate) const NAMES: &[&CStr] = &[$($name),*];
+        /// The table for the Envoy this module runs in, resolved on first use.
+        pub(crate) fn $get() -> &'static $table {
+            static TABLE: ::std::sync::OnceLock<$table> = ::std::sync::OnceLock::new();
+            TABLE.get_or_init($table::resolve)
+        }
     };
 }
+pub(crate) use late_table;
 
-late! {
+late_table! {
+    /// The HTTP filter's late-bound callbacks; `None` where this Envoy does not export one.
+    Late, get;
     /// 1.40: a log line with the module's source location (file, line) instead of `[:]`.
     log_v2: unsafe extern "C" fn(u32, Buf, Buf, u32) = c"envoy_dynamic_module_callback_log_v2",
     /// 1.39+: every value of a header in one call.
@@ -131,17 +163,15 @@ late! {
         c"envoy_dynamic_module_callback_http_filter_get_generic_secret",
 }
 
-fn lookup(name: &CStr) -> *mut c_void {
+/// The address of Envoy's exported symbol `name`, or null when this Envoy lacks it.
+pub(crate) fn lookup(name: &CStr) -> *mut c_void {
     // SAFETY: `name` is NUL-terminated; `dlsym` with `RTLD_DEFAULT` only reads it.
     unsafe { dlsym(RTLD_DEFAULT, name.as_ptr()) }
 }
 
-static LATE: OnceLock<Late> = OnceLock::new();
-
-/// The late-bound callbacks of the Envoy this module runs in.
-pub(crate) fn get() -> &'static Late {
-    LATE.get_or_init(resolve)
-}
+/// Names of the HTTP filter's late-bound callbacks, for tests.
+#[cfg(test)]
+pub(crate) const NAMES: &[&CStr] = Late::NAMES;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,9 @@
 pub(crate) mod ffi;
 pub(crate) mod http;
 pub(crate) mod late;
+pub(crate) mod listener;
 pub(crate) mod network;
+pub(crate) mod udp;
 
 /// Results of the metric callbacks (`envoy_dynamic_module_type_metrics_result`).
 pub(crate) mod metrics_result {

@@ -6,7 +6,9 @@
 
 use super::{REGISTRY, bytes, log_error};
 use crate::abi::ffi::Buf;
-use crate::abi::network::{DataStatus, NetConfigPtr, NetFilterPtr, event};
+use crate::abi::network::{
+    ConnectionEvent, DataStatus, NetworkConfigEnvoyPtr, NetworkFilterEnvoyPtr,
+};
 use crate::api::config::ConfigHandle;
 use crate::executor::catch;
 use crate::filter::network::{ConnEvent, ConnHooks, NetConfigHooks, PANIC_DETAILS, hooks_of};
@@ -21,7 +23,7 @@ type ConfigBox = Box<dyn NetConfigHooks>;
 ///
 /// # Safety
 /// `name` and `cfg` are buffers Envoy passed to this hook; `config` is its config pointer.
-pub unsafe fn config_new(config: NetConfigPtr, name: Buf, cfg: Buf) -> *const c_void {
+pub unsafe fn config_new(config: NetworkConfigEnvoyPtr, name: Buf, cfg: Buf) -> *const c_void {
     // SAFETY: buffers valid during this hook; copied below.
     let (name, cfg) = unsafe { (bytes(name), bytes(cfg)) };
     let made = catch(|| {
@@ -82,7 +84,7 @@ pub unsafe fn config_destroy(ptr: *const c_void) {
 ///
 /// # Safety
 /// `cfg` came from [`config_new`] and is not destroyed.
-pub unsafe fn filter_new(cfg: *const c_void, _filter: NetFilterPtr) -> *const c_void {
+pub unsafe fn filter_new(cfg: *const c_void, _filter: NetworkFilterEnvoyPtr) -> *const c_void {
     if cfg.is_null() {
         return core::ptr::null();
     }
@@ -101,7 +103,7 @@ pub unsafe fn filter_new(cfg: *const c_void, _filter: NetFilterPtr) -> *const c_
 /// `filter` is Envoy's filter pointer of the running hook and `slot` a live slot of
 /// [`filter_new`].
 unsafe fn run<R>(
-    filter: NetFilterPtr,
+    filter: NetworkFilterEnvoyPtr,
     slot: *const c_void,
     fallback: R,
     f: impl FnOnce(&dyn ConnHooks, &dyn ConnHost) -> R,
@@ -133,7 +135,7 @@ unsafe fn run<R>(
 ///
 /// # Safety
 /// As [`run`].
-pub unsafe fn new_connection(filter: NetFilterPtr, slot: *const c_void) -> u32 {
+pub unsafe fn new_connection(filter: NetworkFilterEnvoyPtr, slot: *const c_void) -> u32 {
     // SAFETY: forwarded contract.
     let s = unsafe {
         run(filter, slot, DataStatus::StopIteration, |c, h| {
@@ -147,7 +149,12 @@ pub unsafe fn new_connection(filter: NetFilterPtr, slot: *const c_void) -> u32 {
 ///
 /// # Safety
 /// As [`run`].
-pub unsafe fn data(filter: NetFilterPtr, slot: *const c_void, write: bool, end: bool) -> u32 {
+pub unsafe fn data(
+    filter: NetworkFilterEnvoyPtr,
+    slot: *const c_void,
+    write: bool,
+    end: bool,
+) -> u32 {
     let side = if write { Side::Write } else { Side::Read };
     // SAFETY: forwarded contract.
     let s = unsafe {
@@ -162,8 +169,8 @@ pub unsafe fn data(filter: NetFilterPtr, slot: *const c_void, write: bool, end: 
 ///
 /// # Safety
 /// As [`run`].
-pub unsafe fn conn_event(filter: NetFilterPtr, slot: *const c_void, e: u32) {
-    let e = if e == event::REMOTE_CLOSE || e == event::LOCAL_CLOSE {
+pub unsafe fn conn_event(filter: NetworkFilterEnvoyPtr, slot: *const c_void, e: u32) {
+    let e = if e == ConnectionEvent::RemoteClose as u32 || e == ConnectionEvent::LocalClose as u32 {
         ConnEvent::Closed
     } else {
         ConnEvent::Other
@@ -176,7 +183,7 @@ pub unsafe fn conn_event(filter: NetFilterPtr, slot: *const c_void, e: u32) {
 ///
 /// # Safety
 /// As [`run`].
-pub unsafe fn scheduled(filter: NetFilterPtr, slot: *const c_void) {
+pub unsafe fn scheduled(filter: NetworkFilterEnvoyPtr, slot: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { run(filter, slot, (), |c, h| c.scheduled(h)) }
 }

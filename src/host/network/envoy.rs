@@ -3,21 +3,21 @@
 use super::{Addr, Close, Committer, ConnHost, Side};
 use crate::abi::ffi::Buf;
 use crate::abi::network as abi;
-use crate::abi::network::{NetConfigPtr, NetFilterPtr};
+use crate::abi::network::{NetworkConfigEnvoyPtr, NetworkFilterEnvoyPtr};
 use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
 use core::ffi::c_void;
 use std::cell::RefCell;
 
 /// A connection's host for one hook: Envoy's filter pointer.
 pub(crate) struct EnvoyConn {
-    filter: NetFilterPtr,
+    filter: NetworkFilterEnvoyPtr,
 }
 
 impl EnvoyConn {
     /// # Safety
     /// `filter` is the network filter pointer Envoy passed to the running hook, which stays
     /// valid while the value is used (it is made per hook and dropped before the hook returns).
-    pub(crate) unsafe fn new(filter: NetFilterPtr) -> EnvoyConn {
+    pub(crate) unsafe fn new(filter: NetworkFilterEnvoyPtr) -> EnvoyConn {
         EnvoyConn { filter }
     }
 }
@@ -33,18 +33,18 @@ const STACK_CHUNKS: usize = 16;
 impl EnvoyConn {
     /// Runs `f` over `side`'s chunks (Envoy's memory, valid until the buffer changes).
     fn with_chunks<R>(&self, side: Side, f: impl FnOnce(&[Buf]) -> R) -> R {
-        let (size, get): (unsafe extern "C" fn(NetFilterPtr) -> usize, _) = match side {
+        let (size, get): (unsafe extern "C" fn(NetworkFilterEnvoyPtr) -> usize, _) = match side {
             Side::Read => (
                 abi::envoy_dynamic_module_callback_network_filter_get_read_buffer_chunks_size
-                    as unsafe extern "C" fn(NetFilterPtr) -> usize,
+                    as unsafe extern "C" fn(NetworkFilterEnvoyPtr) -> usize,
                 abi::envoy_dynamic_module_callback_network_filter_get_read_buffer_chunks
-                    as unsafe extern "C" fn(NetFilterPtr, *mut Buf) -> bool,
+                    as unsafe extern "C" fn(NetworkFilterEnvoyPtr, *mut Buf) -> bool,
             ),
             Side::Write => (
                 abi::envoy_dynamic_module_callback_network_filter_get_write_buffer_chunks_size
-                    as unsafe extern "C" fn(NetFilterPtr) -> usize,
+                    as unsafe extern "C" fn(NetworkFilterEnvoyPtr) -> usize,
                 abi::envoy_dynamic_module_callback_network_filter_get_write_buffer_chunks
-                    as unsafe extern "C" fn(NetFilterPtr, *mut Buf) -> bool,
+                    as unsafe extern "C" fn(NetworkFilterEnvoyPtr, *mut Buf) -> bool,
             ),
         };
         // SAFETY: live filter pointer (constructor contract).
@@ -174,8 +174,8 @@ impl ConnHost for EnvoyConn {
 
     fn close(&self, how: Close, details: &[u8]) {
         let kind = match how {
-            Close::Flush => abi::close_type::FLUSH_WRITE,
-            Close::Reset => abi::close_type::ABORT_RESET,
+            Close::Flush => abi::CloseType::FlushWrite as u32,
+            Close::Reset => abi::CloseType::AbortReset as u32,
         };
         // SAFETY: live filter pointer; Envoy copies `details`.
         unsafe {
@@ -276,14 +276,14 @@ unsafe fn delete(ptr: *mut c_void) {
 
 /// A network filter config's host while it loads (Envoy's main thread).
 pub(crate) struct EnvoyNetConfigHost {
-    config: NetConfigPtr,
+    config: NetworkConfigEnvoyPtr,
 }
 
 impl EnvoyNetConfigHost {
     /// # Safety
     /// `config` is the config pointer Envoy passed to `on_network_filter_config_new`, used only
     /// during that hook.
-    pub(crate) unsafe fn new(config: NetConfigPtr) -> EnvoyNetConfigHost {
+    pub(crate) unsafe fn new(config: NetworkConfigEnvoyPtr) -> EnvoyNetConfigHost {
         EnvoyNetConfigHost { config }
     }
 }
