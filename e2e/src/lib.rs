@@ -21,6 +21,7 @@ pub mod install;
 pub mod json;
 pub mod modules;
 pub mod paths;
+pub mod peers;
 pub mod soak;
 pub mod symbols;
 pub mod telemetry;
