@@ -1,53 +1,5 @@
-//! Network (L4) filters: an `async fn` that owns one TCP connection.
-//!
-//! ```
-//! use jisr::network::Connection;
-//! use jisr::Registry;
-//!
-//! /// Answers `PING\r\n` itself; anything else goes upstream.
-//! async fn ping(mut conn: Connection<'_>) {
-//!     let mut buf = [0u8; 512];
-//!     loop {
-//!         let n = conn.read(&mut buf).await;
-//!         if n == 0 {
-//!             return; // the client is done: the rest flows on untouched
-//!         }
-//!         if &buf[..n] == b"PING\r\n" {
-//!             conn.send_downstream(b"+PONG\r\n");
-//!         } else {
-//!             conn.send_upstream(&buf[..n]);
-//!         }
-//!     }
-//! }
-//!
-//! fn register(r: &mut Registry) {
-//!     r.network("ping").handle(ping);
-//! }
-//! # let mut r = Registry::default();
-//! # register(&mut r);
-//! ```
-//!
-//! What the handler sees and decides:
-//!
-//! - It starts when the connection is accepted; the filter chain goes on at once (the proxy
-//!   after this filter connects upstream), but **no client byte passes while the handler
-//!   runs** unless it sends it ([`Connection::send_upstream`]). Client bytes wait in Envoy's
-//!   read buffer until [`Connection::read`] takes them; when that buffer reaches the
-//!   listener's `per_connection_buffer_limit_bytes`, Envoy stops reading from the client, so a
-//!   handler that waits (for a callout, a timer) never buffers without bound.
-//! - Upstream bytes pass to the client untouched until the handler first calls
-//!   [`Connection::read_upstream`] (or [`Connection::watch_upstream`]); from then on they wait
-//!   in the connection's inbox for the handler, and only what it sends
-//!   ([`Connection::send_downstream`]) reaches the client. The inbox holds at most the limit
-//!   set with [`NetworkBuilder::inbox_limit`] (1 MiB by default); an upstream that sends more
-//!   while the handler does not read gets the connection reset, with close details
-//!   `jisr_network_upstream_inbox_full`.
-//! - **When the handler returns, the connection flows on untouched**, at no further cost:
-//!   client bytes it did not read go upstream, the inbox goes to the client, and later data
-//!   passes without polling anything.
-//! - A handler that panics resets the connection (close details
-//!   `jisr_network_handler_panic`); Envoy keeps serving others. A closed connection drops the
-//!   handler's future (cancellation), as for HTTP.
+//! Network (L4) filters: the handler API (public as `jisr::network`, whose docs say what a
+//! handler sees and decides).
 
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::executor::pool::Pool;
@@ -60,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// One TCP connection, handed to a network filter's handler (see the [module docs](self)).
+/// One TCP connection, handed to a network filter's handler (see the [module docs](crate::network)).
 ///
 /// It borrows the connection's slot: it cannot leave the handler (no `'static`), and it is not
 /// `Send`.

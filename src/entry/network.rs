@@ -134,7 +134,7 @@ unsafe fn run<R>(
 /// `on_network_filter_new_connection`.
 ///
 /// # Safety
-/// As [`run`].
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn new_connection(filter: NetworkFilterEnvoyPtr, slot: *const c_void) -> u32 {
     // SAFETY: forwarded contract.
     let s = unsafe {
@@ -148,7 +148,7 @@ pub unsafe fn new_connection(filter: NetworkFilterEnvoyPtr, slot: *const c_void)
 /// `on_network_filter_read` and `on_network_filter_write`.
 ///
 /// # Safety
-/// As [`run`].
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn data(
     filter: NetworkFilterEnvoyPtr,
     slot: *const c_void,
@@ -168,7 +168,7 @@ pub unsafe fn data(
 /// `on_network_filter_event`.
 ///
 /// # Safety
-/// As [`run`].
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn conn_event(filter: NetworkFilterEnvoyPtr, slot: *const c_void, e: u32) {
     let e = if e == ConnectionEvent::RemoteClose as u32 || e == ConnectionEvent::LocalClose as u32 {
         ConnEvent::Closed
@@ -182,7 +182,7 @@ pub unsafe fn conn_event(filter: NetworkFilterEnvoyPtr, slot: *const c_void, e: 
 /// `on_network_filter_scheduled`.
 ///
 /// # Safety
-/// As [`run`].
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn scheduled(filter: NetworkFilterEnvoyPtr, slot: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { run(filter, slot, (), |c, h| c.scheduled(h)) }
