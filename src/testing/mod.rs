@@ -41,4 +41,4 @@ mod http;
 
 pub use http::*;
 mod network;
-pub use network::{TestConnection, TestNetworkFilter};
+pub use network::{Socket, TestConnection, TestNetworkFilter};

@@ -92,6 +92,43 @@ impl TestNetworkFilter {
         *host.remote.borrow_mut() = ("127.0.0.1".to_string(), 40000);
         *host.local.borrow_mut() = ("127.0.0.1".to_string(), 10000);
         host.id.set(1);
+        self.start(Hosted::Owned(Box::new(host)))
+    }
+
+    /// Accepts a new connection on `socket`, reused from earlier connections: its buffers
+    /// keep their capacity, so a warm connection allocates nothing in the simulator (for
+    /// allocation tests and benchmarks). The previous connection on it must be gone.
+    ///
+    /// ```
+    /// use jisr::network::Connection;
+    /// use jisr::testing::{Socket, TestNetworkFilter};
+    ///
+    /// async fn pass(_conn: Connection<'_>) {}
+    /// fn register(r: &mut jisr::Registry) { r.network("pass").handle(pass); }
+    ///
+    /// let f = TestNetworkFilter::new(register, "pass", b"").unwrap();
+    /// let socket = Socket::default();
+    /// for _ in 0..3 {
+    ///     let mut c = f.connect_on(&socket);
+    ///     c.client_sends(b"x");
+    ///     assert_eq!(c.take_upstream(), b"x");
+    /// }
+    /// ```
+    pub fn connect_on<'a>(&'a self, socket: &'a Socket) -> TestConnection<'a> {
+        let h = &socket.0;
+        h.read_buf.borrow_mut().clear();
+        h.write_buf.borrow_mut().clear();
+        h.upstream.borrow_mut().clear();
+        h.client.borrow_mut().clear();
+        h.upstream_end.set(false);
+        h.client_end.set(false);
+        *h.closed.borrow_mut() = None;
+        h.read_disabled.set(false);
+        h.scheduled.store(0, Ordering::Relaxed);
+        self.start(Hosted::Borrowed(h))
+    }
+
+    fn start<'a>(&'a self, host: Hosted<'a>) -> TestConnection<'a> {
         let slot = SimSlot::new(&*self.config).expect("the config refused the connection");
         let mut c = TestConnection {
             host,
@@ -105,11 +142,31 @@ impl TestNetworkFilter {
     }
 }
 
+/// A simulated socket that connections can reuse (see [`TestNetworkFilter::connect_on`]).
+#[derive(Default)]
+pub struct Socket(SimConn);
+
+enum Hosted<'a> {
+    Owned(Box<SimConn>),
+    Borrowed(&'a SimConn),
+}
+
+impl core::ops::Deref for Hosted<'_> {
+    type Target = SimConn;
+    fn deref(&self) -> &SimConn {
+        match self {
+            Hosted::Owned(b) => b,
+            Hosted::Borrowed(r) => r,
+        }
+    }
+}
+
 /// One simulated TCP connection through the filter (from [`TestNetworkFilter::connect`]).
 /// Dropping it destroys the filter as Envoy does when the connection goes away.
 pub struct TestConnection<'f> {
-    host: SimConn,
+    // Declared before the host: the filter is destroyed first.
     slot: SimSlot<'f>,
+    host: Hosted<'f>,
     close_seen: bool,
 }
 
@@ -118,12 +175,13 @@ impl TestConnection<'_> {
         &mut self,
         f: impl FnOnce(&dyn crate::filter::network::ConnHooks, &SimConn) -> R,
     ) -> R {
-        let host = &self.host;
+        let host: &SimConn = &self.host;
         let r = self.slot.hook(|s| f(s, host));
         // Envoy raises the close event after a close the filter asked for.
         if !self.close_seen && self.host.closed.borrow().is_some() {
             self.close_seen = true;
-            self.slot.hook(|s| s.event(&self.host, ConnEvent::Closed));
+            let host: &SimConn = &self.host;
+            self.slot.hook(|s| s.event(host, ConnEvent::Closed));
         }
         r
     }
@@ -147,7 +205,7 @@ impl TestConnection<'_> {
         let s = self.hook(|c, h| c.data(h, Side::Read, end));
         if s == DataStatus::Continue {
             // The proxy after the filter takes the buffer.
-            crate::host::network::ConnHost::continue_reading(&self.host);
+            crate::host::network::ConnHost::continue_reading(&*self.host);
             if end {
                 self.host.upstream_end.set(true);
             }
@@ -173,8 +231,9 @@ impl TestConnection<'_> {
         self.host.write_buf.borrow_mut().extend_from_slice(bytes);
         let s = self.hook(|c, h| c.data(h, Side::Write, end));
         if s == DataStatus::Continue {
-            let rest = core::mem::take(&mut *self.host.write_buf.borrow_mut());
-            self.host.client.borrow_mut().extend_from_slice(&rest);
+            let mut w = self.host.write_buf.borrow_mut();
+            self.host.client.borrow_mut().extend_from_slice(&w);
+            w.clear();
             if end {
                 self.host.client_end.set(true);
             }
@@ -208,6 +267,16 @@ impl TestConnection<'_> {
     /// Takes what reached upstream so far (the next call sees only newer bytes).
     pub fn take_upstream(&self) -> Vec<u8> {
         core::mem::take(&mut *self.host.upstream.borrow_mut())
+    }
+
+    /// How many bytes reached upstream so far (no copy).
+    pub fn upstream_len(&self) -> usize {
+        self.host.upstream.borrow().len()
+    }
+
+    /// How many bytes reached the client so far (no copy).
+    pub fn client_len(&self) -> usize {
+        self.host.client.borrow().len()
     }
 
     /// Whether the upstream direction was half-closed.

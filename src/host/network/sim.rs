@@ -92,8 +92,9 @@ impl ConnHost for SimConn {
 
     /// As Envoy: the filters after this one get the read buffer (the proxy sends it on).
     fn continue_reading(&self) {
-        let rest = core::mem::take(&mut *self.read_buf.borrow_mut());
-        self.upstream.borrow_mut().extend_from_slice(&rest);
+        let mut r = self.read_buf.borrow_mut();
+        self.upstream.borrow_mut().extend_from_slice(&r);
+        r.clear();
     }
 
     fn read_disable(&self, disable: bool) {
