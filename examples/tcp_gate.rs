@@ -11,6 +11,7 @@ use jisr::{ConfigError, ConfigHandle, Level, Registry};
 struct Gate {
     keys: Vec<String>,
     watch: bool,
+    denied: jisr::Counter,
 }
 
 fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gate, ConfigError> {
@@ -25,7 +26,12 @@ fn load(cfg: &mut ConfigHandle<'_>) -> Result<Gate, ConfigError> {
     if keys.is_empty() {
         return Err(ConfigError::new("no keys: give one key per line"));
     }
-    Ok(Gate { keys, watch })
+    let denied = cfg.counter("tcp_gate_denied", &[])?;
+    Ok(Gate {
+        keys,
+        watch,
+        denied,
+    })
 }
 
 async fn gate(g: &Gate, mut conn: Connection<'_>) {
@@ -58,11 +64,13 @@ async fn gate(g: &Gate, mut conn: Connection<'_>) {
             Level::Info,
             format_args!("tcp_gate: refused {:?}", conn.peer_addr()),
         );
+        let _ = conn.counter_inc(g.denied, &[]);
         conn.send_downstream(b"-ERR denied\r\n");
         conn.close("tcp_gate_denied");
         return;
     }
     conn.set_metadata("tcp_gate", "user", &first[5..]);
+    conn.set_filter_state("tcp_gate.user", first[5..].as_bytes());
     conn.send_downstream(b"+OK\r\n");
     // What the client sent after the AUTH line goes on.
     conn.send_upstream(&line[end + 1..len]);

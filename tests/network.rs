@@ -315,3 +315,91 @@ fn addresses_sni_and_metadata() {
         Some("Some(127.0.0.1:40000) None false")
     );
 }
+
+struct Stats {
+    opened: jisr::Counter,
+    bytes: jisr::Histogram,
+}
+
+fn stats(cfg: &mut ConfigHandle<'_>) -> Result<Stats, ConfigError> {
+    Ok(Stats {
+        opened: cfg.counter("conns_opened", &[])?,
+        bytes: cfg.histogram("first_read_bytes", &[])?,
+    })
+}
+
+async fn counted(s: &Stats, mut conn: Connection<'_>) {
+    conn.counter_inc(s.opened, &[]).unwrap();
+    // Network metrics have no labels in Envoy's ABI: a label value is refused.
+    assert_eq!(
+        conn.counter_inc(s.opened, &["x"]),
+        Err(jisr::handler::MetricError::LabelCount {
+            expected: 0,
+            got: 1
+        })
+    );
+    let mut buf = [0u8; 32];
+    let n = conn.read(&mut buf).await;
+    conn.histogram_record(s.bytes, &[], n as u64).unwrap();
+    let mut sans = Vec::new();
+    conn.peer_dns_sans(|s| sans.push(s.to_string()));
+    conn.peer_uri_sans(|s| sans.push(s.to_string()));
+    let mut subject = [0u8; 64];
+    let len = conn.peer_subject(&mut subject).unwrap_or(0);
+    sans.push(String::from_utf8_lossy(&subject[..len]).into_owned());
+    assert!(conn.set_filter_state("acme.peer", sans.join(",").as_bytes()));
+    let mut back = [0u8; 8];
+    assert_eq!(
+        conn.filter_state("acme.peer", &mut back),
+        Some(sans.join(",").len())
+    );
+    assert_eq!(conn.filter_state("acme.none", &mut back), None);
+    assert!(conn.start_upstream_tls());
+    assert_eq!(conn.start_downstream_tls(), Ok(true));
+    conn.send_upstream(&buf[..n]);
+}
+
+#[test]
+fn metrics_filter_state_peer_certificate_and_starttls() {
+    fn reg(r: &mut Registry) {
+        r.network("counted").state(stats).handle(counted);
+    }
+    let f = TestNetworkFilter::new(reg, "counted", b"").unwrap();
+    for i in 1..=3u64 {
+        let mut c = f.connect();
+        c.set_peer_certificate(&["a.example"], &["spiffe://acme/x"], "CN=x");
+        c.client_sends(&vec![b'.'; i as usize]);
+        assert_eq!(
+            c.filter_state("acme.peer").as_deref(),
+            Some(&b"a.example,spiffe://acme/x,CN=x"[..])
+        );
+        assert_eq!(c.tls_started(), (1, 1));
+        assert_eq!(f.metric("conns_opened"), Some(i));
+        assert_eq!(f.metric("first_read_bytes"), Some(i));
+    }
+}
+
+/// `mem::forget` of a pending read leaves nothing behind: the next read works.
+async fn forgets(mut conn: Connection<'_>) {
+    let mut a = [0u8; 4];
+    {
+        let mut r = std::pin::pin!(conn.read(&mut a));
+        let w = std::task::Waker::noop();
+        let _ = r.as_mut().poll(&mut std::task::Context::from_waker(w));
+    }
+    std::mem::forget(conn.read(&mut a));
+    let mut b = [0u8; 4];
+    let n = conn.read(&mut b).await;
+    conn.send_upstream(&b[..n]);
+}
+
+#[test]
+fn a_forgotten_read_is_harmless() {
+    fn reg(r: &mut Registry) {
+        r.network("f").handle(forgets);
+    }
+    let f = TestNetworkFilter::new(reg, "f", b"").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"wxyz");
+    assert_eq!(c.upstream(), b"wxyz");
+}

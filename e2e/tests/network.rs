@@ -152,6 +152,18 @@ fn a_bad_key_gets_an_error_and_the_connection_closed_with_details() {
         details.iter().any(|d| d == "tcp_gate_line_too_long"),
         "{details:?}"
     );
+    // Counted by the filter's own metric, defined at config load (no labels).
+    assert_eq!(
+        envoy.counter("dynamicmodulescustom.tcp_gate_denied"),
+        Some(1),
+        "{}",
+        envoy
+            .stats()
+            .lines()
+            .filter(|l| l.contains("dynamicmodules"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]

@@ -183,6 +183,103 @@ impl<'c> Connection<'c> {
             .with(|h| h.set_metadata(namespace.as_bytes(), key.as_bytes(), value.as_bytes()));
     }
 
+    /// Sets a filter-state object of bytes under `key`, readable by later filters, access logs
+    /// (`%FILTER_STATE(key)%`) and [`filter_state`](Connection::filter_state); whether Envoy
+    /// took it (it refuses to replace a read-only object).
+    pub fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool {
+        self.core
+            .host
+            .with(|h| h.set_filter_state(key.as_bytes(), value))
+            .unwrap_or(false)
+    }
+
+    /// Copies the bytes filter-state object under `key` into `out`; its whole length (which
+    /// may exceed `out.len()`: only the first bytes were copied), or `None` when there is none.
+    pub fn filter_state(&self, key: &str, out: &mut [u8]) -> Option<usize> {
+        self.core
+            .host
+            .with(|h| h.filter_state(key.as_bytes(), out))
+            .flatten()
+    }
+
+    /// Calls `f` with each DNS Subject Alternative Name of the client's TLS certificate
+    /// (none without mutual TLS).
+    pub fn peer_dns_sans(&self, mut f: impl FnMut(&str)) {
+        self.core.host.with(|h| {
+            h.peer_sans(true, &mut |b| {
+                if let Ok(s) = core::str::from_utf8(b) {
+                    f(s)
+                }
+            })
+        });
+    }
+
+    /// Calls `f` with each URI Subject Alternative Name of the client's TLS certificate (e.g.
+    /// a SPIFFE id).
+    pub fn peer_uri_sans(&self, mut f: impl FnMut(&str)) {
+        self.core.host.with(|h| {
+            h.peer_sans(false, &mut |b| {
+                if let Ok(s) = core::str::from_utf8(b) {
+                    f(s)
+                }
+            })
+        });
+    }
+
+    /// Copies the subject of the client's TLS certificate into `out`; its whole length, or
+    /// `None` without one.
+    pub fn peer_subject(&self, out: &mut [u8]) -> Option<usize> {
+        self.core.host.with(|h| h.peer_subject(out)).flatten()
+    }
+
+    /// STARTTLS toward upstream: asks the upstream transport socket (Envoy's `starttls`
+    /// transport socket) to switch to TLS now; `false` when it cannot.
+    pub fn start_upstream_tls(&mut self) -> bool {
+        self.core
+            .host
+            .with(|h| h.start_upstream_tls())
+            .unwrap_or(false)
+    }
+
+    /// STARTTLS toward the client: asks the downstream transport socket to switch to TLS now
+    /// (Envoy 1.40+); `Ok(false)` when it cannot.
+    ///
+    /// # Errors
+    /// [`Unsupported`](crate::Unsupported) on Envoys before 1.40.
+    pub fn start_downstream_tls(&mut self) -> Result<bool, crate::Unsupported> {
+        self.core
+            .host
+            .with(|h| h.start_downstream_tls())
+            .unwrap_or(Some(false))
+            .ok_or(crate::Unsupported {
+                callback: "envoy_dynamic_module_callback_network_filter_start_downstream_secure_transport",
+            })
+    }
+
+    crate::api::metrics::metric_methods!(
+        "[`MetricError::LabelCount`](crate::handler::MetricError) when labels are given (network \
+         filter metrics have none in Envoy's ABI), `NotFound`/`Rejected` from Envoy, and \
+         `Detached` outside the handler's polls."
+    );
+
+    fn metric(
+        &self,
+        op: crate::host::MetricOp,
+        id: usize,
+        expected: usize,
+        labels: &[&str],
+        v: u64,
+    ) -> Result<(), crate::handler::MetricError> {
+        if labels.len() != expected {
+            return Err(crate::handler::MetricError::LabelCount {
+                expected,
+                got: labels.len(),
+            });
+        }
+        let rc = self.core.host.with(|h| h.metric(op, id, v));
+        crate::api::metrics::metric_result(rc, expected, labels.len())
+    }
+
     /// Writes one line to Envoy's `dynamic_modules` log at `level` (formatted only when the
     /// level is on; no allocation once warm).
     pub fn log(&self, level: crate::Level, args: core::fmt::Arguments<'_>) {

@@ -35,6 +35,8 @@ use std::sync::atomic::Ordering;
 pub struct TestNetworkFilter {
     config: Box<dyn NetConfigHooks>,
     load_logs: Vec<(crate::Level, String)>,
+    metric_names: Vec<String>,
+    metrics: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
 }
 
 fn level(l: u32) -> crate::Level {
@@ -78,7 +80,21 @@ impl TestNetworkFilter {
             .into_iter()
             .map(|(l, s)| (level(l), s))
             .collect();
-        Ok(TestNetworkFilter { config, load_logs })
+        let metric_names = host.metrics.take();
+        let metrics = std::rc::Rc::new(std::cell::RefCell::new(vec![0; metric_names.len()]));
+        Ok(TestNetworkFilter {
+            config,
+            load_logs,
+            metric_names,
+            metrics,
+        })
+    }
+
+    /// The value of metric `name` defined by the config (counters and gauges as Envoy would
+    /// show them; a histogram's last recorded value), summed over this filter's connections.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        let i = self.metric_names.iter().position(|n| n == name)?;
+        self.metrics.borrow().get(i).copied()
     }
 
     /// Log lines written while the config loaded.
@@ -129,6 +145,8 @@ impl TestNetworkFilter {
     }
 
     fn start<'a>(&'a self, host: Hosted<'a>) -> TestConnection<'a> {
+        // The config's metrics, shared by its connections (a reference count, no copy).
+        host.metrics.replace(self.metrics.clone());
         let slot = SimSlot::new(&*self.config).expect("the config refused the connection");
         let mut c = TestConnection {
             host,
@@ -342,6 +360,28 @@ impl TestConnection<'_> {
     /// Sets the client's address as Envoy would report it (before the handler asks).
     pub fn set_peer(&self, ip: &str, port: u32) {
         *self.host.remote.borrow_mut() = (ip.to_string(), port);
+    }
+
+    /// The bytes filter-state object the filter set under `key`.
+    pub fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        self.host
+            .filter_state
+            .borrow()
+            .iter()
+            .find(|(k, _)| k.as_slice() == key.as_bytes())
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sets the client's TLS certificate: DNS SANs, URI SANs and subject.
+    pub fn set_peer_certificate(&self, dns_sans: &[&str], uri_sans: &[&str], subject: &str) {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        *self.host.peer_cert.borrow_mut() = (s(dns_sans), s(uri_sans), Some(subject.to_string()));
+        self.host.tls.set(true);
+    }
+
+    /// How many times the filter asked for STARTTLS: upstream, downstream.
+    pub fn tls_started(&self) -> (u32, u32) {
+        self.host.tls_started.get()
     }
 
     /// Sets the TLS server name the client asked for.

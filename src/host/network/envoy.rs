@@ -235,6 +235,118 @@ impl ConnHost for EnvoyConn {
         }
     }
 
+    fn metric(&self, op: MetricOp, id: usize, value: u64) -> u32 {
+        let f = match op {
+            MetricOp::CounterAdd => {
+                abi::envoy_dynamic_module_callback_network_filter_increment_counter
+            }
+            MetricOp::GaugeAdd => abi::envoy_dynamic_module_callback_network_filter_increment_gauge,
+            MetricOp::GaugeSub => abi::envoy_dynamic_module_callback_network_filter_decrement_gauge,
+            MetricOp::GaugeSet => abi::envoy_dynamic_module_callback_network_filter_set_gauge,
+            MetricOp::HistogramRecord => {
+                abi::envoy_dynamic_module_callback_network_filter_record_histogram_value
+            }
+        };
+        // SAFETY: live filter pointer; Envoy checks the id and answers with a result code.
+        unsafe { f(self.filter, id, value) }
+    }
+
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
+        // SAFETY: live filter pointer; Envoy copies both buffers.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_set_filter_state_bytes(
+                self.filter,
+                Buf::of(key),
+                Buf::of(value),
+            )
+        }
+    }
+
+    fn filter_state(&self, key: &[u8], out: &mut [u8]) -> Option<usize> {
+        let mut b = Buf::EMPTY;
+        // SAFETY: live filter pointer; the key is read during the call; `b` is written.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_network_get_filter_state_bytes(
+                self.filter,
+                Buf::of(key),
+                &mut b,
+            )
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: Envoy wrote `b` during the call; the object lives while the connection
+        // does, and it is copied at once.
+        unsafe { copy_out(b, out) };
+        Some(b.len)
+    }
+
+    fn peer_sans(&self, dns: bool, f: &mut dyn FnMut(&[u8])) {
+        let (size, get): (unsafe extern "C" fn(NetworkFilterEnvoyPtr) -> usize, _) = if dns {
+            (
+                abi::envoy_dynamic_module_callback_network_filter_get_ssl_dns_sans_size
+                    as unsafe extern "C" fn(NetworkFilterEnvoyPtr) -> usize,
+                abi::envoy_dynamic_module_callback_network_filter_get_ssl_dns_sans
+                    as unsafe extern "C" fn(NetworkFilterEnvoyPtr, *mut Buf) -> bool,
+            )
+        } else {
+            (
+                abi::envoy_dynamic_module_callback_network_filter_get_ssl_uri_sans_size
+                    as unsafe extern "C" fn(NetworkFilterEnvoyPtr) -> usize,
+                abi::envoy_dynamic_module_callback_network_filter_get_ssl_uri_sans
+                    as unsafe extern "C" fn(NetworkFilterEnvoyPtr, *mut Buf) -> bool,
+            )
+        };
+        // SAFETY: live filter pointer.
+        let n = unsafe { size(self.filter) };
+        if n == 0 {
+            return;
+        }
+        CHUNKS.with(|c| {
+            let mut v = c.take();
+            v.clear();
+            v.resize(n, Buf::EMPTY);
+            // SAFETY: live filter pointer; `v` has room for the `n` names Envoy counted.
+            if unsafe { get(self.filter, v.as_mut_ptr()) } {
+                for b in &v {
+                    // SAFETY: Envoy's strings of the peer certificate, read during this call.
+                    f(unsafe { crate::host::abi_bytes(b.ptr, b.len) });
+                }
+            }
+            c.replace(v);
+        });
+    }
+
+    fn peer_subject(&self, out: &mut [u8]) -> Option<usize> {
+        let mut b = Buf::EMPTY;
+        // SAFETY: live filter pointer; `b` is written during the call.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_get_ssl_subject(self.filter, &mut b)
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: Envoy wrote `b` during the call.
+        unsafe { copy_out(b, out) };
+        Some(b.len)
+    }
+
+    fn start_upstream_tls(&self) -> bool {
+        // SAFETY: live filter pointer.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_start_upstream_secure_transport(
+                self.filter,
+            )
+        }
+    }
+
+    fn start_downstream_tls(&self) -> Option<bool> {
+        let f = abi::network_late().start_downstream_secure_transport?;
+        // SAFETY: Envoy's exported callback of that name (resolved by name, signature per the
+        // ABI); live filter pointer.
+        Some(unsafe { f(self.filter) })
+    }
+
     fn new_scheduler(&self) -> Option<Committer> {
         // SAFETY: live filter pointer.
         let ptr =

@@ -64,6 +64,22 @@ pub(crate) trait ConnHost {
     fn is_tls(&self) -> bool;
     /// Sets a string in the connection's dynamic metadata.
     fn set_metadata(&self, namespace: &[u8], key: &[u8], value: &[u8]);
+    /// Applies a metric update (network metrics have no labels); the ABI metrics result.
+    fn metric(&self, op: crate::host::MetricOp, id: usize, value: u64) -> u32;
+    /// Sets a bytes filter-state object under `key`; whether Envoy took it.
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool;
+    /// Copies the bytes filter-state object under `key` into `out` (its whole length, even
+    /// when `out` is shorter); `None` when there is none.
+    fn filter_state(&self, key: &[u8], out: &mut [u8]) -> Option<usize>;
+    /// Calls `f` with each Subject Alternative Name of the peer certificate (`dns`: DNS
+    /// names, else URIs).
+    fn peer_sans(&self, dns: bool, f: &mut dyn FnMut(&[u8]));
+    /// Copies the peer certificate's subject into `out`; its whole length.
+    fn peer_subject(&self, out: &mut [u8]) -> Option<usize>;
+    /// Asks the upstream transport socket to switch to TLS (STARTTLS).
+    fn start_upstream_tls(&self) -> bool;
+    /// Asks the downstream transport socket to switch to TLS; `None` before Envoy 1.40.
+    fn start_downstream_tls(&self) -> Option<bool>;
     /// Creates the connection's scheduler (`None`: the connection can no longer be called).
     fn new_scheduler(&self) -> Option<Committer>;
     /// Whether `level` is written.

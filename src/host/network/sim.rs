@@ -41,6 +41,14 @@ pub(crate) struct SimConn {
     pub(crate) tls: Cell<bool>,
     /// The connection's id.
     pub(crate) id: Cell<u64>,
+    /// Metric values by id (counters and gauges add; histograms keep the last value).
+    pub(crate) metrics: RefCell<std::rc::Rc<RefCell<Vec<u64>>>>,
+    /// Bytes filter state.
+    pub(crate) filter_state: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// The peer certificate's DNS and URI SANs, and subject.
+    pub(crate) peer_cert: RefCell<(Vec<String>, Vec<String>, Option<String>)>,
+    /// STARTTLS requests: upstream, downstream.
+    pub(crate) tls_started: Cell<(u32, u32)>,
     /// The log level (ABI number): lines below it are not written.
     pub(crate) log_level: Cell<u32>,
 }
@@ -133,6 +141,61 @@ impl ConnHost for SimConn {
         let mut m = self.metadata.borrow_mut();
         m.retain(|(n, k, _)| n.as_bytes() != namespace || k.as_bytes() != key);
         m.push((s(namespace), s(key), s(value)));
+    }
+
+    fn metric(&self, op: MetricOp, id: usize, value: u64) -> u32 {
+        let shared = self.metrics.borrow();
+        let mut m = shared.borrow_mut();
+        let Some(v) = m.get_mut(id) else {
+            return crate::abi::metrics_result::METRIC_NOT_FOUND;
+        };
+        *v = match op {
+            MetricOp::CounterAdd | MetricOp::GaugeAdd => v.saturating_add(value),
+            MetricOp::GaugeSub => v.saturating_sub(value),
+            MetricOp::GaugeSet | MetricOp::HistogramRecord => value,
+        };
+        crate::abi::metrics_result::SUCCESS
+    }
+
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
+        let mut fs = self.filter_state.borrow_mut();
+        fs.retain(|(k, _)| k != key);
+        fs.push((key.to_vec(), value.to_vec()));
+        true
+    }
+
+    fn filter_state(&self, key: &[u8], out: &mut [u8]) -> Option<usize> {
+        let fs = self.filter_state.borrow();
+        let (_, v) = fs.iter().find(|(k, _)| k == key)?;
+        let n = v.len().min(out.len());
+        out[..n].copy_from_slice(&v[..n]);
+        Some(v.len())
+    }
+
+    fn peer_sans(&self, dns: bool, f: &mut dyn FnMut(&[u8])) {
+        let c = self.peer_cert.borrow();
+        for s in if dns { &c.0 } else { &c.1 } {
+            f(s.as_bytes());
+        }
+    }
+
+    fn peer_subject(&self, out: &mut [u8]) -> Option<usize> {
+        let c = self.peer_cert.borrow();
+        let s = c.2.as_deref()?;
+        copy_str(s, out);
+        Some(s.len())
+    }
+
+    fn start_upstream_tls(&self) -> bool {
+        let (u, d) = self.tls_started.get();
+        self.tls_started.set((u + 1, d));
+        true
+    }
+
+    fn start_downstream_tls(&self) -> Option<bool> {
+        let (u, d) = self.tls_started.get();
+        self.tls_started.set((u, d + 1));
+        Some(true)
     }
 
     fn new_scheduler(&self) -> Option<Committer> {
