@@ -70,7 +70,7 @@ async fn gate(g: &Gate, mut conn: Connection<'_>) {
         return;
     }
     conn.set_metadata("tcp_gate", "user", &first[5..]);
-    conn.set_filter_state("tcp_gate.user", first[5..].as_bytes());
+    conn.set_filter_state("tcp_gate.user", &first.as_bytes()[5..]);
     conn.send_downstream(b"+OK\r\n");
     // What the client sent after the AUTH line goes on.
     conn.send_upstream(&line[end + 1..len]);
