@@ -282,11 +282,12 @@ pub mod network {
     //!   handler that waits (for a callout, a timer) never buffers without bound.
     //! - Upstream bytes pass to the client untouched until the handler first calls
     //!   [`Connection::read_upstream`] (or [`Connection::watch_upstream`]); from then on they wait
-    //!   in the connection's inbox for the handler, and only what it sends
-    //!   ([`Connection::send_downstream`]) reaches the client. The inbox holds at most the limit
-    //!   set with [`NetworkBuilder::inbox_limit`] (1 MiB by default); an upstream that sends more
-    //!   while the handler does not read gets the connection reset, with close details
-    //!   `jisr_network_upstream_inbox_full`.
+    //!   for the handler, and only what it sends ([`Connection::send_downstream`]) reaches the
+    //!   client. A handler already waiting reads them straight from Envoy's write buffer; what
+    //!   it leaves goes into the connection's inbox. Bytes of one delivery are always taken
+    //!   (Envoy's buffer limits bound them); a backlog of unread bytes past the limit set with
+    //!   [`NetworkBuilder::inbox_limit`] (1 MiB by default) gets the connection reset, with close
+    //!   details `jisr_network_upstream_inbox_full`.
     //! - **When the handler returns, the connection flows on untouched**, at no further cost:
     //!   client bytes it did not read go upstream, the inbox goes to the client, and later data
     //!   passes without polling anything.
@@ -345,10 +346,10 @@ pub mod response {
 
 /// HTTP callouts to other clusters, unary and streaming.
 pub mod callout {
+    pub use crate::api::callout::Callout;
     pub use crate::api::callout::{
         CalloutError, CalloutHeaders, CalloutRequest, CalloutResponse, NoAnswer,
     };
-    pub use crate::api::http::callout::Callout;
     pub use crate::api::http::callout_stream::{CalloutHead, CalloutStream};
 }
 

@@ -183,14 +183,23 @@ fn an_upstream_that_outruns_the_inbox_gets_the_connection_reset() {
         Some("jisr_network_upstream_inbox_full")
     );
     assert!(c.was_reset());
+    assert!(
+        c.logs().iter().any(|(l, m)| *l == jisr::Level::Warn
+            && m.contains("120 bytes")
+            && m.contains("limit 100")),
+        "{:?}",
+        c.logs()
+    );
 }
 
+/// Lets the waking thread go (set by the test once the hook that started it returned, so the
+/// wake comes from outside any hook).
+static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn waits_for_a_thread(mut conn: Connection<'_>) {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     struct Wait {
         flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
-        started: Option<std::sync::mpsc::Receiver<()>>,
+        started: bool,
     }
     impl std::future::Future for Wait {
         type Output = ();
@@ -201,10 +210,13 @@ async fn waits_for_a_thread(mut conn: Connection<'_>) {
             if self.flag.load(Ordering::SeqCst) {
                 return std::task::Poll::Ready(());
             }
-            if let Some(rx) = self.started.take() {
+            if !self.started {
+                self.started = true;
                 let (w, flag) = (cx.waker().clone(), self.flag.clone());
                 std::thread::spawn(move || {
-                    let _ = rx.recv();
+                    while !RELEASE.load(Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                     flag.store(true, Ordering::SeqCst);
                     w.wake();
                 });
@@ -212,10 +224,9 @@ async fn waits_for_a_thread(mut conn: Connection<'_>) {
             std::task::Poll::Pending
         }
     }
-    drop(tx);
     Wait {
-        flag,
-        started: Some(rx),
+        flag: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        started: false,
     }
     .await;
     conn.send_downstream(b"woken\n");
@@ -228,8 +239,10 @@ fn a_wake_from_another_thread_comes_back_through_the_scheduler() {
     }
     let f = TestNetworkFilter::new(reg, "t", b"").unwrap();
     let mut c = f.connect();
+    assert_eq!(c.run_scheduled(), 0, "nothing woke it yet");
+    RELEASE.store(true, Ordering::SeqCst);
     let mut delivered = 0;
-    for _ in 0..200 {
+    for _ in 0..1000 {
         delivered += c.run_scheduled();
         if !c.client().is_empty() {
             break;
@@ -237,7 +250,7 @@ fn a_wake_from_another_thread_comes_back_through_the_scheduler() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert_eq!(c.client(), b"woken\n");
-    assert_eq!(delivered, 1);
+    assert_eq!(delivered, 1, "one scheduler event, delivered once");
 }
 
 struct Limits {
@@ -404,4 +417,79 @@ fn a_forgotten_read_is_harmless() {
     let mut c = f.connect();
     c.client_sends(b"wxyz");
     assert_eq!(c.upstream(), b"wxyz");
+}
+
+async fn asks(mut conn: Connection<'_>) {
+    let mut body = Vec::new();
+    let req = jisr::callout::CalloutRequest::get("authz", "/check", "authz.local")
+        .header("x-peer", b"127.0.0.1");
+    match conn.callout(req, &mut body).await {
+        Ok(r) if r.status == 200 => {
+            conn.send_downstream(b"welcome ");
+            conn.send_downstream(&body);
+        }
+        Ok(r) => conn.reset(&format!("authz_{}", r.status)),
+        Err(e) => conn.reset(&format!("authz_error {e}")),
+    }
+}
+
+#[test]
+fn a_callout_holds_the_connection_until_it_answers() {
+    fn reg(r: &mut Registry) {
+        r.network("asks").handle(asks);
+    }
+    let f = TestNetworkFilter::new(reg, "asks", b"").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"early bytes");
+    let calls = c.callouts();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].cluster, "authz");
+    assert_eq!(calls[0].header_str(":path"), Some("/check"));
+    assert_eq!(calls[0].header_str("x-peer"), Some("127.0.0.1"));
+    assert_eq!(c.upstream(), b"", "held while the callout runs");
+    c.complete_callout(calls[0].id, 200, &[], b"ada");
+    assert_eq!(c.client(), b"welcome ada");
+    // Returned: the held bytes go on.
+    assert_eq!(c.upstream(), b"early bytes");
+
+    let mut c = f.connect();
+    let id = c.callouts()[0].id;
+    c.complete_callout(id, 403, &[], b"");
+    assert_eq!(c.closed().as_deref(), Some("authz_403"));
+
+    let mut c = f.connect();
+    let id = c.callouts()[0].id;
+    c.fail_callout(id);
+    assert_eq!(c.closed().as_deref(), Some("authz_error callout reset"));
+    assert!(c.was_reset());
+}
+
+#[test]
+fn a_callout_to_an_unknown_cluster_fails_at_once() {
+    fn reg(r: &mut Registry) {
+        r.network("asks").handle(asks);
+    }
+    let f = TestNetworkFilter::new(reg, "asks", b"").unwrap();
+    let socket = jisr::testing::Socket::default();
+    socket.set_unknown_cluster("authz");
+    let c = f.connect_on(&socket);
+    assert_eq!(
+        c.closed().as_deref(),
+        Some("authz_error callout refused: cluster not found")
+    );
+}
+
+#[test]
+fn an_answer_after_the_client_left_writes_nothing() {
+    fn reg(r: &mut Registry) {
+        r.network("asks").handle(asks);
+    }
+    let f = TestNetworkFilter::new(reg, "asks", b"").unwrap();
+    let mut c = f.connect();
+    c.client_closes();
+    let id = c.callouts()[0].id;
+    // The handler still waits (the filter is not destroyed yet) and gets its answer, but
+    // its sends to a closed connection do nothing.
+    c.complete_callout(id, 200, &[], b"late");
+    assert_eq!(c.client(), b"");
 }

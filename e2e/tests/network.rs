@@ -181,3 +181,93 @@ fn a_handler_can_relay_both_directions_itself() {
     assert!(rest.is_empty() && closed, "{rest:?} {closed}");
     assert!(!envoy.log().contains("panicked"));
 }
+
+#[test]
+fn a_handler_asks_an_http_service_before_the_connection_goes_on() {
+    let authz = jisr_e2e::Upstream::start("authz");
+    let echo = echo_server();
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(Listener::tcp(
+                "asks",
+                "net_callout_fixture",
+                "net_authz",
+                "authz",
+                "echo",
+            ))
+            .listener(Listener::tcp(
+                "nowhere",
+                "net_callout_fixture",
+                "net_authz",
+                "no_such_cluster",
+                "echo",
+            ))
+            .cluster(Cluster::new("echo", echo))
+            .cluster(Cluster::new("authz", authz.port())),
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("asks"))).unwrap();
+    // Sent before the answer: held, then passed once the handler returns.
+    s.write_all(b"hello").unwrap();
+    let got = read_n(&mut s, 8);
+    assert!(
+        got.starts_with(b"ok {"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let rest = read_until(&mut s, b"hello");
+    assert!(
+        rest.ends_with(b"hello"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    let seen = authz.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/check");
+    assert!(
+        seen[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-peer" && v == "127.0.0.1"),
+        "{:?}",
+        seen[0].headers
+    );
+    // An unknown cluster: the callout cannot start, the connection is reset.
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("nowhere"))).unwrap();
+    let _ = s.write_all(b"hello");
+    let (got, closed) = read_to_close(&mut s);
+    assert!(got.is_empty() && closed);
+    let start = Instant::now();
+    while start.elapsed() < WAIT
+        && !envoy
+            .access_log_lines()
+            .iter()
+            .any(|l| l.contains("authz_failed"))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        envoy
+            .access_log_lines()
+            .iter()
+            .any(|l| l.contains("listener=nowhere") && l.contains("authz_failed")),
+        "{:?}",
+        envoy.access_log_lines()
+    );
+}
+
+/// Reads until the bytes read end with `tail` (or 5 s passed).
+fn read_until(s: &mut TcpStream, tail: &[u8]) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(tail) && start.elapsed() < WAIT {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    out
+}

@@ -72,29 +72,34 @@ impl<'c> Connection<'c> {
     }
 
     /// Sends `bytes` upstream (to the filters after this one; with `tcp_proxy`, the upstream
-    /// connection). Envoy copies them.
+    /// connection). Envoy copies them. Once the connection is closed, sends do nothing.
     pub fn send_upstream(&mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
+        if !bytes.is_empty() && !self.core.closed.get() {
             self.core.host.with(|h| h.inject_read(bytes, false));
         }
     }
 
     /// Half-closes toward upstream (after what was sent).
     pub fn end_upstream(&mut self) {
-        self.core.sent_upstream_end.set(true);
+        if self.core.closed.get() || self.core.sent_upstream_end.replace(true) {
+            return;
+        }
         self.core.host.with(|h| h.inject_read(&[], true));
     }
 
     /// Sends `bytes` to the client (through the write filters after this one). Envoy copies
     /// them.
     pub fn send_downstream(&mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
+        if !bytes.is_empty() && !self.core.closed.get() {
             self.core.host.with(|h| h.inject_write(bytes, false));
         }
     }
 
     /// Half-closes toward the client (after what was sent).
     pub fn end_downstream(&mut self) {
+        if self.core.closed.get() || self.core.sent_downstream_end.replace(true) {
+            return;
+        }
         self.core.host.with(|h| h.inject_write(&[], true));
     }
 
@@ -181,6 +186,32 @@ impl<'c> Connection<'c> {
         self.core
             .host
             .with(|h| h.set_metadata(namespace.as_bytes(), key.as_bytes(), value.as_bytes()));
+    }
+
+    /// Starts an HTTP callout to an Envoy cluster; the future gives the response, its body
+    /// appended to `body` (as for HTTP filters: `jisr::callout`). Client bytes keep waiting
+    /// in Envoy's read buffer meanwhile.
+    ///
+    /// ```
+    /// use jisr::callout::CalloutRequest;
+    /// use jisr::network::Connection;
+    ///
+    /// async fn authz(mut conn: Connection<'_>) {
+    ///     let mut verdict = Vec::new();
+    ///     let req = CalloutRequest::get("authz", "/check", "authz.local");
+    ///     match conn.callout(req, &mut verdict).await {
+    ///         Ok(r) if r.status == 200 => {} // returned: the connection flows on
+    ///         _ => conn.reset("authz_denied"),
+    ///     }
+    /// }
+    /// # let _ = authz;
+    /// ```
+    pub fn callout<'a>(
+        &'a self,
+        req: crate::callout::CalloutRequest<'a>,
+        body: &'a mut Vec<u8>,
+    ) -> crate::callout::Callout<'a> {
+        crate::api::callout::Callout::new(self.core, req, body)
     }
 
     /// Sets a filter-state object of bytes under `key`, readable by later filters, access logs
@@ -423,6 +454,23 @@ fn take(core: &ConnCore, side: Side, buf: &mut [u8]) -> usize {
         }
         Side::Write => {
             let mut inbox = core.inbox.borrow_mut();
+            if inbox.is_empty() {
+                drop(inbox);
+                // Inside a write hook the new bytes are still in Envoy's write buffer.
+                if !core.in_write_hook.get() || core.closed.get() {
+                    return 0;
+                }
+                return core
+                    .host
+                    .with(|h| {
+                        let n = h.copy(Side::Write, buf);
+                        if n > 0 {
+                            h.drain(Side::Write, n);
+                        }
+                        n
+                    })
+                    .unwrap_or(0);
+            }
             let n = inbox.len().min(buf.len());
             buf[..n].copy_from_slice(&inbox[..n]);
             inbox.drain(..n);

@@ -4,6 +4,7 @@
 //! - [`http`]: the HTTP filter stream.
 
 pub(crate) mod background;
+pub(crate) mod callouts;
 pub(crate) mod headers;
 pub(crate) mod http;
 pub(crate) mod network;

@@ -25,6 +25,8 @@ pub(crate) mod http;
 pub(crate) mod log;
 pub(crate) mod network;
 pub(crate) mod server;
+#[cfg(feature = "testing")]
+pub(crate) mod sim_shared;
 
 /// Which metric operation to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

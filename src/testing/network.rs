@@ -164,6 +164,17 @@ impl TestNetworkFilter {
 #[derive(Default)]
 pub struct Socket(SimConn);
 
+impl Socket {
+    /// Makes callouts to `cluster` fail to start on connections of this socket (as for a
+    /// cluster Envoy does not know), from their first hook on.
+    pub fn set_unknown_cluster(&self, cluster: &str) {
+        self.0
+            .unknown_clusters
+            .borrow_mut()
+            .push(cluster.to_string());
+    }
+}
+
 enum Hosted<'a> {
     Owned(Box<SimConn>),
     Borrowed(&'a SimConn),
@@ -360,6 +371,55 @@ impl TestConnection<'_> {
     /// Sets the client's address as Envoy would report it (before the handler asks).
     pub fn set_peer(&self, ip: &str, port: u32) {
         *self.host.remote.borrow_mut() = (ip.to_string(), port);
+    }
+
+    /// The callouts the filter started on this connection, in order.
+    pub fn callouts(&self) -> Vec<crate::testing::SimCallout> {
+        self.host.callouts.borrow().clone()
+    }
+
+    /// Makes callouts to `cluster` fail to start (as for a cluster Envoy does not know).
+    pub fn set_unknown_cluster(&self, cluster: &str) {
+        self.host
+            .unknown_clusters
+            .borrow_mut()
+            .push(cluster.to_string());
+    }
+
+    /// Completes callout `id` with a response (as Envoy's callout-done hook would).
+    pub fn complete_callout(
+        &mut self,
+        id: u64,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) {
+        let code = status.to_string();
+        let mut pairs = vec![(b":status".as_slice(), code.as_bytes())];
+        pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        let chunks: Vec<&[u8]> = body.chunks(7).collect();
+        self.hook(|c, h| {
+            c.callout_done(
+                h,
+                id,
+                crate::abi::callout_result::SUCCESS,
+                crate::host::HeaderArray::of(&pairs),
+                crate::host::ChunkArray::of(&chunks),
+            )
+        });
+    }
+
+    /// Fails callout `id` as a reset stream.
+    pub fn fail_callout(&mut self, id: u64) {
+        self.hook(|c, h| {
+            c.callout_done(
+                h,
+                id,
+                crate::abi::callout_result::RESET,
+                crate::host::HeaderArray::EMPTY,
+                crate::host::ChunkArray::EMPTY,
+            )
+        });
     }
 
     /// The bytes filter-state object the filter set under `key`.

@@ -3,7 +3,6 @@
 
 pub(crate) mod attr;
 pub(crate) mod body;
-pub(crate) mod callout;
 pub(crate) mod callout_stream;
 pub(crate) mod control;
 pub(crate) mod info;

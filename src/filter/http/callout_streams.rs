@@ -8,7 +8,7 @@
 
 use crate::executor::spare::{OnDemand, Shelf, Spare};
 use crate::executor::waker::WakerSlot;
-use crate::filter::http::callouts::CalloutHeaders;
+use crate::filter::callouts::CalloutHeaders;
 use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 

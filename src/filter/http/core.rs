@@ -4,8 +4,8 @@ use crate::executor::Task;
 use crate::executor::arena::Arena;
 use crate::executor::spare;
 use crate::executor::waker::WakerSlot;
+use crate::filter::callouts::Callouts;
 use crate::filter::http::callout_streams::Streams;
-use crate::filter::http::callouts::Callouts;
 use crate::filter::http::reply::StagedReply;
 use crate::filter::http::state::{BodyState, Retention, StreamState};
 use crate::host::http::current::HostSlot;
@@ -362,5 +362,29 @@ impl StreamCore {
                 self.snapshot.set(v);
                 n
             }
+    }
+}
+
+impl crate::filter::callouts::CalloutOwner for StreamCore {
+    fn callouts(&self) -> &Callouts {
+        &self.callouts
+    }
+
+    fn start_callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<Result<u64, u32>> {
+        self.with_host(|h| h.callout(cluster, headers, body, timeout_ms))
+    }
+
+    fn ended(&self) -> bool {
+        self.st().ended()
+    }
+
+    fn is_own_waker(&self, w: &std::task::Waker) -> bool {
+        StreamCore::is_own_waker(self, w)
     }
 }

@@ -3,7 +3,7 @@
 
 pub(crate) mod background;
 pub(crate) mod callout_streams;
-pub(crate) mod callouts;
+
 pub(crate) mod core;
 pub(crate) mod envoy_stats;
 pub(crate) mod hooks;

@@ -22,8 +22,10 @@ use crate::executor::pool::{Idle, Pool, StreamTotals};
 use crate::executor::task::{Cleared, TaskCell};
 use crate::executor::waker::WakerSlot;
 use crate::executor::{Driven, Task};
+use crate::filter::callouts::{CalloutOwner, Callouts};
 use crate::host::network::current::ConnHostSlot;
 use crate::host::network::{Close, ConnHost, Side};
+use crate::host::{ChunkArray, HeaderArray};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::Arc;
@@ -79,8 +81,12 @@ pub(crate) struct ConnCore {
     pub(crate) watch_upstream: Cell<bool>,
     /// Upstream bytes the handler has not read yet.
     pub(crate) inbox: RefCell<Vec<u8>>,
+    /// A write hook is polling: its bytes are in Envoy's write buffer.
+    pub(crate) in_write_hook: Cell<bool>,
     /// The handler half-closed toward upstream itself.
     pub(crate) sent_upstream_end: Cell<bool>,
+    /// The handler half-closed toward the client itself.
+    pub(crate) sent_downstream_end: Cell<bool>,
     /// The handler returned: the connection flows on untouched.
     pub(crate) done: Cell<bool>,
     /// The handler stopped reading from the client (`hold_reading`).
@@ -91,6 +97,10 @@ pub(crate) struct ConnCore {
     pub(crate) upstream_waker: WakerSlot,
     /// Envoy asked to destroy the filter while one of our hooks ran.
     pub(crate) destroy_pending: Cell<bool>,
+    /// Unary HTTP callouts.
+    pub(crate) callouts: Callouts,
+    /// The connection ended: no more host calls, callouts cannot complete.
+    pub(crate) ended: Cell<bool>,
 }
 
 impl ConnCore {
@@ -108,12 +118,16 @@ impl ConnCore {
             write_end_told: Cell::new(false),
             watch_upstream: Cell::new(false),
             inbox: RefCell::new(Vec::new()),
+            in_write_hook: Cell::new(false),
             sent_upstream_end: Cell::new(false),
+            sent_downstream_end: Cell::new(false),
             done: Cell::new(false),
             reading_held: Cell::new(false),
             read_waker: WakerSlot::default(),
             upstream_waker: WakerSlot::default(),
             destroy_pending: Cell::new(false),
+            callouts: Callouts::default(),
+            ended: Cell::new(false),
         }
     }
 
@@ -135,11 +149,15 @@ impl ConnCore {
             *inbox = Vec::new();
         }
         *self.sent_upstream_end.get_mut() = false;
+        *self.in_write_hook.get_mut() = false;
+        *self.sent_downstream_end.get_mut() = false;
         *self.done.get_mut() = false;
         *self.reading_held.get_mut() = false;
         self.read_waker.clear();
         self.upstream_waker.clear();
         *self.destroy_pending.get_mut() = false;
+        self.callouts.reset();
+        *self.ended.get_mut() = false;
     }
 
     /// Whether `w` is the connection's own waker (not a combinator's).
@@ -154,6 +172,34 @@ impl ConnCore {
                 crate::host::log::with_line(|s| core::fmt::write(s, args), |l| h.log(level, l));
             }
         });
+    }
+}
+
+impl CalloutOwner for ConnCore {
+    fn callouts(&self) -> &Callouts {
+        &self.callouts
+    }
+
+    fn start_callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<Result<u64, u32>> {
+        if self.ended.get() {
+            return None;
+        }
+        self.host
+            .with(|h| h.callout(cluster, headers, body, timeout_ms))
+    }
+
+    fn ended(&self) -> bool {
+        self.ended.get()
+    }
+
+    fn is_own_waker(&self, w: &std::task::Waker) -> bool {
+        self.task.is_own_waker(w)
     }
 }
 
@@ -184,6 +230,15 @@ pub(crate) trait ConnHooks {
     fn event(&self, host: &dyn ConnHost, event: ConnEvent);
     /// `on_network_filter_scheduled`.
     fn scheduled(&self, host: &dyn ConnHost);
+    /// `on_network_filter_http_callout_done`.
+    fn callout_done(
+        &self,
+        host: &dyn ConnHost,
+        id: u64,
+        result: u32,
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
+    );
     /// Whether Envoy asked to destroy the filter while a hook of ours ran (the entry then
     /// destroys it once that hook returned).
     fn take_pending_destroy(&self) -> bool;
@@ -317,6 +372,7 @@ impl<T: ConnTask> ConnSlot<T> {
     /// Ends the connection's handler: no more polls or wakes, the future dropped.
     fn finish(&self) -> bool {
         self.core.done.set(true);
+        self.core.ended.set(true);
         crate::executor::waker::kill(&self.core.task.wake);
         match self.fut.clear() {
             Cleared::Clean => true,
@@ -410,33 +466,45 @@ impl<T: ConnTask> ConnHooks for ConnSlot<T> {
                 if end {
                     core.write_end.set(true);
                 }
-                let n = host.len(Side::Write);
-                let held = core.inbox.borrow().len();
-                if held + n > core.inbox_limit.get() {
-                    core.log(
-                        3,
-                        format_args!(
-                            "jisr: network filter '{}': upstream sent {} bytes the handler has \
-                             not read (limit {}): connection reset",
-                            core.name,
-                            held + n,
-                            core.inbox_limit.get()
-                        ),
-                    );
-                    host.close(Close::Reset, INBOX_DETAILS.as_bytes());
-                    return DataStatus::StopIteration;
-                }
-                if n > 0 {
+                core.host.enter(host, || {
+                    // The handler reads this hook's bytes straight from Envoy's write buffer
+                    // while it runs (no copy into the inbox first).
+                    core.in_write_hook.set(true);
+                    let d = self.drive(|| core.upstream_waker.wake());
+                    core.in_write_hook.set(false);
+                    self.after(host, d, false);
+                    if core.done.get() || core.closed.get() {
+                        return;
+                    }
+                    // What it did not take waits in the inbox, which bounds the backlog: bytes
+                    // of one hook are always taken (Envoy's own buffer limits bound them), a
+                    // backlog past the limit resets the connection.
+                    let n = host.len(Side::Write);
+                    if n == 0 {
+                        return;
+                    }
+                    let held = core.inbox.borrow().len();
+                    if held > 0 && held + n > core.inbox_limit.get() {
+                        core.log(
+                            3,
+                            format_args!(
+                                "jisr: network filter '{}': upstream sent {} bytes the handler \
+                                 has not read (limit {}): connection reset",
+                                core.name,
+                                held + n,
+                                core.inbox_limit.get()
+                            ),
+                        );
+                        core.closed.set(true);
+                        host.close(Close::Reset, INBOX_DETAILS.as_bytes());
+                        return;
+                    }
                     let mut inbox = core.inbox.borrow_mut();
                     inbox.resize(held + n, 0);
                     let got = host.copy(Side::Write, &mut inbox[held..]);
                     inbox.truncate(held + got);
                     drop(inbox);
                     host.drain(Side::Write, got);
-                }
-                core.host.enter(host, || {
-                    let d = self.drive(|| core.upstream_waker.wake());
-                    self.after(host, d, false);
                 });
                 DataStatus::StopIteration
             }
@@ -469,6 +537,28 @@ impl<T: ConnTask> ConnHooks for ConnSlot<T> {
         }
         core.host.enter(host, || {
             let d = self.drive(|| {});
+            self.after(host, d, false);
+        });
+    }
+
+    fn callout_done(
+        &self,
+        host: &dyn ConnHost,
+        id: u64,
+        result: u32,
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
+    ) {
+        let core = &self.core;
+        if core.done.get() {
+            // The handler returned: nothing waits for it.
+            return;
+        }
+        core.host.enter(host, || {
+            let d = self.drive(|| {
+                core.callouts
+                    .deliver(id, result, headers.iter(), chunks.iter());
+            });
             self.after(host, d, false);
         });
     }

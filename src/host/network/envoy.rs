@@ -347,6 +347,36 @@ impl ConnHost for EnvoyConn {
         Some(unsafe { f(self.filter) })
     }
 
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let mut id = 0u64;
+        let rc = crate::host::envoy::with_pairs(headers, |ptr, n| {
+            // SAFETY: live filter pointer; the cluster, header and body buffers are valid for
+            // the call and copied by Envoy.
+            unsafe {
+                abi::envoy_dynamic_module_callback_network_filter_http_callout(
+                    self.filter,
+                    &mut id,
+                    Buf::of(cluster),
+                    ptr,
+                    n,
+                    Buf::of(body),
+                    timeout_ms,
+                )
+            }
+        });
+        if rc == crate::abi::callout_init::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
+    }
+
     fn new_scheduler(&self) -> Option<Committer> {
         // SAFETY: live filter pointer.
         let ptr =

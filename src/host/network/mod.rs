@@ -80,6 +80,14 @@ pub(crate) trait ConnHost {
     fn start_upstream_tls(&self) -> bool;
     /// Asks the downstream transport socket to switch to TLS; `None` before Envoy 1.40.
     fn start_downstream_tls(&self) -> Option<bool>;
+    /// Starts an HTTP callout to `cluster`: Envoy's id, or its init result.
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32>;
     /// Creates the connection's scheduler (`None`: the connection can no longer be called).
     fn new_scheduler(&self) -> Option<Committer>;
     /// Whether `level` is written.

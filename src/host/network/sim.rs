@@ -1,6 +1,7 @@
 //! A simulated connection host, for `jisr::testing`: buffers and records in memory.
 
 use super::{Addr, Close, Committer, ConnHost, Side};
+use crate::host::sim_shared::SimCallout;
 use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -49,6 +50,12 @@ pub(crate) struct SimConn {
     pub(crate) peer_cert: RefCell<(Vec<String>, Vec<String>, Option<String>)>,
     /// STARTTLS requests: upstream, downstream.
     pub(crate) tls_started: Cell<(u32, u32)>,
+    /// Callouts started: id, cluster, request headers, body.
+    pub(crate) callouts: RefCell<Vec<SimCallout>>,
+    /// The next callout id.
+    pub(crate) next_callout: Cell<u64>,
+    /// Clusters that do not exist.
+    pub(crate) unknown_clusters: RefCell<Vec<String>>,
     /// The log level (ABI number): lines below it are not written.
     pub(crate) log_level: Cell<u32>,
 }
@@ -196,6 +203,30 @@ impl ConnHost for SimConn {
         let (u, d) = self.tls_started.get();
         self.tls_started.set((u, d + 1));
         Some(true)
+    }
+
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let cluster = String::from_utf8_lossy(cluster).into_owned();
+        if self.unknown_clusters.borrow().contains(&cluster) {
+            return Err(crate::abi::callout_init::CLUSTER_NOT_FOUND);
+        }
+        let id = self.next_callout.get() + 1;
+        self.next_callout.set(id);
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        self.callouts.borrow_mut().push(SimCallout {
+            id,
+            cluster,
+            headers: headers.iter().map(|(k, v)| (s(k), v.to_vec())).collect(),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        Ok(id)
     }
 
     fn new_scheduler(&self) -> Option<Committer> {

@@ -8,8 +8,8 @@ mod observe;
 mod routing;
 
 use crate::abi::metadata_source;
+use crate::api::callout::Callout;
 use crate::api::callout::{CalloutError, CalloutRequest};
-use crate::api::http::callout::Callout;
 use crate::api::http::callout_stream::CalloutStream;
 use crate::api::http::reply_stream::StreamWriter;
 use crate::api::log::{self, Level, LogValue};

@@ -17,6 +17,26 @@ pub(crate) use crate::filter::headers::CalloutHeaders;
 use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
+/// What owns a table of unary callouts (an HTTP stream, a connection): how a callout future
+/// reaches the table and starts a callout through the running hook's host.
+pub(crate) trait CalloutOwner {
+    /// The owner's table.
+    fn callouts(&self) -> &Callouts;
+    /// Starts a callout through the running hook's host: Envoy's id, or its init result;
+    /// `None` when the owner can no longer be called (ended, or outside a hook).
+    fn start_callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<Result<u64, u32>>;
+    /// Whether the owner ended (its callouts can no longer complete).
+    fn ended(&self) -> bool;
+    /// Whether `w` is the owner's own waker (a combinator's is registered instead).
+    fn is_own_waker(&self, w: &std::task::Waker) -> bool;
+}
+
 /// Most callouts tracked in flight per stream.
 pub(crate) const MAX_IN_FLIGHT: usize = 16;
 /// Body (and header) bytes an entry keeps when its table goes back to the shelf.

@@ -1,0 +1,114 @@
+//! What the simulated hosts of every kind share (feature `testing`): the record of a callout
+//! a filter started, and how recorded bytes and headers print.
+
+use core::fmt;
+
+/// A callout the filter started on a simulated stream or connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use jisr::callout::CalloutRequest;
+/// # use jisr::testing::TestFilter;
+/// # use jisr::{Registry, Request, ResponseWriter};
+///
+/// async fn audit(req: Request<'_>, w: ResponseWriter<'_>) {
+///     let path = req.path().unwrap_or("/");
+///     let call = CalloutRequest::post("audit", "/log", "audit.local", path.as_bytes())
+///         .timeout(Duration::from_millis(250));
+///     let _ = w.callout(call, &mut Vec::new()).await;
+/// }
+/// fn register(r: &mut Registry) { r.register("audit", audit); }
+///
+/// let f = TestFilter::new(register, "audit", b"").unwrap();
+/// let mut s = f.stream();
+/// s.request_headers(&[(":path", "/orders/7")], true);
+/// let call = s.callouts().remove(0);
+/// assert_eq!((call.cluster.as_str(), call.body.as_slice(), call.timeout_ms), ("audit", &b"/orders/7"[..], 250));
+/// // Headers by name, with the types a handler uses (`req.header`, `req.header_str`):
+/// assert_eq!(call.method(), Some("POST"));
+/// assert_eq!(call.header("host"), Some(&b"audit.local"[..]));
+/// assert_eq!(call.header_str("Host"), Some("audit.local"));
+/// // `{:?}` shows text as text:
+/// assert_eq!(
+///     format!("{call:?}"),
+///     r#"SimCallout { id: 1, cluster: "audit", headers: {":method": "POST", ":path": "/log", "host": "audit.local"}, body: "/orders/7", timeout_ms: 250 }"#
+/// );
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimCallout {
+    /// Envoy's callout id.
+    pub id: u64,
+    /// Target cluster.
+    pub cluster: String,
+    /// Request headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Timeout in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl SimCallout {
+    /// The value of request header `name` (any case; the first if repeated), as a handler's
+    /// `req.header(name)` gives it. Pseudo-headers too: `":method"`, `":path"`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        find_header(&self.headers, name)
+    }
+
+    /// [`header`](Self::header) as text; `None` if absent or not UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| core::str::from_utf8(v).ok())
+    }
+
+    /// The request method (`:method`).
+    pub fn method(&self) -> Option<&str> {
+        self.header_str(":method")
+    }
+
+    /// The request path (`:path`).
+    pub fn path(&self) -> Option<&str> {
+        self.header_str(":path")
+    }
+}
+
+impl fmt::Debug for SimCallout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimCallout")
+            .field("id", &self.id)
+            .field("cluster", &self.cluster)
+            .field("headers", &HeadersDebug(&self.headers))
+            .field("body", &BytesDebug(&self.body))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+pub(crate) fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Bytes shown as a string literal: `"text"` when UTF-8, else `b"..."` with escapes.
+pub(crate) struct BytesDebug<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Debug for BytesDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match core::str::from_utf8(self.0) {
+            Ok(text) => fmt::Debug::fmt(text, f),
+            Err(_) => write!(f, "b\"{}\"", self.0.escape_ascii()),
+        }
+    }
+}
+
+/// Header pairs shown as `{"name": "value", ...}` in order (repeated names stay repeated).
+pub(crate) struct HeadersDebug<'a>(pub(crate) &'a [(String, Vec<u8>)]);
+
+impl fmt::Debug for HeadersDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, BytesDebug(v))))
+            .finish()
+    }
+}
