@@ -744,7 +744,7 @@ fn report(ts: &[Target], runs: &[Vec<Run>], goal: f64) -> String {
             let of_medians = med(i, |r| r.mb_s) / med(base, |r| r.mb_s);
             let _ = writeln!(
                 s,
-                "| {} | {:.3} | {:.3} | {:.3}–{:.3} | {:.3} | {:.3}–{:.3} | ≥ {goal}: {} |",
+                "| {} | {:.3} | {:.3} | {:.3}–{:.3} | {:.3} | {:.3}–{:.3} | {} |",
                 ts[i].variant,
                 of_medians,
                 median(paired),
@@ -753,7 +753,11 @@ fn report(ts: &[Target], runs: &[Vec<Run>], goal: f64) -> String {
                 med(base, |r| r.cpu_s_per_gb) / med(i, |r| r.cpu_s_per_gb),
                 clo,
                 chi,
-                if of_medians >= goal { "met" } else { "not met" },
+                match (ts[i].kind, of_medians >= goal) {
+                    (Kind::Pass, true) => format!("≥ {goal}: met"),
+                    (Kind::Pass, false) => format!("≥ {goal}: not met"),
+                    _ => "none (worst case)".to_string(),
+                },
             );
         }
     }
@@ -949,7 +953,7 @@ fn main() {
     }
     let _ = writeln!(
         out,
-        "\n(took {:.0} s; goal: each module variant ≥ 0.95 of tcp_proxy alone in MB/s)",
+        "\n(took {:.0} s; goal: `pass` ≥ 0.95 of tcp_proxy alone in MB/s; `relay` is the worst case, no goal)",
         started.elapsed().as_secs_f64()
     );
     println!("\n---- report (markdown) ----\n{out}");
