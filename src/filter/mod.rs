@@ -6,4 +6,5 @@
 pub(crate) mod background;
 pub(crate) mod headers;
 pub(crate) mod http;
+pub(crate) mod listener;
 pub(crate) mod network;
