@@ -129,7 +129,8 @@ impl<'s> Socket<'s> {
     /// Consumes the first `n` peeked bytes from the socket: the connection never sees them
     /// (e.g. a PROXY protocol header). Works only in the hook where a peek resolved, i.e.
     /// before the handler awaits anything else; `false` otherwise, or when fewer than `n`
-    /// bytes were peeked. Later peeks start after them.
+    /// bytes were peeked. Later peeks start after them, and the next one reports what
+    /// remains at once (waiting only when nothing does).
     pub fn drain(&mut self, n: usize) -> bool {
         self.core.drain(n)
     }

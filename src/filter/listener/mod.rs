@@ -132,7 +132,9 @@ impl SocketCore {
             return false;
         }
         self.bytes.borrow_mut().drain(..n);
-        self.seen.set(self.seen.get().saturating_sub(n));
+        // The next peek reports what remains at once (the handler re-reads from the new
+        // start), or waits when nothing remains.
+        self.seen.set(0);
         true
     }
 
