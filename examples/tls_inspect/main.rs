@@ -16,20 +16,53 @@
 //!
 //! Both parsers are bounded (see `client_hello.rs` and `proxy_header.rs`); a client that sends
 //! a prefix and then nothing is left to the listener's `listener_filters_timeout`.
+//!
+//! The filter config may be `hold_ms=<n>`: the handler then waits `n` ms after deciding and
+//! before letting the socket go on (or closing it), as a filter awaiting a lookup would; the
+//! socket resumes through Envoy's scheduler.
 
 mod client_hello;
 mod proxy_header;
 
 use client_hello::Hello;
-use jisr::Registry;
 use jisr::listener::Socket;
+use jisr::{ConfigError, ConfigHandle, Registry};
 use proxy_header::Proxy;
+use std::time::Duration;
 
 /// How many bytes Envoy peeks: a PROXY header and a ClientHello in one TLS record.
 const MAX_READ: usize = 16 << 10;
 const NS: &str = "tls_inspect";
 
-async fn inspect(mut s: Socket<'_>) {
+/// The filter config.
+struct Inspect {
+    /// How long to wait after deciding.
+    hold: Duration,
+}
+
+fn load(cfg: &mut ConfigHandle<'_>) -> Result<Inspect, ConfigError> {
+    let text = cfg.config_str()?.trim();
+    let hold = match text.strip_prefix("hold_ms=") {
+        _ if text.is_empty() => 0,
+        Some(ms) => ms
+            .parse()
+            .map_err(|e| ConfigError::new(format!("hold_ms: {e}")))?,
+        None => return Err(ConfigError::new("expected nothing or hold_ms=<n>")),
+    };
+    Ok(Inspect {
+        hold: Duration::from_millis(hold),
+    })
+}
+
+async fn inspect(cfg: &Inspect, mut s: Socket<'_>) {
+    decide(&mut s).await;
+    if !cfg.hold.is_zero() {
+        // A close already took effect; a decision to go on waits.
+        jisr::time::sleep(cfg.hold).await;
+    }
+}
+
+async fn decide(s: &mut Socket<'_>) {
     let mut buf = [0u8; MAX_READ];
     let mut proxy_done = false;
     loop {
@@ -38,8 +71,8 @@ async fn inspect(mut s: Socket<'_>) {
         if !proxy_done {
             match proxy_header::parse(bytes) {
                 Proxy::NeedMore if !p.is_end() => continue,
-                Proxy::NeedMore => return fail(&mut s, "truncated PROXY header", "proxy"),
-                Proxy::Invalid(why) => return fail(&mut s, why, "proxy"),
+                Proxy::NeedMore => return fail(s, "truncated PROXY header", "proxy"),
+                Proxy::Invalid(why) => return fail(s, why, "proxy"),
                 Proxy::Absent => proxy_done = true,
                 Proxy::Header {
                     len,
@@ -52,7 +85,7 @@ async fn inspect(mut s: Socket<'_>) {
                     }
                     s.set_metadata(NS, "proxy", if version == 1 { "v1" } else { "v2" });
                     if !s.drain(len) {
-                        return fail(&mut s, "could not drain the PROXY header", "proxy");
+                        return fail(s, "could not drain the PROXY header", "proxy");
                     }
                     proxy_done = true;
                     continue; // what follows is peeked again from the new start
@@ -66,13 +99,13 @@ async fn inspect(mut s: Socket<'_>) {
                 s.close("tls_inspect_client_hello_too_large");
                 return;
             }
-            Hello::NeedMore => return fail(&mut s, "truncated ClientHello", "tls"),
+            Hello::NeedMore => return fail(s, "truncated ClientHello", "tls"),
             Hello::NotTls => {
                 s.set_transport_protocol("raw_buffer");
                 s.set_metadata(NS, "transport", "raw_buffer");
                 return;
             }
-            Hello::Invalid(why) => return fail(&mut s, why, "tls"),
+            Hello::Invalid(why) => return fail(s, why, "tls"),
             Hello::Unsupported(why) => {
                 // Well-formed TLS this parser does not read: TLS without SNI or ALPN.
                 s.set_transport_protocol("tls");
@@ -126,6 +159,7 @@ fn fail(s: &mut Socket<'_>, why: &str, what: &str) {
 
 fn register(r: &mut Registry) {
     r.listener("tls_inspect")
+        .state(load)
         .max_read_bytes(MAX_READ)
         .handle(inspect);
 }
@@ -140,6 +174,23 @@ mod tests {
 
     fn filter() -> TestListenerFilter {
         TestListenerFilter::new(super::register, "tls_inspect", b"").unwrap()
+    }
+
+    #[test]
+    fn a_hold_resumes_the_socket_through_the_scheduler() {
+        assert!(TestListenerFilter::new(super::register, "tls_inspect", b"hold=1").is_err());
+        let f = TestListenerFilter::new(super::register, "tls_inspect", b"hold_ms=20").unwrap();
+        let mut s = f.accept();
+        s.client_sends(&record(Some("alpha.test"), &[], 0));
+        assert_eq!(s.outcome(), SocketOutcome::Waiting, "decided, holding");
+        assert_eq!(s.server_name().as_deref(), Some("alpha.test"));
+        let start = std::time::Instant::now();
+        while s.outcome() == SocketOutcome::Waiting && start.elapsed().as_secs() < 5 {
+            s.run_scheduled();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(s.outcome(), SocketOutcome::WentOn);
+        assert!(start.elapsed() >= std::time::Duration::from_millis(10));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub unsafe fn config_new(config: ListenerConfigEnvoyPtr, name: Buf, cfg: Buf) ->
         };
         build(&mut handle).map_err(|e| format!("jisr: listener filter '{name}': {e}"))
     });
+    if made.as_ref().is_ok_and(|r| r.is_ok()) {
+        warn_if_wakes_are_lost();
+    }
     match made {
         Ok(Ok(c)) => Box::into_raw(Box::new(c)) as *const c_void,
         Ok(Err(msg)) => {
@@ -58,6 +61,26 @@ pub unsafe fn config_new(config: ListenerConfigEnvoyPtr, name: Buf, cfg: Buf) ->
             ));
             core::ptr::null()
         }
+    }
+}
+
+/// The warning Envoy 1.38 gets once per process: its listener filters never receive
+/// scheduler events (its filter is not shared-owned, so the scheduler's weak reference is always
+/// empty), so a handler that awaits anything but a peek waits until the listener's
+/// `listener_filters_timeout`. 1.38 is recognised by the callback only it exports
+/// (`listener_filter_set_dynamic_metadata`, dropped in 1.39).
+pub(crate) const LOST_WAKES_WARNING: &str = "jisr: this Envoy (1.38) does not deliver wakes to \
+    listener filters: a handler that awaits anything but Socket::peek waits until the \
+    listener's listener_filters_timeout";
+
+fn warn_if_wakes_are_lost() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if crate::abi::listener::listener_late()
+        .set_dynamic_metadata
+        .is_some()
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        let _ = catch(|| crate::host::envoy::global_log(3, LOST_WAKES_WARNING.as_bytes()));
     }
 }
 
