@@ -24,8 +24,8 @@ fn openssl() -> &'static str {
         .is_ok_and(|o| o.status.success());
     assert!(
         ok,
-        "`openssl` is required by this test (apt-get install openssl; see \
-         scripts/envoy_instructions.sh)"
+        "`openssl` is required by this test (apt-get install openssl; .ci/matrix.sh installs \
+         it)"
     );
     "openssl"
 }
