@@ -298,6 +298,14 @@ pub mod network {
     pub use crate::api::network::*;
 }
 
+/// Listener filters: an `async fn` that looks at an accepted socket before filter-chain
+/// matching ([`Registry::listener`]). See [`Socket`](listener::Socket) for what a handler sees
+/// and decides.
+pub mod listener {
+    #[doc(inline)]
+    pub use crate::api::listener::*;
+}
+
 /// Sleeps, timeouts and intervals for handlers and background tasks.
 pub mod time {
     pub use crate::api::time::{Elapsed, Interval, Sleep, interval, sleep, sleep_until, timeout};

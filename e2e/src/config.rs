@@ -96,9 +96,13 @@ impl EnvoyConfig {
     /// True if any listener uses a dynamic-module filter (the harness then builds the modules,
     /// unless [`modules_dir`](Self::modules_dir) names another directory).
     pub fn uses_modules(&self) -> bool {
-        self.listeners
-            .iter()
-            .any(|l| l.tcp.is_some() || l.filters.iter().any(|f| f.is_module))
+        self.listeners.iter().any(|l| {
+            l.tcp.is_some()
+                || l.filters.iter().any(|f| f.is_module)
+                || l.raw
+                    .as_deref()
+                    .is_some_and(|y| y.contains("dynamic_module_config"))
+        })
     }
 
     /// Renders the YAML with the given admin port and listener ports (by listener name).
@@ -143,6 +147,7 @@ pub struct Listener {
     log_fields: Vec<String>,
     hcm_extra: Vec<String>,
     tcp: Option<TcpChain>,
+    raw: Option<String>,
 }
 
 /// A TCP listener's chain: a module's network filter, then `tcp_proxy` to a cluster.
@@ -165,6 +170,7 @@ impl Listener {
             log_fields: Vec::new(),
             hcm_extra: Vec::new(),
             tcp: None,
+            raw: None,
         }
     }
 
@@ -185,6 +191,15 @@ impl Listener {
             config: config.to_string(),
             cluster: cluster.to_string(),
         });
+        l
+    }
+
+    /// A listener written out in full: `yaml` is its entry in `static_resources.listeners`
+    /// (starting `  - name: ...`, indented as the list item), with `{port}` where its port
+    /// goes. It uses modules when it names a `dynamic_module_config`.
+    pub fn raw(name: impl Into<String>, yaml: &str) -> Self {
+        let mut l = Listener::new(name);
+        l.raw = Some(yaml.to_string());
         l
     }
 
@@ -226,6 +241,13 @@ impl Listener {
     }
 
     fn render(&self, y: &mut String, port: u16) {
+        if let Some(raw) = &self.raw {
+            y.push_str(&raw.replace("{port}", &port.to_string()));
+            if !raw.ends_with('\n') {
+                y.push('\n');
+            }
+            return;
+        }
         if let Some(t) = &self.tcp {
             let fmt = format!(
                 "{ACCESS_MARKER}listener={} rx=%BYTES_RECEIVED% tx=%BYTES_SENT% details=%CONNECTION_TERMINATION_DETAILS%\n",

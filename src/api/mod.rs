@@ -6,6 +6,7 @@ pub(crate) mod callout;
 pub(crate) mod config;
 pub(crate) mod http;
 pub(crate) mod join;
+pub(crate) mod listener;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod network;

@@ -38,6 +38,7 @@ pub struct Registry {
     routes: Vec<(String, RouteBuild)>,
     servers: Vec<(String, crate::api::server::ServerBuild)>,
     networks: Vec<(String, crate::api::network::NetBuild)>,
+    listeners: Vec<(String, crate::api::listener::ListenerBuild)>,
     envoy_stats: bool,
 }
 
@@ -48,6 +49,7 @@ impl Default for Registry {
             routes: Vec::new(),
             servers: Vec::new(),
             networks: Vec::new(),
+            listeners: Vec::new(),
             envoy_stats: true,
         }
     }
@@ -267,6 +269,54 @@ impl Registry {
     /// Names of the registered network filters.
     pub(crate) fn network_names(&self) -> impl Iterator<Item = &str> {
         self.networks.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Registers a listener filter named `name`: a builder taking optional state and the
+    /// number of bytes to peek, then an `async fn` that looks at each accepted socket before
+    /// filter-chain matching (see [`jisr::listener`](crate::listener)).
+    ///
+    /// ```
+    /// use jisr::listener::Socket;
+    /// use jisr::Registry;
+    ///
+    /// async fn tag(mut s: Socket<'_>) {
+    ///     let from_lo = s.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    ///     s.set_metadata("tag", "loopback", if from_lo { "yes" } else { "no" });
+    /// } // returned: the socket goes on
+    ///
+    /// fn register(r: &mut Registry) {
+    ///     r.listener("tag").handle(tag);
+    /// }
+    /// # let mut r = Registry::default();
+    /// # register(&mut r);
+    /// ```
+    pub fn listener(
+        &mut self,
+        name: &str,
+    ) -> crate::api::listener::ListenerBuilder<'_, (), crate::api::listener::NoListenerState> {
+        crate::api::listener::ListenerBuilder {
+            sink: &mut self.listeners,
+            name: name.to_string(),
+            state: crate::api::listener::no_state,
+            max_read: 0,
+            _state: PhantomData,
+        }
+    }
+
+    /// The builder of listener filter `name`.
+    pub(crate) fn listener_build(
+        &self,
+        name: &str,
+    ) -> Option<&crate::api::listener::ListenerBuild> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b)
+    }
+
+    /// Names of the registered listener filters.
+    pub(crate) fn listener_names(&self) -> impl Iterator<Item = &str> {
+        self.listeners.iter().map(|(n, _)| n.as_str())
     }
 
     /// Registers a raw filter, written directly against Envoy's hooks (see [`RawFilter`]).

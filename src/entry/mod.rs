@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 
 pub mod http;
 pub(crate) mod introspection;
+pub mod listener;
 pub mod network;
 pub(crate) mod panic_mode;
 pub mod server;
@@ -145,6 +146,7 @@ macro_rules! __export_hooks {
         $crate::__export_http_hooks!();
         $crate::__export_server_hooks!();
         $crate::__export_network_hooks!();
+        $crate::__export_listener_hooks!();
     };
 }
 

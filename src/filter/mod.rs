@@ -7,4 +7,5 @@ pub(crate) mod background;
 pub(crate) mod callouts;
 pub(crate) mod headers;
 pub(crate) mod http;
+pub(crate) mod listener;
 pub(crate) mod network;

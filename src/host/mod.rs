@@ -22,6 +22,7 @@ pub(crate) mod envoy;
 #[cfg(feature = "log")]
 pub(crate) mod envoy_log;
 pub(crate) mod http;
+pub(crate) mod listener;
 pub(crate) mod log;
 pub(crate) mod network;
 pub(crate) mod server;

@@ -42,3 +42,5 @@ mod http;
 pub use http::*;
 mod network;
 pub use network::{Socket, TestConnection, TestNetworkFilter};
+mod listener;
+pub use listener::{SocketOutcome, TestListenerFilter, TestSocket};

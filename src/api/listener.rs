@@ -1,0 +1,495 @@
+//! Listener filters: an `async fn` that looks at an accepted socket before Envoy makes a
+//! connection of it, and decides what filter-chain matching sees.
+//!
+//! ```
+//! use jisr::listener::{Peeked, Socket};
+//! use jisr::Registry;
+//!
+//! /// Sends clients whose first bytes are `GET ` to the chain matching transport `http-get`.
+//! async fn sniff(mut s: Socket<'_>) {
+//!     let mut buf = [0u8; 4];
+//!     loop {
+//!         match s.peek(&mut buf).await {
+//!             Peeked::More(n) if n < 4 => continue, // wait for more bytes
+//!             p => {
+//!                 if &buf[..p.len()] == b"GET " {
+//!                     s.set_transport_protocol("http-get");
+//!                 }
+//!                 return; // the socket goes on to filter-chain matching
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! fn register(r: &mut Registry) {
+//!     r.listener("sniff").max_read_bytes(4).handle(sniff);
+//! }
+//! # let mut r = Registry::default();
+//! # register(&mut r);
+//! ```
+//!
+//! What the handler sees and decides:
+//!
+//! - It starts when Envoy accepts the socket, before any connection or filter chain exists.
+//!   **When it returns, the socket goes on** (the next listener filter, then filter-chain
+//!   matching with what it set); [`Socket::close`] ends it instead.
+//! - [`Socket::peek`] waits for the client's first bytes; they stay in the socket for the
+//!   connection (only [`Socket::drain`] consumes some, e.g. a PROXY protocol header). Envoy
+//!   peeks at most the filter's [`max_read_bytes`](ListenerBuilder::max_read_bytes) (0 by
+//!   default: the handler sees no bytes, and Envoy does not wait for any).
+//! - What it sets ([`Socket::set_server_name`], [`Socket::set_application_protocols`],
+//!   [`Socket::set_transport_protocol`], addresses) is what `filter_chain_match` sees;
+//!   dynamic metadata goes on with the connection (access logs, later filters).
+//! - While it waits, the socket waits too, up to the listener's `listener_filters_timeout`
+//!   (Envoy's default 15 s): then Envoy closes the socket, or with
+//!   `continue_on_listener_filters_timeout` lets it go on, and the handler is dropped.
+//! - A handler that panics closes the socket (termination details
+//!   `jisr_listener_handler_panic`); Envoy keeps serving others. A peer that closes while the
+//!   handler waits ends the socket, and the handler is dropped (cancellation).
+//! - HTTP callouts from listener filters are not offered yet; a handler may await any other
+//!   future (a value from another thread comes back through Envoy's scheduler).
+
+use crate::api::config::{ConfigError, ConfigHandle};
+use crate::executor::pool::Pool;
+use crate::filter::listener::{ListenerConfig, ListenerConfigHooks, SocketCore, SocketTask};
+use crate::host::listener::SockAddr;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// One accepted socket, handed to a listener filter's handler (see the [module docs](self)).
+///
+/// It borrows the socket's slot: it cannot leave the handler (no `'static`), and it is not
+/// `Send`.
+pub struct Socket<'s> {
+    core: &'s SocketCore,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// What [`Socket::peek`] found. Either way the first [`len`](Peeked::len) bytes of the stream
+/// are at the start of the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// More bytes than the previous peek reported; more may come.
+    More(usize),
+    /// No more will come: the filter's max read bytes are peeked, the buffer is full, or the
+    /// socket is closed.
+    End(usize),
+}
+
+impl Peeked {
+    /// How many bytes are in the buffer.
+    pub fn len(self) -> usize {
+        match self {
+            Peeked::More(n) | Peeked::End(n) => n,
+        }
+    }
+
+    /// Whether no bytes are in the buffer.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether no more bytes will come.
+    pub fn is_end(self) -> bool {
+        matches!(self, Peeked::End(_))
+    }
+}
+
+/// Longest server name, transport protocol or ALPN name accepted (as TLS allows).
+const MAX_NAME: usize = 255;
+
+/// Whether `b` may be set as a name filter-chain matching compares (and access logs print):
+/// 1 to 255 bytes, no control characters, spaces or non-ASCII.
+fn name_ok(b: &[u8]) -> bool {
+    !b.is_empty() && b.len() <= MAX_NAME && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+impl<'s> Socket<'s> {
+    pub(crate) fn new(core: &'s SocketCore) -> Socket<'s> {
+        Socket {
+            core,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Waits for client bytes beyond those the previous peek reported, then copies the first
+    /// `buf.len()` bytes of the stream into `buf` (always from the start: peeked bytes stay in
+    /// the socket). Returns [`Peeked::End`] at once when no more can come.
+    pub fn peek<'a>(&'a mut self, buf: &'a mut [u8]) -> Peek<'a> {
+        Peek {
+            core: self.core,
+            buf,
+        }
+    }
+
+    /// Consumes the first `n` peeked bytes from the socket: the connection never sees them
+    /// (e.g. a PROXY protocol header). Works only in the hook where a peek resolved, i.e.
+    /// before the handler awaits anything else; `false` otherwise, or when fewer than `n`
+    /// bytes were peeked. Later peeks start after them, and the next one reports what
+    /// remains at once (waiting only when nothing does).
+    pub fn drain(&mut self, n: usize) -> bool {
+        self.core.drain(n)
+    }
+
+    /// The most bytes Envoy peeks for this filter.
+    pub fn max_read_bytes(&self) -> usize {
+        self.core.max_read.get()
+    }
+
+    /// Sets the transport protocol filter-chain matching sees (`transport_protocol`, e.g.
+    /// `tls`; Envoy uses `raw_buffer` when no listener filter sets one). `false` (and nothing
+    /// set) for an empty name, one over 255 bytes, or one with spaces, controls or non-ASCII.
+    pub fn set_transport_protocol(&mut self, proto: &str) -> bool {
+        self.set_name(proto.as_bytes(), |h, b| h.set_transport_protocol(b))
+    }
+
+    /// Sets the server name (SNI) filter-chain matching sees (`server_names`). Refuses what
+    /// [`set_transport_protocol`](Socket::set_transport_protocol) refuses.
+    pub fn set_server_name(&mut self, name: &str) -> bool {
+        self.set_name(name.as_bytes(), |h, b| h.set_server_name(b))
+    }
+
+    fn set_name(
+        &mut self,
+        b: &[u8],
+        f: impl FnOnce(&dyn crate::host::listener::SocketHost, &[u8]),
+    ) -> bool {
+        if !name_ok(b) || self.core.ended.get() {
+            return false;
+        }
+        self.core.host.with(|h| f(h, b)).is_some()
+    }
+
+    /// Sets the application protocols (ALPN) filter-chain matching sees
+    /// (`application_protocols`), replacing any set before. `false` (and nothing set) when
+    /// the list is empty or a name would be refused by
+    /// [`set_transport_protocol`](Socket::set_transport_protocol).
+    pub fn set_application_protocols<P: AsRef<[u8]>>(&mut self, protocols: &[P]) -> bool {
+        if protocols.is_empty()
+            || !protocols.iter().all(|p| name_ok(p.as_ref()))
+            || self.core.ended.get()
+        {
+            return false;
+        }
+        const STACK: usize = 16;
+        let mut arr: [&[u8]; STACK] = [&[]; STACK];
+        let list: std::borrow::Cow<'_, [&[u8]]> = if protocols.len() <= STACK {
+            for (a, p) in arr.iter_mut().zip(protocols) {
+                *a = p.as_ref();
+            }
+            std::borrow::Cow::Borrowed(&arr[..protocols.len()])
+        } else {
+            std::borrow::Cow::Owned(protocols.iter().map(|p| p.as_ref()).collect())
+        };
+        self.core
+            .host
+            .with(|h| h.set_application_protocols(&list))
+            .is_some()
+    }
+
+    /// Sets `key` to the string `value` in the connection's dynamic metadata under
+    /// `namespace` (seen by network filters and access logs, `%DYNAMIC_METADATA(ns:key)%`).
+    pub fn set_metadata(&mut self, namespace: &str, key: &str, value: &str) {
+        self.core
+            .host
+            .with(|h| h.set_metadata(namespace.as_bytes(), key.as_bytes(), value.as_bytes()));
+    }
+
+    /// Sets `key` to the number `value` in the connection's dynamic metadata.
+    pub fn set_metadata_number(&mut self, namespace: &str, key: &str, value: f64) {
+        self.core
+            .host
+            .with(|h| h.set_metadata_number(namespace.as_bytes(), key.as_bytes(), value));
+    }
+
+    /// The client's address as Envoy sees it (after any filter set it); `None` for a pipe.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.addr(SockAddr::Remote)
+    }
+
+    /// The address the socket is really connected to (never changed by filters).
+    pub fn direct_peer_addr(&self) -> Option<SocketAddr> {
+        self.addr(SockAddr::DirectRemote)
+    }
+
+    /// The local address (the listener's, or one a filter restored).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr(SockAddr::Local)
+    }
+
+    fn addr(&self, which: SockAddr) -> Option<SocketAddr> {
+        let mut buf = [0u8; 64];
+        let (n, port) = self
+            .core
+            .host
+            .with(|h| h.address(which, &mut buf))
+            .flatten()?;
+        let ip: IpAddr = core::str::from_utf8(&buf[..n]).ok()?.parse().ok()?;
+        Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+    }
+
+    /// Overrides the client's address for everything after this filter (e.g. from a PROXY
+    /// protocol header): logs, `source_prefix_ranges` matching, the connection. `false` when
+    /// Envoy refused it.
+    pub fn set_peer_addr(&mut self, addr: SocketAddr) -> bool {
+        self.with_addr(addr, |h, ip, port, v6| h.set_remote_address(ip, port, v6))
+    }
+
+    /// Restores the local address: the one the client meant to reach (e.g. the destination of
+    /// a PROXY protocol header). `false` when Envoy refused it.
+    pub fn restore_local_addr(&mut self, addr: SocketAddr) -> bool {
+        self.with_addr(addr, |h, ip, port, v6| {
+            h.restore_local_address(ip, port, v6)
+        })
+    }
+
+    fn with_addr(
+        &mut self,
+        addr: SocketAddr,
+        f: impl FnOnce(&dyn crate::host::listener::SocketHost, &[u8], u32, bool) -> bool,
+    ) -> bool {
+        if self.core.ended.get() {
+            return false;
+        }
+        let mut text = IpText::new();
+        use core::fmt::Write as _;
+        if write!(text, "{}", addr.ip()).is_err() {
+            return false;
+        }
+        let v6 = addr.is_ipv6();
+        self.core
+            .host
+            .with(|h| f(h, text.as_bytes(), u32::from(addr.port()), v6))
+            .unwrap_or(false)
+    }
+
+    /// Closes the socket now: no connection is made. `details` become the connection's
+    /// termination details (`%CONNECTION_TERMINATION_DETAILS%` in the listener's access log).
+    /// The handler may go on running, but nothing it sets matters any more.
+    pub fn close(&mut self, details: &str) {
+        self.core.close(details.as_bytes());
+    }
+
+    /// Whether the socket is closed (by the handler or the client).
+    pub fn is_closed(&self) -> bool {
+        self.core.closed.get()
+    }
+
+    /// Writes one line to Envoy's `dynamic_modules` log at `level` (formatted only when the
+    /// level is on; no allocation once warm).
+    pub fn log(&self, level: crate::Level, args: core::fmt::Arguments<'_>) {
+        self.core.log(level as u32, args);
+    }
+}
+
+/// An IP address as text, on the stack.
+struct IpText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl IpText {
+    fn new() -> IpText {
+        IpText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl core::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(core::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The future of [`Socket::peek`].
+#[must_use = "a peek does nothing unless awaited"]
+pub struct Peek<'a> {
+    core: &'a SocketCore,
+    buf: &'a mut [u8],
+}
+
+impl Future for Peek<'_> {
+    type Output = Peeked;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Peeked> {
+        let this = self.get_mut();
+        let core = this.core;
+        let bytes = core.bytes.borrow();
+        let have = bytes.len();
+        let n = have.min(this.buf.len());
+        let end = core.closed.get() || core.ended.get() || have >= core.max_read.get();
+        let end = end || n == this.buf.len();
+        if have > core.seen.get() || end {
+            this.buf[..n].copy_from_slice(&bytes[..n]);
+            core.seen.set(have);
+            return Poll::Ready(if end { Peeked::End(n) } else { Peeked::More(n) });
+        }
+        core.data_waker.register(cx, |w| core.is_own_waker(w));
+        Poll::Pending
+    }
+}
+
+/// What [`ListenerBuilder::handle`] accepts: `async fn(Socket<'_>)`, or with
+/// [`state`](ListenerBuilder::state) `async fn(&S, Socket<'_>)`. Implemented for every such
+/// function; you never implement it by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a listener handler",
+    label = "expected `async fn(Socket<'_>)`, or `async fn(&S, Socket<'_>)` after `.state(load)`"
+)]
+pub trait ListenerHandler<'a, S: 'a, Marker>: Send + Sync + 'static {
+    /// The handler's future.
+    type Future: Future<Output = ()> + 'a;
+    /// Starts handling one socket.
+    fn call(&self, state: &'a S, socket: Socket<'a>) -> Self::Future;
+}
+
+/// Marks a handler without state.
+#[doc(hidden)]
+pub struct Stateless;
+/// Marks a handler with state.
+#[doc(hidden)]
+pub struct WithState;
+
+impl<'a, F, Fut> ListenerHandler<'a, (), Stateless> for F
+where
+    F: Fn(Socket<'a>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'a,
+{
+    type Future = Fut;
+    fn call(&self, _: &'a (), socket: Socket<'a>) -> Fut {
+        self(socket)
+    }
+}
+
+impl<'a, S: 'a, F, Fut> ListenerHandler<'a, S, WithState> for F
+where
+    F: Fn(&'a S, Socket<'a>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'a,
+{
+    type Future = Fut;
+    fn call(&self, state: &'a S, socket: Socket<'a>) -> Fut {
+        self(state, socket)
+    }
+}
+
+/// A handler bound to its config's state: what each socket starts.
+struct Bound<S, H, M> {
+    state: S,
+    handler: H,
+    _marker: PhantomData<fn() -> M>,
+}
+
+impl<S, H, M> SocketTask for Bound<S, H, M>
+where
+    S: Send + Sync + 'static,
+    H: for<'a> ListenerHandler<'a, S, M>,
+    M: 'static,
+{
+    type Fut = <H as ListenerHandler<'static, S, M>>::Future;
+    fn start(&'static self, core: &'static SocketCore) -> Self::Fut {
+        self.handler.call(&self.state, Socket::new(core))
+    }
+}
+
+/// Builds one listener filter config.
+pub(crate) type ListenerBuild = Box<
+    dyn Fn(&mut ConfigHandle<'_>) -> Result<Box<dyn ListenerConfigHooks>, ConfigError>
+        + Send
+        + Sync,
+>;
+
+/// A listener filter being registered (from [`Registry::listener`](crate::Registry::listener)):
+/// optional per-config state and max read bytes, then the handler.
+pub struct ListenerBuilder<'r, S, C> {
+    pub(crate) sink: &'r mut Vec<(String, ListenerBuild)>,
+    pub(crate) name: String,
+    pub(crate) state: C,
+    pub(crate) max_read: usize,
+    pub(crate) _state: PhantomData<fn() -> S>,
+}
+
+/// The state function of a listener filter without state.
+#[doc(hidden)]
+pub type NoListenerState = fn(&mut ConfigHandle<'_>) -> Result<(), ConfigError>;
+
+pub(crate) fn no_state(_: &mut ConfigHandle<'_>) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+impl<'r> ListenerBuilder<'r, (), NoListenerState> {
+    /// Per-config state: `config_fn` runs once per Envoy filter config (main thread) and may
+    /// refuse it with an error naming the problem; the handler then receives `&S` first.
+    pub fn state<S, C>(self, config_fn: C) -> ListenerBuilder<'r, S, C>
+    where
+        S: Send + Sync + 'static,
+        C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
+    {
+        ListenerBuilder {
+            sink: self.sink,
+            name: self.name,
+            state: config_fn,
+            max_read: self.max_read,
+            _state: PhantomData,
+        }
+    }
+}
+
+impl<'r, S, C> ListenerBuilder<'r, S, C>
+where
+    S: Send + Sync + 'static,
+    C: Fn(&mut ConfigHandle<'_>) -> Result<S, ConfigError> + Send + Sync + 'static,
+{
+    /// How many of the client's first bytes Envoy peeks for the handler (0 by default: no
+    /// peeking, and Envoy calls no data hook). Envoy allocates a buffer of this size per
+    /// socket while the filter runs.
+    pub fn max_read_bytes(mut self, bytes: usize) -> Self {
+        self.max_read = bytes;
+        self
+    }
+
+    /// Registers the filter with its socket handler.
+    pub fn handle<H, M>(self, handler: H)
+    where
+        H: for<'a> ListenerHandler<'a, S, M> + Clone,
+        M: 'static,
+    {
+        let state_fn = self.state;
+        let max_read = self.max_read;
+        let name = self.name;
+        self.sink.retain(|(n, _)| *n != name);
+        self.sink.push((
+            name,
+            Box::new(move |cfg| {
+                let state = state_fn(cfg)?;
+                let config = ListenerConfig {
+                    task: Bound {
+                        state,
+                        handler: handler.clone(),
+                        _marker: PhantomData,
+                    },
+                    name: Arc::from(cfg.filter_name()),
+                    max_read,
+                    process_log: cfg.host.process_log(),
+                    pool: Pool::default(),
+                };
+                Ok(Box::new(config) as Box<dyn ListenerConfigHooks>)
+            }),
+        ));
+    }
+}

@@ -1,0 +1,56 @@
+//! The host of a listener filter: what an accepted socket's handler asks of Envoy, real
+//! ([`envoy`]) or simulated (`sim`, feature `testing`).
+
+pub(crate) mod current;
+pub(crate) mod envoy;
+#[cfg(feature = "testing")]
+pub(crate) mod sim;
+
+pub(crate) use crate::executor::sched::Committer;
+
+/// Which address of the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SockAddr {
+    /// The peer as Envoy sees it (after any filter set it).
+    Remote,
+    /// The peer the socket is really connected to.
+    DirectRemote,
+    /// The local address (after any filter restored it).
+    Local,
+}
+
+/// What a socket's handler may ask of its host, on the worker, inside a hook.
+pub(crate) trait SocketHost {
+    /// Replaces `out` with the bytes peeked so far (only inside `on_data`; `false` elsewhere,
+    /// `out` left alone).
+    fn peeked(&self, out: &mut Vec<u8>) -> bool;
+    /// Consumes the first `n` peeked bytes from the socket (only inside `on_data`).
+    fn drain(&self, n: usize) -> bool;
+    /// Sets the transport protocol filter-chain matching sees.
+    fn set_transport_protocol(&self, proto: &[u8]);
+    /// Sets the server name (SNI) filter-chain matching sees.
+    fn set_server_name(&self, name: &[u8]);
+    /// Sets the application protocols (ALPN) filter-chain matching sees.
+    fn set_application_protocols(&self, protos: &[&[u8]]);
+    /// Sets a string in the connection's dynamic metadata.
+    fn set_metadata(&self, namespace: &[u8], key: &[u8], value: &[u8]);
+    /// Sets a number in the connection's dynamic metadata.
+    fn set_metadata_number(&self, namespace: &[u8], key: &[u8], value: f64);
+    /// Copies address `which` (IP text, no port) into `out`; its length and the port (`None`:
+    /// not an IP address).
+    fn address(&self, which: SockAddr, out: &mut [u8]) -> Option<(usize, u32)>;
+    /// Overrides the peer address (e.g. from a PROXY header).
+    fn set_remote_address(&self, ip: &[u8], port: u32, v6: bool) -> bool;
+    /// Restores the local address (the one the client meant to reach).
+    fn restore_local_address(&self, ip: &[u8], port: u32, v6: bool) -> bool;
+    /// Lets the socket go on (`true`) or drops it (`false`) after this filter stopped.
+    fn continue_chain(&self, success: bool);
+    /// Closes the socket now; `details` go to the connection's termination details.
+    fn close(&self, details: &[u8]);
+    /// Creates the socket's scheduler (`None`: it can no longer be called).
+    fn new_scheduler(&self) -> Option<Committer>;
+    /// Whether `level` is written.
+    fn log_enabled(&self, level: u32) -> bool;
+    /// Writes one log line.
+    fn log(&self, level: u32, line: &[u8]);
+}

@@ -1,0 +1,265 @@
+//! Simulated sockets for listener filters: drive a registered `r.listener(..)` filter hook by
+//! hook, as Envoy would, and see what it decided.
+
+use crate::Registry;
+use crate::abi::listener::FilterStatus;
+use crate::api::config::ConfigHandle;
+use crate::filter::listener::{ListenerConfigHooks, SimSlot};
+use crate::host::listener::sim::{SimListenerConfigHost, SimSocket};
+use std::sync::atomic::Ordering;
+
+/// A listener filter loaded from a registry, as Envoy loads it for a listener.
+///
+/// ```
+/// use jisr::listener::{Peeked, Socket};
+/// use jisr::testing::{SocketOutcome, TestListenerFilter};
+/// use jisr::Registry;
+///
+/// async fn tls_or_not(mut s: Socket<'_>) {
+///     let mut first = [0u8; 1];
+///     if let Peeked::More(1) | Peeked::End(1) = s.peek(&mut first).await {
+///         s.set_transport_protocol(if first[0] == 0x16 { "tls" } else { "raw_buffer" });
+///     }
+/// }
+/// fn register(r: &mut Registry) {
+///     r.listener("sniff").max_read_bytes(1).handle(tls_or_not);
+/// }
+///
+/// let f = TestListenerFilter::new(register, "sniff", b"").unwrap();
+/// let mut s = f.accept();
+/// assert_eq!(s.outcome(), SocketOutcome::Waiting);
+/// s.client_sends(&[0x16, 0x03, 0x01]);
+/// assert_eq!(s.outcome(), SocketOutcome::WentOn);
+/// assert_eq!(s.transport_protocol().as_deref(), Some("tls"));
+/// ```
+pub struct TestListenerFilter {
+    config: Box<dyn ListenerConfigHooks>,
+    load_logs: Vec<(crate::Level, String)>,
+}
+
+fn level(l: u32) -> crate::Level {
+    match l {
+        0 => crate::Level::Trace,
+        1 => crate::Level::Debug,
+        2 => crate::Level::Info,
+        3 => crate::Level::Warn,
+        _ => crate::Level::Error,
+    }
+}
+
+impl TestListenerFilter {
+    /// Loads listener filter `name` from `register` with `config` as its `filter_config`; an
+    /// error is the message Envoy's log would show (and the config would be refused).
+    pub fn new(
+        register: fn(&mut Registry),
+        name: &str,
+        config: &[u8],
+    ) -> Result<TestListenerFilter, String> {
+        let mut r = Registry::default();
+        register(&mut r);
+        let Some(build) = r.listener_build(name) else {
+            return Err(format!(
+                "jisr: no listener filter named '{name}' in this module"
+            ));
+        };
+        let host = SimListenerConfigHost::default();
+        let mut handle = ConfigHandle {
+            envoy_stats: false,
+            name,
+            bytes: config,
+            host: &host,
+            background: None,
+        };
+        let config =
+            build(&mut handle).map_err(|e| format!("jisr: listener filter '{name}': {e}"))?;
+        let load_logs = host
+            .logs
+            .take()
+            .into_iter()
+            .map(|(l, s)| (level(l), s))
+            .collect();
+        Ok(TestListenerFilter { config, load_logs })
+    }
+
+    /// Log lines written while the config loaded.
+    pub fn load_logs(&self) -> &[(crate::Level, String)] {
+        &self.load_logs
+    }
+
+    /// Accepts a socket from `127.0.0.1:40000` on `127.0.0.1:10000`: the handler starts
+    /// (Envoy's `on_accept`).
+    pub fn accept(&self) -> TestSocket<'_> {
+        self.accept_from("127.0.0.1", 40000)
+    }
+
+    /// Accepts a socket from `ip:port` (on `127.0.0.1:10000`).
+    pub fn accept_from(&self, ip: &str, port: u32) -> TestSocket<'_> {
+        let host = SimSocket::default();
+        *host.remote.borrow_mut() = (ip.to_string(), port);
+        *host.direct_remote.borrow_mut() = (ip.to_string(), port);
+        *host.local.borrow_mut() = ("127.0.0.1".to_string(), 10000);
+        let slot = SimSlot::new(&*self.config).expect("the config refused the socket");
+        let mut s = TestSocket {
+            host,
+            slot,
+            outcome: SocketOutcome::Waiting,
+        };
+        let st = s.slot.hook(|h| h.accept(&s.host));
+        s.after_status(st);
+        s
+    }
+}
+
+/// Where a simulated socket stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketOutcome {
+    /// The filter holds the socket (waiting for bytes or a wake).
+    Waiting,
+    /// The socket went on to the next filter and filter-chain matching.
+    WentOn,
+    /// The socket was closed, with these details (empty when none were given).
+    Closed(String),
+}
+
+/// One simulated accepted socket through the filter (from [`TestListenerFilter::accept`]).
+/// Dropping it destroys the filter as Envoy does.
+pub struct TestSocket<'f> {
+    host: SimSocket,
+    slot: SimSlot<'f>,
+    outcome: SocketOutcome,
+}
+
+impl TestSocket<'_> {
+    /// Applies what Envoy does with a hook's status.
+    fn after_status(&mut self, st: FilterStatus) {
+        self.settle();
+        if self.outcome != SocketOutcome::Waiting {
+            return;
+        }
+        if let Some(d) = self.host.closed.borrow().clone() {
+            // Envoy sees the closed socket after `StopIteration`.
+            self.outcome = SocketOutcome::Closed(d);
+            return;
+        }
+        if st == FilterStatus::Continue {
+            self.outcome = SocketOutcome::WentOn;
+        }
+    }
+
+    /// Applies the `continue_filter_chain` calls made.
+    fn settle(&mut self) {
+        if self.outcome != SocketOutcome::Waiting {
+            return;
+        }
+        let first = self.host.continued.borrow().first().copied();
+        match first {
+            Some(true) => self.outcome = SocketOutcome::WentOn,
+            Some(false) => {
+                let d = self.host.closed.borrow().clone().unwrap_or_default();
+                self.outcome = SocketOutcome::Closed(d);
+            }
+            None => {}
+        }
+    }
+
+    /// The client sends `bytes`. While the filter holds the socket and wants bytes, Envoy
+    /// peeks (up to the filter's max read bytes) and calls `on_data`.
+    pub fn client_sends(&mut self, bytes: &[u8]) {
+        self.host.bytes.borrow_mut().extend_from_slice(bytes);
+        if self.outcome != SocketOutcome::Waiting {
+            return;
+        }
+        let max = self.slot.hook(|h| h.max_read_bytes());
+        if max == 0 || self.host.bytes.borrow().is_empty() {
+            return;
+        }
+        self.host.peek_limit.set(max);
+        self.host.in_data.set(true);
+        let st = self.slot.hook(|h| h.data(&self.host));
+        self.host.in_data.set(false);
+        self.after_status(st);
+    }
+
+    /// The client closes the socket while the filter holds it (Envoy's `on_close`; the socket
+    /// is then dropped).
+    pub fn client_closes(&mut self) {
+        if self.outcome != SocketOutcome::Waiting {
+            return;
+        }
+        self.slot.hook(|h| h.peer_closed());
+        self.outcome = SocketOutcome::Closed(String::new());
+    }
+
+    /// Delivers the scheduler events committed so far (wakes from outside a hook); returns
+    /// how many.
+    pub fn run_scheduled(&mut self) -> usize {
+        let mut n = 0;
+        while self.host.scheduled.swap(0, Ordering::AcqRel) > 0 {
+            n += 1;
+            self.slot.hook(|h| h.scheduled(&self.host));
+            self.settle();
+        }
+        n
+    }
+
+    /// Where the socket stands.
+    pub fn outcome(&self) -> SocketOutcome {
+        self.outcome.clone()
+    }
+
+    /// The server name (SNI) the filter set.
+    pub fn server_name(&self) -> Option<String> {
+        self.host.sni.borrow().clone()
+    }
+
+    /// The application protocols (ALPN) the filter set.
+    pub fn application_protocols(&self) -> Vec<String> {
+        self.host.alpn.borrow().clone()
+    }
+
+    /// The transport protocol the filter set.
+    pub fn transport_protocol(&self) -> Option<String> {
+        self.host.transport.borrow().clone()
+    }
+
+    /// A dynamic metadata value the filter set (numbers as text).
+    pub fn metadata(&self, namespace: &str, key: &str) -> Option<String> {
+        self.host
+            .metadata
+            .borrow()
+            .iter()
+            .find(|(n, k, _)| n == namespace && k == key)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// The client's address as the filter left it (`ip`, port).
+    pub fn peer(&self) -> (String, u32) {
+        self.host.remote.borrow().clone()
+    }
+
+    /// The local address as the filter left it, and whether it was restored.
+    pub fn local(&self) -> (String, u32, bool) {
+        let (ip, port) = self.host.local.borrow().clone();
+        (ip, port, self.host.local_restored.get())
+    }
+
+    /// Bytes the filter drained from the socket (the connection never sees them).
+    pub fn drained(&self) -> Vec<u8> {
+        self.host.drained.borrow().clone()
+    }
+
+    /// Bytes still in the socket (what the connection would read first).
+    pub fn remaining(&self) -> Vec<u8> {
+        self.host.bytes.borrow().clone()
+    }
+
+    /// Log lines the filter wrote on this socket.
+    pub fn logs(&self) -> Vec<(crate::Level, String)> {
+        self.host
+            .logs
+            .borrow()
+            .iter()
+            .map(|(l, s)| (level(*l), s.clone()))
+            .collect()
+    }
+}
