@@ -7,3 +7,4 @@ pub(crate) mod background;
 pub(crate) mod headers;
 pub(crate) mod http;
 pub(crate) mod network;
+pub(crate) mod udp;

@@ -25,6 +25,7 @@ pub(crate) mod http;
 pub(crate) mod log;
 pub(crate) mod network;
 pub(crate) mod server;
+pub(crate) mod udp;
 
 /// Which metric operation to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

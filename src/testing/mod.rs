@@ -42,3 +42,5 @@ mod http;
 pub use http::*;
 mod network;
 pub use network::{TestConnection, TestNetworkFilter};
+mod udp;
+pub use udp::{TestUdpFilter, TestUdpWorker};
