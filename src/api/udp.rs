@@ -47,9 +47,11 @@
 //!   [`Datagram::send_to`] anywhere), and update metrics defined at config time (UDP metrics
 //!   take no labels).
 //! - A handler that panics **drops the datagram** (fail closed) and an error is logged; the
-//!   next datagram is handled as usual. A config that is refused (its state function returns
-//!   an error) leaves Envoy with a filter jisr cannot run: jisr then **drops every datagram**
-//!   of that listener rather than letting them pass unfiltered.
+//!   next datagram is handled as usual.
+//! - A config that is refused (its state function returns an error) never lets a datagram
+//!   through unfiltered: Envoy 1.40 refuses the listener's filter config (the error is in its
+//!   log); Envoy 1.38 and 1.39 run the listener anyway, and jisr's filter there **drops every
+//!   datagram**.
 
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::api::metrics::MetricError;

@@ -5,10 +5,11 @@
 //! worker, none per datagram). Everything runs under the panic guard: a failure inside jisr
 //! on a datagram drops that datagram.
 //!
-//! Envoy does not stop a UDP listener whose module config came back null, and it lets every
-//! datagram pass a filter whose module filter is null. So `filter_new` never returns null:
-//! when there is no config to make a filter from (it was refused) or making one fails, the
-//! worker gets a filter that drops every datagram.
+//! Envoy 1.40 refuses a UDP listener filter whose module config came back null; 1.38 and 1.39
+//! run the listener anyway, with a null config. And every version lets each datagram pass a
+//! filter whose module filter is null. So `filter_new` never returns null: when there is no
+//! config to make a filter from (it was refused) or making one fails, the worker gets a
+//! filter that drops every datagram.
 
 use super::{REGISTRY, bytes, log_error};
 use crate::abi::ffi::Buf;
@@ -23,7 +24,7 @@ type ConfigBox = Box<dyn UdpConfigHooks>;
 type FilterBox = Box<dyn UdpHooks>;
 
 /// `on_udp_listener_filter_config_new`: builds the named filter's config (null: refused, with
-/// the reason in Envoy's log; its listener then drops every datagram, see the module docs).
+/// the reason in Envoy's log; see the module docs for what Envoy does then).
 ///
 /// # Safety
 /// `name` and `cfg` are buffers Envoy passed to this hook; `config` is its config pointer.
@@ -37,8 +38,7 @@ pub unsafe fn config_new(config: UdpConfigEnvoyPtr, name: Buf, cfg: Buf) -> *con
         };
         let Some(build) = registry.udp_build(&name) else {
             return Err(format!(
-                "jisr: no udp filter named '{name}' in this module (registered: {}); its \
-                 listener drops every datagram",
+                "jisr: no udp filter named '{name}' in this module (registered: {})",
                 registry.udp_names().collect::<Vec<_>>().join(", ")
             ));
         };
@@ -51,9 +51,7 @@ pub unsafe fn config_new(config: UdpConfigEnvoyPtr, name: Buf, cfg: Buf) -> *con
             host: &host,
             background: None,
         };
-        build(&mut handle).map_err(|e| {
-            format!("jisr: udp filter '{name}': {e}; its listener drops every datagram")
-        })
+        build(&mut handle).map_err(|e| format!("jisr: udp filter '{name}': {e}"))
     });
     match made {
         Ok(Ok(c)) => Box::into_raw(Box::new(c)) as *const c_void,
@@ -63,8 +61,7 @@ pub unsafe fn config_new(config: UdpConfigEnvoyPtr, name: Buf, cfg: Buf) -> *con
         }
         Err(msg) => {
             log_error(&format!(
-                "jisr: loading a udp filter config panicked: {msg}; its listener drops every \
-                 datagram"
+                "jisr: loading a udp filter config panicked: {msg}"
             ));
             core::ptr::null()
         }
