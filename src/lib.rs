@@ -306,6 +306,13 @@ pub mod listener {
     pub use crate::api::listener::*;
 }
 
+/// UDP listener filters: a plain function called once per datagram ([`Registry::udp`]). See
+/// [`Datagram`](udp::Datagram) for what a handler sees and decides, and why it is not `async`.
+pub mod udp {
+    #[doc(inline)]
+    pub use crate::api::udp::*;
+}
+
 /// Sleeps, timeouts and intervals for handlers and background tasks.
 pub mod time {
     pub use crate::api::time::{Elapsed, Interval, Sleep, interval, sleep, sleep_until, timeout};

@@ -98,6 +98,7 @@ impl EnvoyConfig {
     pub fn uses_modules(&self) -> bool {
         self.listeners.iter().any(|l| {
             l.tcp.is_some()
+                || l.udp.is_some()
                 || l.filters.iter().any(|f| f.is_module)
                 || l.raw
                     .as_deref()
@@ -148,6 +149,16 @@ pub struct Listener {
     hcm_extra: Vec<String>,
     tcp: Option<TcpChain>,
     raw: Option<String>,
+    udp: Option<UdpChain>,
+}
+
+/// A UDP listener's chain: a module's UDP listener filter, then `udp_proxy` to a cluster.
+#[derive(Debug, Clone)]
+struct UdpChain {
+    module: String,
+    filter_name: String,
+    config: String,
+    cluster: String,
 }
 
 /// A TCP listener's chain: a module's network filter, then `tcp_proxy` to a cluster.
@@ -171,7 +182,28 @@ impl Listener {
             hcm_extra: Vec::new(),
             tcp: None,
             raw: None,
+            udp: None,
         }
+    }
+
+    /// A UDP listener (on the port [`crate::Envoy::listener_port`] gives, over UDP): UDP
+    /// listener filter `filter_name` of `module` (with `config` as its `StringValue` config),
+    /// then `udp_proxy` to `cluster`.
+    pub fn udp(
+        name: impl Into<String>,
+        module: &str,
+        filter_name: &str,
+        config: &str,
+        cluster: &str,
+    ) -> Self {
+        let mut l = Listener::new(name);
+        l.udp = Some(UdpChain {
+            module: module.to_string(),
+            filter_name: filter_name.to_string(),
+            config: config.to_string(),
+            cluster: cluster.to_string(),
+        });
+        l
     }
 
     /// A TCP listener: network filter `filter_name` of `module` (with `config` as its
@@ -246,6 +278,43 @@ impl Listener {
             if !raw.ends_with('\n') {
                 y.push('\n');
             }
+            return;
+        }
+        if let Some(u) = &self.udp {
+            let _ = write!(
+                y,
+                "  - name: {name}
+    address:
+      socket_address: {{ protocol: UDP, address: 127.0.0.1, port_value: {port} }}
+    listener_filters:
+    - name: {fname}
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.filters.udp.dynamic_modules.v3.DynamicModuleUdpListenerFilter
+        dynamic_module_config:
+          name: {module}
+        filter_name: {filter}
+        filter_config:
+          \"@type\": type.googleapis.com/google.protobuf.StringValue
+          value: {config}
+    - name: envoy.filters.udp_listener.udp_proxy
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig
+        stat_prefix: {name}
+        matcher:
+          on_no_match:
+            action:
+              name: route
+              typed_config:
+                \"@type\": type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.Route
+                cluster: {cluster}
+",
+                name = quote(&self.name),
+                fname = quote(&format!("{}.{}", u.module, u.filter_name)),
+                module = quote(&u.module),
+                filter = quote(&u.filter_name),
+                config = quote(&u.config),
+                cluster = quote(&u.cluster),
+            );
             return;
         }
         if let Some(t) = &self.tcp {

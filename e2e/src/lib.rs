@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod envoy;
 pub mod install;
 pub mod json;

@@ -16,6 +16,7 @@ pub(crate) mod registry;
 pub(crate) mod secret;
 pub(crate) mod server;
 pub(crate) mod time;
+pub(crate) mod udp;
 pub mod wire;
 
 use std::fmt;

@@ -39,6 +39,7 @@ pub struct Registry {
     servers: Vec<(String, crate::api::server::ServerBuild)>,
     networks: Vec<(String, crate::api::network::NetBuild)>,
     listeners: Vec<(String, crate::api::listener::ListenerBuild)>,
+    udps: Vec<(String, crate::api::udp::UdpBuild)>,
     envoy_stats: bool,
 }
 
@@ -50,6 +51,7 @@ impl Default for Registry {
             servers: Vec::new(),
             networks: Vec::new(),
             listeners: Vec::new(),
+            udps: Vec::new(),
             envoy_stats: true,
         }
     }
@@ -317,6 +319,45 @@ impl Registry {
     /// Names of the registered listener filters.
     pub(crate) fn listener_names(&self) -> impl Iterator<Item = &str> {
         self.listeners.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Registers a UDP listener filter named `name`: a builder taking optional state, then a
+    /// plain function called once per datagram (see [`jisr::udp`](crate::udp)).
+    ///
+    /// ```
+    /// use jisr::udp::{Datagram, Verdict};
+    /// use jisr::Registry;
+    ///
+    /// fn no_empty(dg: &mut Datagram<'_>) -> Verdict {
+    ///     if dg.data().is_empty() { Verdict::Stop } else { Verdict::Continue }
+    /// }
+    ///
+    /// fn register(r: &mut Registry) {
+    ///     r.udp("no_empty").handle(no_empty);
+    /// }
+    /// # let mut r = Registry::default();
+    /// # register(&mut r);
+    /// ```
+    pub fn udp(
+        &mut self,
+        name: &str,
+    ) -> crate::api::udp::UdpBuilder<'_, (), crate::api::udp::NoUdpState> {
+        crate::api::udp::UdpBuilder {
+            sink: &mut self.udps,
+            name: name.to_string(),
+            state: crate::api::udp::no_state,
+            _state: PhantomData,
+        }
+    }
+
+    /// The builder of UDP listener filter `name`.
+    pub(crate) fn udp_build(&self, name: &str) -> Option<&crate::api::udp::UdpBuild> {
+        self.udps.iter().find(|(n, _)| n == name).map(|(_, b)| b)
+    }
+
+    /// Names of the registered UDP listener filters.
+    pub(crate) fn udp_names(&self) -> impl Iterator<Item = &str> {
+        self.udps.iter().map(|(n, _)| n.as_str())
     }
 
     /// Registers a raw filter, written directly against Envoy's hooks (see [`RawFilter`]).

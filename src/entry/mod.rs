@@ -27,6 +27,7 @@ pub(crate) mod panic_mode;
 pub mod server;
 #[cfg(feature = "tracing")]
 pub(crate) mod tracing;
+pub mod udp;
 
 pub use crate::abi::ABI_VERSION;
 
@@ -147,6 +148,7 @@ macro_rules! __export_hooks {
         $crate::__export_server_hooks!();
         $crate::__export_network_hooks!();
         $crate::__export_listener_hooks!();
+        $crate::__export_udp_hooks!();
     };
 }
 

@@ -9,3 +9,4 @@ pub(crate) mod headers;
 pub(crate) mod http;
 pub(crate) mod listener;
 pub(crate) mod network;
+pub(crate) mod udp;

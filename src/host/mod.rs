@@ -28,6 +28,7 @@ pub(crate) mod network;
 pub(crate) mod server;
 #[cfg(feature = "testing")]
 pub(crate) mod sim_shared;
+pub(crate) mod udp;
 
 /// Which metric operation to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -44,3 +44,5 @@ mod network;
 pub use network::{Socket, TestConnection, TestNetworkFilter};
 mod listener;
 pub use listener::{SocketOutcome, TestListenerFilter, TestSocket};
+mod udp;
+pub use udp::{TestUdpFilter, TestUdpWorker};
