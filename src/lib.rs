@@ -137,31 +137,33 @@ pub mod entry;
 /// # Kinds are the top-level axis
 ///
 /// Envoy lets a dynamic module extend it at about twenty extension points; jisr calls each one
-/// a **kind**. Today there are two: `http` (HTTP filters: [`Registry::filter`],
-/// [`Registry::register`]) and `server` (the bootstrap extension: [`Registry::server`]).
+/// a **kind**. Today there are five: `http` (HTTP filters: [`Registry::filter`],
+/// [`Registry::register`]), `server` (the bootstrap extension: [`Registry::server`]), `network`
+/// (L4 filters owning a TCP connection: [`Registry::network`]), `listener` (listener filters
+/// inspecting an accepted socket: [`Registry::listener`]) and `udp` (UDP listener filters, one
+/// call per datagram: [`Registry::udp`]).
 ///
 /// **A kind is the same five parts, one in each layer, each named after the kind:**
 ///
-/// | part | where, for `http` | where, for `server` |
-/// |---|---|---|
-/// | entry points: the `extern "C"` hooks [`export!`] generates, each under the panic guard | `entry/http.rs` | `entry/server/` (with its main-thread lifecycle) |
-/// | host: a safe interface over the callbacks Envoy offers that kind | `host/http/` | `host/server.rs` |
-/// | state machine: every status a hook returns, decided from the state of one stream or connection | `filter/http/` | `entry/server/lifecycle.rs` |
-/// | API: what users write against | `api/http/` | `api/server.rs` |
-/// | test doubles: a simulated Envoy for that kind (feature `testing`) | `testing/http/`, `host/http/sim/`, `host/http/bench.rs` | none yet (a server runs only inside Envoy) |
+/// | part | `http` | `server` | `network` | `listener` | `udp` |
+/// |---|---|---|---|---|---|
+/// | entry points: the `extern "C"` hooks [`export!`] generates, each under the panic guard | `entry/http.rs` | `entry/server/` (with its main-thread lifecycle) | `entry/network.rs` | `entry/listener.rs` | `entry/udp.rs` |
+/// | host: a safe interface over the callbacks Envoy offers that kind | `host/http/` | `host/server.rs` | `host/network/` | `host/listener/` | `host/udp/` |
+/// | state machine: every status a hook returns, decided from the state of one stream, connection, socket or datagram | `filter/http/` | `entry/server/lifecycle.rs` | `filter/network/` | `filter/listener/` | `filter/udp.rs` |
+/// | API: what users write against | `api/http/` | `api/server.rs` | `api/network.rs` | `api/listener.rs` | `api/udp.rs` |
+/// | test doubles: a simulated Envoy for that kind (feature `testing`) | `testing/http/`, `host/http/sim/`, `host/http/bench.rs` | none yet (a server runs only inside Envoy) | `testing/network.rs`, `host/network/sim.rs` | `testing/listener.rs`, `host/listener/` | `testing/udp.rs`, `host/udp/` |
 ///
 /// What kinds share sits at the root of each layer: raw bytes and outbound HTTP calls
-/// (`host/mod.rs`), the config host, the process log, the background runtime
-/// (`filter/background.rs`), configs, metrics, callout types, time, published values and the
-/// wire grammar (`api/`), the registry (`api/registry.rs`), and the panic guard, the registry
-/// built at load and the hooks macro (`entry/mod.rs`).
+/// (`host/mod.rs`), the simulators' shared records (`host/sim_shared.rs`), the config host, the
+/// process log, the background runtime (`filter/background.rs`), the unary callout table
+/// (`filter/callouts.rs`, used by HTTP streams and connections alike), configs, metrics,
+/// callouts, time, published values and the wire grammar (`api/`), the registry
+/// (`api/registry.rs`), and the panic guard, the registry built at load and the hooks macro
+/// (`entry/mod.rs`).
 ///
-/// **Where does a network (L4) filter go?** Into `network` modules beside `http`:
-/// `entry/network.rs` for Envoy's `on_network_filter_*` hooks, `host/network/` for the
-/// connection's host (real and simulated), `filter/network/` for the per-connection state
-/// machine, `api/network/` for its handler API, `testing/network.rs` for simulated connections,
-/// and one method on the shared [`Registry`] (`r.network(name)`) and one line in [`export!`].
-/// Listener, UDP and access-logger kinds follow the same shape.
+/// **Where does the next kind go?** Into `<kind>` modules beside the others in each layer, one
+/// method on the shared [`Registry`] and one line in [`export!`]; an access logger, for one,
+/// takes the same shape.
 ///
 /// The server's state machine sits in its entry module because it only sequences user
 /// callbacks (setup, admin handlers, file watches) on the main thread and needs the API's
@@ -201,8 +203,9 @@ pub mod entry;
 ///
 /// In `abi` (late-bound callbacks), `executor` (task cells, wakers, pools, the header arena),
 /// `host` (every call into Envoy, byte views of Envoy's memory), `entry` (turning Envoy's
-/// pointers back into configs and streams), the two slot types (`filter/http/slot.rs`,
-/// `api/http/raw/slot.rs`: a stream's never-moving home, handed to Envoy as a thin pointer),
+/// pointers back into configs and streams), the slot types (`filter/http/slot.rs`,
+/// `api/http/raw/slot.rs`, `filter/network/`, `filter/listener/`: a stream's, connection's or
+/// socket's never-moving home, handed to Envoy as a thin pointer),
 /// and `testing`, which plays Envoy's part and holds those pointers. Every block states the
 /// contract it relies on.
 pub mod architecture {}
@@ -298,17 +301,116 @@ pub mod network {
     pub use crate::api::network::*;
 }
 
-/// Listener filters: an `async fn` that looks at an accepted socket before filter-chain
-/// matching ([`Registry::listener`]). See [`Socket`](listener::Socket) for what a handler sees
-/// and decides.
 pub mod listener {
+    //! Listener filters: an `async fn` that looks at an accepted socket before Envoy makes a
+    //! connection of it, and decides what filter-chain matching sees.
+    //!
+    //! ```
+    //! use jisr::listener::{Peeked, Socket};
+    //! use jisr::Registry;
+    //!
+    //! /// Sends clients whose first bytes are `GET ` to the chain matching transport `http-get`.
+    //! async fn sniff(mut s: Socket<'_>) {
+    //!     let mut buf = [0u8; 4];
+    //!     loop {
+    //!         match s.peek(&mut buf).await {
+    //!             Peeked::More(n) if n < 4 => continue, // wait for more bytes
+    //!             p => {
+    //!                 if &buf[..p.len()] == b"GET " {
+    //!                     s.set_transport_protocol("http-get");
+    //!                 }
+    //!                 return; // the socket goes on to filter-chain matching
+    //!             }
+    //!         }
+    //!     }
+    //! }
+    //!
+    //! fn register(r: &mut Registry) {
+    //!     r.listener("sniff").max_read_bytes(4).handle(sniff);
+    //! }
+    //! # let mut r = Registry::default();
+    //! # register(&mut r);
+    //! ```
+    //!
+    //! What the handler sees and decides:
+    //!
+    //! - It starts when Envoy accepts the socket, before any connection or filter chain exists.
+    //!   **When it returns, the socket goes on** (the next listener filter, then filter-chain
+    //!   matching with what it set); [`Socket::close`] ends it instead.
+    //! - [`Socket::peek`] waits for the client's first bytes; they stay in the socket for the
+    //!   connection (only [`Socket::drain`] consumes some, e.g. a PROXY protocol header). Envoy
+    //!   peeks at most the filter's [`max_read_bytes`](ListenerBuilder::max_read_bytes) (0 by
+    //!   default: the handler sees no bytes, and Envoy does not wait for any).
+    //! - What it sets ([`Socket::set_server_name`], [`Socket::set_application_protocols`],
+    //!   [`Socket::set_transport_protocol`], addresses) is what `filter_chain_match` sees;
+    //!   dynamic metadata goes on with the connection (access logs, later filters).
+    //! - While it waits, the socket waits too, up to the listener's `listener_filters_timeout`
+    //!   (Envoy's default 15 s): then Envoy closes the socket, or with
+    //!   `continue_on_listener_filters_timeout` lets it go on, and the handler is dropped.
+    //! - A handler that panics closes the socket (termination details
+    //!   `jisr_listener_handler_panic`); Envoy keeps serving others. A peer that closes while the
+    //!   handler waits ends the socket, and the handler is dropped (cancellation).
+    //! - HTTP callouts from listener filters are not offered yet; a handler may await any other
+    //!   future (a value from another thread comes back through Envoy's scheduler).
     #[doc(inline)]
     pub use crate::api::listener::*;
 }
 
-/// UDP listener filters: a plain function called once per datagram ([`Registry::udp`]). See
-/// [`Datagram`](udp::Datagram) for what a handler sees and decides, and why it is not `async`.
 pub mod udp {
+    //! UDP listener filters: a plain function called once per datagram.
+    //!
+    //! ```
+    //! use jisr::udp::{Datagram, Verdict};
+    //! use jisr::Registry;
+    //!
+    //! /// Answers `ping` itself, drops empty datagrams, passes the rest on (to `udp_proxy`).
+    //! fn ping(dg: &mut Datagram<'_>) -> Verdict {
+    //!     match dg.data() {
+    //!         b"" => Verdict::Stop,
+    //!         b"ping" => {
+    //!             let _ = dg.answer(b"pong");
+    //!             Verdict::Stop
+    //!         }
+    //!         _ => Verdict::Continue,
+    //!     }
+    //! }
+    //!
+    //! fn register(r: &mut Registry) {
+    //!     r.udp("ping").handle(ping);
+    //! }
+    //! # let f = jisr::testing::TestUdpFilter::new(register, "ping", b"").unwrap();
+    //! # let mut w = f.worker();
+    //! # assert_eq!(w.receive(b"ping"), Verdict::Stop);
+    //! # assert_eq!(w.take_sent()[0].1, b"pong");
+    //! # assert_eq!(w.receive(b"other"), Verdict::Continue);
+    //! ```
+    //!
+    //! What the handler sees and decides:
+    //!
+    //! - It runs **synchronously, once per datagram**, on the Envoy worker that received it, and
+    //!   returns a [`Verdict`]: [`Verdict::Continue`] hands the datagram (as the handler left it)
+    //!   to the listener filters after this one, typically `udp_proxy`; [`Verdict::Stop`] ends it
+    //!   here: answered with [`Datagram::answer`], or dropped.
+    //! - **Why not an `async fn`:** Envoy's UDP listener filter ABI calls the module once per
+    //!   datagram and the datagram exists only during that call; unlike HTTP and network filters,
+    //!   it offers no scheduler to re-enter the filter later and no way to hold a datagram and
+    //!   release it afterwards. An `async` handler would have to answer from a later hook that
+    //!   never comes, or buffer datagrams jisr could not hand back to the chain. So the handler is
+    //!   a plain function, and what it needs to decide (tables, limits) is loaded with the config
+    //!   ([`UdpBuilder::state`]) or read from values other threads publish.
+    //! - It sees the datagram's bytes ([`Datagram::data`], copied once into a per-worker buffer
+    //!   that is reused: no allocation per datagram once warm), where it came from
+    //!   ([`Datagram::peer`]) and where it arrived ([`Datagram::local`]).
+    //! - It may replace the bytes ([`Datagram::set_data`]: later filters see the new ones), send
+    //!   datagrams from the listener's socket ([`Datagram::answer`] to the peer,
+    //!   [`Datagram::send_to`] anywhere), and update metrics defined at config time (UDP metrics
+    //!   take no labels).
+    //! - A handler that panics **drops the datagram** (fail closed) and an error is logged; the
+    //!   next datagram is handled as usual.
+    //! - A config that is refused (its state function returns an error) never lets a datagram
+    //!   through unfiltered: Envoy 1.40 refuses the listener's filter config (the error is in its
+    //!   log); Envoy 1.38 and 1.39 run the listener anyway, and jisr's filter there **drops every
+    //!   datagram**.
     #[doc(inline)]
     pub use crate::api::udp::*;
 }

@@ -1,53 +1,5 @@
-//! Listener filters: an `async fn` that looks at an accepted socket before Envoy makes a
-//! connection of it, and decides what filter-chain matching sees.
-//!
-//! ```
-//! use jisr::listener::{Peeked, Socket};
-//! use jisr::Registry;
-//!
-//! /// Sends clients whose first bytes are `GET ` to the chain matching transport `http-get`.
-//! async fn sniff(mut s: Socket<'_>) {
-//!     let mut buf = [0u8; 4];
-//!     loop {
-//!         match s.peek(&mut buf).await {
-//!             Peeked::More(n) if n < 4 => continue, // wait for more bytes
-//!             p => {
-//!                 if &buf[..p.len()] == b"GET " {
-//!                     s.set_transport_protocol("http-get");
-//!                 }
-//!                 return; // the socket goes on to filter-chain matching
-//!             }
-//!         }
-//!     }
-//! }
-//!
-//! fn register(r: &mut Registry) {
-//!     r.listener("sniff").max_read_bytes(4).handle(sniff);
-//! }
-//! # let mut r = Registry::default();
-//! # register(&mut r);
-//! ```
-//!
-//! What the handler sees and decides:
-//!
-//! - It starts when Envoy accepts the socket, before any connection or filter chain exists.
-//!   **When it returns, the socket goes on** (the next listener filter, then filter-chain
-//!   matching with what it set); [`Socket::close`] ends it instead.
-//! - [`Socket::peek`] waits for the client's first bytes; they stay in the socket for the
-//!   connection (only [`Socket::drain`] consumes some, e.g. a PROXY protocol header). Envoy
-//!   peeks at most the filter's [`max_read_bytes`](ListenerBuilder::max_read_bytes) (0 by
-//!   default: the handler sees no bytes, and Envoy does not wait for any).
-//! - What it sets ([`Socket::set_server_name`], [`Socket::set_application_protocols`],
-//!   [`Socket::set_transport_protocol`], addresses) is what `filter_chain_match` sees;
-//!   dynamic metadata goes on with the connection (access logs, later filters).
-//! - While it waits, the socket waits too, up to the listener's `listener_filters_timeout`
-//!   (Envoy's default 15 s): then Envoy closes the socket, or with
-//!   `continue_on_listener_filters_timeout` lets it go on, and the handler is dropped.
-//! - A handler that panics closes the socket (termination details
-//!   `jisr_listener_handler_panic`); Envoy keeps serving others. A peer that closes while the
-//!   handler waits ends the socket, and the handler is dropped (cancellation).
-//! - HTTP callouts from listener filters are not offered yet; a handler may await any other
-//!   future (a value from another thread comes back through Envoy's scheduler).
+//! Listener filters: the handler API (public as `jisr::listener`, whose docs say what a handler
+//! sees and decides).
 
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::executor::pool::Pool;
@@ -60,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// One accepted socket, handed to a listener filter's handler (see the [module docs](self)).
+/// One accepted socket, handed to a listener filter's handler (see the [module docs](crate::listener)).
 ///
 /// It borrows the socket's slot: it cannot leave the handler (no `'static`), and it is not
 /// `Send`.

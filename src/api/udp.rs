@@ -1,57 +1,5 @@
-//! UDP listener filters: a plain function called once per datagram.
-//!
-//! ```
-//! use jisr::udp::{Datagram, Verdict};
-//! use jisr::Registry;
-//!
-//! /// Answers `ping` itself, drops empty datagrams, passes the rest on (to `udp_proxy`).
-//! fn ping(dg: &mut Datagram<'_>) -> Verdict {
-//!     match dg.data() {
-//!         b"" => Verdict::Stop,
-//!         b"ping" => {
-//!             let _ = dg.answer(b"pong");
-//!             Verdict::Stop
-//!         }
-//!         _ => Verdict::Continue,
-//!     }
-//! }
-//!
-//! fn register(r: &mut Registry) {
-//!     r.udp("ping").handle(ping);
-//! }
-//! # let f = jisr::testing::TestUdpFilter::new(register, "ping", b"").unwrap();
-//! # let mut w = f.worker();
-//! # assert_eq!(w.receive(b"ping"), Verdict::Stop);
-//! # assert_eq!(w.take_sent()[0].1, b"pong");
-//! # assert_eq!(w.receive(b"other"), Verdict::Continue);
-//! ```
-//!
-//! What the handler sees and decides:
-//!
-//! - It runs **synchronously, once per datagram**, on the Envoy worker that received it, and
-//!   returns a [`Verdict`]: [`Verdict::Continue`] hands the datagram (as the handler left it)
-//!   to the listener filters after this one, typically `udp_proxy`; [`Verdict::Stop`] ends it
-//!   here: answered with [`Datagram::answer`], or dropped.
-//! - **Why not an `async fn`:** Envoy's UDP listener filter ABI calls the module once per
-//!   datagram and the datagram exists only during that call; unlike HTTP and network filters,
-//!   it offers no scheduler to re-enter the filter later and no way to hold a datagram and
-//!   release it afterwards. An `async` handler would have to answer from a later hook that
-//!   never comes, or buffer datagrams jisr could not hand back to the chain. So the handler is
-//!   a plain function, and what it needs to decide (tables, limits) is loaded with the config
-//!   ([`UdpBuilder::state`]) or read from values other threads publish.
-//! - It sees the datagram's bytes ([`Datagram::data`], copied once into a per-worker buffer
-//!   that is reused: no allocation per datagram once warm), where it came from
-//!   ([`Datagram::peer`]) and where it arrived ([`Datagram::local`]).
-//! - It may replace the bytes ([`Datagram::set_data`]: later filters see the new ones), send
-//!   datagrams from the listener's socket ([`Datagram::answer`] to the peer,
-//!   [`Datagram::send_to`] anywhere), and update metrics defined at config time (UDP metrics
-//!   take no labels).
-//! - A handler that panics **drops the datagram** (fail closed) and an error is logged; the
-//!   next datagram is handled as usual.
-//! - A config that is refused (its state function returns an error) never lets a datagram
-//!   through unfiltered: Envoy 1.40 refuses the listener's filter config (the error is in its
-//!   log); Envoy 1.38 and 1.39 run the listener anyway, and jisr's filter there **drops every
-//!   datagram**.
+//! UDP listener filters: the handler API (public as `jisr::udp`, whose docs say what a handler
+//! sees and decides).
 
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::api::metrics::MetricError;
@@ -104,7 +52,7 @@ impl core::fmt::Display for DatagramError {
 
 impl std::error::Error for DatagramError {}
 
-/// One datagram, handed to a UDP handler (see the [module docs](self)).
+/// One datagram, handed to a UDP handler (see the [module docs](crate::udp)).
 ///
 /// It borrows Envoy's current datagram: it cannot leave the handler and is not `Send`.
 ///

@@ -155,7 +155,7 @@ unsafe fn run<R>(
 /// `on_listener_filter_on_accept`.
 ///
 /// # Safety
-/// As [`run`].
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn on_accept(filter: ListenerFilterEnvoyPtr, slot: *const c_void) -> u32 {
     // SAFETY: forwarded contract.
     let s = unsafe {
@@ -169,7 +169,7 @@ pub unsafe fn on_accept(filter: ListenerFilterEnvoyPtr, slot: *const c_void) -> 
 /// `on_listener_filter_on_data`.
 ///
 /// # Safety
-/// As [`run`].
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn on_data(filter: ListenerFilterEnvoyPtr, slot: *const c_void) -> u32 {
     // SAFETY: forwarded contract.
     let s = unsafe { run(filter, slot, FilterStatus::StopIteration, |s, h| s.data(h)) };
@@ -179,7 +179,7 @@ pub unsafe fn on_data(filter: ListenerFilterEnvoyPtr, slot: *const c_void) -> u3
 /// `on_listener_filter_on_close`.
 ///
 /// # Safety
-/// As [`run`].
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn on_close(filter: ListenerFilterEnvoyPtr, slot: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { run(filter, slot, (), |s, _| s.peer_closed()) }
@@ -188,7 +188,7 @@ pub unsafe fn on_close(filter: ListenerFilterEnvoyPtr, slot: *const c_void) {
 /// `on_listener_filter_scheduled`.
 ///
 /// # Safety
-/// As [`run`].
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn scheduled(filter: ListenerFilterEnvoyPtr, slot: *const c_void) {
     // SAFETY: forwarded contract.
     unsafe { run(filter, slot, (), |s, h| s.scheduled(h)) }
