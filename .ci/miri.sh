@@ -48,7 +48,10 @@ cargo +nightly miri setup >/dev/null ||
     fail "'cargo +nightly miri setup' could not build Miri's standard library (see its output above)"
 cargo +nightly miri test -p jisr \
     --test request_phase --test response_phase --test callouts --test routing --test raw_and_attrs \
-    --test wire_safety
+    --test wire_safety --test network --test udp
+# The listener tests forget a boxed future on purpose (to show forgetting one is harmless),
+# which Miri's leak check reports as the leak it is.
+MIRIFLAGS="$MIRIFLAGS -Zmiri-ignore-leaks" cargo +nightly miri test -p jisr --test listener
 # The soundness tests leak on purpose (`mem::forget` of a callout future, the payload of a
 # panic raised by a panic payload's `Drop`), so they run without Miri's leak check; every
 # other check (use-after-free, aliasing, data races) applies.
