@@ -36,3 +36,79 @@ pub(crate) fn with_config<R>(f: impl FnOnce(&dyn ConfigHost) -> R) -> Option<R> 
     // inside that call on the same thread (the cell is thread-local).
     Some(f(unsafe { ptr.as_ref() }))
 }
+
+/// Defines `$slot`: where the host of the hook currently running for one connection or socket
+/// of a kind is kept (empty between hooks, and for good once the object is detached: Envoy
+/// destroyed it, or it went on). Each kind names its own host trait `$host`.
+macro_rules! hook_host_slot {
+    ($(#[$doc:meta])* $slot:ident, $host:path) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        pub(crate) struct $slot {
+            current: ::std::cell::Cell<Option<::std::ptr::NonNull<dyn $host + 'static>>>,
+            detached: ::std::cell::Cell<bool>,
+        }
+
+        /// The current host, with its borrow's lifetime erased (see `enter`).
+        type Erased = ::std::ptr::NonNull<dyn $host + 'static>;
+
+        impl $slot {
+            /// Makes `host` current for the duration of `f` (re-entrant: restores the previous
+            /// one).
+            #[inline]
+            pub(crate) fn enter<R>(&self, host: &dyn $host, f: impl FnOnce() -> R) -> R {
+                struct Restore<'a> {
+                    slot: &'a $slot,
+                    prev: Option<::std::ptr::NonNull<dyn $host + 'static>>,
+                }
+                impl Drop for Restore<'_> {
+                    #[inline]
+                    fn drop(&mut self) {
+                        self.slot.current.set(self.prev);
+                    }
+                }
+                type Borrowed<'h> = ::std::ptr::NonNull<dyn $host + 'h>;
+                let from: Borrowed<'_> = ::std::ptr::NonNull::from(host);
+                // SAFETY: only the lifetime bound changes. The pointer is stored for the
+                // duration of `f` and removed by `Restore` (also on unwind) before `host` can go
+                // away; `with` hands it out only inside a closure, so no reference escapes.
+                let ptr = unsafe { ::core::mem::transmute::<Borrowed<'_>, Erased>(from) };
+                let _restore = Restore {
+                    slot: self,
+                    prev: self.current.replace(Some(ptr)),
+                };
+                f()
+            }
+
+            /// Runs `f` with the current host; `None` outside hooks and once detached.
+            #[inline]
+            pub(crate) fn with<R>(&self, f: impl FnOnce(&dyn $host) -> R) -> Option<R> {
+                if self.detached.get() {
+                    return None;
+                }
+                let ptr = self.current.get()?;
+                // SAFETY: a stored pointer is valid until `enter` returns (see there); we are
+                // inside that call on the same thread, because the slot is `!Sync` and only set
+                // there.
+                Some(f(unsafe { ptr.as_ref() }))
+            }
+
+            /// Whether a hook is running for this object.
+            pub(crate) fn is_set(&self) -> bool {
+                self.current.get().is_some()
+            }
+
+            /// Nothing more is called on Envoy's object.
+            pub(crate) fn detach(&self) {
+                self.detached.set(true);
+            }
+
+            /// Readies the slot for the next object.
+            pub(crate) fn reset(&mut self) {
+                *self.current.get_mut() = None;
+                *self.detached.get_mut() = false;
+            }
+        }
+    };
+}
+pub(crate) use hook_host_slot;

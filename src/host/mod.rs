@@ -309,6 +309,47 @@ pub(crate) trait Outbound {
     fn stream_reset(&self, id: u64);
 }
 
+/// Implements [`Outbound`] for a config host whose kind makes no outbound calls while loading
+/// (network, listener and UDP configs): every callout is refused as if the cluster did not
+/// exist, stream calls do nothing.
+macro_rules! no_outbound {
+    ($host:ty) => {
+        impl $crate::host::Outbound for $host {
+            fn callout(
+                &self,
+                _: &[u8],
+                _: &[(&[u8], &[u8])],
+                _: &[u8],
+                _: u64,
+            ) -> Result<u64, u32> {
+                Err($crate::abi::callout_init::CLUSTER_NOT_FOUND)
+            }
+
+            fn start_stream(
+                &self,
+                _: &[u8],
+                _: &[(&[u8], &[u8])],
+                _: &[u8],
+                _: bool,
+                _: u64,
+            ) -> Result<u64, u32> {
+                Err($crate::abi::callout_init::CLUSTER_NOT_FOUND)
+            }
+
+            fn stream_send(&self, _: u64, _: &[u8], _: bool) -> bool {
+                false
+            }
+
+            fn stream_trailers(&self, _: u64, _: &[(&[u8], &[u8])]) -> bool {
+                false
+            }
+
+            fn stream_reset(&self, _: u64) {}
+        }
+    };
+}
+pub(crate) use no_outbound;
+
 /// What a filter config needs from its host at load time (main thread).
 pub(crate) trait ConfigHost: Outbound {
     /// Defines a metric; returns its id or the ABI metrics result on failure.

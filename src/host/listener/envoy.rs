@@ -4,7 +4,7 @@ use super::{Committer, SockAddr, SocketHost};
 use crate::abi::ffi::Buf;
 use crate::abi::listener as abi;
 use crate::abi::listener::{ListenerConfigEnvoyPtr, ListenerFilterEnvoyPtr};
-use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
+use crate::host::{ConfigHost, MetricKind, MetricOp};
 use core::ffi::c_void;
 
 /// A socket's host for one hook: Envoy's listener filter pointer.
@@ -302,30 +302,5 @@ impl ConfigHost for EnvoyListenerConfigHost {
     }
 }
 
-/// Listener filter configs make no outbound calls while loading.
-impl Outbound for EnvoyListenerConfigHost {
-    fn callout(&self, _: &[u8], _: &[(&[u8], &[u8])], _: &[u8], _: u64) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn start_stream(
-        &self,
-        _: &[u8],
-        _: &[(&[u8], &[u8])],
-        _: &[u8],
-        _: bool,
-        _: u64,
-    ) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn stream_send(&self, _: u64, _: &[u8], _: bool) -> bool {
-        false
-    }
-
-    fn stream_trailers(&self, _: u64, _: &[(&[u8], &[u8])]) -> bool {
-        false
-    }
-
-    fn stream_reset(&self, _: u64) {}
-}
+// Listener filter configs make no outbound calls while loading.
+crate::host::no_outbound!(EnvoyListenerConfigHost);

@@ -1,7 +1,7 @@
 //! A simulated socket host, for `jisr::testing`: a peek buffer and records in memory.
 
 use super::{Committer, SockAddr, SocketHost};
-use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
+use crate::host::{ConfigHost, MetricKind, MetricOp};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -224,30 +224,5 @@ impl ConfigHost for SimListenerConfigHost {
     }
 }
 
-/// As Envoy's listener configs: no outbound calls while loading.
-impl Outbound for SimListenerConfigHost {
-    fn callout(&self, _: &[u8], _: &[(&[u8], &[u8])], _: &[u8], _: u64) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn start_stream(
-        &self,
-        _: &[u8],
-        _: &[(&[u8], &[u8])],
-        _: &[u8],
-        _: bool,
-        _: u64,
-    ) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn stream_send(&self, _: u64, _: &[u8], _: bool) -> bool {
-        false
-    }
-
-    fn stream_trailers(&self, _: u64, _: &[(&[u8], &[u8])]) -> bool {
-        false
-    }
-
-    fn stream_reset(&self, _: u64) {}
-}
+// As Envoy's listener configs: no outbound calls while loading.
+crate::host::no_outbound!(SimListenerConfigHost);

@@ -2,7 +2,7 @@
 
 use super::{Addr, Close, Committer, ConnHost, Side};
 use crate::host::sim_shared::SimCallout;
-use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
+use crate::host::{ConfigHost, MetricKind, MetricOp};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -301,30 +301,5 @@ impl ConfigHost for SimNetConfigHost {
     }
 }
 
-/// As Envoy's network configs: no outbound calls while loading.
-impl Outbound for SimNetConfigHost {
-    fn callout(&self, _: &[u8], _: &[(&[u8], &[u8])], _: &[u8], _: u64) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn start_stream(
-        &self,
-        _: &[u8],
-        _: &[(&[u8], &[u8])],
-        _: &[u8],
-        _: bool,
-        _: u64,
-    ) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn stream_send(&self, _: u64, _: &[u8], _: bool) -> bool {
-        false
-    }
-
-    fn stream_trailers(&self, _: u64, _: &[(&[u8], &[u8])]) -> bool {
-        false
-    }
-
-    fn stream_reset(&self, _: u64) {}
-}
+// As Envoy's network configs: no outbound calls while loading.
+crate::host::no_outbound!(SimNetConfigHost);

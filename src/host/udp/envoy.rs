@@ -5,7 +5,7 @@ use crate::abi::ffi::Buf;
 use crate::abi::udp as abi;
 use crate::abi::udp::{UdpConfigEnvoyPtr, UdpFilterEnvoyPtr};
 use crate::executor::sched::Committer;
-use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
+use crate::host::{ConfigHost, MetricKind, MetricOp};
 use std::cell::RefCell;
 
 /// A datagram's host for one `on_data`: Envoy's filter pointer.
@@ -233,30 +233,5 @@ impl ConfigHost for EnvoyUdpConfigHost {
     }
 }
 
-/// UDP listener filter configs make no outbound calls while loading.
-impl Outbound for EnvoyUdpConfigHost {
-    fn callout(&self, _: &[u8], _: &[(&[u8], &[u8])], _: &[u8], _: u64) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn start_stream(
-        &self,
-        _: &[u8],
-        _: &[(&[u8], &[u8])],
-        _: &[u8],
-        _: bool,
-        _: u64,
-    ) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn stream_send(&self, _: u64, _: &[u8], _: bool) -> bool {
-        false
-    }
-
-    fn stream_trailers(&self, _: u64, _: &[(&[u8], &[u8])]) -> bool {
-        false
-    }
-
-    fn stream_reset(&self, _: u64) {}
-}
+// UDP listener filter configs make no outbound calls while loading.
+crate::host::no_outbound!(EnvoyUdpConfigHost);

@@ -4,7 +4,7 @@
 
 use super::{Addr, UdpHost};
 use crate::executor::sched::Committer;
-use crate::host::{ConfigHost, MetricKind, MetricOp, Outbound};
+use crate::host::{ConfigHost, MetricKind, MetricOp};
 use std::cell::{Cell, RefCell};
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -233,30 +233,5 @@ impl ConfigHost for SimUdpConfigHost {
     }
 }
 
-/// As Envoy's UDP configs: no outbound calls while loading.
-impl Outbound for SimUdpConfigHost {
-    fn callout(&self, _: &[u8], _: &[(&[u8], &[u8])], _: &[u8], _: u64) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn start_stream(
-        &self,
-        _: &[u8],
-        _: &[(&[u8], &[u8])],
-        _: &[u8],
-        _: bool,
-        _: u64,
-    ) -> Result<u64, u32> {
-        Err(crate::abi::callout_init::CLUSTER_NOT_FOUND)
-    }
-
-    fn stream_send(&self, _: u64, _: &[u8], _: bool) -> bool {
-        false
-    }
-
-    fn stream_trailers(&self, _: u64, _: &[(&[u8], &[u8])]) -> bool {
-        false
-    }
-
-    fn stream_reset(&self, _: u64) {}
-}
+// As Envoy's UDP configs: no outbound calls while loading.
+crate::host::no_outbound!(SimUdpConfigHost);
