@@ -1,7 +1,7 @@
 //! Real servers and clients that nobody here wrote, for the connection-level tests: Redis
-//! (`redis-server`, the Debian package, installed with `apt-get` on first use) and its Python
-//! client (`redis` from PyPI, installed into `target/e2e-redis-py/`). A failed install is a
-//! test failure, never a skip.
+//! (`redis-server`, the Debian package, installed with `apt-get` on first use), its Python
+//! client (`redis` from PyPI, installed into `target/e2e-redis-py/`) and `openssl` (Debian,
+//! on first use). A failed install is a test failure, never a skip.
 
 use crate::install::{pip_install_once, python};
 use crate::paths::{target_dir, workspace_root};
@@ -57,6 +57,16 @@ fn apt_install(packages: &[&str]) {
         "apt-get install {packages:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The `openssl` command line tool, installed with `apt-get` if missing (a fresh machine may
+/// lack it); a failed install fails the test.
+pub fn openssl_bin() -> PathBuf {
+    if let Some(p) = on_path("openssl") {
+        return p;
+    }
+    apt_install(&["openssl"]);
+    on_path("openssl").expect("openssl is still missing after apt-get install")
 }
 
 /// The `redis-server` binary, installed if missing.

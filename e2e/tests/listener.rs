@@ -16,18 +16,14 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// `openssl`, required (never skipped): installed by the project's setup scripts.
+/// `openssl`, required (never skipped): installed with apt-get on first use if missing.
 fn openssl() -> &'static str {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "`openssl` is required by this test (apt-get install openssl; .ci/matrix.sh installs \
-         it)"
-    );
-    "openssl"
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        jisr_e2e::peers::openssl_bin()
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 /// A self-signed certificate and key for the TLS chains, made once per test process.
