@@ -18,7 +18,7 @@ async fn check(mut req: Request<'_>, w: ResponseWriter<'_>) {
         .callout(
             CalloutRequest::post("auth", "/check", "auth.local", b"payload")
                 .header("x-api-key", b"k1")
-                .timeout(Duration::from_millis(250)),
+                .timeout(Duration::from_secs(30)),
             &mut body,
         )
         .await;
@@ -105,7 +105,7 @@ fn callout_success_delivers_status_headers_and_body() {
     assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
     let c = &s.callouts()[0];
     assert_eq!(c.cluster, "auth");
-    assert_eq!(c.timeout_ms, 250);
+    assert_eq!(c.timeout_ms, 30_000);
     assert_eq!(c.body, b"payload");
     let names: Vec<&str> = c.headers.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, [":method", ":path", "host", "x-api-key"]);
