@@ -429,7 +429,8 @@ async fn asks(mut conn: Connection<'_>) {
             conn.send_downstream(&body);
         }
         Ok(r) => conn.reset(&format!("authz_{}", r.status)),
-        Err(e) => conn.reset(&format!("authz_error {e}")),
+        // Close details are one word: the error's spaces become underscores.
+        Err(e) => conn.reset(&format!("authz_error:{e}").replace(' ', "_")),
     }
 }
 
@@ -460,7 +461,7 @@ fn a_callout_holds_the_connection_until_it_answers() {
     let mut c = f.connect();
     let id = c.callouts()[0].id;
     c.fail_callout(id);
-    assert_eq!(c.closed().as_deref(), Some("authz_error callout reset"));
+    assert_eq!(c.closed().as_deref(), Some("authz_error:callout_reset"));
     assert!(c.was_reset());
 }
 
@@ -475,7 +476,7 @@ fn a_callout_to_an_unknown_cluster_fails_at_once() {
     let c = f.connect_on(&socket);
     assert_eq!(
         c.closed().as_deref(),
-        Some("authz_error callout refused: cluster not found")
+        Some("authz_error:callout_refused:_cluster_not_found")
     );
 }
 
@@ -492,4 +493,73 @@ fn an_answer_after_the_client_left_writes_nothing() {
     // its sends to a closed connection do nothing.
     c.complete_callout(id, 200, &[], b"late");
     assert_eq!(c.client(), b"");
+}
+
+/// Closes with the client's first line as details (what a careless filter might do).
+async fn echo_details(mut conn: Connection<'_>) {
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    while !buf[..n].contains(&b'\n') && n < buf.len() {
+        let got = conn.read(&mut buf[n..]).await;
+        if got == 0 {
+            return;
+        }
+        n += got;
+    }
+    let line = &buf[..n];
+    let line = &line[..line.iter().position(|b| *b == b'\n').unwrap_or(n)];
+    let text = String::from_utf8_lossy(line).into_owned();
+    if text.starts_with("reset ") {
+        conn.reset(&text["reset ".len()..]);
+    } else {
+        conn.close(&text);
+    }
+}
+
+#[test]
+fn close_details_from_the_peer_cannot_forge_a_log_line() {
+    fn reg(r: &mut Registry) {
+        r.network("echo_details").handle(echo_details);
+    }
+    let f = TestNetworkFilter::new(reg, "echo_details", b"").unwrap();
+    // A word of visible ASCII passes as is.
+    let mut c = f.connect();
+    c.client_sends(b"client_said_bye\n");
+    assert_eq!(c.closed().as_deref(), Some("client_said_bye"));
+    assert!(!c.was_reset());
+    assert!(c.logs().is_empty(), "{:?}", c.logs());
+    // CR, NUL, DEL, a space, a tab: refused, the connection closes all the same with
+    // jisr's details, and the reason is logged at error (escaped).
+    for (line, byte, at) in [
+        (&b"bad\rlisten=forged\n"[..], 0x0d, 3),
+        (b"nul\0byte\n", 0x00, 3),
+        (b"del\x7f\n", 0x7f, 3),
+        (b"two words\n", 0x20, 3),
+        (b"tab\there\n", 0x09, 3),
+    ] {
+        let mut c = f.connect();
+        c.client_sends(line);
+        assert_eq!(
+            c.closed().as_deref(),
+            Some(jisr::wire::INVALID_CLOSE_DETAILS),
+            "{line:?}"
+        );
+        let logs = c.logs();
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert_eq!(logs[0].0, jisr::Level::Error);
+        assert!(
+            logs[0]
+                .1
+                .contains(&format!("close details: byte {byte:#04x} at {at}")),
+            "{logs:?}"
+        );
+    }
+    // The same for a reset.
+    let mut c = f.connect();
+    c.client_sends(b"reset a\r\nb\n");
+    assert_eq!(
+        c.closed().as_deref(),
+        Some(jisr::wire::INVALID_CLOSE_DETAILS)
+    );
+    assert!(c.was_reset());
 }

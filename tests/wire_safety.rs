@@ -735,3 +735,48 @@ fn long_header_names_are_lower_cased_too() {
     );
     assert_eq!(take_seen(), ["Ok(())", "Some(\"v\")"]);
 }
+
+/// A listener filter closing with what the client sent: the same rule as network filters'
+/// close details (one word of visible ASCII), the socket closed all the same.
+#[test]
+fn listener_close_details_from_the_client_are_checked() {
+    async fn closes_with_line(mut s: jisr::listener::Socket<'_>) {
+        let mut buf = [0u8; 64];
+        loop {
+            let p = s.peek(&mut buf).await;
+            let got = &buf[..p.len()];
+            if let Some(end) = got.iter().position(|b| *b == b'\n') {
+                let line = String::from_utf8_lossy(&got[..end]).into_owned();
+                s.close(&line);
+                return;
+            }
+            if p.is_end() {
+                return;
+            }
+        }
+    }
+    fn reg(r: &mut Registry) {
+        r.listener("closes_with_line")
+            .max_read_bytes(64)
+            .handle(closes_with_line);
+    }
+    use jisr::testing::{SocketOutcome, TestListenerFilter};
+    let f = TestListenerFilter::new(reg, "closes_with_line", b"").unwrap();
+    let mut s = f.accept();
+    s.client_sends(b"fine_word\n");
+    assert_eq!(s.outcome(), SocketOutcome::Closed("fine_word".into()));
+    assert!(s.logs().is_empty());
+    let mut s = f.accept();
+    s.client_sends(SPLIT.as_bytes());
+    assert_eq!(
+        s.outcome(),
+        SocketOutcome::Closed(jisr::wire::INVALID_CLOSE_DETAILS.into())
+    );
+    let logs = s.logs();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0].0, Level::Error);
+    assert!(
+        logs[0].1.contains("close details: byte 0x0d at 1"),
+        "{logs:?}"
+    );
+}

@@ -255,6 +255,73 @@ fn a_handler_asks_an_http_service_before_the_connection_goes_on() {
     );
 }
 
+#[test]
+fn close_details_from_the_client_cannot_forge_an_access_log_line() {
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(Listener::tcp(
+                "details",
+                "net_callout_fixture",
+                "echo_details",
+                "",
+                "echo",
+            ))
+            .cluster(Cluster::new("echo", echo_server())),
+    );
+    let port = envoy.listener_port("details");
+    let closes = |line: &[u8]| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(line).unwrap();
+        let (got, closed) = read_to_close(&mut s);
+        assert!(got.is_empty() && closed, "{got:?} {closed}");
+    };
+    closes(b"client_said_bye\n");
+    // The payload would end the access-log line and start a forged one.
+    closes(b"x\r\nlistener=forged details=forged\n");
+    closes(b"reset nul\0byte\n");
+    closes(b"two words=forged\n");
+    let mut details = Vec::new();
+    let all_in = jisr_e2e::wait_until(WAIT, || {
+        details = envoy
+            .access_log_lines()
+            .iter()
+            .filter(|l| l.contains("listener=details"))
+            .filter_map(|l| access_field(l, "details").map(str::to_string))
+            .collect();
+        details.len() >= 4
+    });
+    assert!(all_in, "{details:?}");
+    details.sort();
+    assert_eq!(
+        details,
+        [
+            "client_said_bye",
+            "jisr_invalid_close_details",
+            "jisr_invalid_close_details",
+            "jisr_invalid_close_details",
+        ],
+        "{:?}",
+        envoy.access_log_lines()
+    );
+    let lines = envoy.access_log_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("forged")),
+        "a forged line or field: {lines:?}"
+    );
+    assert!(
+        !envoy.log().contains("listener=forged"),
+        "the raw bytes reached Envoy's output"
+    );
+    // The reason is in Envoy's log, escaped.
+    assert!(
+        envoy
+            .log()
+            .contains("close details refused (close details: byte 0x0d at 1 is not allowed)"),
+        "{}",
+        envoy.log()
+    );
+}
+
 /// Reads until the bytes read end with `tail` (or 5 s passed).
 fn read_until(s: &mut TcpStream, tail: &[u8]) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_millis(200)))

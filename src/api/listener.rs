@@ -222,8 +222,22 @@ impl<'s> Socket<'s> {
     /// Closes the socket now: no connection is made. `details` become the connection's
     /// termination details (`%CONNECTION_TERMINATION_DETAILS%` in the listener's access log).
     /// The handler may go on running, but nothing it sets matters any more.
+    ///
+    /// `details` must pass [`wire::close_details`](crate::wire::close_details) (one word of
+    /// visible ASCII): otherwise the socket still closes, with details
+    /// [`INVALID_CLOSE_DETAILS`](crate::wire::INVALID_CLOSE_DETAILS), and the reason is
+    /// logged at error.
     pub fn close(&mut self, details: &str) {
-        self.core.close(details.as_bytes());
+        let d = crate::wire::close_details_or_default(details, |e| {
+            self.log(
+                crate::Level::Error,
+                format_args!(
+                    "close details refused ({e}); closing with {}",
+                    crate::wire::INVALID_CLOSE_DETAILS
+                ),
+            )
+        });
+        self.core.close(d);
     }
 
     /// Whether the socket is closed (by the handler or the client).

@@ -104,18 +104,33 @@ impl<'c> Connection<'c> {
     }
 
     /// Closes the connection once what was sent is written; `details` appear in Envoy's
-    /// access log (`%CONNECTION_TERMINATION_DETAILS%`).
+    /// access log (`%CONNECTION_TERMINATION_DETAILS%`). They must pass
+    /// [`wire::close_details`](crate::wire::close_details) (one word of visible ASCII):
+    /// otherwise the connection still closes, with details
+    /// [`INVALID_CLOSE_DETAILS`](crate::wire::INVALID_CLOSE_DETAILS), and the reason is
+    /// logged at error, so bytes from the peer can never forge an access-log line.
     pub fn close(&mut self, details: &str) {
-        self.core
-            .host
-            .with(|h| h.close(Close::Flush, details.as_bytes()));
+        let d = self.checked(details);
+        self.core.host.with(|h| h.close(Close::Flush, d));
     }
 
-    /// Resets the connection now, dropping what was not written.
+    /// Resets the connection now, dropping what was not written. `details` as for
+    /// [`close`](Self::close).
     pub fn reset(&mut self, details: &str) {
-        self.core
-            .host
-            .with(|h| h.close(Close::Reset, details.as_bytes()));
+        let d = self.checked(details);
+        self.core.host.with(|h| h.close(Close::Reset, d));
+    }
+
+    fn checked<'d>(&self, details: &'d str) -> &'d [u8] {
+        crate::wire::close_details_or_default(details, |e| {
+            self.log(
+                crate::Level::Error,
+                format_args!(
+                    "close details refused ({e}); closing with {}",
+                    crate::wire::INVALID_CLOSE_DETAILS
+                ),
+            )
+        })
     }
 
     /// Stops (`true`) or resumes (`false`) reading from the client's socket, e.g. while the

@@ -50,6 +50,9 @@ pub enum Field {
     Scheme,
     /// A local reply's details (`%RESPONSE_CODE_DETAILS%`).
     Details,
+    /// A connection's close details (`%CONNECTION_TERMINATION_DETAILS%`), from a network or
+    /// listener filter.
+    CloseDetails,
 }
 
 impl Field {
@@ -62,6 +65,7 @@ impl Field {
             Field::Authority => "authority",
             Field::Scheme => "scheme",
             Field::Details => "reply details",
+            Field::CloseDetails => "close details",
         }
     }
 }
@@ -297,6 +301,41 @@ pub(crate) fn bodiless(status: u16) -> bool {
 #[inline]
 pub(crate) fn details(d: &[u8]) -> Result<(), WireError> {
     all_in(d, VCHAR, Field::Details)
+}
+
+/// The details a network or listener filter's connection is closed with when the handler's
+/// own are refused by [`close_details`]: the connection still closes (fail closed), and the
+/// reason is logged at error.
+pub const INVALID_CLOSE_DETAILS: &str = "jisr_invalid_close_details";
+
+/// Whether `details` may become a connection's termination details
+/// (`%CONNECTION_TERMINATION_DETAILS%` in access logs): empty or one word of visible ASCII,
+/// the same rule as a reply's details. A CR, LF or NUL could otherwise start a forged
+/// access-log line, and a space a forged field.
+///
+/// ```
+/// use jisr::wire::{close_details, Field, WireError};
+///
+/// assert!(close_details("redis_acl_frame_too_large").is_ok());
+/// assert_eq!(
+///     close_details("bad\r\nforged=1"),
+///     Err(WireError::Byte { field: Field::CloseDetails, byte: b'\r', at: 3 })
+/// );
+/// ```
+pub fn close_details(details: &str) -> Result<(), WireError> {
+    all_in(details.as_bytes(), VCHAR, Field::CloseDetails)
+}
+
+/// `details` if they pass [`close_details`], else [`INVALID_CLOSE_DETAILS`] after telling
+/// `refused` why (the caller logs it).
+pub(crate) fn close_details_or_default(details: &str, refused: impl FnOnce(WireError)) -> &[u8] {
+    match close_details(details) {
+        Ok(()) => details.as_bytes(),
+        Err(e) => {
+            refused(e);
+            INVALID_CLOSE_DETAILS.as_bytes()
+        }
+    }
 }
 
 /// Where a header is being set: decides which names are reserved.
