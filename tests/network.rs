@@ -509,10 +509,9 @@ async fn echo_details(mut conn: Connection<'_>) {
     let line = &buf[..n];
     let line = &line[..line.iter().position(|b| *b == b'\n').unwrap_or(n)];
     let text = String::from_utf8_lossy(line).into_owned();
-    if text.starts_with("reset ") {
-        conn.reset(&text["reset ".len()..]);
-    } else {
-        conn.close(&text);
+    match text.strip_prefix("reset ") {
+        Some(rest) => conn.reset(rest),
+        None => conn.close(&text),
     }
 }
 
