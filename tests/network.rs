@@ -562,3 +562,87 @@ fn close_details_from_the_peer_cannot_forge_a_log_line() {
     );
     assert!(c.was_reset());
 }
+
+/// What the handler saw right after its own close, as `(is_closed, read, read_any)` steps.
+static AFTER_CLOSE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Closes (or resets) on the first client bytes, then keeps using the connection: Envoy raises
+/// the close event inside the close call, so the handler is re-entered while it is running.
+async fn closes_then_carries_on(mut conn: Connection<'_>) {
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).await;
+    conn.send_downstream(b"bye ");
+    if buf[..n].starts_with(b"reset") {
+        conn.reset("closed_by_handler");
+    } else {
+        conn.close("closed_by_handler");
+    }
+    let mut seen = vec![format!("closed={}", conn.is_closed())];
+    // After the event: sends do nothing, reads end at once, a second close is ignored.
+    conn.send_downstream(b"after");
+    conn.send_upstream(b"after");
+    conn.end_downstream();
+    seen.push(format!("read={}", conn.read(&mut buf).await));
+    seen.push(format!(
+        "any={}",
+        matches!(conn.read_any(&mut buf).await, Traffic::Closed)
+    ));
+    conn.close("second_close");
+    AFTER_CLOSE.lock().unwrap().push(seen.join(" "));
+}
+
+#[test]
+fn a_close_raises_the_close_event_inside_the_call_and_the_handler_carries_on() {
+    fn reg(r: &mut Registry) {
+        r.network("closes").handle(closes_then_carries_on);
+    }
+    let f = TestNetworkFilter::new(reg, "closes", b"").unwrap();
+    for (first, reset) in [(&b"close"[..], false), (b"reset", true)] {
+        AFTER_CLOSE.lock().unwrap().clear();
+        let mut c = f.connect();
+        c.client_sends(first);
+        // The handler ran to its end inside the hook that closed: the nested event woke its
+        // reads, which ended at once.
+        assert_eq!(
+            *AFTER_CLOSE.lock().unwrap(),
+            ["closed=true read=0 any=true"]
+        );
+        assert_eq!(c.closed().as_deref(), Some("closed_by_handler"));
+        assert_eq!(c.was_reset(), reset);
+        assert_eq!(c.client(), b"bye ");
+        assert!(!c.client_ended());
+        assert_eq!(c.upstream(), b"");
+        // Later hooks reach nothing.
+        c.client_sends(b"late");
+        c.upstream_sends(b"late");
+        c.client_closes();
+        assert_eq!(c.upstream(), b"");
+        assert_eq!(c.client(), b"bye ");
+    }
+}
+
+/// Panics after its own close: the close event already ran inside the close call.
+async fn closes_then_panics(mut conn: Connection<'_>) {
+    let mut buf = [0u8; 8];
+    let _ = conn.read(&mut buf).await;
+    conn.close("closed_first");
+    panic!("after the close");
+}
+
+#[test]
+fn a_panic_after_a_close_keeps_the_first_details() {
+    fn reg(r: &mut Registry) {
+        r.network("closes_then_panics").handle(closes_then_panics);
+    }
+    let f = TestNetworkFilter::new(reg, "closes_then_panics", b"").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"x");
+    assert_eq!(c.closed().as_deref(), Some("closed_first"));
+    assert!(!c.was_reset());
+    let logs = c.logs();
+    assert!(
+        logs.iter()
+            .any(|(_, l)| l.contains("handler panicked: after the close")),
+        "{logs:?}"
+    );
+}

@@ -312,6 +312,15 @@ fn close_details_from_the_client_cannot_forge_an_access_log_line() {
         !envoy.log().contains("listener=forged"),
         "the raw bytes reached Envoy's output"
     );
+    // Envoy raised the close event inside each close call: right after it, the handler saw
+    // the connection closed and a read ended at once.
+    let log = envoy.log();
+    assert_eq!(
+        log.matches("echo_details: after close: closed=true read=0")
+            .count(),
+        4,
+        "{log}"
+    );
     // The reason is in Envoy's log, escaped.
     assert!(
         envoy

@@ -139,6 +139,7 @@ impl TestNetworkFilter {
         h.upstream_end.set(false);
         h.client_end.set(false);
         *h.closed.borrow_mut() = None;
+        h.close_raised.set(false);
         h.read_disabled.set(false);
         h.scheduled.store(0, Ordering::Relaxed);
         self.start(Hosted::Borrowed(h))
@@ -148,11 +149,7 @@ impl TestNetworkFilter {
         // The config's metrics, shared by its connections (a reference count, no copy).
         host.metrics.replace(self.metrics.clone());
         let slot = SimSlot::new(&*self.config).expect("the config refused the connection");
-        let mut c = TestConnection {
-            host,
-            slot,
-            close_seen: false,
-        };
+        let mut c = TestConnection { host, slot };
         c.hook(|s, h| {
             s.new_connection(h);
         });
@@ -196,7 +193,6 @@ pub struct TestConnection<'f> {
     // Declared before the host: the filter is destroyed first.
     slot: SimSlot<'f>,
     host: Hosted<'f>,
-    close_seen: bool,
 }
 
 impl TestConnection<'_> {
@@ -205,14 +201,8 @@ impl TestConnection<'_> {
         f: impl FnOnce(&dyn crate::filter::network::ConnHooks, &SimConn) -> R,
     ) -> R {
         let host: &SimConn = &self.host;
-        let r = self.slot.hook(|s| f(s, host));
-        // Envoy raises the close event after a close the filter asked for.
-        if !self.close_seen && self.host.closed.borrow().is_some() {
-            self.close_seen = true;
-            let host: &SimConn = &self.host;
-            self.slot.hook(|s| s.event(host, ConnEvent::Closed));
-        }
-        r
+        // A close the filter asks for raises the close event inside the call (the host does).
+        self.slot.hook(host, |s| f(s, host))
     }
 
     /// The client sends `bytes` (one read hook). What the filter lets through reaches
@@ -227,7 +217,7 @@ impl TestConnection<'_> {
     }
 
     fn read(&mut self, bytes: &[u8], end: bool) {
-        if self.close_seen {
+        if self.host.close_raised.get() {
             return;
         }
         self.host.read_buf.borrow_mut().extend_from_slice(bytes);
@@ -254,7 +244,7 @@ impl TestConnection<'_> {
     }
 
     fn write(&mut self, bytes: &[u8], end: bool) {
-        if self.close_seen {
+        if self.host.close_raised.get() {
             return;
         }
         self.host.write_buf.borrow_mut().extend_from_slice(bytes);
@@ -271,8 +261,7 @@ impl TestConnection<'_> {
 
     /// The client closes the connection (Envoy's remote-close event).
     pub fn client_closes(&mut self) {
-        if !self.close_seen {
-            self.close_seen = true;
+        if !self.host.close_raised.replace(true) {
             self.hook(|c, h| c.event(h, ConnEvent::Closed));
         }
     }

@@ -591,8 +591,33 @@ impl<'c> SimSlot<'c> {
         })
     }
 
-    /// Runs one hook, then a destroy Envoy asked for during it (as the entry layer does).
-    pub(crate) fn hook<R>(&self, f: impl FnOnce(&dyn ConnHooks) -> R) -> R {
+    /// Runs one hook on `host`, then a destroy Envoy asked for during it (as the entry layer
+    /// does). While it runs, a close raises the close event inside the call, as Envoy does.
+    pub(crate) fn hook<R>(
+        &self,
+        host: &crate::host::network::sim::SimConn,
+        f: impl FnOnce(&dyn ConnHooks) -> R,
+    ) -> R {
+        use crate::host::network::sim::{RaiseClose, SimConn};
+        /// # Safety
+        /// `ptr` is a live slot, inside one of its hooks.
+        unsafe fn raise(ptr: *const core::ffi::c_void, host: &SimConn) {
+            // SAFETY: guaranteed by the caller.
+            unsafe { hooks_of(ptr) }.event(host, ConnEvent::Closed);
+        }
+        struct Restore<'h>(&'h SimConn, Option<RaiseClose>);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.close_event.set(self.1);
+            }
+        }
+        let _restore = Restore(
+            host,
+            host.close_event.replace(Some(RaiseClose {
+                slot: self.ptr,
+                raise,
+            })),
+        );
         // SAFETY: the slot lives until `drop` destroys it; the config it points at is borrowed
         // for `'c`, which outlives `self`.
         let hooks = unsafe { hooks_of(self.ptr) };

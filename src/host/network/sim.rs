@@ -7,6 +7,18 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// The close event of one slot, raised from inside [`ConnHost::close`].
+#[derive(Clone, Copy)]
+pub(crate) struct RaiseClose {
+    /// The slot whose hook is running.
+    pub(crate) slot: *const core::ffi::c_void,
+    /// Delivers the event to it.
+    ///
+    /// # Safety
+    /// `slot` must be the live slot that installed it, inside one of its hooks.
+    pub(crate) raise: unsafe fn(*const core::ffi::c_void, &SimConn),
+}
+
 /// One simulated connection: Envoy's two buffers and what the filter did.
 #[derive(Default)]
 pub(crate) struct SimConn {
@@ -24,6 +36,11 @@ pub(crate) struct SimConn {
     pub(crate) client_end: Cell<bool>,
     /// How and why the filter closed the connection.
     pub(crate) closed: RefCell<Option<(Close, String)>>,
+    /// Whether the close event was raised (by a close, or the client's).
+    pub(crate) close_raised: Cell<bool>,
+    /// How a close raises the close event inside the call, as Envoy does: set by the
+    /// connection's slot for the length of each of its hooks.
+    pub(crate) close_event: Cell<Option<RaiseClose>>,
     /// Whether reading from the client is disabled.
     pub(crate) read_disabled: Cell<bool>,
     /// Events committed on the connection's scheduler and not yet delivered.
@@ -116,10 +133,23 @@ impl ConnHost for SimConn {
         self.read_disabled.set(disable);
     }
 
+    /// As Envoy with nothing left to write: the socket closes at once and the close event is
+    /// raised inside this call, re-entering the filter.
     fn close(&self, how: Close, details: &[u8]) {
-        let mut c = self.closed.borrow_mut();
-        if c.is_none() {
+        {
+            let mut c = self.closed.borrow_mut();
+            if c.is_some() {
+                return;
+            }
             *c = Some((how, String::from_utf8_lossy(details).into_owned()));
+        }
+        if self.close_raised.replace(true) {
+            return;
+        }
+        if let Some(r) = self.close_event.get() {
+            // SAFETY: `close_event` is set only by the running hook's slot, and cleared when
+            // that hook returns; the host is only called from inside hooks.
+            unsafe { (r.raise)(r.slot, self) }
         }
     }
 
