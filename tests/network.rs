@@ -646,3 +646,166 @@ fn a_panic_after_a_close_keeps_the_first_details() {
         "{logs:?}"
     );
 }
+
+/// A join that polls a child only after that child's own waker was woken (as
+/// `FuturesUnordered` and similar combinators do): a read future that counted on the whole
+/// task being polled again, instead of waking the waker it was given, would hang here.
+mod precise {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    pub struct ChildWake {
+        woken: AtomicBool,
+        parent: Mutex<Option<Waker>>,
+    }
+
+    impl Wake for ChildWake {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.woken.store(true, Ordering::SeqCst);
+            if let Some(w) = self.parent.lock().unwrap().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    pub struct Child<F: Future> {
+        fut: Pin<Box<F>>,
+        wake: Arc<ChildWake>,
+        out: Option<F::Output>,
+        /// How many times this child was polled.
+        pub polls: usize,
+    }
+
+    impl<F: Future> Child<F> {
+        pub fn new(fut: F) -> Self {
+            Child {
+                fut: Box::pin(fut),
+                wake: Arc::new(ChildWake {
+                    // Polled once at the start.
+                    woken: AtomicBool::new(true),
+                    parent: Mutex::new(None),
+                }),
+                out: None,
+                polls: 0,
+            }
+        }
+
+        /// Polls the child if it was woken; `true` once it is done.
+        fn step(&mut self, cx: &Context<'_>) -> bool {
+            *self.wake.parent.lock().unwrap() = Some(cx.waker().clone());
+            if self.out.is_none() && self.wake.woken.swap(false, Ordering::SeqCst) {
+                self.polls += 1;
+                let w = Waker::from(self.wake.clone());
+                if let Poll::Ready(v) = self.fut.as_mut().poll(&mut Context::from_waker(&w)) {
+                    self.out = Some(v);
+                }
+            }
+            self.out.is_some()
+        }
+    }
+
+    /// Both children's outputs, and how often each was polled.
+    pub struct Join<A: Future, B: Future>(pub Child<A>, pub Child<B>);
+
+    impl<A: Future, B: Future> Future for Join<A, B>
+    where
+        A::Output: Unpin,
+        B::Output: Unpin,
+    {
+        type Output = (A::Output, B::Output, usize, usize);
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.get_mut();
+            let a = this.0.step(cx);
+            let b = this.1.step(cx);
+            if a && b {
+                Poll::Ready((
+                    this.0.out.take().unwrap(),
+                    this.1.out.take().unwrap(),
+                    this.0.polls,
+                    this.1.polls,
+                ))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Released by the test; wakes the waker it was given.
+static GATE: std::sync::Mutex<(bool, Option<std::task::Waker>)> =
+    std::sync::Mutex::new((false, None));
+
+struct Gate;
+
+impl std::future::Future for Gate {
+    type Output = &'static str;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<&'static str> {
+        let mut g = GATE.lock().unwrap();
+        if g.0 {
+            return std::task::Poll::Ready("gate");
+        }
+        g.1 = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+fn open_gate() {
+    let mut g = GATE.lock().unwrap();
+    g.0 = true;
+    if let Some(w) = g.1.take() {
+        w.wake();
+    }
+}
+
+static PRECISE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+async fn precise_reads(mut conn: Connection<'_>) {
+    let reads = async {
+        let mut a = [0u8; 16];
+        let mut b = [0u8; 16];
+        let n = conn.read(&mut a).await;
+        let m = conn.read_upstream(&mut b).await;
+        let end = matches!(conn.read_any(&mut a).await, Traffic::Closed);
+        (n, m, end)
+    };
+    let (reads, gate, read_polls, gate_polls) =
+        precise::Join(precise::Child::new(reads), precise::Child::new(Gate)).await;
+    PRECISE
+        .lock()
+        .unwrap()
+        .push(format!("{reads:?} {gate} polls={read_polls}/{gate_polls}"));
+}
+
+#[test]
+fn reads_wake_their_own_waker_under_a_combinator_that_polls_only_woken_children() {
+    fn reg(r: &mut Registry) {
+        r.network("precise").handle(precise_reads);
+    }
+    *GATE.lock().unwrap() = (false, None);
+    PRECISE.lock().unwrap().clear();
+    let f = TestNetworkFilter::new(reg, "precise", b"").unwrap();
+    let mut c = f.connect();
+    // Each event wakes only the child waiting for it.
+    c.client_sends(b"abc");
+    c.upstream_sends(b"defg");
+    open_gate();
+    assert_eq!(
+        c.run_scheduled(),
+        1,
+        "the gate's wake came through the scheduler"
+    );
+    assert!(PRECISE.lock().unwrap().is_empty(), "still reading");
+    c.client_closes();
+    // Reads: polled at the start, then once per event (client bytes, upstream bytes, close);
+    // the gate: at the start and once after its wake.
+    assert_eq!(*PRECISE.lock().unwrap(), ["(3, 4, true) gate polls=4/2"]);
+}
