@@ -809,3 +809,64 @@ fn reads_wake_their_own_waker_under_a_combinator_that_polls_only_woken_children(
     // the gate: at the start and once after its wake.
     assert_eq!(*PRECISE.lock().unwrap(), ["(3, 4, true) gate polls=4/2"]);
 }
+
+async fn reports(mut conn: Connection<'_>) {
+    conn.set_upstream_socket_option(1, 9, 1);
+    conn.set_upstream_socket_option_bytes(1, 25, b"eth0\0");
+    conn.set_buffer_limit(4096);
+    let mut buf = [0u8; 16];
+    let _ = conn.read_upstream(&mut buf).await;
+    conn.set_metadata_number("r", "n", 7.0);
+    conn.set_metadata_bool("r", "b", false);
+    conn.set_metadata("r", "s", "text");
+    let mut s = [0u8; 2];
+    let mut host = [0u8; 32];
+    let mut cluster = [0u8; 32];
+    let line = format!(
+        "{:?} {:?} {:?}/{:?} {:?} {:?} {:?} {:?} {:?} {} {}",
+        conn.upstream_addr(),
+        conn.direct_peer_addr(),
+        conn.upstream_hostname(&mut host)
+            .map(|n| host[..n].to_vec()),
+        conn.upstream_cluster(&mut cluster)
+            .map(|n| cluster[..n].to_vec()),
+        conn.metadata_number("r", "n"),
+        conn.metadata_bool("r", "b"),
+        // A string longer than the buffer: its whole length, the start copied.
+        conn.metadata_str("r", "s", &mut s).map(|n| (n, s)),
+        conn.metadata_number("r", "s"),
+        conn.metadata_str("r", "missing", &mut s),
+        conn.worker_index(),
+        conn.buffer_limit(),
+    );
+    conn.send_downstream(line.as_bytes());
+}
+
+#[test]
+fn upstream_host_socket_options_buffer_limit_and_typed_metadata() {
+    fn reg(r: &mut Registry) {
+        r.network("reports").handle(reports);
+    }
+    let f = TestNetworkFilter::new(reg, "reports", b"").unwrap();
+    let mut c = f.connect();
+    // Asked for before the first await: before the proxy connects.
+    assert_eq!(
+        c.upstream_socket_options(),
+        [(1, 9, Ok(1)), (1, 25, Err(b"eth0\0".to_vec()))]
+    );
+    assert_eq!(c.buffer_limit(), 4096);
+    c.set_peer("10.0.0.1", 1000);
+    c.set_direct_peer("192.168.1.1", 2000);
+    c.set_upstream_host("10.1.1.1", 6379, "redis-a", "redis");
+    c.set_worker_index(3);
+    c.upstream_sends(b"+OK\r\n");
+    assert_eq!(
+        String::from_utf8(c.client()).unwrap(),
+        "Some(10.1.1.1:6379) Some(192.168.1.1:2000) Some([114, 101, 100, 105, 115, 45, 97])/\
+         Some([114, 101, 100, 105, 115]) Some(7.0) Some(false) Some((4, [116, 101])) None None \
+         3 4096"
+    );
+    assert_eq!(c.metadata_number("r", "n"), Some(7.0));
+    assert_eq!(c.metadata_bool("r", "b"), Some(false));
+    assert_eq!(c.metadata("r", "s").as_deref(), Some("text"));
+}

@@ -347,3 +347,84 @@ fn read_until(s: &mut TcpStream, tail: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The established TCP connections toward `port` on 127.0.0.1 (Envoy's upstream side), with
+/// the kernel's active timer of each (`/proc/net/tcp`: 0 none, 1 retransmit, 2 keepalive).
+fn upstream_timers(port: u16) -> Vec<u32> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let want = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // rem_address, state 01 = ESTABLISHED, tr:tm->when
+            (f.get(2) == Some(&want.as_str()) && f.get(3) == Some(&"01"))
+                .then(|| u32::from_str_radix(f[5].split(':').next()?, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+#[test]
+fn a_handler_reads_the_upstream_host_and_sets_upstream_socket_options_and_limits() {
+    let (echo_a, echo_b) = (echo_server(), echo_server());
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(Listener::tcp(
+                "keepalive",
+                "net_callout_fixture",
+                "conn_info",
+                "keepalive",
+                "echo_a",
+            ))
+            .listener(Listener::tcp(
+                "plain",
+                "net_callout_fixture",
+                "conn_info",
+                "",
+                "echo_b",
+            ))
+            .cluster(Cluster::new("echo_a", echo_a))
+            .cluster(Cluster::new("echo_b", echo_b)),
+    );
+    let ask = |listener: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port(listener))).unwrap();
+        s.write_all(b"hi").unwrap();
+        let got = read_until(&mut s, b"\n");
+        (s, String::from_utf8_lossy(&got).into_owned())
+    };
+    let (mut a, line_a) = ask("keepalive");
+    let peer = a.local_addr().unwrap();
+    assert_eq!(
+        line_a,
+        format!(
+            "hiupstream=Some(127.0.0.1:{echo_a}) hostname=Some(\"\") cluster=Some(\"echo_a\") \
+             peer=Some({peer}) direct=Some({peer}) worker=0 limit=65536 \
+             who=Some(\"conn_info\") n=Some(42.5) ok=Some(true) n_as_bool=None\n"
+        )
+    );
+    let (b, line_b) = ask("plain");
+    assert!(
+        line_b.contains(&format!("upstream=Some(127.0.0.1:{echo_b})"))
+            && line_b.contains("cluster=Some(\"echo_b\")")
+            // Envoy's default `per_connection_buffer_limit_bytes`.
+            && line_b.contains("limit=1048576"),
+        "{line_b}"
+    );
+    // The returned handler let the rest flow.
+    a.write_all(b"more").unwrap();
+    assert_eq!(read_n(&mut a, 4), b"more");
+    // SO_KEEPALIVE reached the upstream socket tcp_proxy made: its keepalive timer runs once
+    // the connection is idle; the other listener's upstream connection has none.
+    let mut timers = (Vec::new(), Vec::new());
+    let idle = jisr_e2e::wait_until(WAIT, || {
+        timers = (upstream_timers(echo_a), upstream_timers(echo_b));
+        timers.0 == [2] && timers.1 == [0]
+    });
+    assert!(
+        idle,
+        "timers (keepalive listener, plain listener): {timers:?}"
+    );
+    drop((a, b));
+}

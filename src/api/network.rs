@@ -4,7 +4,7 @@
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::executor::pool::Pool;
 use crate::filter::network::{ConnCore, ConnTask, NetConfig, NetConfigHooks};
-use crate::host::network::{Addr, Close, Side};
+use crate::host::network::{Addr, Close, MetaValue, Side, SockOpt, UpstreamText};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
@@ -163,6 +163,13 @@ impl<'c> Connection<'c> {
         self.addr(Addr::Local)
     }
 
+    /// The peer of the socket itself: the same as [`peer_addr`](Self::peer_addr) unless a
+    /// listener filter replaced that (a PROXY protocol header, or a jisr listener filter's
+    /// `set_remote_addr`), in which case this is the proxy that connected.
+    pub fn direct_peer_addr(&self) -> Option<SocketAddr> {
+        self.addr(Addr::DirectRemote)
+    }
+
     fn addr(&self, which: Addr) -> Option<SocketAddr> {
         let mut buf = [0u8; 64];
         let (n, port) = self
@@ -201,6 +208,118 @@ impl<'c> Connection<'c> {
         self.core
             .host
             .with(|h| h.set_metadata(namespace.as_bytes(), key.as_bytes(), value.as_bytes()));
+    }
+
+    /// Sets `key` to the number `value` in the connection's dynamic metadata.
+    pub fn set_metadata_number(&mut self, namespace: &str, key: &str, value: f64) {
+        self.set_value(namespace, key, MetaValue::Number(value));
+    }
+
+    /// Sets `key` to the bool `value` in the connection's dynamic metadata.
+    pub fn set_metadata_bool(&mut self, namespace: &str, key: &str, value: bool) {
+        self.set_value(namespace, key, MetaValue::Bool(value));
+    }
+
+    fn set_value(&mut self, namespace: &str, key: &str, value: MetaValue) {
+        self.core
+            .host
+            .with(|h| h.set_metadata_value(namespace.as_bytes(), key.as_bytes(), value));
+    }
+
+    /// Copies the string under `namespace`/`key` of the connection's dynamic metadata (set by
+    /// this filter or an earlier one) into `out` and returns its whole length, which may be
+    /// more than `out` holds; `None` when absent or not a string.
+    pub fn metadata_str(&self, namespace: &str, key: &str, out: &mut [u8]) -> Option<usize> {
+        self.core
+            .host
+            .with(|h| h.metadata_str(namespace.as_bytes(), key.as_bytes(), out))
+            .flatten()
+    }
+
+    /// The number under `namespace`/`key` of the connection's dynamic metadata (`None` when
+    /// absent or not a number).
+    pub fn metadata_number(&self, namespace: &str, key: &str) -> Option<f64> {
+        match self.value(namespace, key, MetaValue::Number(0.0))? {
+            MetaValue::Number(n) => Some(n),
+            MetaValue::Bool(_) => None,
+        }
+    }
+
+    /// The bool under `namespace`/`key` of the connection's dynamic metadata (`None` when
+    /// absent or not a bool).
+    pub fn metadata_bool(&self, namespace: &str, key: &str) -> Option<bool> {
+        match self.value(namespace, key, MetaValue::Bool(false))? {
+            MetaValue::Bool(b) => Some(b),
+            MetaValue::Number(_) => None,
+        }
+    }
+
+    fn value(&self, namespace: &str, key: &str, want: MetaValue) -> Option<MetaValue> {
+        self.core
+            .host
+            .with(|h| h.metadata_value(namespace.as_bytes(), key.as_bytes(), want))
+            .flatten()
+    }
+
+    /// The address of the upstream host the proxy after this filter (`tcp_proxy`) picked;
+    /// `None` until it has picked one (it connects when the connection opens, so a handler
+    /// sees it once its first upstream bytes arrive, or after its first read).
+    pub fn upstream_addr(&self) -> Option<SocketAddr> {
+        self.addr(Addr::Upstream)
+    }
+
+    /// Copies the upstream host's hostname (from the endpoint's config; empty when it has
+    /// none) into `out`; its whole length. `None` until a host is picked.
+    pub fn upstream_hostname(&self, out: &mut [u8]) -> Option<usize> {
+        self.upstream_text(UpstreamText::Hostname, out)
+    }
+
+    /// Copies the name of the upstream host's cluster into `out`; its whole length. `None`
+    /// until a host is picked.
+    pub fn upstream_cluster(&self, out: &mut [u8]) -> Option<usize> {
+        self.upstream_text(UpstreamText::Cluster, out)
+    }
+
+    fn upstream_text(&self, which: UpstreamText, out: &mut [u8]) -> Option<usize> {
+        self.core
+            .host
+            .with(|h| h.upstream_text(which, out))
+            .flatten()
+    }
+
+    /// Sets an integer socket option (`setsockopt(level, name, value)`, e.g.
+    /// `libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1`) on the upstream connection the proxy
+    /// after this filter makes. `tcp_proxy` connects when the connection opens, right after
+    /// the handler's first poll: call it before the handler's first `.await` (later calls
+    /// reach only connections made later, e.g. a retry).
+    pub fn set_upstream_socket_option(&mut self, level: i32, name: i32, value: i64) {
+        self.core.host.with(|h| {
+            h.set_upstream_socket_option(i64::from(level), i64::from(name), SockOpt::Int(value))
+        });
+    }
+
+    /// As [`set_upstream_socket_option`](Self::set_upstream_socket_option), with a bytes
+    /// value (e.g. `SO_BINDTODEVICE`).
+    pub fn set_upstream_socket_option_bytes(&mut self, level: i32, name: i32, value: &[u8]) {
+        self.core.host.with(|h| {
+            h.set_upstream_socket_option(i64::from(level), i64::from(name), SockOpt::Bytes(value))
+        });
+    }
+
+    /// The connection's buffer limit in bytes: how much Envoy buffers on each side before it
+    /// stops reading (`per_connection_buffer_limit_bytes`, 1 MiB by default).
+    pub fn buffer_limit(&self) -> u32 {
+        self.core.host.with(|h| h.buffer_limit()).unwrap_or(0)
+    }
+
+    /// Sets the connection's buffer limit (e.g. larger for a protocol with big frames).
+    pub fn set_buffer_limit(&mut self, bytes: u32) {
+        self.core.host.with(|h| h.set_buffer_limit(bytes));
+    }
+
+    /// The index of the Envoy worker thread running this connection (0-based).
+    pub fn worker_index(&self) -> u32 {
+        self.core.host.with(|h| h.worker_index()).unwrap_or(0)
     }
 
     /// Starts an HTTP callout to an Envoy cluster; the future gives the response, its body

@@ -6,7 +6,7 @@ use crate::abi::network::DataStatus;
 use crate::api::config::ConfigHandle;
 use crate::filter::network::{ConnEvent, NetConfigHooks, SimSlot};
 use crate::host::network::sim::{SimConn, SimNetConfigHost};
-use crate::host::network::{Close, Side};
+use crate::host::network::{Close, MetaValue, Side};
 use std::sync::atomic::Ordering;
 
 /// A network filter loaded from a registry, as Envoy loads it for a listener.
@@ -140,6 +140,10 @@ impl TestNetworkFilter {
         h.client_end.set(false);
         *h.closed.borrow_mut() = None;
         h.close_raised.set(false);
+        h.socket_options.borrow_mut().clear();
+        h.metadata_values.borrow_mut().clear();
+        h.upstream_host.replace(None);
+        h.buffer_limit.set(None);
         h.read_disabled.set(false);
         h.scheduled.store(0, Ordering::Relaxed);
         self.start(Hosted::Borrowed(h))
@@ -437,5 +441,63 @@ impl TestConnection<'_> {
     pub fn set_server_name(&self, name: &str) {
         *self.host.sni.borrow_mut() = Some(name.to_string());
         self.host.tls.set(true);
+    }
+
+    /// Sets the socket's own peer, as after a PROXY protocol header (by default it is the
+    /// client's address).
+    pub fn set_direct_peer(&self, ip: &str, port: u32) {
+        *self.host.direct_remote.borrow_mut() = Some((ip.to_string(), port));
+    }
+
+    /// Makes the proxy after the filter pick an upstream host (as `tcp_proxy` does when it
+    /// connects).
+    pub fn set_upstream_host(&self, ip: &str, port: u32, hostname: &str, cluster: &str) {
+        *self.host.upstream_host.borrow_mut() = Some((
+            ip.to_string(),
+            port,
+            hostname.to_string(),
+            cluster.to_string(),
+        ));
+    }
+
+    /// The upstream socket options the filter added, in order: level, name, and the integer
+    /// value (`Ok`) or bytes (`Err`).
+    pub fn upstream_socket_options(&self) -> Vec<(i64, i64, Result<i64, Vec<u8>>)> {
+        self.host.socket_options.borrow().clone()
+    }
+
+    /// The connection's buffer limit as the filter left it (1 MiB unless it set one).
+    pub fn buffer_limit(&self) -> u32 {
+        crate::host::network::ConnHost::buffer_limit(&*self.host)
+    }
+
+    /// Sets the worker index the connection runs on.
+    pub fn set_worker_index(&self, index: u32) {
+        self.host.worker.set(index);
+    }
+
+    /// The number the filter set under `namespace`/`key` of the dynamic metadata.
+    pub fn metadata_number(&self, namespace: &str, key: &str) -> Option<f64> {
+        match self.typed_metadata(namespace, key)? {
+            MetaValue::Number(n) => Some(n),
+            MetaValue::Bool(_) => None,
+        }
+    }
+
+    /// The bool the filter set under `namespace`/`key` of the dynamic metadata.
+    pub fn metadata_bool(&self, namespace: &str, key: &str) -> Option<bool> {
+        match self.typed_metadata(namespace, key)? {
+            MetaValue::Bool(b) => Some(b),
+            MetaValue::Number(_) => None,
+        }
+    }
+
+    fn typed_metadata(&self, namespace: &str, key: &str) -> Option<MetaValue> {
+        self.host
+            .metadata_values
+            .borrow()
+            .iter()
+            .find(|(n, k, _)| n == namespace && k == key)
+            .map(|(_, _, v)| *v)
     }
 }

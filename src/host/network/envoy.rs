@@ -1,6 +1,6 @@
 //! The real host of a network filter: Envoy's callbacks on its filter pointer.
 
-use super::{Addr, Close, Committer, ConnHost, Side};
+use super::{Addr, Close, Committer, ConnHost, MetaValue, Side, SockOpt, UpstreamText};
 use crate::abi::ffi::Buf;
 use crate::abi::network as abi;
 use crate::abi::network::{NetworkConfigEnvoyPtr, NetworkFilterEnvoyPtr};
@@ -198,6 +198,18 @@ impl ConnHost for EnvoyConn {
         let f = match which {
             Addr::Remote => abi::envoy_dynamic_module_callback_network_filter_get_remote_address,
             Addr::Local => abi::envoy_dynamic_module_callback_network_filter_get_local_address,
+            Addr::DirectRemote => {
+                abi::envoy_dynamic_module_callback_network_filter_get_direct_remote_address
+            }
+            Addr::Upstream => {
+                // SAFETY: live filter pointer.
+                if !unsafe {
+                    abi::envoy_dynamic_module_callback_network_filter_has_upstream_host(self.filter)
+                } {
+                    return None;
+                }
+                abi::envoy_dynamic_module_callback_network_filter_get_upstream_host_address
+            }
         };
         // SAFETY: live filter pointer; both out-parameters are valid for the call.
         let ok = unsafe { f(self.filter, &mut b, &mut port) };
@@ -338,6 +350,148 @@ impl ConnHost for EnvoyConn {
                 self.filter,
             )
         }
+    }
+
+    fn set_metadata_value(&self, namespace: &[u8], key: &[u8], value: MetaValue) {
+        match value {
+            // SAFETY: live filter pointer; Envoy copies both buffers.
+            MetaValue::Number(n) => unsafe {
+                abi::envoy_dynamic_module_callback_network_set_dynamic_metadata_number(
+                    self.filter,
+                    Buf::of(namespace),
+                    Buf::of(key),
+                    n,
+                )
+            },
+            // SAFETY: as above.
+            MetaValue::Bool(b) => unsafe {
+                abi::envoy_dynamic_module_callback_network_set_dynamic_metadata_bool(
+                    self.filter,
+                    Buf::of(namespace),
+                    Buf::of(key),
+                    b,
+                )
+            },
+        }
+    }
+
+    fn metadata_str(&self, namespace: &[u8], key: &[u8], out: &mut [u8]) -> Option<usize> {
+        let mut b = Buf::EMPTY;
+        // SAFETY: live filter pointer; the names are read during the call; `b` is written.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_network_get_dynamic_metadata_string(
+                self.filter,
+                Buf::of(namespace),
+                Buf::of(key),
+                &mut b,
+            )
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: Envoy wrote `b` during the call: the metadata's own string, copied at once.
+        unsafe { copy_out(b, out) };
+        Some(b.len)
+    }
+
+    fn metadata_value(&self, namespace: &[u8], key: &[u8], want: MetaValue) -> Option<MetaValue> {
+        match want {
+            MetaValue::Number(_) => {
+                let mut n = 0f64;
+                // SAFETY: live filter pointer; the names are read during the call; `n` is
+                // written.
+                let ok = unsafe {
+                    abi::envoy_dynamic_module_callback_network_get_dynamic_metadata_number(
+                        self.filter,
+                        Buf::of(namespace),
+                        Buf::of(key),
+                        &mut n,
+                    )
+                };
+                ok.then_some(MetaValue::Number(n))
+            }
+            MetaValue::Bool(_) => {
+                let mut v = false;
+                // SAFETY: as above.
+                let ok = unsafe {
+                    abi::envoy_dynamic_module_callback_network_get_dynamic_metadata_bool(
+                        self.filter,
+                        Buf::of(namespace),
+                        Buf::of(key),
+                        &mut v,
+                    )
+                };
+                ok.then_some(MetaValue::Bool(v))
+            }
+        }
+    }
+
+    fn upstream_text(&self, which: UpstreamText, out: &mut [u8]) -> Option<usize> {
+        // SAFETY: live filter pointer.
+        if !unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_has_upstream_host(self.filter)
+        } {
+            return None;
+        }
+        let f = match which {
+            UpstreamText::Hostname => {
+                abi::envoy_dynamic_module_callback_network_filter_get_upstream_host_hostname
+            }
+            UpstreamText::Cluster => {
+                abi::envoy_dynamic_module_callback_network_filter_get_upstream_host_cluster
+            }
+        };
+        let mut b = Buf::EMPTY;
+        // SAFETY: live filter pointer; `b` is written during the call.
+        if !unsafe { f(self.filter, &mut b) } {
+            return Some(0);
+        }
+        // SAFETY: Envoy wrote `b` during the call: the host's own string, copied at once.
+        unsafe { copy_out(b, out) };
+        Some(b.len)
+    }
+
+    fn set_upstream_socket_option(&self, level: i64, name: i64, value: SockOpt<'_>) {
+        let state = abi::SocketOptionState::Prebind as u32;
+        match value {
+            // SAFETY: live filter pointer; a valid state; Envoy stores the option.
+            SockOpt::Int(v) => unsafe {
+                abi::envoy_dynamic_module_callback_network_set_socket_option_int(
+                    self.filter,
+                    level,
+                    name,
+                    state,
+                    v,
+                )
+            },
+            // SAFETY: as above; Envoy copies the bytes.
+            SockOpt::Bytes(b) => unsafe {
+                abi::envoy_dynamic_module_callback_network_set_socket_option_bytes(
+                    self.filter,
+                    level,
+                    name,
+                    state,
+                    Buf::of(b),
+                )
+            },
+        }
+    }
+
+    fn buffer_limit(&self) -> u32 {
+        // SAFETY: live filter pointer.
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_get_buffer_limit(self.filter) }
+    }
+
+    fn set_buffer_limit(&self, limit: u32) {
+        // SAFETY: live filter pointer.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_set_buffer_limits(self.filter, limit)
+        }
+    }
+
+    fn worker_index(&self) -> u32 {
+        // SAFETY: live filter pointer.
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_get_worker_index(self.filter) }
     }
 
     fn start_downstream_tls(&self) -> Option<bool> {

@@ -34,6 +34,38 @@ pub(crate) enum Addr {
     Remote,
     /// The local address the client connected to.
     Local,
+    /// The peer of the socket itself, before any PROXY protocol or `x-forwarded-for`-style
+    /// override.
+    DirectRemote,
+    /// The upstream host the proxy after this filter picked (none before it connects).
+    Upstream,
+}
+
+/// A text of the upstream host the proxy picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UpstreamText {
+    /// Its hostname (as configured for the endpoint; may be empty).
+    Hostname,
+    /// The name of its cluster.
+    Cluster,
+}
+
+/// A dynamic metadata value that is not a string.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum MetaValue {
+    /// A number.
+    Number(f64),
+    /// A bool.
+    Bool(bool),
+}
+
+/// A socket option's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SockOpt<'a> {
+    /// An integer option.
+    Int(i64),
+    /// A bytes option.
+    Bytes(&'a [u8]),
 }
 
 /// What a connection's handler may ask of its host, on the worker, inside a hook.
@@ -76,6 +108,24 @@ pub(crate) trait ConnHost {
     fn peer_sans(&self, dns: bool, f: &mut dyn FnMut(&[u8]));
     /// Copies the peer certificate's subject into `out`; its whole length.
     fn peer_subject(&self, out: &mut [u8]) -> Option<usize>;
+    /// Sets a number or bool in the connection's dynamic metadata.
+    fn set_metadata_value(&self, namespace: &[u8], key: &[u8], value: MetaValue);
+    /// Copies the string under `namespace`/`key` of the dynamic metadata into `out`; its
+    /// whole length (`None`: absent, or not a string).
+    fn metadata_str(&self, namespace: &[u8], key: &[u8], out: &mut [u8]) -> Option<usize>;
+    /// The number or bool (as `want` asks) under `namespace`/`key` of the dynamic metadata.
+    fn metadata_value(&self, namespace: &[u8], key: &[u8], want: MetaValue) -> Option<MetaValue>;
+    /// Copies a text of the upstream host into `out`; its whole length (`None`: no host
+    /// picked yet).
+    fn upstream_text(&self, which: UpstreamText, out: &mut [u8]) -> Option<usize>;
+    /// Adds a socket option for the upstream connection the proxy makes after this call.
+    fn set_upstream_socket_option(&self, level: i64, name: i64, value: SockOpt<'_>);
+    /// The connection's buffer limit in bytes (0: none).
+    fn buffer_limit(&self) -> u32;
+    /// Sets the connection's buffer limit.
+    fn set_buffer_limit(&self, limit: u32);
+    /// The index of the worker thread running the connection.
+    fn worker_index(&self) -> u32;
     /// Asks the upstream transport socket to switch to TLS (STARTTLS).
     fn start_upstream_tls(&self) -> bool;
     /// Asks the downstream transport socket to switch to TLS; `None` before Envoy 1.40.

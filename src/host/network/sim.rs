@@ -1,11 +1,15 @@
 //! A simulated connection host, for `jisr::testing`: buffers and records in memory.
 
-use super::{Addr, Close, Committer, ConnHost, Side};
+use super::{Addr, Close, Committer, ConnHost, MetaValue, Side, SockOpt, UpstreamText};
 use crate::host::sim_shared::SimCallout;
 use crate::host::{ConfigHost, MetricKind, MetricOp};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// An upstream socket option a filter added: level, name, and the integer value (`Ok`) or
+/// bytes (`Err`).
+pub(crate) type SimSockOpt = (i64, i64, Result<i64, Vec<u8>>);
 
 /// The close event of one slot, raised from inside [`ConnHost::close`].
 #[derive(Clone, Copy)]
@@ -75,6 +79,18 @@ pub(crate) struct SimConn {
     pub(crate) unknown_clusters: RefCell<Vec<String>>,
     /// The log level (ABI number): lines below it are not written.
     pub(crate) log_level: Cell<u32>,
+    /// Dynamic metadata numbers and bools: namespace, key, value.
+    pub(crate) metadata_values: RefCell<Vec<(String, String, MetaValue)>>,
+    /// The socket's own peer, when it differs from `remote` (PROXY protocol).
+    pub(crate) direct_remote: RefCell<Option<(String, u32)>>,
+    /// The upstream host picked: address, port, hostname, cluster.
+    pub(crate) upstream_host: RefCell<Option<(String, u32, String, String)>>,
+    /// Upstream socket options added: level, name, int value or bytes.
+    pub(crate) socket_options: RefCell<Vec<SimSockOpt>>,
+    /// The connection's buffer limit (`None`: Envoy's default, 1 MiB).
+    pub(crate) buffer_limit: Cell<Option<u32>>,
+    /// The worker's index.
+    pub(crate) worker: Cell<u32>,
 }
 
 fn buf(conn: &SimConn, side: Side) -> &RefCell<Vec<u8>> {
@@ -159,8 +175,18 @@ impl ConnHost for SimConn {
 
     fn address(&self, which: Addr, out: &mut [u8]) -> Option<(usize, u32)> {
         let a = match which {
-            Addr::Remote => self.remote.borrow(),
-            Addr::Local => self.local.borrow(),
+            Addr::Remote => self.remote.borrow().clone(),
+            Addr::Local => self.local.borrow().clone(),
+            Addr::DirectRemote => self
+                .direct_remote
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| self.remote.borrow().clone()),
+            Addr::Upstream => {
+                let u = self.upstream_host.borrow();
+                let (a, p, _, _) = u.as_ref()?;
+                (a.clone(), *p)
+            }
         };
         (!a.0.is_empty()).then(|| (copy_str(&a.0, out), a.1))
     }
@@ -178,6 +204,72 @@ impl ConnHost for SimConn {
         let mut m = self.metadata.borrow_mut();
         m.retain(|(n, k, _)| n.as_bytes() != namespace || k.as_bytes() != key);
         m.push((s(namespace), s(key), s(value)));
+        self.metadata_values
+            .borrow_mut()
+            .retain(|(n, k, _)| n.as_bytes() != namespace || k.as_bytes() != key);
+    }
+
+    fn set_metadata_value(&self, namespace: &[u8], key: &[u8], value: MetaValue) {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        self.metadata
+            .borrow_mut()
+            .retain(|(n, k, _)| n.as_bytes() != namespace || k.as_bytes() != key);
+        let mut m = self.metadata_values.borrow_mut();
+        m.retain(|(n, k, _)| n.as_bytes() != namespace || k.as_bytes() != key);
+        m.push((s(namespace), s(key), value));
+    }
+
+    fn metadata_str(&self, namespace: &[u8], key: &[u8], out: &mut [u8]) -> Option<usize> {
+        let m = self.metadata.borrow();
+        let (_, _, v) = m
+            .iter()
+            .find(|(n, k, _)| n.as_bytes() == namespace && k.as_bytes() == key)?;
+        copy_str(v, out);
+        Some(v.len())
+    }
+
+    fn metadata_value(&self, namespace: &[u8], key: &[u8], want: MetaValue) -> Option<MetaValue> {
+        let m = self.metadata_values.borrow();
+        let (_, _, v) = m
+            .iter()
+            .find(|(n, k, _)| n.as_bytes() == namespace && k.as_bytes() == key)?;
+        // As Envoy: a value of another type is absent.
+        match (want, *v) {
+            (MetaValue::Number(_), MetaValue::Number(_))
+            | (MetaValue::Bool(_), MetaValue::Bool(_)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn upstream_text(&self, which: UpstreamText, out: &mut [u8]) -> Option<usize> {
+        let u = self.upstream_host.borrow();
+        let (_, _, host, cluster) = u.as_ref()?;
+        let t = match which {
+            UpstreamText::Hostname => host,
+            UpstreamText::Cluster => cluster,
+        };
+        copy_str(t, out);
+        Some(t.len())
+    }
+
+    fn set_upstream_socket_option(&self, level: i64, name: i64, value: SockOpt<'_>) {
+        let v = match value {
+            SockOpt::Int(i) => Ok(i),
+            SockOpt::Bytes(b) => Err(b.to_vec()),
+        };
+        self.socket_options.borrow_mut().push((level, name, v));
+    }
+
+    fn buffer_limit(&self) -> u32 {
+        self.buffer_limit.get().unwrap_or(1 << 20)
+    }
+
+    fn set_buffer_limit(&self, limit: u32) {
+        self.buffer_limit.set(Some(limit));
+    }
+
+    fn worker_index(&self) -> u32 {
+        self.worker.get()
     }
 
     fn metric(&self, op: MetricOp, id: usize, value: u64) -> u32 {
