@@ -7,7 +7,7 @@
 //! - STARTTLS toward the client (`start_downstream_tls`) behind Envoy's `starttls` transport
 //!   socket: clear text first, TLS after the filter's call, or clear text all along;
 //! - STARTTLS toward upstream (`start_upstream_tls`) on a cluster with the `starttls`
-//!   transport socket, to a Python server that switches to TLS after `STARTTLS`.
+//!   transport socket, to a Python server that greets, then switches to TLS after `STARTTLS`.
 
 use jisr_e2e::install::python;
 use jisr_e2e::paths::log_dir;
@@ -265,11 +265,13 @@ elif cmd == "eager":
     inner, _ = read_until(s, b"\r\n")
     print(json.dumps({"pre": pre.decode("latin-1"), "inner": inner.decode("latin-1")}))
 elif cmd == "plain":
-    # plain <port> <send>: a clear-text client that never upgrades.
+    # plain <port> <send> [until]: a clear-text client that never upgrades; reads until it
+    # got `until` (default: what it sent; empty: until the peer closes).
     port, send = sys.argv[2:4]
+    until = sys.argv[4] if len(sys.argv) > 4 else send
     s = socket.create_connection(("127.0.0.1", int(port)))
     s.sendall(send.encode())
-    got, closed = read_until(s, send.encode())
+    got, closed = read_until(s, until.encode())
     print(json.dumps({"got": got.decode("latin-1"), "closed": closed}))
 elif cmd == "upstream":
     # upstream <cert> <key>: a server that greets, reads `STARTTLS\r\n` in clear text, answers
@@ -489,6 +491,21 @@ typed_config:
     );
     let port = envoy.listener_port("starttls").to_string();
 
+    if jisr_e2e::envoy_minor() < (1, 40) {
+        // No `start_downstream_secure_transport` before 1.40: `Unsupported`, after the answer
+        // the fixture already sent.
+        let r = run_py(&["plain", &port, "STARTTLS\r\n", ""]);
+        assert_eq!(
+            r["got"].as_str().unwrap(),
+            "OK\r\n-ERR unsupported\r\n",
+            "{r}"
+        );
+        assert!(r["closed"].as_bool().unwrap(), "{r}");
+        let d = details(&envoy, "starttls", 1);
+        assert_eq!(d, ["starttls_unsupported"]);
+        return;
+    }
+
     let up = run_py(&["starttls", &port, path(&p.ca)]);
     assert_eq!(up["pre"].as_str().unwrap(), "OK\r\n", "{up}");
     assert_eq!(up["version"].as_str().unwrap(), "TLSv1.3", "{up}");
@@ -576,7 +593,15 @@ fn starttls_switches_the_upstream_connection_to_tls_after_its_answer() {
                 "",
                 "tls_upstream",
             ))
-            .cluster(Cluster::new("tls_upstream", upstream.port).raw_yaml(&ts)),
+            .listener(Listener::tcp(
+                "early",
+                "net_tls_fixture",
+                "early_send",
+                "",
+                "echo",
+            ))
+            .cluster(Cluster::new("tls_upstream", upstream.port).raw_yaml(&ts))
+            .cluster(Cluster::new("echo", echo_server())),
     );
     let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("up"))).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -593,5 +618,22 @@ fn starttls_switches_the_upstream_connection_to_tls_after_its_answer() {
     }
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
     drop(s);
+
+    // Why the fixture waits for the greeting: bytes sent upstream in `on_new_connection`,
+    // before `tcp_proxy` has its connection, never reach the server (the echo returns only
+    // the client's bytes, in order).
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("early"))).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::new();
+    for part in [&b"x\n"[..], b"y\n"] {
+        s.write_all(part).unwrap();
+        while !got.ends_with(part) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&got), "x\ny\n");
     assert!(!envoy.log().contains("panicked"));
 }
