@@ -246,6 +246,8 @@ elif cmd == "starttls":
         raw.settimeout(5)
         s = client_ctx(ca).wrap_socket(raw, server_hostname="server.test")
         out["version"] = s.version()
+        got, _ = read_until(s, b"\r\n")
+        out["first"] = got.decode("latin-1")
         s.sendall(b"secret over tls\n")
         got, closed = read_until(s, b"secret over tls\n")
         out["post"] = got.decode("latin-1")
@@ -262,7 +264,7 @@ elif cmd == "eager":
     pre, _ = read_until(raw, b"\r\n", 0.3)
     raw.settimeout(5)
     s = client_ctx(ca).wrap_socket(raw, server_hostname="server.test")
-    inner, _ = read_until(s, b"\r\n")
+    inner, _ = read_until(s, b"->true\r\n")
     print(json.dumps({"pre": pre.decode("latin-1"), "inner": inner.decode("latin-1")}))
 elif cmd == "plain":
     # plain <port> <send> [until]: a clear-text client that never upgrades; reads until it
@@ -509,6 +511,11 @@ typed_config:
     let up = run_py(&["starttls", &port, path(&p.ca)]);
     assert_eq!(up["pre"].as_str().unwrap(), "OK\r\n", "{up}");
     assert_eq!(up["version"].as_str().unwrap(), "TLSv1.3", "{up}");
+    assert_eq!(
+        up["first"].as_str().unwrap(),
+        "is_tls false->true\r\n",
+        "{up}"
+    );
     assert_eq!(up["post"].as_str().unwrap(), "secret over tls\n", "{up}");
     assert_eq!(up["post2"].as_str().unwrap(), "second\n", "{up}");
 
@@ -529,7 +536,11 @@ typed_config:
         path(&p.ca),
     ]);
     assert_eq!(eager["pre"].as_str().unwrap(), "", "{eager}");
-    assert_eq!(eager["inner"].as_str().unwrap(), "OK\r\n", "{eager}");
+    assert_eq!(
+        eager["inner"].as_str().unwrap(),
+        "OK\r\nis_tls false->true\r\n",
+        "{eager}"
+    );
     assert!(!envoy.log().contains("panicked"));
 }
 
