@@ -236,15 +236,21 @@ if cmd == "tls":
     got, closed = read_until(s, until.encode())
     print(json.dumps({"version": s.version(), "got": got.decode("latin-1"), "closed": closed}))
 elif cmd == "starttls":
-    # starttls <port> <ca>: clear text `STARTTLS`, then TLS on the same socket.
+    # starttls <port> <ca> [handshake timeout]: clear text `STARTTLS`, then TLS on the same
+    # socket.
     port, ca = sys.argv[2:4]
     raw = socket.create_connection(("127.0.0.1", int(port)))
     raw.sendall(b"STARTTLS\r\n")
     pre, _ = read_until(raw, b"\r\n")
     out = {"pre": pre.decode("latin-1")}
     if pre == b"OK\r\n":
-        raw.settimeout(5)
-        s = client_ctx(ca).wrap_socket(raw, server_hostname="server.test")
+        raw.settimeout(float(sys.argv[4]) if len(sys.argv) > 4 else 5)
+        try:
+            s = client_ctx(ca).wrap_socket(raw, server_hostname="server.test")
+        except (OSError, ssl.SSLError) as e:
+            out["handshake"] = type(e).__name__
+            print(json.dumps(out))
+            sys.exit(0)
         out["version"] = s.version()
         got, _ = read_until(s, b"\r\n")
         out["first"] = got.decode("latin-1")
@@ -489,6 +495,10 @@ typed_config:
                 Listener::tcp("at_once", "net_tls_fixture", "starttls", "at_once", "echo")
                     .transport_socket(&ts),
             )
+            .listener(
+                Listener::tcp("no_hold", "net_tls_fixture", "starttls", "no_hold", "echo")
+                    .transport_socket(&ts),
+            )
             .cluster(Cluster::new("echo", echo_server())),
     );
     let port = envoy.listener_port("starttls").to_string();
@@ -540,6 +550,21 @@ typed_config:
         eager["inner"].as_str().unwrap(),
         "OK\r\nis_tls false->true\r\n",
         "{eager}"
+    );
+
+    // Reading left on while the answer is written: the client's handshake reaches the filter
+    // as clear-text bytes before the switch, and the TLS socket never sees it.
+    let lost = run_py(&[
+        "starttls",
+        &envoy.listener_port("no_hold").to_string(),
+        path(&p.ca),
+        "1",
+    ]);
+    assert_eq!(lost["pre"].as_str().unwrap(), "OK\r\n", "{lost}");
+    // Python 3.10+ names `socket.timeout` `TimeoutError`.
+    assert!(
+        matches!(lost["handshake"].as_str(), Some("TimeoutError" | "timeout")),
+        "{lost}"
     );
     assert!(!envoy.log().contains("panicked"));
 }
