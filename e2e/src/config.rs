@@ -168,6 +168,8 @@ struct TcpChain {
     filter_name: String,
     config: String,
     cluster: String,
+    transport_socket: Option<String>,
+    listener_filters: Vec<String>,
 }
 
 impl Listener {
@@ -222,8 +224,32 @@ impl Listener {
             filter_name: filter_name.to_string(),
             config: config.to_string(),
             cluster: cluster.to_string(),
+            transport_socket: None,
+            listener_filters: Vec::new(),
         });
         l
+    }
+
+    /// For a [`tcp`](Listener::tcp) listener: the filter chain's `transport_socket`, `yaml`
+    /// being its body (`name: ...` then `typed_config: ...`), e.g. TLS termination.
+    pub fn transport_socket(mut self, yaml: &str) -> Self {
+        let t = self
+            .tcp
+            .as_mut()
+            .expect("transport_socket is for a Listener::tcp listener");
+        t.transport_socket = Some(yaml.to_string());
+        self
+    }
+
+    /// For a [`tcp`](Listener::tcp) listener: appends a listener filter, `yaml` being its
+    /// list entry (`- name: ...` then `typed_config: ...`, unindented), e.g. `tls_inspector`.
+    pub fn listener_filter(mut self, yaml: &str) -> Self {
+        let t = self
+            .tcp
+            .as_mut()
+            .expect("listener_filter is for a Listener::tcp listener");
+        t.listener_filters.push(yaml.to_string());
+        self
     }
 
     /// A listener written out in full: `yaml` is its entry in `static_resources.listeners`
@@ -327,8 +353,8 @@ impl Listener {
                 "  - name: {name}
     address:
       socket_address: {{ address: 127.0.0.1, port_value: {port} }}
-    filter_chains:
-    - filters:
+{listener_filters}    filter_chains:
+    - {transport}filters:
       - name: {fname}
         typed_config:
           \"@type\": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
@@ -358,6 +384,20 @@ impl Listener {
                 config = quote(&t.config),
                 cluster = quote(&t.cluster),
                 fmt = quote(&fmt),
+                listener_filters = if t.listener_filters.is_empty() {
+                    String::new()
+                } else {
+                    let mut f = String::from("    listener_filters:\n");
+                    for lf in &t.listener_filters {
+                        f.push_str(&indent(lf, 4));
+                    }
+                    f
+                },
+                transport = t
+                    .transport_socket
+                    .as_deref()
+                    .map(|ts| format!("transport_socket:\n{}      ", indent(ts, 8)))
+                    .unwrap_or_default(),
             );
             return;
         }

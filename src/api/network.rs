@@ -406,8 +406,27 @@ impl<'c> Connection<'c> {
             .unwrap_or(false)
     }
 
-    /// STARTTLS toward the client: asks the downstream transport socket to switch to TLS now
-    /// (Envoy 1.40+); `Ok(false)` when it cannot.
+    /// STARTTLS toward the client: asks the downstream transport socket (Envoy's `starttls`
+    /// transport socket) to switch to TLS now (Envoy 1.40+); `Ok(false)` when it cannot.
+    ///
+    /// The switch happens inside the call, but Envoy writes what
+    /// [`send_downstream`](Self::send_downstream) queued on a later turn of its event loop:
+    /// an answer sent just before would go out inside TLS, to a client that waits for it in
+    /// clear text. Hold reading (so the client's handshake reaches the TLS socket, not the
+    /// handler), send the answer, let the loop write it, then switch; returning resumes
+    /// reading (CONSTRAINTS.md, "Network (L4) filters"; the wait is a margin, not a promise
+    /// from Envoy, which has no "written" event for modules):
+    ///
+    /// ```
+    /// # async fn f(mut conn: jisr::network::Connection<'_>) {
+    /// conn.hold_reading(true);
+    /// conn.send_downstream(b"OK\r\n");
+    /// jisr::time::sleep(std::time::Duration::from_millis(10)).await;
+    /// if conn.start_downstream_tls() != Ok(true) {
+    ///     conn.close("starttls_failed");
+    /// }
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`Unsupported`](crate::Unsupported) on Envoys before 1.40.

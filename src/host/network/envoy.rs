@@ -335,7 +335,9 @@ impl ConnHost for EnvoyConn {
         let ok = unsafe {
             abi::envoy_dynamic_module_callback_network_filter_get_ssl_subject(self.filter, &mut b)
         };
-        if !ok {
+        // On a TLS connection without a peer certificate (none sent, or the handshake not done
+        // yet) Envoy answers `true` with an empty subject: that is "none" too.
+        if !ok || b.len == 0 {
             return None;
         }
         // SAFETY: Envoy wrote `b` during the call.
