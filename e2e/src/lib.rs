@@ -37,4 +37,4 @@ pub use install::{
     ENVOY_VERSION, ENVOY_VERSION_ENV, abi_load_line, envoy_bin, envoy_minor, envoy_version,
 };
 pub use modules::{ProfileBuild, build_example_with_profile, module_path, modules_dir};
-pub use upstream::{ResponseWriter, Upstream, UpstreamRequest};
+pub use upstream::{ResponseWriter, Upstream, UpstreamRequest, echo_server};

@@ -2,41 +2,12 @@
 //! TCP echo server: what reaches upstream, what the client gets back, close details, and a
 //! handler that relays both directions itself.
 
-use jisr_e2e::{Cluster, Envoy, EnvoyConfig, Listener, access_field};
+use jisr_e2e::{Cluster, Envoy, EnvoyConfig, Listener, access_field, echo_server};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A TCP echo server on a free port: each connection gets back what it sends, and its write
-/// side is shut down when the client half-closes.
-fn echo_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind echo");
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => {
-                            let _ = s.shutdown(std::net::Shutdown::Write);
-                            return;
-                        }
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    port
-}
 
 fn gate_envoy(echo: u16) -> Envoy {
     Envoy::start(

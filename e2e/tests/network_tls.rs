@@ -11,9 +11,9 @@
 
 use jisr_e2e::install::python;
 use jisr_e2e::paths::log_dir;
-use jisr_e2e::{Cluster, Envoy, EnvoyConfig, Listener, access_field, wait_until};
+use jisr_e2e::{Cluster, Envoy, EnvoyConfig, Listener, access_field, echo_server, wait_until};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -170,34 +170,6 @@ fn tls_context(client_ca: bool) -> String {
 fn indented(text: &str, n: usize) -> String {
     let pad = " ".repeat(n);
     text.lines().map(|l| format!("{pad}{l}\n")).collect()
-}
-
-/// A TCP echo server on a free port.
-fn echo_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind echo");
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => {
-                            let _ = s.shutdown(std::net::Shutdown::Write);
-                            return;
-                        }
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    port
 }
 
 /// The TLS peers, in Python (`ssl`): each prints one JSON object with what it received.

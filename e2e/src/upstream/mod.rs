@@ -244,3 +244,34 @@ fn read_request(wire: &mut Wire<TcpStream>, id: usize) -> io::Result<Option<Upst
         connection: id,
     }))
 }
+
+/// A TCP echo server on a free port of 127.0.0.1, for network filters: each connection gets
+/// back what it sends, and its write side is shut down when the client half-closes. It
+/// serves until the test process ends; returns its port.
+pub fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind echo");
+    let port = l.local_addr().expect("echo address").port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = s.shutdown(Shutdown::Write);
+                            return;
+                        }
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
