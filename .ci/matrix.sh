@@ -18,7 +18,7 @@ versions=${JISR_MATRIX_VERSIONS:-"1.38.3 1.39.3"}
 subset=(--test hello --test auth --test async --test config_errors --test response
     --test trailers --test callouts --test faults --test routing --test llm_router
     --test introspection --test stream_callout --test sse_tap --test versions --test soak
-    --test streaming --test backpressure --test network_abi --test network --test redis_acl --test listener --test udp --test panic_abort --test soundness --test metadata --test control --test stream_info --test background --test server --test keys_refresh --test upstream_chain --test llm_gateway --test observability --test wire --test tracing)
+    --test streaming --test backpressure --test network_abi --test network --test network_tls --test redis_acl --test listener --test udp --test panic_abort --test soundness --test metadata --test control --test stream_info --test background --test server --test keys_refresh --test upstream_chain --test llm_gateway --test observability --test wire --test tracing)
 # Build the test binaries and the modules (jisr examples, e2e fixtures) once; every version
 # reuses them.
 cargo test -p jisr-e2e "${subset[@]}" --no-run
