@@ -191,7 +191,7 @@ impl<'s> Socket<'s> {
     ///
     /// On Envoy 1.38 a listener callout is refused before Envoy is asked
     /// ([`CannotCreateRequest`](crate::callout::CalloutError::CannotCreateRequest)): that
-    /// version cannot deliver its answer to a listener filter.
+    /// version cannot deliver its answer to a listener filter (and aborts when asked).
     ///
     /// ```
     /// use jisr::callout::CalloutRequest;

@@ -227,9 +227,9 @@ impl SocketHost for EnvoySocket {
         timeout_ms: u64,
     ) -> Result<u64, u32> {
         // Envoy 1.38 (recognised by the callback only it exports) keeps a listener callout's
-        // filter through a shared reference its listener filters do not have: the callout
-        // could never be answered, and making that reference fails inside Envoy. Refused
-        // before Envoy is asked.
+        // filter through a shared reference its listener filters do not have: making that
+        // reference aborts Envoy 1.38.3 at the first listener callout. Refused before Envoy is
+        // asked.
         if abi::listener_late().set_dynamic_metadata.is_some() {
             return Err(crate::abi::callout_init::CANNOT_CREATE_REQUEST);
         }
