@@ -429,7 +429,9 @@ fn a_listener_filter_asks_an_http_service_before_the_socket_goes_on() {
                 "no_such_cluster /admit",
                 "banner",
             ))
+            .listener(admission_listener("hostless", "nohost /admit", "banner"))
             .cluster(Cluster::new("banner", banner_server("banner")))
+            .cluster(Cluster::without_endpoints("nohost"))
             .cluster(Cluster::new("admission", service.port())),
     );
     if jisr_e2e::envoy_minor() < (1, 39) {
@@ -475,6 +477,16 @@ fn a_listener_filter_asks_an_http_service_before_the_socket_goes_on() {
         l.contains("admission_failed:callout refused: cluster not found"),
         "{l}"
     );
+    // A cluster without hosts: Envoy 1.40 fails the listener callout inside the call that
+    // starts it and reports it as not created; no answer comes (HTTP filters get Envoy's 503
+    // there, `Unavailable`). The handler closes at once.
+    let (got, closed) = raw(envoy.listener_port("hostless"), b"hi\n");
+    assert!(got.is_empty() && closed, "{got:?} {closed}");
+    let l = access_line(&envoy, "listener=hostless");
+    assert!(
+        l.ends_with("details=admission_failed:callout refused: cannot create request"),
+        "{l}"
+    );
     // The counters, in Envoy's /stats: in each listener's own scope.
     let counter = |listener: &str, name: &str| {
         let port = envoy.listener_port(listener);
@@ -491,6 +503,7 @@ fn a_listener_filter_asks_an_http_service_before_the_socket_goes_on() {
     assert_eq!(counter("admits", "listener_refused"), Some(0));
     assert_eq!(counter("refuses", "listener_refused"), Some(1));
     assert_eq!(counter("nowhere", "listener_refused"), Some(1));
+    assert_eq!(counter("hostless", "listener_refused"), Some(1));
     assert_eq!(counter("refuses", "listener_admitted"), Some(0));
     assert!(!envoy.log().contains("panicked"));
 }
