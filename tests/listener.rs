@@ -542,6 +542,74 @@ fn a_callout_holds_the_socket_until_it_answers() {
         s.outcome(),
         SocketOutcome::Closed("admission_error callout reset".into())
     );
+
+    // Envoy's own answers are errors, never a verdict: its timeout and its 503 without a host.
+    let mut s = f.accept();
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 504, &[], b"upstream request timeout");
+    assert_eq!(
+        s.outcome(),
+        SocketOutcome::Closed("admission_error callout timed out".into())
+    );
+    let mut s = f.accept();
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 503, &[], b"no healthy upstream");
+    assert_eq!(
+        s.outcome(),
+        SocketOutcome::Closed("admission_error callout got no answer: no healthy host".into())
+    );
+}
+
+/// Peeks a `NAME:<name>\n` line, then asks the admission service about that name.
+async fn peeks_then_asks(mut s: Socket<'_>) {
+    let mut buf = [0u8; 32];
+    let name = loop {
+        let p = s.peek(&mut buf).await;
+        let got = &buf[..p.len()];
+        if let Some(end) = got.iter().position(|b| *b == b'\n') {
+            break String::from_utf8_lossy(got[..end].strip_prefix(b"NAME:").unwrap_or(b""))
+                .into_owned();
+        }
+        if p.is_end() {
+            s.close("no_name");
+            return;
+        }
+    };
+    let mut verdict = Vec::new();
+    let req = jisr::callout::CalloutRequest::get("admission", "/admit", "admission.local")
+        .header("x-name", name.as_bytes());
+    match s.callout(req, &mut verdict).await {
+        Ok(r) if r.status == 200 => {
+            s.set_server_name(&name);
+        }
+        _ => s.close("admission_refused"),
+    }
+}
+
+#[test]
+fn a_callout_after_a_peek_waits_while_more_bytes_come() {
+    fn reg(r: &mut Registry) {
+        r.listener("peeks_then_asks")
+            .max_read_bytes(32)
+            .handle(peeks_then_asks);
+    }
+    let f = TestListenerFilter::new(reg, "peeks_then_asks", b"").unwrap();
+    let mut s = f.accept();
+    s.client_sends(b"NAME:a.exa");
+    assert!(s.callouts().is_empty(), "no line yet");
+    s.client_sends(b"mple\nGET /");
+    let calls = s.callouts();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].header_str("x-name"), Some("a.example"));
+    // More bytes while the callout runs: peeked, but nobody waits for them.
+    s.client_sends(b" HTTP/1.1\r\n");
+    assert_eq!(s.outcome(), SocketOutcome::Waiting);
+    assert_eq!(s.callouts().len(), 1);
+    s.complete_callout(calls[0].id, 200, &[], b"");
+    assert_eq!(s.outcome(), SocketOutcome::WentOn);
+    assert_eq!(s.server_name().as_deref(), Some("a.example"));
+    // Peeked bytes stay in the socket for the connection.
+    assert_eq!(s.remaining(), b"NAME:a.example\nGET / HTTP/1.1\r\n");
 }
 
 #[test]
