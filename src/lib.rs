@@ -350,8 +350,58 @@ pub mod listener {
     //! - A handler that panics closes the socket (termination details
     //!   `jisr_listener_handler_panic`); Envoy keeps serving others. A peer that closes while the
     //!   handler waits ends the socket, and the handler is dropped (cancellation).
-    //! - HTTP callouts from listener filters are not offered yet; a handler may await any other
-    //!   future (a value from another thread comes back through Envoy's scheduler).
+    //! - It may await a callout before the socket goes on: [`Socket::callout`] asks an HTTP
+    //!   service on an Envoy cluster (the same request, response and
+    //!   [`CalloutError`](crate::callout::CalloutError) as HTTP and network filters), and the
+    //!   socket waits for the answer. An answer that comes after the socket closed is dropped:
+    //!   the handler is not polled again. Any other future may be awaited too (a value from
+    //!   another thread comes back through Envoy's scheduler).
+    //! - Metrics are defined at config time without labels ([`ConfigHandle::counter`](crate::ConfigHandle::counter) etc. with
+    //!   `&[]`; a labelled one refuses the config) and updated with [`Socket::counter_inc`] and
+    //!   the like; Envoy shows them in the listener's scope,
+    //!   `listener.<address>.dynamicmodulescustom.<name>`. [`Socket::set_filter_state`] leaves
+    //!   bytes for later filters and access logs (`%FILTER_STATE(key:PLAIN)%`).
+    //! - **Envoy 1.38** delivers no wake and no callout answer to a listener filter: there a
+    //!   handler that awaits anything but [`Socket::peek`] holds the socket until
+    //!   `listener_filters_timeout` (jisr logs a warning once), and [`Socket::callout`] is refused
+    //!   at once with [`CalloutError::CannotCreateRequest`](crate::callout::CalloutError), so
+    //!   the handler can decide without waiting.
+    //!
+    //! A listener filter that asks an admission service, counts, and passes the answer on:
+    //!
+    //! ```
+    //! use jisr::callout::CalloutRequest;
+    //! use jisr::listener::Socket;
+    //! use jisr::{ConfigError, ConfigHandle, Counter, Registry};
+    //!
+    //! struct Admission {
+    //!     refused: Counter,
+    //! }
+    //!
+    //! fn load(cfg: &mut ConfigHandle<'_>) -> Result<Admission, ConfigError> {
+    //!     Ok(Admission { refused: cfg.counter("refused", &[])? })
+    //! }
+    //!
+    //! async fn admit(a: &Admission, mut s: Socket<'_>) {
+    //!     let mut seat = Vec::new();
+    //!     let req = CalloutRequest::get("admission", "/admit", "admission.local");
+    //!     match s.callout(req, &mut seat).await {
+    //!         Ok(r) if r.status == 200 => {
+    //!             s.set_filter_state("acme.seat", &seat); // then the socket goes on
+    //!         }
+    //!         _ => {
+    //!             let _ = s.counter_inc(a.refused, &[]);
+    //!             s.close("admission_refused");
+    //!         }
+    //!     }
+    //! }
+    //!
+    //! fn register(r: &mut Registry) {
+    //!     r.listener("admit").state(load).handle(admit);
+    //! }
+    //! # let mut r = Registry::default();
+    //! # register(&mut r);
+    //! ```
     #[doc(inline)]
     pub use crate::api::listener::*;
 }

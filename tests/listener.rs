@@ -399,3 +399,249 @@ fn names_that_would_be_unsafe_in_logs_are_refused() {
     assert_eq!(s.server_name().as_deref(), Some("ok.test"));
     assert!(s.application_protocols().is_empty());
 }
+
+struct Stats {
+    accepted: jisr::Counter,
+    waiting: jisr::Gauge,
+    peeked: jisr::Histogram,
+}
+
+fn stats(cfg: &mut ConfigHandle<'_>) -> Result<Stats, ConfigError> {
+    Ok(Stats {
+        accepted: cfg.counter("accepted", &[])?,
+        waiting: cfg.gauge("waiting", &[])?,
+        peeked: cfg.histogram("peeked_bytes", &[])?,
+    })
+}
+
+/// Counts the socket, peeks, and passes what an earlier filter left in filter state on with
+/// the peeked length.
+async fn counted(st: &Stats, mut s: Socket<'_>) {
+    s.counter_inc(st.accepted, &[]).unwrap();
+    // Listener metrics have no labels in Envoy's ABI: a label value is refused.
+    assert_eq!(
+        s.counter_inc(st.accepted, &["x"]),
+        Err(jisr::handler::MetricError::LabelCount {
+            expected: 0,
+            got: 1
+        })
+    );
+    s.gauge_add(st.waiting, &[], 1).unwrap();
+    let mut buf = [0u8; 16];
+    let n = s.peek(&mut buf).await.len();
+    s.histogram_record(st.peeked, &[], n as u64).unwrap();
+    s.gauge_sub(st.waiting, &[], 1).unwrap();
+    let mut earlier = [0u8; 4];
+    let len = s.filter_state("acme.earlier", &mut earlier).unwrap_or(0);
+    // Only the first bytes fit; the whole length is reported.
+    assert_eq!(len, 5);
+    let seen = format!("{}:{n}", String::from_utf8_lossy(&earlier));
+    assert!(s.set_filter_state("acme.seen", seen.as_bytes()));
+    let mut back = [0u8; 16];
+    assert_eq!(s.filter_state("acme.seen", &mut back), Some(seen.len()));
+    assert_eq!(s.filter_state("acme.none", &mut back), None);
+}
+
+#[test]
+fn metrics_and_filter_state_round_trip() {
+    fn reg(r: &mut Registry) {
+        r.listener("counted")
+            .max_read_bytes(16)
+            .state(stats)
+            .handle(counted);
+    }
+    let f = TestListenerFilter::new(reg, "counted", b"").unwrap();
+    for i in 1..=3u64 {
+        let mut s = f.accept();
+        s.set_filter_state("acme.earlier", b"proxy");
+        assert_eq!(f.metric("accepted"), Some(i));
+        assert_eq!(f.metric("waiting"), Some(1), "counted while it waits");
+        s.client_sends(&vec![b'.'; i as usize + 4]);
+        assert_eq!(s.outcome(), SocketOutcome::WentOn);
+        assert_eq!(f.metric("waiting"), Some(0));
+        assert_eq!(f.metric("peeked_bytes"), Some(i + 4));
+        assert_eq!(
+            s.filter_state("acme.seen"),
+            Some(format!("prox:{}", i + 4).into_bytes())
+        );
+    }
+    assert_eq!(f.metric("nothing"), None);
+}
+
+#[test]
+fn a_labelled_listener_metric_refuses_the_config() {
+    fn labelled(cfg: &mut ConfigHandle<'_>) -> Result<jisr::Counter, ConfigError> {
+        cfg.counter("by_sni", &["sni"])
+    }
+    async fn never(_: &jisr::Counter, _: Socket<'_>) {}
+    fn reg(r: &mut Registry) {
+        r.listener("labelled").state(labelled).handle(never);
+    }
+    let err = TestListenerFilter::new(reg, "labelled", b"")
+        .err()
+        .expect("a labelled listener metric is refused");
+    assert!(err.contains("by_sni"), "{err}");
+}
+
+thread_local! {
+    /// Answers the `admits` handler got on this test's thread.
+    static ANSWERS_SEEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Asks an admission service before the socket goes on; its answer is the SNI to set.
+async fn admits(mut s: Socket<'_>) {
+    let peer = s
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let mut body = Vec::new();
+    let req = jisr::callout::CalloutRequest::get("admission", "/admit", "admission.local")
+        .header("x-peer", peer.as_bytes());
+    let r = s.callout(req, &mut body).await;
+    ANSWERS_SEEN.set(ANSWERS_SEEN.get() + 1);
+    match r {
+        Ok(r) if r.status == 200 => {
+            let name = String::from_utf8_lossy(&body).into_owned();
+            assert!(s.set_server_name(&name));
+        }
+        Ok(r) => s.close(&format!("admission_{}", r.status)),
+        // Close details are one word: the error's spaces become underscores.
+        Err(e) => s.close(&format!("admission_error:{e}").replace(' ', "_")),
+    }
+}
+
+fn admission(r: &mut Registry) {
+    r.listener("admits").handle(admits);
+}
+
+#[test]
+fn a_callout_holds_the_socket_until_it_answers() {
+    let f = TestListenerFilter::new(admission, "admits", b"").unwrap();
+    let mut s = f.accept_from("10.0.0.7", 5555);
+    assert_eq!(s.outcome(), SocketOutcome::Waiting);
+    let calls = s.callouts();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].cluster, "admission");
+    assert_eq!(calls[0].path(), Some("/admit"));
+    assert_eq!(calls[0].header_str("x-peer"), Some("10.0.0.7"));
+    s.complete_callout(calls[0].id, 200, &[], b"a.example");
+    assert_eq!(s.outcome(), SocketOutcome::WentOn);
+    assert_eq!(s.server_name().as_deref(), Some("a.example"));
+
+    // The service refuses: the handler closes.
+    let mut s = f.accept();
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 403, &[], b"");
+    assert_eq!(s.outcome(), SocketOutcome::Closed("admission_403".into()));
+    assert_eq!(s.server_name(), None);
+
+    // The callout's stream is reset.
+    let mut s = f.accept();
+    let id = s.callouts()[0].id;
+    s.fail_callout(id);
+    assert_eq!(
+        s.outcome(),
+        SocketOutcome::Closed("admission_error:callout_reset".into())
+    );
+
+    // Envoy's own answers are errors, never a verdict: its timeout and its 503 without a host.
+    let mut s = f.accept();
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 504, &[], b"upstream request timeout");
+    assert_eq!(
+        s.outcome(),
+        SocketOutcome::Closed("admission_error:callout_timed_out".into())
+    );
+    let mut s = f.accept();
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 503, &[], b"no healthy upstream");
+    assert_eq!(
+        s.outcome(),
+        SocketOutcome::Closed("admission_error:callout_got_no_answer:_no_healthy_host".into())
+    );
+}
+
+/// Peeks a `NAME:<name>\n` line, then asks the admission service about that name.
+async fn peeks_then_asks(mut s: Socket<'_>) {
+    let mut buf = [0u8; 32];
+    let name = loop {
+        let p = s.peek(&mut buf).await;
+        let got = &buf[..p.len()];
+        if let Some(end) = got.iter().position(|b| *b == b'\n') {
+            break String::from_utf8_lossy(got[..end].strip_prefix(b"NAME:").unwrap_or(b""))
+                .into_owned();
+        }
+        if p.is_end() {
+            s.close("no_name");
+            return;
+        }
+    };
+    let mut verdict = Vec::new();
+    let req = jisr::callout::CalloutRequest::get("admission", "/admit", "admission.local")
+        .header("x-name", name.as_bytes());
+    match s.callout(req, &mut verdict).await {
+        Ok(r) if r.status == 200 => {
+            s.set_server_name(&name);
+        }
+        _ => s.close("admission_refused"),
+    }
+}
+
+#[test]
+fn a_callout_after_a_peek_waits_while_more_bytes_come() {
+    fn reg(r: &mut Registry) {
+        r.listener("peeks_then_asks")
+            .max_read_bytes(32)
+            .handle(peeks_then_asks);
+    }
+    let f = TestListenerFilter::new(reg, "peeks_then_asks", b"").unwrap();
+    let mut s = f.accept();
+    s.client_sends(b"NAME:a.exa");
+    assert!(s.callouts().is_empty(), "no line yet");
+    s.client_sends(b"mple\nGET /");
+    let calls = s.callouts();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].header_str("x-name"), Some("a.example"));
+    // More bytes while the callout runs: peeked, but nobody waits for them.
+    s.client_sends(b" HTTP/1.1\r\n");
+    assert_eq!(s.outcome(), SocketOutcome::Waiting);
+    assert_eq!(s.callouts().len(), 1);
+    s.complete_callout(calls[0].id, 200, &[], b"");
+    assert_eq!(s.outcome(), SocketOutcome::WentOn);
+    assert_eq!(s.server_name().as_deref(), Some("a.example"));
+    // Peeked bytes stay in the socket for the connection.
+    assert_eq!(s.remaining(), b"NAME:a.example\nGET / HTTP/1.1\r\n");
+}
+
+#[test]
+fn a_callout_to_an_unknown_cluster_fails_in_on_accept() {
+    let f = TestListenerFilter::new(admission, "admits", b"").unwrap();
+    let socket = jisr::testing::AcceptedSocket::default();
+    socket.set_unknown_cluster("admission");
+    let s = f.accept_on(&socket);
+    assert_eq!(
+        s.outcome(),
+        SocketOutcome::Closed("admission_error:callout_refused:_cluster_not_found".into())
+    );
+    assert!(s.callouts().is_empty());
+}
+
+#[test]
+fn an_answer_after_the_client_left_is_dropped() {
+    let f = TestListenerFilter::new(admission, "admits", b"").unwrap();
+    let mut s = f.accept();
+    let id = s.callouts()[0].id;
+    s.client_closes();
+    let before = ANSWERS_SEEN.get();
+    s.complete_callout(id, 200, &[], b"late.example");
+    // The handler is not polled again: the answer never reaches it, nothing is set.
+    assert_eq!(ANSWERS_SEEN.get(), before);
+    assert_eq!(s.outcome(), SocketOutcome::Closed(String::new()));
+    assert_eq!(s.server_name(), None);
+    drop(s);
+    // The slot is reused cleanly: the next socket's callout works.
+    let mut s = f.accept();
+    let id = s.callouts()[0].id;
+    s.complete_callout(id, 200, &[], b"b.example");
+    assert_eq!(s.server_name().as_deref(), Some("b.example"));
+}

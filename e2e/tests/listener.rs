@@ -3,7 +3,8 @@
 //! `tcp_proxy` (behind TLS termination for the TLS chains) to its own server, which greets the
 //! client with the chain's name. Clients:
 //! Python's `ssl`, `openssl s_client`, raw sockets with plain text, garbage and broken TLS, and
-//! PROXY protocol v1/v2 headers before a TLS handshake.
+//! PROXY protocol v1/v2 headers before a TLS handshake. And a listener filter that asks an
+//! HTTP service before the socket goes on (`listener_callout_fixture`), with its counters.
 
 use jisr_e2e::install::python;
 use jisr_e2e::paths::{log_dir, workspace_root};
@@ -370,5 +371,142 @@ fn a_handler_that_waits_resumes_the_socket_through_envoys_scheduler() {
     );
     let l = access_line(&envoy, "chain=beta-h2");
     assert_eq!(access_field(&l, "peer"), Some("192.0.2.10:40001"), "{l}");
+    assert!(!envoy.log().contains("panicked"));
+}
+
+/// A listener whose only listener filter is `listener_callout_fixture` with `config`, then one
+/// chain to `cluster`; the access log shows the filter state the filter set.
+fn admission_listener(name: &str, config: &str, cluster: &str) -> Listener {
+    let fmt = format!(
+        "ACCESS listener={name} chain=%FILTER_CHAIN_NAME% \
+         admission=%FILTER_STATE(jisr.admission:PLAIN)% \
+         details=%CONNECTION_TERMINATION_DETAILS%\\n"
+    );
+    let yaml = format!(
+        "  - name: {name}
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {{port}} }}
+    listener_filters_timeout: 5s
+    listener_filters:
+    - name: admit
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.filters.listener.dynamic_modules.v3.DynamicModuleListenerFilter
+        dynamic_module_config:
+          name: listener_callout_fixture
+        filter_name: admit
+        filter_config:
+          \"@type\": type.googleapis.com/google.protobuf.StringValue
+          value: \"{config}\"
+    access_log:
+    - name: envoy.access_loggers.stdout
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+        log_format:
+          text_format_source:
+            inline_string: \"{fmt}\"
+    filter_chains:
+"
+    );
+    Listener::raw(name, &(yaml + &chain(cluster, "{}", false)))
+}
+
+#[test]
+fn a_listener_filter_asks_an_http_service_before_the_socket_goes_on() {
+    // The service admits `/admit` and refuses anything else.
+    let service = jisr_e2e::Upstream::start_with("admission", |req, w| {
+        if req.path == "/admit" {
+            w.status(200).send(b"seat-7");
+        } else {
+            w.status(403).send(b"no");
+        }
+    });
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(admission_listener("admits", "admission /admit", "banner"))
+            .listener(admission_listener("refuses", "admission /deny", "banner"))
+            .listener(admission_listener(
+                "nowhere",
+                "no_such_cluster /admit",
+                "banner",
+            ))
+            .listener(admission_listener("hostless", "nohost /admit", "banner"))
+            .cluster(Cluster::new("banner", banner_server("banner")))
+            .cluster(Cluster::without_endpoints("nohost"))
+            .cluster(Cluster::new("admission", service.port())),
+    );
+    if jisr_e2e::envoy_minor() < (1, 39) {
+        // Envoy 1.38 cannot answer a listener filter's callout: jisr refuses it at once.
+        let (got, closed) = raw(envoy.listener_port("admits"), b"hi\n");
+        assert!(got.is_empty() && closed, "{got:?} {closed}");
+        let l = access_line(&envoy, "listener=admits");
+        assert!(l.contains("callout_refused:_cannot_create_request"), "{l}");
+        assert!(service.requests().is_empty());
+        return;
+    }
+    // Admitted: the banner server answers through the chain, and the answer is in filter state.
+    let (got, _) = raw(envoy.listener_port("admits"), b"hi\n");
+    assert_eq!(got, b"chain=banner\n");
+    let seen = service.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/admit");
+    assert!(
+        seen[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-peer" && v == "127.0.0.1"),
+        "{:?}",
+        seen[0].headers
+    );
+    let l = access_line(&envoy, "listener=admits");
+    assert_eq!(access_field(&l, "chain"), Some("banner"), "{l}");
+    assert_eq!(access_field(&l, "admission"), Some("seat-7"), "{l}");
+    // Refused: closed before any chain, with the handler's details.
+    let (got, closed) = raw(envoy.listener_port("refuses"), b"hi\n");
+    assert!(got.is_empty() && closed, "{got:?} {closed}");
+    let l = access_line(&envoy, "listener=refuses");
+    assert_eq!(
+        access_field(&l, "details"),
+        Some("admission_status_403"),
+        "{l}"
+    );
+    // An unknown cluster: the callout cannot start, the socket is closed at once.
+    let (got, closed) = raw(envoy.listener_port("nowhere"), b"hi\n");
+    assert!(got.is_empty() && closed, "{got:?} {closed}");
+    let l = access_line(&envoy, "listener=nowhere");
+    assert!(
+        l.contains("admission_failed:callout_refused:_cluster_not_found"),
+        "{l}"
+    );
+    // A cluster without hosts: Envoy fails the callout inside the call that starts it, while
+    // the handler's first poll runs. 1.39 delivers its own 503 there (taken by that poll:
+    // `Unavailable`); 1.40 reports the callout as not created and delivers nothing. Either
+    // way the handler closes at once.
+    let (got, closed) = raw(envoy.listener_port("hostless"), b"hi\n");
+    assert!(got.is_empty() && closed, "{got:?} {closed}");
+    let l = access_line(&envoy, "listener=hostless");
+    let expected = if jisr_e2e::envoy_minor() < (1, 40) {
+        "details=admission_failed:callout_got_no_answer:_no_healthy_host"
+    } else {
+        "details=admission_failed:callout_refused:_cannot_create_request"
+    };
+    assert!(l.ends_with(expected), "{l}");
+    // The counters, in Envoy's /stats: in each listener's own scope.
+    let counter = |listener: &str, name: &str| {
+        let port = envoy.listener_port(listener);
+        envoy.counter(&format!(
+            "listener.127.0.0.1_{port}.dynamicmodulescustom.{name}"
+        ))
+    };
+    assert_eq!(
+        counter("admits", "listener_admitted"),
+        Some(1),
+        "{}",
+        envoy.stats()
+    );
+    assert_eq!(counter("admits", "listener_refused"), Some(0));
+    assert_eq!(counter("refuses", "listener_refused"), Some(1));
+    assert_eq!(counter("nowhere", "listener_refused"), Some(1));
+    assert_eq!(counter("hostless", "listener_refused"), Some(1));
+    assert_eq!(counter("refuses", "listener_admitted"), Some(0));
     assert!(!envoy.log().contains("panicked"));
 }

@@ -27,6 +27,8 @@ pub(crate) mod callout_init {
     pub(crate) const CLUSTER_NOT_FOUND: u32 = 2;
     /// The id is in use.
     pub(crate) const DUPLICATE_CALLOUT_ID: u32 = 3;
+    /// Envoy could not make the request.
+    pub(crate) const CANNOT_CREATE_REQUEST: u32 = 4;
 }
 
 /// How an HTTP callout ended (`envoy_dynamic_module_type_http_callout_result`).

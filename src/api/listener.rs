@@ -158,6 +158,82 @@ impl<'s> Socket<'s> {
             .with(|h| h.set_metadata_number(namespace.as_bytes(), key.as_bytes(), value));
     }
 
+    /// Sets a filter-state object of bytes under `key`, readable by later listener and network
+    /// filters, access logs (`%FILTER_STATE(key)%`) and
+    /// [`filter_state`](Socket::filter_state); whether Envoy took it (it refuses to replace a
+    /// read-only object). `false` once the socket went on or closed.
+    pub fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool {
+        if self.core.ended.get() {
+            return false;
+        }
+        self.core
+            .host
+            .with(|h| h.set_filter_state(key.as_bytes(), value))
+            .unwrap_or(false)
+    }
+
+    /// Copies the bytes filter-state object under `key` into `out`; its whole length (which
+    /// may exceed `out.len()`: only the first bytes were copied), or `None` when there is none.
+    pub fn filter_state(&self, key: &str, out: &mut [u8]) -> Option<usize> {
+        self.core
+            .host
+            .with(|h| h.filter_state(key.as_bytes(), out))
+            .flatten()
+    }
+
+    /// Starts an HTTP callout to an Envoy cluster; the future gives the response, its body
+    /// appended to `body` (as for HTTP and network filters: `jisr::callout`). The socket waits
+    /// meanwhile: no connection is made until the handler returns. Errors are those of
+    /// [`CalloutError`](crate::callout::CalloutError): an unknown cluster fails at once, a
+    /// service that does not answer gives `Unavailable`, `Reset` or `Timeout`. Once the
+    /// socket is closed (by the client, or Envoy's `listener_filters_timeout`), the handler is
+    /// not polled again and a late answer is dropped.
+    ///
+    /// On Envoy 1.38 a listener callout is refused before Envoy is asked
+    /// ([`CannotCreateRequest`](crate::callout::CalloutError::CannotCreateRequest)): that
+    /// version cannot deliver its answer to a listener filter (and aborts when asked).
+    ///
+    /// ```
+    /// use jisr::callout::CalloutRequest;
+    /// use jisr::listener::Socket;
+    ///
+    /// async fn admit(mut s: Socket<'_>) {
+    ///     let mut verdict = Vec::new();
+    ///     let req = CalloutRequest::get("admission", "/admit", "admission.local");
+    ///     match s.callout(req, &mut verdict).await {
+    ///         Ok(r) if r.status == 200 => {} // returned: the socket goes on
+    ///         _ => s.close("admission_denied"),
+    ///     }
+    /// }
+    /// # let _ = admit;
+    /// ```
+    pub fn callout<'a>(
+        &'a self,
+        req: crate::callout::CalloutRequest<'a>,
+        body: &'a mut Vec<u8>,
+    ) -> crate::callout::Callout<'a> {
+        crate::api::callout::Callout::new(self.core, req, body)
+    }
+
+    crate::api::metrics::metric_methods!(
+        "[`MetricError::LabelCount`](crate::handler::MetricError) when labels are given (listener \
+         filter metrics have none in Envoy's ABI), `NotFound`/`Rejected` from Envoy, and \
+         `Detached` outside the handler's polls or once the socket went on or closed."
+    );
+
+    fn metric(
+        &self,
+        op: crate::host::MetricOp,
+        id: usize,
+        expected: usize,
+        labels: &[&str],
+        v: u64,
+    ) -> Result<(), crate::handler::MetricError> {
+        crate::api::metrics::label_free(expected, labels, || {
+            self.core.host.with(|h| h.metric(op, id, v))
+        })
+    }
+
     /// The client's address as Envoy sees it (after any filter set it); `None` for a pipe.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.addr(SockAddr::Remote)

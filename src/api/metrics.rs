@@ -237,6 +237,23 @@ macro_rules! metric_methods {
 pub(crate) use metric_methods;
 
 /// Turns the ABI result of a metric operation into the typed error.
+/// A metric update of a kind whose metrics take no labels in Envoy's ABI (network, listener):
+/// label values are refused before `apply` runs; `apply` gives the ABI result (`None`:
+/// outside the handler's polls).
+pub(crate) fn label_free(
+    expected: usize,
+    labels: &[&str],
+    apply: impl FnOnce() -> Option<u32>,
+) -> Result<(), MetricError> {
+    if labels.len() != expected {
+        return Err(MetricError::LabelCount {
+            expected,
+            got: labels.len(),
+        });
+    }
+    metric_result(apply(), expected, labels.len())
+}
+
 pub(crate) fn metric_result(
     rc: Option<u32>,
     expected: usize,

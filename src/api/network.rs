@@ -454,14 +454,9 @@ impl<'c> Connection<'c> {
         labels: &[&str],
         v: u64,
     ) -> Result<(), crate::handler::MetricError> {
-        if labels.len() != expected {
-            return Err(crate::handler::MetricError::LabelCount {
-                expected,
-                got: labels.len(),
-            });
-        }
-        let rc = self.core.host.with(|h| h.metric(op, id, v));
-        crate::api::metrics::metric_result(rc, expected, labels.len())
+        crate::api::metrics::label_free(expected, labels, || {
+            self.core.host.with(|h| h.metric(op, id, v))
+        })
     }
 
     /// Writes one line to Envoy's `dynamic_modules` log at `level` (formatted only when the

@@ -194,6 +194,38 @@ pub unsafe fn scheduled(filter: ListenerFilterEnvoyPtr, slot: *const c_void) {
     unsafe { run(filter, slot, (), |s, h| s.scheduled(h)) }
 }
 
+/// `on_listener_filter_http_callout_done`.
+///
+/// # Safety
+/// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`];
+/// `headers` and `chunks` are null or point at `n_headers` / `n_chunks` entries Envoy keeps
+/// valid until this hook returns.
+#[allow(clippy::too_many_arguments)] // Mirrors Envoy's hook signature.
+pub unsafe fn callout_done(
+    filter: ListenerFilterEnvoyPtr,
+    slot: *const c_void,
+    id: u64,
+    result: u32,
+    headers: *const crate::abi::ffi::HeaderPair,
+    n_headers: usize,
+    chunks: *const Buf,
+    n_chunks: usize,
+) {
+    // SAFETY: per the caller, valid for this hook; read only inside it.
+    let (headers, chunks) = unsafe {
+        (
+            super::abi_headers(headers, n_headers),
+            super::abi_chunks(chunks, n_chunks),
+        )
+    };
+    // SAFETY: forwarded contract.
+    unsafe {
+        run(filter, slot, (), |s, h| {
+            s.callout_done(h, id, result, headers, chunks)
+        })
+    }
+}
+
 /// `on_listener_filter_get_max_read_bytes` (cheap: one field read).
 ///
 /// # Safety
@@ -306,18 +338,20 @@ macro_rules! __export_listener_hooks {
                 _event: u64,
             ) {
             }
-            /// jisr listener filters make no callouts yet: nothing to deliver.
             #[unsafe(no_mangle)]
-            pub extern "C" fn envoy_dynamic_module_on_listener_filter_http_callout_done(
-                _f: *mut c_void,
-                _p: *const c_void,
-                _id: u64,
-                _result: u32,
-                _headers: *const HeaderPair,
-                _headers_len: usize,
-                _chunks: *const Buf,
-                _chunks_len: usize,
+            pub unsafe extern "C" fn envoy_dynamic_module_on_listener_filter_http_callout_done(
+                f: *mut c_void,
+                p: *const c_void,
+                id: u64,
+                result: u32,
+                headers: *const HeaderPair,
+                headers_len: usize,
+                chunks: *const Buf,
+                chunks_len: usize,
             ) {
+                unsafe {
+                    h::callout_done(f, p, id, result, headers, headers_len, chunks, chunks_len)
+                }
             }
         };
     };

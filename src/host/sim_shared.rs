@@ -1,7 +1,88 @@
 //! What the simulated hosts of every kind share (feature `testing`): the record of a callout
-//! a filter started, and how recorded bytes and headers print.
+//! a filter started, label-free metrics, bytes filter state, and how recorded bytes and
+//! headers print.
 
+use crate::host::MetricOp;
 use core::fmt;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// Label-free metric values by id, shared by a config's simulated connections or sockets.
+pub(crate) type SimMetrics = RefCell<Rc<RefCell<Vec<u64>>>>;
+
+/// Applies a metric update as Envoy would show it (counters and gauges add; a histogram keeps
+/// its last value); the ABI metrics result.
+pub(crate) fn apply_metric(metrics: &SimMetrics, op: MetricOp, id: usize, value: u64) -> u32 {
+    let shared = metrics.borrow();
+    let mut m = shared.borrow_mut();
+    let Some(v) = m.get_mut(id) else {
+        return crate::abi::metrics_result::METRIC_NOT_FOUND;
+    };
+    *v = match op {
+        MetricOp::CounterAdd | MetricOp::GaugeAdd => v.saturating_add(value),
+        MetricOp::GaugeSub => v.saturating_sub(value),
+        MetricOp::GaugeSet | MetricOp::HistogramRecord => value,
+    };
+    crate::abi::metrics_result::SUCCESS
+}
+
+/// Bytes filter-state objects by key.
+pub(crate) type SimFilterState = RefCell<Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// Sets the object under `key` (replacing one).
+pub(crate) fn set_filter_state(fs: &SimFilterState, key: &[u8], value: &[u8]) -> bool {
+    let mut fs = fs.borrow_mut();
+    fs.retain(|(k, _)| k != key);
+    fs.push((key.to_vec(), value.to_vec()));
+    true
+}
+
+/// Copies the object under `key` into `out`; its whole length.
+pub(crate) fn filter_state(fs: &SimFilterState, key: &[u8], out: &mut [u8]) -> Option<usize> {
+    let fs = fs.borrow();
+    let (_, v) = fs.iter().find(|(k, _)| k == key)?;
+    let n = v.len().min(out.len());
+    out[..n].copy_from_slice(&v[..n]);
+    Some(v.len())
+}
+
+/// The callouts a simulated connection or socket started.
+#[derive(Default)]
+pub(crate) struct SimCallouts {
+    /// Callouts started: id, cluster, request headers, body.
+    pub(crate) started: RefCell<Vec<SimCallout>>,
+    /// The last id given.
+    pub(crate) last_id: Cell<u64>,
+    /// Clusters that do not exist.
+    pub(crate) unknown_clusters: RefCell<Vec<String>>,
+}
+
+impl SimCallouts {
+    /// Records a callout as Envoy would start it: its id, or `CLUSTER_NOT_FOUND`.
+    pub(crate) fn start(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let cluster = String::from_utf8_lossy(cluster).into_owned();
+        if self.unknown_clusters.borrow().contains(&cluster) {
+            return Err(crate::abi::callout_init::CLUSTER_NOT_FOUND);
+        }
+        let id = self.last_id.get() + 1;
+        self.last_id.set(id);
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        self.started.borrow_mut().push(SimCallout {
+            id,
+            cluster,
+            headers: headers.iter().map(|(k, v)| (s(k), v.to_vec())).collect(),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        Ok(id)
+    }
+}
 
 /// A callout the filter started on a simulated stream or connection.
 ///

@@ -35,6 +35,8 @@ use std::sync::atomic::Ordering;
 pub struct TestListenerFilter {
     config: Box<dyn ListenerConfigHooks>,
     load_logs: Vec<(crate::Level, String)>,
+    metric_names: Vec<String>,
+    metrics: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
 }
 
 fn level(l: u32) -> crate::Level {
@@ -78,7 +80,21 @@ impl TestListenerFilter {
             .into_iter()
             .map(|(l, s)| (level(l), s))
             .collect();
-        Ok(TestListenerFilter { config, load_logs })
+        let metric_names = host.metrics.take();
+        let metrics = std::rc::Rc::new(std::cell::RefCell::new(vec![0; metric_names.len()]));
+        Ok(TestListenerFilter {
+            config,
+            load_logs,
+            metric_names,
+            metrics,
+        })
+    }
+
+    /// The value of metric `name` defined by the config (counters and gauges as Envoy would
+    /// show them; a histogram's last recorded value), summed over this filter's sockets.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        let i = self.metric_names.iter().position(|n| n == name)?;
+        self.metrics.borrow().get(i).copied()
     }
 
     /// Log lines written while the config loaded.
@@ -98,15 +114,107 @@ impl TestListenerFilter {
         *host.remote.borrow_mut() = (ip.to_string(), port);
         *host.direct_remote.borrow_mut() = (ip.to_string(), port);
         *host.local.borrow_mut() = ("127.0.0.1".to_string(), 10000);
+        self.start(Hosted::Owned(Box::new(host)))
+    }
+
+    /// Accepts a socket on `socket`, reused from earlier sockets: its buffers keep their
+    /// capacity, so a warm socket allocates nothing in the simulator (for allocation tests and
+    /// benchmarks). The previous socket on it must be gone; what it set is cleared.
+    ///
+    /// ```
+    /// use jisr::listener::{Peeked, Socket};
+    /// use jisr::testing::{AcceptedSocket, SocketOutcome, TestListenerFilter};
+    ///
+    /// async fn sniff(mut s: Socket<'_>) {
+    ///     let mut first = [0u8; 1];
+    ///     if s.peek(&mut first).await.len() == 1 && first[0] == 0x16 {
+    ///         s.set_transport_protocol("tls");
+    ///     }
+    /// }
+    /// fn register(r: &mut jisr::Registry) { r.listener("sniff").max_read_bytes(1).handle(sniff); }
+    ///
+    /// let f = TestListenerFilter::new(register, "sniff", b"").unwrap();
+    /// let socket = AcceptedSocket::default();
+    /// for _ in 0..3 {
+    ///     let mut s = f.accept_on(&socket);
+    ///     s.client_sends(&[0x16]);
+    ///     assert_eq!(s.outcome(), SocketOutcome::WentOn);
+    ///     assert_eq!(s.transport_protocol().as_deref(), Some("tls"));
+    /// }
+    /// ```
+    pub fn accept_on<'a>(&'a self, socket: &'a AcceptedSocket) -> TestSocket<'a> {
+        let h = &socket.0;
+        h.bytes.borrow_mut().clear();
+        h.peek_limit.set(0);
+        h.in_data.set(false);
+        h.drained.borrow_mut().clear();
+        h.transport.borrow_mut().clear();
+        h.sni.borrow_mut().clear();
+        h.alpn.borrow_mut().clear();
+        h.metadata.borrow_mut().clear();
+        h.local_restored.set(false);
+        h.continued.borrow_mut().clear();
+        *h.closed.borrow_mut() = None;
+        h.scheduled.store(0, Ordering::Relaxed);
+        h.filter_state.borrow_mut().clear();
+        h.callouts.started.borrow_mut().clear();
+        // Addresses: the defaults of `accept`, written into the buffers they already have.
+        for (a, ip, port) in [
+            (&h.remote, "127.0.0.1", 40000),
+            (&h.direct_remote, "127.0.0.1", 40000),
+            (&h.local, "127.0.0.1", 10000),
+        ] {
+            let mut a = a.borrow_mut();
+            a.0.clear();
+            a.0.push_str(ip);
+            a.1 = port;
+        }
+        self.start(Hosted::Borrowed(h))
+    }
+
+    fn start<'a>(&'a self, host: Hosted<'a>) -> TestSocket<'a> {
+        // The config's metrics, shared by its sockets (a reference count, no copy).
+        host.metrics.replace(self.metrics.clone());
         let slot = SimSlot::new(&*self.config).expect("the config refused the socket");
         let mut s = TestSocket {
-            host,
             slot,
+            host,
             outcome: SocketOutcome::Waiting,
         };
-        let st = s.slot.hook(|h| h.accept(&s.host));
+        let st = s.slot.hook(|h| h.accept(&*s.host));
         s.after_status(st);
         s
+    }
+}
+
+/// A simulated accepted socket that [`TestListenerFilter::accept_on`] can reuse.
+#[derive(Default)]
+pub struct AcceptedSocket(SimSocket);
+
+impl AcceptedSocket {
+    /// Makes callouts to `cluster` fail to start on sockets accepted on this one (as for a
+    /// cluster Envoy does not know), from their first hook on.
+    pub fn set_unknown_cluster(&self, cluster: &str) {
+        self.0
+            .callouts
+            .unknown_clusters
+            .borrow_mut()
+            .push(cluster.to_string());
+    }
+}
+
+enum Hosted<'a> {
+    Owned(Box<SimSocket>),
+    Borrowed(&'a SimSocket),
+}
+
+impl core::ops::Deref for Hosted<'_> {
+    type Target = SimSocket;
+    fn deref(&self) -> &SimSocket {
+        match self {
+            Hosted::Owned(b) => b,
+            Hosted::Borrowed(r) => r,
+        }
     }
 }
 
@@ -124,8 +232,9 @@ pub enum SocketOutcome {
 /// One simulated accepted socket through the filter (from [`TestListenerFilter::accept`]).
 /// Dropping it destroys the filter as Envoy does.
 pub struct TestSocket<'f> {
-    host: SimSocket,
+    // Declared before the host: the filter is destroyed first.
     slot: SimSlot<'f>,
+    host: Hosted<'f>,
     outcome: SocketOutcome,
 }
 
@@ -175,7 +284,7 @@ impl TestSocket<'_> {
         }
         self.host.peek_limit.set(max);
         self.host.in_data.set(true);
-        let st = self.slot.hook(|h| h.data(&self.host));
+        let st = self.slot.hook(|h| h.data(&*self.host));
         self.host.in_data.set(false);
         self.after_status(st);
     }
@@ -196,7 +305,7 @@ impl TestSocket<'_> {
         let mut n = 0;
         while self.host.scheduled.swap(0, Ordering::AcqRel) > 0 {
             n += 1;
-            self.slot.hook(|h| h.scheduled(&self.host));
+            self.slot.hook(|h| h.scheduled(&*self.host));
             self.settle();
         }
         n
@@ -209,7 +318,12 @@ impl TestSocket<'_> {
 
     /// The server name (SNI) the filter set.
     pub fn server_name(&self) -> Option<String> {
-        self.host.sni.borrow().clone()
+        Some(self.host.sni.borrow().clone()).filter(|s| !s.is_empty())
+    }
+
+    /// Whether the filter set the server name `name` (no allocation, for allocation tests).
+    pub fn server_name_is(&self, name: &str) -> bool {
+        *self.host.sni.borrow() == name
     }
 
     /// The application protocols (ALPN) the filter set.
@@ -219,7 +333,7 @@ impl TestSocket<'_> {
 
     /// The transport protocol the filter set.
     pub fn transport_protocol(&self) -> Option<String> {
-        self.host.transport.borrow().clone()
+        Some(self.host.transport.borrow().clone()).filter(|s| !s.is_empty())
     }
 
     /// A dynamic metadata value the filter set (numbers as text).
@@ -251,6 +365,80 @@ impl TestSocket<'_> {
     /// Bytes still in the socket (what the connection would read first).
     pub fn remaining(&self) -> Vec<u8> {
         self.host.bytes.borrow().clone()
+    }
+
+    /// The bytes filter-state object the filter set under `key`.
+    pub fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        self.host
+            .filter_state
+            .borrow()
+            .iter()
+            .find(|(k, _)| k.as_slice() == key.as_bytes())
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sets a bytes filter-state object before the filter reads it (as an earlier listener
+    /// filter would have).
+    pub fn set_filter_state(&self, key: &str, value: &[u8]) {
+        crate::host::sim_shared::set_filter_state(&self.host.filter_state, key.as_bytes(), value);
+    }
+
+    /// The callouts the filter started on this socket, in order.
+    pub fn callouts(&self) -> Vec<crate::testing::SimCallout> {
+        self.host.callouts.started.borrow().clone()
+    }
+
+    /// Makes callouts to `cluster` fail to start (as for a cluster Envoy does not know).
+    pub fn set_unknown_cluster(&self, cluster: &str) {
+        self.host
+            .callouts
+            .unknown_clusters
+            .borrow_mut()
+            .push(cluster.to_string());
+    }
+
+    /// Completes callout `id` with a response (as Envoy's callout-done hook would). Envoy
+    /// calls the hook while its filter lives, even after the socket went on or closed.
+    pub fn complete_callout(
+        &mut self,
+        id: u64,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) {
+        let code = status.to_string();
+        let mut pairs = vec![(b":status".as_slice(), code.as_bytes())];
+        pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        let chunks: Vec<&[u8]> = body.chunks(7).collect();
+        self.callout_done(
+            id,
+            crate::abi::callout_result::SUCCESS,
+            crate::host::HeaderArray::of(&pairs),
+            crate::host::ChunkArray::of(&chunks),
+        );
+    }
+
+    /// Fails callout `id` as a reset stream.
+    pub fn fail_callout(&mut self, id: u64) {
+        self.callout_done(
+            id,
+            crate::abi::callout_result::RESET,
+            crate::host::HeaderArray::EMPTY,
+            crate::host::ChunkArray::EMPTY,
+        );
+    }
+
+    fn callout_done(
+        &mut self,
+        id: u64,
+        result: u32,
+        headers: crate::host::HeaderArray<'_>,
+        chunks: crate::host::ChunkArray<'_>,
+    ) {
+        let host: &SimSocket = &self.host;
+        self.slot
+            .hook(|h| h.callout_done(host, id, result, headers, chunks));
+        self.settle();
     }
 
     /// Log lines the filter wrote on this socket.

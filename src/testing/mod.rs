@@ -43,6 +43,6 @@ pub use http::*;
 mod network;
 pub use network::{Socket, TestConnection, TestNetworkFilter};
 mod listener;
-pub use listener::{SocketOutcome, TestListenerFilter, TestSocket};
+pub use listener::{AcceptedSocket, SocketOutcome, TestListenerFilter, TestSocket};
 mod udp;
 pub use udp::{TestUdpFilter, TestUdpWorker};

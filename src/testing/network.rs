@@ -170,6 +170,7 @@ impl Socket {
     /// cluster Envoy does not know), from their first hook on.
     pub fn set_unknown_cluster(&self, cluster: &str) {
         self.0
+            .callouts
             .unknown_clusters
             .borrow_mut()
             .push(cluster.to_string());
@@ -368,12 +369,13 @@ impl TestConnection<'_> {
 
     /// The callouts the filter started on this connection, in order.
     pub fn callouts(&self) -> Vec<crate::testing::SimCallout> {
-        self.host.callouts.borrow().clone()
+        self.host.callouts.started.borrow().clone()
     }
 
     /// Makes callouts to `cluster` fail to start (as for a cluster Envoy does not know).
     pub fn set_unknown_cluster(&self, cluster: &str) {
         self.host
+            .callouts
             .unknown_clusters
             .borrow_mut()
             .push(cluster.to_string());

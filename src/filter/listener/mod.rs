@@ -11,6 +11,9 @@
 //!   `StopIteration`.
 //! - Woken from elsewhere (a value from another thread, a timer), the handler is polled in
 //!   `on_scheduled`; if it returns there, the slot calls `continue_filter_chain(true)`.
+//! - An HTTP callout's answer (`on_http_callout_done`) goes into the socket's callout table
+//!   and polls the handler as `on_scheduled` does; once the socket went on or closed the
+//!   answer is dropped without a poll.
 //! - A handler that closes the socket ends it: `StopIteration` in `on_accept`/`on_data` (Envoy
 //!   sees the closed socket), `continue_filter_chain(false)` in `on_scheduled`.
 //! - A handler that panics closes the socket the same way (fail closed), with details
@@ -25,8 +28,10 @@ use crate::executor::pool::{Idle, Pool, StreamTotals};
 use crate::executor::task::{Cleared, TaskCell};
 use crate::executor::waker::WakerSlot;
 use crate::executor::{Driven, Task};
+use crate::filter::callouts::{CalloutOwner, Callouts};
 use crate::host::listener::SocketHost;
 use crate::host::listener::current::SocketHostSlot;
+use crate::host::{ChunkArray, HeaderArray};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::Arc;
@@ -69,6 +74,8 @@ pub(crate) struct SocketCore {
     pub(crate) data_waker: WakerSlot,
     /// Envoy asked to destroy the filter while one of our hooks ran.
     pub(crate) destroy_pending: Cell<bool>,
+    /// Unary HTTP callouts.
+    pub(crate) callouts: Callouts,
 }
 
 impl SocketCore {
@@ -85,6 +92,7 @@ impl SocketCore {
             ended: Cell::new(false),
             data_waker: WakerSlot::default(),
             destroy_pending: Cell::new(false),
+            callouts: Callouts::default(),
         }
     }
 
@@ -104,6 +112,7 @@ impl SocketCore {
         *self.ended.get_mut() = false;
         self.data_waker.clear();
         *self.destroy_pending.get_mut() = false;
+        self.callouts.reset();
     }
 
     /// Whether `w` is the socket's own waker (not a combinator's).
@@ -148,6 +157,34 @@ impl SocketCore {
     }
 }
 
+impl CalloutOwner for SocketCore {
+    fn callouts(&self) -> &Callouts {
+        &self.callouts
+    }
+
+    fn start_callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<Result<u64, u32>> {
+        if self.ended.get() {
+            return None;
+        }
+        self.host
+            .with(|h| h.callout(cluster, headers, body, timeout_ms))
+    }
+
+    fn ended(&self) -> bool {
+        self.ended.get()
+    }
+
+    fn is_own_waker(&self, w: &std::task::Waker) -> bool {
+        self.task.is_own_waker(w)
+    }
+}
+
 /// A listener filter config: the task to start, and the pool of socket slots.
 pub(crate) struct ListenerConfig<T: SocketTask> {
     pub(crate) task: T,
@@ -175,6 +212,15 @@ pub(crate) trait SocketHooks {
     fn peer_closed(&self);
     /// `on_listener_filter_scheduled`.
     fn scheduled(&self, host: &dyn SocketHost);
+    /// `on_listener_filter_http_callout_done`.
+    fn callout_done(
+        &self,
+        host: &dyn SocketHost,
+        id: u64,
+        result: u32,
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
+    );
     /// `on_listener_filter_get_max_read_bytes`.
     fn max_read_bytes(&self) -> usize;
     /// Whether Envoy asked to destroy the filter while a hook of ours ran (the entry then
@@ -422,6 +468,32 @@ impl<T: SocketTask> SocketHooks for SocketSlot<T> {
         core.host.enter(host, || {
             let d = self.drive(|| {});
             self.settle(host, d, Phase::Scheduled);
+        });
+    }
+
+    fn callout_done(
+        &self,
+        host: &dyn SocketHost,
+        id: u64,
+        result: u32,
+        headers: HeaderArray<'_>,
+        chunks: ChunkArray<'_>,
+    ) {
+        let core = &self.core;
+        if core.ended.get() {
+            // The socket went on or closed: nothing waits, and Envoy's filter is not called.
+            return;
+        }
+        core.host.enter(host, || {
+            let d = self.drive(|| {
+                core.callouts
+                    .deliver(id, result, headers.iter(), chunks.iter());
+            });
+            // Answered inside the call that started it: the running poll goes on and its
+            // hook settles the socket.
+            if !matches!(d, Driven::Nested) {
+                self.settle(host, d, Phase::Scheduled);
+            }
         });
     }
 

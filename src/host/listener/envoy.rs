@@ -169,6 +169,93 @@ impl SocketHost for EnvoySocket {
         }
     }
 
+    fn metric(&self, op: MetricOp, id: usize, value: u64) -> u32 {
+        let f = match op {
+            MetricOp::CounterAdd => {
+                abi::envoy_dynamic_module_callback_listener_filter_increment_counter
+            }
+            MetricOp::GaugeAdd => {
+                abi::envoy_dynamic_module_callback_listener_filter_increment_gauge
+            }
+            MetricOp::GaugeSub => {
+                abi::envoy_dynamic_module_callback_listener_filter_decrement_gauge
+            }
+            MetricOp::GaugeSet => abi::envoy_dynamic_module_callback_listener_filter_set_gauge,
+            MetricOp::HistogramRecord => {
+                abi::envoy_dynamic_module_callback_listener_filter_record_histogram_value
+            }
+        };
+        // SAFETY: live filter pointer; Envoy checks the id and answers with a result code.
+        unsafe { f(self.filter, id, value) }
+    }
+
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
+        // SAFETY: live filter pointer; Envoy copies both buffers.
+        unsafe {
+            abi::envoy_dynamic_module_callback_listener_filter_set_filter_state(
+                self.filter,
+                Buf::of(key),
+                Buf::of(value),
+            )
+        }
+    }
+
+    fn filter_state(&self, key: &[u8], out: &mut [u8]) -> Option<usize> {
+        let mut b = Buf::EMPTY;
+        // SAFETY: live filter pointer; the key is read during the call; `b` is written.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_listener_filter_get_filter_state(
+                self.filter,
+                Buf::of(key),
+                &mut b,
+            )
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: Envoy wrote `b` during the call; the object lives while the socket does,
+        // and it is copied at once.
+        unsafe { copy_out(b, out) };
+        Some(b.len)
+    }
+
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        // Envoy 1.38 (recognised by the callback only it exports) keeps a listener callout's
+        // filter through a shared reference its listener filters do not have: making that
+        // reference aborts Envoy 1.38.3 at the first listener callout. Refused before Envoy is
+        // asked.
+        if abi::listener_late().set_dynamic_metadata.is_some() {
+            return Err(crate::abi::callout_init::CANNOT_CREATE_REQUEST);
+        }
+        let mut id = 0u64;
+        let rc = crate::host::envoy::with_pairs(headers, |ptr, n| {
+            // SAFETY: live filter pointer; the cluster, header and body buffers are valid for
+            // the call and copied by Envoy.
+            unsafe {
+                abi::envoy_dynamic_module_callback_listener_filter_http_callout(
+                    self.filter,
+                    &mut id,
+                    Buf::of(cluster),
+                    ptr,
+                    n,
+                    Buf::of(body),
+                    timeout_ms,
+                )
+            }
+        });
+        if rc == crate::abi::callout_init::SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
+    }
+
     fn continue_chain(&self, success: bool) {
         // SAFETY: live filter pointer; the filter stopped iteration earlier (the caller's
         // state machine calls this only then).

@@ -43,6 +43,21 @@ pub(crate) trait SocketHost {
     fn set_remote_address(&self, ip: &[u8], port: u32, v6: bool) -> bool;
     /// Restores the local address (the one the client meant to reach).
     fn restore_local_address(&self, ip: &[u8], port: u32, v6: bool) -> bool;
+    /// Applies a metric update (listener metrics have no labels); the ABI metrics result.
+    fn metric(&self, op: crate::host::MetricOp, id: usize, value: u64) -> u32;
+    /// Sets a bytes filter-state object under `key`; whether Envoy took it.
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool;
+    /// Copies the bytes filter-state object under `key` into `out` (its whole length, even
+    /// when `out` is shorter); `None` when there is none.
+    fn filter_state(&self, key: &[u8], out: &mut [u8]) -> Option<usize>;
+    /// Starts an HTTP callout to `cluster`: Envoy's id, or its init result.
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32>;
     /// Lets the socket go on (`true`) or drops it (`false`) after this filter stopped.
     fn continue_chain(&self, success: bool);
     /// Closes the socket now; `details` go to the connection's termination details.

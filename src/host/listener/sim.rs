@@ -1,6 +1,7 @@
 //! A simulated socket host, for `jisr::testing`: a peek buffer and records in memory.
 
 use super::{Committer, SockAddr, SocketHost};
+use crate::host::sim_shared::{self, SimCallouts, SimFilterState, SimMetrics};
 use crate::host::{ConfigHost, MetricKind, MetricOp};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -17,10 +18,11 @@ pub(crate) struct SimSocket {
     pub(crate) in_data: Cell<bool>,
     /// Bytes the filter drained (consumed) from the socket.
     pub(crate) drained: RefCell<Vec<u8>>,
-    /// The transport protocol set.
-    pub(crate) transport: RefCell<Option<String>>,
-    /// The server name set.
-    pub(crate) sni: RefCell<Option<String>>,
+    /// The transport protocol set (empty: none; kept as one buffer so a reused socket does
+    /// not allocate).
+    pub(crate) transport: RefCell<String>,
+    /// The server name set (empty: none).
+    pub(crate) sni: RefCell<String>,
     /// The application protocols set.
     pub(crate) alpn: RefCell<Vec<String>>,
     /// Dynamic metadata set: namespace, key, value (numbers as their text).
@@ -43,12 +45,28 @@ pub(crate) struct SimSocket {
     pub(crate) logs: RefCell<Vec<(u32, String)>>,
     /// The log level (ABI number): lines below it are not written.
     pub(crate) log_level: Cell<u32>,
+    /// Metric values by id, shared by the config's sockets (counters and gauges add;
+    /// histograms keep the last value).
+    pub(crate) metrics: SimMetrics,
+    /// Bytes filter state.
+    pub(crate) filter_state: SimFilterState,
+    /// Callouts started, and clusters that do not exist.
+    pub(crate) callouts: SimCallouts,
 }
 
 impl SimSocket {
     /// What Envoy's peek returns: the first bytes, up to the limit.
     pub(crate) fn peekable(&self) -> usize {
         self.bytes.borrow().len().min(self.peek_limit.get())
+    }
+}
+
+/// Replaces `slot` with `b` (as Envoy ignores an empty name), reusing its buffer.
+fn set_text(slot: &RefCell<String>, b: &[u8]) {
+    if !b.is_empty() {
+        let mut s = slot.borrow_mut();
+        s.clear();
+        s.push_str(&String::from_utf8_lossy(b));
     }
 }
 
@@ -86,15 +104,11 @@ impl SocketHost for SimSocket {
     }
 
     fn set_transport_protocol(&self, proto: &[u8]) {
-        if !proto.is_empty() {
-            *self.transport.borrow_mut() = Some(String::from_utf8_lossy(proto).into_owned());
-        }
+        set_text(&self.transport, proto);
     }
 
     fn set_server_name(&self, name: &[u8]) {
-        if !name.is_empty() {
-            *self.sni.borrow_mut() = Some(String::from_utf8_lossy(name).into_owned());
-        }
+        set_text(&self.sni, name);
     }
 
     fn set_application_protocols(&self, protos: &[&[u8]]) {
@@ -145,6 +159,28 @@ impl SocketHost for SimSocket {
         true
     }
 
+    fn metric(&self, op: MetricOp, id: usize, value: u64) -> u32 {
+        sim_shared::apply_metric(&self.metrics, op, id, value)
+    }
+
+    fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
+        sim_shared::set_filter_state(&self.filter_state, key, value)
+    }
+
+    fn filter_state(&self, key: &[u8], out: &mut [u8]) -> Option<usize> {
+        sim_shared::filter_state(&self.filter_state, key, out)
+    }
+
+    fn callout(
+        &self,
+        cluster: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        self.callouts.start(cluster, headers, body, timeout_ms)
+    }
+
     fn continue_chain(&self, success: bool) {
         self.continued.borrow_mut().push(success);
     }
@@ -185,16 +221,20 @@ impl SocketHost for SimSocket {
 /// A listener filter config's simulated host while it loads.
 #[derive(Default)]
 pub(crate) struct SimListenerConfigHost {
+    /// Names of the metrics defined, in order (the index is the id).
+    pub(crate) metrics: RefCell<Vec<String>>,
     /// Log lines written while loading.
     pub(crate) logs: RefCell<Vec<(u32, String)>>,
 }
 
 impl ConfigHost for SimListenerConfigHost {
-    fn define_metric(&self, _kind: MetricKind, _name: &str, labels: &[&str]) -> Result<usize, u32> {
+    fn define_metric(&self, _kind: MetricKind, name: &str, labels: &[&str]) -> Result<usize, u32> {
         if !labels.is_empty() {
             return Err(crate::abi::metrics_result::INVALID_LABELS);
         }
-        Ok(0)
+        let mut m = self.metrics.borrow_mut();
+        m.push(name.to_string());
+        Ok(m.len() - 1)
     }
 
     fn log_enabled(&self, _level: u32) -> bool {

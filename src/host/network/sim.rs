@@ -1,7 +1,7 @@
 //! A simulated connection host, for `jisr::testing`: buffers and records in memory.
 
 use super::{Addr, Close, Committer, ConnHost, MetaValue, Side, SockOpt, UpstreamText};
-use crate::host::sim_shared::SimCallout;
+use crate::host::sim_shared::{self, SimCallouts, SimFilterState, SimMetrics};
 use crate::host::{ConfigHost, MetricKind, MetricOp};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -64,19 +64,15 @@ pub(crate) struct SimConn {
     /// The connection's id.
     pub(crate) id: Cell<u64>,
     /// Metric values by id (counters and gauges add; histograms keep the last value).
-    pub(crate) metrics: RefCell<std::rc::Rc<RefCell<Vec<u64>>>>,
+    pub(crate) metrics: SimMetrics,
     /// Bytes filter state.
-    pub(crate) filter_state: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
+    pub(crate) filter_state: SimFilterState,
     /// The peer certificate's DNS and URI SANs, and subject.
     pub(crate) peer_cert: RefCell<(Vec<String>, Vec<String>, Option<String>)>,
     /// STARTTLS requests: upstream, downstream.
     pub(crate) tls_started: Cell<(u32, u32)>,
-    /// Callouts started: id, cluster, request headers, body.
-    pub(crate) callouts: RefCell<Vec<SimCallout>>,
-    /// The next callout id.
-    pub(crate) next_callout: Cell<u64>,
-    /// Clusters that do not exist.
-    pub(crate) unknown_clusters: RefCell<Vec<String>>,
+    /// Callouts started, and clusters that do not exist.
+    pub(crate) callouts: SimCallouts,
     /// The log level (ABI number): lines below it are not written.
     pub(crate) log_level: Cell<u32>,
     /// Dynamic metadata numbers and bools: namespace, key, value.
@@ -273,32 +269,15 @@ impl ConnHost for SimConn {
     }
 
     fn metric(&self, op: MetricOp, id: usize, value: u64) -> u32 {
-        let shared = self.metrics.borrow();
-        let mut m = shared.borrow_mut();
-        let Some(v) = m.get_mut(id) else {
-            return crate::abi::metrics_result::METRIC_NOT_FOUND;
-        };
-        *v = match op {
-            MetricOp::CounterAdd | MetricOp::GaugeAdd => v.saturating_add(value),
-            MetricOp::GaugeSub => v.saturating_sub(value),
-            MetricOp::GaugeSet | MetricOp::HistogramRecord => value,
-        };
-        crate::abi::metrics_result::SUCCESS
+        sim_shared::apply_metric(&self.metrics, op, id, value)
     }
 
     fn set_filter_state(&self, key: &[u8], value: &[u8]) -> bool {
-        let mut fs = self.filter_state.borrow_mut();
-        fs.retain(|(k, _)| k != key);
-        fs.push((key.to_vec(), value.to_vec()));
-        true
+        sim_shared::set_filter_state(&self.filter_state, key, value)
     }
 
     fn filter_state(&self, key: &[u8], out: &mut [u8]) -> Option<usize> {
-        let fs = self.filter_state.borrow();
-        let (_, v) = fs.iter().find(|(k, _)| k == key)?;
-        let n = v.len().min(out.len());
-        out[..n].copy_from_slice(&v[..n]);
-        Some(v.len())
+        sim_shared::filter_state(&self.filter_state, key, out)
     }
 
     fn peer_sans(&self, dns: bool, f: &mut dyn FnMut(&[u8])) {
@@ -334,21 +313,7 @@ impl ConnHost for SimConn {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, u32> {
-        let cluster = String::from_utf8_lossy(cluster).into_owned();
-        if self.unknown_clusters.borrow().contains(&cluster) {
-            return Err(crate::abi::callout_init::CLUSTER_NOT_FOUND);
-        }
-        let id = self.next_callout.get() + 1;
-        self.next_callout.set(id);
-        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        self.callouts.borrow_mut().push(SimCallout {
-            id,
-            cluster,
-            headers: headers.iter().map(|(k, v)| (s(k), v.to_vec())).collect(),
-            body: body.to_vec(),
-            timeout_ms,
-        });
-        Ok(id)
+        self.callouts.start(cluster, headers, body, timeout_ms)
     }
 
     fn new_scheduler(&self) -> Option<Committer> {
