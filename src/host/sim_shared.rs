@@ -193,3 +193,21 @@ impl fmt::Debug for HeadersDebug<'_> {
             .finish()
     }
 }
+
+/// Calls `f` with a simulated callout response as Envoy hands it to the callout-done hook:
+/// `:status` and `headers`, and `body` in 7-byte chunks (so readers see a body in pieces).
+pub(crate) fn with_callout_response<R>(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    f: impl FnOnce(crate::host::HeaderArray<'_>, crate::host::ChunkArray<'_>) -> R,
+) -> R {
+    let code = status.to_string();
+    let mut pairs = vec![(b":status".as_slice(), code.as_bytes())];
+    pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+    let chunks: Vec<&[u8]> = body.chunks(7).collect();
+    f(
+        crate::host::HeaderArray::of(&pairs),
+        crate::host::ChunkArray::of(&chunks),
+    )
+}

@@ -406,16 +406,9 @@ impl TestSocket<'_> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) {
-        let code = status.to_string();
-        let mut pairs = vec![(b":status".as_slice(), code.as_bytes())];
-        pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
-        let chunks: Vec<&[u8]> = body.chunks(7).collect();
-        self.callout_done(
-            id,
-            crate::abi::callout_result::SUCCESS,
-            crate::host::HeaderArray::of(&pairs),
-            crate::host::ChunkArray::of(&chunks),
-        );
+        crate::host::sim_shared::with_callout_response(status, headers, body, |hs, cs| {
+            self.callout_done(id, crate::abi::callout_result::SUCCESS, hs, cs)
+        });
     }
 
     /// Fails callout `id` as a reset stream.

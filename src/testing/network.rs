@@ -389,18 +389,8 @@ impl TestConnection<'_> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) {
-        let code = status.to_string();
-        let mut pairs = vec![(b":status".as_slice(), code.as_bytes())];
-        pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
-        let chunks: Vec<&[u8]> = body.chunks(7).collect();
-        self.hook(|c, h| {
-            c.callout_done(
-                h,
-                id,
-                crate::abi::callout_result::SUCCESS,
-                crate::host::HeaderArray::of(&pairs),
-                crate::host::ChunkArray::of(&chunks),
-            )
+        crate::host::sim_shared::with_callout_response(status, headers, body, |hs, cs| {
+            self.hook(|c, h| c.callout_done(h, id, crate::abi::callout_result::SUCCESS, hs, cs))
         });
     }
 

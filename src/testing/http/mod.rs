@@ -969,19 +969,11 @@ impl TestStream<'_> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) {
-        let code = status.to_string();
-        let mut pairs = vec![(b":status".as_slice(), code.as_bytes())];
-        pairs.extend(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
-        let chunks: Vec<&[u8]> = body.chunks(7).collect();
         let before = self.counts();
-        self.call(HookKind::Other, (), |h, host| {
-            h.callout_done(
-                host,
-                id,
-                0,
-                HeaderArray::of(&pairs),
-                ChunkArray::of(&chunks),
-            )
+        crate::host::sim_shared::with_callout_response(status, headers, body, |hs, cs| {
+            self.call(HookKind::Other, (), |h, host| {
+                h.callout_done(host, id, crate::abi::callout_result::SUCCESS, hs, cs)
+            })
         });
         self.settle(before);
     }
