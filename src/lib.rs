@@ -297,6 +297,17 @@ pub mod network {
     //! - A handler that panics resets the connection (close details
     //!   `jisr_network_handler_panic`); Envoy keeps serving others. A closed connection drops the
     //!   handler's future (cancellation), as for HTTP.
+    //! - [`Connection::close`] and [`Connection::reset`] take one word of visible ASCII as close
+    //!   details (they reach access logs as they are); other details are replaced by
+    //!   [`wire::INVALID_CLOSE_DETAILS`](crate::wire::INVALID_CLOSE_DETAILS) and the connection
+    //!   closes all the same. With nothing left to write, Envoy raises the close event inside
+    //!   the call: right after it, [`Connection::is_closed`] is true and reads end with 0.
+    //!
+    //! Besides the bytes, a handler can ask about the connection (addresses, SNI, the peer
+    //! certificate, the upstream host the proxy picked, the worker), tune it (upstream socket
+    //! options before its first `.await`, the buffer limit, read holding), switch either side to
+    //! TLS (STARTTLS), set and read dynamic metadata and filter state, record metrics and make
+    //! HTTP callouts. CONSTRAINTS.md ("Network (L4) filters") says how each behaves in Envoy.
     #[doc(inline)]
     pub use crate::api::network::*;
 }
