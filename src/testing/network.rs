@@ -210,7 +210,7 @@ impl TestConnection<'_> {
         if !self.close_seen && self.host.closed.borrow().is_some() {
             self.close_seen = true;
             let host: &SimConn = &self.host;
-            self.slot.hook(|s| s.event(host, ConnEvent::Closed));
+            self.slot.hook(|s| s.event(host, ConnEvent::LocalClose));
         }
         r
     }
@@ -273,7 +273,7 @@ impl TestConnection<'_> {
     pub fn client_closes(&mut self) {
         if !self.close_seen {
             self.close_seen = true;
-            self.hook(|c, h| c.event(h, ConnEvent::Closed));
+            self.hook(|c, h| c.event(h, ConnEvent::RemoteClose));
         }
     }
 

@@ -38,13 +38,24 @@ pub(crate) const INBOX_DETAILS: &str = "jisr_network_upstream_inbox_full";
 /// The inbox limit when the filter sets none.
 pub(crate) const DEFAULT_INBOX: usize = 1 << 20;
 
-/// A connection event the handler cares about.
+/// A connection event, as Envoy reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ConnEvent {
-    /// The client or Envoy closed the connection.
-    Closed,
-    /// Anything else (connected, ...).
-    Other,
+    /// The client closed the connection.
+    RemoteClose,
+    /// Envoy (or a filter) closed it.
+    LocalClose,
+    /// The connection is established.
+    Connected,
+    /// Established with 0-RTT data.
+    ConnectedZeroRtt,
+}
+
+impl ConnEvent {
+    /// Whether the connection is closed.
+    pub(crate) fn is_close(self) -> bool {
+        matches!(self, ConnEvent::RemoteClose | ConnEvent::LocalClose)
+    }
 }
 
 /// What a registered network filter starts for each connection.
@@ -513,7 +524,7 @@ impl<T: ConnTask> ConnHooks for ConnSlot<T> {
 
     fn event(&self, host: &dyn ConnHost, event: ConnEvent) {
         let core = &self.core;
-        if event != ConnEvent::Closed || core.closed.get() {
+        if !event.is_close() || core.closed.get() {
             return;
         }
         core.closed.set(true);

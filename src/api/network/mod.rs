@@ -1,6 +1,11 @@
 //! Network (L4) filters: the handler API (public as `jisr::network`, whose docs say what a
 //! handler sees and decides).
 
+mod raw;
+
+pub(crate) use raw::RawNetConfig;
+pub use raw::{Event, RawConnection, RawFactory, RawFilter, RawScheduler, Status};
+
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::executor::pool::Pool;
 use crate::filter::network::{ConnCore, ConnTask, NetConfig, NetConfigHooks};
