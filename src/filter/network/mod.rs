@@ -78,6 +78,9 @@ pub(crate) struct ConnCore {
     pub(crate) inbox_limit: Cell<usize>,
     /// A read hook ran: Envoy's read buffer may be asked for.
     pub(crate) read_seen: Cell<bool>,
+    /// The handler took everything Envoy's read buffer held (a copy came back short), so it
+    /// stays empty until the next read hook: reads need not ask Envoy.
+    pub(crate) read_drained: Cell<bool>,
     /// The client half-closed (a read hook said end of stream).
     pub(crate) read_end: Cell<bool>,
     /// Upstream half-closed (a write hook said end of stream).
@@ -122,6 +125,7 @@ impl ConnCore {
             name,
             inbox_limit: Cell::new(inbox_limit),
             read_seen: Cell::new(false),
+            read_drained: Cell::new(false),
             read_end: Cell::new(false),
             write_end: Cell::new(false),
             closed: Cell::new(false),
@@ -147,6 +151,7 @@ impl ConnCore {
         self.host.reset();
         self.task.reset();
         *self.read_seen.get_mut() = false;
+        *self.read_drained.get_mut() = false;
         *self.read_end.get_mut() = false;
         *self.write_end.get_mut() = false;
         *self.closed.get_mut() = false;
@@ -456,12 +461,15 @@ impl<T: ConnTask> ConnHooks for ConnSlot<T> {
         match side {
             Side::Read => {
                 core.read_seen.set(true);
+                core.read_drained.set(false);
                 if end {
                     core.read_end.set(true);
                 }
                 core.host.enter(host, || {
                     let d = self.drive(|| core.read_waker.wake());
-                    self.after(host, d, true);
+                    if !matches!(d, Driven::Pending) {
+                        self.after(host, d, true);
+                    }
                 });
                 if core.done.get() && !core.closed.get() && !core.sent_upstream_end.get() {
                     // Returned: what it did not read goes on with this hook.
