@@ -175,7 +175,7 @@ impl<F: RawFilter, C: Fn() -> F + Send + Sync + 'static> RawFactory for C {
 /// that may change a buffer (drain, inject, continue, close) takes `&mut self`, so none can
 /// run while a view is alive:
 ///
-/// ```compile_fail,E0499
+/// ```compile_fail,E0500
 /// # use jisr::network::{RawConnection, Status};
 /// fn hook(c: &mut RawConnection<'_>) -> Status {
 ///     c.read_chunks(|chunk| {
