@@ -300,3 +300,49 @@ fn the_config_builds_a_factory_and_each_connection_gets_a_filter() {
         .unwrap();
     assert!(refused.contains("not a number"), "{refused}");
 }
+
+/// Looks at upstream bytes in place; resets on `RST`, stops reading the client on `PAUSE`.
+struct Watch;
+impl RawFilter for Watch {
+    fn on_read(&mut self, c: &mut RawConnection<'_>, _end: bool) -> Status {
+        let mut head = [0u8; 5];
+        let n = c.copy_read(&mut head);
+        match &head[..n] {
+            b"PAUSE" => c.read_disable(true),
+            b"RST" => c.reset("watch_reset"),
+            _ => {}
+        }
+        Status::Continue
+    }
+    fn on_write(&mut self, c: &mut RawConnection<'_>, _end: bool) -> Status {
+        let mut total = 0;
+        c.write_chunks(|chunk| {
+            total += chunk.len();
+            true
+        });
+        assert_eq!(total, c.write_len());
+        // Envoy's read buffer is there (a read hook ran), the client's bytes already passed.
+        c.set_metadata("watch", "read_len", &c.read_len().to_string());
+        c.set_metadata("watch", "write_len", &total.to_string());
+        Status::Continue
+    }
+}
+
+fn register_watch(r: &mut Registry) {
+    r.network_raw("watch", |_cfg| Ok(|| Watch));
+}
+
+#[test]
+fn write_views_read_disable_and_reset() {
+    let f = TestNetworkFilter::new(register_watch, "watch", b"").unwrap();
+    let mut c = f.connect();
+    c.client_sends(b"PAUSE");
+    assert!(c.reading_disabled());
+    c.upstream_sends(b"0123456789");
+    assert_eq!(c.client(), b"0123456789");
+    assert_eq!(c.metadata("watch", "write_len").as_deref(), Some("10"));
+    assert_eq!(c.metadata("watch", "read_len").as_deref(), Some("0"));
+    c.client_sends(b"RST");
+    assert!(c.was_reset());
+    assert_eq!(c.closed().as_deref(), Some("watch_reset"));
+}

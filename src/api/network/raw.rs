@@ -411,6 +411,9 @@ pub(crate) struct RawConnSlot<F: RawFactory> {
     closed: Cell<bool>,
     /// A close event Envoy raised inside one of the filter's own hooks, delivered after it.
     deferred_close: Cell<Option<ConnEvent>>,
+    /// One of this slot's hooks is running (the filter may not be borrowed all along: a
+    /// panic's clean-up calls Envoy after giving the filter up).
+    in_hook: Cell<bool>,
     /// Envoy asked to destroy the filter while one of its hooks ran.
     destroy_pending: Cell<bool>,
 }
@@ -430,6 +433,7 @@ impl<F: RawFactory> NetConfigHooks for RawNetConfig<F> {
                 read_seen: Cell::new(false),
                 closed: Cell::new(false),
                 deferred_close: Cell::new(None),
+                in_hook: Cell::new(false),
                 destroy_pending: Cell::new(false),
             })
         });
@@ -462,6 +466,20 @@ impl<F: RawFactory> RawConnSlot<F> {
     /// poisons the filter and resets the connection.
     #[inline]
     fn with<R>(
+        &self,
+        host: &dyn ConnHost,
+        write_ok: bool,
+        default: R,
+        f: impl FnOnce(&mut F::Filter, &mut RawConnection<'_>) -> R,
+    ) -> R {
+        let outer = self.in_hook.replace(true);
+        let r = self.run(host, write_ok, default, f);
+        self.in_hook.set(outer);
+        r
+    }
+
+    #[inline]
+    fn run<R>(
         &self,
         host: &dyn ConnHost,
         write_ok: bool,
@@ -528,8 +546,8 @@ impl<F: RawFactory> RawConnSlot<F> {
     unsafe fn destroy(ptr: *const core::ffi::c_void) {
         // SAFETY: guaranteed by the caller: the slot is alive until this call frees it.
         let this = unsafe { &*(ptr as *const Self) };
-        if this.filter.try_borrow_mut().is_err() {
-            // Destroyed from inside one of the filter's hooks: finished once it returned.
+        if this.in_hook.get() {
+            // Destroyed from inside one of its hooks: finished once that hook returned.
             this.destroy_pending.set(true);
             return;
         }
@@ -541,6 +559,7 @@ impl<F: RawFactory> RawConnSlot<F> {
         slot.read_seen.set(false);
         slot.closed.set(false);
         slot.deferred_close.set(None);
+        slot.in_hook.set(false);
         slot.destroy_pending.set(false);
         // SAFETY: as in `cfg`; read before the box moves.
         let cfg = unsafe { &*slot.cfg };
@@ -597,9 +616,7 @@ impl<F: RawFactory> ConnHooks for RawConnSlot<F> {
     }
 
     fn take_pending_destroy(&self) -> bool {
-        self.destroy_pending.get()
-            && self.filter.try_borrow_mut().is_ok()
-            && self.destroy_pending.replace(false)
+        !self.in_hook.get() && self.destroy_pending.replace(false)
     }
 
     fn destroyer(&self) -> unsafe fn(*const core::ffi::c_void) {
