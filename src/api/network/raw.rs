@@ -510,7 +510,6 @@ impl<F: RawFactory> RawConnSlot<F> {
         };
         // A close Envoy raised while the filter ran (its own `close`): told now.
         if let Some(e) = self.deferred_close.take() {
-            let filter = guard.as_mut().expect("the filter is in place");
             if let Err(msg) = crate::executor::catch(|| filter.on_event(&mut c, Event::of(e))) {
                 drop(guard);
                 self.fail_closed(host, &msg);
