@@ -139,6 +139,7 @@ impl TestNetworkFilter {
         h.upstream_end.set(false);
         h.client_end.set(false);
         *h.closed.borrow_mut() = None;
+        h.close_raised.set(false);
         h.read_disabled.set(false);
         h.scheduled.store(0, Ordering::Relaxed);
         self.start(Hosted::Borrowed(h))
@@ -148,6 +149,7 @@ impl TestNetworkFilter {
         // The config's metrics, shared by its connections (a reference count, no copy).
         host.metrics.replace(self.metrics.clone());
         let slot = SimSlot::new(&*self.config).expect("the config refused the connection");
+        host.on_close.set(Some((raise_close, slot.ptr())));
         let mut c = TestConnection {
             host,
             slot,
@@ -158,6 +160,15 @@ impl TestNetworkFilter {
         });
         c
     }
+}
+
+/// Raises Envoy's close event on a connection's filter from inside its `close` call.
+fn raise_close(filter: *const core::ffi::c_void, host: &SimConn) {
+    // SAFETY: the pointer is the slot of the `TestConnection` whose host this is; it is set
+    // when that connection starts and cleared in its `drop` before the slot is destroyed, so
+    // the slot is alive whenever the host can call this.
+    let hooks = unsafe { crate::filter::network::hooks_of(filter) };
+    hooks.event(host, ConnEvent::LocalClose);
 }
 
 /// A simulated socket that connections can reuse (see [`TestNetworkFilter::connect_on`]).
@@ -199,6 +210,13 @@ pub struct TestConnection<'f> {
     close_seen: bool,
 }
 
+impl Drop for TestConnection<'_> {
+    fn drop(&mut self) {
+        // The slot is destroyed next: the host must no longer reach it.
+        self.host.on_close.set(None);
+    }
+}
+
 impl TestConnection<'_> {
     fn hook<R>(
         &mut self,
@@ -206,11 +224,14 @@ impl TestConnection<'_> {
     ) -> R {
         let host: &SimConn = &self.host;
         let r = self.slot.hook(|s| f(s, host));
-        // Envoy raises the close event after a close the filter asked for.
+        // Envoy raises the close event inside a close the filter asks for (`SimConn::close`);
+        // a close it did not raise there is reported now.
         if !self.close_seen && self.host.closed.borrow().is_some() {
             self.close_seen = true;
-            let host: &SimConn = &self.host;
-            self.slot.hook(|s| s.event(host, ConnEvent::LocalClose));
+            if !self.host.close_raised.get() {
+                let host: &SimConn = &self.host;
+                self.slot.hook(|s| s.event(host, ConnEvent::LocalClose));
+            }
         }
         r
     }

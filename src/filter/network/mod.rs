@@ -610,6 +610,11 @@ impl<'c> SimSlot<'c> {
         })
     }
 
+    /// The pointer Envoy would hold for this connection's filter.
+    pub(crate) fn ptr(&self) -> *const core::ffi::c_void {
+        self.ptr
+    }
+
     /// Runs one hook, then a destroy Envoy asked for during it (as the entry layer does).
     pub(crate) fn hook<R>(&self, f: impl FnOnce(&dyn ConnHooks) -> R) -> R {
         // SAFETY: the slot lives until `drop` destroys it; the config it points at is borrowed

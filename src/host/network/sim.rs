@@ -58,7 +58,15 @@ pub(crate) struct SimConn {
     pub(crate) unknown_clusters: RefCell<Vec<String>>,
     /// The log level (ABI number): lines below it are not written.
     pub(crate) log_level: Cell<u32>,
+    /// What raises the close event inside `close`, as Envoy does (set by `jisr::testing`
+    /// for the connection's filter).
+    pub(crate) on_close: Cell<Option<(CloseEvent, *const core::ffi::c_void)>>,
+    /// The close event was raised inside `close`.
+    pub(crate) close_raised: Cell<bool>,
 }
+
+/// Raises the close event on the filter at the pointer.
+pub(crate) type CloseEvent = fn(*const core::ffi::c_void, &SimConn);
 
 fn buf(conn: &SimConn, side: Side) -> &RefCell<Vec<u8>> {
     match side {
@@ -123,10 +131,19 @@ impl ConnHost for SimConn {
         self.read_disabled.set(disable);
     }
 
+    /// As Envoy: the first close counts, and raises the close event on the filter at once
+    /// (inside the filter's own call).
     fn close(&self, how: Close, details: &[u8]) {
-        let mut c = self.closed.borrow_mut();
-        if c.is_none() {
+        {
+            let mut c = self.closed.borrow_mut();
+            if c.is_some() {
+                return;
+            }
             *c = Some((how, String::from_utf8_lossy(details).into_owned()));
+        }
+        if let Some((raise, filter)) = self.on_close.get() {
+            self.close_raised.set(true);
+            raise(filter, self);
         }
     }
 
