@@ -48,7 +48,7 @@ cargo +nightly miri setup >/dev/null ||
     fail "'cargo +nightly miri setup' could not build Miri's standard library (see its output above)"
 cargo +nightly miri test -p jisr \
     --test request_phase --test response_phase --test callouts --test routing --test raw_and_attrs \
-    --test wire_safety --test network --test udp
+    --test wire_safety --test network --test network_raw --test udp
 # The listener tests forget a boxed future on purpose (to show forgetting one is harmless),
 # which Miri's leak check reports as the leak it is.
 MIRIFLAGS="$MIRIFLAGS -Zmiri-ignore-leaks" cargo +nightly miri test -p jisr --test listener

@@ -586,6 +586,178 @@ def report(a, r):
               f" allocs {p['allocs_all']:6.2f}")
 
 
+# ---- network mode ---------------------------------------------------------------------------
+
+NET_DM = ("type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3."
+          "DynamicModuleNetworkFilter")
+# Network variants: name -> (module, filter_name) in front of tcp_proxy; None: tcp_proxy alone.
+NET_VARIANTS = {
+    "tcp_none": None,
+    "tcp_raw": ("net_fixture", "raw_lines"),
+    "tcp_jisr": ("net_fixture", "lines"),
+}
+# One client message: 63 bytes and a newline, read by the filter in one read hook.
+NET_MESSAGE = b"m" * 63 + b"\n"
+
+
+def tcp_listener(name, port, module_filter):
+    y = (
+        f"  - name: {name}\n"
+        f"    address:\n"
+        f"      socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
+        f"    filter_chains:\n"
+        f"    - filters:\n"
+    )
+    if module_filter is not None:
+        module, name_ = module_filter
+        y += (
+            f"      - name: {module}.{name_}\n"
+            f"        typed_config:\n"
+            f"          \"@type\": {NET_DM}\n"
+            f"          dynamic_module_config: {{ name: {module} }}\n"
+            f"          filter_name: {name_}\n"
+            "          filter_config:\n"
+            "            \"@type\": type.googleapis.com/google.protobuf.StringValue\n"
+            "            value: ''\n"
+        )
+    y += (
+        "      - name: envoy.filters.network.tcp_proxy\n"
+        "        typed_config:\n"
+        "          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3."
+        "TcpProxy\n"
+        f"          stat_prefix: {name}\n"
+        "          cluster: upstream\n"
+    )
+    return y
+
+
+class EchoHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        sock = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            sock.sendall(data)
+
+
+class NetClient:
+    """One TCP connection through Envoy to the echo server: one message at a time, each
+    waited for in full before the next is sent."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def run(self, n):
+        want = len(NET_MESSAGE)
+        for _ in range(n):
+            self.sock.sendall(NET_MESSAGE)
+            got = b""
+            while len(got) < want:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise RuntimeError("Envoy closed the connection")
+                got += data
+            if got != NET_MESSAGE:
+                raise RuntimeError(f"echo mismatch: {got!r}")
+
+    def close(self):
+        self.sock.close()
+
+
+def run_network(a):
+    binary = Binary(a.envoy, a.base)
+    os.makedirs(a.out, exist_ok=True)
+    for f in glob.glob(os.path.join(a.out, "cg.*")):
+        os.remove(f)
+    echo = Upstream(("127.0.0.1", 0), EchoHandler)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    names = [v for v in NET_VARIANTS if v in a.variants or not a.variants]
+    ports = {v: free_port() for v in names}
+    admin = free_port()
+    cfg = os.path.join(a.out, "envoy-network.yaml")
+    with open(cfg, "w") as f:
+        f.write(bootstrap(admin, [tcp_listener(v, ports[v], NET_VARIANTS[v]) for v in names],
+                          echo.server_address[1]))
+    logf = os.path.join(a.out, "envoy-network.log")
+    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+           f"--callgrind-out-file={a.out}/cg.%p", a.envoy, "-c", cfg, "--concurrency", "1",
+           "-l", "warn", "--disable-hot-restart", "--base-id", str(os.getpid() % 100000 + 9)]
+    env = dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=a.modules)
+    log("== starting Envoy under callgrind (one to two minutes)")
+    t0 = time.time()
+    with open(logf, "w") as lf:
+        proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL)
+    results = {}
+    try:
+        wait_ready(proc, admin, 300, logf)
+        log(f"   ready after {time.time() - t0:.0f} s")
+        cg = Callgrind(a.out, proc.pid)
+        for variant in names:
+            t1 = time.time()
+            c = NetClient(ports[variant])
+            c.run(a.warmup)
+            cg.dump()
+            c.run(a.n)
+            one = part_costs(cg.dump(), binary)
+            c.run(2 * a.n)
+            two = part_costs(cg.dump(), binary)
+            c.close()
+            worker = max(two, key=lambda t: two[t][0])
+            zero = (0, 0, 0, {})
+            w1, w2 = one.get(worker, zero), two[worker]
+            per = {
+                "ir": (w2[0] - w1[0]) / a.n,
+                "allocs": (w2[1] - w1[1]) / a.n,
+                "frees": (w2[2] - w1[2]) / a.n,
+                "ir_all": (sum(v[0] for v in two.values())
+                           - sum(v[0] for v in one.values())) / a.n,
+                "worker": worker,
+            }
+            results[variant] = per
+            log(f"   {variant:10s} worker thread {worker}: {per['ir']:10.1f} Ir/message,"
+                f" all threads {per['ir_all']:10.1f}, allocations {per['allocs']:.2f},"
+                f" frees {per['frees']:.2f}  ({time.time() - t1:.0f} s)")
+    finally:
+        stop(proc, admin)
+        echo.shutdown()
+    report_network(a, results)
+
+
+def report_network(a, r):
+    print(f"Envoy {a.envoy_version}, --concurrency 1, under callgrind; tcp_proxy to a TCP echo"
+          f" server; one connection sends a {len(NET_MESSAGE)}-byte message and waits for its"
+          f" echo, {a.n} then {2 * a.n} times after {a.warmup} warm-up messages; figures per"
+          " message (one read and one write hook) on Envoy's worker thread.")
+    print()
+    if "tcp_none" not in r:
+        for v, p in r.items():
+            print(f"  {v:10s} {p['ir']:10.1f} Ir, allocs {p['allocs']:6.2f}")
+        return
+    n0 = r["tcp_none"]
+    print("| variant | Ir per message | above tcp_proxy alone | allocations per message"
+          " (above tcp_proxy alone) |")
+    print("|---|---:|---:|---:|")
+    print(f"| tcp_proxy alone | {n0['ir']:.0f} | — | {n0['allocs']:.2f} |")
+    labels = {"tcp_raw": "raw twin (`net_fixture.raw_lines`)",
+              "tcp_jisr": "jisr handler (`net_fixture.lines`)"}
+    for v in ("tcp_raw", "tcp_jisr"):
+        if v in r:
+            p = r[v]
+            print(f"| {labels[v]} | {p['ir']:.0f} | {p['ir'] - n0['ir']:+.0f} |"
+                  f" {p['allocs']:.2f} ({p['allocs'] - n0['allocs']:+.2f}) |")
+    if "tcp_raw" in r and "tcp_jisr" in r:
+        dr = r["tcp_raw"]["ir"] - n0["ir"]
+        dj = r["tcp_jisr"]["ir"] - n0["ir"]
+        ratio = f"{dj / dr:.2f}" if dr > 0 else "—"
+        print()
+        print(f"jisr / raw above tcp_proxy alone: {ratio} (jisr − raw: {dj - dr:+.0f} Ir per"
+              " message).")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--envoy", required=True)
@@ -596,8 +768,12 @@ def main():
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--base", type=lambda s: int(s, 0), default=0x108000)
     p.add_argument("--variants", nargs="*", default=[])
+    p.add_argument("--network", action="store_true")
     a = p.parse_args()
-    run_instructions(a)
+    if a.network:
+        run_network(a)
+    else:
+        run_instructions(a)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,14 @@
 # install; ENVOY_BIN overrides it), builds the modules in release mode. About 13 minutes.
 # Callgrind's files and Envoy's config and log stay in target/envoy-instructions/.
 #
+# Network mode: scripts/envoy_instructions.sh --network [-n N] [--warmup W] [--variants NAME...]
+# Instructions and allocations per read of a network filter in front of `tcp_proxy`, under
+# callgrind as above: three TCP listeners on one Envoy (`tcp_proxy` alone; the raw twin
+# `net_fixture.raw_lines` in front of it; the jisr handler `net_fixture.lines` doing the same
+# work: copy each read out of Envoy's buffer, count its newlines, send it upstream), against
+# a TCP echo server. One connection per variant sends a 64-byte message and waits for its
+# echo, W times, then N, then 2N; per message = (cost of 2N - cost of N) / N. About 5 minutes.
+#
 # Memory mode: scripts/envoy_instructions.sh --memory [--streams N] [--connections C]
 #   [--hold S] [--rounds R] [--after] [--variants NAME...]
 # Memory per live HTTP/2 stream, not under callgrind: one Envoy per variant (no module filter,
@@ -36,7 +44,7 @@ shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 as_root() {
@@ -44,8 +52,12 @@ as_root() {
 }
 
 memory=0
+network=0
 if [ "${1:-}" = "--memory" ]; then
   memory=1
+  shift
+elif [ "${1:-}" = "--network" ]; then
+  network=1
   shift
 fi
 
@@ -79,6 +91,12 @@ fi
 [ -x "$envoy" ] || { echo "envoy_instructions.sh: no Envoy binary at $envoy" >&2; exit 1; }
 
 echo "== building the modules (release)" >&2
+if [ "$network" = 1 ]; then
+  cargo build --release -p jisr-fixtures --example net_fixture
+  exec "${PYTHON:-python3}" scripts/envoy_instructions.py --network --envoy "$envoy" \
+    --envoy-version "$version" --modules "$target/release/examples" \
+    --out "$target/envoy-instructions" "$@"
+fi
 # One build of both packages, so both modules link the same jisr: the fixture includes the
 # simulated benches' cases, which need jisr's `testing` feature.
 cargo build --release -p jisr --example auth -p jisr-fixtures --example bench_fixture \

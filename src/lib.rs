@@ -204,8 +204,8 @@ pub mod entry;
 /// In `abi` (late-bound callbacks), `executor` (task cells, wakers, pools, the header arena),
 /// `host` (every call into Envoy, byte views of Envoy's memory), `entry` (turning Envoy's
 /// pointers back into configs and streams), the slot types (`filter/http/slot.rs`,
-/// `api/http/raw/slot.rs`, `filter/network/`, `filter/listener/`: a stream's, connection's or
-/// socket's never-moving home, handed to Envoy as a thin pointer),
+/// `api/http/raw/slot.rs`, `api/network/raw.rs`, `filter/network/`, `filter/listener/`: a
+/// stream's, connection's or socket's never-moving home, handed to Envoy as a thin pointer),
 /// and `testing`, which plays Envoy's part and holds those pointers. Every block states the
 /// contract it relies on.
 pub mod architecture {}
@@ -308,6 +308,48 @@ pub mod network {
     //! options before its first `.await`, the buffer limit, read holding), switch either side to
     //! TLS (STARTTLS), set and read dynamic metadata and filter state, record metrics and make
     //! HTTP callouts. CONSTRAINTS.md ("Network (L4) filters") says how each behaves in Envoy.
+    //!
+    //! # Raw network filters
+    //!
+    //! The escape hatch, beside handlers in the same module: a [`RawFilter`] implements
+    //! Envoy's per-connection hooks itself (`on_new_connection`, `on_read`, `on_write` with
+    //! their end of stream, `on_event`, `on_scheduled`) and returns each hook's [`Status`] to
+    //! Envoy as is. Each hook gets a [`RawConnection`]: the read and write buffers as chunks
+    //! viewed in place (inside a closure, so no view outlives a change of the buffer), copy
+    //! and drain, injection either way, `continue_reading`, `read_disable`, close and reset
+    //! with details, addresses, metadata, a scheduler, logs. No future and no executor: what
+    //! runs is the method. The filter value lives in a pooled per-connection slot (no
+    //! allocation per connection or per read once warm); a panic in a hook resets the
+    //! connection (`jisr_network_handler_panic`) and the filter gets no more hooks.
+    //!
+    //! ```
+    //! use jisr::network::{RawConnection, RawFilter, Status};
+    //! use jisr::testing::TestNetworkFilter;
+    //! use jisr::Registry;
+    //!
+    //! /// Holds the client's bytes until a whole line is there.
+    //! struct FirstLine;
+    //! impl RawFilter for FirstLine {
+    //!     fn on_read(&mut self, c: &mut RawConnection<'_>, end_stream: bool) -> Status {
+    //!         let mut line = false;
+    //!         c.read_chunks(|chunk| {
+    //!             line = chunk.contains(&b'\n');
+    //!             !line // stop looking once found
+    //!         });
+    //!         if line || end_stream { Status::Continue } else { Status::StopIteration }
+    //!     }
+    //! }
+    //! fn register(r: &mut Registry) {
+    //!     r.network_raw("first_line", |_cfg| Ok(|| FirstLine));
+    //! }
+    //!
+    //! let f = TestNetworkFilter::new(register, "first_line", b"").unwrap();
+    //! let mut c = f.connect();
+    //! c.client_sends(b"HELLO ");
+    //! assert_eq!(c.upstream(), b"");
+    //! c.client_sends(b"there\n");
+    //! assert_eq!(c.upstream(), b"HELLO there\n");
+    //! ```
     #[doc(inline)]
     pub use crate::api::network::*;
 }

@@ -1,9 +1,10 @@
 //! Zero allocations per connection and per read on the network filter's core paths, measured
 //! with a counting allocator on a reused simulated socket (`TestNetworkFilter::connect_on`):
-//! after a warm-up, every allocation counted comes from jisr or the handler.
+//! after a warm-up, every allocation counted comes from jisr or the handler. The same for raw
+//! network filters (`Registry::network_raw`).
 
 use jisr::Registry;
-use jisr::network::{Connection, Traffic};
+use jisr::network::{Connection, RawConnection, RawFilter, Status, Traffic};
 use jisr::testing::{Socket, TestNetworkFilter};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -101,10 +102,59 @@ impl std::future::Future for YieldOnce {
     }
 }
 
+/// Raw: takes each read out of Envoy's buffer (chunk views and a copy), counts its newlines
+/// and sends it on; each write likewise toward the client.
+struct RawRelay {
+    buf: [u8; 64],
+    lines: usize,
+}
+
+impl RawFilter for RawRelay {
+    fn on_read(&mut self, c: &mut RawConnection<'_>, end_stream: bool) -> Status {
+        let mut seen = 0;
+        c.read_chunks(|chunk| {
+            seen += chunk.len();
+            true
+        });
+        assert_eq!(seen, c.read_len());
+        loop {
+            let n = c.copy_read(&mut self.buf);
+            if n == 0 {
+                break;
+            }
+            c.drain_read(n);
+            self.lines += self.buf[..n].iter().filter(|b| **b == b'\n').count();
+            c.inject_read(&self.buf[..n], false);
+        }
+        if end_stream {
+            c.inject_read(&[], true);
+        }
+        Status::StopIteration
+    }
+
+    fn on_write(&mut self, c: &mut RawConnection<'_>, end_stream: bool) -> Status {
+        let n = c.copy_write(&mut self.buf);
+        c.drain_write(n);
+        c.inject_write(&self.buf[..n], end_stream);
+        Status::StopIteration
+    }
+}
+
+/// Raw with the defaults: everything passes.
+struct RawPass;
+impl RawFilter for RawPass {}
+
 fn register(r: &mut Registry) {
     r.network("passes").handle(passes);
     r.network("frames").handle(frames);
     r.network("relay").handle(relay);
+    r.network_raw("raw_relay", |_cfg| {
+        Ok(|| RawRelay {
+            buf: [0; 64],
+            lines: 0,
+        })
+    });
+    r.network_raw("raw_pass", |_cfg| Ok(|| RawPass));
 }
 
 const DATA: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -123,7 +173,7 @@ fn run(name: &str, f: &TestNetworkFilter, socket: &Socket) {
 
 #[test]
 fn connections_and_reads_allocate_nothing_once_warm() {
-    for name in ["passes", "frames", "relay"] {
+    for name in ["passes", "frames", "relay", "raw_relay", "raw_pass"] {
         let f = TestNetworkFilter::new(register, name, b"").unwrap();
         let socket = Socket::default();
         for _ in 0..100 {

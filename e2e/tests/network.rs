@@ -1,6 +1,6 @@
 //! Network (L4) filters in real Envoy: `examples/tcp_gate.rs` in front of `tcp_proxy` and a
 //! TCP echo server: what reaches upstream, what the client gets back, close details, and a
-//! handler that relays both directions itself.
+//! handler that relays both directions, and a raw network filter (`net_fixture.raw_*`).itself.
 
 use jisr_e2e::{Cluster, Envoy, EnvoyConfig, Listener, access_field, echo_server};
 use std::io::{Read, Write};
@@ -404,4 +404,78 @@ fn a_handler_reads_the_upstream_host_and_sets_upstream_socket_options_and_limits
         "timers (keepalive listener, plain listener): {timers:?}"
     );
     drop((a, b));
+}
+
+#[test]
+fn a_raw_network_filter_forwards_closes_and_fails_closed() {
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(Listener::tcp(
+                "lines",
+                "net_fixture",
+                "raw_lines",
+                "",
+                "echo",
+            ))
+            .listener(Listener::tcp("ctl", "net_fixture", "raw_ctl", "", "echo"))
+            .cluster(Cluster::new("echo", echo_server())),
+    );
+    // Each read is copied out of Envoy's buffer, drained and injected upstream by the filter.
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("lines"))).unwrap();
+    for i in 0..20 {
+        let msg = format!("line {i}\n");
+        s.write_all(msg.as_bytes()).unwrap();
+        assert_eq!(read_n(&mut s, msg.len()), msg.as_bytes());
+    }
+    // The client's half-close goes on with the last injection.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let (rest, closed) = read_to_close(&mut s);
+    assert!(rest.is_empty() && closed, "{rest:?} {closed}");
+
+    // A close from inside the read hook: the close event reaches the filter once that hook
+    // returned (not lost while the filter was busy).
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("ctl"))).unwrap();
+    s.write_all(b"ping").unwrap();
+    assert_eq!(read_n(&mut s, 4), b"ping");
+    s.write_all(b"QUIT").unwrap();
+    let (rest, closed) = read_to_close(&mut s);
+    assert!(rest.is_empty() && closed, "{rest:?} {closed}");
+    assert!(
+        envoy.wait_for_log("raw_ctl: LocalClose (inside close: false)", WAIT),
+        "{}",
+        envoy.log()
+    );
+
+    // A panic in a hook resets the connection; Envoy keeps serving.
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("ctl"))).unwrap();
+    s.write_all(b"BOOM").unwrap();
+    let (rest, closed) = read_to_close(&mut s);
+    assert!(rest.is_empty() && closed, "{rest:?} {closed}");
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("ctl"))).unwrap();
+    s.write_all(b"still here").unwrap();
+    assert_eq!(read_n(&mut s, 10), b"still here");
+    assert!(
+        envoy
+            .log()
+            .contains("raw network filter 'raw_ctl' panicked")
+    );
+
+    let start = Instant::now();
+    let details = loop {
+        let d: Vec<String> = envoy
+            .access_log_lines()
+            .iter()
+            .filter(|l| l.contains("listener=ctl"))
+            .filter_map(|l| access_field(l, "details").map(str::to_string))
+            .collect();
+        if d.len() >= 2 || start.elapsed() > WAIT {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(details.iter().any(|d| d == "raw_ctl_quit"), "{details:?}");
+    assert!(
+        details.iter().any(|d| d == "jisr_network_handler_panic"),
+        "{details:?}"
+    );
 }

@@ -260,6 +260,46 @@ impl Registry {
         }
     }
 
+    /// Registers a raw network filter, written directly against Envoy's network hooks (see
+    /// [`RawFilter`](crate::network::RawFilter)): `factory` runs once per Envoy filter config
+    /// (main thread) and may refuse it; what it returns makes one filter per connection.
+    ///
+    /// ```
+    /// use jisr::network::{RawConnection, RawFilter, Status};
+    /// use jisr::Registry;
+    ///
+    /// struct Pass;
+    /// impl RawFilter for Pass {
+    ///     fn on_read(&mut self, _c: &mut RawConnection<'_>, _end: bool) -> Status {
+    ///         Status::Continue
+    ///     }
+    /// }
+    /// fn register(r: &mut Registry) {
+    ///     r.network_raw("pass", |_cfg| Ok(|| Pass));
+    /// }
+    /// # let mut r = Registry::default();
+    /// # register(&mut r);
+    /// ```
+    pub fn network_raw<F, C>(&mut self, name: &str, factory: C) -> &mut Self
+    where
+        F: crate::network::RawFactory,
+        C: Fn(&mut ConfigHandle<'_>) -> Result<F, ConfigError> + Send + Sync + 'static,
+    {
+        self.networks.retain(|(n, _)| n != name);
+        self.networks.push((
+            name.to_string(),
+            Box::new(move |cfg| {
+                let f = factory(cfg)?;
+                Ok(Box::new(crate::api::network::RawNetConfig::new(
+                    std::sync::Arc::from(cfg.filter_name()),
+                    f,
+                ))
+                    as Box<dyn crate::filter::network::NetConfigHooks>)
+            }),
+        ));
+        self
+    }
+
     /// The builder of network filter `name`.
     pub(crate) fn network_build(&self, name: &str) -> Option<&crate::api::network::NetBuild> {
         self.networks

@@ -170,10 +170,11 @@ pub unsafe fn data(
 /// # Safety
 /// `filter` is the running hook's filter pointer and `slot` a live slot of [`filter_new`].
 pub unsafe fn conn_event(filter: NetworkFilterEnvoyPtr, slot: *const c_void, e: u32) {
-    let e = if e == ConnectionEvent::RemoteClose as u32 || e == ConnectionEvent::LocalClose as u32 {
-        ConnEvent::Closed
-    } else {
-        ConnEvent::Other
+    let e = match e {
+        x if x == ConnectionEvent::RemoteClose as u32 => ConnEvent::RemoteClose,
+        x if x == ConnectionEvent::LocalClose as u32 => ConnEvent::LocalClose,
+        x if x == ConnectionEvent::ConnectedZeroRtt as u32 => ConnEvent::ConnectedZeroRtt,
+        _ => ConnEvent::Connected,
     };
     // SAFETY: forwarded contract.
     unsafe { run(filter, slot, (), |c, h| c.event(h, e)) }

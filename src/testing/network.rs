@@ -267,7 +267,7 @@ impl TestConnection<'_> {
     /// The client closes the connection (Envoy's remote-close event).
     pub fn client_closes(&mut self) {
         if !self.host.close_raised.replace(true) {
-            self.hook(|c, h| c.event(h, ConnEvent::Closed));
+            self.hook(|c, h| c.event(h, ConnEvent::RemoteClose));
         }
     }
 

@@ -38,13 +38,24 @@ pub(crate) const INBOX_DETAILS: &str = "jisr_network_upstream_inbox_full";
 /// The inbox limit when the filter sets none.
 pub(crate) const DEFAULT_INBOX: usize = 1 << 20;
 
-/// A connection event the handler cares about.
+/// A connection event, as Envoy reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ConnEvent {
-    /// The client or Envoy closed the connection.
-    Closed,
-    /// Anything else (connected, ...).
-    Other,
+    /// The client closed the connection.
+    RemoteClose,
+    /// Envoy (or a filter) closed it.
+    LocalClose,
+    /// The connection is established.
+    Connected,
+    /// Established with 0-RTT data.
+    ConnectedZeroRtt,
+}
+
+impl ConnEvent {
+    /// Whether the connection is closed.
+    pub(crate) fn is_close(self) -> bool {
+        matches!(self, ConnEvent::RemoteClose | ConnEvent::LocalClose)
+    }
 }
 
 /// What a registered network filter starts for each connection.
@@ -67,6 +78,9 @@ pub(crate) struct ConnCore {
     pub(crate) inbox_limit: Cell<usize>,
     /// A read hook ran: Envoy's read buffer may be asked for.
     pub(crate) read_seen: Cell<bool>,
+    /// The handler took everything Envoy's read buffer held (a copy came back short), so it
+    /// stays empty until the next read hook: reads need not ask Envoy.
+    pub(crate) read_drained: Cell<bool>,
     /// The client half-closed (a read hook said end of stream).
     pub(crate) read_end: Cell<bool>,
     /// Upstream half-closed (a write hook said end of stream).
@@ -111,6 +125,7 @@ impl ConnCore {
             name,
             inbox_limit: Cell::new(inbox_limit),
             read_seen: Cell::new(false),
+            read_drained: Cell::new(false),
             read_end: Cell::new(false),
             write_end: Cell::new(false),
             closed: Cell::new(false),
@@ -136,6 +151,7 @@ impl ConnCore {
         self.host.reset();
         self.task.reset();
         *self.read_seen.get_mut() = false;
+        *self.read_drained.get_mut() = false;
         *self.read_end.get_mut() = false;
         *self.write_end.get_mut() = false;
         *self.closed.get_mut() = false;
@@ -445,12 +461,15 @@ impl<T: ConnTask> ConnHooks for ConnSlot<T> {
         match side {
             Side::Read => {
                 core.read_seen.set(true);
+                core.read_drained.set(false);
                 if end {
                     core.read_end.set(true);
                 }
                 core.host.enter(host, || {
                     let d = self.drive(|| core.read_waker.wake());
-                    self.after(host, d, true);
+                    if !matches!(d, Driven::Pending) {
+                        self.after(host, d, true);
+                    }
                 });
                 if core.done.get() && !core.closed.get() && !core.sent_upstream_end.get() {
                     // Returned: what it did not read goes on with this hook.
@@ -513,7 +532,7 @@ impl<T: ConnTask> ConnHooks for ConnSlot<T> {
 
     fn event(&self, host: &dyn ConnHost, event: ConnEvent) {
         let core = &self.core;
-        if event != ConnEvent::Closed || core.closed.get() {
+        if !event.is_close() || core.closed.get() {
             return;
         }
         core.closed.set(true);
@@ -603,7 +622,7 @@ impl<'c> SimSlot<'c> {
         /// `ptr` is a live slot, inside one of its hooks.
         unsafe fn raise(ptr: *const core::ffi::c_void, host: &SimConn) {
             // SAFETY: guaranteed by the caller.
-            unsafe { hooks_of(ptr) }.event(host, ConnEvent::Closed);
+            unsafe { hooks_of(ptr) }.event(host, ConnEvent::LocalClose);
         }
         struct Restore<'h>(&'h SimConn, Option<RaiseClose>);
         impl Drop for Restore<'_> {

@@ -120,6 +120,21 @@ impl ConnHost for EnvoyConn {
         })
     }
 
+    fn chunks(&self, side: Side, f: &mut dyn FnMut(&[u8]) -> bool) {
+        self.with_chunks(side, |chunks| {
+            for c in chunks {
+                // SAFETY: Envoy's chunk of the buffer, unchanged while `f` runs: `f` gets no
+                // way to call into Envoy on this connection that changes the buffer (the API
+                // hands the views to a closure under a shared borrow of the connection, and
+                // every buffer-changing call takes it mutably).
+                let bytes = unsafe { crate::host::abi_bytes(c.ptr, c.len) };
+                if !bytes.is_empty() && !f(bytes) {
+                    break;
+                }
+            }
+        })
+    }
+
     fn drain(&self, side: Side, n: usize) {
         // SAFETY: live filter pointer; Envoy drains at most what the buffer holds.
         unsafe {

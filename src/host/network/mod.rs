@@ -74,6 +74,9 @@ pub(crate) trait ConnHost {
     fn len(&self, side: Side) -> usize;
     /// Copies the first bytes of `side`'s buffer into `out`; returns how many.
     fn copy(&self, side: Side, out: &mut [u8]) -> usize;
+    /// Calls `f` with each chunk of `side`'s buffer in order, viewed in place (valid for the
+    /// call only); stops when `f` returns `false`.
+    fn chunks(&self, side: Side, f: &mut dyn FnMut(&[u8]) -> bool);
     /// Removes the first `n` bytes of `side`'s buffer.
     fn drain(&self, side: Side, n: usize);
     /// Hands `data` to the filters after this one, toward upstream (`end`: and half-closes).

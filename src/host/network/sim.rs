@@ -114,6 +114,13 @@ impl ConnHost for SimConn {
         n
     }
 
+    fn chunks(&self, side: Side, f: &mut dyn FnMut(&[u8]) -> bool) {
+        let b = buf(self, side).borrow();
+        if !b.is_empty() {
+            f(&b);
+        }
+    }
+
     fn drain(&self, side: Side, n: usize) {
         let mut b = buf(self, side).borrow_mut();
         let n = n.min(b.len());

@@ -1,6 +1,11 @@
 //! Network (L4) filters: the handler API (public as `jisr::network`, whose docs say what a
 //! handler sees and decides).
 
+mod raw;
+
+pub(crate) use raw::RawNetConfig;
+pub use raw::{Event, RawConnection, RawFactory, RawFilter, RawScheduler, Status};
+
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::executor::pool::Pool;
 use crate::filter::network::{ConnCore, ConnTask, NetConfig, NetConfigHooks};
@@ -587,7 +592,7 @@ fn take(core: &ConnCore, side: Side, buf: &mut [u8]) -> usize {
         Side::Read => {
             // Envoy's read buffer exists once a read hook ran; after a close it is not asked
             // for again.
-            if !core.read_seen.get() || core.closed.get() {
+            if !core.read_seen.get() || core.read_drained.get() || core.closed.get() {
                 return 0;
             }
             core.host
@@ -595,6 +600,10 @@ fn take(core: &ConnCore, side: Side, buf: &mut [u8]) -> usize {
                     let n = h.copy(Side::Read, buf);
                     if n > 0 {
                         h.drain(Side::Read, n);
+                    }
+                    if n < buf.len() {
+                        // All it held: empty until the next read hook brings more.
+                        core.read_drained.set(true);
                     }
                     n
                 })
