@@ -251,6 +251,164 @@ where
         })
     }
 
+    /// Whether the response passes this filter untouched: our own reply, a request handler
+    /// that never finished, no response handler, or one that already ran.
+    #[inline]
+    fn passes_response(&self) -> bool {
+        let st = self.core.st();
+        st.replied()
+            || !self.has_response()
+            || st.request != HandlerState::Done
+            || st.response != HandlerState::Idle
+    }
+
+    // The hooks with a handler to poll. Each hook first checks whether it is inert (no handler
+    // of its direction runs or starts, and no completion waits for a hook's end): then it only
+    // records end of stream and answers, without entering the stream's hook context, as
+    // nothing in it polls or calls Envoy. The polling paths below stay out of line, so the
+    // inert answer, taken by most hooks of most streams, costs a few instructions.
+
+    #[inline(never)]
+    fn request_body_running(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus {
+        self.enter(host, || {
+            let core = &self.core;
+            if end_of_stream {
+                core.req_body.update(BodyState::end_of_stream);
+            }
+            match core.st().request {
+                HandlerState::Running => {
+                    core.with_host(|h| core.req_body.enter_hook(h, true));
+                    let d = self.drive(Direction::Request, || core.req_body.waker.wake());
+                    core.req_body.update(BodyState::leave_hook);
+                    match d {
+                        Driven::Ready if !core.st().replied() => BodyStatus::Continue,
+                        Driven::Pending | Driven::Nested if core.req_body.get().done_reading() => {
+                            BodyStatus::StopIterationAndWatermark
+                        }
+                        Driven::Pending | Driven::Nested => BodyStatus::StopIterationAndBuffer,
+                        _ => BodyStatus::StopIterationNoBuffer,
+                    }
+                }
+                _ if core.st().replied() => BodyStatus::StopIterationNoBuffer,
+                _ => BodyStatus::Continue,
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn request_trailers_running(&self, host: &dyn Host) -> TrailersStatus {
+        self.enter(host, || {
+            let core = &self.core;
+            core.req_body.update(BodyState::end_of_stream);
+            match core.st().request {
+                HandlerState::Running => {
+                    match self.drive(Direction::Request, || core.req_body.waker.wake()) {
+                        Driven::Ready if !core.st().replied() => TrailersStatus::Continue,
+                        _ => TrailersStatus::StopIteration,
+                    }
+                }
+                _ if core.st().replied() => TrailersStatus::StopIteration,
+                _ => TrailersStatus::Continue,
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn response_headers_starting(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus {
+        self.enter(host, || {
+            let core = &self.core;
+            // Our own replies, responses to requests our handler never finished, and filters
+            // without a response handler: let it through.
+            if self.passes_response() {
+                core.update(StreamState::pass_response);
+                return HeadersStatus::Continue;
+            }
+            let mode = self.mode();
+            let retention = self.retention();
+            core.resp_body.update(|b| {
+                let b = b.retain(retention);
+                if end_of_stream { b.end_of_stream() } else { b }
+            });
+            core.update(|s| s.start_response(mode));
+            match executor::catch(|| self.start_response()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    core.update(StreamState::finish_response);
+                    return HeadersStatus::Continue;
+                }
+                Err(msg) => {
+                    self.fail(&msg, PANIC_DETAILS);
+                    return HeadersStatus::StopIteration;
+                }
+            }
+            match (self.drive(Direction::Response, || {}), mode) {
+                (Driven::Panicked(_), _) => HeadersStatus::StopIteration,
+                (_, ResponseMode::Observe) => HeadersStatus::Continue,
+                (Driven::Ready, _) if !core.st().replied() => HeadersStatus::Continue,
+                (Driven::Ready, _) => HeadersStatus::StopIteration,
+                (Driven::Pending | Driven::Nested, _) => {
+                    core.update(StreamState::stop_response);
+                    HeadersStatus::StopIteration
+                }
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn response_body_running(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus {
+        self.enter(host, || {
+            let core = &self.core;
+            if end_of_stream {
+                core.resp_body.update(BodyState::end_of_stream);
+            }
+            if core.st().response != HandlerState::Running {
+                return BodyStatus::Continue;
+            }
+            let cursor = &core.resp_body;
+            core.with_host(|h| cursor.enter_hook(h, false));
+            let d = self.drive(Direction::Response, || cursor.waker.wake());
+            cursor.update(BodyState::leave_hook);
+            if cursor.get().retention == Retention::Passing {
+                // Measured when the hook started: nothing changes a chunk during an Observe
+                // hook (only Buffer mode replaces bodies). Once the stream ended no read runs
+                // again, so the position past the chunk is harmless then too.
+                cursor.update(|b| b.pass_chunk(b.hook_end.saturating_sub(b.base)));
+            }
+            match (d, self.mode()) {
+                (Driven::Panicked(_), _) => BodyStatus::StopIterationNoBuffer,
+                (_, ResponseMode::Observe) => BodyStatus::Continue,
+                (Driven::Ready, _) if !core.st().replied() => BodyStatus::Continue,
+                (Driven::Ready, _) => BodyStatus::StopIterationNoBuffer,
+                (Driven::Pending | Driven::Nested, ResponseMode::Buffer)
+                    if !cursor.get().skipped() =>
+                {
+                    BodyStatus::StopIterationAndBuffer
+                }
+                (Driven::Pending | Driven::Nested, _) => BodyStatus::StopIterationAndWatermark,
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn response_trailers_running(&self, host: &dyn Host) -> TrailersStatus {
+        self.enter(host, || {
+            let core = &self.core;
+            core.resp_body.update(BodyState::end_of_stream);
+            if core.st().response != HandlerState::Running {
+                return TrailersStatus::Continue;
+            }
+            match (
+                self.drive(Direction::Response, || core.resp_body.waker.wake()),
+                self.mode(),
+            ) {
+                (Driven::Panicked(_), _) => TrailersStatus::StopIteration,
+                (_, ResponseMode::Observe) => TrailersStatus::Continue,
+                (Driven::Ready, _) => TrailersStatus::Continue,
+                (Driven::Pending | Driven::Nested, _) => TrailersStatus::StopIteration,
+            }
+        })
+    }
+
     /// A pipeline completed outside the hook that stopped the stream: resume Envoy.
     fn resume(&self, side: Direction) {
         let core = &self.core;
@@ -380,145 +538,62 @@ where
     }
 
     fn request_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus {
-        self.enter(host, || {
-            let core = &self.core;
+        let core = &self.core;
+        if core.st().request != HandlerState::Running && !core.st().completion_pending() {
+            // The hook is inert: no handler to poll, nothing to ask Envoy (see `inert`).
             if end_of_stream {
                 core.req_body.update(BodyState::end_of_stream);
             }
-            match core.st().request {
-                HandlerState::Running => {
-                    core.with_host(|h| core.req_body.enter_hook(h, true));
-                    let d = self.drive(Direction::Request, || core.req_body.waker.wake());
-                    core.req_body.update(BodyState::leave_hook);
-                    match d {
-                        Driven::Ready if !core.st().replied() => BodyStatus::Continue,
-                        Driven::Pending | Driven::Nested if core.req_body.get().done_reading() => {
-                            BodyStatus::StopIterationAndWatermark
-                        }
-                        Driven::Pending | Driven::Nested => BodyStatus::StopIterationAndBuffer,
-                        _ => BodyStatus::StopIterationNoBuffer,
-                    }
-                }
-                _ if core.st().replied() => BodyStatus::StopIterationNoBuffer,
-                _ => BodyStatus::Continue,
-            }
-        })
+            return if core.st().replied() {
+                BodyStatus::StopIterationNoBuffer
+            } else {
+                BodyStatus::Continue
+            };
+        }
+        self.request_body_running(host, end_of_stream)
     }
 
     fn request_trailers(&self, host: &dyn Host) -> TrailersStatus {
-        self.enter(host, || {
-            let core = &self.core;
+        let core = &self.core;
+        if core.st().request != HandlerState::Running && !core.st().completion_pending() {
             core.req_body.update(BodyState::end_of_stream);
-            match core.st().request {
-                HandlerState::Running => {
-                    match self.drive(Direction::Request, || core.req_body.waker.wake()) {
-                        Driven::Ready if !core.st().replied() => TrailersStatus::Continue,
-                        _ => TrailersStatus::StopIteration,
-                    }
-                }
-                _ if core.st().replied() => TrailersStatus::StopIteration,
-                _ => TrailersStatus::Continue,
-            }
-        })
+            return if core.st().replied() {
+                TrailersStatus::StopIteration
+            } else {
+                TrailersStatus::Continue
+            };
+        }
+        self.request_trailers_running(host)
     }
 
     fn response_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus {
-        self.enter(host, || {
-            let core = &self.core;
-            // Our own replies, responses to requests our handler never finished, and filters
-            // without a response handler: let it through.
-            if core.st().replied()
-                || !self.has_response()
-                || core.st().request != HandlerState::Done
-                || core.st().response != HandlerState::Idle
-            {
-                core.update(StreamState::pass_response);
-                return HeadersStatus::Continue;
-            }
-            let mode = self.mode();
-            let retention = self.retention();
-            core.resp_body.update(|b| {
-                let b = b.retain(retention);
-                if end_of_stream { b.end_of_stream() } else { b }
-            });
-            core.update(|s| s.start_response(mode));
-            match executor::catch(|| self.start_response()) {
-                Ok(true) => {}
-                Ok(false) => {
-                    core.update(StreamState::finish_response);
-                    return HeadersStatus::Continue;
-                }
-                Err(msg) => {
-                    self.fail(&msg, PANIC_DETAILS);
-                    return HeadersStatus::StopIteration;
-                }
-            }
-            match (self.drive(Direction::Response, || {}), mode) {
-                (Driven::Panicked(_), _) => HeadersStatus::StopIteration,
-                (_, ResponseMode::Observe) => HeadersStatus::Continue,
-                (Driven::Ready, _) if !core.st().replied() => HeadersStatus::Continue,
-                (Driven::Ready, _) => HeadersStatus::StopIteration,
-                (Driven::Pending | Driven::Nested, _) => {
-                    core.update(StreamState::stop_response);
-                    HeadersStatus::StopIteration
-                }
-            }
-        })
+        let core = &self.core;
+        if self.passes_response() && !core.st().completion_pending() {
+            core.update(StreamState::pass_response);
+            return HeadersStatus::Continue;
+        }
+        self.response_headers_starting(host, end_of_stream)
     }
 
     fn response_body(&self, host: &dyn Host, end_of_stream: bool) -> BodyStatus {
-        self.enter(host, || {
-            let core = &self.core;
+        let core = &self.core;
+        if core.st().response != HandlerState::Running && !core.st().completion_pending() {
             if end_of_stream {
                 core.resp_body.update(BodyState::end_of_stream);
             }
-            if core.st().response != HandlerState::Running {
-                return BodyStatus::Continue;
-            }
-            let cursor = &core.resp_body;
-            core.with_host(|h| cursor.enter_hook(h, false));
-            let d = self.drive(Direction::Response, || cursor.waker.wake());
-            cursor.update(BodyState::leave_hook);
-            if cursor.get().retention == Retention::Passing {
-                // Measured when the hook started: nothing changes a chunk during an Observe
-                // hook (only Buffer mode replaces bodies). Once the stream ended no read runs
-                // again, so the position past the chunk is harmless then too.
-                cursor.update(|b| b.pass_chunk(b.hook_end.saturating_sub(b.base)));
-            }
-            match (d, self.mode()) {
-                (Driven::Panicked(_), _) => BodyStatus::StopIterationNoBuffer,
-                (_, ResponseMode::Observe) => BodyStatus::Continue,
-                (Driven::Ready, _) if !core.st().replied() => BodyStatus::Continue,
-                (Driven::Ready, _) => BodyStatus::StopIterationNoBuffer,
-                (Driven::Pending | Driven::Nested, ResponseMode::Buffer)
-                    if !cursor.get().skipped() =>
-                {
-                    BodyStatus::StopIterationAndBuffer
-                }
-                (Driven::Pending | Driven::Nested, _) => BodyStatus::StopIterationAndWatermark,
-            }
-        })
+            return BodyStatus::Continue;
+        }
+        self.response_body_running(host, end_of_stream)
     }
 
     fn response_trailers(&self, host: &dyn Host) -> TrailersStatus {
-        self.enter(host, || {
-            let core = &self.core;
+        let core = &self.core;
+        if core.st().response != HandlerState::Running && !core.st().completion_pending() {
             core.resp_body.update(BodyState::end_of_stream);
-            if core.st().response != HandlerState::Running {
-                return TrailersStatus::Continue;
-            }
-            match (
-                self.drive(Direction::Response, || core.resp_body.waker.wake()),
-                self.mode(),
-            ) {
-                (Driven::Panicked(_), _) => TrailersStatus::StopIteration,
-                (_, ResponseMode::Observe) => TrailersStatus::Continue,
-                (Driven::Ready, _) => TrailersStatus::Continue,
-                (Driven::Pending | Driven::Nested, _) => TrailersStatus::StopIteration,
-            }
-        })
+            return TrailersStatus::Continue;
+        }
+        self.response_trailers_running(host)
     }
-
     fn stream_complete(&self, host: &dyn Host) {
         if self.core.host.is_set() {
             // Completed from inside one of our own hooks (e.g. a local reply finished the
