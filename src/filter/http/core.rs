@@ -122,6 +122,11 @@ impl BodyCursor {
                 return if b.eos() { Some(0) } else { None };
             }
             (b.hook_buffered, b.hook_end > b.hook_buffered)
+        } else if !b.hook_seen() && !b.eos() {
+            // No body hook yet and no end of stream: no byte of the body reached this filter
+            // (what Envoy holds for a filter before this one is not this filter's yet), so
+            // Envoy is not asked. A read in the headers hook, the usual first read, pends here.
+            return None;
         } else {
             (host.body_len(buffered), false)
         };

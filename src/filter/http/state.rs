@@ -290,6 +290,7 @@ const B_WAITING: u8 = 1 << 1;
 const B_EOS: u8 = 1 << 2;
 const B_SKIPPED: u8 = 1 << 3;
 const B_IN_HOOK: u8 = 1 << 4;
+const B_HOOK_SEEN: u8 = 1 << 5;
 
 /// Read position and limits of one body (see the module docs for the transitions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -354,6 +355,10 @@ impl BodyState {
     pub(crate) fn in_hook(self) -> bool {
         self.has(B_IN_HOOK)
     }
+    /// A body hook of this direction ran (or runs).
+    pub(crate) fn hook_seen(self) -> bool {
+        self.has(B_HOOK_SEEN)
+    }
     /// Whether the handler is done reading (skipped or limit reached).
     pub(crate) fn done_reading(self) -> bool {
         self.skipped() || self.offset >= self.limit
@@ -373,7 +378,7 @@ impl BodyState {
         BodyState {
             hook_buffered: buffered,
             hook_end: end,
-            ..self.with(B_IN_HOOK, true)
+            ..self.with(B_IN_HOOK | B_HOOK_SEEN, true)
         }
     }
     /// The body hook is over.
