@@ -401,6 +401,47 @@ fn a_handler_reads_the_upstream_host_and_sets_upstream_socket_options_and_limits
     drop((a, b));
 }
 
+/// A filter that cannot be made (its factory panics) refuses its connection: jisr answers
+/// Envoy's `filter_new` with null, and Envoy closes the connection before any byte reaches the
+/// upstream or comes back (unlike UDP listener filters, where a null filter lets datagrams
+/// pass: `udp::a_refused_config_never_lets_a_datagram_pass`).
+#[test]
+fn a_network_filter_that_cannot_be_made_refuses_its_connection() {
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .listener(Listener::tcp(
+                "refuse",
+                "net_fixture",
+                "raw_refuse",
+                "",
+                "echo",
+            ))
+            .listener(Listener::tcp("ctl", "net_fixture", "raw_ctl", "", "echo"))
+            .cluster(Cluster::new("echo", echo_server())),
+    );
+    for i in 0..3 {
+        let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("refuse"))).unwrap();
+        // The write may fail: Envoy may have closed the connection already.
+        let _ = s.write_all(format!("secret {i}\n").as_bytes());
+        let (rest, closed) = read_to_close(&mut s);
+        assert!(
+            rest.is_empty() && closed,
+            "connection {i}: echoed {:?}, closed {closed}\n{}",
+            String::from_utf8_lossy(&rest),
+            envoy.log()
+        );
+    }
+    assert!(
+        envoy.wait_for_log("raw_refuse: no filter for this connection", WAIT),
+        "{}",
+        envoy.log()
+    );
+    // Other listeners keep serving.
+    let mut s = TcpStream::connect(("127.0.0.1", envoy.listener_port("ctl"))).unwrap();
+    s.write_all(b"ping").unwrap();
+    assert_eq!(read_n(&mut s, 4), b"ping");
+}
+
 #[test]
 fn a_raw_network_filter_forwards_closes_and_fails_closed() {
     let envoy = Envoy::start(
