@@ -13,10 +13,6 @@
 
 use jisr::{Registry, Request, Response, ResponseMode, ResponseWriter};
 
-async fn pass(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-    req.skip_body();
-}
-
 fn is_json(resp: &Response<'_>) -> bool {
     resp.header_str("content-type").is_some_and(|ct| {
         ct.split(';')
@@ -78,8 +74,9 @@ async fn req_trailers(mut req: Request<'_>, w: ResponseWriter<'_>) {
 }
 
 fn register(r: &mut Registry) {
+    // Response handler only: the request passes untouched.
     r.filter("rewrite")
-        .respond(ResponseMode::Buffer, pass, rewrite);
+        .on_response(ResponseMode::Buffer, rewrite);
     r.register("req_trailers", req_trailers);
 }
 

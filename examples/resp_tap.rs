@@ -63,10 +63,6 @@ async fn count(tap: &Tap, panic: bool, mut resp: Response<'_>, w: ResponseWriter
     w.set_metadata_num("resp_tap", "bytes", total as f64);
 }
 
-async fn pass(mut req: Request<'_>, _w: ResponseWriter<'_>) {
-    req.skip_body();
-}
-
 /// Acts at the end of the response without reading or copying its body.
 async fn at_end(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
     let outcome = match resp.finished().await {
@@ -81,8 +77,8 @@ fn register(r: &mut Registry) {
     r.filter("tap")
         .state(load)
         .respond(ResponseMode::Observe, remember, count);
-    r.filter("ended")
-        .respond(ResponseMode::Observe, pass, at_end);
+    // Response handler only: the request passes untouched.
+    r.filter("ended").on_response(ResponseMode::Observe, at_end);
 }
 
 jisr::export!(register);

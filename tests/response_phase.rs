@@ -152,7 +152,23 @@ async fn counted_resp(s: &Counted, seven: u32, resp: Response<'_>, w: ResponseWr
         .unwrap();
 }
 
+async fn counted_only(s: &Counted, _: (), resp: Response<'_>, w: ResponseWriter<'_>) {
+    let code = resp.status().unwrap_or(0).to_string();
+    w.counter_add(s.responses, &[&code], 1).unwrap();
+}
+
 fn register(r: &mut Registry) {
+    // Response handlers only (`on_response`): no request handler to start or poll.
+    r.filter("only_rewrite")
+        .on_response(ResponseMode::Buffer, rewrite);
+    r.filter("only_tap").on_response(ResponseMode::Observe, tap);
+    r.filter("only_later")
+        .on_response(ResponseMode::Passthrough, stamp_later);
+    r.filter("only_boom")
+        .on_response(ResponseMode::Passthrough, resp_boom);
+    r.filter("only_counted")
+        .state(counted_config)
+        .on_response(ResponseMode::Passthrough, counted_only);
     r.filter("stamp")
         .respond(ResponseMode::Passthrough, method_of, stamp);
     r.filter("stamp_later")
@@ -671,4 +687,93 @@ fn finished_waits_for_the_end_of_an_observed_response_without_holding_it() {
         result(&s),
         Some(MetaValue::Str("Err(NotObserved) /p".into()))
     );
+}
+
+/// `on_response`: the request passes untouched (headers, every body chunk, trailers: nothing
+/// stops or buffers it, nothing is polled), and the response handler runs as with `respond`.
+#[test]
+fn a_response_only_filter_lets_the_request_through_and_handles_the_response() {
+    let f = filter("only_rewrite");
+    for _ in 0..2 {
+        let mut s = f.stream();
+        let post = &[(":method", "POST"), (":path", "/up")];
+        assert_eq!(s.request_headers(post, false), HeadersStatus::Continue);
+        assert_eq!(s.request_body(b"abc", false), BodyStatus::Continue);
+        assert_eq!(s.request_body(b"def", false), BodyStatus::Continue);
+        assert_eq!(
+            s.request_trailers(&[("x-t", "1")]),
+            TrailersStatus::Continue
+        );
+        assert_eq!(s.forwarded_request_body(), b"abcdef");
+        assert_eq!(s.continue_decoding_calls(), 0);
+        assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+        assert_eq!(
+            s.response_body(b"xyz", false),
+            BodyStatus::StopIterationAndBuffer
+        );
+        assert_eq!(s.response_body(b"!", true), BodyStatus::Continue);
+        assert_eq!(s.forwarded_response_body(), b"<<xyz!>>");
+        assert_eq!(s.response_header("content-length").as_deref(), Some("8"));
+    }
+
+    let f = filter("only_tap");
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::Continue);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::Continue);
+    assert_eq!(s.response_body(b"abcd", false), BodyStatus::Continue);
+    assert_eq!(s.response_body(b"ef", true), BodyStatus::Continue);
+    assert_eq!(s.metadata("tap", "bytes"), Some(MetaValue::Num(6.0)));
+}
+
+/// A response that arrives before the request ended (an upstream answering early) starts the
+/// response handler at once: there is no request handler to wait for. A handler that waits is
+/// woken through the scheduler as with `respond`.
+#[test]
+fn a_response_only_filter_handles_an_early_response_and_waits_like_any_handler() {
+    fresh();
+    let f = filter("only_later");
+    let mut s = f.stream();
+    let post = &[(":method", "POST"), (":path", "/up")];
+    assert_eq!(s.request_headers(post, false), HeadersStatus::Continue);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+    assert_eq!(s.request_body(b"late", true), BodyStatus::Continue);
+    oneshot().send(5);
+    assert_eq!(s.run_scheduled(), 1);
+    assert_eq!(s.response_header("x-later").as_deref(), Some("5"));
+    assert_eq!(s.continue_encoding_calls(), 1);
+}
+
+/// A panic in a response-only handler fails closed like any other, and the state form counts.
+#[test]
+fn a_response_only_filter_fails_closed_and_takes_state() {
+    let f = filter("only_boom");
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+    let reply = s.local_reply().unwrap();
+    assert_eq!(
+        (reply.status, reply.details.as_str()),
+        (500, jisr::stats::PANIC_DETAILS)
+    );
+    let mut again = f.stream();
+    again.request_headers(GET, true);
+    assert_eq!(
+        again.response_headers(OK, false),
+        HeadersStatus::StopIteration
+    );
+
+    let f = filter("only_counted");
+    for _ in 0..3 {
+        let mut s = f.stream();
+        s.request_headers(GET, true);
+        assert_eq!(
+            s.response_headers(&[(":status", "204")], true),
+            HeadersStatus::Continue
+        );
+    }
+    // A stream that ends before any response never starts the handler.
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    drop(s);
+    assert_eq!(f.metric("responses_total.204"), Some(3));
 }

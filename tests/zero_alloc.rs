@@ -312,6 +312,7 @@ fn register(r: &mut Registry) {
     r.register("body", body_limit);
     r.register("wait", wait_once);
     r.filter("tap").respond(ResponseMode::Observe, pass, tap);
+    r.filter("only_tap").on_response(ResponseMode::Observe, tap);
     r.filter("rewrite")
         .respond(ResponseMode::Buffer, pass, rewrite);
     r.register("callout", callout);
@@ -445,21 +446,29 @@ fn zero_allocations_per_request_on_every_core_path() {
         "only {via_scheduler} went through the scheduler"
     );
 
-    let f = BenchFilter::new(register, "tap", b"").unwrap();
-    let mut s = f.session();
-    report.push((
-        "Observe tap of a multi-chunk response",
-        measure(|| {
-            s.begin(GET);
-            s.request_headers(true);
-            assert_eq!(s.response_headers(OK, false), HeadersStatus::Continue);
-            for _ in 0..2 {
-                assert_eq!(s.response_body(CHUNK, false), BodyStatus::Continue);
-            }
-            assert_eq!(s.response_body(CHUNK, true), BodyStatus::Continue);
-            s.end();
-        }),
-    ));
+    for (name, what) in [
+        ("tap", "Observe tap of a multi-chunk response"),
+        (
+            "only_tap",
+            "Observe tap, response handler only (on_response)",
+        ),
+    ] {
+        let f = BenchFilter::new(register, name, b"").unwrap();
+        let mut s = f.session();
+        report.push((
+            what,
+            measure(|| {
+                s.begin(GET);
+                assert_eq!(s.request_headers(true), HeadersStatus::Continue);
+                assert_eq!(s.response_headers(OK, false), HeadersStatus::Continue);
+                for _ in 0..2 {
+                    assert_eq!(s.response_body(CHUNK, false), BodyStatus::Continue);
+                }
+                assert_eq!(s.response_body(CHUNK, true), BodyStatus::Continue);
+                s.end();
+            }),
+        ));
+    }
 
     let f = BenchFilter::new(register, "rewrite", b"").unwrap();
     let mut s = f.session();

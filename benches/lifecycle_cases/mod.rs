@@ -89,8 +89,6 @@ async fn wake(mut req: Request<'_>, _w: ResponseWriter<'_>) {
     let _ = req.set_header("x-woken", "1");
 }
 
-async fn pass(_req: Request<'_>, _w: ResponseWriter<'_>) {}
-
 async fn tap(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
     let mut buf = [0u8; 64];
     let mut total = 0;
@@ -219,7 +217,8 @@ pub fn register(r: &mut Registry) {
     r.register("reject", reject);
     r.register("body", body);
     r.register("wake", wake);
-    r.filter("tap").respond(ResponseMode::Observe, pass, tap);
+    // Response handler only, as the raw twin has no request-side work.
+    r.filter("tap").on_response(ResponseMode::Observe, tap);
     r.register_raw("raw_accept", |cfg| {
         let c = cfg.counter("hits", &[])?;
         Ok(RawAcceptFactory(c))

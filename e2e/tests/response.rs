@@ -223,6 +223,19 @@ fn buffer_rewrites_json_objects_and_leaves_the_rest() {
     assert_eq!(j["headers"]["x-test"].as_str(), Some("1"));
     assert_eq!(j["server"].as_str(), Some("rewrite-up"));
 
+    // The filter has a response handler only (`on_response`): a request body of many chunks
+    // reaches the upstream whole and unchanged, and its JSON answer is still rewritten.
+    let body = pattern(7, 300_000);
+    let r = client::request(port, "POST", "/echo", &[], &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-jisr-rewrite"), Some("rewritten"));
+    let j = r.json();
+    assert_eq!(j["body_len"].as_u64(), Some(300_000));
+    assert_eq!(
+        j["body_fnv"].as_str(),
+        Some(format!("{:016x}", jisr_e2e::upstream::fnv1a64(&body)).as_str())
+    );
+
     // Chunked JSON stays chunked (no content-length) and is rewritten.
     let r = client::get(port, "/json-chunked");
     assert_eq!(r.header("x-jisr-rewrite"), Some("rewritten"));

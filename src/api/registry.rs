@@ -2,7 +2,8 @@
 
 use crate::api::config::{ConfigError, ConfigHandle};
 use crate::api::http::pipeline::{
-    IntoPipeline, IntoRegistered, IntoRequestHandler, IntoResponseHandler, NoResponse, OnRequest,
+    IntoPipeline, IntoRegistered, IntoRequestHandler, IntoResponseHandler, NoRequest, NoResponse,
+    OnRequest,
 };
 use crate::api::http::raw::{RawConfig, RawFactory};
 use crate::api::http::response::ResponseMode;
@@ -140,8 +141,9 @@ impl Registry {
     }
 
     /// Starts registering a filter that has per-config state, a response handler, or both:
-    /// finish with [`FilterBuilder::handle`] (request handler only) or
-    /// [`FilterBuilder::respond`] (request and response handlers).
+    /// finish with [`FilterBuilder::handle`] (request handler only),
+    /// [`FilterBuilder::respond`] (request and response handlers) or
+    /// [`FilterBuilder::on_response`] (response handler only).
     ///
     /// ```
     /// use jisr::{ConfigError, ConfigHandle, Registry, Request, Response, ResponseMode, ResponseWriter};
@@ -591,6 +593,53 @@ where
                     NoResponse,
                     ResponseMode::Passthrough,
                 ))
+            }),
+        )
+    }
+
+    /// Registers the filter with a response handler only (`async fn((), Response,
+    /// ResponseWriter)`, or a response chain; with [`state`](FilterBuilder::state), `&S`
+    /// first): the request passes untouched, with no handler to start or poll, and the
+    /// response handler receives `()`. The same as [`respond`](Self::respond) with a request
+    /// handler that does nothing, minus that handler's cost on every request.
+    ///
+    /// ```
+    /// use jisr::testing::{MetaValue, TestFilter};
+    /// use jisr::{Registry, Response, ResponseMode, ResponseWriter};
+    ///
+    /// async fn count_bytes(_: (), mut resp: Response<'_>, w: ResponseWriter<'_>) {
+    ///     let (mut buf, mut total) = ([0u8; 256], 0);
+    ///     while let Ok(n) = resp.read(&mut buf).await {
+    ///         if n == 0 {
+    ///             break;
+    ///         }
+    ///         total += n;
+    ///     }
+    ///     w.set_metadata_num("tap", "bytes", total as f64);
+    /// }
+    /// fn register(r: &mut Registry) {
+    ///     r.filter("tap").on_response(ResponseMode::Observe, count_bytes);
+    /// }
+    ///
+    /// let f = TestFilter::new(register, "tap", b"").unwrap();
+    /// let mut s = f.stream();
+    /// s.request_headers(&[(":method", "GET"), (":path", "/")], true);
+    /// s.response_headers(&[(":status", "200")], false);
+    /// s.response_body(b"hello ", false);
+    /// s.response_body(b"world", true);
+    /// assert_eq!(s.metadata("tap", "bytes"), Some(MetaValue::Num(11.0)));
+    /// ```
+    pub fn on_response<R, MR>(self, mode: ResponseMode, response: R) -> &'r mut Registry
+    where
+        R: IntoResponseHandler<S, (), MR> + Clone + Send + Sync + 'static,
+    {
+        let state_fn = self.state;
+        self.registry.push(
+            &self.name,
+            Box::new(move |cfg| {
+                let state = state_fn(cfg)?;
+                let resp = response.clone().into_pipeline();
+                Ok(config_box(cfg, state, NoRequest, resp, mode))
             }),
         )
     }

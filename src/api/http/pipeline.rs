@@ -716,6 +716,25 @@ where
     }
 }
 
+/// No request handler (a filter registered with `on_response`): the request passes untouched
+/// and the response handler receives `()`.
+#[doc(hidden)]
+pub struct NoRequest;
+impl Sealed for NoRequest {}
+
+impl<S: 'static> Pipeline<S, ()> for NoRequest {
+    const PRESENT: bool = false;
+    type Output = ();
+    type Storage = ();
+    fn start(&'static self, _: &'static (), _: &'static S, _: (), _: &'static StreamCore) {}
+    fn poll(_: &(), _: &mut Context<'_>) -> Poll<Option<()>> {
+        Poll::Ready(Some(()))
+    }
+    fn clear(_: &()) -> Cleared {
+        Cleared::Clean
+    }
+}
+
 /// No response handler: the response passes untouched.
 #[doc(hidden)]
 pub struct NoResponse;

@@ -13,6 +13,7 @@ use crate::filter::http::state::{BodyState, HandlerState, Retention, StreamState
 use crate::host::http::Host;
 use crate::host::log::Level;
 use crate::host::{ChunkArray, HeaderArray};
+use std::task::Context;
 
 impl<S, Q, R> ConfigHooks for JisrConfig<S, Q, R>
 where
@@ -519,6 +520,17 @@ where
     R: Pipeline<S, Q::Output, Output = ()>,
 {
     fn request_headers(&self, host: &dyn Host, end_of_stream: bool) -> HeadersStatus {
+        if !Q::PRESENT {
+            // No request handler: nothing to start or poll. The request is done at once, with
+            // the value (`()`) the response handler receives.
+            let core = &self.core;
+            if end_of_stream {
+                core.req_body.update(BodyState::end_of_stream);
+            }
+            core.update(|s| s.start_request().take_start().1.finish_request());
+            let _ = self.poll_request(&mut Context::from_waker(std::task::Waker::noop()));
+            return HeadersStatus::Continue;
+        }
         self.enter(host, || {
             let core = &self.core;
             if end_of_stream {

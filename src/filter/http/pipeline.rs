@@ -22,7 +22,8 @@ pub(crate) mod sealed {
 /// pipeline types implement it.
 #[doc(hidden)]
 pub trait Pipeline<S: 'static, In: 'static>: sealed::Sealed + Send + Sync + 'static {
-    /// Whether there is a pipeline at all (a filter without a response handler has none).
+    /// Whether there is a pipeline at all (a filter without a response handler has none; one
+    /// without a request handler has none either, and its value is ready at once).
     const PRESENT: bool = true;
     /// What the pipeline produces (the request phase's value goes to the response phase).
     type Output: 'static;
