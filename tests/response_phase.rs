@@ -362,23 +362,28 @@ fn buffer_with_trailers_completes_at_trailers_and_keeps_them() {
     assert_eq!(s.forwarded_response_body(), b"grpc-frames");
 }
 
+/// With a request handler (`respond`) or without one (`on_response`).
 #[test]
 fn response_panic_before_headers_left_is_a_500() {
-    let f = filter("boom_passthrough");
-    let mut s = f.stream();
-    s.request_headers(GET, true);
-    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
-    let reply = s.local_reply().unwrap();
-    assert_eq!(
-        (reply.status, reply.details.as_str()),
-        (500, jisr::stats::PANIC_DETAILS)
-    );
-    assert!(
-        f.logs()
-            .iter()
-            .any(|(l, m)| *l == jisr::Level::Error
-                && m.contains("filter 'boom_passthrough' panicked"))
-    );
+    for name in ["boom_passthrough", "only_boom"] {
+        let f = filter(name);
+        for _ in 0..2 {
+            let mut s = f.stream();
+            s.request_headers(GET, true);
+            assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
+            let reply = s.local_reply().unwrap();
+            assert_eq!(
+                (reply.status, reply.details.as_str()),
+                (500, jisr::stats::PANIC_DETAILS)
+            );
+        }
+        let line = format!("filter '{name}' panicked");
+        assert!(
+            f.logs()
+                .iter()
+                .any(|(l, m)| *l == jisr::Level::Error && m.contains(&line))
+        );
+    }
 }
 
 #[test]
@@ -743,25 +748,10 @@ fn a_response_only_filter_handles_an_early_response_and_waits_like_any_handler()
     assert_eq!(s.continue_encoding_calls(), 1);
 }
 
-/// A panic in a response-only handler fails closed like any other, and the state form counts.
+/// A response-only filter takes state like any other; a stream that ends before any response
+/// never starts its handler.
 #[test]
-fn a_response_only_filter_fails_closed_and_takes_state() {
-    let f = filter("only_boom");
-    let mut s = f.stream();
-    s.request_headers(GET, true);
-    assert_eq!(s.response_headers(OK, false), HeadersStatus::StopIteration);
-    let reply = s.local_reply().unwrap();
-    assert_eq!(
-        (reply.status, reply.details.as_str()),
-        (500, jisr::stats::PANIC_DETAILS)
-    );
-    let mut again = f.stream();
-    again.request_headers(GET, true);
-    assert_eq!(
-        again.response_headers(OK, false),
-        HeadersStatus::StopIteration
-    );
-
+fn a_response_only_filter_takes_state() {
     let f = filter("only_counted");
     for _ in 0..3 {
         let mut s = f.stream();
