@@ -645,3 +645,87 @@ fn an_answer_after_the_client_left_is_dropped() {
     s.complete_callout(id, 200, &[], b"b.example");
     assert_eq!(s.server_name().as_deref(), Some("b.example"));
 }
+
+const SOL_SOCKET: i64 = 1;
+const SO_KEEPALIVE: i64 = 9;
+
+/// Refuses plain text with a written answer, keeps TLS clients alive, and records their
+/// fingerprints.
+async fn tls_gate(mut s: Socket<'_>) {
+    let mut first = [0u8; 1];
+    if s.peek(&mut first).await.len() == 1 && first[0] != 0x16 {
+        let n = s.write(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        s.set_metadata_number("gate", "written", n.unwrap_or(0) as f64);
+        s.close("gate_tls_required");
+        // Once closed nothing is written, set or read.
+        assert_eq!(s.write(b"late"), None);
+        assert!(!s.set_socket_option(SOL_SOCKET, SO_KEEPALIVE, 1));
+        assert_eq!(s.socket_option(SOL_SOCKET, SO_KEEPALIVE), None);
+        return;
+    }
+    assert_eq!(
+        s.write(b""),
+        None,
+        "nothing to write is an error, as in Envoy"
+    );
+    assert!(s.set_socket_option(SOL_SOCKET, SO_KEEPALIVE, 1));
+    let keepalive = s.socket_option(SOL_SOCKET, SO_KEEPALIVE).unwrap_or(-1);
+    s.set_metadata_number("gate", "keepalive", keepalive as f64);
+    let mut buf = [0u8; 64];
+    let ja3 = s.ja3_hash(&mut buf).unwrap_or("-").to_string();
+    s.set_metadata("gate", "ja3", &ja3);
+    let ja4 = s.ja4_hash(&mut buf).unwrap_or("-").to_string();
+    s.set_metadata("gate", "ja4", &ja4);
+}
+
+fn register_gate(r: &mut Registry) {
+    r.listener("gate").max_read_bytes(1).handle(tls_gate);
+}
+
+#[test]
+fn a_handler_writes_to_the_client_sets_socket_options_and_reads_fingerprints() {
+    let f = TestListenerFilter::new(register_gate, "gate", b"").unwrap();
+    let socket = jisr::testing::AcceptedSocket::default();
+
+    let mut s = f.accept_on(&socket);
+    s.client_sends(b"GET / HTTP/1.1\r\n");
+    assert_eq!(
+        s.outcome(),
+        SocketOutcome::Closed("gate_tls_required".into())
+    );
+    assert_eq!(s.written(), b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    assert_eq!(s.metadata("gate", "written").as_deref(), Some("28"));
+    assert_eq!(s.socket_option(SOL_SOCKET, SO_KEEPALIVE), None);
+    drop(s);
+
+    socket.set_tls_fingerprints(
+        "771,4865-4866,0-11-10,29-23,0",
+        "t13d1516h2_8daaf6152771_02713d6af862",
+    );
+    let mut s = f.accept_on(&socket);
+    s.client_sends(&[0x16, 0x03, 0x01]);
+    assert_eq!(s.outcome(), SocketOutcome::WentOn);
+    assert!(
+        s.written().is_empty(),
+        "the previous socket's bytes are gone"
+    );
+    assert_eq!(s.socket_option(SOL_SOCKET, SO_KEEPALIVE), Some(1));
+    assert_eq!(s.metadata("gate", "keepalive").as_deref(), Some("1"));
+    assert_eq!(
+        s.metadata("gate", "ja3").as_deref(),
+        Some("771,4865-4866,0-11-10,29-23,0")
+    );
+    assert_eq!(
+        s.metadata("gate", "ja4").as_deref(),
+        Some("t13d1516h2_8daaf6152771_02713d6af862")
+    );
+    drop(s);
+
+    // No inspector before the filter: no fingerprints. One longer than the caller's buffer
+    // reads as none rather than cut.
+    socket.set_tls_fingerprints("", &"x".repeat(65));
+    let mut s = f.accept_on(&socket);
+    s.client_sends(&[0x16]);
+    assert_eq!(s.metadata("gate", "ja3").as_deref(), Some("-"));
+    assert_eq!(s.metadata("gate", "ja4").as_deref(), Some("-"));
+}

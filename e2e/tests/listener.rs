@@ -510,3 +510,109 @@ fn a_listener_filter_asks_an_http_service_before_the_socket_goes_on() {
     assert_eq!(counter("refuses", "listener_admitted"), Some(0));
     assert!(!envoy.log().contains("panicked"));
 }
+
+/// `tls_inspector` (JA3 and JA4 on) then `listener_callout_fixture.tls_gate`, in front of one
+/// TLS chain: what else a listener handler can do with the socket before any connection.
+fn gate_envoy() -> Envoy {
+    let fmt = "ACCESS listener=gate chain=%FILTER_CHAIN_NAME% \
+               ja3=%DYNAMIC_METADATA(gate:ja3)% ja4=%DYNAMIC_METADATA(gate:ja4)% \
+               keepalive=%DYNAMIC_METADATA(gate:keepalive)% \
+               details=%CONNECTION_TERMINATION_DETAILS%\\n";
+    let mut yaml = format!(
+        "  - name: gate
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {{port}} }}
+    listener_filters_timeout: 3s
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector
+        enable_ja3_fingerprinting: true
+        enable_ja4_fingerprinting: true
+    - name: tls_gate
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.filters.listener.dynamic_modules.v3.DynamicModuleListenerFilter
+        dynamic_module_config:
+          name: listener_callout_fixture
+        filter_name: tls_gate
+    access_log:
+    - name: envoy.access_loggers.stdout
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+        log_format:
+          text_format_source:
+            inline_string: \"{fmt}\"
+    filter_chains:
+"
+    );
+    yaml.push_str(&chain("gated", "{ transport_protocol: tls }", true));
+    Envoy::start(
+        &EnvoyConfig::new()
+            .listener(Listener::raw("gate", &yaml))
+            .cluster(Cluster::new("gated", banner_server("gated"))),
+    )
+}
+
+/// A listener handler writes to the client's socket before any connection exists (a plain
+/// `400` to a client that did not start TLS, then closes it), sets a socket option the kernel
+/// reports back, and reads the client's JA3 and JA4 fingerprints that `tls_inspector`
+/// computed: the same client gives the same fingerprints, another client other ones.
+#[test]
+fn a_listener_handler_writes_sets_socket_options_and_reads_tls_fingerprints() {
+    let envoy = gate_envoy();
+    let port = envoy.listener_port("gate");
+
+    let (answer, closed) = raw(port, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n") && answer.ends_with("TLS required\n"),
+        "{answer:?}"
+    );
+    assert!(closed);
+    let l = access_line(&envoy, "details=tls_gate_plain");
+    assert_eq!(access_field(&l, "ja3"), Some("-"), "{l}");
+    assert!(
+        envoy.log().contains("tls_gate: wrote 80"),
+        "{}",
+        envoy.log()
+    );
+
+    assert_eq!(python_tls(port, "gated.test", "h2", "-"), "chain=gated\n");
+    assert_eq!(python_tls(port, "gated.test", "h2", "-"), "chain=gated\n");
+    assert_eq!(s_client(port, "gated.test", ""), "chain=gated\n");
+    let start = Instant::now();
+    let lines = loop {
+        let lines: Vec<String> = envoy
+            .access_log_lines()
+            .into_iter()
+            .filter(|l| l.contains("chain=gated"))
+            .collect();
+        if lines.len() >= 3 || start.elapsed() > WAIT {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let field = |l: &String, k: &str| access_field(l, k).unwrap_or_default().to_string();
+    for l in &lines {
+        assert_eq!(field(l, "keepalive"), "true:1", "{l}");
+        let ja3 = field(l, "ja3");
+        assert!(
+            ja3.len() == 32
+                && ja3
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "JA3 is an MD5 in hex: {l}"
+        );
+        let ja4 = field(l, "ja4");
+        assert!(
+            ja4.starts_with("t1") && ja4.len() == 36 && ja4.matches('_').count() == 2,
+            "JA4 is t<version><sni><ciphers><extensions><alpn>_<hash>_<hash>: {l}"
+        );
+    }
+    // The same client twice: the same fingerprints. `openssl s_client`: other ones.
+    assert_eq!(field(&lines[0], "ja3"), field(&lines[1], "ja3"));
+    assert_eq!(field(&lines[0], "ja4"), field(&lines[1], "ja4"));
+    assert_ne!(field(&lines[0], "ja4"), field(&lines[2], "ja4"));
+    assert!(!envoy.log().contains("panicked"));
+}

@@ -181,6 +181,87 @@ impl<'s> Socket<'s> {
             .flatten()
     }
 
+    /// Writes `data` to the client now, before any connection exists: a plain-text error on a
+    /// port that expects TLS, a protocol's greeting or refusal. Bytes written (the kernel may
+    /// take fewer than offered: a listener filter's socket is not buffered by Envoy), or
+    /// `None`: nothing to write, the write failed, or the socket went on or closed. Writing
+    /// does not close: call [`close`](Socket::close) after a refusal.
+    ///
+    /// ```
+    /// use jisr::listener::Socket;
+    ///
+    /// async fn tls_only(mut s: Socket<'_>) {
+    ///     let mut first = [0u8; 1];
+    ///     if s.peek(&mut first).await.len() == 1 && first[0] != 0x16 {
+    ///         let _ = s.write(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    ///         s.close("tls_required");
+    ///     }
+    /// }
+    /// # let _ = tls_only;
+    /// ```
+    pub fn write(&mut self, data: &[u8]) -> Option<usize> {
+        if self.gone() {
+            return None;
+        }
+        self.core.host.with(|h| h.write(data)).flatten()
+    }
+
+    /// The client's JA3 fingerprint (the MD5 of its TLS ClientHello's fields, 32 hex digits),
+    /// copied into `buf`: set by `envoy.filters.listener.tls_inspector` with
+    /// `enable_ja3_fingerprinting: true` when it comes before this filter (or by an earlier
+    /// module filter). `None` when unset (not TLS, no inspector, fingerprinting off), or
+    /// when it does not fit `buf`.
+    pub fn ja3_hash<'b>(&self, buf: &'b mut [u8; 64]) -> Option<&'b str> {
+        self.fingerprint(false, buf)
+    }
+
+    /// The client's JA4 fingerprint (e.g. `t13d1516h2_8daaf6152771_02713d6af862`), as
+    /// [`ja3_hash`](Socket::ja3_hash) with `enable_ja4_fingerprinting: true`.
+    pub fn ja4_hash<'b>(&self, buf: &'b mut [u8; 64]) -> Option<&'b str> {
+        self.fingerprint(true, buf)
+    }
+
+    /// The socket went on or was closed: nothing more is written or set on it.
+    fn gone(&self) -> bool {
+        self.core.ended.get() || self.core.closed.get()
+    }
+
+    fn fingerprint<'b>(&self, ja4: bool, buf: &'b mut [u8; 64]) -> Option<&'b str> {
+        let n = self
+            .core
+            .host
+            .with(|h| h.fingerprint(ja4, buf))
+            .flatten()
+            .filter(|&n| n <= buf.len())?;
+        core::str::from_utf8(&buf[..n]).ok()
+    }
+
+    /// Sets an integer option on the client's socket now (`setsockopt`: e.g. `SOL_SOCKET`,
+    /// `SO_KEEPALIVE`, 1; the numbers are the platform's, as in `libc`); whether the kernel
+    /// took it. The option stays with the connection the socket becomes. `false` once the
+    /// socket went on or closed.
+    pub fn set_socket_option(&mut self, level: i64, name: i64, value: i64) -> bool {
+        if self.gone() {
+            return false;
+        }
+        self.core
+            .host
+            .with(|h| h.set_socket_option(level, name, value))
+            .unwrap_or(false)
+    }
+
+    /// Reads an integer option of the client's socket (`getsockopt`); `None` when the kernel
+    /// refuses it or the socket went on or closed.
+    pub fn socket_option(&self, level: i64, name: i64) -> Option<i64> {
+        if self.gone() {
+            return None;
+        }
+        self.core
+            .host
+            .with(|h| h.socket_option(level, name))
+            .flatten()
+    }
+
     /// Starts an HTTP callout to an Envoy cluster; the future gives the response, its body
     /// appended to `body` (as for HTTP and network filters: `jisr::callout`). The socket waits
     /// meanwhile: no connection is made until the handler returns. Errors are those of

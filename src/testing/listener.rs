@@ -5,6 +5,7 @@ use crate::Registry;
 use crate::abi::listener::FilterStatus;
 use crate::api::config::ConfigHandle;
 use crate::filter::listener::{ListenerConfigHooks, SimSlot};
+use crate::host::listener::SocketHost;
 use crate::host::listener::sim::{SimListenerConfigHost, SimSocket};
 use std::sync::atomic::Ordering;
 
@@ -158,6 +159,8 @@ impl TestListenerFilter {
         h.scheduled.store(0, Ordering::Relaxed);
         h.filter_state.borrow_mut().clear();
         h.callouts.started.borrow_mut().clear();
+        h.written.borrow_mut().clear();
+        h.options.borrow_mut().clear();
         // Addresses: the defaults of `accept`, written into the buffers they already have.
         for (a, ip, port) in [
             (&h.remote, "127.0.0.1", 40000),
@@ -192,6 +195,36 @@ impl TestListenerFilter {
 pub struct AcceptedSocket(SimSocket);
 
 impl AcceptedSocket {
+    /// Gives sockets accepted on this one the TLS fingerprints `tls_inspector` would have
+    /// set (JA3 and JA4 hashes; empty: none), from their first hook on.
+    ///
+    /// ```
+    /// use jisr::listener::Socket;
+    /// use jisr::testing::{AcceptedSocket, SocketOutcome, TestListenerFilter};
+    ///
+    /// async fn deny_listed(mut s: Socket<'_>) {
+    ///     let mut buf = [0u8; 64];
+    ///     if s.ja3_hash(&mut buf) == Some("e7d705a3286e19ea42f587b344ee6865") {
+    ///         s.close("ja3_denied");
+    ///     }
+    /// }
+    /// fn register(r: &mut jisr::Registry) { r.listener("ja3").handle(deny_listed); }
+    ///
+    /// let f = TestListenerFilter::new(register, "ja3", b"").unwrap();
+    /// let socket = AcceptedSocket::default();
+    /// socket.set_tls_fingerprints("e7d705a3286e19ea42f587b344ee6865", "");
+    /// assert_eq!(f.accept_on(&socket).outcome(), SocketOutcome::Closed("ja3_denied".into()));
+    /// socket.set_tls_fingerprints("", "");
+    /// assert_eq!(f.accept_on(&socket).outcome(), SocketOutcome::WentOn);
+    /// ```
+    pub fn set_tls_fingerprints(&self, ja3: &str, ja4: &str) {
+        for (slot, v) in [(&self.0.ja3, ja3), (&self.0.ja4, ja4)] {
+            let mut slot = slot.borrow_mut();
+            slot.clear();
+            slot.push_str(v);
+        }
+    }
+
     /// Makes callouts to `cluster` fail to start on sockets accepted on this one (as for a
     /// cluster Envoy does not know), from their first hook on.
     pub fn set_unknown_cluster(&self, cluster: &str) {
@@ -360,6 +393,16 @@ impl TestSocket<'_> {
     /// Bytes the filter drained from the socket (the connection never sees them).
     pub fn drained(&self) -> Vec<u8> {
         self.host.drained.borrow().clone()
+    }
+
+    /// Bytes the filter wrote to the client ([`Socket::write`](crate::listener::Socket::write)).
+    pub fn written(&self) -> Vec<u8> {
+        self.host.written.borrow().clone()
+    }
+
+    /// The integer socket option the filter set at `level`/`name`, if any.
+    pub fn socket_option(&self, level: i64, name: i64) -> Option<i64> {
+        self.host.socket_option(level, name)
     }
 
     /// Bytes still in the socket (what the connection would read first).

@@ -267,6 +267,60 @@ impl SocketHost for EnvoySocket {
         }
     }
 
+    fn write(&self, data: &[u8]) -> Option<usize> {
+        // SAFETY: live filter pointer; Envoy copies `data` into its own buffer for the write.
+        let n = unsafe {
+            abi::envoy_dynamic_module_callback_listener_filter_write_to_socket(
+                self.filter,
+                Buf::of(data),
+            )
+        };
+        usize::try_from(n).ok()
+    }
+
+    fn fingerprint(&self, ja4: bool, out: &mut [u8]) -> Option<usize> {
+        let get = if ja4 {
+            abi::envoy_dynamic_module_callback_listener_filter_get_ja4_hash
+        } else {
+            abi::envoy_dynamic_module_callback_listener_filter_get_ja3_hash
+        };
+        let mut b = Buf::EMPTY;
+        // SAFETY: live filter pointer; `b` is written during the call.
+        if !unsafe { get(self.filter, &mut b) } {
+            return None;
+        }
+        // SAFETY: Envoy wrote `b` during the call, a view of the hash the socket keeps; it is
+        // copied at once.
+        unsafe { copy_out(b, out) };
+        Some(b.len)
+    }
+
+    fn set_socket_option(&self, level: i64, name: i64, value: i64) -> bool {
+        // SAFETY: live filter pointer; plain values.
+        unsafe {
+            abi::envoy_dynamic_module_callback_listener_filter_set_socket_option_int(
+                self.filter,
+                level,
+                name,
+                value,
+            )
+        }
+    }
+
+    fn socket_option(&self, level: i64, name: i64) -> Option<i64> {
+        let mut v = 0i64;
+        // SAFETY: live filter pointer; `v` is written during the call.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_listener_filter_get_socket_option_int(
+                self.filter,
+                level,
+                name,
+                &mut v,
+            )
+        };
+        ok.then_some(v)
+    }
+
     fn close(&self, details: &[u8]) {
         // SAFETY: live filter pointer; Envoy copies `details`.
         unsafe {

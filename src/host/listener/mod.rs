@@ -58,6 +58,16 @@ pub(crate) trait SocketHost {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, u32>;
+    /// Writes `data` to the client now (no connection exists yet); bytes written, `None` when
+    /// the write failed.
+    fn write(&self, data: &[u8]) -> Option<usize>;
+    /// Copies the client's TLS fingerprint (JA4 when `ja4`, else JA3), as `tls_inspector` or
+    /// an earlier filter set it, into `out`; its whole length, `None` when unset.
+    fn fingerprint(&self, ja4: bool, out: &mut [u8]) -> Option<usize>;
+    /// `setsockopt` with an integer value; whether it succeeded.
+    fn set_socket_option(&self, level: i64, name: i64, value: i64) -> bool;
+    /// `getsockopt` of an integer value.
+    fn socket_option(&self, level: i64, name: i64) -> Option<i64>;
     /// Lets the socket go on (`true`) or drops it (`false`) after this filter stopped.
     fn continue_chain(&self, success: bool);
     /// Closes the socket now; `details` go to the connection's termination details.

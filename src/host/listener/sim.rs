@@ -52,6 +52,13 @@ pub(crate) struct SimSocket {
     pub(crate) filter_state: SimFilterState,
     /// Callouts started, and clusters that do not exist.
     pub(crate) callouts: SimCallouts,
+    /// Bytes the filter wrote to the client.
+    pub(crate) written: RefCell<Vec<u8>>,
+    /// The TLS fingerprints an earlier filter set: JA3, JA4 (empty: none).
+    pub(crate) ja3: RefCell<String>,
+    pub(crate) ja4: RefCell<String>,
+    /// Integer socket options set: level, name, value.
+    pub(crate) options: RefCell<Vec<(i64, i64, i64)>>,
 }
 
 impl SimSocket {
@@ -179,6 +186,38 @@ impl SocketHost for SimSocket {
         timeout_ms: u64,
     ) -> Result<u64, u32> {
         self.callouts.start(cluster, headers, body, timeout_ms)
+    }
+
+    fn write(&self, data: &[u8]) -> Option<usize> {
+        // As Envoy: nothing to write is an error; a closed socket takes nothing.
+        if data.is_empty() || self.closed.borrow().is_some() {
+            return None;
+        }
+        self.written.borrow_mut().extend_from_slice(data);
+        Some(data.len())
+    }
+
+    fn fingerprint(&self, ja4: bool, out: &mut [u8]) -> Option<usize> {
+        let h = if ja4 { &self.ja4 } else { &self.ja3 }.borrow();
+        (!h.is_empty()).then(|| {
+            copy_str(&h, out);
+            h.len()
+        })
+    }
+
+    fn set_socket_option(&self, level: i64, name: i64, value: i64) -> bool {
+        let mut o = self.options.borrow_mut();
+        o.retain(|&(l, n, _)| (l, n) != (level, name));
+        o.push((level, name, value));
+        true
+    }
+
+    fn socket_option(&self, level: i64, name: i64) -> Option<i64> {
+        self.options
+            .borrow()
+            .iter()
+            .find(|&&(l, n, _)| (l, n) == (level, name))
+            .map(|&(_, _, v)| v)
     }
 
     fn continue_chain(&self, success: bool) {
