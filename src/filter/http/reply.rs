@@ -14,13 +14,18 @@ use arrayvec::ArrayVec;
 /// back to the worker's shelf, which frees it).
 pub(crate) const RETAINED: usize = 16 * 1024;
 
+/// Bytes a slot keeps across streams for its replies: a reply buffer this small stays with the
+/// slot when its stream ends (a 401 or a redirect fits many times over).
+pub(crate) const KEPT: usize = 512;
+
 /// Most headers a reply carries; later ones are dropped.
 pub(crate) const MAX_HEADERS: usize = 32;
 
-/// The recorded reply, in one buffer taken from the worker's shelf of byte buffers when a reply
-/// is staged and given back when the stream ends (no allocation per request once the shelf has
-/// buffers; nothing held by a stream that does not reply): each header as its name length and
-/// value length (`u32`, native order), name and value; then the body, then the details.
+/// The recorded reply, in one buffer taken from the worker's shelf of byte buffers when a slot
+/// first replies and kept by the slot while it holds at most [`KEPT`] bytes (no allocation per
+/// request once warm; nothing held by a slot whose streams never replied): each header as its
+/// name length and value length (`u32`, native order), name and value; then the body, then the
+/// details.
 #[derive(Default)]
 pub(crate) struct StagedReply {
     pub(crate) armed: bool,
@@ -110,25 +115,22 @@ impl StagedReply {
         f(self.status, &pairs, body, details)
     }
 
-    /// Forgets the reply and gives its buffer back to the worker's shelf.
+    /// Forgets the reply. A buffer of at most [`KEPT`] bytes stays with the slot for its next
+    /// reply (the common short reply takes nothing from the shelf and gives nothing back); a
+    /// bigger one goes back to the worker's shelf.
     #[inline]
     pub(crate) fn clear(&mut self) {
-        if self.bytes.capacity() == 0 && !self.armed && !self.recreate {
-            // Nothing staged since the last clear (or ever): nothing to forget.
-            debug_assert_eq!((self.headers, self.body_len, self.details_len), (0, 0, 0));
-            return;
+        // Every field `with_parts` reads is written again by the next `stage`, before `armed`.
+        self.armed = false;
+        self.recreate = false;
+        if self.bytes.capacity() > KEPT {
+            self.give_back();
         }
-        self.clear_staged();
     }
 
     #[cold]
     #[inline(never)]
-    fn clear_staged(&mut self) {
-        self.armed = false;
-        self.recreate = false;
-        self.headers = 0;
-        self.body_len = 0;
-        self.details_len = 0;
+    fn give_back(&mut self) {
         spare::give_bytes(core::mem::take(&mut self.bytes));
     }
 
@@ -202,8 +204,14 @@ mod tests {
                 assert_eq!(details, &name.as_bytes()[..n / 3]);
             });
         }
+        r.clear();
+        assert!(!r.armed && r.capacity() > 0 && r.capacity() <= KEPT, "a small buffer stays");
+        r.stage(401, &[("www-authenticate", b"ApiKey")], b"{}", "jisr_auth");
+        r.with_parts(|status, headers, body, details| {
+            assert_eq!((status, headers.len(), body, details), (401, 1, &b"{}"[..], &b"jisr_auth"[..]));
+        });
         r.stage(500, &[], &vec![0u8; 2 * RETAINED], "big");
         r.clear();
-        assert!(!r.armed && r.capacity() == 0);
+        assert!(!r.armed && r.capacity() == 0, "a big buffer goes back");
     }
 }
