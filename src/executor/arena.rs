@@ -341,6 +341,19 @@ pub(crate) unsafe fn copy_small(src: *const u8, dst: *mut u8, n: usize) {
 mod tests {
     use super::*;
 
+    /// Every length a short copy special-cases, and its neighbours, copies exactly those bytes.
+    #[test]
+    fn short_copies_copy_exactly_n_bytes() {
+        let src: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        for n in 0..=64 {
+            let mut dst = [0xEEu8; 80];
+            // SAFETY: `src` has 64 readable bytes and `dst` 80 writable ones, disjoint.
+            unsafe { copy_small(src.as_ptr(), dst.as_mut_ptr(), n) };
+            assert_eq!(&dst[..n], &src[..n], "n = {n}");
+            assert!(dst[n..].iter().all(|&b| b == 0xEE), "n = {n}: wrote past the end");
+        }
+    }
+
     #[test]
     fn copies_stay_put_while_the_arena_grows() {
         let arena = Arena::default();
