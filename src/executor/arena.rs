@@ -350,7 +350,10 @@ mod tests {
             // SAFETY: `src` has 64 readable bytes and `dst` 80 writable ones, disjoint.
             unsafe { copy_small(src.as_ptr(), dst.as_mut_ptr(), n) };
             assert_eq!(&dst[..n], &src[..n], "n = {n}");
-            assert!(dst[n..].iter().all(|&b| b == 0xEE), "n = {n}: wrote past the end");
+            assert!(
+                dst[n..].iter().all(|&b| b == 0xEE),
+                "n = {n}: wrote past the end"
+            );
         }
     }
 

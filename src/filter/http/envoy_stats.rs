@@ -145,6 +145,13 @@ impl EnvoyStats {
         Ok(stats)
     }
 
+    /// Whether a stream's end reports through the stream's host (the worker flush of Envoy
+    /// 1.38); with the main-thread flush, ending a stream needs nothing from Envoy.
+    #[inline]
+    pub(crate) fn reports_at_stream_end(&self) -> bool {
+        matches!(self.path, Path::Workers(_))
+    }
+
     /// A stream changed this worker's lane of the config's pool (it took a slot, or returned
     /// one): with the main-thread flush, opens the flush gate (one relaxed load unless the
     /// gate is shut). Nothing else happens on the worker.

@@ -205,10 +205,16 @@ mod tests {
             });
         }
         r.clear();
-        assert!(!r.armed && r.capacity() > 0 && r.capacity() <= KEPT, "a small buffer stays");
+        assert!(
+            !r.armed && r.capacity() > 0 && r.capacity() <= KEPT,
+            "a small buffer stays"
+        );
         r.stage(401, &[("www-authenticate", b"ApiKey")], b"{}", "jisr_auth");
         r.with_parts(|status, headers, body, details| {
-            assert_eq!((status, headers.len(), body, details), (401, 1, &b"{}"[..], &b"jisr_auth"[..]));
+            assert_eq!(
+                (status, headers.len(), body, details),
+                (401, 1, &b"{}"[..], &b"jisr_auth"[..])
+            );
         });
         r.stage(500, &[], &vec![0u8; 2 * RETAINED], "big");
         r.clear();
