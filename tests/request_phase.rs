@@ -560,6 +560,43 @@ fn slots_are_reused_across_streams() {
     assert_eq!(f.name(), "await_thread");
 }
 
+/// Envoy completes the stream, and may destroy it, inside the `continue_decoding` that resumes
+/// it after a wake, as it does when a direct response answers at once. The handler is done by
+/// then, so the completion is left to the destroy: either way the handler's work reached
+/// Envoy, nothing is called after the destroy, and the slot goes back clean and serves the
+/// next stream.
+#[test]
+fn a_stream_completed_inside_the_continue_that_resumed_it_ends_cleanly() {
+    let f = filter("await_thread");
+    for destroy_inside in [false, true] {
+        for i in 0..3u64 {
+            ONESHOT.with(|o| *o.borrow_mut() = None);
+            let mut s = f.stream();
+            assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+            s.complete_during_continue(destroy_inside);
+            oneshot().send(i);
+            assert_eq!(s.run_scheduled(), 1);
+            assert_eq!(s.request_header("x-value"), Some(i.to_string()));
+            assert_eq!(s.is_destroyed(), destroy_inside);
+            assert!(
+                s.calls_after_destroy().is_empty(),
+                "{:?}",
+                s.calls_after_destroy()
+            );
+            // Completed inside: a later completion from the test does nothing.
+            s.complete();
+            drop(s);
+            assert_eq!((f.stats().in_flight, f.idle_slots()), (0, 1));
+        }
+    }
+    ONESHOT.with(|o| *o.borrow_mut() = None);
+    let mut s = f.stream();
+    assert_eq!(s.request_headers(GET, true), HeadersStatus::StopIteration);
+    oneshot().send(9);
+    assert_eq!(s.run_scheduled(), 1);
+    assert_eq!(s.request_header("x-value"), Some("9".into()));
+}
+
 #[test]
 fn envoy_destroying_the_stream_inside_a_local_reply_is_deferred_until_the_hook_unwinds() {
     let f = filter("deny");

@@ -755,6 +755,65 @@ fn item11_idle_slot_keeps_at_most_the_first_arena_block() {
     assert_eq!(f.idle_retained_bytes(), 256);
 }
 
+async fn replies_with_the_size_asked(req: Request<'_>, w: ResponseWriter<'_>) {
+    let n: usize = req
+        .header("x-size")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0);
+    let body = vec![b'x'; n];
+    w.send_with(
+        401,
+        &[("www-authenticate", b"ApiKey")],
+        &body,
+        "jisr_test_denied",
+    );
+}
+
+/// A slot whose stream replied keeps the reply's buffer for its next reply only while it is
+/// small (at most 512 bytes); a big reply's buffer goes back to the shelf, and the next reply
+/// of the same slot is whole either way.
+#[test]
+fn item11_idle_slot_keeps_only_a_small_reply_buffer() {
+    let f = TestFilter::new(
+        |r| {
+            r.register("f", replies_with_the_size_asked);
+        },
+        "f",
+        b"",
+    )
+    .unwrap();
+    let run = |size: usize| {
+        let mut s = f.stream();
+        let size_text = size.to_string();
+        let mut h = GET.to_vec();
+        h.push(("x-size", size_text.as_str()));
+        s.request_headers(&h, true);
+        let reply = s.local_reply().unwrap();
+        assert_eq!((reply.status, reply.body.len()), (401, size));
+        assert!(reply.body.iter().all(|&b| b == b'x'));
+    };
+    // Reading `x-size` keeps the arena's first block (see the test above): 256 bytes.
+    const ARENA: usize = 256;
+    assert_eq!(f.idle_retained_bytes(), 0);
+    for _ in 0..3 {
+        run(27);
+        let reply = f.idle_retained_bytes() - ARENA;
+        assert!(
+            reply > 0 && reply <= 512,
+            "a small reply buffer stays: {reply}"
+        );
+    }
+    run(100_000);
+    assert_eq!(
+        f.idle_retained_bytes(),
+        ARENA,
+        "a big reply buffer goes back"
+    );
+    run(27);
+    let reply = f.idle_retained_bytes() - ARENA;
+    assert!(reply > 0 && reply <= 512, "{reply}");
+}
+
 // ---- 12. A future whose destructor panics does not cost a slot.
 
 struct DropBomb;

@@ -626,17 +626,20 @@ where
         self.response_trailers_running(host)
     }
     fn stream_complete(&self, host: &dyn Host) {
-        if self.core.host.is_set() {
+        let nested = self.core.host.is_set();
+        if self.ends_quietly() && !(nested && self.core.spans.any()) {
+            // Nothing of the stream's end needs this hook: Envoy's destroy, which follows,
+            // ends and recycles the slot in one step (`StreamSlot::destroy`). This includes a
+            // completion inside one of our own hooks once its handler is done (a
+            // `continue_decoding` that let a direct response finish the stream). Child spans
+            // still finish now, with the stream's own span (never from inside our own hook).
+            self.core.spans.finish_all();
+            return;
+        }
+        if nested {
             // Completed from inside one of our own hooks (e.g. a local reply finished the
             // stream synchronously): finish when the outermost hook is done.
             self.core.update(StreamState::defer_completion);
-            return;
-        }
-        if self.ends_quietly() {
-            // Nothing else of the stream's end needs this hook: Envoy's destroy, which
-            // follows, ends and recycles the slot in one step (`StreamSlot::destroy`). Child
-            // spans still finish now, with the stream's own span.
-            self.core.spans.finish_all();
             return;
         }
         self.enter(host, || self.complete_now());

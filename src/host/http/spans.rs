@@ -91,6 +91,12 @@ impl ChildSpans {
         })
     }
 
+    /// Whether the stream ever opened a child span (its table stays until the stream ends).
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.open.get().is_some()
+    }
+
     /// Finishes every open child.
     #[inline]
     pub(crate) fn finish_all(&self) {

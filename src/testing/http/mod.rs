@@ -614,6 +614,9 @@ impl TestStream<'_> {
             // `on_stream` finished the destroy Envoy requested during the hook.
             self.destroyed = true;
         }
+        if self.host.completed_inside.get() {
+            self.completed = true;
+        }
         r
     }
 
@@ -1330,6 +1333,15 @@ impl TestStream<'_> {
     pub fn destroy_during_local_reply(&mut self) {
         let d = self.hooks_obj().destroyer();
         self.host.destroy_during_reply.set(Some((d, self.m)));
+    }
+
+    /// Makes the next `continue_decoding` the filter calls complete the stream from inside it
+    /// (and, with `destroy`, destroy it too), as Envoy does when the filters after this one
+    /// answer at once (a direct response): the completion arrives while the hook that resumed
+    /// the stream still runs.
+    pub fn complete_during_continue(&mut self, destroy: bool) {
+        let d = destroy.then(|| (self.hooks_obj().destroyer(), self.m));
+        self.host.complete_during_continue.set(Some((self.m, d)));
     }
 
     /// Makes Envoy answer callouts and streaming callouts to `cluster` *inside* the call that

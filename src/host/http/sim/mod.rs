@@ -421,6 +421,13 @@ pub(crate) struct SimHost {
     pub(crate) stream_log: RefCell<Vec<(u64, String)>>,
     /// Simulates an Envoy that destroys the filter synchronously inside a local reply.
     pub(crate) destroy_during_reply: Cell<Option<DestroyHook>>,
+    /// Simulates an Envoy whose `continue_decoding` lets the filters after this one finish the
+    /// stream at once (a direct response): the stream behind the pointer is completed, and
+    /// with a destroyer also destroyed, inside the call.
+    pub(crate) complete_during_continue:
+        Cell<Option<(*const core::ffi::c_void, Option<DestroyHook>)>>,
+    /// The stream was completed from inside a host call.
+    pub(crate) completed_inside: Cell<bool>,
     /// Envoy destroyed the filter (from here on, nothing may be called on it).
     pub(crate) destroy_requested: Cell<bool>,
     /// Host calls made after the destroy (each a bug: Envoy's filter pointer is dead then).
@@ -760,6 +767,19 @@ impl Host for SimHost {
     fn continue_decoding(&self) {
         self.touch("continue_decoding");
         self.continue_decoding.set(self.continue_decoding.get() + 1);
+        if let Some((m, destroy)) = self.complete_during_continue.take() {
+            self.completed_inside.set(true);
+            // SAFETY: `m` is the live stream this host serves (set by its `TestStream`), and
+            // this is Envoy's completion call for it, made from inside one of its hooks as
+            // Envoy makes it; the stream must cope with completing here.
+            unsafe { crate::entry::http::OnHost(self).stream_complete(m) };
+            if let Some((destroy, m)) = destroy {
+                self.destroy_requested.set(true);
+                // SAFETY: as for `destroy_during_reply`: the stream's destroyer, called once,
+                // as Envoy would call it.
+                unsafe { destroy(m) };
+            }
+        }
     }
 
     fn continue_encoding(&self) {
