@@ -320,10 +320,14 @@ def read_callgrind(path, ctx):
     section into a function inside it (calls within the allocator are its own slow paths)."""
     objs, names = {}, {}
     ob = cob = None
-    caller = callee = None
+    caller = callee = callee_name = None
     total = 0
     allocs = frees = 0
     entries = {}
+    # Inclusive cost of the module's hooks as Envoy calls them (`envoy_dynamic_module_on_*`
+    # called from Envoy's code): the cost line after such a `calls=` line.
+    hooks = 0
+    hook_call = False
     name_re = re.compile(r"^(c?(?:ob|fn))=\((\d+)\)(?: (.*))?$")
     with open(path, errors="replace") as f:
         for line in f:
@@ -346,7 +350,12 @@ def read_callgrind(path, ctx):
                     cob = ob
                 else:
                     callee = ctx.offset(name, cob)
+                    callee_name = name
             elif c == "c" and line.startswith("calls="):
+                if (callee_name or "").startswith("envoy_dynamic_module_on_") and ob and (
+                        ob == ctx.path or ob.endswith("/envoy")):
+                    hook_call = True
+                    continue
                 if callee is None or not ctx.in_allocator(callee):
                     continue
                 if caller is not None and ctx.in_allocator(caller):
@@ -359,7 +368,12 @@ def read_callgrind(path, ctx):
                     frees += count
             elif c == "s" and line.startswith("summary:"):
                 total = int(line.split()[1])
-    return total, allocs, frees, entries
+            elif hook_call:
+                hook_call = False
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    hooks += int(parts[1])
+    return total, allocs, frees, entries, hooks
 
 
 class Binary:
@@ -528,7 +542,7 @@ def run_instructions(a):
             c.close()
             # Envoy's worker: the thread that did the most work in the 2N part.
             worker = max(two, key=lambda t: two[t][0])
-            zero = (0, 0, 0, {})
+            zero = (0, 0, 0, {}, 0)
             w1, w2 = one.get(worker, zero), two[worker]
             per = {
                 "ir": (w2[0] - w1[0]) / a.n,
@@ -540,6 +554,7 @@ def run_instructions(a):
                                - sum(v[1] for v in one.values())) / a.n,
                 "entries": {o: (w2[3].get(o, 0) - w1[3].get(o, 0)) / a.n
                             for o in set(w1[3]) | set(w2[3])},
+                "hooks": (w2[4] - w1[4]) / a.n,
                 "worker": worker,
             }
             results[(variant, req)] = per
@@ -562,9 +577,9 @@ def report(a, r):
           " warm-up requests; figures per request on Envoy's worker thread.")
     print()
     print("| case | no filter | raw − none | jisr − none | jisr / raw (above no filter)"
-          " | jisr − raw | jisr − raw, all threads | allocations raw − none"
-          " | allocations jisr − none |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " | jisr − raw | jisr − raw, all threads | jisr − raw inside the module's hooks"
+          " | allocations raw − none | allocations jisr − none |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, req, j, rw in CASES:
         if ("none", req) not in r or (j, req) not in r or (rw, req) not in r:
             continue
@@ -575,7 +590,7 @@ def report(a, r):
         # scheduler on its helper thread) still counts.
         all_threads = jj["ir_all"] - rr["ir_all"]
         print(f"| {label} | {n0['ir']:.0f} | {dr:+.0f} | {dj:+.0f} | {ratio} | {dj - dr:+.0f}"
-              f" | {all_threads:+.0f}"
+              f" | {all_threads:+.0f} | {jj['hooks'] - rr['hooks']:+.0f}"
               f" | {rr['allocs'] - n0['allocs']:+.2f} | {jj['allocs'] - n0['allocs']:+.2f} |")
     if ("noop_jisr", "key") in r and ("alloc3_jisr", "key") in r:
         d = r[("alloc3_jisr", "key")]["allocs"] - r[("noop_jisr", "key")]["allocs"]
@@ -586,7 +601,8 @@ def report(a, r):
     print("Per measurement, per request: worker thread Ir, allocations and frees (equal in a"
           " steady state); all threads' Ir and allocations.")
     for (v, req), p in sorted(r.items()):
-        print(f"  {v:12s} {req:8s} {p['ir']:10.1f} Ir, allocs {p['allocs']:6.2f},"
+        print(f"  {v:12s} {req:8s} {p['ir']:10.1f} Ir ({p['hooks']:.1f} in the module's"
+              f" hooks), allocs {p['allocs']:6.2f},"
               f" frees {p['frees']:6.2f}; all threads {p['ir_all']:10.1f} Ir,"
               f" allocs {p['allocs_all']:6.2f}")
 
@@ -712,7 +728,7 @@ def run_network(a):
             two = part_costs(cg.dump(), binary)
             c.close()
             worker = max(two, key=lambda t: two[t][0])
-            zero = (0, 0, 0, {})
+            zero = (0, 0, 0, {}, 0)
             w1, w2 = one.get(worker, zero), two[worker]
             per = {
                 "ir": (w2[0] - w1[0]) / a.n,
