@@ -1340,8 +1340,18 @@ impl TestStream<'_> {
     /// answer at once (a direct response): the completion arrives while the hook that resumed
     /// the stream still runs.
     pub fn complete_during_continue(&mut self, destroy: bool) {
+        /// Envoy's `on_http_filter_stream_complete` on the simulated host.
+        ///
+        /// # Safety
+        /// `m` is a live module pointer of a stream `host` serves.
+        unsafe fn complete(host: &dyn crate::host::http::Host, m: *const core::ffi::c_void) {
+            // SAFETY: forwarded contract.
+            unsafe { crate::entry::http::OnHost(host).stream_complete(m) }
+        }
         let d = destroy.then(|| (self.hooks_obj().destroyer(), self.m));
-        self.host.complete_during_continue.set(Some((self.m, d)));
+        self.host
+            .complete_during_continue
+            .set(Some(((complete, self.m), d)));
     }
 
     /// Makes Envoy answer callouts and streaming callouts to `cluster` *inside* the call that

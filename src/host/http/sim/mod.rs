@@ -424,8 +424,7 @@ pub(crate) struct SimHost {
     /// Simulates an Envoy whose `continue_decoding` lets the filters after this one finish the
     /// stream at once (a direct response): the stream behind the pointer is completed, and
     /// with a destroyer also destroyed, inside the call.
-    pub(crate) complete_during_continue:
-        Cell<Option<(*const core::ffi::c_void, Option<DestroyHook>)>>,
+    pub(crate) complete_during_continue: Cell<Option<(CompleteHook, Option<DestroyHook>)>>,
     /// The stream was completed from inside a host call.
     pub(crate) completed_inside: Cell<bool>,
     /// Envoy destroyed the filter (from here on, nothing may be called on it).
@@ -468,6 +467,13 @@ pub(crate) enum SimEvent {
 }
 
 /// The destroyer of a simulated stream and its module pointer.
+/// Envoy's completion call for one stream: a function of the layer above that runs the stream's
+/// completion hook on the host it is given, and the stream's module pointer.
+pub(crate) type CompleteHook = (
+    unsafe fn(&dyn super::Host, *const core::ffi::c_void),
+    *const core::ffi::c_void,
+);
+
 pub(crate) type DestroyHook = (
     unsafe fn(*const core::ffi::c_void),
     *const core::ffi::c_void,
@@ -767,12 +773,12 @@ impl Host for SimHost {
     fn continue_decoding(&self) {
         self.touch("continue_decoding");
         self.continue_decoding.set(self.continue_decoding.get() + 1);
-        if let Some((m, destroy)) = self.complete_during_continue.take() {
+        if let Some(((complete, m), destroy)) = self.complete_during_continue.take() {
             self.completed_inside.set(true);
-            // SAFETY: `m` is the live stream this host serves (set by its `TestStream`), and
-            // this is Envoy's completion call for it, made from inside one of its hooks as
-            // Envoy makes it; the stream must cope with completing here.
-            unsafe { crate::entry::http::OnHost(self).stream_complete(m) };
+            // SAFETY: `m` is the live stream this host serves and `complete` its completion
+            // call (both set by its `TestStream`), made from inside one of its hooks as Envoy
+            // makes it; the stream must cope with completing here.
+            unsafe { complete(self, m) };
             if let Some((destroy, m)) = destroy {
                 self.destroy_requested.set(true);
                 // SAFETY: as for `destroy_during_reply`: the stream's destroyer, called once,
