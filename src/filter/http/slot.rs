@@ -241,7 +241,10 @@ where
     /// Whether Envoy asked to destroy the stream while one of our hooks ran, and no hook is
     /// running anymore: the hook entry must now call the destroyer.
     pub(crate) fn take_pending_destroy(&self) -> bool {
-        !self.core.host.is_set() && self.core.take(StreamState::take_destroy)
+        // Read first: after nearly every hook nothing is pending, and the state is not written.
+        self.core.st().destroy_pending()
+            && !self.core.host.is_set()
+            && self.core.take(StreamState::take_destroy)
     }
 
     /// Marks the stream over: no more polls, wakes are no-ops, futures dropped (their `Drop`s

@@ -259,6 +259,10 @@ impl StreamState {
     pub(crate) fn defer_destroy(self) -> StreamState {
         self.with(DESTROY_PENDING, true)
     }
+    /// Envoy asked to destroy the stream while one of our hooks ran.
+    pub(crate) fn destroy_pending(self) -> bool {
+        self.has(DESTROY_PENDING)
+    }
     /// Takes a pending destroy; returns whether there was one.
     pub(crate) fn take_destroy(self) -> (bool, StreamState) {
         (self.has(DESTROY_PENDING), self.with(DESTROY_PENDING, false))
