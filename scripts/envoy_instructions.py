@@ -328,6 +328,10 @@ def read_callgrind(path, ctx):
     # called from Envoy's code): the cost line after such a `calls=` line.
     hooks = 0
     hook_call = False
+    # The module's own instructions: cost lines of functions in a `lib*.so` built from this
+    # repository (`target/.../examples/`), not counting what they call.
+    own = 0
+    after_call = False
     name_re = re.compile(r"^(c?(?:ob|fn))=\((\d+)\)(?: (.*))?$")
     with open(path, errors="replace") as f:
         for line in f:
@@ -352,6 +356,7 @@ def read_callgrind(path, ctx):
                     callee = ctx.offset(name, cob)
                     callee_name = name
             elif c == "c" and line.startswith("calls="):
+                after_call = True
                 if (callee_name or "").startswith("envoy_dynamic_module_on_") and ob and (
                         ob == ctx.path or ob.endswith("/envoy")):
                     hook_call = True
@@ -368,12 +373,17 @@ def read_callgrind(path, ctx):
                     frees += count
             elif c == "s" and line.startswith("summary:"):
                 total = int(line.split()[1])
-            elif hook_call:
-                hook_call = False
+            elif c.isdigit() or c in "+-*":
                 parts = line.split()
-                if len(parts) >= 2 and parts[1].isdigit():
-                    hooks += int(parts[1])
-    return total, allocs, frees, entries, hooks
+                cost = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
+                if after_call:
+                    after_call = False
+                    if hook_call:
+                        hook_call = False
+                        hooks += cost
+                elif ob and "/examples/lib" in ob:
+                    own += cost
+    return total, allocs, frees, entries, hooks, own
 
 
 class Binary:
@@ -542,7 +552,7 @@ def run_instructions(a):
             c.close()
             # Envoy's worker: the thread that did the most work in the 2N part.
             worker = max(two, key=lambda t: two[t][0])
-            zero = (0, 0, 0, {}, 0)
+            zero = (0, 0, 0, {}, 0, 0)
             w1, w2 = one.get(worker, zero), two[worker]
             per = {
                 "ir": (w2[0] - w1[0]) / a.n,
@@ -555,6 +565,7 @@ def run_instructions(a):
                 "entries": {o: (w2[3].get(o, 0) - w1[3].get(o, 0)) / a.n
                             for o in set(w1[3]) | set(w2[3])},
                 "hooks": (w2[4] - w1[4]) / a.n,
+                "own": (w2[5] - w1[5]) / a.n,
                 "worker": worker,
             }
             results[(variant, req)] = per
@@ -578,8 +589,9 @@ def report(a, r):
     print()
     print("| case | no filter | raw − none | jisr − none | jisr / raw (above no filter)"
           " | jisr − raw | jisr − raw, all threads | jisr − raw inside the module's hooks"
-          " | allocations raw − none | allocations jisr − none |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " | jisr − raw, the module's own code | allocations raw − none"
+          " | allocations jisr − none |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, req, j, rw in CASES:
         if ("none", req) not in r or (j, req) not in r or (rw, req) not in r:
             continue
@@ -591,6 +603,7 @@ def report(a, r):
         all_threads = jj["ir_all"] - rr["ir_all"]
         print(f"| {label} | {n0['ir']:.0f} | {dr:+.0f} | {dj:+.0f} | {ratio} | {dj - dr:+.0f}"
               f" | {all_threads:+.0f} | {jj['hooks'] - rr['hooks']:+.0f}"
+              f" | {jj['own'] - rr['own']:+.0f}"
               f" | {rr['allocs'] - n0['allocs']:+.2f} | {jj['allocs'] - n0['allocs']:+.2f} |")
     if ("noop_jisr", "key") in r and ("alloc3_jisr", "key") in r:
         d = r[("alloc3_jisr", "key")]["allocs"] - r[("noop_jisr", "key")]["allocs"]
@@ -602,7 +615,7 @@ def report(a, r):
           " steady state); all threads' Ir and allocations.")
     for (v, req), p in sorted(r.items()):
         print(f"  {v:12s} {req:8s} {p['ir']:10.1f} Ir ({p['hooks']:.1f} in the module's"
-              f" hooks), allocs {p['allocs']:6.2f},"
+              f" hooks, {p['own']:.1f} its own code), allocs {p['allocs']:6.2f},"
               f" frees {p['frees']:6.2f}; all threads {p['ir_all']:10.1f} Ir,"
               f" allocs {p['allocs_all']:6.2f}")
 
@@ -728,7 +741,7 @@ def run_network(a):
             two = part_costs(cg.dump(), binary)
             c.close()
             worker = max(two, key=lambda t: two[t][0])
-            zero = (0, 0, 0, {}, 0)
+            zero = (0, 0, 0, {}, 0, 0)
             w1, w2 = one.get(worker, zero), two[worker]
             per = {
                 "ir": (w2[0] - w1[0]) / a.n,
