@@ -466,7 +466,6 @@ pub(crate) enum SimEvent {
     StreamComplete { id: u64 },
 }
 
-/// The destroyer of a simulated stream and its module pointer.
 /// Envoy's completion call for one stream: a function of the layer above that runs the stream's
 /// completion hook on the host it is given, and the stream's module pointer.
 pub(crate) type CompleteHook = (
@@ -474,6 +473,7 @@ pub(crate) type CompleteHook = (
     *const core::ffi::c_void,
 );
 
+/// The destroyer of a simulated stream and its module pointer.
 pub(crate) type DestroyHook = (
     unsafe fn(*const core::ffi::c_void),
     *const core::ffi::c_void,
