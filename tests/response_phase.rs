@@ -767,3 +767,65 @@ fn a_response_only_filter_takes_state() {
     drop(s);
     assert_eq!(f.metric("responses_total.204"), Some(3));
 }
+
+// ---- `chunk_unread` inside a hook before its first read, and after a chunk passed unread.
+
+thread_local! {
+    static UNREAD: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records `chunk_unread` before the first read of a chunk, after one byte, the rest's length
+/// and `chunk_unread` after it; leaves every third chunk unread.
+async fn measure_first(_: (), mut resp: Response<'_>, _w: ResponseWriter<'_>) {
+    let record = |n| UNREAD.with(|u| u.borrow_mut().push(n));
+    let mut one = [0u8; 1];
+    let mut rest = [0u8; 64];
+    let mut chunk = 0;
+    loop {
+        chunk += 1;
+        if chunk % 3 == 0 {
+            // Not read: the chunk passes while the handler waits.
+            oneshot().recv().await;
+            continue;
+        }
+        record(resp.chunk_unread());
+        match resp.read(&mut one).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        record(resp.chunk_unread());
+        let n = resp.read(&mut rest).await.unwrap_or(0);
+        record(n);
+        record(resp.chunk_unread());
+    }
+}
+
+#[test]
+fn observe_chunk_unread_counts_from_the_hooks_start() {
+    fn register(r: &mut Registry) {
+        r.filter("measure_first")
+            .respond(ResponseMode::Observe, pass, measure_first);
+    }
+    fresh();
+    UNREAD.with(|u| u.borrow_mut().clear());
+    let f = TestFilter::new(register, "measure_first", b"").unwrap();
+    let mut s = f.stream();
+    s.request_headers(GET, true);
+    s.response_headers(&[(":status", "200")], false);
+    assert_eq!(s.response_body(b"abcd", false), BodyStatus::Continue);
+    assert_eq!(s.response_body(b"efghijk", false), BodyStatus::Continue);
+    // The third chunk passes unread while the handler waits.
+    assert_eq!(s.response_body(b"skipped", false), BodyStatus::Continue);
+    // Woken before the next chunk's hook, which polls it: it asks for `chunk_unread` inside
+    // the hook before any read there.
+    oneshot().send(1);
+    assert_eq!(s.response_body(b"xyz", false), BodyStatus::Continue);
+    assert_eq!(s.response_body(b"", true), BodyStatus::Continue);
+    assert_eq!(
+        UNREAD.with(|u| u.borrow().clone()),
+        [0, 3, 3, 0, 0, 6, 6, 0, 3, 2, 2, 0, 0],
+        "chunk_unread before a chunk's first read, after one byte, the rest's length, after \
+         the rest"
+    );
+    assert_eq!(s.forwarded_response_body(), b"abcdefghijkskippedxyz");
+}

@@ -8,21 +8,102 @@ use crate::host::envoy::{
 };
 use crate::host::{Committer, ConfigHost, MetricKind, MetricOp, Outbound, Raw};
 use arrayvec::ArrayVec;
+use std::cell::{Cell, UnsafeCell};
+use std::mem::MaybeUninit;
 
 /// The Envoy side of one stream, valid for the duration of one hook.
 pub(crate) struct EnvoyHost {
-    filter: EnvoyFilterPtr,
+    ptr: EnvoyFilterPtr,
+    /// The views of the body `copy_body` last fetched, for the next copy of the same hook.
+    views: BodyViews,
+}
+
+/// Most chunk views a host keeps between two copies of one hook; a body in more chunks is
+/// fetched again on each copy.
+const KEPT_VIEWS: usize = 4;
+
+/// The chunk views of one body, fetched by one `copy_body` and kept for the next reads of the
+/// same hook, so that reading a chunk in small pieces (a handler's `read` loop, or a raw
+/// filter's `copy_body` calls) asks Envoy for it once.
+///
+/// Envoy's views stay valid until the hook returns or the body is modified (ENVOY-ABI.md,
+/// `http_get_body_chunks`). The host lives for one hook, and during it only Envoy modifies a
+/// body, and Envoy runs only inside a call this host makes. Every such call except the three
+/// body getters goes through [`EnvoyHost::filter`], which forgets the views first, so a kept
+/// view is never read after anything that could have modified its body.
+struct BodyViews {
+    /// Nothing kept: 0; else the kept body's `BodyKind` plus 1.
+    kind: Cell<u8>,
+    /// How many of `views` are set.
+    len: Cell<u8>,
+    views: UnsafeCell<[MaybeUninit<Buf>; KEPT_VIEWS]>,
 }
 
 impl EnvoyHost {
     /// Wraps the filter pointer Envoy passed to the current hook.
+    #[inline]
     pub(crate) fn new(filter: EnvoyFilterPtr) -> EnvoyHost {
-        EnvoyHost { filter }
+        EnvoyHost {
+            ptr: filter,
+            views: BodyViews {
+                kind: Cell::new(0),
+                len: Cell::new(0),
+                views: UnsafeCell::new([MaybeUninit::uninit(); KEPT_VIEWS]),
+            },
+        }
     }
 
-    /// The filter pointer of the running hook.
+    /// The filter pointer of the running hook, for a call that may run Envoy code that
+    /// modifies a body: the kept body views are forgotten first.
+    #[inline]
     pub(crate) fn filter(&self) -> EnvoyFilterPtr {
-        self.filter
+        self.views.kind.set(0);
+        self.ptr
+    }
+
+    /// The views of body `kind` kept by `copy_body`, if any.
+    #[inline]
+    fn kept(&self, kind: BodyKind) -> Option<&[Buf]> {
+        let v = &self.views;
+        if v.kind.get() != kind as u8 + 1 {
+            return None;
+        }
+        // SAFETY: `kind` says `copy_body` had Envoy write the first `len` entries (at most
+        // `KEPT_VIEWS`), in this hook, for this body, and no call that could modify a body has
+        // run since: each goes through `filter`, which clears `kind`. Only `copy_body` writes
+        // the array, after clearing `kind` and while no slice of it is alive (it takes none
+        // across the write, and this borrow of `self` ends before any later call of it).
+        Some(unsafe {
+            core::slice::from_raw_parts(
+                v.views.get().cast::<Buf>().cast_const(),
+                usize::from(v.len.get()),
+            )
+        })
+    }
+
+    /// `copy_body` through the thread's scratch array, for a body of `n` chunks.
+    fn copy_body_uncached(&self, kind: BodyKind, n: usize, offset: usize, dst: &mut [u8]) -> usize {
+        with_scratch(&CHUNKS, |chunks| {
+            chunks.resize(n, Buf::EMPTY);
+            // SAFETY: `chunks` has room for the `n` views Envoy writes; a getter modifies
+            // nothing, so kept views stay valid.
+            let ok = unsafe {
+                ffi::envoy_dynamic_module_callback_http_get_body_chunks(
+                    self.ptr,
+                    kind as u32,
+                    chunks.as_mut_ptr(),
+                )
+            };
+            if !ok {
+                return 0;
+            }
+            // SAFETY: Envoy's getter succeeded on the live filter: each chunk stays valid until
+            // the body is modified or the stream ends, which nothing does before this function
+            // returns (`ChunkArray::from_abi`'s contract for the length of this call: the views
+            // are only copied into `dst`).
+            let views = unsafe { crate::host::ChunkArray::from_abi(chunks) };
+            crate::host::copy_from_chunks(views.iter(), offset, dst)
+        })
     }
 }
 
@@ -38,7 +119,7 @@ impl Host for EnvoyHost {
         // for writes; `key` outlives the call.
         let found = unsafe {
             ffi::envoy_dynamic_module_callback_http_get_header(
-                self.filter,
+                self.filter(),
                 map as u32,
                 Buf::of(key),
                 &mut out,
@@ -56,7 +137,7 @@ impl Host for EnvoyHost {
     fn for_each_header(&self, map: Map, f: &mut dyn FnMut(Raw<'_>, Raw<'_>)) {
         // SAFETY: live filter pointer.
         let n = unsafe {
-            ffi::envoy_dynamic_module_callback_http_get_headers_size(self.filter, map as u32)
+            ffi::envoy_dynamic_module_callback_http_get_headers_size(self.filter(), map as u32)
         };
         if n == 0 {
             return;
@@ -66,7 +147,7 @@ impl Host for EnvoyHost {
             // SAFETY: `v` has room for the `n` entries Envoy writes.
             let ok = unsafe {
                 ffi::envoy_dynamic_module_callback_http_get_headers(
-                    self.filter,
+                    self.filter(),
                     map as u32,
                     v.as_mut_ptr(),
                 )
@@ -93,7 +174,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; buffers outlive the call (a null value removes).
         unsafe {
             ffi::envoy_dynamic_module_callback_http_set_header(
-                self.filter,
+                self.filter(),
                 map as u32,
                 Buf::of(key),
                 value,
@@ -105,7 +186,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; buffers outlive the call.
         unsafe {
             ffi::envoy_dynamic_module_callback_http_add_header(
-                self.filter,
+                self.filter(),
                 map as u32,
                 Buf::of(key),
                 Buf::of(value),
@@ -114,64 +195,78 @@ impl Host for EnvoyHost {
     }
 
     fn body_len(&self, kind: BodyKind) -> usize {
-        // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_get_body_size(self.filter, kind as u32) }
+        if let Some(views) = self.kept(kind) {
+            return views.iter().map(|v| v.len).sum();
+        }
+        // SAFETY: live filter pointer; a getter modifies nothing, so kept views stay valid.
+        unsafe { ffi::envoy_dynamic_module_callback_http_get_body_size(self.ptr, kind as u32) }
     }
 
     fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize {
         if dst.is_empty() {
             return 0;
         }
-        // SAFETY: live filter pointer.
-        let n = unsafe {
-            ffi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, kind as u32)
-        };
-        if n == 0 {
-            return 0;
-        }
-        with_scratch(&CHUNKS, |chunks| {
-            chunks.resize(n, Buf::EMPTY);
-            // SAFETY: `chunks` has room for the `n` views Envoy writes.
-            let ok = unsafe {
-                ffi::envoy_dynamic_module_callback_http_get_body_chunks(
-                    self.filter,
-                    kind as u32,
-                    chunks.as_mut_ptr(),
-                )
+        let tag = kind as u8 + 1;
+        let v = &self.views;
+        if v.kind.get() != tag {
+            // SAFETY: live filter pointer; a getter modifies nothing.
+            let n = unsafe {
+                ffi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.ptr, kind as u32)
             };
+            if n > KEPT_VIEWS {
+                v.kind.set(0);
+                return self.copy_body_uncached(kind, n, offset, dst);
+            }
+            // Forgotten while Envoy writes them: a failed fetch keeps nothing.
+            v.kind.set(0);
+            // SAFETY: the array has room for the `n` (at most `KEPT_VIEWS`) views Envoy writes,
+            // and no reference into it is alive (references are only made below, within this
+            // call). A getter modifies nothing.
+            let ok = n == 0
+                || unsafe {
+                    ffi::envoy_dynamic_module_callback_http_get_body_chunks(
+                        self.ptr,
+                        kind as u32,
+                        v.views.get().cast::<Buf>(),
+                    )
+                };
             if !ok {
                 return 0;
             }
-            // SAFETY: Envoy's getter succeeded on the live filter: each chunk stays valid until
-            // the body is modified or the stream ends, which nothing does before this function
-            // returns (`ChunkArray::from_abi`'s contract for the length of this call: the views
-            // are only copied into `dst`).
-            let views = unsafe { crate::host::ChunkArray::from_abi(chunks) };
-            crate::host::copy_from_chunks(views.iter(), offset, dst)
-        })
+            v.len.set(n as u8);
+            v.kind.set(tag);
+        }
+        let Some(chunks) = self.kept(kind) else {
+            return 0;
+        };
+        // SAFETY: `kept` gives views fetched in this hook for this body with nothing that could
+        // modify it since: each is valid and unchanged for the length of this call
+        // (`ChunkArray::from_abi`'s contract; the views are only copied into `dst`).
+        let views = unsafe { crate::host::ChunkArray::from_abi(chunks) };
+        crate::host::copy_from_chunks(views.iter(), offset, dst)
     }
 
     fn received_is_buffered(&self, request: bool) -> bool {
-        // SAFETY: live filter pointer.
+        // SAFETY: live filter pointer; a getter modifies nothing, so kept views stay valid.
         unsafe {
             if request {
-                ffi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.filter)
+                ffi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.ptr)
             } else {
-                ffi::envoy_dynamic_module_callback_http_received_buffered_response_body(self.filter)
+                ffi::envoy_dynamic_module_callback_http_received_buffered_response_body(self.ptr)
             }
         }
     }
 
     fn drain_body(&self, kind: BodyKind, n: usize) -> bool {
         // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_drain_body(self.filter, kind as u32, n) }
+        unsafe { ffi::envoy_dynamic_module_callback_http_drain_body(self.filter(), kind as u32, n) }
     }
 
     fn append_body(&self, kind: BodyKind, data: &[u8]) -> bool {
         // SAFETY: live filter pointer; Envoy copies `data`.
         unsafe {
             ffi::envoy_dynamic_module_callback_http_append_body(
-                self.filter,
+                self.filter(),
                 kind as u32,
                 Buf::of(data),
             )
@@ -189,7 +284,7 @@ impl Host for EnvoyHost {
             // copies what it keeps.
             unsafe {
                 ffi::envoy_dynamic_module_callback_http_send_response(
-                    self.filter,
+                    self.filter(),
                     status,
                     ptr,
                     n,
@@ -205,7 +300,7 @@ impl Host for EnvoyHost {
             // SAFETY: as in `send_response`.
             unsafe {
                 ffi::envoy_dynamic_module_callback_http_send_response_headers(
-                    self.filter,
+                    self.filter(),
                     ptr,
                     n,
                     end_stream,
@@ -218,7 +313,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; Envoy copies `data`.
         unsafe {
             ffi::envoy_dynamic_module_callback_http_send_response_data(
-                self.filter,
+                self.filter(),
                 Buf::of(data),
                 end_stream,
             )
@@ -229,7 +324,11 @@ impl Host for EnvoyHost {
         with_pairs(trailers, |ptr, n| {
             // SAFETY: as in `send_response`.
             unsafe {
-                ffi::envoy_dynamic_module_callback_http_send_response_trailers(self.filter, ptr, n)
+                ffi::envoy_dynamic_module_callback_http_send_response_trailers(
+                    self.filter(),
+                    ptr,
+                    n,
+                )
             }
         })
     }
@@ -238,7 +337,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer.
         unsafe {
             ffi::envoy_dynamic_module_callback_http_filter_reset_stream(
-                self.filter,
+                self.filter(),
                 crate::abi::http::RESET_LOCAL,
                 Buf::of(details),
             )
@@ -247,12 +346,12 @@ impl Host for EnvoyHost {
 
     fn continue_decoding(&self) {
         // SAFETY: live filter pointer, called on its worker.
-        unsafe { ffi::envoy_dynamic_module_callback_http_filter_continue_decoding(self.filter) }
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_continue_decoding(self.filter()) }
     }
 
     fn continue_encoding(&self) {
         // SAFETY: live filter pointer, called on its worker.
-        unsafe { ffi::envoy_dynamic_module_callback_http_filter_continue_encoding(self.filter) }
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_continue_encoding(self.filter()) }
     }
 
     fn append_metadata(&self, ns: &[u8], key: &[u8], value: MetadataValue<'_>) -> bool {
@@ -262,7 +361,7 @@ impl Host for EnvoyHost {
             match value {
                 MetadataValue::Str(s) => {
                     ffi::envoy_dynamic_module_callback_http_add_dynamic_metadata_list_string(
-                        self.filter,
+                        self.filter(),
                         ns,
                         key,
                         Buf::of(s),
@@ -270,7 +369,7 @@ impl Host for EnvoyHost {
                 }
                 MetadataValue::Num(n) => {
                     ffi::envoy_dynamic_module_callback_http_add_dynamic_metadata_list_number(
-                        self.filter,
+                        self.filter(),
                         ns,
                         key,
                         n,
@@ -278,7 +377,7 @@ impl Host for EnvoyHost {
                 }
                 MetadataValue::Bool(b) => {
                     ffi::envoy_dynamic_module_callback_http_add_dynamic_metadata_list_bool(
-                        self.filter,
+                        self.filter(),
                         ns,
                         key,
                         b,
@@ -295,7 +394,7 @@ impl Host for EnvoyHost {
             match value {
                 MetadataValue::Str(s) => {
                     ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
-                        self.filter,
+                        self.filter(),
                         ns,
                         key,
                         Buf::of(s),
@@ -303,7 +402,7 @@ impl Host for EnvoyHost {
                 }
                 MetadataValue::Num(n) => {
                     ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
-                        self.filter,
+                        self.filter(),
                         ns,
                         key,
                         n,
@@ -311,7 +410,7 @@ impl Host for EnvoyHost {
                 }
                 MetadataValue::Bool(b) => {
                     ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(
-                        self.filter,
+                        self.filter(),
                         ns,
                         key,
                         b,
@@ -330,7 +429,7 @@ impl Host for EnvoyHost {
                 // during the call only.
                 let ok = unsafe {
                     ffi::envoy_dynamic_module_callback_http_get_metadata_string(
-                        self.filter,
+                        self.filter(),
                         source,
                         ns,
                         key,
@@ -347,7 +446,7 @@ impl Host for EnvoyHost {
                 // SAFETY: as above.
                 let ok = unsafe {
                     ffi::envoy_dynamic_module_callback_http_get_metadata_number(
-                        self.filter,
+                        self.filter(),
                         source,
                         ns,
                         key,
@@ -361,7 +460,7 @@ impl Host for EnvoyHost {
                 // SAFETY: as above.
                 let ok = unsafe {
                     ffi::envoy_dynamic_module_callback_http_get_metadata_bool(
-                        self.filter,
+                        self.filter(),
                         source,
                         ns,
                         key,
@@ -378,12 +477,12 @@ impl Host for EnvoyHost {
         let count = unsafe {
             match ns {
                 Some(ns) => ffi::envoy_dynamic_module_callback_http_get_metadata_keys_count(
-                    self.filter,
+                    self.filter(),
                     source,
                     Buf::of(ns),
                 ),
                 None => ffi::envoy_dynamic_module_callback_http_get_metadata_namespaces_count(
-                    self.filter,
+                    self.filter(),
                     source,
                 ),
             }
@@ -405,13 +504,13 @@ impl Host for EnvoyHost {
         let ok = unsafe {
             match ns {
                 Some(ns) => ffi::envoy_dynamic_module_callback_http_get_metadata_keys(
-                    self.filter,
+                    self.filter(),
                     source,
                     Buf::of(ns),
                     out.as_mut_ptr(),
                 ),
                 None => ffi::envoy_dynamic_module_callback_http_get_metadata_namespaces(
-                    self.filter,
+                    self.filter(),
                     source,
                     out.as_mut_ptr(),
                 ),
@@ -433,7 +532,7 @@ impl Host for EnvoyHost {
         // call only.
         let ok = unsafe {
             ffi::envoy_dynamic_module_callback_http_get_metadata_list_size(
-                self.filter,
+                self.filter(),
                 source,
                 Buf::of(ns),
                 Buf::of(key),
@@ -460,7 +559,7 @@ impl Host for EnvoyHost {
                 // copies before the next host call.
                 let ok = unsafe {
                     ffi::envoy_dynamic_module_callback_http_get_metadata_list_string(
-                        self.filter,
+                        self.filter(),
                         source,
                         ns,
                         key,
@@ -478,7 +577,7 @@ impl Host for EnvoyHost {
                 // SAFETY: live filter pointer; `out` valid for writes.
                 let ok = unsafe {
                     ffi::envoy_dynamic_module_callback_http_get_metadata_list_number(
-                        self.filter,
+                        self.filter(),
                         source,
                         ns,
                         key,
@@ -493,7 +592,7 @@ impl Host for EnvoyHost {
                 // SAFETY: live filter pointer; `out` valid for writes.
                 let ok = unsafe {
                     ffi::envoy_dynamic_module_callback_http_get_metadata_list_bool(
-                        self.filter,
+                        self.filter(),
                         source,
                         ns,
                         key,
@@ -510,7 +609,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; Envoy copies the buffers.
         unsafe {
             ffi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
-                self.filter,
+                self.filter(),
                 Buf::of(key),
                 Buf::of(value),
             )
@@ -522,7 +621,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; `out` valid for writes.
         let ok = unsafe {
             ffi::envoy_dynamic_module_callback_http_get_filter_state_bytes(
-                self.filter,
+                self.filter(),
                 Buf::of(key),
                 &mut out,
             )
@@ -535,18 +634,18 @@ impl Host for EnvoyHost {
 
     fn clear_route_cache(&self) {
         // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cache(self.filter) }
+        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cache(self.filter()) }
     }
 
     fn clear_route_cluster_cache(&self) {
         // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cluster_cache(self.filter) }
+        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cluster_cache(self.filter()) }
     }
 
     fn add_custom_flag(&self, flag: &[u8]) {
         // SAFETY: live filter pointer; Envoy copies the flag during the call.
         unsafe {
-            ffi::envoy_dynamic_module_callback_http_add_custom_flag(self.filter, Buf::of(flag))
+            ffi::envoy_dynamic_module_callback_http_add_custom_flag(self.filter(), Buf::of(flag))
         }
     }
 
@@ -555,7 +654,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; `out` is valid for writes. On success Envoy points `out`
         // at its cluster info's name, which the caller copies before the next host call.
         let ok = unsafe {
-            ffi::envoy_dynamic_module_callback_http_get_cluster_name(self.filter, &mut out)
+            ffi::envoy_dynamic_module_callback_http_get_cluster_name(self.filter(), &mut out)
         };
         // SAFETY: Envoy's getter succeeded on the live filter: the bytes stay valid until a later
         // host call modifies or refills them (see the call above) or the stream ends, as `Raw::new`
@@ -568,7 +667,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; the three counters are valid for writes.
         let ok = unsafe {
             ffi::envoy_dynamic_module_callback_http_get_cluster_host_count(
-                self.filter,
+                self.filter(),
                 priority,
                 &mut total,
                 &mut healthy,
@@ -580,12 +679,12 @@ impl Host for EnvoyHost {
 
     fn buffer_limit(&self) -> u64 {
         // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_get_buffer_limit(self.filter) }
+        unsafe { ffi::envoy_dynamic_module_callback_http_get_buffer_limit(self.filter()) }
     }
 
     fn set_buffer_limit(&self, limit: u64) {
         // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_set_buffer_limit(self.filter, limit) }
+        unsafe { ffi::envoy_dynamic_module_callback_http_set_buffer_limit(self.filter(), limit) }
     }
 
     fn attr_str(&self, id: u32) -> Option<Raw<'_>> {
@@ -593,7 +692,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; `out` valid for writes.
         let ok = unsafe {
             ffi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
-                self.filter,
+                self.filter(),
                 id,
                 &mut out,
             )
@@ -609,7 +708,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; `out` valid for writes.
         let ok = unsafe {
             ffi::envoy_dynamic_module_callback_http_filter_get_attribute_int(
-                self.filter,
+                self.filter(),
                 id,
                 &mut out,
             )
@@ -622,7 +721,7 @@ impl Host for EnvoyHost {
         // SAFETY: live filter pointer; `out` valid for writes.
         let ok = unsafe {
             ffi::envoy_dynamic_module_callback_http_filter_get_attribute_bool(
-                self.filter,
+                self.filter(),
                 id,
                 &mut out,
             )
@@ -642,7 +741,7 @@ impl Host for EnvoyHost {
             match op {
                 MetricOp::CounterAdd => {
                     ffi::envoy_dynamic_module_callback_http_filter_increment_counter(
-                        self.filter,
+                        self.filter(),
                         id,
                         ptr,
                         n,
@@ -651,7 +750,7 @@ impl Host for EnvoyHost {
                 }
                 MetricOp::GaugeAdd => {
                     ffi::envoy_dynamic_module_callback_http_filter_increment_gauge(
-                        self.filter,
+                        self.filter(),
                         id,
                         ptr,
                         n,
@@ -660,7 +759,7 @@ impl Host for EnvoyHost {
                 }
                 MetricOp::GaugeSub => {
                     ffi::envoy_dynamic_module_callback_http_filter_decrement_gauge(
-                        self.filter,
+                        self.filter(),
                         id,
                         ptr,
                         n,
@@ -668,7 +767,7 @@ impl Host for EnvoyHost {
                     )
                 }
                 MetricOp::GaugeSet => ffi::envoy_dynamic_module_callback_http_filter_set_gauge(
-                    self.filter,
+                    self.filter(),
                     id,
                     ptr,
                     n,
@@ -676,7 +775,7 @@ impl Host for EnvoyHost {
                 ),
                 MetricOp::HistogramRecord => {
                     ffi::envoy_dynamic_module_callback_http_filter_record_histogram_value(
-                        self.filter,
+                        self.filter(),
                         id,
                         ptr,
                         n,
@@ -702,7 +801,7 @@ impl Host for EnvoyHost {
     fn new_scheduler(&self) -> Committer {
         // SAFETY: live filter pointer, called on its worker inside a hook.
         let ptr =
-            unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.filter) };
+            unsafe { ffi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.filter()) };
         // SAFETY: Envoy documents commit as callable from any thread until delete, and the
         // committer deletes exactly once, on drop.
         unsafe { Committer::new(ptr, scheduler_commit, scheduler_delete) }
@@ -710,14 +809,14 @@ impl Host for EnvoyHost {
 
     fn route_config(&self) -> *const core::ffi::c_void {
         // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_get_most_specific_route_config(self.filter) }
+        unsafe { ffi::envoy_dynamic_module_callback_get_most_specific_route_config(self.filter()) }
     }
 
     fn set_upstream_override_host(&self, host: &[u8], strict: bool) -> bool {
         // SAFETY: live filter pointer; Envoy copies the host string.
         unsafe {
             ffi::envoy_dynamic_module_callback_http_set_upstream_override_host(
-                self.filter,
+                self.filter(),
                 Buf::of(host),
                 strict,
             )
@@ -726,7 +825,7 @@ impl Host for EnvoyHost {
 
     fn worker_index(&self) -> u32 {
         // SAFETY: live filter pointer.
-        unsafe { ffi::envoy_dynamic_module_callback_http_filter_get_worker_index(self.filter) }
+        unsafe { ffi::envoy_dynamic_module_callback_http_filter_get_worker_index(self.filter()) }
     }
 }
 
@@ -766,6 +865,11 @@ pub(crate) struct EnvoyConfigHost {
 impl EnvoyConfigHost {
     pub(crate) fn new(config: EnvoyConfigPtr) -> EnvoyConfigHost {
         EnvoyConfigHost { config }
+    }
+
+    /// The config pointer of the running call.
+    fn config(&self) -> EnvoyConfigPtr {
+        self.config
     }
 }
 
@@ -933,7 +1037,7 @@ const CONFIG_OUTBOUND: OutboundFns = OutboundFns {
     reset: ffi::envoy_dynamic_module_callback_http_filter_config_reset_http_stream,
 };
 
-/// Implements `Outbound` for a host whose Envoy pointer is `$ptr` with the calls of `$fns`.
+/// Implements `Outbound` for a host whose Envoy pointer the method `$ptr` returns, with the calls of `$fns`.
 /// The pointer must be live for the hook (a filter pointer on its worker, a config pointer on
 /// the main thread); Envoy copies every buffer during the call.
 macro_rules! outbound {
@@ -951,7 +1055,7 @@ macro_rules! outbound {
                     // SAFETY: live owner pointer (see the macro); buffers valid for the call.
                     unsafe {
                         ($fns.callout)(
-                            self.$ptr,
+                            self.$ptr(),
                             &mut id,
                             Buf::of(cluster),
                             ptr,
@@ -981,7 +1085,7 @@ macro_rules! outbound {
                     // SAFETY: live owner pointer (see the macro); buffers valid for the call.
                     unsafe {
                         ($fns.start)(
-                            self.$ptr,
+                            self.$ptr(),
                             &mut id,
                             Buf::of(cluster),
                             ptr,
@@ -1001,19 +1105,19 @@ macro_rules! outbound {
 
             fn stream_send(&self, id: u64, data: &[u8], end_stream: bool) -> bool {
                 // SAFETY: live owner pointer (see the macro); Envoy copies the data.
-                unsafe { ($fns.send)(self.$ptr, id, Buf::of(data), end_stream) }
+                unsafe { ($fns.send)(self.$ptr(), id, Buf::of(data), end_stream) }
             }
 
             fn stream_trailers(&self, id: u64, trailers: &[(&[u8], &[u8])]) -> bool {
                 with_pairs(trailers, |ptr, n| {
                     // SAFETY: live owner pointer (see the macro); Envoy copies the trailers.
-                    unsafe { ($fns.trailers)(self.$ptr, id, ptr, n) }
+                    unsafe { ($fns.trailers)(self.$ptr(), id, ptr, n) }
                 })
             }
 
             fn stream_reset(&self, id: u64) {
                 // SAFETY: live owner pointer (see the macro).
-                unsafe { ($fns.reset)(self.$ptr, id) }
+                unsafe { ($fns.reset)(self.$ptr(), id) }
             }
         }
     };

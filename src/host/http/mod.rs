@@ -49,7 +49,9 @@ pub(crate) trait Host: context::StreamContext + Outbound {
 
     /// Number of bytes in a body buffer.
     fn body_len(&self, kind: BodyKind) -> usize;
-    /// Copies bytes of a body buffer from `offset` into `dst`; returns how many.
+    /// Copies bytes of a body buffer from `offset` into `dst`; returns how many. A host may keep
+    /// what it fetched from Envoy for the next copy of the same hook (Envoy's host keeps the
+    /// chunk views), so that reading a chunk in small pieces asks Envoy for it once.
     fn copy_body(&self, kind: BodyKind, offset: usize, dst: &mut [u8]) -> usize;
     /// Whether the data of the current request body event is the buffered body itself.
     fn received_is_buffered(&self, request: bool) -> bool;

@@ -542,7 +542,10 @@ impl<'h> RawStream<'h> {
     }
 
     /// Copies body bytes from `offset` of the buffered body (`buffered`) or of the current
-    /// hook's chunk into `dst`; returns how many were copied.
+    /// hook's chunk into `dst`; returns how many were copied. The first copy of a hook fetches
+    /// Envoy's views of that body, and the next copies of the same body in the same hook reuse
+    /// them (until the hook makes any other call into Envoy), so copying a chunk in pieces asks
+    /// Envoy for it once.
     pub fn copy_body(
         &self,
         response: bool,
