@@ -213,12 +213,12 @@ impl Host for EnvoyHost {
             let n = unsafe {
                 ffi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.ptr, kind as u32)
             };
+            // The other body's views, if kept, are given up; and these are forgotten while
+            // Envoy writes them, so a failed fetch keeps nothing.
+            v.kind.set(0);
             if n > KEPT_VIEWS {
-                v.kind.set(0);
                 return self.copy_body_uncached(kind, n, offset, dst);
             }
-            // Forgotten while Envoy writes them: a failed fetch keeps nothing.
-            v.kind.set(0);
             // SAFETY: the array has room for the `n` (at most `KEPT_VIEWS`) views Envoy writes,
             // and no reference into it is alive (references are only made below, within this
             // call). A getter modifies nothing.
